@@ -1,0 +1,245 @@
+//! The parser plugin contract of Valtava.
+//!
+//! A parser turns the bytes of one object into Arrow record batches. Every batch carries
+//! the row number of each row inside its object (column [`ROW_COLUMN`]), so that the engine
+//! can give every row its provenance and quarantine a bad row with its place. A row that a
+//! parser cannot read is not an error of the run: it comes back as a [`RowReject`] with its
+//! row number and a reason, and the engine quarantines it.
+//!
+//! Text formats return the declared columns as UTF-8 text; the engine converts them to the
+//! declared types (and quarantines what does not convert). Binary formats may return native
+//! Arrow types, which the engine casts to the declared ones.
+//!
+//! ```
+//! use valtava_plugin::{TextBatchBuilder, ROW_COLUMN};
+//! let mut b = TextBatchBuilder::new(vec!["kunta".into(), "hetu".into()]);
+//! b.push_row(2, [Some("091"), None]);
+//! let parsed = b.finish().unwrap();
+//! assert_eq!(parsed.batch.num_rows(), 1);
+//! assert_eq!(parsed.batch.schema().field(2).name(), ROW_COLUMN);
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringBuilder, UInt64Builder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use futures::stream::BoxStream;
+use object_store::ObjectStore;
+use object_store::path::Path;
+
+/// Name of the column that holds a row's number inside its object (1-based: the line
+/// number for line-oriented text formats, the row index for tabular binary formats).
+pub const ROW_COLUMN: &str = "_row";
+
+/// Rows per record batch unless a parser is told otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 8192;
+
+/// One object to parse.
+#[derive(Clone)]
+pub struct SourceObject {
+    /// The store the object lives in.
+    pub store: Arc<dyn ObjectStore>,
+    /// Its path inside the store.
+    pub path: Path,
+    /// Its size in bytes, from the listing.
+    pub size: u64,
+    /// How the object is named to people (the URL or store-relative path).
+    pub name: String,
+}
+
+impl fmt::Debug for SourceObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceObject")
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+/// What the engine asks of a parser for one object.
+#[derive(Debug, Clone)]
+pub struct ParseRequest {
+    /// The declared columns, in output order.
+    pub columns: Vec<String>,
+    /// The declared type of each column, where the parser can use it (binary formats);
+    /// text parsers may ignore it.
+    pub types: Vec<DataType>,
+    /// The parser's options from the line file (already checked by [`Parser::check_options`]).
+    pub options: serde_json::Value,
+    /// Rows per batch.
+    pub batch_size: usize,
+}
+
+/// A row the parser could not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowReject {
+    /// Row number inside the object, as in [`ROW_COLUMN`].
+    pub row: u64,
+    /// Why, for people: what was expected and what was found.
+    pub reason: String,
+}
+
+/// A batch of parsed rows and the rows of the same stretch of the object that failed.
+#[derive(Debug, Clone)]
+pub struct ParsedBatch {
+    /// The declared columns followed by [`ROW_COLUMN`].
+    pub batch: RecordBatch,
+    /// Rows that could not be read.
+    pub rejects: Vec<RowReject>,
+}
+
+/// An error that stops the reading of a whole object.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// The object is not of the declared shape (for example a declared column is missing
+    /// from the header).
+    #[error("{object}: {message}")]
+    Object { object: String, message: String },
+    /// The store failed.
+    #[error("{object}: reading failed: {source}")]
+    Store {
+        object: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// Arrow failed while building batches.
+    #[error("{object}: {source}")]
+    Arrow {
+        object: String,
+        #[source]
+        source: ArrowError,
+    },
+}
+
+/// The stream a parser yields for one object.
+pub type ParseStream = BoxStream<'static, Result<ParsedBatch, ParseError>>;
+
+/// A source format.
+pub trait Parser: Send + Sync + fmt::Debug {
+    /// The name line files use in `format:`.
+    fn format(&self) -> &'static str;
+
+    /// JSON Schema of this parser's `options:` (for `schemas/line.schema.json`).
+    fn options_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
+
+    /// Checks the options of a line file without reading data; the error names what is
+    /// wrong.
+    fn check_options(&self, options: &serde_json::Value) -> Result<(), String>;
+
+    /// Starts reading one object.
+    fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream;
+}
+
+/// Deserialises typed options, treating a missing `options:` as all defaults.
+pub fn typed_options<T: serde::de::DeserializeOwned + Default>(
+    options: &serde_json::Value,
+) -> Result<T, String> {
+    if options.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(options.clone()).map_err(|e| e.to_string())
+}
+
+/// The schema of a text batch: the columns as nullable UTF-8, then [`ROW_COLUMN`].
+pub fn text_schema(columns: &[String]) -> SchemaRef {
+    let mut fields: Vec<Field> = columns
+        .iter()
+        .map(|c| Field::new(c, DataType::Utf8, true))
+        .collect();
+    fields.push(Field::new(ROW_COLUMN, DataType::UInt64, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Builds [`ParsedBatch`]es of text columns row by row; shared by the text parsers.
+pub struct TextBatchBuilder {
+    schema: SchemaRef,
+    columns: Vec<StringBuilder>,
+    rows: UInt64Builder,
+    rejects: Vec<RowReject>,
+}
+
+impl TextBatchBuilder {
+    /// A builder for the given column names.
+    pub fn new(columns: Vec<String>) -> Self {
+        let schema = text_schema(&columns);
+        Self {
+            columns: columns.iter().map(|_| StringBuilder::new()).collect(),
+            schema,
+            rows: UInt64Builder::new(),
+            rejects: Vec::new(),
+        }
+    }
+
+    /// Appends one row: a value (or null) per declared column, in order.
+    pub fn push_row<'a>(&mut self, row: u64, values: impl IntoIterator<Item = Option<&'a str>>) {
+        for (builder, value) in self.columns.iter_mut().zip(values) {
+            builder.append_option(value);
+        }
+        self.rows.append_value(row);
+    }
+
+    /// Records a row that could not be read.
+    pub fn reject(&mut self, row: u64, reason: impl Into<String>) {
+        self.rejects.push(RowReject {
+            row,
+            reason: reason.into(),
+        });
+    }
+
+    /// Rows and rejects gathered since the last [`finish`](Self::finish).
+    pub fn len(&self) -> usize {
+        arrow::array::ArrayBuilder::len(&self.rows) + self.rejects.len()
+    }
+
+    /// Whether nothing has been gathered since the last [`finish`](Self::finish).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The gathered rows as a batch; the builder starts over.
+    pub fn finish(&mut self) -> Result<ParsedBatch, ArrowError> {
+        let mut arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        arrays.push(Arc::new(self.rows.finish()));
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays)?;
+        Ok(ParsedBatch {
+            batch,
+            rejects: std::mem::take(&mut self.rejects),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_keeps_rows_and_rejects_apart() {
+        let mut b = TextBatchBuilder::new(vec!["a".into()]);
+        b.push_row(2, [Some("x")]);
+        b.reject(3, "bad");
+        b.push_row(4, [None]);
+        assert_eq!(b.len(), 3);
+        let p = b.finish().unwrap();
+        assert_eq!(p.batch.num_rows(), 2);
+        assert_eq!(p.rejects, vec![RowReject { row: 3, reason: "bad".into() }]);
+        assert!(b.is_empty());
+        assert!(p.batch.column(0).is_null(1));
+    }
+
+    #[test]
+    fn missing_options_are_defaults() {
+        #[derive(serde::Deserialize, Default, PartialEq, Debug)]
+        struct O {
+            x: Option<u8>,
+        }
+        assert_eq!(typed_options::<O>(&serde_json::Value::Null).unwrap(), O::default());
+        assert!(typed_options::<O>(&serde_json::json!({"x": "no"})).is_err());
+    }
+}
