@@ -1,0 +1,17 @@
+//! Valtava: the engine of Finland's social- and health-care data production lines.
+//!
+//! The modules follow the flow of a run: [`load`] (YAML → typed [`spec`] → checks →
+//! graph), [`plan`] (each step → a DataFusion logical plan), [`run`] (the scheduler streams
+//! record batches through the steps, diverts rejected rows to quarantine and counts every
+//! row), [`publish`] (datasets, manifest, release pointer).
+
+pub mod check;
+pub mod codeset;
+pub mod diag;
+pub mod functions;
+pub mod graph;
+pub mod load;
+pub mod params;
+pub mod plan;
+pub mod rules;
+pub mod spec;

@@ -1,0 +1,142 @@
+//! `valtava check`: everything that can be known about a line without reading data.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::datasource::{MemTable, TableProvider};
+use datafusion::scalar::ScalarValue;
+
+use crate::codeset::Codeset;
+use crate::diag::{Code, Diagnostic};
+use crate::load::Line;
+use crate::params::{ParamValue, example_value, expression_values};
+use crate::plan::{InputInfo, Planner, StepPlan, raw_source_schema};
+
+/// A line whose every step planned.
+pub struct Checked {
+    pub line: Line,
+    pub codesets: BTreeMap<String, Codeset>,
+    pub plans: BTreeMap<String, StepPlan>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Binds run-time parameter values (`name=value` pairs) against the line's declarations.
+/// Without `given`, every parameter gets its default or an example of its kind.
+pub fn bind_params(
+    line: &Line,
+    given: Option<&[(String, String)]>,
+) -> Result<BTreeMap<String, ParamValue>, String> {
+    let mut out = BTreeMap::new();
+    if let Some(given) = given {
+        for (k, v) in given {
+            let Some(spec) = line.spec.params.get(k.as_str()) else {
+                let names: Vec<&str> = line.spec.params.keys().map(|k| k.value.as_str()).collect();
+                let hint = crate::diag::did_you_mean(k, names.iter().copied())
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "unknown parameter `{k}`{hint}; the line `{}` has {}",
+                    line.spec.line.value,
+                    if names.is_empty() { "none".into() } else { names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ") }
+                ));
+            };
+            let value = crate::params::parse_value(spec.kind.value, v)
+                .map_err(|e| format!("parameter `{k}`: {e}"))?;
+            out.insert(k.clone(), value);
+        }
+    }
+    for (name, spec) in &line.spec.params {
+        if out.contains_key(name.value.as_str()) {
+            continue;
+        }
+        let v = match (&spec.default, given) {
+            (Some(d), _) => crate::params::parse_value(spec.kind.value, d)
+                .map_err(|e| format!("default of `{}`: {e}", name.value))?,
+            (None, None) => example_value(spec.kind.value),
+            (None, Some(_)) => {
+                return Err(format!(
+                    "parameter `{}` is required: give `--param {}=…`",
+                    name.value, name.value
+                ));
+            }
+        };
+        out.insert(name.value.clone(), v);
+    }
+    Ok(out)
+}
+
+/// Loads and plans a line with example parameter values.
+pub fn check(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
+    let (line, warnings) = crate::load::load(path)?;
+    let params = bind_params(&line, None).map_err(|e| {
+        vec![Diagnostic::error(Code::V302, &line.file, line.spec.line.at, e)]
+    })?;
+    plan_all(line, warnings, &expression_values(&params), b"check")
+}
+
+/// Plans every step over empty inputs, reporting every step's problems.
+pub fn plan_all(
+    line: Line,
+    warnings: Vec<Diagnostic>,
+    params: &BTreeMap<String, ScalarValue>,
+    key: &[u8],
+) -> Result<Checked, Vec<Diagnostic>> {
+    let codesets = crate::codeset::load_all(&line)?;
+    let tables: BTreeMap<String, Arc<MemTable>> = codesets
+        .iter()
+        .map(|(k, v)| (k.clone(), v.table.clone()))
+        .collect();
+    let planner = Planner {
+        line: &line,
+        state: crate::plan::session(key, 1).state(),
+        params: params.clone(),
+        codesets: &tables,
+    };
+    let mut plans: BTreeMap<String, StepPlan> = BTreeMap::new();
+    let mut diags = Vec::new();
+    for name in &line.dag.order {
+        let step = crate::load::step(&line.spec, name);
+        let mut inputs: BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)> = BTreeMap::new();
+        if let Some(s) = &step.source {
+            for (c, _) in &s.columns {
+                if c.value.starts_with('_') {
+                    diags.push(Diagnostic::error(Code::V108, &line.file, c.at, format!("column `{}`: names starting with `_` are kept for the engine", c.value)));
+                }
+            }
+            let schema = raw_source_schema(s);
+            inputs.insert(name.clone(), (empty(schema.clone()), InputInfo { schema, personal: Default::default(), dimensions: vec![] }));
+        }
+        let mut ready = true;
+        for input in step.inputs() {
+            match plans.get(input.value.as_str()) {
+                Some(p) => {
+                    inputs.insert(
+                        input.value.clone(),
+                        (empty(p.output.clone()), InputInfo { schema: p.output.clone(), personal: p.personal.clone(), dimensions: p.dimensions.clone() }),
+                    );
+                }
+                None => ready = false,
+            }
+        }
+        if !ready {
+            continue; // an input failed to plan; its error is already reported
+        }
+        match planner.plan_step(name, &inputs) {
+            Ok(p) => {
+                plans.insert(name.clone(), p);
+            }
+            Err(d) => diags.extend(d),
+        }
+    }
+    if !diags.is_empty() {
+        crate::diag::sort(&mut diags);
+        return Err(diags);
+    }
+    Ok(Checked { line, codesets, plans, warnings })
+}
+
+fn empty(schema: arrow::datatypes::SchemaRef) -> Arc<dyn TableProvider> {
+    // A table with no partitions: planning sees the schema, nothing is read.
+    Arc::new(MemTable::try_new(schema, vec![vec![]]).expect("an empty table of any schema"))
+}

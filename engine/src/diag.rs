@@ -1,0 +1,215 @@
+//! Diagnostics: every problem found in a line file, with a stable code and its place.
+//!
+//! Codes are stable: tools and documentation refer to them. They are grouped by range:
+//! `V0xx` the file's form (YAML, keys, types), `V1xx` the line's structure (steps, inputs,
+//! names), `V2xx` expressions and columns, `V3xx` parameters and code sets.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::spec::Pos;
+
+/// A stable diagnostic code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Code {
+    /// The file is not valid YAML.
+    V001,
+    /// A key that this place does not know.
+    V002,
+    /// A value of the wrong type or form.
+    V003,
+    /// A required key is missing.
+    V004,
+    /// A key is given twice in one map.
+    V005,
+    /// The line file cannot be read.
+    V006,
+    /// A step gives no kind, or more than one.
+    V101,
+    /// A step names an input that is not a step.
+    V102,
+    /// The steps form a cycle.
+    V103,
+    /// A name is used twice (rule ids, output columns).
+    V104,
+    /// A step is of a kind that cannot be an input here (e.g. reading a publish step).
+    V105,
+    /// An unknown source format.
+    V106,
+    /// Invalid parser options.
+    V107,
+    /// An invalid name (line, dataset).
+    V108,
+    /// An expression names a column the input does not have.
+    V201,
+    /// An expression's types do not fit together.
+    V202,
+    /// An expression is not valid SQL.
+    V203,
+    /// A measure is not an aggregate (or an aggregate is used where it cannot be).
+    V204,
+    /// Any other planning error of an expression or query.
+    V205,
+    /// An unknown parameter.
+    V301,
+    /// A parameter value of the wrong form.
+    V302,
+    /// An unknown code set.
+    V303,
+    /// A code set cannot be read or lacks a column.
+    V304,
+}
+
+impl Code {
+    /// A short name of the code, for people.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::V001 => "yaml-syntax",
+            Code::V002 => "unknown-key",
+            Code::V003 => "wrong-type",
+            Code::V004 => "missing-key",
+            Code::V005 => "duplicate-key",
+            Code::V006 => "unreadable-file",
+            Code::V101 => "step-kind",
+            Code::V102 => "unknown-input",
+            Code::V103 => "cycle",
+            Code::V104 => "duplicate-name",
+            Code::V105 => "bad-input-kind",
+            Code::V106 => "unknown-format",
+            Code::V107 => "bad-options",
+            Code::V108 => "bad-name",
+            Code::V201 => "unknown-column",
+            Code::V202 => "type-mismatch",
+            Code::V203 => "expression-syntax",
+            Code::V204 => "not-aggregate",
+            Code::V205 => "plan-error",
+            Code::V301 => "unknown-parameter",
+            Code::V302 => "bad-parameter-value",
+            Code::V303 => "unknown-codeset",
+            Code::V304 => "bad-codeset",
+        }
+    }
+}
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+/// One problem in a line file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub name: &'static str,
+    pub level: Level,
+    pub file: String,
+    pub line: u32,
+    pub col: u32,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(code: Code, file: &str, at: Pos, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            name: code.name(),
+            level: Level::Error,
+            file: file.to_string(),
+            line: at.line.max(1),
+            col: at.col.max(1),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn warning(code: Code, file: &str, at: Pos, message: impl Into<String>) -> Self {
+        Self {
+            level: Level::Warning,
+            ..Self::error(code, file, at, message)
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Renders for a terminal: the place, the message, the source line with a caret.
+    pub fn render(&self, source: Option<&str>) -> String {
+        let mut out = String::new();
+        let level = match self.level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        };
+        let _ = writeln!(
+            out,
+            "{level}[{:?}/{}]: {}",
+            self.code, self.name, self.message
+        );
+        let _ = writeln!(out, "  --> {}:{}:{}", self.file, self.line, self.col);
+        if let Some(text) = source.and_then(|s| s.lines().nth(self.line as usize - 1)) {
+            let num = self.line.to_string();
+            let pad = " ".repeat(num.len());
+            let _ = writeln!(out, "{pad} |");
+            let _ = writeln!(out, "{num} | {text}");
+            // Columns count characters; tabs keep their width under the caret.
+            let lead: String = text
+                .chars()
+                .take(self.col as usize - 1)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let _ = writeln!(out, "{pad} | {lead}^");
+        }
+        if let Some(h) = &self.hint {
+            let _ = writeln!(out, "  = help: {h}");
+        }
+        out
+    }
+}
+
+/// The closest candidate to `word`, if it is close enough to be a likely misspelling.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut best: Option<(f64, &str)> = None;
+    for c in candidates {
+        let score = strsim::jaro_winkler(word, c);
+        if score > 0.75 && best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, c));
+        }
+    }
+    best.map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+/// Sorts diagnostics by place, then code, and drops exact repeats.
+pub fn sort(diags: &mut Vec<Diagnostic>) {
+    diags.sort_by(|a, b| {
+        (&a.file, a.line, a.col, a.code, &a.message).cmp(&(&b.file, b.line, b.col, b.code, &b.message))
+    });
+    diags.dedup();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_points_at_the_column() {
+        let d = Diagnostic::error(Code::V201, "l.yaml", Pos { line: 2, col: 9, offset: 0 }, "unknown column `kuukasi`")
+            .with_hint("did you mean `kuukausi`?");
+        let r = d.render(Some("a: 1\nexpr: \"kuukasi > 1\"\n"));
+        assert!(r.contains("--> l.yaml:2:9"), "{r}");
+        assert!(r.contains("2 | expr: \"kuukasi > 1\"\n  |         ^"), "{r}");
+        assert!(r.contains("help: did you mean `kuukausi`?"));
+    }
+
+    #[test]
+    fn suggestions_only_when_close() {
+        assert_eq!(did_you_mean("kuukasi", ["kuukausi", "hetu"]).as_deref(), Some("did you mean `kuukausi`?"));
+        assert_eq!(did_you_mean("zzz", ["kuukausi", "hetu"]), None);
+    }
+}

@@ -1,0 +1,70 @@
+//! `valtava graph`: the line's steps as DOT or Mermaid, byte-stable for reviewers.
+
+use std::fmt::Write as _;
+
+use crate::load::Line;
+
+fn kind(line: &Line, step: &str) -> &'static str {
+    crate::load::step(&line.spec, step)
+        .kinds()
+        .first()
+        .map(|k| k.as_str())
+        .unwrap_or("?")
+}
+
+fn edges(line: &Line) -> Vec<(String, String)> {
+    let mut e: Vec<(String, String)> = line
+        .dag
+        .order
+        .iter()
+        .flat_map(|s| {
+            crate::load::step(&line.spec, s)
+                .inputs()
+                .into_iter()
+                .map(move |i| (i.value.clone(), s.clone()))
+        })
+        .collect();
+    e.sort();
+    e.dedup();
+    e
+}
+
+/// Graphviz DOT.
+pub fn dot(line: &Line) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "digraph \"{}\" {{", line.spec.line.value);
+    let _ = writeln!(out, "  rankdir=LR;");
+    let _ = writeln!(out, "  node [shape=box, style=rounded, fontname=\"Helvetica\"];");
+    for s in &line.dag.order {
+        let k = kind(line, s);
+        let shape = match k {
+            "source" => ", shape=cylinder",
+            "publish" => ", shape=folder",
+            _ => "",
+        };
+        let _ = writeln!(out, "  \"{s}\" [label=\"{s}\\n({k})\"{shape}];");
+    }
+    for (a, b) in edges(line) {
+        let _ = writeln!(out, "  \"{a}\" -> \"{b}\";");
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// Mermaid flowchart.
+pub fn mermaid(line: &Line) -> String {
+    let mut out = String::from("flowchart LR\n");
+    for s in &line.dag.order {
+        let k = kind(line, s);
+        let (open, close) = match k {
+            "source" => ("[(", ")]"),
+            "publish" => ("[/", "/]"),
+            _ => ("(", ")"),
+        };
+        let _ = writeln!(out, "  {s}{open}\"{s}<br/><i>{k}</i>\"{close}");
+    }
+    for (a, b) in edges(line) {
+        let _ = writeln!(out, "  {a} --> {b}");
+    }
+    out
+}

@@ -1,0 +1,501 @@
+//! Loading a line file: YAML → typed spec → structural checks → the line's graph.
+//!
+//! Checks that need no data and no schemas live here (kinds, names, inputs, cycles,
+//! parameters, code-set references). Checks of expressions against column schemas are
+//! made by the planner ([`crate::plan`]), which reports with the same diagnostics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+use sha2::{Digest, Sha256};
+
+use crate::diag::{did_you_mean, Code, Diagnostic};
+use crate::spec::{LineSpec, Name, Pos, StepKind, StepSpec};
+
+/// A line file that parsed and passed the structural checks.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// The file as named to the user.
+    pub file: String,
+    /// The folder of the file: relative code-set paths start here.
+    pub dir: PathBuf,
+    /// The file's text.
+    pub text: String,
+    /// sha256 of the file's bytes.
+    pub hash: String,
+    pub spec: LineSpec,
+    pub dag: Dag,
+}
+
+/// The steps as a graph: an edge runs from an input to the step that reads it.
+#[derive(Debug, Clone)]
+pub struct Dag {
+    pub graph: DiGraph<String, ()>,
+    pub index: BTreeMap<String, NodeIndex>,
+    /// Steps in a topological order that is stable: among ready steps, by name.
+    pub order: Vec<String>,
+}
+
+impl Dag {
+    /// The steps that read `step`, by name.
+    pub fn consumers(&self, step: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .graph
+            .neighbors_directed(self.index[step], petgraph::Direction::Outgoing)
+            .map(|n| self.graph[n].clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Reads and checks a line file.
+pub fn load(path: &Path) -> Result<(Line, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic::error(
+            Code::V006,
+            &file,
+            Pos::default(),
+            format!("cannot read the line file: {e}"),
+        )]
+    })?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_text(&file, &dir, text)
+}
+
+/// Checks a line from its text.
+pub fn load_text(
+    file: &str,
+    dir: &Path,
+    text: String,
+) -> Result<(Line, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let spec = parse(file, &text).map_err(|d| vec![d])?;
+    let mut diags = Vec::new();
+    check_structure(file, &spec, &mut diags);
+    let dag = build_dag(file, &spec, &mut diags);
+    let warnings: Vec<Diagnostic> = diags
+        .iter()
+        .filter(|d| d.level == crate::diag::Level::Warning)
+        .cloned()
+        .collect();
+    if diags.iter().any(|d| d.level == crate::diag::Level::Error) {
+        crate::diag::sort(&mut diags);
+        return Err(diags);
+    }
+    let Some(dag) = dag else {
+        return Err(diags);
+    };
+    let hash = hex::encode(Sha256::digest(text.as_bytes()));
+    Ok((
+        Line {
+            file: file.to_string(),
+            dir: dir.to_path_buf(),
+            text,
+            hash,
+            spec,
+            dag,
+        },
+        warnings,
+    ))
+}
+
+/// YAML → spec, with serde errors turned into diagnostics.
+pub fn parse(file: &str, text: &str) -> Result<LineSpec, Diagnostic> {
+    let err = match serde_saphyr::from_str::<LineSpec>(text) {
+        Ok(spec) => return Ok(spec),
+        Err(e) => e,
+    };
+    let at = err
+        .location()
+        .map(|l| Pos {
+            line: l.line() as u32,
+            col: l.column() as u32,
+            offset: 0,
+        })
+        .unwrap_or_default();
+    let shown = err.to_string();
+    let first = shown.lines().next().unwrap_or_default();
+    let message = match first.find(": line ").and_then(|i| first[i..].find(": ").map(|j| i + j)) {
+        Some(i) => {
+            // "error: line 5 column 3: <message>"
+            let rest = &first[i + 2..];
+            match rest.find(": ") {
+                Some(j) if rest.starts_with("line ") => rest[j + 2..].to_string(),
+                _ => rest.to_string(),
+            }
+        }
+        None => first.trim_start_matches("error: ").to_string(),
+    };
+    // Is the text valid YAML at all? If not, it is a syntax error, whatever serde said.
+    if serde_saphyr::from_str::<serde::de::IgnoredAny>(text).is_err() {
+        return Err(Diagnostic::error(Code::V001, file, at, message));
+    }
+    Err(classify(file, at, &message))
+}
+
+fn classify(file: &str, at: Pos, message: &str) -> Diagnostic {
+    let listed = |m: &str| -> Vec<String> {
+        m.split("expected one of ")
+            .nth(1)
+            .map(|l| {
+                l.split(", ")
+                    .map(|s| s.trim_matches('`').trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let quoted = |m: &str| m.split('`').nth(1).unwrap_or_default().to_string();
+    if message.starts_with("unknown field") {
+        let word = quoted(message);
+        let options = listed(message);
+        let d = Diagnostic::error(
+            Code::V002,
+            file,
+            at,
+            format!("unknown key `{word}`; expected one of {}", options.join(", ")),
+        );
+        return match did_you_mean(&word, options.iter().map(String::as_str)) {
+            Some(h) => d.with_hint(h),
+            None => d,
+        };
+    }
+    if message.starts_with("unknown variant") {
+        let word = quoted(message);
+        let options = listed(message);
+        let d = Diagnostic::error(
+            Code::V003,
+            file,
+            at,
+            format!("unknown value `{word}`; expected one of {}", options.join(", ")),
+        );
+        return match did_you_mean(&word, options.iter().map(String::as_str)) {
+            Some(h) => d.with_hint(h),
+            None => d,
+        };
+    }
+    if message.starts_with("missing field") {
+        return Diagnostic::error(
+            Code::V004,
+            file,
+            at,
+            format!("missing key `{}`", quoted(message)),
+        );
+    }
+    if message.starts_with("duplicate mapping key") {
+        let key = message
+            .trim_start_matches("duplicate mapping key: ")
+            .split(", set ")
+            .next()
+            .unwrap_or_default();
+        return Diagnostic::error(Code::V005, file, at, format!("`{key}` is given twice"))
+            .with_hint("each key of a map may appear once; rename or merge the two");
+    }
+    let friendly = match message {
+        "expected sequence start" => "expected a list here".to_string(),
+        "expected mapping start" => "expected a map (`key: value` pairs) here".to_string(),
+        m => m.to_string(),
+    };
+    Diagnostic::error(Code::V003, file, at, friendly)
+}
+
+fn is_machine_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
+    if !is_machine_name(&spec.line) {
+        diags.push(Diagnostic::error(
+            Code::V108,
+            file,
+            spec.line.at,
+            format!("line name `{}` must be lower-case letters, digits and `_`, starting with a letter", spec.line.value),
+        ));
+    }
+    let step_names: Vec<&str> = spec.steps.keys().map(|k| k.value.as_str()).collect();
+    let codesets: Vec<&str> = spec.codesets.keys().map(|k| k.value.as_str()).collect();
+    let params: Vec<&str> = spec.params.keys().map(|k| k.value.as_str()).collect();
+    let mut datasets: BTreeMap<&str, Pos> = BTreeMap::new();
+    for (name, step) in &spec.steps {
+        if !is_machine_name(name) {
+            diags.push(Diagnostic::error(
+                Code::V108,
+                file,
+                name.at,
+                format!("step name `{}` must be lower-case letters, digits and `_`, starting with a letter", name.value),
+            ));
+        }
+        let kinds = step.kinds();
+        if kinds.len() != 1 {
+            let found = if kinds.is_empty() {
+                "none".to_string()
+            } else {
+                kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" and ")
+            };
+            diags.push(
+                Diagnostic::error(
+                    Code::V101,
+                    file,
+                    name.at,
+                    format!("step `{}` must be exactly one kind of step; found {found}", name.value),
+                )
+                .with_hint(format!("give one of {}", StepKind::ALL.join(", "))),
+            );
+        }
+        for input in step.inputs() {
+            if !step_names.contains(&input.value.as_str()) {
+                let mut d = Diagnostic::error(
+                    Code::V102,
+                    file,
+                    input.at,
+                    format!("step `{}` reads `{}`, which is not a step of this line", name.value, input.value),
+                );
+                if let Some(h) = did_you_mean(input, step_names.iter().copied()) {
+                    d = d.with_hint(h);
+                }
+                diags.push(d);
+            } else if input.value == name.value {
+                diags.push(Diagnostic::error(
+                    Code::V103,
+                    file,
+                    input.at,
+                    format!("step `{}` reads itself", name.value),
+                ));
+            } else if let Some(s) = spec.steps.get(input.value.as_str())
+                && s.publish.is_some()
+            {
+                diags.push(Diagnostic::error(
+                    Code::V105,
+                    file,
+                    input.at,
+                    format!("`{}` is a publish step; it has no rows to read", input.value),
+                ));
+            }
+        }
+        let codeset_ref = |n: &Name, diags: &mut Vec<Diagnostic>| {
+            if !codesets.contains(&n.value.as_str()) {
+                let mut d = Diagnostic::error(
+                    Code::V303,
+                    file,
+                    n.at,
+                    format!("unknown code set `{}`", n.value),
+                );
+                d = match did_you_mean(n, codesets.iter().copied()) {
+                    Some(h) => d.with_hint(h),
+                    None => d.with_hint("declare it under `codesets:`"),
+                };
+                diags.push(d);
+            }
+        };
+        if let Some(v) = &step.validate {
+            let mut ids: BTreeSet<&str> = BTreeSet::new();
+            for rule in &v.rules {
+                if !ids.insert(&rule.id) {
+                    diags.push(Diagnostic::error(
+                        Code::V104,
+                        file,
+                        rule.id.at,
+                        format!("rule id `{}` is used twice in step `{}`", rule.id.value, name.value),
+                    ));
+                }
+                let n = crate::rules::check_count(rule);
+                if n != 1 {
+                    diags.push(
+                        Diagnostic::error(
+                            Code::V101,
+                            file,
+                            rule.id.at,
+                            format!("rule `{}` must give exactly one check; it gives {n}", rule.id.value),
+                        )
+                        .with_hint(format!("one of {}", crate::rules::CHECKS.join(", "))),
+                    );
+                }
+                if let Some(c) = &rule.in_codeset {
+                    codeset_ref(&c.codeset, diags);
+                }
+                if rule.in_period.is_some() && !params.contains(&"period") {
+                    diags.push(Diagnostic::error(
+                        Code::V301,
+                        file,
+                        rule.id.at,
+                        format!("rule `{}` checks the period, but the line has no parameter `period`", rule.id.value),
+                    ));
+                }
+            }
+            if let Some(s) = &v.max_reject_share
+                && !(0.0..=1.0).contains(&s.value)
+            {
+                diags.push(Diagnostic::error(
+                    Code::V003,
+                    file,
+                    s.at,
+                    "max_reject_share is a share from 0 to 1",
+                ));
+            }
+        }
+        if let Some(h) = &step.harmonise {
+            for m in &h.map {
+                codeset_ref(&m.codeset, diags);
+            }
+        }
+        if let Some(p) = &step.publish {
+            if !is_machine_name(&p.dataset) {
+                diags.push(Diagnostic::error(
+                    Code::V108,
+                    file,
+                    p.dataset.at,
+                    format!("dataset name `{}` must be lower-case letters, digits and `_`", p.dataset.value),
+                ));
+            }
+            if let Some(prev) = datasets.insert(&p.dataset, p.dataset.at) {
+                diags.push(Diagnostic::error(
+                    Code::V104,
+                    file,
+                    p.dataset.at,
+                    format!("dataset `{}` is published twice (first at line {})", p.dataset.value, prev.line),
+                ));
+            }
+        }
+        if let Some(s) = &step.source {
+            for placeholder in template_names(&s.location) {
+                if !params.contains(&placeholder.as_str()) {
+                    let mut d = Diagnostic::error(
+                        Code::V301,
+                        file,
+                        s.location.at,
+                        format!("location uses `{{{placeholder}}}`, but the line has no parameter `{placeholder}`"),
+                    );
+                    if let Some(h) = did_you_mean(&placeholder, params.iter().copied()) {
+                        d = d.with_hint(h);
+                    }
+                    diags.push(d);
+                }
+            }
+        }
+    }
+    for (name, _) in &spec.params {
+        if !is_machine_name(name) {
+            diags.push(Diagnostic::error(
+                Code::V108,
+                file,
+                name.at,
+                format!("parameter name `{}` must be lower-case letters, digits and `_`", name.value),
+            ));
+        }
+    }
+    for (name, p) in &spec.params {
+        if let Some(d) = &p.default
+            && let Err(e) = crate::params::parse_value(p.kind.value, d)
+        {
+            diags.push(Diagnostic::error(
+                Code::V302,
+                file,
+                d.at,
+                format!("default of parameter `{}`: {e}", name.value),
+            ));
+        }
+    }
+}
+
+/// The `{name}` placeholders of a location template.
+pub fn template_names(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i + 1..];
+        match after.find('}') {
+            Some(j) => {
+                out.push(after[..j].to_string());
+                rest = &after[j + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+fn build_dag(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) -> Option<Dag> {
+    let mut graph = DiGraph::new();
+    let mut index = BTreeMap::new();
+    for name in spec.steps.keys() {
+        index.insert(name.value.clone(), graph.add_node(name.value.clone()));
+    }
+    for (name, step) in &spec.steps {
+        for input in step.inputs() {
+            if let Some(&from) = index.get(input.value.as_str())
+                && input.value != name.value
+            {
+                graph.add_edge(from, index[name.value.as_str()], ());
+            }
+        }
+    }
+    for scc in tarjan_scc(&graph) {
+        if scc.len() > 1 {
+            let mut names: Vec<&str> = scc.iter().map(|&n| graph[n].as_str()).collect();
+            names.sort();
+            let first = spec
+                .steps
+                .keys()
+                .filter(|k| names.contains(&k.value.as_str()))
+                .map(|k| k.at)
+                .min()
+                .unwrap_or_default();
+            diags.push(
+                Diagnostic::error(
+                    Code::V103,
+                    file,
+                    first,
+                    format!("the steps {} read each other in a cycle", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
+                )
+                .with_hint("a line is a directed acyclic graph: break the cycle by changing an `input`"),
+            );
+            return None;
+        }
+    }
+    // Kahn's algorithm with a sorted ready set gives one stable order.
+    let mut indegree: BTreeMap<String, usize> = index
+        .iter()
+        .map(|(n, &i)| {
+            (
+                n.clone(),
+                graph
+                    .neighbors_directed(i, petgraph::Direction::Incoming)
+                    .count(),
+            )
+        })
+        .collect();
+    let mut ready: BTreeSet<String> = indegree
+        .iter()
+        .filter(|(_, d)| **d == 0)
+        .map(|(n, _)| n.clone())
+        .collect();
+    let mut order = Vec::new();
+    while let Some(n) = ready.pop_first() {
+        for m in graph.neighbors_directed(index[&n], petgraph::Direction::Outgoing) {
+            let name = &graph[m];
+            if let Some(d) = indegree.get_mut(name) {
+                *d -= 1;
+                if *d == 0 {
+                    ready.insert(name.clone());
+                }
+            }
+        }
+        order.push(n);
+    }
+    Some(Dag {
+        graph,
+        index,
+        order,
+    })
+}
+
+/// The step spec of a name known to exist.
+pub fn step<'a>(spec: &'a LineSpec, name: &str) -> &'a StepSpec {
+    &spec.steps[name]
+}

@@ -1,0 +1,177 @@
+//! Run-time parameters: typed values bound to `{name}` in locations and `$name` in
+//! expressions.
+//!
+//! A period parameter (`month`, `quarter`, `year`, `period`) also binds `$name_start` and
+//! `$name_end`, the first and last day of the period, as dates.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use datafusion::scalar::ScalarValue;
+
+use crate::spec::ParamKind;
+
+/// A parsed parameter value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamValue {
+    /// A reporting period with its first and last day.
+    Period {
+        text: String,
+        start: NaiveDate,
+        end: NaiveDate,
+    },
+    Date(NaiveDate),
+    String(String),
+    Integer(i64),
+}
+
+impl ParamValue {
+    /// The text as given (used in locations).
+    pub fn text(&self) -> String {
+        match self {
+            ParamValue::Period { text, .. } => text.clone(),
+            ParamValue::Date(d) => d.format("%Y-%m-%d").to_string(),
+            ParamValue::String(s) => s.clone(),
+            ParamValue::Integer(i) => i.to_string(),
+        }
+    }
+}
+
+fn days(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
+}
+
+/// Parses a value of the given kind; the error says what form was expected.
+pub fn parse_value(kind: ParamKind, text: &str) -> Result<ParamValue, String> {
+    let month = |t: &str| -> Option<ParamValue> {
+        let (y, m) = t.split_once('-')?;
+        if y.len() != 4 || m.len() != 2 {
+            return None;
+        }
+        let start = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, 1)?;
+        let next = if start.month() == 12 {
+            NaiveDate::from_ymd_opt(start.year() + 1, 1, 1)?
+        } else {
+            NaiveDate::from_ymd_opt(start.year(), start.month() + 1, 1)?
+        };
+        Some(ParamValue::Period {
+            text: t.to_string(),
+            start,
+            end: next.pred_opt()?,
+        })
+    };
+    let quarter = |t: &str| -> Option<ParamValue> {
+        let (y, q) = t.split_once("-Q")?;
+        let q: u32 = q.parse().ok().filter(|q| (1..=4).contains(q))?;
+        let year: i32 = y.parse().ok().filter(|_| y.len() == 4)?;
+        let start = NaiveDate::from_ymd_opt(year, 3 * q - 2, 1)?;
+        let next = if q == 4 {
+            NaiveDate::from_ymd_opt(year + 1, 1, 1)?
+        } else {
+            NaiveDate::from_ymd_opt(year, 3 * q + 1, 1)?
+        };
+        Some(ParamValue::Period {
+            text: t.to_string(),
+            start,
+            end: next.pred_opt()?,
+        })
+    };
+    let year = |t: &str| -> Option<ParamValue> {
+        let year: i32 = t.parse().ok().filter(|_| t.len() == 4)?;
+        Some(ParamValue::Period {
+            text: t.to_string(),
+            start: NaiveDate::from_ymd_opt(year, 1, 1)?,
+            end: NaiveDate::from_ymd_opt(year, 12, 31)?,
+        })
+    };
+    let parsed = match kind {
+        ParamKind::Month => month(text),
+        ParamKind::Quarter => quarter(text),
+        ParamKind::Year => year(text),
+        ParamKind::Period => month(text).or_else(|| quarter(text)).or_else(|| year(text)),
+        ParamKind::Date => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .map(ParamValue::Date),
+        ParamKind::String => Some(ParamValue::String(text.to_string())),
+        ParamKind::Integer => text.parse().ok().map(ParamValue::Integer),
+    };
+    parsed.ok_or_else(|| {
+        let form = match kind {
+            ParamKind::Month => "a month, `YYYY-MM` (e.g. 2025-03)",
+            ParamKind::Quarter => "a quarter, `YYYY-Qn` (e.g. 2025-Q1)",
+            ParamKind::Year => "a year, `YYYY`",
+            ParamKind::Period => "a period: `YYYY-MM`, `YYYY-Qn` or `YYYY`",
+            ParamKind::Date => "a date, `YYYY-MM-DD`",
+            ParamKind::String => "text",
+            ParamKind::Integer => "a whole number",
+        };
+        format!("`{text}` is not {form}")
+    })
+}
+
+/// The values bound in expressions, by placeholder name without `$`.
+pub fn expression_values(values: &BTreeMap<String, ParamValue>) -> BTreeMap<String, ScalarValue> {
+    let mut out = BTreeMap::new();
+    for (name, v) in values {
+        match v {
+            ParamValue::Period { text, start, end } => {
+                out.insert(name.clone(), ScalarValue::Utf8(Some(text.clone())));
+                out.insert(format!("{name}_start"), ScalarValue::Date32(Some(days(*start))));
+                out.insert(format!("{name}_end"), ScalarValue::Date32(Some(days(*end))));
+            }
+            ParamValue::Date(d) => {
+                out.insert(name.clone(), ScalarValue::Date32(Some(days(*d))));
+            }
+            ParamValue::String(s) => {
+                out.insert(name.clone(), ScalarValue::Utf8(Some(s.clone())));
+            }
+            ParamValue::Integer(i) => {
+                out.insert(name.clone(), ScalarValue::Int64(Some(*i)));
+            }
+        }
+    }
+    out
+}
+
+/// A stand-in value of the right type for each kind, for checking a line without a run.
+pub fn example_value(kind: ParamKind) -> ParamValue {
+    let text = match kind {
+        ParamKind::Month => "2025-01",
+        ParamKind::Quarter => "2025-Q1",
+        ParamKind::Year | ParamKind::Period => "2025",
+        ParamKind::Date => "2025-01-01",
+        ParamKind::String => "x",
+        ParamKind::Integer => "0",
+    };
+    parse_value(kind, text).unwrap_or(ParamValue::String(text.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn periods_have_their_days() {
+        assert_eq!(
+            parse_value(ParamKind::Month, "2024-02").unwrap(),
+            ParamValue::Period { text: "2024-02".into(), start: d(2024, 2, 1), end: d(2024, 2, 29) }
+        );
+        assert_eq!(
+            parse_value(ParamKind::Period, "2025-Q4").unwrap(),
+            ParamValue::Period { text: "2025-Q4".into(), start: d(2025, 10, 1), end: d(2025, 12, 31) }
+        );
+        assert!(matches!(parse_value(ParamKind::Period, "2025").unwrap(), ParamValue::Period { end, .. } if end == d(2025, 12, 31)));
+    }
+
+    #[test]
+    fn bad_values_say_what_was_expected() {
+        for (k, t) in [(ParamKind::Month, "2025-13"), (ParamKind::Month, "2025-3"), (ParamKind::Quarter, "2025-Q5"), (ParamKind::Integer, "x"), (ParamKind::Date, "2025-02-30")] {
+            let e = parse_value(k, t).unwrap_err();
+            assert!(e.contains(t) && e.contains("is not"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,770 @@
+//! The line model: what a data producer writes in a line file.
+//!
+//! These types are the single source of truth for the line-file format. Their doc comments
+//! are written for line authors: they become the descriptions in
+//! `schemas/line.schema.json`, which editors show as hover help. Unknown keys are rejected
+//! everywhere, so a misspelt key is an error with a suggestion, never silently ignored.
+//!
+//! Every name and expression is kept with its place in the file ([`Sp`]), so that checks
+//! made after parsing still point at `file:line:col`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use indexmap::IndexMap;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// A place in a line file: 1-based line and column, and the byte offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Pos {
+    pub line: u32,
+    pub col: u32,
+    pub offset: usize,
+}
+
+/// A value together with the place it was written.
+#[derive(Debug, Clone)]
+pub struct Sp<T> {
+    pub value: T,
+    pub at: Pos,
+}
+
+impl<T> Sp<T> {
+    /// A value with no place in a file (made by the engine).
+    pub fn synthetic(value: T) -> Self {
+        Self {
+            value,
+            at: Pos::default(),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Sp<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: PartialEq> PartialEq for Sp<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+impl<T: Eq> Eq for Sp<T> {}
+impl<T: PartialOrd> PartialOrd for Sp<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.value.partial_cmp(&other.value)
+    }
+}
+impl<T: Ord> Ord for Sp<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.value.cmp(&other.value)
+    }
+}
+impl<T: std::hash::Hash> std::hash::Hash for Sp<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.value.hash(state)
+    }
+}
+impl<T: fmt::Display> fmt::Display for Sp<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.value.fmt(f)
+    }
+}
+impl std::borrow::Borrow<str> for Sp<String> {
+    fn borrow(&self) -> &str {
+        &self.value
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Sp<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = serde_saphyr::Spanned::<T>::deserialize(deserializer)?;
+        let loc = s.referenced;
+        Ok(Sp {
+            value: s.value,
+            at: Pos {
+                line: loc.line() as u32,
+                col: loc.column() as u32,
+                offset: loc.span().byte_offset().unwrap_or(0) as usize,
+            },
+        })
+    }
+}
+
+impl<T: Serialize> Serialize for Sp<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(serializer)
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Sp<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// A name written in the line file (a step, column, code set, parameter or rule).
+pub type Name = Sp<String>;
+/// A DataFusion SQL expression written in the line file.
+pub type ExprText = Sp<String>;
+
+/// Text in Finnish, or in Finnish, Swedish and English.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum Text {
+    /// One text (Finnish).
+    Plain(String),
+    /// The same text in the national languages and English.
+    Languages(LocalizedText),
+}
+
+impl Text {
+    /// The Finnish text.
+    pub fn fi(&self) -> &str {
+        match self {
+            Text::Plain(s) => s,
+            Text::Languages(l) => &l.fi,
+        }
+    }
+}
+
+/// Text in Finnish, Swedish and English.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalizedText {
+    /// Suomeksi.
+    pub fi: String,
+    /// På svenska.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sv: Option<String>,
+    /// In English.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub en: Option<String>,
+}
+
+/// One production line: where its data comes from, how it is checked, harmonised and
+/// aggregated, and what it publishes.
+///
+/// ```yaml
+/// # yaml-language-server: $schema=../schemas/line.schema.json
+/// line: ensihoito
+/// title: Ensihoidon tehtävät
+/// owner: THL
+/// params:
+///   period: { kind: month }
+/// steps:
+///   tehtavat:
+///     source: { format: csv, location: "inbox/ensihoito/{period}/*.csv", columns: { tehtava_id: string } }
+/// ```
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Valtava production line")]
+pub struct LineSpec {
+    /// Machine name of the line: lower case letters, digits and `_`. It names the line's
+    /// inbox, releases and run reports in the store.
+    pub line: Name,
+    /// Title for people.
+    pub title: Sp<Text>,
+    /// What the line produces and for whom.
+    #[serde(default)]
+    pub description: Option<Text>,
+    /// The organisation that owns the line and answers for its figures (e.g. `THL`).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Who to contact about the line (an e-mail address or a team).
+    #[serde(default)]
+    pub contact: Option<String>,
+    /// The law that allows the processing, e.g. `Laki sosiaali- ja terveystietojen
+    /// toissijaisesta käytöstä 552/2019`.
+    #[serde(default)]
+    pub legal_basis: Option<String>,
+    /// Why the data is processed.
+    #[serde(default)]
+    pub purpose: Option<Text>,
+    /// When the daemon runs the line: a cron expression of five fields
+    /// (minute hour day-of-month month day-of-week), Finnish time.
+    #[serde(default)]
+    pub schedule: Option<Sp<String>>,
+    /// Parameters given at run time (`--param period=2025-03`). Use them in locations as
+    /// `{period}` and in expressions as `$period`.
+    #[serde(default)]
+    pub params: IndexMap<Name, ParamSpec>,
+    /// Code sets and classifications the line uses, by name.
+    #[serde(default)]
+    pub codesets: IndexMap<Name, CodesetSpec>,
+    /// The steps of the line, by name. Each step is exactly one of `source`, `validate`,
+    /// `harmonise`, `aggregate`, `publish` or `sql`, and names its inputs; the graph of the
+    /// line is what those names make.
+    pub steps: IndexMap<Name, StepSpec>,
+}
+
+/// A run-time parameter.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    /// The kind of value: `month` (`2025-03`), `quarter` (`2025-Q1`), `year` (`2025`),
+    /// `period` (any of those three), `date` (`2025-03-31`), `string` or `integer`.
+    pub kind: Sp<ParamKind>,
+    /// The value used when the run gives none; without a default the parameter is required.
+    #[serde(default)]
+    pub default: Option<Sp<String>>,
+    /// What the parameter means.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The kind of a parameter's value.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    /// A calendar month, `YYYY-MM`.
+    Month,
+    /// A quarter, `YYYY-Qn`.
+    Quarter,
+    /// A year, `YYYY`.
+    Year,
+    /// A month, quarter or year.
+    Period,
+    /// A date, `YYYY-MM-DD`.
+    Date,
+    /// Any text.
+    String,
+    /// A whole number.
+    Integer,
+}
+
+/// A code set or classification, loaded from a CSV file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodesetSpec {
+    /// Where the code set is: a path relative to the line file, or a URL.
+    pub path: Sp<String>,
+    /// The column that holds the code. Default `code`.
+    #[serde(default = "default_code_column")]
+    pub key: Name,
+    /// What the code set is.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_code_column() -> Name {
+    Sp::synthetic("code".to_string())
+}
+
+/// One step of a line. Exactly one of the kinds must be given.
+#[derive(Debug, Clone, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// What the step does, for reviewers.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Read objects from the store.
+    #[serde(default)]
+    pub source: Option<SourceSpec>,
+    /// Check rows against rules; rejected rows go to quarantine with their reasons.
+    #[serde(default)]
+    pub validate: Option<ValidateSpec>,
+    /// Make rows comparable: pseudonymise, map codes, derive columns.
+    #[serde(default)]
+    pub harmonise: Option<HarmoniseSpec>,
+    /// Group rows and compute measures, with total rows.
+    #[serde(default)]
+    pub aggregate: Option<AggregateSpec>,
+    /// Write a dataset as a release, with disclosure control.
+    #[serde(default)]
+    pub publish: Option<PublishSpec>,
+    /// A DataFusion SQL query over named inputs, for what the other kinds do not cover.
+    #[serde(default)]
+    pub sql: Option<SqlSpec>,
+}
+
+/// The kind of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Source,
+    Validate,
+    Harmonise,
+    Aggregate,
+    Publish,
+    Sql,
+}
+
+impl StepKind {
+    pub const ALL: [&'static str; 6] = [
+        "source",
+        "validate",
+        "harmonise",
+        "aggregate",
+        "publish",
+        "sql",
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL[self as usize]
+    }
+}
+
+impl StepSpec {
+    /// The kinds given in this step (exactly one in a valid line).
+    pub fn kinds(&self) -> Vec<StepKind> {
+        let mut k = Vec::new();
+        if self.source.is_some() {
+            k.push(StepKind::Source);
+        }
+        if self.validate.is_some() {
+            k.push(StepKind::Validate);
+        }
+        if self.harmonise.is_some() {
+            k.push(StepKind::Harmonise);
+        }
+        if self.aggregate.is_some() {
+            k.push(StepKind::Aggregate);
+        }
+        if self.publish.is_some() {
+            k.push(StepKind::Publish);
+        }
+        if self.sql.is_some() {
+            k.push(StepKind::Sql);
+        }
+        k
+    }
+
+    /// The steps this step reads.
+    pub fn inputs(&self) -> Vec<&Name> {
+        let mut v = Vec::new();
+        if let Some(s) = &self.validate {
+            v.push(&s.input);
+        }
+        if let Some(s) = &self.harmonise {
+            v.push(&s.input);
+        }
+        if let Some(s) = &self.aggregate {
+            v.push(&s.input);
+        }
+        if let Some(s) = &self.publish {
+            v.push(&s.input);
+        }
+        if let Some(s) = &self.sql {
+            v.extend(s.inputs.iter());
+        }
+        v
+    }
+}
+
+/// Reads every object that matches `location` with one parser.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// The parser: `csv`, `parquet` or `ndjson`.
+    pub format: Name,
+    /// Which objects to read: a path relative to the store (`--store`) or a URL, with
+    /// `*`, `**` and `?` wildcards and `{param}` placeholders, e.g.
+    /// `inbox/ensihoito/{period}/*.csv`. `--source NAME=URL` overrides it for one run.
+    pub location: Sp<String>,
+    /// Options of the parser (for `csv`: `delimiter`, `quote`, `header`, `encoding`,
+    /// `null_values`, `trim`).
+    #[serde(default)]
+    #[schemars(with = "Option<SourceOptions>")]
+    pub options: Option<Sp<serde_json::Value>>,
+    /// The columns to read, in order, with their types. A column is either just a type
+    /// (`halytys_aika: timestamp`) or a map with `type` and more.
+    pub columns: IndexMap<Name, ColumnSpec>,
+}
+
+/// Options of a source's parser; which keys apply depends on `format`.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only describes the schema of `options`")]
+enum SourceOptions {
+    Csv(valtava_csv::CsvOptions),
+}
+
+/// The type of a column.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    /// Text.
+    String,
+    /// A whole number (64-bit).
+    Integer,
+    /// A number with a fraction, e.g. `12.5` (64-bit floating point).
+    Decimal,
+    /// `true`/`false` (also `1`/`0`).
+    Boolean,
+    /// A date, `YYYY-MM-DD`.
+    Date,
+    /// A date and time without a zone, `YYYY-MM-DDTHH:MM:SS`, in Finnish local time.
+    Timestamp,
+}
+
+impl ColumnType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Integer => "integer",
+            ColumnType::Decimal => "decimal",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Date => "date",
+            ColumnType::Timestamp => "timestamp",
+        }
+    }
+}
+
+/// A declared column of a source.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(with = "ColumnSpecSchema")]
+pub struct ColumnSpec {
+    pub r#type: Sp<ColumnType>,
+    pub required: bool,
+    pub personal: bool,
+    pub description: Option<Text>,
+    pub unit: Option<String>,
+}
+
+/// A column: its type alone, or a map.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only describes the schema of a column")]
+enum ColumnSpecSchema {
+    Type(ColumnType),
+    Full(ColumnDef),
+}
+
+/// A declared column with its properties.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ColumnDef {
+    /// The type: `string`, `integer`, `decimal`, `boolean`, `date` or `timestamp`. A value
+    /// that does not convert to it puts its row in quarantine.
+    r#type: Sp<ColumnType>,
+    /// Whether every row must have a value; a row without one goes to quarantine.
+    #[serde(default)]
+    required: bool,
+    /// Whether the column identifies a person (e.g. `hetu`). Personal columns are
+    /// pseudonymised in quarantine and may not be published unaggregated.
+    #[serde(default)]
+    personal: bool,
+    /// What the column holds.
+    #[serde(default)]
+    description: Option<Text>,
+    /// The unit of a measure, e.g. `min`.
+    #[serde(default)]
+    unit: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ColumnSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ColumnSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a column type (string, integer, decimal, boolean, date, timestamp) or a map with `type`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ColumnSpec, A::Error> {
+                let d = ColumnDef::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ColumnSpec {
+                    r#type: d.r#type,
+                    required: d.required,
+                    personal: d.personal,
+                    description: d.description,
+                    unit: d.unit,
+                })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ColumnSpec, E> {
+                use serde::de::IntoDeserializer;
+                let t = ColumnType::deserialize(v.into_deserializer())?;
+                Ok(ColumnSpec {
+                    r#type: Sp::synthetic(t),
+                    required: false,
+                    personal: false,
+                    description: None,
+                    unit: None,
+                })
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Checks rows against rules.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateSpec {
+    /// The step whose rows are checked.
+    pub input: Name,
+    /// The rules, each with an `id` and exactly one check.
+    pub rules: Vec<RuleSpec>,
+    /// The largest share (0–1) of rows that may be rejected; above it the run fails and
+    /// nothing is published.
+    #[serde(default)]
+    pub max_reject_share: Option<Sp<f64>>,
+}
+
+/// What happens to a row that breaks a rule.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The row goes to quarantine with the rule's id and reason.
+    #[default]
+    Reject,
+    /// The row is kept; the violation is counted in the run report.
+    Warn,
+    /// The run fails.
+    Fail,
+}
+
+/// The quality dimension a rule checks (Kahn's framework).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// Values have the required form and come from the allowed sets.
+    Conformance,
+    /// Values are present.
+    Completeness,
+    /// Values are believable against each other and against what is known.
+    Plausibility,
+}
+
+/// One validation rule: an `id`, optional properties and exactly one check.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Stable identifier of the rule, shown in quarantine and reports (e.g. `hetu-valid`).
+    pub id: Name,
+    /// What the rule checks, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `reject` (default), `warn` or `fail`.
+    #[serde(default)]
+    pub severity: Severity,
+    /// `conformance`, `completeness` or `plausibility`; inferred from the check when left out.
+    #[serde(default)]
+    pub category: Option<Category>,
+    /// Check the rule only on rows where this boolean expression is true.
+    #[serde(default)]
+    pub when: Option<ExprText>,
+    /// Check: these columns have a value.
+    #[serde(default)]
+    pub required: Option<OneOrMany>,
+    /// Check: no two rows share these columns' values (the first row is kept, later ones
+    /// break the rule).
+    #[serde(default)]
+    pub unique: Option<OneOrMany>,
+    /// Check: the column's value is one of the listed ones (when present).
+    #[serde(default)]
+    pub values: Option<ValuesCheck>,
+    /// Check: the column holds a valid Finnish personal identity code (when present).
+    #[serde(default)]
+    pub hetu: Option<Name>,
+    /// Check: the column's value is a code of the code set (when present).
+    #[serde(default)]
+    pub in_codeset: Option<CodesetCheck>,
+    /// Check: the column's date or timestamp lies in the run's period (parameter `period`).
+    #[serde(default)]
+    pub in_period: Option<Name>,
+    /// Check: this boolean DataFusion SQL expression is true (a null result passes).
+    #[serde(default)]
+    pub expr: Option<ExprText>,
+}
+
+/// One column name or a list of them.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(Name),
+    Many(Vec<Name>),
+}
+
+impl OneOrMany {
+    pub fn names(&self) -> Vec<&Name> {
+        match self {
+            OneOrMany::One(n) => vec![n],
+            OneOrMany::Many(v) => v.iter().collect(),
+        }
+    }
+}
+
+/// A column and the values it may take.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValuesCheck {
+    /// The column.
+    pub column: Name,
+    /// The accepted values, as text.
+    pub values: Vec<String>,
+}
+
+/// A column and the code set its values must come from.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodesetCheck {
+    /// The column.
+    pub column: Name,
+    /// The code set, by its name under `codesets`.
+    pub codeset: Name,
+}
+
+/// Makes rows comparable. The parts apply in the order map, derive, pseudonymise.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HarmoniseSpec {
+    /// The step whose rows are harmonised.
+    pub input: Name,
+    /// Map columns through code sets into new columns.
+    #[serde(default)]
+    pub map: Vec<MapSpec>,
+    /// New columns from DataFusion SQL expressions over the row, by name, in order; a later
+    /// one may use an earlier one.
+    #[serde(default)]
+    pub derive: IndexMap<Name, ExprText>,
+    /// Personal columns to replace with a keyed pseudonym (HMAC-SHA-256, key given at run
+    /// time with `--pseudonym-key-file` or `VALTAVA_PSEUDONYM_KEY`).
+    #[serde(default)]
+    pub pseudonymise: Vec<Name>,
+    /// Columns to leave out of the step's output.
+    #[serde(default)]
+    pub drop: Vec<Name>,
+}
+
+/// What to do with a value the code set does not map.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmapped {
+    /// Put the row in quarantine (default).
+    #[default]
+    Quarantine,
+    /// Use `default` as the target value (e.g. `-1`, unknown).
+    Default,
+}
+
+/// Maps a column through a code set.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MapSpec {
+    /// The column holding codes.
+    pub column: Name,
+    /// The code set.
+    pub codeset: Name,
+    /// The code set's column to take (also the name of the new column).
+    pub to: Name,
+    /// A date or timestamp column: a mapping row applies when this date lies in its
+    /// `valid_from`–`valid_to` window (code sets without those columns are always valid).
+    #[serde(default)]
+    pub on: Option<Name>,
+    /// `quarantine` (default) or `default`.
+    #[serde(default)]
+    pub unmapped: Unmapped,
+    /// The value for unmapped codes when `unmapped: default`.
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+/// Groups rows and computes measures.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSpec {
+    /// The step whose rows are aggregated.
+    pub input: Name,
+    /// The dimensions: columns to group by.
+    pub by: Vec<Name>,
+    /// The measures, by name: DataFusion SQL aggregate expressions such as `count(*)`,
+    /// `count(distinct hetu)`, `median(x)` or `round(100.0 * avg(y), 1)`.
+    pub measures: IndexMap<Name, ExprText>,
+    /// Whether to add total rows over every combination of dimensions: the area dimension
+    /// (`hyvinvointialue`, `kunta`) gets the code `SSS` and the others `YHT`.
+    #[serde(default)]
+    pub totals: bool,
+}
+
+/// Writes a dataset.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSpec {
+    /// The step whose rows are published.
+    pub input: Name,
+    /// The dataset's name (file name of the release objects).
+    pub dataset: Name,
+    /// The formats to write: `parquet`, `csv`.
+    #[serde(default = "default_formats")]
+    pub formats: Vec<Sp<PublishFormat>>,
+    /// The dimension columns; the others are measures. Default: the `by` of the aggregate
+    /// the data comes from.
+    #[serde(default)]
+    pub dimensions: Option<Vec<Name>>,
+    /// Small-cell suppression. On by default with threshold 5 on the first measure.
+    #[serde(default)]
+    pub disclosure: Option<DisclosureSpec>,
+    /// Descriptions and units of the published columns.
+    #[serde(default)]
+    pub columns: IndexMap<Name, ColumnMeta>,
+}
+
+fn default_formats() -> Vec<Sp<PublishFormat>> {
+    vec![
+        Sp::synthetic(PublishFormat::Parquet),
+        Sp::synthetic(PublishFormat::Csv),
+    ]
+}
+
+/// A publish format.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishFormat {
+    /// Apache Parquet.
+    Parquet,
+    /// CSV, UTF-8 with a header row.
+    Csv,
+}
+
+/// Small-cell suppression of a published table.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureSpec {
+    /// Counts from 1 to `min_count - 1` are suppressed with every measure of their cell.
+    #[serde(default = "default_min_count")]
+    pub min_count: Sp<u64>,
+    /// The count column that decides. Default: the first measure.
+    #[serde(default)]
+    pub count: Option<Name>,
+}
+
+fn default_min_count() -> Sp<u64> {
+    Sp::synthetic(5)
+}
+
+/// What a published column means.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnMeta {
+    /// Description.
+    #[serde(default)]
+    pub description: Option<Text>,
+    /// Unit, e.g. `%` or `min`.
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+/// A DataFusion SQL query over named inputs.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSpec {
+    /// The steps the query reads; each is a table of the same name.
+    pub inputs: Vec<Name>,
+    /// The query, e.g. `SELECT a.*, v.vaesto FROM a JOIN v USING (hyvinvointialue)`.
+    /// Parameters are `$period`.
+    pub query: ExprText,
+}
