@@ -38,7 +38,15 @@ pub fn bind_params(
                 return Err(format!(
                     "unknown parameter `{k}`{hint}; the line `{}` has {}",
                     line.spec.line.value,
-                    if names.is_empty() { "none".into() } else { names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ") }
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
                 ));
             };
             let value = crate::params::parse_value(spec.kind.value, v)
@@ -70,7 +78,12 @@ pub fn bind_params(
 pub fn check(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
     let (line, warnings) = crate::load::load(path)?;
     let params = bind_params(&line, None).map_err(|e| {
-        vec![Diagnostic::error(Code::V302, &line.file, line.spec.line.at, e)]
+        vec![Diagnostic::error(
+            Code::V302,
+            &line.file,
+            line.spec.line.at,
+            e,
+        )]
     })?;
     plan_all(line, warnings, &expression_values(&params), b"check")
 }
@@ -101,11 +114,29 @@ pub fn plan_all(
         if let Some(s) = &step.source {
             for (c, _) in &s.columns {
                 if c.value.starts_with('_') {
-                    diags.push(Diagnostic::error(Code::V108, &line.file, c.at, format!("column `{}`: names starting with `_` are kept for the engine", c.value)));
+                    diags.push(Diagnostic::error(
+                        Code::V108,
+                        &line.file,
+                        c.at,
+                        format!(
+                            "column `{}`: names starting with `_` are kept for the engine",
+                            c.value
+                        ),
+                    ));
                 }
             }
             let schema = raw_source_schema(s);
-            inputs.insert(name.clone(), (empty(schema.clone()), InputInfo { schema, personal: Default::default(), dimensions: vec![] }));
+            inputs.insert(
+                name.clone(),
+                (
+                    empty(schema.clone()),
+                    InputInfo {
+                        schema,
+                        personal: Default::default(),
+                        dimensions: vec![],
+                    },
+                ),
+            );
         }
         let mut ready = true;
         for input in step.inputs() {
@@ -113,7 +144,14 @@ pub fn plan_all(
                 Some(p) => {
                     inputs.insert(
                         input.value.clone(),
-                        (empty(p.output.clone()), InputInfo { schema: p.output.clone(), personal: p.personal.clone(), dimensions: p.dimensions.clone() }),
+                        (
+                            empty(p.output.clone()),
+                            InputInfo {
+                                schema: p.output.clone(),
+                                personal: p.personal.clone(),
+                                dimensions: p.dimensions.clone(),
+                            },
+                        ),
                     );
                 }
                 None => ready = false,
@@ -133,7 +171,12 @@ pub fn plan_all(
         crate::diag::sort(&mut diags);
         return Err(diags);
     }
-    Ok(Checked { line, codesets, plans, warnings })
+    Ok(Checked {
+        line,
+        codesets,
+        plans,
+        warnings,
+    })
 }
 
 fn empty(schema: arrow::datatypes::SchemaRef) -> Arc<dyn TableProvider> {

@@ -27,12 +27,28 @@ pub struct Codeset {
 pub fn read_csv(path: &Path) -> Result<(RecordBatch, String), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let sha = hex::encode(Sha256::digest(&bytes));
-    let text = std::str::from_utf8(&bytes).map_err(|_| format!("{} is not UTF-8", path.display()))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| format!("{} is not UTF-8", path.display()))?;
     let text = text.trim_start_matches('\u{feff}');
-    let header = text.lines().next().ok_or_else(|| format!("{} is empty", path.display()))?;
-    let delimiter = if header.matches(';').count() > header.matches(',').count() { b';' } else { b',' };
-    let names: Vec<String> = header.split(delimiter as char).map(|s| s.trim().trim_matches('"').to_string()).collect();
-    let schema = Arc::new(Schema::new(names.iter().map(|n| Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>()));
+    let header = text
+        .lines()
+        .next()
+        .ok_or_else(|| format!("{} is empty", path.display()))?;
+    let delimiter = if header.matches(';').count() > header.matches(',').count() {
+        b';'
+    } else {
+        b','
+    };
+    let names: Vec<String> = header
+        .split(delimiter as char)
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .collect();
+    let schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(n, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
     let reader = arrow::csv::ReaderBuilder::new(schema.clone())
         .with_header(true)
         .with_delimiter(delimiter)
@@ -59,22 +75,41 @@ pub fn load_all(line: &Line) -> Result<BTreeMap<String, Codeset>, Vec<Diagnostic
                         Code::V304,
                         &line.file,
                         spec.key.at.max(spec.path.at),
-                        format!("code set `{}` has no key column `{}`", name.value, spec.key.value),
+                        format!(
+                            "code set `{}` has no key column `{}`",
+                            name.value, spec.key.value
+                        ),
                     ));
                     continue;
                 }
                 let rows = batch.num_rows();
                 match MemTable::try_new(batch.schema(), vec![vec![batch]]) {
                     Ok(t) => {
-                        out.insert(name.value.clone(), Codeset { table: Arc::new(t), sha256, rows });
+                        out.insert(
+                            name.value.clone(),
+                            Codeset {
+                                table: Arc::new(t),
+                                sha256,
+                                rows,
+                            },
+                        );
                     }
-                    Err(e) => diags.push(Diagnostic::error(Code::V304, &line.file, spec.path.at, e.to_string())),
+                    Err(e) => diags.push(Diagnostic::error(
+                        Code::V304,
+                        &line.file,
+                        spec.path.at,
+                        e.to_string(),
+                    )),
                 }
             }
             Err(e) => diags.push(Diagnostic::error(Code::V304, &line.file, spec.path.at, e)),
         }
     }
-    if diags.is_empty() { Ok(out) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
 }
 
 /// The distinct codes of a code set's key column, sorted.
@@ -104,7 +139,8 @@ mod tests {
 
     #[test]
     fn reads_the_reference_municipalities() {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/kunta_hyvinvointialue_2023.csv");
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/reference/kunta_hyvinvointialue_2023.csv");
         let (b, sha) = read_csv(&p).unwrap();
         assert_eq!(b.num_rows(), 309);
         assert_eq!(sha.len(), 64);

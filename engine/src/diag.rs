@@ -174,7 +174,10 @@ impl Diagnostic {
 }
 
 /// The closest candidate to `word`, if it is close enough to be a likely misspelling.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(word, c);
@@ -188,7 +191,8 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
 /// Sorts diagnostics by place, then code, and drops exact repeats.
 pub fn sort(diags: &mut Vec<Diagnostic>) {
     diags.sort_by(|a, b| {
-        (&a.file, a.line, a.col, a.code, &a.message).cmp(&(&b.file, b.line, b.col, b.code, &b.message))
+        (&a.file, a.line, a.col, a.code, &a.message)
+            .cmp(&(&b.file, b.line, b.col, b.code, &b.message))
     });
     diags.dedup();
 }
@@ -199,17 +203,32 @@ mod tests {
 
     #[test]
     fn render_points_at_the_column() {
-        let d = Diagnostic::error(Code::V201, "l.yaml", Pos { line: 2, col: 9, offset: 0 }, "unknown column `kuukasi`")
-            .with_hint("did you mean `kuukausi`?");
+        let d = Diagnostic::error(
+            Code::V201,
+            "l.yaml",
+            Pos {
+                line: 2,
+                col: 9,
+                offset: 0,
+            },
+            "unknown column `kuukasi`",
+        )
+        .with_hint("did you mean `kuukausi`?");
         let r = d.render(Some("a: 1\nexpr: \"kuukasi > 1\"\n"));
         assert!(r.contains("--> l.yaml:2:9"), "{r}");
-        assert!(r.contains("2 | expr: \"kuukasi > 1\"\n  |         ^"), "{r}");
+        assert!(
+            r.contains("2 | expr: \"kuukasi > 1\"\n  |         ^"),
+            "{r}"
+        );
         assert!(r.contains("help: did you mean `kuukausi`?"));
     }
 
     #[test]
     fn suggestions_only_when_close() {
-        assert_eq!(did_you_mean("kuukasi", ["kuukausi", "hetu"]).as_deref(), Some("did you mean `kuukausi`?"));
+        assert_eq!(
+            did_you_mean("kuukasi", ["kuukausi", "hetu"]).as_deref(),
+            Some("did you mean `kuukausi`?")
+        );
         assert_eq!(did_you_mean("zzz", ["kuukausi", "hetu"]), None);
     }
 }

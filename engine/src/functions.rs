@@ -29,7 +29,9 @@ pub fn hetu_problem(code: &str) -> Option<&'static str> {
     }
     let digits = |r: std::ops::Range<usize>| -> Option<u32> {
         let s = &code[r];
-        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
     };
     let (Some(dd), Some(mm), Some(yy)) = (digits(0..2), digits(2..4), digits(4..6)) else {
         return Some("the first six characters of a personal identity code are the date DDMMYY");
@@ -145,10 +147,28 @@ mod tests {
 
     #[test]
     fn domain_examples() {
-        for ok in ["131052-308T", "131052+308T", "010195+433X", "010197-100P", "010114A173M", "290296-7808", "290200A248A", "010594Y9032", "020516C903K"] {
+        for ok in [
+            "131052-308T",
+            "131052+308T",
+            "010195+433X",
+            "010197-100P",
+            "010114A173M",
+            "290296-7808",
+            "290200A248A",
+            "010594Y9032",
+            "020516C903K",
+        ] {
             assert_eq!(hetu_problem(ok), None, "{ok}");
         }
-        for (bad, why) in [("131052-308U", "check"), ("131052/308T", "century"), ("310252-308Y", "date"), ("131052-000V", "individual"), ("290200-101P", "date"), ("131052-308", "11"), ("13105A-308T", "DDMMYY")] {
+        for (bad, why) in [
+            ("131052-308U", "check"),
+            ("131052/308T", "century"),
+            ("310252-308Y", "date"),
+            ("131052-000V", "individual"),
+            ("290200-101P", "date"),
+            ("131052-308", "11"),
+            ("13105A-308T", "DDMMYY"),
+        ] {
             let p = hetu_problem(bad).unwrap_or_else(|| panic!("{bad} passed"));
             assert!(p.contains(why), "{bad}: {p}");
         }
@@ -156,10 +176,19 @@ mod tests {
 
     #[test]
     fn pseudonyms_are_stable_per_key_and_differ_across_keys() {
-        assert_eq!(pseudonym(b"k1", "131052-308T"), pseudonym(b"k1", "131052-308T"));
-        assert_ne!(pseudonym(b"k1", "131052-308T"), pseudonym(b"k2", "131052-308T"));
+        assert_eq!(
+            pseudonym(b"k1", "131052-308T"),
+            pseudonym(b"k1", "131052-308T")
+        );
+        assert_ne!(
+            pseudonym(b"k1", "131052-308T"),
+            pseudonym(b"k2", "131052-308T")
+        );
         // The century sign is part of the identity.
-        assert_ne!(pseudonym(b"k1", "010190-999K"), pseudonym(b"k1", "010190Y999K"));
+        assert_ne!(
+            pseudonym(b"k1", "010190-999K"),
+            pseudonym(b"k1", "010190Y999K")
+        );
         assert_eq!(pseudonym(b"k1", "x").len(), 64);
     }
 }

@@ -34,7 +34,10 @@ pub fn dot(line: &Line) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "digraph \"{}\" {{", line.spec.line.value);
     let _ = writeln!(out, "  rankdir=LR;");
-    let _ = writeln!(out, "  node [shape=box, style=rounded, fontname=\"Helvetica\"];");
+    let _ = writeln!(
+        out,
+        "  node [shape=box, style=rounded, fontname=\"Helvetica\"];"
+    );
     for s in &line.dag.order {
         let k = kind(line, s);
         let shape = match k {

@@ -11,7 +11,7 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use sha2::{Digest, Sha256};
 
-use crate::diag::{did_you_mean, Code, Diagnostic};
+use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::spec::{LineSpec, Name, Pos, StepKind, StepSpec};
 
 /// A line file that parsed and passed the structural checks.
@@ -119,7 +119,10 @@ pub fn parse(file: &str, text: &str) -> Result<LineSpec, Diagnostic> {
         .unwrap_or_default();
     let shown = err.to_string();
     let first = shown.lines().next().unwrap_or_default();
-    let message = match first.find(": line ").and_then(|i| first[i..].find(": ").map(|j| i + j)) {
+    let message = match first
+        .find(": line ")
+        .and_then(|i| first[i..].find(": ").map(|j| i + j))
+    {
         Some(i) => {
             // "error: line 5 column 3: <message>"
             let rest = &first[i + 2..];
@@ -156,7 +159,10 @@ fn classify(file: &str, at: Pos, message: &str) -> Diagnostic {
             Code::V002,
             file,
             at,
-            format!("unknown key `{word}`; expected one of {}", options.join(", ")),
+            format!(
+                "unknown key `{word}`; expected one of {}",
+                options.join(", ")
+            ),
         );
         return match did_you_mean(&word, options.iter().map(String::as_str)) {
             Some(h) => d.with_hint(h),
@@ -170,7 +176,10 @@ fn classify(file: &str, at: Pos, message: &str) -> Diagnostic {
             Code::V003,
             file,
             at,
-            format!("unknown value `{word}`; expected one of {}", options.join(", ")),
+            format!(
+                "unknown value `{word}`; expected one of {}",
+                options.join(", ")
+            ),
         );
         return match did_you_mean(&word, options.iter().map(String::as_str)) {
             Some(h) => d.with_hint(h),
@@ -215,7 +224,10 @@ fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
             Code::V108,
             file,
             spec.line.at,
-            format!("line name `{}` must be lower-case letters, digits and `_`, starting with a letter", spec.line.value),
+            format!(
+                "line name `{}` must be lower-case letters, digits and `_`, starting with a letter",
+                spec.line.value
+            ),
         ));
     }
     let step_names: Vec<&str> = spec.steps.keys().map(|k| k.value.as_str()).collect();
@@ -236,14 +248,21 @@ fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
             let found = if kinds.is_empty() {
                 "none".to_string()
             } else {
-                kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" and ")
+                kinds
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             };
             diags.push(
                 Diagnostic::error(
                     Code::V101,
                     file,
                     name.at,
-                    format!("step `{}` must be exactly one kind of step; found {found}", name.value),
+                    format!(
+                        "step `{}` must be exactly one kind of step; found {found}",
+                        name.value
+                    ),
                 )
                 .with_hint(format!("give one of {}", StepKind::ALL.join(", "))),
             );
@@ -254,7 +273,10 @@ fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
                     Code::V102,
                     file,
                     input.at,
-                    format!("step `{}` reads `{}`, which is not a step of this line", name.value, input.value),
+                    format!(
+                        "step `{}` reads `{}`, which is not a step of this line",
+                        name.value, input.value
+                    ),
                 );
                 if let Some(h) = did_you_mean(input, step_names.iter().copied()) {
                     d = d.with_hint(h);
@@ -274,7 +296,10 @@ fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
                     Code::V105,
                     file,
                     input.at,
-                    format!("`{}` is a publish step; it has no rows to read", input.value),
+                    format!(
+                        "`{}` is a publish step; it has no rows to read",
+                        input.value
+                    ),
                 ));
             }
         }
@@ -301,7 +326,10 @@ fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
                         Code::V104,
                         file,
                         rule.id.at,
-                        format!("rule id `{}` is used twice in step `{}`", rule.id.value, name.value),
+                        format!(
+                            "rule id `{}` is used twice in step `{}`",
+                            rule.id.value, name.value
+                        ),
                     ));
                 }
                 let n = crate::rules::check_count(rule);
@@ -311,7 +339,10 @@ fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
                             Code::V101,
                             file,
                             rule.id.at,
-                            format!("rule `{}` must give exactly one check; it gives {n}", rule.id.value),
+                            format!(
+                                "rule `{}` must give exactly one check; it gives {n}",
+                                rule.id.value
+                            ),
                         )
                         .with_hint(format!("one of {}", crate::rules::CHECKS.join(", "))),
                     );
@@ -324,7 +355,10 @@ fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
                         Code::V301,
                         file,
                         rule.id.at,
-                        format!("rule `{}` checks the period, but the line has no parameter `period`", rule.id.value),
+                        format!(
+                            "rule `{}` checks the period, but the line has no parameter `period`",
+                            rule.id.value
+                        ),
                     ));
                 }
             }
@@ -350,7 +384,10 @@ fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
                     Code::V108,
                     file,
                     p.dataset.at,
-                    format!("dataset name `{}` must be lower-case letters, digits and `_`", p.dataset.value),
+                    format!(
+                        "dataset name `{}` must be lower-case letters, digits and `_`",
+                        p.dataset.value
+                    ),
                 ));
             }
             if let Some(prev) = datasets.insert(&p.dataset, p.dataset.at) {
@@ -358,7 +395,10 @@ fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
                     Code::V104,
                     file,
                     p.dataset.at,
-                    format!("dataset `{}` is published twice (first at line {})", p.dataset.value, prev.line),
+                    format!(
+                        "dataset `{}` is published twice (first at line {})",
+                        p.dataset.value, prev.line
+                    ),
                 ));
             }
         }
@@ -369,7 +409,9 @@ fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
                         Code::V301,
                         file,
                         s.location.at,
-                        format!("location uses `{{{placeholder}}}`, but the line has no parameter `{placeholder}`"),
+                        format!(
+                            "location uses `{{{placeholder}}}`, but the line has no parameter `{placeholder}`"
+                        ),
                     );
                     if let Some(h) = did_you_mean(&placeholder, params.iter().copied()) {
                         d = d.with_hint(h);
@@ -385,7 +427,10 @@ fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
                 Code::V108,
                 file,
                 name.at,
-                format!("parameter name `{}` must be lower-case letters, digits and `_`", name.value),
+                format!(
+                    "parameter name `{}` must be lower-case letters, digits and `_`",
+                    name.value
+                ),
             ));
         }
     }
@@ -451,9 +496,18 @@ fn build_dag(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) -> Option
                     Code::V103,
                     file,
                     first,
-                    format!("the steps {} read each other in a cycle", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "the steps {} read each other in a cycle",
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 )
-                .with_hint("a line is a directed acyclic graph: break the cycle by changing an `input`"),
+                .with_hint(
+                    "a line is a directed acyclic graph: break the cycle by changing an `input`",
+                ),
             );
             return None;
         }

@@ -1,1 +1,278 @@
-fn main() {}
+//! The `valtava` command.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use valtava::diag::Diagnostic;
+use valtava::run::{RunError, RunOptions};
+
+#[derive(Parser)]
+#[command(name = "valtava", version, about = "Runs Finland's national social- and health-care data production lines.", long_about = None)]
+struct Cli {
+    /// Log format on standard error (levels from RUST_LOG, default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum DiagFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check line files without reading data: YAML, keys, types, steps, inputs, cycles,
+    /// parameters, code sets, and every expression against its input's columns.
+    #[command(
+        after_help = "Examples:\n  valtava check lines/ensihoito.yaml\n  valtava check --format json lines/*.yaml\n\nExit status: 0 valid, 1 invalid, 2 usage error."
+    )]
+    Check {
+        /// Line files.
+        #[arg(required = true)]
+        lines: Vec<PathBuf>,
+        /// `human` (with the source line) or `json` (one array of diagnostics).
+        #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+        format: DiagFormat,
+    },
+    /// Print the steps of a line as a graph (stable output, for reviews).
+    #[command(
+        after_help = "Examples:\n  valtava graph lines/ensihoito.yaml | dot -Tsvg > ensihoito.svg\n  valtava graph --format mermaid lines/ensihoito.yaml"
+    )]
+    Graph {
+        line: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Print the JSON Schema of line files (as committed in schemas/line.schema.json).
+    #[command(
+        after_help = "Examples:\n  valtava schema > schemas/line.schema.json\n\nEditors pick it up from the first line of a line file:\n  # yaml-language-server: $schema=../schemas/line.schema.json"
+    )]
+    Schema,
+    /// Run a line: read its sources, validate, harmonise, aggregate and publish.
+    #[command(
+        after_help = "Examples:\n  valtava run lines/ensihoito.yaml --param period=2025-03 --store examples/store \\\n      --pseudonym-key-file examples/demo-pseudonym.key\n  valtava run lines/ensihoito.yaml --param period=2025-03 \\\n      --source tehtavat=file:///srv/inbox/ensihoito/*.csv\n\nExit status: 0 published, 1 the run failed or the line is invalid, 2 usage error."
+    )]
+    Run {
+        line: PathBuf,
+        /// The store: a folder or a URL (file://, memory://).
+        #[arg(long, default_value = "./valtava-data", env = "VALTAVA_STORE")]
+        store: String,
+        /// A parameter of the line, `NAME=VALUE` (repeatable).
+        #[arg(long = "param", value_parser = key_value)]
+        params: Vec<(String, String)>,
+        /// Read a source from elsewhere, `STEP=LOCATION` (repeatable).
+        #[arg(long = "source", value_parser = key_value)]
+        sources: Vec<(String, String)>,
+        /// File holding the pseudonymisation key (otherwise VALTAVA_PSEUDONYM_KEY).
+        #[arg(long)]
+        pseudonym_key_file: Option<PathBuf>,
+        /// Rows per record batch.
+        #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: u32,
+        /// Print the run report as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,valtava=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn print_diags(diags: &[Diagnostic], format: DiagFormat, sources: &dyn Fn(&str) -> Option<String>) {
+    match format {
+        DiagFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(diags).unwrap_or_default()
+        ),
+        DiagFormat::Human => {
+            for d in diags {
+                eprint!("{}", d.render(sources(&d.file).as_deref()));
+            }
+        }
+    }
+}
+
+fn read_source(file: &str) -> Option<String> {
+    std::fs::read_to_string(file).ok()
+}
+
+fn pseudonym_key(file: Option<&PathBuf>) -> Result<Option<Vec<u8>>, String> {
+    let key = match file {
+        Some(f) => {
+            let bytes = std::fs::read(f)
+                .map_err(|e| format!("cannot read the key file {}: {e}", f.display()))?;
+            let text_len = bytes
+                .iter()
+                .rposition(|b| !b.is_ascii_whitespace())
+                .map_or(0, |i| i + 1);
+            bytes[..text_len].to_vec()
+        }
+        None => match std::env::var("VALTAVA_PSEUDONYM_KEY") {
+            Ok(k) => k.into_bytes(),
+            Err(_) => return Ok(None),
+        },
+    };
+    if key.len() < 16 {
+        return Err(
+            "the pseudonymisation key is shorter than 16 bytes; use a long random key".into(),
+        );
+    }
+    Ok(Some(key))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match cli.command {
+        Command::Check { lines, format } => {
+            let mut all = Vec::new();
+            let mut ok = 0;
+            for l in &lines {
+                match valtava::check::check(l) {
+                    Ok(c) => {
+                        ok += 1;
+                        all.extend(c.warnings);
+                    }
+                    Err(d) => all.extend(d),
+                }
+            }
+            print_diags(&all, format, &read_source);
+            let failed = lines.len() - ok;
+            if format == DiagFormat::Human {
+                if failed == 0 {
+                    eprintln!("{} line file(s) valid", lines.len());
+                } else {
+                    eprintln!("{failed} of {} line file(s) invalid", lines.len());
+                }
+            }
+            if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Command::Graph { line, format } => match valtava::load::load(&line) {
+            Ok((l, _)) => {
+                print!(
+                    "{}",
+                    match format {
+                        GraphFormat::Dot => valtava::graph::dot(&l),
+                        GraphFormat::Mermaid => valtava::graph::mermaid(&l),
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(d) => {
+                print_diags(&d, DiagFormat::Human, &read_source);
+                ExitCode::from(1)
+            }
+        },
+        Command::Schema => {
+            println!("{}", valtava::schema::line_schema_json());
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            line,
+            store,
+            params,
+            sources,
+            pseudonym_key_file,
+            batch_size,
+            json,
+        } => {
+            let key = match pseudonym_key(pseudonym_key_file.as_ref()) {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let store = match valtava::store::open(&store) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = RunOptions {
+                store,
+                params,
+                sources: sources.into_iter().collect(),
+                key,
+                batch_size: batch_size as usize,
+                progress: std::io::stderr().is_terminal(),
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(valtava::run::run(&line, opts)) {
+                Ok(report) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).unwrap_or_default()
+                        );
+                    } else {
+                        print!("{}", valtava::report::summary(&report));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(RunError::Invalid(d)) => {
+                    print_diags(&d, DiagFormat::Human, &read_source);
+                    ExitCode::from(1)
+                }
+                Err(RunError::Failed(f, report)) => {
+                    if let Some(r) = &report {
+                        if json {
+                            println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+                        } else {
+                            print!("{}", valtava::report::summary(r));
+                        }
+                    }
+                    eprintln!("error[{}]: {}", f.code, f.message);
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

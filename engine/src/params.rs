@@ -116,7 +116,10 @@ pub fn expression_values(values: &BTreeMap<String, ParamValue>) -> BTreeMap<Stri
         match v {
             ParamValue::Period { text, start, end } => {
                 out.insert(name.clone(), ScalarValue::Utf8(Some(text.clone())));
-                out.insert(format!("{name}_start"), ScalarValue::Date32(Some(days(*start))));
+                out.insert(
+                    format!("{name}_start"),
+                    ScalarValue::Date32(Some(days(*start))),
+                );
                 out.insert(format!("{name}_end"), ScalarValue::Date32(Some(days(*end))));
             }
             ParamValue::Date(d) => {
@@ -158,18 +161,34 @@ mod tests {
     fn periods_have_their_days() {
         assert_eq!(
             parse_value(ParamKind::Month, "2024-02").unwrap(),
-            ParamValue::Period { text: "2024-02".into(), start: d(2024, 2, 1), end: d(2024, 2, 29) }
+            ParamValue::Period {
+                text: "2024-02".into(),
+                start: d(2024, 2, 1),
+                end: d(2024, 2, 29)
+            }
         );
         assert_eq!(
             parse_value(ParamKind::Period, "2025-Q4").unwrap(),
-            ParamValue::Period { text: "2025-Q4".into(), start: d(2025, 10, 1), end: d(2025, 12, 31) }
+            ParamValue::Period {
+                text: "2025-Q4".into(),
+                start: d(2025, 10, 1),
+                end: d(2025, 12, 31)
+            }
         );
-        assert!(matches!(parse_value(ParamKind::Period, "2025").unwrap(), ParamValue::Period { end, .. } if end == d(2025, 12, 31)));
+        assert!(
+            matches!(parse_value(ParamKind::Period, "2025").unwrap(), ParamValue::Period { end, .. } if end == d(2025, 12, 31))
+        );
     }
 
     #[test]
     fn bad_values_say_what_was_expected() {
-        for (k, t) in [(ParamKind::Month, "2025-13"), (ParamKind::Month, "2025-3"), (ParamKind::Quarter, "2025-Q5"), (ParamKind::Integer, "x"), (ParamKind::Date, "2025-02-30")] {
+        for (k, t) in [
+            (ParamKind::Month, "2025-13"),
+            (ParamKind::Month, "2025-3"),
+            (ParamKind::Quarter, "2025-Q5"),
+            (ParamKind::Integer, "x"),
+            (ParamKind::Date, "2025-02-30"),
+        ] {
             let e = parse_value(k, t).unwrap_err();
             assert!(e.contains(t) && e.contains("is not"), "{e}");
         }

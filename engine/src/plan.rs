@@ -134,10 +134,18 @@ impl Planner<'_> {
         let step = crate::load::step(&self.line.spec, name);
         let scan = |input: &Name| -> Result<(LogicalPlanBuilder, &InputInfo), Diags> {
             let (provider, info) = inputs.get(input.value.as_str()).ok_or_else(|| {
-                vec![self.diag(Code::V102, input.at, format!("`{}` has no output", input.value))]
+                vec![self.diag(
+                    Code::V102,
+                    input.at,
+                    format!("`{}` has no output", input.value),
+                )]
             })?;
-            let b = LogicalPlanBuilder::scan(input.value.as_str(), provider_as_source(provider.clone()), None)
-                .map_err(|e| vec![self.diag(Code::V205, input.at, e.to_string())])?;
+            let b = LogicalPlanBuilder::scan(
+                input.value.as_str(),
+                provider_as_source(provider.clone()),
+                None,
+            )
+            .map_err(|e| vec![self.diag(Code::V205, input.at, e.to_string())])?;
             Ok((b, info))
         };
         if let Some(s) = &step.source {
@@ -174,7 +182,8 @@ impl Planner<'_> {
             .map_err(|e| vec![self.expr_error(text, e)])?;
         let e = self.bind(e, text)?;
         // Type-check now, so that a mismatch is reported at the expression.
-        e.get_type(schema).map_err(|err| vec![self.expr_error(text, err)])?;
+        e.get_type(schema)
+            .map_err(|err| vec![self.expr_error(text, err)])?;
         Ok(e)
     }
 
@@ -213,7 +222,12 @@ impl Planner<'_> {
     /// The place of `needle` inside an expression written at `text.at`.
     fn locate(&self, text: &Name, needle: &str) -> Pos {
         let mut at = text.at;
-        let Some(src_line) = self.line.text.lines().nth(at.line.saturating_sub(1) as usize) else {
+        let Some(src_line) = self
+            .line
+            .text
+            .lines()
+            .nth(at.line.saturating_sub(1) as usize)
+        else {
             return at;
         };
         let start: usize = src_line
@@ -234,7 +248,11 @@ impl Planner<'_> {
     fn expr_error(&self, text: &Name, e: DataFusionError) -> Diagnostic {
         let root = e.find_root();
         if let DataFusionError::SchemaError(se, _) = root {
-            if let SchemaError::FieldNotFound { field, valid_fields } = se.as_ref() {
+            if let SchemaError::FieldNotFound {
+                field,
+                valid_fields,
+            } = se.as_ref()
+            {
                 let name = field.name();
                 let candidates: Vec<&str> = valid_fields
                     .iter()
@@ -248,7 +266,14 @@ impl Planner<'_> {
                 );
                 d = match did_you_mean(name, candidates.iter().copied()) {
                     Some(h) => d.with_hint(h),
-                    None => d.with_hint(format!("the input has {}", candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))),
+                    None => d.with_hint(format!(
+                        "the input has {}",
+                        candidates
+                            .iter()
+                            .map(|c| format!("`{c}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
                 };
                 return d;
             }
@@ -272,7 +297,11 @@ impl Planner<'_> {
             }
             _ => Code::V205,
         };
-        self.diag(code, self.locate(text, ""), format!("in `{}`: {}", text.value, first_line(&clean)))
+        self.diag(
+            code,
+            self.locate(text, ""),
+            format!("in `{}`: {}", text.value, first_line(&clean)),
+        )
     }
 
     fn plan_source(&self, s: &SourceSpec, b: LogicalPlanBuilder) -> Result<StepPlan, Diags> {
@@ -285,7 +314,10 @@ impl Planner<'_> {
             let typed = if t == DataType::Utf8 {
                 raw.clone()
             } else {
-                Expr::TryCast(datafusion::logical_expr::TryCast::new(Box::new(raw.clone()), t.clone()))
+                Expr::TryCast(datafusion::logical_expr::TryCast::new(
+                    Box::new(raw.clone()),
+                    t.clone(),
+                ))
             };
             if c.personal {
                 personal.insert(name.value.clone());
@@ -293,7 +325,11 @@ impl Planner<'_> {
             let column = format!("{RULE_PREFIX}{i}");
             let what = if c.personal {
                 // A personal value is never written into a reason.
-                lit(format!("column `{}`: not a {}", name.value, c.r#type.value.as_str()))
+                lit(format!(
+                    "column `{}`: not a {}",
+                    name.value,
+                    c.r#type.value.as_str()
+                ))
             } else {
                 datafusion::functions::string::expr_fn::concat(vec![
                     lit(format!("column `{}`: cannot read `", name.value)),
@@ -304,14 +340,24 @@ impl Planner<'_> {
             let mut rule = case(lit(true));
             let mut any = false;
             if c.required {
-                rule = when(raw.clone().is_null(), lit(format!("column `{}` is required", name.value)));
+                rule = when(
+                    raw.clone().is_null(),
+                    lit(format!("column `{}` is required", name.value)),
+                );
                 any = true;
             }
             let check = raw.clone().is_not_null().and(typed.clone().is_null());
             let rule_expr = if t == DataType::Utf8 {
-                if any { Some(rule.otherwise(lit(ScalarValue::Utf8(None)))) } else { None }
+                if any {
+                    Some(rule.otherwise(lit(ScalarValue::Utf8(None))))
+                } else {
+                    None
+                }
             } else if any {
-                Some(rule.when(check, what).otherwise(lit(ScalarValue::Utf8(None))))
+                Some(
+                    rule.when(check, what)
+                        .otherwise(lit(ScalarValue::Utf8(None))),
+                )
             } else {
                 Some(when(check, what).otherwise(lit(ScalarValue::Utf8(None))))
             };
@@ -321,14 +367,21 @@ impl Planner<'_> {
                 exprs.push(r.alias(&column));
                 rules.push(TapRule {
                     column,
-                    id: if c.required { "required".into() } else { "type".into() },
+                    id: if c.required {
+                        "required".into()
+                    } else {
+                        "type".into()
+                    },
                     severity: Severity::Reject,
                 });
             }
         }
         exprs.push(col(OBJECT_COLUMN));
         exprs.push(col(ROW_COLUMN));
-        let plan = b.project(exprs).and_then(|b| b.build()).map_err(|e| vec![self.diag(Code::V205, s.location.at, e.to_string())])?;
+        let plan = b
+            .project(exprs)
+            .and_then(|b| b.build())
+            .map_err(|e| vec![self.diag(Code::V205, s.location.at, e.to_string())])?;
         Ok(self.finish(StepKind::Source, plan, rules, personal, vec![]))
     }
 
@@ -367,7 +420,11 @@ impl Planner<'_> {
                     .map(|f| f.name().clone())
                     .filter(|f| !f.starts_with("__"))
                     .collect();
-                let mut d = self.diag(Code::V201, name.at, format!("unknown column `{}`", name.value));
+                let mut d = self.diag(
+                    Code::V201,
+                    name.at,
+                    format!("unknown column `{}`", name.value),
+                );
                 if let Some(h) = did_you_mean(name, fields.iter().map(String::as_str)) {
                     d = d.with_hint(h);
                 }
@@ -376,7 +433,13 @@ impl Planner<'_> {
         }
     }
 
-    fn rule_expr(&self, rule: &RuleSpec, schema: &DFSchema) -> Result<Expr, Diags> {
+    fn rule_expr(
+        &self,
+        index: usize,
+        rule: &RuleSpec,
+        schema: &DFSchema,
+        windows: &mut Vec<Expr>,
+    ) -> Result<Expr, Diags> {
         let null = || lit(ScalarValue::Utf8(None));
         let colcheck = |n: &Name| self.column_check(schema, n).map_err(|d| vec![d]);
         let id = &rule.id.value;
@@ -387,7 +450,11 @@ impl Planner<'_> {
             for n in names {
                 colcheck(n)?;
                 let msg = lit(format!("`{}` is missing", n.value));
-                c = if first { when(col(Column::from_name(n.value.as_str())).is_null(), msg) } else { c.when(col(Column::from_name(n.value.as_str())).is_null(), msg) };
+                c = if first {
+                    when(col(Column::from_name(n.value.as_str())).is_null(), msg)
+                } else {
+                    c.when(col(Column::from_name(n.value.as_str())).is_null(), msg)
+                };
                 first = false;
             }
             c.otherwise(null())
@@ -414,8 +481,23 @@ impl Planner<'_> {
                 .order_by(order)
                 .build()
                 .map_err(|e| vec![self.diag(Code::V205, rule.id.at, e.to_string())])?;
-            let label = names.iter().map(|n| format!("`{}`", n.value)).collect::<Vec<_>>().join(", ");
-            let all_present = keys.iter().cloned().map(|k| k.is_not_null()).reduce(|a, b| a.and(b)).unwrap_or(lit(true));
+            let rn_name = format!("__w{index}_rn");
+            let first_name = format!("__w{index}_first");
+            windows.push(rn.alias(&rn_name));
+            windows.push(first_row.alias(&first_name));
+            let rn = col(Column::from_name(rn_name));
+            let first_row = col(Column::from_name(first_name));
+            let label = names
+                .iter()
+                .map(|n| format!("`{}`", n.value))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let all_present = keys
+                .iter()
+                .cloned()
+                .map(|k| k.is_not_null())
+                .reduce(|a, b| a.and(b))
+                .unwrap_or(lit(true));
             when(
                 all_present.and(rn.gt(lit(1u64))),
                 datafusion::functions::string::expr_fn::concat(vec![
@@ -427,7 +509,14 @@ impl Planner<'_> {
         } else if let Some(v) = &rule.values {
             let t = colcheck(&v.column)?;
             let c = col(Column::from_name(v.column.value.as_str()));
-            let c = if t == DataType::Utf8 { c } else { Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(c), DataType::Utf8)) };
+            let c = if t == DataType::Utf8 {
+                c
+            } else {
+                Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(c),
+                    DataType::Utf8,
+                ))
+            };
             let list: Vec<Expr> = v.values.iter().map(|s| lit(s.clone())).collect();
             when(
                 c.clone().is_not_null().and(c.clone().in_list(list, true)),
@@ -440,7 +529,14 @@ impl Planner<'_> {
             .otherwise(null())
         } else if let Some(h) = &rule.hetu {
             colcheck(h)?;
-            let f = self.state.scalar_functions().get("hetu_problem").cloned().ok_or_else(|| vec![self.diag(Code::V205, h.at, "hetu_problem is not registered")])?;
+            let f = self
+                .state
+                .scalar_functions()
+                .get("hetu_problem")
+                .cloned()
+                .ok_or_else(|| {
+                    vec![self.diag(Code::V205, h.at, "hetu_problem is not registered")]
+                })?;
             let c = col(Column::from_name(h.value.as_str()));
             let problem = f.call(vec![c.clone()]);
             when(c.is_not_null().and(problem.clone().is_not_null()), problem).otherwise(null())
@@ -448,9 +544,19 @@ impl Planner<'_> {
             let t = colcheck(&cs.column)?;
             let codes = self.codeset_codes(&cs.codeset)?;
             let c = col(Column::from_name(cs.column.value.as_str()));
-            let c = if t == DataType::Utf8 { c } else { Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(c), DataType::Utf8)) };
+            let c = if t == DataType::Utf8 {
+                c
+            } else {
+                Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(c),
+                    DataType::Utf8,
+                ))
+            };
             when(
-                c.clone().is_not_null().and(c.clone().in_list(codes.into_iter().map(lit).collect(), true)),
+                c.clone().is_not_null().and(
+                    c.clone()
+                        .in_list(codes.into_iter().map(lit).collect(), true),
+                ),
                 datafusion::functions::string::expr_fn::concat(vec![
                     lit(format!("`{}` `", cs.column.value)),
                     c,
@@ -460,26 +566,57 @@ impl Planner<'_> {
             .otherwise(null())
         } else if let Some(p) = &rule.in_period {
             let t = colcheck(p)?;
-            let (Some(start), Some(end)) = (self.params.get("period_start"), self.params.get("period_end")) else {
-                return Err(vec![self.diag(Code::V301, p.at, "the line has no period parameter")]);
+            let (Some(start), Some(end)) = (
+                self.params.get("period_start"),
+                self.params.get("period_end"),
+            ) else {
+                return Err(vec![self.diag(
+                    Code::V301,
+                    p.at,
+                    "the line has no period parameter",
+                )]);
             };
             let c = col(Column::from_name(p.value.as_str()));
             let day = match t {
                 DataType::Date32 => c.clone(),
-                DataType::Timestamp(..) => Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(c.clone()), DataType::Date32)),
+                DataType::Timestamp(..) => Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(c.clone()),
+                    DataType::Date32,
+                )),
                 other => {
-                    return Err(vec![self.diag(Code::V202, p.at, format!("`{}` is {other}; the period check needs a date or timestamp", p.value))]);
+                    return Err(vec![self.diag(
+                        Code::V202,
+                        p.at,
+                        format!(
+                            "`{}` is {other}; the period check needs a date or timestamp",
+                            p.value
+                        ),
+                    )]);
                 }
             };
             when(
-                c.is_not_null().and(day.clone().lt(lit(start.clone())).or(day.gt(lit(end.clone())))),
-                lit(format!("outside-period: `{}` is not in the period", p.value)),
+                c.is_not_null().and(
+                    day.clone()
+                        .lt(lit(start.clone()))
+                        .or(day.gt(lit(end.clone()))),
+                ),
+                lit(format!(
+                    "outside-period: `{}` is not in the period",
+                    p.value
+                )),
             )
             .otherwise(null())
         } else if let Some(x) = &rule.expr {
             let e = self.expr(x, schema)?;
-            if e.get_type(schema).map_err(|err| vec![self.expr_error(x, err)])? != DataType::Boolean {
-                return Err(vec![self.diag(Code::V202, self.locate(x, ""), format!("`{}` is not a condition (true/false)", x.value))]);
+            if e.get_type(schema)
+                .map_err(|err| vec![self.expr_error(x, err)])?
+                != DataType::Boolean
+            {
+                return Err(vec![self.diag(
+                    Code::V202,
+                    self.locate(x, ""),
+                    format!("`{}` is not a condition (true/false)", x.value),
+                )]);
             }
             when(e.is_false(), lit(format!("`{}` does not hold", x.value))).otherwise(null())
         } else {
@@ -489,7 +626,9 @@ impl Planner<'_> {
         let e = match &rule.when {
             Some(w) => {
                 let cond = self.expr(w, schema)?;
-                when(cond.is_true(), e).otherwise(null()).map_err(|err| vec![self.diag(Code::V205, w.at, err.to_string())])?
+                when(cond.is_true(), e)
+                    .otherwise(null())
+                    .map_err(|err| vec![self.diag(Code::V205, w.at, err.to_string())])?
             }
             None => e,
         };
@@ -498,22 +637,38 @@ impl Planner<'_> {
     }
 
     fn codeset_codes(&self, name: &Name) -> Result<Vec<String>, Diags> {
-        let table = self.codesets.get(name.value.as_str()).ok_or_else(|| vec![self.diag(Code::V303, name.at, format!("unknown code set `{}`", name.value))])?;
+        let table = self.codesets.get(name.value.as_str()).ok_or_else(|| {
+            vec![self.diag(
+                Code::V303,
+                name.at,
+                format!("unknown code set `{}`", name.value),
+            )]
+        })?;
         let key = &self.line.spec.codesets[name.value.as_str()].key.value;
         Ok(crate::codeset::codes(table, key))
     }
 
-    fn plan_validate(&self, v: &ValidateSpec, b: LogicalPlanBuilder, info: &InputInfo) -> Result<StepPlan, Diags> {
+    fn plan_validate(
+        &self,
+        v: &ValidateSpec,
+        b: LogicalPlanBuilder,
+        info: &InputInfo,
+    ) -> Result<StepPlan, Diags> {
         let schema = b.schema().clone();
         let mut exprs: Vec<Expr> = schema.columns().into_iter().map(col).collect();
         let mut rules = Vec::new();
         let mut diags = Vec::new();
+        let mut windows = Vec::new();
         for (i, rule) in v.rules.iter().enumerate() {
-            match self.rule_expr(rule, &schema) {
+            match self.rule_expr(i, rule, &schema, &mut windows) {
                 Ok(e) => {
                     let column = format!("{RULE_PREFIX}{i}");
                     exprs.push(e.alias(&column));
-                    rules.push(TapRule { column, id: rule.id.value.clone(), severity: rule.severity });
+                    rules.push(TapRule {
+                        column,
+                        id: rule.id.value.clone(),
+                        severity: rule.severity,
+                    });
                 }
                 Err(d) => diags.extend(d),
             }
@@ -521,56 +676,152 @@ impl Planner<'_> {
         if !diags.is_empty() {
             return Err(diags);
         }
-        let plan = b.project(exprs).and_then(|b| b.build()).map_err(|e| vec![self.diag(Code::V205, v.input.at, e.to_string())])?;
-        Ok(self.finish(StepKind::Validate, plan, rules, info.personal.clone(), info.dimensions.clone()))
+        let b = if windows.is_empty() {
+            b
+        } else {
+            b.window(windows)
+                .map_err(|e| vec![self.diag(Code::V205, v.input.at, e.to_string())])?
+        };
+        let plan = b
+            .project(exprs)
+            .and_then(|b| b.build())
+            .map_err(|e| vec![self.diag(Code::V205, v.input.at, e.to_string())])?;
+        Ok(self.finish(
+            StepKind::Validate,
+            plan,
+            rules,
+            info.personal.clone(),
+            info.dimensions.clone(),
+        ))
     }
 
-    fn plan_harmonise(&self, h: &HarmoniseSpec, mut b: LogicalPlanBuilder, info: &InputInfo) -> Result<StepPlan, Diags> {
-        let err = |at: Pos| move |e: DataFusionError| vec![Diagnostic::error(Code::V205, &self.line.file, at, e.to_string())];
+    fn plan_harmonise(
+        &self,
+        h: &HarmoniseSpec,
+        mut b: LogicalPlanBuilder,
+        info: &InputInfo,
+    ) -> Result<StepPlan, Diags> {
+        let err = |at: Pos| {
+            move |e: DataFusionError| {
+                vec![Diagnostic::error(
+                    Code::V205,
+                    &self.line.file,
+                    at,
+                    e.to_string(),
+                )]
+            }
+        };
         let mut rules = Vec::new();
         let mut personal = info.personal.clone();
-        let mut rule_columns: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).filter(|n| n.starts_with(RULE_PREFIX)).collect();
+        let mut rule_columns: Vec<String> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| n.starts_with(RULE_PREFIX))
+            .collect();
         for (i, m) in h.map.iter().enumerate() {
             let schema = b.schema().clone();
             let from_type = self.column_check(&schema, &m.column).map_err(|d| vec![d])?;
-            let table = self.codesets.get(m.codeset.value.as_str()).ok_or_else(|| vec![self.diag(Code::V303, m.codeset.at, format!("unknown code set `{}`", m.codeset.value))])?;
-            let key = self.line.spec.codesets[m.codeset.value.as_str()].key.value.clone();
+            let table = self.codesets.get(m.codeset.value.as_str()).ok_or_else(|| {
+                vec![self.diag(
+                    Code::V303,
+                    m.codeset.at,
+                    format!("unknown code set `{}`", m.codeset.value),
+                )]
+            })?;
+            let key = self.line.spec.codesets[m.codeset.value.as_str()]
+                .key
+                .value
+                .clone();
             let cs_schema = table.schema();
             if cs_schema.index_of(&m.to).is_err() {
-                let cols: Vec<&str> = cs_schema.fields().iter().map(|f| f.name().as_str()).collect();
-                let mut d = self.diag(Code::V304, m.to.at, format!("code set `{}` has no column `{}`", m.codeset.value, m.to.value));
-                if let Some(hint) = did_you_mean(&m.to, cols.iter().copied()) { d = d.with_hint(hint); }
+                let cols: Vec<&str> = cs_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                let mut d = self.diag(
+                    Code::V304,
+                    m.to.at,
+                    format!(
+                        "code set `{}` has no column `{}`",
+                        m.codeset.value, m.to.value
+                    ),
+                );
+                if let Some(hint) = did_you_mean(&m.to, cols.iter().copied()) {
+                    d = d.with_hint(hint);
+                }
                 return Err(vec![d]);
             }
             let alias = format!("__cs{i}");
             let windowed = m.on.is_some() && cs_schema.index_of("valid_from").is_ok();
-            let mut cs_cols = vec![col(Column::from_name(key.as_str())).alias(format!("{alias}_key")), col(Column::from_name(m.to.value.as_str())).alias(format!("{alias}_to"))];
+            let mut cs_cols = vec![
+                col(Column::from_name(key.as_str())).alias(format!("{alias}_key")),
+                col(Column::from_name(m.to.value.as_str())).alias(format!("{alias}_to")),
+            ];
             if windowed {
-                cs_cols.push(Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(col("valid_from")), DataType::Date32)).alias(format!("{alias}_from")));
-                cs_cols.push(Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(col("valid_to")), DataType::Date32)).alias(format!("{alias}_until")));
+                cs_cols.push(
+                    Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(col("valid_from")),
+                        DataType::Date32,
+                    ))
+                    .alias(format!("{alias}_from")),
+                );
+                cs_cols.push(
+                    Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(col("valid_to")),
+                        DataType::Date32,
+                    ))
+                    .alias(format!("{alias}_until")),
+                );
             }
-            let cs_plan = LogicalPlanBuilder::scan(alias.as_str(), provider_as_source(table.clone() as Arc<dyn TableProvider>), None)
-                .and_then(|b| b.project(cs_cols))
-                .and_then(|b| b.build())
-                .map_err(err(m.codeset.at))?;
+            let cs_plan = LogicalPlanBuilder::scan(
+                alias.as_str(),
+                provider_as_source(table.clone() as Arc<dyn TableProvider>),
+                None,
+            )
+            .and_then(|b| b.project(cs_cols))
+            .and_then(|b| b.build())
+            .map_err(err(m.codeset.at))?;
             let from = col(Column::from_name(m.column.value.as_str()));
-            let from_text = if from_type == DataType::Utf8 { from.clone() } else { Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(from.clone()), DataType::Utf8)) };
-            let mut on = from_text.clone().eq(col(Column::from_name(format!("{alias}_key"))));
+            let from_text = if from_type == DataType::Utf8 {
+                from.clone()
+            } else {
+                Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(from.clone()),
+                    DataType::Utf8,
+                ))
+            };
+            let mut on = from_text
+                .clone()
+                .eq(col(Column::from_name(format!("{alias}_key"))));
             if windowed && let Some(on_col) = &m.on {
                 let t = self.column_check(&schema, on_col).map_err(|d| vec![d])?;
-                let day = if t == DataType::Date32 { col(Column::from_name(on_col.value.as_str())) } else { Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(col(Column::from_name(on_col.value.as_str()))), DataType::Date32)) };
+                let day = if t == DataType::Date32 {
+                    col(Column::from_name(on_col.value.as_str()))
+                } else {
+                    Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(col(Column::from_name(on_col.value.as_str()))),
+                        DataType::Date32,
+                    ))
+                };
                 let fromc = col(Column::from_name(format!("{alias}_from")));
                 let untilc = col(Column::from_name(format!("{alias}_until")));
                 on = on
                     .and(fromc.clone().is_null().or(day.clone().gt_eq(fromc)))
                     .and(untilc.clone().is_null().or(day.lt_eq(untilc)));
             }
-            let joined = b.join_on(cs_plan, JoinType::Left, vec![on]).map_err(err(m.column.at))?;
+            let joined = b
+                .join_on(cs_plan, JoinType::Left, vec![on])
+                .map_err(err(m.column.at))?;
             let to = col(Column::from_name(format!("{alias}_to")));
             let target = match m.unmapped {
                 Unmapped::Quarantine => to.clone(),
                 Unmapped::Default => {
-                    let d = m.default.clone().ok_or_else(|| vec![self.diag(Code::V004, m.to.at, "`unmapped: default` needs `default:`")])?;
+                    let d = m.default.clone().ok_or_else(|| {
+                        vec![self.diag(Code::V004, m.to.at, "`unmapped: default` needs `default:`")]
+                    })?;
                     datafusion::functions::core::expr_fn::coalesce(vec![to.clone(), lit(d)])
                 }
             };
@@ -584,13 +835,20 @@ impl Planner<'_> {
                     datafusion::functions::string::expr_fn::concat(vec![
                         lit(format!("`{}` `", m.column.value)),
                         datafusion::functions::core::expr_fn::coalesce(vec![from_text, lit("")]),
-                        lit(format!("` has no `{}` in code set `{}`", m.to.value, m.codeset.value)),
+                        lit(format!(
+                            "` has no `{}` in code set `{}`",
+                            m.to.value, m.codeset.value
+                        )),
                     ]),
                 )
                 .otherwise(lit(ScalarValue::Utf8(None)))
                 .map_err(err(m.column.at))?;
                 exprs.push(reason.alias(&column));
-                rules.push(TapRule { column: column.clone(), id: format!("map-{}", m.to.value), severity: Severity::Reject });
+                rules.push(TapRule {
+                    column: column.clone(),
+                    id: format!("map-{}", m.to.value),
+                    severity: Severity::Reject,
+                });
                 rule_columns.push(column);
             }
             b = joined.project(exprs).map_err(err(m.column.at))?;
@@ -598,7 +856,12 @@ impl Planner<'_> {
         for (name, text) in &h.derive {
             let schema = b.schema().clone();
             let e = self.expr(text, &schema)?;
-            let mut exprs: Vec<Expr> = schema.columns().into_iter().filter(|c| c.name != name.value).map(col).collect();
+            let mut exprs: Vec<Expr> = schema
+                .columns()
+                .into_iter()
+                .filter(|c| c.name != name.value)
+                .map(col)
+                .collect();
             exprs.push(e.alias(name.value.as_str()));
             b = b.project(exprs).map_err(err(text.at))?;
         }
@@ -611,12 +874,23 @@ impl Planner<'_> {
                 names.insert(p.value.clone());
             }
             let Some(f) = pseudo else {
-                return Err(vec![self.diag(Code::V205, h.input.at, "pseudonym is not registered")]);
+                return Err(vec![self.diag(
+                    Code::V205,
+                    h.input.at,
+                    "pseudonym is not registered",
+                )]);
             };
             let exprs: Vec<Expr> = schema
                 .columns()
                 .into_iter()
-                .map(|c| if names.contains(&c.name) { f.call(vec![cast_text(col(c.clone()))]).alias(c.name.clone()) } else { col(c) })
+                .map(|c| {
+                    if names.contains(&c.name) {
+                        f.call(vec![cast_text(col(c.clone()))])
+                            .alias(c.name.clone())
+                    } else {
+                        col(c)
+                    }
+                })
                 .collect();
             b = b.project(exprs).map_err(err(h.input.at))?;
             for n in names {
@@ -628,7 +902,12 @@ impl Planner<'_> {
             for d in &h.drop {
                 self.column_check(&schema, d).map_err(|d| vec![d])?;
             }
-            let exprs: Vec<Expr> = schema.columns().into_iter().filter(|c| !h.drop.iter().any(|d| d.value == c.name)).map(col).collect();
+            let exprs: Vec<Expr> = schema
+                .columns()
+                .into_iter()
+                .filter(|c| !h.drop.iter().any(|d| d.value == c.name))
+                .map(col)
+                .collect();
             b = b.project(exprs).map_err(err(h.input.at))?;
             for d in &h.drop {
                 personal.remove(&d.value);
@@ -636,10 +915,21 @@ impl Planner<'_> {
         }
         let plan = b.build().map_err(err(h.input.at))?;
         let _ = rule_columns;
-        Ok(self.finish(StepKind::Harmonise, plan, rules, personal, info.dimensions.clone()))
+        Ok(self.finish(
+            StepKind::Harmonise,
+            plan,
+            rules,
+            personal,
+            info.dimensions.clone(),
+        ))
     }
 
-    fn plan_aggregate(&self, a: &AggregateSpec, b: LogicalPlanBuilder, _info: &InputInfo) -> Result<StepPlan, Diags> {
+    fn plan_aggregate(
+        &self,
+        a: &AggregateSpec,
+        b: LogicalPlanBuilder,
+        _info: &InputInfo,
+    ) -> Result<StepPlan, Diags> {
         let schema = b.schema().clone();
         let mut dims = Vec::new();
         for d in &a.by {
@@ -671,23 +961,40 @@ impl Planner<'_> {
                 .map(|t| t.data);
             match rewritten {
                 Ok(r) if found => measures.push((name.value.clone(), r)),
-                Ok(_) => diags.push(self.diag(Code::V204, self.locate(text, ""), format!("measure `{}` has no aggregate function (count, sum, avg, median, …)", name.value))),
+                Ok(_) => diags.push(self.diag(
+                    Code::V204,
+                    self.locate(text, ""),
+                    format!(
+                        "measure `{}` has no aggregate function (count, sum, avg, median, …)",
+                        name.value
+                    ),
+                )),
                 Err(e) => diags.push(self.expr_error(text, e)),
             }
         }
         if !diags.is_empty() {
             return Err(diags);
         }
-        let dim_exprs: Vec<Expr> = dims.iter().map(|d| col(Column::from_name(d.as_str()))).collect();
+        let dim_exprs: Vec<Expr> = dims
+            .iter()
+            .map(|d| col(Column::from_name(d.as_str())))
+            .collect();
         let group: Vec<Expr> = if a.totals {
             for d in &dims {
-                aggs.push(datafusion::functions_aggregate::expr_fn::grouping(col(Column::from_name(d.as_str()))).alias(format!("__g_{d}")));
+                aggs.push(
+                    datafusion::functions_aggregate::expr_fn::grouping(col(Column::from_name(
+                        d.as_str(),
+                    )))
+                    .alias(format!("__g_{d}")),
+                );
             }
             vec![Expr::GroupingSet(GroupingSet::Cube(dim_exprs.clone()))]
         } else {
             dim_exprs.clone()
         };
-        let err = |e: DataFusionError| vec![self.diag(Code::V205, a.input.at, first_line(&e.to_string()))];
+        let err = |e: DataFusionError| {
+            vec![self.diag(Code::V205, a.input.at, first_line(&e.to_string()))]
+        };
         let b = b.aggregate(group, aggs).map_err(err)?;
         let mut out: Vec<Expr> = Vec::new();
         for d in &dims {
@@ -695,10 +1002,13 @@ impl Planner<'_> {
             if a.totals {
                 let code = if is_area(d) { "SSS" } else { "YHT" };
                 out.push(
-                    when(col(Column::from_name(format!("__g_{d}"))).gt(lit(0)), lit(code))
-                        .otherwise(c)
-                        .map_err(err)?
-                        .alias(d.as_str()),
+                    when(
+                        col(Column::from_name(format!("__g_{d}"))).gt(lit(0)),
+                        lit(code),
+                    )
+                    .otherwise(c)
+                    .map_err(err)?
+                    .alias(d.as_str()),
                 );
             } else {
                 out.push(c.alias(d.as_str()));
@@ -711,9 +1021,23 @@ impl Planner<'_> {
         Ok(self.finish(StepKind::Aggregate, plan, vec![], BTreeSet::new(), dims))
     }
 
-    fn plan_publish(&self, p: &PublishSpec, b: LogicalPlanBuilder, info: &InputInfo) -> Result<StepPlan, Diags> {
+    fn plan_publish(
+        &self,
+        p: &PublishSpec,
+        b: LogicalPlanBuilder,
+        info: &InputInfo,
+    ) -> Result<StepPlan, Diags> {
         let schema = b.schema().clone();
-        let err = |at: Pos| move |e: DataFusionError| vec![Diagnostic::error(Code::V205, &self.line.file, at, first_line(&e.to_string()))];
+        let err = |at: Pos| {
+            move |e: DataFusionError| {
+                vec![Diagnostic::error(
+                    Code::V205,
+                    &self.line.file,
+                    at,
+                    first_line(&e.to_string()),
+                )]
+            }
+        };
         let dims: Vec<String> = match &p.dimensions {
             Some(d) => {
                 for n in d {
@@ -726,9 +1050,20 @@ impl Planner<'_> {
         if let Some(c) = info.personal.iter().next() {
             return Err(vec![self.diag(Code::V205, p.input.at, format!("column `{c}` identifies a person and may not be published unaggregated; pseudonymise, drop or aggregate it"))]);
         }
-        let measures: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).filter(|n| !dims.contains(n) && !n.starts_with("__") && n != OBJECT_COLUMN && n != ROW_COLUMN).collect();
+        let measures: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| {
+                !dims.contains(n) && !n.starts_with("__") && n != OBJECT_COLUMN && n != ROW_COLUMN
+            })
+            .collect();
         let mut exprs: Vec<Expr> = Vec::new();
-        let min = p.disclosure.as_ref().map(|d| d.min_count.value).unwrap_or(5);
+        let min = p
+            .disclosure
+            .as_ref()
+            .map(|d| d.min_count.value)
+            .unwrap_or(5);
         let count = match p.disclosure.as_ref().and_then(|d| d.count.clone()) {
             Some(c) => {
                 self.column_check(&schema, &c).map_err(|d| vec![d])?;
@@ -748,56 +1083,104 @@ impl Planner<'_> {
             let c = col(Column::from_name(n.as_str()));
             match (&suppressed, measures.contains(n)) {
                 (Some(s), true) => exprs.push(
-                    when(s.clone(), lit(ScalarValue::try_from(f.data_type()).unwrap_or(ScalarValue::Null)))
-                        .otherwise(c)
-                        .map_err(err(p.input.at))?
-                        .alias(n.as_str()),
+                    when(
+                        s.clone(),
+                        lit(ScalarValue::try_from(f.data_type()).unwrap_or(ScalarValue::Null)),
+                    )
+                    .otherwise(c)
+                    .map_err(err(p.input.at))?
+                    .alias(n.as_str()),
                 ),
                 _ => exprs.push(c),
             }
         }
         if let Some(s) = &suppressed {
-            exprs.push(when(s.clone(), lit("suppressed")).otherwise(lit(ScalarValue::Utf8(None))).map_err(err(p.input.at))?.alias(STATUS_COLUMN));
+            exprs.push(
+                when(s.clone(), lit("suppressed"))
+                    .otherwise(lit(ScalarValue::Utf8(None)))
+                    .map_err(err(p.input.at))?
+                    .alias(STATUS_COLUMN),
+            );
         }
-        let sort: Vec<SortExpr> = dims.iter().map(|d| SortExpr::new(col(Column::from_name(d.as_str())), true, true)).chain(measures.iter().map(|d| SortExpr::new(col(Column::from_name(d.as_str())), true, true))).collect();
-        let plan = b.project(exprs).and_then(|b| b.sort(sort)).and_then(|b| b.build()).map_err(err(p.input.at))?;
+        let sort: Vec<SortExpr> = dims
+            .iter()
+            .map(|d| SortExpr::new(col(Column::from_name(d.as_str())), true, true))
+            .chain(
+                measures
+                    .iter()
+                    .map(|d| SortExpr::new(col(Column::from_name(d.as_str())), true, true)),
+            )
+            .collect();
+        let plan = b
+            .project(exprs)
+            .and_then(|b| b.sort(sort))
+            .and_then(|b| b.build())
+            .map_err(err(p.input.at))?;
         Ok(self.finish(StepKind::Publish, plan, vec![], BTreeSet::new(), dims))
     }
 
-    fn plan_sql(&self, q: &SqlSpec, inputs: &BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)>) -> Result<StepPlan, Diags> {
+    fn plan_sql(
+        &self,
+        q: &SqlSpec,
+        inputs: &BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)>,
+    ) -> Result<StepPlan, Diags> {
         let ctx = SessionContext::new_with_state(self.state.clone());
         let mut personal = BTreeSet::new();
         for i in &q.inputs {
             if let Some((p, info)) = inputs.get(i.value.as_str()) {
-                ctx.register_table(i.value.as_str(), p.clone()).map_err(|e| vec![self.diag(Code::V205, i.at, e.to_string())])?;
+                ctx.register_table(i.value.as_str(), p.clone())
+                    .map_err(|e| vec![self.diag(Code::V205, i.at, e.to_string())])?;
                 personal.extend(info.personal.iter().cloned());
             }
         }
         let state = ctx.state();
-        let plan = futures::executor::block_on(state.create_logical_plan(&q.query.value)).map_err(|e| vec![self.expr_error(&q.query, e)])?;
+        let plan = futures::executor::block_on(state.create_logical_plan(&q.query.value))
+            .map_err(|e| vec![self.expr_error(&q.query, e)])?;
         let plan = self.bind_plan(plan, &q.query)?;
-        let names: BTreeSet<String> = plan.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let names: BTreeSet<String> = plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         personal.retain(|p| names.contains(p));
-        let dims = inputs.values().next().map(|(_, i)| i.dimensions.clone()).unwrap_or_default();
+        let dims = inputs
+            .values()
+            .next()
+            .map(|(_, i)| i.dimensions.clone())
+            .unwrap_or_default();
         let dims = dims.into_iter().filter(|d| names.contains(d)).collect();
         Ok(self.finish(StepKind::Sql, plan, vec![], personal, dims))
     }
 
     fn bind_plan(&self, plan: LogicalPlan, text: &Name) -> Result<LogicalPlan, Diags> {
         let mut unknown = None;
-        let values: Vec<(String, ScalarValue)> = self.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        for p in plan.get_parameter_names().map_err(|e| vec![self.expr_error(text, e)])? {
+        let values: Vec<(String, ScalarValue)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for p in plan
+            .get_parameter_names()
+            .map_err(|e| vec![self.expr_error(text, e)])?
+        {
             let key = p.trim_start_matches('$');
             if !self.params.contains_key(key) {
                 unknown = Some(key.to_string());
             }
         }
         if let Some(u) = unknown {
-            return Err(vec![self.diag(Code::V301, self.locate(text, &format!("${u}")), format!("unknown parameter `${u}`"))]);
+            return Err(vec![self.diag(
+                Code::V301,
+                self.locate(text, &format!("${u}")),
+                format!("unknown parameter `${u}`"),
+            )]);
         }
         let map: std::collections::HashMap<String, ScalarValue> = values.into_iter().collect();
-        plan.with_param_values(datafusion::common::ParamValues::Map(map.into_iter().map(|(k, v)| (k, v.into())).collect()))
-            .map_err(|e| vec![self.expr_error(text, e)])
+        plan.with_param_values(datafusion::common::ParamValues::Map(
+            map.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        ))
+        .map_err(|e| vec![self.expr_error(text, e)])
     }
 }
 
@@ -806,11 +1189,13 @@ fn first_line(s: &str) -> String {
 }
 
 fn cast_text(e: Expr) -> Expr {
-    Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(e), DataType::Utf8))
+    Expr::Cast(datafusion::logical_expr::Cast::new(
+        Box::new(e),
+        DataType::Utf8,
+    ))
 }
 
 /// Whether a dimension is an area (its total is `SSS`, the whole country).
 pub fn is_area(name: &str) -> bool {
     matches!(name, "hyvinvointialue" | "kunta" | "alue" | "maakunta")
 }
-

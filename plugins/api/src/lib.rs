@@ -228,7 +228,13 @@ mod tests {
         assert_eq!(b.len(), 3);
         let p = b.finish().unwrap();
         assert_eq!(p.batch.num_rows(), 2);
-        assert_eq!(p.rejects, vec![RowReject { row: 3, reason: "bad".into() }]);
+        assert_eq!(
+            p.rejects,
+            vec![RowReject {
+                row: 3,
+                reason: "bad".into()
+            }]
+        );
         assert!(b.is_empty());
         assert!(p.batch.column(0).is_null(1));
     }
@@ -239,7 +245,10 @@ mod tests {
         struct O {
             x: Option<u8>,
         }
-        assert_eq!(typed_options::<O>(&serde_json::Value::Null).unwrap(), O::default());
+        assert_eq!(
+            typed_options::<O>(&serde_json::Value::Null).unwrap(),
+            O::default()
+        );
         assert!(typed_options::<O>(&serde_json::json!({"x": "no"})).is_err());
     }
 }

@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 use futures::stream::{self, BoxStream};
+use object_store::ObjectStoreExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use valtava_plugin::{
@@ -170,7 +170,9 @@ impl State {
             .build();
         let decoder = match options.encoding {
             Encoding::Utf8 => None,
-            Encoding::Windows1252 => Some(encoding_rs::WINDOWS_1252.new_decoder_without_bom_handling()),
+            Encoding::Windows1252 => {
+                Some(encoding_rs::WINDOWS_1252.new_decoder_without_bom_handling())
+            }
         };
         let positions = if options.header {
             None
@@ -208,12 +210,15 @@ impl State {
         while !self.finished && self.builder.len() < self.request.batch_size {
             let chunk = match &mut self.input {
                 Input::NotOpened => {
-                    let got = self.object.store.get(&self.object.path).await.map_err(|source| {
-                        ParseError::Store {
+                    let got = self
+                        .object
+                        .store
+                        .get(&self.object.path)
+                        .await
+                        .map_err(|source| ParseError::Store {
                             object: self.object.name.clone(),
                             source,
-                        }
-                    })?;
+                        })?;
                     self.input = Input::Open(got.into_stream());
                     continue;
                 }
@@ -412,16 +417,29 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::UInt64Type;
+    use object_store::PutPayload;
     use object_store::memory::InMemory;
     use object_store::path::Path;
-    use object_store::PutPayload;
     use valtava_plugin::RowReject;
 
-    async fn parse(bytes: &[u8], columns: &[&str], options: serde_json::Value, batch_size: usize) -> (Vec<Vec<Option<String>>>, Vec<u64>, Vec<RowReject>) {
+    async fn parse(
+        bytes: &[u8],
+        columns: &[&str],
+        options: serde_json::Value,
+        batch_size: usize,
+    ) -> (Vec<Vec<Option<String>>>, Vec<u64>, Vec<RowReject>) {
         let store = Arc::new(InMemory::new());
         let path = Path::from("t.csv");
-        store.put(&path, PutPayload::from(bytes.to_vec())).await.unwrap();
-        let object = SourceObject { store, path, size: bytes.len() as u64, name: "t.csv".into() };
+        store
+            .put(&path, PutPayload::from(bytes.to_vec()))
+            .await
+            .unwrap();
+        let object = SourceObject {
+            store,
+            path,
+            size: bytes.len() as u64,
+            name: "t.csv".into(),
+        };
         let request = ParseRequest {
             columns: columns.iter().map(|c| c.to_string()).collect(),
             types: vec![],
@@ -435,11 +453,20 @@ mod tests {
             rejects.extend(b.rejects);
             let batch = b.batch;
             for r in 0..batch.num_rows() {
-                rows.push((0..columns.len()).map(|c| {
-                    let a = batch.column(c).as_string::<i32>();
-                    a.is_valid(r).then(|| a.value(r).to_string())
-                }).collect());
-                lines.push(batch.column(columns.len()).as_primitive::<UInt64Type>().value(r));
+                rows.push(
+                    (0..columns.len())
+                        .map(|c| {
+                            let a = batch.column(c).as_string::<i32>();
+                            a.is_valid(r).then(|| a.value(r).to_string())
+                        })
+                        .collect(),
+                );
+                lines.push(
+                    batch
+                        .column(columns.len())
+                        .as_primitive::<UInt64Type>()
+                        .value(r),
+                );
             }
         }
         (rows, lines, rejects)
@@ -452,20 +479,35 @@ mod tests {
     #[tokio::test]
     async fn semicolons_quotes_bom_and_header_order() {
         let data = "\u{feff}b;a\n\"x;1\";\"say \"\"hi\"\"\"\n\"multi\nline\";2\n;3";
-        let (rows, lines, rejects) = parse(data.as_bytes(), &["a", "b"], serde_json::json!({"delimiter": ";"}), 8192).await;
+        let (rows, lines, rejects) = parse(
+            data.as_bytes(),
+            &["a", "b"],
+            serde_json::json!({"delimiter": ";"}),
+            8192,
+        )
+        .await;
         assert!(rejects.is_empty());
-        assert_eq!(rows, vec![
-            vec![s("say \"hi\""), s("x;1")],
-            vec![s("2"), s("multi\nline")],
-            vec![s("3"), None],
-        ]);
+        assert_eq!(
+            rows,
+            vec![
+                vec![s("say \"hi\""), s("x;1")],
+                vec![s("2"), s("multi\nline")],
+                vec![s("3"), None],
+            ]
+        );
         assert_eq!(lines, vec![2, 3, 5]);
     }
 
     #[tokio::test]
     async fn windows_1252_is_decoded() {
         let data = b"kunta;nimi\n091;Hyvink\xe4\xe4\n";
-        let (rows, _, rejects) = parse(data, &["nimi"], serde_json::json!({"delimiter": ";", "encoding": "windows-1252"}), 8192).await;
+        let (rows, _, rejects) = parse(
+            data,
+            &["nimi"],
+            serde_json::json!({"delimiter": ";", "encoding": "windows-1252"}),
+            8192,
+        )
+        .await;
         assert!(rejects.is_empty());
         assert_eq!(rows, vec![vec![s("Hyvinkää")]]);
     }
@@ -476,20 +518,53 @@ mod tests {
         let (rows, lines, rejects) = parse(data, &["a", "b"], serde_json::Value::Null, 2).await;
         assert_eq!(rows, vec![vec![s("1"), s("2")], vec![s("8"), s("9")]]);
         assert_eq!(lines, vec![2, 6]);
-        assert_eq!(rejects.iter().map(|r| r.row).collect::<Vec<_>>(), vec![3, 4, 5]);
-        assert!(rejects[0].reason.contains("expected 2 fields"), "{}", rejects[0].reason);
-        assert!(rejects[2].reason.contains("not valid UTF-8"), "{}", rejects[2].reason);
+        assert_eq!(
+            rejects.iter().map(|r| r.row).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
+        assert!(
+            rejects[0].reason.contains("expected 2 fields"),
+            "{}",
+            rejects[0].reason
+        );
+        assert!(
+            rejects[2].reason.contains("not valid UTF-8"),
+            "{}",
+            rejects[2].reason
+        );
     }
 
     #[tokio::test]
     async fn missing_column_names_the_object() {
         let store = Arc::new(InMemory::new());
         let path = Path::from("t.csv");
-        store.put(&path, PutPayload::from_static(b"a\n1\n")).await.unwrap();
-        let object = SourceObject { store, path, size: 4, name: "inbox/t.csv".into() };
-        let request = ParseRequest { columns: vec!["a".into(), "kunta".into()], types: vec![], options: serde_json::Value::Null, batch_size: 10 };
-        let err = CsvParser.parse(object, request).next().await.unwrap().unwrap_err().to_string();
-        assert!(err.contains("inbox/t.csv") && err.contains("`kunta`"), "{err}");
+        store
+            .put(&path, PutPayload::from_static(b"a\n1\n"))
+            .await
+            .unwrap();
+        let object = SourceObject {
+            store,
+            path,
+            size: 4,
+            name: "inbox/t.csv".into(),
+        };
+        let request = ParseRequest {
+            columns: vec!["a".into(), "kunta".into()],
+            types: vec![],
+            options: serde_json::Value::Null,
+            batch_size: 10,
+        };
+        let err = CsvParser
+            .parse(object, request)
+            .next()
+            .await
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("inbox/t.csv") && err.contains("`kunta`"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -498,7 +573,13 @@ mod tests {
         for i in 0..25 {
             data.push_str(&format!("{i},NA\r\n"));
         }
-        let (rows, lines, _) = parse(data.as_bytes(), &["n", "m"], serde_json::json!({"header": false, "null_values": ["NA"]}), 10).await;
+        let (rows, lines, _) = parse(
+            data.as_bytes(),
+            &["n", "m"],
+            serde_json::json!({"header": false, "null_values": ["NA"]}),
+            10,
+        )
+        .await;
         assert_eq!(rows.len(), 25);
         assert_eq!(rows[24], vec![s("24"), None]);
         assert_eq!(lines[0], 1);
@@ -507,9 +588,25 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        assert!(CsvParser.check_options(&serde_json::json!({"delimiter": "ä"})).is_err());
-        assert!(CsvParser.check_options(&serde_json::json!({"delimiter": "\""})).is_err());
-        assert!(CsvParser.check_options(&serde_json::json!({"delimitr": ";"})).is_err());
-        assert!(CsvParser.check_options(&serde_json::json!({"delimiter": ";"})).is_ok());
+        assert!(
+            CsvParser
+                .check_options(&serde_json::json!({"delimiter": "ä"}))
+                .is_err()
+        );
+        assert!(
+            CsvParser
+                .check_options(&serde_json::json!({"delimiter": "\""}))
+                .is_err()
+        );
+        assert!(
+            CsvParser
+                .check_options(&serde_json::json!({"delimitr": ";"}))
+                .is_err()
+        );
+        assert!(
+            CsvParser
+                .check_options(&serde_json::json!({"delimiter": ";"}))
+                .is_ok()
+        );
     }
 }

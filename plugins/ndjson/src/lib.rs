@@ -9,14 +9,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::stream::{self, BoxStream};
 use futures::StreamExt;
+use futures::stream::{self, BoxStream};
 use object_store::ObjectStoreExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use valtava_plugin::{
-    typed_options, ParseError, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject,
-    TextBatchBuilder,
+    ParseError, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, TextBatchBuilder,
+    typed_options,
 };
 
 /// Options of the `ndjson` format (none yet; the key is reserved).
@@ -135,13 +135,16 @@ impl State {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let value: serde_json::Map<String, serde_json::Value> = match serde_json::from_slice(raw)
-        {
+        let value: serde_json::Map<String, serde_json::Value> = match serde_json::from_slice(raw) {
             Ok(v) => v,
             Err(e) => {
                 self.builder.reject(
                     self.line,
-                    format!("not a JSON object: {} at column {}", strip_position(&e), e.column()),
+                    format!(
+                        "not a JSON object: {} at column {}",
+                        strip_position(&e),
+                        e.column()
+                    ),
                 );
                 return;
             }
@@ -180,19 +183,36 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::UInt64Type;
+    use object_store::PutPayload;
     use object_store::memory::InMemory;
     use object_store::path::Path;
-    use object_store::PutPayload;
 
     #[tokio::test]
     async fn values_become_text_and_bad_lines_are_rejected() {
         let data = "{\"a\": \"x\", \"b\": 1.5}\n\n{\"a\": null, \"b\": true}\r\n[1]\n{\"a\": \"y\", \"b\": {\"c\": 1}}";
         let store = Arc::new(InMemory::new());
         let path = Path::from("p.ndjson");
-        store.put(&path, PutPayload::from(data.as_bytes().to_vec())).await.unwrap();
-        let object = SourceObject { store, path, size: data.len() as u64, name: "p.ndjson".into() };
-        let request = ParseRequest { columns: vec!["a".into(), "b".into()], types: vec![], options: serde_json::Value::Null, batch_size: 2 };
-        let parts: Vec<ParsedBatch> = NdjsonParser.parse(object, request).map(|b| b.unwrap()).collect().await;
+        store
+            .put(&path, PutPayload::from(data.as_bytes().to_vec()))
+            .await
+            .unwrap();
+        let object = SourceObject {
+            store,
+            path,
+            size: data.len() as u64,
+            name: "p.ndjson".into(),
+        };
+        let request = ParseRequest {
+            columns: vec!["a".into(), "b".into()],
+            types: vec![],
+            options: serde_json::Value::Null,
+            batch_size: 2,
+        };
+        let parts: Vec<ParsedBatch> = NdjsonParser
+            .parse(object, request)
+            .map(|b| b.unwrap())
+            .collect()
+            .await;
         let mut rows = vec![];
         let mut rejects = vec![];
         for p in parts {
@@ -201,16 +221,27 @@ mod tests {
                 let a = p.batch.column(0).as_string::<i32>();
                 let b = p.batch.column(1).as_string::<i32>();
                 let line = p.batch.column(2).as_primitive::<UInt64Type>().value(r);
-                rows.push((line, a.is_valid(r).then(|| a.value(r).to_string()), b.value(r).to_string()));
+                rows.push((
+                    line,
+                    a.is_valid(r).then(|| a.value(r).to_string()),
+                    b.value(r).to_string(),
+                ));
             }
         }
-        assert_eq!(rows, vec![
-            (1, Some("x".into()), "1.5".into()),
-            (3, None, "true".into()),
-            (5, Some("y".into()), "{\"c\":1}".into()),
-        ]);
+        assert_eq!(
+            rows,
+            vec![
+                (1, Some("x".into()), "1.5".into()),
+                (3, None, "true".into()),
+                (5, Some("y".into()), "{\"c\":1}".into()),
+            ]
+        );
         assert_eq!(rejects.len(), 1);
         assert_eq!(rejects[0].row, 4);
-        assert!(rejects[0].reason.contains("not a JSON object"), "{}", rejects[0].reason);
+        assert!(
+            rejects[0].reason.contains("not a JSON object"),
+            "{}",
+            rejects[0].reason
+        );
     }
 }

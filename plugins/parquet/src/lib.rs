@@ -10,20 +10,20 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use futures::stream::{self, StreamExt, TryStreamExt};
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use valtava_plugin::{
-    typed_options, ParseError, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject,
-    ROW_COLUMN,
+    ParseError, ParseRequest, ParseStream, ParsedBatch, Parser, ROW_COLUMN, SourceObject,
+    typed_options,
 };
 
 /// Options of the `parquet` format (none yet; the key is reserved).
@@ -95,9 +95,8 @@ impl Parser for ParquetParser {
                             message: e.to_string(),
                         })?;
                         let n = batch.num_rows() as u64;
-                        let rows: ArrayRef = Arc::new(UInt64Array::from_iter_values(
-                            next_row..next_row + n,
-                        ));
+                        let rows: ArrayRef =
+                            Arc::new(UInt64Array::from_iter_values(next_row..next_row + n));
                         next_row += n;
                         reorder(batch, &request.columns, rows, &name)
                     })
@@ -117,7 +116,10 @@ struct ObjectReader {
 }
 
 impl AsyncFileReader for ObjectReader {
-    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
             self.store
                 .get_range(&self.path, range)
@@ -185,9 +187,9 @@ mod tests {
     use super::*;
     use arrow::array::{AsArray, Int32Array, StringArray};
     use arrow::datatypes::{Int32Type, UInt64Type};
+    use object_store::PutPayload;
     use object_store::memory::InMemory;
     use object_store::path::Path;
-    use object_store::PutPayload;
     use parquet::arrow::ArrowWriter;
 
     #[tokio::test]
@@ -197,11 +199,15 @@ mod tests {
             Field::new("b", DataType::Utf8, false),
             Field::new("c", DataType::Utf8, false),
         ]));
-        let batch = RecordBatch::try_new(schema.clone(), vec![
-            Arc::new(Int32Array::from(vec![1, 2, 3])),
-            Arc::new(StringArray::from(vec!["x", "y", "z"])),
-            Arc::new(StringArray::from(vec!["p", "q", "r"])),
-        ]).unwrap();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int32Array::from(vec![1, 2, 3])),
+                Arc::new(StringArray::from(vec!["x", "y", "z"])),
+                Arc::new(StringArray::from(vec!["p", "q", "r"])),
+            ],
+        )
+        .unwrap();
         let mut buf = Vec::new();
         let mut w = ArrowWriter::try_new(&mut buf, schema, None).unwrap();
         w.write(&batch).unwrap();
@@ -210,18 +216,55 @@ mod tests {
         let path = Path::from("t.parquet");
         let size = buf.len() as u64;
         store.put(&path, PutPayload::from(buf)).await.unwrap();
-        let object = SourceObject { store: store.clone(), path: path.clone(), size, name: "t.parquet".into() };
-        let request = ParseRequest { columns: vec!["c".into(), "a".into()], types: vec![], options: serde_json::Value::Null, batch_size: 2 };
-        let parts: Vec<ParsedBatch> = ParquetParser.parse(object, request).map(|b| b.unwrap()).collect().await;
+        let object = SourceObject {
+            store: store.clone(),
+            path: path.clone(),
+            size,
+            name: "t.parquet".into(),
+        };
+        let request = ParseRequest {
+            columns: vec!["c".into(), "a".into()],
+            types: vec![],
+            options: serde_json::Value::Null,
+            batch_size: 2,
+        };
+        let parts: Vec<ParsedBatch> = ParquetParser
+            .parse(object, request)
+            .map(|b| b.unwrap())
+            .collect()
+            .await;
         assert_eq!(parts.len(), 2);
         let first = &parts[0].batch;
         assert_eq!(first.schema().field(0).name(), "c");
         assert_eq!(first.column(1).as_primitive::<Int32Type>().value(1), 2);
-        assert_eq!(parts[1].batch.column(2).as_primitive::<UInt64Type>().value(0), 3);
+        assert_eq!(
+            parts[1]
+                .batch
+                .column(2)
+                .as_primitive::<UInt64Type>()
+                .value(0),
+            3
+        );
 
-        let object = SourceObject { store, path, size, name: "t.parquet".into() };
-        let request = ParseRequest { columns: vec!["kunta".into()], types: vec![], options: serde_json::Value::Null, batch_size: 2 };
-        let err = ParquetParser.parse(object, request).next().await.unwrap().unwrap_err().to_string();
+        let object = SourceObject {
+            store,
+            path,
+            size,
+            name: "t.parquet".into(),
+        };
+        let request = ParseRequest {
+            columns: vec!["kunta".into()],
+            types: vec![],
+            options: serde_json::Value::Null,
+            batch_size: 2,
+        };
+        let err = ParquetParser
+            .parse(object, request)
+            .next()
+            .await
+            .unwrap()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`kunta`"), "{err}");
     }
 }

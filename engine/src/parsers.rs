@@ -1,0 +1,24 @@
+//! The registry of source parsers: each format name maps to one plugin crate.
+
+use std::sync::Arc;
+
+use valtava_plugin::Parser;
+
+/// Every built-in parser, in name order.
+pub fn all() -> Vec<Arc<dyn Parser>> {
+    vec![
+        valtava_csv::parser(),
+        valtava_ndjson::parser(),
+        valtava_parquet::parser(),
+    ]
+}
+
+/// The parser of a format.
+pub fn get(format: &str) -> Option<Arc<dyn Parser>> {
+    all().into_iter().find(|p| p.format() == format)
+}
+
+/// The names of the formats.
+pub fn formats() -> Vec<&'static str> {
+    all().iter().map(|p| p.format()).collect()
+}

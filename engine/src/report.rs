@@ -1,0 +1,42 @@
+//! The run summary printed after a run.
+
+use std::fmt::Write as _;
+
+use crate::run::RunReport;
+
+/// A table of steps and counts for the terminal.
+pub fn summary(r: &RunReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "run {}  line {}  {}  {:.2} s",
+        r.run_id, r.line, r.status, r.seconds
+    );
+    let w = r.steps.keys().map(|k| k.len()).max().unwrap_or(4).max(4);
+    let _ = writeln!(
+        out,
+        "  {:<w$}  {:<9}  {:>10}  {:>10}  {:>11}",
+        "step", "kind", "rows in", "rows out", "quarantined"
+    );
+    for (name, s) in &r.steps {
+        let kind = serde_json::to_value(s.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {name:<w$}  {kind:<9}  {:>10}  {:>10}  {:>11}",
+            s.rows_in, s.rows_out, s.rows_quarantined
+        );
+    }
+    for d in &r.datasets {
+        let _ = writeln!(out, "  dataset {} ({} rows)", d.dataset, d.rows);
+    }
+    if let Some(rel) = &r.release {
+        let _ = writeln!(out, "  release {rel}");
+    }
+    for q in &r.quarantine {
+        let _ = writeln!(out, "  quarantine {q}");
+    }
+    out
+}

@@ -1,0 +1,1057 @@
+//! Running a line: the scheduler.
+//!
+//! Every step runs as its own tokio task, started in topological order; a step's plan reads
+//! its inputs as streams, so independent branches run at the same time and record batches
+//! flow through the line without whole tables in memory. An output read by one step goes
+//! through a bounded channel; an output read by several steps is computed once and spilled
+//! to a local Arrow IPC file that each reader streams when it is complete.
+//!
+//! Every step counts rows in, rows out and rows quarantined; at the end the run checks that
+//! each row-preserving step accounts for every row it received, and that every consumer
+//! received what its producer sent. A run that cannot account for a row fails and publishes
+//! nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::DataFusionError;
+use datafusion::datasource::{MemTable, TableProvider};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+use valtava_plugin::{ParseRequest, SourceObject};
+
+use crate::check::Checked;
+use crate::load::Line;
+use crate::plan::{InputInfo, OBJECT_COLUMN, Planner, ROW_COLUMN, StepPlan};
+use crate::quarantine::Quarantine;
+use crate::spec::StepKind;
+use crate::store::Store;
+
+/// How a run is asked for.
+pub struct RunOptions {
+    pub store: Store,
+    /// `--param name=value`.
+    pub params: Vec<(String, String)>,
+    /// `--source NAME=URL`.
+    pub sources: BTreeMap<String, String>,
+    /// The pseudonymisation key.
+    pub key: Option<Vec<u8>>,
+    pub batch_size: usize,
+    /// Show a progress line on the terminal.
+    pub progress: bool,
+}
+
+/// Counts of one step.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub rows_in: AtomicU64,
+    pub rows_out: AtomicU64,
+    pub quarantined: AtomicU64,
+    pub objects: AtomicU64,
+    pub violations: Mutex<BTreeMap<String, u64>>,
+}
+
+/// A step in the run report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub kind: StepKind,
+    pub inputs: Vec<String>,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub rows_quarantined: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<u64>,
+    /// Rows that broke each rule (all severities).
+    pub violations: BTreeMap<String, u64>,
+    pub seconds: f64,
+}
+
+/// A published dataset in the run report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetReport {
+    pub dataset: String,
+    pub step: String,
+    pub rows: u64,
+}
+
+/// The run report, written to `runs/<line>/<run-id>.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub line: String,
+    pub line_file: String,
+    pub line_hash: String,
+    pub engine_version: String,
+    pub params: BTreeMap<String, String>,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunFailure>,
+    pub started: String,
+    pub seconds: f64,
+    pub steps: BTreeMap<String, StepReport>,
+    pub codesets: BTreeMap<String, String>,
+    pub datasets: Vec<DatasetReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    pub quarantine: Vec<String>,
+}
+
+/// Why a run failed: a stable code and a message.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RunFailure {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}", self.code, self.message)
+    }
+}
+
+/// Run failure codes.
+pub mod codes {
+    /// A parameter is unknown, missing or of the wrong form.
+    pub const PARAM: &str = "R001";
+    /// The line pseudonymises or holds personal columns and no key was given.
+    pub const KEY: &str = "R002";
+    /// A source object could not be read as declared.
+    pub const SOURCE: &str = "R003";
+    /// No object matches a source's location.
+    pub const NO_INPUT: &str = "R004";
+    /// A rule of severity `fail` was broken.
+    pub const RULE_FAIL: &str = "R005";
+    /// A step rejected more than its `max_reject_share`.
+    pub const REJECT_SHARE: &str = "R006";
+    /// Rows are unaccounted for.
+    pub const ACCOUNTING: &str = "R007";
+    /// Writing to the store failed.
+    pub const WRITE: &str = "R008";
+    /// The query engine failed.
+    pub const ENGINE: &str = "R009";
+}
+
+fn fail(code: &'static str, message: impl Into<String>) -> RunFailure {
+    RunFailure {
+        code,
+        message: message.into(),
+    }
+}
+
+/// What a run ends with.
+#[derive(Debug)]
+pub enum RunError {
+    /// The line file is invalid.
+    Invalid(Vec<crate::diag::Diagnostic>),
+    /// The run failed; the report (when the run got that far) is in the store.
+    Failed(RunFailure, Option<Box<RunReport>>),
+}
+
+/// Reads the batches another step sends through a channel (one consumer).
+#[derive(Debug)]
+struct ChannelPartition {
+    schema: SchemaRef,
+    rx: Mutex<Option<mpsc::Receiver<Result<RecordBatch, DataFusionError>>>>,
+    counter: Arc<Counters>,
+}
+
+impl PartitionStream for ChannelPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let rx = self.rx.lock().ok().and_then(|mut r| r.take());
+        let counter = self.counter.clone();
+        let stream = futures::stream::unfold(rx, |rx| async move {
+            let mut rx = rx?;
+            let item = rx.recv().await?;
+            Some((item, Some(rx)))
+        })
+        .inspect(move |b| {
+            if let Ok(b) = b {
+                counter
+                    .rows_in
+                    .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+/// Reads a spilled output once it is complete (several consumers).
+#[derive(Debug)]
+struct SpillPartition {
+    schema: SchemaRef,
+    path: PathBuf,
+    ready: watch::Receiver<Option<bool>>,
+    counter: Arc<Counters>,
+}
+
+impl PartitionStream for SpillPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let mut ready = self.ready.clone();
+        let path = self.path.clone();
+        let counter = self.counter.clone();
+        let stream =
+            futures::stream::once(async move {
+                let ok = ready
+                    .wait_for(|v| v.is_some())
+                    .await
+                    .map(|v| *v == Some(true))
+                    .unwrap_or(false);
+                if !ok {
+                    return Err(DataFusionError::Execution(
+                        "the producing step failed".into(),
+                    ));
+                }
+                let file = std::fs::File::open(&path)?;
+                Ok(arrow::ipc::reader::FileReader::try_new(file, None)?)
+            })
+            .flat_map(
+                move |reader| -> futures::stream::BoxStream<
+                    'static,
+                    Result<RecordBatch, DataFusionError>,
+                > {
+                    match reader {
+                        Ok(r) => {
+                            let counter = counter.clone();
+                            futures::stream::iter(r.map(move |b| {
+                                let b = b?;
+                                counter
+                                    .rows_in
+                                    .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                                Ok(b)
+                            }))
+                            .boxed()
+                        }
+                        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+                    }
+                },
+            );
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+/// Where a step's output goes.
+enum Output {
+    Channel(mpsc::Sender<Result<RecordBatch, DataFusionError>>),
+    Spill(PathBuf, watch::Sender<Option<bool>>),
+    Publish,
+    Drain,
+}
+
+struct Shared {
+    line: Line,
+    state: datafusion::execution::SessionState,
+    params: BTreeMap<String, datafusion::scalar::ScalarValue>,
+    codesets: BTreeMap<String, Arc<MemTable>>,
+    counters: BTreeMap<String, Arc<Counters>>,
+    quarantine: Quarantine,
+    store: Store,
+    release_prefix: String,
+    batch_size: usize,
+    sources: BTreeMap<String, String>,
+    fill: BTreeMap<String, String>,
+    datasets: Mutex<Vec<DatasetReport>>,
+    check_plans: BTreeMap<String, StepPlan>,
+    timings: Mutex<BTreeMap<String, f64>>,
+}
+
+/// The run id: UTC time of the start, sortable, unique per second and line hash.
+fn run_id(line_hash: &str) -> String {
+    let now = chrono::Utc::now();
+    format!("{}-{}", now.format("%Y%m%dT%H%M%S%3fZ"), &line_hash[..8])
+}
+
+/// Whether the line needs a pseudonymisation key.
+pub fn needs_key(line: &Line) -> bool {
+    line.spec.steps.values().any(|s| {
+        s.harmonise
+            .as_ref()
+            .is_some_and(|h| !h.pseudonymise.is_empty())
+            || s.source
+                .as_ref()
+                .is_some_and(|src| src.columns.values().any(|c| c.personal))
+    })
+}
+
+/// Runs a line file.
+pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (line, warnings) = crate::load::load(path).map_err(RunError::Invalid)?;
+    for w in &warnings {
+        warn!(code = ?w.code, "{}", w.message);
+    }
+    let values = crate::check::bind_params(&line, Some(&opts.params))
+        .map_err(|e| RunError::Failed(fail(codes::PARAM, e), None))?;
+    for name in opts.sources.keys() {
+        if line
+            .spec
+            .steps
+            .get(name.as_str())
+            .is_none_or(|s| s.source.is_none())
+        {
+            return Err(RunError::Failed(
+                fail(
+                    codes::PARAM,
+                    format!("--source {name}=…: the line has no source step `{name}`"),
+                ),
+                None,
+            ));
+        }
+    }
+    if needs_key(&line) && opts.key.is_none() {
+        return Err(RunError::Failed(
+            fail(
+                codes::KEY,
+                "the line handles personal identity codes and needs a pseudonymisation key: give --pseudonym-key-file FILE or set VALTAVA_PSEUDONYM_KEY",
+            ),
+            None,
+        ));
+    }
+    let key = opts.key.clone().unwrap_or_default();
+    let expr_values = crate::params::expression_values(&values);
+    let Checked {
+        line,
+        codesets,
+        plans,
+        ..
+    } = crate::check::plan_all(line, vec![], &expr_values, &key).map_err(RunError::Invalid)?;
+    let run_id = run_id(&line.hash);
+    let period = values
+        .get("period")
+        .map(|v| v.text())
+        .unwrap_or_else(|| "all".into());
+    let line_name = line.spec.line.value.clone();
+    let release_prefix = format!("releases/{line_name}/{period}/{run_id}");
+    let params_text: BTreeMap<String, String> =
+        values.iter().map(|(k, v)| (k.clone(), v.text())).collect();
+    info!(run_id = %run_id, line = %line_name, period = %period, "run started");
+
+    let scratch = std::env::temp_dir().join(format!("valtava-{run_id}-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| RunError::Failed(fail(codes::WRITE, format!("scratch folder: {e}")), None))?;
+    let counters: BTreeMap<String, Arc<Counters>> = line
+        .dag
+        .order
+        .iter()
+        .map(|s| (s.clone(), Arc::new(Counters::default())))
+        .collect();
+    let shared = Arc::new(Shared {
+        state: crate::plan::session(&key, 2).state(),
+        params: expr_values,
+        codesets: codesets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.table.clone()))
+            .collect(),
+        counters,
+        quarantine: Quarantine::new(scratch.clone(), run_id.clone(), opts.key.clone()),
+        store: opts.store.clone(),
+        release_prefix: release_prefix.clone(),
+        batch_size: opts.batch_size,
+        sources: opts.sources.clone(),
+        fill: params_text.clone(),
+        datasets: Mutex::new(Vec::new()),
+        check_plans: plans,
+        timings: Mutex::new(BTreeMap::new()),
+        line,
+    });
+
+    let progress = opts.progress.then(|| spawn_progress(shared.clone()));
+    let result = schedule(shared.clone(), &scratch).await;
+    if let Some((bar, handle)) = progress {
+        handle.abort();
+        bar.finish_and_clear();
+    }
+
+    let mut failure = result.err();
+    if failure.is_none() {
+        failure = account(&shared).err();
+    }
+    let quarantine_files = match shared.quarantine.close() {
+        Ok(f) => f,
+        Err(e) => {
+            failure.get_or_insert(fail(codes::WRITE, e));
+            vec![]
+        }
+    };
+    let mut quarantine_paths = Vec::new();
+    for (step, file, rows) in &quarantine_files {
+        let target = format!("quarantine/{line_name}/{period}/{run_id}/{step}");
+        match write_sorted(&shared, file, &target).await {
+            Ok(()) => {
+                debug!(step = %step, rows, "quarantine written");
+                quarantine_paths.push(format!("{target}.parquet"));
+            }
+            Err(e) => {
+                failure.get_or_insert(fail(codes::WRITE, e));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let mut report = RunReport {
+        run_id: run_id.clone(),
+        line: line_name.clone(),
+        line_file: shared.line.file.clone(),
+        line_hash: shared.line.hash.clone(),
+        engine_version: env!("CARGO_PKG_VERSION").to_string(),
+        params: params_text,
+        status: "succeeded".into(),
+        error: None,
+        started: started_at,
+        seconds: 0.0,
+        steps: step_reports(&shared),
+        codesets: codesets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.sha256.clone()))
+            .collect(),
+        datasets: shared
+            .datasets
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default(),
+        release: None,
+        quarantine: quarantine_paths,
+    };
+    report.datasets.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+
+    if failure.is_none() && !report.datasets.is_empty() {
+        match release(&shared, &report, &period).await {
+            Ok(()) => report.release = Some(release_prefix.clone()),
+            Err(e) => failure = Some(fail(codes::WRITE, e)),
+        }
+    }
+    if let Some(f) = &failure {
+        crate::publish::remove_prefix(&shared.store.inner, &release_prefix).await;
+        report.status = "failed".into();
+        report.error = Some(f.clone());
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    let report_path = format!("runs/{line_name}/{run_id}.json");
+    if let Err(e) = crate::publish::put_json(&shared.store.inner, &report_path, &report).await {
+        failure.get_or_insert(fail(codes::WRITE, e));
+    }
+    match failure {
+        Some(f) => {
+            warn!(run_id = %run_id, code = f.code, "run failed: {}", f.message);
+            Err(RunError::Failed(f, Some(Box::new(report))))
+        }
+        None => {
+            info!(run_id = %run_id, seconds = report.seconds, "run succeeded");
+            Ok(report)
+        }
+    }
+}
+
+fn step_reports(shared: &Shared) -> BTreeMap<String, StepReport> {
+    let timings = shared.timings.lock().map(|t| t.clone()).unwrap_or_default();
+    shared
+        .line
+        .dag
+        .order
+        .iter()
+        .map(|s| {
+            let c = &shared.counters[s];
+            let spec = crate::load::step(&shared.line.spec, s);
+            let kind = spec.kinds()[0];
+            (
+                s.clone(),
+                StepReport {
+                    kind,
+                    inputs: spec.inputs().iter().map(|i| i.value.clone()).collect(),
+                    rows_in: c.rows_in.load(Ordering::Relaxed),
+                    rows_out: c.rows_out.load(Ordering::Relaxed),
+                    rows_quarantined: c.quarantined.load(Ordering::Relaxed),
+                    objects: (kind == StepKind::Source).then(|| c.objects.load(Ordering::Relaxed)),
+                    violations: c.violations.lock().map(|v| v.clone()).unwrap_or_default(),
+                    seconds: timings.get(s).copied().unwrap_or_default(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Checks that every row is accounted for, and the reject thresholds.
+fn account(shared: &Shared) -> Result<(), RunFailure> {
+    let spec = &shared.line.spec;
+    for s in &shared.line.dag.order {
+        let c = &shared.counters[s];
+        let (rin, rout, rq) = (
+            c.rows_in.load(Ordering::Relaxed),
+            c.rows_out.load(Ordering::Relaxed),
+            c.quarantined.load(Ordering::Relaxed),
+        );
+        let step = crate::load::step(spec, s);
+        let kind = step.kinds()[0];
+        if matches!(
+            kind,
+            StepKind::Source | StepKind::Validate | StepKind::Harmonise
+        ) && rin != rout + rq
+        {
+            return Err(fail(
+                codes::ACCOUNTING,
+                format!(
+                    "step `{s}` received {rin} rows but passed {rout} and quarantined {rq}: {} rows unaccounted for",
+                    rin as i128 - (rout + rq) as i128
+                ),
+            ));
+        }
+        for input in step.inputs() {
+            let sent = shared.counters[input.value.as_str()]
+                .rows_out
+                .load(Ordering::Relaxed);
+            if step.sql.is_none() && sent != rin {
+                return Err(fail(
+                    codes::ACCOUNTING,
+                    format!("step `{input}` sent {sent} rows but `{s}` received {rin}"),
+                ));
+            }
+        }
+        if let Some(v) = &step.validate
+            && let Some(max) = &v.max_reject_share
+            && rin > 0
+        {
+            let share = rq as f64 / rin as f64;
+            if share > max.value {
+                return Err(fail(
+                    codes::REJECT_SHARE,
+                    format!(
+                        "step `{s}` rejected {rq} of {rin} rows ({:.1} %), more than max_reject_share {:.1} %; nothing is published — see the quarantine",
+                        share * 100.0,
+                        max.value * 100.0
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), RunFailure> {
+    let order = shared.line.dag.order.clone();
+    // Inputs each step will read, as providers, created before any task starts.
+    let mut providers: BTreeMap<String, BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)>> =
+        BTreeMap::new();
+    let mut outputs: BTreeMap<String, Output> = BTreeMap::new();
+    for s in &order {
+        let consumers = shared.line.dag.consumers(s);
+        let plan = &shared.check_plans[s];
+        let info = InputInfo {
+            schema: plan.output.clone(),
+            personal: plan.personal.clone(),
+            dimensions: plan.dimensions.clone(),
+        };
+        let output = match consumers.len() {
+            0 if plan.kind == StepKind::Publish => Output::Publish,
+            0 => Output::Drain,
+            1 => {
+                let (tx, rx) = mpsc::channel(4);
+                let c = &consumers[0];
+                let part = ChannelPartition {
+                    schema: plan.output.clone(),
+                    rx: Mutex::new(Some(rx)),
+                    counter: shared.counters[c].clone(),
+                };
+                let table = StreamingTable::try_new(plan.output.clone(), vec![Arc::new(part)])
+                    .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
+                providers
+                    .entry(c.clone())
+                    .or_default()
+                    .insert(s.clone(), (Arc::new(table), info));
+                Output::Channel(tx)
+            }
+            _ => {
+                let path = scratch.join(format!("{s}.arrow"));
+                let (tx, rx) = watch::channel(None);
+                for c in &consumers {
+                    let part = SpillPartition {
+                        schema: plan.output.clone(),
+                        path: path.clone(),
+                        ready: rx.clone(),
+                        counter: shared.counters[c].clone(),
+                    };
+                    let table = StreamingTable::try_new(plan.output.clone(), vec![Arc::new(part)])
+                        .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
+                    providers
+                        .entry(c.clone())
+                        .or_default()
+                        .insert(s.clone(), (Arc::new(table), info.clone()));
+                }
+                Output::Spill(path, tx)
+            }
+        };
+        outputs.insert(s.clone(), output);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in &order {
+        let shared = shared.clone();
+        let mut inputs = providers.remove(s).unwrap_or_default();
+        let output = outputs.remove(s).unwrap_or(Output::Drain);
+        let name = s.clone();
+        let spec = crate::load::step(&shared.line.spec, s);
+        if let Some(src) = &spec.source {
+            let (tx, rx) = mpsc::channel(4);
+            let schema = crate::plan::raw_source_schema(src);
+            let part = ChannelPartition {
+                schema: schema.clone(),
+                rx: Mutex::new(Some(rx)),
+                counter: Arc::new(Counters::default()),
+            };
+            let table = StreamingTable::try_new(schema.clone(), vec![Arc::new(part)])
+                .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
+            inputs.insert(
+                name.clone(),
+                (
+                    Arc::new(table),
+                    InputInfo {
+                        schema,
+                        personal: BTreeSet::new(),
+                        dimensions: vec![],
+                    },
+                ),
+            );
+            let reader_shared = shared.clone();
+            let reader_name = name.clone();
+            tasks.spawn(async move { read_source(reader_shared, reader_name, tx).await });
+        }
+        tasks.spawn(async move {
+            let t = Instant::now();
+            let r = run_step(shared.clone(), name.clone(), inputs, output).await;
+            if let Ok(mut timings) = shared.timings.lock() {
+                timings.insert(name, t.elapsed().as_secs_f64());
+            }
+            r
+        });
+    }
+    let mut first: Option<RunFailure> = None;
+    while let Some(res) = tasks.join_next().await {
+        let r = match res {
+            Ok(r) => r,
+            Err(e) => Err(fail(
+                codes::ENGINE,
+                format!("a step task ended abnormally: {e}"),
+            )),
+        };
+        if let Err(f) = r {
+            // Keep the root cause: later errors are mostly consumers of the failed step.
+            if first.is_none() {
+                first = Some(f);
+                tasks.abort_all();
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Lists a source's objects and streams their parsed rows into the source step.
+async fn read_source(
+    shared: Arc<Shared>,
+    step: String,
+    tx: mpsc::Sender<Result<RecordBatch, DataFusionError>>,
+) -> Result<(), RunFailure> {
+    let spec = crate::load::step(&shared.line.spec, &step)
+        .source
+        .as_ref()
+        .ok_or_else(|| fail(codes::ENGINE, "not a source"))?;
+    let counters = shared.counters[&step].clone();
+    let template = shared
+        .sources
+        .get(&step)
+        .cloned()
+        .unwrap_or_else(|| spec.location.value.clone());
+    let location = crate::store::fill(&template, &shared.fill);
+    let loc = crate::store::locate(&shared.store, &location)
+        .map_err(|e| fail(codes::SOURCE, format!("source `{step}`: {e}")))?;
+    let objects = loc
+        .list()
+        .await
+        .map_err(|e| fail(codes::SOURCE, format!("source `{step}`: {e}")))?;
+    if objects.is_empty() {
+        let e = fail(
+            codes::NO_INPUT,
+            format!(
+                "source `{step}`: no object matches `{location}` in store {}",
+                loc.store.url
+            ),
+        );
+        let _ = tx
+            .send(Err(DataFusionError::Execution(e.message.clone())))
+            .await;
+        return Err(e);
+    }
+    let parser = crate::parsers::get(&spec.format).ok_or_else(|| {
+        fail(
+            codes::SOURCE,
+            format!("unknown format `{}`", spec.format.value),
+        )
+    })?;
+    let columns: Vec<String> = spec.columns.keys().map(|k| k.value.clone()).collect();
+    let types: Vec<arrow::datatypes::DataType> = spec
+        .columns
+        .values()
+        .map(|c| crate::plan::arrow_type(c.r#type.value))
+        .collect();
+    let raw_schema = crate::plan::raw_source_schema(spec);
+    let typed_schema = shared.check_plans[&step].output.clone();
+    let options = spec
+        .options
+        .as_ref()
+        .map(|o| o.value.clone())
+        .unwrap_or(serde_json::Value::Null);
+    for meta in objects {
+        let name = if location.contains("://") {
+            format!("{}/{}", loc.store.url.trim_end_matches('/'), meta.location)
+        } else {
+            meta.location.to_string()
+        };
+        counters.objects.fetch_add(1, Ordering::Relaxed);
+        debug!(object = %name, bytes = meta.size, "reading");
+        let object = SourceObject {
+            store: loc.store.inner.clone(),
+            path: meta.location.clone(),
+            size: meta.size,
+            name: name.clone(),
+        };
+        let request = ParseRequest {
+            columns: columns.clone(),
+            types: types.clone(),
+            options: options.clone(),
+            batch_size: shared.batch_size,
+        };
+        let mut stream = parser.parse(object, request);
+        while let Some(parsed) = stream.next().await {
+            let parsed = match parsed {
+                Ok(p) => p,
+                Err(e) => {
+                    let f = fail(codes::SOURCE, format!("source `{step}`: {e}"));
+                    let _ = tx
+                        .send(Err(DataFusionError::Execution(f.message.clone())))
+                        .await;
+                    return Err(f);
+                }
+            };
+            let n = parsed.batch.num_rows();
+            counters
+                .rows_in
+                .fetch_add((n + parsed.rejects.len()) as u64, Ordering::Relaxed);
+            if !parsed.rejects.is_empty() {
+                counters
+                    .quarantined
+                    .fetch_add(parsed.rejects.len() as u64, Ordering::Relaxed);
+                if let Ok(mut v) = counters.violations.lock() {
+                    *v.entry("parse".into()).or_default() += parsed.rejects.len() as u64;
+                }
+                shared
+                    .quarantine
+                    .write_unparsed(&step, &typed_schema, &name, &parsed.rejects)
+                    .map_err(|e| fail(codes::WRITE, e))?;
+            }
+            if n == 0 {
+                continue;
+            }
+            let mut cols: Vec<ArrayRef> = parsed.batch.columns().to_vec();
+            cols.push(Arc::new(StringArray::from(vec![name.as_str(); n])));
+            let batch = RecordBatch::try_new(raw_schema.clone(), coerce(cols, &raw_schema)?)
+                .map_err(|e| fail(codes::SOURCE, format!("{name}: {e}")))?;
+            if tx.send(Ok(batch)).await.is_err() {
+                return Ok(()); // the step stopped; its own error is reported
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Casts a parser's native columns to text where the raw schema expects text.
+fn coerce(cols: Vec<ArrayRef>, schema: &Schema) -> Result<Vec<ArrayRef>, RunFailure> {
+    cols.into_iter()
+        .zip(schema.fields())
+        .map(|(a, f)| {
+            if a.data_type() == f.data_type() {
+                Ok(a)
+            } else {
+                arrow::compute::cast(&a, f.data_type())
+                    .map_err(|e| fail(codes::SOURCE, format!("column `{}`: {e}", f.name())))
+            }
+        })
+        .collect()
+}
+
+async fn run_step(
+    shared: Arc<Shared>,
+    name: String,
+    inputs: BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)>,
+    output: Output,
+) -> Result<(), RunFailure> {
+    let planner = Planner {
+        line: &shared.line,
+        state: shared.state.clone(),
+        params: shared.params.clone(),
+        codesets: &shared.codesets,
+    };
+    let plan = planner.plan_step(&name, &inputs).map_err(|d| {
+        fail(
+            codes::ENGINE,
+            d.iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let ctx = SessionContext::new_with_state(shared.state.clone());
+    let physical = ctx
+        .state()
+        .create_physical_plan(&plan.plan)
+        .await
+        .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
+    let stream = execute_stream(physical, ctx.task_ctx())
+        .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
+    let counters = shared.counters[&name].clone();
+    let step = crate::load::step(&shared.line.spec, &name);
+    let mut stream = stream;
+    let engine_err = |e: DataFusionError| {
+        let msg = e.to_string();
+        let code = if msg.contains("R003") || msg.contains("source `") {
+            codes::SOURCE
+        } else {
+            codes::ENGINE
+        };
+        fail(
+            code,
+            format!(
+                "step `{name}`: {}",
+                msg.trim_start_matches("Execution error: ")
+            ),
+        )
+    };
+    match output {
+        Output::Publish => {
+            let p = step
+                .publish
+                .as_ref()
+                .ok_or_else(|| fail(codes::ENGINE, "not a publish step"))?;
+            let formats: Vec<_> = p.formats.iter().map(|f| f.value).collect();
+            let schema = plan.output.clone();
+            let rows = crate::publish::write_stream(
+                &shared.store.inner,
+                &shared.release_prefix,
+                &p.dataset,
+                &formats,
+                schema,
+                stream,
+                |b| {
+                    counters
+                        .rows_out
+                        .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                    Ok(())
+                },
+            )
+            .await
+            .map_err(|e| fail(codes::WRITE, format!("step `{name}`: {e}")))?;
+            if let Ok(mut d) = shared.datasets.lock() {
+                d.push(DatasetReport {
+                    dataset: p.dataset.value.clone(),
+                    step: name.clone(),
+                    rows,
+                });
+            }
+            Ok(())
+        }
+        Output::Channel(tx) => {
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(&engine_err)?;
+                let passed = tapped(&shared, &name, &plan, &counters, &batch)?;
+                if passed.num_rows() > 0 && tx.send(Ok(passed)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+        Output::Spill(path, ready) => {
+            let result = async {
+                let file = std::fs::File::create(&path)
+                    .map_err(|e| fail(codes::WRITE, format!("{}: {e}", path.display())))?;
+                let mut w = arrow::ipc::writer::FileWriter::try_new(file, &plan.output)
+                    .map_err(|e| fail(codes::WRITE, e.to_string()))?;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.map_err(&engine_err)?;
+                    let passed = tapped(&shared, &name, &plan, &counters, &batch)?;
+                    w.write(&passed)
+                        .map_err(|e| fail(codes::WRITE, e.to_string()))?;
+                }
+                w.finish().map_err(|e| fail(codes::WRITE, e.to_string()))
+            }
+            .await;
+            let _ = ready.send(Some(result.is_ok()));
+            result
+        }
+        Output::Drain => {
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(&engine_err)?;
+                tapped(&shared, &name, &plan, &counters, &batch)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn tapped(
+    shared: &Shared,
+    name: &str,
+    plan: &StepPlan,
+    counters: &Counters,
+    batch: &RecordBatch,
+) -> Result<RecordBatch, RunFailure> {
+    let mut violations = BTreeMap::new();
+    let outcome = crate::quarantine::tap(
+        batch,
+        &plan.rules,
+        &mut violations,
+        &shared.quarantine,
+        name,
+        &plan.personal,
+    )
+    .map_err(|e| fail(codes::WRITE, e))?;
+    if !violations.is_empty()
+        && let Ok(mut v) = counters.violations.lock()
+    {
+        for (k, n) in violations {
+            *v.entry(k).or_default() += n;
+        }
+    }
+    counters
+        .quarantined
+        .fetch_add(outcome.rejected as u64, Ordering::Relaxed);
+    counters
+        .rows_out
+        .fetch_add(outcome.passed.num_rows() as u64, Ordering::Relaxed);
+    if let Some((rule, reason)) = outcome.failure {
+        return Err(fail(
+            codes::RULE_FAIL,
+            format!("step `{name}`: rule `{rule}` (severity fail) is broken: {reason}"),
+        ));
+    }
+    Ok(outcome.passed)
+}
+
+/// Sorts a local quarantine file by object and row and writes it to the store.
+async fn write_sorted(shared: &Shared, file: &std::path::Path, target: &str) -> Result<(), String> {
+    let ctx = SessionContext::new_with_state(shared.state.clone());
+    let df = ctx
+        .read_parquet(file.to_string_lossy().as_ref(), Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let df = df
+        .sort(vec![
+            datafusion::prelude::col(OBJECT_COLUMN).sort(true, true),
+            datafusion::prelude::col(ROW_COLUMN).sort(true, true),
+        ])
+        .map_err(|e| e.to_string())?;
+    let schema: SchemaRef = Arc::new(Schema::new(
+        df.schema()
+            .fields()
+            .iter()
+            .map(|f| Field::clone(f))
+            .collect::<Vec<_>>(),
+    ));
+    let stream = df.execute_stream().await.map_err(|e| e.to_string())?;
+    let (dir, name) = target.rsplit_once('/').unwrap_or(("", target));
+    crate::publish::write_stream(
+        &shared.store.inner,
+        dir,
+        name,
+        &[crate::spec::PublishFormat::Parquet],
+        schema,
+        stream,
+        |_| Ok(()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The manifest of a release.
+#[derive(Debug, Serialize)]
+struct Manifest<'a> {
+    line: &'a str,
+    period: &'a str,
+    run_id: &'a str,
+    line_hash: &'a str,
+    engine_version: &'a str,
+    params: &'a BTreeMap<String, String>,
+    codesets: &'a BTreeMap<String, String>,
+    datasets: &'a [DatasetReport],
+    objects: Vec<crate::publish::ObjectEntry>,
+}
+
+async fn release(shared: &Shared, report: &RunReport, period: &str) -> Result<(), String> {
+    let store = &shared.store.inner;
+    let objects = crate::publish::describe(store, &shared.release_prefix).await?;
+    let manifest = Manifest {
+        line: &report.line,
+        period,
+        run_id: &report.run_id,
+        line_hash: &report.line_hash,
+        engine_version: &report.engine_version,
+        params: &report.params,
+        codesets: &report.codesets,
+        datasets: &report.datasets,
+        objects,
+    };
+    crate::publish::put_json(
+        store,
+        &format!("{}/_manifest.json", shared.release_prefix),
+        &manifest,
+    )
+    .await?;
+    let pointer = serde_json::json!({
+        "run_id": report.run_id,
+        "manifest": format!("{}/_manifest.json", shared.release_prefix),
+    });
+    crate::publish::put_json(
+        store,
+        &format!("releases/{}/{period}/latest.json", report.line),
+        &pointer,
+    )
+    .await
+}
+
+fn spawn_progress(shared: Arc<Shared>) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    let b = bar.clone();
+    let handle = tokio::spawn(async move {
+        loop {
+            let parts: Vec<String> = shared
+                .line
+                .dag
+                .order
+                .iter()
+                .map(|s| {
+                    let c = &shared.counters[s];
+                    format!("{s} {}", c.rows_out.load(Ordering::Relaxed))
+                })
+                .collect();
+            b.set_message(parts.join(" · "));
+            b.tick();
+            tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        }
+    });
+    (bar, handle)
+}

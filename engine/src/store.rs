@@ -1,0 +1,193 @@
+//! Object storage: where a line reads its submissions and writes its releases.
+//!
+//! A store is a URL (`file:///data/valtava`, `memory://`) or a local folder path (the
+//! default `./valtava-data`). Locations in line files are paths relative to the store, or
+//! URLs of their own. Sources read every object that matches a glob, in path order.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use globset::{GlobBuilder, GlobMatcher};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
+
+/// An opened store.
+#[derive(Clone)]
+pub struct Store {
+    /// How the store was named.
+    pub url: String,
+    pub inner: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// Opens a store from a URL or a local folder (created when missing).
+pub fn open(url_or_path: &str) -> Result<Store, String> {
+    if let Some((scheme, rest)) = url_or_path.split_once("://") {
+        return match scheme {
+            "file" => open_dir(rest, url_or_path),
+            "memory" => Ok(Store {
+                url: url_or_path.into(),
+                inner: Arc::new(InMemory::new()),
+            }),
+            other => Err(format!(
+                "unsupported store scheme `{other}://` in `{url_or_path}`; use a folder path, file:// or memory://"
+            )),
+        };
+    }
+    open_dir(url_or_path, url_or_path)
+}
+
+fn open_dir(dir: &str, url: &str) -> Result<Store, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create store folder `{dir}`: {e}"))?;
+    let fs = LocalFileSystem::new_with_prefix(dir)
+        .map_err(|e| format!("cannot open store folder `{dir}`: {e}"))?
+        .with_automatic_cleanup(true);
+    Ok(Store {
+        url: url.to_string(),
+        inner: Arc::new(fs),
+    })
+}
+
+/// Where a source's objects are: a store and a glob inside it.
+pub struct Location {
+    pub store: Store,
+    /// The fixed part of the path, listed.
+    pub prefix: Path,
+    /// The whole pattern, matched against listed paths.
+    pub glob: Option<GlobMatcher>,
+    pub pattern: String,
+}
+
+/// Resolves a location (after parameters are filled in) against the run's store.
+pub fn locate(store: &Store, location: &str) -> Result<Location, String> {
+    let (store, path) = match location.split_once("://") {
+        Some(("file", rest)) => {
+            // A file URL names its own folder: the fixed part is the store.
+            let (dir, pattern) = split_fixed(rest);
+            (
+                open_dir(if dir.is_empty() { "/" } else { &dir }, location)?,
+                pattern,
+            )
+        }
+        Some((scheme, _)) => return Err(format!("unsupported location scheme `{scheme}://`")),
+        None => (store.clone(), location.trim_start_matches("./").to_string()),
+    };
+    let (fixed, _) = split_fixed(&path);
+    let has_glob = path.contains(['*', '?', '[']);
+    let glob = if has_glob {
+        Some(
+            GlobBuilder::new(&path)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| format!("bad pattern `{path}`: {e}"))?
+                .compile_matcher(),
+        )
+    } else {
+        None
+    };
+    Ok(Location {
+        store,
+        prefix: Path::from(fixed.as_str()),
+        glob,
+        pattern: path,
+    })
+}
+
+/// Splits a path at the last `/` before the first wildcard.
+fn split_fixed(path: &str) -> (String, String) {
+    let first_wild = path.find(['*', '?', '[']).unwrap_or(path.len());
+    match path[..first_wild].rfind('/') {
+        Some(i) if first_wild < path.len() => (path[..i].to_string(), path[i + 1..].to_string()),
+        _ if first_wild < path.len() => (String::new(), path.to_string()),
+        _ => (path.to_string(), String::new()),
+    }
+}
+
+impl Location {
+    /// The objects, sorted by path.
+    pub async fn list(&self) -> Result<Vec<ObjectMeta>, String> {
+        let mut out: Vec<ObjectMeta> = match &self.glob {
+            Some(g) => self
+                .store
+                .inner
+                .list(Some(&self.prefix))
+                .try_filter(|m| futures::future::ready(g.is_match(m.location.as_ref())))
+                .try_collect()
+                .await
+                .map_err(|e| format!("cannot list `{}`: {e}", self.pattern))?,
+            None => {
+                match object_store::ObjectStoreExt::head(self.store.inner.as_ref(), &self.prefix)
+                    .await
+                {
+                    Ok(m) => vec![m],
+                    Err(object_store::Error::NotFound { .. }) => vec![],
+                    Err(e) => return Err(format!("cannot read `{}`: {e}", self.pattern)),
+                }
+            }
+        };
+        out.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(out)
+    }
+}
+
+/// Fills `{name}` placeholders.
+pub fn fill(template: &str, values: &std::collections::BTreeMap<String, String>) -> String {
+    let mut out = template.to_string();
+    for (k, v) in values {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    #[tokio::test]
+    async fn globs_list_sorted_matches_only() {
+        let s = open("memory://").unwrap();
+        for p in [
+            "inbox/l/2025-03/b.csv",
+            "inbox/l/2025-03/a.csv",
+            "inbox/l/2025-03/x.txt",
+            "inbox/l/2025-04/c.csv",
+            "inbox/l/2025-03/sub/d.csv",
+        ] {
+            s.inner
+                .put(&Path::from(p), PutPayload::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        let l = locate(&s, "inbox/l/2025-03/*.csv").unwrap();
+        let got: Vec<String> = l
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .collect();
+        assert_eq!(got, vec!["inbox/l/2025-03/a.csv", "inbox/l/2025-03/b.csv"]);
+        let l = locate(&s, "inbox/l/**/*.csv").unwrap();
+        assert_eq!(l.list().await.unwrap().len(), 4);
+        let l = locate(&s, "inbox/l/2025-04/c.csv").unwrap();
+        assert_eq!(l.list().await.unwrap().len(), 1);
+        let l = locate(&s, "inbox/l/2025-05/c.csv").unwrap();
+        assert!(l.list().await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn split_keeps_the_fixed_folder() {
+        assert_eq!(split_fixed("a/b/*.csv"), ("a/b".into(), "*.csv".into()));
+        assert_eq!(split_fixed("*.csv"), ("".into(), "*.csv".into()));
+        assert_eq!(split_fixed("a/b.csv"), ("a/b.csv".into(), "".into()));
+        assert!(open("ftp://x").is_err());
+    }
+}
