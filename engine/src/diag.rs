@@ -51,6 +51,8 @@ pub enum Code {
     V204,
     /// Any other planning error of an expression or query.
     V205,
+    /// A personal column would be published unaggregated.
+    V206,
     /// An unknown parameter.
     V301,
     /// A parameter value of the wrong form.
@@ -84,6 +86,7 @@ impl Code {
             Code::V203 => "expression-syntax",
             Code::V204 => "not-aggregate",
             Code::V205 => "plan-error",
+            Code::V206 => "personal-published",
             Code::V301 => "unknown-parameter",
             Code::V302 => "bad-parameter-value",
             Code::V303 => "unknown-codeset",
@@ -173,11 +176,38 @@ impl Diagnostic {
     }
 }
 
+/// The place of `needle` inside a value written at `at` in `text` (the file's text):
+/// inside a quoted scalar the value starts after the quote. Without `needle`, or when it
+/// is not found on that line, the start of the value.
+pub fn locate_in(text: &str, at: Pos, needle: &str) -> Pos {
+    let mut at = at;
+    let Some(line) = text.lines().nth(at.line.saturating_sub(1) as usize) else {
+        return at;
+    };
+    let start = line
+        .char_indices()
+        .nth(at.col.saturating_sub(1) as usize)
+        .map_or(line.len(), |(i, _)| i);
+    let rest = &line[start..];
+    let quoted = rest.starts_with('"') || rest.starts_with('\'');
+    match rest.find(needle).filter(|_| !needle.is_empty()) {
+        Some(i) => at.col += rest[..i].chars().count() as u32,
+        None if quoted => at.col += 1,
+        None => {}
+    }
+    at
+}
+
 /// The closest candidate to `word`, if it is close enough to be a likely misspelling.
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
+    closest(word, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+/// The closest candidate to `word`, if it is close enough to be a likely misspelling.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(word, c);
@@ -185,7 +215,19 @@ pub fn did_you_mean<'a>(
             best = Some((score, c));
         }
     }
-    best.map(|(_, c)| format!("did you mean `{c}`?"))
+    best.map(|(_, c)| c)
+}
+
+/// A suggestion for serde's "unknown field `x`, expected one of `a`, `b`" messages.
+pub fn suggest_field(message: &str) -> Option<String> {
+    let word = message.strip_prefix("unknown field `")?.split('`').next()?;
+    let options: Vec<&str> = message
+        .split("expected one of ")
+        .nth(1)?
+        .split(", ")
+        .map(|s| s.trim().trim_matches('`'))
+        .collect();
+    did_you_mean(word, options)
 }
 
 /// Sorts diagnostics by place, then code, and drops exact repeats.

@@ -75,7 +75,7 @@ pub fn load_text(
 ) -> Result<(Line, Vec<Diagnostic>), Vec<Diagnostic>> {
     let spec = parse(file, &text).map_err(|d| vec![d])?;
     let mut diags = Vec::new();
-    check_structure(file, &spec, &mut diags);
+    check_structure(file, &text, &spec, &mut diags);
     let dag = build_dag(file, &spec, &mut diags);
     let warnings: Vec<Diagnostic> = diags
         .iter()
@@ -134,7 +134,9 @@ pub fn parse(file: &str, text: &str) -> Result<LineSpec, Diagnostic> {
         None => first.trim_start_matches("error: ").to_string(),
     };
     // Is the text valid YAML at all? If not, it is a syntax error, whatever serde said.
-    if serde_saphyr::from_str::<serde::de::IgnoredAny>(text).is_err() {
+    if !message.starts_with("duplicate mapping key")
+        && serde_saphyr::from_str::<serde::de::IgnoredAny>(text).is_err()
+    {
         return Err(Diagnostic::error(Code::V001, file, at, message));
     }
     Err(classify(file, at, &message))
@@ -218,7 +220,7 @@ fn is_machine_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
+fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
     if !is_machine_name(&spec.line) {
         diags.push(Diagnostic::error(
             Code::V108,
@@ -403,12 +405,55 @@ fn check_structure(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
             }
         }
         if let Some(s) = &step.source {
+            match crate::parsers::get(&s.format) {
+                None => {
+                    let formats = crate::parsers::formats();
+                    let mut d = Diagnostic::error(
+                        Code::V106,
+                        file,
+                        s.format.at,
+                        format!(
+                            "unknown format `{}`; Valtava reads {}",
+                            s.format.value,
+                            formats.join(", ")
+                        ),
+                    );
+                    if let Some(h) = did_you_mean(&s.format, formats.iter().copied()) {
+                        d = d.with_hint(h);
+                    }
+                    diags.push(d);
+                }
+                Some(parser) => {
+                    let options = s
+                        .options
+                        .as_ref()
+                        .map(|o| o.value.clone())
+                        .unwrap_or(serde_json::Value::Null);
+                    if let Err(e) = parser.check_options(&options) {
+                        let at = s.options.as_ref().map(|o| o.at).unwrap_or(s.format.at);
+                        // Point at the offending key when the message names one.
+                        let word = e.split('`').nth(1).unwrap_or_default();
+                        let at = crate::diag::locate_in(text, at, word);
+                        let e = e.split(" at line ").next().unwrap_or(&e);
+                        let mut d = Diagnostic::error(
+                            Code::V107,
+                            file,
+                            at,
+                            format!("options of format `{}`: {e}", s.format.value),
+                        );
+                        if let Some(h) = crate::diag::suggest_field(e) {
+                            d = d.with_hint(h);
+                        }
+                        diags.push(d);
+                    }
+                }
+            }
             for placeholder in template_names(&s.location) {
                 if !params.contains(&placeholder.as_str()) {
                     let mut d = Diagnostic::error(
                         Code::V301,
                         file,
-                        s.location.at,
+                        crate::diag::locate_in(text, s.location.at, &format!("{{{placeholder}}}")),
                         format!(
                             "location uses `{{{placeholder}}}`, but the line has no parameter `{placeholder}`"
                         ),

@@ -211,8 +211,8 @@ impl Planner<'_> {
                 self.locate(text, &format!("${u}")),
                 format!("unknown parameter `${u}`"),
             );
-            if let Some(h) = did_you_mean(&u, self.params.keys().map(String::as_str)) {
-                d = d.with_hint(h.replace("`", "`$").replacen("`$", "`", 0));
+            if let Some(c) = crate::diag::closest(&u, self.params.keys().map(String::as_str)) {
+                d = d.with_hint(format!("did you mean `${c}`?"));
             }
             return Err(vec![d]);
         }
@@ -221,28 +221,7 @@ impl Planner<'_> {
 
     /// The place of `needle` inside an expression written at `text.at`.
     fn locate(&self, text: &Name, needle: &str) -> Pos {
-        let mut at = text.at;
-        let Some(src_line) = self
-            .line
-            .text
-            .lines()
-            .nth(at.line.saturating_sub(1) as usize)
-        else {
-            return at;
-        };
-        let start: usize = src_line
-            .char_indices()
-            .nth(at.col.saturating_sub(1) as usize)
-            .map(|(i, _)| i)
-            .unwrap_or(0);
-        let rest = &src_line[start..];
-        let quoted = rest.starts_with('"') || rest.starts_with('\'');
-        if let Some(i) = rest.find(needle) {
-            at.col += rest[..i].chars().count() as u32;
-        } else if quoted {
-            at.col += 1;
-        }
-        at
+        crate::diag::locate_in(&self.line.text, text.at, needle)
     }
 
     fn expr_error(&self, text: &Name, e: DataFusionError) -> Diagnostic {
@@ -279,10 +258,25 @@ impl Planner<'_> {
             }
         }
         let msg = root.to_string();
-        let clean = msg
+        let mut clean = msg
             .trim_start_matches("Error during planning: ")
             .trim_start_matches("SQL error: ")
             .to_string();
+        let mut at = self.locate(text, "");
+        // sqlparser says where in the expression it stopped: "… at Line: 1, Column: 7".
+        if let Some(p) = clean.find("ParserError(\"") {
+            let inner = clean[p + 13..].trim_end_matches("\")").to_string();
+            if let Some((m, pos)) = inner.rsplit_once(" at Line: ")
+                && let Some((l, c)) = pos.split_once(", Column: ")
+                && l == "1"
+                && let Ok(c) = c.trim().parse::<u32>()
+            {
+                at.col += c.saturating_sub(1);
+                clean = m.to_string();
+            } else {
+                clean = inner;
+            }
+        }
         let code = match root {
             DataFusionError::SQL(..) => Code::V203,
             _ if msg.contains("ParserError") => Code::V203,
@@ -299,7 +293,7 @@ impl Planner<'_> {
         };
         self.diag(
             code,
-            self.locate(text, ""),
+            at,
             format!("in `{}`: {}", text.value, first_line(&clean)),
         )
     }
@@ -1048,7 +1042,7 @@ impl Planner<'_> {
             None => info.dimensions.clone(),
         };
         if let Some(c) = info.personal.iter().next() {
-            return Err(vec![self.diag(Code::V205, p.input.at, format!("column `{c}` identifies a person and may not be published unaggregated; pseudonymise, drop or aggregate it"))]);
+            return Err(vec![self.diag(Code::V206, p.input.at, format!("column `{c}` identifies a person and may not be published unaggregated; pseudonymise, drop or aggregate it"))]);
         }
         let measures: Vec<String> = schema
             .fields()

@@ -18,7 +18,11 @@ pub fn summary(r: &RunReport) -> String {
         "  {:<w$}  {:<9}  {:>10}  {:>10}  {:>11}",
         "step", "kind", "rows in", "rows out", "quarantined"
     );
-    for (name, s) in &r.steps {
+    for (name, s) in r
+        .step_order
+        .iter()
+        .filter_map(|n| r.steps.get(n).map(|s| (n, s)))
+    {
         let kind = serde_json::to_value(s.kind)
             .ok()
             .and_then(|v| v.as_str().map(String::from))

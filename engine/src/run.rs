@@ -102,6 +102,8 @@ pub struct RunReport {
     pub started: String,
     pub seconds: f64,
     pub steps: BTreeMap<String, StepReport>,
+    /// The steps in the order the line runs them.
+    pub step_order: Vec<String>,
     pub codesets: BTreeMap<String, String>,
     pub datasets: Vec<DatasetReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -419,6 +421,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         started: started_at,
         seconds: 0.0,
         steps: step_reports(&shared),
+        step_order: shared.line.dag.order.clone(),
         codesets: codesets
             .iter()
             .map(|(k, v)| (k.clone(), v.sha256.clone()))
