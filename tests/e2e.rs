@@ -7,7 +7,9 @@ use std::process::{Command, Output};
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_valtava"));
     c.current_dir(root());
-    c.env_remove("VALTAVA_PSEUDONYM_KEY").env_remove("VALTAVA_STORE").env("RUST_LOG", "info");
+    c.env_remove("VALTAVA_PSEUDONYM_KEY")
+        .env_remove("VALTAVA_STORE")
+        .env("RUST_LOG", "info");
     c
 }
 
@@ -62,13 +64,28 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 fn run_mini(store: &Path, extra: &[&str]) -> Output {
     let s = store.to_str().unwrap();
-    let mut args = vec!["run", "tests/lines/mini.yaml", "--store", s, "--param", "period=2025-01", "--json"];
+    let mut args = vec![
+        "run",
+        "tests/lines/mini.yaml",
+        "--store",
+        s,
+        "--param",
+        "period=2025-01",
+        "--json",
+    ];
     args.extend_from_slice(extra);
-    bin().args(&args).env("VALTAVA_PSEUDONYM_KEY", KEY).output().unwrap()
+    bin()
+        .args(&args)
+        .env("VALTAVA_PSEUDONYM_KEY", KEY)
+        .output()
+        .unwrap()
 }
 
 fn latest_release(store: &Path, line: &str, period: &str) -> PathBuf {
-    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(store.join(format!("releases/{line}/{period}/latest.json"))).unwrap()).unwrap();
+    let p: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.join(format!("releases/{line}/{period}/latest.json"))).unwrap(),
+    )
+    .unwrap();
     let manifest = p["manifest"].as_str().unwrap();
     store.join(manifest).parent().unwrap().to_path_buf()
 }
@@ -76,17 +93,35 @@ fn latest_release(store: &Path, line: &str, period: &str) -> PathBuf {
 #[test]
 fn broken_line_files_give_their_expected_diagnostics() {
     let dir = root().join("tests/lines/broken");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
     files.sort();
     assert!(files.len() >= 15, "only {} broken line files", files.len());
     let mut codes = BTreeSet::new();
     for f in files {
-        let rel = f.strip_prefix(root()).unwrap().to_str().unwrap().to_string();
-        let expected = std::fs::read_to_string(f.with_extension("expected")).unwrap().trim().to_string();
+        let rel = f
+            .strip_prefix(root())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let expected = std::fs::read_to_string(f.with_extension("expected"))
+            .unwrap()
+            .trim()
+            .to_string();
         let out = run(&["check", "--format", "json", &rel]);
         assert_eq!(out.status.code(), Some(1), "{rel}: {}", text(&out.stderr));
-        let diags: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{rel}: {e}: {}", text(&out.stdout)));
-        let got: Vec<String> = diags.as_array().unwrap().iter().map(|d| format!("{} {}:{}", d["code"].as_str().unwrap(), d["line"], d["col"])).collect();
+        let diags: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{rel}: {e}: {}", text(&out.stdout)));
+        let got: Vec<String> = diags
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| format!("{} {}:{}", d["code"].as_str().unwrap(), d["line"], d["col"]))
+            .collect();
         assert_eq!(got.join(" | "), expected, "{rel}");
         for d in diags.as_array().unwrap() {
             assert_eq!(d["file"].as_str().unwrap(), rel);
@@ -98,19 +133,28 @@ fn broken_line_files_give_their_expected_diagnostics() {
         assert_eq!(human.status.code(), Some(1));
         let err = text(&human.stderr);
         let first = &diags[0];
-        assert!(err.contains(&format!("--> {rel}:{}:{}", first["line"], first["col"])), "{err}");
+        assert!(
+            err.contains(&format!("--> {rel}:{}:{}", first["line"], first["col"])),
+            "{err}"
+        );
         assert!(err.contains(" | ") && err.contains('^'), "{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
     // Every kind the issue names is covered.
-    for c in ["V001", "V002", "V003", "V005", "V102", "V103", "V104", "V201", "V202", "V301"] {
+    for c in [
+        "V001", "V002", "V003", "V005", "V102", "V103", "V104", "V201", "V202", "V301",
+    ] {
         assert!(codes.contains(c), "no broken file exercises {c}");
     }
 }
 
 #[test]
 fn shipped_and_test_lines_are_valid() {
-    let mut lines: Vec<String> = std::fs::read_dir(root().join("lines")).unwrap().map(|e| format!("lines/{}", e.unwrap().file_name().to_string_lossy())).filter(|p| p.ends_with(".yaml")).collect();
+    let mut lines: Vec<String> = std::fs::read_dir(root().join("lines"))
+        .unwrap()
+        .map(|e| format!("lines/{}", e.unwrap().file_name().to_string_lossy()))
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
     lines.sort();
     lines.push("tests/lines/mini.yaml".into());
     let mut args = vec!["check"];
@@ -124,8 +168,18 @@ fn shipped_and_test_lines_are_valid() {
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(run(&["check"]).status.code(), Some(2));
-    assert_eq!(run(&["check", "--format", "xml", "lines/ensihoito.yaml"]).status.code(), Some(2));
-    assert_eq!(run(&["run", "tests/lines/mini.yaml", "--param", "period"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["check", "--format", "xml", "lines/ensihoito.yaml"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["run", "tests/lines/mini.yaml", "--param", "period"])
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
     let missing = run(&["check", "tests/lines/does-not-exist.yaml"]);
     assert_eq!(missing.status.code(), Some(1));
@@ -143,7 +197,10 @@ fn every_command_has_help_with_an_example() {
 
 #[test]
 fn graph_output_is_byte_stable() {
-    for (format, golden) in [("dot", "tests/golden/mini.dot"), ("mermaid", "tests/golden/mini.mmd")] {
+    for (format, golden) in [
+        ("dot", "tests/golden/mini.dot"),
+        ("mermaid", "tests/golden/mini.mmd"),
+    ] {
         let a = run(&["graph", "--format", format, "tests/lines/mini.yaml"]);
         let b = run(&["graph", "--format", format, "tests/lines/mini.yaml"]);
         assert_eq!(a.status.code(), Some(0));
@@ -178,7 +235,13 @@ fn mini_line_runs_end_to_end_and_accounts_for_every_row() {
     assert_eq!(steps["tarkistettu"]["rows_in"], 11);
     assert_eq!(steps["tarkistettu"]["rows_quarantined"], 5);
     assert_eq!(steps["yhtenaistetty"]["rows_out"], 6);
-    for rule in ["id-uniikki", "hetu-oikea", "kunta-tunnettu", "arvo-positiivinen", "pvm-jaksolla"] {
+    for rule in [
+        "id-uniikki",
+        "hetu-oikea",
+        "kunta-tunnettu",
+        "arvo-positiivinen",
+        "pvm-jaksolla",
+    ] {
         assert_eq!(steps["tarkistettu"]["violations"][rule], 1, "{rule}");
     }
     assert!(report["steps"]["julkaisu"]["seconds"].is_number());
@@ -201,36 +264,71 @@ fn mini_line_runs_end_to_end_and_accounts_for_every_row() {
     );
 
     // The manifest lists every dataset object with its checksum.
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(release.join("_manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(release.join("_manifest.json")).unwrap()).unwrap();
     let objects = manifest["objects"].as_array().unwrap();
     assert_eq!(objects.len(), 2);
     for o in objects {
         use sha2::Digest;
         let bytes = std::fs::read(store.path().join(o["path"].as_str().unwrap())).unwrap();
-        assert_eq!(o["sha256"].as_str().unwrap(), hex::encode(sha2::Sha256::digest(&bytes)));
+        assert_eq!(
+            o["sha256"].as_str().unwrap(),
+            hex::encode(sha2::Sha256::digest(&bytes))
+        );
         assert_eq!(o["bytes"], bytes.len());
     }
     assert_eq!(manifest["codesets"]["kunnat"].as_str().unwrap().len(), 64);
 
     // Quarantine: every rejected row with its object, row number and reason.
-    let qdir = store.path().join(format!("quarantine/mini/2025-01/{}", report["run_id"].as_str().unwrap()));
+    let qdir = store.path().join(format!(
+        "quarantine/mini/2025-01/{}",
+        report["run_id"].as_str().unwrap()
+    ));
     let mut rejected = Vec::new();
     for f in files_under(&qdir) {
         let file = std::fs::File::open(&f).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
         for b in reader {
             let b = b.unwrap();
             use arrow::array::AsArray;
-            let rows = b.column_by_name("_row").unwrap().as_primitive::<arrow::datatypes::UInt64Type>().clone();
-            let objs = arrow::compute::cast(b.column_by_name("_object").unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
-            let rules = arrow::compute::cast(b.column_by_name("_rules").unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
+            let rows = b
+                .column_by_name("_row")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::UInt64Type>()
+                .clone();
+            let objs = arrow::compute::cast(
+                b.column_by_name("_object").unwrap(),
+                &arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap();
+            let rules = arrow::compute::cast(
+                b.column_by_name("_rules").unwrap(),
+                &arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap();
             for i in 0..b.num_rows() {
-                rejected.push((rows.value(i), objs.as_string::<i32>().value(i).to_string(), rules.as_string::<i32>().value(i).to_string()));
+                rejected.push((
+                    rows.value(i),
+                    objs.as_string::<i32>().value(i).to_string(),
+                    rules.as_string::<i32>().value(i).to_string(),
+                ));
             }
         }
     }
     rejected.sort();
-    let expected: Vec<(u64, &str)> = vec![(8, "hetu-oikea"), (9, "id-uniikki"), (10, "kunta-tunnettu"), (11, "arvo-positiivinen"), (12, "pvm-jaksolla"), (13, "parse"), (14, "type"), (15, "required")];
+    let expected: Vec<(u64, &str)> = vec![
+        (8, "hetu-oikea"),
+        (9, "id-uniikki"),
+        (10, "kunta-tunnettu"),
+        (11, "arvo-positiivinen"),
+        (12, "pvm-jaksolla"),
+        (13, "parse"),
+        (14, "type"),
+        (15, "required"),
+    ];
     assert_eq!(rejected.len(), expected.len(), "{rejected:?}");
     for ((row, obj, rules), (erow, erule)) in rejected.iter().zip(expected) {
         assert_eq!((*row, rules.as_str()), (erow, erule));
@@ -246,7 +344,12 @@ fn identity_codes_never_reach_outputs_or_logs() {
     let out = run_mini(store.path(), &["--log-format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let input = std::fs::read_to_string(root().join("tests/data/mini/2025-01/a.csv")).unwrap();
-    let codes: Vec<&str> = input.lines().skip(1).filter_map(|l| l.split(';').nth(1)).filter(|h| h.len() == 11).collect();
+    let codes: Vec<&str> = input
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(';').nth(1))
+        .filter(|h| h.len() == 11)
+        .collect();
     assert_eq!(codes.len(), 3);
     let mut checked = 0;
     for f in files_under(store.path()) {
@@ -255,7 +358,11 @@ fn identity_codes_never_reach_outputs_or_logs() {
         }
         let bytes = std::fs::read(&f).unwrap();
         for c in &codes {
-            assert!(!bytes.windows(c.len()).any(|w| w == c.as_bytes()), "{c} found in {}", f.display());
+            assert!(
+                !bytes.windows(c.len()).any(|w| w == c.as_bytes()),
+                "{c} found in {}",
+                f.display()
+            );
         }
         checked += 1;
     }
@@ -277,33 +384,96 @@ fn reruns_publish_identical_bytes() {
     let rb: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
     assert_ne!(ra["run_id"], rb["run_id"]);
     for ext in ["parquet", "csv"] {
-        let fa = std::fs::read(store.path().join(format!("releases/mini/2025-01/{}/mini_kuukausi.{ext}", ra["run_id"].as_str().unwrap()))).unwrap();
-        let fb = std::fs::read(store.path().join(format!("releases/mini/2025-01/{}/mini_kuukausi.{ext}", rb["run_id"].as_str().unwrap()))).unwrap();
+        let fa = std::fs::read(store.path().join(format!(
+            "releases/mini/2025-01/{}/mini_kuukausi.{ext}",
+            ra["run_id"].as_str().unwrap()
+        )))
+        .unwrap();
+        let fb = std::fs::read(store.path().join(format!(
+            "releases/mini/2025-01/{}/mini_kuukausi.{ext}",
+            rb["run_id"].as_str().unwrap()
+        )))
+        .unwrap();
         assert_eq!(fa, fb, "{ext}");
     }
     // The pointer follows the newest run.
-    assert!(latest_release(store.path(), "mini", "2025-01").ends_with(rb["run_id"].as_str().unwrap()));
+    assert!(
+        latest_release(store.path(), "mini", "2025-01").ends_with(rb["run_id"].as_str().unwrap())
+    );
 }
 
 #[test]
 fn runs_refuse_bad_parameters_and_a_missing_key() {
     let store = store_with_inbox();
     let s = store.path().to_str().unwrap();
-    let no_key = run(&["run", "tests/lines/mini.yaml", "--store", s, "--param", "period=2025-01"]);
+    let no_key = run(&[
+        "run",
+        "tests/lines/mini.yaml",
+        "--store",
+        s,
+        "--param",
+        "period=2025-01",
+    ]);
     assert_eq!(no_key.status.code(), Some(1));
-    assert!(text(&no_key.stderr).contains("R002"), "{}", text(&no_key.stderr));
-    for (param, needle) in [("perod=2025-01", "did you mean `period`"), ("period=2025-13", "is not a month"), ("period=tammikuu", "YYYY-MM")] {
-        let out = bin().args(["run", "tests/lines/mini.yaml", "--store", s, "--param", param]).env("VALTAVA_PSEUDONYM_KEY", KEY).output().unwrap();
+    assert!(
+        text(&no_key.stderr).contains("R002"),
+        "{}",
+        text(&no_key.stderr)
+    );
+    for (param, needle) in [
+        ("perod=2025-01", "did you mean `period`"),
+        ("period=2025-13", "is not a month"),
+        ("period=tammikuu", "YYYY-MM"),
+    ] {
+        let out = bin()
+            .args([
+                "run",
+                "tests/lines/mini.yaml",
+                "--store",
+                s,
+                "--param",
+                param,
+            ])
+            .env("VALTAVA_PSEUDONYM_KEY", KEY)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1), "{param}");
         let err = text(&out.stderr);
-        assert!(err.contains("R001") && err.contains(needle), "{param}: {err}");
+        assert!(
+            err.contains("R001") && err.contains(needle),
+            "{param}: {err}"
+        );
     }
-    let missing = bin().args(["run", "tests/lines/mini.yaml", "--store", s]).env("VALTAVA_PSEUDONYM_KEY", KEY).output().unwrap();
+    let missing = bin()
+        .args(["run", "tests/lines/mini.yaml", "--store", s])
+        .env("VALTAVA_PSEUDONYM_KEY", KEY)
+        .output()
+        .unwrap();
     assert!(text(&missing.stderr).contains("parameter `period` is required"));
-    let empty = bin().args(["run", "tests/lines/mini.yaml", "--store", s, "--param", "period=2030-01"]).env("VALTAVA_PSEUDONYM_KEY", KEY).output().unwrap();
+    let empty = bin()
+        .args([
+            "run",
+            "tests/lines/mini.yaml",
+            "--store",
+            s,
+            "--param",
+            "period=2030-01",
+        ])
+        .env("VALTAVA_PSEUDONYM_KEY", KEY)
+        .output()
+        .unwrap();
     assert_eq!(empty.status.code(), Some(1));
-    assert!(text(&empty.stderr).contains("R004"), "{}", text(&empty.stderr));
-    assert!(!store.path().join("releases/mini/2030-01/latest.json").exists());
+    assert!(
+        text(&empty.stderr).contains("R004"),
+        "{}",
+        text(&empty.stderr)
+    );
+    assert!(
+        !store
+            .path()
+            .join("releases/mini/2030-01/latest.json")
+            .exists()
+    );
 }
 
 #[test]
@@ -311,7 +481,11 @@ fn source_override_reads_another_location() {
     let store = store_with_inbox();
     let other = store.path().join("muualla");
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::copy(root().join("tests/data/mini/2025-01/a.csv"), other.join("x.csv")).unwrap();
+    std::fs::copy(
+        root().join("tests/data/mini/2025-01/a.csv"),
+        other.join("x.csv"),
+    )
+    .unwrap();
     std::fs::remove_dir_all(store.path().join("mini")).unwrap();
     let out = run_mini(store.path(), &["--source", "rivit=muualla/*.csv"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -324,22 +498,55 @@ fn source_override_reads_another_location() {
 #[test]
 fn too_many_rejects_fail_the_run_and_publish_nothing() {
     let store = store_with_inbox();
-    let shared = root().join("../shared/reference/kunta_hyvinvointialue_2023.csv").canonicalize().unwrap();
-    let line = std::fs::read_to_string(root().join("tests/lines/mini.yaml")).unwrap()
-        .replace("../../../shared/reference/kunta_hyvinvointialue_2023.csv", shared.to_str().unwrap())
-        .replace("      input: rivit\n", "      input: rivit\n      max_reject_share: 0.1\n");
+    let shared = root()
+        .join("../shared/reference/kunta_hyvinvointialue_2023.csv")
+        .canonicalize()
+        .unwrap();
+    let line = std::fs::read_to_string(root().join("tests/lines/mini.yaml"))
+        .unwrap()
+        .replace(
+            "../../../shared/reference/kunta_hyvinvointialue_2023.csv",
+            shared.to_str().unwrap(),
+        )
+        .replace(
+            "      input: rivit\n",
+            "      input: rivit\n      max_reject_share: 0.1\n",
+        );
     let file = store.path().join("strict.yaml");
     std::fs::write(&file, line).unwrap();
-    let out = bin().args(["run", file.to_str().unwrap(), "--store", store.path().to_str().unwrap(), "--param", "period=2025-01"]).env("VALTAVA_PSEUDONYM_KEY", KEY).output().unwrap();
+    let out = bin()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--store",
+            store.path().to_str().unwrap(),
+            "--param",
+            "period=2025-01",
+        ])
+        .env("VALTAVA_PSEUDONYM_KEY", KEY)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("R006") && err.contains("rejected 5 of 11"), "{err}");
-    assert!(!store.path().join("releases/mini/2025-01/latest.json").exists());
-    assert!(files_under(&store.path().join("releases")).is_empty(), "a failed run left release objects");
+    assert!(
+        err.contains("R006") && err.contains("rejected 5 of 11"),
+        "{err}"
+    );
+    assert!(
+        !store
+            .path()
+            .join("releases/mini/2025-01/latest.json")
+            .exists()
+    );
+    assert!(
+        files_under(&store.path().join("releases")).is_empty(),
+        "a failed run left release objects"
+    );
     // The failed run is still reported.
     let reports = files_under(&store.path().join("runs/mini"));
     assert_eq!(reports.len(), 1);
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&reports[0]).unwrap()).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&reports[0]).unwrap()).unwrap();
     assert_eq!(r["status"], "failed");
     assert_eq!(r["error"]["code"], "R006");
 }
@@ -347,9 +554,25 @@ fn too_many_rejects_fail_the_run_and_publish_nothing() {
 #[test]
 fn the_example_line_runs_on_the_shipped_data() {
     let store = tempfile::tempdir().unwrap();
-    copy_dir(&root().join("examples/store/inbox"), &store.path().join("inbox"));
-    copy_dir(&root().join("examples/store/reference"), &store.path().join("reference"));
-    let out = run(&["run", "lines/ensihoito.yaml", "--param", "period=2025-03", "--store", store.path().to_str().unwrap(), "--pseudonym-key-file", "examples/demo-pseudonym.key", "--json"]);
+    copy_dir(
+        &root().join("examples/store/inbox"),
+        &store.path().join("inbox"),
+    );
+    copy_dir(
+        &root().join("examples/store/reference"),
+        &store.path().join("reference"),
+    );
+    let out = run(&[
+        "run",
+        "lines/ensihoito.yaml",
+        "--param",
+        "period=2025-03",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--pseudonym-key-file",
+        "examples/demo-pseudonym.key",
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // The example generator writes 180 valid missions, 12 special rows of which 10 are bad
@@ -357,8 +580,68 @@ fn the_example_line_runs_on_the_shipped_data() {
     assert_eq!(report["steps"]["tehtavat"]["rows_in"], 192);
     assert_eq!(report["steps"]["tehtavat"]["rows_quarantined"], 4);
     assert_eq!(report["steps"]["tarkistettu"]["rows_quarantined"], 6);
-    assert_eq!(report["steps"]["tarkistettu"]["violations"]["tavoittamisaika-yli-3h"], 1);
-    let csv = std::fs::read_to_string(latest_release(store.path(), "ensihoito", "2025-03").join("ensihoito_kuukausi.csv")).unwrap();
+    assert_eq!(
+        report["steps"]["tarkistettu"]["violations"]["tavoittamisaika-yli-3h"],
+        1
+    );
+    let csv = std::fs::read_to_string(
+        latest_release(store.path(), "ensihoito", "2025-03").join("ensihoito_kuukausi.csv"),
+    )
+    .unwrap();
     let total = csv.lines().find(|l| l.starts_with("SSS,YHT,YHT,")).unwrap();
     assert!(total.starts_with("SSS,YHT,YHT,182,"), "{total}");
+}
+
+#[test]
+fn published_files_are_read_by_pyarrow_and_duckdb() {
+    let store = store_with_inbox();
+    let out = run_mini(store.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let release = latest_release(store.path(), "mini", "2025-01");
+    let py = Command::new("python3")
+        .arg(root().join("tests/read_release.py"))
+        .arg(&release)
+        .arg("mini_kuukausi")
+        .output()
+        .expect("python3 runs (tests/run-all.sh installs tests/requirements.txt)");
+    assert!(
+        py.status.success(),
+        "pyarrow/duckdb could not read the release (pip install -r tests/requirements.txt): {}",
+        text(&py.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    assert_eq!(
+        seen["columns"],
+        serde_json::json!([
+            "hyvinvointialue",
+            "kuukausi",
+            "rivit",
+            "summa",
+            "jakso",
+            "status"
+        ])
+    );
+    assert_eq!(seen["rows"], 6);
+    assert_eq!(seen["compression"], "ZSTD");
+    assert_eq!(seen["duckdb_parquet_rows"], 6);
+    let rows = seen["pyarrow"].as_array().unwrap();
+    let helsinki = rows
+        .iter()
+        .find(|r| r["hyvinvointialue"] == "90" && r["kuukausi"] == "2025-01")
+        .unwrap();
+    assert_eq!(helsinki["rivit"], 4);
+    assert_eq!(helsinki["summa"], 40);
+    let suppressed = rows
+        .iter()
+        .find(|r| r["hyvinvointialue"] == "04" && r["kuukausi"] == "YHT")
+        .unwrap();
+    assert!(suppressed["rivit"].is_null());
+    assert_eq!(suppressed["status"], "suppressed");
+    // DuckDB reads the CSV to the same cells as the Parquet file.
+    let csv = seen["duckdb_csv"].as_array().unwrap();
+    assert_eq!(csv.len(), 6);
+    assert_eq!(
+        csv[2],
+        serde_json::json!(["90", "2025-01", "4", "40", "2025-01", null])
+    );
 }

@@ -63,6 +63,9 @@ pub struct StepPlan {
     pub dimensions: Vec<String>,
 }
 
+/// The inputs of a step: providers of the input steps' outputs, by step name.
+pub type Inputs = BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)>;
+
 /// A step's output as seen by a consumer.
 #[derive(Debug, Clone)]
 pub struct InputInfo {
@@ -126,11 +129,7 @@ impl Planner<'_> {
 
     /// Plans step `name` over `inputs` (providers of the input steps, with what is known
     /// of them). Expression errors come back as diagnostics pointing at the expression.
-    pub fn plan_step(
-        &self,
-        name: &str,
-        inputs: &BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)>,
-    ) -> Result<StepPlan, Diags> {
+    pub fn plan_step(&self, name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
         let step = crate::load::step(&self.line.spec, name);
         let scan = |input: &Name| -> Result<(LogicalPlanBuilder, &InputInfo), Diags> {
             let (provider, info) = inputs.get(input.value.as_str()).ok_or_else(|| {
@@ -226,36 +225,35 @@ impl Planner<'_> {
 
     fn expr_error(&self, text: &Name, e: DataFusionError) -> Diagnostic {
         let root = e.find_root();
-        if let DataFusionError::SchemaError(se, _) = root {
-            if let SchemaError::FieldNotFound {
+        if let DataFusionError::SchemaError(se, _) = root
+            && let SchemaError::FieldNotFound {
                 field,
                 valid_fields,
             } = se.as_ref()
-            {
-                let name = field.name();
-                let candidates: Vec<&str> = valid_fields
-                    .iter()
-                    .map(|c| c.name())
-                    .filter(|c| !c.starts_with("__"))
-                    .collect();
-                let mut d = self.diag(
-                    Code::V201,
-                    self.locate(text, name),
-                    format!("unknown column `{name}`"),
-                );
-                d = match did_you_mean(name, candidates.iter().copied()) {
-                    Some(h) => d.with_hint(h),
-                    None => d.with_hint(format!(
-                        "the input has {}",
-                        candidates
-                            .iter()
-                            .map(|c| format!("`{c}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                };
-                return d;
-            }
+        {
+            let name = field.name();
+            let candidates: Vec<&str> = valid_fields
+                .iter()
+                .map(|c| c.name())
+                .filter(|c| !c.starts_with("__"))
+                .collect();
+            let mut d = self.diag(
+                Code::V201,
+                self.locate(text, name),
+                format!("unknown column `{name}`"),
+            );
+            d = match did_you_mean(name, candidates.iter().copied()) {
+                Some(h) => d.with_hint(h),
+                None => d.with_hint(format!(
+                    "the input has {}",
+                    candidates
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            };
+            return d;
         }
         let msg = root.to_string();
         let mut clean = msg
@@ -1113,11 +1111,7 @@ impl Planner<'_> {
         Ok(self.finish(StepKind::Publish, plan, vec![], BTreeSet::new(), dims))
     }
 
-    fn plan_sql(
-        &self,
-        q: &SqlSpec,
-        inputs: &BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)>,
-    ) -> Result<StepPlan, Diags> {
+    fn plan_sql(&self, q: &SqlSpec, inputs: &Inputs) -> Result<StepPlan, Diags> {
         let ctx = SessionContext::new_with_state(self.state.clone());
         let mut personal = BTreeSet::new();
         for i in &q.inputs {

@@ -21,7 +21,7 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::DataFusionError;
-use datafusion::datasource::{MemTable, TableProvider};
+use datafusion::datasource::MemTable;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
@@ -551,8 +551,7 @@ fn account(shared: &Shared) -> Result<(), RunFailure> {
 async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), RunFailure> {
     let order = shared.line.dag.order.clone();
     // Inputs each step will read, as providers, created before any task starts.
-    let mut providers: BTreeMap<String, BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)>> =
-        BTreeMap::new();
+    let mut providers: BTreeMap<String, crate::plan::Inputs> = BTreeMap::new();
     let mut outputs: BTreeMap<String, Output> = BTreeMap::new();
     for s in &order {
         let consumers = shared.line.dag.consumers(s);
@@ -800,7 +799,7 @@ fn coerce(cols: Vec<ArrayRef>, schema: &Schema) -> Result<Vec<ArrayRef>, RunFail
 async fn run_step(
     shared: Arc<Shared>,
     name: String,
-    inputs: BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)>,
+    inputs: crate::plan::Inputs,
     output: Output,
 ) -> Result<(), RunFailure> {
     let planner = Planner {
