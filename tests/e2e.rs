@@ -326,8 +326,8 @@ fn mini_line_runs_end_to_end_and_accounts_for_every_row() {
         (11, "arvo-positiivinen"),
         (12, "pvm-jaksolla"),
         (13, "parse"),
-        (14, "type"),
-        (15, "required"),
+        (14, "type-pvm"),
+        (15, "required-id"),
     ];
     assert_eq!(rejected.len(), expected.len(), "{rejected:?}");
     for ((row, obj, rules), (erow, erule)) in rejected.iter().zip(expected) {
@@ -644,4 +644,133 @@ fn published_files_are_read_by_pyarrow_and_duckdb() {
         csv[2],
         serde_json::json!(["90", "2025-01", "4", "40", "2025-01", null])
     );
+}
+
+fn write_format_inputs(dir: &Path) {
+    use std::sync::Arc;
+    std::fs::create_dir_all(dir).unwrap();
+    // windows-1252: ä is 0xE4, Ä is 0xC4.
+    std::fs::write(
+        dir.join("latin.csv"),
+        b"nimi;n\r\nHyvink\xe4\xe4;1\r\n\xc4\xe4nekoski;2\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("a.ndjson"),
+        "{\"nimi\": \"Hyvinkää\", \"n\": 3}\n{\"nimi\": \"Oulu\", \"n\": -1}\n{\"nimi\": \"rikki\"\n",
+    )
+    .unwrap();
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("n", arrow::datatypes::DataType::Int64, false),
+        arrow::datatypes::Field::new("nimi", arrow::datatypes::DataType::Utf8, false),
+    ]));
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(arrow::array::Int64Array::from(vec![4, 5])),
+            Arc::new(arrow::array::StringArray::from(vec!["Oulu", "Hyvinkää"])),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(dir.join("b.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn csv_ndjson_and_parquet_sources_and_a_step_read_twice() {
+    let store = tempfile::tempdir().unwrap();
+    write_format_inputs(&store.path().join("formats"));
+    let out = run(&[
+        "run",
+        "tests/lines/formats.yaml",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = &report["steps"];
+    assert_eq!(steps["latin"]["rows_out"], 2);
+    assert_eq!(steps["json"]["rows_in"], 3);
+    assert_eq!(steps["json"]["rows_quarantined"], 1);
+    assert_eq!(steps["pq"]["rows_out"], 2);
+    assert_eq!(steps["tarkistettu"]["rows_in"], 6);
+    assert_eq!(steps["tarkistettu"]["rows_out"], 5);
+    // Computed once, read by both aggregates in full.
+    assert_eq!(steps["nimittain"]["rows_in"], 5);
+    assert_eq!(steps["lahteittain"]["rows_in"], 5);
+    let release = store.path().join(format!(
+        "releases/formats/all/{}",
+        report["run_id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        std::fs::read_to_string(release.join("nimet.csv")).unwrap(),
+        "nimi,rivit,summa\nHyvinkää,3,9\nOulu,1,4\nÄänekoski,1,2\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(release.join("lahteet.csv")).unwrap(),
+        "lahde,rivit\ncsv,2\nndjson,1\nparquet,2\n"
+    );
+    // A URL location outside the store.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::rename(
+        store.path().join("formats/b.parquet"),
+        elsewhere.path().join("c.parquet"),
+    )
+    .unwrap();
+    let url = format!("pq=file://{}/*.parquet", elsewhere.path().display());
+    let out = run(&[
+        "run",
+        "tests/lines/formats.yaml",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--source",
+        &url,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["steps"]["pq"]["rows_out"], 2);
+}
+
+#[test]
+fn damaged_line_files_never_crash_check() {
+    // Every prefix of real line files, cut at many points, is either valid or reported.
+    for line in [
+        "lines/ensihoito.yaml",
+        "tests/lines/mini.yaml",
+        "tests/lines/formats.yaml",
+    ] {
+        let source = std::fs::read_to_string(root().join(line)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let step = (source.len() / 40).max(1);
+        let cuts: Vec<usize> = (0..source.len())
+            .step_by(step)
+            .filter(|&i| source.is_char_boundary(i))
+            .collect();
+        for cut in cuts {
+            let f = dir.path().join("cut.yaml");
+            let mut text_cut = source[..cut].to_string();
+            // Also damage indentation in the middle of the file.
+            text_cut.push_str("\n  : ]\n");
+            std::fs::write(&f, &text_cut).unwrap();
+            let out = run(&["check", "--format", "json", f.to_str().unwrap()]);
+            let code = out.status.code();
+            assert!(
+                code == Some(0) || code == Some(1),
+                "{line} cut at {cut}: {code:?} {}",
+                text(&out.stderr)
+            );
+            assert!(
+                !text(&out.stderr).contains("panicked"),
+                "{line} cut at {cut}"
+            );
+            if code == Some(1) {
+                let diags: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert!(!diags.as_array().unwrap().is_empty());
+            }
+        }
+    }
 }

@@ -314,7 +314,6 @@ impl Planner<'_> {
             if c.personal {
                 personal.insert(name.value.clone());
             }
-            let column = format!("{RULE_PREFIX}{i}");
             let what = if c.personal {
                 // A personal value is never written into a reason.
                 lit(format!(
@@ -329,41 +328,33 @@ impl Planner<'_> {
                     lit(format!("` as {}", c.r#type.value.as_str())),
                 ])
             };
-            let mut rule = case(lit(true));
-            let mut any = false;
+            exprs.push(typed.clone().alias(name.value.as_str()));
+            let null = || lit(ScalarValue::Utf8(None));
+            let err = |e: DataFusionError| vec![self.diag(Code::V205, name.at, e.to_string())];
             if c.required {
-                rule = when(
+                let column = format!("{RULE_PREFIX}{i}q");
+                let r = when(
                     raw.clone().is_null(),
                     lit(format!("column `{}` is required", name.value)),
-                );
-                any = true;
-            }
-            let check = raw.clone().is_not_null().and(typed.clone().is_null());
-            let rule_expr = if t == DataType::Utf8 {
-                if any {
-                    Some(rule.otherwise(lit(ScalarValue::Utf8(None))))
-                } else {
-                    None
-                }
-            } else if any {
-                Some(
-                    rule.when(check, what)
-                        .otherwise(lit(ScalarValue::Utf8(None))),
                 )
-            } else {
-                Some(when(check, what).otherwise(lit(ScalarValue::Utf8(None))))
-            };
-            exprs.push(typed.alias(name.value.as_str()));
-            if let Some(r) = rule_expr {
-                let r = r.map_err(|e| vec![self.diag(Code::V205, name.at, e.to_string())])?;
+                .otherwise(null())
+                .map_err(err)?;
                 exprs.push(r.alias(&column));
                 rules.push(TapRule {
                     column,
-                    id: if c.required {
-                        "required".into()
-                    } else {
-                        "type".into()
-                    },
+                    id: format!("required-{}", name.value),
+                    severity: Severity::Reject,
+                });
+            }
+            if t != DataType::Utf8 {
+                let column = format!("{RULE_PREFIX}{i}t");
+                let r = when(raw.clone().is_not_null().and(typed.is_null()), what)
+                    .otherwise(null())
+                    .map_err(err)?;
+                exprs.push(r.alias(&column));
+                rules.push(TapRule {
+                    column,
+                    id: format!("type-{}", name.value),
                     severity: Severity::Reject,
                 });
             }

@@ -960,11 +960,29 @@ async fn write_sorted(shared: &Shared, file: &std::path::Path, target: &str) -> 
         .read_parquet(file.to_string_lossy().as_ref(), Default::default())
         .await
         .map_err(|e| e.to_string())?;
+    // Sort by provenance where the step kept it, otherwise by every column, so the file's
+    // bytes do not depend on the order in which parallel partitions finished.
+    let names: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let keys: Vec<String> =
+        if names.iter().any(|n| n == OBJECT_COLUMN) && names.iter().any(|n| n == ROW_COLUMN) {
+            vec![OBJECT_COLUMN.into(), ROW_COLUMN.into()]
+        } else {
+            names
+        };
     let df = df
-        .sort(vec![
-            datafusion::prelude::col(OBJECT_COLUMN).sort(true, true),
-            datafusion::prelude::col(ROW_COLUMN).sort(true, true),
-        ])
+        .sort(
+            keys.iter()
+                .map(|k| {
+                    datafusion::prelude::col(datafusion::common::Column::from_name(k.as_str()))
+                        .sort(true, true)
+                })
+                .collect(),
+        )
         .map_err(|e| e.to_string())?;
     let schema: SchemaRef = Arc::new(Schema::new(
         df.schema()
