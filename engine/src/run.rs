@@ -548,6 +548,16 @@ fn account(shared: &Shared) -> Result<(), RunFailure> {
     Ok(())
 }
 
+/// A table whose one partition is the given stream.
+fn stream_table(
+    part: impl PartitionStream + 'static,
+) -> Result<Arc<dyn datafusion::datasource::TableProvider>, RunFailure> {
+    let schema = part.schema().clone();
+    let table = StreamingTable::try_new(schema, vec![Arc::new(part)])
+        .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
+    Ok(Arc::new(table))
+}
+
 async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), RunFailure> {
     let order = shared.line.dag.order.clone();
     // Inputs each step will read, as providers, created before any task starts.
@@ -572,12 +582,10 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
                     rx: Mutex::new(Some(rx)),
                     counter: shared.counters[c].clone(),
                 };
-                let table = StreamingTable::try_new(plan.output.clone(), vec![Arc::new(part)])
-                    .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
                 providers
                     .entry(c.clone())
                     .or_default()
-                    .insert(s.clone(), (Arc::new(table), info));
+                    .insert(s.clone(), (stream_table(part)?, info));
                 Output::Channel(tx)
             }
             _ => {
@@ -590,12 +598,10 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
                         ready: rx.clone(),
                         counter: shared.counters[c].clone(),
                     };
-                    let table = StreamingTable::try_new(plan.output.clone(), vec![Arc::new(part)])
-                        .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
                     providers
                         .entry(c.clone())
                         .or_default()
-                        .insert(s.clone(), (Arc::new(table), info.clone()));
+                        .insert(s.clone(), (stream_table(part)?, info.clone()));
                 }
                 Output::Spill(path, tx)
             }
@@ -617,12 +623,10 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
                 rx: Mutex::new(Some(rx)),
                 counter: Arc::new(Counters::default()),
             };
-            let table = StreamingTable::try_new(schema.clone(), vec![Arc::new(part)])
-                .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
             inputs.insert(
                 name.clone(),
                 (
-                    Arc::new(table),
+                    stream_table(part)?,
                     InputInfo {
                         schema,
                         personal: BTreeSet::new(),

@@ -59,6 +59,32 @@ impl fmt::Debug for SourceObject {
     }
 }
 
+impl SourceObject {
+    /// Opens the object as a stream of byte chunks.
+    pub async fn open(
+        &self,
+    ) -> Result<BoxStream<'static, Result<bytes::Bytes, ParseError>>, ParseError> {
+        use futures::{StreamExt, TryStreamExt};
+        use object_store::ObjectStoreExt;
+        let name = self.name.clone();
+        let got = self
+            .store
+            .get(&self.path)
+            .await
+            .map_err(|source| ParseError::Store {
+                object: self.name.clone(),
+                source,
+            })?;
+        Ok(got
+            .into_stream()
+            .map_err(move |source| ParseError::Store {
+                object: name.clone(),
+                source,
+            })
+            .boxed())
+    }
+}
+
 /// What the engine asks of a parser for one object.
 #[derive(Debug, Clone)]
 pub struct ParseRequest {

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
-use object_store::ObjectStoreExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use valtava_plugin::{
@@ -137,7 +136,7 @@ impl Parser for CsvParser {
 
 enum Input {
     NotOpened,
-    Open(BoxStream<'static, object_store::Result<Bytes>>),
+    Open(BoxStream<'static, Result<Bytes, ParseError>>),
     Done,
 }
 
@@ -210,25 +209,10 @@ impl State {
         while !self.finished && self.builder.len() < self.request.batch_size {
             let chunk = match &mut self.input {
                 Input::NotOpened => {
-                    let got = self
-                        .object
-                        .store
-                        .get(&self.object.path)
-                        .await
-                        .map_err(|source| ParseError::Store {
-                            object: self.object.name.clone(),
-                            source,
-                        })?;
-                    self.input = Input::Open(got.into_stream());
+                    self.input = Input::Open(self.object.open().await?);
                     continue;
                 }
-                Input::Open(s) => match s.next().await {
-                    Some(chunk) => Some(chunk.map_err(|source| ParseError::Store {
-                        object: self.object.name.clone(),
-                        source,
-                    })?),
-                    None => None,
-                },
+                Input::Open(s) => s.next().await.transpose()?,
                 Input::Done => None,
             };
             match chunk {
@@ -417,9 +401,9 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::UInt64Type;
-    use object_store::PutPayload;
     use object_store::memory::InMemory;
     use object_store::path::Path;
+    use object_store::{ObjectStoreExt, PutPayload};
     use valtava_plugin::RowReject;
 
     async fn parse(

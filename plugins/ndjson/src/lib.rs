@@ -11,7 +11,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
-use object_store::ObjectStoreExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use valtava_plugin::{
@@ -58,7 +57,7 @@ impl Parser for NdjsonParser {
 struct State {
     object: SourceObject,
     request: ParseRequest,
-    input: Option<BoxStream<'static, object_store::Result<Bytes>>>,
+    input: Option<BoxStream<'static, Result<Bytes, ParseError>>>,
     /// Bytes of a line not yet ended.
     pending: Vec<u8>,
     line: u64,
@@ -68,19 +67,9 @@ struct State {
 
 impl State {
     async fn next_batch(mut self) -> Result<Option<(ParsedBatch, Self)>, ParseError> {
-        let store_error = |object: &SourceObject, source| ParseError::Store {
-            object: object.name.clone(),
-            source,
-        };
         while !self.done && self.builder.len() < self.request.batch_size {
             if self.input.is_none() {
-                let got = self
-                    .object
-                    .store
-                    .get(&self.object.path)
-                    .await
-                    .map_err(|e| store_error(&self.object, e))?;
-                self.input = Some(got.into_stream());
+                self.input = Some(self.object.open().await?);
             }
             let next = match self.input.as_mut() {
                 Some(s) => s.next().await,
@@ -88,7 +77,7 @@ impl State {
             };
             match next {
                 Some(chunk) => {
-                    let chunk = chunk.map_err(|e| store_error(&self.object, e))?;
+                    let chunk = chunk?;
                     let mut start = 0;
                     for (i, &b) in chunk.iter().enumerate() {
                         if b == b'\n' {
@@ -183,9 +172,9 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::UInt64Type;
-    use object_store::PutPayload;
     use object_store::memory::InMemory;
     use object_store::path::Path;
+    use object_store::{ObjectStoreExt, PutPayload};
 
     #[tokio::test]
     async fn values_become_text_and_bad_lines_are_rejected() {
