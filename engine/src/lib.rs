@@ -15,6 +15,7 @@ pub mod params;
 pub mod parsers;
 pub mod plan;
 pub mod publish;
+pub mod quality;
 pub mod quarantine;
 pub mod report;
 pub mod rules;

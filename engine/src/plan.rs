@@ -49,6 +49,32 @@ pub struct TapRule {
     pub severity: Severity,
 }
 
+/// A check of a whole step's data, evaluated when the step has seen every row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetCheck {
+    pub id: String,
+    pub severity: Severity,
+    pub kind: DatasetCheckKind,
+}
+
+/// What a dataset check tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatasetCheckKind {
+    /// The row count lies within the bounds.
+    Rows { min: Option<u64>, max: Option<u64> },
+    /// The share of nulls in a column is at most `max`.
+    NullShare { column: String, max: f64 },
+    /// The latest date of a column lies within the period (days since the epoch).
+    Fresh {
+        column: String,
+        start: i32,
+        end: i32,
+    },
+}
+
+/// Column of a step's filter: true for rows in scope.
+pub const FILTER_COLUMN: &str = "__rfilter";
+
 /// A planned step.
 #[derive(Debug, Clone)]
 pub struct StepPlan {
@@ -61,6 +87,12 @@ pub struct StepPlan {
     pub personal: BTreeSet<String>,
     /// Dimensions of an aggregate, for publish.
     pub dimensions: Vec<String>,
+    /// Whether the plan has a [`FILTER_COLUMN`].
+    pub filtered: bool,
+    /// Checks of the whole dataset.
+    pub dataset_checks: Vec<DatasetCheck>,
+    /// The column naming who submitted each row, for the quality report.
+    pub submitter: Option<String>,
 }
 
 /// The inputs of a step: providers of the input steps' outputs, by step name.
@@ -153,7 +185,13 @@ impl Planner<'_> {
         }
         if let Some(v) = &step.validate {
             let (b, info) = scan(&v.input)?;
-            return self.plan_validate(v, b, info);
+            let mut others = BTreeMap::new();
+            for r in &v.rules {
+                if let Some(e) = &r.exists_in {
+                    others.insert(e.step.value.clone(), scan(&e.step)?.0);
+                }
+            }
+            return self.plan_validate(v, b, info, others);
         }
         if let Some(h) = &step.harmonise {
             let (b, info) = scan(&h.input)?;
@@ -383,6 +421,9 @@ impl Planner<'_> {
             .filter(|f| !f.name().starts_with(RULE_PREFIX))
             .map(|f| f.as_ref().clone())
             .collect();
+        let filtered = plan
+            .schema()
+            .has_column_with_unqualified_name(FILTER_COLUMN);
         StepPlan {
             kind,
             output: Arc::new(Schema::new(fields)),
@@ -390,6 +431,9 @@ impl Planner<'_> {
             rules,
             personal,
             dimensions,
+            filtered,
+            dataset_checks: Vec::new(),
+            submitter: None,
         }
     }
 
@@ -521,7 +565,23 @@ impl Planner<'_> {
                     vec![self.diag(Code::V205, h.at, "hetu_problem is not registered")]
                 })?;
             let c = col(Column::from_name(h.value.as_str()));
-            let problem = f.call(vec![c.clone()]);
+            let mut problem = f.call(vec![c.clone()]);
+            if !rule.temporary {
+                // Individual numbers 900–999 are temporary codes (characters 8–10).
+                let individual = datafusion::functions::unicode::expr_fn::substr(
+                    cast_text(c.clone()),
+                    lit(8i64),
+                );
+                problem = datafusion::functions::core::expr_fn::coalesce(vec![
+                    problem,
+                    when(
+                        individual.gt_eq(lit("900")),
+                        lit("temporary personal identity codes are not accepted here"),
+                    )
+                    .otherwise(null())
+                    .map_err(|e| vec![self.diag(Code::V205, h.at, e.to_string())])?,
+                ]);
+            }
             when(c.is_not_null().and(problem.clone().is_not_null()), problem).otherwise(null())
         } else if let Some(cs) = &rule.in_codeset {
             let t = colcheck(&cs.column)?;
@@ -589,6 +649,122 @@ impl Planner<'_> {
                 )),
             )
             .otherwise(null())
+        } else if let Some(r) = &rule.range {
+            let t = colcheck(&r.column)?;
+            let c = col(Column::from_name(r.column.value.as_str()));
+            let mut cond: Option<Expr> = None;
+            let mut parts = Vec::new();
+            for (bound, is_min) in [(&r.min, true), (&r.max, false)] {
+                let Some(b) = bound else { continue };
+                let v = self.bound(b, &t, &r.column)?;
+                let broken = if is_min {
+                    c.clone().lt(lit(v))
+                } else {
+                    c.clone().gt(lit(v))
+                };
+                parts.push(format!(
+                    "{} {}",
+                    if is_min { "≥" } else { "≤" },
+                    b.value.text()
+                ));
+                cond = Some(match cond {
+                    Some(x) => x.or(broken),
+                    None => broken,
+                });
+            }
+            let Some(cond) = cond else {
+                return Err(vec![self.diag(
+                    Code::V004,
+                    r.column.at,
+                    "a range needs `min`, `max` or both",
+                )]);
+            };
+            when(
+                c.clone().is_not_null().and(cond),
+                datafusion::functions::string::expr_fn::concat(vec![
+                    lit(format!("`{}` is ", r.column.value)),
+                    cast_text(c),
+                    lit(format!("; expected {}", parts.join(" and "))),
+                ]),
+            )
+            .otherwise(null())
+        } else if let Some(r) = &rule.regex {
+            colcheck(&r.column)?;
+            let anchored = format!("^(?:{})$", r.pattern.value);
+            if let Err(e) = regex::Regex::new(&anchored) {
+                return Err(vec![self.diag(
+                    Code::V203,
+                    crate::diag::locate_in(&self.line.text, r.pattern.at, ""),
+                    format!("invalid pattern: {}", first_line(&e.to_string())),
+                )]);
+            }
+            let c = cast_text(col(Column::from_name(r.column.value.as_str())));
+            let matches =
+                datafusion::functions::regex::expr_fn::regexp_like(c.clone(), lit(anchored), None);
+            when(
+                c.clone().is_not_null().and(matches.is_false()),
+                datafusion::functions::string::expr_fn::concat(vec![
+                    lit(format!("`{}` `", r.column.value)),
+                    c,
+                    lit(format!("` does not match `{}`", r.pattern.value)),
+                ]),
+            )
+            .otherwise(null())
+        } else if let Some(order) = &rule.order {
+            if order.len() < 2 {
+                return Err(vec![self.diag(
+                    Code::V003,
+                    rule.id.at,
+                    "`order` needs two or more columns",
+                )]);
+            }
+            let mut types = Vec::new();
+            for n in order {
+                types.push(colcheck(n)?);
+            }
+            let same = types.windows(2).all(|w| w[0] == w[1]);
+            let value = |n: &Name| {
+                let c = col(Column::from_name(n.value.as_str()));
+                if same {
+                    c
+                } else {
+                    Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(c),
+                        DataType::Timestamp(TimeUnit::Microsecond, None),
+                    ))
+                }
+            };
+            let mut c = case(lit(true));
+            for (k, pair) in order.windows(2).enumerate() {
+                let (a, b) = (value(&pair[0]), value(&pair[1]));
+                let broken = a
+                    .clone()
+                    .is_not_null()
+                    .and(b.clone().is_not_null())
+                    .and(a.gt(b));
+                let msg = lit(format!("`{}` is after `{}`", pair[0].value, pair[1].value));
+                c = if k == 0 {
+                    when(broken, msg)
+                } else {
+                    c.when(broken, msg)
+                };
+            }
+            c.otherwise(null())
+        } else if let Some(e) = &rule.exists_in {
+            colcheck(&e.column)?;
+            let key = format!("__e{index}");
+            let c = col(Column::from_name(e.column.value.as_str()));
+            when(
+                c.clone()
+                    .is_not_null()
+                    .and(col(Column::from_name(key)).is_null()),
+                datafusion::functions::string::expr_fn::concat(vec![
+                    lit(format!("`{}` `", e.column.value)),
+                    cast_text(c),
+                    lit(format!("` is not in step `{}`", e.step.value)),
+                ]),
+            )
+            .otherwise(null())
         } else if let Some(x) = &rule.expr {
             let e = self.expr(x, schema)?;
             if e.get_type(schema)
@@ -619,6 +795,39 @@ impl Planner<'_> {
         Ok(e)
     }
 
+    /// A range bound as a value of the column's type.
+    fn bound(
+        &self,
+        b: &crate::spec::Sp<crate::spec::Scalar>,
+        t: &DataType,
+        column: &Name,
+    ) -> Result<ScalarValue, Diags> {
+        let v = match &b.value {
+            crate::spec::Scalar::Integer(i) => ScalarValue::Int64(Some(*i)),
+            crate::spec::Scalar::Number(n) => ScalarValue::Float64(Some(*n)),
+            crate::spec::Scalar::Text(s) => ScalarValue::Utf8(Some(s.clone())),
+        };
+        let target = if matches!(t, DataType::Int64) && matches!(v, ScalarValue::Float64(_)) {
+            DataType::Float64
+        } else {
+            t.clone()
+        };
+        v.cast_to(&target)
+            .ok()
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| {
+                vec![self.diag(
+                    Code::V202,
+                    b.at,
+                    format!(
+                        "bound `{}` is not a value of `{}` ({t})",
+                        b.value.text(),
+                        column.value
+                    ),
+                )]
+            })
+    }
+
     fn codeset_codes(&self, name: &Name) -> Result<Vec<String>, Diags> {
         let table = self.codesets.get(name.value.as_str()).ok_or_else(|| {
             vec![self.diag(
@@ -634,16 +843,61 @@ impl Planner<'_> {
     fn plan_validate(
         &self,
         v: &ValidateSpec,
-        b: LogicalPlanBuilder,
+        mut b: LogicalPlanBuilder,
         info: &InputInfo,
+        others: BTreeMap<String, LogicalPlanBuilder>,
     ) -> Result<StepPlan, Diags> {
+        let err = |at: Pos| {
+            move |e: DataFusionError| {
+                vec![Diagnostic::error(
+                    Code::V205,
+                    &self.line.file,
+                    at,
+                    first_line(&e.to_string()),
+                )]
+            }
+        };
         let schema = b.schema().clone();
         let mut exprs: Vec<Expr> = schema.columns().into_iter().map(col).collect();
         let mut rules = Vec::new();
         let mut diags = Vec::new();
         let mut windows = Vec::new();
+        let mut dataset_checks = Vec::new();
+        // Relationships join the keys of the other step first.
         for (i, rule) in v.rules.iter().enumerate() {
-            match self.rule_expr(i, rule, &schema, &mut windows) {
+            let Some(e) = &rule.exists_in else { continue };
+            let Some(other) = others.get(e.step.value.as_str()) else {
+                continue;
+            };
+            let key = e.key.clone().unwrap_or_else(|| e.column.clone());
+            self.column_check(other.schema(), &key)
+                .map_err(|d| vec![d])?;
+            let alias = format!("__e{i}");
+            let keys = other
+                .clone()
+                .project(vec![
+                    cast_text(col(Column::from_name(key.value.as_str()))).alias(&alias),
+                ])
+                .and_then(|k| k.distinct())
+                .and_then(|k| k.build())
+                .map_err(err(e.step.at))?;
+            self.column_check(&schema, &e.column).map_err(|d| vec![d])?;
+            let on = cast_text(col(Column::from_name(e.column.value.as_str())))
+                .eq(col(Column::from_name(alias)));
+            b = b
+                .join_on(keys, JoinType::Left, vec![on])
+                .map_err(err(e.step.at))?;
+        }
+        for (i, rule) in v.rules.iter().enumerate() {
+            if crate::rules::is_dataset_check(rule) {
+                match self.dataset_check(rule, &schema) {
+                    Ok(c) => dataset_checks.push(c),
+                    Err(d) => diags.extend(d),
+                }
+                continue;
+            }
+            let all = b.schema().clone();
+            match self.rule_expr(i, rule, &all, &mut windows) {
                 Ok(e) => {
                     let column = format!("{RULE_PREFIX}{i}");
                     exprs.push(e.alias(&column));
@@ -656,26 +910,114 @@ impl Planner<'_> {
                 Err(d) => diags.extend(d),
             }
         }
+        if let Some(f) = &v.filter {
+            match self.condition(f, &schema) {
+                Ok(e) => exprs.push(e.alias(FILTER_COLUMN)),
+                Err(d) => diags.extend(d),
+            }
+        }
+        let submitter = match &v.submitter {
+            Some(s) => match self.column_check(&schema, s) {
+                Ok(_) => Some(s.value.clone()),
+                Err(d) => {
+                    diags.push(d);
+                    None
+                }
+            },
+            None => None,
+        };
         if !diags.is_empty() {
             return Err(diags);
         }
         let b = if windows.is_empty() {
             b
         } else {
-            b.window(windows)
-                .map_err(|e| vec![self.diag(Code::V205, v.input.at, e.to_string())])?
+            b.window(windows).map_err(err(v.input.at))?
         };
         let plan = b
             .project(exprs)
             .and_then(|b| b.build())
-            .map_err(|e| vec![self.diag(Code::V205, v.input.at, e.to_string())])?;
-        Ok(self.finish(
+            .map_err(err(v.input.at))?;
+        let mut p = self.finish(
             StepKind::Validate,
             plan,
             rules,
             info.personal.clone(),
             info.dimensions.clone(),
-        ))
+        );
+        p.dataset_checks = dataset_checks;
+        p.submitter = submitter;
+        Ok(p)
+    }
+
+    /// A boolean expression (a filter or a condition).
+    fn condition(&self, text: &Name, schema: &DFSchema) -> Result<Expr, Diags> {
+        let e = self.expr(text, schema)?;
+        if e.get_type(schema)
+            .map_err(|err| vec![self.expr_error(text, err)])?
+            != DataType::Boolean
+        {
+            return Err(vec![self.diag(
+                Code::V202,
+                self.locate(text, ""),
+                format!("`{}` is not a condition (true/false)", text.value),
+            )]);
+        }
+        Ok(e.is_true())
+    }
+
+    fn dataset_check(&self, rule: &RuleSpec, schema: &DFSchema) -> Result<DatasetCheck, Diags> {
+        if rule.severity == Severity::Reject {
+            return Err(vec![self.diag(
+                Code::V003,
+                rule.id.at,
+                format!("rule `{}` checks the whole dataset: its severity is `warn` or `fail`, not `reject`", rule.id.value),
+            )]);
+        }
+        let kind = if let Some(r) = &rule.rows {
+            DatasetCheckKind::Rows {
+                min: r.min,
+                max: r.max,
+            }
+        } else if let Some(n) = &rule.null_share {
+            self.column_check(schema, &n.column).map_err(|d| vec![d])?;
+            DatasetCheckKind::NullShare {
+                column: n.column.value.clone(),
+                max: n.max,
+            }
+        } else if let Some(f) = &rule.fresh {
+            let t = self.column_check(schema, f).map_err(|d| vec![d])?;
+            if !matches!(t, DataType::Date32 | DataType::Timestamp(..)) {
+                return Err(vec![self.diag(
+                    Code::V202,
+                    f.at,
+                    format!("`{}` is {t}; freshness needs a date or timestamp", f.value),
+                )]);
+            }
+            let day = |k: &str| match self.params.get(k) {
+                Some(ScalarValue::Date32(Some(d))) => Some(*d),
+                _ => None,
+            };
+            let (Some(start), Some(end)) = (day("period_start"), day("period_end")) else {
+                return Err(vec![self.diag(
+                    Code::V301,
+                    f.at,
+                    "freshness needs the line's `period` parameter",
+                )]);
+            };
+            DatasetCheckKind::Fresh {
+                column: f.value.clone(),
+                start,
+                end,
+            }
+        } else {
+            return Err(vec![]);
+        };
+        Ok(DatasetCheck {
+            id: rule.id.value.clone(),
+            severity: rule.severity,
+            kind,
+        })
     }
 
     fn plan_harmonise(
@@ -847,6 +1189,13 @@ impl Planner<'_> {
                 .collect();
             exprs.push(e.alias(name.value.as_str()));
             b = b.project(exprs).map_err(err(text.at))?;
+        }
+        if let Some(f) = &h.filter {
+            let schema = b.schema().clone();
+            let cond = self.condition(f, &schema)?;
+            let mut exprs: Vec<Expr> = schema.columns().into_iter().map(col).collect();
+            exprs.push(cond.alias(FILTER_COLUMN));
+            b = b.project(exprs).map_err(err(f.at))?;
         }
         let pseudo = self.state.scalar_functions().get("pseudonym").cloned();
         if !h.pseudonymise.is_empty() {

@@ -193,101 +193,258 @@ impl Quarantine {
     }
 }
 
-/// Splits a tapped batch: returns the rows that pass; sends rejected rows to quarantine.
-/// `rules` are (column index, rule id, severity); violations are added to `violations`.
+/// What the tap did with one batch.
 pub struct TapOutcome {
+    /// Rows in scope that broke no `reject` rule, without rule columns.
     pub passed: RecordBatch,
     pub rejected: usize,
+    /// Rows outside the step's declared filter.
+    pub filtered: usize,
     /// The first reason of a `fail` rule, which stops the run.
     pub failure: Option<(String, String)>,
 }
 
-/// Applies a step's rule columns to a batch.
+fn text_column(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
+    batch
+        .column_by_name(name)
+        .and_then(|a| arrow::compute::cast(a, &DataType::Utf8).ok())
+}
+
+/// Applies a step's filter and rule columns to a batch: counts violations (overall and per
+/// submitter), gathers dataset-check statistics, sends rejected rows to quarantine and
+/// returns the rows that pass.
 pub fn tap(
     batch: &RecordBatch,
-    rules: &[crate::plan::TapRule],
-    violations: &mut BTreeMap<String, u64>,
+    plan: &crate::plan::StepPlan,
+    quality: &mut crate::quality::StepQuality,
     quarantine: &Quarantine,
     step: &str,
-    personal: &BTreeSet<String>,
 ) -> Result<TapOutcome, String> {
+    use crate::plan::DatasetCheckKind;
     use crate::spec::Severity;
+    use arrow::array::BooleanArray;
+    use arrow::compute::kernels::boolean::{and, not, or};
     let schema = batch.schema();
     let data_idx: Vec<usize> = (0..schema.fields().len())
         .filter(|&i| !schema.field(i).name().starts_with(crate::plan::RULE_PREFIX))
         .collect();
     let data = batch.project(&data_idx).map_err(|e| e.to_string())?;
-    if rules.is_empty() {
-        return Ok(TapOutcome {
-            passed: data,
-            rejected: 0,
-            failure: None,
-        });
-    }
     let n = batch.num_rows();
-    let mut reject = vec![false; n];
-    let mut any = false;
+    let err = |e: arrow::error::ArrowError| e.to_string();
+    let in_scope: BooleanArray = match batch.column_by_name(crate::plan::FILTER_COLUMN) {
+        Some(f) if plan.filtered => {
+            let f = f.as_boolean();
+            // Null counts as out of scope.
+            BooleanArray::from_iter(f.iter().map(|v| Some(v == Some(true))))
+        }
+        _ => BooleanArray::from(vec![true; n]),
+    };
+    let filtered = n - in_scope.true_count();
+    let scoped = |a: &RecordBatch| -> Result<RecordBatch, String> {
+        if filtered == 0 {
+            Ok(a.clone())
+        } else {
+            arrow::compute::filter_record_batch(a, &in_scope).map_err(err)
+        }
+    };
+    // Dataset statistics over the rows in scope.
+    for check in &plan.dataset_checks {
+        match &check.kind {
+            DatasetCheckKind::NullShare { column, .. } => {
+                if let Some(a) = data.column_by_name(column) {
+                    let a = if filtered == 0 {
+                        a.clone()
+                    } else {
+                        arrow::compute::filter(a, &in_scope).map_err(err)?
+                    };
+                    *quality.nulls.entry(column.clone()).or_default() += a.null_count() as u64;
+                }
+            }
+            DatasetCheckKind::Fresh { column, .. } => {
+                if let Some(a) = data.column_by_name(column) {
+                    let a = if filtered == 0 {
+                        a.clone()
+                    } else {
+                        arrow::compute::filter(a, &in_scope).map_err(err)?
+                    };
+                    let days = arrow::compute::cast(&a, &DataType::Date32).map_err(err)?;
+                    if let Some(max) =
+                        arrow::compute::max(days.as_primitive::<arrow::datatypes::Date32Type>())
+                    {
+                        let e = quality.latest.entry(column.clone()).or_insert(i64::MIN);
+                        *e = (*e).max(max as i64);
+                    }
+                }
+            }
+            DatasetCheckKind::Rows { .. } => {}
+        }
+    }
+    let submitters = plan.submitter.as_ref().and_then(|s| text_column(&data, s));
+    let submitter_of = |i: usize| -> String {
+        match &submitters {
+            Some(a) if a.is_valid(i) => a.as_string::<i32>().value(i).to_string(),
+            Some(_) => "(tyhjä)".to_string(),
+            None => String::new(),
+        }
+    };
+    if let Some(a) = &submitters {
+        let a = a.as_string::<i32>();
+        let mut rows: std::collections::HashMap<Option<&str>, u64> =
+            std::collections::HashMap::new();
+        for i in 0..n {
+            if in_scope.value(i) {
+                *rows.entry(a.is_valid(i).then(|| a.value(i))).or_default() += 1;
+            }
+        }
+        for (k, c) in rows {
+            let key = k
+                .map(str::to_string)
+                .unwrap_or_else(|| "(tyhjä)".to_string());
+            quality.by_submitter.entry(key).or_default().rows += c;
+        }
+    }
+    let mut reject = BooleanArray::from(vec![false; n]);
     let mut failure = None;
-    let mut cols = Vec::with_capacity(rules.len());
-    for r in rules {
+    let mut flags = Vec::with_capacity(plan.rules.len());
+    for r in &plan.rules {
         let a = batch
             .column_by_name(&r.column)
             .ok_or_else(|| format!("rule column {} missing", r.column))?;
-        let a = a.as_string::<i32>();
-        let violated = a.len() - a.null_count();
-        if violated > 0 {
-            *violations.entry(r.id.clone()).or_default() += violated as u64;
-            match r.severity {
-                Severity::Reject => {
-                    for (i, flag) in reject.iter_mut().enumerate() {
-                        if a.is_valid(i) {
-                            *flag = true;
-                            any = true;
-                        }
-                    }
+        let broken = and(&arrow::compute::is_not_null(a).map_err(err)?, &in_scope).map_err(err)?;
+        let count = broken.true_count();
+        if count > 0 {
+            *quality.violations.entry(r.id.clone()).or_default() += count as u64;
+            if submitters.is_some() {
+                for i in (0..n).filter(|&i| broken.value(i)) {
+                    *quality
+                        .by_submitter
+                        .entry(submitter_of(i))
+                        .or_default()
+                        .violations
+                        .entry(r.id.clone())
+                        .or_default() += 1;
                 }
+            }
+            match r.severity {
+                Severity::Reject => reject = or(&reject, &broken).map_err(err)?,
                 Severity::Warn => {}
                 Severity::Fail => {
                     if failure.is_none() {
-                        let i = (0..n).find(|&i| a.is_valid(i)).unwrap_or(0);
-                        failure = Some((r.id.clone(), a.value(i).to_string()));
+                        let i = (0..n).find(|&i| broken.value(i)).unwrap_or(0);
+                        failure = Some((r.id.clone(), a.as_string::<i32>().value(i).to_string()));
                     }
                 }
             }
         }
-        cols.push((r, a.clone()));
+        flags.push((r, a.clone(), broken));
     }
-    if !any {
-        return Ok(TapOutcome {
-            passed: data,
-            rejected: 0,
-            failure,
-        });
-    }
-    let idx: Vec<u32> = (0..n as u32).filter(|&i| reject[i as usize]).collect();
-    let mut ids = Vec::with_capacity(idx.len());
-    let mut reasons = Vec::with_capacity(idx.len());
-    for &i in &idx {
-        let mut rid = Vec::new();
-        let mut why = Vec::new();
-        for (r, a) in &cols {
-            if r.severity == Severity::Reject && a.is_valid(i as usize) {
-                rid.push(r.id.as_str());
-                why.push(a.value(i as usize));
+    let rejected = reject.true_count();
+    if rejected > 0 {
+        let idx: Vec<u64> = (0..n as u64)
+            .filter(|&i| reject.value(i as usize))
+            .collect();
+        let mut ids = Vec::with_capacity(idx.len());
+        let mut reasons = Vec::with_capacity(idx.len());
+        for &i in &idx {
+            let i = i as usize;
+            let mut rid = Vec::new();
+            let mut why = Vec::new();
+            for (r, a, broken) in &flags {
+                if r.severity == Severity::Reject && broken.value(i) {
+                    rid.push(r.id.as_str());
+                    why.push(a.as_string::<i32>().value(i));
+                }
+            }
+            ids.push(rid.join(","));
+            reasons.push(why.join("; "));
+            if submitters.is_some() {
+                quality
+                    .by_submitter
+                    .entry(submitter_of(i))
+                    .or_default()
+                    .rejected += 1;
             }
         }
-        ids.push(rid.join(","));
-        reasons.push(why.join("; "));
+        let take = UInt64Array::from(idx);
+        let rejected_rows = arrow::compute::take_record_batch(&data, &take).map_err(err)?;
+        quarantine.write(step, &rejected_rows, ids, reasons, &plan.personal)?;
     }
-    let take = UInt64Array::from_iter_values(idx.iter().map(|&i| i as u64));
-    let rejected_rows =
-        arrow::compute::take_record_batch(&data, &take).map_err(|e| e.to_string())?;
-    quarantine.write(step, &rejected_rows, ids, reasons, personal)?;
-    let keep = arrow::array::BooleanArray::from(reject.iter().map(|r| !r).collect::<Vec<_>>());
-    let passed = arrow::compute::filter_record_batch(&data, &keep).map_err(|e| e.to_string())?;
+    let passed = if rejected == 0 {
+        scoped(&data)?
+    } else {
+        let keep = and(&not(&reject).map_err(err)?, &in_scope).map_err(err)?;
+        arrow::compute::filter_record_batch(&data, &keep).map_err(err)?
+    };
     Ok(TapOutcome {
         passed,
-        rejected: idx.len(),
+        rejected,
+        filtered,
         failure,
     })
+}
+
+/// Evaluates a step's dataset checks once it has seen every row; `rows` is the number of
+/// rows in scope. Returns the first broken `fail` check.
+pub fn finish_dataset_checks(
+    plan: &crate::plan::StepPlan,
+    rows: u64,
+    quality: &mut crate::quality::StepQuality,
+) -> Option<(String, String)> {
+    use crate::plan::DatasetCheckKind;
+    use crate::quality::DatasetOutcome;
+    let mut failure = None;
+    for check in &plan.dataset_checks {
+        let outcome = match &check.kind {
+            DatasetCheckKind::Rows { min, max } => DatasetOutcome {
+                passed: min.is_none_or(|m| rows >= m) && max.is_none_or(|m| rows <= m),
+                observed: format!("{rows} rows"),
+                expected: match (min, max) {
+                    (Some(a), Some(b)) => format!("{a}–{b} rows"),
+                    (Some(a), None) => format!("at least {a} rows"),
+                    (None, Some(b)) => format!("at most {b} rows"),
+                    (None, None) => "any number of rows".into(),
+                },
+            },
+            DatasetCheckKind::NullShare { column, max } => {
+                let nulls = quality.nulls.get(column).copied().unwrap_or(0);
+                let share = if rows == 0 {
+                    0.0
+                } else {
+                    nulls as f64 / rows as f64
+                };
+                DatasetOutcome {
+                    passed: share <= *max,
+                    observed: format!("`{column}` missing in {:.1} % of rows", share * 100.0),
+                    expected: format!("at most {:.1} %", max * 100.0),
+                }
+            }
+            DatasetCheckKind::Fresh { column, start, end } => {
+                let latest = quality.latest.get(column).copied();
+                let day = |d: i64| {
+                    chrono::NaiveDate::from_num_days_from_ce_opt(d as i32 + 719_163)
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "?".into())
+                };
+                DatasetOutcome {
+                    passed: latest.is_some_and(|l| l >= *start as i64 && l <= *end as i64),
+                    observed: match latest {
+                        Some(l) => format!("latest `{column}` {}", day(l)),
+                        None => format!("no `{column}` values"),
+                    },
+                    expected: format!("within {}–{}", day(*start as i64), day(*end as i64)),
+                }
+            }
+        };
+        if !outcome.passed {
+            *quality.violations.entry(check.id.clone()).or_default() += 1;
+            if check.severity == crate::spec::Severity::Fail && failure.is_none() {
+                failure = Some((
+                    check.id.clone(),
+                    format!("{}; expected {}", outcome.observed, outcome.expected),
+                ));
+            }
+        }
+        quality.dataset.insert(check.id.clone(), outcome);
+    }
+    failure
 }

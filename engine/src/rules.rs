@@ -5,7 +5,7 @@
 use crate::spec::{Category, RuleSpec};
 
 /// The checks a rule can give, as written in line files.
-pub const CHECKS: [&str; 7] = [
+pub const CHECKS: [&str; 14] = [
     "required",
     "unique",
     "values",
@@ -13,6 +13,13 @@ pub const CHECKS: [&str; 7] = [
     "in_codeset",
     "in_period",
     "expr",
+    "range",
+    "regex",
+    "order",
+    "exists_in",
+    "rows",
+    "null_share",
+    "fresh",
 ];
 
 /// How many checks a rule gives (a valid rule gives exactly one).
@@ -25,6 +32,13 @@ pub fn check_count(rule: &RuleSpec) -> usize {
         rule.in_codeset.is_some(),
         rule.in_period.is_some(),
         rule.expr.is_some(),
+        rule.range.is_some(),
+        rule.regex.is_some(),
+        rule.order.is_some(),
+        rule.exists_in.is_some(),
+        rule.rows.is_some(),
+        rule.null_share.is_some(),
+        rule.fresh.is_some(),
     ]
     .iter()
     .filter(|b| **b)
@@ -36,11 +50,21 @@ pub fn category(rule: &RuleSpec) -> Category {
     if let Some(c) = rule.category {
         return c;
     }
-    if rule.required.is_some() {
+    if rule.required.is_some() || rule.rows.is_some() || rule.null_share.is_some() {
         Category::Completeness
-    } else if rule.expr.is_some() || rule.in_period.is_some() {
+    } else if rule.expr.is_some()
+        || rule.in_period.is_some()
+        || rule.range.is_some()
+        || rule.order.is_some()
+        || rule.fresh.is_some()
+    {
         Category::Plausibility
     } else {
         Category::Conformance
     }
+}
+
+/// Whether a rule checks the whole dataset rather than each row.
+pub fn is_dataset_check(rule: &RuleSpec) -> bool {
+    rule.rows.is_some() || rule.null_share.is_some() || rule.fresh.is_some()
 }

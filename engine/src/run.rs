@@ -60,8 +60,9 @@ pub struct Counters {
     pub rows_in: AtomicU64,
     pub rows_out: AtomicU64,
     pub quarantined: AtomicU64,
+    pub filtered: AtomicU64,
     pub objects: AtomicU64,
-    pub violations: Mutex<BTreeMap<String, u64>>,
+    pub quality: Mutex<crate::quality::StepQuality>,
 }
 
 /// A step in the run report.
@@ -72,6 +73,8 @@ pub struct StepReport {
     pub rows_in: u64,
     pub rows_out: u64,
     pub rows_quarantined: u64,
+    /// Rows outside the step's declared filter.
+    pub rows_filtered: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub objects: Option<u64>,
     /// Rows that broke each rule (all severities).
@@ -109,6 +112,8 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
     pub quarantine: Vec<String>,
+    /// The quality report, as JSON and as HTML.
+    pub quality: Vec<String>,
 }
 
 /// Why a run failed: a stable code and a message.
@@ -167,7 +172,8 @@ pub enum RunError {
 struct ChannelPartition {
     schema: SchemaRef,
     rx: Mutex<Option<mpsc::Receiver<Result<RecordBatch, DataFusionError>>>>,
-    counter: Arc<Counters>,
+    /// The reading step's counters, when this is one of its main inputs.
+    counter: Option<Arc<Counters>>,
 }
 
 impl PartitionStream for ChannelPartition {
@@ -183,10 +189,8 @@ impl PartitionStream for ChannelPartition {
             Some((item, Some(rx)))
         })
         .inspect(move |b| {
-            if let Ok(b) = b {
-                counter
-                    .rows_in
-                    .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+            if let (Ok(b), Some(c)) = (b, &counter) {
+                c.rows_in.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
             }
         });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
@@ -199,7 +203,8 @@ struct SpillPartition {
     schema: SchemaRef,
     path: PathBuf,
     ready: watch::Receiver<Option<bool>>,
-    counter: Arc<Counters>,
+    /// The reading step's counters, when this is one of its main inputs.
+    counter: Option<Arc<Counters>>,
 }
 
 impl PartitionStream for SpillPartition {
@@ -235,9 +240,9 @@ impl PartitionStream for SpillPartition {
                             let counter = counter.clone();
                             futures::stream::iter(r.map(move |b| {
                                 let b = b?;
-                                counter
-                                    .rows_in
-                                    .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                                if let Some(c) = &counter {
+                                    c.rows_in.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                                }
                                 Ok(b)
                             }))
                             .boxed()
@@ -433,6 +438,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
             .unwrap_or_default(),
         release: None,
         quarantine: quarantine_paths,
+        quality: Vec::new(),
     };
     report.datasets.sort_by(|a, b| a.dataset.cmp(&b.dataset));
 
@@ -448,6 +454,38 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         report.error = Some(f.clone());
     }
     report.seconds = started.elapsed().as_secs_f64();
+    let qualities: BTreeMap<String, crate::quality::StepQuality> = shared
+        .counters
+        .iter()
+        .map(|(k, c)| {
+            (
+                k.clone(),
+                c.quality.lock().map(|q| q.clone()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let quality = crate::quality::report(&shared.line, &report, &qualities);
+    let quality_json = format!("runs/{line_name}/{run_id}.quality.json");
+    let quality_html = format!("runs/{line_name}/{run_id}.quality.html");
+    match crate::publish::put_json(&shared.store.inner, &quality_json, &quality).await {
+        Ok(()) => report.quality.push(quality_json),
+        Err(e) => {
+            failure.get_or_insert(fail(codes::WRITE, e));
+        }
+    }
+    let page = crate::quality::html(&quality);
+    match object_store::ObjectStoreExt::put(
+        shared.store.inner.as_ref(),
+        &object_store::path::Path::from(quality_html.as_str()),
+        page.into_bytes().into(),
+    )
+    .await
+    {
+        Ok(_) => report.quality.push(quality_html),
+        Err(e) => {
+            failure.get_or_insert(fail(codes::WRITE, e.to_string()));
+        }
+    }
     let report_path = format!("runs/{line_name}/{run_id}.json");
     if let Err(e) = crate::publish::put_json(&shared.store.inner, &report_path, &report).await {
         failure.get_or_insert(fail(codes::WRITE, e));
@@ -483,8 +521,13 @@ fn step_reports(shared: &Shared) -> BTreeMap<String, StepReport> {
                     rows_in: c.rows_in.load(Ordering::Relaxed),
                     rows_out: c.rows_out.load(Ordering::Relaxed),
                     rows_quarantined: c.quarantined.load(Ordering::Relaxed),
+                    rows_filtered: c.filtered.load(Ordering::Relaxed),
                     objects: (kind == StepKind::Source).then(|| c.objects.load(Ordering::Relaxed)),
-                    violations: c.violations.lock().map(|v| v.clone()).unwrap_or_default(),
+                    violations: c
+                        .quality
+                        .lock()
+                        .map(|q| q.violations.clone())
+                        .unwrap_or_default(),
                     seconds: timings.get(s).copied().unwrap_or_default(),
                 },
             )
@@ -504,10 +547,11 @@ fn account(shared: &Shared) -> Result<(), RunFailure> {
         );
         let step = crate::load::step(spec, s);
         let kind = step.kinds()[0];
+        let rf = c.filtered.load(Ordering::Relaxed);
         if matches!(
             kind,
             StepKind::Source | StepKind::Validate | StepKind::Harmonise
-        ) && rin != rout + rq
+        ) && rin != rout + rq + rf
         {
             return Err(fail(
                 codes::ACCOUNTING,
@@ -517,7 +561,7 @@ fn account(shared: &Shared) -> Result<(), RunFailure> {
                 ),
             ));
         }
-        for input in step.inputs() {
+        for input in step.main_inputs() {
             let sent = shared.counters[input.value.as_str()]
                 .rows_out
                 .load(Ordering::Relaxed);
@@ -546,6 +590,15 @@ fn account(shared: &Shared) -> Result<(), RunFailure> {
         }
     }
     Ok(())
+}
+
+/// The counters of `consumer` when `producer` is one of its main inputs.
+fn main_input(shared: &Shared, consumer: &str, producer: &str) -> Option<Arc<Counters>> {
+    let spec = crate::load::step(&shared.line.spec, consumer);
+    spec.main_inputs()
+        .iter()
+        .any(|i| i.value == producer)
+        .then(|| shared.counters[consumer].clone())
 }
 
 /// A table whose one partition is the given stream.
@@ -580,7 +633,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
                 let part = ChannelPartition {
                     schema: plan.output.clone(),
                     rx: Mutex::new(Some(rx)),
-                    counter: shared.counters[c].clone(),
+                    counter: main_input(&shared, c, s),
                 };
                 providers
                     .entry(c.clone())
@@ -596,7 +649,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
                         schema: plan.output.clone(),
                         path: path.clone(),
                         ready: rx.clone(),
-                        counter: shared.counters[c].clone(),
+                        counter: main_input(&shared, c, s),
                     };
                     providers
                         .entry(c.clone())
@@ -621,7 +674,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
             let part = ChannelPartition {
                 schema: schema.clone(),
                 rx: Mutex::new(Some(rx)),
-                counter: Arc::new(Counters::default()),
+                counter: None,
             };
             inputs.insert(
                 name.clone(),
@@ -762,8 +815,8 @@ async fn read_source(
                 counters
                     .quarantined
                     .fetch_add(parsed.rejects.len() as u64, Ordering::Relaxed);
-                if let Ok(mut v) = counters.violations.lock() {
-                    *v.entry("parse".into()).or_default() += parsed.rejects.len() as u64;
+                if let Ok(mut q) = counters.quality.lock() {
+                    *q.violations.entry("parse".into()).or_default() += parsed.rejects.len() as u64;
                 }
                 shared
                     .quarantine
@@ -888,7 +941,7 @@ async fn run_step(
                     return Ok(());
                 }
             }
-            Ok(())
+            finish_step(&name, &plan, &counters)
         }
         Output::Spill(path, ready) => {
             let result = async {
@@ -902,6 +955,7 @@ async fn run_step(
                     w.write(&passed)
                         .map_err(|e| fail(codes::WRITE, e.to_string()))?;
                 }
+                finish_step(&name, &plan, &counters)?;
                 w.finish().map_err(|e| fail(codes::WRITE, e.to_string()))
             }
             .await;
@@ -913,7 +967,7 @@ async fn run_step(
                 let batch = batch.map_err(&engine_err)?;
                 tapped(&shared, &name, &plan, &counters, &batch)?;
             }
-            Ok(())
+            finish_step(&name, &plan, &counters)
         }
     }
 }
@@ -925,26 +979,19 @@ fn tapped(
     counters: &Counters,
     batch: &RecordBatch,
 ) -> Result<RecordBatch, RunFailure> {
-    let mut violations = BTreeMap::new();
-    let outcome = crate::quarantine::tap(
-        batch,
-        &plan.rules,
-        &mut violations,
-        &shared.quarantine,
-        name,
-        &plan.personal,
-    )
-    .map_err(|e| fail(codes::WRITE, e))?;
-    if !violations.is_empty()
-        && let Ok(mut v) = counters.violations.lock()
-    {
-        for (k, n) in violations {
-            *v.entry(k).or_default() += n;
-        }
-    }
+    let mut quality = counters
+        .quality
+        .lock()
+        .map_err(|_| fail(codes::ENGINE, "quality lock poisoned"))?;
+    let outcome = crate::quarantine::tap(batch, plan, &mut quality, &shared.quarantine, name)
+        .map_err(|e| fail(codes::WRITE, e))?;
+    drop(quality);
     counters
         .quarantined
         .fetch_add(outcome.rejected as u64, Ordering::Relaxed);
+    counters
+        .filtered
+        .fetch_add(outcome.filtered as u64, Ordering::Relaxed);
     counters
         .rows_out
         .fetch_add(outcome.passed.num_rows() as u64, Ordering::Relaxed);
@@ -955,6 +1002,25 @@ fn tapped(
         ));
     }
     Ok(outcome.passed)
+}
+
+/// Evaluates a step's dataset checks after its last row.
+fn finish_step(name: &str, plan: &StepPlan, counters: &Counters) -> Result<(), RunFailure> {
+    if plan.dataset_checks.is_empty() {
+        return Ok(());
+    }
+    let rows = counters.rows_in.load(Ordering::Relaxed) - counters.filtered.load(Ordering::Relaxed);
+    let mut quality = counters
+        .quality
+        .lock()
+        .map_err(|_| fail(codes::ENGINE, "quality lock poisoned"))?;
+    match crate::quarantine::finish_dataset_checks(plan, rows, &mut quality) {
+        Some((rule, what)) => Err(fail(
+            codes::RULE_FAIL,
+            format!("step `{name}`: dataset check `{rule}` (severity fail) is broken: {what}"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Sorts a local quarantine file by object and row and writes it to the store.

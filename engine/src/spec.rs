@@ -343,11 +343,25 @@ impl StepSpec {
         k
     }
 
+    /// The steps whose rows flow through this step (its inputs less those only looked up,
+    /// such as the keys of an `exists_in` rule).
+    pub fn main_inputs(&self) -> Vec<&Name> {
+        match &self.validate {
+            Some(v) => vec![&v.input],
+            None => self.inputs(),
+        }
+    }
+
     /// The steps this step reads.
     pub fn inputs(&self) -> Vec<&Name> {
         let mut v = Vec::new();
         if let Some(s) = &self.validate {
             v.push(&s.input);
+            for r in &s.rules {
+                if let Some(e) = &r.exists_in {
+                    v.push(&e.step);
+                }
+            }
         }
         if let Some(s) = &self.harmonise {
             v.push(&s.input);
@@ -512,6 +526,14 @@ pub struct ValidateSpec {
     /// nothing is published.
     #[serde(default)]
     pub max_reject_share: Option<Sp<f64>>,
+    /// Keep only rows where this boolean expression is true. Other rows are removed on
+    /// purpose: counted in the run report as filtered, not quarantined.
+    #[serde(default)]
+    pub filter: Option<ExprText>,
+    /// The column that names who submitted a row (e.g. `hyvinvointialue` or an
+    /// organisation code); the quality report breaks violations down by it.
+    #[serde(default)]
+    pub submitter: Option<Name>,
 }
 
 /// What happens to a row that breaks a rule.
@@ -579,6 +601,116 @@ pub struct RuleSpec {
     /// Check: this boolean DataFusion SQL expression is true (a null result passes).
     #[serde(default)]
     pub expr: Option<ExprText>,
+    /// Check: the column's value lies within `min` and `max` (inclusive; either may be
+    /// left out). Numbers, dates (`2025-01-01`) and timestamps.
+    #[serde(default)]
+    pub range: Option<RangeCheck>,
+    /// Check: the column's text matches the regular expression (the whole value).
+    #[serde(default)]
+    pub regex: Option<RegexCheck>,
+    /// Check: these date or timestamp columns are in order, each no later than the next
+    /// (pairs with a missing value are not compared).
+    #[serde(default)]
+    pub order: Option<Vec<Name>>,
+    /// Check: the column's value is a key of another step's rows (relationship).
+    #[serde(default)]
+    pub exists_in: Option<ExistsCheck>,
+    /// Dataset check: the number of rows lies within `min` and `max`.
+    #[serde(default)]
+    pub rows: Option<CountBounds>,
+    /// Dataset check: the share of missing values of a column is at most `max`.
+    #[serde(default)]
+    pub null_share: Option<NullShareCheck>,
+    /// Dataset check: the latest value of this date or timestamp column lies in the run's
+    /// period (the data is not stale).
+    #[serde(default)]
+    pub fresh: Option<Name>,
+    /// With `hetu`: whether temporary identity codes (individual number 900–999) are
+    /// accepted. Default true.
+    #[serde(default = "yes")]
+    pub temporary: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Bounds of a column's values.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RangeCheck {
+    /// The column.
+    pub column: Name,
+    /// The smallest accepted value, as text (e.g. `0`, `2023-01-01`).
+    #[serde(default)]
+    pub min: Option<Sp<Scalar>>,
+    /// The largest accepted value.
+    #[serde(default)]
+    pub max: Option<Sp<Scalar>>,
+}
+
+/// A bound written as a number or text.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum Scalar {
+    Integer(i64),
+    Number(f64),
+    Text(String),
+}
+
+impl Scalar {
+    pub fn text(&self) -> String {
+        match self {
+            Scalar::Integer(i) => i.to_string(),
+            Scalar::Number(n) => n.to_string(),
+            Scalar::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// A column and a regular expression.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegexCheck {
+    /// The column.
+    pub column: Name,
+    /// The pattern (Rust regex syntax), matched against the whole value.
+    pub pattern: Sp<String>,
+}
+
+/// A column whose values must be keys of another step.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExistsCheck {
+    /// The column.
+    pub column: Name,
+    /// The step whose rows hold the keys.
+    pub step: Name,
+    /// The key column of that step. Default: the same name as `column`.
+    #[serde(default)]
+    pub key: Option<Name>,
+}
+
+/// Bounds of a row count.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CountBounds {
+    /// At least this many rows.
+    #[serde(default)]
+    pub min: Option<u64>,
+    /// At most this many rows.
+    #[serde(default)]
+    pub max: Option<u64>,
+}
+
+/// The largest share of missing values of a column.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NullShareCheck {
+    /// The column.
+    pub column: Name,
+    /// The share, 0–1.
+    pub max: f64,
 }
 
 /// One column name or a list of them.
@@ -638,6 +770,10 @@ pub struct HarmoniseSpec {
     /// Columns to leave out of the step's output.
     #[serde(default)]
     pub drop: Vec<Name>,
+    /// Keep only rows where this boolean expression is true (applied after `derive`); the
+    /// others are counted as filtered.
+    #[serde(default)]
+    pub filter: Option<ExprText>,
 }
 
 /// What to do with a value the code set does not map.

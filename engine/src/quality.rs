@@ -1,0 +1,350 @@
+//! Data quality: what every rule found, per rule, per category (Kahn's framework) and per
+//! submitter, as JSON and as a self-contained HTML page a submitter can open offline.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::load::Line;
+use crate::spec::{Category, Severity};
+
+/// What a step's rules found, accumulated while rows stream.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct StepQuality {
+    /// Rows that broke each rule (rows in scope only).
+    pub violations: BTreeMap<String, u64>,
+    /// The same by submitter, with each submitter's row count.
+    pub by_submitter: BTreeMap<String, SubmitterQuality>,
+    /// Outcomes of the dataset checks.
+    pub dataset: BTreeMap<String, DatasetOutcome>,
+    /// Null counts of columns that a dataset check watches.
+    #[serde(skip)]
+    pub nulls: BTreeMap<String, u64>,
+    /// Latest day (since the epoch) of columns that a freshness check watches.
+    #[serde(skip)]
+    pub latest: BTreeMap<String, i64>,
+}
+
+/// One submitter's rows and violations.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SubmitterQuality {
+    pub rows: u64,
+    pub rejected: u64,
+    pub violations: BTreeMap<String, u64>,
+}
+
+/// The result of a dataset check.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DatasetOutcome {
+    pub passed: bool,
+    pub observed: String,
+    pub expected: String,
+}
+
+/// One rule in the quality report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleQuality {
+    pub step: String,
+    pub id: String,
+    pub description: Option<String>,
+    pub category: Category,
+    pub severity: Severity,
+    pub violations: u64,
+    /// Violations per row checked.
+    pub share: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetOutcome>,
+}
+
+/// The quality report of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct QualityReport {
+    pub run_id: String,
+    pub line: String,
+    pub title: String,
+    pub params: BTreeMap<String, String>,
+    pub status: String,
+    pub steps: BTreeMap<String, StepSummary>,
+    pub rules: Vec<RuleQuality>,
+    /// Violations per category, over all rules.
+    pub categories: BTreeMap<String, u64>,
+    /// Per step with a submitter column: submitter → rows, rejected, violations by rule.
+    pub submitters: BTreeMap<String, BTreeMap<String, SubmitterQuality>>,
+}
+
+/// Counts of a step in the quality report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepSummary {
+    pub rows_in: u64,
+    pub rows_filtered: u64,
+    pub rows_checked: u64,
+    pub rows_quarantined: u64,
+    pub reject_share: f64,
+}
+
+/// Builds the report from the run's counts.
+pub fn report(
+    line: &Line,
+    run: &crate::run::RunReport,
+    qualities: &BTreeMap<String, StepQuality>,
+) -> QualityReport {
+    let mut rules = Vec::new();
+    let mut categories: BTreeMap<String, u64> = BTreeMap::new();
+    let mut steps = BTreeMap::new();
+    let mut submitters = BTreeMap::new();
+    for name in &run.step_order {
+        let Some(s) = run.steps.get(name) else {
+            continue;
+        };
+        let spec = crate::load::step(&line.spec, name);
+        let checked = s.rows_in.saturating_sub(s.rows_filtered);
+        let q = qualities.get(name).cloned().unwrap_or_default();
+        let share = |n: u64| {
+            if checked == 0 {
+                0.0
+            } else {
+                n as f64 / checked as f64
+            }
+        };
+        let mut push = |rule: RuleQuality| {
+            *categories
+                .entry(category_name(rule.category).to_string())
+                .or_default() += rule.violations;
+            rules.push(rule);
+        };
+        if spec.harmonise.is_some() {
+            for (id, n) in &q.violations {
+                push(RuleQuality {
+                    step: name.clone(),
+                    id: id.clone(),
+                    description: Some("the code maps through the code set".to_string()),
+                    category: Category::Conformance,
+                    severity: Severity::Reject,
+                    violations: *n,
+                    share: share(*n),
+                    dataset: None,
+                });
+            }
+        }
+        if spec.source.is_some() {
+            let mut ids: Vec<&String> = q.violations.keys().collect();
+            ids.sort();
+            for id in ids {
+                let n = q.violations[id];
+                push(RuleQuality {
+                    step: name.clone(),
+                    id: id.clone(),
+                    description: Some(
+                        if id == "parse" {
+                            "the row could be read as declared"
+                        } else if id.starts_with("required-") {
+                            "a required column has a value"
+                        } else {
+                            "the value converts to the declared type"
+                        }
+                        .to_string(),
+                    ),
+                    category: if id.starts_with("required-") {
+                        Category::Completeness
+                    } else {
+                        Category::Conformance
+                    },
+                    severity: Severity::Reject,
+                    violations: n,
+                    share: share(n),
+                    dataset: None,
+                });
+            }
+        }
+        if let Some(v) = &spec.validate {
+            for r in &v.rules {
+                let n = q.violations.get(r.id.value.as_str()).copied().unwrap_or(0);
+                push(RuleQuality {
+                    step: name.clone(),
+                    id: r.id.value.clone(),
+                    description: r.description.clone(),
+                    category: crate::rules::category(r),
+                    severity: r.severity,
+                    violations: n,
+                    share: share(n),
+                    dataset: q.dataset.get(r.id.value.as_str()).cloned(),
+                });
+            }
+            if !q.by_submitter.is_empty() {
+                submitters.insert(name.clone(), q.by_submitter.clone());
+            }
+        }
+        if spec.source.is_some() || spec.validate.is_some() || spec.harmonise.is_some() {
+            steps.insert(
+                name.clone(),
+                StepSummary {
+                    rows_in: s.rows_in,
+                    rows_filtered: s.rows_filtered,
+                    rows_checked: checked,
+                    rows_quarantined: s.rows_quarantined,
+                    reject_share: share(s.rows_quarantined),
+                },
+            );
+        }
+    }
+    QualityReport {
+        run_id: run.run_id.clone(),
+        line: run.line.clone(),
+        title: line.spec.title.fi().to_string(),
+        params: run.params.clone(),
+        status: run.status.clone(),
+        steps,
+        rules,
+        categories,
+        submitters,
+    }
+}
+
+fn category_name(c: Category) -> &'static str {
+    match c {
+        Category::Conformance => "conformance",
+        Category::Completeness => "completeness",
+        Category::Plausibility => "plausibility",
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2} %", x * 100.0)
+}
+
+/// The report as one HTML page with its styles inline: no scripts, no network.
+pub fn html(r: &QualityReport) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"fi\">\n<head>\n<meta charset=\"utf-8\">\n<title>Laaturaportti – {line} – {run}</title>\n<style>\n\
+         body{{font-family:system-ui,sans-serif;margin:2rem;color:#1b1b1b;max-width:70rem}}\n\
+         h1{{font-size:1.5rem}} h2{{font-size:1.15rem;margin-top:2rem}}\n\
+         table{{border-collapse:collapse;width:100%;margin:.5rem 0}}\n\
+         th,td{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}}\n\
+         td.n{{text-align:right;font-variant-numeric:tabular-nums}}\n\
+         .bar{{background:#c8102e;height:.6rem;display:inline-block}}\n\
+         .ok{{color:#1a7f37}} .bad{{color:#c8102e;font-weight:600}}\n\
+         .meta{{color:#555}}\n</style>\n</head>\n<body>\n",
+        line = esc(&r.line),
+        run = esc(&r.run_id)
+    );
+    let _ = writeln!(
+        h,
+        "<h1>Laaturaportti / Kvalitetsrapport / Quality report: {}</h1>",
+        esc(&r.title)
+    );
+    let params: Vec<String> = r
+        .params
+        .iter()
+        .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
+        .collect();
+    let _ = writeln!(
+        h,
+        "<p class=\"meta\">Linja <b>{}</b> · ajo {} · {} · tila <b class=\"{}\">{}</b></p>",
+        esc(&r.line),
+        esc(&r.run_id),
+        params.join(", "),
+        if r.status == "succeeded" { "ok" } else { "bad" },
+        esc(&r.status)
+    );
+    h.push_str("<h2>Vaiheet / Steps</h2>\n<table><tr><th>vaihe</th><th>rivejä sisään</th><th>rajattu pois</th><th>tarkistettu</th><th>karanteenissa</th><th>osuus</th></tr>\n");
+    for (name, s) in &r.steps {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            esc(name),
+            s.rows_in,
+            s.rows_filtered,
+            s.rows_checked,
+            s.rows_quarantined,
+            pct(s.reject_share)
+        );
+    }
+    h.push_str("</table>\n<h2>Säännöt / Rules</h2>\n<table><tr><th>vaihe</th><th>sääntö</th><th>kuvaus</th><th>luokka</th><th>vakavuus</th><th>rikkeitä</th><th>osuus</th><th></th></tr>\n");
+    for rule in &r.rules {
+        let width = (rule.share * 300.0).clamp(0.0, 300.0);
+        let desc = match &rule.dataset {
+            Some(d) => format!(
+                "{} <span class=\"{}\">({}: {}, {})</span>",
+                esc(rule.description.as_deref().unwrap_or("")),
+                if d.passed { "ok" } else { "bad" },
+                if d.passed { "ok" } else { "ei täyty" },
+                esc(&d.observed),
+                esc(&d.expected)
+            ),
+            None => esc(rule.description.as_deref().unwrap_or("")),
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td><span class=\"bar\" style=\"width:{width:.0}px\"></span></td></tr>",
+            esc(&rule.step),
+            esc(&rule.id),
+            desc,
+            category_name(rule.category),
+            match rule.severity {
+                Severity::Reject => "reject",
+                Severity::Warn => "warn",
+                Severity::Fail => "fail",
+            },
+            rule.violations,
+            pct(rule.share)
+        );
+    }
+    h.push_str("</table>\n<h2>Luokittain / By category</h2>\n<table><tr><th>luokka</th><th>rikkeitä</th></tr>\n");
+    for (c, n) in &r.categories {
+        let _ = writeln!(h, "<tr><td>{}</td><td class=\"n\">{n}</td></tr>", esc(c));
+    }
+    h.push_str("</table>\n");
+    for (step, subs) in &r.submitters {
+        let rule_ids: Vec<&str> = r
+            .rules
+            .iter()
+            .filter(|x| &x.step == step && x.dataset.is_none())
+            .map(|x| x.id.as_str())
+            .collect();
+        let _ = writeln!(
+            h,
+            "<h2>Toimittajittain / By submitter ({})</h2>\n<table><tr><th>toimittaja</th><th>rivejä</th><th>karanteenissa</th><th>osuus</th>{}</tr>",
+            esc(step),
+            rule_ids
+                .iter()
+                .map(|i| format!("<th><code>{}</code></th>", esc(i)))
+                .collect::<String>()
+        );
+        for (who, q) in subs {
+            let share = if q.rows == 0 {
+                0.0
+            } else {
+                q.rejected as f64 / q.rows as f64
+            };
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+                esc(who),
+                q.rows,
+                q.rejected,
+                pct(share)
+            );
+            for id in &rule_ids {
+                let _ = write!(
+                    h,
+                    "<td class=\"n\">{}</td>",
+                    q.violations.get(*id).copied().unwrap_or(0)
+                );
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("</body>\n</html>\n");
+    h
+}
