@@ -15,8 +15,8 @@ pub fn summary(r: &RunReport) -> String {
     let w = r.steps.keys().map(|k| k.len()).max().unwrap_or(4).max(4);
     let _ = writeln!(
         out,
-        "  {:<w$}  {:<9}  {:>10}  {:>10}  {:>11}",
-        "step", "kind", "rows in", "rows out", "quarantined"
+        "  {:<w$}  {:<9}  {:>10}  {:>10}  {:>11}  {:>8}",
+        "step", "kind", "rows in", "rows out", "quarantined", "filtered"
     );
     for (name, s) in r
         .step_order
@@ -29,12 +29,15 @@ pub fn summary(r: &RunReport) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {name:<w$}  {kind:<9}  {:>10}  {:>10}  {:>11}",
-            s.rows_in, s.rows_out, s.rows_quarantined
+            "  {name:<w$}  {kind:<9}  {:>10}  {:>10}  {:>11}  {:>8}",
+            s.rows_in, s.rows_out, s.rows_quarantined, s.rows_filtered
         );
     }
     for d in &r.datasets {
         let _ = writeln!(out, "  dataset {} ({} rows)", d.dataset, d.rows);
+    }
+    for q in &r.quality {
+        let _ = writeln!(out, "  quality {q}");
     }
     if let Some(rel) = &r.release {
         let _ = writeln!(out, "  release {rel}");
