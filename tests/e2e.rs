@@ -277,7 +277,7 @@ fn mini_line_runs_end_to_end_and_accounts_for_every_row() {
         );
         assert_eq!(o["bytes"], bytes.len());
     }
-    assert_eq!(manifest["codesets"]["kunnat"].as_str().unwrap().len(), 64);
+    assert_eq!(manifest["codesets"]["kunnat"]["sha256"].as_str().unwrap().len(), 64);
 
     // Quarantine: every rejected row with its object, row number and reason.
     let qdir = store.path().join(format!(

@@ -1,5 +1,8 @@
 //! Code sets: classifications loaded from CSV files (`code`, `display`, `valid_from`,
-//! `valid_to` and any other columns), held as small in-memory tables for joins.
+//! `valid_to` and any other columns), FHIR `CodeSystem` and `ConceptMap` resources and
+//! the THL code server's JSON, all held as small in-memory tables of text columns for
+//! joins. Every loaded code set has a checksum and, where the file says, a version; a line
+//! may pin either.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::diag::{Code, Diagnostic};
 use crate::load::Line;
+use crate::spec::CodesetFormat;
 
 /// A loaded code set.
 #[derive(Debug, Clone)]
@@ -19,7 +23,192 @@ pub struct Codeset {
     pub table: Arc<MemTable>,
     /// sha256 of the file, recorded in run reports.
     pub sha256: String,
+    /// The version the file declares (FHIR `version`, THL `version`), if any.
+    pub version: Option<String>,
     pub rows: usize,
+}
+
+/// What a run records of a code set.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct CodesetUse {
+    pub sha256: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub rows: usize,
+}
+
+impl Codeset {
+    pub fn usage(&self) -> CodesetUse {
+        CodesetUse {
+            sha256: self.sha256.clone(),
+            version: self.version.clone(),
+            rows: self.rows,
+        }
+    }
+}
+
+/// Rows of text columns: the normalised form of every code-set format.
+type Rows = Vec<BTreeMap<String, Option<String>>>;
+
+/// Builds a batch of text columns, `first` columns first, then the others by name.
+fn batch_of(rows: &Rows, first: &[&str]) -> Result<RecordBatch, String> {
+    let mut names: Vec<String> = first.iter().map(|s| s.to_string()).collect();
+    let mut others: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for r in rows {
+        others.extend(r.keys().filter(|k| !first.contains(&k.as_str())).cloned());
+    }
+    names.extend(others);
+    let schema = Arc::new(Schema::new(
+        names.iter().map(|n| Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>(),
+    ));
+    let columns: Vec<arrow::array::ArrayRef> = names
+        .iter()
+        .map(|n| {
+            Arc::new(arrow::array::StringArray::from(
+                rows.iter().map(|r| r.get(n).cloned().flatten()).collect::<Vec<_>>(),
+            )) as arrow::array::ArrayRef
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
+}
+
+fn text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A date in any of the forms code servers write (`2023-01-01`, `2023-01-01T00:00:00…`).
+fn day(v: &serde_json::Value) -> Option<String> {
+    text(v).map(|s| s.chars().take(10).collect())
+}
+
+fn fhir_property_value(p: &serde_json::Value) -> Option<String> {
+    p.as_object()?
+        .iter()
+        .find(|(k, _)| k.starts_with("value"))
+        .and_then(|(_, v)| match v {
+            serde_json::Value::Object(o) => o.get("code").and_then(text),
+            other => text(other),
+        })
+}
+
+fn fhir_concepts(concepts: &[serde_json::Value], rows: &mut Rows) {
+    for c in concepts {
+        let mut row = BTreeMap::new();
+        row.insert("code".into(), c.get("code").and_then(text));
+        row.insert("display".into(), c.get("display").and_then(text));
+        for p in c.get("property").and_then(|p| p.as_array()).into_iter().flatten() {
+            let Some(name) = p.get("code").and_then(text) else { continue };
+            let value = fhir_property_value(p);
+            let key = match name.to_ascii_lowercase().as_str() {
+                "begindate" | "validfrom" | "effectivedate" | "valid_from" => "valid_from".to_string(),
+                "expirationdate" | "validto" | "retirementdate" | "valid_to" => "valid_to".to_string(),
+                _ => name,
+            };
+            let value = if key.starts_with("valid_") { value.map(|v| v.chars().take(10).collect()) } else { value };
+            row.insert(key, value);
+        }
+        for d in c.get("designation").and_then(|d| d.as_array()).into_iter().flatten() {
+            if let (Some(lang), Some(v)) = (d.get("language").and_then(text), d.get("value").and_then(text)) {
+                row.insert(format!("display_{}", lang.split('-').next().unwrap_or(&lang)), Some(v));
+            }
+        }
+        rows.push(row);
+        if let Some(children) = c.get("concept").and_then(|c| c.as_array()) {
+            fhir_concepts(children, rows);
+        }
+    }
+}
+
+/// Reads a JSON code set; returns its rows' batch and version.
+pub fn read_json(bytes: &[u8], format: Option<CodesetFormat>) -> Result<(RecordBatch, Option<String>), String> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let format = match format {
+        Some(f) => f,
+        None => match doc.get("resourceType").and_then(|r| r.as_str()) {
+            Some("CodeSystem") => CodesetFormat::FhirCodesystem,
+            Some("ConceptMap") => CodesetFormat::FhirConceptmap,
+            _ if doc.get("conceptCodes").is_some() || doc.is_array() => CodesetFormat::Thl,
+            _ => return Err("a JSON code set is a FHIR CodeSystem or ConceptMap, or THL code server JSON with `conceptCodes`".into()),
+        },
+    };
+    let mut rows: Rows = Vec::new();
+    let version = doc.get("version").and_then(text);
+    match format {
+        CodesetFormat::FhirCodesystem => {
+            let concepts = doc.get("concept").and_then(|c| c.as_array()).ok_or("the CodeSystem has no `concept`")?;
+            fhir_concepts(concepts, &mut rows);
+            Ok((batch_of(&rows, &["code", "display"])?, version))
+        }
+        CodesetFormat::FhirConceptmap => {
+            for group in doc.get("group").and_then(|g| g.as_array()).ok_or("the ConceptMap has no `group`")? {
+                for element in group.get("element").and_then(|e| e.as_array()).into_iter().flatten() {
+                    for target in element.get("target").and_then(|t| t.as_array()).into_iter().flatten() {
+                        let mut row = BTreeMap::new();
+                        row.insert("code".into(), element.get("code").and_then(text));
+                        row.insert("display".into(), element.get("display").and_then(text));
+                        row.insert("target".into(), target.get("code").and_then(text));
+                        row.insert("target_display".into(), target.get("display").and_then(text));
+                        // R4 says `equivalence`, R5 `relationship`.
+                        let eq = target.get("equivalence").or_else(|| target.get("relationship")).and_then(text);
+                        row.insert("equivalence".into(), eq.map(|e| normalise_equivalence(&e)));
+                        row.insert("source_system".into(), group.get("source").and_then(text));
+                        row.insert("target_system".into(), group.get("target").and_then(text));
+                        rows.push(row);
+                    }
+                }
+            }
+            Ok((batch_of(&rows, &["code", "display", "target", "equivalence"])?, version))
+        }
+        CodesetFormat::Thl => {
+            let codes = doc.get("conceptCodes").unwrap_or(&doc).as_array().ok_or("`conceptCodes` is not a list")?;
+            for c in codes {
+                let mut row = BTreeMap::new();
+                row.insert("code".into(), c.get("conceptCodeId").or_else(|| c.get("codeValue")).and_then(text));
+                row.insert(
+                    "display".into(),
+                    c.get("longName").or_else(|| c.get("abbreviation")).or_else(|| c.get("name")).and_then(text),
+                );
+                row.insert("valid_from".into(), c.get("beginDate").and_then(day));
+                row.insert("valid_to".into(), c.get("expirationDate").and_then(day));
+                row.insert("status".into(), c.get("status").and_then(text));
+                match c.get("attributes") {
+                    Some(serde_json::Value::Array(attrs)) => {
+                        for a in attrs {
+                            let name = a.get("attributeName").or_else(|| a.get("name")).or_else(|| a.get("attributeId")).and_then(text);
+                            let value = a.get("attributeValue").or_else(|| a.get("value")).and_then(text);
+                            if let Some(n) = name {
+                                row.insert(n, value);
+                            }
+                        }
+                    }
+                    Some(serde_json::Value::Object(attrs)) => {
+                        for (k, v) in attrs {
+                            row.insert(k.clone(), text(v));
+                        }
+                    }
+                    _ => {}
+                }
+                rows.push(row);
+            }
+            Ok((batch_of(&rows, &["code", "display", "valid_from", "valid_to", "status"])?, version))
+        }
+        CodesetFormat::Csv => Err("a CSV code set is not JSON".into()),
+    }
+}
+
+/// FHIR equivalences in the words of the line files: equal, wider, narrower, unmapped …
+fn normalise_equivalence(e: &str) -> String {
+    match e {
+        "equivalent" | "equal" | "relatedto" | "related-to" => "equal".into(),
+        "source-is-narrower-than-target" | "wider" => "wider".into(),
+        "source-is-broader-than-target" | "narrower" | "subsumes" | "specializes" => "narrower".into(),
+        "unmatched" | "disjoint" | "not-related-to" => "unmapped".into(),
+        other => other.to_string(),
+    }
 }
 
 /// Reads a CSV code set: UTF-8 (a BOM is skipped), `,` or `;` delimited, header row, every
@@ -62,54 +251,83 @@ pub fn read_csv(path: &Path) -> Result<(RecordBatch, String), String> {
     Ok((batch, sha))
 }
 
+/// Reads a code-set file of any supported format.
+pub fn read(path: &Path, format: Option<CodesetFormat>) -> Result<(RecordBatch, String, Option<String>), String> {
+    let is_json = format.is_some_and(|f| f != CodesetFormat::Csv)
+        || (format.is_none() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")));
+    if is_json {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let (batch, version) = read_json(&bytes, format).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((batch, sha, version))
+    } else {
+        let (batch, sha) = read_csv(path)?;
+        Ok((batch, sha, None))
+    }
+}
+
 /// Loads every code set of a line; problems are diagnostics at the code set.
 pub fn load_all(line: &Line) -> Result<BTreeMap<String, Codeset>, Vec<Diagnostic>> {
     let mut out = BTreeMap::new();
     let mut diags = Vec::new();
     for (name, spec) in &line.spec.codesets {
         let path = line.dir.join(&spec.path.value);
-        match read_csv(&path) {
-            Ok((batch, sha256)) => {
-                if batch.schema().index_of(&spec.key).is_err() {
-                    diags.push(Diagnostic::error(
-                        Code::V304,
-                        &line.file,
-                        spec.key.at.max(spec.path.at),
-                        format!(
-                            "code set `{}` has no key column `{}`",
-                            name.value, spec.key.value
-                        ),
-                    ));
-                    continue;
-                }
-                let rows = batch.num_rows();
-                match MemTable::try_new(batch.schema(), vec![vec![batch]]) {
-                    Ok(t) => {
-                        out.insert(
-                            name.value.clone(),
-                            Codeset {
-                                table: Arc::new(t),
-                                sha256,
-                                rows,
-                            },
-                        );
-                    }
-                    Err(e) => diags.push(Diagnostic::error(
-                        Code::V304,
-                        &line.file,
-                        spec.path.at,
-                        e.to_string(),
-                    )),
-                }
+        let (batch, sha256, version) = match read(&path, spec.format.as_ref().map(|f| f.value)) {
+            Ok(x) => x,
+            Err(e) => {
+                diags.push(Diagnostic::error(Code::V304, &line.file, spec.path.at, e));
+                continue;
             }
-            Err(e) => diags.push(Diagnostic::error(Code::V304, &line.file, spec.path.at, e)),
+        };
+        if let Some(pin) = &spec.sha256
+            && !pin.value.eq_ignore_ascii_case(&sha256)
+        {
+            diags.push(
+                Diagnostic::error(
+                    Code::V305,
+                    &line.file,
+                    pin.at,
+                    format!("code set `{}` has changed: its file's sha256 is {sha256}", name.value),
+                )
+                .with_hint("review the new file, then update `sha256`"),
+            );
+            continue;
+        }
+        if let Some(pin) = &spec.version
+            && version.as_deref() != Some(pin.value.as_str())
+        {
+            diags.push(Diagnostic::error(
+                Code::V305,
+                &line.file,
+                pin.at,
+                format!(
+                    "code set `{}` is version {}, not {}",
+                    name.value,
+                    version.as_deref().unwrap_or("(none)"),
+                    pin.value
+                ),
+            ));
+            continue;
+        }
+        if batch.schema().index_of(&spec.key).is_err() {
+            let cols: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+            diags.push(Diagnostic::error(
+                Code::V304,
+                &line.file,
+                if spec.key.at.line > 0 { spec.key.at } else { spec.path.at },
+                format!("code set `{}` has no key column `{}`; it has {}", name.value, spec.key.value, cols.join(", ")),
+            ));
+            continue;
+        }
+        let rows = batch.num_rows();
+        match MemTable::try_new(batch.schema(), vec![vec![batch]]) {
+            Ok(t) => {
+                out.insert(name.value.clone(), Codeset { table: Arc::new(t), sha256, version, rows });
+            }
+            Err(e) => diags.push(Diagnostic::error(Code::V304, &line.file, spec.path.at, e.to_string())),
         }
     }
-    if diags.is_empty() {
-        Ok(out)
-    } else {
-        Err(diags)
-    }
+    if diags.is_empty() { Ok(out) } else { Err(diags) }
 }
 
 /// The distinct codes of a code set's key column, sorted.

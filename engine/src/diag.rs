@@ -61,6 +61,8 @@ pub enum Code {
     V303,
     /// A code set cannot be read or lacks a column.
     V304,
+    /// A code set is not the pinned version or file.
+    V305,
 }
 
 impl Code {
@@ -91,6 +93,7 @@ impl Code {
             Code::V302 => "bad-parameter-value",
             Code::V303 => "unknown-codeset",
             Code::V304 => "bad-codeset",
+            Code::V305 => "codeset-changed",
         }
     }
 }

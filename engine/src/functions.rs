@@ -5,7 +5,12 @@
 //!   an existing date, a century sign, individual number 002–999 (900–999 temporary and
 //!   valid), check character.
 //! - `pseudonym(text)`: the keyed pseudonym of an identifier, HMAC-SHA-256 over all its
-//!   characters, as 64 hex digits. The key is given at run time and never stored.
+//!   characters (trimmed, upper case), as 64 hex digits. The key is given at run time and
+//!   never stored.
+//! - `hetu_birth_date(text)`, `hetu_birth_year(text)`, `hetu_age(text, date)`: what a valid
+//!   identity code says of its holder's birth; null for an invalid code.
+//! - `hetu_sex(text)`: `1` (odd individual number, male) or `2` (even, female) for codes
+//!   of people born before 2027; null from 2027 on, when the number no longer tells sex.
 
 use std::sync::Arc;
 
@@ -58,12 +63,51 @@ pub fn hetu_problem(code: &str) -> Option<&'static str> {
     None
 }
 
-/// Keyed pseudonym of an identifier, as lower-case hex.
+/// Keyed pseudonym of an identifier, as lower-case hex. The identifier is normalised
+/// first (surrounding spaces removed, upper case), so `131052-308t` and `131052-308T` are
+/// one person; every character, the century sign included, counts.
 pub fn pseudonym(key: &[u8], identifier: &str) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(identifier.as_bytes());
+    mac.update(identifier.trim().to_uppercase().as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// The birth date a valid identity code gives.
+pub fn hetu_birth_date(code: &str) -> Option<NaiveDate> {
+    if hetu_problem(code).is_some() {
+        return None;
+    }
+    let century = match code.as_bytes()[6] {
+        b'+' => 1800,
+        b'-' | b'Y' | b'X' | b'W' | b'V' | b'U' => 1900,
+        _ => 2000,
+    };
+    let n = |r: std::ops::Range<usize>| code[r].parse::<u32>().ok();
+    NaiveDate::from_ymd_opt(century + n(4..6)? as i32, n(2..4)?, n(0..2)?)
+}
+
+/// Sex from a valid identity code: 1 male, 2 female; None from births in 2027 on.
+pub fn hetu_sex(code: &str) -> Option<&'static str> {
+    let born = hetu_birth_date(code)?;
+    if born >= NaiveDate::from_ymd_opt(2027, 1, 1)? {
+        return None;
+    }
+    let individual: u32 = code[7..10].parse().ok()?;
+    Some(if individual % 2 == 1 { "1" } else { "2" })
+}
+
+/// Full years of age on a day.
+pub fn age_on(born: NaiveDate, day: NaiveDate) -> Option<i64> {
+    use chrono::Datelike;
+    if day < born {
+        return None;
+    }
+    let mut years = day.year() - born.year();
+    if (day.month(), day.day()) < (born.month(), born.day()) {
+        years -= 1;
+    }
+    Some(years as i64)
 }
 
 fn string_arg(args: &ScalarFunctionArgs, name: &str) -> Result<ArrayRef> {
@@ -129,6 +173,94 @@ impl ScalarUDFImpl for Pseudonym {
     }
 }
 
+/// What a derived-from-identity-code function returns.
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
+enum HetuPart {
+    BirthDate,
+    BirthYear,
+    Sex,
+    Age,
+}
+
+/// `hetu_birth_date`, `hetu_birth_year`, `hetu_sex`, `hetu_age`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct HetuDerived {
+    signature: Signature,
+    part: HetuPart,
+}
+
+impl ScalarUDFImpl for HetuDerived {
+    fn name(&self) -> &str {
+        match self.part {
+            HetuPart::BirthDate => "hetu_birth_date",
+            HetuPart::BirthYear => "hetu_birth_year",
+            HetuPart::Sex => "hetu_sex",
+            HetuPart::Age => "hetu_age",
+        }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(match self.part {
+            HetuPart::BirthDate => DataType::Date32,
+            HetuPart::BirthYear | HetuPart::Age => DataType::Int64,
+            HetuPart::Sex => DataType::Utf8,
+        })
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use arrow::array::{Date32Builder, Int64Builder};
+        let rows = args.number_rows;
+        let Some(first) = args.args.first() else {
+            return exec_err!("{} takes an identity code", self.name());
+        };
+        let codes = arrow::compute::cast(&first.to_array(rows)?, &DataType::Utf8)?;
+        let codes = codes.as_string::<i32>();
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+        let out: ArrayRef = match self.part {
+            HetuPart::BirthDate => {
+                let mut b = Date32Builder::with_capacity(rows);
+                for c in codes.iter() {
+                    b.append_option(c.and_then(hetu_birth_date).map(|d| (d - epoch).num_days() as i32));
+                }
+                Arc::new(b.finish())
+            }
+            HetuPart::BirthYear => {
+                use chrono::Datelike;
+                let mut b = Int64Builder::with_capacity(rows);
+                for c in codes.iter() {
+                    b.append_option(c.and_then(hetu_birth_date).map(|d| d.year() as i64));
+                }
+                Arc::new(b.finish())
+            }
+            HetuPart::Sex => {
+                let mut b = StringBuilder::with_capacity(rows, rows);
+                for c in codes.iter() {
+                    b.append_option(c.and_then(hetu_sex));
+                }
+                Arc::new(b.finish())
+            }
+            HetuPart::Age => {
+                let Some(second) = args.args.get(1) else {
+                    return exec_err!("hetu_age takes an identity code and a date");
+                };
+                let days = arrow::compute::cast(&second.to_array(rows)?, &DataType::Date32)?;
+                let days = days.as_primitive::<arrow::datatypes::Date32Type>();
+                let mut b = Int64Builder::with_capacity(rows);
+                for (i, c) in codes.iter().enumerate() {
+                    let day = days.is_valid(i).then(|| epoch + chrono::Duration::days(days.value(i) as i64));
+                    b.append_option(match (c.and_then(hetu_birth_date), day) {
+                        (Some(born), Some(day)) => age_on(born, day),
+                        _ => None,
+                    });
+                }
+                Arc::new(b.finish())
+            }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
 /// The functions, ready to register; `key` is the pseudonymisation key of the run.
 pub fn udfs(key: &[u8]) -> Vec<ScalarUDF> {
     let text = || Signature::exact(vec![DataType::Utf8], Volatility::Immutable);
@@ -138,6 +270,10 @@ pub fn udfs(key: &[u8]) -> Vec<ScalarUDF> {
             signature: text(),
             key: key.to_vec(),
         }),
+        ScalarUDF::new_from_impl(HetuDerived { signature: Signature::any(1, Volatility::Immutable), part: HetuPart::BirthDate }),
+        ScalarUDF::new_from_impl(HetuDerived { signature: Signature::any(1, Volatility::Immutable), part: HetuPart::BirthYear }),
+        ScalarUDF::new_from_impl(HetuDerived { signature: Signature::any(1, Volatility::Immutable), part: HetuPart::Sex }),
+        ScalarUDF::new_from_impl(HetuDerived { signature: Signature::any(2, Volatility::Immutable), part: HetuPart::Age }),
     ]
 }
 
@@ -172,6 +308,35 @@ mod tests {
             let p = hetu_problem(bad).unwrap_or_else(|| panic!("{bad} passed"));
             assert!(p.contains(why), "{bad}: {p}");
         }
+    }
+
+    #[test]
+    fn birth_age_and_sex_from_the_code() {
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+        assert_eq!(hetu_birth_date("131052-308T"), Some(d(1952, 10, 13)));
+        assert_eq!(hetu_birth_date("131052+308T"), Some(d(1852, 10, 13)));
+        assert_eq!(hetu_birth_date("010114A173M"), Some(d(2014, 1, 1)));
+        assert_eq!(hetu_birth_date("131052-308U"), None);
+        assert_eq!(hetu_sex("131052-308T"), Some("2")); // 308 even
+        assert_eq!(hetu_sex("010197-100P"), Some("2"));
+        assert_eq!(hetu_sex("010195+433X"), Some("1"));
+        assert_eq!(age_on(d(1952, 10, 13), d(2025, 10, 12)), Some(72));
+        assert_eq!(age_on(d(1952, 10, 13), d(2025, 10, 13)), Some(73));
+        assert_eq!(age_on(d(2000, 2, 29), d(2001, 2, 28)), Some(0));
+        assert_eq!(age_on(d(2025, 1, 2), d(2025, 1, 1)), None);
+        // A code for a birth in 2027 or later: sex is not derived.
+        let later = {
+            let number: u64 = 150_127_123;
+            format!("150127A123{}", CHECK_CHARS[(number % 31) as usize] as char)
+        };
+        assert_eq!(hetu_problem(&later), None);
+        assert_eq!(hetu_sex(&later), None);
+        assert_eq!(hetu_birth_date(&later), Some(d(2027, 1, 15)));
+    }
+
+    #[test]
+    fn pseudonyms_normalise_the_identifier() {
+        assert_eq!(pseudonym(b"k", " 131052-308t "), pseudonym(b"k", "131052-308T"));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub const OBJECT_COLUMN: &str = "_object";
 pub use valtava_plugin::ROW_COLUMN;
 /// Prefix of rule columns.
 pub const RULE_PREFIX: &str = "__r";
+/// Prefix of columns counted by value (e.g. how each row was mapped).
+pub const METRIC_PREFIX: &str = "__m";
 /// Column that marks suppressed cells in a published table.
 pub const STATUS_COLUMN: &str = "status";
 
@@ -93,6 +95,8 @@ pub struct StepPlan {
     pub dataset_checks: Vec<DatasetCheck>,
     /// The column naming who submitted each row, for the quality report.
     pub submitter: Option<String>,
+    /// Text columns whose values are counted for the run report: (column, what).
+    pub metrics: Vec<(String, String)>,
 }
 
 /// The inputs of a step: providers of the input steps' outputs, by step name.
@@ -418,7 +422,7 @@ impl Planner<'_> {
             .schema()
             .fields()
             .iter()
-            .filter(|f| !f.name().starts_with(RULE_PREFIX))
+            .filter(|f| !f.name().starts_with("__"))
             .map(|f| f.as_ref().clone())
             .collect();
         let filtered = plan
@@ -434,6 +438,7 @@ impl Planner<'_> {
             filtered,
             dataset_checks: Vec::new(),
             submitter: None,
+            metrics: Vec::new(),
         }
     }
 
@@ -795,6 +800,32 @@ impl Planner<'_> {
         Ok(e)
     }
 
+    /// Where a column is declared or made: a source column, a derived or renamed column, or a
+    /// measure.
+    fn declaration_of(&self, column: &str) -> Option<Pos> {
+        for step in self.line.spec.steps.values() {
+            if let Some(s) = &step.source
+                && let Some((k, _)) = s.columns.get_key_value(column)
+            {
+                return Some(k.at);
+            }
+            if let Some(h) = &step.harmonise {
+                if let Some((k, _)) = h.derive.get_key_value(column) {
+                    return Some(k.at);
+                }
+                if let Some(new) = h.rename.values().find(|n| n.value == column) {
+                    return Some(new.at);
+                }
+            }
+            if let Some(a) = &step.aggregate
+                && let Some((k, _)) = a.measures.get_key_value(column)
+            {
+                return Some(k.at);
+            }
+        }
+        None
+    }
+
     /// A range bound as a value of the column's type.
     fn bound(
         &self,
@@ -1038,13 +1069,44 @@ impl Planner<'_> {
         };
         let mut rules = Vec::new();
         let mut personal = info.personal.clone();
-        let mut rule_columns: Vec<String> = b
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .filter(|n| n.starts_with(RULE_PREFIX))
-            .collect();
+        let mut metrics = Vec::new();
+        if !h.cast.is_empty() {
+            let schema = b.schema().clone();
+            let mut exprs = Vec::new();
+            for c in schema.columns() {
+                let spec = h.cast.iter().find(|(n, _)| n.value == c.name);
+                match spec {
+                    Some((name, t)) => {
+                        let raw = col(c.clone());
+                        let typed = Expr::TryCast(datafusion::logical_expr::TryCast::new(
+                            Box::new(raw.clone()),
+                            arrow_type(t.value),
+                        ));
+                        let what = if personal.contains(&name.value) {
+                            lit(format!("column `{}`: not a {}", name.value, t.value.as_str()))
+                        } else {
+                            datafusion::functions::string::expr_fn::concat(vec![
+                                lit(format!("column `{}`: cannot convert `", name.value)),
+                                cast_text(raw.clone()),
+                                lit(format!("` to {}", t.value.as_str())),
+                            ])
+                        };
+                        let column = format!("{RULE_PREFIX}c{}", rules.len());
+                        let reason = when(raw.is_not_null().and(typed.clone().is_null()), what)
+                            .otherwise(lit(ScalarValue::Utf8(None)))
+                            .map_err(err(name.at))?;
+                        exprs.push(typed.alias(name.value.as_str()));
+                        exprs.push(reason.alias(&column));
+                        rules.push(TapRule { column, id: format!("cast-{}", name.value), severity: Severity::Reject });
+                    }
+                    None => exprs.push(col(c)),
+                }
+            }
+            for (name, _) in &h.cast {
+                self.column_check(&schema, name).map_err(|d| vec![d])?;
+            }
+            b = b.project(exprs).map_err(err(h.input.at))?;
+        }
         for (i, m) in h.map.iter().enumerate() {
             let schema = b.schema().clone();
             let from_type = self.column_check(&schema, &m.column).map_err(|d| vec![d])?;
@@ -1085,6 +1147,10 @@ impl Planner<'_> {
                 col(Column::from_name(key.as_str())).alias(format!("{alias}_key")),
                 col(Column::from_name(m.to.value.as_str())).alias(format!("{alias}_to")),
             ];
+            let has_equivalence = cs_schema.index_of("equivalence").is_ok();
+            if has_equivalence {
+                cs_cols.push(col("equivalence").alias(format!("{alias}_eq")));
+            }
             if windowed {
                 cs_cols.push(
                     Expr::Cast(datafusion::logical_expr::Cast::new(
@@ -1149,6 +1215,7 @@ impl Planner<'_> {
                     })?;
                     datafusion::functions::core::expr_fn::coalesce(vec![to.clone(), lit(d)])
                 }
+                Unmapped::Keep => to.clone(),
             };
             let mut exprs: Vec<Expr> = schema.columns().into_iter().map(col).collect();
             exprs.retain(|e| !matches!(e, Expr::Column(c) if c.name == m.to.value));
@@ -1156,7 +1223,7 @@ impl Planner<'_> {
             if m.unmapped == Unmapped::Quarantine {
                 let column = format!("{RULE_PREFIX}m{i}");
                 let reason = when(
-                    to.is_null(),
+                    to.clone().is_null(),
                     datafusion::functions::string::expr_fn::concat(vec![
                         lit(format!("`{}` `", m.column.value)),
                         datafusion::functions::core::expr_fn::coalesce(vec![from_text, lit("")]),
@@ -1174,8 +1241,24 @@ impl Planner<'_> {
                     id: format!("map-{}", m.to.value),
                     severity: Severity::Reject,
                 });
-                rule_columns.push(column);
             }
+            // How each row was mapped: the mapping row's equivalence, or unmapped.
+            let how = if has_equivalence {
+                datafusion::functions::core::expr_fn::coalesce(vec![
+                    col(Column::from_name(format!("{alias}_eq"))),
+                    lit("equal"),
+                ])
+            } else {
+                lit("mapped")
+            };
+            let metric = format!("{METRIC_PREFIX}{i}");
+            exprs.push(
+                when(to.is_null(), lit("unmapped"))
+                    .otherwise(how)
+                    .map_err(err(m.column.at))?
+                    .alias(&metric),
+            );
+            metrics.push((metric, format!("map-{}", m.to.value)));
             b = joined.project(exprs).map_err(err(m.column.at))?;
         }
         for (name, text) in &h.derive {
@@ -1224,10 +1307,10 @@ impl Planner<'_> {
                     }
                 })
                 .collect();
+            // A pseudonym is still personal data: it stays flagged, so it can be counted
+            // (count(DISTINCT hetu)) but not published row by row.
             b = b.project(exprs).map_err(err(h.input.at))?;
-            for n in names {
-                personal.remove(&n);
-            }
+            let _ = names;
         }
         if !h.drop.is_empty() {
             let schema = b.schema().clone();
@@ -1245,24 +1328,48 @@ impl Planner<'_> {
                 personal.remove(&d.value);
             }
         }
+        if !h.rename.is_empty() {
+            let schema = b.schema().clone();
+            for (old, new) in &h.rename {
+                self.column_check(&schema, old).map_err(|d| vec![d])?;
+                if schema.has_column_with_unqualified_name(&new.value) && !h.rename.contains_key(new.value.as_str()) {
+                    return Err(vec![self.diag(Code::V104, new.at, format!("renaming `{}` to `{}`: the step already has a column `{}`", old.value, new.value, new.value))]);
+                }
+            }
+            let exprs: Vec<Expr> = schema
+                .columns()
+                .into_iter()
+                .map(|c| match h.rename.get(c.name.as_str()) {
+                    Some(new) => col(c).alias(new.value.as_str()),
+                    None => col(c),
+                })
+                .collect();
+            b = b.project(exprs).map_err(err(h.input.at))?;
+            for (old, new) in &h.rename {
+                if personal.remove(&old.value) {
+                    personal.insert(new.value.clone());
+                }
+            }
+        }
         let plan = b.build().map_err(err(h.input.at))?;
-        let _ = rule_columns;
-        Ok(self.finish(
-            StepKind::Harmonise,
-            plan,
-            rules,
-            personal,
-            info.dimensions.clone(),
-        ))
+        let mut p = self.finish(StepKind::Harmonise, plan, rules, personal, info.dimensions.clone());
+        p.metrics = metrics;
+        Ok(p)
     }
 
     fn plan_aggregate(
         &self,
         a: &AggregateSpec,
         b: LogicalPlanBuilder,
-        _info: &InputInfo,
+        info: &InputInfo,
     ) -> Result<StepPlan, Diags> {
         let schema = b.schema().clone();
+        let mut personal_out: BTreeSet<String> = a
+            .by
+            .iter()
+            .filter(|d| info.personal.contains(&d.value))
+            .map(|d| d.value.clone())
+            .collect();
         let mut dims = Vec::new();
         for d in &a.by {
             self.column_check(&schema, d).map_err(|d| vec![d])?;
@@ -1279,6 +1386,7 @@ impl Planner<'_> {
                     continue;
                 }
             };
+            let leaks = passes_values_through(&e, &info.personal);
             let mut found = false;
             let rewritten = e
                 .transform_up(|e| {
@@ -1292,7 +1400,12 @@ impl Planner<'_> {
                 })
                 .map(|t| t.data);
             match rewritten {
-                Ok(r) if found => measures.push((name.value.clone(), r)),
+                Ok(r) if found => {
+                    if leaks {
+                        personal_out.insert(name.value.clone());
+                    }
+                    measures.push((name.value.clone(), r))
+                }
                 Ok(_) => diags.push(self.diag(
                     Code::V204,
                     self.locate(text, ""),
@@ -1350,7 +1463,7 @@ impl Planner<'_> {
             out.push(e.alias(name));
         }
         let plan = b.project(out).and_then(|b| b.build()).map_err(err)?;
-        Ok(self.finish(StepKind::Aggregate, plan, vec![], BTreeSet::new(), dims))
+        Ok(self.finish(StepKind::Aggregate, plan, vec![], personal_out, dims))
     }
 
     fn plan_publish(
@@ -1379,8 +1492,22 @@ impl Planner<'_> {
             }
             None => info.dimensions.clone(),
         };
-        if let Some(c) = info.personal.iter().next() {
-            return Err(vec![self.diag(Code::V206, p.input.at, format!("column `{c}` identifies a person and may not be published unaggregated; pseudonymise, drop or aggregate it"))]);
+        if !info.personal.is_empty() {
+            return Err(info
+                .personal
+                .iter()
+                .map(|c| {
+                    self.diag(
+                        Code::V206,
+                        self.declaration_of(c).unwrap_or(p.input.at),
+                        format!(
+                            "column `{c}` identifies a person and would be published in dataset `{}` (line {}) without being aggregated",
+                            p.dataset.value, p.input.at.line
+                        ),
+                    )
+                    .with_hint("drop it, or aggregate it (e.g. count(DISTINCT …)) before publishing")
+                })
+                .collect());
         }
         let measures: Vec<String> = schema
             .fields()
@@ -1510,6 +1637,31 @@ impl Planner<'_> {
         ))
         .map_err(|e| vec![self.expr_error(text, e)])
     }
+}
+
+/// Whether a measure hands on a personal value itself (`min(hetu)`, `array_agg(hetu)`)
+/// rather than a count or a statistic of it.
+fn passes_values_through(e: &Expr, personal: &BTreeSet<String>) -> bool {
+    let mut found = false;
+    let _ = e.apply(|x| {
+        if let Expr::AggregateFunction(f) = x {
+            let name = f.func.name().to_ascii_lowercase();
+            let picks = matches!(
+                name.as_str(),
+                "min" | "max" | "first_value" | "last_value" | "nth_value" | "array_agg" | "string_agg" | "any_value" | "mode"
+            );
+            if picks
+                && f.params
+                    .args
+                    .iter()
+                    .any(|a| a.column_refs().iter().any(|c| personal.contains(&c.name)))
+            {
+                found = true;
+            }
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 fn first_line(s: &str) -> String {

@@ -18,6 +18,9 @@ pub struct StepQuality {
     pub by_submitter: BTreeMap<String, SubmitterQuality>,
     /// Outcomes of the dataset checks.
     pub dataset: BTreeMap<String, DatasetOutcome>,
+    /// Counted values of metric columns, e.g. how many rows each mapping mapped as
+    /// `equal`, `wider`, `narrower` or left `unmapped`.
+    pub metrics: BTreeMap<String, BTreeMap<String, u64>>,
     /// Null counts of columns that a dataset check watches.
     #[serde(skip)]
     pub nulls: BTreeMap<String, u64>,

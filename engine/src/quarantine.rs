@@ -226,7 +226,7 @@ pub fn tap(
     use arrow::compute::kernels::boolean::{and, not, or};
     let schema = batch.schema();
     let data_idx: Vec<usize> = (0..schema.fields().len())
-        .filter(|&i| !schema.field(i).name().starts_with(crate::plan::RULE_PREFIX))
+        .filter(|&i| !schema.field(i).name().starts_with("__"))
         .collect();
     let data = batch.project(&data_idx).map_err(|e| e.to_string())?;
     let n = batch.num_rows();
@@ -280,6 +280,16 @@ pub fn tap(
         }
     }
     let submitters = plan.submitter.as_ref().and_then(|s| text_column(&data, s));
+    for (column, what) in &plan.metrics {
+        let Some(a) = text_column(batch, column) else { continue };
+        let a = a.as_string::<i32>();
+        let counts = quality.metrics.entry(what.clone()).or_default();
+        for i in 0..n {
+            if in_scope.value(i) && a.is_valid(i) {
+                *counts.entry(a.value(i).to_string()).or_default() += 1;
+            }
+        }
+    }
     let submitter_of = |i: usize| -> String {
         match &submitters {
             Some(a) if a.is_valid(i) => a.as_string::<i32>().value(i).to_string(),

@@ -79,6 +79,9 @@ pub struct StepReport {
     pub objects: Option<u64>,
     /// Rows that broke each rule (all severities).
     pub violations: BTreeMap<String, u64>,
+    /// Counts by value, e.g. rows per mapping equivalence.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub mappings: BTreeMap<String, BTreeMap<String, u64>>,
     pub seconds: f64,
 }
 
@@ -107,7 +110,7 @@ pub struct RunReport {
     pub steps: BTreeMap<String, StepReport>,
     /// The steps in the order the line runs them.
     pub step_order: Vec<String>,
-    pub codesets: BTreeMap<String, String>,
+    pub codesets: BTreeMap<String, crate::codeset::CodesetUse>,
     pub datasets: Vec<DatasetReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
@@ -429,7 +432,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         step_order: shared.line.dag.order.clone(),
         codesets: codesets
             .iter()
-            .map(|(k, v)| (k.clone(), v.sha256.clone()))
+            .map(|(k, v)| (k.clone(), v.usage()))
             .collect(),
         datasets: shared
             .datasets
@@ -527,6 +530,11 @@ fn step_reports(shared: &Shared) -> BTreeMap<String, StepReport> {
                         .quality
                         .lock()
                         .map(|q| q.violations.clone())
+                        .unwrap_or_default(),
+                    mappings: c
+                        .quality
+                        .lock()
+                        .map(|q| q.metrics.clone())
                         .unwrap_or_default(),
                     seconds: timings.get(s).copied().unwrap_or_default(),
                 },
@@ -1085,7 +1093,7 @@ struct Manifest<'a> {
     line_hash: &'a str,
     engine_version: &'a str,
     params: &'a BTreeMap<String, String>,
-    codesets: &'a BTreeMap<String, String>,
+    codesets: &'a BTreeMap<String, crate::codeset::CodesetUse>,
     datasets: &'a [DatasetReport],
     objects: Vec<crate::publish::ObjectEntry>,
 }

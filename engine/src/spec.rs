@@ -250,14 +250,42 @@ pub enum ParamKind {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodesetSpec {
-    /// Where the code set is: a path relative to the line file, or a URL.
+    /// Where the code set is: a path relative to the line file.
     pub path: Sp<String>,
+    /// The file's format. Default: `csv` for `.csv` files; for `.json` files the format is
+    /// recognised from the content (a FHIR `CodeSystem` or `ConceptMap`, or the THL code
+    /// server's `conceptCodes`).
+    #[serde(default)]
+    pub format: Option<Sp<CodesetFormat>>,
     /// The column that holds the code. Default `code`.
     #[serde(default = "default_code_column")]
     pub key: Name,
+    /// The version the line was written for; the run fails if the file has another one.
+    #[serde(default)]
+    pub version: Option<Sp<String>>,
+    /// The sha256 of the file the line was written for; the run fails on any other file.
+    #[serde(default)]
+    pub sha256: Option<Sp<String>>,
     /// What the code set is.
     #[serde(default)]
     pub description: Option<String>,
+}
+
+/// The format of a code-set file.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CodesetFormat {
+    /// CSV with a header: `code`, `display`, `valid_from`, `valid_to` and any other columns
+    /// (`,` or `;` delimited, UTF-8).
+    Csv,
+    /// A FHIR `CodeSystem` resource (JSON): one row per concept, with its properties.
+    FhirCodesystem,
+    /// A FHIR `ConceptMap` resource (JSON): one row per source code and target, with the
+    /// target as `target` and its `equivalence`.
+    FhirConceptmap,
+    /// The THL code server's JSON (`conceptCodes` with `conceptCodeId`, `beginDate`,
+    /// `expirationDate`, `status`, `attributes`).
+    Thl,
 }
 
 fn default_code_column() -> Name {
@@ -750,7 +778,10 @@ pub struct CodesetCheck {
     pub codeset: Name,
 }
 
-/// Makes rows comparable. The parts apply in the order map, derive, pseudonymise.
+/// Makes rows comparable. The parts apply in the order cast, map, derive, filter,
+/// pseudonymise, drop, rename. Before `pseudonymise`, `derive` can take what the identity
+/// code tells: `hetu_birth_date(hetu)`, `hetu_age(hetu, date)`, `hetu_birth_year(hetu)` and
+/// `hetu_sex(hetu)` (`1` male, `2` female; empty for codes issued from 2027).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HarmoniseSpec {
@@ -770,6 +801,13 @@ pub struct HarmoniseSpec {
     /// Columns to leave out of the step's output.
     #[serde(default)]
     pub drop: Vec<Name>,
+    /// Columns to convert to another type (applied first); a value that does not convert
+    /// puts its row in quarantine with the reason.
+    #[serde(default)]
+    pub cast: IndexMap<Name, Sp<ColumnType>>,
+    /// Columns to rename, `old: new` (applied last).
+    #[serde(default)]
+    pub rename: IndexMap<Name, Name>,
     /// Keep only rows where this boolean expression is true (applied after `derive`); the
     /// others are counted as filtered.
     #[serde(default)]
@@ -785,6 +823,8 @@ pub enum Unmapped {
     Quarantine,
     /// Use `default` as the target value (e.g. `-1`, unknown).
     Default,
+    /// Keep the row with an empty target; the run report counts such rows.
+    Keep,
 }
 
 /// Maps a column through a code set.
