@@ -277,7 +277,13 @@ fn mini_line_runs_end_to_end_and_accounts_for_every_row() {
         );
         assert_eq!(o["bytes"], bytes.len());
     }
-    assert_eq!(manifest["codesets"]["kunnat"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        manifest["codesets"]["kunnat"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
 
     // Quarantine: every rejected row with its object, row number and reason.
     let qdir = store.path().join(format!(
@@ -1002,4 +1008,219 @@ fn a_fail_rule_stops_the_run_and_nothing_is_published() {
         "{err}"
     );
     assert!(files_under(&store.path().join("releases")).is_empty());
+}
+
+fn hmac_hex(key: &str, value: &str) -> String {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(value.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn run_harmonise(store: &Path, key: &str) -> serde_json::Value {
+    let out = bin()
+        .args([
+            "run",
+            "tests/lines/harmonise.yaml",
+            "--store",
+            store.to_str().unwrap(),
+            "--json",
+        ])
+        .env("VALTAVA_PSEUDONYM_KEY", key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn harmonisation_maps_derives_casts_and_pseudonymises() {
+    let store = store_with_inbox();
+    let report = run_harmonise(store.path(), KEY);
+    let h = &report["steps"]["yhtenaistetty"];
+    // Row 2 has `7,0`, which is not a decimal: quarantined with the reason.
+    assert_eq!(h["rows_in"], 4);
+    assert_eq!(h["rows_quarantined"], 1);
+    assert_eq!(h["violations"]["cast-arvo"], 1);
+    // How each passed row was mapped, by equivalence.
+    assert_eq!(
+        h["mappings"]["map-target"],
+        serde_json::json!({"equal": 1, "wider": 1, "unmapped": 1})
+    );
+    assert_eq!(
+        h["mappings"]["map-display"],
+        serde_json::json!({"mapped": 2, "unmapped": 1})
+    );
+    assert_eq!(
+        h["mappings"]["map-hyvinvointialue"],
+        serde_json::json!({"mapped": 3})
+    );
+    // Versions of the code sets used.
+    assert_eq!(report["codesets"]["rokotteet"]["version"], "1.0.0");
+    assert_eq!(report["codesets"]["tilat"]["version"], "2");
+    assert_eq!(report["codesets"]["luokat"]["rows"], 2);
+    assert_eq!(
+        report["codesets"]["kunnat"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+
+    // Worked by hand: 901 is county 01 until 2024 and 02 from 2025 (a merger); ages on the
+    // event date; sex from the individual number; IFCC = (NGSP − 2.15) × 10.929.
+    let csv = std::fs::read_to_string(
+        latest_release(store.path(), "yhtenaistys", "all").join("rivit.csv"),
+    )
+    .unwrap();
+    assert_eq!(
+        csv,
+        "id,hyvinvointialue,rokoteryhma,tila_nimi,ika,sukupuoli,syntymavuosi,ifcc\n\
+         1,01,MPR,Aktiivinen,71,2,1952,47.5\n\
+         3,02,,-1,,,,63.9\n\
+         4,90,MPR,Aktiivinen,130,1,1895,31.1\n"
+    );
+
+    // The quarantined row carries the keyed pseudonym of its identity code, nothing else.
+    let run_id = report["run_id"].as_str().unwrap();
+    let q = read_quarantine(
+        &store
+            .path()
+            .join(format!("quarantine/yhtenaistys/all/{run_id}")),
+    );
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].1, "cast-arvo");
+    assert!(q[0].2.contains("`7,0`"), "{}", q[0].2);
+    let expected = hmac_hex(KEY, "010114A173M");
+    assert_eq!(q[0].3.as_deref(), Some(expected.as_str()));
+
+    // Stable under one key, unlinkable across keys.
+    let again = run_harmonise(store.path(), KEY);
+    let q2 = read_quarantine(&store.path().join(format!(
+        "quarantine/yhtenaistys/all/{}",
+        again["run_id"].as_str().unwrap()
+    )));
+    assert_eq!(q2[0].3, q[0].3);
+    let other = run_harmonise(store.path(), "another-key-0123456789");
+    let q3 = read_quarantine(&store.path().join(format!(
+        "quarantine/yhtenaistys/all/{}",
+        other["run_id"].as_str().unwrap()
+    )));
+    assert_ne!(q3[0].3, q[0].3);
+    assert_eq!(
+        q3[0].3.as_deref(),
+        Some(hmac_hex("another-key-0123456789", "010114A173M").as_str())
+    );
+}
+
+#[test]
+fn pinned_code_sets_refuse_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("lines")).unwrap();
+    copy_dir(&root().join("tests/codesets"), &dir.path().join("codesets"));
+    let line = std::fs::read_to_string(root().join("tests/lines/harmonise.yaml"))
+        .unwrap()
+        .replace("version: \"1.0.0\"", "version: \"2.0.0\"")
+        .replace(
+            "{ path: ../codesets/kunnat_muutos.csv, key: kunta }",
+            "{ path: ../codesets/kunnat_muutos.csv, key: kunta, sha256: \"00\" }",
+        );
+    let file = dir.path().join("lines/pinned.yaml");
+    std::fs::write(&file, line).unwrap();
+    let out = run(&["check", "--format", "json", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let diags: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let msgs: Vec<String> = diags
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| format!("{} {}", d["code"], d["message"]))
+        .collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("V305") && m.contains("has changed")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("V305") && m.contains("is version 1.0.0, not 2.0.0")),
+        "{msgs:?}"
+    );
+}
+
+#[test]
+fn the_key_never_appears_in_outputs_or_logs() {
+    let store = store_with_inbox();
+    let out = bin()
+        .args([
+            "run",
+            "tests/lines/harmonise.yaml",
+            "--store",
+            store.path().to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .env("VALTAVA_PSEUDONYM_KEY", KEY)
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains(KEY) && !text(&out.stdout).contains(KEY));
+    let input = std::fs::read_to_string(root().join("tests/data/yhtenaistys/a.csv")).unwrap();
+    let codes: Vec<&str> = input
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(';').nth(1))
+        .filter(|h| h.len() == 11)
+        .collect();
+    assert_eq!(codes.len(), 3);
+    for f in files_under(store.path()) {
+        if root()
+            .join("tests/data")
+            .join(f.strip_prefix(store.path()).unwrap())
+            .exists()
+        {
+            continue;
+        }
+        let bytes = std::fs::read(&f).unwrap();
+        for needle in codes.iter().copied().chain([KEY]) {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} in {}",
+                f.display()
+            );
+        }
+    }
+    for c in &codes {
+        assert!(!text(&out.stderr).contains(c));
+    }
+}
+
+#[test]
+fn a_line_that_pseudonymises_refuses_to_run_without_a_key() {
+    let store = store_with_inbox();
+    let out = run(&[
+        "run",
+        "tests/lines/harmonise.yaml",
+        "--store",
+        store.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("R002"));
+    assert!(
+        files_under(&store.path().join("runs")).is_empty(),
+        "nothing may run without the key"
+    );
+    let short = bin()
+        .args([
+            "run",
+            "tests/lines/harmonise.yaml",
+            "--store",
+            store.path().to_str().unwrap(),
+        ])
+        .env("VALTAVA_PSEUDONYM_KEY", "short")
+        .output()
+        .unwrap();
+    assert_eq!(short.status.code(), Some(2));
 }

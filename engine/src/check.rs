@@ -128,31 +128,14 @@ pub fn plan_all(
             let schema = raw_source_schema(s);
             inputs.insert(
                 name.clone(),
-                (
-                    empty(schema.clone()),
-                    InputInfo {
-                        schema,
-                        personal: Default::default(),
-                        dimensions: vec![],
-                    },
-                ),
+                (empty(schema.clone()), InputInfo::raw(schema)),
             );
         }
         let mut ready = true;
         for input in step.inputs() {
             match plans.get(input.value.as_str()) {
                 Some(p) => {
-                    inputs.insert(
-                        input.value.clone(),
-                        (
-                            empty(p.output.clone()),
-                            InputInfo {
-                                schema: p.output.clone(),
-                                personal: p.personal.clone(),
-                                dimensions: p.dimensions.clone(),
-                            },
-                        ),
-                    );
+                    inputs.insert(input.value.clone(), (empty(p.output.clone()), p.info()));
                 }
                 None => ready = false,
             }

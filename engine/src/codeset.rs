@@ -59,13 +59,18 @@ fn batch_of(rows: &Rows, first: &[&str]) -> Result<RecordBatch, String> {
     }
     names.extend(others);
     let schema = Arc::new(Schema::new(
-        names.iter().map(|n| Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>(),
+        names
+            .iter()
+            .map(|n| Field::new(n, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
     ));
     let columns: Vec<arrow::array::ArrayRef> = names
         .iter()
         .map(|n| {
             Arc::new(arrow::array::StringArray::from(
-                rows.iter().map(|r| r.get(n).cloned().flatten()).collect::<Vec<_>>(),
+                rows.iter()
+                    .map(|r| r.get(n).cloned().flatten())
+                    .collect::<Vec<_>>(),
             )) as arrow::array::ArrayRef
         })
         .collect();
@@ -100,20 +105,46 @@ fn fhir_concepts(concepts: &[serde_json::Value], rows: &mut Rows) {
         let mut row = BTreeMap::new();
         row.insert("code".into(), c.get("code").and_then(text));
         row.insert("display".into(), c.get("display").and_then(text));
-        for p in c.get("property").and_then(|p| p.as_array()).into_iter().flatten() {
-            let Some(name) = p.get("code").and_then(text) else { continue };
+        for p in c
+            .get("property")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let Some(name) = p.get("code").and_then(text) else {
+                continue;
+            };
             let value = fhir_property_value(p);
             let key = match name.to_ascii_lowercase().as_str() {
-                "begindate" | "validfrom" | "effectivedate" | "valid_from" => "valid_from".to_string(),
-                "expirationdate" | "validto" | "retirementdate" | "valid_to" => "valid_to".to_string(),
+                "begindate" | "validfrom" | "effectivedate" | "valid_from" => {
+                    "valid_from".to_string()
+                }
+                "expirationdate" | "validto" | "retirementdate" | "valid_to" => {
+                    "valid_to".to_string()
+                }
                 _ => name,
             };
-            let value = if key.starts_with("valid_") { value.map(|v| v.chars().take(10).collect()) } else { value };
+            let value = if key.starts_with("valid_") {
+                value.map(|v| v.chars().take(10).collect())
+            } else {
+                value
+            };
             row.insert(key, value);
         }
-        for d in c.get("designation").and_then(|d| d.as_array()).into_iter().flatten() {
-            if let (Some(lang), Some(v)) = (d.get("language").and_then(text), d.get("value").and_then(text)) {
-                row.insert(format!("display_{}", lang.split('-').next().unwrap_or(&lang)), Some(v));
+        for d in c
+            .get("designation")
+            .and_then(|d| d.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(lang), Some(v)) = (
+                d.get("language").and_then(text),
+                d.get("value").and_then(text),
+            ) {
+                row.insert(
+                    format!("display_{}", lang.split('-').next().unwrap_or(&lang)),
+                    Some(v),
+                );
             }
         }
         rows.push(row);
@@ -124,8 +155,12 @@ fn fhir_concepts(concepts: &[serde_json::Value], rows: &mut Rows) {
 }
 
 /// Reads a JSON code set; returns its rows' batch and version.
-pub fn read_json(bytes: &[u8], format: Option<CodesetFormat>) -> Result<(RecordBatch, Option<String>), String> {
-    let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+pub fn read_json(
+    bytes: &[u8],
+    format: Option<CodesetFormat>,
+) -> Result<(RecordBatch, Option<String>), String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let format = match format {
         Some(f) => f,
         None => match doc.get("resourceType").and_then(|r| r.as_str()) {
@@ -139,21 +174,44 @@ pub fn read_json(bytes: &[u8], format: Option<CodesetFormat>) -> Result<(RecordB
     let version = doc.get("version").and_then(text);
     match format {
         CodesetFormat::FhirCodesystem => {
-            let concepts = doc.get("concept").and_then(|c| c.as_array()).ok_or("the CodeSystem has no `concept`")?;
+            let concepts = doc
+                .get("concept")
+                .and_then(|c| c.as_array())
+                .ok_or("the CodeSystem has no `concept`")?;
             fhir_concepts(concepts, &mut rows);
             Ok((batch_of(&rows, &["code", "display"])?, version))
         }
         CodesetFormat::FhirConceptmap => {
-            for group in doc.get("group").and_then(|g| g.as_array()).ok_or("the ConceptMap has no `group`")? {
-                for element in group.get("element").and_then(|e| e.as_array()).into_iter().flatten() {
-                    for target in element.get("target").and_then(|t| t.as_array()).into_iter().flatten() {
+            for group in doc
+                .get("group")
+                .and_then(|g| g.as_array())
+                .ok_or("the ConceptMap has no `group`")?
+            {
+                for element in group
+                    .get("element")
+                    .and_then(|e| e.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    for target in element
+                        .get("target")
+                        .and_then(|t| t.as_array())
+                        .into_iter()
+                        .flatten()
+                    {
                         let mut row = BTreeMap::new();
                         row.insert("code".into(), element.get("code").and_then(text));
                         row.insert("display".into(), element.get("display").and_then(text));
                         row.insert("target".into(), target.get("code").and_then(text));
-                        row.insert("target_display".into(), target.get("display").and_then(text));
+                        row.insert(
+                            "target_display".into(),
+                            target.get("display").and_then(text),
+                        );
                         // R4 says `equivalence`, R5 `relationship`.
-                        let eq = target.get("equivalence").or_else(|| target.get("relationship")).and_then(text);
+                        let eq = target
+                            .get("equivalence")
+                            .or_else(|| target.get("relationship"))
+                            .and_then(text);
                         row.insert("equivalence".into(), eq.map(|e| normalise_equivalence(&e)));
                         row.insert("source_system".into(), group.get("source").and_then(text));
                         row.insert("target_system".into(), group.get("target").and_then(text));
@@ -161,16 +219,31 @@ pub fn read_json(bytes: &[u8], format: Option<CodesetFormat>) -> Result<(RecordB
                     }
                 }
             }
-            Ok((batch_of(&rows, &["code", "display", "target", "equivalence"])?, version))
+            Ok((
+                batch_of(&rows, &["code", "display", "target", "equivalence"])?,
+                version,
+            ))
         }
         CodesetFormat::Thl => {
-            let codes = doc.get("conceptCodes").unwrap_or(&doc).as_array().ok_or("`conceptCodes` is not a list")?;
+            let codes = doc
+                .get("conceptCodes")
+                .unwrap_or(&doc)
+                .as_array()
+                .ok_or("`conceptCodes` is not a list")?;
             for c in codes {
                 let mut row = BTreeMap::new();
-                row.insert("code".into(), c.get("conceptCodeId").or_else(|| c.get("codeValue")).and_then(text));
+                row.insert(
+                    "code".into(),
+                    c.get("conceptCodeId")
+                        .or_else(|| c.get("codeValue"))
+                        .and_then(text),
+                );
                 row.insert(
                     "display".into(),
-                    c.get("longName").or_else(|| c.get("abbreviation")).or_else(|| c.get("name")).and_then(text),
+                    c.get("longName")
+                        .or_else(|| c.get("abbreviation"))
+                        .or_else(|| c.get("name"))
+                        .and_then(text),
                 );
                 row.insert("valid_from".into(), c.get("beginDate").and_then(day));
                 row.insert("valid_to".into(), c.get("expirationDate").and_then(day));
@@ -178,8 +251,15 @@ pub fn read_json(bytes: &[u8], format: Option<CodesetFormat>) -> Result<(RecordB
                 match c.get("attributes") {
                     Some(serde_json::Value::Array(attrs)) => {
                         for a in attrs {
-                            let name = a.get("attributeName").or_else(|| a.get("name")).or_else(|| a.get("attributeId")).and_then(text);
-                            let value = a.get("attributeValue").or_else(|| a.get("value")).and_then(text);
+                            let name = a
+                                .get("attributeName")
+                                .or_else(|| a.get("name"))
+                                .or_else(|| a.get("attributeId"))
+                                .and_then(text);
+                            let value = a
+                                .get("attributeValue")
+                                .or_else(|| a.get("value"))
+                                .and_then(text);
                             if let Some(n) = name {
                                 row.insert(n, value);
                             }
@@ -194,7 +274,13 @@ pub fn read_json(bytes: &[u8], format: Option<CodesetFormat>) -> Result<(RecordB
                 }
                 rows.push(row);
             }
-            Ok((batch_of(&rows, &["code", "display", "valid_from", "valid_to", "status"])?, version))
+            Ok((
+                batch_of(
+                    &rows,
+                    &["code", "display", "valid_from", "valid_to", "status"],
+                )?,
+                version,
+            ))
         }
         CodesetFormat::Csv => Err("a CSV code set is not JSON".into()),
     }
@@ -205,7 +291,9 @@ fn normalise_equivalence(e: &str) -> String {
     match e {
         "equivalent" | "equal" | "relatedto" | "related-to" => "equal".into(),
         "source-is-narrower-than-target" | "wider" => "wider".into(),
-        "source-is-broader-than-target" | "narrower" | "subsumes" | "specializes" => "narrower".into(),
+        "source-is-broader-than-target" | "narrower" | "subsumes" | "specializes" => {
+            "narrower".into()
+        }
         "unmatched" | "disjoint" | "not-related-to" => "unmapped".into(),
         other => other.to_string(),
     }
@@ -252,13 +340,21 @@ pub fn read_csv(path: &Path) -> Result<(RecordBatch, String), String> {
 }
 
 /// Reads a code-set file of any supported format.
-pub fn read(path: &Path, format: Option<CodesetFormat>) -> Result<(RecordBatch, String, Option<String>), String> {
+pub fn read(
+    path: &Path,
+    format: Option<CodesetFormat>,
+) -> Result<(RecordBatch, String, Option<String>), String> {
     let is_json = format.is_some_and(|f| f != CodesetFormat::Csv)
-        || (format.is_none() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")));
+        || (format.is_none()
+            && path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json")));
     if is_json {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let sha = hex::encode(Sha256::digest(&bytes));
-        let (batch, version) = read_json(&bytes, format).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (batch, version) =
+            read_json(&bytes, format).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok((batch, sha, version))
     } else {
         let (batch, sha) = read_csv(path)?;
@@ -287,7 +383,10 @@ pub fn load_all(line: &Line) -> Result<BTreeMap<String, Codeset>, Vec<Diagnostic
                     Code::V305,
                     &line.file,
                     pin.at,
-                    format!("code set `{}` has changed: its file's sha256 is {sha256}", name.value),
+                    format!(
+                        "code set `{}` has changed: its file's sha256 is {sha256}",
+                        name.value
+                    ),
                 )
                 .with_hint("review the new file, then update `sha256`"),
             );
@@ -310,24 +409,55 @@ pub fn load_all(line: &Line) -> Result<BTreeMap<String, Codeset>, Vec<Diagnostic
             continue;
         }
         if batch.schema().index_of(&spec.key).is_err() {
-            let cols: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let cols: Vec<String> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
             diags.push(Diagnostic::error(
                 Code::V304,
                 &line.file,
-                if spec.key.at.line > 0 { spec.key.at } else { spec.path.at },
-                format!("code set `{}` has no key column `{}`; it has {}", name.value, spec.key.value, cols.join(", ")),
+                if spec.key.at.line > 0 {
+                    spec.key.at
+                } else {
+                    spec.path.at
+                },
+                format!(
+                    "code set `{}` has no key column `{}`; it has {}",
+                    name.value,
+                    spec.key.value,
+                    cols.join(", ")
+                ),
             ));
             continue;
         }
         let rows = batch.num_rows();
         match MemTable::try_new(batch.schema(), vec![vec![batch]]) {
             Ok(t) => {
-                out.insert(name.value.clone(), Codeset { table: Arc::new(t), sha256, version, rows });
+                out.insert(
+                    name.value.clone(),
+                    Codeset {
+                        table: Arc::new(t),
+                        sha256,
+                        version,
+                        rows,
+                    },
+                );
             }
-            Err(e) => diags.push(Diagnostic::error(Code::V304, &line.file, spec.path.at, e.to_string())),
+            Err(e) => diags.push(Diagnostic::error(
+                Code::V304,
+                &line.file,
+                spec.path.at,
+                e.to_string(),
+            )),
         }
     }
-    if diags.is_empty() { Ok(out) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
 }
 
 /// The distinct codes of a code set's key column, sorted.
@@ -354,6 +484,77 @@ pub fn codes(table: &MemTable, key: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/codesets")
+            .join(name)
+    }
+
+    fn cell(b: &RecordBatch, column: &str, row: usize) -> Option<String> {
+        let a = b.column_by_name(column)?.as_string::<i32>();
+        a.is_valid(row).then(|| a.value(row).to_string())
+    }
+
+    #[test]
+    fn fhir_codesystem_concepts_properties_and_designations() {
+        let (b, sha, version) = read(&fixture("tila.codesystem.json"), None).unwrap();
+        assert_eq!(version.as_deref(), Some("2"));
+        assert_eq!(sha.len(), 64);
+        // Nested concepts are flattened.
+        assert_eq!(b.num_rows(), 3);
+        assert_eq!(cell(&b, "code", 1).as_deref(), Some("A1"));
+        assert_eq!(cell(&b, "valid_from", 0).as_deref(), Some("2020-01-01"));
+        assert_eq!(cell(&b, "display_sv", 0).as_deref(), Some("Aktiv"));
+        assert_eq!(cell(&b, "status", 2).as_deref(), Some("retired"));
+    }
+
+    #[test]
+    fn fhir_conceptmap_targets_and_equivalences() {
+        let (b, _, version) = read(&fixture("rokotteet.conceptmap.json"), None).unwrap();
+        assert_eq!(version.as_deref(), Some("1.0.0"));
+        assert_eq!(b.num_rows(), 3);
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = (0..3)
+            .map(|i| {
+                (
+                    cell(&b, "code", i),
+                    cell(&b, "target", i),
+                    cell(&b, "equivalence", i),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows[0],
+            (Some("03".into()), Some("MPR".into()), Some("equal".into()))
+        );
+        assert_eq!(
+            rows[1],
+            (Some("94".into()), Some("MPR".into()), Some("wider".into()))
+        );
+        assert_eq!(
+            cell(&b, "source_system", 2).as_deref(),
+            Some("urn:oid:1.2.246.537.6.32.2007")
+        );
+        assert_eq!(
+            normalise_equivalence("source-is-broader-than-target"),
+            "narrower"
+        );
+        assert_eq!(normalise_equivalence("unmatched"), "unmapped");
+    }
+
+    #[test]
+    fn thl_code_server_json() {
+        let (b, _, version) = read(&fixture("luokitus.thl.json"), None).unwrap();
+        assert_eq!(version.as_deref(), Some("2023"));
+        assert_eq!(cell(&b, "code", 1).as_deref(), Some("X2"));
+        assert_eq!(cell(&b, "display", 0).as_deref(), Some("Ensimmäinen"));
+        assert_eq!(cell(&b, "valid_to", 1).as_deref(), Some("2024-06-30"));
+        assert_eq!(cell(&b, "valid_to", 0), None);
+        assert_eq!(cell(&b, "status", 1).as_deref(), Some("RETIRED"));
+        assert_eq!(cell(&b, "Ruotsiksi", 0).as_deref(), Some("Första"));
+        assert_eq!(cell(&b, "Englanniksi", 1).as_deref(), Some("Second"));
+        assert!(read_json(b"{\"x\": 1}", None).is_err());
+    }
 
     #[test]
     fn reads_the_reference_municipalities() {

@@ -221,7 +221,10 @@ impl ScalarUDFImpl for HetuDerived {
             HetuPart::BirthDate => {
                 let mut b = Date32Builder::with_capacity(rows);
                 for c in codes.iter() {
-                    b.append_option(c.and_then(hetu_birth_date).map(|d| (d - epoch).num_days() as i32));
+                    b.append_option(
+                        c.and_then(hetu_birth_date)
+                            .map(|d| (d - epoch).num_days() as i32),
+                    );
                 }
                 Arc::new(b.finish())
             }
@@ -248,7 +251,9 @@ impl ScalarUDFImpl for HetuDerived {
                 let days = days.as_primitive::<arrow::datatypes::Date32Type>();
                 let mut b = Int64Builder::with_capacity(rows);
                 for (i, c) in codes.iter().enumerate() {
-                    let day = days.is_valid(i).then(|| epoch + chrono::Duration::days(days.value(i) as i64));
+                    let day = days
+                        .is_valid(i)
+                        .then(|| epoch + chrono::Duration::days(days.value(i) as i64));
                     b.append_option(match (c.and_then(hetu_birth_date), day) {
                         (Some(born), Some(day)) => age_on(born, day),
                         _ => None,
@@ -270,10 +275,22 @@ pub fn udfs(key: &[u8]) -> Vec<ScalarUDF> {
             signature: text(),
             key: key.to_vec(),
         }),
-        ScalarUDF::new_from_impl(HetuDerived { signature: Signature::any(1, Volatility::Immutable), part: HetuPart::BirthDate }),
-        ScalarUDF::new_from_impl(HetuDerived { signature: Signature::any(1, Volatility::Immutable), part: HetuPart::BirthYear }),
-        ScalarUDF::new_from_impl(HetuDerived { signature: Signature::any(1, Volatility::Immutable), part: HetuPart::Sex }),
-        ScalarUDF::new_from_impl(HetuDerived { signature: Signature::any(2, Volatility::Immutable), part: HetuPart::Age }),
+        ScalarUDF::new_from_impl(HetuDerived {
+            signature: Signature::any(1, Volatility::Immutable),
+            part: HetuPart::BirthDate,
+        }),
+        ScalarUDF::new_from_impl(HetuDerived {
+            signature: Signature::any(1, Volatility::Immutable),
+            part: HetuPart::BirthYear,
+        }),
+        ScalarUDF::new_from_impl(HetuDerived {
+            signature: Signature::any(1, Volatility::Immutable),
+            part: HetuPart::Sex,
+        }),
+        ScalarUDF::new_from_impl(HetuDerived {
+            signature: Signature::any(2, Volatility::Immutable),
+            part: HetuPart::Age,
+        }),
     ]
 }
 
@@ -336,7 +353,10 @@ mod tests {
 
     #[test]
     fn pseudonyms_normalise_the_identifier() {
-        assert_eq!(pseudonym(b"k", " 131052-308t "), pseudonym(b"k", "131052-308T"));
+        assert_eq!(
+            pseudonym(b"k", " 131052-308t "),
+            pseudonym(b"k", "131052-308T")
+        );
     }
 
     #[test]

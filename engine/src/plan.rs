@@ -87,6 +87,8 @@ pub struct StepPlan {
     pub rules: Vec<TapRule>,
     /// Output columns that identify a person.
     pub personal: BTreeSet<String>,
+    /// Personal columns that hold pseudonyms.
+    pub pseudonymised: BTreeSet<String>,
     /// Dimensions of an aggregate, for publish.
     pub dimensions: Vec<String>,
     /// Whether the plan has a [`FILTER_COLUMN`].
@@ -107,7 +109,41 @@ pub type Inputs = BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)>;
 pub struct InputInfo {
     pub schema: SchemaRef,
     pub personal: BTreeSet<String>,
+    /// Personal columns that already hold pseudonyms.
+    pub pseudonymised: BTreeSet<String>,
     pub dimensions: Vec<String>,
+}
+
+impl InputInfo {
+    /// What is known of rows straight from a parser: nothing but their schema.
+    pub fn raw(schema: SchemaRef) -> Self {
+        Self {
+            schema,
+            personal: BTreeSet::new(),
+            pseudonymised: BTreeSet::new(),
+            dimensions: Vec::new(),
+        }
+    }
+}
+
+impl StepPlan {
+    /// The step's output as its consumers see it.
+    pub fn info(&self) -> InputInfo {
+        InputInfo {
+            schema: self.output.clone(),
+            personal: self.personal.clone(),
+            pseudonymised: self.pseudonymised.clone(),
+            dimensions: self.dimensions.clone(),
+        }
+    }
+
+    /// Personal columns still in clear text (to pseudonymise on the way to quarantine).
+    pub fn clear_personal(&self) -> BTreeSet<String> {
+        self.personal
+            .difference(&self.pseudonymised)
+            .cloned()
+            .collect()
+    }
 }
 
 /// The Arrow type of a declared column type.
@@ -434,6 +470,7 @@ impl Planner<'_> {
             plan,
             rules,
             personal,
+            pseudonymised: BTreeSet::new(),
             dimensions,
             filtered,
             dataset_checks: Vec::new(),
@@ -978,6 +1015,7 @@ impl Planner<'_> {
         );
         p.dataset_checks = dataset_checks;
         p.submitter = submitter;
+        p.pseudonymised = info.pseudonymised.clone();
         Ok(p)
     }
 
@@ -1070,6 +1108,7 @@ impl Planner<'_> {
         let mut rules = Vec::new();
         let mut personal = info.personal.clone();
         let mut metrics = Vec::new();
+        let mut pseudonymised = info.pseudonymised.clone();
         if !h.cast.is_empty() {
             let schema = b.schema().clone();
             let mut exprs = Vec::new();
@@ -1083,7 +1122,11 @@ impl Planner<'_> {
                             arrow_type(t.value),
                         ));
                         let what = if personal.contains(&name.value) {
-                            lit(format!("column `{}`: not a {}", name.value, t.value.as_str()))
+                            lit(format!(
+                                "column `{}`: not a {}",
+                                name.value,
+                                t.value.as_str()
+                            ))
                         } else {
                             datafusion::functions::string::expr_fn::concat(vec![
                                 lit(format!("column `{}`: cannot convert `", name.value)),
@@ -1097,7 +1140,11 @@ impl Planner<'_> {
                             .map_err(err(name.at))?;
                         exprs.push(typed.alias(name.value.as_str()));
                         exprs.push(reason.alias(&column));
-                        rules.push(TapRule { column, id: format!("cast-{}", name.value), severity: Severity::Reject });
+                        rules.push(TapRule {
+                            column,
+                            id: format!("cast-{}", name.value),
+                            severity: Severity::Reject,
+                        });
                     }
                     None => exprs.push(col(c)),
                 }
@@ -1310,7 +1357,7 @@ impl Planner<'_> {
             // A pseudonym is still personal data: it stays flagged, so it can be counted
             // (count(DISTINCT hetu)) but not published row by row.
             b = b.project(exprs).map_err(err(h.input.at))?;
-            let _ = names;
+            pseudonymised.extend(names);
         }
         if !h.drop.is_empty() {
             let schema = b.schema().clone();
@@ -1332,8 +1379,17 @@ impl Planner<'_> {
             let schema = b.schema().clone();
             for (old, new) in &h.rename {
                 self.column_check(&schema, old).map_err(|d| vec![d])?;
-                if schema.has_column_with_unqualified_name(&new.value) && !h.rename.contains_key(new.value.as_str()) {
-                    return Err(vec![self.diag(Code::V104, new.at, format!("renaming `{}` to `{}`: the step already has a column `{}`", old.value, new.value, new.value))]);
+                if schema.has_column_with_unqualified_name(&new.value)
+                    && !h.rename.contains_key(new.value.as_str())
+                {
+                    return Err(vec![self.diag(
+                        Code::V104,
+                        new.at,
+                        format!(
+                            "renaming `{}` to `{}`: the step already has a column `{}`",
+                            old.value, new.value, new.value
+                        ),
+                    )]);
                 }
             }
             let exprs: Vec<Expr> = schema
@@ -1349,11 +1405,22 @@ impl Planner<'_> {
                 if personal.remove(&old.value) {
                     personal.insert(new.value.clone());
                 }
+                if pseudonymised.remove(&old.value) {
+                    pseudonymised.insert(new.value.clone());
+                }
             }
         }
         let plan = b.build().map_err(err(h.input.at))?;
-        let mut p = self.finish(StepKind::Harmonise, plan, rules, personal, info.dimensions.clone());
+        pseudonymised.retain(|c| personal.contains(c));
+        let mut p = self.finish(
+            StepKind::Harmonise,
+            plan,
+            rules,
+            personal,
+            info.dimensions.clone(),
+        );
         p.metrics = metrics;
+        p.pseudonymised = pseudonymised;
         Ok(p)
     }
 
@@ -1364,12 +1431,11 @@ impl Planner<'_> {
         info: &InputInfo,
     ) -> Result<StepPlan, Diags> {
         let schema = b.schema().clone();
-        let mut personal_out: BTreeSet<String> = a
-            .by
-            .iter()
-            .filter(|d| info.personal.contains(&d.value))
-            .map(|d| d.value.clone())
-            .collect();
+        let mut personal_out: BTreeSet<String> =
+            a.by.iter()
+                .filter(|d| info.personal.contains(&d.value))
+                .map(|d| d.value.clone())
+                .collect();
         let mut dims = Vec::new();
         for d in &a.by {
             self.column_check(&schema, d).map_err(|d| vec![d])?;
@@ -1581,11 +1647,13 @@ impl Planner<'_> {
     fn plan_sql(&self, q: &SqlSpec, inputs: &Inputs) -> Result<StepPlan, Diags> {
         let ctx = SessionContext::new_with_state(self.state.clone());
         let mut personal = BTreeSet::new();
+        let mut pseudonymised = BTreeSet::new();
         for i in &q.inputs {
             if let Some((p, info)) = inputs.get(i.value.as_str()) {
                 ctx.register_table(i.value.as_str(), p.clone())
                     .map_err(|e| vec![self.diag(Code::V205, i.at, e.to_string())])?;
                 personal.extend(info.personal.iter().cloned());
+                pseudonymised.extend(info.pseudonymised.iter().cloned());
             }
         }
         let state = ctx.state();
@@ -1605,7 +1673,10 @@ impl Planner<'_> {
             .map(|(_, i)| i.dimensions.clone())
             .unwrap_or_default();
         let dims = dims.into_iter().filter(|d| names.contains(d)).collect();
-        Ok(self.finish(StepKind::Sql, plan, vec![], personal, dims))
+        pseudonymised.retain(|p: &String| personal.contains(p));
+        let mut p = self.finish(StepKind::Sql, plan, vec![], personal, dims);
+        p.pseudonymised = pseudonymised;
+        Ok(p)
     }
 
     fn bind_plan(&self, plan: LogicalPlan, text: &Name) -> Result<LogicalPlan, Diags> {
@@ -1648,7 +1719,15 @@ fn passes_values_through(e: &Expr, personal: &BTreeSet<String>) -> bool {
             let name = f.func.name().to_ascii_lowercase();
             let picks = matches!(
                 name.as_str(),
-                "min" | "max" | "first_value" | "last_value" | "nth_value" | "array_agg" | "string_agg" | "any_value" | "mode"
+                "min"
+                    | "max"
+                    | "first_value"
+                    | "last_value"
+                    | "nth_value"
+                    | "array_agg"
+                    | "string_agg"
+                    | "any_value"
+                    | "mode"
             );
             if picks
                 && f.params

@@ -280,16 +280,7 @@ pub fn tap(
         }
     }
     let submitters = plan.submitter.as_ref().and_then(|s| text_column(&data, s));
-    for (column, what) in &plan.metrics {
-        let Some(a) = text_column(batch, column) else { continue };
-        let a = a.as_string::<i32>();
-        let counts = quality.metrics.entry(what.clone()).or_default();
-        for i in 0..n {
-            if in_scope.value(i) && a.is_valid(i) {
-                *counts.entry(a.value(i).to_string()).or_default() += 1;
-            }
-        }
-    }
+
     let submitter_of = |i: usize| -> String {
         match &submitters {
             Some(a) if a.is_valid(i) => a.as_string::<i32>().value(i).to_string(),
@@ -349,6 +340,19 @@ pub fn tap(
         flags.push((r, a.clone(), broken));
     }
     let rejected = reject.true_count();
+    // Metrics describe the rows the step passes on.
+    for (column, what) in &plan.metrics {
+        let Some(a) = text_column(batch, column) else {
+            continue;
+        };
+        let a = a.as_string::<i32>();
+        let counts = quality.metrics.entry(what.clone()).or_default();
+        for i in 0..n {
+            if in_scope.value(i) && !reject.value(i) && a.is_valid(i) {
+                *counts.entry(a.value(i).to_string()).or_default() += 1;
+            }
+        }
+    }
     if rejected > 0 {
         let idx: Vec<u64> = (0..n as u64)
             .filter(|&i| reject.value(i as usize))
@@ -377,7 +381,7 @@ pub fn tap(
         }
         let take = UInt64Array::from(idx);
         let rejected_rows = arrow::compute::take_record_batch(&data, &take).map_err(err)?;
-        quarantine.write(step, &rejected_rows, ids, reasons, &plan.personal)?;
+        quarantine.write(step, &rejected_rows, ids, reasons, &plan.clear_personal())?;
     }
     let passed = if rejected == 0 {
         scoped(&data)?

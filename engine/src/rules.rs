@@ -139,17 +139,7 @@ mod tests {
         for (name, b) in [("s", batch), ("muut", others)] {
             let schema = b.schema();
             let t = MemTable::try_new(schema.clone(), vec![vec![b]]).unwrap();
-            inputs.insert(
-                name.into(),
-                (
-                    Arc::new(t),
-                    InputInfo {
-                        schema,
-                        personal: Default::default(),
-                        dimensions: vec![],
-                    },
-                ),
-            );
+            inputs.insert(name.into(), (Arc::new(t), InputInfo::raw(schema)));
         }
         let tables = checked
             .codesets

@@ -11,7 +11,7 @@
 //! received what its producer sent. A run that cannot account for a row fails and publishes
 //! nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -627,11 +627,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
     for s in &order {
         let consumers = shared.line.dag.consumers(s);
         let plan = &shared.check_plans[s];
-        let info = InputInfo {
-            schema: plan.output.clone(),
-            personal: plan.personal.clone(),
-            dimensions: plan.dimensions.clone(),
-        };
+        let info = plan.info();
         let output = match consumers.len() {
             0 if plan.kind == StepKind::Publish => Output::Publish,
             0 => Output::Drain,
@@ -684,17 +680,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
                 rx: Mutex::new(Some(rx)),
                 counter: None,
             };
-            inputs.insert(
-                name.clone(),
-                (
-                    stream_table(part)?,
-                    InputInfo {
-                        schema,
-                        personal: BTreeSet::new(),
-                        dimensions: vec![],
-                    },
-                ),
-            );
+            inputs.insert(name.clone(), (stream_table(part)?, InputInfo::raw(schema)));
             let reader_shared = shared.clone();
             let reader_name = name.clone();
             tasks.spawn(async move { read_source(reader_shared, reader_name, tx).await });
