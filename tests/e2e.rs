@@ -249,7 +249,8 @@ fn mini_line_runs_end_to_end_and_accounts_for_every_row() {
     assert_eq!(report["line_hash"].as_str().unwrap().len(), 64);
 
     // The published table, computed by hand from the input. A suppressed cell loses every
-    // column that is not a dimension.
+    // column that is not a dimension. 04 has 2 rows (< 3); 90 must go too, or 04 would be
+    // SSS − 90 = 6 − 4.
     let release = latest_release(store.path(), "mini", "2025-01");
     let csv = std::fs::read_to_string(release.join("mini_kuukausi.csv")).unwrap();
     assert_eq!(
@@ -257,8 +258,8 @@ fn mini_line_runs_end_to_end_and_accounts_for_every_row() {
         "hyvinvointialue,kuukausi,rivit,summa,jakso,status\n\
          04,2025-01,,,,suppressed\n\
          04,YHT,,,,suppressed\n\
-         90,2025-01,4,40,2025-01,\n\
-         90,YHT,4,40,2025-01,\n\
+         90,2025-01,,,,suppressed\n\
+         90,YHT,,,,suppressed\n\
          SSS,2025-01,6,46,2025-01,\n\
          SSS,YHT,6,46,2025-01,\n"
     );
@@ -635,12 +636,12 @@ fn published_files_are_read_by_pyarrow_and_duckdb() {
     assert_eq!(seen["compression"], "ZSTD");
     assert_eq!(seen["duckdb_parquet_rows"], 6);
     let rows = seen["pyarrow"].as_array().unwrap();
-    let helsinki = rows
+    let country = rows
         .iter()
-        .find(|r| r["hyvinvointialue"] == "90" && r["kuukausi"] == "2025-01")
+        .find(|r| r["hyvinvointialue"] == "SSS" && r["kuukausi"] == "2025-01")
         .unwrap();
-    assert_eq!(helsinki["rivit"], 4);
-    assert_eq!(helsinki["summa"], 40);
+    assert_eq!(country["rivit"], 6);
+    assert_eq!(country["summa"], 46);
     let suppressed = rows
         .iter()
         .find(|r| r["hyvinvointialue"] == "04" && r["kuukausi"] == "YHT")
@@ -651,8 +652,8 @@ fn published_files_are_read_by_pyarrow_and_duckdb() {
     let csv = seen["duckdb_csv"].as_array().unwrap();
     assert_eq!(csv.len(), 6);
     assert_eq!(
-        csv[2],
-        serde_json::json!(["90", "2025-01", "4", "40", "2025-01", null])
+        csv[4],
+        serde_json::json!(["SSS", "2025-01", "6", "46", "2025-01", null])
     );
 }
 
@@ -1223,4 +1224,78 @@ fn a_line_that_pseudonymises_refuses_to_run_without_a_key() {
         .output()
         .unwrap();
     assert_eq!(short.status.code(), Some(2));
+}
+
+fn attack(csv: &Path, count: &str, min: &str, dims: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(root().join("tests/attack_suppression.py"))
+        .arg(csv)
+        .arg(count)
+        .arg(min)
+        .args(dims)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn no_suppressed_cell_can_be_recovered_from_published_tables() {
+    // The adversary is not blind: on a table with primary suppression only, it recovers.
+    let dir = tempfile::tempdir().unwrap();
+    let weak = dir.path().join("weak.csv");
+    std::fs::write(
+        &weak,
+        "alue,luokka,n\n01,A,\n01,B,10\n01,YHT,12\n02,A,7\n02,B,9\n02,YHT,16\nSSS,A,9\nSSS,B,19\nSSS,YHT,28\n",
+    )
+    .unwrap();
+    let found = attack(&weak, "n", "5", &["alue", "luokka"]);
+    assert_eq!(found["recovered"], serde_json::json!([["01", "A", "2"]]));
+    let ones = dir.path().join("ones.csv");
+    std::fs::write(&ones, "alue,n\n01,\n02,\n03,30\nSSS,32\n").unwrap();
+    let found = attack(&ones, "n", "5", &["alue"]);
+    assert_eq!(found["recovered"].as_array().unwrap().len(), 2, "{found}");
+
+    // What the engine publishes withstands it.
+    let store = tempfile::tempdir().unwrap();
+    copy_dir(
+        &root().join("examples/store/inbox"),
+        &store.path().join("inbox"),
+    );
+    copy_dir(
+        &root().join("examples/store/reference"),
+        &store.path().join("reference"),
+    );
+    let out = run(&[
+        "run",
+        "lines/ensihoito.yaml",
+        "--param",
+        "period=2025-03",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--pseudonym-key-file",
+        "examples/demo-pseudonym.key",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let csv = latest_release(store.path(), "ensihoito", "2025-03").join("ensihoito_kuukausi.csv");
+    let result = attack(
+        &csv,
+        "tehtavat",
+        "5",
+        &["hyvinvointialue", "kuukausi", "kiireellisyys"],
+    );
+    assert!(result["suppressed"].as_u64().unwrap() > 5, "{result}");
+    assert_eq!(result["recovered"], serde_json::json!([]), "{result}");
+    assert_eq!(result["bounded_small"], serde_json::json!([]), "{result}");
+    // Every measure of a suppressed cell is empty.
+    let text_csv = std::fs::read_to_string(&csv).unwrap();
+    for line in text_csv.lines().filter(|l| l.ends_with(",suppressed")) {
+        assert!(line.split(',').skip(3).take(5).all(str::is_empty), "{line}");
+    }
+
+    let mini = store_with_inbox();
+    assert_eq!(run_mini(mini.path(), &[]).status.code(), Some(0));
+    let csv = latest_release(mini.path(), "mini", "2025-01").join("mini_kuukausi.csv");
+    let result = attack(&csv, "rivit", "3", &["hyvinvointialue", "kuukausi"]);
+    assert_eq!(result["recovered"], serde_json::json!([]), "{result}");
 }

@@ -8,6 +8,7 @@
 pub mod check;
 pub mod codeset;
 pub mod diag;
+pub mod disclosure;
 pub mod functions;
 pub mod graph;
 pub mod load;

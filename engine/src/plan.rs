@@ -99,6 +99,18 @@ pub struct StepPlan {
     pub submitter: Option<String>,
     /// Text columns whose values are counted for the run report: (column, what).
     pub metrics: Vec<(String, String)>,
+    /// Small-cell suppression of a publish step.
+    pub disclosure: Option<Disclosure>,
+}
+
+/// How a published table is protected (see [`crate::disclosure`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disclosure {
+    /// The count that decides.
+    pub count: String,
+    pub min_count: i64,
+    /// The columns emptied in a suppressed cell.
+    pub measures: Vec<String>,
 }
 
 /// The inputs of a step: providers of the input steps' outputs, by step name.
@@ -476,6 +488,7 @@ impl Planner<'_> {
             dataset_checks: Vec::new(),
             submitter: None,
             metrics: Vec::new(),
+            disclosure: None,
         }
     }
 
@@ -1596,36 +1609,33 @@ impl Planner<'_> {
             }
             None => measures.first().cloned(),
         };
-        let suppressed = count.as_ref().filter(|_| min > 1).map(|c| {
-            let c = col(Column::from_name(c.as_str()));
-            c.clone().gt_eq(lit(1)).and(c.lt(lit(min as i64)))
-        });
+        if let Some(c) = count.as_ref().filter(|_| min > 1) {
+            let t = schema
+                .field_with_unqualified_name(c)
+                .map(|f| f.data_type().clone())
+                .unwrap_or(DataType::Null);
+            if !t.is_numeric() {
+                let at = p
+                    .disclosure
+                    .as_ref()
+                    .and_then(|d| d.count.as_ref().map(|c| c.at))
+                    .unwrap_or(p.input.at);
+                return Err(vec![self.diag(
+                    Code::V202,
+                    at,
+                    format!("the disclosure count `{c}` is {t}, not a number; name the count measure with `disclosure: {{ count: … }}`"),
+                )]);
+            }
+        }
         for f in schema.fields() {
             let n = f.name();
             if n.starts_with("__") || n == OBJECT_COLUMN || n == ROW_COLUMN {
                 continue;
             }
-            let c = col(Column::from_name(n.as_str()));
-            match (&suppressed, measures.contains(n)) {
-                (Some(s), true) => exprs.push(
-                    when(
-                        s.clone(),
-                        lit(ScalarValue::try_from(f.data_type()).unwrap_or(ScalarValue::Null)),
-                    )
-                    .otherwise(c)
-                    .map_err(err(p.input.at))?
-                    .alias(n.as_str()),
-                ),
-                _ => exprs.push(c),
-            }
+            exprs.push(col(Column::from_name(n.as_str())));
         }
-        if let Some(s) = &suppressed {
-            exprs.push(
-                when(s.clone(), lit("suppressed"))
-                    .otherwise(lit(ScalarValue::Utf8(None)))
-                    .map_err(err(p.input.at))?
-                    .alias(STATUS_COLUMN),
-            );
+        if count.is_some() && min > 1 {
+            exprs.push(lit(ScalarValue::Utf8(None)).alias(STATUS_COLUMN));
         }
         let sort: Vec<SortExpr> = dims
             .iter()
@@ -1641,7 +1651,21 @@ impl Planner<'_> {
             .and_then(|b| b.sort(sort))
             .and_then(|b| b.build())
             .map_err(err(p.input.at))?;
-        Ok(self.finish(StepKind::Publish, plan, vec![], BTreeSet::new(), dims))
+        let mut out = self.finish(StepKind::Publish, plan, vec![], BTreeSet::new(), dims);
+        // Suppressed cells are empty: every published column may be null.
+        out.output = Arc::new(Schema::new(
+            out.output
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        out.disclosure = count.filter(|_| min > 1).map(|c| Disclosure {
+            count: c,
+            min_count: min as i64,
+            measures,
+        });
+        Ok(out)
     }
 
     fn plan_sql(&self, q: &SqlSpec, inputs: &Inputs) -> Result<StepPlan, Diags> {

@@ -176,3 +176,84 @@ pub async fn remove_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) {
         }
     }
 }
+
+/// Applies small-cell suppression to a whole (aggregated, hence small) table: empties the
+/// measures of suppressed cells and marks them in the status column.
+pub fn protect(
+    batches: &[RecordBatch],
+    schema: SchemaRef,
+    dimensions: &[String],
+    disclosure: Option<&crate::plan::Disclosure>,
+) -> Result<(RecordBatch, usize), String> {
+    use arrow::array::{Array, AsArray, BooleanArray, StringArray};
+    use arrow::datatypes::DataType;
+    let own = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| schema.clone());
+    let table = arrow::compute::concat_batches(&own, batches).map_err(|e| e.to_string())?;
+    let table = RecordBatch::try_new(schema.clone(), table.columns().to_vec())
+        .map_err(|e| e.to_string())?;
+    let Some(d) = disclosure else {
+        return Ok((table, 0));
+    };
+    let n = table.num_rows();
+    let text = |name: &str| -> Result<arrow::array::ArrayRef, String> {
+        let a = table
+            .column_by_name(name)
+            .ok_or_else(|| format!("no column {name}"))?;
+        arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())
+    };
+    let dim_text: Vec<arrow::array::ArrayRef> = dimensions
+        .iter()
+        .map(|c| text(c))
+        .collect::<Result<_, _>>()?;
+    let keys: Vec<Vec<String>> = (0..n)
+        .map(|i| {
+            dim_text
+                .iter()
+                .map(|a| {
+                    let a = a.as_string::<i32>();
+                    if a.is_valid(i) {
+                        a.value(i).to_string()
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let counts_arr = table
+        .column_by_name(&d.count)
+        .ok_or_else(|| format!("no column {}", d.count))?;
+    let counts_arr =
+        arrow::compute::cast(counts_arr, &DataType::Float64).map_err(|e| e.to_string())?;
+    let counts_arr = counts_arr.as_primitive::<arrow::datatypes::Float64Type>();
+    let counts: Vec<Option<i64>> = (0..n)
+        .map(|i| {
+            counts_arr
+                .is_valid(i)
+                .then(|| counts_arr.value(i).round() as i64)
+        })
+        .collect();
+    let (hidden, _) = crate::disclosure::suppress(&keys, &counts, d.min_count);
+    let suppressed = hidden.iter().filter(|h| **h).count();
+    let mask = BooleanArray::from(hidden.clone());
+    let mut columns = Vec::with_capacity(table.num_columns());
+    for (f, a) in schema.fields().iter().zip(table.columns()) {
+        if f.name() == crate::plan::STATUS_COLUMN {
+            columns.push(std::sync::Arc::new(StringArray::from(
+                hidden
+                    .iter()
+                    .map(|h| h.then_some("suppressed"))
+                    .collect::<Vec<_>>(),
+            )) as arrow::array::ArrayRef);
+        } else if d.measures.contains(f.name()) {
+            columns.push(arrow::compute::nullif(a, &mask).map_err(|e| e.to_string())?);
+        } else {
+            columns.push(a.clone());
+        }
+    }
+    let out = RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())?;
+    Ok((out, suppressed))
+}

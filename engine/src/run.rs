@@ -902,19 +902,36 @@ async fn run_step(
                 .ok_or_else(|| fail(codes::ENGINE, "not a publish step"))?;
             let formats: Vec<_> = p.formats.iter().map(|f| f.value).collect();
             let schema = plan.output.clone();
-            let rows = crate::publish::write_stream(
+            // Disclosure control needs the whole table; a published table is aggregated,
+            // so it is small.
+            let mut batches = Vec::new();
+            while let Some(batch) = stream.next().await {
+                batches.push(batch.map_err(&engine_err)?);
+            }
+            let (table, suppressed) = crate::publish::protect(
+                &batches,
+                schema.clone(),
+                &plan.dimensions,
+                plan.disclosure.as_ref(),
+            )
+            .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
+            debug!(step = %name, suppressed, "disclosure control applied");
+            counters
+                .rows_out
+                .fetch_add(table.num_rows() as u64, Ordering::Relaxed);
+            let rows = table.num_rows() as u64;
+            let one = Box::pin(RecordBatchStreamAdapter::new(
+                schema.clone(),
+                futures::stream::iter(vec![Ok(table)]),
+            ));
+            crate::publish::write_stream(
                 &shared.store.inner,
                 &shared.release_prefix,
                 &p.dataset,
                 &formats,
                 schema,
-                stream,
-                |b| {
-                    counters
-                        .rows_out
-                        .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-                    Ok(())
-                },
+                one,
+                |_| Ok(()),
             )
             .await
             .map_err(|e| fail(codes::WRITE, format!("step `{name}`: {e}")))?;

@@ -1,0 +1,298 @@
+//! Disclosure control of published tables: small cells and the cells that would reveal them.
+//!
+//! # Method
+//!
+//! A published table has dimension columns and measures; one measure, the *count*, decides.
+//! The table holds total rows: a dimension's total code (`SSS` for the whole country, `YHT`
+//! for other dimensions) stands for the sum over its other categories. Every such sum is a
+//! *relation*: fix all dimensions but one; the row with that dimension's total equals the
+//! sum of the rows with its other categories (a missing row counts as a published 0).
+//!
+//! 1. **Primary suppression.** A cell whose count is 1 … `min_count − 1` is suppressed: its
+//!    count and every other measure of the row are left empty and its status is
+//!    `suppressed`. A count of 0 is published.
+//! 2. **Secondary suppression.** Until nothing changes, for every relation with suppressed
+//!    cells `S` (their true counts summing to `s`):
+//!    - if `S` has one cell, it could be recovered by subtraction;
+//!    - if `s < min_count + |S| − 1`, a reader who knows that each suppressed count is at
+//!      least 1 could bound one of them below `min_count` (or pin it exactly);
+//!
+//!    in either case the smallest published non-zero cell of the relation is suppressed too
+//!    (ties by table order, so the result is deterministic).
+//! 3. **Verification.** The suppressed counts are then treated as unknowns of the linear
+//!    system of all relations; if elimination determines any of them uniquely, the smallest
+//!    published cell of a relation that holds it is suppressed and step 2 runs again.
+//!
+//! The end state: no suppressed count can be computed from the published table by any
+//! combination of its sums, and no relation narrows a suppressed count below the threshold.
+
+use std::collections::BTreeMap;
+
+/// Codes that mark total rows.
+pub const TOTAL_CODES: [&str; 2] = ["SSS", "YHT"];
+
+/// One sum of the table: `total` = Σ `parts` (rows absent from the table are zeros).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    pub total: usize,
+    pub parts: Vec<usize>,
+}
+
+impl Relation {
+    fn cells(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(self.total).chain(self.parts.iter().copied())
+    }
+}
+
+/// The relations of a table: `keys[row][dim]` are its dimension values.
+pub fn relations(keys: &[Vec<String>]) -> Vec<Relation> {
+    let dims = keys.first().map_or(0, Vec::len);
+    let mut out = Vec::new();
+    for d in 0..dims {
+        let mut groups: BTreeMap<Vec<&str>, (Option<usize>, Vec<usize>)> = BTreeMap::new();
+        for (row, key) in keys.iter().enumerate() {
+            let rest: Vec<&str> = key
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != d)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            let g = groups.entry(rest).or_default();
+            if TOTAL_CODES.contains(&key[d].as_str()) {
+                g.0 = Some(row);
+            } else {
+                g.1.push(row);
+            }
+        }
+        for (_, (total, parts)) in groups {
+            if let Some(total) = total
+                && !parts.is_empty()
+            {
+                out.push(Relation { total, parts });
+            }
+        }
+    }
+    out
+}
+
+/// Which cells to suppress, given each row's count (None: no count, never suppressed by
+/// itself). Returns (suppressed, primary) flags.
+pub fn suppress(
+    keys: &[Vec<String>],
+    counts: &[Option<i64>],
+    min_count: i64,
+) -> (Vec<bool>, Vec<bool>) {
+    let n = counts.len();
+    let primary: Vec<bool> = counts
+        .iter()
+        .map(|c| c.is_some_and(|c| c >= 1 && c < min_count))
+        .collect();
+    let mut hidden = primary.clone();
+    if min_count <= 1 || !hidden.iter().any(|h| *h) {
+        return (hidden, primary);
+    }
+    let rels = relations(keys);
+    let value = |i: usize| counts[i].unwrap_or(0);
+    // The smallest published non-zero cell of a relation, parts before the total.
+    let candidate = |r: &Relation, hidden: &[bool]| -> Option<usize> {
+        r.parts
+            .iter()
+            .copied()
+            .filter(|&i| !hidden[i] && value(i) > 0)
+            .min_by_key(|&i| (value(i), i))
+            .or_else(|| (!hidden[r.total] && value(r.total) > 0).then_some(r.total))
+    };
+    loop {
+        let mut changed = false;
+        for r in &rels {
+            let s: Vec<usize> = r.cells().filter(|&i| hidden[i]).collect();
+            if s.is_empty() {
+                continue;
+            }
+            let sum: i64 = s.iter().map(|&i| value(i)).sum();
+            let weak = s.len() == 1 || sum < min_count + s.len() as i64 - 1;
+            if weak && let Some(c) = candidate(r, &hidden) {
+                hidden[c] = true;
+                changed = true;
+            }
+        }
+        if changed {
+            continue;
+        }
+        let determined = determined_cells(&rels, &hidden);
+        let Some(&cell) = determined.first() else {
+            break;
+        };
+        let fix = rels
+            .iter()
+            .filter(|r| r.cells().any(|i| i == cell))
+            .find_map(|r| candidate(r, &hidden));
+        match fix {
+            Some(c) => hidden[c] = true,
+            None => break, // nothing left to hide around it
+        }
+    }
+    debug_assert_eq!(hidden.len(), n);
+    (hidden, primary)
+}
+
+/// Suppressed cells whose counts the published table determines uniquely, by Gaussian
+/// elimination over the relations (exact in rationals for these 0/±1 systems).
+pub fn determined_cells(rels: &[Relation], hidden: &[bool]) -> Vec<usize> {
+    let unknowns: Vec<usize> = (0..hidden.len()).filter(|&i| hidden[i]).collect();
+    let col: BTreeMap<usize, usize> = unknowns.iter().enumerate().map(|(j, &i)| (i, j)).collect();
+    let m = unknowns.len();
+    // Rows of coefficients for the unknowns (the known cells only move the right side,
+    // which does not matter for whether a cell is determined).
+    let mut rows: Vec<Vec<i64>> = Vec::new();
+    for r in rels {
+        let mut row = vec![0i64; m];
+        let mut any = false;
+        if let Some(&j) = col.get(&r.total) {
+            row[j] += 1;
+            any = true;
+        }
+        for p in &r.parts {
+            if let Some(&j) = col.get(p) {
+                row[j] -= 1;
+                any = true;
+            }
+        }
+        if any {
+            rows.push(row);
+        }
+    }
+    // Fraction-free elimination to reduced row echelon form.
+    let mut pivots: Vec<(usize, usize)> = Vec::new();
+    let mut r = 0;
+    for c in 0..m {
+        let Some(p) = (r..rows.len()).find(|&i| rows[i][c] != 0) else {
+            continue;
+        };
+        rows.swap(r, p);
+        for i in 0..rows.len() {
+            if i != r && rows[i][c] != 0 {
+                let (a, b) = (rows[r][c], rows[i][c]);
+                let pivot = rows[r].clone();
+                for (x, p) in rows[i].iter_mut().zip(&pivot) {
+                    *x = *x * a - p * b;
+                }
+                let g = rows[i].iter().fold(0i64, |g, &x| gcd(g, x.abs()));
+                if g > 1 {
+                    for x in rows[i].iter_mut() {
+                        *x /= g;
+                    }
+                }
+            }
+        }
+        pivots.push((r, c));
+        r += 1;
+        if r == rows.len() {
+            break;
+        }
+    }
+    pivots
+        .into_iter()
+        .filter(|&(row, c)| rows[row].iter().enumerate().all(|(k, &x)| k == c || x == 0))
+        .map(|(_, c)| unknowns[c])
+        .collect()
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(parts: &[&str]) -> Vec<String> {
+        parts.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A 2-D table: areas × classes with totals.
+    fn table(cells: &[(&str, &str, i64)]) -> (Vec<Vec<String>>, Vec<Option<i64>>) {
+        (
+            cells.iter().map(|(a, b, _)| key(&[a, b])).collect(),
+            cells.iter().map(|(_, _, c)| Some(*c)).collect(),
+        )
+    }
+
+    #[test]
+    fn a_lone_small_cell_takes_a_partner_in_every_direction() {
+        let (keys, counts) = table(&[
+            ("01", "A", 2),
+            ("01", "B", 10),
+            ("01", "YHT", 12),
+            ("02", "A", 7),
+            ("02", "B", 9),
+            ("02", "YHT", 16),
+            ("SSS", "A", 9),
+            ("SSS", "B", 19),
+            ("SSS", "YHT", 28),
+        ]);
+        let (hidden, primary) = suppress(&keys, &counts, 5);
+        assert!(primary[0] && primary.iter().filter(|p| **p).count() == 1);
+        // Every relation holding a hidden cell holds at least two, and nothing is determined.
+        for r in relations(&keys) {
+            let h = r.cells().filter(|&i| hidden[i]).count();
+            assert!(h == 0 || h >= 2, "{r:?} {hidden:?}");
+        }
+        assert!(determined_cells(&relations(&keys), &hidden).is_empty());
+        // The classic rectangle: 01/A, 01/B, 02/A, 02/B.
+        assert_eq!(
+            hidden,
+            vec![true, true, false, true, true, false, false, false, false]
+        );
+    }
+
+    #[test]
+    fn two_ones_in_a_line_are_not_enough() {
+        // 01/A = 1 and 01/B = 1 hide each other, but their sum 2 tells both are 1.
+        let (keys, counts) = table(&[
+            ("01", "A", 1),
+            ("01", "B", 1),
+            ("01", "C", 30),
+            ("01", "YHT", 32),
+        ]);
+        let (hidden, _) = suppress(&keys, &counts, 5);
+        let sum: i64 = (0..4)
+            .filter(|&i| hidden[i])
+            .map(|i| counts[i].unwrap())
+            .sum();
+        let n = hidden.iter().filter(|h| **h).count() as i64;
+        assert!(sum >= 5 + n - 1, "{hidden:?}");
+    }
+
+    #[test]
+    fn elimination_finds_cells_recoverable_through_several_sums() {
+        // x + y = known and x − y = known determine both, though each sum has two unknowns.
+        let rels = vec![
+            Relation {
+                total: 0,
+                parts: vec![1, 2],
+            },
+            Relation {
+                total: 3,
+                parts: vec![1, 4],
+            },
+            Relation {
+                total: 5,
+                parts: vec![2, 4],
+            },
+        ];
+        let hidden = vec![false, true, true, false, true, false];
+        let mut d = determined_cells(&rels, &hidden);
+        d.sort();
+        assert_eq!(d, vec![1, 2, 4]);
+        let hidden = vec![true, true, true, false, false, false];
+        assert!(determined_cells(&rels[..1], &hidden).is_empty());
+    }
+
+    #[test]
+    fn no_small_cells_no_suppression() {
+        let (keys, counts) = table(&[("01", "A", 5), ("01", "B", 0), ("01", "YHT", 5)]);
+        let (hidden, _) = suppress(&keys, &counts, 5);
+        assert!(hidden.iter().all(|h| !h));
+    }
+}
