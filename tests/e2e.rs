@@ -1299,3 +1299,132 @@ fn no_suppressed_cell_can_be_recovered_from_published_tables() {
     let result = attack(&csv, "rivit", "3", &["hyvinvointialue", "kuukausi"]);
     assert_eq!(result["recovered"], serde_json::json!([]), "{result}");
 }
+
+#[test]
+fn json_stat_passes_the_schema_and_reads_in_pyjstat() {
+    let store = tempfile::tempdir().unwrap();
+    copy_dir(
+        &root().join("examples/store/inbox"),
+        &store.path().join("inbox"),
+    );
+    copy_dir(
+        &root().join("examples/store/reference"),
+        &store.path().join("reference"),
+    );
+    let out = run(&[
+        "run",
+        "lines/ensihoito.yaml",
+        "--param",
+        "period=2025-03",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--pseudonym-key-file",
+        "examples/demo-pseudonym.key",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let release = latest_release(store.path(), "ensihoito", "2025-03");
+    let py = Command::new("python3")
+        .arg(root().join("tests/read_jsonstat.py"))
+        .arg(release.join("ensihoito_kuukausi.jsonstat.json"))
+        .arg(root().join("../shared/conformance/jsonstat/schemas"))
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    assert_eq!(seen["schema_errors"], serde_json::json!([]));
+    assert_eq!(
+        seen["id_columns"],
+        serde_json::json!([
+            "hyvinvointialue",
+            "kuukausi",
+            "kiireellisyys",
+            "tiedot",
+            "value"
+        ])
+    );
+    // The CSV and the JSON-stat file say the same, cell by cell.
+    let csv = std::fs::read_to_string(release.join("ensihoito_kuukausi.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let records = seen["records"].as_array().unwrap();
+    let mut compared = 0;
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        for (i, measure) in header.iter().enumerate().skip(3).take(5) {
+            let r = records
+                .iter()
+                .find(|r| {
+                    r["hyvinvointialue"] == cells[0]
+                        && r["kuukausi"] == cells[1]
+                        && r["kiireellisyys"] == cells[2]
+                        && r["tiedot"] == *measure
+                })
+                .unwrap_or_else(|| panic!("{line} {measure}"));
+            match cells[i] {
+                "" => assert!(r["value"].is_null(), "{line} {measure}"),
+                v => assert_eq!(
+                    r["value"].as_f64().unwrap(),
+                    v.parse::<f64>().unwrap(),
+                    "{line} {measure}"
+                ),
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 60 * 5);
+    // Rates use the population of the area; the whole country's is the sum of the areas.
+    let population: std::collections::BTreeMap<String, f64> = std::fs::read_to_string(
+        root().join("examples/store/reference/vaesto/vaesto_synthetic.csv"),
+    )
+    .unwrap()
+    .lines()
+    .skip(1)
+    .map(|l| {
+        let p: Vec<&str> = l.split(';').collect();
+        (p[0].to_string(), p[2].parse().unwrap())
+    })
+    .collect();
+    let total: f64 = population.values().sum();
+    let value = |area: &str, m: &str| {
+        records
+            .iter()
+            .find(|r| {
+                r["hyvinvointialue"] == area
+                    && r["kuukausi"] == "YHT"
+                    && r["kiireellisyys"] == "YHT"
+                    && r["tiedot"] == m
+            })
+            .unwrap()["value"]
+            .as_f64()
+    };
+    let n = value("SSS", "tehtavat").unwrap();
+    assert_eq!(n, 182.0);
+    assert_eq!(
+        value("SSS", "tehtavat_per_1000"),
+        Some((10000.0 * n / total).round() / 10.0)
+    );
+    let hki = value("90", "tehtavat").unwrap();
+    assert_eq!(
+        value("90", "tehtavat_per_1000"),
+        Some((10000.0 * hki / population["90"]).round() / 10.0)
+    );
+    // Labels from the code set, in three languages.
+    let doc: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(release.join("ensihoito_kuukausi.jsonstat.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        doc["dimension"]["hyvinvointialue"]["category"]["label"]["90"],
+        "Helsingin kaupunki"
+    );
+    assert_eq!(
+        doc["extension"]["labels"]["sv"]["hyvinvointialue"]["category"]["90"],
+        "Helsingfors stad"
+    );
+    assert_eq!(
+        doc["extension"]["labels"]["en"]["hyvinvointialue"]["category"]["SSS"],
+        "Whole country"
+    );
+    let status = doc["status"].as_object().unwrap();
+    assert!(status.values().all(|s| s == "suppressed") && !status.is_empty());
+}

@@ -11,6 +11,7 @@ pub mod diag;
 pub mod disclosure;
 pub mod functions;
 pub mod graph;
+pub mod jsonstat;
 pub mod load;
 pub mod params;
 pub mod parsers;

@@ -381,6 +381,9 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
             }
         }
         if let Some(p) = &step.publish {
+            for l in p.labels.values() {
+                codeset_ref(&l.codeset, diags);
+            }
             if !is_machine_name(&p.dataset) {
                 diags.push(Diagnostic::error(
                     Code::V108,

@@ -23,7 +23,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::spec::PublishFormat;
+use crate::spec::{CsvStyle, PublishFormat};
 
 /// One written object.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,13 +50,72 @@ pub async fn write_stream(
     name: &str,
     formats: &[PublishFormat],
     schema: SchemaRef,
+    stream: SendableRecordBatchStream,
+    on_batch: impl FnMut(&RecordBatch) -> Result<(), String>,
+) -> Result<u64, String> {
+    write_stream_styled(
+        store,
+        prefix,
+        name,
+        formats,
+        CsvStyle::International,
+        schema,
+        stream,
+        on_batch,
+    )
+    .await
+}
+
+/// A batch with its decimals written with a comma, as text (Finnish CSV).
+fn decimal_commas(batch: &RecordBatch) -> Result<RecordBatch, String> {
+    use arrow::array::{Array, AsArray, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (f, a) in batch.schema().fields().iter().zip(batch.columns()) {
+        if matches!(
+            f.data_type(),
+            DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..)
+        ) {
+            let text = arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+            let text = text.as_string::<i32>();
+            let out: StringArray = (0..text.len())
+                .map(|i| text.is_valid(i).then(|| text.value(i).replace('.', ",")))
+                .collect();
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            columns.push(Arc::new(out) as arrow::array::ArrayRef);
+        } else {
+            fields.push(f.as_ref().clone());
+            columns.push(a.clone());
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
+}
+
+/// [`write_stream`] with a choice of CSV conventions.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the one writer of every format; options are plain values"
+)]
+pub async fn write_stream_styled(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    name: &str,
+    formats: &[PublishFormat],
+    style: CsvStyle,
+    schema: SchemaRef,
     mut stream: SendableRecordBatchStream,
     mut on_batch: impl FnMut(&RecordBatch) -> Result<(), String>,
 ) -> Result<u64, String> {
+    let delimiter = match style {
+        CsvStyle::International => b',',
+        CsvStyle::Finnish => b';',
+    };
     let mut parquet = None;
     let mut csv = None;
     for f in formats {
         match f {
+            PublishFormat::Jsonstat => {}
             PublishFormat::Parquet => {
                 let w = BufWriter::new(
                     store.clone(),
@@ -88,8 +147,13 @@ pub async fn write_stream(
             {
                 let mut cw = arrow::csv::WriterBuilder::new()
                     .with_header(*first)
+                    .with_delimiter(delimiter)
                     .build(&mut buf);
-                cw.write(&batch).map_err(|e| e.to_string())?;
+                match style {
+                    CsvStyle::International => cw.write(&batch),
+                    CsvStyle::Finnish => cw.write(&decimal_commas(&batch)?),
+                }
+                .map_err(|e| e.to_string())?;
             }
             *first = false;
             w.write_all(&buf).await.map_err(|e| e.to_string())?;
@@ -105,6 +169,7 @@ pub async fn write_stream(
             {
                 let mut cw = arrow::csv::WriterBuilder::new()
                     .with_header(true)
+                    .with_delimiter(delimiter)
                     .build(&mut buf);
                 cw.write(&RecordBatch::new_empty(schema.clone()))
                     .map_err(|e| e.to_string())?;
@@ -256,4 +321,125 @@ pub fn protect(
     }
     let out = RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())?;
     Ok((out, suppressed))
+}
+
+/// The schema with each column's description and unit as Arrow field metadata.
+pub fn describe_columns(
+    schema: &SchemaRef,
+    p: &crate::spec::PublishSpec,
+) -> arrow::datatypes::Schema {
+    use std::collections::HashMap;
+    let fields: Vec<arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut meta = HashMap::new();
+            if let Some(c) = p.columns.get(f.name().as_str()) {
+                if let Some(d) = &c.description {
+                    meta.insert("description".to_string(), d.fi().to_string());
+                    if let crate::spec::Text::Languages(l) = d {
+                        if let Some(sv) = &l.sv {
+                            meta.insert("description_sv".to_string(), sv.clone());
+                        }
+                        if let Some(en) = &l.en {
+                            meta.insert("description_en".to_string(), en.clone());
+                        }
+                    }
+                }
+                if let Some(u) = &c.unit {
+                    meta.insert("unit".to_string(), u.clone());
+                }
+            }
+            if f.name() == crate::plan::STATUS_COLUMN {
+                meta.insert(
+                    "description".to_string(),
+                    "suppressed: the cell is hidden by disclosure control".to_string(),
+                );
+            }
+            f.as_ref().clone().with_metadata(meta)
+        })
+        .collect();
+    arrow::datatypes::Schema::new(fields)
+}
+
+fn languages(t: &crate::spec::Text) -> [Option<String>; 3] {
+    match t {
+        crate::spec::Text::Plain(s) => [Some(s.clone()), None, None],
+        crate::spec::Text::Languages(l) => [Some(l.fi.clone()), l.sv.clone(), l.en.clone()],
+    }
+}
+
+/// What the JSON-stat writer needs: labels from the line, the publish step and code sets.
+pub fn jsonstat_meta<'a>(
+    line: &crate::load::Line,
+    p: &crate::spec::PublishSpec,
+    dimensions: &'a [String],
+    codesets: &std::collections::BTreeMap<String, Arc<datafusion::datasource::MemTable>>,
+) -> Result<crate::jsonstat::DatasetMeta<'a>, String> {
+    use arrow::array::{Array, AsArray};
+    use datafusion::datasource::TableProvider;
+    let mut column_labels = std::collections::BTreeMap::new();
+    let mut units = std::collections::BTreeMap::new();
+    for (name, c) in &p.columns {
+        if let Some(d) = &c.description {
+            column_labels.insert(name.value.clone(), languages(d));
+        }
+        if let Some(u) = &c.unit {
+            units.insert(name.value.clone(), u.clone());
+        }
+    }
+    let mut code_labels = std::collections::BTreeMap::new();
+    for (dim, spec) in &p.labels {
+        let table = codesets
+            .get(spec.codeset.value.as_str())
+            .ok_or_else(|| format!("unknown code set `{}`", spec.codeset.value))?;
+        let key = &line.spec.codesets[spec.codeset.value.as_str()].key.value;
+        let schema = table.schema();
+        let pick = |given: &Option<crate::spec::Name>, defaults: &[&str]| -> Option<String> {
+            match given {
+                Some(n) => Some(n.value.clone()),
+                None => defaults
+                    .iter()
+                    .find(|d| schema.index_of(d).is_ok())
+                    .map(|d| d.to_string()),
+            }
+        };
+        let cols = [
+            pick(&spec.fi, &["name_fi", "display", "kunta_nimi"]),
+            pick(&spec.sv, &["name_sv", "display_sv"]),
+            pick(&spec.en, &["name_en", "display_en"]),
+        ];
+        let mut labels = crate::jsonstat::Labels::new();
+        for partition in table.batches.iter() {
+            let batches = partition.try_read().map_err(|e| e.to_string())?;
+            for b in batches.iter() {
+                let text = |c: &str| b.column_by_name(c).map(|a| a.as_string::<i32>().clone());
+                let Some(k) = text(key) else {
+                    return Err(format!("code set has no column `{key}`"));
+                };
+                let ls: Vec<Option<arrow::array::StringArray>> =
+                    cols.iter().map(|c| c.as_deref().and_then(text)).collect();
+                for i in 0..b.num_rows() {
+                    if !k.is_valid(i) {
+                        continue;
+                    }
+                    let get = |j: usize| {
+                        ls[j]
+                            .as_ref()
+                            .and_then(|a| a.is_valid(i).then(|| a.value(i).to_string()))
+                    };
+                    labels.insert(k.value(i).to_string(), [get(0), get(1), get(2)]);
+                }
+            }
+        }
+        code_labels.insert(dim.value.clone(), labels);
+    }
+    Ok(crate::jsonstat::DatasetMeta {
+        label: languages(&line.spec.title.value),
+        source: line.spec.owner.clone(),
+        dimensions,
+        column_labels,
+        units,
+        code_labels,
+    })
 }

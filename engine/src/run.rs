@@ -185,6 +185,14 @@ impl PartitionStream for ChannelPartition {
     }
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let rx = self.rx.lock().ok().and_then(|mut r| r.take());
+        if rx.is_none() {
+            // A channel can be read once; a plan that scans an input twice gets a spill file.
+            let err = DataFusionError::Internal("a streamed input was read twice".into());
+            return Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                futures::stream::once(async move { Err(err) }),
+            ));
+        }
         let counter = self.counter.clone();
         let stream = futures::stream::unfold(rx, |rx| async move {
             let mut rx = rx?;
@@ -208,6 +216,8 @@ struct SpillPartition {
     ready: watch::Receiver<Option<bool>>,
     /// The reading step's counters, when this is one of its main inputs.
     counter: Option<Arc<Counters>>,
+    /// A query may scan an input more than once; its rows are counted once.
+    counted: std::sync::atomic::AtomicBool,
 }
 
 impl PartitionStream for SpillPartition {
@@ -217,7 +227,8 @@ impl PartitionStream for SpillPartition {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let mut ready = self.ready.clone();
         let path = self.path.clone();
-        let counter = self.counter.clone();
+        let first = !self.counted.swap(true, Ordering::Relaxed);
+        let counter = self.counter.clone().filter(|_| first);
         let stream =
             futures::stream::once(async move {
                 let ok = ready
@@ -628,10 +639,14 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
         let consumers = shared.line.dag.consumers(s);
         let plan = &shared.check_plans[s];
         let info = plan.info();
+        // An SQL query may scan its inputs more than once: they are spilled, not streamed.
+        let read_by_sql = consumers
+            .iter()
+            .any(|c| crate::load::step(&shared.line.spec, c).sql.is_some());
         let output = match consumers.len() {
             0 if plan.kind == StepKind::Publish => Output::Publish,
             0 => Output::Drain,
-            1 => {
+            1 if !read_by_sql => {
                 let (tx, rx) = mpsc::channel(4);
                 let c = &consumers[0];
                 let part = ChannelPartition {
@@ -654,6 +669,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
                         path: path.clone(),
                         ready: rx.clone(),
                         counter: main_input(&shared, c, s),
+                        counted: Default::default(),
                     };
                     providers
                         .entry(c.clone())
@@ -920,16 +936,53 @@ async fn run_step(
                 .rows_out
                 .fetch_add(table.num_rows() as u64, Ordering::Relaxed);
             let rows = table.num_rows() as u64;
+            // Column descriptions and units travel in the Parquet file's Arrow schema.
+            let described = Arc::new(crate::publish::describe_columns(&schema, p));
+            let table = RecordBatch::try_new(described.clone(), table.columns().to_vec())
+                .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
+            if formats.contains(&crate::spec::PublishFormat::Jsonstat) {
+                let meta = crate::publish::jsonstat_meta(
+                    &shared.line,
+                    p,
+                    &plan.dimensions,
+                    &shared.codesets,
+                )
+                .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
+                let doc = crate::jsonstat::dataset(&table, &meta)
+                    .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
+                let errors: Vec<String> = crate::jsonstat::validate(&doc)
+                    .into_iter()
+                    .filter(|i| i.error)
+                    .map(|i| format!("{}: {}", i.code, i.message))
+                    .collect();
+                if !errors.is_empty() {
+                    return Err(fail(
+                        codes::ENGINE,
+                        format!(
+                            "step `{name}`: the JSON-stat dataset is invalid: {}",
+                            errors.join("; ")
+                        ),
+                    ));
+                }
+                let path = format!(
+                    "{}/{}.jsonstat.json",
+                    shared.release_prefix, p.dataset.value
+                );
+                crate::publish::put_json(&shared.store.inner, &path, &doc)
+                    .await
+                    .map_err(|e| fail(codes::WRITE, e))?;
+            }
             let one = Box::pin(RecordBatchStreamAdapter::new(
-                schema.clone(),
+                described.clone(),
                 futures::stream::iter(vec![Ok(table)]),
             ));
-            crate::publish::write_stream(
+            crate::publish::write_stream_styled(
                 &shared.store.inner,
                 &shared.release_prefix,
                 &p.dataset,
                 &formats,
-                schema,
+                p.csv,
+                described,
                 one,
                 |_| Ok(()),
             )

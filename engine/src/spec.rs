@@ -874,7 +874,7 @@ pub struct PublishSpec {
     pub input: Name,
     /// The dataset's name (file name of the release objects).
     pub dataset: Name,
-    /// The formats to write: `parquet`, `csv`.
+    /// The formats to write: `parquet`, `csv`, `jsonstat`.
     #[serde(default = "default_formats")]
     pub formats: Vec<Sp<PublishFormat>>,
     /// The dimension columns; the others are measures. Default: the `by` of the aggregate
@@ -887,6 +887,41 @@ pub struct PublishSpec {
     /// Descriptions and units of the published columns.
     #[serde(default)]
     pub columns: IndexMap<Name, ColumnMeta>,
+    /// Labels of dimension codes in JSON-stat, from code sets, by dimension.
+    #[serde(default)]
+    pub labels: IndexMap<Name, LabelSpec>,
+    /// CSV conventions: `international` (`,` and decimal point, the default) or `finnish`
+    /// (`;` and decimal comma, for spreadsheets set to Finnish).
+    #[serde(default)]
+    pub csv: CsvStyle,
+}
+
+/// Where the labels of a dimension's codes come from.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSpec {
+    /// The code set whose key column holds the dimension's codes.
+    pub codeset: Name,
+    /// The column of Finnish labels. Default `name_fi`, else `display`.
+    #[serde(default)]
+    pub fi: Option<Name>,
+    /// The column of Swedish labels. Default `name_sv`.
+    #[serde(default)]
+    pub sv: Option<Name>,
+    /// The column of English labels. Default `name_en`.
+    #[serde(default)]
+    pub en: Option<Name>,
+}
+
+/// CSV conventions of a published file.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CsvStyle {
+    /// `,` between fields, `.` in decimals.
+    #[default]
+    International,
+    /// `;` between fields, `,` in decimals.
+    Finnish,
 }
 
 fn default_formats() -> Vec<Sp<PublishFormat>> {
@@ -904,6 +939,8 @@ pub enum PublishFormat {
     Parquet,
     /// CSV, UTF-8 with a header row.
     Csv,
+    /// JSON-stat 2.0, with labels in Finnish (and Swedish and English in `extension`).
+    Jsonstat,
 }
 
 /// Small-cell suppression of a published table.

@@ -1,0 +1,611 @@
+//! JSON-stat 2.0: writing published tables and checking JSON-stat documents.
+//!
+//! A published table becomes one dataset: its dimensions in order, then a metric dimension
+//! `tiedot` whose categories are the numeric measures (with units and decimals). Values are
+//! dense, row-major, `null` where a combination has no row or a cell is suppressed; the
+//! `status` of a suppressed cell is `suppressed`. Labels are Finnish; Swedish and English
+//! labels go to `extension.labels`.
+//!
+//! [`validate`] checks a document against the semantic rules of the JSON-stat 2.0 format
+//! (those that a JSON Schema cannot express), with stable issue codes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+use serde_json::{Map, Value, json};
+
+/// Label of a code in Finnish, Swedish and English.
+pub type Labels = BTreeMap<String, [Option<String>; 3]>;
+
+/// The name of the metric dimension.
+pub const METRIC: &str = "tiedot";
+
+/// What the writer needs besides the table.
+pub struct DatasetMeta<'a> {
+    pub label: [Option<String>; 3],
+    pub source: Option<String>,
+    pub dimensions: &'a [String],
+    /// Label of each column (dimension or measure), fi/sv/en.
+    pub column_labels: BTreeMap<String, [Option<String>; 3]>,
+    pub units: BTreeMap<String, String>,
+    /// Labels of the codes of each dimension.
+    pub code_labels: BTreeMap<String, Labels>,
+}
+
+fn total_label(code: &str) -> Option<[Option<String>; 3]> {
+    let l = |a: &str, b: &str, c: &str| {
+        Some([
+            Some(a.to_string()),
+            Some(b.to_string()),
+            Some(c.to_string()),
+        ])
+    };
+    match code {
+        "SSS" => l("Koko maa", "Hela landet", "Whole country"),
+        "YHT" => l("Yhteensä", "Totalt", "Total"),
+        _ => None,
+    }
+}
+
+fn role_of(dim: &str) -> Option<&'static str> {
+    if crate::plan::is_area(dim) {
+        Some("geo")
+    } else if matches!(
+        dim,
+        "kuukausi" | "vuosi" | "neljannes" | "viikko" | "jakso" | "paiva"
+    ) {
+        Some("time")
+    } else {
+        None
+    }
+}
+
+fn decimals(a: &dyn Array) -> u32 {
+    match a.data_type() {
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            let Ok(f) = arrow::compute::cast(a, &DataType::Float64) else {
+                return 1;
+            };
+            let f = f.as_primitive::<arrow::datatypes::Float64Type>();
+            let mut d = 0;
+            for v in f.iter().flatten() {
+                while d < 6
+                    && ((v * 10f64.powi(d as i32)).round() - v * 10f64.powi(d as i32)).abs() > 1e-9
+                {
+                    d += 1;
+                }
+            }
+            d
+        }
+        _ => 0,
+    }
+}
+
+/// Builds the JSON-stat dataset of a published table.
+pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String> {
+    let schema = table.schema();
+    let n = table.num_rows();
+    let text = |name: &str| -> Result<arrow::array::ArrayRef, String> {
+        let a = table
+            .column_by_name(name)
+            .ok_or_else(|| format!("no column {name}"))?;
+        arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())
+    };
+    let measures: Vec<String> = schema
+        .fields()
+        .iter()
+        .filter(|f| !meta.dimensions.contains(f.name()) && f.data_type().is_numeric())
+        .map(|f| f.name().clone())
+        .collect();
+    // Categories of each dimension, in order of first appearance (the table is sorted).
+    let mut categories: Vec<Vec<String>> = Vec::new();
+    let mut row_keys: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for d in meta.dimensions {
+        let a = text(d)?;
+        let a = a.as_string::<i32>();
+        let mut order: Vec<String> = Vec::new();
+        let mut pos: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, key) in row_keys.iter_mut().enumerate() {
+            let v = if a.is_valid(i) {
+                a.value(i).to_string()
+            } else {
+                String::new()
+            };
+            let p = *pos.entry(v.clone()).or_insert_with(|| {
+                order.push(v);
+                order.len() - 1
+            });
+            key.push(p);
+        }
+        categories.push(order);
+    }
+    let mut size: Vec<usize> = categories.iter().map(Vec::len).collect();
+    size.push(measures.len());
+    let cells: usize = size.iter().product();
+    let mut values = vec![Value::Null; cells];
+    let mut status = Map::new();
+    let status_col = table
+        .column_by_name(crate::plan::STATUS_COLUMN)
+        .and_then(|a| arrow::compute::cast(a, &DataType::Utf8).ok());
+    let measure_arrays: Vec<arrow::array::ArrayRef> = measures
+        .iter()
+        .map(|m| {
+            let a = table
+                .column_by_name(m)
+                .ok_or_else(|| format!("no column {m}"))?;
+            arrow::compute::cast(a, &DataType::Float64).map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    for (row, key) in row_keys.iter().enumerate() {
+        let mut base = 0usize;
+        for (k, &p) in key.iter().enumerate() {
+            base = base * size[k] + p;
+        }
+        for (m, a) in measure_arrays.iter().enumerate() {
+            let idx = base * measures.len() + m;
+            let a = a.as_primitive::<arrow::datatypes::Float64Type>();
+            if a.is_valid(row) {
+                let v = a.value(row);
+                values[idx] = if v.fract() == 0.0 && v.abs() < 9e15 {
+                    json!(v as i64)
+                } else {
+                    json!(v)
+                };
+            }
+            if let Some(s) = &status_col {
+                let s = s.as_string::<i32>();
+                if s.is_valid(row) {
+                    status.insert(idx.to_string(), json!(s.value(row)));
+                }
+            }
+        }
+    }
+    let mut dimension = Map::new();
+    let mut extension_labels: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    let lang = ["fi", "sv", "en"];
+    for (k, d) in meta.dimensions.iter().enumerate() {
+        let mut labels = Map::new();
+        let mut other: [Map<String, Value>; 2] = [Map::new(), Map::new()];
+        for code in &categories[k] {
+            let l = meta
+                .code_labels
+                .get(d)
+                .and_then(|m| m.get(code).cloned())
+                .or_else(|| total_label(code));
+            let l = l.unwrap_or([None, None, None]);
+            labels.insert(
+                code.clone(),
+                json!(l[0].clone().unwrap_or_else(|| code.clone())),
+            );
+            for j in 1..3 {
+                if let Some(t) = &l[j] {
+                    other[j - 1].insert(code.clone(), json!(t));
+                }
+            }
+        }
+        let dl = meta
+            .column_labels
+            .get(d)
+            .cloned()
+            .unwrap_or([None, None, None]);
+        dimension.insert(
+            d.clone(),
+            json!({
+                "label": dl[0].clone().unwrap_or_else(|| d.clone()),
+                "category": { "index": categories[k], "label": labels }
+            }),
+        );
+        for j in 1..3 {
+            let mut entry = Map::new();
+            if let Some(t) = &dl[j] {
+                entry.insert("label".into(), json!(t));
+            }
+            if !other[j - 1].is_empty() {
+                entry.insert("category".into(), Value::Object(other[j - 1].clone()));
+            }
+            if !entry.is_empty() {
+                extension_labels
+                    .entry(lang[j])
+                    .or_default()
+                    .insert(d.clone(), Value::Object(entry));
+            }
+        }
+    }
+    let mut mlabels = Map::new();
+    let mut units = Map::new();
+    for (m, a) in measures.iter().zip(&measure_arrays) {
+        let l = meta
+            .column_labels
+            .get(m)
+            .cloned()
+            .unwrap_or([None, None, None]);
+        mlabels.insert(m.clone(), json!(l[0].clone().unwrap_or_else(|| m.clone())));
+        let mut unit = Map::new();
+        unit.insert("decimals".into(), json!(decimals(a.as_ref())));
+        if let Some(u) = meta.units.get(m) {
+            unit.insert("label".into(), json!(u));
+        }
+        units.insert(m.clone(), Value::Object(unit));
+    }
+    dimension.insert(
+        METRIC.to_string(),
+        json!({ "label": "tiedot", "category": { "index": measures, "label": mlabels, "unit": units } }),
+    );
+    let mut ids: Vec<String> = meta.dimensions.to_vec();
+    ids.push(METRIC.to_string());
+    let mut role: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for d in meta.dimensions {
+        if let Some(r) = role_of(d) {
+            role.entry(r).or_default().push(d.clone());
+        }
+    }
+    role.entry("metric").or_default().push(METRIC.to_string());
+    let mut doc = Map::new();
+    doc.insert("version".into(), json!("2.0"));
+    doc.insert("class".into(), json!("dataset"));
+    doc.insert(
+        "label".into(),
+        json!(meta.label[0].clone().unwrap_or_default()),
+    );
+    if let Some(s) = &meta.source {
+        doc.insert("source".into(), json!(s));
+    }
+    doc.insert("id".into(), json!(ids));
+    doc.insert("size".into(), json!(size));
+    doc.insert("role".into(), json!(role));
+    doc.insert("dimension".into(), Value::Object(dimension));
+    doc.insert("value".into(), Value::Array(values));
+    if !status.is_empty() {
+        doc.insert("status".into(), Value::Object(status));
+    }
+    let mut ext = Map::new();
+    for (j, code) in lang.iter().enumerate().skip(1) {
+        let mut l = extension_labels.remove(code).unwrap_or_default();
+        if let Some(t) = &meta.label[j] {
+            l.insert("label".into(), json!(t));
+        }
+        if !l.is_empty() {
+            ext.insert((*code).to_string(), Value::Object(l));
+        }
+    }
+    if !ext.is_empty() {
+        doc.insert("extension".into(), json!({ "labels": ext }));
+    }
+    Ok(Value::Object(doc))
+}
+
+/// A problem found in a JSON-stat document.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Issue {
+    pub code: &'static str,
+    /// Whether the document is invalid because of it (otherwise a warning).
+    pub error: bool,
+    pub message: String,
+}
+
+fn issue(code: &'static str, message: impl Into<String>) -> Issue {
+    Issue {
+        code,
+        error: true,
+        message: message.into(),
+    }
+}
+
+fn warning(code: &'static str, message: impl Into<String>) -> Issue {
+    Issue {
+        code,
+        error: false,
+        message: message.into(),
+    }
+}
+
+/// Checks the semantic rules of JSON-stat 2.0 (a dataset, a collection with embedded
+/// datasets, or a deprecated bundle).
+pub fn validate(doc: &Value) -> Vec<Issue> {
+    let mut out = Vec::new();
+    match doc.get("class").and_then(Value::as_str) {
+        Some("dataset") => validate_dataset(doc, &mut out),
+        Some("collection") => {
+            for item in doc
+                .pointer("/link/item")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if item.get("class").and_then(Value::as_str) == Some("dataset")
+                    && item.get("id").is_some()
+                {
+                    validate_dataset(item, &mut out);
+                }
+            }
+        }
+        Some("dimension") => {}
+        _ => {
+            // JSON-stat 1.x style: datasets keyed by name at the top level.
+            let mut bundled = false;
+            if let Some(o) = doc.as_object() {
+                for (k, v) in o {
+                    if k != "version" && v.get("dimension").is_some() {
+                        bundled = true;
+                        validate_dataset(v, &mut out);
+                    }
+                }
+            }
+            if bundled {
+                out.push(warning(
+                    "BUNDLE_DEPRECATED",
+                    "a bundle of datasets is deprecated in JSON-stat 2.0; use a collection",
+                ));
+            } else {
+                out.push(issue(
+                    "CLASS_MISSING",
+                    "`class` must be dataset, collection or dimension",
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn validate_dataset(ds: &Value, out: &mut Vec<Issue>) {
+    let ids = strings(ds.get("id"));
+    let size: Vec<u64> = ds
+        .get("size")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    if ids.len() != size.len() {
+        out.push(issue(
+            "ID_SIZE_LEN_MISMATCH",
+            format!("{} ids but {} sizes", ids.len(), size.len()),
+        ));
+    }
+    let dims = ds.get("dimension").and_then(Value::as_object);
+    let keys: BTreeSet<&str> = dims
+        .map(|d| d.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let idset: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    if keys != idset {
+        out.push(issue(
+            "DIM_KEY_ID_MISMATCH",
+            "the keys of `dimension` differ from `id`",
+        ));
+    }
+    let cells: u64 = size.iter().product();
+    match ds.get("value") {
+        Some(Value::Array(a)) if a.len() as u64 != cells => {
+            out.push(issue(
+                "VALUE_LEN_MISMATCH",
+                format!("{} values for {cells} cells", a.len()),
+            ));
+        }
+        Some(Value::Object(o)) => {
+            for k in o.keys() {
+                if k.parse::<u64>().map_or(true, |i| i >= cells) {
+                    out.push(issue(
+                        "SPARSE_KEY_OUT_OF_RANGE",
+                        format!("value key {k} is not a cell 0–{}", cells.saturating_sub(1)),
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    match ds.get("status") {
+        Some(Value::Array(a)) if a.len() != 1 && a.len() as u64 != cells => {
+            out.push(issue(
+                "STATUS_LEN_MISMATCH",
+                format!("{} statuses for {cells} cells", a.len()),
+            ));
+        }
+        Some(Value::Object(o)) => {
+            for k in o.keys() {
+                if k.parse::<u64>().map_or(true, |i| i >= cells) {
+                    out.push(issue(
+                        "STATUS_KEY_OUT_OF_RANGE",
+                        format!("status key {k} is not a cell"),
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    let mut metric_dims = Vec::new();
+    if let Some(role) = ds.get("role").and_then(Value::as_object) {
+        for (r, list) in role {
+            for d in strings(Some(list)) {
+                if !idset.contains(d.as_str()) {
+                    out.push(issue(
+                        "ROLE_ID_UNKNOWN",
+                        format!("role `{r}` names `{d}`, which is not a dimension"),
+                    ));
+                } else if r == "metric" {
+                    metric_dims.push(d);
+                }
+            }
+        }
+    }
+    let Some(dims) = dims else { return };
+    for (k, id) in ids.iter().enumerate() {
+        let Some(cat) = dims.get(id).and_then(|d| d.get("category")) else {
+            continue;
+        };
+        let index: Vec<String> = match cat.get("index") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+            Some(Value::Object(o)) => {
+                let mut pos: Vec<u64> = o.values().filter_map(Value::as_u64).collect();
+                pos.sort();
+                if pos != (0..o.len() as u64).collect::<Vec<_>>() {
+                    out.push(issue(
+                        "INDEX_POSITIONS_INVALID",
+                        format!(
+                            "the positions of `{id}` are not 0–{}",
+                            o.len().saturating_sub(1)
+                        ),
+                    ));
+                }
+                o.keys().cloned().collect()
+            }
+            _ => cat
+                .get("label")
+                .and_then(Value::as_object)
+                .map(|l| l.keys().cloned().collect())
+                .unwrap_or_default(),
+        };
+        if let Some(&s) = size.get(k)
+            && index.len() as u64 != s
+        {
+            out.push(issue(
+                "INDEX_COUNT_MISMATCH",
+                format!("`{id}` has {} categories but size {s}", index.len()),
+            ));
+        }
+        let known: BTreeSet<&str> = index.iter().map(String::as_str).collect();
+        for (field, code) in [
+            ("label", "LABEL_KEY_UNKNOWN"),
+            ("unit", "UNIT_KEY_UNKNOWN"),
+            ("coordinates", "COORD_KEY_UNKNOWN"),
+            ("note", "NOTE_KEY_UNKNOWN"),
+        ] {
+            if cat.get("index").is_none() && field == "label" {
+                continue;
+            }
+            for key in cat
+                .get(field)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|o| o.keys())
+            {
+                if !known.contains(key.as_str()) {
+                    out.push(issue(
+                        code,
+                        format!("`{id}` {field} names `{key}`, which is not a category"),
+                    ));
+                }
+            }
+        }
+        if let Some(child) = cat.get("child").and_then(Value::as_object) {
+            let mut graph: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for (parent, kids) in child {
+                let kids = strings(Some(kids));
+                for c in kids.iter().chain(std::iter::once(parent)) {
+                    if !known.contains(c.as_str()) {
+                        out.push(issue(
+                            "CHILD_ID_UNKNOWN",
+                            format!("`{id}` child names `{c}`, which is not a category"),
+                        ));
+                    }
+                }
+                graph.insert(parent.as_str(), kids);
+            }
+            if has_cycle(&graph) {
+                out.push(issue(
+                    "CHILD_CYCLE",
+                    format!("the hierarchy of `{id}` has a cycle"),
+                ));
+            }
+        }
+        if metric_dims.contains(id) {
+            let units = cat.get("unit").and_then(Value::as_object);
+            for c in &index {
+                if units.is_none_or(|u| !u.contains_key(c)) {
+                    out.push(warning(
+                        "METRIC_UNIT_MISSING",
+                        format!("metric `{id}` category `{c}` has no unit"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn has_cycle(graph: &BTreeMap<&str, Vec<String>>) -> bool {
+    fn visit<'a>(
+        n: &'a str,
+        graph: &'a BTreeMap<&str, Vec<String>>,
+        stack: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> bool {
+        if stack.contains(&n) {
+            return true;
+        }
+        if !done.insert(n) {
+            return false;
+        }
+        stack.push(n);
+        let found = graph
+            .get(n)
+            .is_some_and(|kids| kids.iter().any(|k| visit(k, graph, stack, done)));
+        stack.pop();
+        found
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .any(|k| visit(k, graph, &mut Vec::new(), &mut done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_the_conformance_corpus() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/conformance/jsonstat/cases.json");
+        let cases: Vec<Value> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let mut passed = 0;
+        for case in &cases {
+            let id = case["id"].as_str().unwrap();
+            let issues = validate(&case["input"]);
+            let expected = &case["expected"];
+            let valid = !issues.iter().any(|i| i.error);
+            if let Some(v) = expected.get("valid").and_then(Value::as_bool) {
+                assert_eq!(valid, v, "{id}: {issues:?}");
+            }
+            let codes: BTreeSet<&str> = issues.iter().map(|i| i.code).collect();
+            for c in expected
+                .get("codes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                assert!(
+                    codes.contains(c.as_str().unwrap()),
+                    "{id}: expected {c}, got {issues:?}"
+                );
+            }
+            if expected.get("noOtherErrors").and_then(Value::as_bool) == Some(true) {
+                let want: BTreeSet<&str> = expected["codes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap())
+                    .collect();
+                let errors: BTreeSet<&str> =
+                    issues.iter().filter(|i| i.error).map(|i| i.code).collect();
+                assert!(errors.is_subset(&want), "{id}: extra errors {issues:?}");
+            }
+            passed += 1;
+        }
+        println!(
+            "JSON-stat conformance: {passed}/{} cases passed",
+            cases.len()
+        );
+        assert_eq!(passed, cases.len());
+    }
+}
