@@ -19,6 +19,7 @@ pub mod plan;
 pub mod publish;
 pub mod quality;
 pub mod quarantine;
+pub mod releases;
 pub mod report;
 pub mod rules;
 pub mod run;

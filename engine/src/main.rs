@@ -65,6 +65,38 @@ enum Command {
         after_help = "Examples:\n  valtava schema > schemas/line.schema.json\n\nEditors pick it up from the first line of a line file:\n  # yaml-language-server: $schema=../schemas/line.schema.json"
     )]
     Schema,
+    /// List the releases of a line: periods, runs, datasets; `*` marks the current one.
+    #[command(
+        after_help = "Examples:\n  valtava releases ensihoito --store examples/store\n  valtava releases ensihoito --json"
+    )]
+    Releases {
+        /// The line's machine name.
+        line: String,
+        #[arg(long, default_value = "./valtava-data", env = "VALTAVA_STORE")]
+        store: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a published dataset (its current release) as a table.
+    #[command(
+        after_help = "Examples:\n  valtava show ensihoito_kuukausi --store examples/store\n  valtava show ensihoito_kuukausi --period 2025-03 --limit 100"
+    )]
+    Show {
+        /// The dataset's name.
+        dataset: String,
+        #[arg(long, default_value = "./valtava-data", env = "VALTAVA_STORE")]
+        store: String,
+        /// Only releases of this line.
+        #[arg(long)]
+        line: Option<String>,
+        /// The period (default: the newest).
+        #[arg(long)]
+        period: Option<String>,
+        /// Rows to print.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Run a line: read its sources, validate, harmonise, aggregate and publish.
     #[command(
         after_help = "Examples:\n  valtava run lines/ensihoito.yaml --param period=2025-03 --store examples/store \\\n      --pseudonym-key-file examples/demo-pseudonym.key\n  valtava run lines/ensihoito.yaml --param period=2025-03 \\\n      --source tehtavat=file:///srv/inbox/ensihoito/*.csv\n\nExit status: 0 published, 1 the run failed or the line is invalid, 2 usage error."
@@ -203,6 +235,75 @@ fn main() -> ExitCode {
         Command::Schema => {
             println!("{}", valtava::schema::line_schema_json());
             ExitCode::SUCCESS
+        }
+        Command::Releases { line, store, json } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let result = valtava::store::open(&store)
+                .and_then(|s| runtime.block_on(valtava::releases::list(&s, &line)));
+            match result {
+                Ok(r) if r.is_empty() => {
+                    eprintln!("no releases of `{line}` in {store}");
+                    ExitCode::from(1)
+                }
+                Ok(r) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    } else {
+                        print!("{}", valtava::releases::render(&r));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Show {
+            dataset,
+            store,
+            line,
+            period,
+            limit,
+        } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let result = valtava::store::open(&store).and_then(|s| {
+                runtime.block_on(valtava::releases::show(
+                    &s,
+                    &dataset,
+                    line.as_deref(),
+                    period.as_deref(),
+                    limit,
+                ))
+            });
+            match result {
+                Ok(t) => {
+                    print!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Run {
             line,
