@@ -722,7 +722,7 @@ fn csv_ndjson_and_parquet_sources_and_a_step_read_twice() {
     );
     assert_eq!(
         std::fs::read_to_string(release.join("lahteet.csv")).unwrap(),
-        "lahde,rivit\ncsv,2\nndjson,1\nparquet,2\n"
+        "lahde,rivit\nCSV,2\nNDJSON,1\nPARQUET,2\n"
     );
     // A URL location outside the store.
     let elsewhere = tempfile::tempdir().unwrap();

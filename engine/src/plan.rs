@@ -26,7 +26,7 @@ use datafusion::scalar::ScalarValue;
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::load::Line;
 use crate::spec::{
-    AggregateSpec, ColumnType, HarmoniseSpec, Name, Pos, PublishSpec, RuleSpec, Severity,
+    AggregateSpec, ColumnType, ExprText, HarmoniseSpec, Name, Pos, PublishSpec, RuleSpec, Severity,
     SourceSpec, SqlSpec, StepKind, Unmapped, ValidateSpec,
 };
 
@@ -251,7 +251,11 @@ impl Planner<'_> {
         }
         if let Some(a) = &step.aggregate {
             let (b, info) = scan(&a.input)?;
-            return self.plan_aggregate(a, b, info);
+            let mut populations = BTreeMap::new();
+            for r in a.rates.values() {
+                populations.insert(r.population.value.clone(), scan(&r.population)?.0);
+            }
+            return self.plan_aggregate(a, b, info, populations);
         }
         if let Some(p) = &step.publish {
             let (b, info) = scan(&p.input)?;
@@ -1440,17 +1444,52 @@ impl Planner<'_> {
     fn plan_aggregate(
         &self,
         a: &AggregateSpec,
-        b: LogicalPlanBuilder,
+        mut b: LogicalPlanBuilder,
         info: &InputInfo,
+        populations: BTreeMap<String, LogicalPlanBuilder>,
     ) -> Result<StepPlan, Diags> {
-        let schema = b.schema().clone();
-        let mut personal_out: BTreeSet<String> =
+        let err0 = |at: Pos| {
+            move |e: DataFusionError| {
+                vec![Diagnostic::error(
+                    Code::V205,
+                    &self.line.file,
+                    at,
+                    first_line(&e.to_string()),
+                )]
+            }
+        };
+        // Computed dimensions become columns first.
+        let computed: Vec<(&Name, &ExprText)> =
             a.by.iter()
-                .filter(|d| info.personal.contains(&d.value))
-                .map(|d| d.value.clone())
+                .flat_map(|d| d.parts())
+                .filter_map(|(n, e)| e.map(|e| (n, e)))
                 .collect();
+        if !computed.is_empty() {
+            let schema = b.schema().clone();
+            let mut exprs: Vec<Expr> = schema
+                .columns()
+                .into_iter()
+                .filter(|c| !computed.iter().any(|(n, _)| n.value == c.name))
+                .map(col)
+                .collect();
+            for (n, e) in &computed {
+                exprs.push(self.expr(e, &schema)?.alias(n.value.as_str()));
+            }
+            b = b.project(exprs).map_err(err0(a.input.at))?;
+        }
+        let schema = b.schema().clone();
+        let by: Vec<&Name> =
+            a.by.iter()
+                .flat_map(|d| d.parts())
+                .map(|(n, _)| n)
+                .collect();
+        let mut personal_out: BTreeSet<String> = by
+            .iter()
+            .filter(|d| info.personal.contains(&d.value))
+            .map(|d| d.value.clone())
+            .collect();
         let mut dims = Vec::new();
-        for d in &a.by {
+        for d in &by {
             self.column_check(&schema, d).map_err(|d| vec![d])?;
             dims.push(d.value.clone());
         }
@@ -1541,8 +1580,133 @@ impl Planner<'_> {
         for (name, e) in measures {
             out.push(e.alias(name));
         }
-        let plan = b.project(out).and_then(|b| b.build()).map_err(err)?;
+        let mut b = b.project(out).map_err(err)?;
+        for (i, (name, r)) in a.rates.iter().enumerate() {
+            b = self.rate(
+                b,
+                i,
+                name,
+                r,
+                a.totals,
+                populations.get(r.population.value.as_str()),
+            )?;
+        }
+        let plan = b.build().map_err(err)?;
         Ok(self.finish(StepKind::Aggregate, plan, vec![], personal_out, dims))
+    }
+
+    /// Joins the population and adds `name = round(per × count / population, decimals)`.
+    fn rate(
+        &self,
+        b: LogicalPlanBuilder,
+        i: usize,
+        name: &Name,
+        r: &crate::spec::RateSpec,
+        totals: bool,
+        population: Option<&LogicalPlanBuilder>,
+    ) -> Result<LogicalPlanBuilder, Diags> {
+        let err = |at: Pos| {
+            move |e: DataFusionError| {
+                vec![Diagnostic::error(
+                    Code::V205,
+                    &self.line.file,
+                    at,
+                    first_line(&e.to_string()),
+                )]
+            }
+        };
+        let Some(pop) = population else {
+            return Err(vec![self.diag(
+                Code::V102,
+                r.population.at,
+                format!("`{}` has no output", r.population.value),
+            )]);
+        };
+        let schema = b.schema().clone();
+        let count_type = self.column_check(&schema, &r.count).map_err(|d| vec![d])?;
+        if !count_type.is_numeric() {
+            return Err(vec![self.diag(
+                Code::V202,
+                r.count.at,
+                format!("`{}` is {count_type}, not a number", r.count.value),
+            )]);
+        }
+        self.column_check(&schema, &r.area).map_err(|d| vec![d])?;
+        let year_col = r
+            .year_column
+            .clone()
+            .unwrap_or_else(|| crate::spec::Sp::synthetic("vuosi".into()));
+        let value_col = r
+            .value
+            .clone()
+            .unwrap_or_else(|| crate::spec::Sp::synthetic("vaesto".into()));
+        for c in [&r.area, &year_col, &value_col] {
+            self.column_check(pop.schema(), c).map_err(|d| vec![d])?;
+        }
+        let (pa, py, pv) = (format!("__pa{i}"), format!("__py{i}"), format!("__pv{i}"));
+        let rows = pop
+            .clone()
+            .project(vec![
+                cast_text(col(Column::from_name(r.area.value.as_str()))).alias(&pa),
+                cast_text(col(Column::from_name(year_col.value.as_str()))).alias(&py),
+                Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(col(Column::from_name(value_col.value.as_str()))),
+                    DataType::Float64,
+                ))
+                .alias(&pv),
+            ])
+            .map_err(err(r.population.at))?;
+        let table = if totals {
+            // The whole country's population is the sum of the areas'.
+            let country = pop
+                .clone()
+                .aggregate(
+                    vec![cast_text(col(Column::from_name(year_col.value.as_str()))).alias(&py)],
+                    vec![
+                        datafusion::functions_aggregate::expr_fn::sum(Expr::Cast(
+                            datafusion::logical_expr::Cast::new(
+                                Box::new(col(Column::from_name(value_col.value.as_str()))),
+                                DataType::Float64,
+                            ),
+                        ))
+                        .alias(&pv),
+                    ],
+                )
+                .and_then(|c| {
+                    c.project(vec![
+                        lit("SSS").alias(&pa),
+                        col(Column::from_name(py.as_str())),
+                        col(Column::from_name(pv.as_str())),
+                    ])
+                })
+                .map_err(err(r.population.at))?;
+            rows.union(country.build().map_err(err(r.population.at))?)
+                .map_err(err(r.population.at))?
+        } else {
+            rows
+        };
+        let year = self.expr(&r.year, &schema)?;
+        let on = col(Column::from_name(r.area.value.as_str()))
+            .eq(col(Column::from_name(pa.as_str())))
+            .and(cast_text(year).eq(col(Column::from_name(py.as_str()))));
+        let joined = b
+            .join_on(
+                table.build().map_err(err(name.at))?,
+                JoinType::Left,
+                vec![on],
+            )
+            .map_err(err(name.at))?;
+        let mut exprs: Vec<Expr> = schema.columns().into_iter().map(col).collect();
+        let count = Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(col(Column::from_name(r.count.value.as_str()))),
+            DataType::Float64,
+        ));
+        let rate = datafusion::functions::math::expr_fn::round(vec![
+            lit(r.per) * count / col(Column::from_name(pv.as_str())),
+            lit(r.decimals),
+        ]);
+        exprs.push(rate.alias(name.value.as_str()));
+        joined.project(exprs).map_err(err(name.at))
     }
 
     fn plan_publish(

@@ -639,10 +639,16 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
         let consumers = shared.line.dag.consumers(s);
         let plan = &shared.check_plans[s];
         let info = plan.info();
-        // An SQL query may scan its inputs more than once: they are spilled, not streamed.
-        let read_by_sql = consumers
-            .iter()
-            .any(|c| crate::load::step(&shared.line.spec, c).sql.is_some());
+        // An SQL query, or a rate's population, may be scanned more than once: such inputs
+        // are spilled, not streamed.
+        let read_by_sql = consumers.iter().any(|c| {
+            let spec = crate::load::step(&shared.line.spec, c);
+            spec.sql.is_some()
+                || spec
+                    .aggregate
+                    .as_ref()
+                    .is_some_and(|a| a.rates.values().any(|r| r.population.value == *s))
+        });
         let output = match consumers.len() {
             0 if plan.kind == StepKind::Publish => Output::Publish,
             0 => Output::Drain,

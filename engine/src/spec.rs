@@ -374,9 +374,10 @@ impl StepSpec {
     /// The steps whose rows flow through this step (its inputs less those only looked up,
     /// such as the keys of an `exists_in` rule).
     pub fn main_inputs(&self) -> Vec<&Name> {
-        match &self.validate {
-            Some(v) => vec![&v.input],
-            None => self.inputs(),
+        match (&self.validate, &self.aggregate) {
+            (Some(v), _) => vec![&v.input],
+            (_, Some(a)) => vec![&a.input],
+            _ => self.inputs(),
         }
     }
 
@@ -396,6 +397,9 @@ impl StepSpec {
         }
         if let Some(s) = &self.aggregate {
             v.push(&s.input);
+            for r in s.rates.values() {
+                v.push(&r.population);
+            }
         }
         if let Some(s) = &self.publish {
             v.push(&s.input);
@@ -855,8 +859,9 @@ pub struct MapSpec {
 pub struct AggregateSpec {
     /// The step whose rows are aggregated.
     pub input: Name,
-    /// The dimensions: columns to group by.
-    pub by: Vec<Name>,
+    /// The dimensions: columns to group by, or new columns from expressions
+    /// (`- kuukausi: "to_char(halytys_aika, '%Y-%m')"`).
+    pub by: Vec<Dimension>,
     /// The measures, by name: DataFusion SQL aggregate expressions such as `count(*)`,
     /// `count(distinct hetu)`, `median(x)` or `round(100.0 * avg(y), 1)`.
     pub measures: IndexMap<Name, ExprText>,
@@ -864,6 +869,88 @@ pub struct AggregateSpec {
     /// (`hyvinvointialue`, `kunta`) gets the code `SSS` and the others `YHT`.
     #[serde(default)]
     pub totals: bool,
+    /// Rates per population, by name (computed after the totals, so the whole country's
+    /// rate uses the sum of the areas' populations).
+    #[serde(default)]
+    pub rates: IndexMap<Name, RateSpec>,
+}
+
+/// A dimension of an aggregate.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+pub enum Dimension {
+    /// An input column.
+    Column(Name),
+    /// A new column from an expression, `name: expression`.
+    Expr(IndexMap<Name, ExprText>),
+}
+
+/// The YAML forms of a dimension, before places are attached.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DimensionRaw {
+    Column(String),
+    Expr(IndexMap<String, String>),
+}
+
+impl<'de> Deserialize<'de> for Dimension {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // An untagged enum loses the places of its parts; the whole item keeps its own.
+        let raw = Sp::<DimensionRaw>::deserialize(deserializer)?;
+        let at = raw.at;
+        let place = |v: String| Sp { value: v, at };
+        Ok(match raw.value {
+            DimensionRaw::Column(c) => Dimension::Column(place(c)),
+            DimensionRaw::Expr(m) => {
+                Dimension::Expr(m.into_iter().map(|(k, v)| (place(k), place(v))).collect())
+            }
+        })
+    }
+}
+
+impl Dimension {
+    /// The dimension's name and, for a computed one, its expression.
+    pub fn parts(&self) -> Vec<(&Name, Option<&ExprText>)> {
+        match self {
+            Dimension::Column(n) => vec![(n, None)],
+            Dimension::Expr(m) => m.iter().map(|(k, v)| (k, Some(v))).collect(),
+        }
+    }
+}
+
+/// A rate per population: `round(per × count / population, decimals)`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateSpec {
+    /// The measure counted (e.g. `tehtavat`).
+    pub count: Name,
+    /// The step holding the population (columns: the area, `vuosi` and the population).
+    pub population: Name,
+    /// The area dimension, found by the same name in the population step.
+    pub area: Name,
+    /// The population step's year column. Default `vuosi`.
+    #[serde(default)]
+    pub year_column: Option<Name>,
+    /// The year of each row as an expression over the dimensions and parameters, e.g.
+    /// `substr(kuukausi, 1, 4)` or `substr($period, 1, 4)`.
+    pub year: ExprText,
+    /// The population column. Default `vaesto`.
+    #[serde(default)]
+    pub value: Option<Name>,
+    /// Per how many inhabitants. Default 1000.
+    #[serde(default = "thousand")]
+    pub per: f64,
+    /// Decimals to round to. Default 1.
+    #[serde(default = "one_decimal")]
+    pub decimals: i64,
+}
+
+fn thousand() -> f64 {
+    1000.0
+}
+
+fn one_decimal() -> i64 {
+    1
 }
 
 /// Writes a dataset.
