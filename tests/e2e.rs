@@ -718,8 +718,15 @@ fn csv_ndjson_and_parquet_sources_and_a_step_read_twice() {
     ));
     assert_eq!(
         std::fs::read_to_string(release.join("nimet.csv")).unwrap(),
-        "nimi,rivit,summa\nHyvinkää,3,9\nOulu,1,4\nÄänekoski,1,2\n"
+        "nimi;rivit;summa;puolikas\nHyvinkää;3;9;1,5\nOulu;1;4;2,0\nÄänekoski;1;2;1,0\n"
     );
+    // Column descriptions travel in the Parquet file.
+    let file = std::fs::File::open(release.join("nimet.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let field = reader.schema().field_with_name("rivit").unwrap().clone();
+    assert_eq!(field.metadata().get("description").map(String::as_str), Some("Rivejä"));
+    assert_eq!(field.metadata().get("description_en").map(String::as_str), Some("Rows"));
+    assert_eq!(field.metadata().get("unit").map(String::as_str), Some("lkm"));
     assert_eq!(
         std::fs::read_to_string(release.join("lahteet.csv")).unwrap(),
         "lahde,rivit\nCSV,2\nNDJSON,1\nPARQUET,2\n"
