@@ -722,11 +722,21 @@ fn csv_ndjson_and_parquet_sources_and_a_step_read_twice() {
     );
     // Column descriptions travel in the Parquet file.
     let file = std::fs::File::open(release.join("nimet.parquet")).unwrap();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let field = reader.schema().field_with_name("rivit").unwrap().clone();
-    assert_eq!(field.metadata().get("description").map(String::as_str), Some("Rivejä"));
-    assert_eq!(field.metadata().get("description_en").map(String::as_str), Some("Rows"));
-    assert_eq!(field.metadata().get("unit").map(String::as_str), Some("lkm"));
+    assert_eq!(
+        field.metadata().get("description").map(String::as_str),
+        Some("Rivejä")
+    );
+    assert_eq!(
+        field.metadata().get("description_en").map(String::as_str),
+        Some("Rows")
+    );
+    assert_eq!(
+        field.metadata().get("unit").map(String::as_str),
+        Some("lkm")
+    );
     assert_eq!(
         std::fs::read_to_string(release.join("lahteet.csv")).unwrap(),
         "lahde,rivit\nCSV,2\nNDJSON,1\nPARQUET,2\n"
@@ -1434,4 +1444,50 @@ fn json_stat_passes_the_schema_and_reads_in_pyjstat() {
     );
     let status = doc["status"].as_object().unwrap();
     assert!(status.values().all(|s| s == "suppressed") && !status.is_empty());
+}
+
+#[test]
+fn releases_and_show_read_back_what_was_published() {
+    let store = store_with_inbox();
+    let s = store.path().to_str().unwrap();
+    let empty = run(&["releases", "mini", "--store", s]);
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(text(&empty.stderr).contains("no releases"));
+    let a: serde_json::Value = serde_json::from_slice(&run_mini(store.path(), &[]).stdout).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let b: serde_json::Value = serde_json::from_slice(&run_mini(store.path(), &[]).stdout).unwrap();
+    let out = run(&["releases", "mini", "--store", s, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["run_id"], a["run_id"]);
+    assert_eq!(list[0]["current"], false);
+    assert_eq!(list[1]["run_id"], b["run_id"]);
+    assert_eq!(list[1]["current"], true);
+    assert_eq!(
+        list[1]["datasets"],
+        serde_json::json!([["mini_kuukausi", 6]])
+    );
+    let table = text(&run(&["releases", "mini", "--store", s]).stdout);
+    assert!(
+        table.contains(b["run_id"].as_str().unwrap()) && table.contains('*'),
+        "{table}"
+    );
+
+    let shown = run(&["show", "mini_kuukausi", "--store", s]);
+    assert_eq!(shown.status.code(), Some(0), "{}", text(&shown.stderr));
+    let t = text(&shown.stdout);
+    assert!(t.contains("mini_kuukausi · period 2025-01 · 6 rows"), "{t}");
+    assert!(t.contains(b["run_id"].as_str().unwrap()), "{t}");
+    assert!(
+        t.contains("| SSS             | 2025-01  | 6     | 46    |"),
+        "{t}"
+    );
+    assert!(t.contains("suppressed"), "{t}");
+    let limited = text(&run(&["show", "mini_kuukausi", "--store", s, "--limit", "2"]).stdout);
+    assert!(limited.contains("… 4 more rows"), "{limited}");
+    let missing = run(&["show", "ei_ole", "--store", s]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("no published dataset `ei_ole`"));
 }
