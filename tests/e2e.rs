@@ -1491,3 +1491,57 @@ fn releases_and_show_read_back_what_was_published() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing.stderr).contains("no published dataset `ei_ole`"));
 }
+
+#[test]
+fn spreadsheets_and_external_parser_programs() {
+    let store = store_with_inbox();
+    let out = bin()
+        .args([
+            "run",
+            "tests/lines/plugins.yaml",
+            "--store",
+            store.path().to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // b.txt makes the program fail: the whole object is quarantined with its message.
+    assert_eq!(report["steps"]["yksikot"]["objects"], 2);
+    assert_eq!(report["steps"]["yksikot"]["rows_out"], 3);
+    assert_eq!(report["steps"]["yksikot"]["rows_quarantined"], 1);
+    let q = read_quarantine(&store.path().join(format!(
+        "quarantine/liitannaiset/all/{}",
+        report["run_id"].as_str().unwrap()
+    )));
+    let object_reject = q
+        .iter()
+        .find(|r| r.0 == 0)
+        .expect("the failed object is quarantined");
+    assert!(
+        object_reject
+            .2
+            .contains("line 2: expected 15 characters, found 5"),
+        "{q:?}"
+    );
+    // The spreadsheet: three data rows, one spreadsheet error at row 7.
+    assert_eq!(report["steps"]["talous"]["rows_out"], 3);
+    assert_eq!(report["steps"]["talous"]["rows_quarantined"], 1);
+    assert!(
+        q.iter().any(|r| r.0 == 7 && r.2.contains("#DIV/0!")),
+        "{q:?}"
+    );
+    let release = store.path().join(format!(
+        "releases/liitannaiset/all/{}",
+        report["run_id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        std::fs::read_to_string(release.join("yksikot.csv")).unwrap(),
+        "kunta,yksikot,asiakkaat\n091,1,12\n092,1,8\n837,1,21\nSSS,3,41\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(release.join("talous.csv")).unwrap(),
+        "tili,rivit,euroa\n3000,1,1250000.5\n3100,1,42.0\n4000,1,\n"
+    );
+}

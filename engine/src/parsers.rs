@@ -8,8 +8,10 @@ use valtava_plugin::Parser;
 pub fn all() -> Vec<Arc<dyn Parser>> {
     vec![
         valtava_csv::parser(),
+        valtava_external::parser(),
         valtava_ndjson::parser(),
         valtava_parquet::parser(),
+        valtava_xlsx::parser(),
     ]
 }
 

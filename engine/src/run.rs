@@ -810,6 +810,7 @@ async fn read_source(
             types: types.clone(),
             options: options.clone(),
             batch_size: shared.batch_size,
+            base_dir: Some(shared.line.dir.clone()),
         };
         let mut stream = parser.parse(object, request);
         while let Some(parsed) = stream.next().await {

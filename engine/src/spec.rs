@@ -415,14 +415,15 @@ impl StepSpec {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// The parser: `csv`, `parquet` or `ndjson`.
+    /// The parser: `csv`, `parquet`, `ndjson`, `xlsx` or `external` (a program).
     pub format: Name,
     /// Which objects to read: a path relative to the store (`--store`) or a URL, with
     /// `*`, `**` and `?` wildcards and `{param}` placeholders, e.g.
     /// `inbox/ensihoito/{period}/*.csv`. `--source NAME=URL` overrides it for one run.
     pub location: Sp<String>,
-    /// Options of the parser (for `csv`: `delimiter`, `quote`, `header`, `encoding`,
-    /// `null_values`, `trim`).
+    /// Options of the parser: for `csv` `delimiter`, `quote`, `header`, `encoding`,
+    /// `null_values`, `trim`; for `xlsx` `sheet`, `header_row`; for `external` `command`,
+    /// `timeout_seconds`.
     #[serde(default)]
     #[schemars(with = "Option<SourceOptions>")]
     pub options: Option<Sp<serde_json::Value>>,
@@ -437,6 +438,8 @@ pub struct SourceSpec {
 #[allow(dead_code, reason = "only describes the schema of `options`")]
 enum SourceOptions {
     Csv(valtava_csv::CsvOptions),
+    Xlsx(valtava_xlsx::XlsxOptions),
+    External(valtava_external::ExternalOptions),
 }
 
 /// The type of a column.

@@ -97,6 +97,9 @@ pub struct ParseRequest {
     pub options: serde_json::Value,
     /// Rows per batch.
     pub batch_size: usize,
+    /// The folder of the line file: relative paths in options (an external program) start
+    /// here.
+    pub base_dir: Option<std::path::PathBuf>,
 }
 
 /// A row the parser could not read.

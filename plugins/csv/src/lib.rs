@@ -429,6 +429,7 @@ mod tests {
             types: vec![],
             options,
             batch_size,
+            base_dir: None,
         };
         let mut s = CsvParser.parse(object, request);
         let (mut rows, mut lines, mut rejects) = (vec![], vec![], vec![]);
@@ -537,6 +538,7 @@ mod tests {
             types: vec![],
             options: serde_json::Value::Null,
             batch_size: 10,
+            base_dir: None,
         };
         let err = CsvParser
             .parse(object, request)

@@ -196,6 +196,7 @@ mod tests {
             types: vec![],
             options: serde_json::Value::Null,
             batch_size: 2,
+            base_dir: None,
         };
         let parts: Vec<ParsedBatch> = NdjsonParser
             .parse(object, request)

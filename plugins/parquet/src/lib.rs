@@ -227,6 +227,7 @@ mod tests {
             types: vec![],
             options: serde_json::Value::Null,
             batch_size: 2,
+            base_dir: None,
         };
         let parts: Vec<ParsedBatch> = ParquetParser
             .parse(object, request)
@@ -257,6 +258,7 @@ mod tests {
             types: vec![],
             options: serde_json::Value::Null,
             batch_size: 2,
+            base_dir: None,
         };
         let err = ParquetParser
             .parse(object, request)
