@@ -9,6 +9,7 @@ pub fn all() -> Vec<Arc<dyn Parser>> {
     vec![
         valtava_csv::parser(),
         valtava_external::parser(),
+        valtava_fhir::parser(),
         valtava_ndjson::parser(),
         valtava_parquet::parser(),
         valtava_xlsx::parser(),

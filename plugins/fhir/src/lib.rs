@@ -1,0 +1,308 @@
+//! The FHIR R4 source parser of Valtava.
+//!
+//! Reads FHIR resources from bulk-export NDJSON (one resource per line) or from Bundles
+//! (`entry[].resource`, one JSON document per object), and flattens them with a
+//! [SQL-on-FHIR v2](https://sql-on-fhir.org) view definition: each resource of the view's
+//! type gives rows of the view's columns. The declared columns of the source are the view's
+//! columns (by name). A resource that breaks the view (say, two values where one is
+//! expected) is rejected with its resource id and the reason; a line that is not JSON is
+//! rejected with its line number.
+//!
+//! ```yaml
+//! source:
+//!   format: fhir
+//!   location: kanta/{period}/Patient.ndjson
+//!   options:
+//!     view:
+//!       resource: Patient
+//!       select:
+//!         - column:
+//!             - { name: id, path: getResourceKey() }
+//!             - { name: hetu, path: "identifier.where(system = 'urn:oid:1.2.246.21').value.first()" }
+//!   columns: { id: string, hetu: { type: string, personal: true } }
+//! ```
+
+pub mod fhirpath;
+pub mod view;
+
+use std::sync::Arc;
+
+use futures::{StreamExt, stream};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+use valtava_plugin::{
+    ParseError, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, TextBatchBuilder,
+    typed_options,
+};
+
+/// Options of the `fhir` format.
+#[derive(Debug, Clone, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FhirOptions {
+    /// The SQL-on-FHIR v2 ViewDefinition, written in the line file.
+    #[serde(default)]
+    pub view: Option<serde_json::Value>,
+    /// A ViewDefinition JSON file, relative to the line file.
+    #[serde(default)]
+    pub view_file: Option<String>,
+}
+
+impl FhirOptions {
+    fn view(&self, base: Option<&std::path::Path>) -> Result<view::View, String> {
+        let doc = match (&self.view, &self.view_file) {
+            (Some(v), None) => v.clone(),
+            (None, Some(f)) => {
+                let path = base.map(|b| b.join(f)).unwrap_or_else(|| f.into());
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            _ => return Err("give the view definition as `view` or `view_file`".into()),
+        };
+        view::compile(&doc)
+    }
+}
+
+/// The `fhir` parser.
+#[derive(Debug, Default)]
+pub struct FhirParser;
+
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Array(a) if a.is_empty() => None,
+        other => Some(other.to_string()),
+    }
+}
+
+impl Parser for FhirParser {
+    fn format(&self) -> &'static str {
+        "fhir"
+    }
+
+    fn options_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<FhirOptions>()
+    }
+
+    fn check_options(&self, options: &serde_json::Value) -> Result<(), String> {
+        let o = typed_options::<FhirOptions>(options)?;
+        // A view file is checked when the line runs (its folder is known then).
+        if o.view.is_some() {
+            o.view(None)?;
+        }
+        Ok(())
+    }
+
+    fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream {
+        stream::once(async move {
+            let name = object.name.clone();
+            let err = |message: String| ParseError::Object {
+                object: name.clone(),
+                message,
+            };
+            let options = typed_options::<FhirOptions>(&request.options).map_err(err)?;
+            let view = options.view(request.base_dir.as_deref()).map_err(err)?;
+            let missing: Vec<&String> = request
+                .columns
+                .iter()
+                .filter(|c| !view.columns.contains(c))
+                .collect();
+            if !missing.is_empty() {
+                return Err(err(format!(
+                    "the view has no column(s) {missing:?}; it has {:?}",
+                    view.columns
+                )));
+            }
+            let mut bytes = Vec::with_capacity(object.size as usize);
+            let mut s = object.open().await?;
+            while let Some(chunk) = s.next().await {
+                bytes.extend_from_slice(&chunk?);
+            }
+            read(&bytes, &view, &request).map_err(err)
+        })
+        .map(|r| match r {
+            Ok(v) => stream::iter(v.into_iter().map(Ok)).boxed(),
+            Err(e) => stream::once(async move { Err(e) }).boxed(),
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
+/// Resources of an object with the row number each is reported at: the line of an NDJSON
+/// resource, or the entry (1-based) of a Bundle.
+fn resources(bytes: &[u8]) -> Vec<(u64, Result<Value, String>)> {
+    let text = String::from_utf8_lossy(bytes);
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    if trimmed.starts_with('{')
+        && let Ok(doc) = serde_json::from_str::<Value>(trimmed)
+    {
+        if doc.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+            return doc
+                .get("entry")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .filter_map(|(i, e)| e.get("resource").map(|r| (i as u64 + 1, Ok(r.clone()))))
+                .collect();
+        }
+        return vec![(1, Ok(doc))];
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            (
+                i as u64 + 1,
+                serde_json::from_str(l).map_err(|e| format!("not JSON: {e}")),
+            )
+        })
+        .collect()
+}
+
+fn read(
+    bytes: &[u8],
+    view: &view::View,
+    request: &ParseRequest,
+) -> Result<Vec<ParsedBatch>, String> {
+    let mut builder = TextBatchBuilder::new(request.columns.clone());
+    let mut out = Vec::new();
+    for (row, resource) in resources(bytes) {
+        match resource.and_then(|r| {
+            let id = r
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
+            view.rows(&r)
+                .map_err(|e| format!("{}/{id}: {e}", view.resource))
+        }) {
+            Ok(rows) => {
+                for r in rows {
+                    let values: Vec<Option<String>> = request
+                        .columns
+                        .iter()
+                        .map(|c| r.get(c).and_then(text_of))
+                        .collect();
+                    builder.push_row(row, values.iter().map(|v| v.as_deref()));
+                }
+            }
+            Err(reason) => builder.reject(row, reason),
+        }
+        if builder.len() >= request.batch_size {
+            out.push(builder.finish().map_err(|e| e.to_string())?);
+        }
+    }
+    if !builder.is_empty() {
+        out.push(builder.finish().map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+/// The parser as a registry entry.
+pub fn parser() -> Arc<dyn Parser> {
+    Arc::new(FhirParser)
+}
+
+#[cfg(test)]
+mod conformance {
+    //! The official SQL-on-FHIR v2 test suite: every `shareable` test.
+    use super::*;
+
+    /// Rows as text with keys in one order, so that rows compare whatever their key order.
+    fn sorted(rows: Vec<Value>) -> Vec<String> {
+        let mut v: Vec<String> = rows
+            .into_iter()
+            .map(|r| match r {
+                Value::Object(o) => serde_json::to_string(
+                    &o.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                )
+                .unwrap_or_default(),
+                other => other.to_string(),
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn sql_on_fhir_v2_shareable_tests() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/conformance/sql-on-fhir-v2/tests");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let (mut passed, mut total) = (0, 0);
+        let mut failures = Vec::new();
+        let mut report = serde_json::Map::new();
+        for f in files {
+            let suite: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+            let resources: Vec<Value> = suite["resources"].as_array().cloned().unwrap_or_default();
+            let mut results = Vec::new();
+            for t in suite["tests"].as_array().unwrap() {
+                if !t["tags"]
+                    .as_array()
+                    .is_some_and(|tags| tags.iter().any(|x| x == "shareable"))
+                {
+                    continue;
+                }
+                total += 1;
+                let title = t["title"].as_str().unwrap_or_default();
+                let outcome: Result<Vec<Value>, String> = view::compile(&t["view"]).and_then(|v| {
+                    let mut rows = Vec::new();
+                    for r in &resources {
+                        for row in v.rows(r)? {
+                            rows.push(Value::Object(row.into_iter().collect()));
+                        }
+                    }
+                    Ok(rows)
+                });
+                let ok = match (
+                    &outcome,
+                    t.get("expectError").and_then(Value::as_bool) == Some(true),
+                ) {
+                    (Err(_), true) => true,
+                    (Ok(rows), false) => {
+                        let expected: Vec<Value> =
+                            t["expect"].as_array().cloned().unwrap_or_default();
+                        sorted(rows.clone()) == sorted(expected)
+                    }
+                    _ => false,
+                };
+                if ok {
+                    passed += 1;
+                } else {
+                    failures.push(format!(
+                        "{} / {title}: {:?}",
+                        f.file_name().unwrap().to_string_lossy(),
+                        outcome
+                    ));
+                }
+                results.push(serde_json::json!({ "name": title, "result": { "passed": ok } }));
+            }
+            report.insert(
+                f.file_name().unwrap().to_string_lossy().to_string(),
+                serde_json::json!({ "tests": results }),
+            );
+        }
+        let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/sql-on-fhir-v2-test-report.json");
+        let _ = std::fs::write(
+            &out,
+            serde_json::to_vec_pretty(&Value::Object(report)).unwrap(),
+        );
+        println!(
+            "SQL-on-FHIR v2 shareable tests: {passed}/{total} passed (report: {})",
+            out.display()
+        );
+        for f in &failures {
+            println!("  failed: {f}");
+        }
+        assert_eq!(passed, total, "{} of {total} failed", total - passed);
+    }
+}

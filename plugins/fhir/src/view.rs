@@ -1,0 +1,337 @@
+//! SQL-on-FHIR v2 view definitions: a resource becomes rows of named columns.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::fhirpath::{self, Context, Expr, Item};
+
+/// A column of a view.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub path: Expr,
+    pub collection: bool,
+}
+
+/// A `select` element.
+#[derive(Debug, Clone, Default)]
+pub struct Select {
+    pub columns: Vec<Column>,
+    pub selects: Vec<Select>,
+    pub for_each: Option<(Expr, bool)>,
+    pub repeat: Vec<Expr>,
+    pub union_all: Vec<Select>,
+}
+
+/// A checked view definition.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub resource: String,
+    pub constants: BTreeMap<String, Vec<Item>>,
+    pub filters: Vec<Expr>,
+    pub select: Select,
+    /// The columns, in order.
+    pub columns: Vec<String>,
+}
+
+/// A row: column name → value (null when missing).
+pub type Row = BTreeMap<String, Value>;
+
+fn path(v: &Value, what: &str) -> Result<Expr, String> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| format!("{what} must be a FHIRPath string"))?;
+    fhirpath::parse(s).map_err(|e| format!("{what} `{s}`: {e}"))
+}
+
+fn select(v: &Value) -> Result<Select, String> {
+    let o = v.as_object().ok_or("a select is an object")?;
+    let mut s = Select::default();
+    for c in o
+        .get("column")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = c
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("a column needs a `name`")?;
+        if !name
+            .chars()
+            .next()
+            .is_some_and(|ch| ch.is_ascii_alphabetic())
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        {
+            return Err(format!("column name `{name}` is not a valid database name"));
+        }
+        s.columns.push(Column {
+            name: name.to_string(),
+            path: path(
+                c.get("path")
+                    .ok_or_else(|| format!("column `{name}` needs a `path`"))?,
+                "path",
+            )?,
+            collection: c
+                .get("collection")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        });
+    }
+    for nested in o
+        .get("select")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        s.selects.push(select(nested)?);
+    }
+    match (o.get("forEach"), o.get("forEachOrNull")) {
+        (Some(_), Some(_)) => {
+            return Err("a select has `forEach` or `forEachOrNull`, not both".into());
+        }
+        (Some(p), None) => s.for_each = Some((path(p, "forEach")?, false)),
+        (None, Some(p)) => s.for_each = Some((path(p, "forEachOrNull")?, true)),
+        _ => {}
+    }
+    for p in o
+        .get("repeat")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        s.repeat.push(path(p, "repeat")?);
+    }
+    for u in o
+        .get("unionAll")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        s.union_all.push(select(u)?);
+    }
+    if !s.union_all.is_empty() {
+        let names: Vec<Vec<String>> = s.union_all.iter().map(column_names).collect();
+        if names.windows(2).any(|w| w[0] != w[1]) {
+            return Err(
+                "the branches of `unionAll` must have the same columns in the same order".into(),
+            );
+        }
+    }
+    Ok(s)
+}
+
+fn column_names(s: &Select) -> Vec<String> {
+    let mut out: Vec<String> = s.columns.iter().map(|c| c.name.clone()).collect();
+    for n in &s.selects {
+        out.extend(column_names(n));
+    }
+    if let Some(u) = s.union_all.first() {
+        out.extend(column_names(u));
+    }
+    out
+}
+
+/// Checks a ViewDefinition (JSON) and prepares it.
+pub fn compile(v: &Value) -> Result<View, String> {
+    let resource = v
+        .get("resource")
+        .and_then(Value::as_str)
+        .ok_or("a view needs `resource`")?
+        .to_string();
+    let mut constants = BTreeMap::new();
+    for c in v
+        .get("constant")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = c
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("a constant needs a `name`")?;
+        let (key, value) = c
+            .as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.starts_with("value")))
+            .ok_or_else(|| format!("constant `{name}` needs a value[x]"))?;
+        constants.insert(
+            name.to_string(),
+            vec![Item {
+                value: value.clone(),
+                choice: Some(key["value".len()..].to_string()),
+            }],
+        );
+    }
+    let mut filters = Vec::new();
+    for w in v
+        .get("where")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        filters.push(path(
+            w.get("path").ok_or("a where needs a `path`")?,
+            "where",
+        )?);
+    }
+    let top = v
+        .get("select")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+        .ok_or("a view needs `select`")?;
+    let select = Select {
+        selects: top.iter().map(select).collect::<Result<_, _>>()?,
+        ..Default::default()
+    };
+    let columns = column_names(&select);
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &columns {
+        if !seen.insert(c) {
+            return Err(format!("column `{c}` is defined twice"));
+        }
+    }
+    Ok(View {
+        resource,
+        constants,
+        filters,
+        select,
+        columns,
+    })
+}
+
+fn value_of(items: Vec<Item>, column: &Column) -> Result<Value, String> {
+    if column.collection {
+        return Ok(Value::Array(items.into_iter().map(|i| i.value).collect()));
+    }
+    match items.len() {
+        0 => Ok(Value::Null),
+        1 => Ok(items
+            .into_iter()
+            .next()
+            .map(|i| i.value)
+            .unwrap_or(Value::Null)),
+        n => Err(format!(
+            "column `{}` has {n} values; set `collection: true`",
+            column.name
+        )),
+    }
+}
+
+fn cross(a: Vec<Row>, b: Vec<Row>) -> Vec<Row> {
+    let mut out = Vec::with_capacity(a.len() * b.len());
+    for x in &a {
+        for y in &b {
+            let mut r = x.clone();
+            r.extend(y.iter().map(|(k, v)| (k.clone(), v.clone())));
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn nulls(s: &Select) -> Row {
+    column_names(s)
+        .into_iter()
+        .map(|c| (c, Value::Null))
+        .collect()
+}
+
+/// Items reached by `repeat`, depth first: each item, then what its paths reach.
+fn repeat(paths: &[Expr], item: &Item, ctx: &Context, out: &mut Vec<Item>) -> Result<(), String> {
+    for p in paths {
+        for child in fhirpath::eval(p, std::slice::from_ref(item), ctx)? {
+            out.push(child.clone());
+            repeat(paths, &child, ctx, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn run_select(s: &Select, focus: &Item, ctx: &Context) -> Result<Vec<Row>, String> {
+    let iterates = s.for_each.is_some() || !s.repeat.is_empty();
+    let focuses: Vec<Option<Item>> = if let Some((p, or_null)) = &s.for_each {
+        let items = fhirpath::eval(p, std::slice::from_ref(focus), ctx)?;
+        if items.is_empty() && *or_null {
+            vec![None]
+        } else {
+            items.into_iter().map(Some).collect()
+        }
+    } else if !s.repeat.is_empty() {
+        let mut out = Vec::new();
+        repeat(&s.repeat, focus, ctx, &mut out)?;
+        out.into_iter().map(Some).collect()
+    } else {
+        vec![Some(focus.clone())]
+    };
+    let mut rows = Vec::new();
+    for (index, f) in focuses.into_iter().enumerate() {
+        let mut ctx = ctx.clone();
+        // %rowIndex counts the items a select iterates; other selects see their parent's.
+        if iterates {
+            ctx.variables
+                .insert("rowIndex".into(), vec![Item::plain(Value::from(index))]);
+        } else {
+            ctx.variables
+                .entry("rowIndex".into())
+                .or_insert_with(|| vec![Item::plain(Value::from(0))]);
+        }
+        let Some(f) = f else {
+            // forEachOrNull over nothing: one row, evaluated on an empty focus.
+            let mut row = nulls(s);
+            for c in &s.columns {
+                row.insert(
+                    c.name.clone(),
+                    value_of(fhirpath::eval(&c.path, &[], &ctx)?, c)?,
+                );
+            }
+            rows.push(row);
+            continue;
+        };
+        let mut row = Row::new();
+        for c in &s.columns {
+            row.insert(
+                c.name.clone(),
+                value_of(fhirpath::eval(&c.path, std::slice::from_ref(&f), &ctx)?, c)?,
+            );
+        }
+        let mut part = vec![row];
+        for n in &s.selects {
+            part = cross(part, run_select(n, &f, &ctx)?);
+        }
+        if !s.union_all.is_empty() {
+            let mut union = Vec::new();
+            for u in &s.union_all {
+                union.extend(run_select(u, &f, &ctx)?);
+            }
+            part = cross(part, union);
+        }
+        rows.extend(part);
+    }
+    Ok(rows)
+}
+
+impl View {
+    /// The rows of one resource (none when it is of another type or fails a `where`).
+    pub fn rows(&self, resource: &Value) -> Result<Vec<Row>, String> {
+        if resource.get("resourceType").and_then(Value::as_str) != Some(self.resource.as_str()) {
+            return Ok(vec![]);
+        }
+        let ctx = Context {
+            variables: self.constants.clone(),
+        };
+        let item = Item::plain(resource.clone());
+        for f in &self.filters {
+            let r = fhirpath::eval(f, std::slice::from_ref(&item), &ctx)?;
+            match r.as_slice() {
+                [] => return Ok(vec![]),
+                [i] if i.value == Value::Bool(false) => return Ok(vec![]),
+                [i] if i.value == Value::Bool(true) => {}
+                _ => return Err("a `where` path must give one boolean".into()),
+            }
+        }
+        run_select(&self.select, &item, &ctx)
+    }
+}
