@@ -1545,3 +1545,117 @@ fn spreadsheets_and_external_parser_programs() {
         "tili,rivit,euroa\n3000,1,1250000.5\n3100,1,42.0\n4000,1,\n"
     );
 }
+
+#[test]
+fn fhir_bulk_ndjson_and_bundles_through_view_definitions() {
+    let shared = root().join("../shared/data").canonicalize().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let immunizations = format!(
+        "rokotukset=file://{}/fhir-bulk/10-patients/Immunization.*.ndjson",
+        shared.display()
+    );
+    let observations = format!(
+        "havainnot=file://{}/fhir-fi-examples/*.json",
+        shared.display()
+    );
+    let out = run(&[
+        "run",
+        "tests/lines/fhir.yaml",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--source",
+        &immunizations,
+        "--source",
+        &observations,
+        "--json",
+    ]);
+    // The line has a personal column, so it needs a key.
+    assert_eq!(out.status.code(), Some(1));
+    let out = bin()
+        .args([
+            "run",
+            "tests/lines/fhir.yaml",
+            "--store",
+            store.path().to_str().unwrap(),
+            "--source",
+            &immunizations,
+            "--source",
+            &observations,
+            "--json",
+        ])
+        .env("VALTAVA_PSEUDONYM_KEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // Independently: count immunizations by status and CVX code straight from the JSON.
+    let mut expected: std::collections::BTreeMap<
+        (String, String),
+        (u64, std::collections::BTreeSet<String>),
+    > = Default::default();
+    let ndjson =
+        std::fs::read_to_string(shared.join("fhir-bulk/10-patients/Immunization.000.ndjson"))
+            .unwrap();
+    for line in ndjson.lines().filter(|l| !l.trim().is_empty()) {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        for c in r["vaccineCode"]["coding"].as_array().unwrap() {
+            if c["system"] == "http://hl7.org/fhir/sid/cvx" {
+                let e = expected
+                    .entry((
+                        r["status"].as_str().unwrap().to_string(),
+                        c["code"].as_str().unwrap().to_string(),
+                    ))
+                    .or_default();
+                e.0 += 1;
+                e.1.insert(r["patient"]["reference"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    let release = store.path().join(format!(
+        "releases/fhir_testi/all/{}",
+        report["run_id"].as_str().unwrap()
+    ));
+    let csv = std::fs::read_to_string(release.join("rokotukset.csv")).unwrap();
+    let mut got = std::collections::BTreeMap::new();
+    for l in csv.lines().skip(1) {
+        let p: Vec<&str> = l.split(',').collect();
+        got.insert(
+            (p[0].to_string(), p[1].to_string()),
+            (p[2].parse::<u64>().unwrap(), p[3].parse::<usize>().unwrap()),
+        );
+    }
+    let want: std::collections::BTreeMap<(String, String), (u64, usize)> = expected
+        .into_iter()
+        .map(|(k, (n, p))| (k, (n, p.len())))
+        .collect();
+    assert!(want.len() > 3, "{want:?}");
+    assert_eq!(got, want);
+
+    // Observations from single resources and from Bundles' entries.
+    let mut observations = 0u64;
+    for f in std::fs::read_dir(shared.join("fhir-fi-examples")).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        if doc["resourceType"] == "Observation" {
+            observations += 1;
+        }
+        for e in doc["entry"].as_array().into_iter().flatten() {
+            if e["resource"]["resourceType"] == "Observation" {
+                observations += 1;
+            }
+        }
+    }
+    assert!(observations > 100);
+    assert_eq!(report["steps"]["havainnot"]["rows_out"], observations);
+    let csv = std::fs::read_to_string(release.join("havainnot.csv")).unwrap();
+    let total: u64 = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, observations);
+}
