@@ -7,6 +7,7 @@ use valtava_plugin::Parser;
 /// Every built-in parser, in name order.
 pub fn all() -> Vec<Arc<dyn Parser>> {
     vec![
+        valtava_cda::parser(),
         valtava_csv::parser(),
         valtava_external::parser(),
         valtava_fhir::parser(),

@@ -415,7 +415,8 @@ impl StepSpec {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// The parser: `csv`, `parquet`, `ndjson`, `xlsx` or `external` (a program).
+    /// The parser: `csv`, `parquet`, `ndjson`, `xlsx`, `fhir` (SQL-on-FHIR v2 views),
+    /// `cda` (HL7 CDA R2 documents) or `external` (a program).
     pub format: Name,
     /// Which objects to read: a path relative to the store (`--store`) or a URL, with
     /// `*`, `**` and `?` wildcards and `{param}` placeholders, e.g.
@@ -440,6 +441,8 @@ enum SourceOptions {
     Csv(valtava_csv::CsvOptions),
     Xlsx(valtava_xlsx::XlsxOptions),
     External(valtava_external::ExternalOptions),
+    Fhir(valtava_fhir::FhirOptions),
+    Cda(valtava_cda::CdaOptions),
 }
 
 /// The type of a column.
