@@ -208,6 +208,52 @@ pub fn parser() -> Arc<dyn Parser> {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_from_files_and_errors_with_resource_and_path() {
+        let dir = std::env::temp_dir().join(format!("valtava-fhir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("nimet.json"),
+            r#"{"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}, {"name": "sukunimi", "path": "name.family"}]}]}"#,
+        )
+        .unwrap();
+        let o = FhirOptions {
+            view: None,
+            view_file: Some("nimet.json".into()),
+        };
+        let v = o.view(Some(&dir)).unwrap();
+        assert_eq!(v.columns, vec!["id", "sukunimi"]);
+        let request = ParseRequest {
+            columns: v.columns.clone(),
+            types: vec![],
+            options: Value::Null,
+            batch_size: 10,
+            base_dir: None,
+        };
+        let ndjson = b"{\"resourceType\": \"Patient\", \"id\": \"a\", \"name\": [{\"family\": \"X\"}]}\n{\"resourceType\": \"Patient\", \"id\": \"b\", \"name\": [{\"family\": \"Y\"}, {\"family\": \"Z\"}]}\nnot json\n";
+        let parsed = read(ndjson, &v, &request).unwrap();
+        assert_eq!(parsed[0].batch.num_rows(), 1);
+        let reasons: Vec<(u64, String)> = parsed[0]
+            .rejects
+            .iter()
+            .map(|r| (r.row, r.reason.clone()))
+            .collect();
+        assert_eq!(reasons[0].0, 2);
+        assert!(
+            reasons[0].1.contains("Patient/b") && reasons[0].1.contains("path `name.family`"),
+            "{reasons:?}"
+        );
+        assert_eq!(reasons[1].0, 3);
+        assert!(reasons[1].1.contains("not JSON"), "{reasons:?}");
+        assert!(FhirOptions::default().view(None).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
 mod conformance {
     //! The official SQL-on-FHIR v2 test suite: every `shareable` test.
     use super::*;

@@ -11,6 +11,8 @@ use crate::fhirpath::{self, Context, Expr, Item};
 pub struct Column {
     pub name: String,
     pub path: Expr,
+    /// The path as written, for messages.
+    pub text: String,
     pub collection: bool,
 }
 
@@ -68,13 +70,13 @@ fn select(v: &Value) -> Result<Select, String> {
         {
             return Err(format!("column name `{name}` is not a valid database name"));
         }
+        let raw = c
+            .get("path")
+            .ok_or_else(|| format!("column `{name}` needs a `path`"))?;
         s.columns.push(Column {
             name: name.to_string(),
-            path: path(
-                c.get("path")
-                    .ok_or_else(|| format!("column `{name}` needs a `path`"))?,
-                "path",
-            )?,
+            text: raw.as_str().unwrap_or_default().to_string(),
+            path: path(raw, "path")?,
             collection: c
                 .get("collection")
                 .and_then(Value::as_bool)
@@ -214,8 +216,8 @@ fn value_of(items: Vec<Item>, column: &Column) -> Result<Value, String> {
             .map(|i| i.value)
             .unwrap_or(Value::Null)),
         n => Err(format!(
-            "column `{}` has {n} values; set `collection: true`",
-            column.name
+            "column `{}` (path `{}`) has {n} values; set `collection: true`",
+            column.name, column.text
         )),
     }
 }
