@@ -1659,3 +1659,83 @@ fn fhir_bulk_ndjson_and_bundles_through_view_definitions() {
         .sum();
     assert_eq!(total, observations);
 }
+
+/// Runs a shipped line on the shipped example data and compares every published cell with
+/// an independent computation (tests/independent.py).
+fn compare_with_independent(line: &str, period: &str, dims: usize) {
+    let store = tempfile::tempdir().unwrap();
+    copy_dir(
+        &root().join("examples/store/inbox"),
+        &store.path().join("inbox"),
+    );
+    copy_dir(
+        &root().join("examples/store/reference"),
+        &store.path().join("reference"),
+    );
+    let out = run(&[
+        "run",
+        &format!("lines/{line}.yaml"),
+        "--param",
+        &format!("period={period}"),
+        "--store",
+        store.path().to_str().unwrap(),
+        "--pseudonym-key-file",
+        "examples/demo-pseudonym.key",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let py = Command::new("python3")
+        .arg(root().join("tests/independent.py"))
+        .arg(line)
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py.stderr));
+    let expected: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    let expected = expected.as_object().unwrap();
+    let dataset = std::fs::read_dir(latest_release(store.path(), line, period))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "csv"))
+        .unwrap();
+    let csv = std::fs::read_to_string(dataset).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let mut published = 0;
+    let mut keys = std::collections::BTreeSet::new();
+    for l in lines {
+        let cells: Vec<&str> = l.split(',').collect();
+        let key = cells[..dims].join("|");
+        let want = expected
+            .get(&key)
+            .unwrap_or_else(|| panic!("{line}: {key} is not in the independent result"));
+        keys.insert(key.clone());
+        if cells.last() == Some(&"suppressed") {
+            continue;
+        }
+        for (i, name) in header.iter().enumerate().skip(dims) {
+            if *name == "status" {
+                continue;
+            }
+            let got: f64 = cells[i]
+                .parse()
+                .unwrap_or_else(|_| panic!("{line} {key} {name}: `{}`", cells[i]));
+            let w = want[*name].as_f64().unwrap();
+            assert!(
+                (got - w).abs() < 1e-9,
+                "{line} {key} {name}: published {got}, independent {w}"
+            );
+        }
+        published += 1;
+    }
+    assert_eq!(keys.len(), expected.len(), "{line}: the cube differs");
+    assert!(published >= 3, "{line}: only {published} cells published");
+}
+
+#[test]
+fn hoitoonpaasy_matches_an_independent_duckdb_query() {
+    compare_with_independent("hoitoonpaasy", "2025-03", 3);
+}
+
+#[test]
+fn henkilostomitoitus_matches_an_independent_computation() {
+    compare_with_independent("henkilostomitoitus", "2025-Q1", 2);
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Independent computations of the national lines' published figures, straight from the
+example input and LINES.md, without the engine. Prints JSON: {line: {key: {measure: value}}}
+with keys "area|dim2|dim3" over the full cube of totals (SSS / YHT).
+
+hoitoonpaasy is computed in DuckDB SQL; henkilostomitoitus in plain Python."""
+import csv
+import datetime
+import json
+import statistics
+import sys
+from itertools import product
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parent.parent
+KUNNAT = ROOT.parent / "shared" / "reference" / "kunta_hyvinvointialue_2023.csv"
+
+
+def hoitoonpaasy():
+    src = ROOT / "examples/store/inbox/hoitoonpaasy/2025-03/avohilmo.csv"
+    con = duckdb.connect()
+    rows = con.execute(f"""
+        WITH raw AS (
+            SELECT *, row_number() OVER () AS nr
+            FROM read_csv('{src}', delim=';', header=true, all_varchar=true)
+        ), typed AS (
+            SELECT *, TRY_CAST(yhteydenotto_pvm AS DATE) AS y, TRY_CAST(hoidon_tarve_pvm AS DATE) AS h,
+                   TRY_CAST(kaynti_pvm AS DATE) AS k,
+                   row_number() OVER (PARTITION BY kaynti_id ORDER BY nr) AS kerta
+            FROM raw
+        ), ok AS (
+            SELECT t.*, m.hyvinvointialue, strftime(k, '%Y-%m') AS kuukausi, (k - h) AS odotus
+            FROM typed t JOIN read_csv('{KUNNAT}', header=true, all_varchar=true) m ON m.kunta = t.kunta
+            WHERE kaynti_id IS NOT NULL AND hetu IS NOT NULL AND y IS NOT NULL AND h IS NOT NULL AND k IS NOT NULL
+              AND kerta = 1
+              AND kiireellisyys IN ('kiireellinen', 'kiireeton') AND ammattiryhma IN ('laakari', 'hoitaja', 'muu')
+              AND y <= h AND h <= k AND k BETWEEN DATE '2025-03-01' AND DATE '2025-03-31'
+        )
+        SELECT CASE WHEN grouping(hyvinvointialue) = 1 THEN 'SSS' ELSE hyvinvointialue END,
+               CASE WHEN grouping(kuukausi) = 1 THEN 'YHT' ELSE kuukausi END,
+               CASE WHEN grouping(ammattiryhma) = 1 THEN 'YHT' ELSE ammattiryhma END,
+               count(*),
+               round(100.0 * avg(CASE WHEN odotus <= 7 THEN 1.0 ELSE 0.0 END), 1),
+               round(100.0 * avg(CASE WHEN odotus <= 14 THEN 1.0 ELSE 0.0 END), 1),
+               round(100.0 * avg(CASE WHEN odotus > 90 THEN 1.0 ELSE 0.0 END), 1),
+               median(odotus::DOUBLE)
+        FROM ok WHERE kiireellisyys = 'kiireeton'
+        GROUP BY CUBE (hyvinvointialue, kuukausi, ammattiryhma)
+    """).fetchall()
+    names = ["kaynnit", "odotus_0_7_osuus", "odotus_0_14_osuus", "odotus_yli_90_osuus", "odotus_mediaani"]
+    return {f"{a}|{b}|{c}": dict(zip(names, [float(x) for x in rest])) for a, b, c, *rest in rows}
+
+
+def henkilostomitoitus():
+    src = ROOT / "examples/store/inbox/henkilostomitoitus/2025-Q1/yksikot.csv"
+    area = {r["kunta"]: r["hyvinvointialue"] for r in csv.DictReader(open(KUNNAT, encoding="utf-8"))}
+    seen = set()
+    kept = []
+    for r in csv.DictReader(open(src, encoding="utf-8"), delimiter=";"):
+        try:
+            year, week = r["viikko"].split("-W")
+            thursday = datetime.date.fromisocalendar(int(year), int(week), 4)
+            clients, hours = float(r["asiakkaat"]), float(r["valiton_tyoaika_h"])
+        except ValueError:
+            continue
+        key = (r["yksikko_id"], r["viikko"])
+        if key in seen:
+            continue
+        seen.add(key)
+        if r["kunta"] not in area or clients <= 0 or hours < 0:
+            continue
+        if not (datetime.date(2025, 1, 1) <= thursday <= datetime.date(2025, 3, 31)):
+            continue
+        q = f"{thursday.year}-Q{(thursday.month - 1) // 3 + 1}"
+        kept.append((area[r["kunta"]], q, r["yksikko_id"], clients, hours))
+    out = {}
+    areas = sorted({k[0] for k in kept}) + ["SSS"]
+    quarters = sorted({k[1] for k in kept}) + ["YHT"]
+    for a, q in product(areas, quarters):
+        rows = [k for k in kept if a in ("SSS", k[0]) and q in ("YHT", k[1])]
+        if not rows:
+            continue
+        out[f"{a}|{q}"] = {
+            "yksikot": float(len({k[2] for k in rows})),
+            "mitoitus": round(sum(k[4] / 38.25 for k in rows) / sum(k[3] for k in rows), 2),
+            "alle_065_osuus": round(100.0 * statistics.mean(1.0 if k[4] / 38.25 / k[3] < 0.65 else 0.0 for k in rows), 1),
+        }
+    return out
+
+
+if __name__ == "__main__":
+    which = sys.argv[1]
+    print(json.dumps({"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus}[which]()))
