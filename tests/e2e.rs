@@ -1739,3 +1739,8 @@ fn hoitoonpaasy_matches_an_independent_duckdb_query() {
 fn henkilostomitoitus_matches_an_independent_computation() {
     compare_with_independent("henkilostomitoitus", "2025-Q1", 2);
 }
+
+#[test]
+fn rokotukset_matches_an_independent_computation_from_the_fhir_files() {
+    compare_with_independent("rokotukset", "2025", 3);
+}

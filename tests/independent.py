@@ -90,6 +90,52 @@ def henkilostomitoitus():
     return out
 
 
+def rokotukset():
+    base = ROOT / "examples/store/inbox/rokotukset/2025"
+    area = {r["kunta"]: r["hyvinvointialue"] for r in csv.DictReader(open(KUNNAT, encoding="utf-8"))}
+    groups = {}
+    for r in csv.DictReader(open(ROOT / "lines/codesets/rokoteryhmat.csv", encoding="utf-8")):
+        groups[(r["code"], r["match"])] = r["rokote"]
+
+    def group(code):
+        if (code, "exact") in groups:
+            return groups[(code, "exact")]
+        for (key, match), g in groups.items():
+            if match == "prefix" and code.startswith(key):
+                return g
+        return None
+
+    children = {}
+    for line in open(base / "Patient.000.ndjson", encoding="utf-8"):
+        try:
+            p = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        year = int(p["birthDate"][:4])
+        if not 2008 <= year <= 2025 or p.get("deceasedDateTime", "9999")[:10] <= "2025-12-31":
+            continue
+        codes = [e["valueCoding"]["code"] for e in p.get("extension", []) if e["url"].endswith("/municipality-code")]
+        children[p["id"]] = (area.get(codes[0], "-1") if codes else "-1", str(year))
+    done = set()
+    for line in open(base / "Immunization.000.ndjson", encoding="utf-8"):
+        i = json.loads(line)
+        if i["status"] != "completed" or i["occurrenceDateTime"][:10] > "2025-12-31":
+            continue
+        for c in i["vaccineCode"]["coding"]:
+            g = group(c["code"])
+            if g:
+                done.add((i["patient"]["reference"].split("/")[1], g))
+    vaccines = ["MPR", "DTaP-IPV-Hib", "PCV", "HPV", "INFLUENSSA", "COVID-19"]
+    cells = {}
+    for pid, (a, y) in children.items():
+        for v in vaccines:
+            for key in product([a, "SSS"], [y, "YHT"], [v, "YHT"]):
+                c = cells.setdefault("|".join(key), [0, 0])
+                c[0] += 1
+                c[1] += (pid, v) in done
+    return {k: {"lapset": float(n), "rokotetut": float(r), "kattavuus": round(100.0 * r / n, 1)} for k, (n, r) in cells.items()}
+
+
 if __name__ == "__main__":
     which = sys.argv[1]
-    print(json.dumps({"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus}[which]()))
+    print(json.dumps({"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus, "rokotukset": rokotukset}[which]()))

@@ -1212,6 +1212,9 @@ impl Planner<'_> {
                 col(Column::from_name(m.to.value.as_str())).alias(format!("{alias}_to")),
             ];
             let has_equivalence = cs_schema.index_of("equivalence").is_ok();
+            if cs_schema.index_of("match").is_ok() {
+                cs_cols.push(col("match").alias(format!("{alias}_match")));
+            }
             if has_equivalence {
                 cs_cols.push(col("equivalence").alias(format!("{alias}_eq")));
             }
@@ -1248,9 +1251,22 @@ impl Planner<'_> {
                     DataType::Utf8,
                 ))
             };
-            let mut on = from_text
-                .clone()
-                .eq(col(Column::from_name(format!("{alias}_key"))));
+            let key_col = col(Column::from_name(format!("{alias}_key")));
+            // A code set with a `match` column may give prefixes (`J07BM` for every HPV
+            // vaccine): rows marked `prefix` match codes that start with their key.
+            let mut on = if cs_schema.index_of("match").is_ok() {
+                from_text
+                    .clone()
+                    .eq(key_col.clone())
+                    .or(col(Column::from_name(format!("{alias}_match")))
+                        .eq(lit("prefix"))
+                        .and(datafusion::functions::string::expr_fn::starts_with(
+                            from_text.clone(),
+                            key_col,
+                        )))
+            } else {
+                from_text.clone().eq(key_col)
+            };
             if windowed && let Some(on_col) = &m.on {
                 let t = self.column_check(&schema, on_col).map_err(|d| vec![d])?;
                 let day = if t == DataType::Date32 {
