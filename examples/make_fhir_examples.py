@@ -68,5 +68,57 @@ def main():
     (OUT / "Immunization.000.ndjson").write_text("".join(json.dumps(i) + "\n" for i in immunizations), encoding="utf-8")
 
 
+def diabetes():
+    """Patients, Conditions and HbA1c Observations for the diabetes line (2025)."""
+    rng = random.Random(1999)
+    out = OUT.parent.parent / "diabetes" / "2025"
+    patients, conditions, observations = [], [], []
+    icd = "urn:oid:1.2.246.537.6.1.1999"
+    for i in range(1, 121):
+        year, month, day = rng.randint(1935, 2010), rng.randint(1, 12), rng.randint(1, 28)
+        p = {"resourceType": "Patient", "id": f"d{i:04d}",
+             "identifier": [{"system": "urn:oid:1.2.246.21", "value": hetu(rng, year, month, day)}],
+             "birthDate": f"{year:04d}-{month:02d}-{day:02d}",
+             "extension": [{"url": MUNICIPALITY, "valueCoding": {"system": "urn:oid:1.2.246.537.6.21", "version": "2003", "code": rng.choice(KUNNAT)}}]}
+        patients.append(p)
+        kind = rng.random()
+        if kind < 0.55:
+            coding = rng.choice([{"system": icd, "code": "E11.9"}, {"system": icd, "code": "E10.9"},
+                                 {"system": "http://hl7.org/fhir/sid/icd-10", "code": "E11"},
+                                 {"system": "http://snomed.info/sct", "code": "44054006"}])
+        elif kind < 0.7:
+            coding = {"system": icd, "code": "I10"}  # hypertension, not diabetes
+        else:
+            coding = None
+        if coding:
+            status = "active" if rng.random() > 0.1 else "resolved"
+            conditions.append({"resourceType": "Condition", "id": f"c{i:04d}",
+                               "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": status}]},
+                               "code": {"coding": [coding]}, "subject": {"reference": f"Patient/{p['id']}"}})
+        for n in range(rng.randint(0, 3)):
+            date = rng.choice(["2024-06-10", "2025-02-03", "2025-05-20", "2025-11-30"])
+            which = rng.random()
+            if which < 0.4:
+                code, system, value, unit = "4548-4", "http://loinc.org", round(rng.uniform(5.5, 9.5), 1), "%"
+            elif which < 0.8:
+                code, system, value, unit = "59261-8", "http://loinc.org", rng.randint(38, 80), "mmol/mol"
+            else:
+                code, system, value, unit = "4648", "urn:oid:1.2.246.537.6.3", rng.randint(38, 80), "mmol/mol"
+            observations.append({"resourceType": "Observation", "id": f"o{i:04d}{n}", "status": "final",
+                                 "code": {"coding": [{"system": system, "code": code}]},
+                                 "subject": {"reference": f"Patient/{p['id']}"},
+                                 "effectiveDateTime": f"{date}T08:{n:02d}:00+02:00",
+                                 "valueQuantity": {"value": value, "unit": unit}})
+        if rng.random() < 0.2:  # an unrelated observation
+            observations.append({"resourceType": "Observation", "id": f"o{i:04d}x", "status": "final",
+                                 "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                                 "subject": {"reference": f"Patient/{p['id']}"},
+                                 "effectiveDateTime": "2025-03-01T08:00:00+02:00", "valueQuantity": {"value": 130, "unit": "mm[Hg]"}})
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in [("Patient", patients), ("Condition", conditions), ("Observation", observations)]:
+        (out / f"{name}.000.ndjson").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
 if __name__ == "__main__":
     main()
+    diabetes()

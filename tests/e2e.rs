@@ -1744,3 +1744,13 @@ fn henkilostomitoitus_matches_an_independent_computation() {
 fn rokotukset_matches_an_independent_computation_from_the_fhir_files() {
     compare_with_independent("rokotukset", "2025", 3);
 }
+
+#[test]
+fn diabetes_matches_an_independent_computation_from_the_fhir_files() {
+    compare_with_independent("diabetes", "2025", 2);
+}
+
+#[test]
+fn ensihoito_matches_an_independent_computation() {
+    compare_with_independent("ensihoito", "2025-03", 3);
+}

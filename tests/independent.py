@@ -136,6 +136,105 @@ def rokotukset():
     return {k: {"lapset": float(n), "rokotetut": float(r), "kattavuus": round(100.0 * r / n, 1)} for k, (n, r) in cells.items()}
 
 
+def diabetes():
+    base = ROOT / "examples/store/inbox/diabetes/2025"
+    area = {r["kunta"]: r["hyvinvointialue"] for r in csv.DictReader(open(KUNNAT, encoding="utf-8"))}
+    units = {r["code"]: r["yksikko"] for r in csv.DictReader(open(ROOT / "lines/codesets/hba1c.csv", encoding="utf-8"))}
+    icd = {"urn:oid:1.2.246.537.6.1.1999", "http://hl7.org/fhir/sid/icd-10"}
+    diabetics = set()
+    for line in open(base / "Condition.000.ndjson", encoding="utf-8"):
+        c = json.loads(line)
+        if c["clinicalStatus"]["coding"][0]["code"] != "active":
+            continue
+        for code in c["code"]["coding"]:
+            if (code["system"] in icd and code["code"][:3] in ("E10", "E11")) or (
+                    code["system"] == "http://snomed.info/sct" and code["code"] in ("44054006", "46635009")):
+                diabetics.add(c["subject"]["reference"].split("/")[1])
+    latest = {}
+    for line in open(base / "Observation.000.ndjson", encoding="utf-8"):
+        o = json.loads(line)
+        code = o["code"]["coding"][0]["code"]
+        if code not in units or not "2025-01-01" <= o["effectiveDateTime"][:10] <= "2025-12-31":
+            continue
+        v = o["valueQuantity"]["value"]
+        mmol = (v - 2.15) * 10.929 if units[code] == "ngsp" else v
+        who = o["subject"]["reference"].split("/")[1]
+        if who not in latest or o["effectiveDateTime"] > latest[who][0]:
+            latest[who] = (o["effectiveDateTime"], mmol)
+    cells = {}
+    for line in open(base / "Patient.000.ndjson", encoding="utf-8"):
+        p = json.loads(line)
+        if p["id"] not in diabetics:
+            continue
+        codes = [e["valueCoding"]["code"] for e in p.get("extension", [])]
+        a = area.get(codes[0], "-1") if codes else "-1"
+        for key in product([a, "SSS"], ["2025", "YHT"]):
+            c = cells.setdefault("|".join(key), [0, 0, 0])
+            c[0] += 1
+            c[1] += p["id"] in latest
+            c[2] += p["id"] in latest and latest[p["id"]][1] < 53
+    return {k: {"diabeetikot": float(n), "hba1c_mitattu_osuus": round(100.0 * m / n, 1), "hba1c_alle_53_osuus": round(100.0 * u / n, 1)}
+            for k, (n, m, u) in cells.items()}
+
+
+CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"
+
+
+def hetu_valid(h):
+    if len(h) != 11 or h[6] not in "+-YXWVUABCDEF" or not (h[:6] + h[7:10]).isdigit():
+        return False
+    century = {"+": 1800, "A": 2000, "B": 2000, "C": 2000, "D": 2000, "E": 2000, "F": 2000}.get(h[6], 1900)
+    try:
+        datetime.date(century + int(h[4:6]), int(h[2:4]), int(h[0:2]))
+    except ValueError:
+        return False
+    return int(h[7:10]) >= 2 and CHECK[int(h[:6] + h[7:10]) % 31] == h[10]
+
+
+def ensihoito():
+    base = ROOT / "examples/store/inbox/ensihoito/2025-03"
+    area = {r["kunta"]: r["hyvinvointialue"] for r in csv.DictReader(open(KUNNAT, encoding="utf-8"))}
+    population = {}
+    for r in csv.DictReader(open(ROOT / "examples/store/reference/vaesto/vaesto_synthetic.csv", encoding="utf-8"), delimiter=";"):
+        population[r["hyvinvointialue"]] = float(r["vaesto"])
+    population["SSS"] = sum(population.values())
+    rows, seen = [], set()
+    for f in sorted(base.glob("*.csv")):
+        for r in csv.DictReader(open(f, encoding="utf-8-sig", newline=""), delimiter=";"):
+            if None in r or None in r.values():
+                continue  # wrong number of fields
+            try:
+                start = datetime.datetime.fromisoformat(r["halytys_aika"])
+                arrive = datetime.datetime.fromisoformat(r["kohteessa_aika"]) if r["kohteessa_aika"] else None
+                carried = int(r["kuljetettu"]) if r["kuljetettu"] else None
+            except ValueError:
+                continue
+            if not r["tehtava_id"] or not r["kunta"] or not r["kiireellisyys"]:
+                continue
+            first = r["tehtava_id"] not in seen
+            seen.add(r["tehtava_id"])
+            if not first or (r["hetu"] and not hetu_valid(r["hetu"])) or r["kunta"] not in area:
+                continue
+            if r["kiireellisyys"] not in "ABCD" or carried not in (None, 0, 1):
+                continue
+            if (arrive and arrive < start) or not (datetime.datetime(2025, 3, 1) <= start < datetime.datetime(2025, 4, 1)):
+                continue
+            minutes = int((arrive - start).total_seconds() // 60) if arrive else None
+            rows.append((area[r["kunta"]], start.strftime("%Y-%m"), r["kiireellisyys"], r["hetu"] or None, minutes, carried))
+    out = {}
+    for key in {k for r in rows for k in product([r[0], "SSS"], [r[1], "YHT"], [r[2], "YHT"])}:
+        sel = [r for r in rows if key[0] in (r[0], "SSS") and key[1] in (r[1], "YHT") and key[2] in (r[2], "YHT")]
+        times = [r[4] for r in sel if r[4] is not None]
+        out["|".join(key)] = {
+            "tehtavat": float(len(sel)),
+            "potilaat": float(len({r[3] for r in sel if r[3]})),
+            "tavoittamisaika_mediaani": float(statistics.median(times)),
+            "kuljetettu_osuus": round(100.0 * sum(1 for r in sel if r[5] == 1) / len(sel), 1),
+            "tehtavat_per_1000": round(1000.0 * len(sel) / population[key[0]], 1),
+        }
+    return out
+
+
 if __name__ == "__main__":
     which = sys.argv[1]
-    print(json.dumps({"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus, "rokotukset": rokotukset}[which]()))
+    print(json.dumps({"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus, "rokotukset": rokotukset, "diabetes": diabetes, "ensihoito": ensihoito}[which]()))
