@@ -116,7 +116,14 @@ def diabetes():
                                  "effectiveDateTime": "2025-03-01T08:00:00+02:00", "valueQuantity": {"value": 130, "unit": "mm[Hg]"}})
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in [("Patient", patients), ("Condition", conditions), ("Observation", observations)]:
-        (out / f"{name}.000.ndjson").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        if name == "Observation":
+            text += '{"resourceType": "Observation", "id": "rikki", "valueQuantity": \n'  # cut off: quarantined
+        if name == "Condition":
+            # A Condition without a subject: its rows lack the required patient.
+            text += json.dumps({"resourceType": "Condition", "id": "c-ilman-potilasta", "clinicalStatus": {"coding": [{"code": "active"}]},
+                                "code": {"coding": [{"system": icd, "code": "E11.9"}]}}) + "\n"
+        (out / f"{name}.000.ndjson").write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

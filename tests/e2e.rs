@@ -1754,3 +1754,82 @@ fn diabetes_matches_an_independent_computation_from_the_fhir_files() {
 fn ensihoito_matches_an_independent_computation() {
     compare_with_independent("ensihoito", "2025-03", 3);
 }
+
+#[test]
+fn generated_input_runs_through_every_line() {
+    for (line, period) in [
+        ("ensihoito", "2025-03"),
+        ("hoitoonpaasy", "2025-03"),
+        ("henkilostomitoitus", "2025-Q1"),
+        ("rokotukset", "2025"),
+        ("diabetes", "2025"),
+    ] {
+        let store = tempfile::tempdir().unwrap();
+        let s = store.path().to_str().unwrap();
+        let made = run(&[
+            "generate",
+            line,
+            "--period",
+            period,
+            "--rows",
+            "2000",
+            "--seed",
+            "42",
+            "--bad-share",
+            "0.05",
+            "--out",
+            s,
+        ]);
+        assert_eq!(
+            made.status.code(),
+            Some(0),
+            "{line}: {}",
+            text(&made.stderr)
+        );
+        let out = run(&[
+            "run",
+            &format!("lines/{line}.yaml"),
+            "--param",
+            &format!("period={period}"),
+            "--store",
+            s,
+            "--pseudonym-key-file",
+            "examples/demo-pseudonym.key",
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{line}: {}", text(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let quarantined: u64 = report["steps"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|s| s["rows_quarantined"].as_u64().unwrap())
+            .sum();
+        let rows_in: u64 = report["steps"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|s| s["kind"] == "source")
+            .map(|s| s["rows_in"].as_u64().unwrap())
+            .sum();
+        // About 5 % bad rows end in quarantine (FHIR lines: broken patients only).
+        assert!(
+            quarantined > 0 && (quarantined as f64) < 0.2 * rows_in as f64,
+            "{line}: {quarantined} of {rows_in}"
+        );
+        assert_eq!(report["datasets"].as_array().unwrap().len(), 1, "{line}");
+    }
+    assert_eq!(
+        run(&[
+            "generate",
+            "tuntematon",
+            "--period",
+            "2025",
+            "--out",
+            "/tmp/x"
+        ])
+        .status
+        .code(),
+        Some(1)
+    );
+}

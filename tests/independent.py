@@ -144,6 +144,8 @@ def diabetes():
     diabetics = set()
     for line in open(base / "Condition.000.ndjson", encoding="utf-8"):
         c = json.loads(line)
+        if "subject" not in c:
+            continue  # no patient: quarantined
         if c["clinicalStatus"]["coding"][0]["code"] != "active":
             continue
         for code in c["code"]["coding"]:
@@ -152,7 +154,10 @@ def diabetes():
                 diabetics.add(c["subject"]["reference"].split("/")[1])
     latest = {}
     for line in open(base / "Observation.000.ndjson", encoding="utf-8"):
-        o = json.loads(line)
+        try:
+            o = json.loads(line)
+        except json.JSONDecodeError:
+            continue
         code = o["code"]["coding"][0]["code"]
         if code not in units or not "2025-01-01" <= o["effectiveDateTime"][:10] <= "2025-12-31":
             continue

@@ -10,6 +10,7 @@ pub mod codeset;
 pub mod diag;
 pub mod disclosure;
 pub mod functions;
+pub mod generate;
 pub mod graph;
 pub mod jsonstat;
 pub mod load;

@@ -97,6 +97,28 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Write synthetic input for a line (deterministic for a seed) into a store folder.
+    #[command(
+        after_help = "Examples:\n  valtava generate ensihoito --period 2025-03 --rows 1000000 --out /tmp/store\n  valtava generate rokotukset --period 2025 --rows 5000 --bad-share 0.01 --out /tmp/store\n  valtava run lines/ensihoito.yaml --param period=2025-03 --store /tmp/store --pseudonym-key-file examples/demo-pseudonym.key"
+    )]
+    Generate {
+        /// ensihoito, hoitoonpaasy, henkilostomitoitus, rokotukset or diabetes.
+        line: String,
+        /// The period, as the line's `period` parameter takes it.
+        #[arg(long)]
+        period: String,
+        /// Rows (patients for the FHIR lines; unit-weeks for henkilostomitoitus).
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of bad rows, 0–1.
+        #[arg(long, default_value_t = 0.02)]
+        bad_share: f64,
+        /// The store folder to write into.
+        #[arg(long, default_value = "./valtava-data")]
+        out: PathBuf,
+    },
     /// Run a line: read its sources, validate, harmonise, aggregate and publish.
     #[command(
         after_help = "Examples:\n  valtava run lines/ensihoito.yaml --param period=2025-03 --store examples/store \\\n      --pseudonym-key-file examples/demo-pseudonym.key\n  valtava run lines/ensihoito.yaml --param period=2025-03 \\\n      --source tehtavat=file:///srv/inbox/ensihoito/*.csv\n\nExit status: 0 published, 1 the run failed or the line is invalid, 2 usage error."
@@ -235,6 +257,39 @@ fn main() -> ExitCode {
         Command::Schema => {
             println!("{}", valtava::schema::line_schema_json());
             ExitCode::SUCCESS
+        }
+        Command::Generate {
+            line,
+            period,
+            rows,
+            seed,
+            bad_share,
+            out,
+        } => {
+            if !(0.0..=1.0).contains(&bad_share) {
+                eprintln!("error: --bad-share is a share from 0 to 1");
+                return ExitCode::from(2);
+            }
+            let request = valtava::generate::Request {
+                line: &line,
+                period: &period,
+                rows,
+                seed,
+                bad_share,
+                out: &out,
+            };
+            match valtava::generate::generate(&request) {
+                Ok(files) => {
+                    for f in files {
+                        println!("{f}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Releases { line, store, json } => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
