@@ -1833,3 +1833,57 @@ fn generated_input_runs_through_every_line() {
         Some(1)
     );
 }
+
+#[test]
+fn plan_shows_schemas_rules_and_data_without_running() {
+    let store = store_with_inbox();
+    let out = run(&[
+        "plan",
+        "tests/lines/mini.yaml",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--param",
+        "period=2025-01",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rivit = &steps[0];
+    assert_eq!(rivit["name"], "rivit");
+    assert_eq!(rivit["data"]["objects"], 1);
+    assert_eq!(rivit["data"]["rows"], 14);
+    let hetu = rivit["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "hetu")
+        .unwrap();
+    assert_eq!(hetu["personal"], true);
+    let pvm = rivit["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "pvm")
+        .unwrap();
+    assert_eq!(pvm["type"], "date");
+    let validate = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "tarkistettu")
+        .unwrap();
+    assert!(
+        validate["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "hetu-oikea (reject)")
+    );
+    // Nothing was run.
+    assert!(!store.path().join("runs").exists() && !store.path().join("releases").exists());
+    let a = run(&["plan", "lines/ensihoito.yaml"]);
+    let b = run(&["plan", "lines/ensihoito.yaml"]);
+    assert_eq!(a.stdout, b.stdout);
+    assert!(text(&a.stdout).contains("tavoittamisaika_mediaani"));
+}

@@ -9,6 +9,7 @@ pub mod check;
 pub mod codeset;
 pub mod diag;
 pub mod disclosure;
+pub mod explain;
 pub mod functions;
 pub mod generate;
 pub mod graph;

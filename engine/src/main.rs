@@ -30,6 +30,12 @@ enum DiagFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum PlanFormat {
+    Text,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum GraphFormat {
     Dot,
@@ -59,6 +65,23 @@ enum Command {
         line: PathBuf,
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
+    },
+    /// Show what a line will do without running it: every step's output columns (types,
+    /// personal flags) and rules, and how much data its sources would read.
+    #[command(
+        after_help = "Examples:\n  valtava plan lines/ensihoito.yaml\n  valtava plan lines/ensihoito.yaml --store examples/store --param period=2025-03\n  valtava plan --format json lines/ensihoito.yaml"
+    )]
+    Plan {
+        line: PathBuf,
+        /// Look for the sources' data in this store.
+        #[arg(long, env = "VALTAVA_STORE")]
+        store: Option<String>,
+        /// Parameters for the sources' locations, `NAME=VALUE`.
+        #[arg(long = "param", value_parser = key_value)]
+        params: Vec<(String, String)>,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
     },
     /// Print the JSON Schema of line files (as committed in schemas/line.schema.json).
     #[command(
@@ -254,6 +277,66 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Plan {
+            line,
+            store,
+            params,
+            format,
+        } => {
+            let checked = match valtava::check::check(&line) {
+                Ok(c) => c,
+                Err(d) => {
+                    print_diags(&d, DiagFormat::Human, &read_source);
+                    return ExitCode::from(1);
+                }
+            };
+            let mut steps = valtava::explain::steps(&checked);
+            if let Some(store) = store {
+                let values = match valtava::check::bind_params(&checked.line, Some(&params)) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let fill: std::collections::BTreeMap<String, String> =
+                    values.iter().map(|(k, v)| (k.clone(), v.text())).collect();
+                let store = match valtava::store::open(&store) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return ExitCode::from(1);
+                };
+                for s in steps.iter_mut() {
+                    if let Some(src) = &checked.line.spec.steps[s.name.as_str()].source {
+                        let location = valtava::store::fill(&src.location, &fill);
+                        s.data = runtime.block_on(valtava::explain::estimate(
+                            &store,
+                            &location,
+                            &src.format,
+                        ));
+                    }
+                }
+            }
+            match format {
+                PlanFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&steps).unwrap_or_default()
+                ),
+                PlanFormat::Text => print!(
+                    "{}",
+                    valtava::explain::render(&checked.line.spec.line, &steps)
+                ),
+            }
+            ExitCode::SUCCESS
+        }
         Command::Schema => {
             println!("{}", valtava::schema::line_schema_json());
             ExitCode::SUCCESS

@@ -107,6 +107,19 @@ impl Parser for ParquetParser {
     }
 }
 
+/// The number of rows of a Parquet object, from its footer.
+pub async fn row_count(object: &SourceObject) -> Result<u64, String> {
+    let reader = ObjectReader {
+        store: object.store.clone(),
+        path: object.path.clone(),
+        size: object.size,
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| format!("{}: {e}", object.name))?;
+    Ok(builder.metadata().file_metadata().num_rows().max(0) as u64)
+}
+
 /// Reads byte ranges of one object; the footer is found from the listed size, so opening
 /// costs one request.
 struct ObjectReader {

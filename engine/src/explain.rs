@@ -1,0 +1,195 @@
+//! `valtava plan`: what a line will do, without running it — every step's output schema
+//! (types, personal flags), its rules, and where data is present, how much of it there is.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::check::Checked;
+
+/// One column of a step's output.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub r#type: String,
+    pub personal: bool,
+}
+
+/// What is known of a source's data.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct DataEstimate {
+    pub location: String,
+    pub objects: u64,
+    pub bytes: u64,
+    /// Rows: exact from Parquet footers, else estimated from a sample of the first object.
+    pub rows: Option<u64>,
+    pub exact: bool,
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepInfo {
+    pub name: String,
+    pub kind: String,
+    pub inputs: Vec<String>,
+    pub columns: Vec<ColumnInfo>,
+    pub rules: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataEstimate>,
+}
+
+fn type_name(t: &arrow::datatypes::DataType) -> String {
+    use arrow::datatypes::DataType as D;
+    match t {
+        D::Utf8 | D::LargeUtf8 | D::Utf8View => "string".into(),
+        D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 | D::UInt64 => {
+            "integer".into()
+        }
+        D::Float16 | D::Float32 | D::Float64 => "decimal".into(),
+        D::Boolean => "boolean".into(),
+        D::Date32 | D::Date64 => "date".into(),
+        D::Timestamp(..) => "timestamp".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The steps of a checked line, in run order.
+pub fn steps(c: &Checked) -> Vec<StepInfo> {
+    c.line
+        .dag
+        .order
+        .iter()
+        .map(|name| {
+            let spec = crate::load::step(&c.line.spec, name);
+            let plan = &c.plans[name];
+            let columns = plan
+                .output
+                .fields()
+                .iter()
+                .map(|f| ColumnInfo {
+                    name: f.name().clone(),
+                    r#type: type_name(f.data_type()),
+                    personal: plan.personal.contains(f.name()),
+                })
+                .collect();
+            let mut rules: Vec<String> = plan
+                .rules
+                .iter()
+                .map(|r| format!("{} ({:?})", r.id, r.severity).to_lowercase())
+                .collect();
+            rules.extend(
+                plan.dataset_checks
+                    .iter()
+                    .map(|d| format!("{} (dataset, {:?})", d.id, d.severity).to_lowercase()),
+            );
+            StepInfo {
+                name: name.clone(),
+                kind: spec
+                    .kinds()
+                    .first()
+                    .map(|k| k.as_str().to_string())
+                    .unwrap_or_default(),
+                inputs: spec.inputs().iter().map(|i| i.value.clone()).collect(),
+                columns,
+                rules,
+                data: None,
+            }
+        })
+        .collect()
+}
+
+/// Looks at the objects a source would read.
+pub async fn estimate(
+    store: &crate::store::Store,
+    location: &str,
+    format: &str,
+) -> Option<DataEstimate> {
+    use object_store::ObjectStoreExt;
+    let loc = crate::store::locate(store, location).ok()?;
+    let objects = loc.list().await.ok()?;
+    let mut e = DataEstimate {
+        location: location.to_string(),
+        objects: objects.len() as u64,
+        ..Default::default()
+    };
+    e.bytes = objects.iter().map(|o| o.size).sum();
+    if objects.is_empty() {
+        return Some(e);
+    }
+    if format == "parquet" {
+        let mut rows = 0u64;
+        for o in &objects {
+            let object = valtava_plugin::SourceObject {
+                store: loc.store.inner.clone(),
+                path: o.location.clone(),
+                size: o.size,
+                name: o.location.to_string(),
+            };
+            rows += valtava_parquet::row_count(&object).await.ok()?;
+        }
+        e.rows = Some(rows);
+        e.exact = true;
+    } else if matches!(format, "csv" | "ndjson" | "fhir") {
+        let first = &objects[0];
+        let sample = loc
+            .store
+            .inner
+            .get_range(&first.location, 0..first.size.min(256 * 1024))
+            .await
+            .ok()?;
+        let lines = sample.iter().filter(|&&b| b == b'\n').count().max(1) as f64;
+        let per_line = sample.len() as f64 / lines;
+        let header = if format == "csv" {
+            objects.len() as f64
+        } else {
+            0.0
+        };
+        e.rows = Some(((e.bytes as f64 / per_line) - header).max(0.0).round() as u64);
+        e.exact = first.size <= 256 * 1024 && objects.len() == 1;
+    }
+    Some(e)
+}
+
+/// The plan for a terminal (stable order and layout).
+pub fn render(line: &str, steps: &[StepInfo]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "line {line}: {} steps", steps.len());
+    for s in steps {
+        let _ = writeln!(
+            out,
+            "\n{} ({}){}",
+            s.name,
+            s.kind,
+            if s.inputs.is_empty() {
+                String::new()
+            } else {
+                format!(" ← {}", s.inputs.join(", "))
+            }
+        );
+        if let Some(d) = &s.data {
+            let rows = match (d.rows, d.exact) {
+                (Some(r), true) => format!("{r} rows"),
+                (Some(r), false) => format!("≈ {r} rows"),
+                (None, _) => "rows unknown".into(),
+            };
+            let _ = writeln!(
+                out,
+                "  data: {} object(s), {} bytes, {rows} at {}",
+                d.objects, d.bytes, d.location
+            );
+        }
+        for c in &s.columns {
+            let text = format!(
+                "  {:<28} {:<10} {}",
+                c.name,
+                c.r#type,
+                if c.personal { "personal" } else { "" }
+            );
+            let _ = writeln!(out, "{}", text.trim_end());
+        }
+        for r in &s.rules {
+            let _ = writeln!(out, "  rule {r}");
+        }
+    }
+    out
+}
