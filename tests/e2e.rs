@@ -1887,3 +1887,61 @@ fn plan_shows_schemas_rules_and_data_without_running() {
     assert_eq!(a.stdout, b.stdout);
     assert!(text(&a.stdout).contains("tavoittamisaika_mediaani"));
 }
+
+#[test]
+fn diff_classifies_changes_and_names_the_datasets_they_affect() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = std::fs::read_to_string(root().join("tests/lines/mini.yaml")).unwrap();
+    let new = old
+        .replace(
+            "        - { id: hetu-oikea, hetu: hetu }\n",
+            "        - { id: hetu-oikea, hetu: hetu, temporary: false }\n",
+        )
+        .replace(
+            "        - { id: arvo-positiivinen, expr: \"arvo >= 0\" }\n",
+            "",
+        )
+        .replace(
+            "        summa: sum(arvo)\n",
+            "        summa: sum(arvo)\n        suurin: max(arvo)\n",
+        )
+        .replace("owner: THL\n", "owner: THL\nschedule: \"0 6 1 * *\"\n")
+        .replace(
+            "        kuukausi: \"to_char(pvm, '%Y-%m')\"",
+            "        kuukausi: \"to_char(pvm, '%Y-%m-01')\"",
+        );
+    let (a, b) = (dir.path().join("old.yaml"), dir.path().join("new.yaml"));
+    std::fs::write(&a, &old).unwrap();
+    std::fs::write(&b, &new).unwrap();
+    let out = run(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let md = text(&out.stdout);
+    for row in [
+        "| `(line)` | schedule | `schedule`: nothing → 0 6 1 * * |  |",
+        "| `tarkistettu` | rule | rule `arvo-positiivinen` removed | `mini_kuukausi` |",
+        "| `tarkistettu` | rule | rule `hetu-oikea` changed | `mini_kuukausi` |",
+        "| `summat` | output schema | `aggregate.measures.suurin` added: max(arvo) | `mini_kuukausi` |",
+        "| `yhtenaistetty` | logic | `harmonise.derive.kuukausi`: to_char(pvm, '%Y-%m') → to_char(pvm, '%Y-%m-01') | `mini_kuukausi` |",
+    ] {
+        assert!(md.contains(row), "missing {row}\n{md}");
+    }
+    assert!(
+        md.starts_with("### `mini`: 5 change(s); published datasets affected: `mini_kuukausi`"),
+        "{md}"
+    );
+    assert_eq!(
+        run(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]).stdout,
+        out.stdout
+    );
+    let same = run(&["diff", a.to_str().unwrap(), a.to_str().unwrap()]);
+    assert!(text(&same.stdout).contains("no changes that matter"));
+    // Against git: the committed line files equal the working tree in a clean checkout.
+    let git = run(&["diff", "--git", "HEAD", "tests/lines/mini.yaml"]);
+    assert_eq!(git.status.code(), Some(0), "{}", text(&git.stderr));
+    assert!(
+        text(&git.stdout).contains("### `mini`"),
+        "{}",
+        text(&git.stdout)
+    );
+    assert_eq!(run(&["diff", a.to_str().unwrap()]).status.code(), Some(2));
+}

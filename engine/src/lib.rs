@@ -8,6 +8,7 @@
 pub mod check;
 pub mod codeset;
 pub mod diag;
+pub mod diff;
 pub mod disclosure;
 pub mod explain;
 pub mod functions;

@@ -83,6 +83,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
     },
+    /// Show what a change to a line file does: steps added, removed and changed, each change
+    /// classified and traced to the published datasets it affects (Markdown).
+    #[command(
+        after_help = "Examples:\n  valtava diff old/ensihoito.yaml lines/ensihoito.yaml\n  valtava diff --git main            # every line changed since main\n  valtava diff --git HEAD~1 lines/ensihoito.yaml"
+    )]
+    Diff {
+        /// OLD and NEW line files; with --git, the line files to compare (default: all changed).
+        files: Vec<PathBuf>,
+        /// Compare the working tree with this git revision.
+        #[arg(long)]
+        git: Option<String>,
+    },
     /// Print the JSON Schema of line files (as committed in schemas/line.schema.json).
     #[command(
         after_help = "Examples:\n  valtava schema > schemas/line.schema.json\n\nEditors pick it up from the first line of a line file:\n  # yaml-language-server: $schema=../schemas/line.schema.json"
@@ -336,6 +348,99 @@ fn main() -> ExitCode {
                 ),
             }
             ExitCode::SUCCESS
+        }
+        Command::Diff { files, git } => {
+            let pairs: Vec<(String, String, String)> = match &git {
+                Some(rev) => {
+                    let files: Vec<String> = if files.is_empty() {
+                        let out = std::process::Command::new("git")
+                            .args(["diff", "--name-only", rev, "--", "lines"])
+                            .output();
+                        match out {
+                            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                                .lines()
+                                .filter(|l| l.ends_with(".yaml"))
+                                .map(String::from)
+                                .collect(),
+                            Ok(o) => {
+                                eprintln!(
+                                    "error: git diff failed: {}",
+                                    String::from_utf8_lossy(&o.stderr).trim()
+                                );
+                                return ExitCode::from(2);
+                            }
+                            Err(e) => {
+                                eprintln!("error: cannot run git: {e}");
+                                return ExitCode::from(2);
+                            }
+                        }
+                    } else {
+                        files.iter().map(|f| f.display().to_string()).collect()
+                    };
+                    let mut pairs = Vec::new();
+                    for f in files {
+                        let old = std::process::Command::new("git")
+                            .args(["show", &format!("{rev}:{f}")])
+                            .output();
+                        let old = old
+                            .ok()
+                            .filter(|o| o.status.success())
+                            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                            .unwrap_or_default();
+                        let new = std::fs::read_to_string(&f).unwrap_or_default();
+                        pairs.push((f, old, new));
+                    }
+                    pairs
+                }
+                None => {
+                    let [old, new] = files.as_slice() else {
+                        eprintln!("error: give OLD and NEW line files, or --git REV");
+                        return ExitCode::from(2);
+                    };
+                    let read = |p: &PathBuf| std::fs::read_to_string(p);
+                    match (read(old), read(new)) {
+                        (Ok(a), Ok(b)) => vec![(new.display().to_string(), a, b)],
+                        (Err(e), _) | (_, Err(e)) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+            };
+            let mut status = ExitCode::SUCCESS;
+            for (file, old, new) in pairs {
+                let parse = |label: &str, text: &str| {
+                    valtava::load::parse(&format!("{file} ({label})"), text)
+                };
+                let new_spec = if new.is_empty() {
+                    None
+                } else {
+                    Some(parse("new", &new))
+                };
+                let old_spec = if old.is_empty() {
+                    None
+                } else {
+                    Some(parse("old", &old))
+                };
+                match (old_spec, new_spec) {
+                    (Some(Ok(a)), Some(Ok(b))) => print!(
+                        "{}",
+                        valtava::diff::markdown(&b.line, &valtava::diff::diff(&a, &b))
+                    ),
+                    (None, Some(Ok(b))) => {
+                        println!("### `{}`: new line file `{file}`", b.line.value)
+                    }
+                    (Some(Ok(a)), None) => {
+                        println!("### `{}`: line file `{file}` removed", a.line.value)
+                    }
+                    (Some(Err(d)), _) | (_, Some(Err(d))) => {
+                        print_diags(&[d], DiagFormat::Human, &|_| None);
+                        status = ExitCode::from(1);
+                    }
+                    (None, None) => {}
+                }
+            }
+            status
         }
         Command::Schema => {
             println!("{}", valtava::schema::line_schema_json());

@@ -169,7 +169,7 @@ pub struct LocalizedText {
 ///   tehtavat:
 ///     source: { format: csv, location: "inbox/ensihoito/{period}/*.csv", columns: { tehtava_id: string } }
 /// ```
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "Valtava production line")]
 pub struct LineSpec {
@@ -212,7 +212,7 @@ pub struct LineSpec {
 }
 
 /// A run-time parameter.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamSpec {
     /// The kind of value: `month` (`2025-03`), `quarter` (`2025-Q1`), `year` (`2025`),
@@ -247,7 +247,7 @@ pub enum ParamKind {
 }
 
 /// A code set or classification, loaded from a CSV file.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodesetSpec {
     /// Where the code set is: a path relative to the line file.
@@ -293,7 +293,7 @@ fn default_code_column() -> Name {
 }
 
 /// One step of a line. Exactly one of the kinds must be given.
-#[derive(Debug, Clone, Deserialize, JsonSchema, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     /// What the step does, for reviewers.
@@ -412,7 +412,7 @@ impl StepSpec {
 }
 
 /// Reads every object that matches `location` with one parser.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// The parser: `csv`, `parquet`, `ndjson`, `xlsx`, `fhir` (SQL-on-FHIR v2 views),
@@ -497,7 +497,7 @@ enum ColumnSpecSchema {
 }
 
 /// A declared column with its properties.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ColumnDef {
     /// The type: `string`, `integer`, `decimal`, `boolean`, `date` or `timestamp`. A value
@@ -553,7 +553,7 @@ impl<'de> Deserialize<'de> for ColumnSpec {
 }
 
 /// Checks rows against rules.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateSpec {
     /// The step whose rows are checked.
@@ -600,7 +600,7 @@ pub enum Category {
 }
 
 /// One validation rule: an `id`, optional properties and exactly one check.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// Stable identifier of the rule, shown in quarantine and reports (e.g. `hetu-valid`).
@@ -674,7 +674,7 @@ fn yes() -> bool {
 }
 
 /// Bounds of a column's values.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RangeCheck {
     /// The column.
@@ -707,7 +707,7 @@ impl Scalar {
 }
 
 /// A column and a regular expression.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegexCheck {
     /// The column.
@@ -717,7 +717,7 @@ pub struct RegexCheck {
 }
 
 /// A column whose values must be keys of another step.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExistsCheck {
     /// The column.
@@ -730,7 +730,7 @@ pub struct ExistsCheck {
 }
 
 /// Bounds of a row count.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountBounds {
     /// At least this many rows.
@@ -742,7 +742,7 @@ pub struct CountBounds {
 }
 
 /// The largest share of missing values of a column.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NullShareCheck {
     /// The column.
@@ -752,7 +752,7 @@ pub struct NullShareCheck {
 }
 
 /// One column name or a list of them.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(Name),
@@ -769,7 +769,7 @@ impl OneOrMany {
 }
 
 /// A column and the values it may take.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValuesCheck {
     /// The column.
@@ -779,7 +779,7 @@ pub struct ValuesCheck {
 }
 
 /// A column and the code set its values must come from.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodesetCheck {
     /// The column.
@@ -792,7 +792,7 @@ pub struct CodesetCheck {
 /// pseudonymise, drop, rename. Before `pseudonymise`, `derive` can take what the identity
 /// code tells: `hetu_birth_date(hetu)`, `hetu_age(hetu, date)`, `hetu_birth_year(hetu)` and
 /// `hetu_sex(hetu)` (`1` male, `2` female; empty for codes issued from 2027).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HarmoniseSpec {
     /// The step whose rows are harmonised.
@@ -838,7 +838,7 @@ pub enum Unmapped {
 }
 
 /// Maps a column through a code set.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MapSpec {
     /// The column holding codes.
@@ -860,7 +860,7 @@ pub struct MapSpec {
 }
 
 /// Groups rows and computes measures.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateSpec {
     /// The step whose rows are aggregated.
@@ -882,7 +882,7 @@ pub struct AggregateSpec {
 }
 
 /// A dimension of an aggregate.
-#[derive(Debug, Clone, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema, Serialize)]
 #[serde(untagged)]
 pub enum Dimension {
     /// An input column.
@@ -892,7 +892,7 @@ pub enum Dimension {
 }
 
 /// The YAML forms of a dimension, before places are attached.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(untagged)]
 enum DimensionRaw {
     Column(String),
@@ -925,7 +925,7 @@ impl Dimension {
 }
 
 /// A rate per population: `round(per × count / population, decimals)`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateSpec {
     /// The measure counted (e.g. `tehtavat`).
@@ -960,7 +960,7 @@ fn one_decimal() -> i64 {
 }
 
 /// Writes a dataset.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishSpec {
     /// The step whose rows are published.
@@ -990,7 +990,7 @@ pub struct PublishSpec {
 }
 
 /// Where the labels of a dimension's codes come from.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelSpec {
     /// The code set whose key column holds the dimension's codes.
@@ -1037,7 +1037,7 @@ pub enum PublishFormat {
 }
 
 /// Small-cell suppression of a published table.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DisclosureSpec {
     /// Counts from 1 to `min_count - 1` are suppressed with every measure of their cell.
@@ -1065,7 +1065,7 @@ pub struct ColumnMeta {
 }
 
 /// A DataFusion SQL query over named inputs.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlSpec {
     /// The steps the query reads; each is a table of the same name.

@@ -1,0 +1,419 @@
+//! `valtava diff`: what a change to a line file does, for the reviewer of a pull request.
+//!
+//! Steps are compared by name, each part of a step by its key; every change is classified
+//! (logic, rule, code set, output schema, metadata, schedule) and traced downstream to the
+//! published datasets it can change. The output is Markdown in a stable order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::spec::LineSpec;
+
+/// The class of a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    OutputSchema,
+    Rule,
+    CodeSet,
+    Logic,
+    Schedule,
+    Metadata,
+}
+
+impl Class {
+    fn label(self) -> &'static str {
+        match self {
+            Class::OutputSchema => "output schema",
+            Class::Rule => "rule",
+            Class::CodeSet => "code set",
+            Class::Logic => "logic",
+            Class::Schedule => "schedule",
+            Class::Metadata => "metadata",
+        }
+    }
+}
+
+/// One change.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Change {
+    /// The step, or `(line)` for the line's own keys.
+    pub step: String,
+    pub class: Class,
+    pub what: String,
+    /// Published datasets the change can alter.
+    pub affects: Vec<String>,
+}
+
+fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn classify(kind: &str, key: &str) -> Class {
+    match (kind, key) {
+        ("validate", "rules" | "max_reject_share" | "filter" | "submitter") => Class::Rule,
+        ("harmonise", "map") => Class::CodeSet,
+        ("source", "columns") | ("aggregate", "by" | "measures" | "rates" | "totals") => {
+            Class::OutputSchema
+        }
+        ("publish", "dataset" | "formats" | "dimensions" | "disclosure" | "csv") => {
+            Class::OutputSchema
+        }
+        ("publish", "columns" | "labels") | (_, "description") => Class::Metadata,
+        _ => Class::Logic,
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "nothing".into(),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// The published datasets downstream of each step (in `spec`).
+fn downstream(spec: &LineSpec) -> BTreeMap<String, BTreeSet<String>> {
+    let mut readers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, step) in &spec.steps {
+        for i in step.inputs() {
+            readers
+                .entry(i.value.clone())
+                .or_default()
+                .push(name.value.clone());
+        }
+    }
+    let mut out = BTreeMap::new();
+    for name in spec.steps.keys() {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![name.value.clone()];
+        let mut datasets = BTreeSet::new();
+        while let Some(s) = todo.pop() {
+            if !seen.insert(s.clone()) {
+                continue;
+            }
+            if let Some(p) = spec
+                .steps
+                .get(s.as_str())
+                .and_then(|st| st.publish.as_ref())
+            {
+                datasets.insert(p.dataset.value.clone());
+            }
+            todo.extend(readers.get(&s).cloned().unwrap_or_default());
+        }
+        out.insert(name.value.clone(), datasets);
+    }
+    out
+}
+
+fn kind_of(step: &Value) -> Option<(&str, &Value)> {
+    [
+        "source",
+        "validate",
+        "harmonise",
+        "aggregate",
+        "publish",
+        "sql",
+    ]
+    .into_iter()
+    .find_map(|k| step.get(k).filter(|v| !v.is_null()).map(|v| (k, v)))
+}
+
+/// The changes from `old` to `new`.
+pub fn diff(old: &LineSpec, new: &LineSpec) -> Vec<Change> {
+    let mut out = Vec::new();
+    let after = downstream(new);
+    let before = downstream(old);
+    let affects = |step: &str| -> Vec<String> {
+        let mut d: BTreeSet<String> = after.get(step).cloned().unwrap_or_default();
+        d.extend(before.get(step).cloned().unwrap_or_default());
+        d.into_iter().collect()
+    };
+    let all_datasets: Vec<String> = after
+        .values()
+        .chain(before.values())
+        .flatten()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // The line's own keys.
+    for (key, class, a, b) in [
+        (
+            "title",
+            Class::Metadata,
+            to_value(&old.title),
+            to_value(&new.title),
+        ),
+        (
+            "description",
+            Class::Metadata,
+            to_value(&old.description),
+            to_value(&new.description),
+        ),
+        (
+            "owner",
+            Class::Metadata,
+            to_value(&old.owner),
+            to_value(&new.owner),
+        ),
+        (
+            "contact",
+            Class::Metadata,
+            to_value(&old.contact),
+            to_value(&new.contact),
+        ),
+        (
+            "legal_basis",
+            Class::Metadata,
+            to_value(&old.legal_basis),
+            to_value(&new.legal_basis),
+        ),
+        (
+            "purpose",
+            Class::Metadata,
+            to_value(&old.purpose),
+            to_value(&new.purpose),
+        ),
+        (
+            "schedule",
+            Class::Schedule,
+            to_value(&old.schedule),
+            to_value(&new.schedule),
+        ),
+        (
+            "params",
+            Class::Logic,
+            to_value(&old.params),
+            to_value(&new.params),
+        ),
+    ] {
+        if a != b {
+            let affects = if class == Class::Logic {
+                all_datasets.clone()
+            } else {
+                vec![]
+            };
+            out.push(Change {
+                step: "(line)".into(),
+                class,
+                what: format!("`{key}`: {} → {}", short(&a), short(&b)),
+                affects,
+            });
+        }
+    }
+    let old_sets = to_value(&old.codesets);
+    let new_sets = to_value(&new.codesets);
+    let names: BTreeSet<String> = [&old_sets, &new_sets]
+        .iter()
+        .filter_map(|v| v.as_object())
+        .flat_map(|o| o.keys().cloned())
+        .collect();
+    for n in names {
+        let (a, b) = (&old_sets[&n], &new_sets[&n]);
+        if a != b {
+            // Every step that names the code set, and what it feeds.
+            let users: BTreeSet<String> = new
+                .steps
+                .iter()
+                .chain(old.steps.iter())
+                .filter(|(_, s)| to_value(s).to_string().contains(&format!("\"{n}\"")))
+                .flat_map(|(name, _)| affects(name))
+                .collect();
+            let what = match (a.is_null(), b.is_null()) {
+                (true, _) => format!("code set `{n}` added"),
+                (_, true) => format!("code set `{n}` removed"),
+                _ => format!("code set `{n}` changed: {} → {}", short(a), short(b)),
+            };
+            out.push(Change {
+                step: "(line)".into(),
+                class: Class::CodeSet,
+                what,
+                affects: users.into_iter().collect(),
+            });
+        }
+    }
+    let steps: BTreeSet<String> = old
+        .steps
+        .keys()
+        .chain(new.steps.keys())
+        .map(|k| k.value.clone())
+        .collect();
+    for name in steps {
+        let (a, b) = (
+            old.steps.get(name.as_str()).map(to_value),
+            new.steps.get(name.as_str()).map(to_value),
+        );
+        match (a, b) {
+            (None, Some(b)) => out.push(Change {
+                step: name.clone(),
+                class: Class::Logic,
+                what: format!("step added ({})", kind_of(&b).map(|k| k.0).unwrap_or("?")),
+                affects: affects(&name),
+            }),
+            (Some(a), None) => out.push(Change {
+                step: name.clone(),
+                class: Class::Logic,
+                what: format!("step removed ({})", kind_of(&a).map(|k| k.0).unwrap_or("?")),
+                affects: affects(&name),
+            }),
+            (Some(a), Some(b)) if a != b => {
+                if a["description"] != b["description"] {
+                    out.push(Change {
+                        step: name.clone(),
+                        class: Class::Metadata,
+                        what: "description changed".into(),
+                        affects: vec![],
+                    });
+                }
+                match (kind_of(&a), kind_of(&b)) {
+                    (Some((ka, va)), Some((kb, vb))) if ka == kb => {
+                        let keys: BTreeSet<&String> = va
+                            .as_object()
+                            .into_iter()
+                            .chain(vb.as_object())
+                            .flat_map(|o| o.keys())
+                            .collect();
+                        for key in keys {
+                            let (x, y) = (&va[key.as_str()], &vb[key.as_str()]);
+                            if x == y {
+                                continue;
+                            }
+                            let class = classify(ka, key);
+                            let affected = if class == Class::Metadata && ka != "publish" {
+                                vec![]
+                            } else {
+                                affects(&name)
+                            };
+                            if ka == "validate" && key == "rules" {
+                                rule_changes(&name, x, y, &affected, &mut out);
+                                continue;
+                            }
+                            if let (Some(xo), Some(yo)) = (x.as_object(), y.as_object()) {
+                                // Maps (measures, columns, derive …): name each entry.
+                                let entries: BTreeSet<&String> =
+                                    xo.keys().chain(yo.keys()).collect();
+                                for e in entries {
+                                    let what = match (xo.get(e.as_str()), yo.get(e.as_str())) {
+                                        (None, Some(v)) => {
+                                            format!("`{ka}.{key}.{e}` added: {}", short(v))
+                                        }
+                                        (Some(_), None) => format!("`{ka}.{key}.{e}` removed"),
+                                        (Some(v), Some(w)) if v != w => {
+                                            format!("`{ka}.{key}.{e}`: {} → {}", short(v), short(w))
+                                        }
+                                        _ => continue,
+                                    };
+                                    out.push(Change {
+                                        step: name.clone(),
+                                        class,
+                                        what,
+                                        affects: affected.clone(),
+                                    });
+                                }
+                                continue;
+                            }
+                            out.push(Change {
+                                step: name.clone(),
+                                class,
+                                what: format!("`{ka}.{key}`: {} → {}", short(x), short(y)),
+                                affects: affected,
+                            });
+                        }
+                    }
+                    (Some((ka, _)), Some((kb, _))) => out.push(Change {
+                        step: name.clone(),
+                        class: Class::Logic,
+                        what: format!("kind changed from {ka} to {kb}"),
+                        affects: affects(&name),
+                    }),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    out.sort();
+    out
+}
+
+fn rule_changes(step: &str, old: &Value, new: &Value, affects: &[String], out: &mut Vec<Change>) {
+    let by_id = |v: &Value| -> BTreeMap<String, Value> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some((r["id"].as_str()?.to_string(), r.clone())))
+            .collect()
+    };
+    let (a, b) = (by_id(old), by_id(new));
+    for id in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+        let what = match (a.get(id), b.get(id)) {
+            (None, Some(_)) => format!("rule `{id}` added"),
+            (Some(_), None) => format!("rule `{id}` removed"),
+            (Some(x), Some(y)) if x != y => format!("rule `{id}` changed"),
+            _ => continue,
+        };
+        out.push(Change {
+            step: step.to_string(),
+            class: Class::Rule,
+            what,
+            affects: affects.to_vec(),
+        });
+    }
+}
+
+/// Markdown for a pull-request comment.
+pub fn markdown(line: &str, changes: &[Change]) -> String {
+    let mut out = String::new();
+    if changes.is_empty() {
+        let _ = writeln!(out, "### `{line}`: no changes that matter");
+        return out;
+    }
+    let datasets: BTreeSet<&String> = changes.iter().flat_map(|c| &c.affects).collect();
+    let _ = writeln!(
+        out,
+        "### `{line}`: {} change(s){}",
+        changes.len(),
+        if datasets.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; published datasets affected: {}",
+                datasets
+                    .iter()
+                    .map(|d| format!("`{d}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    let _ = writeln!(
+        out,
+        "\n| step | class | change | affects |\n|---|---|---|---|"
+    );
+    for c in changes {
+        let affects = c
+            .affects
+            .iter()
+            .map(|d| format!("`{d}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} |",
+            c.step,
+            c.class.label(),
+            c.what.replace('|', "\\\\|"),
+            affects
+        );
+    }
+    out
+}
