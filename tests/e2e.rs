@@ -1945,3 +1945,117 @@ fn diff_classifies_changes_and_names_the_datasets_they_affect() {
     );
     assert_eq!(run(&["diff", a.to_str().unwrap()]).status.code(), Some(2));
 }
+
+fn validate_openlineage(files: &[PathBuf]) -> Vec<String> {
+    let out = Command::new("python3")
+        .arg(root().join("tests/validate_openlineage.py"))
+        .arg(root().join("../shared/conformance/openlineage/spec"))
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn runs_emit_openlineage_events_that_pass_the_specification() {
+    let store = store_with_inbox();
+    let out = run_mini(store.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dir = store.path().join(format!(
+        "lineage/mini/{}",
+        report["run_id"].as_str().unwrap()
+    ));
+    let (start, end) = (dir.join("1-start.json"), dir.join("2-complete.json"));
+    assert_eq!(
+        validate_openlineage(&[start.clone(), end.clone()]),
+        Vec::<String>::new()
+    );
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&start).unwrap()).unwrap();
+    let e: serde_json::Value = serde_json::from_slice(&std::fs::read(&end).unwrap()).unwrap();
+    assert_eq!(s["eventType"], "START");
+    assert_eq!(e["eventType"], "COMPLETE");
+    assert_eq!(s["run"]["runId"], e["run"]["runId"]);
+    assert_eq!(e["job"]["name"], "mini");
+    assert_eq!(
+        e["inputs"][0]["inputFacets"]["dataQualityMetrics"]["rowCount"],
+        14
+    );
+    let assertions = e["inputs"][0]["inputFacets"]["dataQualityAssertions"]["assertions"]
+        .as_array()
+        .unwrap();
+    assert!(
+        assertions
+            .iter()
+            .any(|a| a["assertion"] == "hetu-oikea" && a["success"] == false)
+    );
+    let lineage = &e["outputs"][0]["facets"]["columnLineage"]["fields"];
+    let fields = |c: &str| -> Vec<String> {
+        lineage[c]["inputFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(fields("summa"), vec!["arvo"]);
+    assert_eq!(fields("hyvinvointialue"), vec!["kunta", "pvm"]);
+
+    // A broken event does not pass: the validator can fail.
+    let mut broken = e.clone();
+    broken["eventType"] = serde_json::json!("SOMETIMES");
+    broken["run"]["runId"] = serde_json::json!(42);
+    let bad = store.path().join("bad.json");
+    std::fs::write(&bad, serde_json::to_vec(&broken).unwrap()).unwrap();
+    assert!(!validate_openlineage(&[bad]).is_empty());
+
+    // A failed run ends with FAIL and its error message.
+    let shared = root()
+        .join("../shared/reference/kunta_hyvinvointialue_2023.csv")
+        .canonicalize()
+        .unwrap();
+    let line = std::fs::read_to_string(root().join("tests/lines/mini.yaml"))
+        .unwrap()
+        .replace(
+            "../../../shared/reference/kunta_hyvinvointialue_2023.csv",
+            shared.to_str().unwrap(),
+        )
+        .replace(
+            "      input: rivit\n",
+            "      input: rivit\n      max_reject_share: 0.1\n",
+        );
+    let file = store.path().join("strict.yaml");
+    std::fs::write(&file, line).unwrap();
+    let failed = bin()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--store",
+            store.path().to_str().unwrap(),
+            "--param",
+            "period=2025-01",
+            "--json",
+        ])
+        .env("VALTAVA_PSEUDONYM_KEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    let r: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    let fail = store.path().join(format!(
+        "lineage/mini/{}/2-fail.json",
+        r["run_id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        validate_openlineage(std::slice::from_ref(&fail)),
+        Vec::<String>::new()
+    );
+    let f: serde_json::Value = serde_json::from_slice(&std::fs::read(&fail).unwrap()).unwrap();
+    assert_eq!(f["eventType"], "FAIL");
+    assert!(
+        f["run"]["facets"]["errorMessage"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("R006")
+    );
+}

@@ -15,6 +15,7 @@ pub mod functions;
 pub mod generate;
 pub mod graph;
 pub mod jsonstat;
+pub mod lineage;
 pub mod load;
 pub mod params;
 pub mod parsers;

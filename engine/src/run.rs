@@ -395,6 +395,25 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         line,
     });
 
+    let lineage_info = crate::lineage::RunInfo {
+        line: &shared.line,
+        plans: &shared.check_plans,
+        store_url: &shared.store.url,
+        run_id: &run_id,
+        sources: shared.sources.clone(),
+        params: &params_text,
+    };
+    let lineage_dir = format!("lineage/{line_name}/{run_id}");
+    let start_event = crate::lineage::start(&lineage_info, &started_at);
+    if let Err(e) = crate::publish::put_json(
+        &shared.store.inner,
+        &format!("{lineage_dir}/1-start.json"),
+        &start_event,
+    )
+    .await
+    {
+        warn!("cannot write the lineage START event: {e}");
+    }
     let progress = opts.progress.then(|| spawn_progress(shared.clone()));
     let result = schedule(shared.clone(), &scratch).await;
     if let Some((bar, handle)) = progress {
@@ -434,7 +453,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         line_file: shared.line.file.clone(),
         line_hash: shared.line.hash.clone(),
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
-        params: params_text,
+        params: params_text.clone(),
         status: "succeeded".into(),
         error: None,
         started: started_at,
@@ -499,6 +518,22 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         Err(e) => {
             failure.get_or_insert(fail(codes::WRITE, e.to_string()));
         }
+    }
+    let finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let end_event = crate::lineage::finish(&lineage_info, &finished_at, &report);
+    let end_name = if report.status == "succeeded" {
+        "2-complete.json"
+    } else {
+        "2-fail.json"
+    };
+    if let Err(e) = crate::publish::put_json(
+        &shared.store.inner,
+        &format!("{lineage_dir}/{end_name}"),
+        &end_event,
+    )
+    .await
+    {
+        warn!("cannot write the lineage end event: {e}");
     }
     let report_path = format!("runs/{line_name}/{run_id}.json");
     if let Err(e) = crate::publish::put_json(&shared.store.inner, &report_path, &report).await {

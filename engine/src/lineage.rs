@@ -1,0 +1,324 @@
+//! OpenLineage run events: START when a run begins, COMPLETE or FAIL when it ends, written
+//! to `lineage/<line>/<run-id>/` in the store.
+//!
+//! Inputs are the sources (with their schema, row counts and the rules' outcomes as data
+//! quality facets); outputs are the published datasets (schema and column lineage). Column
+//! lineage is traced through the line's steps: renames, maps, derived columns, measures and
+//! SQL (by the input columns a query names).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::load::Line;
+use crate::plan::StepPlan;
+
+const PRODUCER: &str = concat!("urn:valtava:engine:", env!("CARGO_PKG_VERSION"));
+const SPEC: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
+
+fn facet(schema: &str, version: &str, body: Value) -> Value {
+    let mut v = body;
+    v["_producer"] = json!(PRODUCER);
+    v["_schemaURL"] = json!(format!(
+        "https://openlineage.io/spec/facets/{version}/{schema}.json#/$defs/{schema}"
+    ));
+    v
+}
+
+/// A UUID (version 4 layout) derived from the run id, so events of one run share it.
+pub fn run_uuid(run_id: &str) -> String {
+    let h = Sha256::digest(run_id.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}
+
+fn words(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// For each step and output column, the (source step, column) pairs it comes from.
+pub fn column_lineage(
+    line: &Line,
+    plans: &BTreeMap<String, StepPlan>,
+) -> BTreeMap<String, BTreeMap<String, BTreeSet<(String, String)>>> {
+    let mut out: BTreeMap<String, BTreeMap<String, BTreeSet<(String, String)>>> = BTreeMap::new();
+    for name in &line.dag.order {
+        let spec = crate::load::step(&line.spec, name);
+        let plan = &plans[name];
+        let columns: Vec<String> = plan
+            .output
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let inputs: Vec<BTreeMap<String, BTreeSet<(String, String)>>> = spec
+            .inputs()
+            .iter()
+            .filter_map(|i| out.get(i.value.as_str()).cloned())
+            .collect();
+        let from_input = |col: &str| -> BTreeSet<(String, String)> {
+            inputs
+                .iter()
+                .filter_map(|m| m.get(col))
+                .flatten()
+                .cloned()
+                .collect()
+        };
+        let from_words = |text: &str| -> BTreeSet<(String, String)> {
+            words(text).iter().flat_map(|w| from_input(w)).collect()
+        };
+        let mut m: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+        for col in &columns {
+            let set = if spec.source.is_some() {
+                [(name.clone(), col.clone())].into_iter().collect()
+            } else if let Some(h) = &spec.harmonise {
+                let old = h
+                    .rename
+                    .iter()
+                    .find(|(_, n)| n.value == *col)
+                    .map(|(o, _)| o.value.clone())
+                    .unwrap_or_else(|| col.clone());
+                if let Some(e) = h.derive.get(old.as_str()) {
+                    from_words(e)
+                } else if let Some(map) = h.map.iter().find(|mp| mp.to.value == old) {
+                    let mut s = from_input(&map.column);
+                    if let Some(on) = &map.on {
+                        s.extend(from_input(on));
+                    }
+                    s
+                } else {
+                    from_input(&old)
+                }
+            } else if let Some(a) = &spec.aggregate {
+                if let Some(e) = a.measures.get(col.as_str()) {
+                    from_words(e)
+                } else if let Some(r) = a.rates.get(col.as_str()) {
+                    from_input(&r.count)
+                } else {
+                    let computed =
+                        a.by.iter()
+                            .flat_map(|d| d.parts())
+                            .find(|(n, _)| n.value == *col)
+                            .and_then(|(_, e)| e.cloned());
+                    match computed {
+                        Some(e) => from_words(&e),
+                        None => from_input(col),
+                    }
+                }
+            } else if let Some(q) = &spec.sql {
+                let direct = from_input(col);
+                if direct.is_empty() {
+                    from_words(&q.query)
+                } else {
+                    direct
+                }
+            } else {
+                from_input(col)
+            };
+            m.insert(col.clone(), set);
+        }
+        // Measures built on other measures (a rate on a count) resolve through them.
+        out.insert(name.clone(), m);
+    }
+    out
+}
+
+fn schema_facet(fields: &[(String, String)]) -> Value {
+    facet(
+        "SchemaDatasetFacet",
+        "1-2-0",
+        json!({ "fields": fields.iter().enumerate().map(|(i, (n, t))| json!({ "name": n, "type": t, "ordinal_position": i + 1 })).collect::<Vec<_>>() }),
+    )
+}
+
+/// Everything an event needs to know of the run.
+pub struct RunInfo<'a> {
+    pub line: &'a Line,
+    pub plans: &'a BTreeMap<String, StepPlan>,
+    pub store_url: &'a str,
+    pub run_id: &'a str,
+    pub sources: BTreeMap<String, String>,
+    pub params: &'a BTreeMap<String, String>,
+}
+
+/// The START event.
+pub fn start(info: &RunInfo, time: &str) -> Value {
+    event("START", info, time, None, None)
+}
+
+/// The COMPLETE or FAIL event, with the run's report.
+pub fn finish(info: &RunInfo, time: &str, report: &crate::run::RunReport) -> Value {
+    let kind = if report.status == "succeeded" {
+        "COMPLETE"
+    } else {
+        "FAIL"
+    };
+    event(
+        kind,
+        info,
+        time,
+        Some(report),
+        report.error.as_ref().map(|e| e.to_string()),
+    )
+}
+
+fn event(
+    kind: &str,
+    info: &RunInfo,
+    time: &str,
+    report: Option<&crate::run::RunReport>,
+    error: Option<String>,
+) -> Value {
+    let (the_line, plans) = (info.line, info.plans);
+    let line = &the_line.spec;
+    let lineage = column_lineage(the_line, plans);
+    let mut run_facets = serde_json::Map::new();
+    if let Some(e) = error {
+        run_facets.insert(
+            "errorMessage".into(),
+            facet(
+                "ErrorMessageRunFacet",
+                "1-0-1",
+                json!({ "message": e, "programmingLanguage": "Rust" }),
+            ),
+        );
+    }
+    let mut inputs = Vec::new();
+    for name in &the_line.dag.order {
+        let Some(src) = &crate::load::step(line, name).source else {
+            continue;
+        };
+        let fields: Vec<(String, String)> = src
+            .columns
+            .iter()
+            .map(|(k, v)| (k.value.clone(), v.r#type.value.as_str().to_string()))
+            .collect();
+        let facets = json!({ "schema": schema_facet(&fields) });
+        let mut input_facets = serde_json::Map::new();
+        if let Some(r) = report {
+            if let Some(s) = r.steps.get(name) {
+                input_facets.insert(
+                    "dataQualityMetrics".into(),
+                    facet("DataQualityMetricsInputDatasetFacet", "1-0-3", json!({ "rowCount": s.rows_in, "fileCount": s.objects.unwrap_or(0), "columnMetrics": {} })),
+                );
+            }
+            // The rules of the steps that check this source's rows, as assertions.
+            let mut assertions = Vec::new();
+            for (step, s) in &r.steps {
+                let spec = crate::load::step(line, step);
+                let checks_this = spec
+                    .validate
+                    .as_ref()
+                    .is_some_and(|v| v.input.value == *name)
+                    || step == name;
+                if !checks_this {
+                    continue;
+                }
+                let ids: Vec<String> = match &spec.validate {
+                    Some(v) => v.rules.iter().map(|r| r.id.value.clone()).collect(),
+                    None => s.violations.keys().cloned().collect(),
+                };
+                for id in ids {
+                    let broken = s.violations.get(&id).copied().unwrap_or(0);
+                    assertions.push(json!({ "assertion": id, "success": broken == 0 }));
+                }
+            }
+            if !assertions.is_empty() {
+                input_facets.insert(
+                    "dataQualityAssertions".into(),
+                    facet(
+                        "DataQualityAssertionsDatasetFacet",
+                        "1-1-0",
+                        json!({ "assertions": assertions }),
+                    ),
+                );
+            }
+        }
+        let location = info
+            .sources
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| crate::store::fill(&src.location, info.params));
+        let mut input = json!({ "namespace": info.store_url, "name": location, "facets": facets });
+        if !input_facets.is_empty() {
+            input["inputFacets"] = Value::Object(input_facets);
+        }
+        inputs.push(input);
+    }
+    let source_location = |step: &str| -> String {
+        let src = crate::load::step(line, step).source.as_ref();
+        info.sources
+            .get(step)
+            .cloned()
+            .or_else(|| src.map(|s| crate::store::fill(&s.location, info.params)))
+            .unwrap_or_else(|| step.to_string())
+    };
+    let mut outputs = Vec::new();
+    for name in &the_line.dag.order {
+        let Some(p) = &crate::load::step(line, name).publish else {
+            continue;
+        };
+        let plan = &plans[name];
+        let fields: Vec<(String, String)> = plan
+            .output
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect();
+        let mut col_facet = serde_json::Map::new();
+        for (col, sources) in lineage.get(name).cloned().unwrap_or_default() {
+            let fields: Vec<Value> = sources
+                .iter()
+                .map(|(step, field)| json!({ "namespace": info.store_url, "name": source_location(step), "field": field }))
+                .collect();
+            col_facet.insert(col, json!({ "inputFields": fields }));
+        }
+        let period = info
+            .params
+            .get("period")
+            .cloned()
+            .unwrap_or_else(|| "all".into());
+        outputs.push(json!({
+            "namespace": info.store_url,
+            "name": format!("releases/{}/{period}/{}/{}", line.line.value, info.run_id, p.dataset.value),
+            "facets": {
+                "schema": schema_facet(&fields),
+                "columnLineage": facet("ColumnLineageDatasetFacet", "1-2-0", json!({ "fields": col_facet })),
+            }
+        }));
+    }
+    let description = line
+        .description
+        .as_ref()
+        .map(|d| d.fi().to_string())
+        .unwrap_or_else(|| line.title.fi().to_string());
+    json!({
+        "eventType": kind,
+        "eventTime": time,
+        "producer": PRODUCER,
+        "schemaURL": SPEC,
+        "run": { "runId": run_uuid(info.run_id), "facets": run_facets },
+        "job": {
+            "namespace": "valtava",
+            "name": line.line.value,
+            "facets": { "documentation": facet("DocumentationJobFacet", "1-1-0", json!({ "description": description })) }
+        },
+        "inputs": inputs,
+        "outputs": outputs,
+    })
+}
