@@ -2059,3 +2059,104 @@ fn runs_emit_openlineage_events_that_pass_the_specification() {
             .contains("R006")
     );
 }
+
+#[test]
+fn catalog_describes_every_line_dataset_and_column() {
+    let out_a = tempfile::tempdir().unwrap();
+    let out_b = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = std::fs::read_dir(root().join("lines"))
+        .unwrap()
+        .map(|e| format!("lines/{}", e.unwrap().file_name().to_string_lossy()))
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    lines.sort();
+    for out in [&out_a, &out_b] {
+        let mut args = vec!["catalog".to_string()];
+        args.extend(lines.iter().cloned());
+        args.extend([
+            "--out".to_string(),
+            out.path().to_str().unwrap().to_string(),
+        ]);
+        let r = bin().args(&args).output().unwrap();
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    }
+    let a = std::fs::read(out_a.path().join("catalog.json")).unwrap();
+    assert_eq!(
+        a,
+        std::fs::read(out_b.path().join("catalog.json")).unwrap(),
+        "the catalog is not deterministic"
+    );
+    let c: serde_json::Value = serde_json::from_slice(&a).unwrap();
+    let names: Vec<&str> = c["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "diabetes",
+            "ensihoito",
+            "henkilostomitoitus",
+            "hoitoonpaasy",
+            "rokotukset"
+        ]
+    );
+    for l in c["lines"].as_array().unwrap() {
+        for key in ["owner", "contact", "legal_basis", "schedule", "purpose"] {
+            assert!(!l[key].is_null(), "{} lacks {key}", l["line"]);
+        }
+        assert!(
+            l["title"]["sv"].is_string() && l["title"]["en"].is_string(),
+            "{}",
+            l["line"]
+        );
+        assert!(!l["codesets"].as_array().unwrap().is_empty());
+        for d in l["datasets"].as_array().unwrap() {
+            for col in d["columns"].as_array().unwrap() {
+                if col["name"] != "status" {
+                    assert!(
+                        col["description"].is_string() || col["description"].is_object(),
+                        "{} {} has no description",
+                        d["dataset"],
+                        col["name"]
+                    );
+                }
+            }
+        }
+    }
+    let ensihoito = c["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["line"] == "ensihoito")
+        .unwrap();
+    let columns = ensihoito["datasets"][0]["columns"].as_array().unwrap();
+    let col = |n: &str| columns.iter().find(|c| c["name"] == n).unwrap();
+    assert_eq!(
+        col("tavoittamisaika_mediaani")["lineage"],
+        serde_json::json!(["tehtavat.halytys_aika", "tehtavat.kohteessa_aika"])
+    );
+    assert_eq!(
+        col("tehtavat_per_1000")["lineage"],
+        serde_json::json!(["vaesto.vaesto"])
+    );
+    assert_eq!(col("tavoittamisaika_mediaani")["unit"], "min");
+    assert!(
+        ensihoito["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == "hetu-oikea" && r["category"] == "conformance")
+    );
+    let html = std::fs::read_to_string(out_a.path().join("index.html")).unwrap();
+    for n in &names {
+        assert!(html.contains(&format!("id=\"{n}\"")), "{n}");
+    }
+    assert!(
+        html.contains("ensihoito_kuukausi")
+            && html.contains("552/2019")
+            && !html.contains("<script")
+    );
+}

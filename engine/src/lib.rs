@@ -5,6 +5,7 @@
 //! record batches through the steps, diverts rejected rows to quarantine and counts every
 //! row), [`publish`] (datasets, manifest, release pointer).
 
+pub mod catalog;
 pub mod check;
 pub mod codeset;
 pub mod diag;

@@ -105,10 +105,32 @@ pub fn column_lineage(
                     from_input(&old)
                 }
             } else if let Some(a) = &spec.aggregate {
+                // Only the rows' own input; a rate's population is looked up.
+                let main = |c: &str| -> BTreeSet<(String, String)> {
+                    inputs
+                        .first()
+                        .and_then(|m| m.get(c))
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let main_words = |text: &str| -> BTreeSet<(String, String)> {
+                    words(text).iter().flat_map(|w| main(w)).collect()
+                };
                 if let Some(e) = a.measures.get(col.as_str()) {
-                    from_words(e)
+                    main_words(e)
                 } else if let Some(r) = a.rates.get(col.as_str()) {
-                    from_input(&r.count)
+                    let mut s = a
+                        .measures
+                        .get(r.count.value.as_str())
+                        .map(|e| main_words(e))
+                        .unwrap_or_default();
+                    let value = r
+                        .value
+                        .as_ref()
+                        .map(|v| v.value.clone())
+                        .unwrap_or_else(|| "vaesto".into());
+                    s.insert((r.population.value.clone(), value));
+                    s
                 } else {
                     let computed =
                         a.by.iter()
@@ -116,8 +138,8 @@ pub fn column_lineage(
                             .find(|(n, _)| n.value == *col)
                             .and_then(|(_, e)| e.cloned());
                     match computed {
-                        Some(e) => from_words(&e),
-                        None => from_input(col),
+                        Some(e) => main_words(&e),
+                        None => main(col),
                     }
                 }
             } else if let Some(q) = &spec.sql {

@@ -95,6 +95,15 @@ enum Command {
         #[arg(long)]
         git: Option<String>,
     },
+    /// Write a static catalog (catalog.json, index.html) of lines, datasets, columns, rules,
+    /// owners, legal bases, schedules and column lineage.
+    #[command(after_help = "Examples:\n  valtava catalog lines/*.yaml --out target/catalog")]
+    Catalog {
+        #[arg(required = true)]
+        lines: Vec<PathBuf>,
+        #[arg(long, default_value = "catalog")]
+        out: PathBuf,
+    },
     /// Print the JSON Schema of line files (as committed in schemas/line.schema.json).
     #[command(
         after_help = "Examples:\n  valtava schema > schemas/line.schema.json\n\nEditors pick it up from the first line of a line file:\n  # yaml-language-server: $schema=../schemas/line.schema.json"
@@ -442,6 +451,22 @@ fn main() -> ExitCode {
             }
             status
         }
+        Command::Catalog { lines, out } => match valtava::catalog::build(&lines) {
+            Ok(c) => match valtava::catalog::write(&c, &out) {
+                Ok(()) => {
+                    println!("{}", out.join("index.html").display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            },
+            Err(d) => {
+                print_diags(&d, DiagFormat::Human, &read_source);
+                ExitCode::from(1)
+            }
+        },
         Command::Schema => {
             println!("{}", valtava::schema::line_schema_json());
             ExitCode::SUCCESS
