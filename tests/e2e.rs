@@ -2160,3 +2160,55 @@ fn catalog_describes_every_line_dataset_and_column() {
             && !html.contains("<script")
     );
 }
+
+#[test]
+fn line_tests_run_from_yaml_and_report_junit() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("junit.xml");
+    let out = run(&[
+        "test",
+        "lines/tests/ensihoito.test.yaml",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("4 passed, 0 failed"));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<testsuite name=\"ensihoito\" tests=\"4\" failures=\"0\""),
+        "{xml}"
+    );
+    // A test that expects the wrong thing fails, with the difference in the report.
+    let wrong = std::fs::read_to_string(root().join("lines/tests/ensihoito.test.yaml"))
+        .unwrap()
+        .replace(
+            "line: ../ensihoito.yaml",
+            &format!("line: {}", root().join("lines/ensihoito.yaml").display()),
+        )
+        .replace("tavoittamisaika_min: \"9\"", "tavoittamisaika_min: \"10\"");
+    let file = dir.path().join("wrong.test.yaml");
+    std::fs::write(&file, wrong).unwrap();
+    let out = run(&[
+        "test",
+        file.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("3 passed, 1 failed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("failures=\"1\"") && xml.contains("tavoittamisaika_min=10"),
+        "{xml}"
+    );
+}

@@ -17,6 +17,7 @@ pub mod generate;
 pub mod graph;
 pub mod jsonstat;
 pub mod lineage;
+pub mod linetest;
 pub mod load;
 pub mod params;
 pub mod parsers;

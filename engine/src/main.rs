@@ -104,6 +104,18 @@ enum Command {
         #[arg(long, default_value = "catalog")]
         out: PathBuf,
     },
+    /// Run the tests declared in YAML beside lines (fixture rows in, expected rows or
+    /// quarantine out).
+    #[command(
+        after_help = "Examples:\n  valtava test lines/tests/*.test.yaml\n  valtava test lines/tests/ensihoito.test.yaml --junit target/junit.xml\n\nExit status: 0 all passed, 1 a test failed."
+    )]
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Also write JUnit XML here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
     /// Print the JSON Schema of line files (as committed in schemas/line.schema.json).
     #[command(
         after_help = "Examples:\n  valtava schema > schemas/line.schema.json\n\nEditors pick it up from the first line of a line file:\n  # yaml-language-server: $schema=../schemas/line.schema.json"
@@ -467,6 +479,49 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Test { files, junit } => {
+            let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            else {
+                return ExitCode::from(1);
+            };
+            let mut outcomes = Vec::new();
+            let mut broken = false;
+            for f in &files {
+                match runtime.block_on(valtava::linetest::run_file(f, b"valtava-line-test-key")) {
+                    Ok(o) => outcomes.extend(o),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        broken = true;
+                    }
+                }
+            }
+            for o in &outcomes {
+                match &o.failure {
+                    None => println!("ok     {} / {}", o.suite, o.name),
+                    Some(f) => println!(
+                        "FAILED {} / {}\n       {}",
+                        o.suite,
+                        o.name,
+                        f.replace('\n', "\n       ")
+                    ),
+                }
+            }
+            let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+            println!("{} passed, {failed} failed", outcomes.len() - failed);
+            if let Some(path) = junit
+                && let Err(e) = std::fs::write(&path, valtava::linetest::junit(&outcomes))
+            {
+                eprintln!("error: {}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+            if failed > 0 || broken {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Command::Schema => {
             println!("{}", valtava::schema::line_schema_json());
             ExitCode::SUCCESS
@@ -603,6 +658,7 @@ fn main() -> ExitCode {
                 key,
                 batch_size: batch_size as usize,
                 progress: std::io::stderr().is_terminal(),
+                capture: Default::default(),
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -52,6 +52,9 @@ pub struct RunOptions {
     pub batch_size: usize,
     /// Show a progress line on the terminal.
     pub progress: bool,
+    /// Steps whose output rows are also kept, in `captures/<line>/<run-id>/<step>.parquet`
+    /// (for line tests; the rows are held in memory).
+    pub capture: std::collections::BTreeSet<String>,
 }
 
 /// Counts of one step.
@@ -292,6 +295,8 @@ struct Shared {
     datasets: Mutex<Vec<DatasetReport>>,
     check_plans: BTreeMap<String, StepPlan>,
     timings: Mutex<BTreeMap<String, f64>>,
+    capture: std::collections::BTreeSet<String>,
+    captured: Mutex<BTreeMap<String, Vec<RecordBatch>>>,
 }
 
 /// The run id: UTC time of the start, sortable, unique per second and line hash.
@@ -392,6 +397,8 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         datasets: Mutex::new(Vec::new()),
         check_plans: plans,
         timings: Mutex::new(BTreeMap::new()),
+        capture: opts.capture.clone(),
+        captured: Mutex::new(BTreeMap::new()),
         line,
     });
 
@@ -446,6 +453,36 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    let captured = shared
+        .captured
+        .lock()
+        .map(|mut c| std::mem::take(&mut *c))
+        .unwrap_or_default();
+    for step in &shared.capture {
+        let schema = shared.check_plans.get(step).map(|p| p.output.clone());
+        let (Some(schema), batches) = (schema, captured.get(step).cloned().unwrap_or_default())
+        else {
+            continue;
+        };
+        let stream = Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::iter(batches.into_iter().map(Ok)),
+        ));
+        let prefix = format!("captures/{line_name}/{run_id}");
+        if let Err(e) = crate::publish::write_stream(
+            &shared.store.inner,
+            &prefix,
+            step,
+            &[crate::spec::PublishFormat::Parquet],
+            schema,
+            stream,
+            |_| Ok(()),
+        )
+        .await
+        {
+            failure.get_or_insert(fail(codes::WRITE, e));
+        }
+    }
 
     let mut report = RunReport {
         run_id: run_id.clone(),
@@ -1101,6 +1138,13 @@ fn tapped(
     counters
         .rows_out
         .fetch_add(outcome.passed.num_rows() as u64, Ordering::Relaxed);
+    if shared.capture.contains(name)
+        && let Ok(mut c) = shared.captured.lock()
+    {
+        c.entry(name.to_string())
+            .or_default()
+            .push(outcome.passed.clone());
+    }
     if let Some((rule, reason)) = outcome.failure {
         return Err(fail(
             codes::RULE_FAIL,
@@ -1365,6 +1409,7 @@ mod tests {
             key: Some(b"failure-injection-key".to_vec()),
             batch_size: 4,
             progress: false,
+            capture: Default::default(),
         }
     }
 
