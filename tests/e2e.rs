@@ -2212,3 +2212,52 @@ fn line_tests_run_from_yaml_and_report_junit() {
         "{xml}"
     );
 }
+
+#[test]
+fn fmt_makes_line_files_canonical_and_keeps_their_meaning() {
+    // The shipped files are formatted.
+    let mut args = vec!["fmt".to_string(), "--check".to_string()];
+    for dir in ["lines", "tests/lines"] {
+        let mut files: Vec<String> = std::fs::read_dir(root().join(dir))
+            .unwrap()
+            .map(|e| format!("{dir}/{}", e.unwrap().file_name().to_string_lossy()))
+            .filter(|p| p.ends_with(".yaml"))
+            .collect();
+        files.sort();
+        args.extend(files);
+    }
+    let out = bin().args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    // A copy with trailing spaces, CRLF line ends, stray blank lines and the schema comment
+    // moved down is put back.
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read_to_string(root().join("lines/hoitoonpaasy.yaml")).unwrap();
+    let mut lines: Vec<&str> = original.lines().collect();
+    let schema = lines.remove(0);
+    lines.insert(2, schema);
+    let messy: String = lines
+        .iter()
+        .map(|l| {
+            if l.is_empty() {
+                "\r\n\r\n\r\n".to_string()
+            } else {
+                format!("{l}   \r\n")
+            }
+        })
+        .collect();
+    let shared = root().join("../shared").canonicalize().unwrap();
+    let fix_paths = |s: &str| s.replace("../../shared", shared.to_str().unwrap());
+    let file = dir.path().join("messy.yaml");
+    std::fs::write(&file, fix_paths(&messy)).unwrap();
+    let f = file.to_str().unwrap();
+    assert_eq!(run(&["fmt", "--check", f]).status.code(), Some(1));
+    assert_eq!(run(&["fmt", f]).status.code(), Some(0));
+    let once = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(once, fix_paths(&original));
+    assert_eq!(run(&["fmt", "--check", f]).status.code(), Some(0));
+    assert_eq!(run(&["check", f]).status.code(), Some(0));
+    // A file that does not parse is left alone.
+    std::fs::write(&file, "line: [\n").unwrap();
+    assert_eq!(run(&["fmt", f]).status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "line: [\n");
+}

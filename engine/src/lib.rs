@@ -12,6 +12,7 @@ pub mod diag;
 pub mod diff;
 pub mod disclosure;
 pub mod explain;
+pub mod fmt;
 pub mod functions;
 pub mod generate;
 pub mod graph;

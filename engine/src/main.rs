@@ -116,6 +116,17 @@ enum Command {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// Format line files canonically (two-space indentation, comments kept); with --check,
+    /// only report the files that are not formatted.
+    #[command(
+        after_help = "Examples:\n  valtava fmt lines/*.yaml\n  valtava fmt --check lines/*.yaml   # in CI\n\nExit status: 0 formatted, 1 a file is not formatted (--check) or cannot be."
+    )]
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        check: bool,
+    },
     /// Print the JSON Schema of line files (as committed in schemas/line.schema.json).
     #[command(
         after_help = "Examples:\n  valtava schema > schemas/line.schema.json\n\nEditors pick it up from the first line of a line file:\n  # yaml-language-server: $schema=../schemas/line.schema.json"
@@ -521,6 +532,39 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::SUCCESS
             }
+        }
+        Command::Fmt { files, check } => {
+            let mut status = ExitCode::SUCCESS;
+            for f in &files {
+                let name = f.display().to_string();
+                let text = match std::fs::read_to_string(f) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("error: {name}: {e}");
+                        status = ExitCode::from(1);
+                        continue;
+                    }
+                };
+                match valtava::fmt::format(&name, &text) {
+                    Ok(formatted) if formatted == text => {}
+                    Ok(formatted) => {
+                        if check {
+                            println!("{name}: not formatted");
+                            status = ExitCode::from(1);
+                        } else if let Err(e) = std::fs::write(f, formatted) {
+                            eprintln!("error: {name}: {e}");
+                            status = ExitCode::from(1);
+                        } else {
+                            println!("{name}: formatted");
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        status = ExitCode::from(1);
+                    }
+                }
+            }
+            status
         }
         Command::Schema => {
             println!("{}", valtava::schema::line_schema_json());
