@@ -2261,3 +2261,61 @@ fn fmt_makes_line_files_canonical_and_keeps_their_meaning() {
     assert_eq!(run(&["fmt", f]).status.code(), Some(1));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "line: [\n");
 }
+
+#[test]
+fn lineage_events_are_sent_to_an_http_endpoint() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let collector = std::thread::spawn(move || {
+        let mut received = Vec::new();
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            // Read the head, then as many body bytes as Content-Length says.
+            loop {
+                let n = s.read(&mut chunk).unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(i) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= i + 4 + len || n == 0 {
+                        received.push(text);
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            s.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+        }
+        received
+    });
+    let store = store_with_inbox();
+    let url = format!("http://127.0.0.1:{port}/api/v1/lineage");
+    let out = run_mini(store.path(), &["--lineage-url", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let received = collector.join().unwrap();
+    assert_eq!(received.len(), 2);
+    assert!(
+        received[0].starts_with("POST /api/v1/lineage HTTP/1.1")
+            && received[0].contains("\"eventType\":\"START\"")
+    );
+    assert!(received[1].contains("\"eventType\":\"COMPLETE\""));
+    // An endpoint that is down does not fail the run.
+    let out = run_mini(
+        store.path(),
+        &["--lineage-url", "http://127.0.0.1:9/api/v1/lineage"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cannot send the lineage"));
+}

@@ -344,3 +344,55 @@ fn event(
         "outputs": outputs,
     })
 }
+
+/// Sends an event to an OpenLineage HTTP endpoint (`http://host:port/path`, as the
+/// OpenLineage API takes it: `POST /api/v1/lineage`). Plain HTTP/1.1 on loopback or an
+/// internal collector; TLS endpoints go through a local proxy.
+pub async fn send(url: &str, event: &Value) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("lineage URL `{url}`: only http:// is supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/api/v1/lineage"),
+    };
+    let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+    let connect = tokio::net::TcpStream::connect(authority);
+    let mut stream = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
+        .await
+        .map_err(|_| format!("{url}: connection timed out"))?
+        .map_err(|e| format!("{url}: {e}"))?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.write_all(&body).await.map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .map_err(|_| format!("{url}: no answer"))?
+    .map_err(|e| e.to_string())?;
+    let status_line = String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let code: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    if (200..300).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("{url} answered `{status_line}`"))
+    }
+}

@@ -210,6 +210,9 @@ enum Command {
         /// Print the run report as JSON on standard output.
         #[arg(long)]
         json: bool,
+        /// Also send the run's OpenLineage events to this endpoint (http://host:port/api/v1/lineage).
+        #[arg(long, env = "VALTAVA_LINEAGE_URL")]
+        lineage_url: Option<String>,
     },
 }
 
@@ -680,6 +683,7 @@ fn main() -> ExitCode {
             pseudonym_key_file,
             batch_size,
             json,
+            lineage_url,
         } => {
             let key = match pseudonym_key(pseudonym_key_file.as_ref()) {
                 Ok(k) => k,
@@ -703,6 +707,7 @@ fn main() -> ExitCode {
                 batch_size: batch_size as usize,
                 progress: std::io::stderr().is_terminal(),
                 capture: Default::default(),
+                lineage_url,
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

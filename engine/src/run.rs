@@ -52,6 +52,8 @@ pub struct RunOptions {
     pub batch_size: usize,
     /// Show a progress line on the terminal.
     pub progress: bool,
+    /// An OpenLineage HTTP endpoint that also receives the run's events.
+    pub lineage_url: Option<String>,
     /// Steps whose output rows are also kept, in `captures/<line>/<run-id>/<step>.parquet`
     /// (for line tests; the rows are held in memory).
     pub capture: std::collections::BTreeSet<String>,
@@ -421,6 +423,11 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     {
         warn!("cannot write the lineage START event: {e}");
     }
+    if let Some(url) = &opts.lineage_url
+        && let Err(e) = crate::lineage::send(url, &start_event).await
+    {
+        warn!("cannot send the lineage START event: {e}");
+    }
     let progress = opts.progress.then(|| spawn_progress(shared.clone()));
     let result = schedule(shared.clone(), &scratch).await;
     if let Some((bar, handle)) = progress {
@@ -571,6 +578,11 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     .await
     {
         warn!("cannot write the lineage end event: {e}");
+    }
+    if let Some(url) = &opts.lineage_url
+        && let Err(e) = crate::lineage::send(url, &end_event).await
+    {
+        warn!("cannot send the lineage end event: {e}");
     }
     let report_path = format!("runs/{line_name}/{run_id}.json");
     if let Err(e) = crate::publish::put_json(&shared.store.inner, &report_path, &report).await {
@@ -1410,6 +1422,7 @@ mod tests {
             batch_size: 4,
             progress: false,
             capture: Default::default(),
+            lineage_url: None,
         }
     }
 
