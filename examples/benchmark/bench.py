@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Benchmark: the ensihoito line in Valtava against the same pipeline in DuckDB and pandas.
+
+    python3 examples/benchmark/bench.py --rows 1000000 10000000
+
+Builds nothing: expects `target/release/valtava` (cargo build --release). For each size it
+generates input with `valtava generate` (1 % bad rows), then runs, each in a fresh process:
+  valtava  the whole line (parse, rules, county mapping, HMAC pseudonyms, cube aggregation,
+           disclosure control, Parquet/CSV/JSON-stat, quarantine, reports),
+  duckdb   SQL over the same CSV: the same rules (identity-code check in SQL), county
+           mapping, a keyed hash of the identity code, the cube of totals, Parquet out,
+  pandas   the same in pandas.
+and prints wall time, rows per second, peak memory (max RSS) and the ratios.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+KUNNAT = ROOT.parent / "shared/reference/kunta_hyvinvointialue_2023.csv"
+KEY = "benchmark-key-0123456789abcdef"
+
+DUCKDB = r"""
+import duckdb, sys
+src, out, kunnat, key = sys.argv[1:5]
+con = duckdb.connect()
+con.execute("SET threads TO 2")
+con.execute(f'''
+COPY (
+WITH raw AS (SELECT * FROM read_csv('{src}', delim=';', header=true, all_varchar=true)),
+t AS (
+  SELECT *, TRY_CAST(halytys_aika AS TIMESTAMP) AS h, TRY_CAST(kohteessa_aika AS TIMESTAMP) AS k,
+         TRY_CAST(kuljetettu AS INTEGER) AS kulj,
+         row_number() OVER (PARTITION BY tehtava_id) AS kerta
+  FROM raw),
+ok AS (
+  SELECT t.*, m.hyvinvointialue FROM t JOIN read_csv('{kunnat}', header=true, all_varchar=true) m USING (kunta)
+  WHERE tehtava_id IS NOT NULL AND h IS NOT NULL AND kerta = 1
+    AND kiireellisyys IN ('A','B','C','D') AND (kuljetettu IS NULL OR kulj IN (0, 1))
+    AND (k IS NULL OR k >= h) AND h >= TIMESTAMP '2025-03-01' AND h < TIMESTAMP '2025-04-01'
+    AND (hetu IS NULL OR (length(hetu) = 11
+         AND substr('0123456789ABCDEFHJKLMNPRSTUVWXY',
+                    (TRY_CAST(substr(hetu,1,6) || substr(hetu,8,3) AS BIGINT) % 31)::INT + 1, 1) = substr(hetu, 11, 1)))
+),
+h AS (SELECT *, sha256('{key}' || hetu) AS pseudonym,
+             date_diff('minute', h, k) AS minutes, strftime(h, '%Y-%m') AS kuukausi FROM ok)
+SELECT coalesce(hyvinvointialue, 'SSS') AS hyvinvointialue, coalesce(kuukausi, 'YHT') AS kuukausi,
+       coalesce(kiireellisyys, 'YHT') AS kiireellisyys, count(*) AS tehtavat, count(DISTINCT pseudonym) AS potilaat,
+       median(minutes::DOUBLE) AS mediaani, round(100.0 * avg(CASE WHEN kulj = 1 THEN 1.0 ELSE 0.0 END), 1) AS kuljetettu_osuus
+FROM h GROUP BY CUBE (hyvinvointialue, kuukausi, kiireellisyys) ORDER BY ALL
+) TO '{out}' (FORMAT parquet)''')
+"""
+
+PANDAS = r"""
+import hashlib, hmac, sys
+import pandas as pd
+src, out, kunnat, key = sys.argv[1:5]
+CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"
+df = pd.read_csv(src, sep=";", dtype=str, keep_default_na=False, na_values=[""], on_bad_lines="skip")
+df["h"] = pd.to_datetime(df["halytys_aika"], errors="coerce", format="%Y-%m-%dT%H:%M:%S")
+df["k"] = pd.to_datetime(df["kohteessa_aika"], errors="coerce", format="%Y-%m-%dT%H:%M:%S")
+df["kulj"] = pd.to_numeric(df["kuljetettu"], errors="coerce")
+df = df[df["tehtava_id"].notna() & df["h"].notna()]
+df = df[~df.duplicated("tehtava_id")]
+def hetu_ok(h):
+    if not isinstance(h, str):
+        return True
+    if len(h) != 11 or not (h[:6] + h[7:10]).isdigit():
+        return False
+    return CHECK[int(h[:6] + h[7:10]) % 31] == h[10]
+m = pd.read_csv(kunnat, dtype=str)[["kunta", "hyvinvointialue"]]
+df = df.merge(m, on="kunta", how="inner")
+df = df[df["kiireellisyys"].isin(list("ABCD")) & (df["kuljetettu"].isna() | df["kulj"].isin([0, 1]))]
+df = df[(df["k"].isna() | (df["k"] >= df["h"])) & (df["h"] >= "2025-03-01") & (df["h"] < "2025-04-01")]
+df = df[df["hetu"].map(hetu_ok)]
+k = key.encode()
+df["pseudonym"] = df["hetu"].map(lambda h: hmac.new(k, h.encode(), hashlib.sha256).hexdigest() if isinstance(h, str) else None)
+df["minutes"] = (df["k"] - df["h"]).dt.total_seconds() // 60
+df["kuukausi"] = df["h"].dt.strftime("%Y-%m")
+df["kuljetettu1"] = (df["kulj"] == 1).astype(float)
+dims = ["hyvinvointialue", "kuukausi", "kiireellisyys"]
+parts = []
+for mask in range(8):
+    keep = [d for i, d in enumerate(dims) if not mask & (1 << i)]
+    g = df.groupby(keep) if keep else df.assign(_all=1).groupby("_all")
+    r = g.agg(tehtavat=("tehtava_id", "size"), potilaat=("pseudonym", "nunique"), mediaani=("minutes", "median"),
+              kuljetettu_osuus=("kuljetettu1", "mean")).reset_index()
+    for i, d in enumerate(dims):
+        if mask & (1 << i):
+            r[d] = "SSS" if d == "hyvinvointialue" else "YHT"
+    parts.append(r[dims + ["tehtavat", "potilaat", "mediaani", "kuljetettu_osuus"]])
+res = pd.concat(parts).sort_values(dims)
+res["kuljetettu_osuus"] = (100 * res["kuljetettu_osuus"]).round(1)
+res.to_parquet(out)
+"""
+
+
+def measure(cmd, env=None):
+    """Wall time and peak RSS (MiB) of one command in a fresh process."""
+    wrapper = (
+        "import resource, subprocess, sys, time, json\n"
+        "t = time.perf_counter()\n"
+        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+        "dt = time.perf_counter() - t\n"
+        "print(json.dumps({'seconds': dt, 'rss_mib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 'rc': r.returncode, 'err': r.stderr.decode()[-800:]}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env)
+    return json.loads(out.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--out", default="/tmp/valtava-bench")
+    ap.add_argument("--skip", nargs="*", default=[], help="tools to skip: valtava duckdb pandas")
+    ap.add_argument("--memory-limit", default=None, help="passed to valtava as VALTAVA_MEMORY_LIMIT")
+    a = ap.parse_args()
+    binary = ROOT / "target/release/valtava"
+    if not binary.exists():
+        sys.exit("build first: cargo build --release")
+    results = []
+    for n in a.rows:
+        store = Path(a.out) / f"store-{n}"
+        if not (store / "inbox/ensihoito/2025-03/tehtavat.csv").exists():
+            subprocess.run([binary, "generate", "ensihoito", "--period", "2025-03", "--rows", str(n), "--seed", "1",
+                            "--bad-share", "0.01", "--out", store], check=True, stdout=subprocess.DEVNULL)
+        src = store / "inbox/ensihoito/2025-03/tehtavat.csv"
+        size = src.stat().st_size
+        row = {"rows": n, "bytes": size}
+        env = dict(os.environ, VALTAVA_PSEUDONYM_KEY=KEY, RUST_LOG="warn")
+        if "valtava" not in a.skip:
+            row["valtava"] = measure([str(binary), "run", str(ROOT / "lines/ensihoito.yaml"), "--param", "period=2025-03",
+                                      "--store", str(store)], env)
+        if "duckdb" not in a.skip:
+            row["duckdb"] = measure([sys.executable, "-c", DUCKDB, str(src), str(store / "duckdb.parquet"), str(KUNNAT), KEY])
+        if "pandas" not in a.skip:
+            row["pandas"] = measure([sys.executable, "-c", PANDAS, str(src), str(store / "pandas.parquet"), str(KUNNAT), KEY])
+        results.append(row)
+        print(f"\n{n:>11,} rows ({size / 2**20:,.0f} MiB of CSV)")
+        print(f"  {'tool':<8} {'seconds':>9} {'rows/s':>12} {'peak MiB':>9}  vs valtava")
+        base = row.get("valtava", {}).get("seconds")
+        for tool in ("valtava", "duckdb", "pandas"):
+            r = row.get(tool)
+            if not r:
+                continue
+            ratio = f"{r['seconds'] / base:.2f}×" if base else ""
+            status = "" if r["rc"] == 0 else f"  FAILED: {r['err'].strip()[-200:]}"
+            print(f"  {tool:<8} {r['seconds']:>9.2f} {n / r['seconds']:>12,.0f} {r['rss_mib']:>9,.0f}  {ratio}{status}")
+    (Path(a.out) / "results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
