@@ -162,6 +162,32 @@ pub trait Parser: Send + Sync + fmt::Debug {
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream;
 }
 
+/// A parse stream for formats that read an object whole (archives, documents): reads the
+/// bytes, then hands them to `parse`; an error of `parse` names the object.
+pub fn whole_object<F>(object: SourceObject, request: ParseRequest, parse: F) -> ParseStream
+where
+    F: FnOnce(Vec<u8>, &ParseRequest) -> Result<Vec<ParsedBatch>, String> + Send + 'static,
+{
+    use futures::StreamExt;
+    futures::stream::once(async move {
+        let mut bytes = Vec::with_capacity(object.size as usize);
+        let mut s = object.open().await?;
+        while let Some(chunk) = s.next().await {
+            bytes.extend_from_slice(&chunk?);
+        }
+        parse(bytes, &request).map_err(|message| ParseError::Object {
+            object: object.name.clone(),
+            message,
+        })
+    })
+    .map(|r| match r {
+        Ok(v) => futures::stream::iter(v.into_iter().map(Ok)).boxed(),
+        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+    })
+    .flatten()
+    .boxed()
+}
+
 /// Deserialises typed options, treating a missing `options:` as all defaults.
 pub fn typed_options<T: serde::de::DeserializeOwned + Default>(
     options: &serde_json::Value,

@@ -27,14 +27,12 @@
 
 use std::sync::Arc;
 
-use futures::{StreamExt, stream};
 use indexmap::IndexMap;
 use quick_xml::events::{BytesStart, Event};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use valtava_plugin::{
-    ParseError, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, TextBatchBuilder,
-    typed_options,
+    ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, TextBatchBuilder, typed_options,
 };
 
 /// Options of the `cda` format.
@@ -332,26 +330,10 @@ impl Parser for CdaParser {
     }
 
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream {
-        stream::once(async move {
-            let name = object.name.clone();
-            let err = |message: String| ParseError::Object {
-                object: name.clone(),
-                message,
-            };
-            let options = typed_options::<CdaOptions>(&request.options).map_err(err)?;
-            let mut bytes = Vec::with_capacity(object.size as usize);
-            let mut s = object.open().await?;
-            while let Some(chunk) = s.next().await {
-                bytes.extend_from_slice(&chunk?);
-            }
-            read(&bytes, &options, &request).map_err(err)
+        valtava_plugin::whole_object(object, request, |bytes, request| {
+            let options = typed_options::<CdaOptions>(&request.options)?;
+            read(&bytes, &options, request)
         })
-        .map(|r| match r {
-            Ok(v) => stream::iter(v.into_iter().map(Ok)).boxed(),
-            Err(e) => stream::once(async move { Err(e) }).boxed(),
-        })
-        .flatten()
-        .boxed()
     }
 }
 

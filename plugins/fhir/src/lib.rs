@@ -27,13 +27,11 @@ pub mod view;
 
 use std::sync::Arc;
 
-use futures::{StreamExt, stream};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use valtava_plugin::{
-    ParseError, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, TextBatchBuilder,
-    typed_options,
+    ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, TextBatchBuilder, typed_options,
 };
 
 /// Options of the `fhir` format.
@@ -96,38 +94,22 @@ impl Parser for FhirParser {
     }
 
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream {
-        stream::once(async move {
-            let name = object.name.clone();
-            let err = |message: String| ParseError::Object {
-                object: name.clone(),
-                message,
-            };
-            let options = typed_options::<FhirOptions>(&request.options).map_err(err)?;
-            let view = options.view(request.base_dir.as_deref()).map_err(err)?;
+        valtava_plugin::whole_object(object, request, |bytes, request| {
+            let options = typed_options::<FhirOptions>(&request.options)?;
+            let view = options.view(request.base_dir.as_deref())?;
             let missing: Vec<&String> = request
                 .columns
                 .iter()
                 .filter(|c| !view.columns.contains(c))
                 .collect();
             if !missing.is_empty() {
-                return Err(err(format!(
+                return Err(format!(
                     "the view has no column(s) {missing:?}; it has {:?}",
                     view.columns
-                )));
+                ));
             }
-            let mut bytes = Vec::with_capacity(object.size as usize);
-            let mut s = object.open().await?;
-            while let Some(chunk) = s.next().await {
-                bytes.extend_from_slice(&chunk?);
-            }
-            read(&bytes, &view, &request).map_err(err)
+            read(&bytes, &view, request)
         })
-        .map(|r| match r {
-            Ok(v) => stream::iter(v.into_iter().map(Ok)).boxed(),
-            Err(e) => stream::once(async move { Err(e) }).boxed(),
-        })
-        .flatten()
-        .boxed()
     }
 }
 

@@ -18,12 +18,10 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use calamine::{Data, Reader, Xlsx};
-use futures::{StreamExt, stream};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use valtava_plugin::{
-    ParseError, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, TextBatchBuilder,
-    typed_options,
+    ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, TextBatchBuilder, typed_options,
 };
 
 /// Options of the `xlsx` format.
@@ -67,27 +65,11 @@ impl Parser for XlsxParser {
     }
 
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream {
-        stream::once(async move {
-            let name = object.name.clone();
-            let err = |message: String| ParseError::Object {
-                object: name.clone(),
-                message,
-            };
-            let options = typed_options::<XlsxOptions>(&request.options).map_err(err)?;
-            // A workbook is a zip archive: it is read whole.
-            let mut bytes = Vec::with_capacity(object.size as usize);
-            let mut s = object.open().await?;
-            while let Some(chunk) = s.next().await {
-                bytes.extend_from_slice(&chunk?);
-            }
-            read(bytes, &options, &request).map_err(err)
+        // A workbook is a zip archive: it is read whole.
+        valtava_plugin::whole_object(object, request, |bytes, request| {
+            let options = typed_options::<XlsxOptions>(&request.options)?;
+            read(bytes, &options, request)
         })
-        .map(|r| match r {
-            Ok(v) => stream::iter(v.into_iter().map(Ok)).boxed(),
-            Err(e) => stream::once(async move { Err(e) }).boxed(),
-        })
-        .flatten()
-        .boxed()
     }
 }
 
@@ -246,6 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn reads_a_named_sheet_by_header() {
+        use futures::StreamExt;
         use object_store::memory::InMemory;
         use object_store::path::Path;
         use object_store::{ObjectStoreExt, PutPayload};
