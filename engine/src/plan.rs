@@ -189,11 +189,35 @@ pub fn session(key: &[u8], target_partitions: usize) -> SessionContext {
     let config = SessionConfig::new()
         .with_target_partitions(target_partitions.max(1))
         .with_information_schema(false);
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = match memory_limit() {
+        // With a limit, sorts and aggregations spill to temporary files instead of growing.
+        Some(bytes) => match datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(bytes, 1.0)
+            .build_arc()
+        {
+            Ok(rt) => SessionContext::new_with_config_rt(config, rt),
+            Err(_) => SessionContext::new_with_config(config),
+        },
+        None => SessionContext::new_with_config(config),
+    };
     for f in crate::functions::udfs(key) {
         ctx.register_udf(f);
     }
     ctx
+}
+
+/// `VALTAVA_MEMORY_LIMIT` (bytes, or with `K`, `M`, `G`): the memory the query engine may
+/// use before it spills to disk. Unset: no limit.
+pub fn memory_limit() -> Option<usize> {
+    let v = std::env::var("VALTAVA_MEMORY_LIMIT").ok()?;
+    let v = v.trim();
+    let (num, mult) = match v.chars().last()? {
+        'k' | 'K' => (&v[..v.len() - 1], 1usize << 10),
+        'm' | 'M' => (&v[..v.len() - 1], 1 << 20),
+        'g' | 'G' => (&v[..v.len() - 1], 1 << 30),
+        _ => (v, 1),
+    };
+    num.trim().parse::<f64>().ok().map(|n| (n * mult as f64) as usize)
 }
 
 /// Plans the steps of one line.
