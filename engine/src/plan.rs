@@ -217,7 +217,10 @@ pub fn memory_limit() -> Option<usize> {
         'g' | 'G' => (&v[..v.len() - 1], 1 << 30),
         _ => (v, 1),
     };
-    num.trim().parse::<f64>().ok().map(|n| (n * mult as f64) as usize)
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .map(|n| (n * mult as f64) as usize)
 }
 
 /// Plans the steps of one line.
