@@ -47,6 +47,25 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A copy of a test line in `dir`, its code-set path made absolute, with replacements.
+fn line_copy(dir: &Path, line: &str, name: &str, replacements: &[(&str, &str)]) -> PathBuf {
+    let shared = root()
+        .join("../shared/reference/kunta_hyvinvointialue_2023.csv")
+        .canonicalize()
+        .unwrap();
+    let mut text = std::fs::read_to_string(root().join(line)).unwrap().replace(
+        "../../../shared/reference/kunta_hyvinvointialue_2023.csv",
+        shared.to_str().unwrap(),
+    );
+    for (from, to) in replacements {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    }
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -506,22 +525,15 @@ fn source_override_reads_another_location() {
 #[test]
 fn too_many_rejects_fail_the_run_and_publish_nothing() {
     let store = store_with_inbox();
-    let shared = root()
-        .join("../shared/reference/kunta_hyvinvointialue_2023.csv")
-        .canonicalize()
-        .unwrap();
-    let line = std::fs::read_to_string(root().join("tests/lines/mini.yaml"))
-        .unwrap()
-        .replace(
-            "../../../shared/reference/kunta_hyvinvointialue_2023.csv",
-            shared.to_str().unwrap(),
-        )
-        .replace(
+    let file = line_copy(
+        store.path(),
+        "tests/lines/mini.yaml",
+        "strict.yaml",
+        &[(
             "      input: rivit\n",
             "      input: rivit\n      max_reject_share: 0.1\n",
-        );
-    let file = store.path().join("strict.yaml");
-    std::fs::write(&file, line).unwrap();
+        )],
+    );
     let out = bin()
         .args([
             "run",
@@ -991,22 +1003,15 @@ fn every_kind_of_bad_row_is_accounted_for() {
 #[test]
 fn a_fail_rule_stops_the_run_and_nothing_is_published() {
     let store = store_with_inbox();
-    let shared = root()
-        .join("../shared/reference/kunta_hyvinvointialue_2023.csv")
-        .canonicalize()
-        .unwrap();
-    let line = std::fs::read_to_string(root().join("tests/lines/rules.yaml"))
-        .unwrap()
-        .replace(
-            "../../../shared/reference/kunta_hyvinvointialue_2023.csv",
-            shared.to_str().unwrap(),
-        )
-        .replace(
+    let file = line_copy(
+        store.path(),
+        "tests/lines/rules.yaml",
+        "fail.yaml",
+        &[(
             "{ id: koodi-muoto, regex",
             "{ id: koodi-muoto, severity: fail, regex",
-        );
-    let file = store.path().join("fail.yaml");
-    std::fs::write(&file, line).unwrap();
+        )],
+    );
     let out = bin()
         .args([
             "run",
@@ -2011,22 +2016,15 @@ fn runs_emit_openlineage_events_that_pass_the_specification() {
     assert!(!validate_openlineage(&[bad]).is_empty());
 
     // A failed run ends with FAIL and its error message.
-    let shared = root()
-        .join("../shared/reference/kunta_hyvinvointialue_2023.csv")
-        .canonicalize()
-        .unwrap();
-    let line = std::fs::read_to_string(root().join("tests/lines/mini.yaml"))
-        .unwrap()
-        .replace(
-            "../../../shared/reference/kunta_hyvinvointialue_2023.csv",
-            shared.to_str().unwrap(),
-        )
-        .replace(
+    let file = line_copy(
+        store.path(),
+        "tests/lines/mini.yaml",
+        "strict.yaml",
+        &[(
             "      input: rivit\n",
             "      input: rivit\n      max_reject_share: 0.1\n",
-        );
-    let file = store.path().join("strict.yaml");
-    std::fs::write(&file, line).unwrap();
+        )],
+    );
     let failed = bin()
         .args([
             "run",

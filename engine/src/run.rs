@@ -414,20 +414,13 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     };
     let lineage_dir = format!("lineage/{line_name}/{run_id}");
     let start_event = crate::lineage::start(&lineage_info, &started_at);
-    if let Err(e) = crate::publish::put_json(
-        &shared.store.inner,
+    emit_lineage(
+        &shared.store,
         &format!("{lineage_dir}/1-start.json"),
+        opts.lineage_url.as_deref(),
         &start_event,
     )
-    .await
-    {
-        warn!("cannot write the lineage START event: {e}");
-    }
-    if let Some(url) = &opts.lineage_url
-        && let Err(e) = crate::lineage::send(url, &start_event).await
-    {
-        warn!("cannot send the lineage START event: {e}");
-    }
+    .await;
     let progress = opts.progress.then(|| spawn_progress(shared.clone()));
     let result = schedule(shared.clone(), &scratch).await;
     if let Some((bar, handle)) = progress {
@@ -570,20 +563,13 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     } else {
         "2-fail.json"
     };
-    if let Err(e) = crate::publish::put_json(
-        &shared.store.inner,
+    emit_lineage(
+        &shared.store,
         &format!("{lineage_dir}/{end_name}"),
+        opts.lineage_url.as_deref(),
         &end_event,
     )
-    .await
-    {
-        warn!("cannot write the lineage end event: {e}");
-    }
-    if let Some(url) = &opts.lineage_url
-        && let Err(e) = crate::lineage::send(url, &end_event).await
-    {
-        warn!("cannot send the lineage end event: {e}");
-    }
+    .await;
     let report_path = format!("runs/{line_name}/{run_id}.json");
     if let Err(e) = crate::publish::put_json(&shared.store.inner, &report_path, &report).await {
         failure.get_or_insert(fail(codes::WRITE, e));
@@ -597,6 +583,20 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
             info!(run_id = %run_id, seconds = report.seconds, "run succeeded");
             Ok(report)
         }
+    }
+}
+
+/// Writes a lineage event to the store and, when configured, sends it; a failure is
+/// warned about and does not fail the run.
+async fn emit_lineage(store: &Store, path: &str, url: Option<&str>, event: &serde_json::Value) {
+    let kind = event["eventType"].as_str().unwrap_or("?");
+    if let Err(e) = crate::publish::put_json(&store.inner, path, event).await {
+        warn!("cannot write the lineage {kind} event: {e}");
+    }
+    if let Some(url) = url
+        && let Err(e) = crate::lineage::send(url, event).await
+    {
+        warn!("cannot send the lineage {kind} event: {e}");
     }
 }
 
