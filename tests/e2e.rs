@@ -2317,3 +2317,29 @@ fn lineage_events_are_sent_to_an_http_endpoint() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("cannot send the lineage"));
 }
+
+#[test]
+fn plan_counts_parquet_rows_exactly_from_footers() {
+    let store = tempfile::tempdir().unwrap();
+    write_format_inputs(&store.path().join("formats"));
+    let out = run(&[
+        "plan",
+        "tests/lines/formats.yaml",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pq = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "pq")
+        .unwrap();
+    assert_eq!(pq["data"]["rows"], 2);
+    assert_eq!(pq["data"]["exact"], true);
+    assert_eq!(pq["data"]["objects"], 1);
+    assert!(pq["data"]["bytes"].as_u64().unwrap() > 0);
+}
