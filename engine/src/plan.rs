@@ -223,6 +223,84 @@ pub fn memory_limit() -> Option<usize> {
         .map(|n| (n * mult as f64) as usize)
 }
 
+/// The argument of a plain `count(DISTINCT x)`.
+fn count_distinct_arg(e: &Expr) -> Option<Expr> {
+    let Expr::AggregateFunction(f) = e else {
+        return None;
+    };
+    let p = &f.params;
+    (f.func.name() == "count"
+        && p.distinct
+        && p.args.len() == 1
+        && p.filter.is_none()
+        && p.order_by.is_empty())
+    .then(|| p.args[0].clone())
+}
+
+/// `count(DISTINCT arg)` per group of `dims` (and per grouping set when `totals`), planned
+/// as two aggregations: the distinct (group, value) pairs, then their count per group. Both
+/// are ordinary groupings, which spill under a memory limit and need no per-group set of
+/// values; all grouping sets come from one scan of the input. The result has the columns
+/// `{alias}_d_{dim}`, `{alias}_g_{dim}` (with totals: 1 where the dimension is rolled up)
+/// and `alias`.
+fn distinct_counts(
+    b: LogicalPlanBuilder,
+    dims: &[String],
+    totals: bool,
+    arg: &Expr,
+    alias: &str,
+) -> datafusion::error::Result<LogicalPlan> {
+    use datafusion::functions_aggregate::expr_fn::{count, grouping};
+    let value = format!("{alias}_value");
+    let d = |n: &str| col(Column::from_name(format!("{alias}_d_{n}")));
+    let mut pre: Vec<Expr> = dims
+        .iter()
+        .map(|n| col(Column::from_name(n.as_str())).alias(format!("{alias}_d_{n}")))
+        .collect();
+    pre.push(arg.clone().alias(&value));
+    let pairs = b
+        .project(pre)?
+        .filter(col(Column::from_name(value.as_str())).is_not_null())?;
+    let keys: Vec<Expr> = dims.iter().map(|n| d(n)).collect();
+    if !totals {
+        let mut group = keys.clone();
+        group.push(col(Column::from_name(value.as_str())));
+        return pairs
+            .aggregate(group, Vec::<Expr>::new())?
+            .aggregate(keys, vec![count(lit(1u8)).alias(alias)])?
+            .build();
+    }
+    // Every subset of the dimensions, with the value: the distinct pairs of each set.
+    let sets: Vec<Vec<Expr>> = (0..1usize << dims.len())
+        .map(|mask| {
+            let mut set: Vec<Expr> = dims
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, n)| d(n))
+                .collect();
+            set.push(col(Column::from_name(value.as_str())));
+            set
+        })
+        .collect();
+    let flags: Vec<Expr> = dims
+        .iter()
+        .map(|n| grouping(d(n)).alias(format!("{alias}_g_{n}")))
+        .collect();
+    let mut group = keys;
+    group.extend(
+        dims.iter()
+            .map(|n| col(Column::from_name(format!("{alias}_g_{n}")))),
+    );
+    pairs
+        .aggregate(
+            vec![Expr::GroupingSet(GroupingSet::GroupingSets(sets))],
+            flags,
+        )?
+        .aggregate(group, vec![count(lit(1u8)).alias(alias)])?
+        .build()
+}
+
 /// Plans the steps of one line.
 pub struct Planner<'a> {
     pub line: &'a Line,
@@ -546,13 +624,7 @@ impl Planner<'_> {
         }
     }
 
-    fn rule_expr(
-        &self,
-        index: usize,
-        rule: &RuleSpec,
-        schema: &DFSchema,
-        windows: &mut Vec<Expr>,
-    ) -> Result<Expr, Diags> {
+    fn rule_expr(&self, index: usize, rule: &RuleSpec, schema: &DFSchema) -> Result<Expr, Diags> {
         let null = || lit(ScalarValue::Utf8(None));
         let colcheck = |n: &Name| self.column_check(schema, n).map_err(|d| vec![d]);
         let id = &rule.id.value;
@@ -572,47 +644,24 @@ impl Planner<'_> {
             }
             c.otherwise(null())
         } else if let Some(u) = &rule.unique {
+            // The duplicates were joined in by `join_duplicates`: a row is a duplicate when
+            // its key has a first occurrence elsewhere.
             let names = u.names();
-            let mut keys = Vec::new();
             for n in &names {
                 colcheck(n)?;
-                keys.push(col(Column::from_name(n.value.as_str())));
             }
-            let order = vec![
-                SortExpr::new(col(OBJECT_COLUMN), true, false),
-                SortExpr::new(col(ROW_COLUMN), true, false),
-            ];
-            use datafusion::functions_window::expr_fn::{first_value, row_number};
-            use datafusion::logical_expr::ExprFunctionExt;
-            let rn = row_number()
-                .partition_by(keys.clone())
-                .order_by(order.clone())
-                .build()
-                .map_err(|e| vec![self.diag(Code::V205, rule.id.at, e.to_string())])?;
-            let first_row = first_value(col(ROW_COLUMN))
-                .partition_by(keys.clone())
-                .order_by(order)
-                .build()
-                .map_err(|e| vec![self.diag(Code::V205, rule.id.at, e.to_string())])?;
-            let rn_name = format!("__w{index}_rn");
-            let first_name = format!("__w{index}_first");
-            windows.push(rn.alias(&rn_name));
-            windows.push(first_row.alias(&first_name));
-            let rn = col(Column::from_name(rn_name));
-            let first_row = col(Column::from_name(first_name));
+            let first_object = col(Column::from_name(format!("__u{index}_object")));
+            let first_row = col(Column::from_name(format!("__u{index}_row")));
             let label = names
                 .iter()
                 .map(|n| format!("`{}`", n.value))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let all_present = keys
-                .iter()
-                .cloned()
-                .map(|k| k.is_not_null())
-                .reduce(|a, b| a.and(b))
-                .unwrap_or(lit(true));
+            let is_first = col(OBJECT_COLUMN)
+                .eq(first_object)
+                .and(col(ROW_COLUMN).eq(first_row.clone()));
             when(
-                all_present.and(rn.gt(lit(1u64))),
+                first_row.clone().is_not_null().and(is_first.is_not_true()),
                 datafusion::functions::string::expr_fn::concat(vec![
                     lit(format!("duplicate {label}; first at row ")),
                     cast_text(first_row),
@@ -973,8 +1022,8 @@ impl Planner<'_> {
         let mut exprs: Vec<Expr> = schema.columns().into_iter().map(col).collect();
         let mut rules = Vec::new();
         let mut diags = Vec::new();
-        let mut windows = Vec::new();
         let mut dataset_checks = Vec::new();
+        let base = b.clone();
         // Relationships join the keys of the other step first.
         for (i, rule) in v.rules.iter().enumerate() {
             let Some(e) = &rule.exists_in else { continue };
@@ -996,9 +1045,62 @@ impl Planner<'_> {
             self.column_check(&schema, &e.column).map_err(|d| vec![d])?;
             let on = cast_text(col(Column::from_name(e.column.value.as_str())))
                 .eq(col(Column::from_name(alias)));
-            b = b
-                .join_on(keys, JoinType::Left, vec![on])
+            // The keys are the join's build side; the rows stream past them.
+            b = LogicalPlanBuilder::from(keys)
+                .join_on(
+                    b.build().map_err(err(e.step.at))?,
+                    JoinType::Right,
+                    vec![on],
+                )
                 .map_err(err(e.step.at))?;
+        }
+        // Duplicate keys: one aggregation over the keys finds those seen more than once and
+        // where each was first seen; only they are joined back (the build side of the join),
+        // so the rows stream through instead of being sorted.
+        for (i, rule) in v.rules.iter().enumerate() {
+            let Some(u) = &rule.unique else { continue };
+            let names = u.names();
+            let mut groups = Vec::new();
+            let mut on = Vec::new();
+            for (j, n) in names.iter().enumerate() {
+                self.column_check(&schema, n).map_err(|d| vec![d])?;
+                let alias = format!("__u{i}_k{j}");
+                groups.push(col(Column::from_name(n.value.as_str())).alias(&alias));
+                on.push(col(Column::from_name(alias)).eq(col(Column::new(
+                    Some(v.input.value.as_str()),
+                    n.value.as_str(),
+                ))));
+            }
+            let order = vec![
+                SortExpr::new(col(OBJECT_COLUMN), true, false),
+                SortExpr::new(col(ROW_COLUMN), true, false),
+            ];
+            use datafusion::functions_aggregate::expr_fn::{count, first_value};
+            let present = names
+                .iter()
+                .map(|n| col(Column::from_name(n.value.as_str())).is_not_null())
+                .reduce(|a, b| a.and(b))
+                .unwrap_or(lit(true));
+            let dups = base
+                .clone()
+                .filter(present)
+                .and_then(|d| {
+                    d.aggregate(
+                        groups,
+                        vec![
+                            count(lit(1u8)).alias(format!("__u{i}_n")),
+                            first_value(col(OBJECT_COLUMN), order.clone())
+                                .alias(format!("__u{i}_object")),
+                            first_value(col(ROW_COLUMN), order).alias(format!("__u{i}_row")),
+                        ],
+                    )
+                })
+                .and_then(|d| d.filter(col(Column::from_name(format!("__u{i}_n"))).gt(lit(1i64))))
+                .and_then(|d| d.build())
+                .map_err(err(rule.id.at))?;
+            b = LogicalPlanBuilder::from(dups)
+                .join_on(b.build().map_err(err(rule.id.at))?, JoinType::Right, on)
+                .map_err(err(rule.id.at))?;
         }
         for (i, rule) in v.rules.iter().enumerate() {
             if crate::rules::is_dataset_check(rule) {
@@ -1009,7 +1111,7 @@ impl Planner<'_> {
                 continue;
             }
             let all = b.schema().clone();
-            match self.rule_expr(i, rule, &all, &mut windows) {
+            match self.rule_expr(i, rule, &all) {
                 Ok(e) => {
                     let column = format!("{RULE_PREFIX}{i}");
                     exprs.push(e.alias(&column));
@@ -1041,11 +1143,6 @@ impl Planner<'_> {
         if !diags.is_empty() {
             return Err(diags);
         }
-        let b = if windows.is_empty() {
-            b
-        } else {
-            b.window(windows).map_err(err(v.input.at))?
-        };
         let plan = b
             .project(exprs)
             .and_then(|b| b.build())
@@ -1537,6 +1634,8 @@ impl Planner<'_> {
             dims.push(d.value.clone());
         }
         let mut aggs: Vec<Expr> = Vec::new();
+        // `count(DISTINCT x)` measures, computed apart (see `distinct_counts`).
+        let mut distinct: Vec<(String, Expr)> = Vec::new();
         let mut measures: Vec<(String, Expr)> = Vec::new();
         let mut diags = Vec::new();
         for (name, text) in &a.measures {
@@ -1551,6 +1650,17 @@ impl Planner<'_> {
             let mut found = false;
             let rewritten = e
                 .transform_up(|e| {
+                    if let Some(arg) = count_distinct_arg(&e) {
+                        found = true;
+                        let alias = format!("__dc{}", distinct.len());
+                        distinct.push((alias.clone(), arg));
+                        return Ok(Transformed::yes(
+                            datafusion::functions::core::expr_fn::coalesce(vec![
+                                col(Column::from_name(alias)),
+                                lit(0i64),
+                            ]),
+                        ));
+                    }
                     if let Expr::AggregateFunction(AggregateFunction { .. }) = &e {
                         found = true;
                         let alias = format!("__agg{}", aggs.len());
@@ -1601,7 +1711,33 @@ impl Planner<'_> {
         let err = |e: DataFusionError| {
             vec![self.diag(Code::V205, a.input.at, first_line(&e.to_string()))]
         };
-        let b = b.aggregate(group, aggs).map_err(err)?;
+        let mut main = b.clone().aggregate(group, aggs).map_err(err)?;
+        for (alias, arg) in &distinct {
+            let counts = distinct_counts(b.clone(), &dims, a.totals, arg, alias).map_err(err)?;
+            let mut left: Vec<Column> =
+                dims.iter().map(|d| Column::from_name(d.as_str())).collect();
+            let mut right: Vec<Column> = dims
+                .iter()
+                .map(|d| Column::from_name(format!("{alias}_d_{d}")))
+                .collect();
+            if a.totals {
+                left.extend(dims.iter().map(|d| Column::from_name(format!("__g_{d}"))));
+                right.extend(
+                    dims.iter()
+                        .map(|d| Column::from_name(format!("{alias}_g_{d}"))),
+                );
+            }
+            main = main
+                .join_detailed(
+                    counts,
+                    JoinType::Left,
+                    (left, right),
+                    None,
+                    datafusion::common::NullEquality::NullEqualsNull,
+                )
+                .map_err(err)?;
+        }
+        let b = main;
         let mut out: Vec<Expr> = Vec::new();
         for d in &dims {
             let c = cast_text(col(Column::from_name(d.as_str())));

@@ -714,6 +714,22 @@ fn stream_table(
     Ok(Arc::new(table))
 }
 
+/// How many times `plan` scans the table `table` (a step that finds duplicates reads its
+/// input twice).
+fn scans(plan: &datafusion::logical_expr::LogicalPlan, table: &str) -> usize {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut n = 0;
+    let _ = plan.apply_with_subqueries(|p| {
+        if let datafusion::logical_expr::LogicalPlan::TableScan(t) = p
+            && t.table_name.table() == table
+        {
+            n += 1;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    n
+}
+
 async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), RunFailure> {
     let order = shared.line.dag.order.clone();
     // Inputs each step will read, as providers, created before any task starts.
@@ -732,6 +748,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
                     .aggregate
                     .as_ref()
                     .is_some_and(|a| a.rates.values().any(|r| r.population.value == *s))
+                || scans(&shared.check_plans[c].plan, s) > 1
         });
         let output = match consumers.len() {
             0 if plan.kind == StepKind::Publish => Output::Publish,
