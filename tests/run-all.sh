@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and end-to-end tests.
-# Installs what the tests need (the Python readers used to check published files).
+# Installs what the tests need: the Python readers used to check published files, the
+# reporting page's assets (Chart.js) and browser driver (playwright-core) from npm, and
+# Debian's Chromium for the browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt
+npm ci --prefix engine/web --no-audit --no-fund --loglevel=error
+if ! command -v chromium > /dev/null; then
+    if [ "$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo apt-get); fi
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends chromium > /dev/null ||
+        { "${apt[@]}" update > /dev/null && DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends chromium > /dev/null; }
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

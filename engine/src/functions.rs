@@ -377,3 +377,141 @@ mod tests {
         assert_eq!(pseudonym(b"k1", "x").len(), 64);
     }
 }
+
+/// The key of a value in an exact distinct count (internal to the planner, see
+/// `plan::distinct_counts`): a 128-bit number, equal for equal values. Whole numbers,
+/// dates, times and text of up to 15 bytes map to it one to one; longer text and other
+/// values map through the 128-bit XXH3 hash (two different values share a key with a
+/// probability of about n²/2¹²⁸ for n values: 3·10⁻²⁵ for ten million). Grouping on a
+/// fixed-width number is several times faster and smaller than on text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct DistinctKey {
+    signature: Signature,
+}
+
+impl Default for DistinctKey {
+    fn default() -> Self {
+        DistinctKey {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+/// Bit 125 marks hashed keys; exact keys stay below it.
+const HASHED: i128 = 1 << 125;
+const KEY_MASK: i128 = HASHED - 1;
+
+fn short_text_key(b: &[u8]) -> i128 {
+    // Length in the low byte, the bytes above it: one to one for up to 15 bytes.
+    let mut k: u128 = b.len() as u128;
+    for (i, &c) in b.iter().enumerate() {
+        k |= (c as u128) << (8 * (i + 1));
+    }
+    (k & KEY_MASK as u128) as i128
+}
+
+fn text_key(s: &[u8]) -> i128 {
+    if s.len() <= 15 && (s.len() < 15 || s[14] < 0x20) {
+        short_text_key(s)
+    } else {
+        (xxhash_rust::xxh3::xxh3_128(s) as i128 & KEY_MASK) | HASHED
+    }
+}
+
+impl ScalarUDFImpl for DistinctKey {
+    fn name(&self) -> &str {
+        "__distinct_key"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Decimal128(38, 0))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use arrow::array::Decimal128Array;
+        let [arg] = args.args.as_slice() else {
+            return exec_err!("__distinct_key takes one argument");
+        };
+        let a = arg.to_array(args.number_rows)?;
+        let t = a.data_type().clone();
+        let keys: Decimal128Array =
+            if t.is_integer() || t.is_temporal() || matches!(t, DataType::Boolean) {
+                let a = arrow::compute::cast(&a, &DataType::Int64)?;
+                a.as_primitive::<arrow::datatypes::Int64Type>()
+                    .iter()
+                    .map(|v| v.map(|v| v as i128))
+                    .collect()
+            } else if t.is_floating() {
+                let a = arrow::compute::cast(&a, &DataType::Float64)?;
+                a.as_primitive::<arrow::datatypes::Float64Type>()
+                    .iter()
+                    .map(|v| {
+                        // -0.0 and 0.0 are one value, as are all NaNs.
+                        v.map(|v| {
+                            let v = if v == 0.0 {
+                                0.0
+                            } else if v.is_nan() {
+                                f64::NAN
+                            } else {
+                                v
+                            };
+                            v.to_bits() as i128
+                        })
+                    })
+                    .collect()
+            } else if matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+                let a = arrow::compute::cast(&a, &DataType::Utf8)?;
+                a.as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(|s| text_key(s.as_bytes())))
+                    .collect()
+            } else {
+                // Anything else by its text form.
+                let a = arrow::compute::cast(&a, &DataType::Utf8)?;
+                a.as_string::<i32>()
+                    .iter()
+                    .map(|v| {
+                        v.map(|s| {
+                            (xxhash_rust::xxh3::xxh3_128(s.as_bytes()) as i128 & KEY_MASK) | HASHED
+                        })
+                    })
+                    .collect()
+            };
+        Ok(ColumnarValue::Array(Arc::new(
+            keys.with_precision_and_scale(38, 0)?,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod distinct_key_tests {
+    use super::*;
+
+    #[test]
+    fn short_text_maps_one_to_one_and_long_text_is_hashed_apart() {
+        let words = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "a\0",
+            "\0a",
+            "012345678901234",
+            "01234567890123",
+        ];
+        let keys: std::collections::BTreeSet<i128> =
+            words.iter().map(|w| text_key(w.as_bytes())).collect();
+        assert_eq!(keys.len(), words.len());
+        for w in words.iter().filter(|w| w.len() <= 14) {
+            let k = text_key(w.as_bytes());
+            assert!((0..HASHED).contains(&k), "{w:?} is kept exactly");
+        }
+        let long = text_key(b"0123456789abcdef0123456789abcdef");
+        assert!(long >= HASHED && long < HASHED * 2);
+        assert_ne!(long, text_key(b"0123456789abcdef0123456789abcdeF"));
+        // Precision 38 holds every key.
+        assert!(HASHED * 2 - 1 < 10i128.pow(38));
+    }
+}

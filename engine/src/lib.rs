@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod check;
 pub mod codeset;
+pub mod cron;
 pub mod diag;
 pub mod diff;
 pub mod disclosure;
@@ -31,5 +32,6 @@ pub mod report;
 pub mod rules;
 pub mod run;
 pub mod schema;
+pub mod serve;
 pub mod spec;
 pub mod store;

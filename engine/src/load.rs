@@ -232,6 +232,15 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
             ),
         ));
     }
+    if let Some(schedule) = &spec.schedule
+        && let Err(e) = schedule.value.parse::<crate::cron::Schedule>()
+    {
+        diags.push(
+            Diagnostic::error(Code::V003, file, schedule.at, e.message).with_hint(
+                "five fields: minute hour day-of-month month day-of-week, e.g. `0 6 5 * *`",
+            ),
+        );
+    }
     let step_names: Vec<&str> = spec.steps.keys().map(|k| k.value.as_str()).collect();
     let codesets: Vec<&str> = spec.codesets.keys().map(|k| k.value.as_str()).collect();
     let params: Vec<&str> = spec.params.keys().map(|k| k.value.as_str()).collect();

@@ -214,6 +214,44 @@ enum Command {
         #[arg(long, env = "VALTAVA_LINEAGE_URL")]
         lineage_url: Option<String>,
     },
+    /// Run as a daemon: lines on their schedule and when data arrive, an HTTP API, the
+    /// indicator API and the reporting page.
+    #[command(
+        after_help = "Examples:\n  valtava serve --store examples/store --lines lines --listen 127.0.0.1:8080 \\\n      --tokens tokens.yaml --pseudonym-key-file examples/demo-pseudonym.key \\\n      --assets engine/web/node_modules/chart.js/dist\n\nToken file (YAML): tokens: [{ name: ensihoito-toimittaja, sha256: <hex>, roles: [upload], lines: [ensihoito] }]\nRoles: run (trigger runs), upload (put files into inboxes), admin (both). `token:` may\ngive the token itself instead of its sha256.\n\nSIGTERM: no new runs start; running ones get --grace seconds to finish. A run still\ngoing then is stopped; its previous release stays current and it runs again at the\nnext start."
+    )]
+    Serve {
+        /// The store: a folder or a URL (file://, memory://).
+        #[arg(long, default_value = "./valtava-data", env = "VALTAVA_STORE")]
+        store: String,
+        /// The folder of line files to run.
+        #[arg(long, default_value = "lines")]
+        lines: PathBuf,
+        /// Address to listen on (port 0: any free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Token file for the write endpoints (without one, writes are refused).
+        #[arg(long, env = "VALTAVA_TOKENS")]
+        tokens: Option<PathBuf>,
+        /// File holding the pseudonymisation key (otherwise VALTAVA_PSEUDONYM_KEY).
+        #[arg(long)]
+        pseudonym_key_file: Option<PathBuf>,
+        /// Seconds between listings of the inboxes.
+        #[arg(long, default_value_t = 10.0)]
+        poll: f64,
+        /// Runs at once.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// The largest upload, in MiB.
+        #[arg(long, default_value_t = 512)]
+        max_upload_mib: usize,
+        /// Seconds a running run may go on after SIGTERM.
+        #[arg(long, default_value_t = 30.0)]
+        grace: f64,
+        /// Folder with Chart.js's `chart.umd.js` for the reporting page
+        /// (`npm ci --prefix engine/web` puts it in engine/web/node_modules/chart.js/dist).
+        #[arg(long, env = "VALTAVA_ASSETS")]
+        assets: Option<PathBuf>,
+    },
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -669,6 +707,67 @@ fn main() -> ExitCode {
                     print!("{t}");
                     ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Serve {
+            store,
+            lines,
+            listen,
+            tokens,
+            pseudonym_key_file,
+            poll,
+            workers,
+            max_upload_mib,
+            grace,
+            assets,
+        } => {
+            let key = match pseudonym_key(pseudonym_key_file.as_ref()) {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let store = match valtava::store::open(&store) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let assets = assets.or_else(|| {
+                let d = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("web/node_modules/chart.js/dist");
+                d.join("chart.umd.js").exists().then_some(d)
+            });
+            let opts = valtava::serve::ServeOptions {
+                store,
+                lines_dir: lines,
+                listen,
+                tokens,
+                key,
+                poll: std::time::Duration::from_secs_f64(poll.max(0.1)),
+                workers,
+                max_upload: max_upload_mib.saturating_mul(1 << 20),
+                grace: std::time::Duration::from_secs_f64(grace.max(0.0)),
+                assets,
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(valtava::serve::serve(opts)) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(1)

@@ -190,9 +190,13 @@ pub fn session(key: &[u8], target_partitions: usize) -> SessionContext {
         .with_target_partitions(target_partitions.max(1))
         .with_information_schema(false);
     let ctx = match memory_limit() {
-        // With a limit, sorts and aggregations spill to temporary files instead of growing.
+        // With a limit, sorts and aggregations spill to temporary files instead of growing;
+        // the fair pool shares it among the operators that can spill, as the steps of a line
+        // run at once.
         Some(bytes) => match datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_memory_limit(bytes, 1.0)
+            .with_memory_pool(Arc::new(
+                datafusion::execution::memory_pool::FairSpillPool::new(bytes),
+            ))
             .build_arc()
         {
             Ok(rt) => SessionContext::new_with_config_rt(config, rt),
@@ -240,7 +244,8 @@ fn count_distinct_arg(e: &Expr) -> Option<Expr> {
 /// `count(DISTINCT arg)` per group of `dims` (and per grouping set when `totals`), planned
 /// as two aggregations: the distinct (group, value) pairs, then their count per group. Both
 /// are ordinary groupings, which spill under a memory limit and need no per-group set of
-/// values; all grouping sets come from one scan of the input. The result has the columns
+/// values; all grouping sets come from one scan of the input. Values are grouped by their
+/// 128-bit key (`functions::DistinctKey`). The result has the columns
 /// `{alias}_d_{dim}`, `{alias}_g_{dim}` (with totals: 1 where the dimension is rolled up)
 /// and `alias`.
 fn distinct_counts(
@@ -257,7 +262,10 @@ fn distinct_counts(
         .iter()
         .map(|n| col(Column::from_name(n.as_str())).alias(format!("{alias}_d_{n}")))
         .collect();
-    pre.push(arg.clone().alias(&value));
+    let key = datafusion::logical_expr::ScalarUDF::new_from_impl(
+        crate::functions::DistinctKey::default(),
+    );
+    pre.push(key.call(vec![arg.clone()]).alias(&value));
     let pairs = b
         .project(pre)?
         .filter(col(Column::from_name(value.as_str())).is_not_null())?;

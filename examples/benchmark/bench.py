@@ -100,6 +100,35 @@ res.to_parquet(out)
 """
 
 
+DUCKDB_FHIR = r"""
+import duckdb, sys
+inbox, out = sys.argv[1:3]
+con = duckdb.connect()
+con.execute("SET threads TO 2")
+MUNICIPALITY = "https://hl7.fi/fhir/finnish-base-profiles/StructureDefinition/municipality-code"
+con.execute(f'''
+COPY (
+  SELECT id, TRY_CAST(birthDate AS DATE) AS syntymapaiva, deceasedDateTime AS kuollut,
+         deceasedBoolean AS kuollut_tieto,
+         list_filter(extension, e -> e.url = '{MUNICIPALITY}')[1].valueCoding.code AS kunta
+  FROM read_json('{inbox}/Patient*.ndjson', format = 'newline_delimited', columns = {{
+    id: 'VARCHAR', birthDate: 'VARCHAR', deceasedDateTime: 'VARCHAR', deceasedBoolean: 'BOOLEAN',
+    extension: 'STRUCT(url VARCHAR, valueCoding STRUCT(system VARCHAR, code VARCHAR))[]'}})
+  WHERE id IS NOT NULL AND TRY_CAST(birthDate AS DATE) IS NOT NULL
+) TO '{out}/duckdb_potilaat.parquet' (FORMAT parquet)''')
+con.execute(f'''
+COPY (
+  SELECT replace(patient.reference, 'Patient/', '') AS potilas, status AS tila,
+         occurrenceDateTime AS pvm, c.code AS koodi
+  FROM read_json('{inbox}/Immunization*.ndjson', format = 'newline_delimited', columns = {{
+    patient: 'STRUCT(reference VARCHAR)', status: 'VARCHAR', occurrenceDateTime: 'VARCHAR',
+    vaccineCode: 'STRUCT(coding STRUCT(system VARCHAR, code VARCHAR)[])'}}),
+    unnest(vaccineCode.coding) AS t(c)
+  WHERE patient.reference IS NOT NULL AND status IS NOT NULL AND c.code IS NOT NULL
+) TO '{out}/duckdb_rokotukset.parquet' (FORMAT parquet)''')
+"""
+
+
 def measure(cmd, env=None):
     """Wall time and peak RSS (MiB) of one command in a fresh process."""
     wrapper = (
@@ -119,12 +148,79 @@ def main():
     ap.add_argument("--out", default="/tmp/valtava-bench")
     ap.add_argument("--skip", nargs="*", default=[], help="tools to skip: valtava duckdb pandas")
     ap.add_argument("--memory-limit", default=None, help="passed to valtava as VALTAVA_MEMORY_LIMIT")
+    ap.add_argument("--fhir", type=int, nargs="*", default=[200_000],
+                    help="patients of the FHIR flattening benchmark (about 5 immunisations each)")
+    ap.add_argument("--check-runs", type=int, default=10, help="fresh-process runs of `valtava check`")
     a = ap.parse_args()
     binary = ROOT / "target/release/valtava"
     if not binary.exists():
         sys.exit("build first: cargo build --release")
-    results = []
+    results = {"ensihoito": [], "fhir": [], "check": None}
+    bench_ensihoito(a, binary, results["ensihoito"])
+    bench_fhir(a, binary, results["fhir"])
+    results["check"] = bench_check(a, binary)
+    (Path(a.out) / "results.json").write_text(json.dumps(results, indent=2))
+
+
+def table(n, row, tools, unit="rows"):
+    print(f"  {'tool':<8} {'seconds':>9} {unit + '/s':>12} {'peak MiB':>9}  vs valtava")
+    base = row.get("valtava", {}).get("seconds")
+    for tool in tools:
+        r = row.get(tool)
+        if not r:
+            continue
+        ratio = f"{r['seconds'] / base:.2f}×" if base else ""
+        status = "" if r["rc"] == 0 else f"  FAILED: {r['err'].strip()[-200:]}"
+        print(f"  {tool:<8} {r['seconds']:>9.2f} {n / r['seconds']:>12,.0f} {r['rss_mib']:>9,.0f}  {ratio}{status}")
+
+
+def bench_fhir(a, binary, results):
+    """SQL-on-FHIR views over bulk NDJSON: Valtava against DuckDB read_json."""
+    for n in a.fhir:
+        store = Path(a.out) / f"fhir-{n}"
+        inbox = store / "inbox/rokotukset/2025"
+        if not (inbox / "Immunization.000.ndjson").exists():
+            subprocess.run([binary, "generate", "rokotukset", "--period", "2025", "--rows", str(n), "--seed", "1",
+                            "--bad-share", "0.01", "--out", store], check=True, stdout=subprocess.DEVNULL)
+        files = sorted(inbox.glob("*.ndjson"))
+        size = sum(f.stat().st_size for f in files)
+        resources = 0
+        for f in files:
+            with open(f, "rb") as fh:
+                resources += sum(1 for _ in fh)
+        row = {"patients": n, "resources": resources, "bytes": size}
+        env = dict(os.environ, RUST_LOG="warn")
+        if a.memory_limit:
+            env["VALTAVA_MEMORY_LIMIT"] = a.memory_limit
+        if "valtava" not in a.skip:
+            row["valtava"] = measure([str(binary), "run", str(ROOT / "examples/benchmark/fhir-views.yaml"),
+                                      "--param", "period=2025", "--store", str(store)], env)
+        if "duckdb" not in a.skip:
+            row["duckdb"] = measure([sys.executable, "-c", DUCKDB_FHIR, str(inbox), str(store)])
+        results.append(row)
+        print(f"\nFHIR views: {resources:,} resources ({size / 2**20:,.0f} MiB of NDJSON)")
+        table(resources, row, ("valtava", "duckdb"), "res")
+
+
+def bench_check(a, binary):
+    """`valtava check` of every line, each run a fresh process."""
+    lines = sorted(str(p) for p in (ROOT / "lines").glob("*.yaml"))
+    times = []
+    for _ in range(a.check_runs):
+        t = time.perf_counter()
+        subprocess.run([binary, "check", *lines], check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t)
+    times.sort()
+    r = {"lines": len(lines), "runs": len(times), "min_ms": times[0] * 1000,
+         "median_ms": times[len(times) // 2] * 1000, "max_ms": times[-1] * 1000}
+    print(f"\nvaltava check of {len(lines)} lines, {len(times)} fresh processes: "
+          f"median {r['median_ms']:.0f} ms, max {r['max_ms']:.0f} ms")
+    return r
+
+
+def bench_ensihoito(a, binary, results):
     for n in a.rows:
+
         store = Path(a.out) / f"store-{n}"
         if not (store / "inbox/ensihoito/2025-03/tehtavat.csv").exists():
             subprocess.run([binary, "generate", "ensihoito", "--period", "2025-03", "--rows", str(n), "--seed", "1",
@@ -133,6 +229,8 @@ def main():
         size = src.stat().st_size
         row = {"rows": n, "bytes": size}
         env = dict(os.environ, VALTAVA_PSEUDONYM_KEY=KEY, RUST_LOG="warn")
+        if a.memory_limit:
+            env["VALTAVA_MEMORY_LIMIT"] = a.memory_limit
         if "valtava" not in a.skip:
             row["valtava"] = measure([str(binary), "run", str(ROOT / "lines/ensihoito.yaml"), "--param", "period=2025-03",
                                       "--store", str(store)], env)
@@ -141,17 +239,8 @@ def main():
         if "pandas" not in a.skip:
             row["pandas"] = measure([sys.executable, "-c", PANDAS, str(src), str(store / "pandas.parquet"), str(KUNNAT), KEY])
         results.append(row)
-        print(f"\n{n:>11,} rows ({size / 2**20:,.0f} MiB of CSV)")
-        print(f"  {'tool':<8} {'seconds':>9} {'rows/s':>12} {'peak MiB':>9}  vs valtava")
-        base = row.get("valtava", {}).get("seconds")
-        for tool in ("valtava", "duckdb", "pandas"):
-            r = row.get(tool)
-            if not r:
-                continue
-            ratio = f"{r['seconds'] / base:.2f}×" if base else ""
-            status = "" if r["rc"] == 0 else f"  FAILED: {r['err'].strip()[-200:]}"
-            print(f"  {tool:<8} {r['seconds']:>9.2f} {n / r['seconds']:>12,.0f} {r['rss_mib']:>9,.0f}  {ratio}{status}")
-    (Path(a.out) / "results.json").write_text(json.dumps(results, indent=2))
+        print(f"\nensihoito: {n:,} rows ({size / 2**20:,.0f} MiB of CSV)")
+        table(n, row, ("valtava", "duckdb", "pandas"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1859 @@
+//! `valtava serve`: the daemon and the reporting service.
+//!
+//! The daemon runs the lines of a folder against one store:
+//! - on their `schedule` (Finnish time; the run takes the latest complete period),
+//! - when new or changed objects arrive under a source location of the line (the period is
+//!   read from the object's path), and
+//! - when asked through the API.
+//!
+//! Runs are jobs in a queue. One job per line and period runs at a time; a request for a
+//! line and period that is already queued joins the queued job. Jobs are kept in the store
+//! (`daemon/jobs/<id>.json`), so a daemon that stops during a run finds the job at start
+//! and runs it again; releases are atomic (the `latest.json` pointer is written last), so an
+//! interrupted run leaves the previous release current and no partial one.
+//!
+//! The HTTP API (JSON; `/openapi.json`) lists lines, runs, releases and datasets; an
+//! indicator API in the style of Sotkanet (`/api/v1/datasets/{id}`) answers JSON-stat 2.0 or
+//! CSV; `/` is the reporting page; `/metrics` and `/healthz` are for operators. Writing
+//! (triggering runs, uploading files) needs a bearer token from the token file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use crate::load::Line;
+use crate::spec::ParamKind;
+use crate::store::Store;
+
+/// How the daemon is started.
+pub struct ServeOptions {
+    pub store: Store,
+    pub lines_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The token file; without one, every write is refused.
+    pub tokens: Option<PathBuf>,
+    pub key: Option<Vec<u8>>,
+    /// How often inboxes are listed.
+    pub poll: Duration,
+    /// Runs at once.
+    pub workers: usize,
+    /// The largest upload, in bytes.
+    pub max_upload: usize,
+    /// How long a run may go on after SIGTERM before the daemon stops without it.
+    pub grace: Duration,
+    /// A folder holding `chart.umd.js` (Chart.js) for the reporting page.
+    pub assets: Option<PathBuf>,
+}
+
+/// A job: one run of a line for one set of parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub line: String,
+    pub params: BTreeMap<String, String>,
+    /// `api`, `schedule`, `arrival`, `upload`.
+    pub trigger: String,
+    pub status: JobStatus,
+    pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// Starts, counting those a stopped daemon did not finish.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl Job {
+    fn key(&self) -> (String, String) {
+        (
+            self.line.clone(),
+            self.params.get("period").cloned().unwrap_or_default(),
+        )
+    }
+}
+
+/// A source location the daemon watches: objects under `prefix` whose path matches
+/// `pattern` belong to the period the pattern captures.
+#[derive(Debug, Clone)]
+struct Inbox {
+    prefix: String,
+    pattern: regex::Regex,
+    /// The location as the line writes it.
+    template: String,
+}
+
+struct LineEntry {
+    path: PathBuf,
+    line: Line,
+    schedule: Option<crate::cron::Schedule>,
+    period: Option<ParamKind>,
+    inboxes: Vec<Inbox>,
+    codesets: BTreeMap<String, Arc<datafusion::datasource::MemTable>>,
+}
+
+/// A token from the token file.
+struct Token {
+    name: String,
+    digest: [u8; 32],
+    roles: BTreeSet<String>,
+    /// The lines it may write to (all when `None`).
+    lines: Option<BTreeSet<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFile {
+    tokens: Vec<TokenSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenSpec {
+    name: String,
+    /// The token itself…
+    #[serde(default)]
+    token: Option<String>,
+    /// …or its sha256 in hex.
+    #[serde(default)]
+    sha256: Option<String>,
+    roles: Vec<String>,
+    #[serde(default)]
+    lines: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the digest.
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .field("roles", &self.roles)
+            .field("lines", &self.lines)
+            .finish_non_exhaustive()
+    }
+}
+
+const ROLES: [&str; 3] = ["run", "upload", "admin"];
+
+/// Reads a token file (YAML): `tokens: [{ name, token | sha256, roles: [run, upload,
+/// admin], lines: [...] }]`.
+fn read_tokens(path: &FsPath) -> Result<Vec<Token>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+    let file: TokenFile =
+        serde_saphyr::from_str(&text).map_err(|e| format!("token file {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for t in file.tokens {
+        let digest: [u8; 32] = match (&t.token, &t.sha256) {
+            (Some(tok), None) => {
+                if tok.len() < 16 {
+                    return Err(format!(
+                        "token file {}: token `{}` is shorter than 16 characters",
+                        path.display(),
+                        t.name
+                    ));
+                }
+                Sha256::digest(tok.as_bytes()).into()
+            }
+            (None, Some(h)) => hex::decode(h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "token file {}: sha256 of `{}` is not 64 hex digits",
+                        path.display(),
+                        t.name
+                    )
+                })?,
+            _ => {
+                return Err(format!(
+                    "token file {}: `{}` needs exactly one of `token` and `sha256`",
+                    path.display(),
+                    t.name
+                ));
+            }
+        };
+        for r in &t.roles {
+            if !ROLES.contains(&r.as_str()) {
+                return Err(format!(
+                    "token file {}: unknown role `{r}` of `{}` (roles: {})",
+                    path.display(),
+                    t.name,
+                    ROLES.join(", ")
+                ));
+            }
+        }
+        out.push(Token {
+            name: t.name,
+            digest,
+            roles: t.roles.into_iter().collect(),
+            lines: t.lines.map(|l| l.into_iter().collect()),
+        });
+    }
+    Ok(out)
+}
+
+/// Equality of two digests in time that does not depend on where they differ.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+struct Metrics {
+    runs: BTreeMap<(String, String), u64>,
+    /// Per line: run durations in the histogram's buckets, their sum and count.
+    durations: BTreeMap<String, (Vec<u64>, f64, u64)>,
+    rows_read: BTreeMap<String, u64>,
+    rows_quarantined: BTreeMap<String, u64>,
+    rows_published: BTreeMap<String, u64>,
+    requests: BTreeMap<u16, u64>,
+    uploads: u64,
+    upload_bytes: u64,
+}
+
+const BUCKETS: [f64; 10] = [0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+
+struct App {
+    store: Store,
+    lines: BTreeMap<String, LineEntry>,
+    key: Option<Vec<u8>>,
+    tokens: Vec<Token>,
+    workers: usize,
+    max_upload: usize,
+    assets: Option<PathBuf>,
+    jobs: Mutex<BTreeMap<String, Job>>,
+    wake: Notify,
+    stopping: AtomicBool,
+    running: AtomicU64,
+    seq: AtomicU64,
+    metrics: Mutex<Metrics>,
+    started: Instant,
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Turns a location template into the listing prefix and a pattern with the period.
+fn inbox_of(template: &str) -> Option<Inbox> {
+    if template.contains("://") || !template.contains("{period}") {
+        return None;
+    }
+    let fixed_end = template
+        .find(['{', '*', '?', '['])
+        .unwrap_or(template.len());
+    let prefix = match template[..fixed_end].rfind('/') {
+        Some(i) => template[..=i].to_string(),
+        None => String::new(),
+    };
+    let mut re = String::from("^");
+    let mut rest = template;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("{period}") {
+            re.push_str("(?P<period>[^/]+)");
+            rest = r;
+        } else if rest.starts_with('{') {
+            let end = rest.find('}').unwrap_or(rest.len() - 1);
+            re.push_str("[^/]+");
+            rest = &rest[end + 1..];
+        } else if let Some(r) = rest.strip_prefix("**") {
+            re.push_str(".*");
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('*') {
+            re.push_str("[^/]*");
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('?') {
+            re.push_str("[^/]");
+            rest = r;
+        } else {
+            let c = rest.chars().next().expect("not empty");
+            re.push_str(&regex::escape(&c.to_string()));
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    re.push('$');
+    Some(Inbox {
+        prefix,
+        pattern: regex::Regex::new(&re).ok()?,
+        template: template.to_string(),
+    })
+}
+
+fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read lines folder {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut out = BTreeMap::new();
+    for path in files {
+        let line = match crate::load::load(&path) {
+            Ok((line, _)) => line,
+            Err(d) => {
+                let first = d.first().map(|d| d.message.clone()).unwrap_or_default();
+                error!(file = %path.display(), "line not served: {first}");
+                continue;
+            }
+        };
+        let codesets = match crate::codeset::load_all(&line) {
+            Ok(c) => c.into_iter().map(|(k, v)| (k, v.table)).collect(),
+            Err(d) => {
+                let first = d.first().map(|d| d.message.clone()).unwrap_or_default();
+                error!(file = %path.display(), "line not served: {first}");
+                continue;
+            }
+        };
+        let schedule = line
+            .spec
+            .schedule
+            .as_ref()
+            .and_then(|s| s.value.parse().ok());
+        let period = line
+            .spec
+            .params
+            .iter()
+            .find(|(k, _)| k.value == "period")
+            .map(|(_, p)| p.kind.value);
+        let inboxes = line
+            .spec
+            .steps
+            .values()
+            .filter_map(|s| s.source.as_ref())
+            .filter_map(|s| inbox_of(&s.location.value))
+            .collect();
+        let name = line.spec.line.value.clone();
+        out.insert(
+            name,
+            LineEntry {
+                path,
+                line,
+                schedule,
+                period,
+                inboxes,
+                codesets,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The latest complete period of a kind at a Finnish local time (a scheduled run's period).
+fn previous_period(kind: ParamKind, now: chrono::NaiveDateTime) -> Option<String> {
+    use chrono::Datelike;
+    let d = now.date();
+    let (y, m) = (d.year(), d.month());
+    Some(match kind {
+        ParamKind::Month | ParamKind::Period => {
+            let (y, m) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
+            format!("{y:04}-{m:02}")
+        }
+        ParamKind::Quarter => {
+            let q = (m - 1) / 3 + 1;
+            let (y, q) = if q == 1 { (y - 1, 4) } else { (y, q - 1) };
+            format!("{y:04}-Q{q}")
+        }
+        ParamKind::Year => format!("{:04}", y - 1),
+        ParamKind::Date => (d - chrono::Duration::days(1))
+            .format("%Y-%m-%d")
+            .to_string(),
+        ParamKind::String | ParamKind::Integer => return None,
+    })
+}
+
+impl App {
+    async fn put_json(&self, path: &str, v: &impl Serialize) {
+        let bytes = match serde_json::to_vec_pretty(v) {
+            Ok(b) => b,
+            Err(e) => {
+                error!("cannot encode {path}: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .store
+            .inner
+            .put(&ObjPath::from(path), PutPayload::from(bytes))
+            .await
+        {
+            error!("cannot write {path}: {e}");
+        }
+    }
+
+    async fn get_bytes(&self, path: &str) -> Option<Bytes> {
+        self.store
+            .inner
+            .get(&ObjPath::from(path))
+            .await
+            .ok()?
+            .bytes()
+            .await
+            .ok()
+    }
+
+    async fn save(&self, job: &Job) {
+        self.put_json(&format!("daemon/jobs/{}.json", job.id), job)
+            .await;
+    }
+
+    fn new_id(&self) -> String {
+        let n = self.seq.fetch_add(1, Ordering::SeqCst);
+        format!("{}-{n:04}", chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ"))
+    }
+
+    /// Queues a run, or returns the queued job of the same line and parameters.
+    async fn enqueue(&self, line: &str, params: BTreeMap<String, String>, trigger: &str) -> Job {
+        let job = {
+            let mut jobs = self.jobs.lock().expect("jobs lock");
+            if let Some(j) = jobs
+                .values()
+                .find(|j| j.status == JobStatus::Queued && j.line == line && j.params == params)
+            {
+                return j.clone();
+            }
+            let job = Job {
+                id: self.new_id(),
+                line: line.to_string(),
+                params,
+                trigger: trigger.to_string(),
+                status: JobStatus::Queued,
+                created: now_text(),
+                started: None,
+                finished: None,
+                run_id: None,
+                error: None,
+                attempts: 0,
+                seconds: None,
+            };
+            jobs.insert(job.id.clone(), job.clone());
+            job
+        };
+        info!(job = %job.id, line, trigger, params = ?job.params, "run queued");
+        self.save(&job).await;
+        self.wake.notify_one();
+        job
+    }
+
+    /// Reads the jobs a previous daemon left; unfinished ones are queued again.
+    async fn resume(&self) -> Result<usize, String> {
+        let metas: Vec<_> = self
+            .store
+            .inner
+            .list(Some(&ObjPath::from("daemon/jobs")))
+            .try_collect()
+            .await
+            .map_err(|e| format!("cannot list daemon/jobs: {e}"))?;
+        let mut resumed = Vec::new();
+        for m in metas {
+            let Some(bytes) = self.get_bytes(m.location.as_ref()).await else {
+                continue;
+            };
+            let Ok(mut job) = serde_json::from_slice::<Job>(&bytes) else {
+                warn!(object = %m.location, "not a job; ignored");
+                continue;
+            };
+            if !self.lines.contains_key(&job.line) {
+                continue;
+            }
+            if matches!(job.status, JobStatus::Queued | JobStatus::Running) {
+                if job.status == JobStatus::Running {
+                    info!(job = %job.id, line = %job.line, "run interrupted by a stop; queued again");
+                }
+                job.status = JobStatus::Queued;
+                job.started = None;
+                resumed.push(job.clone());
+            }
+            self.jobs
+                .lock()
+                .expect("jobs lock")
+                .insert(job.id.clone(), job);
+        }
+        for j in &resumed {
+            self.save(j).await;
+        }
+        Ok(resumed.len())
+    }
+
+    fn record(&self, job: &Job, report: Option<&crate::run::RunReport>) {
+        let mut m = self.metrics.lock().expect("metrics lock");
+        let status = format!("{:?}", job.status).to_lowercase();
+        *m.runs.entry((job.line.clone(), status)).or_default() += 1;
+        if let Some(s) = job.seconds {
+            let e = m
+                .durations
+                .entry(job.line.clone())
+                .or_insert_with(|| (vec![0; BUCKETS.len()], 0.0, 0));
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if s <= *b {
+                    e.0[i] += 1;
+                }
+            }
+            e.1 += s;
+            e.2 += 1;
+        }
+        if let Some(r) = report {
+            let mut read = 0;
+            let mut quarantined = 0;
+            for s in r.steps.values() {
+                if s.kind == crate::spec::StepKind::Source {
+                    read += s.rows_in;
+                }
+                quarantined += s.rows_quarantined;
+            }
+            let published: u64 = r.datasets.iter().map(|d| d.rows).sum();
+            *m.rows_read.entry(job.line.clone()).or_default() += read;
+            *m.rows_quarantined.entry(job.line.clone()).or_default() += quarantined;
+            *m.rows_published.entry(job.line.clone()).or_default() += published;
+        }
+    }
+}
+
+/// Runs one job to its end and records it.
+async fn execute(app: Arc<App>, mut job: Job) {
+    let Some(entry) = app.lines.get(&job.line) else {
+        return;
+    };
+    info!(job = %job.id, line = %job.line, params = ?job.params, "run started");
+    let opts = crate::run::RunOptions {
+        store: app.store.clone(),
+        params: job
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        sources: Default::default(),
+        key: app.key.clone(),
+        batch_size: 8192,
+        progress: false,
+        lineage_url: None,
+        capture: Default::default(),
+    };
+    let t = Instant::now();
+    let result = crate::run::run(&entry.path, opts).await;
+    job.seconds = Some(t.elapsed().as_secs_f64());
+    job.finished = Some(now_text());
+    let report = match result {
+        Ok(report) => {
+            job.status = JobStatus::Succeeded;
+            job.run_id = Some(report.run_id.clone());
+            Some(report)
+        }
+        Err(crate::run::RunError::Failed(f, report)) => {
+            job.status = JobStatus::Failed;
+            job.error = Some(json!({ "code": f.code, "message": f.message }));
+            job.run_id = report.as_ref().map(|r| r.run_id.clone());
+            report.map(|r| *r)
+        }
+        Err(crate::run::RunError::Invalid(d)) => {
+            job.status = JobStatus::Failed;
+            let first = d.first().map(|d| d.message.clone()).unwrap_or_default();
+            job.error = Some(json!({ "code": "V000", "message": first }));
+            None
+        }
+    };
+    info!(job = %job.id, line = %job.line, status = ?job.status, seconds = job.seconds, "run finished");
+    app.record(&job, report.as_ref());
+    app.save(&job).await;
+    app.jobs
+        .lock()
+        .expect("jobs lock")
+        .insert(job.id.clone(), job);
+    app.running.fetch_sub(1, Ordering::SeqCst);
+    app.wake.notify_one();
+}
+
+/// Starts queued jobs while workers are free, one per line and period.
+async fn dispatch(app: Arc<App>) {
+    loop {
+        if app.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let startable: Vec<Job> = {
+            let mut jobs = app.jobs.lock().expect("jobs lock");
+            let mut busy: BTreeSet<(String, String)> = jobs
+                .values()
+                .filter(|j| j.status == JobStatus::Running)
+                .map(Job::key)
+                .collect();
+            let mut free = app
+                .workers
+                .saturating_sub(app.running.load(Ordering::SeqCst) as usize);
+            let mut out = Vec::new();
+            for j in jobs.values_mut() {
+                if free == 0 {
+                    break;
+                }
+                if j.status != JobStatus::Queued || busy.contains(&j.key()) {
+                    continue;
+                }
+                busy.insert(j.key());
+                j.status = JobStatus::Running;
+                j.started = Some(now_text());
+                j.attempts += 1;
+                free -= 1;
+                out.push(j.clone());
+            }
+            out
+        };
+        for job in startable {
+            app.running.fetch_add(1, Ordering::SeqCst);
+            app.save(&job).await;
+            tokio::spawn(execute(app.clone(), job));
+        }
+        tokio::select! {
+            _ = app.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Queues each scheduled line at its next firing.
+async fn schedules(app: Arc<App>) {
+    let mut next: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
+    loop {
+        let now = chrono::Utc::now();
+        for (name, e) in &app.lines {
+            let Some(s) = &e.schedule else { continue };
+            let at = *next.entry(name.clone()).or_insert_with(|| {
+                s.next_utc(now)
+                    .unwrap_or(now + chrono::Duration::days(3650))
+            });
+            if at <= now {
+                let local = crate::cron::finnish_local(now);
+                let mut params = BTreeMap::new();
+                if let Some(kind) = e.period {
+                    match previous_period(kind, local) {
+                        Some(p) => {
+                            params.insert("period".to_string(), p);
+                        }
+                        None => {
+                            warn!(line = %name, "scheduled run skipped: the period parameter is not a calendar period");
+                            next.remove(name);
+                            continue;
+                        }
+                    }
+                }
+                app.enqueue(name, params, "schedule").await;
+                next.remove(name);
+            }
+        }
+        if app.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+const SEEN: &str = "daemon/inbox-seen.json";
+
+/// Lists the inboxes of every line and queues a run for each line and period with new or
+/// changed objects. The first listing of a new daemon only records what is there.
+async fn arrivals(app: Arc<App>, poll: Duration) {
+    let mut seen: BTreeMap<String, String> = match app.get_bytes(SEEN).await {
+        Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        None => {
+            let now = scan(&app).await;
+            let seen: BTreeMap<String, String> =
+                now.into_iter().map(|(k, (v, _, _))| (k, v)).collect();
+            info!(objects = seen.len(), "inboxes recorded");
+            app.put_json(SEEN, &seen).await;
+            seen
+        }
+    };
+    loop {
+        let now = scan(&app).await;
+        let mut due: BTreeSet<(String, String)> = BTreeSet::new();
+        for (path, (version, line, period)) in &now {
+            if seen.get(path) != Some(version) {
+                info!(object = %path, line = %line, period = %period, "object arrived");
+                due.insert((line.clone(), period.clone()));
+            }
+        }
+        if !due.is_empty() || now.len() != seen.len() {
+            seen = now.into_iter().map(|(k, (v, _, _))| (k, v)).collect();
+            app.put_json(SEEN, &seen).await;
+        }
+        for (line, period) in due {
+            let Some(e) = app.lines.get(&line) else {
+                continue;
+            };
+            let params = vec![("period".to_string(), period.clone())];
+            if let Err(err) = crate::check::bind_params(&e.line, Some(&params)) {
+                warn!(line = %line, period = %period, "arrival ignored: {err}");
+                continue;
+            }
+            app.enqueue(
+                &line,
+                BTreeMap::from([("period".into(), period)]),
+                "arrival",
+            )
+            .await;
+        }
+        for _ in 0..poll.as_millis().div_ceil(200).max(1) {
+            if app.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Objects in the inboxes: path → (version, line, period).
+async fn scan(app: &App) -> BTreeMap<String, (String, String, String)> {
+    let mut out = BTreeMap::new();
+    for (name, e) in &app.lines {
+        for inbox in &e.inboxes {
+            let prefix = ObjPath::from(inbox.prefix.as_str());
+            let listed: Result<Vec<_>, _> = app.store.inner.list(Some(&prefix)).try_collect().await;
+            let listed = match listed {
+                Ok(l) => l,
+                Err(err) => {
+                    warn!(line = %name, prefix = %inbox.prefix, "cannot list inbox: {err}");
+                    continue;
+                }
+            };
+            for m in listed {
+                let path = m.location.to_string();
+                let period = inbox
+                    .pattern
+                    .captures(&path)
+                    .map(|c| c["period"].to_string());
+                if let Some(period) = period {
+                    let version = format!(
+                        "{}:{}:{}",
+                        m.size,
+                        m.last_modified.timestamp_millis(),
+                        m.e_tag.unwrap_or_default()
+                    );
+                    out.insert(path, (version, name.clone(), period));
+                }
+            }
+        }
+    }
+    out
+}
+
+// ---- HTTP -----------------------------------------------------------------------------
+
+fn problem(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let mut r = (
+        status,
+        axum::Json(json!({ "error": { "code": code, "message": message.into() } })),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    r
+}
+
+/// Checks the bearer token for a role (and line); answers 401 or 403 without saying more.
+fn authorize(app: &App, headers: &HeaderMap, role: &str, line: &str) -> Result<String, Response> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(presented) = presented.filter(|p| !p.is_empty()) else {
+        return Err(problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a bearer token is required",
+        ));
+    };
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    // Compare with every token, not stopping at the first match.
+    let mut found: Option<&Token> = None;
+    for t in &app.tokens {
+        if same_digest(&t.digest, &digest) {
+            found = Some(t);
+        }
+    }
+    let Some(t) = found else {
+        return Err(problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the token is not valid",
+        ));
+    };
+    let role_ok = t.roles.contains(role) || t.roles.contains("admin");
+    let line_ok = t.lines.as_ref().is_none_or(|l| l.contains(line));
+    if !(role_ok && line_ok) {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token does not allow this",
+        ));
+    }
+    Ok(t.name.clone())
+}
+
+fn text_of(t: &crate::spec::Text) -> Value {
+    match t {
+        crate::spec::Text::Plain(s) => json!({ "fi": s }),
+        crate::spec::Text::Languages(l) => json!({ "fi": l.fi, "sv": l.sv, "en": l.en }),
+    }
+}
+
+fn publish_steps(line: &Line) -> Vec<(&str, &crate::spec::PublishSpec)> {
+    line.spec
+        .steps
+        .iter()
+        .filter_map(|(n, s)| s.publish.as_ref().map(|p| (n.value.as_str(), p)))
+        .collect()
+}
+
+fn line_json(app: &App, name: &str, e: &LineEntry) -> Value {
+    let s = &e.line.spec;
+    let next = e
+        .schedule
+        .as_ref()
+        .and_then(|sc| sc.next_utc(chrono::Utc::now()))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let params: BTreeMap<&str, Value> = s
+        .params
+        .iter()
+        .map(|(k, p)| {
+            (
+                k.value.as_str(),
+                json!({ "kind": format!("{:?}", p.kind).to_lowercase() }),
+            )
+        })
+        .collect();
+    let _ = app;
+    json!({
+        "line": name,
+        "title": text_of(&s.title.value),
+        "description": s.description.as_ref().map(text_of),
+        "owner": s.owner,
+        "schedule": s.schedule.as_ref().map(|x| x.value.clone()),
+        "next_scheduled_run": next,
+        "params": params,
+        "inboxes": e.inboxes.iter().map(|i| i.template.clone()).collect::<Vec<_>>(),
+        "datasets": publish_steps(&e.line).iter().map(|(_, p)| p.dataset.value.clone()).collect::<Vec<_>>(),
+    })
+}
+
+type AppState = State<Arc<App>>;
+
+async fn get_lines(State(app): AppState) -> Response {
+    let lines: Vec<Value> = app
+        .lines
+        .iter()
+        .map(|(n, e)| line_json(&app, n, e))
+        .collect();
+    axum::Json(json!({ "lines": lines })).into_response()
+}
+
+async fn get_line(State(app): AppState, UrlPath(line): UrlPath<String>) -> Response {
+    match app.lines.get(&line) {
+        Some(e) => axum::Json(line_json(&app, &line, e)).into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no line `{line}`"),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunRequest {
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+}
+
+async fn post_run(
+    State(app): AppState,
+    UrlPath(line): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers, "run", &line) {
+        return r;
+    }
+    let Some(e) = app.lines.get(&line) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no line `{line}`"),
+        );
+    };
+    if app.stopping.load(Ordering::SeqCst) {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the daemon is stopping",
+        );
+    }
+    let req: RunRequest = if body.is_empty() {
+        RunRequest {
+            params: BTreeMap::new(),
+        }
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(err) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    format!("expected {{\"params\": {{\"name\": \"value\"}}}}: {err}"),
+                );
+            }
+        }
+    };
+    let given: Vec<(String, String)> = req.params.clone().into_iter().collect();
+    if let Err(err) = crate::check::bind_params(&e.line, Some(&given)) {
+        return problem(StatusCode::BAD_REQUEST, "bad-params", err);
+    }
+    let job = app.enqueue(&line, req.params, "api").await;
+    let mut r = (StatusCode::ACCEPTED, axum::Json(json!(job))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/runs/{}", job.id)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    line: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn get_runs(State(app): AppState, Query(q): Query<RunsQuery>) -> Response {
+    let jobs = app.jobs.lock().expect("jobs lock");
+    let list: Vec<&Job> = jobs
+        .values()
+        .rev()
+        .filter(|j| q.line.as_ref().is_none_or(|l| *l == j.line))
+        .filter(|j| {
+            q.status
+                .as_ref()
+                .is_none_or(|s| *s == format!("{:?}", j.status).to_lowercase())
+        })
+        .take(q.limit.unwrap_or(100).min(1000))
+        .collect();
+    axum::Json(json!({ "runs": list })).into_response()
+}
+
+async fn get_run(State(app): AppState, UrlPath(id): UrlPath<String>) -> Response {
+    let job = app.jobs.lock().expect("jobs lock").get(&id).cloned();
+    let Some(job) = job else {
+        return problem(StatusCode::NOT_FOUND, "not-found", format!("no run `{id}`"));
+    };
+    let report = match &job.run_id {
+        Some(r) => app
+            .get_bytes(&format!("runs/{}/{r}.json", job.line))
+            .await
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
+        None => None,
+    };
+    axum::Json(json!({ "run": job, "report": report })).into_response()
+}
+
+async fn get_quality(State(app): AppState, UrlPath(id): UrlPath<String>) -> Response {
+    let job = app.jobs.lock().expect("jobs lock").get(&id).cloned();
+    let Some(job) = job else {
+        return problem(StatusCode::NOT_FOUND, "not-found", format!("no run `{id}`"));
+    };
+    let Some(run_id) = &job.run_id else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("run `{id}` has no quality report yet"),
+        );
+    };
+    match app
+        .get_bytes(&format!("runs/{}/{run_id}.quality.json", job.line))
+        .await
+    {
+        Some(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("run `{id}` wrote no quality report"),
+        ),
+    }
+}
+
+async fn get_releases(State(app): AppState, UrlPath(line): UrlPath<String>) -> Response {
+    if !app.lines.contains_key(&line) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no line `{line}`"),
+        );
+    }
+    match crate::releases::list(&app.store, &line).await {
+        Ok(r) => axum::Json(json!({ "releases": r })).into_response(),
+        Err(e) => {
+            error!("{e}");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store",
+                "cannot read releases",
+            )
+        }
+    }
+}
+
+/// The line and publish step of a dataset.
+fn find_dataset<'a>(
+    app: &'a App,
+    id: &str,
+) -> Option<(&'a str, &'a LineEntry, &'a crate::spec::PublishSpec)> {
+    app.lines.iter().find_map(|(n, e)| {
+        publish_steps(&e.line)
+            .into_iter()
+            .find(|(_, p)| p.dataset.value == id)
+            .map(|(_, p)| (n.as_str(), e, p))
+    })
+}
+
+/// The current release of each period of a line: (period, run id).
+async fn current_releases(app: &App, line: &str) -> Result<Vec<(String, String)>, String> {
+    Ok(crate::releases::list(&app.store, line)
+        .await?
+        .into_iter()
+        .filter(|r| r.current)
+        .map(|r| (r.period, r.run_id))
+        .collect())
+}
+
+async fn get_datasets(State(app): AppState) -> Response {
+    let mut out = Vec::new();
+    for (name, e) in &app.lines {
+        let periods = current_releases(&app, name).await.unwrap_or_default();
+        for (_, p) in publish_steps(&e.line) {
+            out.push(json!({
+                "dataset": p.dataset.value,
+                "line": name,
+                "title": text_of(&e.line.spec.title.value),
+                "periods": periods.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+                "href": format!("/api/v1/datasets/{}", p.dataset.value),
+            }));
+        }
+    }
+    axum::Json(json!({ "datasets": out })).into_response()
+}
+
+/// The name of the period dimension the indicator API adds.
+pub const PERIOD_DIMENSION: &str = "jakso";
+
+/// Reads the current releases of a dataset (some periods, or all) into one table with a
+/// leading period column.
+async fn dataset_table(
+    app: &App,
+    line: &str,
+    dataset: &str,
+    periods: Option<&BTreeSet<String>>,
+) -> Result<Option<arrow::record_batch::RecordBatch>, String> {
+    use arrow::array::{ArrayRef, StringArray};
+    let mut tables = Vec::new();
+    for (period, run) in current_releases(app, line).await? {
+        if periods.is_some_and(|p| !p.contains(&period)) {
+            continue;
+        }
+        let path = format!("releases/{line}/{period}/{run}/{dataset}.parquet");
+        let Some(bytes) = app.get_bytes(&path).await else {
+            continue;
+        };
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| format!("{path}: {e}"))?
+            .build()
+            .map_err(|e| format!("{path}: {e}"))?;
+        for b in reader {
+            let b = b.map_err(|e| format!("{path}: {e}"))?;
+            let mut fields = vec![arrow::datatypes::Field::new(
+                PERIOD_DIMENSION,
+                arrow::datatypes::DataType::Utf8,
+                false,
+            )];
+            // Field metadata differs between releases; the table keeps names and types.
+            fields.extend(b.schema().fields().iter().map(|f| {
+                arrow::datatypes::Field::new(f.name(), f.data_type().clone(), f.is_nullable())
+            }));
+            let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![
+                period.as_str();
+                b.num_rows()
+            ]))];
+            cols.extend(b.columns().iter().cloned());
+            let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+            tables.push(
+                arrow::record_batch::RecordBatch::try_new(schema, cols)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    let Some(first) = tables.first() else {
+        return Ok(None);
+    };
+    let schema = first.schema();
+    let tables: Vec<_> = tables
+        .into_iter()
+        .filter(|t| t.schema() == schema)
+        .collect();
+    arrow::compute::concat_batches(&schema, &tables)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+async fn get_indicator(
+    State(app): AppState,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    use arrow::array::{Array, AsArray, BooleanArray};
+    let Some((line, entry, spec)) = find_dataset(&app, &id) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no dataset `{id}`"),
+        );
+    };
+    let dims: Vec<String> = match &spec.dimensions {
+        Some(d) => d.iter().map(|n| n.value.clone()).collect(),
+        None => Vec::new(),
+    };
+    let geo = dims.iter().find(|d| crate::plan::is_area(d)).cloned();
+    // Filters: dimension=code,code; `area` names the area dimension; `period` the releases.
+    let mut filters: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut periods: Option<BTreeSet<String>> = None;
+    let mut format = None;
+    for (k, v) in &q {
+        let values: BTreeSet<String> = v
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        match k.as_str() {
+            "format" => format = Some(v.clone()),
+            "period" | PERIOD_DIMENSION => periods = Some(values),
+            "area" if geo.is_some() => {
+                filters.insert(geo.clone().unwrap_or_default(), values);
+            }
+            d if dims.iter().any(|x| x == d) => {
+                filters.insert(d.to_string(), values);
+            }
+            other => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "bad-filter",
+                    format!(
+                        "`{other}` is not a dimension of `{id}`; filter by {}, area, period or format",
+                        dims.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    let csv = match format.as_deref() {
+        Some("csv") => true,
+        Some("json") | Some("jsonstat") => false,
+        Some(f) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad-format",
+                format!("format `{f}`: use csv or json"),
+            );
+        }
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv") && !a.contains("application/json")),
+    };
+    let table = match dataset_table(&app, line, &id, periods.as_ref()).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "not-published",
+                format!("`{id}` has no published release for the periods asked"),
+            );
+        }
+        Err(e) => {
+            error!("{e}");
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store",
+                "cannot read the dataset",
+            );
+        }
+    };
+    let mut keep = BooleanArray::from(vec![true; table.num_rows()]);
+    for (d, values) in &filters {
+        let Some(a) = table.column_by_name(d) else {
+            continue;
+        };
+        let Ok(a) = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8) else {
+            continue;
+        };
+        let a = a.as_string::<i32>();
+        let m: BooleanArray = (0..a.len())
+            .map(|i| Some(a.is_valid(i) && values.contains(a.value(i))))
+            .collect();
+        keep = arrow::compute::and(&keep, &m).unwrap_or(keep);
+    }
+    let table = match arrow::compute::filter_record_batch(&table, &keep) {
+        Ok(t) => t,
+        Err(e) => {
+            error!("{e}");
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, "engine", "cannot filter");
+        }
+    };
+    if csv {
+        let mut out = Vec::new();
+        {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
+            if let Err(e) = w.write(&table) {
+                error!("{e}");
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "engine",
+                    "cannot write CSV",
+                );
+            }
+        }
+        return (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (header::VARY, "Accept"),
+            ],
+            out,
+        )
+            .into_response();
+    }
+    let mut all_dims = vec![PERIOD_DIMENSION.to_string()];
+    all_dims.extend(dims.iter().cloned());
+    let mut meta =
+        match crate::publish::jsonstat_meta(&entry.line, spec, &all_dims, &entry.codesets) {
+            Ok(m) => m,
+            Err(e) => {
+                error!("{e}");
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "engine",
+                    "cannot label the dataset",
+                );
+            }
+        };
+    meta.column_labels.insert(
+        PERIOD_DIMENSION.into(),
+        [
+            Some("Tilastojakso".into()),
+            Some("Statistikperiod".into()),
+            Some("Statistical period".into()),
+        ],
+    );
+    match crate::jsonstat::dataset(&table, &meta) {
+        Ok(mut doc) => {
+            doc["updated"] = json!(now_text());
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::VARY, "Accept"),
+                ],
+                axum::Json(doc),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            error!("{e}");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "engine",
+                "cannot write JSON-stat",
+            )
+        }
+    }
+}
+
+fn safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s != "."
+        && s != ".."
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+async fn put_upload(
+    State(app): AppState,
+    UrlPath((line, period, file)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let who = match authorize(&app, &headers, "upload", &line) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let Some(e) = app.lines.get(&line) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no line `{line}`"),
+        );
+    };
+    if !safe_name(&file) || !safe_name(&period) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad-name",
+            "file and period names are letters, digits, `.`, `_` and `-`, not starting with `.`",
+        );
+    }
+    let params = vec![("period".to_string(), period.clone())];
+    if let Err(err) = crate::check::bind_params(&e.line, Some(&params)) {
+        return problem(StatusCode::BAD_REQUEST, "bad-params", err);
+    }
+    // The object goes where a source of the line reads it.
+    let values = BTreeMap::from([("period".to_string(), period.clone())]);
+    let mut target = None;
+    for inbox in &e.inboxes {
+        let filled = crate::store::fill(&inbox.template, &values);
+        let dir = match filled.rfind('/') {
+            Some(i) => &filled[..=i],
+            None => "",
+        };
+        let path = format!("{dir}{file}");
+        if inbox.pattern.is_match(&path) {
+            target = Some(path);
+            break;
+        }
+    }
+    let Some(path) = target else {
+        let expected: Vec<String> = e
+            .inboxes
+            .iter()
+            .map(|i| crate::store::fill(&i.template, &values))
+            .collect();
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no-source",
+            format!(
+                "`{file}` is not read by any source of `{line}`; sources read {}",
+                expected.join(", ")
+            ),
+        );
+    };
+    let sha = hex::encode(Sha256::digest(&body));
+    let bytes = body.len();
+    if let Err(err) = app
+        .store
+        .inner
+        .put(&ObjPath::from(path.as_str()), PutPayload::from(body))
+        .await
+    {
+        error!("upload to {path}: {err}");
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store",
+            "cannot store the file",
+        );
+    }
+    let received = now_text();
+    let receipt = json!({
+        "receipt": app.new_id(),
+        "line": line,
+        "period": period,
+        "path": path,
+        "bytes": bytes,
+        "sha256": sha,
+        "received": received,
+        "submitter": who,
+    });
+    app.put_json(
+        &format!(
+            "daemon/receipts/{}.json",
+            receipt["receipt"].as_str().unwrap_or_default()
+        ),
+        &receipt,
+    )
+    .await;
+    {
+        let mut m = app.metrics.lock().expect("metrics lock");
+        m.uploads += 1;
+        m.upload_bytes += bytes as u64;
+    }
+    info!(line = %line, period = %period, path = %path, bytes, submitter = %who, "file received");
+    (StatusCode::CREATED, axum::Json(receipt)).into_response()
+}
+
+async fn healthz(State(app): AppState) -> Response {
+    let (queued, running) = {
+        let jobs = app.jobs.lock().expect("jobs lock");
+        (
+            jobs.values()
+                .filter(|j| j.status == JobStatus::Queued)
+                .count(),
+            jobs.values()
+                .filter(|j| j.status == JobStatus::Running)
+                .count(),
+        )
+    };
+    let stopping = app.stopping.load(Ordering::SeqCst);
+    let status = if stopping {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        axum::Json(json!({
+            "status": if stopping { "stopping" } else { "ok" },
+            "lines": app.lines.len(),
+            "queued": queued,
+            "running": running,
+            "uptime_seconds": app.started.elapsed().as_secs(),
+        })),
+    )
+        .into_response()
+}
+
+fn label_value(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+async fn metrics(State(app): AppState) -> Response {
+    use std::fmt::Write as _;
+    let (queued, running) = {
+        let jobs = app.jobs.lock().expect("jobs lock");
+        (
+            jobs.values()
+                .filter(|j| j.status == JobStatus::Queued)
+                .count(),
+            jobs.values()
+                .filter(|j| j.status == JobStatus::Running)
+                .count(),
+        )
+    };
+    let m = app.metrics.lock().expect("metrics lock");
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# HELP valtava_runs_total Finished runs by line and status."
+    );
+    let _ = writeln!(o, "# TYPE valtava_runs_total counter");
+    for ((line, status), n) in &m.runs {
+        let _ = writeln!(
+            o,
+            "valtava_runs_total{{line=\"{}\",status=\"{}\"}} {n}",
+            label_value(line),
+            status
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP valtava_run_duration_seconds Wall time of finished runs."
+    );
+    let _ = writeln!(o, "# TYPE valtava_run_duration_seconds histogram");
+    for (line, (buckets, sum, count)) in &m.durations {
+        let l = label_value(line);
+        for (b, n) in BUCKETS.iter().zip(buckets) {
+            let _ = writeln!(
+                o,
+                "valtava_run_duration_seconds_bucket{{line=\"{l}\",le=\"{b}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "valtava_run_duration_seconds_bucket{{line=\"{l}\",le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(o, "valtava_run_duration_seconds_sum{{line=\"{l}\"}} {sum}");
+        let _ = writeln!(
+            o,
+            "valtava_run_duration_seconds_count{{line=\"{l}\"}} {count}"
+        );
+    }
+    for (name, help, map) in [
+        (
+            "valtava_rows_read_total",
+            "Rows read by source steps.",
+            &m.rows_read,
+        ),
+        (
+            "valtava_rows_quarantined_total",
+            "Rows rejected into quarantine.",
+            &m.rows_quarantined,
+        ),
+        (
+            "valtava_rows_published_total",
+            "Rows of published datasets.",
+            &m.rows_published,
+        ),
+    ] {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} counter");
+        for (line, n) in map {
+            let _ = writeln!(o, "{name}{{line=\"{}\"}} {n}", label_value(line));
+        }
+    }
+    let _ = writeln!(o, "# HELP valtava_jobs Jobs by state.");
+    let _ = writeln!(o, "# TYPE valtava_jobs gauge");
+    let _ = writeln!(o, "valtava_jobs{{state=\"queued\"}} {queued}");
+    let _ = writeln!(o, "valtava_jobs{{state=\"running\"}} {running}");
+    let _ = writeln!(
+        o,
+        "# HELP valtava_uploads_total Files received through the API."
+    );
+    let _ = writeln!(o, "# TYPE valtava_uploads_total counter");
+    let _ = writeln!(o, "valtava_uploads_total {}", m.uploads);
+    let _ = writeln!(
+        o,
+        "# HELP valtava_upload_bytes_total Bytes received through the API."
+    );
+    let _ = writeln!(o, "# TYPE valtava_upload_bytes_total counter");
+    let _ = writeln!(o, "valtava_upload_bytes_total {}", m.upload_bytes);
+    let _ = writeln!(
+        o,
+        "# HELP valtava_http_responses_total HTTP responses by status code."
+    );
+    let _ = writeln!(o, "# TYPE valtava_http_responses_total counter");
+    for (code, n) in &m.requests {
+        let _ = writeln!(o, "valtava_http_responses_total{{code=\"{code}\"}} {n}");
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        o,
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../web/openapi.json"),
+    )
+        .into_response()
+}
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+            ),
+        ],
+        include_str!("../web/index.html"),
+    )
+        .into_response()
+}
+
+async fn page_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../web/report.js"),
+    )
+        .into_response()
+}
+
+async fn chart_js(State(app): AppState) -> Response {
+    let Some(dir) = &app.assets else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "no-assets",
+            "the daemon was started without --assets (Chart.js)",
+        );
+    };
+    match tokio::fs::read(dir.join("chart.umd.js")).await {
+        Ok(b) => (
+            [
+                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                (header::CACHE_CONTROL, "max-age=3600"),
+            ],
+            b,
+        )
+            .into_response(),
+        Err(_) => problem(StatusCode::NOT_FOUND, "no-assets", "chart.umd.js not found"),
+    }
+}
+
+async fn count_responses(
+    State(app): AppState,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let r = next.run(req).await;
+    *app.metrics
+        .lock()
+        .expect("metrics lock")
+        .requests
+        .entry(r.status().as_u16())
+        .or_default() += 1;
+    r
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/assets/report.js", get(page_js))
+        .route("/assets/chart.umd.js", get(chart_js))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/api/lines", get(get_lines))
+        .route("/api/lines/{line}", get(get_line))
+        .route("/api/lines/{line}/runs", post(post_run))
+        .route("/api/lines/{line}/releases", get(get_releases))
+        .route("/api/lines/{line}/inbox/{period}/{file}", put(put_upload))
+        .route("/api/runs", get(get_runs))
+        .route("/api/runs/{id}", get(get_run))
+        .route("/api/runs/{id}/quality", get(get_quality))
+        .route("/api/datasets", get(get_datasets))
+        .route("/api/v1/datasets", get(get_datasets))
+        .route("/api/v1/datasets/{id}", get(get_indicator))
+        .layer(DefaultBodyLimit::max(app.max_upload))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            count_responses,
+        ))
+        .with_state(app)
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the daemon until SIGTERM or Ctrl-C.
+pub async fn serve(opts: ServeOptions) -> Result<(), String> {
+    let lines = load_lines(&opts.lines_dir)?;
+    if lines.is_empty() {
+        return Err(format!(
+            "no valid line files in {}",
+            opts.lines_dir.display()
+        ));
+    }
+    let tokens = match &opts.tokens {
+        Some(p) => read_tokens(p)?,
+        None => {
+            warn!(
+                "no --tokens file: runs cannot be triggered and files cannot be uploaded through the API"
+            );
+            Vec::new()
+        }
+    };
+    let app = Arc::new(App {
+        store: opts.store.clone(),
+        lines,
+        key: opts.key.clone(),
+        tokens,
+        workers: opts.workers.max(1),
+        max_upload: opts.max_upload,
+        assets: opts.assets.clone(),
+        jobs: Mutex::new(BTreeMap::new()),
+        wake: Notify::new(),
+        stopping: AtomicBool::new(false),
+        running: AtomicU64::new(0),
+        seq: AtomicU64::new(1),
+        metrics: Mutex::new(Metrics::default()),
+        started: Instant::now(),
+    });
+    let resumed = app.resume().await?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    info!(
+        listen = %addr,
+        store = %app.store.url,
+        lines = app.lines.len(),
+        resumed,
+        "serving"
+    );
+    // The address on standard output, for scripts that start the daemon on port 0.
+    println!("listening on http://{addr}");
+    let tasks = [
+        tokio::spawn(dispatch(app.clone())),
+        tokio::spawn(schedules(app.clone())),
+        tokio::spawn(arrivals(app.clone(), opts.poll)),
+    ];
+    let stop = app.clone();
+    let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(async move {
+        stop_signal().await;
+        info!("stopping: no new runs start");
+        stop.stopping.store(true, Ordering::SeqCst);
+    });
+    server.await.map_err(|e| e.to_string())?;
+    for t in &tasks {
+        t.abort();
+    }
+    let deadline = Instant::now() + opts.grace;
+    while app.running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = app.running.load(Ordering::SeqCst);
+    if left > 0 {
+        warn!(
+            runs = left,
+            "stopped during runs; their previous releases stay current and the runs start again at the next start"
+        );
+    } else {
+        info!("stopped");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_patterns_capture_the_period() {
+        let i = inbox_of("inbox/ensihoito/{period}/*.csv").unwrap();
+        assert_eq!(i.prefix, "inbox/ensihoito/");
+        let c = i.pattern.captures("inbox/ensihoito/2025-03/a.csv").unwrap();
+        assert_eq!(&c["period"], "2025-03");
+        assert!(!i.pattern.is_match("inbox/ensihoito/2025-03/sub/a.csv"));
+        assert!(!i.pattern.is_match("inbox/ensihoito/2025-03/a.csv.tmp"));
+        let i = inbox_of("inbox/rokotukset/{period}/Patient*.ndjson").unwrap();
+        assert!(
+            i.pattern
+                .is_match("inbox/rokotukset/2025/Patient.000.ndjson")
+        );
+        assert!(
+            !i.pattern
+                .is_match("inbox/rokotukset/2025/Immunization.000.ndjson")
+        );
+        // Locations without a period, or in another store, are not watched.
+        assert!(inbox_of("reference/vaesto/*.csv").is_none());
+        assert!(inbox_of("s3://b/inbox/{period}/*.csv").is_none());
+    }
+
+    #[test]
+    fn scheduled_runs_take_the_latest_complete_period() {
+        let t = chrono::NaiveDate::from_ymd_opt(2025, 1, 5)
+            .unwrap()
+            .and_hms_opt(6, 0, 0)
+            .unwrap();
+        assert_eq!(previous_period(ParamKind::Month, t).unwrap(), "2024-12");
+        assert_eq!(previous_period(ParamKind::Quarter, t).unwrap(), "2024-Q4");
+        assert_eq!(previous_period(ParamKind::Year, t).unwrap(), "2024");
+        assert_eq!(previous_period(ParamKind::Date, t).unwrap(), "2025-01-04");
+        let t = chrono::NaiveDate::from_ymd_opt(2025, 8, 15)
+            .unwrap()
+            .and_hms_opt(6, 0, 0)
+            .unwrap();
+        assert_eq!(previous_period(ParamKind::Month, t).unwrap(), "2025-07");
+        assert_eq!(previous_period(ParamKind::Quarter, t).unwrap(), "2025-Q2");
+        assert!(previous_period(ParamKind::String, t).is_none());
+    }
+
+    #[test]
+    fn names_that_could_leave_the_inbox_are_refused() {
+        for bad in [
+            "..", ".", ".hidden", "a/b", "a\\b", "", "a b", "%2e%2e", "ä.csv",
+        ] {
+            assert!(!safe_name(bad), "{bad}");
+        }
+        for good in ["tehtavat.csv", "2025-03", "Patient.000.ndjson"] {
+            assert!(safe_name(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn token_digests_compare_whole() {
+        let a: [u8; 32] = Sha256::digest(b"first-token-0123456789").into();
+        let b: [u8; 32] = Sha256::digest(b"other-token-0123456789").into();
+        assert!(same_digest(&a, &a));
+        assert!(!same_digest(&a, &b));
+        let mut c = a;
+        c[31] ^= 1;
+        assert!(!same_digest(&a, &c));
+    }
+
+    #[test]
+    fn token_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.yaml");
+        std::fs::write(&p, "tokens:\n  - { name: a, token: short, roles: [run] }\n").unwrap();
+        assert!(read_tokens(&p).unwrap_err().contains("shorter than 16"));
+        std::fs::write(
+            &p,
+            "tokens:\n  - { name: a, token: 0123456789abcdef0123, roles: [runner] }\n",
+        )
+        .unwrap();
+        assert!(read_tokens(&p).unwrap_err().contains("unknown role"));
+        let h = hex::encode(Sha256::digest(b"0123456789abcdef0123"));
+        std::fs::write(
+            &p,
+            format!(
+                "tokens:\n  - {{ name: a, sha256: {h}, roles: [upload], lines: [ensihoito] }}\n"
+            ),
+        )
+        .unwrap();
+        let t = read_tokens(&p).unwrap();
+        assert_eq!(
+            t[0].digest,
+            <[u8; 32]>::from(Sha256::digest(b"0123456789abcdef0123"))
+        );
+        assert!(t[0].lines.as_ref().unwrap().contains("ensihoito"));
+    }
+}

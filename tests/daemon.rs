@@ -1,0 +1,728 @@
+//! The daemon over loopback: the real `valtava serve` on a store with the example data,
+//! driven through its HTTP API.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+const KEY: &str = "daemon-test-key-0123456789abcdef";
+const RUN_TOKEN: &str = "run-token-0123456789abcdef";
+const UPLOAD_TOKEN: &str = "upload-token-0123456789abcdef";
+const OTHER_LINE_TOKEN: &str = "other-line-token-0123456789";
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// A store with the shipped example inbox and reference data, and a token file.
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    for sub in ["inbox", "reference"] {
+        copy_dir(&root().join("examples/store").join(sub), &store.join(sub));
+    }
+    let upload_hash = hex::encode(Sha256::digest(UPLOAD_TOKEN.as_bytes()));
+    std::fs::write(
+        dir.path().join("tokens.yaml"),
+        format!(
+            "tokens:\n  - {{ name: operaattori, token: {RUN_TOKEN}, roles: [run] }}\n  - {{ name: ensihoito-toimittaja, sha256: {upload_hash}, roles: [upload], lines: [ensihoito] }}\n  - {{ name: muu, token: {OTHER_LINE_TOKEN}, roles: [admin], lines: [diabetes] }}\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+struct Daemon {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, extra: &[&str]) -> Daemon {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_valtava"));
+    c.current_dir(root())
+        .args(["serve", "--store"])
+        .arg(dir.join("store"))
+        .args(["--lines", "lines", "--listen", "127.0.0.1:0", "--tokens"])
+        .arg(dir.join("tokens.yaml"))
+        .args(["--poll", "0.3"])
+        .args(extra)
+        .env("VALTAVA_PSEUDONYM_KEY", KEY)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("daemon.log"))
+                .unwrap(),
+        ));
+    let mut child = c.spawn().expect("the daemon starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| {
+            panic!(
+                "no address: {first:?}; log: {}",
+                std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
+            )
+        })
+        .to_string();
+    Daemon { child, base }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    let mut r = r.expect("the daemon answers");
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    Answer {
+        status: r.status().as_u16(),
+        headers,
+        body: r.body_mut().read_to_string().unwrap_or_default(),
+    }
+}
+
+fn get(d: &Daemon, path: &str) -> Answer {
+    answer(agent().get(&format!("{}{path}", d.base)).call())
+}
+
+fn get_with(d: &Daemon, path: &str, accept: &str) -> Answer {
+    answer(
+        agent()
+            .get(&format!("{}{path}", d.base))
+            .header("Accept", accept)
+            .call(),
+    )
+}
+
+fn post(d: &Daemon, path: &str, token: Option<&str>, body: &str) -> Answer {
+    let mut req = agent()
+        .post(&format!("{}{path}", d.base))
+        .header("Content-Type", "application/json");
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    answer(req.send(body))
+}
+
+fn put(d: &Daemon, path: &str, token: Option<&str>, body: &[u8]) -> Answer {
+    let mut req = agent().put(&format!("{}{path}", d.base));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    answer(req.send(body))
+}
+
+/// Waits until the job has ended and returns it.
+fn wait_job(d: &Daemon, id: &str, limit: Duration) -> Value {
+    let until = Instant::now() + limit;
+    loop {
+        let a = get(d, &format!("/api/runs/{id}"));
+        assert_eq!(a.status, 200, "{}", a.body);
+        let v = a.json();
+        let status = v["run"]["status"].as_str().unwrap().to_string();
+        if status == "succeeded" || status == "failed" {
+            return v;
+        }
+        assert!(Instant::now() < until, "job {id} still {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn trigger(d: &Daemon, period: &str) -> String {
+    let a = post(
+        d,
+        "/api/lines/ensihoito/runs",
+        Some(RUN_TOKEN),
+        &format!(r#"{{"params": {{"period": "{period}"}}}}"#),
+    );
+    assert_eq!(a.status, 202, "{}", a.body);
+    a.json()["id"].as_str().unwrap().to_string()
+}
+
+/// Every object of the release `latest.json` of a period names exists with its checksum.
+fn check_release_whole(store: &Path, period: &str) -> Option<String> {
+    let pointer = store.join(format!("releases/ensihoito/{period}/latest.json"));
+    let p: Value = serde_json::from_slice(&std::fs::read(&pointer).ok()?).unwrap();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(store.join(p["manifest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let objects = manifest["objects"].as_array().unwrap();
+    assert!(!objects.is_empty());
+    for o in objects {
+        let bytes = std::fs::read(store.join(o["path"].as_str().unwrap())).unwrap();
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            o["sha256"].as_str().unwrap(),
+            "{}",
+            o["path"]
+        );
+    }
+    Some(p["run_id"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn api_runs_uploads_indicators_and_metrics() {
+    let dir = setup();
+    let store = dir.path().join("store");
+    let d = start(dir.path(), &[]);
+
+    let h = get(&d, "/healthz");
+    assert_eq!(h.status, 200);
+    assert_eq!(h.json()["status"], "ok");
+    let spec = get(&d, "/openapi.json").json();
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert!(spec["paths"]["/api/v1/datasets/{id}"]["get"].is_object());
+    // The document passes an OpenAPI validator.
+    let spec_file = dir.path().join("openapi.json");
+    std::fs::write(&spec_file, spec.to_string()).unwrap();
+    let v = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))",
+        ])
+        .arg(&spec_file)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    let lines = get(&d, "/api/lines").json();
+    let names: Vec<&str> = lines["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap())
+        .collect();
+    for l in [
+        "diabetes",
+        "ensihoito",
+        "henkilostomitoitus",
+        "hoitoonpaasy",
+        "rokotukset",
+    ] {
+        assert!(names.contains(&l), "{names:?}");
+    }
+    let e = get(&d, "/api/lines/ensihoito").json();
+    assert_eq!(e["inboxes"][0], "inbox/ensihoito/{period}/*.csv");
+    assert!(e["next_scheduled_run"].as_str().unwrap().ends_with("Z"));
+    assert_eq!(get(&d, "/api/lines/nope").status, 404);
+
+    // Writes need a token with the role, for the line; answers say no more than that.
+    let body = r#"{"params": {"period": "2025-03"}}"#;
+    let a = post(&d, "/api/lines/ensihoito/runs", None, body);
+    assert_eq!(a.status, 401);
+    assert_eq!(a.header("www-authenticate"), Some("Bearer"));
+    let a = post(
+        &d,
+        "/api/lines/ensihoito/runs",
+        Some("wrong-token-0123456789"),
+        body,
+    );
+    assert_eq!(a.status, 401);
+    assert_eq!(a.json()["error"]["message"], "the token is not valid");
+    let a = post(&d, "/api/lines/ensihoito/runs", Some(UPLOAD_TOKEN), body);
+    assert_eq!(a.status, 403);
+    assert!(!a.body.contains("upload"), "{}", a.body);
+    let a = post(
+        &d,
+        "/api/lines/ensihoito/runs",
+        Some(OTHER_LINE_TOKEN),
+        body,
+    );
+    assert_eq!(a.status, 403);
+    let a = post(
+        &d,
+        "/api/lines/ensihoito/runs",
+        Some(RUN_TOKEN),
+        r#"{"params": {"period": "2025-13"}}"#,
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "bad-params");
+    let a = post(
+        &d,
+        "/api/lines/ensihoito/runs",
+        Some(RUN_TOKEN),
+        "{not json",
+    );
+    assert_eq!(a.status, 400);
+
+    // A run through the API, its report and quality report.
+    let id = trigger(&d, "2025-03");
+    let job = wait_job(&d, &id, Duration::from_secs(120));
+    assert_eq!(job["run"]["status"], "succeeded", "{job}");
+    assert_eq!(job["run"]["trigger"], "api");
+    let run_id = job["run"]["run_id"].as_str().unwrap();
+    assert_eq!(job["report"]["run_id"], run_id);
+    assert_eq!(job["report"]["status"], "succeeded");
+    let q = get(&d, &format!("/api/runs/{id}/quality"));
+    assert_eq!(q.status, 200);
+    assert!(q.json().is_object());
+    let r = get(&d, "/api/lines/ensihoito/releases").json();
+    let rel = &r["releases"][0];
+    assert_eq!(
+        (rel["period"].as_str(), rel["current"].as_bool()),
+        (Some("2025-03"), Some(true))
+    );
+    assert_eq!(rel["run_id"], run_id);
+    let runs = get(&d, "/api/runs?line=ensihoito&status=succeeded").json();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
+
+    // The indicator API: JSON-stat by default, filtered, and the same figures as CSV.
+    let ds = get(&d, "/api/datasets").json();
+    let entry = ds["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["dataset"] == "ensihoito_kuukausi")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["periods"], serde_json::json!(["2025-03"]));
+    let a = get(&d, "/api/v1/datasets/ensihoito_kuukausi");
+    assert_eq!(a.status, 200);
+    assert!(
+        a.header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let doc = a.json();
+    let issues: Vec<_> = valtava::jsonstat::validate(&doc)
+        .into_iter()
+        .filter(|i| i.error)
+        .collect();
+    assert!(issues.is_empty(), "{issues:?}");
+    assert_eq!(doc["id"][0], "jakso");
+    let a = get(
+        &d,
+        "/api/v1/datasets/ensihoito_kuukausi?area=SSS,04&kiireellisyys=A&kuukausi=YHT",
+    );
+    let doc = a.json();
+    assert_eq!(
+        doc["size"],
+        serde_json::json!([1, 2, 1, 1, 5]),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        doc["dimension"]["hyvinvointialue"]["category"]["label"]["SSS"],
+        "Koko maa"
+    );
+    let csv = get_with(
+        &d,
+        "/api/v1/datasets/ensihoito_kuukausi?area=SSS&kiireellisyys=A&kuukausi=YHT",
+        "text/csv",
+    );
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    let rows: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(rows.len(), 2, "{}", csv.body);
+    assert!(rows[0].starts_with("jakso,hyvinvointialue,kuukausi,kiireellisyys,tehtavat"));
+    // The CSV row is the published row.
+    let published = std::fs::read_to_string(store.join(format!(
+        "releases/ensihoito/2025-03/{run_id}/ensihoito_kuukausi.csv"
+    )))
+    .unwrap();
+    let row = published
+        .lines()
+        .find(|l| l.starts_with("SSS,YHT,A,"))
+        .unwrap_or_else(|| panic!("{published}"));
+    assert_eq!(rows[1], format!("2025-03,{row}"));
+    // The JSON-stat value of tehtavat is the CSV's.
+    let tehtavat: i64 = row.split(',').nth(3).unwrap().parse().unwrap();
+    let one = get(
+        &d,
+        "/api/v1/datasets/ensihoito_kuukausi?area=SSS&kiireellisyys=A&kuukausi=YHT&format=json",
+    )
+    .json();
+    assert_eq!(one["value"][0].as_i64(), Some(tehtavat));
+    let bad = get(&d, "/api/v1/datasets/ensihoito_kuukausi?nope=1");
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("hyvinvointialue"));
+    assert_eq!(get(&d, "/api/v1/datasets/nope").status, 404);
+    assert_eq!(
+        get(&d, "/api/v1/datasets/ensihoito_kuukausi?period=2024-01").status,
+        404
+    );
+
+    // Upload: a receipt with the checksum; names that could leave the inbox are refused.
+    let feb = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_valtava"))
+        .args([
+            "generate",
+            "ensihoito",
+            "--period",
+            "2025-02",
+            "--rows",
+            "3000",
+            "--out",
+        ])
+        .arg(feb.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let csv_bytes = std::fs::read(feb.path().join("inbox/ensihoito/2025-02/tehtavat.csv")).unwrap();
+    let up = "/api/lines/ensihoito/inbox/2025-02/toimitus.csv";
+    assert_eq!(put(&d, up, None, &csv_bytes).status, 401);
+    assert_eq!(put(&d, up, Some(RUN_TOKEN), &csv_bytes).status, 403);
+    let a = put(&d, up, Some(UPLOAD_TOKEN), &csv_bytes);
+    assert_eq!(a.status, 201, "{}", a.body);
+    let receipt = a.json();
+    assert_eq!(receipt["sha256"], hex::encode(Sha256::digest(&csv_bytes)));
+    assert_eq!(receipt["bytes"].as_u64(), Some(csv_bytes.len() as u64));
+    assert_eq!(receipt["path"], "inbox/ensihoito/2025-02/toimitus.csv");
+    assert_eq!(receipt["submitter"], "ensihoito-toimittaja");
+    let stored = std::fs::read(store.join("inbox/ensihoito/2025-02/toimitus.csv")).unwrap();
+    assert_eq!(stored, csv_bytes);
+    for bad in [
+        "/api/lines/ensihoito/inbox/2025-02/..%2F..%2Fsecret.csv",
+        "/api/lines/ensihoito/inbox/..%2F..%2Fx/a.csv",
+        "/api/lines/ensihoito/inbox/2025-02/.hidden.csv",
+    ] {
+        let a = put(&d, bad, Some(UPLOAD_TOKEN), b"x");
+        assert!(
+            a.status == 400 || a.status == 404,
+            "{bad}: {} {}",
+            a.status,
+            a.body
+        );
+    }
+    assert!(!dir.path().join("secret.csv").exists());
+    let a = put(
+        &d,
+        "/api/lines/ensihoito/inbox/2025-02/toimitus.txt",
+        Some(UPLOAD_TOKEN),
+        b"x",
+    );
+    assert_eq!(a.status, 422, "{}", a.body);
+    let a = put(
+        &d,
+        "/api/lines/ensihoito/inbox/2025-99/a.csv",
+        Some(UPLOAD_TOKEN),
+        b"x",
+    );
+    assert_eq!(a.status, 400);
+
+    // The arrival is noticed and runs the line for its period.
+    let until = Instant::now() + Duration::from_secs(120);
+    let arrival = loop {
+        let runs = get(&d, "/api/runs?line=ensihoito").json();
+        let found = runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["trigger"] == "arrival" && j["params"]["period"] == "2025-02")
+            .cloned();
+        if let Some(j) = found {
+            break j;
+        }
+        assert!(Instant::now() < until, "no run for the arrival: {runs}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let done = wait_job(
+        &d,
+        arrival["id"].as_str().unwrap(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(done["run"]["status"], "succeeded", "{done}");
+    assert_eq!(
+        check_release_whole(&store, "2025-02").as_deref(),
+        done["run"]["run_id"].as_str()
+    );
+
+    // Metrics.
+    let m = get(&d, "/metrics");
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    for want in [
+        "valtava_runs_total{line=\"ensihoito\",status=\"succeeded\"} 2",
+        "valtava_run_duration_seconds_count{line=\"ensihoito\"} 2",
+        "valtava_uploads_total 1",
+        "valtava_http_responses_total{code=\"200\"}",
+        "valtava_http_responses_total{code=\"401\"}",
+        "valtava_rows_read_total{line=\"ensihoito\"}",
+        "valtava_rows_quarantined_total{line=\"ensihoito\"}",
+    ] {
+        assert!(m.body.contains(want), "{want} not in\n{}", m.body);
+    }
+    // No identity code or key reached the daemon's log.
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(!log.contains(KEY));
+    assert!(!log.contains(RUN_TOKEN) && !log.contains(UPLOAD_TOKEN));
+    let hetu = regex::Regex::new(r"\b\d{6}[-+A-FU-Y]\d{3}[0-9A-Y]\b").unwrap();
+    assert!(!hetu.is_match(&log), "identity code in the daemon log");
+}
+
+#[test]
+fn one_run_per_line_and_period_at_a_time() {
+    let dir = setup();
+    let d = start(dir.path(), &["--workers", "2"]);
+    let first = trigger(&d, "2025-03");
+    let second = trigger(&d, "2025-03");
+    let third = trigger(&d, "2025-03");
+    // The first may still be queued (then the others join it) or running (then one more is
+    // queued behind it, and the third joins that one).
+    assert_eq!(second, third);
+    let a = wait_job(&d, &first, Duration::from_secs(120));
+    let b = wait_job(&d, &second, Duration::from_secs(120));
+    assert_eq!(a["run"]["status"], "succeeded");
+    assert_eq!(b["run"]["status"], "succeeded");
+    if first != second {
+        // They did not overlap.
+        let a_end = a["run"]["finished"].as_str().unwrap();
+        let b_start = b["run"]["started"].as_str().unwrap();
+        assert!(b_start >= a_end, "{b_start} < {a_end}");
+    }
+}
+
+#[test]
+fn bounded_load_on_the_indicator_api() {
+    let dir = setup();
+    let d = start(dir.path(), &[]);
+    let id = trigger(&d, "2025-03");
+    assert_eq!(
+        wait_job(&d, &id, Duration::from_secs(120))["run"]["status"],
+        "succeeded"
+    );
+    let paths = [
+        "/api/v1/datasets/ensihoito_kuukausi?area=SSS&kuukausi=YHT",
+        "/api/v1/datasets/ensihoito_kuukausi",
+        "/api/lines",
+        "/healthz",
+    ];
+    let threads = 8;
+    let per_thread = 100;
+    let base = d.base.clone();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut times = Vec::new();
+                for i in 0..per_thread {
+                    let path = paths[(t + i) % paths.len()];
+                    let start = Instant::now();
+                    let r = agent.get(&format!("{base}{path}")).call().unwrap();
+                    let status = r.status().as_u16();
+                    let _ = r.into_body().read_to_vec();
+                    times.push(start.elapsed());
+                    assert_eq!(status, 200, "{path}");
+                }
+                times
+            })
+        })
+        .collect();
+    let mut times: Vec<Duration> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    times.sort();
+    let p = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    assert_eq!(times.len(), threads * per_thread);
+    println!(
+        "load: {} requests, {threads} clients: p50 {:?}, p99 {:?}, max {:?}",
+        times.len(),
+        p(0.5),
+        p(0.99),
+        times[times.len() - 1]
+    );
+}
+
+/// Writes a larger month so that a run lasts long enough to be stopped in the middle.
+fn big_month(dir: &Path, period: &str, rows: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_valtava"))
+        .args([
+            "generate",
+            "ensihoito",
+            "--period",
+            period,
+            "--rows",
+            rows,
+            "--out",
+        ])
+        .arg(dir.join("store"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wait_running(d: &Daemon, id: &str) {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = get(d, &format!("/api/runs/{id}")).json();
+        match v["run"]["status"].as_str().unwrap() {
+            "running" => return,
+            "queued" => {}
+            other => panic!("the run ended before it could be stopped: {other} {v}"),
+        }
+        assert!(Instant::now() < until);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_daemon_killed_during_a_run_keeps_the_release_whole_and_finishes_after_restart() {
+    let dir = setup();
+    let store = dir.path().join("store");
+    big_month(dir.path(), "2025-04", "400000");
+    let mut d = start(dir.path(), &[]);
+    // A first release of the period, which must stay whole.
+    let id = trigger(&d, "2025-04");
+    let first = wait_job(&d, &id, Duration::from_secs(300));
+    assert_eq!(first["run"]["status"], "succeeded", "{first}");
+    let before = check_release_whole(&store, "2025-04").unwrap();
+    let id = trigger(&d, "2025-04");
+    wait_running(&d, &id);
+    std::thread::sleep(Duration::from_millis(300));
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    // The pointer still names the whole earlier release.
+    assert_eq!(
+        check_release_whole(&store, "2025-04").as_deref(),
+        Some(before.as_str())
+    );
+    let job: Value = serde_json::from_slice(
+        &std::fs::read(store.join(format!("daemon/jobs/{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(job["status"], "running");
+    drop(d);
+    // After a restart the run is done again and becomes the current release.
+    let d = start(dir.path(), &[]);
+    let done = wait_job(&d, &id, Duration::from_secs(300));
+    assert_eq!(done["run"]["status"], "succeeded", "{done}");
+    assert_eq!(done["run"]["attempts"], 2);
+    let after = check_release_whole(&store, "2025-04").unwrap();
+    assert_ne!(after, before);
+    assert_eq!(done["run"]["run_id"].as_str(), Some(after.as_str()));
+}
+
+#[test]
+fn sigterm_lets_a_running_run_finish() {
+    let dir = setup();
+    let store = dir.path().join("store");
+    big_month(dir.path(), "2025-05", "200000");
+    let mut d = start(dir.path(), &["--grace", "300"]);
+    let id = trigger(&d, "2025-05");
+    wait_running(&d, &id);
+    let pid = d.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // New runs are refused while it stops.
+    std::thread::sleep(Duration::from_millis(200));
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let job: Value = serde_json::from_slice(
+        &std::fs::read(store.join(format!("daemon/jobs/{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        check_release_whole(&store, "2025-05"),
+        job["run_id"].as_str().map(String::from)
+    );
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(log.contains("no new runs start"), "{log}");
+}
+
+#[test]
+fn reporting_page_in_headless_chromium() {
+    let dir = setup();
+    let store = dir.path().join("store");
+    big_month(dir.path(), "2025-02", "30000");
+    let d = start(dir.path(), &[]);
+    for period in ["2025-02", "2025-03"] {
+        let id = trigger(&d, period);
+        assert_eq!(
+            wait_job(&d, &id, Duration::from_secs(120))["run"]["status"],
+            "succeeded"
+        );
+    }
+    assert!(check_release_whole(&store, "2025-02").is_some());
+    let page = get(&d, "/");
+    assert!(page.body.contains("<canvas id=\"chart\""));
+    assert_eq!(
+        get(&d, "/assets/chart.umd.js").status,
+        200,
+        "npm ci --prefix engine/web"
+    );
+    let shot = root().join("target/report-page.png");
+    let out = Command::new("node")
+        .arg(root().join("tests/web/report.mjs"))
+        .arg(&d.base)
+        .arg(&shot)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(result["periods"], serde_json::json!(["2025-02", "2025-03"]));
+    assert!(result["suppressed"].as_u64().unwrap() > 0, "{result}");
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(png.len() > 20_000);
+}
