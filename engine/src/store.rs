@@ -1,7 +1,7 @@
 //! Object storage: where a line reads its submissions and writes its releases.
 //!
-//! A store is a URL (`file:///data/valtava`, `memory://`) or a local folder path (the
-//! default `./valtava-data`). Locations in line files are paths relative to the store, or
+//! A store is a URL (`file:///data/valtava`, `s3://bucket/prefix`, `memory://`) or a local
+//! folder path (the default `./valtava-data`). Locations in line files are paths relative to the store, or
 //! URLs of their own. Sources read every object that matches a glob, in path order.
 
 use std::sync::Arc;
@@ -36,12 +36,51 @@ pub fn open(url_or_path: &str) -> Result<Store, String> {
                 url: url_or_path.into(),
                 inner: Arc::new(InMemory::new()),
             }),
+            "s3" | "s3a" => open_s3(rest, url_or_path),
             other => Err(format!(
-                "unsupported store scheme `{other}://` in `{url_or_path}`; use a folder path, file:// or memory://"
+                "unsupported store scheme `{other}://` in `{url_or_path}`; use a folder path, file://, s3:// or memory://"
             )),
         };
     }
     open_dir(url_or_path, url_or_path)
+}
+
+/// An S3 (or S3-compatible) store: `s3://bucket/prefix`. Credentials, region and endpoint
+/// come from the environment as for AWS tools (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`, `AWS_REGION`/`AWS_DEFAULT_REGION`, web identity or container
+/// credentials); `AWS_ENDPOINT_URL` names an S3-compatible server (plain `http://` is
+/// allowed for it), which is then addressed path-style.
+fn open_s3(rest: &str, url: &str) -> Result<Store, String> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!("`{url}` names no bucket; use s3://bucket/prefix"));
+    }
+    let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .or_else(|_| std::env::var("AWS_ENDPOINT"))
+        .ok()
+        .filter(|e| !e.is_empty());
+    if let Some(e) = &endpoint {
+        b = b
+            .with_endpoint(e.clone())
+            .with_allow_http(e.starts_with("http://"))
+            .with_virtual_hosted_style_request(false);
+    }
+    if std::env::var("AWS_REGION").is_ok_and(|r| !r.is_empty())
+        && std::env::var("AWS_DEFAULT_REGION").is_err()
+    {
+        b = b.with_region(std::env::var("AWS_REGION").unwrap_or_default());
+    }
+    let s3 = b.build().map_err(|e| format!("cannot open `{url}`: {e}"))?;
+    let inner: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
+        "" => Arc::new(s3),
+        p => Arc::new(object_store::prefix::PrefixStore::new(s3, p)),
+    };
+    Ok(Store {
+        url: url.to_string(),
+        inner,
+    })
 }
 
 fn open_dir(dir: &str, url: &str) -> Result<Store, String> {
@@ -75,6 +114,11 @@ pub fn locate(store: &Store, location: &str) -> Result<Location, String> {
                 open_dir(if dir.is_empty() { "/" } else { &dir }, location)?,
                 pattern,
             )
+        }
+        Some((scheme @ ("s3" | "s3a"), rest)) => {
+            // An object URL of its own: the bucket and fixed part open a store.
+            let (dir, pattern) = split_fixed(rest);
+            (open(&format!("{scheme}://{dir}"))?, pattern)
         }
         Some((scheme, _)) => return Err(format!("unsupported location scheme `{scheme}://`")),
         None => (store.clone(), location.trim_start_matches("./").to_string()),
