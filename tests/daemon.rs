@@ -66,7 +66,12 @@ fn start(dir: &Path, extra: &[&str]) -> Daemon {
     c.current_dir(root())
         .args(["serve", "--store"])
         .arg(dir.join("store"))
-        .args(["--lines", "lines", "--listen", "127.0.0.1:0", "--tokens"])
+        .args(if extra.contains(&"--lines") {
+            &[][..]
+        } else {
+            &["--lines", "lines"][..]
+        })
+        .args(["--listen", "127.0.0.1:0", "--tokens"])
         .arg(dir.join("tokens.yaml"))
         .args(["--poll", "0.3"])
         .args(extra)
@@ -725,4 +730,52 @@ fn reporting_page_in_headless_chromium() {
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 20_000);
+}
+
+#[test]
+fn a_line_runs_on_its_schedule() {
+    let dir = setup();
+    // A copy of the line that fires every minute.
+    let lines = dir.path().join("lines");
+    std::fs::create_dir_all(&lines).unwrap();
+    let shared = root().join("../shared").canonicalize().unwrap();
+    let text = std::fs::read_to_string(root().join("lines/ensihoito.yaml"))
+        .unwrap()
+        .replace("../../shared", shared.to_str().unwrap())
+        .replace("schedule: \"0 6 5 * *\"", "schedule: \"* * * * *\"");
+    assert!(text.contains("* * * * *"));
+    std::fs::write(lines.join("ensihoito.yaml"), text).unwrap();
+    let d = start(dir.path(), &["--lines", lines.to_str().unwrap()]);
+    let line = get(&d, "/api/lines/ensihoito").json();
+    assert_eq!(line["schedule"], "* * * * *");
+    let until = Instant::now() + Duration::from_secs(75);
+    let job = loop {
+        let runs = get(&d, "/api/runs?line=ensihoito").json();
+        if let Some(j) = runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["trigger"] == "schedule")
+        {
+            break j.clone();
+        }
+        assert!(Instant::now() < until, "no scheduled run within a minute");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // The run takes the latest complete month (Finnish time).
+    let period = job["params"]["period"].as_str().unwrap().to_string();
+    let months: Vec<String> = [0i64, 3]
+        .iter()
+        .map(|h| {
+            use chrono::Datelike;
+            let now = chrono::Utc::now() + chrono::Duration::hours(*h);
+            let (y, m) = (now.year(), now.month());
+            if m == 1 {
+                format!("{}-12", y - 1)
+            } else {
+                format!("{y:04}-{:02}", m - 1)
+            }
+        })
+        .collect();
+    assert!(months.contains(&period), "{period} not in {months:?}");
 }

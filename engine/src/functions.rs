@@ -509,7 +509,7 @@ mod distinct_key_tests {
             assert!((0..HASHED).contains(&k), "{w:?} is kept exactly");
         }
         let long = text_key(b"0123456789abcdef0123456789abcdef");
-        assert!(long >= HASHED && long < HASHED * 2);
+        assert!((HASHED..HASHED * 2).contains(&long));
         assert_ne!(long, text_key(b"0123456789abcdef0123456789abcdeF"));
         // Precision 38 holds every key.
         assert!(HASHED * 2 - 1 < 10i128.pow(38));

@@ -787,18 +787,23 @@ fn problem(status: StatusCode, code: &str, message: impl Into<String>) -> Respon
 }
 
 /// Checks the bearer token for a role (and line); answers 401 or 403 without saying more.
-fn authorize(app: &App, headers: &HeaderMap, role: &str, line: &str) -> Result<String, Response> {
+fn authorize(
+    app: &App,
+    headers: &HeaderMap,
+    role: &str,
+    line: &str,
+) -> Result<String, Box<Response>> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(presented) = presented.filter(|p| !p.is_empty()) else {
-        return Err(problem(
+        return Err(Box::new(problem(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "a bearer token is required",
-        ));
+        )));
     };
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     // Compare with every token, not stopping at the first match.
@@ -809,20 +814,20 @@ fn authorize(app: &App, headers: &HeaderMap, role: &str, line: &str) -> Result<S
         }
     }
     let Some(t) = found else {
-        return Err(problem(
+        return Err(Box::new(problem(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "the token is not valid",
-        ));
+        )));
     };
     let role_ok = t.roles.contains(role) || t.roles.contains("admin");
     let line_ok = t.lines.as_ref().is_none_or(|l| l.contains(line));
     if !(role_ok && line_ok) {
-        return Err(problem(
+        return Err(Box::new(problem(
             StatusCode::FORBIDDEN,
             "forbidden",
             "the token does not allow this",
-        ));
+        )));
     }
     Ok(t.name.clone())
 }
@@ -909,7 +914,7 @@ async fn post_run(
     body: Bytes,
 ) -> Response {
     if let Err(r) = authorize(&app, &headers, "run", &line) {
-        return r;
+        return *r;
     }
     let Some(e) = app.lines.get(&line) else {
         return problem(
@@ -1329,7 +1334,7 @@ async fn put_upload(
 ) -> Response {
     let who = match authorize(&app, &headers, "upload", &line) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(e) = app.lines.get(&line) else {
         return problem(
