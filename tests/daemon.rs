@@ -779,3 +779,29 @@ fn a_line_runs_on_its_schedule() {
         .collect();
     assert!(months.contains(&period), "{period} not in {months:?}");
 }
+
+#[test]
+fn uploads_over_the_limit_are_refused() {
+    let dir = setup();
+    let d = start(dir.path(), &["--max-upload-mib", "1"]);
+    let big = vec![b'x'; (1 << 20) + 1];
+    let a = put(
+        &d,
+        "/api/lines/ensihoito/inbox/2025-02/iso.csv",
+        Some(UPLOAD_TOKEN),
+        &big,
+    );
+    assert_eq!(a.status, 413, "{}", a.body);
+    assert!(
+        !dir.path()
+            .join("store/inbox/ensihoito/2025-02/iso.csv")
+            .exists()
+    );
+    let a = put(
+        &d,
+        "/api/lines/ensihoito/inbox/2025-02/pieni.csv",
+        Some(UPLOAD_TOKEN),
+        &big[..1 << 20],
+    );
+    assert_eq!(a.status, 201, "{}", a.body);
+}
