@@ -1062,48 +1062,80 @@ impl Planner<'_> {
                 )
                 .map_err(err(e.step.at))?;
         }
-        // Duplicate keys: one aggregation over the keys finds those seen more than once and
-        // where each was first seen; only they are joined back (the build side of the join),
-        // so the rows stream through instead of being sorted.
+        // Duplicate keys, without sorting the rows: (1) one grouping on the keys' 128-bit
+        // `DistinctKey`s finds the candidate keys seen more than once; (2) the rows with a
+        // candidate key (few) are grouped by the keys themselves — exact — for the count and
+        // the first occurrence; (3) those keys are the build side of a join the rows stream
+        // past. A key collision in (1) only adds a candidate that (2) drops.
+        let distinct_key = datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::functions::DistinctKey::default(),
+        );
         for (i, rule) in v.rules.iter().enumerate() {
             let Some(u) = &rule.unique else { continue };
             let names = u.names();
-            let mut groups = Vec::new();
+            for n in &names {
+                self.column_check(&schema, n).map_err(|d| vec![d])?;
+            }
+            let c = |n: &Name| col(Column::from_name(n.value.as_str()));
+            let u_col = |what: String| col(Column::from_name(format!("__u{i}_{what}")));
+            use datafusion::functions_aggregate::expr_fn::{count, first_value};
+            let present = names
+                .iter()
+                .map(|n| c(n).is_not_null())
+                .reduce(|a, b| a.and(b))
+                .unwrap_or(lit(true));
+            let hashed: Vec<Expr> = names
+                .iter()
+                .enumerate()
+                .map(|(j, n)| distinct_key.call(vec![c(n)]).alias(format!("__u{i}_h{j}")))
+                .collect();
+            let candidates = base
+                .clone()
+                .filter(present.clone())
+                .and_then(|d| d.aggregate(hashed, vec![count(lit(1u8)).alias(format!("__u{i}_c"))]))
+                .and_then(|d| d.filter(u_col("c".into()).gt(lit(1i64))))
+                .and_then(|d| d.build())
+                .map_err(err(rule.id.at))?;
+            let mut rows: Vec<Expr> = Vec::new();
+            let mut on_hash = Vec::new();
+            let mut keys = Vec::new();
             let mut on = Vec::new();
             for (j, n) in names.iter().enumerate() {
-                self.column_check(&schema, n).map_err(|d| vec![d])?;
-                let alias = format!("__u{i}_k{j}");
-                groups.push(col(Column::from_name(n.value.as_str())).alias(&alias));
-                on.push(col(Column::from_name(alias)).eq(col(Column::new(
+                rows.push(c(n).alias(format!("__u{i}_k{j}")));
+                rows.push(distinct_key.call(vec![c(n)]).alias(format!("__u{i}_r{j}")));
+                on_hash.push(u_col(format!("h{j}")).eq(u_col(format!("r{j}"))));
+                keys.push(u_col(format!("k{j}")));
+                on.push(u_col(format!("k{j}")).eq(col(Column::new(
                     Some(v.input.value.as_str()),
                     n.value.as_str(),
                 ))));
             }
+            rows.push(col(OBJECT_COLUMN).alias(format!("__u{i}_o")));
+            rows.push(col(ROW_COLUMN).alias(format!("__u{i}_w")));
             let order = vec![
-                SortExpr::new(col(OBJECT_COLUMN), true, false),
-                SortExpr::new(col(ROW_COLUMN), true, false),
+                SortExpr::new(u_col("o".into()), true, false),
+                SortExpr::new(u_col("w".into()), true, false),
             ];
-            use datafusion::functions_aggregate::expr_fn::{count, first_value};
-            let present = names
-                .iter()
-                .map(|n| col(Column::from_name(n.value.as_str())).is_not_null())
-                .reduce(|a, b| a.and(b))
-                .unwrap_or(lit(true));
-            let dups = base
+            let with_rows = base
                 .clone()
                 .filter(present)
+                .and_then(|d| d.project(rows))
+                .and_then(|d| d.build())
+                .map_err(err(rule.id.at))?;
+            let dups = LogicalPlanBuilder::from(candidates)
+                .join_on(with_rows, JoinType::Inner, on_hash)
                 .and_then(|d| {
                     d.aggregate(
-                        groups,
+                        keys,
                         vec![
                             count(lit(1u8)).alias(format!("__u{i}_n")),
-                            first_value(col(OBJECT_COLUMN), order.clone())
+                            first_value(u_col("o".into()), order.clone())
                                 .alias(format!("__u{i}_object")),
-                            first_value(col(ROW_COLUMN), order).alias(format!("__u{i}_row")),
+                            first_value(u_col("w".into()), order).alias(format!("__u{i}_row")),
                         ],
                     )
                 })
-                .and_then(|d| d.filter(col(Column::from_name(format!("__u{i}_n"))).gt(lit(1i64))))
+                .and_then(|d| d.filter(u_col("n".into()).gt(lit(1i64))))
                 .and_then(|d| d.build())
                 .map_err(err(rule.id.at))?;
             b = LogicalPlanBuilder::from(dups)
