@@ -113,7 +113,7 @@ COPY (
   SELECT id, TRY_CAST(birthDate AS DATE) AS syntymapaiva, deceasedDateTime AS kuollut,
          deceasedBoolean AS kuollut_tieto,
          list_filter(extension, lambda e: e.url = '{MUNICIPALITY}')[1].valueCoding.code AS kunta
-  FROM read_json('{inbox}/Patient*.ndjson', format = 'newline_delimited', columns = {{
+  FROM read_json('{inbox}/Patient*.ndjson', format = 'newline_delimited', ignore_errors = true, columns = {{
     id: 'VARCHAR', birthDate: 'VARCHAR', deceasedDateTime: 'VARCHAR', deceasedBoolean: 'BOOLEAN',
     extension: 'STRUCT(url VARCHAR, valueCoding STRUCT(system VARCHAR, code VARCHAR))[]'}})
   WHERE id IS NOT NULL AND TRY_CAST(birthDate AS DATE) IS NOT NULL
@@ -122,7 +122,7 @@ con.execute(f'''
 COPY (
   SELECT replace(patient.reference, 'Patient/', '') AS potilas, status AS tila,
          occurrenceDateTime AS pvm, c.code AS koodi
-  FROM read_json('{inbox}/Immunization*.ndjson', format = 'newline_delimited', columns = {{
+  FROM read_json('{inbox}/Immunization*.ndjson', format = 'newline_delimited', ignore_errors = true, columns = {{
     patient: 'STRUCT(reference VARCHAR)', status: 'VARCHAR', occurrenceDateTime: 'VARCHAR',
     vaccineCode: 'STRUCT(coding STRUCT(system VARCHAR, code VARCHAR)[])'}}),
     unnest(vaccineCode.coding) AS t(c)
