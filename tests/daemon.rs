@@ -1,35 +1,21 @@
 //! The daemon over loopback: the real `valtava serve` on a store with the example data,
 //! driven through its HTTP API.
 
+mod common;
+use common::{copy_dir, root};
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 const KEY: &str = "daemon-test-key-0123456789abcdef";
 const RUN_TOKEN: &str = "run-token-0123456789abcdef";
 const UPLOAD_TOKEN: &str = "upload-token-0123456789abcdef";
 const OTHER_LINE_TOKEN: &str = "other-line-token-0123456789";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
 
 /// A store with the shipped example inbox and reference data, and a token file.
 fn setup() -> tempfile::TempDir {

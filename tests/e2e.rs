@@ -1,5 +1,8 @@
 //! End-to-end tests: the real `valtava` binary on real files.
 
+mod common;
+use common::{copy_dir, root};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,10 +14,6 @@ fn bin() -> Command {
         .env_remove("VALTAVA_STORE")
         .env("RUST_LOG", "info");
     c
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn run(args: &[&str]) -> Output {
@@ -32,19 +31,6 @@ fn store_with_inbox() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&root().join("tests/data"), dir.path());
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 /// A copy of a test line in `dir`, its code-set path made absolute, with replacements.

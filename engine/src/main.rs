@@ -291,6 +291,31 @@ fn read_source(file: &str) -> Option<String> {
     std::fs::read_to_string(file).ok()
 }
 
+/// The pseudonymisation key and the store of `run` and `serve`; usage errors exit 2.
+fn key_and_store(
+    key_file: Option<&PathBuf>,
+    store: &str,
+) -> Result<(Option<Vec<u8>>, valtava::store::Store), ExitCode> {
+    let fail = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    };
+    let key = pseudonym_key(key_file).map_err(fail)?;
+    let store = valtava::store::open(store).map_err(fail)?;
+    Ok((key, store))
+}
+
+/// The multi-threaded runtime of `run` and `serve`.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::from(1)
+        })
+}
+
 fn pseudonym_key(file: Option<&PathBuf>) -> Result<Option<Vec<u8>>, String> {
     let key = match file {
         Some(f) => {
@@ -725,19 +750,9 @@ fn main() -> ExitCode {
             grace,
             assets,
         } => {
-            let key = match pseudonym_key(pseudonym_key_file.as_ref()) {
-                Ok(k) => k,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let store = match valtava::store::open(&store) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+            let (key, store) = match key_and_store(pseudonym_key_file.as_ref(), &store) {
+                Ok(v) => v,
+                Err(code) => return code,
             };
             let assets = assets.or_else(|| {
                 let d = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -756,15 +771,9 @@ fn main() -> ExitCode {
                 grace: std::time::Duration::from_secs_f64(grace.max(0.0)),
                 assets,
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(valtava::serve::serve(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -784,19 +793,9 @@ fn main() -> ExitCode {
             json,
             lineage_url,
         } => {
-            let key = match pseudonym_key(pseudonym_key_file.as_ref()) {
-                Ok(k) => k,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let store = match valtava::store::open(&store) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+            let (key, store) = match key_and_store(pseudonym_key_file.as_ref(), &store) {
+                Ok(v) => v,
+                Err(code) => return code,
             };
             let opts = RunOptions {
                 store,
@@ -808,15 +807,9 @@ fn main() -> ExitCode {
                 capture: Default::default(),
                 lineage_url,
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(valtava::run::run(&line, opts)) {
                 Ok(report) => {

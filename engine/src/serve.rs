@@ -429,6 +429,13 @@ impl App {
             .ok()
     }
 
+    /// Jobs queued and running.
+    fn queue_counts(&self) -> (usize, usize) {
+        let jobs = self.jobs.lock().expect("jobs lock");
+        let count = |s: JobStatus| jobs.values().filter(|j| j.status == s).count();
+        (count(JobStatus::Queued), count(JobStatus::Running))
+    }
+
     async fn save(&self, job: &Job) {
         self.put_json(&format!("daemon/jobs/{}.json", job.id), job)
             .await;
@@ -1428,17 +1435,7 @@ async fn put_upload(
 }
 
 async fn healthz(State(app): AppState) -> Response {
-    let (queued, running) = {
-        let jobs = app.jobs.lock().expect("jobs lock");
-        (
-            jobs.values()
-                .filter(|j| j.status == JobStatus::Queued)
-                .count(),
-            jobs.values()
-                .filter(|j| j.status == JobStatus::Running)
-                .count(),
-        )
-    };
+    let (queued, running) = app.queue_counts();
     let stopping = app.stopping.load(Ordering::SeqCst);
     let status = if stopping {
         StatusCode::SERVICE_UNAVAILABLE
@@ -1466,17 +1463,7 @@ fn label_value(s: &str) -> String {
 
 async fn metrics(State(app): AppState) -> Response {
     use std::fmt::Write as _;
-    let (queued, running) = {
-        let jobs = app.jobs.lock().expect("jobs lock");
-        (
-            jobs.values()
-                .filter(|j| j.status == JobStatus::Queued)
-                .count(),
-            jobs.values()
-                .filter(|j| j.status == JobStatus::Running)
-                .count(),
-        )
-    };
+    let (queued, running) = app.queue_counts();
     let m = app.metrics.lock().expect("metrics lock");
     let mut o = String::new();
     let _ = writeln!(
