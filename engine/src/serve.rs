@@ -854,7 +854,7 @@ fn publish_steps(line: &Line) -> Vec<(&str, &crate::spec::PublishSpec)> {
         .collect()
 }
 
-fn line_json(app: &App, name: &str, e: &LineEntry) -> Value {
+fn line_json(name: &str, e: &LineEntry) -> Value {
     let s = &e.line.spec;
     let next = e
         .schedule
@@ -871,7 +871,6 @@ fn line_json(app: &App, name: &str, e: &LineEntry) -> Value {
             )
         })
         .collect();
-    let _ = app;
     json!({
         "line": name,
         "title": text_of(&s.title.value),
@@ -888,17 +887,13 @@ fn line_json(app: &App, name: &str, e: &LineEntry) -> Value {
 type AppState = State<Arc<App>>;
 
 async fn get_lines(State(app): AppState) -> Response {
-    let lines: Vec<Value> = app
-        .lines
-        .iter()
-        .map(|(n, e)| line_json(&app, n, e))
-        .collect();
+    let lines: Vec<Value> = app.lines.iter().map(|(n, e)| line_json(n, e)).collect();
     axum::Json(json!({ "lines": lines })).into_response()
 }
 
 async fn get_line(State(app): AppState, UrlPath(line): UrlPath<String>) -> Response {
     match app.lines.get(&line) {
-        Some(e) => axum::Json(line_json(&app, &line, e)).into_response(),
+        Some(e) => axum::Json(line_json(&line, e)).into_response(),
         None => problem(
             StatusCode::NOT_FOUND,
             "not-found",
