@@ -195,7 +195,11 @@ pub fn session(key: &[u8], target_partitions: usize) -> SessionContext {
         // run at once.
         Some(bytes) => match datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(
-                datafusion::execution::memory_pool::FairSpillPool::new(bytes),
+                // An error names the largest consumers, so an operator can see what to tune.
+                datafusion::execution::memory_pool::TrackConsumersPool::new(
+                    datafusion::execution::memory_pool::FairSpillPool::new(bytes),
+                    std::num::NonZeroUsize::new(5).expect("5 is not zero"),
+                ),
             ))
             .build_arc()
         {
@@ -241,44 +245,51 @@ fn count_distinct_arg(e: &Expr) -> Option<Expr> {
     .then(|| p.args[0].clone())
 }
 
-/// `count(DISTINCT arg)` per group of `dims` (and per grouping set when `totals`), planned
-/// as two aggregations: the distinct (group, value) pairs, then their count per group. Both
-/// are ordinary groupings, which spill under a memory limit and need no per-group set of
-/// values; all grouping sets come from one scan of the input. Values are grouped by their
-/// 128-bit key (`functions::DistinctKey`). The result has the columns
-/// `{alias}_d_{dim}`, `{alias}_g_{dim}` (with totals: 1 where the dimension is rolled up)
-/// and `alias`.
-fn distinct_counts(
+/// The argument of a plain `median(x)` of a `DOUBLE` (other types keep DataFusion's
+/// median, whose integer and decimal rounding this plan does not repeat).
+fn median_arg(e: &Expr, schema: &DFSchema) -> Option<Expr> {
+    let Expr::AggregateFunction(f) = e else {
+        return None;
+    };
+    let p = &f.params;
+    (f.func.name() == "median"
+        && !p.distinct
+        && p.args.len() == 1
+        && p.filter.is_none()
+        && p.order_by.is_empty()
+        && p.args[0].get_type(schema).ok() == Some(DataType::Float64))
+    .then(|| p.args[0].clone())
+}
+
+/// The (group, value) pairs of `value` per group of `dims` (and per grouping set when
+/// `totals`, all sets from one scan of the input), with the aggregates `extra`. The columns
+/// are `{alias}_d_{dim}`, `{alias}_value`, with totals `{alias}_g_{dim}` (1 where the
+/// dimension is rolled up), and `extra`. Also returns the columns of a group (all but the
+/// value and `extra`).
+fn value_pairs(
     b: LogicalPlanBuilder,
     dims: &[String],
     totals: bool,
-    arg: &Expr,
+    value: Expr,
     alias: &str,
-) -> datafusion::error::Result<LogicalPlan> {
-    use datafusion::functions_aggregate::expr_fn::{count, grouping};
-    let value = format!("{alias}_value");
+    extra: Vec<Expr>,
+) -> datafusion::error::Result<(LogicalPlanBuilder, Vec<Expr>)> {
+    use datafusion::functions_aggregate::expr_fn::grouping;
+    let v = col(Column::from_name(format!("{alias}_value")));
     let d = |n: &str| col(Column::from_name(format!("{alias}_d_{n}")));
     let mut pre: Vec<Expr> = dims
         .iter()
         .map(|n| col(Column::from_name(n.as_str())).alias(format!("{alias}_d_{n}")))
         .collect();
-    let key = datafusion::logical_expr::ScalarUDF::new_from_impl(
-        crate::functions::DistinctKey::default(),
-    );
-    pre.push(key.call(vec![arg.clone()]).alias(&value));
-    let pairs = b
-        .project(pre)?
-        .filter(col(Column::from_name(value.as_str())).is_not_null())?;
+    pre.push(value.alias(format!("{alias}_value")));
+    let rows = b.project(pre)?.filter(v.clone().is_not_null())?;
     let keys: Vec<Expr> = dims.iter().map(|n| d(n)).collect();
     if !totals {
         let mut group = keys.clone();
-        group.push(col(Column::from_name(value.as_str())));
-        return pairs
-            .aggregate(group, Vec::<Expr>::new())?
-            .aggregate(keys, vec![count(lit(1u8)).alias(alias)])?
-            .build();
+        group.push(v);
+        return Ok((rows.aggregate(group, extra)?, keys));
     }
-    // Every subset of the dimensions, with the value: the distinct pairs of each set.
+    // Every subset of the dimensions, with the value.
     let sets: Vec<Vec<Expr>> = (0..1usize << dims.len())
         .map(|mask| {
             let mut set: Vec<Expr> = dims
@@ -287,25 +298,122 @@ fn distinct_counts(
                 .filter(|(i, _)| mask & (1 << i) != 0)
                 .map(|(_, n)| d(n))
                 .collect();
-            set.push(col(Column::from_name(value.as_str())));
+            set.push(v.clone());
             set
         })
         .collect();
-    let flags: Vec<Expr> = dims
+    let mut aggs: Vec<Expr> = dims
         .iter()
         .map(|n| grouping(d(n)).alias(format!("{alias}_g_{n}")))
         .collect();
+    aggs.extend(extra);
     let mut group = keys;
     group.extend(
         dims.iter()
             .map(|n| col(Column::from_name(format!("{alias}_g_{n}")))),
     );
+    let pairs = rows.aggregate(
+        vec![Expr::GroupingSet(GroupingSet::GroupingSets(sets))],
+        aggs,
+    )?;
+    Ok((pairs, group))
+}
+
+/// `count(DISTINCT arg)` per group of `dims` (and per grouping set when `totals`), planned
+/// as two aggregations: the distinct (group, value) pairs, then their count per group. Both
+/// are ordinary groupings, which spill under a memory limit and need no per-group set of
+/// values. Values are grouped by their 128-bit key (`functions::DistinctKey`). The result
+/// has the group columns of `value_pairs` and `alias`.
+fn distinct_counts(
+    b: LogicalPlanBuilder,
+    dims: &[String],
+    totals: bool,
+    arg: &Expr,
+    alias: &str,
+) -> datafusion::error::Result<LogicalPlan> {
+    use datafusion::functions_aggregate::expr_fn::count;
+    let key = datafusion::logical_expr::ScalarUDF::new_from_impl(
+        crate::functions::DistinctKey::default(),
+    );
+    let (pairs, group) = value_pairs(b, dims, totals, key.call(vec![arg.clone()]), alias, vec![])?;
     pairs
-        .aggregate(
-            vec![Expr::GroupingSet(GroupingSet::GroupingSets(sets))],
-            flags,
-        )?
         .aggregate(group, vec![count(lit(1u8)).alias(alias)])?
+        .build()
+}
+
+/// `median(arg)` of a `DOUBLE` per group of `dims` (and per grouping set when `totals`),
+/// exact and in bounded memory: DataFusion's median keeps every value of a group in memory
+/// (each value once per grouping set), so it is planned as the count of each (group, value)
+/// pair, a running count in value order, and per group the smallest values whose running
+/// count reaches the middle positions `(n + 1) / 2` and `n / 2 + 1`; their mean is the
+/// median, as DataFusion computes it. All are groupings and sorts that spill. The result
+/// has the group columns of `value_pairs` and `alias`.
+fn medians(
+    b: LogicalPlanBuilder,
+    dims: &[String],
+    totals: bool,
+    arg: &Expr,
+    alias: &str,
+) -> datafusion::error::Result<LogicalPlan> {
+    use datafusion::functions_aggregate::expr_fn::{count, min};
+    use datafusion::logical_expr::{
+        ExprFunctionExt, WindowFrame, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition,
+        expr::WindowFunction,
+    };
+    let c = |n: &str| col(Column::from_name(format!("{alias}_{n}")));
+    let (pairs, group) = value_pairs(
+        b,
+        dims,
+        totals,
+        arg.clone(),
+        alias,
+        vec![count(lit(1u8)).alias(format!("{alias}_count"))],
+    )?;
+    let running = |frame: WindowFrame, ordered: bool| {
+        let w =
+            Expr::from(WindowFunction::new(
+                WindowFunctionDefinition::AggregateUDF(
+                    datafusion::functions_aggregate::sum::sum_udaf(),
+                ),
+                vec![c("count")],
+            ))
+            .partition_by(group.clone())
+            .window_frame(frame);
+        if ordered {
+            w.order_by(vec![c("value").sort(true, false)]).build()
+        } else {
+            w.build()
+        }
+    };
+    let upto = running(
+        WindowFrame::new_bounds(
+            WindowFrameUnits::Rows,
+            WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+            WindowFrameBound::CurrentRow,
+        ),
+        true,
+    )?
+    .alias(format!("{alias}_upto"));
+    let all = running(WindowFrame::new(None), false)?.alias(format!("{alias}_n"));
+    let low = min(c("value"))
+        .filter(c("upto").gt_eq((c("n") + lit(1i64)) / lit(2i64)))
+        .build()?
+        .alias(format!("{alias}_low"));
+    let high = min(c("value"))
+        .filter(c("upto").gt_eq(c("n") / lit(2i64) + lit(1i64)))
+        .build()?
+        .alias(format!("{alias}_high"));
+    let mut out = group.clone();
+    out.push(
+        when(c("low").eq(c("high")), c("low"))
+            .otherwise((c("low") + c("high")) / lit(2.0f64))?
+            .alias(alias),
+    );
+    pairs
+        .window(vec![upto])?
+        .window(vec![all])?
+        .aggregate(group, vec![low, high])?
+        .project(out)?
         .build()
 }
 
@@ -1674,8 +1782,9 @@ impl Planner<'_> {
             dims.push(d.value.clone());
         }
         let mut aggs: Vec<Expr> = Vec::new();
-        // `count(DISTINCT x)` measures, computed apart (see `distinct_counts`).
-        let mut distinct: Vec<(String, Expr)> = Vec::new();
+        // `count(DISTINCT x)` and `median(x)` measures, computed apart and joined to the
+        // groups (see `distinct_counts` and `medians`).
+        let mut apart: Vec<(String, Expr, bool)> = Vec::new();
         let mut measures: Vec<(String, Expr)> = Vec::new();
         let mut diags = Vec::new();
         for (name, text) in &a.measures {
@@ -1692,14 +1801,20 @@ impl Planner<'_> {
                 .transform_up(|e| {
                     if let Some(arg) = count_distinct_arg(&e) {
                         found = true;
-                        let alias = format!("__dc{}", distinct.len());
-                        distinct.push((alias.clone(), arg));
+                        let alias = format!("__dc{}", apart.len());
+                        apart.push((alias.clone(), arg, true));
                         return Ok(Transformed::yes(
                             datafusion::functions::core::expr_fn::coalesce(vec![
                                 col(Column::from_name(alias)),
                                 lit(0i64),
                             ]),
                         ));
+                    }
+                    if let Some(arg) = median_arg(&e, &schema) {
+                        found = true;
+                        let alias = format!("__md{}", apart.len());
+                        apart.push((alias.clone(), arg, false));
+                        return Ok(Transformed::yes(col(Column::from_name(alias))));
                     }
                     if let Expr::AggregateFunction(AggregateFunction { .. }) = &e {
                         found = true;
@@ -1752,8 +1867,13 @@ impl Planner<'_> {
             vec![self.diag(Code::V205, a.input.at, first_line(&e.to_string()))]
         };
         let mut main = b.clone().aggregate(group, aggs).map_err(err)?;
-        for (alias, arg) in &distinct {
-            let counts = distinct_counts(b.clone(), &dims, a.totals, arg, alias).map_err(err)?;
+        for (alias, arg, distinct) in &apart {
+            let counts = if *distinct {
+                distinct_counts(b.clone(), &dims, a.totals, arg, alias)
+            } else {
+                medians(b.clone(), &dims, a.totals, arg, alias)
+            }
+            .map_err(err)?;
             let mut left: Vec<Column> =
                 dims.iter().map(|d| Column::from_name(d.as_str())).collect();
             let mut right: Vec<Column> = dims
@@ -2164,4 +2284,157 @@ fn cast_text(e: Expr) -> Expr {
 /// Whether a dimension is an area (its total is `SSS`, the whole country).
 pub fn is_area(name: &str) -> bool {
     matches!(name, "hyvinvointialue" | "kunta" | "alue" | "maakunta")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Float64Array, StringArray};
+    use arrow::record_batch::RecordBatch;
+
+    /// Groups of every size from 0 to 9 values (odd and even counts, repeated values,
+    /// negatives, NULLs), in two dimensions.
+    fn table() -> Arc<MemTable> {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        let mut x = Vec::new();
+        let mut seed = 7u64;
+        for g in 0..40usize {
+            for i in 0..g % 10 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                a.push(format!("a{}", g % 3));
+                b.push(format!("b{g}"));
+                x.push(match (seed >> 33) % 7 {
+                    0 => None,
+                    r => Some(r as f64 * 1.5 - 4.0 + (i % 2) as f64),
+                });
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, false),
+            Field::new("b", DataType::Utf8, false),
+            Field::new("x", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(a)),
+                Arc::new(StringArray::from(b)),
+                Arc::new(Float64Array::from(x)),
+            ],
+        )
+        .unwrap();
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap())
+    }
+
+    /// Rows of `plan` as text, sorted.
+    async fn rows(ctx: &SessionContext, plan: LogicalPlan) -> Vec<String> {
+        let batches = ctx
+            .execute_logical_plan(plan)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for batch in batches {
+            for r in 0..batch.num_rows() {
+                let cells: Vec<String> = batch
+                    .columns()
+                    .iter()
+                    .map(|c| {
+                        if c.is_null(r) {
+                            "∅".into()
+                        } else {
+                            arrow::util::display::array_value_to_string(c, r).unwrap()
+                        }
+                    })
+                    .collect();
+                out.push(cells.join("|"));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    async fn compare(totals: bool) {
+        use datafusion::functions_aggregate::expr_fn::{count_distinct, grouping, median};
+        let ctx = SessionContext::new();
+        let scan = || LogicalPlanBuilder::scan("t", provider_as_source(table()), None).unwrap();
+        let dims = vec!["a".to_string(), "b".to_string()];
+        let x = col("x");
+        let keys = || vec![col("a"), col("b")];
+        let mut aggs = vec![
+            median(x.clone()).alias("m"),
+            count_distinct(x.clone()).alias("d"),
+        ];
+        let group = if totals {
+            aggs.push(grouping(col("a")).alias("ga"));
+            aggs.push(grouping(col("b")).alias("gb"));
+            vec![Expr::GroupingSet(GroupingSet::Cube(keys()))]
+        } else {
+            keys()
+        };
+        let reference = scan().aggregate(group, aggs).unwrap();
+        let mut out = keys();
+        if totals {
+            out.extend([col("ga"), col("gb")]);
+        }
+        let project = |b: LogicalPlanBuilder, m: &str| {
+            let mut e = out.clone();
+            e.push(col(m));
+            b.project(e).unwrap().build().unwrap()
+        };
+        let mine_cols = |alias: &str| {
+            let mut e = vec![
+                col(format!("{alias}_d_a")).alias("a"),
+                col(format!("{alias}_d_b")).alias("b"),
+            ];
+            if totals {
+                e.push(col(format!("{alias}_g_a")).alias("ga"));
+                e.push(col(format!("{alias}_g_b")).alias("gb"));
+            }
+            e.push(col(alias).alias(if alias == "md" { "m" } else { "d" }));
+            e
+        };
+        let mine = medians(scan(), &dims, totals, &x, "md").unwrap();
+        let mine = LogicalPlanBuilder::from(mine)
+            .project(mine_cols("md"))
+            .unwrap()
+            .build()
+            .unwrap();
+        // Groups whose values are all NULL have no pairs: DataFusion gives them NULL.
+        let want: Vec<String> = rows(&ctx, project(reference.clone(), "m"))
+            .await
+            .into_iter()
+            .filter(|r| !r.ends_with("|∅"))
+            .collect();
+        assert!(want.len() > 20, "{want:?}");
+        assert_eq!(rows(&ctx, mine).await, want);
+
+        let mine = distinct_counts(scan(), &dims, totals, &x, "dc").unwrap();
+        let mine = LogicalPlanBuilder::from(mine)
+            .project(mine_cols("dc"))
+            .unwrap()
+            .build()
+            .unwrap();
+        let want: Vec<String> = rows(&ctx, project(reference, "d"))
+            .await
+            .into_iter()
+            .filter(|r| !r.ends_with("|0"))
+            .collect();
+        assert_eq!(rows(&ctx, mine).await, want);
+    }
+
+    #[tokio::test]
+    async fn medians_and_distinct_counts_equal_datafusion_per_group() {
+        compare(false).await;
+    }
+
+    #[tokio::test]
+    async fn medians_and_distinct_counts_equal_datafusion_per_grouping_set() {
+        compare(true).await;
+    }
 }
