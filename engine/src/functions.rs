@@ -267,9 +267,12 @@ impl ScalarUDFImpl for HetuDerived {
 }
 
 /// The functions, ready to register; `key` is the pseudonymisation key of the run.
+/// `__distinct_key` is internal (plans of `count(DISTINCT …)`), registered so that a plan
+/// sent to a cluster finds it by name.
 pub fn udfs(key: &[u8]) -> Vec<ScalarUDF> {
     let text = || Signature::exact(vec![DataType::Utf8], Volatility::Immutable);
     vec![
+        ScalarUDF::new_from_impl(DistinctKey::default()),
         ScalarUDF::new_from_impl(HetuProblem { signature: text() }),
         ScalarUDF::new_from_impl(Pseudonym {
             signature: text(),

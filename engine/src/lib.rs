@@ -7,6 +7,8 @@
 
 pub mod catalog;
 pub mod check;
+#[cfg(feature = "ballista")]
+pub mod cluster;
 pub mod codeset;
 pub mod cron;
 pub mod diag;

@@ -282,6 +282,7 @@ async fn run_case(
         batch_size: 1024,
         progress: false,
         capture: t.expect.steps.keys().cloned().collect(),
+        engine: None,
         lineage_url: None,
     };
     let result = crate::run::run(line_path, opts).await;

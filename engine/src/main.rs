@@ -213,6 +213,10 @@ enum Command {
         /// Also send the run's OpenLineage events to this endpoint (http://host:port/api/v1/lineage).
         #[arg(long, env = "VALTAVA_LINEAGE_URL")]
         lineage_url: Option<String>,
+        /// Where the steps' plans run: `local`, or `ballista://HOST:PORT` for a Ballista
+        /// cluster (`valtava cluster`; needs a build with `--features ballista`).
+        #[arg(long, env = "VALTAVA_ENGINE", default_value = "local")]
+        engine: String,
     },
     /// Run as a daemon: lines on their schedule and when data arrive, an HTTP API, the
     /// indicator API and the reporting page.
@@ -251,6 +255,59 @@ enum Command {
         /// (`npm ci --prefix engine/web` puts it in engine/web/node_modules/chart.js/dist).
         #[arg(long, env = "VALTAVA_ASSETS")]
         assets: Option<PathBuf>,
+        /// Where runs execute their plans: `local` or `ballista://HOST:PORT`.
+        #[arg(long, env = "VALTAVA_ENGINE", default_value = "local")]
+        engine: String,
+    },
+    /// Run a Ballista scheduler or executor that knows Valtava's functions, for
+    /// `--engine ballista://HOST:PORT` (builds with `--features ballista`).
+    #[cfg(feature = "ballista")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  valtava cluster scheduler --bind 0.0.0.0:50050 --pseudonym-key-file /etc/valtava/key\n  valtava cluster executor --scheduler scheduler.internal:50050 --bind 0.0.0.0:50051 \\\n      --external-host worker-1.internal --pseudonym-key-file /etc/valtava/key\n  valtava run lines/ensihoito.yaml --param period=2025-03 --store s3://thl-valtava/tuotanto \\\n      --engine ballista://scheduler.internal:50050 --pseudonym-key-file /etc/valtava/key\n\nEvery process needs the same pseudonymisation key (a run refuses a cluster that\npseudonymises differently) and must reach the store: s3:// with AWS_* variables, or a\nfolder mounted at the same path everywhere."
+    )]
+    Cluster(ClusterCommand),
+}
+
+#[cfg(feature = "ballista")]
+#[derive(clap::Subcommand)]
+enum ClusterCommand {
+    /// The scheduler: plans stages and hands tasks to executors.
+    #[command(
+        after_help = "Example:\n  valtava cluster scheduler --bind 127.0.0.1:50050 --pseudonym-key-file examples/demo-pseudonym.key"
+    )]
+    Scheduler {
+        /// Address for clients and executors (gRPC).
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        bind: std::net::SocketAddr,
+        /// File holding the pseudonymisation key (otherwise VALTAVA_PSEUDONYM_KEY).
+        #[arg(long)]
+        pseudonym_key_file: Option<PathBuf>,
+    },
+    /// An executor: runs tasks and serves their results over Arrow Flight (on --bind) and
+    /// gRPC (on the next port).
+    #[command(
+        after_help = "Example:\n  valtava cluster executor --scheduler 127.0.0.1:50050 --bind 127.0.0.1:50051 \\\n      --pseudonym-key-file examples/demo-pseudonym.key"
+    )]
+    Executor {
+        /// The scheduler, HOST:PORT.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        scheduler: String,
+        /// Arrow Flight address; gRPC listens on the next port.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        bind: std::net::SocketAddr,
+        /// The host name the scheduler and clients reach this executor at.
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Tasks at once (default: the cores).
+        #[arg(long)]
+        tasks: Option<usize>,
+        /// Folder for shuffle files (default: a temporary folder).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// File holding the pseudonymisation key (otherwise VALTAVA_PSEUDONYM_KEY).
+        #[arg(long)]
+        pseudonym_key_file: Option<PathBuf>,
     },
 }
 
@@ -749,6 +806,7 @@ fn main() -> ExitCode {
             max_upload_mib,
             grace,
             assets,
+            engine,
         } => {
             let (key, store) = match key_and_store(pseudonym_key_file.as_ref(), &store) {
                 Ok(v) => v,
@@ -770,6 +828,7 @@ fn main() -> ExitCode {
                 max_upload: max_upload_mib.saturating_mul(1 << 20),
                 grace: std::time::Duration::from_secs_f64(grace.max(0.0)),
                 assets,
+                engine: Some(engine),
             };
             let runtime = match runtime() {
                 Ok(r) => r,
@@ -792,6 +851,7 @@ fn main() -> ExitCode {
             batch_size,
             json,
             lineage_url,
+            engine,
         } => {
             let (key, store) = match key_and_store(pseudonym_key_file.as_ref(), &store) {
                 Ok(v) => v,
@@ -806,6 +866,7 @@ fn main() -> ExitCode {
                 progress: std::io::stderr().is_terminal(),
                 capture: Default::default(),
                 lineage_url,
+                engine: Some(engine),
             };
             let runtime = match runtime() {
                 Ok(r) => r,
@@ -839,6 +900,68 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+        #[cfg(feature = "ballista")]
+        Command::Cluster(c) => cluster(c),
+    }
+}
+
+/// `valtava cluster scheduler|executor`: runs until stopped.
+#[cfg(feature = "ballista")]
+fn cluster(c: ClusterCommand) -> ExitCode {
+    let key_file = match &c {
+        ClusterCommand::Scheduler {
+            pseudonym_key_file, ..
+        }
+        | ClusterCommand::Executor {
+            pseudonym_key_file, ..
+        } => pseudonym_key_file.clone(),
+    };
+    let key = match pseudonym_key(key_file.as_ref()) {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            eprintln!(
+                "error: the cluster pseudonymises on the executors and needs the key: give --pseudonym-key-file FILE or set VALTAVA_PSEUDONYM_KEY"
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let result = match c {
+        ClusterCommand::Scheduler { bind, .. } => {
+            eprintln!("scheduler listening on {bind}");
+            runtime.block_on(valtava::cluster::scheduler(bind, key))
+        }
+        ClusterCommand::Executor {
+            scheduler,
+            bind,
+            external_host,
+            tasks,
+            work_dir,
+            ..
+        } => runtime.block_on(valtava::cluster::executor(
+            valtava::cluster::ExecutorOptions {
+                scheduler,
+                bind,
+                external_host,
+                tasks,
+                work_dir: work_dir.map(|d| d.to_string_lossy().into_owned()),
+                key,
+            },
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
         }
     }
 }

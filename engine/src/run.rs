@@ -57,6 +57,9 @@ pub struct RunOptions {
     /// Steps whose output rows are also kept, in `captures/<line>/<run-id>/<step>.parquet`
     /// (for line tests; the rows are held in memory).
     pub capture: std::collections::BTreeSet<String>,
+    /// Where the steps' plans run: `None` or `local` here, `ballista://HOST:PORT` on a
+    /// Ballista cluster (with the `ballista` feature).
+    pub engine: Option<String>,
 }
 
 /// Counts of one step.
@@ -299,6 +302,81 @@ struct Shared {
     timings: Mutex<BTreeMap<String, f64>>,
     capture: std::collections::BTreeSet<String>,
     captured: Mutex<BTreeMap<String, Vec<RecordBatch>>>,
+    /// The cluster the plans run on, if not here.
+    cluster: Option<Cluster>,
+}
+
+#[cfg(feature = "ballista")]
+type Cluster = crate::cluster::Cluster;
+/// Without the `ballista` feature there is no cluster to run on.
+#[cfg(not(feature = "ballista"))]
+type Cluster = std::convert::Infallible;
+
+/// Connects to the engine named by `--engine`, if it is not this process.
+async fn connect(
+    engine: Option<&str>,
+    state: &datafusion::execution::SessionState,
+    store: &Store,
+    run_id: &str,
+) -> Result<Option<Cluster>, RunFailure> {
+    let engine = match engine {
+        None | Some("local") => return Ok(None),
+        Some(e) => e,
+    };
+    #[cfg(feature = "ballista")]
+    {
+        let c = crate::cluster::Cluster::connect(engine, state, store, run_id)
+            .map_err(|e| fail(codes::PARAM, e))?;
+        c.check_key(state)
+            .await
+            .map_err(|e| fail(codes::ENGINE, format!("engine `{engine}`: {e}")))?;
+        Ok(Some(c))
+    }
+    #[cfg(not(feature = "ballista"))]
+    {
+        let _ = (state, store, run_id);
+        Err(fail(
+            codes::PARAM,
+            if engine.starts_with("ballista://") {
+                format!(
+                    "--engine {engine}: this valtava was built without Ballista; build it with `cargo build --release --features ballista`"
+                )
+            } else {
+                format!("unknown engine `{engine}`; use `local` or `ballista://HOST:PORT`")
+            },
+        ))
+    }
+}
+
+/// The plan of a step and the session that executes it: here, or on the cluster with its
+/// inputs copied where the cluster reads them.
+async fn placed(
+    shared: &Shared,
+    step: &str,
+    plan: datafusion::logical_expr::LogicalPlan,
+) -> Result<
+    (
+        datafusion::logical_expr::LogicalPlan,
+        datafusion::execution::SessionState,
+    ),
+    RunFailure,
+> {
+    match &shared.cluster {
+        None => Ok((plan, shared.state.clone())),
+        #[cfg(feature = "ballista")]
+        Some(c) => {
+            let plan = c
+                .prepare(step, plan, &shared.state, &shared.store.inner)
+                .await
+                .map_err(|e| fail(codes::ENGINE, format!("step `{step}`: {e}")))?;
+            Ok((plan, c.state.clone()))
+        }
+        #[cfg(not(feature = "ballista"))]
+        Some(never) => {
+            let _ = step;
+            match *never {}
+        }
+    }
 }
 
 /// The run id: UTC time of the start, sortable, unique per second and line hash.
@@ -376,6 +454,10 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     let scratch = std::env::temp_dir().join(format!("valtava-{run_id}-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)
         .map_err(|e| RunError::Failed(fail(codes::WRITE, format!("scratch folder: {e}")), None))?;
+    let state = crate::plan::session(&key, 2).state();
+    let cluster = connect(opts.engine.as_deref(), &state, &opts.store, &run_id)
+        .await
+        .map_err(|f| RunError::Failed(f, None))?;
     let counters: BTreeMap<String, Arc<Counters>> = line
         .dag
         .order
@@ -383,7 +465,8 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         .map(|s| (s.clone(), Arc::new(Counters::default())))
         .collect();
     let shared = Arc::new(Shared {
-        state: crate::plan::session(&key, 2).state(),
+        state,
+        cluster,
         params: expr_values,
         codesets: codesets
             .iter()
@@ -453,6 +536,10 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    #[cfg(feature = "ballista")]
+    if let Some(c) = &shared.cluster {
+        c.clean(&shared.store.inner).await;
+    }
     let captured = shared
         .captured
         .lock()
@@ -992,10 +1079,11 @@ async fn run_step(
                 .join("; "),
         )
     })?;
-    let ctx = SessionContext::new_with_state(shared.state.clone());
+    let (logical, state) = placed(&shared, &name, plan.plan.clone()).await?;
+    let ctx = SessionContext::new_with_state(state);
     let physical = ctx
         .state()
-        .create_physical_plan(&plan.plan)
+        .create_physical_plan(&logical)
         .await
         .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
     let stream = execute_stream(physical, ctx.task_ctx())
@@ -1439,6 +1527,7 @@ mod tests {
             batch_size: 4,
             progress: false,
             capture: Default::default(),
+            engine: None,
             lineage_url: None,
         }
     }

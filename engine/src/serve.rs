@@ -61,6 +61,8 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// A folder holding `chart.umd.js` (Chart.js) for the reporting page.
     pub assets: Option<PathBuf>,
+    /// Where runs execute their plans (`--engine`).
+    pub engine: Option<String>,
 }
 
 /// A job: one run of a line for one set of parameters.
@@ -259,6 +261,7 @@ struct App {
     workers: usize,
     max_upload: usize,
     assets: Option<PathBuf>,
+    engine: Option<String>,
     jobs: Mutex<BTreeMap<String, Job>>,
     wake: Notify,
     stopping: AtomicBool,
@@ -572,6 +575,7 @@ async fn execute(app: Arc<App>, mut job: Job) {
         progress: false,
         lineage_url: None,
         capture: Default::default(),
+        engine: app.engine.clone(),
     };
     let t = Instant::now();
     let result = crate::run::run(&entry.path, opts).await;
@@ -1695,6 +1699,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
         workers: opts.workers.max(1),
         max_upload: opts.max_upload,
         assets: opts.assets.clone(),
+        engine: opts.engine.clone(),
         jobs: Mutex::new(BTreeMap::new()),
         wake: Notify::new(),
         stopping: AtomicBool::new(false),

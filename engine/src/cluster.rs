@@ -1,0 +1,404 @@
+//! Running a line's DataFusion plans on an Apache DataFusion Ballista cluster
+//! (`--engine ballista://HOST:PORT`), and the scheduler and executor processes that carry
+//! Valtava's own functions (`valtava cluster scheduler|executor`).
+//!
+//! The line file does not change. Sources are still parsed by their plugins where the run
+//! is started (a parser is not a DataFusion plan); each step's plan is sent to the cluster.
+//! Plans must be serialisable, so before a step runs, every table it scans that is not
+//! already a file table (the stream of the step before it, a code set) is written once as
+//! Parquet under `work/<run id>/` in the store and the scan is pointed at that file. The
+//! scheduler and executors therefore need to reach the store: an `s3://` store (read with
+//! the credentials and endpoint of their environment), or a folder they all see at the
+//! same path. The work files are removed when the run ends.
+//!
+//! Valtava's functions (identity-code check, pseudonyms, distinct keys) are registered on
+//! the scheduler and every executor; the pseudonym key comes from each process's own
+//! environment or key file and never travels in a plan. Before the first step, the run
+//! checks that the executors compute the same pseudonyms as it does (same key).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ballista_core::extension::SessionStateExt;
+use ballista_core::registry::BallistaFunctionRegistry;
+use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::{TableProvider, provider_as_source, source_as_provider};
+use datafusion::execution::SessionState;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::AsyncArrowWriter;
+use url::Url;
+
+use crate::store::Store;
+
+/// A cluster the run's plans are sent to.
+#[derive(Clone)]
+pub struct Cluster {
+    /// The session whose query planner submits plans to the scheduler.
+    pub state: SessionState,
+    /// `file:///…/` or `s3://bucket/prefix/`: the store as the cluster names it.
+    root: String,
+    /// Where this run's work files go, inside the store.
+    work: String,
+}
+
+/// `ballista://HOST:PORT` → the scheduler's `HOST:PORT`.
+pub fn scheduler_address(engine: &str) -> Result<String, String> {
+    let rest = engine.strip_prefix("ballista://").ok_or_else(|| {
+        format!("unknown engine `{engine}`; use `local` or `ballista://HOST:PORT`")
+    })?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "50050"));
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!(
+            "`{engine}` names no scheduler; use ballista://HOST:PORT (port 50050 by default)"
+        ));
+    }
+    Ok(format!("{host}:{port}"))
+}
+
+/// The store's root as a URL every process of the cluster can open.
+fn root_url(store: &Store) -> Result<String, String> {
+    let url = store.url.trim_end_matches('/');
+    match url.split_once("://") {
+        Some(("s3" | "s3a", rest)) => Ok(format!("s3://{rest}/")),
+        Some(("file", rest)) => Ok(format!("file://{rest}/")),
+        Some((scheme, _)) => Err(format!(
+            "a Ballista cluster cannot read a `{scheme}://` store; use an s3:// store or a folder the executors share"
+        )),
+        None => {
+            let abs =
+                std::fs::canonicalize(url).map_err(|e| format!("store folder `{url}`: {e}"))?;
+            Ok(format!("file://{}/", abs.display()))
+        }
+    }
+}
+
+impl Cluster {
+    /// Connects a session to the scheduler at `engine` (`ballista://HOST:PORT`).
+    pub fn connect(
+        engine: &str,
+        local: &SessionState,
+        store: &Store,
+        run_id: &str,
+    ) -> Result<Cluster, String> {
+        use datafusion::execution::FunctionRegistry;
+        let address = scheduler_address(engine)?;
+        let mut state = local
+            .clone()
+            .upgrade_for_ballista(format!("http://{address}"))
+            .map_err(|e| format!("engine `{engine}`: {e}"))?;
+        // The upgrade keeps only Ballista's own functions.
+        for (name, f) in local.scalar_functions() {
+            if state.udf(name).is_err() {
+                state
+                    .register_udf(f.clone())
+                    .map_err(|e| format!("engine `{engine}`: {e}"))?;
+            }
+        }
+        Ok(Cluster {
+            state,
+            root: root_url(store)?,
+            work: format!("work/{run_id}"),
+        })
+    }
+
+    /// Checks that the executors compute the pseudonyms this process computes: a cluster
+    /// started with another key would publish other pseudonyms without any error.
+    pub async fn check_key(&self, local: &SessionState) -> Result<(), String> {
+        let sql = "SELECT pseudonym(column1) AS p FROM (VALUES ('valtava-key-check'))";
+        let one = |state: SessionState| async move {
+            let ctx = SessionContext::new_with_state(state);
+            let batches = ctx
+                .sql(sql)
+                .await
+                .map_err(|e| e.to_string())?
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            let cell = batches
+                .iter()
+                .find(|b| b.num_rows() > 0)
+                .map(|b| arrow::util::display::array_value_to_string(b.column(0), 0))
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(cell)
+        };
+        let here = one(local.clone()).await?;
+        let there = one(self.state.clone())
+            .await
+            .map_err(|e| format!("the cluster did not answer: {e}"))?;
+        if here != there {
+            return Err(
+                "the cluster's executors pseudonymise with another key than this run; start them with the same --pseudonym-key-file".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Points every scan of `plan` that the cluster cannot read at a Parquet copy of the
+    /// table in the store, written here (each table once, so a table scanned twice is read
+    /// from its source once).
+    pub async fn prepare(
+        &self,
+        step: &str,
+        plan: LogicalPlan,
+        local: &SessionState,
+        store: &Arc<dyn ObjectStore>,
+    ) -> Result<LogicalPlan, String> {
+        let mut tables: BTreeMap<String, Arc<dyn TableProvider>> = BTreeMap::new();
+        plan.apply_with_subqueries(|p| {
+            if let LogicalPlan::TableScan(t) = p
+                && let Ok(provider) = source_as_provider(&t.source)
+                && (provider.as_ref() as &dyn std::any::Any)
+                    .downcast_ref::<ListingTable>()
+                    .is_none()
+            {
+                tables.insert(t.table_name.to_string(), provider);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(|e| e.to_string())?;
+        let mut copies: BTreeMap<String, Arc<dyn TableProvider>> = BTreeMap::new();
+        for (i, (name, provider)) in tables.into_iter().enumerate() {
+            let file = format!("{}/{step}/{i}.parquet", self.work);
+            write_parquet(&provider, local, store, &file)
+                .await
+                .map_err(|e| format!("table `{name}` of step `{step}`: {e}"))?;
+            let url = ListingTableUrl::parse(format!("{}{file}", self.root))
+                .map_err(|e| e.to_string())?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(provider.schema());
+            let table = ListingTable::try_new(config).map_err(|e| e.to_string())?;
+            copies.insert(name, Arc::new(table));
+        }
+        plan.transform_up_with_subqueries(|p| match p {
+            LogicalPlan::TableScan(mut t) => match copies.get(&t.table_name.to_string()) {
+                Some(copy) => {
+                    t.source = provider_as_source(copy.clone());
+                    Ok(Transformed::yes(LogicalPlan::TableScan(t)))
+                }
+                None => Ok(Transformed::no(LogicalPlan::TableScan(t))),
+            },
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
+        .map_err(|e| e.to_string())
+    }
+
+    /// Removes this run's work files.
+    pub async fn clean(&self, store: &Arc<dyn ObjectStore>) {
+        let prefix = Path::from(self.work.as_str());
+        let mut list = store.list(Some(&prefix));
+        while let Some(Ok(meta)) = list.next().await {
+            let _ = store.delete(&meta.location).await;
+        }
+    }
+}
+
+/// Writes a table as one Parquet object.
+async fn write_parquet(
+    provider: &Arc<dyn TableProvider>,
+    state: &SessionState,
+    store: &Arc<dyn ObjectStore>,
+    path: &str,
+) -> Result<(), String> {
+    let plan = provider
+        .scan(state, None, &[], None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut stream = execute_stream(plan, state.task_ctx()).map_err(|e| e.to_string())?;
+    let writer = BufWriter::new(store.clone(), Path::from(path));
+    let mut w =
+        AsyncArrowWriter::try_new(writer, provider.schema(), None).map_err(|e| e.to_string())?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| e.to_string())?;
+        w.write(&batch).await.map_err(|e| e.to_string())?;
+    }
+    w.close().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Object stores by URL, opening `s3://bucket` on first use from the environment (as
+/// `--store s3://…` does), so executors read any bucket their credentials allow.
+#[derive(Debug, Default)]
+struct Stores {
+    known: DefaultObjectStoreRegistry,
+}
+
+impl ObjectStoreRegistry for Stores {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.known.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.known.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        if let Ok(s) = self.known.get_store(url) {
+            return Ok(s);
+        }
+        match (url.scheme(), url.host_str()) {
+            ("s3" | "s3a", Some(bucket)) => {
+                let store = crate::store::open(&format!("s3://{bucket}"))
+                    .map_err(datafusion::error::DataFusionError::Configuration)?
+                    .inner;
+                let root = Url::parse(&format!("{}://{bucket}", url.scheme()))
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                self.known.register_store(&root, store.clone());
+                Ok(store)
+            }
+            _ => self.known.get_store(url),
+        }
+    }
+}
+
+/// The runtime of a scheduler or executor session: S3 stores from the environment, and the
+/// engine's memory limit (`VALTAVA_MEMORY_LIMIT`) if set.
+fn runtime(temp: Option<&str>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    let mut b = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(Stores::default()));
+    if let Some(dir) = temp {
+        b = b.with_temp_file_path(dir);
+    }
+    if let Some(bytes) = crate::plan::memory_limit() {
+        b = b.with_memory_limit(bytes, 1.0);
+    }
+    b.build_arc()
+}
+
+/// Valtava's functions with DataFusion's and Ballista's.
+fn functions(key: &[u8]) -> BallistaFunctionRegistry {
+    BallistaFunctionRegistry::from(&crate::plan::session(key, 1).state())
+}
+
+/// Runs a Ballista scheduler with Valtava's functions until it is stopped.
+pub async fn scheduler(bind: std::net::SocketAddr, key: Vec<u8>) -> Result<(), String> {
+    use ballista_scheduler::cluster::BallistaCluster;
+    use ballista_scheduler::config::SchedulerConfig;
+    let udfs = crate::functions::udfs(&key);
+    let builder = move |config: SessionConfig| {
+        use datafusion::execution::FunctionRegistry;
+        let mut state = datafusion::execution::SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_runtime_env(runtime(None)?)
+            .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
+            .build();
+        for f in &udfs {
+            state
+                .register_udf(Arc::new(f.clone()))
+                .map_err(|e| e.context("registering Valtava's functions"))?;
+        }
+        Ok(state)
+    };
+    let config = SchedulerConfig {
+        bind_host: bind.ip().to_string(),
+        bind_port: bind.port(),
+        external_host: bind.ip().to_string(),
+        override_session_builder: Some(Arc::new(builder)),
+        ..Default::default()
+    };
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    ballista_scheduler::scheduler_process::start_server(cluster, bind, Arc::new(config))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// What an executor needs to know.
+pub struct ExecutorOptions {
+    /// The scheduler's `HOST:PORT`.
+    pub scheduler: String,
+    /// Where the executor listens for results (Arrow Flight); its gRPC port is the next.
+    pub bind: std::net::SocketAddr,
+    /// The address the scheduler and clients reach it at (default: the bind address).
+    pub external_host: Option<String>,
+    /// Concurrent tasks (default: the cores).
+    pub tasks: Option<usize>,
+    /// Shuffle files (default: a temporary folder).
+    pub work_dir: Option<String>,
+    pub key: Vec<u8>,
+}
+
+/// Runs a Ballista executor with Valtava's functions until it is stopped.
+pub async fn executor(opts: ExecutorOptions) -> Result<(), String> {
+    use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+    let (host, port) = opts
+        .scheduler
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| format!("--scheduler `{}`: use HOST:PORT", opts.scheduler))?;
+    let work_dir = opts.work_dir.clone();
+    let temp = work_dir.clone();
+    let mut config = ExecutorProcessConfig {
+        bind_host: opts.bind.ip().to_string(),
+        external_host: opts.external_host.clone(),
+        port: opts.bind.port(),
+        grpc_port: opts.bind.port().saturating_add(1),
+        scheduler_host: host,
+        scheduler_port: port,
+        scheduler_connect_timeout_seconds: 30,
+        work_dir,
+        print_thread_info: false,
+        override_function_registry: Some(Arc::new(functions(&opts.key))),
+        override_runtime_producer: Some(Arc::new(move |_| runtime(temp.as_deref()))),
+        ..Default::default()
+    };
+    if let Some(n) = opts.tasks {
+        config.vcores = n.max(1);
+    }
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_urls_name_a_scheduler() {
+        assert_eq!(
+            scheduler_address("ballista://10.0.0.5:50050").unwrap(),
+            "10.0.0.5:50050"
+        );
+        assert_eq!(
+            scheduler_address("ballista://scheduler").unwrap(),
+            "scheduler:50050"
+        );
+        assert!(scheduler_address("ballista://:50050").is_err());
+        assert!(scheduler_address("ballista://h:port").is_err());
+        assert!(scheduler_address("spark://h:7077").is_err());
+    }
+
+    #[test]
+    fn a_memory_store_cannot_be_shared_with_a_cluster() {
+        let s = crate::store::open("memory://").unwrap();
+        assert!(root_url(&s).unwrap_err().contains("memory://"));
+        let s3 = Store {
+            url: "s3://b/tuotanto".into(),
+            inner: s.inner.clone(),
+        };
+        assert_eq!(root_url(&s3).unwrap(), "s3://b/tuotanto/");
+    }
+}
