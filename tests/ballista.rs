@@ -3,8 +3,10 @@
 //! publishing exactly what a local run publishes.
 
 mod common;
+use common::s3::{BUCKET, start_s3};
 use common::{copy_dir, root};
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -68,7 +70,8 @@ fn wait_for(port: u16, what: &str, child: &mut Child) {
     }
 }
 
-fn start_cluster() -> Cluster {
+/// A scheduler and an executor with the given environment (for S3).
+fn start_cluster(env: &[(&str, String)]) -> Cluster {
     let logs = tempfile::tempdir().unwrap();
     let scheduler_port = free_port();
     let mut scheduler = Command::new(env!("CARGO_BIN_EXE_valtava"))
@@ -81,6 +84,7 @@ fn start_cluster() -> Cluster {
             "--pseudonym-key-file",
             KEY_FILE,
         ])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -103,6 +107,7 @@ fn start_cluster() -> Cluster {
             "--pseudonym-key-file",
             KEY_FILE,
         ])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&executor_log).unwrap())
@@ -128,7 +133,7 @@ fn store() -> tempfile::TempDir {
     d
 }
 
-fn run(line: &str, period: &str, store: &Path, extra: &[&str]) -> Output {
+fn run_line(line: &str, period: &str, store: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_valtava"))
         .current_dir(root())
         .args([
@@ -190,7 +195,7 @@ fn published(store: &Path, line: &str, period: &str) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn lines_on_a_ballista_cluster_publish_what_a_local_run_publishes() {
-    let cluster = start_cluster();
+    let cluster = start_cluster(&[]);
     // A CSV line with every kind of rule, pseudonyms, code sets, a cube and rates; a FHIR
     // line whose source is parsed by the FHIR plugin; a line with a SQL step.
     for (line, period) in [
@@ -201,13 +206,13 @@ fn lines_on_a_ballista_cluster_publish_what_a_local_run_publishes() {
         let here = store();
         let there = store();
         let tasks_before = cluster.finished_tasks();
-        let local = ok(&run(
+        let local = ok(&run_line(
             line,
             period,
             here.path(),
             &["--pseudonym-key-file", KEY_FILE],
         ));
-        let remote = ok(&run(
+        let remote = ok(&run_line(
             line,
             period,
             there.path(),
@@ -255,12 +260,12 @@ fn lines_on_a_ballista_cluster_publish_what_a_local_run_publishes() {
 
 #[test]
 fn a_cluster_with_another_pseudonym_key_is_refused() {
-    let cluster = start_cluster();
+    let cluster = start_cluster(&[]);
     let keys = tempfile::tempdir().unwrap();
     let other = keys.path().join("other.key");
     std::fs::write(&other, "another-key-0123456789abcdef-0123").unwrap();
     let s = store();
-    let out = run(
+    let out = run_line(
         "ensihoito",
         "2025-03",
         s.path(),
@@ -284,7 +289,7 @@ fn a_cluster_with_another_pseudonym_key_is_refused() {
 fn an_unreachable_scheduler_is_a_clear_error() {
     let s = store();
     let port = free_port();
-    let out = run(
+    let out = run_line(
         "ensihoito",
         "2025-03",
         s.path(),
@@ -301,7 +306,7 @@ fn an_unreachable_scheduler_is_a_clear_error() {
         err.contains("error[R009]") && err.contains(&format!("ballista://127.0.0.1:{port}")),
         "{err}"
     );
-    let bad = run(
+    let bad = run_line(
         "ensihoito",
         "2025-03",
         s.path(),
@@ -323,4 +328,126 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Stops the daemon when dropped.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The deployment of `examples/deployment/`: the daemon runs its lines on the cluster,
+/// both read and write the S3 bucket, and what it publishes equals a local run.
+#[test]
+fn the_daemon_runs_lines_on_the_cluster_over_s3() {
+    let s3 = start_s3();
+    s3.create_bucket();
+    let prefix = "tuotanto/";
+    for sub in ["inbox", "reference"] {
+        s3.upload(
+            &root().join("examples/store").join(sub),
+            &format!("{prefix}{sub}/"),
+        );
+    }
+    let cluster = start_cluster(&s3.env());
+    let dir = tempfile::tempdir().unwrap();
+    let token = "operaattori-token-0123456789abcdef";
+    std::fs::write(
+        dir.path().join("tokens.yaml"),
+        format!("tokens:\n  - {{ name: operaattori, token: {token}, roles: [run] }}\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_valtava"))
+        .current_dir(root())
+        .args(["serve", "--store", &format!("s3://{BUCKET}/tuotanto")])
+        .args(["--lines", "lines", "--listen", "127.0.0.1:0", "--tokens"])
+        .arg(dir.path().join("tokens.yaml"))
+        .args([
+            "--pseudonym-key-file",
+            KEY_FILE,
+            "--engine",
+            &cluster.engine,
+        ])
+        .env_remove("VALTAVA_STORE")
+        .envs(s3.env())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _daemon = Daemon(child);
+    let base = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let tasks_before = cluster.finished_tasks();
+    let mut r = agent
+        .post(&format!("{base}/api/lines/ensihoito/runs"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(r#"{"params": {"period": "2025-03"}}"#)
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let job: serde_json::Value =
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    let until = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        let mut a = agent.get(&format!("{base}/api/runs/{id}")).call().unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&a.body_mut().read_to_string().unwrap()).unwrap();
+        let status = v["run"]["status"].as_str().unwrap_or_default().to_string();
+        if status == "succeeded" || status == "failed" {
+            break v;
+        }
+        assert!(Instant::now() < until, "the job is still {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    assert!(
+        cluster.finished_tasks() > tasks_before,
+        "the executor ran no task"
+    );
+
+    // The release in the bucket equals a local run's.
+    let here = store();
+    ok(&run_line(
+        "ensihoito",
+        "2025-03",
+        here.path(),
+        &["--pseudonym-key-file", KEY_FILE],
+    ));
+    let pointer: serde_json::Value = serde_json::from_slice(
+        &s3.get(&format!("{prefix}releases/ensihoito/2025-03/latest.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let run_id = pointer["run_id"].as_str().unwrap();
+    let local = published(here.path(), "ensihoito", "2025-03");
+    assert!(!local.is_empty());
+    for (name, bytes) in &local {
+        let remote = s3
+            .get(&format!(
+                "{prefix}releases/ensihoito/2025-03/{run_id}/{name}"
+            ))
+            .unwrap_or_else(|| panic!("{name} is not in the bucket"));
+        assert!(&remote == bytes, "{name} differs");
+    }
+    // No work copies are left in the bucket.
+    assert!(s3.list(&format!("{prefix}releases")).len() >= local.len());
+    let left = s3.list(&format!("{prefix}work"));
+    assert!(left.is_empty(), "work files left: {left:?}");
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit and end-to-end tests.
+# The whole test suite: formatting, lints, unit and end-to-end tests (with the Ballista
+# feature, whose tests start a scheduler and an executor on loopback).
 # Installs what the tests need: the Python readers used to check published files, the
 # reporting page's assets (Chart.js) and browser driver (playwright-core) from npm, and
 # Debian's Chromium for the browser test.
@@ -16,4 +17,6 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+# With Ballista (the cluster commands and tests/ballista.rs); the same build of DataFusion.
+cargo clippy --workspace --all-targets --locked --features valtava/ballista -- -D warnings
+cargo test --workspace --locked --features valtava/ballista

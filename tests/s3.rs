@@ -2,136 +2,16 @@
 //! tests/run-all.sh) on 127.0.0.1, started by the test.
 
 mod common;
+use common::s3::{BUCKET, S3, start_s3};
 use common::{copy_dir, root};
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const KEY_FILE: &str = "examples/demo-pseudonym.key";
-const BUCKET: &str = "valtava-test";
-
-struct S3 {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_s3() -> S3 {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 -m moto.server (pip install -r tests/requirements.txt)");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let until = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    S3 { child, endpoint }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-impl S3 {
-    /// The bucket as an object store with the test's credentials (signed requests).
-    fn bucket(&self) -> object_store::aws::AmazonS3 {
-        object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name(BUCKET)
-            .with_endpoint(&self.endpoint)
-            .with_allow_http(true)
-            .with_region("eu-north-1")
-            .with_access_key_id("valtava-test")
-            .with_secret_access_key("valtava-test-secret")
-            .build()
-            .unwrap()
-    }
-    fn put(&self, key: &str, body: &[u8]) {
-        use object_store::ObjectStoreExt;
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(self.bucket().put(
-            &object_store::path::Path::from(key),
-            object_store::PutPayload::from(body.to_vec()),
-        ))
-        .unwrap();
-    }
-    fn get(&self, key: &str) -> Option<Vec<u8>> {
-        use object_store::ObjectStoreExt;
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            let r = self
-                .bucket()
-                .get(&object_store::path::Path::from(key))
-                .await
-                .ok()?;
-            r.bytes().await.ok().map(|b| b.to_vec())
-        })
-    }
-    fn create_bucket(&self) {
-        let r = agent()
-            .put(&format!("{}/{BUCKET}", self.endpoint))
-            .send_empty()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-    }
-    /// Uploads a local folder under `prefix`.
-    fn upload(&self, dir: &Path, prefix: &str) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let name = e.file_name().to_string_lossy().to_string();
-            if e.file_type().unwrap().is_dir() {
-                self.upload(&e.path(), &format!("{prefix}{name}/"));
-            } else {
-                self.put(
-                    &format!("{prefix}{name}"),
-                    &std::fs::read(e.path()).unwrap(),
-                );
-            }
-        }
-    }
-    fn valtava(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_valtava"))
-            .current_dir(root())
-            .args(args)
-            .env_remove("VALTAVA_STORE")
-            .env("AWS_ACCESS_KEY_ID", "valtava-test")
-            .env("AWS_SECRET_ACCESS_KEY", "valtava-test-secret")
-            .env("AWS_DEFAULT_REGION", "eu-north-1")
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap()
-    }
-}
 
 fn ok(o: &Output) -> String {
     assert!(

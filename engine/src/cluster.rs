@@ -70,16 +70,16 @@ pub fn scheduler_address(engine: &str) -> Result<String, String> {
 
 /// The store's root as a URL every process of the cluster can open.
 fn root_url(store: &Store) -> Result<String, String> {
-    let url = store.url.trim_end_matches('/');
+    let url = store.url.as_str();
     match url.split_once("://") {
-        Some(("s3" | "s3a", rest)) => Ok(format!("s3://{rest}/")),
-        Some(("file", rest)) => Ok(format!("file://{rest}/")),
+        Some(("s3" | "s3a", rest)) => Ok(format!("s3://{}/", rest.trim_end_matches('/'))),
+        Some(("file", rest)) => Ok(format!("file://{}/", rest.trim_end_matches('/'))),
         Some((scheme, _)) => Err(format!(
             "a Ballista cluster cannot read a `{scheme}://` store; use an s3:// store or a folder the executors share"
         )),
         None => {
-            let abs =
-                std::fs::canonicalize(url).map_err(|e| format!("store folder `{url}`: {e}"))?;
+            let abs = std::fs::canonicalize(url.trim_end_matches('/'))
+                .map_err(|e| format!("store folder `{url}`: {e}"))?;
             Ok(format!("file://{}/", abs.display()))
         }
     }

@@ -1,5 +1,7 @@
 //! Helpers shared by the end-to-end test files.
 
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 
 /// The repository's root.
