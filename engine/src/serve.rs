@@ -1758,6 +1758,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_deployment_example_token_file_is_valid() {
+        let path =
+            FsPath::new(env!("CARGO_MANIFEST_DIR")).join("../examples/deployment/tokens.yaml");
+        let tokens = read_tokens(&path).unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(
+            tokens[1].lines,
+            Some(BTreeSet::from(["ensihoito".to_string()]))
+        );
+        assert!(tokens[0].roles.contains("admin"));
+    }
+
+    #[test]
     fn inbox_patterns_capture_the_period() {
         let i = inbox_of("inbox/ensihoito/{period}/*.csv").unwrap();
         assert_eq!(i.prefix, "inbox/ensihoito/");
