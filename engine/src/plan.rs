@@ -319,11 +319,19 @@ fn value_pairs(
     Ok((pairs, group))
 }
 
-/// `count(DISTINCT arg)` per group of `dims` (and per grouping set when `totals`), planned
-/// as two aggregations: the distinct (group, value) pairs, then their count per group. Both
-/// are ordinary groupings, which spill under a memory limit and need no per-group set of
-/// values. Values are grouped by their 128-bit key (`functions::DistinctKey`). The result
-/// has the group columns of `value_pairs` and `alias`.
+/// `count(DISTINCT arg)` per group of `dims` (and per grouping set when `totals`), exact,
+/// with ordinary groupings that spill under a memory limit and no per-group set of values.
+/// Values are grouped by their 128-bit key (`functions::DistinctKey`).
+///
+/// Most values (identity codes) occur in one cell of the finest grouping only; such a value
+/// counts once in that cell and once in each of its totals, so those values are counted
+/// with a plain count per grouping set. Only the values found in several cells go through
+/// the distinct (group, value) pairs of every grouping set, which cost one hash-table entry
+/// per set and pair. 1. per value: its rows, and per dimension its least and greatest
+/// member and non-null count (one cell iff every dimension is all NULL or one member);
+/// 2. one-cell values counted by their cell; 3. the rows of the other values (joined with
+/// those values as the build side) as (group, value) pairs, counted; 4. both counts summed
+/// per group. The result has the group columns of `value_pairs` and `alias`.
 fn distinct_counts(
     b: LogicalPlanBuilder,
     dims: &[String],
@@ -331,13 +339,115 @@ fn distinct_counts(
     arg: &Expr,
     alias: &str,
 ) -> datafusion::error::Result<LogicalPlan> {
-    use datafusion::functions_aggregate::expr_fn::count;
-    let key = datafusion::logical_expr::ScalarUDF::new_from_impl(
+    use datafusion::functions_aggregate::expr_fn::{count, grouping, max, min, sum};
+    let c = |n: String| col(Column::from_name(n));
+    let key = format!("{alias}_key");
+    let rows_of = format!("{alias}_rows");
+    let udf = datafusion::logical_expr::ScalarUDF::new_from_impl(
         crate::functions::DistinctKey::default(),
     );
-    let (pairs, group) = value_pairs(b, dims, totals, key.call(vec![arg.clone()]), alias, vec![])?;
-    pairs
-        .aggregate(group, vec![count(lit(1u8)).alias(alias)])?
+    let mut pre: Vec<Expr> = dims.iter().map(|n| c(n.clone())).collect();
+    pre.push(udf.call(vec![arg.clone()]).alias(&key));
+    let rows = b.project(pre)?.filter(c(key.clone()).is_not_null())?;
+
+    // 1. Per value: in one cell or several.
+    let mut per_value = vec![count(lit(1u8)).alias(&rows_of)];
+    for n in dims {
+        per_value.push(min(c(n.clone())).alias(format!("{alias}_min_{n}")));
+        per_value.push(max(c(n.clone())).alias(format!("{alias}_max_{n}")));
+        per_value.push(count(c(n.clone())).alias(format!("{alias}_nn_{n}")));
+    }
+    let one_cell = dims
+        .iter()
+        .map(|n| {
+            let nn = c(format!("{alias}_nn_{n}"));
+            nn.clone().eq(lit(0i64)).or(nn
+                .eq(c(rows_of.clone()))
+                .and(c(format!("{alias}_min_{n}")).eq(c(format!("{alias}_max_{n}")))))
+        })
+        .reduce(Expr::and)
+        .unwrap_or(lit(true));
+    let per_value = rows
+        .clone()
+        .aggregate(vec![c(key.clone())], per_value)?
+        .project({
+            let mut e = vec![c(key.clone()), one_cell.alias(format!("{alias}_one"))];
+            e.extend(
+                dims.iter()
+                    .map(|n| c(format!("{alias}_min_{n}")).alias(n.as_str())),
+            );
+            e
+        })?;
+
+    // 2. One-cell values: a count per cell and its totals.
+    let d = |n: &str| c(format!("{alias}_d_{n}"));
+    let flags: Vec<Expr> = dims
+        .iter()
+        .map(|n| grouping(d(n)).alias(format!("{alias}_g_{n}")))
+        .collect();
+    let cells: Vec<Expr> = dims.iter().map(|n| d(n)).collect();
+    let count_cells = |b: LogicalPlanBuilder, what: Expr| {
+        let mut aggs = if totals { flags.clone() } else { vec![] };
+        aggs.push(what.alias(format!("{alias}_n")));
+        let group = if totals {
+            vec![Expr::GroupingSet(GroupingSet::Cube(cells.clone()))]
+        } else {
+            cells.clone()
+        };
+        b.aggregate(group, aggs)
+    };
+    let singles = count_cells(
+        per_value
+            .clone()
+            .filter(c(format!("{alias}_one")))?
+            .project(
+                dims.iter()
+                    .map(|n| c(n.clone()).alias(format!("{alias}_d_{n}")))
+                    .collect::<Vec<_>>(),
+            )?,
+        count(lit(1u8)),
+    )?;
+
+    // 3. Values in several cells: their rows, as distinct (group, value) pairs.
+    let several = per_value
+        .filter(!c(format!("{alias}_one")))?
+        .project(vec![c(key.clone()).alias(format!("{alias}_several"))])?;
+    let their_rows = several
+        .join(
+            rows.build()?,
+            JoinType::Inner,
+            (
+                vec![Column::from_name(format!("{alias}_several"))],
+                vec![Column::from_name(key.clone())],
+            ),
+            None,
+        )?
+        .project(
+            dims.iter()
+                .map(|n| c(n.clone()))
+                .chain([c(key.clone()).alias(format!("{alias}_k"))])
+                .collect::<Vec<_>>(),
+        )?;
+    let (pairs, group) = value_pairs(
+        their_rows,
+        dims,
+        totals,
+        c(format!("{alias}_k")),
+        alias,
+        vec![],
+    )?;
+    let multi = pairs.aggregate(
+        group.clone(),
+        vec![count(lit(1u8)).alias(format!("{alias}_n"))],
+    )?;
+
+    // 4. Both, per group (the cube's internal grouping id left out).
+    let mut columns = group.clone();
+    columns.push(c(format!("{alias}_n")));
+    singles
+        .project(columns)?
+        .union(multi.build()?)?
+        .aggregate(group, vec![sum(c(format!("{alias}_n"))).alias(alias)])?
         .build()
 }
 
@@ -2305,16 +2415,35 @@ mod tests {
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 a.push(format!("a{}", g % 3));
-                b.push(format!("b{g}"));
+                // Some cells have a NULL member; values repeat within and across cells.
+                b.push((g % 7 != 0).then(|| format!("b{}", g % 13)));
                 x.push(match (seed >> 33) % 7 {
                     0 => None,
                     r => Some(r as f64 * 1.5 - 4.0 + (i % 2) as f64),
                 });
             }
         }
+        // Values in one cell (also a NULL member), in two cells that share one member,
+        // in a cell with a NULL member and one without.
+        for (va, vb, v) in [
+            ("a0", Some("b1"), 100.0),
+            ("a0", Some("b1"), 100.0),
+            ("a0", Some("b1"), 101.0),
+            ("a0", Some("b2"), 101.0),
+            ("a1", Some("b3"), 102.0),
+            ("a2", Some("b3"), 102.0),
+            ("a1", None, 103.0),
+            ("a1", Some("b3"), 103.0),
+            ("a2", None, 104.0),
+            ("a2", None, 104.0),
+        ] {
+            a.push(va.to_string());
+            b.push(vb.map(str::to_string));
+            x.push(Some(v));
+        }
         let schema = Arc::new(Schema::new(vec![
             Field::new("a", DataType::Utf8, false),
-            Field::new("b", DataType::Utf8, false),
+            Field::new("b", DataType::Utf8, true),
             Field::new("x", DataType::Float64, true),
         ]));
         let batch = RecordBatch::try_new(
