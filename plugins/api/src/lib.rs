@@ -188,6 +188,56 @@ where
     .boxed()
 }
 
+/// Like [`whole_object`], for parsers of large objects: the parse runs on a thread of its
+/// own (not on the async runtime) and hands over each batch as it is made through `emit`,
+/// with at most two batches waiting, so an object's rows are never all in memory at once.
+/// `emit` returns `false` when the reader has stopped; the parse should then return.
+pub fn whole_object_streamed<F>(
+    object: SourceObject,
+    request: ParseRequest,
+    parse: F,
+) -> ParseStream
+where
+    F: FnOnce(Vec<u8>, &ParseRequest, &mut dyn FnMut(ParsedBatch) -> bool) -> Result<(), String>
+        + Send
+        + 'static,
+{
+    use futures::{SinkExt, StreamExt};
+    let name = object.name.clone();
+    let mut parse = Some(parse);
+    futures::stream::once(async move {
+        let mut bytes = Vec::with_capacity(object.size as usize);
+        let mut s = object.open().await?;
+        while let Some(chunk) = s.next().await {
+            bytes.extend_from_slice(&chunk?);
+        }
+        Ok::<_, ParseError>(bytes)
+    })
+    .flat_map(move |read| match read {
+        Ok(bytes) => {
+            let Some(parse) = parse.take() else {
+                return futures::stream::empty().boxed();
+            };
+            let (tx, rx) = futures::channel::mpsc::channel::<Result<ParsedBatch, ParseError>>(2);
+            let name = name.clone();
+            let request = request.clone();
+            std::thread::spawn(move || {
+                let mut tx = tx;
+                let mut emit = |b: ParsedBatch| futures::executor::block_on(tx.send(Ok(b))).is_ok();
+                if let Err(message) = parse(bytes, &request, &mut emit) {
+                    let _ = futures::executor::block_on(tx.send(Err(ParseError::Object {
+                        object: name,
+                        message,
+                    })));
+                }
+            });
+            rx.boxed()
+        }
+        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+    })
+    .boxed()
+}
+
 /// Deserialises typed options, treating a missing `options:` as all defaults.
 pub fn typed_options<T: serde::de::DeserializeOwned + Default>(
     options: &serde_json::Value,

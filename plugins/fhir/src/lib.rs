@@ -94,7 +94,7 @@ impl Parser for FhirParser {
     }
 
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream {
-        valtava_plugin::whole_object(object, request, |bytes, request| {
+        valtava_plugin::whole_object_streamed(object, request, |bytes, request, emit| {
             let options = typed_options::<FhirOptions>(&request.options)?;
             let view = options.view(request.base_dir.as_deref())?;
             let missing: Vec<&String> = request
@@ -108,59 +108,61 @@ impl Parser for FhirParser {
                     view.columns
                 ));
             }
-            read(&bytes, &view, request)
+            read(&bytes, &view, request, emit)
         })
     }
 }
 
-/// Resources of an object with the row number each is reported at: the line of an NDJSON
-/// resource, or the entry (1-based) of a Bundle.
-fn resources(bytes: &[u8]) -> Vec<(u64, Result<Value, String>)> {
-    let text = String::from_utf8_lossy(bytes);
+/// An object's resources: the lines of NDJSON, or the resources of one JSON document (a
+/// Bundle's entries, or a single resource).
+enum Resources<'a> {
+    /// Non-empty lines with their line numbers.
+    Lines(Vec<(u64, &'a str)>),
+    /// Resources with the entry (1-based) each is reported at.
+    Parsed(Vec<(u64, Value)>),
+}
+
+fn resources(text: &str) -> Resources<'_> {
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{')
         && let Ok(doc) = serde_json::from_str::<Value>(trimmed)
     {
         if doc.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
-            return doc
-                .get("entry")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-                .filter_map(|(i, e)| e.get("resource").map(|r| (i as u64 + 1, Ok(r.clone()))))
-                .collect();
+            return Resources::Parsed(
+                doc.get("entry")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .filter_map(|(i, e)| e.get("resource").map(|r| (i as u64 + 1, r.clone())))
+                    .collect(),
+            );
         }
-        return vec![(1, Ok(doc))];
+        return Resources::Parsed(vec![(1, doc)]);
     }
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            (
-                i as u64 + 1,
-                serde_json::from_str(l).map_err(|e| format!("not JSON: {e}")),
-            )
-        })
-        .collect()
+    Resources::Lines(
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| (i as u64 + 1, l))
+            .collect(),
+    )
 }
 
-fn read(
-    bytes: &[u8],
+/// Rows of some resources, as batches.
+fn rows_of<'a>(
+    resources: impl Iterator<Item = (u64, Result<std::borrow::Cow<'a, Value>, String>)>,
     view: &view::View,
     request: &ParseRequest,
 ) -> Result<Vec<ParsedBatch>, String> {
     let mut builder = TextBatchBuilder::new(request.columns.clone());
     let mut out = Vec::new();
-    for (row, resource) in resources(bytes) {
+    for (row, resource) in resources {
         match resource.and_then(|r| {
-            let id = r
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string();
-            view.rows(&r)
-                .map_err(|e| format!("{}/{id}: {e}", view.resource))
+            view.rows(&r).map_err(|e| {
+                let id = r.get("id").and_then(Value::as_str).unwrap_or("?");
+                format!("{}/{id}: {e}", view.resource)
+            })
         }) {
             Ok(rows) => {
                 for r in rows {
@@ -182,6 +184,68 @@ fn read(
         out.push(builder.finish().map_err(|e| e.to_string())?);
     }
     Ok(out)
+}
+
+/// Evaluates the view over an object's resources and emits the batches in the object's
+/// order. NDJSON lines are parsed and evaluated in chunks on all cores (a chunk per core at
+/// a time, so memory stays a few chunks' worth).
+fn read(
+    bytes: &[u8],
+    view: &view::View,
+    request: &ParseRequest,
+    emit: &mut dyn FnMut(ParsedBatch) -> bool,
+) -> Result<(), String> {
+    let text = String::from_utf8_lossy(bytes);
+    let lines = match resources(&text) {
+        Resources::Parsed(list) => {
+            let iter = list
+                .iter()
+                .map(|(row, r)| (*row, Ok(std::borrow::Cow::Borrowed(r))));
+            for b in rows_of(iter, view, request)? {
+                if !emit(b) {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        Resources::Lines(lines) => lines,
+    };
+    let chunk = request.batch_size.max(1);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let parse_line = |(row, line): &(u64, &str)| {
+        (
+            *row,
+            serde_json::from_str::<Value>(line)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| format!("not JSON: {e}")),
+        )
+    };
+    for round in lines.chunks(chunk * workers) {
+        let parts: Vec<Result<Vec<ParsedBatch>, String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = round
+                .chunks(chunk)
+                .map(|part| s.spawn(move || rows_of(part.iter().map(parse_line), view, request)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("the FHIR view evaluation panicked".into()))
+                })
+                .collect()
+        });
+        for part in parts {
+            for b in part? {
+                if !emit(b) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The parser as a registry entry.
@@ -216,7 +280,7 @@ mod tests {
             base_dir: None,
         };
         let ndjson = b"{\"resourceType\": \"Patient\", \"id\": \"a\", \"name\": [{\"family\": \"X\"}]}\n{\"resourceType\": \"Patient\", \"id\": \"b\", \"name\": [{\"family\": \"Y\"}, {\"family\": \"Z\"}]}\nnot json\n";
-        let parsed = read(ndjson, &v, &request).unwrap();
+        let parsed = read_all(ndjson, &v, &request);
         assert_eq!(parsed[0].batch.num_rows(), 1);
         let reasons: Vec<(u64, String)> = parsed[0]
             .rejects
@@ -231,7 +295,61 @@ mod tests {
         assert_eq!(reasons[1].0, 3);
         assert!(reasons[1].1.contains("not JSON"), "{reasons:?}");
         assert!(FhirOptions::default().view(None).is_err());
+
+        // Many chunks on several threads: every row, in the object's order, numbered by
+        // its line (blank lines counted), bad lines quarantined in place.
+        let mut text = String::new();
+        for i in 1..=40 {
+            match i % 10 {
+                0 => text.push_str("{broken\n"),
+                5 => text.push('\n'),
+                _ => text.push_str(&format!(
+                    "{{\"resourceType\": \"Patient\", \"id\": \"p{i}\", \"name\": [{{\"family\": \"F{i}\"}}]}}\n"
+                )),
+            }
+        }
+        let request = ParseRequest {
+            batch_size: 3,
+            ..request
+        };
+        let parsed = read_all(text.as_bytes(), &v, &request);
+        let mut rows = Vec::new();
+        let mut rejects = Vec::new();
+        for p in &parsed {
+            let ids = p
+                .batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            let nums = p
+                .batch
+                .column(2)
+                .as_any()
+                .downcast_ref::<arrow::array::UInt64Array>()
+                .unwrap();
+            for r in 0..p.batch.num_rows() {
+                rows.push((nums.value(r), ids.value(r).to_string()));
+            }
+            rejects.extend(p.rejects.iter().map(|r| r.row));
+        }
+        let want: Vec<(u64, String)> = (1..=40u64)
+            .filter(|i| i % 10 != 0 && i % 10 != 5)
+            .map(|i| (i, format!("p{i}")))
+            .collect();
+        assert_eq!(rows, want);
+        assert_eq!(rejects, vec![10, 20, 30, 40]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn read_all(bytes: &[u8], v: &view::View, request: &ParseRequest) -> Vec<ParsedBatch> {
+        let mut out = Vec::new();
+        read(bytes, v, request, &mut |b| {
+            out.push(b);
+            true
+        })
+        .unwrap();
+        out
     }
 }
 
