@@ -340,6 +340,84 @@ pub struct ExecutorOptions {
     pub key: Vec<u8>,
 }
 
+/// Ballista's execution engine, with the operator metrics of a task left out of its report.
+/// Ballista 55's scheduler compares each task's metrics with its stage's operator by
+/// operator and, when a stage's tasks report different numbers (seen with the plans of
+/// `count(DISTINCT …)` under a cube), fails the status update and the job never finishes.
+/// The metrics only feed Ballista's own UI; a task's results, runtime statistics and
+/// window states are passed on unchanged.
+struct WithoutOperatorMetrics(ballista_executor::execution_engine::DefaultExecutionEngine);
+
+impl ballista_executor::execution_engine::ExecutionEngine for WithoutOperatorMetrics {
+    fn create_query_stage_exec(
+        &self,
+        job_id: ballista_core::JobId,
+        stage_id: usize,
+        task_id: usize,
+        global_output_partition_ids: Vec<usize>,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        work_dir: &str,
+        config: &SessionConfig,
+    ) -> datafusion::error::Result<Arc<dyn ballista_executor::execution_engine::QueryStageExecutor>>
+    {
+        let inner = self.0.create_query_stage_exec(
+            job_id,
+            stage_id,
+            task_id,
+            global_output_partition_ids,
+            plan,
+            work_dir,
+            config,
+        )?;
+        Ok(Arc::new(StageWithoutMetrics(inner)))
+    }
+}
+
+struct StageWithoutMetrics(Arc<dyn ballista_executor::execution_engine::QueryStageExecutor>);
+
+impl std::fmt::Debug for StageWithoutMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for StageWithoutMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+#[async_trait::async_trait]
+impl ballista_executor::execution_engine::QueryStageExecutor for StageWithoutMetrics {
+    async fn execute_query_stage(
+        &self,
+        task_id: usize,
+        context: Arc<datafusion::execution::TaskContext>,
+    ) -> datafusion::error::Result<Vec<ballista_core::serde::protobuf::ShuffleWritePartition>> {
+        self.0.execute_query_stage(task_id, context).await
+    }
+
+    fn collect_plan_metrics(&self) -> Vec<datafusion::physical_plan::metrics::MetricsSet> {
+        Vec::new()
+    }
+
+    fn collect_runtime_stats_reports(
+        &self,
+    ) -> Vec<ballista_core::serde::protobuf::RuntimeStatsReport> {
+        self.0.collect_runtime_stats_reports()
+    }
+
+    fn collect_window_state_reports(
+        &self,
+    ) -> datafusion::error::Result<Vec<ballista_core::serde::protobuf::WindowStateReport>> {
+        self.0.collect_window_state_reports()
+    }
+
+    fn collect_column_stats(&self) -> Vec<ballista_core::serde::protobuf::TaskColumnStats> {
+        self.0.collect_column_stats()
+    }
+}
+
 /// Runs a Ballista executor with Valtava's functions until it is stopped.
 pub async fn executor(opts: ExecutorOptions) -> Result<(), String> {
     use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
@@ -361,6 +439,9 @@ pub async fn executor(opts: ExecutorOptions) -> Result<(), String> {
         work_dir,
         print_thread_info: false,
         override_function_registry: Some(Arc::new(functions(&opts.key))),
+        override_execution_engine: Some(Arc::new(WithoutOperatorMetrics(
+            ballista_executor::execution_engine::DefaultExecutionEngine::new(),
+        ))),
         override_runtime_producer: Some(Arc::new(move |_| runtime(temp.as_deref()))),
         ..Default::default()
     };
