@@ -133,8 +133,12 @@ fn store() -> tempfile::TempDir {
     d
 }
 
+/// Runs a line; a run that has not ended after three minutes is stopped and fails the test
+/// (a stalled cluster job must not hang CI).
 fn run_line(line: &str, period: &str, store: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_valtava"))
+    let logs = tempfile::tempdir().unwrap();
+    let (out, err) = (logs.path().join("out"), logs.path().join("err"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_valtava"))
         .current_dir(root())
         .args([
             "run",
@@ -148,8 +152,30 @@ fn run_line(line: &str, period: &str, store: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .env_remove("VALTAVA_STORE")
         .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{line}: the run did not end in 180 s\n{}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    }
 }
 
 fn ok(o: &Output) -> serde_json::Value {
