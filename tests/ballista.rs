@@ -223,32 +223,26 @@ fn published(store: &Path, line: &str, period: &str) -> Vec<(String, Vec<u8>)> {
 fn lines_on_a_ballista_cluster_publish_what_a_local_run_publishes() {
     let cluster = start_cluster(&[]);
     // A CSV line with every kind of rule, pseudonyms, code sets, a cube and rates; a FHIR
-    // line whose source is parsed by the FHIR plugin; a line with a SQL step.
-    for (line, period) in [
-        ("ensihoito", "2025-03"),
-        ("rokotukset", "2025"),
-        ("hoitoonpaasy", "2025-03"),
+    // line whose source is parsed by the FHIR plugin; a line with a SQL step; a line
+    // without personal data, run without a key.
+    for (line, period, key) in [
+        ("ensihoito", "2025-03", true),
+        ("rokotukset", "2025", true),
+        ("hoitoonpaasy", "2025-03", true),
+        ("henkilostomitoitus", "2025-Q1", false),
     ] {
         let here = store();
         let there = store();
         let tasks_before = cluster.finished_tasks();
-        let local = ok(&run_line(
-            line,
-            period,
-            here.path(),
-            &["--pseudonym-key-file", KEY_FILE],
-        ));
-        let remote = ok(&run_line(
-            line,
-            period,
-            there.path(),
-            &[
-                "--pseudonym-key-file",
-                KEY_FILE,
-                "--engine",
-                &cluster.engine,
-            ],
-        ));
+        let key_args: &[&str] = if key {
+            &["--pseudonym-key-file", KEY_FILE]
+        } else {
+            &[]
+        };
+        let local = ok(&run_line(line, period, here.path(), key_args));
+        let mut remote_args = key_args.to_vec();
+        remote_args.extend(["--engine", cluster.engine.as_str()]);
+        let remote = ok(&run_line(line, period, there.path(), &remote_args));
         let a = published(here.path(), line, period);
         let b = published(there.path(), line, period);
         assert!(!a.is_empty());

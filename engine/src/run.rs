@@ -316,6 +316,7 @@ type Cluster = std::convert::Infallible;
 async fn connect(
     engine: Option<&str>,
     state: &datafusion::execution::SessionState,
+    has_key: bool,
     store: &Store,
     run_id: &str,
 ) -> Result<Option<Cluster>, RunFailure> {
@@ -327,14 +328,14 @@ async fn connect(
     {
         let c = crate::cluster::Cluster::connect(engine, state, store, run_id)
             .map_err(|e| fail(codes::PARAM, e))?;
-        c.check_key(state)
+        c.check(state, has_key)
             .await
             .map_err(|e| fail(codes::ENGINE, format!("engine `{engine}`: {e}")))?;
         Ok(Some(c))
     }
     #[cfg(not(feature = "ballista"))]
     {
-        let _ = (state, store, run_id);
+        let _ = (state, has_key, store, run_id);
         Err(fail(
             codes::PARAM,
             if engine.starts_with("ballista://") {
@@ -455,9 +456,15 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     std::fs::create_dir_all(&scratch)
         .map_err(|e| RunError::Failed(fail(codes::WRITE, format!("scratch folder: {e}")), None))?;
     let state = crate::plan::session(&key, 2).state();
-    let cluster = connect(opts.engine.as_deref(), &state, &opts.store, &run_id)
-        .await
-        .map_err(|f| RunError::Failed(f, None))?;
+    let cluster = connect(
+        opts.engine.as_deref(),
+        &state,
+        opts.key.is_some(),
+        &opts.store,
+        &run_id,
+    )
+    .await
+    .map_err(|f| RunError::Failed(f, None))?;
     let counters: BTreeMap<String, Arc<Counters>> = line
         .dag
         .order
