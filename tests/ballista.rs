@@ -108,6 +108,7 @@ fn start_cluster(env: &[(&str, String)]) -> Cluster {
             KEY_FILE,
         ])
         .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("VALTAVA_MEMORY_LIMIT", "512M")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&executor_log).unwrap())
@@ -222,6 +223,12 @@ fn published(store: &Path, line: &str, period: &str) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn lines_on_a_ballista_cluster_publish_what_a_local_run_publishes() {
     let cluster = start_cluster(&[]);
+    // The executor's memory pool is the engine's memory limit.
+    let log = std::fs::read_to_string(&cluster.executor_log).unwrap();
+    assert!(
+        log.contains("Executor memory pool: 512.0 MiB"),
+        "VALTAVA_MEMORY_LIMIT did not size the pool:\n{log}"
+    );
     // A CSV line with every kind of rule, pseudonyms, code sets, a cube and rates; a FHIR
     // line whose source is parsed by the FHIR plugin; a line with a SQL step; a line
     // without personal data, run without a key.

@@ -12,7 +12,8 @@
 //! same path. The work files are removed when the run ends.
 //!
 //! Valtava's functions (identity-code check, pseudonyms, distinct keys) are registered on
-//! the scheduler and every executor; the pseudonym key comes from each process's own
+//! the scheduler and every executor (`VALTAVA_MEMORY_LIMIT` sizes an executor's memory
+//! pool); the pseudonym key comes from each process's own
 //! environment or key file and never travels in a plan. Before the first step, the run
 //! checks that the executors compute the same pseudonyms as it does (same key).
 
@@ -223,8 +224,12 @@ async fn write_parquet(
         .map_err(|e| e.to_string())?;
     let mut stream = execute_stream(plan, state.task_ctx()).map_err(|e| e.to_string())?;
     let writer = BufWriter::new(store.clone(), Path::from(path));
-    let mut w =
-        AsyncArrowWriter::try_new(writer, provider.schema(), None).map_err(|e| e.to_string())?;
+    let mut w = AsyncArrowWriter::try_new(
+        writer,
+        provider.schema(),
+        Some(crate::publish::writer_properties()),
+    )
+    .map_err(|e| e.to_string())?;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| e.to_string())?;
         w.write(&batch).await.map_err(|e| e.to_string())?;
@@ -272,15 +277,12 @@ impl ObjectStoreRegistry for Stores {
     }
 }
 
-/// The runtime of a scheduler or executor session: S3 stores from the environment, and the
-/// engine's memory limit (`VALTAVA_MEMORY_LIMIT`) if set.
+/// The runtime of a scheduler or executor session: S3 stores from the environment. (An
+/// executor puts its own memory pool on it, see `executor`.)
 fn runtime(temp: Option<&str>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
     let mut b = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(Stores::default()));
     if let Some(dir) = temp {
         b = b.with_temp_file_path(dir);
-    }
-    if let Some(bytes) = crate::plan::memory_limit() {
-        b = b.with_memory_limit(bytes, 1.0);
     }
     b.build_arc()
 }
@@ -443,6 +445,9 @@ pub async fn executor(opts: ExecutorOptions) -> Result<(), String> {
             ballista_executor::execution_engine::DefaultExecutionEngine::new(),
         ))),
         override_runtime_producer: Some(Arc::new(move |_| runtime(temp.as_deref()))),
+        // The executor shares its pool among its tasks; `VALTAVA_MEMORY_LIMIT` sizes it
+        // (otherwise Ballista takes a share of the host's memory).
+        memory_pool_size: crate::plan::memory_limit().map(|b| b as u64),
         ..Default::default()
     };
     if let Some(n) = opts.tasks {
