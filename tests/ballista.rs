@@ -341,6 +341,19 @@ fn an_unreachable_scheduler_is_a_clear_error() {
     );
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("error[R001]"));
+    // The daemon refuses an engine it cannot use when it starts.
+    let serve = Command::new(env!("CARGO_BIN_EXE_valtava"))
+        .current_dir(root())
+        .args(["serve", "--store", s.path().to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--engine", "ballista://:50050"])
+        .output()
+        .unwrap();
+    assert_eq!(serve.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&serve.stderr).contains("names no scheduler"),
+        "{}",
+        String::from_utf8_lossy(&serve.stderr)
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

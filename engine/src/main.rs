@@ -808,6 +808,11 @@ fn main() -> ExitCode {
             assets,
             engine,
         } => {
+            // Refused now, not at each run.
+            if let Some(problem) = valtava::run::engine_problem(&engine) {
+                eprintln!("error: {problem}");
+                return ExitCode::from(2);
+            }
             let (key, store) = match key_and_store(pseudonym_key_file.as_ref(), &store) {
                 Ok(v) => v,
                 Err(code) => return code,

@@ -312,6 +312,25 @@ type Cluster = crate::cluster::Cluster;
 #[cfg(not(feature = "ballista"))]
 type Cluster = std::convert::Infallible;
 
+/// Why `--engine ENGINE` cannot be used, if it cannot.
+pub fn engine_problem(engine: &str) -> Option<String> {
+    if engine == "local" {
+        return None;
+    }
+    #[cfg(feature = "ballista")]
+    {
+        crate::cluster::scheduler_address(engine).err()
+    }
+    #[cfg(not(feature = "ballista"))]
+    Some(if engine.starts_with("ballista://") {
+        format!(
+            "--engine {engine}: this valtava was built without Ballista; build it with `cargo build --release --features ballista`"
+        )
+    } else {
+        format!("unknown engine `{engine}`; use `local` or `ballista://HOST:PORT`")
+    })
+}
+
 /// Connects to the engine named by `--engine`, if it is not this process.
 async fn connect(
     engine: Option<&str>,
@@ -324,6 +343,9 @@ async fn connect(
         None | Some("local") => return Ok(None),
         Some(e) => e,
     };
+    if let Some(problem) = engine_problem(engine) {
+        return Err(fail(codes::PARAM, problem));
+    }
     #[cfg(feature = "ballista")]
     {
         let c = crate::cluster::Cluster::connect(engine, state, store, run_id)
@@ -335,17 +357,9 @@ async fn connect(
     }
     #[cfg(not(feature = "ballista"))]
     {
+        // `engine_problem` refuses every other engine in this build.
         let _ = (state, has_key, store, run_id);
-        Err(fail(
-            codes::PARAM,
-            if engine.starts_with("ballista://") {
-                format!(
-                    "--engine {engine}: this valtava was built without Ballista; build it with `cargo build --release --features ballista`"
-                )
-            } else {
-                format!("unknown engine `{engine}`; use `local` or `ballista://HOST:PORT`")
-            },
-        ))
+        Err(fail(codes::PARAM, format!("unknown engine `{engine}`")))
     }
 }
 
