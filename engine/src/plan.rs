@@ -381,32 +381,31 @@ fn distinct_counts(
 
     // 2. One-cell values: a count per cell and its totals.
     let d = |n: &str| c(format!("{alias}_d_{n}"));
-    let flags: Vec<Expr> = dims
-        .iter()
-        .map(|n| grouping(d(n)).alias(format!("{alias}_g_{n}")))
-        .collect();
     let cells: Vec<Expr> = dims.iter().map(|n| d(n)).collect();
-    let count_cells = |b: LogicalPlanBuilder, what: Expr| {
-        let mut aggs = if totals { flags.clone() } else { vec![] };
-        aggs.push(what.alias(format!("{alias}_n")));
-        let group = if totals {
-            vec![Expr::GroupingSet(GroupingSet::Cube(cells.clone()))]
-        } else {
-            cells.clone()
-        };
-        b.aggregate(group, aggs)
+    let mut counted: Vec<Expr> = if totals {
+        dims.iter()
+            .map(|n| grouping(d(n)).alias(format!("{alias}_g_{n}")))
+            .collect()
+    } else {
+        vec![]
     };
-    let singles = count_cells(
-        per_value
-            .clone()
-            .filter(c(format!("{alias}_one")))?
-            .project(
-                dims.iter()
-                    .map(|n| c(n.clone()).alias(format!("{alias}_d_{n}")))
-                    .collect::<Vec<_>>(),
-            )?,
-        count(lit(1u8)),
-    )?;
+    counted.push(count(lit(1u8)).alias(format!("{alias}_n")));
+    let singles = per_value
+        .clone()
+        .filter(c(format!("{alias}_one")))?
+        .project(
+            dims.iter()
+                .map(|n| c(n.clone()).alias(format!("{alias}_d_{n}")))
+                .collect::<Vec<_>>(),
+        )?
+        .aggregate(
+            if totals {
+                vec![Expr::GroupingSet(GroupingSet::Cube(cells))]
+            } else {
+                cells
+            },
+            counted,
+        )?;
 
     // 3. Values in several cells: their rows, as distinct (group, value) pairs.
     let several = per_value
