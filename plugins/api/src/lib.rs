@@ -163,35 +163,28 @@ pub trait Parser: Send + Sync + fmt::Debug {
 }
 
 /// A parse stream for formats that read an object whole (archives, documents): reads the
-/// bytes, then hands them to `parse`; an error of `parse` names the object.
+/// bytes, then hands them to `parse` (off the async runtime, see
+/// [`whole_object_streamed`]); an error of `parse` names the object.
 pub fn whole_object<F>(object: SourceObject, request: ParseRequest, parse: F) -> ParseStream
 where
     F: FnOnce(Vec<u8>, &ParseRequest) -> Result<Vec<ParsedBatch>, String> + Send + 'static,
 {
-    use futures::StreamExt;
-    futures::stream::once(async move {
-        let mut bytes = Vec::with_capacity(object.size as usize);
-        let mut s = object.open().await?;
-        while let Some(chunk) = s.next().await {
-            bytes.extend_from_slice(&chunk?);
+    whole_object_streamed(object, request, move |bytes, request, emit| {
+        for batch in parse(bytes, request)? {
+            if !emit(batch) {
+                break;
+            }
         }
-        parse(bytes, &request).map_err(|message| ParseError::Object {
-            object: object.name.clone(),
-            message,
-        })
+        Ok(())
     })
-    .map(|r| match r {
-        Ok(v) => futures::stream::iter(v.into_iter().map(Ok)).boxed(),
-        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-    })
-    .flatten()
-    .boxed()
 }
 
-/// Like [`whole_object`], for parsers of large objects: the parse runs on a thread of its
-/// own (not on the async runtime) and hands over each batch as it is made through `emit`,
-/// with at most two batches waiting, so an object's rows are never all in memory at once.
-/// `emit` returns `false` when the reader has stopped; the parse should then return.
+/// A parse stream for formats that read an object whole, for large objects: reads the
+/// bytes, then `parse` runs on a thread of its own (not on the async runtime) and hands
+/// over each batch as it is made through `emit`, with at most two batches waiting, so an
+/// object's rows are never all in memory at once. `emit` returns `false` when the reader
+/// has stopped; the parse should then return. An error of `parse`, or a panic, ends the
+/// stream with an error naming the object.
 pub fn whole_object_streamed<F>(
     object: SourceObject,
     request: ParseRequest,
@@ -224,7 +217,11 @@ where
             std::thread::spawn(move || {
                 let mut tx = tx;
                 let mut emit = |b: ParsedBatch| futures::executor::block_on(tx.send(Ok(b))).is_ok();
-                if let Err(message) = parse(bytes, &request, &mut emit) {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    parse(bytes, &request, &mut emit)
+                }))
+                .unwrap_or_else(|_| Err("the parser failed unexpectedly (a panic)".into()));
+                if let Err(message) = result {
                     let _ = futures::executor::block_on(tx.send(Err(ParseError::Object {
                         object: name,
                         message,
@@ -323,6 +320,57 @@ impl TextBatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_objects_stream_their_batches_and_report_errors_and_panics() {
+        use futures::StreamExt;
+        use object_store::ObjectStoreExt;
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let path = Path::from("inbox/a.txt");
+        futures::executor::block_on(store.put(&path, "x\ny\n".into())).unwrap();
+        let object = || SourceObject {
+            store: store.clone(),
+            path: path.clone(),
+            size: 4,
+            name: "inbox/a.txt".into(),
+        };
+        let request = ParseRequest {
+            columns: vec!["a".into()],
+            types: vec![],
+            options: serde_json::Value::Null,
+            batch_size: 1,
+            base_dir: None,
+        };
+        let collect = |s: ParseStream| futures::executor::block_on(s.collect::<Vec<_>>());
+        // Two batches, one per line, then the parser's error naming the object.
+        let got = collect(whole_object_streamed(
+            object(),
+            request.clone(),
+            |bytes, _, emit| {
+                for (i, line) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+                    let mut b = TextBatchBuilder::new(vec!["a".into()]);
+                    b.push_row(i as u64 + 1, [Some(line)]);
+                    assert!(emit(b.finish().map_err(|e| e.to_string())?));
+                }
+                Err("broken after two lines".into())
+            },
+        ));
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1].as_ref().unwrap().batch.num_rows(), 1);
+        let err = got[2].as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains("inbox/a.txt") && err.contains("broken"),
+            "{err}"
+        );
+        // A panic is an error, not a silent end of the rows.
+        let got = collect(whole_object(object(), request, |_, _| panic!("boom")));
+        assert_eq!(got.len(), 1);
+        let err = got[0].as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains("inbox/a.txt") && err.contains("panic"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn builder_keeps_rows_and_rejects_apart() {
