@@ -15,7 +15,8 @@
 //! the scheduler and every executor (`VALTAVA_MEMORY_LIMIT` sizes an executor's memory
 //! pool); the pseudonym key comes from each process's own
 //! environment or key file and never travels in a plan. Before the first step, the run
-//! checks that the executors compute the same pseudonyms as it does (same key).
+//! checks that the cluster answers and, when the run has a key, that the executors compute
+//! the same pseudonyms as it does (same key).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
