@@ -395,7 +395,7 @@ pub struct DistinctKey {
 impl Default for DistinctKey {
     fn default() -> Self {
         DistinctKey {
-            signature: Signature::any(1, Volatility::Immutable),
+            signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
 }
@@ -432,59 +432,96 @@ impl ScalarUDFImpl for DistinctKey {
         Ok(DataType::Decimal128(38, 0))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        use arrow::array::Decimal128Array;
-        let [arg] = args.args.as_slice() else {
-            return exec_err!("__distinct_key takes one argument");
+        let keys = match args.args.as_slice() {
+            [] => return exec_err!("__distinct_key takes one argument or more"),
+            [arg] => value_keys(&arg.to_array(args.number_rows)?)?,
+            several => {
+                let parts = several
+                    .iter()
+                    .map(|a| value_keys(&a.to_array(args.number_rows)?))
+                    .collect::<Result<Vec<_>>>()?;
+                tuple_keys(&parts, args.number_rows)
+            }
         };
-        let a = arg.to_array(args.number_rows)?;
-        let t = a.data_type().clone();
-        let keys: Decimal128Array =
-            if t.is_integer() || t.is_temporal() || matches!(t, DataType::Boolean) {
-                let a = arrow::compute::cast(&a, &DataType::Int64)?;
-                a.as_primitive::<arrow::datatypes::Int64Type>()
-                    .iter()
-                    .map(|v| v.map(|v| v as i128))
-                    .collect()
-            } else if t.is_floating() {
-                let a = arrow::compute::cast(&a, &DataType::Float64)?;
-                a.as_primitive::<arrow::datatypes::Float64Type>()
-                    .iter()
-                    .map(|v| {
-                        // -0.0 and 0.0 are one value, as are all NaNs.
-                        v.map(|v| {
-                            let v = if v == 0.0 {
-                                0.0
-                            } else if v.is_nan() {
-                                f64::NAN
-                            } else {
-                                v
-                            };
-                            v.to_bits() as i128
-                        })
-                    })
-                    .collect()
-            } else if matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
-                let a = arrow::compute::cast(&a, &DataType::Utf8)?;
-                a.as_string::<i32>()
-                    .iter()
-                    .map(|v| v.map(|s| text_key(s.as_bytes())))
-                    .collect()
-            } else {
-                // Anything else by its text form.
-                let a = arrow::compute::cast(&a, &DataType::Utf8)?;
-                a.as_string::<i32>()
-                    .iter()
-                    .map(|v| {
-                        v.map(|s| {
-                            (xxhash_rust::xxh3::xxh3_128(s.as_bytes()) as i128 & KEY_MASK) | HASHED
-                        })
-                    })
-                    .collect()
-            };
         Ok(ColumnarValue::Array(Arc::new(
             keys.with_precision_and_scale(38, 0)?,
         )))
     }
+}
+
+/// The key of each value of `a` (NULL for NULL).
+fn value_keys(a: &arrow::array::ArrayRef) -> Result<arrow::array::Decimal128Array> {
+    use arrow::array::Decimal128Array;
+    let t = a.data_type().clone();
+    let keys: Decimal128Array = if t.is_integer()
+        || t.is_temporal()
+        || matches!(t, DataType::Boolean)
+    {
+        let a = arrow::compute::cast(a, &DataType::Int64)?;
+        a.as_primitive::<arrow::datatypes::Int64Type>()
+            .iter()
+            .map(|v| v.map(|v| v as i128))
+            .collect()
+    } else if t.is_floating() {
+        let a = arrow::compute::cast(a, &DataType::Float64)?;
+        a.as_primitive::<arrow::datatypes::Float64Type>()
+            .iter()
+            .map(|v| {
+                // -0.0 and 0.0 are one value, as are all NaNs.
+                v.map(|v| {
+                    let v = if v == 0.0 {
+                        0.0
+                    } else if v.is_nan() {
+                        f64::NAN
+                    } else {
+                        v
+                    };
+                    v.to_bits() as i128
+                })
+            })
+            .collect()
+    } else if matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        let a = arrow::compute::cast(a, &DataType::Utf8)?;
+        a.as_string::<i32>()
+            .iter()
+            .map(|v| v.map(|s| text_key(s.as_bytes())))
+            .collect()
+    } else {
+        // Anything else by its text form.
+        let a = arrow::compute::cast(a, &DataType::Utf8)?;
+        a.as_string::<i32>()
+            .iter()
+            .map(|v| {
+                v.map(|s| (xxhash_rust::xxh3::xxh3_128(s.as_bytes()) as i128 & KEY_MASK) | HASHED)
+            })
+            .collect()
+    };
+    Ok(keys)
+}
+
+/// The key of each row's tuple of values (a NULL member is a value of its own): the
+/// 128-bit XXH3 hash of the members' keys and NULL marks, never NULL. Used to tell the
+/// cells of a grouping apart, with the same collision probability as hashed values.
+fn tuple_keys(
+    parts: &[arrow::array::Decimal128Array],
+    rows: usize,
+) -> arrow::array::Decimal128Array {
+    use arrow::array::Array;
+    let mut buf = Vec::with_capacity(parts.len() * 17);
+    (0..rows)
+        .map(|r| {
+            buf.clear();
+            for p in parts {
+                if p.is_null(r) {
+                    buf.push(0);
+                } else {
+                    buf.push(1);
+                    buf.extend_from_slice(&p.value(r).to_le_bytes());
+                }
+            }
+            Some((xxhash_rust::xxh3::xxh3_128(&buf) as i128 & KEY_MASK) | HASHED)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -262,20 +262,24 @@ fn median_arg(e: &Expr, schema: &DFSchema) -> Option<Expr> {
 }
 
 /// The (group, value) pairs of `value` per group of `dims` (and per grouping set when
-/// `totals`, all sets from one scan of the input), with the aggregates `extra`. The columns
-/// are `{alias}_d_{dim}`, `{alias}_value`, with totals `{alias}_g_{dim}` (1 where the
-/// dimension is rolled up), and `extra`. Also returns the columns of a group (all but the
-/// value and `extra`).
+/// `totals`), with `{alias}_count`, the rows of each pair, when `counted`. The columns are
+/// `{alias}_d_{dim}`, `{alias}_value`, with totals `{alias}_g_{dim}` (1 where the
+/// dimension is rolled up), and the count. Also returns the columns of a group (all but
+/// the value and the count).
+///
+/// With totals the pairs of the finest cells are made first, in one pass over the rows,
+/// and the grouping sets roll those up: each row is grouped once, not once per set.
 fn value_pairs(
     b: LogicalPlanBuilder,
     dims: &[String],
     totals: bool,
     value: Expr,
     alias: &str,
-    extra: Vec<Expr>,
+    counted: bool,
 ) -> datafusion::error::Result<(LogicalPlanBuilder, Vec<Expr>)> {
-    use datafusion::functions_aggregate::expr_fn::grouping;
+    use datafusion::functions_aggregate::expr_fn::{count, grouping, sum};
     let v = col(Column::from_name(format!("{alias}_value")));
+    let n = format!("{alias}_count");
     let d = |n: &str| col(Column::from_name(format!("{alias}_d_{n}")));
     let mut pre: Vec<Expr> = dims
         .iter()
@@ -284,10 +288,20 @@ fn value_pairs(
     pre.push(value.alias(format!("{alias}_value")));
     let rows = b.project(pre)?.filter(v.clone().is_not_null())?;
     let keys: Vec<Expr> = dims.iter().map(|n| d(n)).collect();
+    let mut cell = keys.clone();
+    cell.push(v.clone());
+    let counts = |first: bool| {
+        if !counted {
+            vec![]
+        } else if first {
+            vec![count(lit(1u8)).alias(&n)]
+        } else {
+            vec![sum(col(Column::from_name(&n))).alias(&n)]
+        }
+    };
+    let fine = rows.aggregate(cell, counts(true))?;
     if !totals {
-        let mut group = keys.clone();
-        group.push(v);
-        return Ok((rows.aggregate(group, extra)?, keys));
+        return Ok((fine, keys));
     }
     // Every subset of the dimensions, with the value.
     let sets: Vec<Vec<Expr>> = (0..1usize << dims.len())
@@ -306,32 +320,86 @@ fn value_pairs(
         .iter()
         .map(|n| grouping(d(n)).alias(format!("{alias}_g_{n}")))
         .collect();
-    aggs.extend(extra);
+    aggs.extend(counts(false));
     let mut group = keys;
     group.extend(
         dims.iter()
             .map(|n| col(Column::from_name(format!("{alias}_g_{n}")))),
     );
-    let pairs = rows.aggregate(
+    let pairs = fine.aggregate(
         vec![Expr::GroupingSet(GroupingSet::GroupingSets(sets))],
         aggs,
     )?;
     Ok((pairs, group))
 }
 
+/// The aggregates `aggs` (each aliased) per cell of `dims`, as a plan whose aggregations
+/// over it (with the same aliases, e.g. per grouping set of a cube) give the same result as
+/// `aggs` over the rows: each row is grouped once, and the grouping sets roll up the cells.
+/// The second aggregations come with the plan; `None` when an aggregate does not roll up
+/// (only plain `count`, `sum`, `min` and `max` do, also with a filter).
+#[allow(clippy::type_complexity)]
+fn rolled_up(
+    aggs: &[Expr],
+    dims: &[Expr],
+    b: LogicalPlanBuilder,
+) -> Option<datafusion::error::Result<(LogicalPlanBuilder, Vec<Expr>)>> {
+    use datafusion::functions_aggregate::expr_fn::{max, min, sum};
+    let mut partials = Vec::new();
+    let mut finals = Vec::new();
+    for (i, a) in aggs.iter().enumerate() {
+        let Expr::Alias(alias) = a else {
+            return None;
+        };
+        let Expr::AggregateFunction(f) = alias.expr.as_ref() else {
+            return None;
+        };
+        if f.params.distinct || !f.params.order_by.is_empty() {
+            return None;
+        }
+        let p = col(Column::from_name(format!("__p{i}")));
+        let total = match f.func.name() {
+            // A cell has at least one row, so a sum of counts is never NULL.
+            "count" => datafusion::functions::core::expr_fn::coalesce(vec![sum(p), lit(0i64)]),
+            "sum" => sum(p),
+            "min" => min(p),
+            "max" => max(p),
+            _ => return None,
+        };
+        partials.push(alias.expr.as_ref().clone().alias(format!("__p{i}")));
+        finals.push((total, alias.name.clone(), alias.expr.as_ref().clone()));
+    }
+    Some((|| {
+        let schema = b.schema().clone();
+        let fine = b.aggregate(dims.to_vec(), partials)?;
+        let mut out = Vec::new();
+        for (total, name, original) in finals {
+            // A sum of sums may widen a decimal: keep the type of the aggregate over rows.
+            let want = original.get_type(&schema)?;
+            let total = if total.get_type(fine.schema())? == want {
+                total
+            } else {
+                Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(total), want))
+            };
+            out.push(total.alias(name));
+        }
+        Ok((fine, out))
+    })())
+}
+
 /// `count(DISTINCT arg)` per group of `dims` (and per grouping set when `totals`), exact,
 /// with ordinary groupings that spill under a memory limit and no per-group set of values.
-/// Values are grouped by their 128-bit key (`functions::DistinctKey`).
+/// Values are grouped by their 128-bit key (`functions::DistinctKey`), and so are the
+/// finest cells (the key of the tuple of dimension values).
 ///
 /// Most values (identity codes) occur in one cell of the finest grouping only; such a value
 /// counts once in that cell and once in each of its totals, so those values are counted
-/// with a plain count per grouping set. Only the values found in several cells go through
-/// the distinct (group, value) pairs of every grouping set, which cost one hash-table entry
-/// per set and pair. 1. per value: its rows, and per dimension its least and greatest
-/// member and non-null count (one cell iff every dimension is all NULL or one member);
-/// 2. one-cell values counted by their cell; 3. the rows of the other values (joined with
-/// those values as the build side) as (group, value) pairs, counted; 4. both counts summed
-/// per group. The result has the group columns of `value_pairs` and `alias`.
+/// per cell and the cells' counts rolled up. Only the values found in several cells go
+/// through the distinct (group, value) pairs of every grouping set. 1. per value: its
+/// least and greatest cell key (one cell iff equal); 2. one-cell values counted per cell,
+/// the cells' dimensions joined back, rolled up; 3. the rows of the other values (joined
+/// with those values as the build side) as (group, value) pairs, counted; 4. both counts
+/// summed per group. The result has the group columns of `value_pairs` and `alias`.
 fn distinct_counts(
     b: LogicalPlanBuilder,
     dims: &[String],
@@ -342,46 +410,63 @@ fn distinct_counts(
     use datafusion::functions_aggregate::expr_fn::{count, grouping, max, min, sum};
     let c = |n: String| col(Column::from_name(n));
     let key = format!("{alias}_key");
-    let rows_of = format!("{alias}_rows");
+    let cell = format!("{alias}_cell");
+    let (lo, hi) = (format!("{alias}_lo"), format!("{alias}_hi"));
+    let n = format!("{alias}_n");
     let udf = datafusion::logical_expr::ScalarUDF::new_from_impl(
         crate::functions::DistinctKey::default(),
     );
-    let mut pre: Vec<Expr> = dims.iter().map(|n| c(n.clone())).collect();
-    pre.push(udf.call(vec![arg.clone()]).alias(&key));
-    let rows = b.project(pre)?.filter(c(key.clone()).is_not_null())?;
+    let cell_key = if dims.is_empty() {
+        lit(ScalarValue::Decimal128(Some(0), 38, 0))
+    } else {
+        udf.call(dims.iter().map(|n| c(n.clone())).collect())
+    };
 
-    // 1. Per value: in one cell or several.
-    let mut per_value = vec![count(lit(1u8)).alias(&rows_of)];
-    for n in dims {
-        per_value.push(min(c(n.clone())).alias(format!("{alias}_min_{n}")));
-        per_value.push(max(c(n.clone())).alias(format!("{alias}_max_{n}")));
-        per_value.push(count(c(n.clone())).alias(format!("{alias}_nn_{n}")));
-    }
-    let one_cell = dims
-        .iter()
-        .map(|n| {
-            let nn = c(format!("{alias}_nn_{n}"));
-            nn.clone().eq(lit(0i64)).or(nn
-                .eq(c(rows_of.clone()))
-                .and(c(format!("{alias}_min_{n}")).eq(c(format!("{alias}_max_{n}")))))
-        })
-        .reduce(Expr::and)
-        .unwrap_or(lit(true));
-    let per_value = rows
+    // 1. Per value: its least and greatest cell.
+    let per_value = b
         .clone()
-        .aggregate(vec![c(key.clone())], per_value)?
-        .project({
-            let mut e = vec![c(key.clone()), one_cell.alias(format!("{alias}_one"))];
-            e.extend(
-                dims.iter()
-                    .map(|n| c(format!("{alias}_min_{n}")).alias(n.as_str())),
-            );
-            e
-        })?;
+        .project(vec![
+            cell_key.clone().alias(&cell),
+            udf.call(vec![arg.clone()]).alias(&key),
+        ])?
+        .filter(c(key.clone()).is_not_null())?
+        .aggregate(
+            vec![c(key.clone())],
+            vec![
+                min(c(cell.clone())).alias(&lo),
+                max(c(cell.clone())).alias(&hi),
+            ],
+        )?;
 
-    // 2. One-cell values: a count per cell and its totals.
+    // 2. One-cell values: a count per cell, the cell's dimensions, rolled up.
     let d = |n: &str| c(format!("{alias}_d_{n}"));
-    let cells: Vec<Expr> = dims.iter().map(|n| d(n)).collect();
+    let per_cell = per_value
+        .clone()
+        .filter(c(lo.clone()).eq(c(hi.clone())))?
+        .aggregate(vec![c(lo.clone())], vec![count(lit(1u8)).alias(&n)])?;
+    let mut cell_dims: Vec<Expr> = dims
+        .iter()
+        .map(|n| c(n.clone()).alias(format!("{alias}_d_{n}")))
+        .collect();
+    cell_dims.push(cell_key.alias(&cell));
+    let cells = b
+        .clone()
+        .project(cell_dims)?
+        .aggregate(
+            dims.iter()
+                .map(|n| d(n))
+                .chain([c(cell.clone())])
+                .collect::<Vec<_>>(),
+            Vec::<Expr>::new(),
+        )?
+        .build()?;
+    let cells_of = per_cell.join(
+        cells,
+        JoinType::Inner,
+        (vec![Column::from_name(&lo)], vec![Column::from_name(&cell)]),
+        None,
+    )?;
+    let keys: Vec<Expr> = dims.iter().map(|n| d(n)).collect();
     let mut counted: Vec<Expr> = if totals {
         dims.iter()
             .map(|n| grouping(d(n)).alias(format!("{alias}_g_{n}")))
@@ -389,31 +474,25 @@ fn distinct_counts(
     } else {
         vec![]
     };
-    counted.push(count(lit(1u8)).alias(format!("{alias}_n")));
-    let singles = per_value
-        .clone()
-        .filter(c(format!("{alias}_one")))?
-        .project(
-            dims.iter()
-                .map(|n| c(n.clone()).alias(format!("{alias}_d_{n}")))
-                .collect::<Vec<_>>(),
-        )?
-        .aggregate(
-            if totals {
-                vec![Expr::GroupingSet(GroupingSet::Cube(cells))]
-            } else {
-                cells
-            },
-            counted,
-        )?;
+    counted.push(sum(c(n.clone())).alias(&n));
+    let singles = cells_of.aggregate(
+        if totals {
+            vec![Expr::GroupingSet(GroupingSet::Cube(keys))]
+        } else {
+            keys
+        },
+        counted,
+    )?;
 
     // 3. Values in several cells: their rows, as distinct (group, value) pairs.
     let several = per_value
-        .filter(!c(format!("{alias}_one")))?
+        .filter(c(lo).not_eq(c(hi)))?
         .project(vec![c(key.clone()).alias(format!("{alias}_several"))])?;
+    let mut rows: Vec<Expr> = dims.iter().map(|n| c(n.clone())).collect();
+    rows.push(udf.call(vec![arg.clone()]).alias(&key));
     let their_rows = several
         .join(
-            rows.build()?,
+            b.project(rows)?.build()?,
             JoinType::Inner,
             (
                 vec![Column::from_name(format!("{alias}_several"))],
@@ -424,7 +503,7 @@ fn distinct_counts(
         .project(
             dims.iter()
                 .map(|n| c(n.clone()))
-                .chain([c(key.clone()).alias(format!("{alias}_k"))])
+                .chain([c(key).alias(format!("{alias}_k"))])
                 .collect::<Vec<_>>(),
         )?;
     let (pairs, group) = value_pairs(
@@ -433,20 +512,17 @@ fn distinct_counts(
         totals,
         c(format!("{alias}_k")),
         alias,
-        vec![],
+        false,
     )?;
-    let multi = pairs.aggregate(
-        group.clone(),
-        vec![count(lit(1u8)).alias(format!("{alias}_n"))],
-    )?;
+    let multi = pairs.aggregate(group.clone(), vec![count(lit(1u8)).alias(&n)])?;
 
     // 4. Both, per group (the cube's internal grouping id left out).
     let mut columns = group.clone();
-    columns.push(c(format!("{alias}_n")));
+    columns.push(c(n.clone()));
     singles
         .project(columns)?
         .union(multi.build()?)?
-        .aggregate(group, vec![sum(c(format!("{alias}_n"))).alias(alias)])?
+        .aggregate(group, vec![sum(c(n)).alias(alias)])?
         .build()
 }
 
@@ -464,20 +540,13 @@ fn medians(
     arg: &Expr,
     alias: &str,
 ) -> datafusion::error::Result<LogicalPlan> {
-    use datafusion::functions_aggregate::expr_fn::{count, min};
+    use datafusion::functions_aggregate::expr_fn::min;
     use datafusion::logical_expr::{
         ExprFunctionExt, WindowFrame, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition,
         expr::WindowFunction,
     };
     let c = |n: &str| col(Column::from_name(format!("{alias}_{n}")));
-    let (pairs, group) = value_pairs(
-        b,
-        dims,
-        totals,
-        arg.clone(),
-        alias,
-        vec![count(lit(1u8)).alias(format!("{alias}_count"))],
-    )?;
+    let (pairs, group) = value_pairs(b, dims, totals, arg.clone(), alias, true)?;
     let running = |frame: WindowFrame, ordered: bool| {
         let w =
             Expr::from(WindowFunction::new(
@@ -1959,9 +2028,10 @@ impl Planner<'_> {
             .iter()
             .map(|d| col(Column::from_name(d.as_str())))
             .collect();
+        let mut groupings = Vec::new();
         let group: Vec<Expr> = if a.totals {
             for d in &dims {
-                aggs.push(
+                groupings.push(
                     datafusion::functions_aggregate::expr_fn::grouping(col(Column::from_name(
                         d.as_str(),
                     )))
@@ -1975,7 +2045,23 @@ impl Planner<'_> {
         let err = |e: DataFusionError| {
             vec![self.diag(Code::V205, a.input.at, first_line(&e.to_string()))]
         };
-        let mut main = b.clone().aggregate(group, aggs).map_err(err)?;
+        // With totals, each row is grouped into its cell once and the cube rolls up cells.
+        let fine = a
+            .totals
+            .then(|| rolled_up(&aggs, &dim_exprs, b.clone()))
+            .flatten();
+        let mut main = match fine {
+            Some(fine) => {
+                let (fine, mut totals) = fine.map_err(err)?;
+                totals.extend(groupings);
+                fine.aggregate(group, totals)
+            }
+            None => {
+                aggs.extend(groupings);
+                b.clone().aggregate(group, aggs)
+            }
+        }
+        .map_err(err)?;
         for (alias, arg, distinct) in &apart {
             let counts = if *distinct {
                 distinct_counts(b.clone(), &dims, a.totals, arg, alias)
@@ -2554,6 +2640,60 @@ mod tests {
             .filter(|r| !r.ends_with("|0"))
             .collect();
         assert_eq!(rows(&ctx, mine).await, want);
+    }
+
+    /// Counts, sums (also filtered, also of decimals), least and greatest values rolled up
+    /// from cells equal the same aggregates over the rows in every grouping set, with their
+    /// types; other aggregates are not rolled up.
+    #[tokio::test]
+    async fn aggregates_rolled_up_from_cells_equal_the_cube_over_rows() {
+        use datafusion::functions_aggregate::expr_fn::{avg, count, grouping, max, min, sum};
+        use datafusion::logical_expr::ExprFunctionExt;
+        let ctx = SessionContext::new();
+        let scan = || LogicalPlanBuilder::scan("t", provider_as_source(table()), None).unwrap();
+        let keys = vec![col("a"), col("b")];
+        let dec = Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(col("x")),
+            DataType::Decimal128(10, 2),
+        ));
+        let aggs = vec![
+            count(lit(1u8)).alias("n"),
+            count(col("x")).alias("nx"),
+            sum(col("x")).alias("s"),
+            sum(dec).alias("sd"),
+            sum(col("x"))
+                .filter(col("x").gt(lit(0.0)))
+                .build()
+                .unwrap()
+                .alias("sp"),
+            min(col("x")).alias("lo"),
+            max(col("x")).alias("hi"),
+        ];
+        let cube = || vec![Expr::GroupingSet(GroupingSet::Cube(keys.clone()))];
+        let flags = || {
+            vec![
+                grouping(col("a")).alias("ga"),
+                grouping(col("b")).alias("gb"),
+            ]
+        };
+        let mut direct = aggs.clone();
+        direct.extend(flags());
+        let direct = scan().aggregate(cube(), direct).unwrap().build().unwrap();
+        let (fine, mut totals) = rolled_up(&aggs, &keys, scan()).unwrap().unwrap();
+        totals.extend(flags());
+        let rolled = fine.aggregate(cube(), totals).unwrap().build().unwrap();
+        let types = |p: &LogicalPlan| {
+            p.schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(types(&rolled), types(&direct));
+        let want = rows(&ctx, direct).await;
+        assert!(want.len() > 30, "{want:?}");
+        assert_eq!(rows(&ctx, rolled).await, want);
+        assert!(rolled_up(&[avg(col("x")).alias("m")], &keys, scan()).is_none());
     }
 
     #[tokio::test]
