@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use valtava::diag::Diagnostic;
 use valtava::run::{RunError, RunOptions};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "valtava", version, about = "Runs Finland's national social- and health-care data production lines.", long_about = None)]
 struct Cli {

@@ -216,6 +216,7 @@ impl State {
                 Input::Done => None,
             };
             match chunk {
+                Some(bytes) if self.decoder.is_none() => self.feed(&bytes, false)?,
                 Some(bytes) => {
                     let decoded = self.decode(&bytes, false);
                     self.feed(&decoded, false)?;
