@@ -36,4 +36,5 @@ pub mod run;
 pub mod schema;
 pub mod serve;
 pub mod spec;
+pub mod spill;
 pub mod store;

@@ -101,6 +101,8 @@ pub struct StepPlan {
     pub metrics: Vec<(String, String)>,
     /// Small-cell suppression of a publish step.
     pub disclosure: Option<Disclosure>,
+    /// Parts of the plan to compute first, once (see [`crate::spill::Materialised`]).
+    pub materialise: Vec<Arc<crate::spill::Materialised>>,
 }
 
 /// How a published table is protected (see [`crate::disclosure`]).
@@ -406,6 +408,7 @@ fn distinct_counts(
     totals: bool,
     arg: &Expr,
     alias: &str,
+    parts: &mut Vec<Arc<crate::spill::Materialised>>,
 ) -> datafusion::error::Result<LogicalPlan> {
     use datafusion::functions_aggregate::expr_fn::{count, grouping, max, min, sum};
     let c = |n: String| col(Column::from_name(n));
@@ -438,12 +441,39 @@ fn distinct_counts(
             ],
         )?;
 
+    // Summed up once (DataFusion would run the grouping once per reader): per cell, its
+    // one-cell values (`single` set), and each value in several cells (`several` set).
+    let single = format!("{alias}_single");
+    let several = format!("{alias}_several");
+    let summary = per_value
+        .aggregate(
+            vec![
+                when(c(lo.clone()).eq(c(hi.clone())), c(lo.clone()))
+                    .end()?
+                    .alias(&single),
+                when(c(lo.clone()).not_eq(c(hi.clone())), c(key.clone()))
+                    .end()?
+                    .alias(&several),
+            ],
+            vec![count(lit(1u8)).alias(&n)],
+        )?
+        .build()?;
+    let part = crate::spill::Materialised::new(summary);
+    let values = part.table()?;
+    parts.push(part);
+    let values = || {
+        LogicalPlanBuilder::scan(
+            format!("{alias}_values"),
+            provider_as_source(values.clone()),
+            None,
+        )
+    };
+
     // 2. One-cell values: a count per cell, the cell's dimensions, rolled up.
     let d = |n: &str| c(format!("{alias}_d_{n}"));
-    let per_cell = per_value
-        .clone()
-        .filter(c(lo.clone()).eq(c(hi.clone())))?
-        .aggregate(vec![c(lo.clone())], vec![count(lit(1u8)).alias(&n)])?;
+    let per_cell = values()?
+        .filter(c(single.clone()).is_not_null())?
+        .project(vec![c(single).alias(&lo), c(n.clone())])?;
     let mut cell_dims: Vec<Expr> = dims
         .iter()
         .map(|n| c(n.clone()).alias(format!("{alias}_d_{n}")))
@@ -485,9 +515,9 @@ fn distinct_counts(
     )?;
 
     // 3. Values in several cells: their rows, as distinct (group, value) pairs.
-    let several = per_value
-        .filter(c(lo).not_eq(c(hi)))?
-        .project(vec![c(key.clone()).alias(format!("{alias}_several"))])?;
+    let several = values()?
+        .filter(c(several.clone()).is_not_null())?
+        .project(vec![c(several)])?;
     let mut rows: Vec<Expr> = dims.iter().map(|n| c(n.clone())).collect();
     rows.push(udf.call(vec![arg.clone()]).alias(&key));
     let their_rows = several
@@ -892,6 +922,7 @@ impl Planner<'_> {
             submitter: None,
             metrics: Vec::new(),
             disclosure: None,
+            materialise: Vec::new(),
         }
     }
 
@@ -2062,9 +2093,10 @@ impl Planner<'_> {
             }
         }
         .map_err(err)?;
+        let mut parts = Vec::new();
         for (alias, arg, distinct) in &apart {
             let counts = if *distinct {
-                distinct_counts(b.clone(), &dims, a.totals, arg, alias)
+                distinct_counts(b.clone(), &dims, a.totals, arg, alias, &mut parts)
             } else {
                 medians(b.clone(), &dims, a.totals, arg, alias)
             }
@@ -2126,7 +2158,9 @@ impl Planner<'_> {
             )?;
         }
         let plan = b.build().map_err(err)?;
-        Ok(self.finish(StepKind::Aggregate, plan, vec![], personal_out, dims))
+        let mut p = self.finish(StepKind::Aggregate, plan, vec![], personal_out, dims);
+        p.materialise = parts;
+        Ok(p)
     }
 
     /// Joins the population and adds `name = round(per × count / population, decimals)`.
@@ -2628,7 +2662,11 @@ mod tests {
         assert!(want.len() > 20, "{want:?}");
         assert_eq!(rows(&ctx, mine).await, want);
 
-        let mine = distinct_counts(scan(), &dims, totals, &x, "dc").unwrap();
+        let mut parts = Vec::new();
+        let mine = distinct_counts(scan(), &dims, totals, &x, "dc", &mut parts).unwrap();
+        for p in &parts {
+            p.run(&ctx).await.unwrap();
+        }
         let mine = LogicalPlanBuilder::from(mine)
             .project(mine_cols("dc"))
             .unwrap()

@@ -221,7 +221,7 @@ impl PartitionStream for ChannelPartition {
 struct SpillPartition {
     schema: SchemaRef,
     path: PathBuf,
-    ready: watch::Receiver<Option<bool>>,
+    ready: watch::Receiver<crate::spill::Ready>,
     /// The reading step's counters, when this is one of its main inputs.
     counter: Option<Arc<Counters>>,
     /// A query may scan an input more than once; its rows are counted once.
@@ -233,46 +233,18 @@ impl PartitionStream for SpillPartition {
         &self.schema
     }
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let mut ready = self.ready.clone();
-        let path = self.path.clone();
         let first = !self.counted.swap(true, Ordering::Relaxed);
         let counter = self.counter.clone().filter(|_| first);
-        let stream =
-            futures::stream::once(async move {
-                let ok = ready
-                    .wait_for(|v| v.is_some())
-                    .await
-                    .map(|v| *v == Some(true))
-                    .unwrap_or(false);
-                if !ok {
-                    return Err(DataFusionError::Execution(
-                        "the producing step failed".into(),
-                    ));
-                }
-                let file = std::fs::File::open(&path)?;
-                Ok(arrow::ipc::reader::FileReader::try_new(file, None)?)
-            })
-            .flat_map(
-                move |reader| -> futures::stream::BoxStream<
-                    'static,
-                    Result<RecordBatch, DataFusionError>,
-                > {
-                    match reader {
-                        Ok(r) => {
-                            let counter = counter.clone();
-                            futures::stream::iter(r.map(move |b| {
-                                let b = b?;
-                                if let Some(c) = &counter {
-                                    c.rows_in.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-                                }
-                                Ok(b)
-                            }))
-                            .boxed()
-                        }
-                        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-                    }
-                },
-            );
+        let stream = crate::spill::read_when_ready(
+            self.schema.clone(),
+            self.path.clone(),
+            self.ready.clone(),
+        )
+        .inspect(move |b| {
+            if let (Ok(b), Some(c)) = (b, &counter) {
+                c.rows_in.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+            }
+        });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
 }
@@ -280,7 +252,12 @@ impl PartitionStream for SpillPartition {
 /// Where a step's output goes.
 enum Output {
     Channel(mpsc::Sender<Result<RecordBatch, DataFusionError>>),
-    Spill(PathBuf, watch::Sender<Option<bool>>),
+    /// A file, with the columns (of the step's output) its readers read, if not all.
+    Spill(
+        PathBuf,
+        watch::Sender<crate::spill::Ready>,
+        Option<Vec<String>>,
+    ),
     Publish,
     Drain,
 }
@@ -822,6 +799,88 @@ fn stream_table(
     Ok(Arc::new(table))
 }
 
+/// `schema` with only the columns `read` (all when `None`), and their positions in it.
+fn narrowed(
+    schema: &Schema,
+    read: Option<&[String]>,
+) -> Result<(Schema, Option<Vec<usize>>), RunFailure> {
+    let Some(read) = read else {
+        return Ok((schema.clone(), None));
+    };
+    let cols = read
+        .iter()
+        .map(|n| schema.index_of(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
+    let projected = schema
+        .project(&cols)
+        .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
+    Ok((projected, Some(cols)))
+}
+
+/// The columns of step `table`'s output that the plans of `consumers` read, in output
+/// order, when not all: the projections of their scans of it after optimisation. `None`
+/// when a plan reads every column or cannot be optimised (then every column is kept).
+fn columns_read(shared: &Shared, table: &str, consumers: &[String]) -> Option<Vec<String>> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let output = &shared.check_plans.get(table)?.output;
+    let mut names = std::collections::BTreeSet::new();
+    if consumers
+        .iter()
+        .any(|c| !shared.check_plans.contains_key(c))
+    {
+        return None;
+    }
+    let plans = consumers.iter().flat_map(|c| {
+        let p = shared.check_plans.get(c);
+        p.map(|p| &p.plan).into_iter().chain(
+            p.into_iter()
+                .flat_map(|p| p.materialise.iter().map(|m| &m.plan)),
+        )
+    });
+    for plan in plans {
+        let plan = shared.state.optimize(plan).ok()?;
+        let mut all = false;
+        let _ = plan.apply_with_subqueries(|p| {
+            if let datafusion::logical_expr::LogicalPlan::TableScan(t) = p
+                && t.table_name.table() == table
+            {
+                let schema = t.source.schema();
+                match &t.projection {
+                    Some(cols) => {
+                        names.extend(cols.iter().map(|&i| schema.field(i).name().clone()))
+                    }
+                    None => all = true,
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        if all {
+            return None;
+        }
+    }
+    let cols: Vec<String> = output
+        .fields()
+        .iter()
+        .filter(|f| names.contains(f.name()))
+        .map(|f| f.name().clone())
+        .collect();
+    (!cols.is_empty() && cols.len() < output.fields().len() && cols.len() == names.len())
+        .then_some(cols)
+}
+
+impl StepPlan {
+    /// How many times the step's plans (with the parts computed first) scan `table`.
+    fn scans_of(&self, table: &str) -> usize {
+        scans(&self.plan, table)
+            + self
+                .materialise
+                .iter()
+                .map(|m| scans(&m.plan, table))
+                .sum::<usize>()
+    }
+}
+
 /// How many times `plan` scans the table `table` (a step that finds duplicates reads its
 /// input twice).
 fn scans(plan: &datafusion::logical_expr::LogicalPlan, table: &str) -> usize {
@@ -856,7 +915,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
                     .aggregate
                     .as_ref()
                     .is_some_and(|a| a.rates.values().any(|r| r.population.value == *s))
-                || scans(&shared.check_plans[c].plan, s) > 1
+                || shared.check_plans[c].scans_of(s) > 1
         });
         let output = match consumers.len() {
             0 if plan.kind == StepKind::Publish => Output::Publish,
@@ -878,9 +937,12 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
             _ => {
                 let path = scratch.join(format!("{s}.arrow"));
                 let (tx, rx) = watch::channel(None);
+                // Only the columns the consumers read are written and read back.
+                let read = columns_read(&shared, s, &consumers);
+                let schema = Arc::new(narrowed(&plan.output, read.as_deref())?.0);
                 for c in &consumers {
                     let part = SpillPartition {
-                        schema: plan.output.clone(),
+                        schema: schema.clone(),
                         path: path.clone(),
                         ready: rx.clone(),
                         counter: main_input(&shared, c, s),
@@ -891,7 +953,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
                         .or_default()
                         .insert(s.clone(), (stream_table(part)?, info.clone()));
                 }
-                Output::Spill(path, tx)
+                Output::Spill(path, tx, read)
             }
         };
         outputs.insert(s.clone(), output);
@@ -1100,6 +1162,17 @@ async fn run_step(
                 .join("; "),
         )
     })?;
+    // Parts computed once, alongside: the plan's scans of them wait for them.
+    for part in &plan.materialise {
+        let part = part.clone();
+        let ctx = SessionContext::new_with_state(shared.state.clone());
+        let name = name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = part.run(&ctx).await {
+                debug!(step = %name, "a part of the plan failed: {e}");
+            }
+        });
+    }
     let (logical, state) = placed(&shared, &name, plan.plan.clone()).await?;
     let ctx = SessionContext::new_with_state(state);
     let physical = ctx
@@ -1107,6 +1180,11 @@ async fn run_step(
         .create_physical_plan(&logical)
         .await
         .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
+    debug!(
+        step = %name,
+        "physical plan:\n{}",
+        datafusion::physical_plan::displayable(physical.as_ref()).indent(false)
+    );
     let stream = execute_stream(physical, ctx.task_ctx())
         .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
     let counters = shared.counters[&name].clone();
@@ -1224,15 +1302,25 @@ async fn run_step(
             }
             finish_step(&name, &plan, &counters)
         }
-        Output::Spill(path, ready) => {
+        Output::Spill(path, ready, read) => {
             let result = async {
                 let file = std::fs::File::create(&path)
                     .map_err(|e| fail(codes::WRITE, format!("{}: {e}", path.display())))?;
-                let mut w = arrow::ipc::writer::FileWriter::try_new(file, &plan.output)
-                    .map_err(|e| fail(codes::WRITE, e.to_string()))?;
+                let (schema, cols) = narrowed(&plan.output, read.as_deref())?;
+                let mut w = arrow::ipc::writer::FileWriter::try_new(
+                    std::io::BufWriter::with_capacity(1 << 20, file),
+                    &schema,
+                )
+                .map_err(|e| fail(codes::WRITE, e.to_string()))?;
                 while let Some(batch) = stream.next().await {
                     let batch = batch.map_err(&engine_err)?;
                     let passed = tapped(&shared, &name, &plan, &counters, &batch)?;
+                    let passed = match &cols {
+                        Some(cols) => passed
+                            .project(cols)
+                            .map_err(|e| fail(codes::ENGINE, e.to_string()))?,
+                        None => passed,
+                    };
                     w.write(&passed)
                         .map_err(|e| fail(codes::WRITE, e.to_string()))?;
                 }
@@ -1240,7 +1328,12 @@ async fn run_step(
                 w.finish().map_err(|e| fail(codes::WRITE, e.to_string()))
             }
             .await;
-            let _ = ready.send(Some(result.is_ok()));
+            ready.send_replace(Some(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|_| "the producing step failed".to_string()),
+            ));
             result
         }
         Output::Drain => {

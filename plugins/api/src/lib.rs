@@ -395,7 +395,11 @@ mod tests {
         assert_eq!(chunks.concat(), data);
         let missing = futures::executor::block_on(async {
             match object("gone.bin").open().await {
-                Ok(s) => s.collect::<Vec<_>>().await.into_iter().find_map(Result::err),
+                Ok(s) => s
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .find_map(Result::err),
                 Err(e) => Some(e),
             }
         });

@@ -364,9 +364,9 @@ pub fn eval(e: &Expr, input: &[Item], ctx: &Context) -> Result<Vec<Item>, String
             .cloned()
             .ok_or_else(|| format!("unknown constant %{v}"))?,
         Expr::Member(on, name) => {
-            let base = eval(on, input, ctx)?;
+            let base = eval_base(on, input, ctx)?;
             let mut out = Vec::new();
-            for item in &base {
+            for item in base.iter() {
                 let Value::Object(o) = &item.value else {
                     continue;
                 };
@@ -398,7 +398,7 @@ pub fn eval(e: &Expr, input: &[Item], ctx: &Context) -> Result<Vec<Item>, String
             out
         }
         Expr::Index(on, idx) => {
-            let base = eval(on, input, ctx)?;
+            let base = eval_base(on, input, ctx)?;
             let i = eval(idx, input, ctx)?;
             match i.first().and_then(|i| i.value.as_u64()) {
                 Some(i) => base.get(i as usize).cloned().into_iter().collect(),
@@ -502,9 +502,22 @@ pub fn eval(e: &Expr, input: &[Item], ctx: &Context) -> Result<Vec<Item>, String
             }
         }
         Expr::Call(on, name, args) => {
-            let base = eval(on, input, ctx)?;
+            let base = eval_base(on, input, ctx)?;
             call(name, &base, args, ctx)?
         }
+    })
+}
+
+/// What a path step applies to: the input itself for `$this` (not a copy of it: the
+/// input is often a whole resource), else the evaluated expression.
+fn eval_base<'a>(
+    on: &Expr,
+    input: &'a [Item],
+    ctx: &Context,
+) -> Result<std::borrow::Cow<'a, [Item]>, String> {
+    Ok(match on {
+        Expr::This => std::borrow::Cow::Borrowed(input),
+        other => std::borrow::Cow::Owned(eval(other, input, ctx)?),
     })
 }
 

@@ -159,10 +159,13 @@ fn rows_of<'a>(
     let mut out = Vec::new();
     for (row, resource) in resources {
         match resource.and_then(|r| {
-            view.rows(&r).map_err(|e| {
-                let id = r.get("id").and_then(Value::as_str).unwrap_or("?");
-                format!("{}/{id}: {e}", view.resource)
-            })
+            let id = r
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
+            view.rows(r.into_owned())
+                .map_err(|e| format!("{}/{id}: {e}", view.resource))
         }) {
             Ok(rows) => {
                 for r in rows {
@@ -402,7 +405,7 @@ mod conformance {
                 let outcome: Result<Vec<Value>, String> = view::compile(&t["view"]).and_then(|v| {
                     let mut rows = Vec::new();
                     for r in &resources {
-                        for row in v.rows(r)? {
+                        for row in v.rows(r.clone())? {
                             rows.push(Value::Object(row.into_iter().collect()));
                         }
                     }

@@ -254,19 +254,21 @@ fn repeat(paths: &[Expr], item: &Item, ctx: &Context, out: &mut Vec<Item>) -> Re
 
 fn run_select(s: &Select, focus: &Item, ctx: &Context) -> Result<Vec<Row>, String> {
     let iterates = s.for_each.is_some() || !s.repeat.is_empty();
-    let focuses: Vec<Option<Item>> = if let Some((p, or_null)) = &s.for_each {
+    use std::borrow::Cow;
+    let focuses: Vec<Option<Cow<Item>>> = if let Some((p, or_null)) = &s.for_each {
         let items = fhirpath::eval(p, std::slice::from_ref(focus), ctx)?;
         if items.is_empty() && *or_null {
             vec![None]
         } else {
-            items.into_iter().map(Some).collect()
+            items.into_iter().map(|i| Some(Cow::Owned(i))).collect()
         }
     } else if !s.repeat.is_empty() {
         let mut out = Vec::new();
         repeat(&s.repeat, focus, ctx, &mut out)?;
-        out.into_iter().map(Some).collect()
+        out.into_iter().map(|i| Some(Cow::Owned(i))).collect()
     } else {
-        vec![Some(focus.clone())]
+        // The focus itself (often the whole resource), not a copy.
+        vec![Some(Cow::Borrowed(focus))]
     };
     let mut rows = Vec::new();
     for (index, f) in focuses.into_iter().enumerate() {
@@ -317,14 +319,14 @@ fn run_select(s: &Select, focus: &Item, ctx: &Context) -> Result<Vec<Row>, Strin
 
 impl View {
     /// The rows of one resource (none when it is of another type or fails a `where`).
-    pub fn rows(&self, resource: &Value) -> Result<Vec<Row>, String> {
+    pub fn rows(&self, resource: Value) -> Result<Vec<Row>, String> {
         if resource.get("resourceType").and_then(Value::as_str) != Some(self.resource.as_str()) {
             return Ok(vec![]);
         }
         let ctx = Context {
             variables: self.constants.clone(),
         };
-        let item = Item::plain(resource.clone());
+        let item = Item::plain(resource);
         for f in &self.filters {
             let r = fhirpath::eval(f, std::slice::from_ref(&item), &ctx)?;
             match r.as_slice() {
