@@ -303,12 +303,13 @@ impl ScalarUDFImpl for HetuDerived {
 }
 
 /// The functions, ready to register; `key` is the pseudonymisation key of the run.
-/// `__distinct_key` is internal (plans of `count(DISTINCT …)`), registered so that a plan
-/// sent to a cluster finds it by name.
+/// `__distinct_key` and `__cell_key` are internal (plans of `count(DISTINCT …)`),
+/// registered so that a plan sent to a cluster finds them by name.
 pub fn udfs(key: &[u8]) -> Vec<ScalarUDF> {
     let text = || Signature::exact(vec![DataType::Utf8], Volatility::Immutable);
     vec![
         ScalarUDF::new_from_impl(DistinctKey::default()),
+        ScalarUDF::new_from_impl(CellKey::default()),
         ScalarUDF::new_from_impl(HetuProblem { signature: text() }),
         ScalarUDF::new_from_impl(Pseudonym {
             signature: text(),
@@ -440,8 +441,46 @@ pub struct DistinctKey {
 impl Default for DistinctKey {
     fn default() -> Self {
         DistinctKey {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+/// The key of a cell of a grouping (internal to the planner, see `plan::distinct_counts`):
+/// the 128-bit XXH3 hash of the [`DistinctKey`]s of its dimension values, where a NULL
+/// member is a value of its own; never NULL. Same collision probability as hashed values.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CellKey {
+    signature: Signature,
+}
+
+impl Default for CellKey {
+    fn default() -> Self {
+        CellKey {
             signature: Signature::variadic_any(Volatility::Immutable),
         }
+    }
+}
+
+impl ScalarUDFImpl for CellKey {
+    fn name(&self) -> &str {
+        "__cell_key"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Decimal128(38, 0))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let parts = args
+            .args
+            .iter()
+            .map(|a| value_keys(&a.to_array(args.number_rows)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ColumnarValue::Array(Arc::new(
+            tuple_keys(&parts, args.number_rows).with_precision_and_scale(38, 0)?,
+        )))
     }
 }
 
@@ -477,17 +516,10 @@ impl ScalarUDFImpl for DistinctKey {
         Ok(DataType::Decimal128(38, 0))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let keys = match args.args.as_slice() {
-            [] => return exec_err!("__distinct_key takes one argument or more"),
-            [arg] => value_keys(&arg.to_array(args.number_rows)?)?,
-            several => {
-                let parts = several
-                    .iter()
-                    .map(|a| value_keys(&a.to_array(args.number_rows)?))
-                    .collect::<Result<Vec<_>>>()?;
-                tuple_keys(&parts, args.number_rows)
-            }
+        let [arg] = args.args.as_slice() else {
+            return exec_err!("__distinct_key takes one argument");
         };
+        let keys = value_keys(&arg.to_array(args.number_rows)?)?;
         Ok(ColumnarValue::Array(Arc::new(
             keys.with_precision_and_scale(38, 0)?,
         )))
@@ -544,9 +576,7 @@ fn value_keys(a: &arrow::array::ArrayRef) -> Result<arrow::array::Decimal128Arra
     Ok(keys)
 }
 
-/// The key of each row's tuple of values (a NULL member is a value of its own): the
-/// 128-bit XXH3 hash of the members' keys and NULL marks, never NULL. Used to tell the
-/// cells of a grouping apart, with the same collision probability as hashed values.
+/// The key of each row's tuple of values (see [`CellKey`]).
 fn tuple_keys(
     parts: &[arrow::array::Decimal128Array],
     rows: usize,
@@ -598,5 +628,51 @@ mod distinct_key_tests {
         assert_ne!(long, text_key(b"0123456789abcdef0123456789abcdeF"));
         // Precision 38 holds every key.
         assert!(HASHED * 2 - 1 < 10i128.pow(38));
+    }
+
+    #[test]
+    fn cell_keys_tell_null_members_and_positions_apart_and_are_never_null() {
+        use arrow::array::{Array, StringArray};
+        let key = |cols: Vec<Vec<Option<&str>>>| {
+            let rows = cols[0].len();
+            let args = cols
+                .into_iter()
+                .map(|c| ColumnarValue::Array(Arc::new(StringArray::from(c))))
+                .collect::<Vec<_>>();
+            let arg_fields = args
+                .iter()
+                .map(|_| Arc::new(arrow::datatypes::Field::new("x", DataType::Utf8, true)))
+                .collect();
+            let out = CellKey::default()
+                .invoke_with_args(ScalarFunctionArgs {
+                    args,
+                    arg_fields,
+                    number_rows: rows,
+                    return_field: Arc::new(arrow::datatypes::Field::new(
+                        "k",
+                        DataType::Decimal128(38, 0),
+                        false,
+                    )),
+                    config_options: Arc::new(Default::default()),
+                })
+                .unwrap()
+                .to_array(rows)
+                .unwrap();
+            let out = out.as_primitive::<arrow::datatypes::Decimal128Type>();
+            assert_eq!(out.null_count(), 0);
+            out.values().to_vec()
+        };
+        // One dimension: NULL, empty text and text are three cells; equal values one.
+        let one = key(vec![vec![None, Some(""), Some("a"), Some("a")]]);
+        assert_eq!(one[2], one[3]);
+        let distinct: std::collections::BTreeSet<_> = one.iter().collect();
+        assert_eq!(distinct.len(), 3);
+        // Two: a member's position counts, and so does a NULL member's.
+        let two = key(vec![
+            vec![Some("a"), Some("b"), None, Some("a")],
+            vec![Some("b"), Some("a"), Some("a"), None],
+        ]);
+        let distinct: std::collections::BTreeSet<_> = two.iter().collect();
+        assert_eq!(distinct.len(), 4);
     }
 }
