@@ -340,24 +340,23 @@ fn value_pairs(
 /// `aggs` over the rows: each row is grouped once, and the grouping sets roll up the cells.
 /// The second aggregations come with the plan; `None` when an aggregate does not roll up
 /// (only plain `count`, `sum`, `min` and `max` do, also with a filter).
-#[allow(clippy::type_complexity)]
 fn rolled_up(
     aggs: &[Expr],
     dims: &[Expr],
     b: LogicalPlanBuilder,
-) -> Option<datafusion::error::Result<(LogicalPlanBuilder, Vec<Expr>)>> {
+) -> datafusion::error::Result<Option<(LogicalPlanBuilder, Vec<Expr>)>> {
     use datafusion::functions_aggregate::expr_fn::{max, min, sum};
     let mut partials = Vec::new();
     let mut finals = Vec::new();
     for (i, a) in aggs.iter().enumerate() {
         let Expr::Alias(alias) = a else {
-            return None;
+            return Ok(None);
         };
         let Expr::AggregateFunction(f) = alias.expr.as_ref() else {
-            return None;
+            return Ok(None);
         };
         if f.params.distinct || !f.params.order_by.is_empty() {
-            return None;
+            return Ok(None);
         }
         let p = col(Column::from_name(format!("__p{i}")));
         let total = match f.func.name() {
@@ -366,27 +365,25 @@ fn rolled_up(
             "sum" => sum(p),
             "min" => min(p),
             "max" => max(p),
-            _ => return None,
+            _ => return Ok(None),
         };
         partials.push(alias.expr.as_ref().clone().alias(format!("__p{i}")));
         finals.push((total, alias.name.clone(), alias.expr.as_ref().clone()));
     }
-    Some((|| {
-        let schema = b.schema().clone();
-        let fine = b.aggregate(dims.to_vec(), partials)?;
-        let mut out = Vec::new();
-        for (total, name, original) in finals {
-            // A sum of sums may widen a decimal: keep the type of the aggregate over rows.
-            let want = original.get_type(&schema)?;
-            let total = if total.get_type(fine.schema())? == want {
-                total
-            } else {
-                Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(total), want))
-            };
-            out.push(total.alias(name));
-        }
-        Ok((fine, out))
-    })())
+    let schema = b.schema().clone();
+    let fine = b.aggregate(dims.to_vec(), partials)?;
+    let mut out = Vec::new();
+    for (total, name, original) in finals {
+        // A sum of sums may widen a decimal: keep the type of the aggregate over rows.
+        let want = original.get_type(&schema)?;
+        let total = if total.get_type(fine.schema())? == want {
+            total
+        } else {
+            Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(total), want))
+        };
+        out.push(total.alias(name));
+    }
+    Ok(Some((fine, out)))
 }
 
 /// `count(DISTINCT arg)` per group of `dims` (and per grouping set when `totals`), exact,
@@ -2078,13 +2075,13 @@ impl Planner<'_> {
             vec![self.diag(Code::V205, a.input.at, first_line(&e.to_string()))]
         };
         // With totals, each row is grouped into its cell once and the cube rolls up cells.
-        let fine = a
-            .totals
-            .then(|| rolled_up(&aggs, &dim_exprs, b.clone()))
-            .flatten();
+        let fine = if a.totals {
+            rolled_up(&aggs, &dim_exprs, b.clone()).map_err(err)?
+        } else {
+            None
+        };
         let mut main = match fine {
-            Some(fine) => {
-                let (fine, mut totals) = fine.map_err(err)?;
+            Some((fine, mut totals)) => {
                 totals.extend(groupings);
                 fine.aggregate(group, totals)
             }
@@ -2743,7 +2740,11 @@ mod tests {
         let want = rows(&ctx, direct).await;
         assert!(want.len() > 30, "{want:?}");
         assert_eq!(rows(&ctx, rolled).await, want);
-        assert!(rolled_up(&[avg(col("x")).alias("m")], &keys, scan()).is_none());
+        assert!(
+            rolled_up(&[avg(col("x")).alias("m")], &keys, scan())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]

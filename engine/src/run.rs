@@ -825,38 +825,28 @@ fn columns_read(shared: &Shared, table: &str, consumers: &[String]) -> Option<Ve
     use datafusion::common::tree_node::TreeNodeRecursion;
     let output = &shared.check_plans.get(table)?.output;
     let mut names = std::collections::BTreeSet::new();
-    if consumers
-        .iter()
-        .any(|c| !shared.check_plans.contains_key(c))
-    {
-        return None;
-    }
-    let plans = consumers.iter().flat_map(|c| {
-        let p = shared.check_plans.get(c);
-        p.map(|p| &p.plan).into_iter().chain(
-            p.into_iter()
-                .flat_map(|p| p.materialise.iter().map(|m| &m.plan)),
-        )
-    });
-    for plan in plans {
-        let plan = shared.state.optimize(plan).ok()?;
-        let mut all = false;
-        let _ = plan.apply_with_subqueries(|p| {
-            if let datafusion::logical_expr::LogicalPlan::TableScan(t) = p
-                && t.table_name.table() == table
-            {
-                let schema = t.source.schema();
-                match &t.projection {
-                    Some(cols) => {
-                        names.extend(cols.iter().map(|&i| schema.field(i).name().clone()))
+    for c in consumers {
+        let step = shared.check_plans.get(c)?;
+        for plan in std::iter::once(&step.plan).chain(step.materialise.iter().map(|m| &m.plan)) {
+            let plan = shared.state.optimize(plan).ok()?;
+            let mut all = false;
+            let _ = plan.apply_with_subqueries(|p| {
+                if let datafusion::logical_expr::LogicalPlan::TableScan(t) = p
+                    && t.table_name.table() == table
+                {
+                    let schema = t.source.schema();
+                    match &t.projection {
+                        Some(cols) => {
+                            names.extend(cols.iter().map(|&i| schema.field(i).name().clone()))
+                        }
+                        None => all = true,
                     }
-                    None => all = true,
                 }
+                Ok(TreeNodeRecursion::Continue)
+            });
+            if all {
+                return None;
             }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        if all {
-            return None;
         }
     }
     let cols: Vec<String> = output
@@ -1162,12 +1152,14 @@ async fn run_step(
                 .join("; "),
         )
     })?;
-    // Parts computed once, alongside: the plan's scans of them wait for them.
+    // Parts computed once, alongside: the plan's scans of them wait for them. Held here,
+    // so that they stop when the step does (a `JoinSet` aborts its tasks when dropped).
+    let mut parts = tokio::task::JoinSet::new();
     for part in &plan.materialise {
         let part = part.clone();
         let ctx = SessionContext::new_with_state(shared.state.clone());
         let name = name.clone();
-        tokio::spawn(async move {
+        parts.spawn(async move {
             if let Err(e) = part.run(&ctx).await {
                 debug!(step = %name, "a part of the plan failed: {e}");
             }

@@ -158,15 +158,7 @@ fn rows_of<'a>(
     let mut builder = TextBatchBuilder::new(request.columns.clone());
     let mut out = Vec::new();
     for (row, resource) in resources {
-        match resource.and_then(|r| {
-            let id = r
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string();
-            view.rows(r.into_owned())
-                .map_err(|e| format!("{}/{id}: {e}", view.resource))
-        }) {
+        match resource.and_then(|r| view.rows(r.into_owned())) {
             Ok(rows) => {
                 for r in rows {
                     let values: Vec<Option<String>> = request

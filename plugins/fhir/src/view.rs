@@ -319,16 +319,24 @@ fn run_select(s: &Select, focus: &Item, ctx: &Context) -> Result<Vec<Row>, Strin
 
 impl View {
     /// The rows of one resource (none when it is of another type or fails a `where`).
+    /// An error names the resource (`Type/id: …`).
     pub fn rows(&self, resource: Value) -> Result<Vec<Row>, String> {
         if resource.get("resourceType").and_then(Value::as_str) != Some(self.resource.as_str()) {
             return Ok(vec![]);
         }
+        let item = Item::plain(resource);
+        self.rows_of(&item).map_err(|e| {
+            let id = item.value.get("id").and_then(Value::as_str).unwrap_or("?");
+            format!("{}/{id}: {e}", self.resource)
+        })
+    }
+
+    fn rows_of(&self, item: &Item) -> Result<Vec<Row>, String> {
         let ctx = Context {
             variables: self.constants.clone(),
         };
-        let item = Item::plain(resource);
         for f in &self.filters {
-            let r = fhirpath::eval(f, std::slice::from_ref(&item), &ctx)?;
+            let r = fhirpath::eval(f, std::slice::from_ref(item), &ctx)?;
             match r.as_slice() {
                 [] => return Ok(vec![]),
                 [i] if i.value == Value::Bool(false) => return Ok(vec![]),
@@ -336,6 +344,6 @@ impl View {
                 _ => return Err("a `where` path must give one boolean".into()),
             }
         }
-        run_select(&self.select, &item, &ctx)
+        run_select(&self.select, item, &ctx)
     }
 }
