@@ -472,22 +472,34 @@ fn distinct_counts(
     let per_cell = values()?
         .filter(c(single.clone()).is_not_null())?
         .project(vec![c(single).alias(&lo), c(n.clone())])?;
-    let mut cell_dims: Vec<Expr> = dims
-        .iter()
-        .map(|n| c(n.clone()).alias(format!("{alias}_d_{n}")))
-        .collect();
-    cell_dims.push(cell_key.alias(&cell));
-    let cells = b
-        .clone()
-        .project(cell_dims)?
-        .aggregate(
-            dims.iter()
-                .map(|n| d(n))
-                .chain([c(cell.clone())])
-                .collect::<Vec<_>>(),
-            Vec::<Expr>::new(),
-        )?
-        .build()?;
+    // The cells: their dimensions grouped, then each cell's key (a function of them).
+    let cells = if dims.is_empty() {
+        b.clone()
+            .project(vec![cell_key.alias(&cell)])?
+            .aggregate(vec![c(cell.clone())], Vec::<Expr>::new())?
+    } else {
+        let key_of_cell = datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::functions::CellKey::default(),
+        )
+        .call(dims.iter().map(|n| d(n)).collect());
+        b.clone()
+            .project(
+                dims.iter()
+                    .map(|n| c(n.clone()).alias(format!("{alias}_d_{n}")))
+                    .collect::<Vec<_>>(),
+            )?
+            .aggregate(
+                dims.iter().map(|n| d(n)).collect::<Vec<_>>(),
+                Vec::<Expr>::new(),
+            )?
+            .project(
+                dims.iter()
+                    .map(|n| d(n))
+                    .chain([key_of_cell.alias(&cell)])
+                    .collect::<Vec<_>>(),
+            )?
+    }
+    .build()?;
     let cells_of = per_cell.join(
         cells,
         JoinType::Inner,

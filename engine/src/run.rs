@@ -1177,6 +1177,7 @@ async fn run_step(
         "physical plan:\n{}",
         datafusion::physical_plan::displayable(physical.as_ref()).indent(false)
     );
+    let executed = physical.clone();
     let stream = execute_stream(physical, ctx.task_ctx())
         .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
     let counters = shared.counters[&name].clone();
@@ -1197,145 +1198,156 @@ async fn run_step(
             ),
         )
     };
-    match output {
-        Output::Publish => {
-            let p = step
-                .publish
-                .as_ref()
-                .ok_or_else(|| fail(codes::ENGINE, "not a publish step"))?;
-            let formats: Vec<_> = p.formats.iter().map(|f| f.value).collect();
-            let schema = plan.output.clone();
-            // Disclosure control needs the whole table; a published table is aggregated,
-            // so it is small.
-            let mut batches = Vec::new();
-            while let Some(batch) = stream.next().await {
-                batches.push(batch.map_err(&engine_err)?);
-            }
-            let (table, suppressed) = crate::publish::protect(
-                &batches,
-                schema.clone(),
-                &plan.dimensions,
-                plan.disclosure.as_ref(),
-            )
-            .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
-            debug!(step = %name, suppressed, "disclosure control applied");
-            counters
-                .rows_out
-                .fetch_add(table.num_rows() as u64, Ordering::Relaxed);
-            let rows = table.num_rows() as u64;
-            // Column descriptions and units travel in the Parquet file's Arrow schema.
-            let described = Arc::new(crate::publish::describe_columns(&schema, p));
-            let table = RecordBatch::try_new(described.clone(), table.columns().to_vec())
-                .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
-            if formats.contains(&crate::spec::PublishFormat::Jsonstat) {
-                let meta = crate::publish::jsonstat_meta(
-                    &shared.line,
-                    p,
+    let result = async {
+        match output {
+            Output::Publish => {
+                let p = step
+                    .publish
+                    .as_ref()
+                    .ok_or_else(|| fail(codes::ENGINE, "not a publish step"))?;
+                let formats: Vec<_> = p.formats.iter().map(|f| f.value).collect();
+                let schema = plan.output.clone();
+                // Disclosure control needs the whole table; a published table is aggregated,
+                // so it is small.
+                let mut batches = Vec::new();
+                while let Some(batch) = stream.next().await {
+                    batches.push(batch.map_err(&engine_err)?);
+                }
+                let (table, suppressed) = crate::publish::protect(
+                    &batches,
+                    schema.clone(),
                     &plan.dimensions,
-                    &shared.codesets,
+                    plan.disclosure.as_ref(),
                 )
                 .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
-                let doc = crate::jsonstat::dataset(&table, &meta)
+                debug!(step = %name, suppressed, "disclosure control applied");
+                counters
+                    .rows_out
+                    .fetch_add(table.num_rows() as u64, Ordering::Relaxed);
+                let rows = table.num_rows() as u64;
+                // Column descriptions and units travel in the Parquet file's Arrow schema.
+                let described = Arc::new(crate::publish::describe_columns(&schema, p));
+                let table = RecordBatch::try_new(described.clone(), table.columns().to_vec())
+                    .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
+                if formats.contains(&crate::spec::PublishFormat::Jsonstat) {
+                    let meta = crate::publish::jsonstat_meta(
+                        &shared.line,
+                        p,
+                        &plan.dimensions,
+                        &shared.codesets,
+                    )
                     .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
-                let errors: Vec<String> = crate::jsonstat::validate(&doc)
-                    .into_iter()
-                    .filter(|i| i.error)
-                    .map(|i| format!("{}: {}", i.code, i.message))
-                    .collect();
-                if !errors.is_empty() {
-                    return Err(fail(
-                        codes::ENGINE,
-                        format!(
-                            "step `{name}`: the JSON-stat dataset is invalid: {}",
-                            errors.join("; ")
-                        ),
-                    ));
+                    let doc = crate::jsonstat::dataset(&table, &meta)
+                        .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
+                    let errors: Vec<String> = crate::jsonstat::validate(&doc)
+                        .into_iter()
+                        .filter(|i| i.error)
+                        .map(|i| format!("{}: {}", i.code, i.message))
+                        .collect();
+                    if !errors.is_empty() {
+                        return Err(fail(
+                            codes::ENGINE,
+                            format!(
+                                "step `{name}`: the JSON-stat dataset is invalid: {}",
+                                errors.join("; ")
+                            ),
+                        ));
+                    }
+                    let path = format!(
+                        "{}/{}.jsonstat.json",
+                        shared.release_prefix, p.dataset.value
+                    );
+                    crate::publish::put_json(&shared.store.inner, &path, &doc)
+                        .await
+                        .map_err(|e| fail(codes::WRITE, e))?;
                 }
-                let path = format!(
-                    "{}/{}.jsonstat.json",
-                    shared.release_prefix, p.dataset.value
-                );
-                crate::publish::put_json(&shared.store.inner, &path, &doc)
-                    .await
-                    .map_err(|e| fail(codes::WRITE, e))?;
-            }
-            let one = Box::pin(RecordBatchStreamAdapter::new(
-                described.clone(),
-                futures::stream::iter(vec![Ok(table)]),
-            ));
-            crate::publish::write_stream_styled(
-                &shared.store.inner,
-                &shared.release_prefix,
-                &p.dataset,
-                &formats,
-                p.csv,
-                described,
-                one,
-                |_| Ok(()),
-            )
-            .await
-            .map_err(|e| fail(codes::WRITE, format!("step `{name}`: {e}")))?;
-            if let Ok(mut d) = shared.datasets.lock() {
-                d.push(DatasetReport {
-                    dataset: p.dataset.value.clone(),
-                    step: name.clone(),
-                    rows,
-                });
-            }
-            Ok(())
-        }
-        Output::Channel(tx) => {
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(&engine_err)?;
-                let passed = tapped(&shared, &name, &plan, &counters, &batch)?;
-                if passed.num_rows() > 0 && tx.send(Ok(passed)).await.is_err() {
-                    return Ok(());
-                }
-            }
-            finish_step(&name, &plan, &counters)
-        }
-        Output::Spill(path, ready, read) => {
-            let result = async {
-                let file = std::fs::File::create(&path)
-                    .map_err(|e| fail(codes::WRITE, format!("{}: {e}", path.display())))?;
-                let (schema, cols) = narrowed(&plan.output, read.as_deref())?;
-                let mut w = arrow::ipc::writer::FileWriter::try_new(
-                    std::io::BufWriter::with_capacity(1 << 20, file),
-                    &schema,
+                let one = Box::pin(RecordBatchStreamAdapter::new(
+                    described.clone(),
+                    futures::stream::iter(vec![Ok(table)]),
+                ));
+                crate::publish::write_stream_styled(
+                    &shared.store.inner,
+                    &shared.release_prefix,
+                    &p.dataset,
+                    &formats,
+                    p.csv,
+                    described,
+                    one,
+                    |_| Ok(()),
                 )
-                .map_err(|e| fail(codes::WRITE, e.to_string()))?;
+                .await
+                .map_err(|e| fail(codes::WRITE, format!("step `{name}`: {e}")))?;
+                if let Ok(mut d) = shared.datasets.lock() {
+                    d.push(DatasetReport {
+                        dataset: p.dataset.value.clone(),
+                        step: name.clone(),
+                        rows,
+                    });
+                }
+                Ok(())
+            }
+            Output::Channel(tx) => {
                 while let Some(batch) = stream.next().await {
                     let batch = batch.map_err(&engine_err)?;
                     let passed = tapped(&shared, &name, &plan, &counters, &batch)?;
-                    let passed = match &cols {
-                        Some(cols) => passed
-                            .project(cols)
-                            .map_err(|e| fail(codes::ENGINE, e.to_string()))?,
-                        None => passed,
-                    };
-                    w.write(&passed)
-                        .map_err(|e| fail(codes::WRITE, e.to_string()))?;
+                    if passed.num_rows() > 0 && tx.send(Ok(passed)).await.is_err() {
+                        return Ok(());
+                    }
                 }
-                finish_step(&name, &plan, &counters)?;
-                w.finish().map_err(|e| fail(codes::WRITE, e.to_string()))
+                finish_step(&name, &plan, &counters)
             }
-            .await;
-            ready.send_replace(Some(
+            Output::Spill(path, ready, read) => {
+                let result = async {
+                    let file = std::fs::File::create(&path)
+                        .map_err(|e| fail(codes::WRITE, format!("{}: {e}", path.display())))?;
+                    let (schema, cols) = narrowed(&plan.output, read.as_deref())?;
+                    let mut w = arrow::ipc::writer::FileWriter::try_new(
+                        std::io::BufWriter::with_capacity(1 << 20, file),
+                        &schema,
+                    )
+                    .map_err(|e| fail(codes::WRITE, e.to_string()))?;
+                    while let Some(batch) = stream.next().await {
+                        let batch = batch.map_err(&engine_err)?;
+                        let passed = tapped(&shared, &name, &plan, &counters, &batch)?;
+                        let passed = match &cols {
+                            Some(cols) => passed
+                                .project(cols)
+                                .map_err(|e| fail(codes::ENGINE, e.to_string()))?,
+                            None => passed,
+                        };
+                        w.write(&passed)
+                            .map_err(|e| fail(codes::WRITE, e.to_string()))?;
+                    }
+                    finish_step(&name, &plan, &counters)?;
+                    w.finish().map_err(|e| fail(codes::WRITE, e.to_string()))
+                }
+                .await;
+                ready.send_replace(Some(
+                    result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|_| "the producing step failed".to_string()),
+                ));
                 result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|_| "the producing step failed".to_string()),
-            ));
-            result
-        }
-        Output::Drain => {
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(&engine_err)?;
-                tapped(&shared, &name, &plan, &counters, &batch)?;
             }
-            finish_step(&name, &plan, &counters)
+            Output::Drain => {
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.map_err(&engine_err)?;
+                    tapped(&shared, &name, &plan, &counters, &batch)?;
+                }
+                finish_step(&name, &plan, &counters)
+            }
         }
     }
+    .await;
+    // What each operator did (rows, time, spills): where a slow step spends its time.
+    debug!(
+        step = %name,
+        "executed plan:\n{}",
+        datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(executed.as_ref())
+            .indent(false)
+    );
+    result
 }
 
 fn tapped(

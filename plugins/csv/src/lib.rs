@@ -2,8 +2,14 @@
 //!
 //! Streams an object in chunks through [`csv_core`]: quoting (with doubled quotes), any
 //! one-byte delimiter (`;` is common in Finnish submissions), an optional header row,
-//! UTF-8 with or without a byte-order mark, and windows-1252. Memory stays bounded by the
-//! batch size whatever the size of the object.
+//! UTF-8 with or without a byte-order mark, and windows-1252.
+//!
+//! A large object is parsed on all cores: as its bytes arrive they are cut into pieces of a
+//! few megabytes after a record end (found by following quotes, not parsing: a line break
+//! inside a quoted field does not end a record), and the pieces are parsed on blocking
+//! threads, a few at a time, their batches handed over in the object's order with the
+//! object's line numbers. Memory stays bounded by the pieces in flight whatever the size of
+//! the object.
 //!
 //! A row with the wrong number of fields, or with bytes that are not valid in its
 //! encoding, is returned as a [`RowReject`](valtava_plugin::RowReject) with its line number;
@@ -115,151 +121,450 @@ impl Parser for CsvParser {
     }
 
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream {
-        let options = match typed_options::<CsvOptions>(&request.options)
-            .and_then(|o| o.validate().map(|()| o))
-        {
-            Ok(o) => o,
-            Err(message) => {
-                return stream::once(async move {
-                    Err(ParseError::Object {
-                        object: object.name,
-                        message,
-                    })
-                })
-                .boxed();
-            }
-        };
-        let state = State::new(object, request, options);
-        stream::try_unfold(state, State::next_batch).boxed()
+        parse_in_pieces(object, request, PIECE)
     }
 }
 
-enum Input {
-    NotOpened,
-    Open(BoxStream<'static, Result<Bytes, ParseError>>),
-    Done,
+/// Parses an object in pieces of at least `size` bytes, several at a time.
+fn parse_in_pieces(object: SourceObject, request: ParseRequest, size: usize) -> ParseStream {
+    let options = match typed_options::<CsvOptions>(&request.options)
+        .and_then(|o| o.validate().map(|()| o))
+    {
+        Ok(o) => o,
+        Err(message) => {
+            return stream::once(async move {
+                Err(ParseError::Object {
+                    object: object.name,
+                    message,
+                })
+            })
+            .boxed();
+        }
+    };
+    let layout = (!options.header).then(|| Layout {
+        positions: (0..request.columns.len()).collect(),
+        fields: request.columns.len(),
+    });
+    let pieces = pieces(object.clone(), &options, size);
+    let driver = Driver {
+        ctx: Arc::new(Ctx {
+            object: object.name,
+            columns: request.columns,
+            options,
+            batch_size: request.batch_size.max(1),
+        }),
+        pieces,
+        pieces_done: false,
+        running: Default::default(),
+        layout,
+        ready: Default::default(),
+        parallel: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+    };
+    stream::try_unfold(driver, Driver::next).boxed()
 }
 
-struct State {
-    object: SourceObject,
-    request: ParseRequest,
+/// Bytes per piece of an object: pieces are parsed in parallel, each on a thread of its own.
+const PIECE: usize = 4 << 20;
+
+/// What every piece of one object is parsed with.
+struct Ctx {
+    object: String,
+    columns: Vec<String>,
     options: CsvOptions,
-    input: Input,
-    decoder: Option<encoding_rs::Decoder>,
+    batch_size: usize,
+}
+
+impl Ctx {
+    fn error(&self, message: String) -> ParseError {
+        ParseError::Object {
+            object: self.object.clone(),
+            message,
+        }
+    }
+}
+
+/// Where each declared column is in a record (from the header, or the declared order), and
+/// how many fields a record has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layout {
+    positions: Vec<usize>,
+    fields: usize,
+}
+
+/// A stretch of an object that starts at a record and ends after one (or at the end of the
+/// object), with the number of line breaks before it.
+struct Piece {
+    bytes: Vec<u8>,
+    lines_before: u64,
+}
+
+/// What a piece gave: its rows in batches, and the layout if its header row was read.
+struct Parsed {
+    batches: Vec<ParsedBatch>,
+    layout: Option<Layout>,
+}
+
+/// Finds where records end as bytes arrive, without parsing them: it follows the states of
+/// csv_core's reader that decide whether a line break ends a record — inside a quoted field
+/// it does not. A quote opens a quoted field only at the start of a field; inside one, a
+/// doubled quote is a quote and a single one closes it.
+struct Splitter {
+    quote: u8,
+    delimiter: u8,
+    state: Scan,
+    /// The byte before the next one scanned (a line break at the start of the object).
+    prev: u8,
+    /// How much of a leading byte-order mark has been seen (3: all, or there is none).
+    bom: usize,
+}
+
+/// The UTF-8 byte-order mark.
+const BOM: &[u8; 3] = b"\xef\xbb\xbf";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: doubled, or the end of the field.
+    QuoteInQuoted,
+}
+
+impl Splitter {
+    fn new(options: &CsvOptions) -> Self {
+        Self {
+            quote: options.quote as u8,
+            delimiter: options.delimiter as u8,
+            state: Scan::Unquoted,
+            prev: b'\n',
+            // In windows-1252 the mark's bytes are three characters (csv_core reads the
+            // decoded text).
+            bom: if options.encoding == Encoding::Utf8 {
+                0
+            } else {
+                3
+            },
+        }
+    }
+
+    /// Scans `bytes`, which follow those scanned before, and returns the offset just past
+    /// the last record end in them: a `\n` outside quotes, or a lone `\r` (one followed by
+    /// a byte other than `\n`).
+    fn scan(&mut self, mut bytes: &[u8]) -> Option<usize> {
+        // A byte-order mark at the start of the object is skipped, as csv_core does; its
+        // bytes may arrive one at a time.
+        let mut skipped = 0;
+        while self.bom < 3 && !bytes.is_empty() {
+            if bytes[0] == BOM[self.bom] {
+                self.bom += 1;
+                self.prev = if self.bom == 3 { b'\n' } else { bytes[0] };
+                skipped += 1;
+                bytes = &bytes[1..];
+            } else {
+                // Not a mark: what was taken for its start is data.
+                self.bom = 3;
+            }
+        }
+        let mut cut = None;
+        let mut i = 0;
+        while i < bytes.len() {
+            match self.state {
+                Scan::Unquoted => {
+                    // The next quote that opens a field, skipping quotes inside unquoted
+                    // fields (they are data).
+                    let mut j = i;
+                    let open = loop {
+                        match memchr::memchr(self.quote, &bytes[j..]) {
+                            None => break None,
+                            Some(k) => {
+                                let q = j + k;
+                                let before = if q == 0 { self.prev } else { bytes[q - 1] };
+                                if before == self.delimiter || before == b'\n' || before == b'\r' {
+                                    break Some(q);
+                                }
+                                j = q + 1;
+                            }
+                        }
+                    };
+                    let end = open.unwrap_or(bytes.len());
+                    // A record end in `i..end`; after `end` comes a quote or more input.
+                    if let Some(c) = record_end(&bytes[i..end], open.is_some()) {
+                        cut = Some(i + c);
+                    }
+                    match open {
+                        Some(q) => {
+                            self.state = Scan::Quoted;
+                            i = q + 1;
+                        }
+                        None => i = bytes.len(),
+                    }
+                }
+                Scan::Quoted => match memchr::memchr(self.quote, &bytes[i..]) {
+                    Some(k) => {
+                        self.state = Scan::QuoteInQuoted;
+                        i += k + 1;
+                    }
+                    None => i = bytes.len(),
+                },
+                Scan::QuoteInQuoted => {
+                    if bytes[i] == self.quote {
+                        self.state = Scan::Quoted;
+                        i += 1;
+                    } else {
+                        // The field has ended; this byte is read as outside quotes.
+                        self.state = Scan::Unquoted;
+                    }
+                }
+            }
+        }
+        if let Some(&b) = bytes.last() {
+            self.prev = b;
+        }
+        cut.map(|c| c + skipped)
+    }
+}
+
+/// The offset just past the last record end in `stretch` (bytes outside quotes); `known_next`
+/// says that the byte after the stretch is known not to be `\n` (it is a quote).
+fn record_end(stretch: &[u8], known_next: bool) -> Option<usize> {
+    let mut upto = stretch.len();
+    while let Some(p) = memchr::memrchr2(b'\n', b'\r', &stretch[..upto]) {
+        // The last of both, so the byte after it (if in the stretch) is neither.
+        if stretch[p] == b'\n' || p + 1 < stretch.len() || known_next {
+            return Some(p + 1);
+        }
+        upto = p;
+    }
+    None
+}
+
+/// Cuts the bytes of an object, as they arrive, into pieces that start at records: each at
+/// least `size` bytes (but the last), cut after a record end.
+struct Cutter {
+    splitter: Splitter,
+    size: usize,
+    buf: Vec<u8>,
+    /// The last record end found in `buf`.
+    cut: Option<usize>,
+    lines_before: u64,
+}
+
+impl Cutter {
+    fn new(options: &CsvOptions, size: usize) -> Self {
+        Self {
+            splitter: Splitter::new(options),
+            size,
+            buf: Vec::new(),
+            cut: None,
+            lines_before: 0,
+        }
+    }
+
+    /// Takes the next bytes; returns a piece when one is complete.
+    fn push(&mut self, chunk: &[u8]) -> Option<Piece> {
+        let scanned = self.buf.len();
+        self.buf.extend_from_slice(chunk);
+        if let Some(c) = self.splitter.scan(&self.buf[scanned..]) {
+            self.cut = Some(scanned + c);
+        }
+        let c = self.cut?;
+        // A piece's reader skips a byte-order mark at its start, where the object's reader
+        // would keep it: no cut before one (or before what may become one).
+        let next = &self.buf[c..self.buf.len().min(c + 3)];
+        (c >= self.size && !BOM.starts_with(next)).then(|| self.piece(c))
+    }
+
+    /// The rest of the object, as its last piece.
+    fn finish(&mut self) -> Piece {
+        self.piece(self.buf.len())
+    }
+
+    fn piece(&mut self, end: usize) -> Piece {
+        let rest = self.buf.split_off(end);
+        let bytes = std::mem::replace(&mut self.buf, rest);
+        let lines_before = self.lines_before;
+        self.lines_before += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.cut = None;
+        Piece {
+            bytes,
+            lines_before,
+        }
+    }
+}
+
+/// Reads an object as pieces of at least `size` bytes that start at records.
+fn pieces(
+    object: SourceObject,
+    options: &CsvOptions,
+    size: usize,
+) -> BoxStream<'static, Result<Piece, ParseError>> {
+    struct Reading {
+        object: SourceObject,
+        input: Option<BoxStream<'static, Result<Bytes, ParseError>>>,
+        cutter: Cutter,
+        done: bool,
+    }
+    async fn next(mut r: Reading) -> Result<Option<(Piece, Reading)>, ParseError> {
+        while !r.done {
+            let input = match &mut r.input {
+                Some(i) => i,
+                None => r.input.insert(r.object.open().await?),
+            };
+            match input.next().await.transpose()? {
+                Some(chunk) => {
+                    if let Some(piece) = r.cutter.push(&chunk) {
+                        return Ok(Some((piece, r)));
+                    }
+                }
+                None => {
+                    r.done = true;
+                    let piece = r.cutter.finish();
+                    return Ok(Some((piece, r)));
+                }
+            }
+        }
+        Ok(None)
+    }
+    let reading = Reading {
+        object,
+        input: None,
+        cutter: Cutter::new(options, size),
+        done: false,
+    };
+    stream::try_unfold(reading, next).boxed()
+}
+
+/// Parses pieces on blocking threads, several at a time, and hands their batches over in
+/// the object's order. Until the header row has been read, one piece at a time.
+struct Driver {
+    ctx: Arc<Ctx>,
+    pieces: BoxStream<'static, Result<Piece, ParseError>>,
+    pieces_done: bool,
+    running: futures::stream::FuturesOrdered<tokio::task::JoinHandle<Result<Parsed, ParseError>>>,
+    layout: Option<Layout>,
+    ready: std::collections::VecDeque<ParsedBatch>,
+    parallel: usize,
+}
+
+impl Driver {
+    async fn next(mut self) -> Result<Option<(ParsedBatch, Self)>, ParseError> {
+        loop {
+            if let Some(b) = self.ready.pop_front() {
+                return Ok(Some((b, self)));
+            }
+            while !self.pieces_done
+                && self.running.len() < self.parallel
+                && (self.layout.is_some() || self.running.is_empty())
+            {
+                match self.pieces.next().await.transpose()? {
+                    Some(piece) => {
+                        let ctx = self.ctx.clone();
+                        let layout = self.layout.clone();
+                        self.running.push_back(tokio::task::spawn_blocking(move || {
+                            parse_piece(&ctx, &piece, layout)
+                        }));
+                    }
+                    None => self.pieces_done = true,
+                }
+            }
+            match self.running.next().await {
+                Some(done) => {
+                    let parsed = done.map_err(|_| {
+                        self.ctx
+                            .error("the CSV parser failed unexpectedly (a panic)".into())
+                    })??;
+                    if self.layout.is_none() {
+                        self.layout = parsed.layout;
+                    }
+                    self.ready.extend(parsed.batches);
+                }
+                None if self.layout.is_none() => {
+                    return Err(self.ctx.error("the object has no header row".into()));
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Parses one piece: its rows in batches of the requested size; with no layout yet, its
+/// first record is the header.
+fn parse_piece(ctx: &Ctx, piece: &Piece, layout: Option<Layout>) -> Result<Parsed, ParseError> {
+    let decoded;
+    let bytes: &[u8] = match ctx.options.encoding {
+        Encoding::Utf8 => &piece.bytes,
+        Encoding::Windows1252 => {
+            // Every byte is one character: a piece decodes on its own.
+            let mut decoder = encoding_rs::WINDOWS_1252.new_decoder_without_bom_handling();
+            let mut s = String::with_capacity(
+                decoder
+                    .max_utf8_buffer_length(piece.bytes.len())
+                    .unwrap_or(piece.bytes.len() * 3),
+            );
+            let _ = decoder.decode_to_string(&piece.bytes, &mut s, true);
+            decoded = s.into_bytes();
+            &decoded
+        }
+    };
+    let mut records = Records::new(ctx, layout, piece.lines_before);
+    records.feed(bytes, false)?;
+    // A piece ends at a record end, so this only ends the object's last record.
+    records.feed(&[], true)?;
+    records.flush()?;
+    Ok(Parsed {
+        batches: records.batches,
+        layout: records.layout,
+    })
+}
+
+/// csv_core's reader over one piece, its rows going into batches.
+struct Records<'a> {
+    ctx: &'a Ctx,
     reader: csv_core::Reader,
     out: Vec<u8>,
     out_len: usize,
     ends: Vec<usize>,
     ends_len: usize,
-    /// For each declared column, the index of its field in a record.
-    positions: Option<Vec<usize>>,
-    fields_expected: usize,
+    layout: Option<Layout>,
+    /// Line breaks before the piece: line numbers inside it count on from here.
+    lines_before: u64,
     builder: TextBatchBuilder,
-    finished: bool,
-    /// The last byte the CSV reader consumed: tells whether a record's line break has
-    /// been counted yet.
+    batches: Vec<ParsedBatch>,
+    /// The last byte the CSV reader consumed in its last call: tells whether a record's
+    /// line break has been counted yet.
     last_byte: u8,
 }
 
-impl State {
-    fn new(object: SourceObject, request: ParseRequest, options: CsvOptions) -> Self {
+impl<'a> Records<'a> {
+    fn new(ctx: &'a Ctx, layout: Option<Layout>, lines_before: u64) -> Self {
         let reader = csv_core::ReaderBuilder::new()
-            .delimiter(options.delimiter as u8)
-            .quote(options.quote as u8)
+            .delimiter(ctx.options.delimiter as u8)
+            .quote(ctx.options.quote as u8)
             .build();
-        let decoder = match options.encoding {
-            Encoding::Utf8 => None,
-            Encoding::Windows1252 => {
-                Some(encoding_rs::WINDOWS_1252.new_decoder_without_bom_handling())
-            }
-        };
-        let positions = if options.header {
-            None
-        } else {
-            Some((0..request.columns.len()).collect())
-        };
-        let fields_expected = request.columns.len();
         Self {
-            builder: TextBatchBuilder::new(request.columns.clone()),
-            object,
-            request,
-            options,
-            input: Input::NotOpened,
-            decoder,
+            ctx,
             reader,
-            out: vec![0; 64 * 1024],
+            out: vec![0; 4096],
             out_len: 0,
             ends: vec![0; 64],
             ends_len: 0,
-            positions,
-            fields_expected,
-            finished: false,
+            layout,
+            lines_before,
+            builder: TextBatchBuilder::new(ctx.columns.clone()),
+            batches: Vec::new(),
             last_byte: 0,
         }
     }
 
-    fn object_error(&self, message: String) -> ParseError {
-        ParseError::Object {
-            object: self.object.name.clone(),
-            message,
-        }
-    }
-
-    async fn next_batch(mut self) -> Result<Option<(ParsedBatch, Self)>, ParseError> {
-        while !self.finished && self.builder.len() < self.request.batch_size {
-            let chunk = match &mut self.input {
-                Input::NotOpened => {
-                    self.input = Input::Open(self.object.open().await?);
-                    continue;
-                }
-                Input::Open(s) => s.next().await.transpose()?,
-                Input::Done => None,
-            };
-            match chunk {
-                Some(bytes) if self.decoder.is_none() => self.feed(&bytes, false)?,
-                Some(bytes) => {
-                    let decoded = self.decode(&bytes, false);
-                    self.feed(&decoded, false)?;
-                }
-                None => {
-                    self.input = Input::Done;
-                    let tail = self.decode(&[], true);
-                    if !tail.is_empty() {
-                        self.feed(&tail, false)?;
-                    }
-                    self.feed(&[], true)?;
-                    self.finished = true;
-                }
-            }
-        }
+    fn flush(&mut self) -> Result<(), ParseError> {
         if self.builder.is_empty() {
-            if self.finished && self.positions.is_none() {
-                return Err(self.object_error("the object has no header row".into()));
-            }
-            return Ok(None);
+            return Ok(());
         }
-        let object = self.object.name.clone();
-        let batch = self
-            .builder
-            .finish()
-            .map_err(|source| ParseError::Arrow { object, source })?;
-        Ok(Some((batch, self)))
-    }
-
-    fn decode(&mut self, bytes: &[u8], last: bool) -> Vec<u8> {
-        match &mut self.decoder {
-            None => bytes.to_vec(),
-            Some(decoder) => {
-                let mut s = String::with_capacity(
-                    decoder
-                        .max_utf8_buffer_length(bytes.len())
-                        .unwrap_or(bytes.len() * 3),
-                );
-                // windows-1252 maps every byte, so there is nothing to replace.
-                let _ = decoder.decode_to_string(bytes, &mut s, last);
-                s.into_bytes()
-            }
-        }
+        let batch = self.builder.finish().map_err(|source| ParseError::Arrow {
+            object: self.ctx.object.clone(),
+            source,
+        })?;
+        self.batches.push(batch);
+        Ok(())
     }
 
     /// Runs the CSV state machine over `input`; with `last`, flushes the final record.
@@ -271,9 +576,8 @@ impl State {
                 &mut self.out[self.out_len..],
                 &mut self.ends[self.ends_len..],
             );
-            if nin > 0 {
-                self.last_byte = input[nin - 1];
-            }
+            // A record ended by the end of data (`last`, no input) has no terminator.
+            self.last_byte = if nin > 0 { input[nin - 1] } else { 0 };
             input = &input[nin..];
             self.out_len += nout;
             self.ends_len += nend;
@@ -295,6 +599,9 @@ impl State {
                     self.record()?;
                     self.out_len = 0;
                     self.ends_len = 0;
+                    if self.builder.len() >= self.ctx.batch_size {
+                        self.flush()?;
+                    }
                 }
                 R::End => return Ok(()),
             }
@@ -302,64 +609,68 @@ impl State {
     }
 
     fn record(&mut self) -> Result<(), ParseError> {
+        let ctx = self.ctx;
         let data = &self.out[..self.out_len];
         let ends = &self.ends[..self.ends_len];
         // The reader counts line breaks read so far; step back over those inside this
         // record, and over its terminator when the reader has consumed it (it has after
         // `\n`, not yet after the `\r` of `\r\n`, and there is none at the end of data).
         let inner = data.iter().filter(|&&b| b == b'\n').count() as u64;
-        let line = self
-            .reader
-            .line()
-            .saturating_sub(inner + u64::from(self.last_byte == b'\n'))
-            .max(1);
+        let line = self.lines_before
+            + self
+                .reader
+                .line()
+                .saturating_sub(inner + u64::from(self.last_byte == b'\n'))
+                .max(1);
         let field = |i: usize| -> &[u8] {
             let start = if i == 0 { 0 } else { ends[i - 1] };
             &data[start..ends[i]]
         };
-        let Some(positions) = &self.positions else {
+        let Some(layout) = &self.layout else {
             let mut names = Vec::with_capacity(ends.len());
             for i in 0..ends.len() {
                 let name = std::str::from_utf8(field(i)).map_err(|_| {
-                    self.object_error(format!(
+                    ctx.error(format!(
                         "line {line}: the header is not valid UTF-8 (is the object in windows-1252? set `encoding`)"
                     ))
                 })?;
                 names.push(name.trim().to_string());
             }
-            let mut positions = Vec::with_capacity(self.request.columns.len());
+            let mut positions = Vec::with_capacity(ctx.columns.len());
             let mut missing = Vec::new();
-            for c in &self.request.columns {
+            for c in &ctx.columns {
                 match names.iter().position(|n| n == c) {
                     Some(p) => positions.push(p),
                     None => missing.push(c.as_str()),
                 }
             }
             if !missing.is_empty() {
-                return Err(self.object_error(format!(
+                return Err(ctx.error(format!(
                     "line {line}: the header lacks declared column(s) {}; it has {}",
                     quote_list(&missing),
                     quote_list(&names.iter().map(String::as_str).collect::<Vec<_>>())
                 )));
             }
-            self.fields_expected = names.len();
-            self.positions = Some(positions);
+            self.layout = Some(Layout {
+                positions,
+                fields: names.len(),
+            });
             return Ok(());
         };
-        if ends.len() != self.fields_expected {
+        if ends.len() != layout.fields {
             self.builder.reject(
                 line,
                 format!(
                     "expected {} fields separated by `{}`, found {}",
-                    self.fields_expected,
-                    self.options.delimiter,
+                    layout.fields,
+                    ctx.options.delimiter,
                     ends.len()
                 ),
             );
             return Ok(());
         }
-        let mut values: Vec<Option<&str>> = Vec::with_capacity(positions.len());
-        for (col, &p) in positions.iter().enumerate() {
+        let mut values: Vec<Option<&str>> = Vec::with_capacity(layout.positions.len());
+        for (col, &p) in layout.positions.iter().enumerate() {
             let raw = field(p);
             let text = match std::str::from_utf8(raw) {
                 Ok(t) => t,
@@ -368,15 +679,15 @@ impl State {
                         line,
                         format!(
                             "column `{}` is not valid UTF-8 at byte {} of the field (is the object in windows-1252? set `encoding`)",
-                            self.request.columns[col],
+                            ctx.columns[col],
                             e.valid_up_to()
                         ),
                     );
                     return Ok(());
                 }
             };
-            let text = if self.options.trim { text.trim() } else { text };
-            let is_null = text.is_empty() || self.options.null_values.iter().any(|n| n == text);
+            let text = if ctx.options.trim { text.trim() } else { text };
+            let is_null = text.is_empty() || ctx.options.null_values.iter().any(|n| n == text);
             values.push((!is_null).then_some(text));
         }
         self.builder.push_row(line, values);
@@ -571,6 +882,182 @@ mod tests {
         assert_eq!(rows[24], vec![s("24"), None]);
         assert_eq!(lines[0], 1);
         assert_eq!(lines[24], 25);
+    }
+
+    /// Rows, line numbers and rejects of pieces parsed one after another (as the driver
+    /// does, in order), or the first error.
+    type Outcome = Result<(Vec<Vec<Option<String>>>, Vec<u64>, Vec<RowReject>), String>;
+
+    fn parse_pieces(ctx: &Ctx, pieces: &[Piece]) -> Outcome {
+        let mut layout = (!ctx.options.header).then(|| Layout {
+            positions: (0..ctx.columns.len()).collect(),
+            fields: ctx.columns.len(),
+        });
+        let (mut rows, mut lines, mut rejects) = (vec![], vec![], vec![]);
+        for piece in pieces {
+            let parsed = parse_piece(ctx, piece, layout.clone()).map_err(|e| e.to_string())?;
+            layout = layout.or(parsed.layout);
+            for b in parsed.batches {
+                rejects.extend(b.rejects);
+                let batch = b.batch;
+                for r in 0..batch.num_rows() {
+                    rows.push(
+                        (0..ctx.columns.len())
+                            .map(|c| {
+                                let a = batch.column(c).as_string::<i32>();
+                                a.is_valid(r).then(|| a.value(r).to_string())
+                            })
+                            .collect(),
+                    );
+                    let line = batch.column(ctx.columns.len()).as_primitive::<UInt64Type>();
+                    lines.push(line.value(r));
+                }
+            }
+        }
+        if layout.is_none() {
+            return Err("the object has no header row".into());
+        }
+        Ok((rows, lines, rejects))
+    }
+
+    /// Bytes from a small alphabet that exercises every state of the reader: delimiters,
+    /// quotes (opening, doubled, inside unquoted fields), `\n`, `\r`, a byte-order mark,
+    /// UTF-8 and invalid bytes.
+    fn random_csv(seed: &mut u64, header: bool) -> Vec<u8> {
+        let mut next = || {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed
+        };
+        const PARTS: [&[u8]; 14] = [
+            b"a",
+            b"bc",
+            b";",
+            b";",
+            b"\"",
+            b"\"",
+            b"\"\"",
+            b"\n",
+            b"\n",
+            b"\r",
+            b"\r\n",
+            b"\xef\xbb\xbf",
+            b"\xc3\xa4",
+            b"\xff",
+        ];
+        let mut out = Vec::new();
+        if next() % 3 == 0 {
+            out.extend_from_slice(b"\xef\xbb\xbf");
+        }
+        if header {
+            out.extend_from_slice(b"a;b\n");
+        }
+        let n = next() % 120;
+        for _ in 0..n {
+            out.extend_from_slice(PARTS[(next() % PARTS.len() as u64) as usize]);
+        }
+        out
+    }
+
+    #[test]
+    fn pieces_parse_as_the_whole_object_does() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut cuts = 0;
+        for case in 0..800 {
+            let header = case % 2 == 0;
+            let encoding = if case % 5 == 0 {
+                Encoding::Windows1252
+            } else {
+                Encoding::Utf8
+            };
+            let bytes = random_csv(&mut seed, header);
+            let ctx = Ctx {
+                object: "t.csv".into(),
+                columns: vec!["a".into(), "b".into()],
+                options: CsvOptions {
+                    delimiter: ';',
+                    header,
+                    encoding,
+                    ..Default::default()
+                },
+                batch_size: 3,
+            };
+            let whole = parse_pieces(
+                &ctx,
+                &[Piece {
+                    bytes: bytes.clone(),
+                    lines_before: 0,
+                }],
+            );
+            for (size, chunk) in [(1, 1), (2, 3), (9, 4), (30, 7)] {
+                let mut cutter = Cutter::new(&ctx.options, size);
+                let mut pieces: Vec<Piece> =
+                    bytes.chunks(chunk).filter_map(|c| cutter.push(c)).collect();
+                pieces.push(cutter.finish());
+                cuts += pieces.len() - 1;
+                assert_eq!(
+                    pieces
+                        .iter()
+                        .flat_map(|p| p.bytes.clone())
+                        .collect::<Vec<u8>>(),
+                    bytes
+                );
+                assert_eq!(
+                    parse_pieces(&ctx, &pieces),
+                    whole,
+                    "case {case}, pieces of {size}, chunks of {chunk}: {:?}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+        }
+        // The cases did cut objects, many times.
+        assert!(cuts > 10_000, "{cuts}");
+    }
+
+    #[tokio::test]
+    async fn an_object_in_many_pieces_keeps_its_order() {
+        let dir = std::env::temp_dir().join(format!("valtava-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Three megabytes: the local store hands them over in 1 MiB chunks, each a piece.
+        let mut data = String::from("n;t\n");
+        let mut i = 0;
+        while data.len() < 3 << 20 {
+            data.push_str(&format!("{i};\"x\n{i}\"\n"));
+            i += 1;
+        }
+        std::fs::write(dir.join("t.csv"), &data).unwrap();
+        let store: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir).unwrap());
+        let object = SourceObject {
+            store,
+            path: Path::from("t.csv"),
+            size: data.len() as u64,
+            name: "t.csv".into(),
+        };
+        let request = ParseRequest {
+            columns: vec!["n".into(), "t".into()],
+            types: vec![],
+            options: serde_json::json!({"delimiter": ";"}),
+            batch_size: 1000,
+            base_dir: None,
+        };
+        let mut s = parse_in_pieces(object, request, 1000);
+        let mut expected = 0u64;
+        while let Some(b) = s.next().await {
+            let b = b.unwrap().batch;
+            let n = b.column(0).as_string::<i32>();
+            let t = b.column(1).as_string::<i32>();
+            let line = b.column(2).as_primitive::<UInt64Type>();
+            for r in 0..b.num_rows() {
+                assert_eq!(n.value(r), expected.to_string());
+                assert_eq!(t.value(r), format!("x\n{expected}"));
+                assert_eq!(line.value(r), 2 + 2 * expected);
+                expected += 1;
+            }
+        }
+        assert_eq!(expected, i);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
