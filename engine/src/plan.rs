@@ -269,8 +269,10 @@ fn median_arg(e: &Expr, schema: &DFSchema) -> Option<Expr> {
 /// dimension is rolled up), and the count. Also returns the columns of a group (all but
 /// the value and the count).
 ///
-/// With totals the pairs of the finest cells are made first, in one pass over the rows,
-/// and the grouping sets roll those up: each row is grouped once, not once per set.
+/// With totals and `per_cell`, the pairs of the finest cells are made first, in one pass
+/// over the rows, and the grouping sets roll those up: each row is grouped once, not once
+/// per set. Without `per_cell` the sets group the rows themselves: for rows that are
+/// already (nearly) distinct pairs the first pass would only cost time.
 fn value_pairs(
     b: LogicalPlanBuilder,
     dims: &[String],
@@ -278,6 +280,7 @@ fn value_pairs(
     value: Expr,
     alias: &str,
     counted: bool,
+    per_cell: bool,
 ) -> datafusion::error::Result<(LogicalPlanBuilder, Vec<Expr>)> {
     use datafusion::functions_aggregate::expr_fn::{count, grouping, sum};
     let v = col(Column::from_name(format!("{alias}_value")));
@@ -297,14 +300,20 @@ fn value_pairs(
             vec![]
         } else if first {
             vec![count(lit(1u8)).alias(&n)]
-        } else {
+        } else if per_cell {
             vec![sum(col(Column::from_name(&n))).alias(&n)]
+        } else {
+            vec![count(lit(1u8)).alias(&n)]
         }
     };
-    let fine = rows.aggregate(cell, counts(true))?;
     if !totals {
-        return Ok((fine, keys));
+        return Ok((rows.aggregate(cell, counts(true))?, keys));
     }
+    let fine = if per_cell {
+        rows.aggregate(cell, counts(true))?
+    } else {
+        rows
+    };
     // Every subset of the dimensions, with the value.
     let sets: Vec<Vec<Expr>> = (0..1usize << dims.len())
         .map(|mask| {
@@ -546,12 +555,14 @@ fn distinct_counts(
                 .chain([c(key).alias(format!("{alias}_k"))])
                 .collect::<Vec<_>>(),
         )?;
+    // Their rows are mostly distinct (cell, value) pairs already.
     let (pairs, group) = value_pairs(
         their_rows,
         dims,
         totals,
         c(format!("{alias}_k")),
         alias,
+        false,
         false,
     )?;
     let multi = pairs.aggregate(group.clone(), vec![count(lit(1u8)).alias(&n)])?;
@@ -586,7 +597,7 @@ fn medians(
         expr::WindowFunction,
     };
     let c = |n: &str| col(Column::from_name(format!("{alias}_{n}")));
-    let (pairs, group) = value_pairs(b, dims, totals, arg.clone(), alias, true)?;
+    let (pairs, group) = value_pairs(b, dims, totals, arg.clone(), alias, true, true)?;
     let running = |frame: WindowFrame, ordered: bool| {
         let w =
             Expr::from(WindowFunction::new(

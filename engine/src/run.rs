@@ -443,6 +443,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         values.iter().map(|(k, v)| (k.clone(), v.text())).collect();
     info!(run_id = %run_id, line = %line_name, period = %period, "run started");
 
+    remove_stale_scratch(&std::env::temp_dir(), STALE_SCRATCH);
     let scratch = std::env::temp_dir().join(format!("valtava-{run_id}-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)
         .map_err(|e| RunError::Failed(fail(codes::WRITE, format!("scratch folder: {e}")), None))?;
@@ -673,6 +674,53 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
 
 /// Writes a lineage event to the store and, when configured, sends it; a failure is
 /// warned about and does not fail the run.
+/// How old a scratch folder of a process that is gone must be before a run removes it.
+const STALE_SCRATCH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes the scratch folders (`valtava-<run>-<pid>`) that runs killed by a signal left
+/// behind: those whose process is no longer running (on Linux) and that are older than
+/// `age`, so that a folder another machine's run shares through the same temporary folder is
+/// left alone while it is in use. Failures are ignored: this is housekeeping.
+fn remove_stale_scratch(dir: &std::path::Path, age: std::time::Duration) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // valtava-20261126T093727190Z-9d8f266e-24746
+        let parts: Vec<&str> = name.split('-').collect();
+        let [prefix, stamp, hash, pid] = parts.as_slice() else {
+            continue;
+        };
+        let looks_like_run = *prefix == "valtava"
+            && stamp.len() == 19
+            && stamp.ends_with('Z')
+            && hash.len() == 8
+            && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if !looks_like_run || pid == std::process::id() {
+            continue;
+        }
+        let running = std::path::Path::new("/proc").join(pid.to_string()).exists();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|e| e >= age);
+        if !running && old && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            debug!(folder = %entry.path().display(), "removing a stale scratch folder");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 async fn emit_lineage(store: &Store, path: &str, url: Option<&str>, event: &serde_json::Value) {
     let kind = event["eventType"].as_str().unwrap_or("?");
     if let Err(e) = crate::publish::put_json(&store.inner, path, event).await {
@@ -1748,5 +1796,37 @@ mod tests {
             }
         }
         assert!(current_release(&base).await.is_some());
+    }
+}
+
+#[cfg(test)]
+mod scratch_tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn stale_scratch_folders_of_gone_processes_are_removed() {
+        let dir = std::env::temp_dir().join(format!("valtava-scratch-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // No process has this number (above the kernel's largest).
+        let gone = "valtava-20261126T093727190Z-9d8f266e-999999999";
+        let alive = format!(
+            "valtava-20261126T093727190Z-9d8f266e-{}",
+            std::process::id()
+        );
+        let other = "valtava-bench";
+        for name in [gone, alive.as_str(), other] {
+            std::fs::create_dir_all(dir.join(name)).unwrap();
+            std::fs::write(dir.join(name).join("step.arrow"), b"x").unwrap();
+        }
+        // Too young: kept.
+        remove_stale_scratch(&dir, std::time::Duration::from_secs(3600));
+        assert!(dir.join(gone).exists());
+        // Old enough: only the gone process's folder goes.
+        remove_stale_scratch(&dir, std::time::Duration::ZERO);
+        assert!(!dir.join(gone).exists());
+        assert!(dir.join(&alive).exists());
+        assert!(dir.join(other).exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
