@@ -146,7 +146,7 @@ def measure(cmd, env=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--rows", type=int, nargs="*", default=[1_000_000, 10_000_000])
     ap.add_argument("--out", default="/tmp/valtava-bench")
     ap.add_argument("--skip", nargs="*", default=[], help="tools to skip: valtava duckdb pandas")
     ap.add_argument("--memory-limit", default=None, help="passed to valtava as VALTAVA_MEMORY_LIMIT")
