@@ -672,8 +672,6 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     }
 }
 
-/// Writes a lineage event to the store and, when configured, sends it; a failure is
-/// warned about and does not fail the run.
 /// How old a scratch folder of a process that is gone must be before a run removes it.
 const STALE_SCRATCH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
@@ -721,6 +719,8 @@ fn remove_stale_scratch(dir: &std::path::Path, age: std::time::Duration) {
     }
 }
 
+/// Writes a lineage event to the store and, when configured, sends it; a failure is
+/// warned about and does not fail the run.
 async fn emit_lineage(store: &Store, path: &str, url: Option<&str>, event: &serde_json::Value) {
     let kind = event["eventType"].as_str().unwrap_or("?");
     if let Err(e) = crate::publish::put_json(&store.inner, path, event).await {
