@@ -43,10 +43,14 @@ impl Item {
     }
 }
 
-/// Evaluation context: variables by name (without `%`), the resource the path started in.
+/// Evaluation context: variables by name (without `%`), shared (a context is cloned for
+/// every item a select iterates), and `%rowIndex`.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
-    pub variables: BTreeMap<String, Vec<Item>>,
+    pub variables: std::sync::Arc<BTreeMap<String, Vec<Item>>>,
+    /// `%rowIndex`: the index of the item the innermost iterating select is at; `None`
+    /// outside of one (then a constant of that name, or 0).
+    pub row_index: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -358,6 +362,11 @@ pub fn eval(e: &Expr, input: &[Item], ctx: &Context) -> Result<Vec<Item>, String
     Ok(match e {
         Expr::This => input.to_vec(),
         Expr::Literal(v) => vec![Item::plain(v.clone())],
+        Expr::Variable(v) if v == "rowIndex" => match (ctx.row_index, ctx.variables.get(v)) {
+            (Some(i), _) => vec![Item::plain(Value::from(i))],
+            (None, Some(constant)) => constant.clone(),
+            (None, None) => vec![Item::plain(Value::from(0))],
+        },
         Expr::Variable(v) => ctx
             .variables
             .get(v)

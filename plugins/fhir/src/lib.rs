@@ -66,12 +66,12 @@ impl FhirOptions {
 #[derive(Debug, Default)]
 pub struct FhirParser;
 
-fn text_of(v: &Value) -> Option<String> {
+fn text_of(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match v {
         Value::Null => None,
-        Value::String(s) => Some(s.clone()),
+        Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
         Value::Array(a) if a.is_empty() => None,
-        other => Some(other.to_string()),
+        other => Some(std::borrow::Cow::Owned(other.to_string())),
     }
 }
 
@@ -161,7 +161,7 @@ fn rows_of<'a>(
         match resource.and_then(|r| view.rows(r.into_owned())) {
             Ok(rows) => {
                 for r in rows {
-                    let values: Vec<Option<String>> = request
+                    let values: Vec<Option<std::borrow::Cow<'_, str>>> = request
                         .columns
                         .iter()
                         .map(|c| r.get(c).and_then(text_of))
@@ -190,7 +190,12 @@ fn read(
     request: &ParseRequest,
     emit: &mut dyn FnMut(ParsedBatch) -> bool,
 ) -> Result<(), String> {
-    let text = String::from_utf8_lossy(bytes);
+    // Valid UTF-8 (the usual case) is checked by the fast validator; only an object with
+    // invalid bytes goes through the slower lossy conversion.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => std::borrow::Cow::Borrowed(t),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
     let lines = match resources(&text) {
         Resources::Parsed(list) => {
             let iter = list

@@ -30,7 +30,7 @@ pub struct Select {
 #[derive(Debug, Clone)]
 pub struct View {
     pub resource: String,
-    pub constants: BTreeMap<String, Vec<Item>>,
+    pub constants: std::sync::Arc<BTreeMap<String, Vec<Item>>>,
     pub filters: Vec<Expr>,
     pub select: Select,
     /// The columns, in order.
@@ -197,7 +197,7 @@ pub fn compile(v: &Value) -> Result<View, String> {
     }
     Ok(View {
         resource,
-        constants,
+        constants: std::sync::Arc::new(constants),
         filters,
         select,
         columns,
@@ -275,12 +275,7 @@ fn run_select(s: &Select, focus: &Item, ctx: &Context) -> Result<Vec<Row>, Strin
         let mut ctx = ctx.clone();
         // %rowIndex counts the items a select iterates; other selects see their parent's.
         if iterates {
-            ctx.variables
-                .insert("rowIndex".into(), vec![Item::plain(Value::from(index))]);
-        } else {
-            ctx.variables
-                .entry("rowIndex".into())
-                .or_insert_with(|| vec![Item::plain(Value::from(0))]);
+            ctx.row_index = Some(index);
         }
         let Some(f) = f else {
             // forEachOrNull over nothing: one row, evaluated on an empty focus.
@@ -334,6 +329,7 @@ impl View {
     fn rows_of(&self, item: &Item) -> Result<Vec<Row>, String> {
         let ctx = Context {
             variables: self.constants.clone(),
+            row_index: None,
         };
         for f in &self.filters {
             let r = fhirpath::eval(f, std::slice::from_ref(item), &ctx)?;
