@@ -141,6 +141,10 @@ impl Cluster {
         let there = one(self.state.clone())
             .await
             .map_err(|e| format!("the cluster did not answer: {e}"))?;
+        if has_key && there.is_none() {
+            // Not a key mismatch: say what happened, so that it can be told apart.
+            return Err("the cluster answered the pseudonym key check with no rows".into());
+        }
         if has_key && one(local.clone()).await? != there {
             return Err(
                 "the cluster's executors pseudonymise with another key than this run; start them with the same --pseudonym-key-file".into(),
