@@ -298,12 +298,11 @@ fn value_pairs(
     let counts = |first: bool| {
         if !counted {
             vec![]
-        } else if first {
+        } else if first || !per_cell {
+            // Over rows: count them; over per-cell pairs: sum their counts.
             vec![count(lit(1u8)).alias(&n)]
-        } else if per_cell {
-            vec![sum(col(Column::from_name(&n))).alias(&n)]
         } else {
-            vec![count(lit(1u8)).alias(&n)]
+            vec![sum(col(Column::from_name(&n))).alias(&n)]
         }
     };
     if !totals {

@@ -159,16 +159,19 @@ mod tests {
         Ok(arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(col).value(0))
     }
 
-    #[tokio::test]
-    async fn a_part_is_computed_once_read_when_ready_and_its_failure_reaches_readers() {
+    /// A session with the part of `sql` registered as table `t`.
+    async fn part_of(sql: &str) -> (SessionContext, Arc<Materialised>) {
         let ctx = SessionContext::new();
-        let plan = ctx
-            .sql("SELECT CAST(column1 AS BIGINT) AS a FROM (VALUES (1), (2), (39))")
-            .await
-            .unwrap()
-            .into_unoptimized_plan();
+        let plan = ctx.sql(sql).await.unwrap().into_unoptimized_plan();
         let part = Materialised::new(plan);
         ctx.register_table("t", part.table().unwrap()).unwrap();
+        (ctx, part)
+    }
+
+    #[tokio::test]
+    async fn a_part_is_computed_once_read_when_ready_and_its_failure_reaches_readers() {
+        let (ctx, part) =
+            part_of("SELECT CAST(column1 AS BIGINT) AS a FROM (VALUES (1), (2), (39))").await;
         // A reader that starts first waits for the part; later readers read the same file.
         let early = {
             let ctx = ctx.clone();
@@ -184,14 +187,7 @@ mod tests {
         assert!(!path.exists(), "the file goes with the part");
 
         // A part that fails: its error, not a hang.
-        let ctx = SessionContext::new();
-        let plan = ctx
-            .sql("SELECT CAST(column1 AS BIGINT) AS a FROM (VALUES ('x'))")
-            .await
-            .unwrap()
-            .into_unoptimized_plan();
-        let part = Materialised::new(plan);
-        ctx.register_table("t", part.table().unwrap()).unwrap();
+        let (ctx, part) = part_of("SELECT CAST(column1 AS BIGINT) AS a FROM (VALUES ('x'))").await;
         let err = part.run(&ctx).await.unwrap_err();
         let read = sum_of(&ctx).await.unwrap_err().to_string();
         assert!(read.contains(&err), "{read} / {err}");
