@@ -675,7 +675,8 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
 /// How old a scratch folder of a process that is gone must be before a run removes it.
 const STALE_SCRATCH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Removes the scratch folders (`valtava-<run>-<pid>`) that runs killed by a signal left
+/// Removes the scratch folders (`valtava-<run>-<pid>`) and plan parts
+/// (`valtava-<pid>-part-<n>.arrow`, `spill::Materialised`) that runs killed by a signal left
 /// behind: those whose process is no longer running (on Linux) and that are older than
 /// `age`, so that a folder another machine's run shares through the same temporary folder is
 /// left alone while it is in use. Failures are ignored: this is housekeeping.
@@ -689,20 +690,30 @@ fn remove_stale_scratch(dir: &std::path::Path, age: std::time::Duration) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        // valtava-20261126T093727190Z-9d8f266e-24746
+        // valtava-20261126T093727190Z-9d8f266e-24746 (a folder) or
+        // valtava-24746-part-3.arrow (a file)
         let parts: Vec<&str> = name.split('-').collect();
-        let [prefix, stamp, hash, pid] = parts.as_slice() else {
-            continue;
+        let (pid, folder) = match parts.as_slice() {
+            ["valtava", stamp, hash, pid]
+                if stamp.len() == 19
+                    && stamp.ends_with('Z')
+                    && hash.len() == 8
+                    && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                (*pid, true)
+            }
+            ["valtava", pid, "part", n]
+                if n.strip_suffix(".arrow")
+                    .is_some_and(|n| n.parse::<u64>().is_ok()) =>
+            {
+                (*pid, false)
+            }
+            _ => continue,
         };
-        let looks_like_run = *prefix == "valtava"
-            && stamp.len() == 19
-            && stamp.ends_with('Z')
-            && hash.len() == 8
-            && hash.bytes().all(|b| b.is_ascii_hexdigit());
         let Ok(pid) = pid.parse::<u32>() else {
             continue;
         };
-        if !looks_like_run || pid == std::process::id() {
+        if pid == std::process::id() {
             continue;
         }
         let running = std::path::Path::new("/proc").join(pid.to_string()).exists();
@@ -712,9 +723,14 @@ fn remove_stale_scratch(dir: &std::path::Path, age: std::time::Duration) {
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|e| e >= age);
-        if !running && old && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            debug!(folder = %entry.path().display(), "removing a stale scratch folder");
-            let _ = std::fs::remove_dir_all(entry.path());
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !running && old && is_dir == folder {
+            debug!(path = %entry.path().display(), "removing a stale scratch file or folder");
+            let _ = if folder {
+                std::fs::remove_dir_all(entry.path())
+            } else {
+                std::fs::remove_file(entry.path())
+            };
         }
     }
 }
@@ -1819,13 +1835,21 @@ mod scratch_tests {
             std::fs::create_dir_all(dir.join(name)).unwrap();
             std::fs::write(dir.join(name).join("step.arrow"), b"x").unwrap();
         }
+        let gone_part = "valtava-999999999-part-3.arrow";
+        let alive_part = format!("valtava-{}-part-3.arrow", std::process::id());
+        for name in [gone_part, alive_part.as_str()] {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
         // Too young: kept.
         remove_stale_scratch(&dir, std::time::Duration::from_secs(3600));
         assert!(dir.join(gone).exists());
-        // Old enough: only the gone process's folder goes.
+        assert!(dir.join(gone_part).exists());
+        // Old enough: only the gone process's folder and part go.
         remove_stale_scratch(&dir, std::time::Duration::ZERO);
         assert!(!dir.join(gone).exists());
+        assert!(!dir.join(gone_part).exists());
         assert!(dir.join(&alive).exists());
+        assert!(dir.join(&alive_part).exists());
         assert!(dir.join(other).exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
