@@ -109,6 +109,13 @@ impl Cluster {
                     .map_err(|e| format!("engine `{engine}`: {e}"))?;
             }
         }
+        for (name, f) in local.aggregate_functions() {
+            if state.udaf(name).is_err() {
+                state
+                    .register_udaf(f.clone())
+                    .map_err(|e| format!("engine `{engine}`: {e}"))?;
+            }
+        }
         Ok(Cluster {
             state,
             root: root_url(store)?,
@@ -315,6 +322,9 @@ pub async fn scheduler(bind: std::net::SocketAddr, key: Vec<u8>) -> Result<(), S
                 .register_udf(Arc::new(f.clone()))
                 .map_err(|e| e.context("registering Valtava's functions"))?;
         }
+        state
+            .register_udaf(Arc::new(crate::cellsets::cell_set()))
+            .map_err(|e| e.context("registering Valtava's functions"))?;
         Ok(state)
     };
     let config = SchedulerConfig {

@@ -446,13 +446,14 @@ fn format_timestamps(
 }
 
 /// The functions, ready to register; `key` is the pseudonymisation key of the run.
-/// `__distinct_key` and `__cell_key` are internal (plans of `count(DISTINCT …)`),
-/// registered so that a plan sent to a cluster finds them by name.
+/// `__distinct_key`, `__cell_key` and `__cells_of` are internal (plans of
+/// `count(DISTINCT …)`), registered so that a plan sent to a cluster finds them by name.
 pub fn udfs(key: &[u8]) -> Vec<ScalarUDF> {
     let text = || Signature::exact(vec![DataType::Utf8], Volatility::Immutable);
     vec![
         ScalarUDF::new_from_impl(DistinctKey::default()),
         ScalarUDF::new_from_impl(CellKey::default()),
+        crate::cellsets::cells_of(),
         ScalarUDF::new_from_impl(ToChar::new()),
         ScalarUDF::new_from_impl(HetuProblem { signature: text() }),
         ScalarUDF::new_from_impl(Pseudonym {

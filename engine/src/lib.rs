@@ -6,6 +6,7 @@
 //! row), [`publish`] (datasets, manifest, release pointer).
 
 pub mod catalog;
+pub mod cellsets;
 pub mod check;
 #[cfg(feature = "ballista")]
 pub mod cluster;

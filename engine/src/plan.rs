@@ -213,6 +213,8 @@ pub fn session(key: &[u8], target_partitions: usize) -> SessionContext {
     for f in crate::functions::udfs(key) {
         ctx.register_udf(f);
     }
+    // Internal to distinct counts, registered so that a cluster finds it by name.
+    ctx.register_udaf(crate::cellsets::cell_set());
     ctx
 }
 
@@ -263,8 +265,16 @@ fn median_arg(e: &Expr, schema: &DFSchema) -> Option<Expr> {
     .then(|| p.args[0].clone())
 }
 
+/// What the (group, value) pairs of `value_pairs` carry in `{alias}_count`.
+enum Tally {
+    /// The rows of each pair.
+    Rows,
+    /// An expression whose value is the same for all rows of a value (its greatest).
+    Carried(Expr),
+}
+
 /// The (group, value) pairs of `value` per group of `dims` (and per grouping set when
-/// `totals`), with `{alias}_count`, the rows of each pair, when `counted`. The columns are
+/// `totals`), with `{alias}_count` as `tally` says. The columns are
 /// `{alias}_d_{dim}`, `{alias}_value`, with totals `{alias}_g_{dim}` (1 where the
 /// dimension is rolled up), and the count. Also returns the columns of a group (all but
 /// the value and the count).
@@ -279,10 +289,10 @@ fn value_pairs(
     totals: bool,
     value: Expr,
     alias: &str,
-    counted: bool,
+    tally: Tally,
     per_cell: bool,
 ) -> datafusion::error::Result<(LogicalPlanBuilder, Vec<Expr>)> {
-    use datafusion::functions_aggregate::expr_fn::{count, grouping, sum};
+    use datafusion::functions_aggregate::expr_fn::{count, grouping, max, sum};
     let v = col(Column::from_name(format!("{alias}_value")));
     let n = format!("{alias}_count");
     let d = |n: &str| col(Column::from_name(format!("{alias}_d_{n}")));
@@ -291,19 +301,22 @@ fn value_pairs(
         .map(|n| col(Column::from_name(n.as_str())).alias(format!("{alias}_d_{n}")))
         .collect();
     pre.push(value.alias(format!("{alias}_value")));
+    let carried = format!("{alias}_carried");
+    if let Tally::Carried(e) = &tally {
+        pre.push(e.clone().alias(&carried));
+    }
     let rows = b.project(pre)?.filter(v.clone().is_not_null())?;
     let keys: Vec<Expr> = dims.iter().map(|n| d(n)).collect();
     let mut cell = keys.clone();
     cell.push(v.clone());
-    let counts = |first: bool| {
-        if !counted {
-            vec![]
-        } else if first || !per_cell {
-            // Over rows: count them; over per-cell pairs: sum their counts.
-            vec![count(lit(1u8)).alias(&n)]
-        } else {
-            vec![sum(col(Column::from_name(&n))).alias(&n)]
+    let counts = |first: bool| match &tally {
+        // Over rows: count them; over per-cell pairs: sum their counts.
+        Tally::Rows if first || !per_cell => vec![count(lit(1u8)).alias(&n)],
+        Tally::Rows => vec![sum(col(Column::from_name(&n))).alias(&n)],
+        Tally::Carried(_) if first || !per_cell => {
+            vec![max(col(Column::from_name(&carried))).alias(&n)]
         }
+        Tally::Carried(_) => vec![max(col(Column::from_name(&n))).alias(&n)],
     };
     if !totals {
         return Ok((rows.aggregate(cell, counts(true))?, keys));
@@ -399,180 +412,102 @@ fn rolled_up(
 /// Values are grouped by their 128-bit key (`functions::DistinctKey`), the finest cells by
 /// theirs (`functions::CellKey`).
 ///
-/// Most values (identity codes) occur in one cell of the finest grouping only; such a value
-/// counts once in that cell and once in each of its totals, so those values are counted
-/// per cell and the cells' counts rolled up. Only the values found in several cells go
-/// through the distinct (group, value) pairs of every grouping set. 1. per value: its
-/// least and greatest cell key (one cell iff equal); 2. one-cell values counted per cell,
-/// the cells' dimensions joined back, rolled up; 3. the rows of the other values (joined
-/// with those values as the build side) as (group, value) pairs, counted; 4. both counts
-/// summed per group. The result has the group columns of `value_pairs` and `alias`.
+/// A value counts once in each group that has one of its cells, so values that occur in
+/// the same cells count alike: 1. per value, the set of its cells (`__cell_set`); 2. per
+/// such set, its values counted (a few thousand sets for millions of identity codes,
+/// most of which occur in one cell); 3. each set's cells with their dimensions; 4. per
+/// group, the sets with a cell in it, each once, their values summed. Only step 1 sees
+/// every value. The result has the group columns of `value_pairs` and `alias`.
 fn distinct_counts(
     b: LogicalPlanBuilder,
     dims: &[String],
     totals: bool,
     arg: &Expr,
     alias: &str,
-    parts: &mut Vec<Arc<crate::spill::Materialised>>,
 ) -> datafusion::error::Result<LogicalPlan> {
-    use datafusion::functions_aggregate::expr_fn::{count, grouping, max, min, sum};
+    use datafusion::functions_aggregate::expr_fn::{count, sum};
     let c = |n: String| col(Column::from_name(n));
     let key = format!("{alias}_key");
     let cell = format!("{alias}_cell");
-    let (lo, hi) = (format!("{alias}_lo"), format!("{alias}_hi"));
+    let set = format!("{alias}_set");
     let n = format!("{alias}_n");
-    let udf = datafusion::logical_expr::ScalarUDF::new_from_impl(
+    let cell_key = |dims: Vec<Expr>| {
+        if dims.is_empty() {
+            lit(ScalarValue::Decimal128(Some(0), 38, 0))
+        } else {
+            datafusion::logical_expr::ScalarUDF::new_from_impl(crate::functions::CellKey::default())
+                .call(dims)
+        }
+    };
+    let value_key = datafusion::logical_expr::ScalarUDF::new_from_impl(
         crate::functions::DistinctKey::default(),
     );
-    let cell_key = if dims.is_empty() {
-        lit(ScalarValue::Decimal128(Some(0), 38, 0))
-    } else {
-        datafusion::logical_expr::ScalarUDF::new_from_impl(crate::functions::CellKey::default())
-            .call(dims.iter().map(|n| c(n.clone())).collect())
-    };
+    let dim_cols = || dims.iter().map(|n| c(n.clone())).collect::<Vec<_>>();
 
-    // 1. Per value: its least and greatest cell.
-    let per_value = b
+    // 1.–3. The sets of cells, their values counted, their cells listed.
+    let sets = b
         .clone()
         .project(vec![
-            cell_key.clone().alias(&cell),
-            udf.call(vec![arg.clone()]).alias(&key),
+            cell_key(dim_cols()).alias(&cell),
+            value_key.call(vec![arg.clone()]).alias(&key),
         ])?
         .filter(c(key.clone()).is_not_null())?
         .aggregate(
-            vec![c(key.clone())],
+            vec![c(key)],
             vec![
-                min(c(cell.clone())).alias(&lo),
-                max(c(cell.clone())).alias(&hi),
+                crate::cellsets::cell_set()
+                    .call(vec![c(cell.clone())])
+                    .alias(&set),
             ],
-        )?;
-
-    // Summed up once (DataFusion would run the grouping once per reader): per cell, its
-    // one-cell values (`single` set), and each value in several cells (`several` set).
-    let single = format!("{alias}_single");
-    let several = format!("{alias}_several");
-    let summary = per_value
-        .aggregate(
-            vec![
-                when(c(lo.clone()).eq(c(hi.clone())), c(lo.clone()))
-                    .end()?
-                    .alias(&single),
-                when(c(lo.clone()).not_eq(c(hi.clone())), c(key.clone()))
-                    .end()?
-                    .alias(&several),
-            ],
-            vec![count(lit(1u8)).alias(&n)],
         )?
-        .build()?;
-    let part = crate::spill::Materialised::new(summary);
-    let values = part.table()?;
-    parts.push(part);
-    let values = || {
-        LogicalPlanBuilder::scan(
-            format!("{alias}_values"),
-            provider_as_source(values.clone()),
-            None,
-        )
-    };
+        .aggregate(vec![c(set.clone())], vec![count(lit(1u8)).alias(&n)])?
+        .project(vec![
+            c(set.clone()),
+            c(n.clone()),
+            crate::cellsets::cells_of()
+                .call(vec![c(set.clone())])
+                .alias(&cell),
+        ])?
+        .unnest_column(cell.as_str())?;
 
-    // 2. One-cell values: a count per cell, the cell's dimensions, rolled up.
-    let d = |n: &str| c(format!("{alias}_d_{n}"));
-    let per_cell = values()?
-        .filter(c(single.clone()).is_not_null())?
-        .project(vec![c(single).alias(&lo), c(n.clone())])?;
     // The cells: their dimensions grouped, then each cell's key (a function of them).
+    let in_cell = format!("{alias}_in");
     let cells = if dims.is_empty() {
-        b.clone()
-            .project(vec![cell_key.alias(&cell)])?
-            .aggregate(vec![c(cell.clone())], Vec::<Expr>::new())?
+        b.project(vec![cell_key(vec![]).alias(&in_cell)])?
+            .aggregate(vec![c(in_cell.clone())], Vec::<Expr>::new())?
     } else {
-        let key_of_cell = datafusion::logical_expr::ScalarUDF::new_from_impl(
-            crate::functions::CellKey::default(),
-        )
-        .call(dims.iter().map(|n| d(n)).collect());
-        b.clone()
+        b.project(dim_cols())?
+            .aggregate(dim_cols(), Vec::<Expr>::new())?
             .project(
-                dims.iter()
-                    .map(|n| c(n.clone()).alias(format!("{alias}_d_{n}")))
-                    .collect::<Vec<_>>(),
-            )?
-            .aggregate(
-                dims.iter().map(|n| d(n)).collect::<Vec<_>>(),
-                Vec::<Expr>::new(),
-            )?
-            .project(
-                dims.iter()
-                    .map(|n| d(n))
-                    .chain([key_of_cell.alias(&cell)])
+                dim_cols()
+                    .into_iter()
+                    .chain([cell_key(dim_cols()).alias(&in_cell)])
                     .collect::<Vec<_>>(),
             )?
     }
     .build()?;
-    let cells_of = per_cell.join(
+    let sets_in_cells = sets.join(
         cells,
         JoinType::Inner,
-        (vec![Column::from_name(&lo)], vec![Column::from_name(&cell)]),
+        (
+            vec![Column::from_name(&cell)],
+            vec![Column::from_name(&in_cell)],
+        ),
         None,
     )?;
-    let keys: Vec<Expr> = dims.iter().map(|n| d(n)).collect();
-    let mut counted: Vec<Expr> = if totals {
-        dims.iter()
-            .map(|n| grouping(d(n)).alias(format!("{alias}_g_{n}")))
-            .collect()
-    } else {
-        vec![]
-    };
-    counted.push(sum(c(n.clone())).alias(&n));
-    let singles = cells_of.aggregate(
-        if totals {
-            vec![Expr::GroupingSet(GroupingSet::Cube(keys))]
-        } else {
-            keys
-        },
-        counted,
-    )?;
 
-    // 3. Values in several cells: their rows, as distinct (group, value) pairs.
-    let several = values()?
-        .filter(c(several.clone()).is_not_null())?
-        .project(vec![c(several)])?;
-    let mut rows: Vec<Expr> = dims.iter().map(|n| c(n.clone())).collect();
-    rows.push(udf.call(vec![arg.clone()]).alias(&key));
-    let their_rows = several
-        .join(
-            b.project(rows)?.build()?,
-            JoinType::Inner,
-            (
-                vec![Column::from_name(format!("{alias}_several"))],
-                vec![Column::from_name(key.clone())],
-            ),
-            None,
-        )?
-        .project(
-            dims.iter()
-                .map(|n| c(n.clone()))
-                .chain([c(key).alias(format!("{alias}_k"))])
-                .collect::<Vec<_>>(),
-        )?;
-    // Their rows are mostly distinct (cell, value) pairs already.
+    // 4. Per group, its (group, set) pairs, each with the set's count of values, summed.
     let (pairs, group) = value_pairs(
-        their_rows,
+        sets_in_cells,
         dims,
         totals,
-        c(format!("{alias}_k")),
+        c(set),
         alias,
-        false,
+        Tally::Carried(c(n)),
         false,
     )?;
-    let multi = pairs.aggregate(group.clone(), vec![count(lit(1u8)).alias(&n)])?;
-
-    // 4. Both, per group (the cube's internal grouping id left out).
-    let mut columns = group.clone();
-    columns.push(c(n.clone()));
-    singles
-        .project(columns)?
-        .union(multi.build()?)?
-        .aggregate(group, vec![sum(c(n)).alias(alias)])?
+    pairs
+        .aggregate(group, vec![sum(c(format!("{alias}_count"))).alias(alias)])?
         .build()
 }
 
@@ -596,7 +531,7 @@ fn medians(
         expr::WindowFunction,
     };
     let c = |n: &str| col(Column::from_name(format!("{alias}_{n}")));
-    let (pairs, group) = value_pairs(b, dims, totals, arg.clone(), alias, true, true)?;
+    let (pairs, group) = value_pairs(b, dims, totals, arg.clone(), alias, Tally::Rows, true)?;
     let running = |frame: WindowFrame, ordered: bool| {
         let w =
             Expr::from(WindowFunction::new(
@@ -2113,10 +2048,9 @@ impl Planner<'_> {
             }
         }
         .map_err(err)?;
-        let mut parts = Vec::new();
         for (alias, arg, distinct) in &apart {
             let counts = if *distinct {
-                distinct_counts(b.clone(), &dims, a.totals, arg, alias, &mut parts)
+                distinct_counts(b.clone(), &dims, a.totals, arg, alias)
             } else {
                 medians(b.clone(), &dims, a.totals, arg, alias)
             }
@@ -2178,9 +2112,7 @@ impl Planner<'_> {
             )?;
         }
         let plan = b.build().map_err(err)?;
-        let mut p = self.finish(StepKind::Aggregate, plan, vec![], personal_out, dims);
-        p.materialise = parts;
-        Ok(p)
+        Ok(self.finish(StepKind::Aggregate, plan, vec![], personal_out, dims))
     }
 
     /// Joins the population and adds `name = round(per × count / population, decimals)`.
@@ -2606,6 +2538,11 @@ mod tests {
             .collect()
             .await
             .unwrap();
+        text_rows(batches)
+    }
+
+    /// Rows of `batches` as text, sorted.
+    fn text_rows(batches: Vec<RecordBatch>) -> Vec<String> {
         let mut out = Vec::new();
         for batch in batches {
             for r in 0..batch.num_rows() {
@@ -2693,11 +2630,7 @@ mod tests {
         assert!(want.len() > 5, "{want:?}");
         assert_eq!(rows(&ctx, mine).await, want);
 
-        let mut parts = Vec::new();
-        let mine = distinct_counts(scan(), &names, totals, &x, "dc", &mut parts).unwrap();
-        for p in &parts {
-            p.run(&ctx).await.unwrap();
-        }
+        let mine = distinct_counts(scan(), &names, totals, &x, "dc").unwrap();
         let mine = LogicalPlanBuilder::from(mine)
             .project(mine_cols("dc"))
             .unwrap()
@@ -2709,6 +2642,136 @@ mod tests {
             .filter(|r| !r.ends_with("|0"))
             .collect();
         assert_eq!(rows(&ctx, mine).await, want);
+    }
+
+    /// Distinct counts whose groupings spill under a small memory limit (their states
+    /// written, sorted and merged), and without a limit skip the partial grouping of mostly
+    /// distinct values (each row's own state), equal DataFusion's own.
+    #[tokio::test]
+    async fn distinct_counts_that_spill_equal_datafusion() {
+        use datafusion::execution::memory_pool::FairSpillPool;
+        use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+        use datafusion::functions_aggregate::expr_fn::{count_distinct, grouping};
+        use datafusion::physical_plan::ExecutionPlan;
+        let n = 150_000usize;
+        let mut seed = 11u64;
+        let mut next = |m: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        let (mut a, mut b, mut x) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            let v = next(n as u64 / 2);
+            // Values keep to one `a` mostly; `b` varies (and is sometimes NULL).
+            a.push(format!("a{}", (v + u64::from(next(10) == 0)) % 4));
+            b.push((next(9) != 0).then(|| format!("b{}", next(3))));
+            x.push((next(50) != 0).then(|| format!("hetu-{v:06}")));
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, false),
+            Field::new("b", DataType::Utf8, true),
+            Field::new("x", DataType::Utf8, true),
+        ]));
+        let batches: Vec<RecordBatch> = (0..n)
+            .step_by(4096)
+            .map(|from| {
+                let to = (from + 4096).min(n);
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(StringArray::from(a[from..to].to_vec())),
+                        Arc::new(StringArray::from(b[from..to].to_vec())),
+                        Arc::new(StringArray::from(x[from..to].to_vec())),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect();
+        let table = Arc::new(MemTable::try_new(schema, vec![batches]).unwrap());
+        let scan =
+            || LogicalPlanBuilder::scan("t", provider_as_source(table.clone()), None).unwrap();
+        let dims = ["a".to_string(), "b".to_string()];
+        let keys = || vec![col("a"), col("b")];
+
+        let reference = scan()
+            .aggregate(
+                vec![Expr::GroupingSet(GroupingSet::Cube(keys()))],
+                vec![
+                    count_distinct(col("x")).alias("d"),
+                    grouping(col("a")).alias("ga"),
+                    grouping(col("b")).alias("gb"),
+                ],
+            )
+            .unwrap()
+            .project(vec![col("a"), col("b"), col("ga"), col("gb"), col("d")])
+            .unwrap()
+            .build()
+            .unwrap();
+        let want: Vec<String> = rows(&SessionContext::new(), reference)
+            .await
+            .into_iter()
+            .filter(|r| !r.ends_with("|0"))
+            .collect();
+        assert!(want.len() > 20, "{want:?}");
+
+        // Runs the plan in a session with `pool` bytes, if any; its rows and metrics.
+        type Metrics = datafusion::physical_plan::metrics::MetricsSet;
+        fn total(p: &Arc<dyn ExecutionPlan>, metric: &dyn Fn(Metrics) -> Option<usize>) -> usize {
+            let own = p.metrics().and_then(metric).unwrap_or(0);
+            own + p.children().iter().map(|c| total(c, metric)).sum::<usize>()
+        }
+        let run = |pool: Option<usize>| {
+            let mut config = SessionConfig::new()
+                .with_target_partitions(2)
+                .with_batch_size(512);
+            config
+                .options_mut()
+                .execution
+                .skip_partial_aggregation_probe_rows_threshold = 2000;
+            let mut runtime = RuntimeEnvBuilder::new();
+            if let Some(bytes) = pool {
+                runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
+            }
+            let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc().unwrap());
+            let mine = distinct_counts(scan(), &dims, true, &col("x"), "dc").unwrap();
+            let mine = LogicalPlanBuilder::from(mine)
+                .project(vec![
+                    col("dc_d_a"),
+                    col("dc_d_b"),
+                    col("dc_g_a"),
+                    col("dc_g_b"),
+                    col("dc"),
+                ])
+                .unwrap()
+                .build()
+                .unwrap();
+            async move {
+                let physical = ctx
+                    .execute_logical_plan(mine)
+                    .await
+                    .unwrap()
+                    .create_physical_plan()
+                    .await
+                    .unwrap();
+                let batches = datafusion::physical_plan::collect(physical.clone(), ctx.task_ctx())
+                    .await
+                    .unwrap();
+                let spills = total(&physical, &|m| m.spill_count());
+                let skipped = total(&physical, &|m| {
+                    m.sum_by_name("skipped_aggregation_rows")
+                        .map(|v| v.as_usize())
+                });
+                (text_rows(batches), spills, skipped)
+            }
+        };
+        let (limited, spills, _) = run(Some(3 << 20)).await;
+        assert!(spills > 0, "no grouping spilled");
+        assert_eq!(limited, want);
+        let (unlimited, _, skipped) = run(None).await;
+        assert!(skipped > 0, "no partial grouping was skipped");
+        assert_eq!(unlimited, want);
     }
 
     /// Counts, sums (also filtered, also of decimals), least and greatest values rolled up
