@@ -671,14 +671,18 @@ impl ScalarUDFImpl for DistinctKey {
     }
 }
 
-/// The key of each value of `a` (NULL for NULL).
+/// The key of each value of `a`: NULL for NULL only (plans filter NULL values before they
+/// compute keys).
 fn value_keys(a: &arrow::array::ArrayRef) -> Result<arrow::array::Decimal128Array> {
     use arrow::array::Decimal128Array;
     let t = a.data_type().clone();
-    let keys: Decimal128Array = if t.is_integer()
-        || t.is_temporal()
-        || matches!(t, DataType::Boolean)
-    {
+    let keys: Decimal128Array = if matches!(t, DataType::UInt64) {
+        // Above `i64::MAX` a cast to Int64 would give NULL: NULL only for NULL.
+        a.as_primitive::<arrow::datatypes::UInt64Type>()
+            .iter()
+            .map(|v| v.map(|v| v as i128))
+            .collect()
+    } else if t.is_integer() || t.is_temporal() || matches!(t, DataType::Boolean) {
         let a = arrow::compute::cast(a, &DataType::Int64)?;
         a.as_primitive::<arrow::datatypes::Int64Type>()
             .iter()
@@ -883,6 +887,25 @@ mod distinct_key_tests {
         }
         // Most of these went through the fast path.
         assert!(fast >= 30, "{fast}");
+    }
+
+    /// Whole numbers keep their value (also unsigned ones above `i64::MAX`); a key is
+    /// NULL for NULL only.
+    #[test]
+    fn number_keys_are_exact_and_null_only_for_null() {
+        let unsigned: arrow::array::ArrayRef = Arc::new(arrow::array::UInt64Array::from(vec![
+            Some(u64::MAX),
+            Some(1),
+            None,
+        ]));
+        let signed: arrow::array::ArrayRef =
+            Arc::new(arrow::array::Int64Array::from(vec![Some(-1), Some(1)]));
+        let u = value_keys(&unsigned).unwrap();
+        let i = value_keys(&signed).unwrap();
+        assert_eq!(u.value(0), u64::MAX as i128);
+        assert_ne!(u.value(0), i.value(0));
+        assert_eq!(u.value(1), i.value(1));
+        assert_eq!((u.null_count(), u.is_null(2)), (1, true));
     }
 
     #[test]

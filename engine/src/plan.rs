@@ -101,8 +101,6 @@ pub struct StepPlan {
     pub metrics: Vec<(String, String)>,
     /// Small-cell suppression of a publish step.
     pub disclosure: Option<Disclosure>,
-    /// Parts of the plan to compute first, once (see [`crate::spill::Materialised`]).
-    pub materialise: Vec<Arc<crate::spill::Materialised>>,
 }
 
 /// How a published table is protected (see [`crate::disclosure`]).
@@ -447,11 +445,11 @@ fn distinct_counts(
     // 1.–3. The sets of cells, their values counted, their cells listed.
     let sets = b
         .clone()
+        .filter(arg.clone().is_not_null())?
         .project(vec![
             cell_key(dim_cols()).alias(&cell),
             value_key.call(vec![arg.clone()]).alias(&key),
         ])?
-        .filter(c(key.clone()).is_not_null())?
         .aggregate(
             vec![c(key)],
             vec![
@@ -486,12 +484,13 @@ fn distinct_counts(
             )?
     }
     .build()?;
-    let sets_in_cells = sets.join(
-        cells,
+    // The few cells are the join's build side; the sets' cells stream past them.
+    let sets_in_cells = LogicalPlanBuilder::from(cells).join(
+        sets.build()?,
         JoinType::Inner,
         (
-            vec![Column::from_name(&cell)],
             vec![Column::from_name(&in_cell)],
+            vec![Column::from_name(&cell)],
         ),
         None,
     )?;
@@ -877,7 +876,6 @@ impl Planner<'_> {
             submitter: None,
             metrics: Vec::new(),
             disclosure: None,
-            materialise: Vec::new(),
         }
     }
 

@@ -675,8 +675,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
 /// How old a scratch folder of a process that is gone must be before a run removes it.
 const STALE_SCRATCH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Removes the scratch folders (`valtava-<run>-<pid>`) and plan parts
-/// (`valtava-<pid>-part-<n>.arrow`, `spill::Materialised`) that runs killed by a signal left
+/// Removes the scratch folders (`valtava-<run>-<pid>`) that runs killed by a signal left
 /// behind: those whose process is no longer running (on Linux) and that are older than
 /// `age`, so that a folder another machine's run shares through the same temporary folder is
 /// left alone while it is in use. Failures are ignored: this is housekeeping.
@@ -690,23 +689,16 @@ fn remove_stale_scratch(dir: &std::path::Path, age: std::time::Duration) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        // valtava-20261126T093727190Z-9d8f266e-24746 (a folder) or
-        // valtava-24746-part-3.arrow (a file)
+        // valtava-20261126T093727190Z-9d8f266e-24746
         let parts: Vec<&str> = name.split('-').collect();
-        let (pid, folder) = match parts.as_slice() {
+        let pid = match parts.as_slice() {
             ["valtava", stamp, hash, pid]
                 if stamp.len() == 19
                     && stamp.ends_with('Z')
                     && hash.len() == 8
                     && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
             {
-                (*pid, true)
-            }
-            ["valtava", pid, "part", n]
-                if n.strip_suffix(".arrow")
-                    .is_some_and(|n| n.parse::<u64>().is_ok()) =>
-            {
-                (*pid, false)
+                *pid
             }
             _ => continue,
         };
@@ -724,13 +716,9 @@ fn remove_stale_scratch(dir: &std::path::Path, age: std::time::Duration) {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|e| e >= age);
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if !running && old && is_dir == folder {
-            debug!(path = %entry.path().display(), "removing a stale scratch file or folder");
-            let _ = if folder {
-                std::fs::remove_dir_all(entry.path())
-            } else {
-                std::fs::remove_file(entry.path())
-            };
+        if !running && old && is_dir {
+            debug!(path = %entry.path().display(), "removing a stale scratch folder");
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -891,8 +879,8 @@ fn columns_read(shared: &Shared, table: &str, consumers: &[String]) -> Option<Ve
     let mut names = std::collections::BTreeSet::new();
     for c in consumers {
         let step = shared.check_plans.get(c)?;
-        for plan in std::iter::once(&step.plan).chain(step.materialise.iter().map(|m| &m.plan)) {
-            let plan = shared.state.optimize(plan).ok()?;
+        {
+            let plan = shared.state.optimize(&step.plan).ok()?;
             let mut all = false;
             let _ = plan.apply_with_subqueries(|p| {
                 if let datafusion::logical_expr::LogicalPlan::TableScan(t) = p
@@ -921,18 +909,6 @@ fn columns_read(shared: &Shared, table: &str, consumers: &[String]) -> Option<Ve
         .collect();
     (!cols.is_empty() && cols.len() < output.fields().len() && cols.len() == names.len())
         .then_some(cols)
-}
-
-impl StepPlan {
-    /// How many times the step's plans (with the parts computed first) scan `table`.
-    fn scans_of(&self, table: &str) -> usize {
-        scans(&self.plan, table)
-            + self
-                .materialise
-                .iter()
-                .map(|m| scans(&m.plan, table))
-                .sum::<usize>()
-    }
 }
 
 /// How many times `plan` scans the table `table` (a step that finds duplicates reads its
@@ -969,7 +945,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
                     .aggregate
                     .as_ref()
                     .is_some_and(|a| a.rates.values().any(|r| r.population.value == *s))
-                || shared.check_plans[c].scans_of(s) > 1
+                || scans(&shared.check_plans[c].plan, s) > 1
         });
         let output = match consumers.len() {
             0 if plan.kind == StepKind::Publish => Output::Publish,
@@ -1216,19 +1192,6 @@ async fn run_step(
                 .join("; "),
         )
     })?;
-    // Parts computed once, alongside: the plan's scans of them wait for them. Held here,
-    // so that they stop when the step does (a `JoinSet` aborts its tasks when dropped).
-    let mut parts = tokio::task::JoinSet::new();
-    for part in &plan.materialise {
-        let part = part.clone();
-        let ctx = SessionContext::new_with_state(shared.state.clone());
-        let name = name.clone();
-        parts.spawn(async move {
-            if let Err(e) = part.run(&ctx).await {
-                debug!(step = %name, "a part of the plan failed: {e}");
-            }
-        });
-    }
     let (logical, state) = placed(&shared, &name, plan.plan.clone()).await?;
     let ctx = SessionContext::new_with_state(state);
     let physical = ctx
@@ -1835,21 +1798,13 @@ mod scratch_tests {
             std::fs::create_dir_all(dir.join(name)).unwrap();
             std::fs::write(dir.join(name).join("step.arrow"), b"x").unwrap();
         }
-        let gone_part = "valtava-999999999-part-3.arrow";
-        let alive_part = format!("valtava-{}-part-3.arrow", std::process::id());
-        for name in [gone_part, alive_part.as_str()] {
-            std::fs::write(dir.join(name), b"x").unwrap();
-        }
         // Too young: kept.
         remove_stale_scratch(&dir, std::time::Duration::from_secs(3600));
         assert!(dir.join(gone).exists());
-        assert!(dir.join(gone_part).exists());
-        // Old enough: only the gone process's folder and part go.
+        // Old enough: only the gone process's folder goes.
         remove_stale_scratch(&dir, std::time::Duration::ZERO);
         assert!(!dir.join(gone).exists());
-        assert!(!dir.join(gone_part).exists());
         assert!(dir.join(&alive).exists());
-        assert!(dir.join(&alive_part).exists());
         assert!(dir.join(other).exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
