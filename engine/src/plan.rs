@@ -782,6 +782,12 @@ impl Planner<'_> {
             let raw = col(Column::from_name(name.value.as_str()));
             let typed = if t == DataType::Utf8 {
                 raw.clone()
+            } else if t == DataType::Timestamp(TimeUnit::Microsecond, None) {
+                // TRY_CAST, faster on the common forms.
+                datafusion::logical_expr::ScalarUDF::new_from_impl(
+                    crate::functions::TextTimestamp::default(),
+                )
+                .call(vec![raw.clone()])
             } else {
                 Expr::TryCast(datafusion::logical_expr::TryCast::new(
                     Box::new(raw.clone()),
