@@ -1001,7 +1001,9 @@ impl Planner<'_> {
                     .map_err(|e| vec![self.diag(Code::V205, h.at, e.to_string())])?,
                 ]);
             }
-            when(c.is_not_null().and(problem.clone().is_not_null()), problem).otherwise(null())
+            // NULL for NULL: the problem itself (computed once per row, not in a condition
+            // and again in its branch).
+            Ok(problem)
         } else if let Some(cs) = &rule.in_codeset {
             let t = colcheck(&cs.column)?;
             let codes = self.codeset_codes(&cs.codeset)?;
@@ -1039,7 +1041,41 @@ impl Planner<'_> {
                 )]);
             };
             let c = col(Column::from_name(p.value.as_str()));
+            let outside = match (&t, start, end) {
+                // A timestamp without a time zone against the period's first and following
+                // days' midnights: compared as numbers, not cast to days per row.
+                (
+                    DataType::Timestamp(unit, None),
+                    ScalarValue::Date32(Some(first)),
+                    ScalarValue::Date32(Some(last)),
+                ) => {
+                    let per_second: i64 = match unit {
+                        TimeUnit::Second => 1,
+                        TimeUnit::Millisecond => 1_000,
+                        TimeUnit::Microsecond => 1_000_000,
+                        TimeUnit::Nanosecond => 1_000_000_000,
+                    };
+                    let at = |day: i32| {
+                        let v = i64::from(day)
+                            .checked_mul(86_400 * per_second)
+                            .unwrap_or(if day < 0 { i64::MIN } else { i64::MAX });
+                        lit(match unit {
+                            TimeUnit::Second => ScalarValue::TimestampSecond(Some(v), None),
+                            TimeUnit::Millisecond => {
+                                ScalarValue::TimestampMillisecond(Some(v), None)
+                            }
+                            TimeUnit::Microsecond => {
+                                ScalarValue::TimestampMicrosecond(Some(v), None)
+                            }
+                            TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(Some(v), None),
+                        })
+                    };
+                    Some(c.clone().lt(at(*first)).or(c.clone().gt_eq(at(*last + 1))))
+                }
+                _ => None,
+            };
             let day = match t {
+                _ if outside.is_some() => c.clone(),
                 DataType::Date32 => c.clone(),
                 DataType::Timestamp(..) => Expr::Cast(datafusion::logical_expr::Cast::new(
                     Box::new(c.clone()),
@@ -1056,12 +1092,13 @@ impl Planner<'_> {
                     )]);
                 }
             };
+            let outside = outside.unwrap_or_else(|| {
+                day.clone()
+                    .lt(lit(start.clone()))
+                    .or(day.gt(lit(end.clone())))
+            });
             when(
-                c.is_not_null().and(
-                    day.clone()
-                        .lt(lit(start.clone()))
-                        .or(day.gt(lit(end.clone()))),
-                ),
+                c.is_not_null().and(outside),
                 lit(format!(
                     "outside-period: `{}` is not in the period",
                     p.value
