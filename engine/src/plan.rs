@@ -660,7 +660,7 @@ impl Planner<'_> {
         // Type-check now, so that a mismatch is reported at the expression.
         e.get_type(schema)
             .map_err(|err| vec![self.expr_error(text, err)])?;
-        Ok(e)
+        Ok(fixed_intervals(e, schema))
     }
 
     fn bind(&self, e: Expr, text: &Name) -> Result<Expr, Diags> {
@@ -2461,6 +2461,80 @@ impl Planner<'_> {
 
 /// Whether a measure hands on a personal value itself (`min(hetu)`, `array_agg(hetu)`)
 /// rather than a count or a statistic of it.
+/// `timestamp ± INTERVAL '…'` with a fixed interval (no months; a timestamp without a time
+/// zone has 24-hour days) as `timestamp ± duration`: the same instants, and Arrow adds a
+/// duration as a number where it adds an interval per value by the calendar (20 times
+/// slower, measured on ten million rows).
+fn fixed_intervals(e: Expr, schema: &DFSchema) -> Expr {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let duration = |v: &ScalarValue, unit: &TimeUnit| -> Option<ScalarValue> {
+        let nanos: i128 = match v {
+            ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
+                i128::from(i.days) * 86_400_000_000_000 + i128::from(i.nanoseconds)
+            }
+            ScalarValue::IntervalDayTime(Some(i)) => {
+                i128::from(i.days) * 86_400_000_000_000 + i128::from(i.milliseconds) * 1_000_000
+            }
+            _ => return None,
+        };
+        let per: i128 = match unit {
+            TimeUnit::Second => 1_000_000_000,
+            TimeUnit::Millisecond => 1_000_000,
+            TimeUnit::Microsecond => 1_000,
+            TimeUnit::Nanosecond => 1,
+        };
+        if nanos % per != 0 {
+            return None;
+        }
+        let n = i64::try_from(nanos / per).ok()?;
+        Some(match unit {
+            TimeUnit::Second => ScalarValue::DurationSecond(Some(n)),
+            TimeUnit::Millisecond => ScalarValue::DurationMillisecond(Some(n)),
+            TimeUnit::Microsecond => ScalarValue::DurationMicrosecond(Some(n)),
+            TimeUnit::Nanosecond => ScalarValue::DurationNanosecond(Some(n)),
+        })
+    };
+    let naive = |e: &Expr| match e.get_type(schema) {
+        Ok(DataType::Timestamp(unit, None)) => Some(unit),
+        _ => None,
+    };
+    e.clone()
+        .transform_up(|e| {
+            let Expr::BinaryExpr(b) = &e else {
+                return Ok(Transformed::no(e));
+            };
+            if !matches!(b.op, Operator::Plus | Operator::Minus) {
+                return Ok(Transformed::no(e));
+            }
+            let interval = |side: &Expr| match side {
+                Expr::Literal(v, _) => Some(v.clone()),
+                _ => None,
+            };
+            // timestamp ± interval, or interval + timestamp.
+            let (ts, iv, ts_left) = match (naive(&b.left), interval(&b.right)) {
+                (Some(u), Some(v)) => (u, v, true),
+                _ if b.op == Operator::Plus => match (interval(&b.left), naive(&b.right)) {
+                    (Some(v), Some(u)) => (u, v, false),
+                    _ => return Ok(Transformed::no(e)),
+                },
+                _ => return Ok(Transformed::no(e)),
+            };
+            let Some(d) = duration(&iv, &ts) else {
+                return Ok(Transformed::no(e));
+            };
+            // The timestamp first (addition commutes): Arrow adds a duration to it.
+            let ts_side = if ts_left { &b.left } else { &b.right };
+            Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                ts_side.clone(),
+                b.op,
+                Box::new(lit(d)),
+            ))))
+        })
+        // Types were checked before; a failure keeps the expression as written.
+        .map(|t| t.data)
+        .unwrap_or(e)
+}
+
 fn passes_values_through(e: &Expr, personal: &BTreeSet<String>) -> bool {
     let mut found = false;
     let _ = e.apply(|x| {
@@ -2683,6 +2757,63 @@ mod tests {
             .filter(|r| !r.ends_with("|0"))
             .collect();
         assert_eq!(rows(&ctx, mine).await, want);
+    }
+
+    /// Fixed intervals added to or subtracted from timestamps without a time zone become
+    /// durations with the same results; months, fractions finer than the unit and
+    /// timestamps with a time zone keep their interval.
+    #[tokio::test]
+    async fn fixed_intervals_become_durations_with_the_same_results() {
+        let ctx = SessionContext::new();
+        ctx.sql(
+            "CREATE TABLE t AS SELECT \
+               arrow_cast(to_timestamp_micros(v * 3700000123), 'Timestamp(Microsecond, None)') AS us, \
+               arrow_cast(to_timestamp_seconds(v * 86399), 'Timestamp(Second, None)') AS s, \
+               to_timestamp_nanos(v * 1234567890123) AS ns, \
+               arrow_cast(to_timestamp_seconds(v * 86399), 'Timestamp(Second, Some(\"Europe/Helsinki\"))') AS tz \
+             FROM (SELECT unnest(generate_series(-50, 400)) AS v)",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+        let table = ctx.table("t").await.unwrap();
+        let schema = table.schema().clone();
+        let cases = [
+            ("us + INTERVAL '3 hours'", true),
+            ("INTERVAL '1 day 2 hours' + us", true),
+            ("us - INTERVAL '90 minutes 0.000001 seconds'", true),
+            ("s + INTERVAL '2 days'", true),
+            ("s - INTERVAL '1.5 seconds'", false),
+            ("ns + INTERVAL '0.000000001 seconds'", true),
+            ("us + INTERVAL '1 month'", false),
+            ("tz + INTERVAL '1 day'", false),
+        ];
+        for (sql, fixed) in cases {
+            let written = ctx.state().create_logical_expr(sql, &schema).unwrap();
+            let rewritten = fixed_intervals(written.clone(), &schema);
+            assert_eq!(
+                rewritten.to_string().contains("Interval"),
+                !fixed,
+                "{sql}: {rewritten}"
+            );
+            let values = |e: Expr| {
+                let table = table.clone();
+                async move {
+                    let batches = table
+                        .select(vec![e.alias("x")])
+                        .unwrap()
+                        .collect()
+                        .await
+                        .unwrap();
+                    text_rows(batches)
+                }
+            };
+            let want = values(written).await;
+            assert_eq!(want.len(), 451);
+            assert_eq!(values(rewritten).await, want, "{sql}");
+        }
     }
 
     /// Distinct counts whose groupings spill under a small memory limit (their states
