@@ -2145,6 +2145,21 @@ fn catalog_describes_every_line_dataset_and_column() {
     );
 }
 
+/// A code set's validity window checked against timestamps: its last day lasts until the
+/// following midnight (`tests/lines/voimassaolo.test.yaml`).
+#[test]
+fn code_set_windows_against_timestamps_end_at_midnight() {
+    let out = run(&["test", "tests/lines/voimassaolo.test.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("1 passed, 0 failed"));
+}
+
 #[test]
 fn line_tests_run_from_yaml_and_report_junit() {
     let dir = tempfile::tempdir().unwrap();
@@ -2162,10 +2177,10 @@ fn line_tests_run_from_yaml_and_report_junit() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    assert!(text(&out.stdout).contains("4 passed, 0 failed"));
+    assert!(text(&out.stdout).contains("5 passed, 0 failed"));
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(
-        xml.contains("<testsuite name=\"ensihoito\" tests=\"4\" failures=\"0\""),
+        xml.contains("<testsuite name=\"ensihoito\" tests=\"5\" failures=\"0\""),
         "{xml}"
     );
     // A test that expects the wrong thing fails, with the difference in the report.
@@ -2186,7 +2201,7 @@ fn line_tests_run_from_yaml_and_report_junit() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stdout).contains("3 passed, 1 failed"),
+        text(&out.stdout).contains("4 passed, 1 failed"),
         "{}",
         text(&out.stdout)
     );

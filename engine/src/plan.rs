@@ -1684,6 +1684,41 @@ impl Planner<'_> {
             }
             let alias = format!("__cs{i}");
             let windowed = m.on.is_some() && cs_schema.index_of("valid_from").is_ok();
+            // A window checked against a timestamp without a time zone: the code set's days
+            // as the midnights that start and end them, compared with the timestamps as
+            // they are (not each cast to its day).
+            let on_unit = match &m.on {
+                Some(on_col) if windowed => {
+                    match self.column_check(&schema, on_col).map_err(|d| vec![d])? {
+                        DataType::Timestamp(unit, None) => Some(unit),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            let bound = |column: &str, next_day: bool| {
+                let day = Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(col(column)),
+                    DataType::Date32,
+                ));
+                let Some(unit) = &on_unit else { return day };
+                let midnight = Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(day),
+                    DataType::Timestamp(*unit, None),
+                ));
+                if !next_day {
+                    return midnight;
+                }
+                let one_day: ScalarValue = match unit {
+                    TimeUnit::Second => ScalarValue::DurationSecond(Some(86_400)),
+                    TimeUnit::Millisecond => ScalarValue::DurationMillisecond(Some(86_400_000)),
+                    TimeUnit::Microsecond => ScalarValue::DurationMicrosecond(Some(86_400_000_000)),
+                    TimeUnit::Nanosecond => {
+                        ScalarValue::DurationNanosecond(Some(86_400_000_000_000))
+                    }
+                };
+                midnight + lit(one_day)
+            };
             let mut cs_cols = vec![
                 col(Column::from_name(key.as_str())).alias(format!("{alias}_key")),
                 col(Column::from_name(m.to.value.as_str())).alias(format!("{alias}_to")),
@@ -1696,20 +1731,9 @@ impl Planner<'_> {
                 cs_cols.push(col("equivalence").alias(format!("{alias}_eq")));
             }
             if windowed {
-                cs_cols.push(
-                    Expr::Cast(datafusion::logical_expr::Cast::new(
-                        Box::new(col("valid_from")),
-                        DataType::Date32,
-                    ))
-                    .alias(format!("{alias}_from")),
-                );
-                cs_cols.push(
-                    Expr::Cast(datafusion::logical_expr::Cast::new(
-                        Box::new(col("valid_to")),
-                        DataType::Date32,
-                    ))
-                    .alias(format!("{alias}_until")),
-                );
+                cs_cols.push(bound("valid_from", false).alias(format!("{alias}_from")));
+                // With timestamps: the midnight after the last day.
+                cs_cols.push(bound("valid_to", true).alias(format!("{alias}_until")));
             }
             let cs_plan = LogicalPlanBuilder::scan(
                 alias.as_str(),
@@ -1756,9 +1780,15 @@ impl Planner<'_> {
                 };
                 let fromc = col(Column::from_name(format!("{alias}_from")));
                 let untilc = col(Column::from_name(format!("{alias}_until")));
+                let (day, before_end) = if on_unit.is_some() {
+                    let at = col(Column::from_name(on_col.value.as_str()));
+                    (at.clone(), at.lt(untilc.clone()))
+                } else {
+                    (day.clone(), day.lt_eq(untilc.clone()))
+                };
                 on = on
-                    .and(fromc.clone().is_null().or(day.clone().gt_eq(fromc)))
-                    .and(untilc.clone().is_null().or(day.lt_eq(untilc)));
+                    .and(fromc.clone().is_null().or(day.gt_eq(fromc)))
+                    .and(untilc.is_null().or(before_end));
             }
             let joined = b
                 .join_on(cs_plan, JoinType::Left, vec![on])
