@@ -216,12 +216,12 @@ impl PartitionStream for ChannelPartition {
     }
 }
 
-/// Reads a spilled output as it is written (several consumers).
+/// Reads a spilled output once it is complete (several consumers).
 #[derive(Debug)]
 struct SpillPartition {
     schema: SchemaRef,
     path: PathBuf,
-    ready: watch::Receiver<crate::spill::Progress>,
+    ready: watch::Receiver<crate::spill::Ready>,
     /// The reading step's counters, when this is one of its main inputs.
     counter: Option<Arc<Counters>>,
     /// A query may scan an input more than once; its rows are counted once.
@@ -235,7 +235,7 @@ impl PartitionStream for SpillPartition {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let first = !self.counted.swap(true, Ordering::Relaxed);
         let counter = self.counter.clone().filter(|_| first);
-        let stream = crate::spill::read_as_written(
+        let stream = crate::spill::read_when_ready(
             self.schema.clone(),
             self.path.clone(),
             self.ready.clone(),
@@ -255,7 +255,7 @@ enum Output {
     /// A file, with the columns (of the step's output) its readers read, if not all.
     Spill(
         PathBuf,
-        watch::Sender<crate::spill::Progress>,
+        watch::Sender<crate::spill::Ready>,
         Option<Vec<String>>,
     ),
     Publish,
@@ -966,7 +966,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
             }
             _ => {
                 let path = scratch.join(format!("{s}.arrow"));
-                let (tx, rx) = watch::channel(crate::spill::Progress::default());
+                let (tx, rx) = watch::channel(None);
                 // Only the columns the consumers read are written and read back.
                 let read = columns_read(&shared, s, &consumers);
                 let schema = Arc::new(narrowed(&plan.output, read.as_deref())?.0);
@@ -1324,12 +1324,15 @@ async fn run_step(
                 finish_step(&name, &plan, &counters)
             }
             Output::Spill(path, ready, read) => {
-                // The readers follow the file as it is written; they learn the outcome at
-                // its end (rows they read of a step that then fails fail their step too).
                 let result = async {
+                    let file = std::fs::File::create(&path)
+                        .map_err(|e| fail(codes::WRITE, format!("{}: {e}", path.display())))?;
                     let (schema, cols) = narrowed(&plan.output, read.as_deref())?;
-                    let mut w = crate::spill::Writer::create(&path, &schema, ready.clone())
-                        .map_err(|e| fail(codes::WRITE, e))?;
+                    let mut w = arrow::ipc::writer::FileWriter::try_new(
+                        std::io::BufWriter::with_capacity(1 << 20, file),
+                        &schema,
+                    )
+                    .map_err(|e| fail(codes::WRITE, e.to_string()))?;
                     while let Some(batch) = stream.next().await {
                         let batch = batch.map_err(&engine_err)?;
                         let passed = tapped(&shared, &name, &plan, &counters, &batch)?;
@@ -1339,17 +1342,19 @@ async fn run_step(
                                 .map_err(|e| fail(codes::ENGINE, e.to_string()))?,
                             None => passed,
                         };
-                        if passed.num_rows() > 0 {
-                            w.write(&passed).map_err(|e| fail(codes::WRITE, e))?;
-                        }
+                        w.write(&passed)
+                            .map_err(|e| fail(codes::WRITE, e.to_string()))?;
                     }
                     finish_step(&name, &plan, &counters)?;
-                    w.finish().map_err(|e| fail(codes::WRITE, e))
+                    w.finish().map_err(|e| fail(codes::WRITE, e.to_string()))
                 }
                 .await;
-                if result.is_err() {
-                    crate::spill::failed(&ready, "the producing step failed".to_string());
-                }
+                ready.send_replace(Some(
+                    result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|_| "the producing step failed".to_string()),
+                ));
                 result
             }
             Output::Drain => {
