@@ -2146,10 +2146,10 @@ fn catalog_describes_every_line_dataset_and_column() {
 }
 
 /// A code set's validity window checked against timestamps: its last day lasts until the
-/// following midnight (`tests/lines/voimassaolo.test.yaml`).
+/// following midnight (`tests/lines/tests/voimassaolo.test.yaml`).
 #[test]
 fn code_set_windows_against_timestamps_end_at_midnight() {
-    let out = run(&["test", "tests/lines/voimassaolo.test.yaml"]);
+    let out = run(&["test", "tests/lines/tests/voimassaolo.test.yaml"]);
     assert_eq!(
         out.status.code(),
         Some(0),

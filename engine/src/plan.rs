@@ -1795,8 +1795,13 @@ impl Planner<'_> {
                     .and(fromc.clone().is_null().or(day.gt_eq(fromc)))
                     .and(untilc.is_null().or(before_end));
             }
-            let joined = b
-                .join_on(cs_plan, JoinType::Left, vec![on])
+            // The code set is the join's build side; the rows stream past it.
+            let joined = LogicalPlanBuilder::from(cs_plan)
+                .join_on(
+                    b.build().map_err(err(m.column.at))?,
+                    JoinType::Right,
+                    vec![on],
+                )
                 .map_err(err(m.column.at))?;
             let to = col(Column::from_name(format!("{alias}_to")));
             let target = match m.unmapped {
