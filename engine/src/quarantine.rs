@@ -23,6 +23,9 @@ pub const RULES_COLUMN: &str = "_rules";
 pub const REASONS_COLUMN: &str = "_reasons";
 pub const RUN_COLUMN: &str = "_run_id";
 
+/// Rows per row group of a step's local quarantine file.
+const QUARANTINE_ROW_GROUP: usize = 65_536;
+
 struct StepFile {
     writer: ArrowWriter<File>,
     schema: SchemaRef,
@@ -104,8 +107,13 @@ impl Quarantine {
         if !files.contains_key(step) {
             let path = self.dir.join(format!("{step}.parquet"));
             let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let writer =
-                ArrowWriter::try_new(file, schema.clone(), None).map_err(|e| e.to_string())?;
+            // Small row groups: the writer holds one in memory, and a run may reject
+            // millions of rows (the file is sorted into the store's at the end).
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_max_row_group_row_count(Some(QUARANTINE_ROW_GROUP))
+                .build();
+            let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+                .map_err(|e| e.to_string())?;
             files.insert(
                 step.to_string(),
                 StepFile {
@@ -461,4 +469,43 @@ pub fn finish_dataset_checks(
         quality.dataset.insert(check.id.clone(), outcome);
     }
     failure
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step's local quarantine file is written in row groups of bounded size (the writer
+    /// holds one in memory), and keeps every row.
+    #[test]
+    fn many_rejected_rows_are_written_in_bounded_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::new(dir.path().to_path_buf(), "run".into(), None);
+        let schema = Schema::new(vec![
+            Field::new(OBJECT_COLUMN, DataType::Utf8, true),
+            Field::new(ROW_COLUMN, DataType::UInt64, true),
+        ]);
+        let rejects: Vec<valtava_plugin::RowReject> = (0..10_000u64)
+            .map(|row| valtava_plugin::RowReject {
+                row,
+                reason: "too few fields".into(),
+            })
+            .collect();
+        for _ in 0..14 {
+            q.write_unparsed("lahde", &schema, "inbox/a.csv", &rejects)
+                .unwrap();
+        }
+        let [(step, path, rows)] = q.close().unwrap().try_into().unwrap();
+        assert_eq!((step.as_str(), rows), ("lahde", 140_000));
+        let reader =
+            parquet::file::reader::SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(&reader);
+        assert_eq!(meta.file_metadata().num_rows(), 140_000);
+        assert_eq!(meta.num_row_groups(), 3);
+        assert!(
+            meta.row_groups()
+                .iter()
+                .all(|g| g.num_rows() as usize <= QUARANTINE_ROW_GROUP)
+        );
+    }
 }
