@@ -132,7 +132,7 @@ impl Cells {
 
 /// The cells of a binary set (its length checked to be a multiple of 16).
 fn cells(bytes: &[u8]) -> Result<impl Iterator<Item = i128> + '_> {
-    if bytes.len() % WIDTH != 0 {
+    if !bytes.len().is_multiple_of(WIDTH) {
         return exec_err!("a cell set of {} bytes is not whole cells", bytes.len());
     }
     Ok(bytes
@@ -360,8 +360,13 @@ mod tests {
     fn groups_collect_their_distinct_cells_in_order() {
         let mut a = CellSets::default();
         let cells = decimals(&[Some(5), Some(-3), None, Some(5), Some(9), Some(-3), Some(7)]);
-        a.update_batch(&[cells.clone()], &[0, 1, 0, 0, 1, 1, 2], None, 4)
-            .unwrap();
+        a.update_batch(
+            std::slice::from_ref(&cells),
+            &[0, 1, 0, 0, 1, 1, 2],
+            None,
+            4,
+        )
+        .unwrap();
         assert!(a.heap > 0);
         let filter = BooleanArray::from(vec![true, true, true, true, false, true, true]);
         let mut b = CellSets::default();
