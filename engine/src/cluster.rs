@@ -309,6 +309,7 @@ pub async fn scheduler(bind: std::net::SocketAddr, key: Vec<u8>) -> Result<(), S
     use ballista_scheduler::cluster::BallistaCluster;
     use ballista_scheduler::config::SchedulerConfig;
     let udfs = crate::functions::udfs(&key);
+    let udafs = crate::functions::udafs();
     let builder = move |config: SessionConfig| {
         use datafusion::execution::FunctionRegistry;
         let mut state = datafusion::execution::SessionStateBuilder::new()
@@ -322,9 +323,11 @@ pub async fn scheduler(bind: std::net::SocketAddr, key: Vec<u8>) -> Result<(), S
                 .register_udf(Arc::new(f.clone()))
                 .map_err(|e| e.context("registering Valtava's functions"))?;
         }
-        state
-            .register_udaf(Arc::new(crate::cellsets::cell_set()))
-            .map_err(|e| e.context("registering Valtava's functions"))?;
+        for f in &udafs {
+            state
+                .register_udaf(Arc::new(f.clone()))
+                .map_err(|e| e.context("registering Valtava's functions"))?;
+        }
         Ok(state)
     };
     let config = SchedulerConfig {

@@ -480,10 +480,9 @@ fn common_timestamp(s: &[u8]) -> Option<i64> {
         return None;
     }
     let date = NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)?;
-    let days = i64::from(
-        date.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1)?)
-            .num_days() as i32,
-    );
+    let days = date
+        .signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1)?)
+        .num_days();
     let mut seconds = days * 86_400;
     if s.len() == 19 {
         if !matches!(s[10], b'T' | b' ') || s[13] != b':' || s[16] != b':' {
@@ -548,6 +547,12 @@ impl ScalarUDFImpl for TextTimestamp {
             TimestampMicrosecondArray::from(values),
         )))
     }
+}
+
+/// The aggregate functions, ready to register: `__cell_set` is internal (plans of
+/// `count(DISTINCT …)`), registered so that a plan sent to a cluster finds it by name.
+pub fn udafs() -> Vec<datafusion::logical_expr::AggregateUDF> {
+    vec![crate::cellsets::cell_set()]
 }
 
 /// The functions, ready to register; `key` is the pseudonymisation key of the run.

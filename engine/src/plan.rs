@@ -216,8 +216,9 @@ pub fn session(key: &[u8], target_partitions: usize) -> SessionContext {
     for f in crate::functions::udfs(key) {
         ctx.register_udf(f);
     }
-    // Internal to distinct counts, registered so that a cluster finds it by name.
-    ctx.register_udaf(crate::cellsets::cell_set());
+    for f in crate::functions::udafs() {
+        ctx.register_udaf(f);
+    }
     ctx
 }
 
@@ -787,7 +788,7 @@ impl Planner<'_> {
             let raw = col(Column::from_name(name.value.as_str()));
             let typed = if t == DataType::Utf8 {
                 raw.clone()
-            } else if t == DataType::Timestamp(TimeUnit::Microsecond, None) {
+            } else if c.r#type.value == ColumnType::Timestamp {
                 // TRY_CAST, faster on the common forms.
                 datafusion::logical_expr::ScalarUDF::new_from_impl(
                     crate::functions::TextTimestamp::default(),
@@ -1047,36 +1048,17 @@ impl Planner<'_> {
             };
             let c = col(Column::from_name(p.value.as_str()));
             let outside = match (&t, start, end) {
-                // A timestamp without a time zone against the period's first and following
-                // days' midnights: compared as numbers, not cast to days per row.
+                // A timestamp without a time zone against the period's first midnight and
+                // the one after its last day.
                 (
                     DataType::Timestamp(unit, None),
-                    ScalarValue::Date32(Some(first)),
-                    ScalarValue::Date32(Some(last)),
-                ) => {
-                    let per_second: i64 = match unit {
-                        TimeUnit::Second => 1,
-                        TimeUnit::Millisecond => 1_000,
-                        TimeUnit::Microsecond => 1_000_000,
-                        TimeUnit::Nanosecond => 1_000_000_000,
-                    };
-                    let at = |day: i32| {
-                        let v = i64::from(day)
-                            .checked_mul(86_400 * per_second)
-                            .unwrap_or(if day < 0 { i64::MIN } else { i64::MAX });
-                        lit(match unit {
-                            TimeUnit::Second => ScalarValue::TimestampSecond(Some(v), None),
-                            TimeUnit::Millisecond => {
-                                ScalarValue::TimestampMillisecond(Some(v), None)
-                            }
-                            TimeUnit::Microsecond => {
-                                ScalarValue::TimestampMicrosecond(Some(v), None)
-                            }
-                            TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(Some(v), None),
-                        })
-                    };
-                    Some(c.clone().lt(at(*first)).or(c.clone().gt_eq(at(*last + 1))))
-                }
+                    ScalarValue::Date32(Some(_)),
+                    ScalarValue::Date32(Some(_)),
+                ) => Some(
+                    c.clone()
+                        .lt(midnight(lit(start.clone()), *unit, false))
+                        .or(c.clone().gt_eq(midnight(lit(end.clone()), *unit, true))),
+                ),
                 _ => None,
             };
             let day = match t {
@@ -1706,23 +1688,10 @@ impl Planner<'_> {
                     Box::new(col(column)),
                     DataType::Date32,
                 ));
-                let Some(unit) = &on_unit else { return day };
-                let midnight = Expr::Cast(datafusion::logical_expr::Cast::new(
-                    Box::new(day),
-                    DataType::Timestamp(*unit, None),
-                ));
-                if !next_day {
-                    return midnight;
+                match &on_unit {
+                    Some(unit) => midnight(day, *unit, next_day),
+                    None => day,
                 }
-                let one_day: ScalarValue = match unit {
-                    TimeUnit::Second => ScalarValue::DurationSecond(Some(86_400)),
-                    TimeUnit::Millisecond => ScalarValue::DurationMillisecond(Some(86_400_000)),
-                    TimeUnit::Microsecond => ScalarValue::DurationMicrosecond(Some(86_400_000_000)),
-                    TimeUnit::Nanosecond => {
-                        ScalarValue::DurationNanosecond(Some(86_400_000_000_000))
-                    }
-                };
-                midnight + lit(one_day)
             };
             let mut cs_cols = vec![
                 col(Column::from_name(key.as_str())).alias(format!("{alias}_key")),
@@ -2499,8 +2468,23 @@ impl Planner<'_> {
     }
 }
 
-/// Whether a measure hands on a personal value itself (`min(hetu)`, `array_agg(hetu)`)
-/// rather than a count or a statistic of it.
+/// The midnight that starts `day` (a `DATE` expression), or with `next` the one that ends
+/// it, as a timestamp of `unit` without a time zone: timestamps compared with it directly
+/// need no cast to their day per row.
+fn midnight(day: Expr, unit: TimeUnit, next: bool) -> Expr {
+    let day = if next {
+        day + lit(ScalarValue::IntervalDayTime(Some(
+            arrow::datatypes::IntervalDayTime::new(1, 0),
+        )))
+    } else {
+        day
+    };
+    Expr::Cast(datafusion::logical_expr::Cast::new(
+        Box::new(day),
+        DataType::Timestamp(unit, None),
+    ))
+}
+
 /// `timestamp ± INTERVAL '…'` with a fixed interval (no months; a timestamp without a time
 /// zone has 24-hour days) as `timestamp ± duration`: the same instants, and Arrow adds a
 /// duration as a number where it adds an interval per value by the calendar (20 times
@@ -2575,6 +2559,8 @@ fn fixed_intervals(e: Expr, schema: &DFSchema) -> Expr {
         .unwrap_or(e)
 }
 
+/// Whether a measure hands on a personal value itself (`min(hetu)`, `array_agg(hetu)`)
+/// rather than a count or a statistic of it.
 fn passes_values_through(e: &Expr, personal: &BTreeSet<String>) -> bool {
     let mut found = false;
     let _ = e.apply(|x| {

@@ -879,26 +879,24 @@ fn columns_read(shared: &Shared, table: &str, consumers: &[String]) -> Option<Ve
     let mut names = std::collections::BTreeSet::new();
     for c in consumers {
         let step = shared.check_plans.get(c)?;
-        {
-            let plan = shared.state.optimize(&step.plan).ok()?;
-            let mut all = false;
-            let _ = plan.apply_with_subqueries(|p| {
-                if let datafusion::logical_expr::LogicalPlan::TableScan(t) = p
-                    && t.table_name.table() == table
-                {
-                    let schema = t.source.schema();
-                    match &t.projection {
-                        Some(cols) => {
-                            names.extend(cols.iter().map(|&i| schema.field(i).name().clone()))
-                        }
-                        None => all = true,
+        let plan = shared.state.optimize(&step.plan).ok()?;
+        let mut all = false;
+        let _ = plan.apply_with_subqueries(|p| {
+            if let datafusion::logical_expr::LogicalPlan::TableScan(t) = p
+                && t.table_name.table() == table
+            {
+                let schema = t.source.schema();
+                match &t.projection {
+                    Some(cols) => {
+                        names.extend(cols.iter().map(|&i| schema.field(i).name().clone()))
                     }
+                    None => all = true,
                 }
-                Ok(TreeNodeRecursion::Continue)
-            });
-            if all {
-                return None;
             }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        if all {
+            return None;
         }
     }
     let cols: Vec<String> = output
