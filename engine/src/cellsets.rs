@@ -406,19 +406,21 @@ mod tests {
             None,
             Some(&[0u8; 3][..]),
         ]));
-        let ok = binary.slice(0, 2);
-        let args = ScalarFunctionArgs {
-            args: vec![ColumnarValue::Array(ok)],
-            arg_fields: vec![Arc::new(Field::new("s", DataType::Binary, true))],
-            number_rows: 2,
-            return_field: Arc::new(Field::new(
-                "c",
-                CellsOf::default().return_type(&[]).unwrap(),
-                true,
-            )),
-            config_options: Arc::new(Default::default()),
+        let invoke = |sets: ArrayRef| {
+            let rows = sets.len();
+            CellsOf::default().invoke_with_args(ScalarFunctionArgs {
+                args: vec![ColumnarValue::Array(sets)],
+                arg_fields: vec![Arc::new(Field::new("s", DataType::Binary, true))],
+                number_rows: rows,
+                return_field: Arc::new(Field::new(
+                    "c",
+                    CellsOf::default().return_type(&[]).unwrap(),
+                    true,
+                )),
+                config_options: Arc::new(Default::default()),
+            })
         };
-        let ColumnarValue::Array(list) = CellsOf::default().invoke_with_args(args).unwrap() else {
+        let ColumnarValue::Array(list) = invoke(binary.slice(0, 2)).unwrap() else {
             panic!("no array")
         };
         let list = list.as_list::<i32>();
@@ -426,7 +428,8 @@ mod tests {
         let first = list.value(0);
         let first: Vec<i128> = first.as_primitive::<Decimal128Type>().values().to_vec();
         assert_eq!(first, vec![1, 2]);
-        // A set that is not whole cells is an error, not a panic.
-        assert!(cells(&[0u8; 3]).is_err());
+        // A set that is not whole cells is an error that says so, not a panic.
+        let err = invoke(binary).unwrap_err().to_string();
+        assert!(err.contains("3 bytes is not whole cells"), "{err}");
     }
 }
