@@ -385,6 +385,47 @@ fn identity_codes_never_reach_outputs_or_logs() {
     }
 }
 
+/// `RUST_LOG=valtava::memory=debug` logs the process's resident memory beside the memory
+/// pool's; without it nothing is sampled.
+#[test]
+fn the_memory_log_reports_resident_and_pool_memory() {
+    let store = store_with_inbox();
+    let records = |filter: &str| -> Vec<serde_json::Value> {
+        let s = store.path().to_str().unwrap();
+        let out = bin()
+            .args([
+                "run",
+                "tests/lines/mini.yaml",
+                "--store",
+                s,
+                "--param",
+                "period=2025-01",
+                "--log-format",
+                "json",
+            ])
+            .env("VALTAVA_PSEUDONYM_KEY", KEY)
+            .env("VALTAVA_MEMORY_LIMIT", "64M")
+            .env("RUST_LOG", filter)
+            .output()
+            .unwrap();
+        assert_succeeded(&out);
+        text(&out.stderr)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["target"] == "valtava::memory")
+            .collect()
+    };
+    let logged = records("info,valtava::memory=debug");
+    assert!(!logged.is_empty(), "no memory record");
+    for r in &logged {
+        let f = &r["fields"];
+        assert!(f["rss_mib"].as_u64().is_some_and(|m| m > 0), "{r}");
+        assert!(f["pool_mib"].as_u64().is_some_and(|m| m <= 64), "{r}");
+        assert!(f["top"].is_string(), "{r}");
+    }
+    assert!(records("info").is_empty());
+}
+
 #[test]
 fn reruns_publish_identical_bytes() {
     let store = store_with_inbox();

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use valtava::diag::Diagnostic;
 use valtava::run::{RunError, RunOptions};
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -368,6 +369,7 @@ fn key_and_store(
 /// The multi-threaded runtime of `run` and `serve`.
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(valtava::run::blocking_threads())
         .enable_all()
         .build()
         .map_err(|e| {

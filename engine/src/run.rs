@@ -504,10 +504,14 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     )
     .await;
     let progress = opts.progress.then(|| spawn_progress(shared.clone()));
+    let memory_log = spawn_memory_log(&shared.state);
     let result = schedule(shared.clone(), &scratch).await;
     if let Some((bar, handle)) = progress {
         handle.abort();
         bar.finish_and_clear();
+    }
+    if let Some(handle) = memory_log {
+        handle.abort();
     }
 
     let mut failure = result.err();
@@ -1556,6 +1560,60 @@ fn spawn_progress(shared: Arc<Shared>) -> (indicatif::ProgressBar, tokio::task::
     (bar, handle)
 }
 
+/// With `RUST_LOG=valtava::memory=debug`, logs every second what the query engine's memory
+/// pool holds beside the process's resident memory, and the largest consumers: where a run's
+/// memory goes, for an operator choosing `VALTAVA_MEMORY_LIMIT`.
+fn spawn_memory_log(
+    state: &datafusion::execution::SessionState,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+    if !tracing::enabled!(target: "valtava::memory", tracing::Level::DEBUG) {
+        return None;
+    }
+    let pool = state.runtime_env().memory_pool.clone();
+    Some(tokio::spawn(async move {
+        loop {
+            let top = pool
+                .downcast_ref::<TrackConsumersPool<FairSpillPool>>()
+                .map(|p| p.report_top(5).replace('\n', "; "))
+                .unwrap_or_default();
+            debug!(
+                target: "valtava::memory",
+                rss_mib = resident_bytes().unwrap_or(0) >> 20,
+                pool_mib = pool.reserved() >> 20,
+                top = %top,
+                "memory"
+            );
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }))
+}
+
+/// The most threads the runtime starts for blocking work (parsing pieces of CSV, file reads):
+/// twice the cores, at least four. Without a bound a run started a dozen or more, each with
+/// its own allocator heap holding freed pages; with it a 50 M row run peaked at 385 MiB
+/// instead of 643 MiB (10 M rows: 329 instead of 404 MiB) in the same time
+/// (examples/benchmark/PROFILE.md). Blocking tasks here are short and never wait for each
+/// other, so a bound only queues them.
+pub fn blocking_threads() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4))
+}
+
+/// The process's resident memory (Linux), for the memory log.
+fn resident_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(
+        pages
+            * usize::try_from(page)
+                .ok()
+                .filter(|p| *p > 0)
+                .unwrap_or(4096),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     //! A crash at any write leaves the previous release intact.
@@ -1779,6 +1837,17 @@ mod tests {
 #[cfg(test)]
 mod scratch_tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn resident_memory_grows_with_touched_pages() {
+        let before = resident_bytes().unwrap();
+        // Far more than other tests running at the same time could free meanwhile.
+        let block = vec![1u8; 256 << 20];
+        let after = resident_bytes().unwrap();
+        assert!(block.iter().all(|b| *b == 1));
+        assert!(after >= before + (192 << 20), "{before} -> {after}");
+    }
 
     #[test]
     #[cfg(target_os = "linux")]
