@@ -67,7 +67,8 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn run_mini(store: &Path, extra: &[&str]) -> Output {
+/// The mini line's run command on `store` with the test key.
+fn mini(store: &Path, extra: &[&str]) -> Command {
     let s = store.to_str().unwrap();
     let mut args = vec![
         "run",
@@ -79,11 +80,13 @@ fn run_mini(store: &Path, extra: &[&str]) -> Output {
         "--json",
     ];
     args.extend_from_slice(extra);
-    bin()
-        .args(&args)
-        .env("VALTAVA_PSEUDONYM_KEY", KEY)
-        .output()
-        .unwrap()
+    let mut c = bin();
+    c.args(&args).env("VALTAVA_PSEUDONYM_KEY", KEY);
+    c
+}
+
+fn run_mini(store: &Path, extra: &[&str]) -> Output {
+    mini(store, extra).output().unwrap()
 }
 
 fn latest_release(store: &Path, line: &str, period: &str) -> PathBuf {
@@ -391,19 +394,7 @@ fn identity_codes_never_reach_outputs_or_logs() {
 fn the_memory_log_reports_resident_and_pool_memory() {
     let store = store_with_inbox();
     let records = |filter: &str| -> Vec<serde_json::Value> {
-        let s = store.path().to_str().unwrap();
-        let out = bin()
-            .args([
-                "run",
-                "tests/lines/mini.yaml",
-                "--store",
-                s,
-                "--param",
-                "period=2025-01",
-                "--log-format",
-                "json",
-            ])
-            .env("VALTAVA_PSEUDONYM_KEY", KEY)
+        let out = mini(store.path(), &["--log-format", "json"])
             .env("VALTAVA_MEMORY_LIMIT", "64M")
             .env("RUST_LOG", filter)
             .output()
