@@ -1591,9 +1591,9 @@ fn spawn_memory_log(
 
 /// The most threads the runtime starts for blocking work (parsing pieces of CSV, file reads):
 /// twice the cores, at least four. Without a bound a run started a dozen or more, each with
-/// its own allocator heap holding freed pages; with it a 50 M row run peaked at 385 MiB
-/// instead of 643 MiB (10 M rows: 329 instead of 404 MiB) in the same time
-/// (examples/benchmark/PROFILE.md). Blocking tasks here are short and never wait for each
+/// its own allocator heap holding freed pages; with it a 50 M row run under a 256 MiB limit
+/// peaked at 385 MiB instead of 643 MiB (10 M rows: 329 instead of 404 MiB) in the same
+/// time (non-LTO build; examples/benchmark/PROFILE.md, sixth round). Blocking tasks here are short and never wait for each
 /// other, so a bound only queues them.
 pub fn blocking_threads() -> usize {
     std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4))
