@@ -1561,8 +1561,8 @@ fn spawn_progress(shared: Arc<Shared>) -> (indicatif::ProgressBar, tokio::task::
 }
 
 /// With `RUST_LOG=valtava::memory=debug`, logs every second what the query engine's memory
-/// pool holds beside the process's resident memory, and the largest consumers: where a run's
-/// memory goes, for an operator choosing `VALTAVA_MEMORY_LIMIT`.
+/// pool holds beside the process's resident memory, and its largest consumers (tracked when
+/// `VALTAVA_MEMORY_LIMIT` is set): where a run's memory goes, for an operator choosing it.
 fn spawn_memory_log(
     state: &datafusion::execution::SessionState,
 ) -> Option<tokio::task::JoinHandle<()>> {
