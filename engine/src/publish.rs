@@ -33,11 +33,17 @@ pub struct ObjectEntry {
     pub sha256: String,
 }
 
-/// Parquet settings shared by every writer: zstd, and a fixed `created_by` so the bytes
-/// depend only on the data.
+/// Rows per Parquet row group. A writer holds the row group it is filling in memory, so
+/// this bounds a writer's memory however many rows it writes (a quarantine of half a
+/// million rejected rows, a register); readers still get large enough groups to skip by.
+pub const ROW_GROUP_ROWS: usize = 65_536;
+
+/// Parquet settings shared by every writer: zstd, row groups of [`ROW_GROUP_ROWS`], and a
+/// fixed `created_by` so the bytes depend only on the data.
 pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_created_by(format!("valtava {}", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -442,4 +448,59 @@ pub fn jsonstat_meta<'a>(
         units,
         code_labels,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::UInt64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use object_store::ObjectStoreExt;
+
+    /// A published Parquet file of many rows is written in bounded row groups, and keeps
+    /// every row.
+    #[tokio::test]
+    async fn parquet_is_written_in_bounded_row_groups() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::UInt64, false)]));
+        let batches: Vec<Result<RecordBatch, datafusion::error::DataFusionError>> = (0..20u64)
+            .map(|b| {
+                let values = UInt64Array::from_iter_values(b * 10_000..(b + 1) * 10_000);
+                Ok(RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap())
+            })
+            .collect();
+        let stream = Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::iter(batches),
+        ));
+        let rows = write_stream(
+            &store,
+            "out",
+            "n",
+            &[PublishFormat::Parquet],
+            schema,
+            stream,
+            |_| Ok(()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows, 200_000);
+        let bytes = store
+            .get(&Path::from("out/n.parquet"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let reader = parquet::file::reader::SerializedFileReader::new(bytes).unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(&reader);
+        assert_eq!(meta.file_metadata().num_rows(), 200_000);
+        assert_eq!(meta.num_row_groups(), 4);
+        assert!(
+            meta.row_groups()
+                .iter()
+                .all(|g| g.num_rows() as usize <= ROW_GROUP_ROWS)
+        );
+    }
 }

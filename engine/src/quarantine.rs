@@ -23,9 +23,6 @@ pub const RULES_COLUMN: &str = "_rules";
 pub const REASONS_COLUMN: &str = "_reasons";
 pub const RUN_COLUMN: &str = "_run_id";
 
-/// Rows per row group of a step's local quarantine file.
-const QUARANTINE_ROW_GROUP: usize = 65_536;
-
 struct StepFile {
     writer: ArrowWriter<File>,
     schema: SchemaRef,
@@ -110,7 +107,7 @@ impl Quarantine {
             // Small row groups: the writer holds one in memory, and a run may reject
             // millions of rows (the file is sorted into the store's at the end).
             let props = parquet::file::properties::WriterProperties::builder()
-                .set_max_row_group_row_count(Some(QUARANTINE_ROW_GROUP))
+                .set_max_row_group_row_count(Some(crate::publish::ROW_GROUP_ROWS))
                 .build();
             let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
                 .map_err(|e| e.to_string())?;
@@ -505,7 +502,7 @@ mod tests {
         assert!(
             meta.row_groups()
                 .iter()
-                .all(|g| g.num_rows() as usize <= QUARANTINE_ROW_GROUP)
+                .all(|g| g.num_rows() as usize <= crate::publish::ROW_GROUP_ROWS)
         );
     }
 }

@@ -1437,9 +1437,49 @@ fn finish_step(name: &str, plan: &StepPlan, counters: &Counters) -> Result<(), R
     }
 }
 
-/// Sorts a local quarantine file by object and row and writes it to the store.
-async fn write_sorted(shared: &Shared, file: &std::path::Path, target: &str) -> Result<(), String> {
-    let ctx = SessionContext::new_with_state(shared.state.clone());
+/// The memory the sort of one quarantine file may hold before it spills (or the memory
+/// limit, when that is smaller). The rejected rows grow with the data (1 % of 50 M rows is
+/// half a million wide rows); with the run's steps done, the shared pool would let this
+/// one sort hold them all.
+const QUARANTINE_SORT_MEMORY: usize = 64 << 20;
+
+/// A session like `state` whose one partition's sort holds at most `bytes` and spills the
+/// rest (a quarter of it kept for merging the spilled runs).
+fn bounded_state(
+    state: &datafusion::execution::SessionState,
+    bytes: usize,
+) -> Result<datafusion::execution::SessionState, String> {
+    let mut config = state.config().clone().with_target_partitions(1);
+    config.options_mut().execution.sort_spill_reservation_bytes = bytes / 4;
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(
+            datafusion::execution::memory_pool::FairSpillPool::new(bytes),
+        ))
+        .build_arc()
+        .map_err(|e| e.to_string())?;
+    Ok(
+        datafusion::execution::SessionStateBuilder::new_from_existing(state.clone())
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .build(),
+    )
+}
+
+/// The rows of a local quarantine file sorted by object and row, by a sort that holds at
+/// most `memory` bytes; also the plan, whose metrics tell whether it spilled.
+async fn sorted_quarantine(
+    state: &datafusion::execution::SessionState,
+    file: &std::path::Path,
+    memory: usize,
+) -> Result<
+    (
+        SchemaRef,
+        Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        SendableRecordBatchStream,
+    ),
+    String,
+> {
+    let ctx = SessionContext::new_with_state(bounded_state(state, memory)?);
     let df = ctx
         .read_parquet(file.to_string_lossy().as_ref(), Default::default())
         .await
@@ -1475,7 +1515,17 @@ async fn write_sorted(shared: &Shared, file: &std::path::Path, target: &str) -> 
             .map(|f| Field::clone(f))
             .collect::<Vec<_>>(),
     ));
-    let stream = df.execute_stream().await.map_err(|e| e.to_string())?;
+    let plan = df.create_physical_plan().await.map_err(|e| e.to_string())?;
+    let stream = execute_stream(plan.clone(), ctx.task_ctx()).map_err(|e| e.to_string())?;
+    Ok((schema, plan, stream))
+}
+
+/// Sorts a local quarantine file by object and row and writes it to the store.
+async fn write_sorted(shared: &Shared, file: &std::path::Path, target: &str) -> Result<(), String> {
+    let memory = crate::plan::memory_limit()
+        .unwrap_or(usize::MAX)
+        .min(QUARANTINE_SORT_MEMORY);
+    let (schema, _, stream) = sorted_quarantine(&shared.state, file, memory).await?;
     let (dir, name) = target.rsplit_once('/').unwrap_or(("", target));
     crate::publish::write_stream(
         &shared.store.inner,
@@ -1837,6 +1887,79 @@ mod tests {
 #[cfg(test)]
 mod scratch_tests {
     use super::*;
+
+    /// The quarantine's sort keeps within its memory: far more rejected rows than it may
+    /// hold are spilled and merged, and every row comes out, by object and row.
+    #[tokio::test]
+    async fn quarantine_sort_spills_beyond_its_memory_and_keeps_every_row() {
+        use datafusion::arrow::array::{AsArray, UInt64Array};
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::new(dir.path().to_path_buf(), "run".into(), None);
+        let schema = Schema::new(vec![
+            Field::new(OBJECT_COLUMN, arrow::datatypes::DataType::Utf8, true),
+            Field::new(ROW_COLUMN, arrow::datatypes::DataType::UInt64, true),
+        ]);
+        // Objects and rows out of order: rows descending within objects given c, a, b.
+        for object in ["inbox/c.csv", "inbox/a.csv", "inbox/b.csv"] {
+            for chunk in (0..10u64).rev() {
+                let rejects: Vec<valtava_plugin::RowReject> = (chunk * 10_000
+                    ..(chunk + 1) * 10_000)
+                    .rev()
+                    .map(|row| valtava_plugin::RowReject {
+                        row,
+                        reason: format!("row {row} of {object}: too few fields"),
+                    })
+                    .collect();
+                q.write_unparsed("lahde", &schema, object, &rejects)
+                    .unwrap();
+            }
+        }
+        let [(_, path, rows)] = q.close().unwrap().try_into().unwrap();
+        assert_eq!(rows, 300_000);
+        let state = crate::plan::session(b"k", 2).state();
+        let (_, plan, mut stream) = sorted_quarantine(&state, &path, 8 << 20).await.unwrap();
+        let mut seen = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch.unwrap();
+            let objects = arrow::compute::cast(
+                batch.column_by_name(OBJECT_COLUMN).unwrap(),
+                &arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap();
+            let objects = objects.as_string::<i32>();
+            let rows = batch
+                .column_by_name(ROW_COLUMN)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .unwrap();
+            seen.extend(
+                objects
+                    .iter()
+                    .map(|o| o.unwrap().to_string())
+                    .zip(rows.values().iter().copied()),
+            );
+        }
+        let mut want = Vec::new();
+        for object in ["inbox/a.csv", "inbox/b.csv", "inbox/c.csv"] {
+            want.extend((0..100_000u64).map(|r| (object.to_string(), r)));
+        }
+        assert_eq!(seen.len(), want.len());
+        assert!(seen == want, "not sorted by object and row");
+        // It spilled: the rows did not fit in 8 MiB.
+        fn spills(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> usize {
+            plan.metrics().and_then(|m| m.spill_count()).unwrap_or(0)
+                + plan
+                    .children()
+                    .iter()
+                    .map(|c| spills(c.as_ref()))
+                    .sum::<usize>()
+        }
+        assert!(
+            spills(plan.as_ref()) > 0,
+            "the sort held every row in memory"
+        );
+    }
 
     #[test]
     #[cfg(target_os = "linux")]
