@@ -415,6 +415,10 @@ fn no_huge_pages() {
     }
 }
 
+/// The allocator's purge delay in milliseconds; see [`prompt_purge`].
+#[cfg(feature = "mimalloc")]
+const PURGE_DELAY_MS: std::ffi::c_long = 5;
+
 /// mimalloc's option number of the purge delay: `mi_option_purge_delay` follows
 /// `mi_option_eager_commit_delay` in mimalloc 2's `mimalloc.h` (the Rust bindings name only
 /// the options before it).
@@ -422,11 +426,12 @@ fn no_huge_pages() {
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t =
     libmimalloc_sys::mi_option_eager_commit_delay + 1;
 
-/// Returns freed memory to the system 3 ms after it falls free instead of mimalloc's 10 ms.
+/// Returns freed memory to the system 5 ms after it falls free instead of mimalloc's 10 ms.
 /// The query engine frees and allocates hash tables, sorted runs and spill buffers from
 /// several threads at once; with the longer delay the freed pages of one were still held
-/// when the next was allocated. Same wall time, less memory (50 M rows under a 512 MiB
-/// limit: 336 MiB against 410 MiB; 1 ms saved no more and cost 7 %; 0 ms cost 55 %;
+/// when the next was allocated. 50 M rows under a 512 MiB limit: 354 MiB against 410 MiB;
+/// 10 M rows under 1 GiB: the same time (20.4–21.4 s against 19.3–22.1 s). Shorter delays
+/// cost time (3 ms: +6 % at 10 M rows; 0 ms: +55 % at 50 M rows;
 /// `examples/benchmark/PROFILE.md`). `MIMALLOC_PURGE_DELAY` still overrides it.
 fn prompt_purge() {
     #[cfg(feature = "mimalloc")]
@@ -434,7 +439,7 @@ fn prompt_purge() {
         // SAFETY: sets one integer option of the allocator, before any other thread runs
         // (mimalloc's option setter is not thread-safe); the option is read on each purge.
         unsafe {
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 3);
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
         }
     }
 }
@@ -1026,7 +1031,7 @@ mod tests {
         let want = std::env::var("MIMALLOC_PURGE_DELAY")
             .ok()
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(3);
+            .unwrap_or(super::PURGE_DELAY_MS);
         assert_eq!(got, want);
     }
 }
