@@ -451,7 +451,7 @@ pub fn jsonstat_meta<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow::array::UInt64Array;
     use arrow::datatypes::{DataType, Field, Schema};
@@ -494,9 +494,19 @@ mod tests {
             .await
             .unwrap();
         let reader = parquet::file::reader::SerializedFileReader::new(bytes).unwrap();
-        let meta = parquet::file::reader::FileReader::metadata(&reader);
-        assert_eq!(meta.file_metadata().num_rows(), 200_000);
-        assert_eq!(meta.num_row_groups(), 4);
+        assert_row_groups(&reader, 200_000, 4);
+    }
+
+    /// The Parquet file read by `reader` holds `rows` rows in `groups` row groups, none
+    /// larger than [`ROW_GROUP_ROWS`].
+    pub(crate) fn assert_row_groups(
+        reader: &impl parquet::file::reader::FileReader,
+        rows: i64,
+        groups: usize,
+    ) {
+        let meta = reader.metadata();
+        assert_eq!(meta.file_metadata().num_rows(), rows);
+        assert_eq!(meta.num_row_groups(), groups);
         assert!(
             meta.row_groups()
                 .iter()

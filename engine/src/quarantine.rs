@@ -496,13 +496,6 @@ mod tests {
         assert_eq!((step.as_str(), rows), ("lahde", 140_000));
         let reader =
             parquet::file::reader::SerializedFileReader::new(File::open(path).unwrap()).unwrap();
-        let meta = parquet::file::reader::FileReader::metadata(&reader);
-        assert_eq!(meta.file_metadata().num_rows(), 140_000);
-        assert_eq!(meta.num_row_groups(), 3);
-        assert!(
-            meta.row_groups()
-                .iter()
-                .all(|g| g.num_rows() as usize <= crate::publish::ROW_GROUP_ROWS)
-        );
+        crate::publish::tests::assert_row_groups(&reader, 140_000, 3);
     }
 }
