@@ -419,9 +419,10 @@ fn rolled_up(
 /// A value counts once in each group that has one of its cells, so values that occur in
 /// the same cells count alike: 1. per value, the set of its cells (`__cell_set`); 2. per
 /// such set, its values counted (a few thousand sets for millions of identity codes,
-/// most of which occur in one cell); 3. each set's cells with their dimensions; 4. per
-/// group, the sets with a cell in it, each once, their values summed. Only step 1 sees
-/// every value. The result has the group columns of `value_pairs` and `alias`.
+/// most of which occur in one cell), the set named from here by its 128-bit key; 3. each
+/// set's cells with their dimensions; 4. per group, the sets with a cell in it, each once,
+/// their values summed. Only step 1 sees every value. The result has the group columns of
+/// `value_pairs` and `alias`.
 fn distinct_counts(
     b: LogicalPlanBuilder,
     dims: &[String],
@@ -435,6 +436,7 @@ fn distinct_counts(
     let cell = format!("{alias}_cell");
     let set = format!("{alias}_set");
     let n = format!("{alias}_n");
+    let set_key = format!("{alias}_set_key");
     let cell_key = |dims: Vec<Expr>| {
         if dims.is_empty() {
             lit(ScalarValue::Decimal128(Some(0), 38, 0))
@@ -465,8 +467,10 @@ fn distinct_counts(
             ],
         )?
         .aggregate(vec![c(set.clone())], vec![count(lit(1u8)).alias(&n)])?
+        // From here a set goes by its key: a set of many cells is long (16 bytes a cell), and
+        // it is repeated for each of its cells and grouped once per grouping set.
         .project(vec![
-            c(set.clone()),
+            value_key.call(vec![c(set.clone())]).alias(&set_key),
             c(n.clone()),
             crate::cellsets::cells_of()
                 .call(vec![c(set.clone())])
@@ -506,7 +510,7 @@ fn distinct_counts(
         sets_in_cells,
         dims,
         totals,
-        c(set),
+        c(set_key),
         alias,
         Tally::Carried(c(n)),
         false,
