@@ -1,12 +1,19 @@
 //! The sets of cells that values occur in, for exact distinct counts over a cube (internal
 //! to the planner, see `plan::distinct_counts`).
 //!
-//! - `__cell_set(cell)`, an aggregate: per group (one value), the distinct cell keys
-//!   (`functions::CellKey`, 128-bit numbers) of its rows, ascending, as one binary value of
-//!   16 bytes (little-endian) per cell. NULL cells are skipped; a group without cells is
-//!   NULL. Grouped, it keeps a value's only cell inline (most values, identity codes,
-//!   occur in one cell) and spills like any other grouping state.
-//! - `__cells_of(set)`: the cells of such a binary value, as a list.
+//! - `__cell_lanes(code, …)`: a cell's number from the dense codes of its dimension values
+//!   (`0, 1, …` per dimension, NULL values included): lane `i` of the 128-bit number holds
+//!   the code of dimension `i`. A NULL code fills its lane with ones, the code of "every
+//!   value": the same function numbers the groups of a grouping set, whose left-out
+//!   dimensions are NULL. Numbers are exact (no hash) and below 2^124.
+//! - `__cell_set(cell)`, an aggregate: per group (one value), the distinct cell numbers of
+//!   its rows, ascending, as one binary value of 16 bytes (little-endian) per cell. NULL
+//!   cells are skipped; a group without cells is NULL. Grouped, it keeps a value's only
+//!   cell inline (most values, identity codes, occur in one cell) and spills like any
+//!   other grouping state.
+//! - `__groups_of(set, dimensions, totals)`: the groups that have a cell of such a set, as
+//!   a list of group numbers: the cells themselves, and with `totals` the groups of every
+//!   grouping set of the cube (each cell with some lanes filled), each group once.
 //!
 //! Values that occur in the same cells count alike in every grouping set, so a distinct
 //! count groups the values by their set of cells and works on the few sets instead of
@@ -19,7 +26,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Decimal128Array, ListArray,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef};
+use arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, UInt64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
@@ -47,16 +54,34 @@ impl Default for CellSet {
     }
 }
 
-/// `__cells_of(set)`: the cells of a set made by `__cell_set`, as a list.
+/// `__cell_lanes(code, …)`: a cell's or a group's number (see the module documentation).
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct CellsOf {
+pub struct CellLanes {
     signature: Signature,
 }
 
-impl Default for CellsOf {
+impl Default for CellLanes {
     fn default() -> Self {
-        CellsOf {
-            signature: Signature::exact(vec![DataType::Binary], Volatility::Immutable),
+        CellLanes {
+            signature: Signature::variadic(vec![DataType::UInt64], Volatility::Immutable),
+        }
+    }
+}
+
+/// `__groups_of(set, dimensions, totals)`: the groups of a set's cells (see the module
+/// documentation).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct GroupsOf {
+    signature: Signature,
+}
+
+impl Default for GroupsOf {
+    fn default() -> Self {
+        GroupsOf {
+            signature: Signature::exact(
+                vec![DataType::Binary, DataType::Int64, DataType::Boolean],
+                Volatility::Immutable,
+            ),
         }
     }
 }
@@ -65,8 +90,30 @@ pub fn cell_set() -> AggregateUDF {
     AggregateUDF::new_from_impl(CellSet::default())
 }
 
-pub fn cells_of() -> ScalarUDF {
-    ScalarUDF::new_from_impl(CellsOf::default())
+pub fn cell_lanes() -> ScalarUDF {
+    ScalarUDF::new_from_impl(CellLanes::default())
+}
+
+pub fn groups_of() -> ScalarUDF {
+    ScalarUDF::new_from_impl(GroupsOf::default())
+}
+
+/// Bits of one lane for `dims` dimensions: at most 32, and 124 bits in all.
+pub fn lane_bits(dims: usize) -> u32 {
+    match dims {
+        0 => 0,
+        d => (124 / d as u32).min(32),
+    }
+}
+
+/// The group of `cell` in the grouping set `kept` (bit `i`: dimension `i` is kept): the
+/// lanes of the other dimensions filled with ones.
+fn group_of(cell: i128, kept: u32, dims: usize) -> i128 {
+    let bits = lane_bits(dims);
+    let ones = (1i128 << bits) - 1;
+    (0..dims)
+        .filter(|i| kept & (1 << i) == 0)
+        .fold(cell, |g, i| g | ones << (bits * i as u32))
 }
 
 /// The cells of one group: most groups have one, kept inline.
@@ -300,9 +347,51 @@ impl Accumulator for OneCellSet {
     }
 }
 
-impl ScalarUDFImpl for CellsOf {
+impl ScalarUDFImpl for CellLanes {
     fn name(&self) -> &str {
-        "__cells_of"
+        "__cell_lanes"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(CELL)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let dims = args.args.len();
+        let bits = lane_bits(dims);
+        let ones = (1u64 << bits) - 1;
+        let mut out = vec![0i128; rows];
+        for (i, code) in args.args.iter().enumerate() {
+            let code = code.to_array(rows)?;
+            let code = code.as_primitive::<UInt64Type>();
+            for (row, cell) in out.iter_mut().enumerate() {
+                let lane = if code.is_null(row) {
+                    ones
+                } else {
+                    let c = code.value(row);
+                    if c >= ones {
+                        return exec_err!(
+                            "a distinct count over {dims} dimensions takes at most {ones} \
+                             distinct values in each; dimension {} has more",
+                            i + 1
+                        );
+                    }
+                    c
+                };
+                *cell |= (lane as i128) << (bits * i as u32);
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(
+            Decimal128Array::from(out).with_precision_and_scale(38, 0)?,
+        )))
+    }
+}
+
+impl ScalarUDFImpl for GroupsOf {
+    fn name(&self) -> &str {
+        "__groups_of"
     }
     fn signature(&self) -> &Signature {
         &self.signature
@@ -311,17 +400,53 @@ impl ScalarUDFImpl for CellsOf {
         Ok(DataType::List(Arc::new(Field::new_list_field(CELL, true))))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [arg] = args.args.as_slice() else {
-            return exec_err!("__cells_of takes one argument");
+        let [
+            set,
+            ColumnarValue::Scalar(ScalarValue::Int64(Some(dims))),
+            totals,
+        ] = args.args.as_slice()
+        else {
+            return exec_err!("__groups_of takes a set, a number of dimensions and a flag");
         };
-        let sets = arg.to_array(args.number_rows)?;
+        let totals = matches!(
+            totals,
+            ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))
+        );
+        let dims = usize::try_from(*dims)
+            .ok()
+            .filter(|d| *d == 0 || (*d < 32 && lane_bits(*d) > 0))
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Execution(format!(
+                    "__groups_of of {dims} dimensions"
+                ))
+            })?;
+        let all = (1u32 << dims) - 1;
+        // Every grouping set of the cube, or only the cells.
+        let kept: Vec<u32> = if totals {
+            (0..=all).collect()
+        } else {
+            vec![all]
+        };
+        let sets = set.to_array(args.number_rows)?;
         let sets = sets.as_binary::<i32>();
-        let mut values = Vec::with_capacity(sets.value_data().len() / WIDTH);
+        let mut values = Vec::with_capacity(sets.value_data().len() / WIDTH * kept.len());
         let mut lengths = Vec::with_capacity(sets.len());
+        let (mut one, mut groups) = (Vec::new(), Vec::new());
         for set in sets.iter() {
             let before = values.len();
             if let Some(set) = set {
-                values.extend(cells(set)?);
+                one.clear();
+                one.extend(cells(set)?);
+                for &k in &kept {
+                    groups.clear();
+                    groups.extend(one.iter().map(|&c| group_of(c, k, dims)));
+                    // Cells are distinct; their groups in a grouping set of totals may not be.
+                    if k != all {
+                        groups.sort_unstable();
+                        groups.dedup();
+                    }
+                    values.extend_from_slice(&groups);
+                }
             }
             lengths.push(values.len() - before);
         }
@@ -393,8 +518,53 @@ mod tests {
         assert_eq!(sets(&converted[0]), vec![Some(vec![4]), None]);
     }
 
+    /// Calls `f` on `args` (arrays or scalars) of `rows` rows.
+    fn call(f: &dyn ScalarUDFImpl, args: Vec<ColumnarValue>, rows: usize) -> Result<ArrayRef> {
+        let arg_fields = args
+            .iter()
+            .map(|a| Arc::new(Field::new("a", a.data_type(), true)))
+            .collect();
+        let types: Vec<DataType> = args.iter().map(|a| a.data_type()).collect();
+        f.invoke_with_args(ScalarFunctionArgs {
+            args,
+            arg_fields,
+            number_rows: rows,
+            return_field: Arc::new(Field::new("r", f.return_type(&types)?, true)),
+            config_options: Arc::new(Default::default()),
+        })?
+        .to_array(rows)
+    }
+
+    fn groups(sets: ArrayRef, dims: i64, totals: bool) -> Result<Vec<Option<Vec<i128>>>> {
+        let rows = sets.len();
+        let args = vec![
+            ColumnarValue::Array(sets),
+            ColumnarValue::Scalar(ScalarValue::Int64(Some(dims))),
+            ColumnarValue::Scalar(ScalarValue::Boolean(Some(totals))),
+        ];
+        let list = call(&GroupsOf::default(), args, rows)?;
+        Ok(list
+            .as_list::<i32>()
+            .iter()
+            .map(|l| l.map(|l| l.as_primitive::<Decimal128Type>().values().to_vec()))
+            .collect())
+    }
+
+    /// `__cell_lanes` of rows of codes, one `Vec` per dimension.
+    fn lanes(codes: Vec<Vec<Option<u64>>>) -> Result<Vec<i128>> {
+        let rows = codes[0].len();
+        let args = codes
+            .into_iter()
+            .map(|c| ColumnarValue::Array(Arc::new(arrow::array::UInt64Array::from(c))))
+            .collect();
+        let out = call(&CellLanes::default(), args, rows)?;
+        let out = out.as_primitive::<Decimal128Type>();
+        assert_eq!(out.null_count(), 0);
+        Ok(out.values().to_vec())
+    }
+
     #[test]
-    fn one_group_and_the_list_of_its_cells() {
+    fn one_group_and_the_groups_of_its_cells() {
         let mut one = OneCellSet::default();
         one.update_batch(&[decimals(&[Some(2), Some(1), Some(2), None])])
             .unwrap();
@@ -406,30 +576,64 @@ mod tests {
             None,
             Some(&[0u8; 3][..]),
         ]));
-        let invoke = |sets: ArrayRef| {
-            let rows = sets.len();
-            CellsOf::default().invoke_with_args(ScalarFunctionArgs {
-                args: vec![ColumnarValue::Array(sets)],
-                arg_fields: vec![Arc::new(Field::new("s", DataType::Binary, true))],
-                number_rows: rows,
-                return_field: Arc::new(Field::new(
-                    "c",
-                    CellsOf::default().return_type(&[]).unwrap(),
-                    true,
-                )),
-                config_options: Arc::new(Default::default()),
-            })
-        };
-        let ColumnarValue::Array(list) = invoke(binary.slice(0, 2)).unwrap() else {
-            panic!("no array")
-        };
-        let list = list.as_list::<i32>();
-        assert!(list.is_null(1));
-        let first = list.value(0);
-        let first: Vec<i128> = first.as_primitive::<Decimal128Type>().values().to_vec();
-        assert_eq!(first, vec![1, 2]);
+        // Without totals a set's groups are its cells.
+        let got = groups(binary.slice(0, 2), 1, false).unwrap();
+        assert_eq!(got, vec![Some(vec![1, 2]), None]);
         // A set that is not whole cells is an error that says so, not a panic.
-        let err = invoke(binary).unwrap_err().to_string();
+        let err = groups(binary, 1, false).unwrap_err().to_string();
         assert!(err.contains("3 bytes is not whole cells"), "{err}");
+    }
+
+    /// Cells numbered from their codes, and the groups of a set over a cube of two
+    /// dimensions: each group once, numbered as `__cell_lanes` numbers it with NULL codes
+    /// for the dimensions a grouping set leaves out.
+    #[test]
+    fn cells_and_groups_are_numbered_by_lanes() {
+        // Cells (a, b): (0, 0), (0, 1), (1, 1).
+        let cells = lanes(vec![
+            vec![Some(0), Some(0), Some(1)],
+            vec![Some(0), Some(1), Some(1)],
+        ])
+        .unwrap();
+        assert_eq!(cells, vec![0, 1 << 32, 1 | 1 << 32]);
+        // The groups: (a, *), (*, b) and (*, *) with their NULL codes.
+        let any = lanes(vec![
+            vec![Some(0), Some(1), None, None, None],
+            vec![None, None, Some(0), Some(1), None],
+        ])
+        .unwrap();
+        let set = |cells: &[i128]| -> Option<Vec<u8>> {
+            Some(cells.iter().flat_map(|c| c.to_le_bytes()).collect())
+        };
+        let sets: ArrayRef = Arc::new(arrow::array::BinaryArray::from_iter(vec![
+            set(&[cells[0], cells[1]]),
+            set(&[cells[1], cells[2]]),
+        ]));
+        let mut got = groups(sets, 2, true).unwrap();
+        for g in got.iter_mut().flatten() {
+            g.sort();
+        }
+        let mut want = vec![
+            // (0, 0) and (0, 1): a = 0 once; b = 0, b = 1; the total once.
+            vec![cells[0], cells[1], any[0], any[2], any[3], any[4]],
+            // (0, 1) and (1, 1): a = 0, a = 1; b = 1 once; the total.
+            vec![cells[1], cells[2], any[0], any[1], any[3], any[4]],
+        ];
+        for w in &mut want {
+            w.sort();
+        }
+        assert_eq!(got, want.into_iter().map(Some).collect::<Vec<_>>());
+        // All numbers differ: no group is taken for another.
+        let all: BTreeSet<i128> = cells.iter().chain(&any).copied().collect();
+        assert_eq!(all.len(), 8);
+        // A code too large for its lane is an error, not a wrong number.
+        let err = lanes(vec![vec![Some(u32::MAX as u64)]])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 4294967295 distinct values"), "{err}");
+        assert_eq!(
+            lanes(vec![vec![Some(u32::MAX as u64 - 1)]]).unwrap().len(),
+            1
+        );
     }
 }

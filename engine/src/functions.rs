@@ -556,15 +556,15 @@ pub fn udafs() -> Vec<datafusion::logical_expr::AggregateUDF> {
 }
 
 /// The functions, ready to register; `key` is the pseudonymisation key of the run.
-/// `__distinct_key`, `__cell_key`, `__cells_of` (plans of `count(DISTINCT …)`) and
+/// `__distinct_key`, `__cell_lanes`, `__groups_of` (plans of `count(DISTINCT …)`) and
 /// `__timestamp` (source typing) are internal, registered so that a plan sent to a cluster
 /// finds them by name.
 pub fn udfs(key: &[u8]) -> Vec<ScalarUDF> {
     let text = || Signature::exact(vec![DataType::Utf8], Volatility::Immutable);
     vec![
         ScalarUDF::new_from_impl(DistinctKey::default()),
-        ScalarUDF::new_from_impl(CellKey::default()),
-        crate::cellsets::cells_of(),
+        crate::cellsets::cell_lanes(),
+        crate::cellsets::groups_of(),
         ScalarUDF::new_from_impl(TextTimestamp::default()),
         ScalarUDF::new_from_impl(ToChar::new()),
         ScalarUDF::new_from_impl(HetuProblem { signature: text() }),
@@ -703,44 +703,6 @@ impl Default for DistinctKey {
     }
 }
 
-/// The key of a cell of a grouping (internal to the planner, see `plan::distinct_counts`):
-/// the 128-bit XXH3 hash of the [`DistinctKey`]s of its dimension values, where a NULL
-/// member is a value of its own; never NULL. Same collision probability as hashed values.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct CellKey {
-    signature: Signature,
-}
-
-impl Default for CellKey {
-    fn default() -> Self {
-        CellKey {
-            signature: Signature::variadic_any(Volatility::Immutable),
-        }
-    }
-}
-
-impl ScalarUDFImpl for CellKey {
-    fn name(&self) -> &str {
-        "__cell_key"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Decimal128(38, 0))
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let parts = args
-            .args
-            .iter()
-            .map(|a| value_keys(&a.to_array(args.number_rows)?))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ColumnarValue::Array(Arc::new(
-            tuple_keys(&parts, args.number_rows).with_precision_and_scale(38, 0)?,
-        )))
-    }
-}
-
 /// Bit 125 marks hashed keys; exact keys stay below it.
 const HASHED: i128 = 1 << 125;
 const KEY_MASK: i128 = HASHED - 1;
@@ -846,29 +808,6 @@ fn value_keys(a: &arrow::array::ArrayRef) -> Result<arrow::array::Decimal128Arra
             .collect()
     };
     Ok(keys)
-}
-
-/// The key of each row's tuple of values (see [`CellKey`]).
-fn tuple_keys(
-    parts: &[arrow::array::Decimal128Array],
-    rows: usize,
-) -> arrow::array::Decimal128Array {
-    use arrow::array::Array;
-    let mut buf = Vec::with_capacity(parts.len() * 17);
-    (0..rows)
-        .map(|r| {
-            buf.clear();
-            for p in parts {
-                if p.is_null(r) {
-                    buf.push(0);
-                } else {
-                    buf.push(1);
-                    buf.extend_from_slice(&p.value(r).to_le_bytes());
-                }
-            }
-            Some((xxhash_rust::xxh3::xxh3_128(&buf) as i128 & KEY_MASK) | HASHED)
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -1130,51 +1069,5 @@ mod distinct_key_tests {
         assert_ne!(u.value(0), i.value(0));
         assert_eq!(u.value(1), i.value(1));
         assert_eq!((u.null_count(), u.is_null(2)), (1, true));
-    }
-
-    #[test]
-    fn cell_keys_tell_null_members_and_positions_apart_and_are_never_null() {
-        use arrow::array::{Array, StringArray};
-        let key = |cols: Vec<Vec<Option<&str>>>| {
-            let rows = cols[0].len();
-            let args = cols
-                .into_iter()
-                .map(|c| ColumnarValue::Array(Arc::new(StringArray::from(c))))
-                .collect::<Vec<_>>();
-            let arg_fields = args
-                .iter()
-                .map(|_| Arc::new(arrow::datatypes::Field::new("x", DataType::Utf8, true)))
-                .collect();
-            let out = CellKey::default()
-                .invoke_with_args(ScalarFunctionArgs {
-                    args,
-                    arg_fields,
-                    number_rows: rows,
-                    return_field: Arc::new(arrow::datatypes::Field::new(
-                        "k",
-                        DataType::Decimal128(38, 0),
-                        false,
-                    )),
-                    config_options: Arc::new(Default::default()),
-                })
-                .unwrap()
-                .to_array(rows)
-                .unwrap();
-            let out = out.as_primitive::<arrow::datatypes::Decimal128Type>();
-            assert_eq!(out.null_count(), 0);
-            out.values().to_vec()
-        };
-        // One dimension: NULL, empty text and text are three cells; equal values one.
-        let one = key(vec![vec![None, Some(""), Some("a"), Some("a")]]);
-        assert_eq!(one[2], one[3]);
-        let distinct: std::collections::BTreeSet<_> = one.iter().collect();
-        assert_eq!(distinct.len(), 3);
-        // Two: a member's position counts, and so does a NULL member's.
-        let two = key(vec![
-            vec![Some("a"), Some("b"), None, Some("a")],
-            vec![Some("b"), Some("a"), Some("a"), None],
-        ]);
-        let distinct: std::collections::BTreeSet<_> = two.iter().collect();
-        assert_eq!(distinct.len(), 4);
     }
 }
