@@ -11,9 +11,10 @@
 //!   cells are skipped; a group without cells is NULL. Grouped, it keeps a value's only
 //!   cell inline (most values, identity codes, occur in one cell) and spills like any
 //!   other grouping state.
-//! - `__groups_of(set, dimensions, totals)`: the groups that have a cell of such a set, as
-//!   a list of group numbers: the cells themselves, and with `totals` the groups of every
-//!   grouping set of the cube (each cell with some lanes filled), each group once.
+//! - `__group_counts(set, dimensions, totals)`, an aggregate over all sets: per group, the
+//!   number of sets with a cell in it, each set counted once in each of its groups: the
+//!   cells themselves, and with `totals` the groups of every grouping set of the cube (a
+//!   cell with some lanes filled). It holds a count per group (and per cell), not the sets.
 //!
 //! Values that occur in the same cells count alike in every grouping set, so a distinct
 //! count groups the values by their set of cells and works on the few sets instead of
@@ -68,34 +69,12 @@ impl Default for CellLanes {
     }
 }
 
-/// `__groups_of(set, dimensions, totals)`: the groups of a set's cells (see the module
-/// documentation).
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct GroupsOf {
-    signature: Signature,
-}
-
-impl Default for GroupsOf {
-    fn default() -> Self {
-        GroupsOf {
-            signature: Signature::exact(
-                vec![DataType::Binary, DataType::Int64, DataType::Boolean],
-                Volatility::Immutable,
-            ),
-        }
-    }
-}
-
 pub fn cell_set() -> AggregateUDF {
     AggregateUDF::new_from_impl(CellSet::default())
 }
 
 pub fn cell_lanes() -> ScalarUDF {
     ScalarUDF::new_from_impl(CellLanes::default())
-}
-
-pub fn groups_of() -> ScalarUDF {
-    ScalarUDF::new_from_impl(GroupsOf::default())
 }
 
 /// Bits of one lane for `dims` dimensions: at most 32, and 124 bits in all.
@@ -114,6 +93,267 @@ fn group_of(cell: i128, kept: u32, dims: usize) -> i128 {
     (0..dims)
         .filter(|i| kept & (1 << i) == 0)
         .fold(cell, |g, i| g | ones << (bits * i as u32))
+}
+
+/// The grouping sets of a distinct count: with `totals` every subset of the dimensions,
+/// otherwise only all of them (the cells).
+#[derive(Debug, Clone)]
+struct Cube {
+    dims: usize,
+    kept: Vec<u32>,
+    /// Groups of one grouping set, sorted to drop repeats.
+    buf: Vec<i128>,
+}
+
+impl Cube {
+    fn new(dims: i64, totals: bool) -> Result<Cube> {
+        let Some(dims) = usize::try_from(dims)
+            .ok()
+            .filter(|d| *d == 0 || (*d < 32 && lane_bits(*d) > 0))
+        else {
+            return exec_err!("a distinct count over {dims} dimensions");
+        };
+        let all = (1u32 << dims) - 1;
+        let kept = if totals {
+            (0..=all).collect()
+        } else {
+            vec![all]
+        };
+        Ok(Cube {
+            dims,
+            kept,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Calls `each` once for every group that has one of `cells` (distinct, ascending).
+    fn groups(&mut self, cells: &[i128], mut each: impl FnMut(i128)) {
+        let all = (1u32 << self.dims) - 1;
+        for &k in &self.kept {
+            if k == all {
+                cells.iter().for_each(|&c| each(c));
+            } else if let [c] = cells {
+                each(group_of(*c, k, self.dims));
+            } else {
+                // Distinct cells may share a group of a grouping set of totals.
+                self.buf.clear();
+                self.buf
+                    .extend(cells.iter().map(|&c| group_of(c, k, self.dims)));
+                self.buf.sort_unstable();
+                self.buf.dedup();
+                self.buf.iter().for_each(|&g| each(g));
+            }
+        }
+    }
+}
+
+/// A fast hash of cell and group numbers (few keys, hashed very often).
+#[derive(Default, Clone, Copy)]
+struct NumberHash(u64);
+
+impl std::hash::Hasher for NumberHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_i128(&mut self, v: i128) {
+        self.0 =
+            (v as u64 ^ ((v >> 64) as u64).rotate_left(31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+type Counts = std::collections::HashMap<i128, i64, std::hash::BuildHasherDefault<NumberHash>>;
+
+/// `__group_counts(set, dimensions, totals)`: over all sets, per group the number of sets
+/// with a cell in it (each set once), as a list of `{group, n}` ascending by group.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct GroupCounts {
+    signature: Signature,
+}
+
+impl Default for GroupCounts {
+    fn default() -> Self {
+        GroupCounts {
+            signature: Signature::exact(
+                vec![DataType::Binary, DataType::Int64, DataType::Boolean],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+pub fn group_counts() -> AggregateUDF {
+    AggregateUDF::new_from_impl(GroupCounts::default())
+}
+
+fn counted_fields() -> arrow::datatypes::Fields {
+    arrow::datatypes::Fields::from(vec![
+        Field::new("group", CELL, false),
+        Field::new("n", DataType::Int64, false),
+    ])
+}
+
+impl AggregateUDFImpl for GroupCounts {
+    fn name(&self) -> &str {
+        "__group_counts"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::List(Arc::new(Field::new_list_field(
+            DataType::Struct(counted_fields()),
+            true,
+        ))))
+    }
+    fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(SetCounter::default()))
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
+        Ok(vec![
+            Arc::new(Field::new(
+                format_state_name(args.name, "groups"),
+                list(CELL),
+                true,
+            )),
+            Arc::new(Field::new(
+                format_state_name(args.name, "counts"),
+                list(DataType::Int64),
+                true,
+            )),
+        ])
+    }
+}
+
+/// The counts of `__group_counts`: sets of one cell (most) are counted per cell and their
+/// groups added at the end; larger sets add to their groups at once.
+#[derive(Debug, Default)]
+struct SetCounter {
+    cube: Option<Cube>,
+    cells: Counts,
+    groups: Counts,
+    one: Vec<i128>,
+}
+
+impl SetCounter {
+    /// The counts per group, ascending (the one-cell sets' cells rolled into their groups).
+    fn totals(&mut self) -> Vec<(i128, i64)> {
+        if let Some(cube) = &mut self.cube {
+            for (&cell, &n) in &self.cells {
+                cube.groups(&[cell], |g| *self.groups.entry(g).or_default() += n);
+            }
+        }
+        self.cells.clear();
+        let mut out: Vec<(i128, i64)> = self.groups.iter().map(|(&g, &n)| (g, n)).collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+impl Accumulator for SetCounter {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let [sets, dims, totals] = values else {
+            return exec_err!("__group_counts takes a set, a number of dimensions and a flag");
+        };
+        if sets.is_empty() {
+            return Ok(());
+        }
+        if self.cube.is_none() {
+            let dims = dims.as_primitive::<arrow::datatypes::Int64Type>();
+            let totals = totals.as_boolean();
+            if dims.is_null(0) || totals.is_null(0) {
+                return exec_err!("__group_counts without its number of dimensions or flag");
+            }
+            self.cube = Some(Cube::new(dims.value(0), totals.value(0))?);
+        }
+        let Some(cube) = &mut self.cube else {
+            return Ok(());
+        };
+        for set in sets.as_binary::<i32>().iter().flatten() {
+            if set.len() == WIDTH {
+                let cell = i128::from_le_bytes(set.try_into().expect("16 bytes"));
+                *self.cells.entry(cell).or_default() += 1;
+            } else {
+                self.one.clear();
+                self.one.extend(cells(set)?);
+                cube.groups(&self.one, |g| *self.groups.entry(g).or_default() += 1);
+            }
+        }
+        Ok(())
+    }
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let [groups, counts] = states else {
+            return exec_err!("__group_counts state of {} columns", states.len());
+        };
+        let (groups, counts) = (groups.as_list::<i32>(), counts.as_list::<i32>());
+        for row in 0..groups.len() {
+            if groups.is_null(row) {
+                continue;
+            }
+            let g = groups.value(row);
+            let n = counts.value(row);
+            let (g, n) = (
+                g.as_primitive::<Decimal128Type>(),
+                n.as_primitive::<arrow::datatypes::Int64Type>(),
+            );
+            for (g, n) in g.values().iter().zip(n.values()) {
+                *self.groups.entry(*g).or_default() += n;
+            }
+        }
+        Ok(())
+    }
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let totals = self.totals();
+        let groups = Decimal128Array::from_iter_values(totals.iter().map(|t| t.0))
+            .with_precision_and_scale(38, 0)?;
+        let counts = arrow::array::Int64Array::from_iter_values(totals.iter().map(|t| t.1));
+        Ok(vec![
+            ScalarValue::List(Arc::new(ListArray::new(
+                Arc::new(Field::new_list_field(CELL, true)),
+                OffsetBuffer::from_lengths([groups.len()]),
+                Arc::new(groups),
+                None,
+            ))),
+            ScalarValue::List(Arc::new(ListArray::new(
+                Arc::new(Field::new_list_field(DataType::Int64, true)),
+                OffsetBuffer::from_lengths([counts.len()]),
+                Arc::new(counts),
+                None,
+            ))),
+        ])
+    }
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let totals = self.totals();
+        let groups = Decimal128Array::from_iter_values(totals.iter().map(|t| t.0))
+            .with_precision_and_scale(38, 0)?;
+        let counts = arrow::array::Int64Array::from_iter_values(totals.iter().map(|t| t.1));
+        let rows = arrow::array::StructArray::try_new(
+            counted_fields(),
+            vec![Arc::new(groups), Arc::new(counts)],
+            None,
+        )?;
+        Ok(ScalarValue::List(Arc::new(ListArray::new(
+            Arc::new(Field::new_list_field(
+                DataType::Struct(counted_fields()),
+                true,
+            )),
+            OffsetBuffer::from_lengths([rows.len()]),
+            Arc::new(rows),
+            None,
+        ))))
+    }
+    fn size(&self) -> usize {
+        let entry = WIDTH + 8 + 8;
+        std::mem::size_of::<Self>()
+            + (self.cells.capacity() + self.groups.capacity()) * entry
+            + self.one.capacity() * WIDTH
+            + self.cube.as_ref().map_or(0, |c| c.buf.capacity() * WIDTH)
+    }
 }
 
 /// The cells of one group: most groups have one, kept inline.
@@ -389,77 +629,6 @@ impl ScalarUDFImpl for CellLanes {
     }
 }
 
-impl ScalarUDFImpl for GroupsOf {
-    fn name(&self) -> &str {
-        "__groups_of"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::List(Arc::new(Field::new_list_field(CELL, true))))
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [
-            set,
-            ColumnarValue::Scalar(ScalarValue::Int64(Some(dims))),
-            totals,
-        ] = args.args.as_slice()
-        else {
-            return exec_err!("__groups_of takes a set, a number of dimensions and a flag");
-        };
-        let totals = matches!(
-            totals,
-            ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))
-        );
-        let dims = usize::try_from(*dims)
-            .ok()
-            .filter(|d| *d == 0 || (*d < 32 && lane_bits(*d) > 0))
-            .ok_or_else(|| {
-                datafusion::error::DataFusionError::Execution(format!(
-                    "__groups_of of {dims} dimensions"
-                ))
-            })?;
-        let all = (1u32 << dims) - 1;
-        // Every grouping set of the cube, or only the cells.
-        let kept: Vec<u32> = if totals {
-            (0..=all).collect()
-        } else {
-            vec![all]
-        };
-        let sets = set.to_array(args.number_rows)?;
-        let sets = sets.as_binary::<i32>();
-        let mut values = Vec::with_capacity(sets.value_data().len() / WIDTH * kept.len());
-        let mut lengths = Vec::with_capacity(sets.len());
-        let (mut one, mut groups) = (Vec::new(), Vec::new());
-        for set in sets.iter() {
-            let before = values.len();
-            if let Some(set) = set {
-                one.clear();
-                one.extend(cells(set)?);
-                for &k in &kept {
-                    groups.clear();
-                    groups.extend(one.iter().map(|&c| group_of(c, k, dims)));
-                    // Cells are distinct; their groups in a grouping set of totals may not be.
-                    if k != all {
-                        groups.sort_unstable();
-                        groups.dedup();
-                    }
-                    values.extend_from_slice(&groups);
-                }
-            }
-            lengths.push(values.len() - before);
-        }
-        let list = ListArray::try_new(
-            Arc::new(Field::new_list_field(CELL, true)),
-            OffsetBuffer::from_lengths(lengths),
-            Arc::new(Decimal128Array::from(values).with_precision_and_scale(38, 0)?),
-            sets.nulls().cloned(),
-        )?;
-        Ok(ColumnarValue::Array(Arc::new(list)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,19 +704,32 @@ mod tests {
         .to_array(rows)
     }
 
-    fn groups(sets: ArrayRef, dims: i64, totals: bool) -> Result<Vec<Option<Vec<i128>>>> {
+    /// Feeds `sets` to a `__group_counts` accumulator.
+    fn counter(sets: ArrayRef, dims: i64, totals: bool) -> Result<SetCounter> {
         let rows = sets.len();
-        let args = vec![
-            ColumnarValue::Array(sets),
-            ColumnarValue::Scalar(ScalarValue::Int64(Some(dims))),
-            ColumnarValue::Scalar(ScalarValue::Boolean(Some(totals))),
-        ];
-        let list = call(&GroupsOf::default(), args, rows)?;
-        Ok(list
-            .as_list::<i32>()
+        let mut a = SetCounter::default();
+        a.update_batch(&[
+            sets,
+            Arc::new(arrow::array::Int64Array::from(vec![dims; rows])),
+            Arc::new(BooleanArray::from(vec![totals; rows])),
+        ])?;
+        Ok(a)
+    }
+
+    /// The `{group, n}` list of an evaluated `__group_counts`.
+    fn counted(a: &mut SetCounter) -> Vec<(i128, i64)> {
+        let ScalarValue::List(list) = a.evaluate().unwrap() else {
+            panic!("not a list")
+        };
+        let rows = list.value(0);
+        let rows = rows.as_struct();
+        let g = rows.column(0).as_primitive::<Decimal128Type>();
+        let n = rows.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+        g.values()
             .iter()
-            .map(|l| l.map(|l| l.as_primitive::<Decimal128Type>().values().to_vec()))
-            .collect())
+            .copied()
+            .zip(n.values().iter().copied())
+            .collect()
     }
 
     /// `__cell_lanes` of rows of codes, one `Vec` per dimension.
@@ -564,7 +746,7 @@ mod tests {
     }
 
     #[test]
-    fn one_group_and_the_groups_of_its_cells() {
+    fn one_group_and_the_counts_of_its_cells() {
         let mut one = OneCellSet::default();
         one.update_batch(&[decimals(&[Some(2), Some(1), Some(2), None])])
             .unwrap();
@@ -574,21 +756,23 @@ mod tests {
         let binary: ArrayRef = Arc::new(arrow::array::BinaryArray::from(vec![
             Some(set.as_slice()),
             None,
+            Some(&2i128.to_le_bytes()[..]),
             Some(&[0u8; 3][..]),
         ]));
-        // Without totals a set's groups are its cells.
-        let got = groups(binary.slice(0, 2), 1, false).unwrap();
-        assert_eq!(got, vec![Some(vec![1, 2]), None]);
+        // Without totals a set's groups are its cells; a NULL set counts nowhere.
+        let mut a = counter(binary.slice(0, 3), 1, false).unwrap();
+        assert_eq!(counted(&mut a), vec![(1, 1), (2, 2)]);
         // A set that is not whole cells is an error that says so, not a panic.
-        let err = groups(binary, 1, false).unwrap_err().to_string();
+        let err = counter(binary, 1, false).err().unwrap().to_string();
         assert!(err.contains("3 bytes is not whole cells"), "{err}");
     }
 
-    /// Cells numbered from their codes, and the groups of a set over a cube of two
-    /// dimensions: each group once, numbered as `__cell_lanes` numbers it with NULL codes
-    /// for the dimensions a grouping set leaves out.
+    /// Cells numbered from their codes, and the counts of sets over a cube of two
+    /// dimensions: each set once in each of its groups, numbered as `__cell_lanes` numbers
+    /// them with NULL codes for the dimensions a grouping set leaves out; the same after
+    /// partial states are merged.
     #[test]
-    fn cells_and_groups_are_numbered_by_lanes() {
+    fn cells_and_groups_are_numbered_by_lanes_and_counted_once_a_set() {
         // Cells (a, b): (0, 0), (0, 1), (1, 1).
         let cells = lanes(vec![
             vec![Some(0), Some(0), Some(1)],
@@ -596,36 +780,50 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cells, vec![0, 1 << 32, 1 | 1 << 32]);
-        // The groups: (a, *), (*, b) and (*, *) with their NULL codes.
+        // The groups: a = 0, a = 1, b = 0, b = 1 and the total, with their NULL codes.
         let any = lanes(vec![
             vec![Some(0), Some(1), None, None, None],
             vec![None, None, Some(0), Some(1), None],
         ])
         .unwrap();
+        // All numbers differ: no group is taken for another.
+        let all: BTreeSet<i128> = cells.iter().chain(&any).copied().collect();
+        assert_eq!(all.len(), 8);
         let set = |cells: &[i128]| -> Option<Vec<u8>> {
             Some(cells.iter().flat_map(|c| c.to_le_bytes()).collect())
         };
         let sets: ArrayRef = Arc::new(arrow::array::BinaryArray::from_iter(vec![
-            set(&[cells[0], cells[1]]),
-            set(&[cells[1], cells[2]]),
-        ]));
-        let mut got = groups(sets, 2, true).unwrap();
-        for g in got.iter_mut().flatten() {
-            g.sort();
-        }
-        let mut want = vec![
             // (0, 0) and (0, 1): a = 0 once; b = 0, b = 1; the total once.
-            vec![cells[0], cells[1], any[0], any[2], any[3], any[4]],
+            set(&[cells[0], cells[1]]),
             // (0, 1) and (1, 1): a = 0, a = 1; b = 1 once; the total.
-            vec![cells[1], cells[2], any[0], any[1], any[3], any[4]],
+            set(&[cells[1], cells[2]]),
+            // (1, 1) alone: a = 1, b = 1, the total.
+            set(&[cells[2]]),
+        ]));
+        let mut want = vec![
+            (cells[0], 1),
+            (cells[1], 2),
+            (cells[2], 2),
+            (any[0], 2),
+            (any[1], 2),
+            (any[2], 1),
+            (any[3], 3),
+            (any[4], 3),
         ];
-        for w in &mut want {
-            w.sort();
-        }
-        assert_eq!(got, want.into_iter().map(Some).collect::<Vec<_>>());
-        // All numbers differ: no group is taken for another.
-        let all: BTreeSet<i128> = cells.iter().chain(&any).copied().collect();
-        assert_eq!(all.len(), 8);
+        want.sort();
+        let mut whole = counter(sets.clone(), 2, true).unwrap();
+        assert_eq!(counted(&mut whole), want);
+        // Two partial counts (one of them with only the one-cell set) merged.
+        let mut first = counter(sets.slice(0, 2), 2, true).unwrap();
+        let mut second = counter(sets.slice(2, 1), 2, true).unwrap();
+        let state: Vec<ArrayRef> = second
+            .state()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_array().unwrap())
+            .collect();
+        first.merge_batch(&state).unwrap();
+        assert_eq!(counted(&mut first), want);
         // A code too large for its lane is an error, not a wrong number.
         let err = lanes(vec![vec![Some(u32::MAX as u64)]])
             .unwrap_err()

@@ -549,14 +549,14 @@ impl ScalarUDFImpl for TextTimestamp {
     }
 }
 
-/// The aggregate functions, ready to register: `__cell_set` is internal (plans of
+/// The aggregate functions, ready to register: `__cell_set` and `__group_counts` are internal (plans of
 /// `count(DISTINCT …)`), registered so that a plan sent to a cluster finds it by name.
 pub fn udafs() -> Vec<datafusion::logical_expr::AggregateUDF> {
-    vec![crate::cellsets::cell_set()]
+    vec![crate::cellsets::cell_set(), crate::cellsets::group_counts()]
 }
 
 /// The functions, ready to register; `key` is the pseudonymisation key of the run.
-/// `__distinct_key`, `__cell_lanes`, `__groups_of` (plans of `count(DISTINCT …)`) and
+/// `__distinct_key`, `__cell_lanes` (plans of `count(DISTINCT …)`) and
 /// `__timestamp` (source typing) are internal, registered so that a plan sent to a cluster
 /// finds them by name.
 pub fn udfs(key: &[u8]) -> Vec<ScalarUDF> {
@@ -564,7 +564,6 @@ pub fn udfs(key: &[u8]) -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::new_from_impl(DistinctKey::default()),
         crate::cellsets::cell_lanes(),
-        crate::cellsets::groups_of(),
         ScalarUDF::new_from_impl(TextTimestamp::default()),
         ScalarUDF::new_from_impl(ToChar::new()),
         ScalarUDF::new_from_impl(HetuProblem { signature: text() }),

@@ -389,14 +389,11 @@ fn rolled_up(
 /// The finest cells (the distinct tuples of `dims`, few) are numbered exactly from the
 /// dense codes of their values (`cellsets::CellLanes`), so that a cell's number gives the
 /// number of each group it lies in. A value counts once in each group that has one of its
-/// cells, so values that occur in the same cells count alike: 1. per value, the set of its
-/// cells (`__cell_set`); 2. per such set, its values counted (a few thousand sets for
-/// millions of identity codes, most of which occur in one cell); 3. per set, the groups
-/// that have one of its cells, each once (`__groups_of`); 4. per group, the counts of its
-/// sets summed, and the group's dimensions joined back from the cells. Only step 1 sees
-/// every value, and no step holds more than one set's groups at a time but the grouping of
-/// step 4, which holds one number per group. The result has the group columns of
-/// `value_pairs` and `alias`.
+/// cells: 1. per value, the set of its cells (`__cell_set`, a grouping that spills); 2.
+/// over all values, per group the values whose set has a cell in it (`__group_counts`,
+/// which holds one count per group and per cell, streaming past the sets); 3. the groups'
+/// dimensions joined back from the cells. Only step 1 sees every value. The result has the
+/// group columns of `value_pairs` and `alias`.
 fn distinct_counts(
     b: LogicalPlanBuilder,
     dims: &[String],
@@ -405,13 +402,11 @@ fn distinct_counts(
     alias: &str,
 ) -> datafusion::error::Result<LogicalPlan> {
     use datafusion::common::NullEquality;
-    use datafusion::functions_aggregate::expr_fn::{count, sum};
     use datafusion::logical_expr::ExprFunctionExt;
     let c = |n: String| col(Column::from_name(n));
     let key = format!("{alias}_key");
     let cell = format!("{alias}_cell");
     let set = format!("{alias}_set");
-    let n = format!("{alias}_n");
     let group = format!("{alias}_group");
     let value = format!("{alias}_value");
     let d = |n: &String| format!("{alias}_d_{n}");
@@ -487,28 +482,34 @@ fn distinct_counts(
         (cells, keyed)
     };
 
-    // 1.–2. Per value the set of its cells, per set its values counted.
-    let sets = keyed
+    // 1. Per value, the set of its cells.
+    let sets = keyed.aggregate(
+        vec![c(key)],
+        vec![
+            crate::cellsets::cell_set()
+                .call(vec![c(cell.clone())])
+                .alias(&set),
+        ],
+    )?;
+
+    // 3.–4. Per group, the values that have a cell in it: each value's set of cells gives
+    // its groups, each counted once.
+    let counted = format!("{alias}_counted");
+    let counts = sets
         .aggregate(
-            vec![c(key)],
+            Vec::<Expr>::new(),
             vec![
-                crate::cellsets::cell_set()
-                    .call(vec![c(cell.clone())])
-                    .alias(&set),
+                crate::cellsets::group_counts()
+                    .call(vec![c(set), lit(dims.len() as i64), lit(totals)])
+                    .alias(&counted),
             ],
         )?
-        .aggregate(vec![c(set.clone())], vec![count(lit(1u8)).alias(&n)])?;
-
-    // 3.–4. Each set's groups, each with the set's count of values, summed per group.
-    let counts = sets
+        .unnest_column(counted.as_str())?
         .project(vec![
-            crate::cellsets::groups_of()
-                .call(vec![c(set), lit(dims.len() as i64), lit(totals)])
+            datafusion::functions::core::expr_fn::get_field(c(counted.clone()), "group")
                 .alias(&group),
-            c(n.clone()),
+            datafusion::functions::core::expr_fn::get_field(c(counted), "n").alias(alias),
         ])?
-        .unnest_column(group.as_str())?
-        .aggregate(vec![c(group.clone())], vec![sum(c(n)).alias(alias)])?
         .build()?;
 
     // The groups' dimensions (NULL where a grouping set leaves one out) and numbers.
