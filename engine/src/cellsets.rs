@@ -253,6 +253,27 @@ impl SetCounter {
         out.sort_unstable();
         out
     }
+
+    /// The groups and their counts, ascending by group.
+    fn columns(&mut self) -> Result<(Decimal128Array, arrow::array::Int64Array)> {
+        let totals = self.totals();
+        let groups = Decimal128Array::from_iter_values(totals.iter().map(|t| t.0))
+            .with_precision_and_scale(38, 0)?;
+        let counts = arrow::array::Int64Array::from_iter_values(totals.iter().map(|t| t.1));
+        Ok((groups, counts))
+    }
+}
+
+/// `values` as a list value of one row.
+fn one_list(values: ArrayRef) -> ScalarValue {
+    let field = Arc::new(Field::new_list_field(values.data_type().clone(), true));
+    let len = values.len();
+    ScalarValue::List(Arc::new(ListArray::new(
+        field,
+        OffsetBuffer::from_lengths([len]),
+        values,
+        None,
+    )))
 }
 
 impl Accumulator for SetCounter {
@@ -308,44 +329,17 @@ impl Accumulator for SetCounter {
         Ok(())
     }
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let totals = self.totals();
-        let groups = Decimal128Array::from_iter_values(totals.iter().map(|t| t.0))
-            .with_precision_and_scale(38, 0)?;
-        let counts = arrow::array::Int64Array::from_iter_values(totals.iter().map(|t| t.1));
-        Ok(vec![
-            ScalarValue::List(Arc::new(ListArray::new(
-                Arc::new(Field::new_list_field(CELL, true)),
-                OffsetBuffer::from_lengths([groups.len()]),
-                Arc::new(groups),
-                None,
-            ))),
-            ScalarValue::List(Arc::new(ListArray::new(
-                Arc::new(Field::new_list_field(DataType::Int64, true)),
-                OffsetBuffer::from_lengths([counts.len()]),
-                Arc::new(counts),
-                None,
-            ))),
-        ])
+        let (groups, counts) = self.columns()?;
+        Ok(vec![one_list(Arc::new(groups)), one_list(Arc::new(counts))])
     }
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let totals = self.totals();
-        let groups = Decimal128Array::from_iter_values(totals.iter().map(|t| t.0))
-            .with_precision_and_scale(38, 0)?;
-        let counts = arrow::array::Int64Array::from_iter_values(totals.iter().map(|t| t.1));
+        let (groups, counts) = self.columns()?;
         let rows = arrow::array::StructArray::try_new(
             counted_fields(),
             vec![Arc::new(groups), Arc::new(counts)],
             None,
         )?;
-        Ok(ScalarValue::List(Arc::new(ListArray::new(
-            Arc::new(Field::new_list_field(
-                DataType::Struct(counted_fields()),
-                true,
-            )),
-            OffsetBuffer::from_lengths([rows.len()]),
-            Arc::new(rows),
-            None,
-        ))))
+        Ok(one_list(Arc::new(rows)))
     }
     fn size(&self) -> usize {
         let entry = WIDTH + 8 + 8;
