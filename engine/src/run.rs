@@ -1440,16 +1440,26 @@ fn finish_step(name: &str, plan: &StepPlan, counters: &Counters) -> Result<(), R
 /// The memory the sort of one quarantine file may hold before it spills (or the memory
 /// limit, when that is smaller). The rejected rows grow with the data (1 % of 50 M rows is
 /// half a million wide rows); with the run's steps done, the shared pool would let this
-/// one sort hold them all.
-const QUARANTINE_SORT_MEMORY: usize = 64 << 20;
+/// one sort hold them all. At 50 M rows a 64 MiB sort made the end of the run its
+/// resident peak (≈ 330 MiB against ≈ 270 MiB with 24 MiB, PROFILE.md ninth round).
+const QUARANTINE_SORT_MEMORY: usize = 24 << 20;
+
+/// Rows of a batch in the quarantine's sort: small enough that batches of wide rows (a
+/// FHIR resource's text) fit the sort's memory many times over.
+const QUARANTINE_SORT_BATCH_ROWS: usize = 2048;
 
 /// A session like `state` whose one partition's sort holds at most `bytes` and spills the
-/// rest (a quarter of it kept for merging the spilled runs).
+/// rest (a quarter of it kept for merging the spilled runs), in batches of
+/// `QUARANTINE_SORT_BATCH_ROWS`.
 fn bounded_state(
     state: &datafusion::execution::SessionState,
     bytes: usize,
 ) -> Result<datafusion::execution::SessionState, String> {
-    let mut config = state.config().clone().with_target_partitions(1);
+    let mut config = state
+        .config()
+        .clone()
+        .with_target_partitions(1)
+        .with_batch_size(QUARANTINE_SORT_BATCH_ROWS);
     config.options_mut().execution.sort_spill_reservation_bytes = bytes / 4;
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(
@@ -1921,6 +1931,7 @@ mod scratch_tests {
         let mut seen = Vec::new();
         while let Some(batch) = stream.next().await {
             let batch = batch.unwrap();
+            assert!(batch.num_rows() <= QUARANTINE_SORT_BATCH_ROWS);
             let objects = arrow::compute::cast(
                 batch.column_by_name(OBJECT_COLUMN).unwrap(),
                 &arrow::datatypes::DataType::Utf8,
