@@ -1,9 +1,10 @@
 //! The sets of cells that values occur in, for exact distinct counts over a cube (internal
 //! to the planner, see `plan::distinct_counts`).
 //!
-//! - `__cell_lanes(code, …)`: a cell's number from the dense codes of its dimension values
-//!   (`0, 1, …` per dimension, NULL values included): lane `i` of the 128-bit number holds
-//!   the code of dimension `i`. A NULL code fills its lane with ones, the code of "every
+//! - `__cell_lanes(code, …, name, …)`: a cell's number from the dense codes of its
+//!   dimension values (`0, 1, …` per dimension, NULL values included; the dimensions' names
+//!   follow the codes, for errors): lane `i` of the 128-bit number holds the code of
+//!   dimension `i`. A NULL code fills its lane with ones, the code of "every
 //!   value": the same function numbers the groups of a grouping set, whose left-out
 //!   dimensions are NULL. Numbers are exact (no hash) and below 2^124.
 //! - `__cell_set(cell)`, an aggregate: per group (one value), the distinct cell numbers of
@@ -23,10 +24,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Decimal128Array, ListArray,
-};
-use arrow::buffer::OffsetBuffer;
+use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Decimal128Array};
 use arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, UInt64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -55,7 +53,8 @@ impl Default for CellSet {
     }
 }
 
-/// `__cell_lanes(code, …)`: a cell's or a group's number (see the module documentation).
+/// `__cell_lanes(code, …, name, …)`: a cell's or a group's number (see the module
+/// documentation).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CellLanes {
     signature: Signature,
@@ -64,7 +63,7 @@ pub struct CellLanes {
 impl Default for CellLanes {
     fn default() -> Self {
         CellLanes {
-            signature: Signature::variadic(vec![DataType::UInt64], Volatility::Immutable),
+            signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
 }
@@ -107,10 +106,7 @@ struct Cube {
 
 impl Cube {
     fn new(dims: i64, totals: bool) -> Result<Cube> {
-        let Some(dims) = usize::try_from(dims)
-            .ok()
-            .filter(|d| *d == 0 || (*d < 32 && lane_bits(*d) > 0))
-        else {
+        let Some(dims) = usize::try_from(dims).ok().filter(|d| *d < 32) else {
             return exec_err!("a distinct count over {dims} dimensions");
         };
         let all = (1u32 << dims) - 1;
@@ -266,14 +262,7 @@ impl SetCounter {
 
 /// `values` as a list value of one row.
 fn one_list(values: ArrayRef) -> ScalarValue {
-    let field = Arc::new(Field::new_list_field(values.data_type().clone(), true));
-    let len = values.len();
-    ScalarValue::List(Arc::new(ListArray::new(
-        field,
-        OffsetBuffer::from_lengths([len]),
-        values,
-        None,
-    )))
+    datafusion::common::utils::SingleRowListArrayBuilder::new(values).build_list_scalar()
 }
 
 impl Accumulator for SetCounter {
@@ -593,23 +582,28 @@ impl ScalarUDFImpl for CellLanes {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let dims = args.args.len();
+        let dims = args.args.len() / 2;
+        let (codes, names) = args.args.split_at(dims);
         let bits = lane_bits(dims);
         let ones = (1u64 << bits) - 1;
         let mut out = vec![0i128; rows];
-        for (i, code) in args.args.iter().enumerate() {
+        for (i, (code, name)) in codes.iter().zip(names).enumerate() {
             let code = code.to_array(rows)?;
-            let code = code.as_primitive::<UInt64Type>();
+            let Some(code) = code.as_primitive_opt::<UInt64Type>() else {
+                return exec_err!("__cell_lanes takes codes (UInt64), then the dimensions' names");
+            };
             for (row, cell) in out.iter_mut().enumerate() {
                 let lane = if code.is_null(row) {
                     ones
                 } else {
                     let c = code.value(row);
                     if c >= ones {
+                        let ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))) = name else {
+                            return exec_err!("__cell_lanes without the name of dimension {i}");
+                        };
                         return exec_err!(
                             "a distinct count over {dims} dimensions takes at most {ones} \
-                             distinct values in each; dimension {} has more",
-                            i + 1
+                             distinct values in each; `{name}` has more"
                         );
                     }
                     c
@@ -726,12 +720,16 @@ mod tests {
             .collect()
     }
 
-    /// `__cell_lanes` of rows of codes, one `Vec` per dimension.
+    /// `__cell_lanes` of rows of codes, one `Vec` per dimension (named `a`, `b`, …).
     fn lanes(codes: Vec<Vec<Option<u64>>>) -> Result<Vec<i128>> {
         let rows = codes[0].len();
+        let names: Vec<ColumnarValue> = (0..codes.len())
+            .map(|i| ColumnarValue::Scalar(ScalarValue::from(["a", "b", "c"][i])))
+            .collect();
         let args = codes
             .into_iter()
             .map(|c| ColumnarValue::Array(Arc::new(arrow::array::UInt64Array::from(c))))
+            .chain(names)
             .collect();
         let out = call(&CellLanes::default(), args, rows)?;
         let out = out.as_primitive::<Decimal128Type>();
@@ -822,7 +820,10 @@ mod tests {
         let err = lanes(vec![vec![Some(u32::MAX as u64)]])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("at most 4294967295 distinct values"), "{err}");
+        assert!(
+            err.contains("at most 4294967295 distinct values in each; `a` has more"),
+            "{err}"
+        );
         assert_eq!(
             lanes(vec![vec![Some(u32::MAX as u64 - 1)]]).unwrap().len(),
             1

@@ -549,8 +549,9 @@ impl ScalarUDFImpl for TextTimestamp {
     }
 }
 
-/// The aggregate functions, ready to register: `__cell_set` and `__group_counts` are internal (plans of
-/// `count(DISTINCT …)`), registered so that a plan sent to a cluster finds it by name.
+/// The aggregate functions, ready to register: `__cell_set` and `__group_counts` are
+/// internal (plans of `count(DISTINCT …)`), registered so that a plan sent to a cluster
+/// finds them by name.
 pub fn udafs() -> Vec<datafusion::logical_expr::AggregateUDF> {
     vec![crate::cellsets::cell_set(), crate::cellsets::group_counts()]
 }
@@ -686,9 +687,9 @@ mod tests {
 /// The key of a value in an exact distinct count (internal to the planner, see
 /// `plan::distinct_counts`): a 128-bit number, equal for equal values. Whole numbers,
 /// dates, times, and text or bytes of up to 15 bytes map to it one to one; longer text and
-/// bytes and other values map through the 128-bit XXH3 hash (two different values share a key with a
-/// probability of about n²/2¹²⁸ for n values: 3·10⁻²⁵ for ten million). Grouping on a
-/// fixed-width number is several times faster and smaller than on text.
+/// bytes and other values map through the 128-bit XXH3 hash (two different values share a
+/// key with a probability of about n²/2¹²⁸ for n values: 3·10⁻²⁵ for ten million).
+/// Grouping on a fixed-width number is several times faster and smaller than on text.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct DistinctKey {
     signature: Signature,

@@ -411,12 +411,21 @@ fn distinct_counts(
     let value = format!("{alias}_value");
     let d = |n: &String| format!("{alias}_d_{n}");
     let code = |i: usize| format!("{alias}_code{i}");
-    let lanes = |codes: Vec<Expr>| crate::cellsets::cell_lanes().call(codes);
+    let codes = || (0..dims.len()).map(|i| c(code(i))).collect::<Vec<_>>();
+    // A cell's number from the codes, with the dimensions' names for its errors.
+    let lanes = || {
+        crate::cellsets::cell_lanes().call(
+            codes()
+                .into_iter()
+                .chain(dims.iter().map(|n| lit(n.as_str())))
+                .collect(),
+        )
+    };
     let value_key = datafusion::logical_expr::ScalarUDF::new_from_impl(
         crate::functions::DistinctKey::default(),
     );
     let dim_cols = || dims.iter().map(|n| c(n.clone())).collect::<Vec<_>>();
-    let codes = || (0..dims.len()).map(|i| c(code(i))).collect::<Vec<_>>();
+    let dim_out = || dims.iter().map(|n| c(d(n))).collect::<Vec<_>>();
 
     // The cells: their dimensions grouped, each dimension's values numbered 0, 1, … in
     // order (NULL is a value), each cell numbered from its codes. Without dimensions, one
@@ -445,13 +454,14 @@ fn distinct_counts(
             (0..dims.len()).map(|i| (c(format!("{alias}_rank{i}")) - lit(1u64)).alias(code(i))),
         );
         let cells = cells.project(numbered)?.project(
-            dims.iter()
-                .map(|n| c(d(n)))
+            dim_out()
+                .into_iter()
                 .chain(codes())
-                .chain([lanes(codes()).alias(&cell)])
+                .chain([lanes().alias(&cell)])
                 .collect::<Vec<_>>(),
         )?;
-        // Each row's cell: the few cells are the join's build side, the rows stream past.
+        // Each row's cell: the few cells (dimensions and numbers) are the join's build side,
+        // the rows stream past.
         let rows = b
             .project(
                 dim_cols()
@@ -463,6 +473,12 @@ fn distinct_counts(
             .build()?;
         let keyed = cells
             .clone()
+            .project(
+                dim_out()
+                    .into_iter()
+                    .chain([c(cell.clone())])
+                    .collect::<Vec<_>>(),
+            )?
             .join_detailed(
                 rows,
                 JoinType::Inner,
@@ -492,8 +508,8 @@ fn distinct_counts(
         ],
     )?;
 
-    // 3.–4. Per group, the values that have a cell in it: each value's set of cells gives
-    // its groups, each counted once.
+    // 2. Per group, the values that have a cell in it: each value's set of cells gives its
+    // groups, each counted once.
     let counted = format!("{alias}_counted");
     let counts = sets
         .aggregate(
@@ -513,7 +529,6 @@ fn distinct_counts(
         .build()?;
 
     // The groups' dimensions (NULL where a grouping set leaves one out) and numbers.
-    let dim_out = || dims.iter().map(|n| c(d(n))).collect::<Vec<_>>();
     let labels = if totals && !dims.is_empty() {
         let sets: Vec<Vec<Expr>> = (0..1usize << dims.len())
             .map(|kept| {
@@ -539,7 +554,7 @@ fn distinct_counts(
                 dim_out()
                     .into_iter()
                     .chain(dims.iter().map(|n| c(format!("{alias}_g_{n}"))))
-                    .chain([lanes(codes()).alias(&cell)])
+                    .chain([lanes().alias(&cell)])
                     .collect::<Vec<_>>(),
             )?
     } else {
@@ -3113,5 +3128,61 @@ mod tests {
     #[tokio::test]
     async fn medians_and_distinct_counts_of_all_rows() {
         compare(&[], false).await;
+    }
+
+    /// A dimension with more values than its lane of a cell's number holds (15 bits each for
+    /// eight dimensions) is an error that names it, not a wrong count.
+    #[tokio::test]
+    async fn too_many_values_of_a_dimension_is_an_error_that_names_it() {
+        let ctx = SessionContext::new();
+        ctx.sql(
+            "CREATE TABLE t AS SELECT v AS a, 1 AS b, 1 AS c, 1 AS d, 1 AS e, 1 AS f, 1 AS g, \
+             1 AS h, v AS x FROM (SELECT unnest(generate_series(1, 32768)) AS v)",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+        let dims: Vec<String> = "abcdefgh".chars().map(String::from).collect();
+        let count = |rows: i64| {
+            let ctx = ctx.clone();
+            let dims = dims.clone();
+            async move {
+                let scan = ctx
+                    .table("t")
+                    .await
+                    .unwrap()
+                    .filter(col("a").lt_eq(lit(rows)))
+                    .unwrap()
+                    .into_unoptimized_plan();
+                let plan = distinct_counts(
+                    LogicalPlanBuilder::from(scan),
+                    &dims,
+                    false,
+                    &col("x"),
+                    "dc",
+                )
+                .unwrap();
+                ctx.execute_logical_plan(plan)
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await
+            }
+        };
+        // 32 767 values fit (codes 0 to 32 766); one more does not.
+        let fits: usize = count(32_767)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(fits, 32_767);
+        let err = count(32_768).await.unwrap_err().to_string();
+        assert!(
+            err.contains("over 8 dimensions takes at most 32767 distinct values in each; `a`"),
+            "{err}"
+        );
     }
 }

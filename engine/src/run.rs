@@ -1444,8 +1444,8 @@ fn finish_step(name: &str, plan: &StepPlan, counters: &Counters) -> Result<(), R
 /// resident peak (≈ 330 MiB against ≈ 270 MiB with 24 MiB, PROFILE.md ninth round).
 const QUARANTINE_SORT_MEMORY: usize = 24 << 20;
 
-/// Rows of a batch in the quarantine's sort: small enough that batches of wide rows (a
-/// FHIR resource's text) fit the sort's memory many times over.
+/// Rows of a batch in the quarantine's sort: small enough that a batch of wide rows (a few
+/// KB each, as a FHIR resource's text) still fits the sort's memory.
 const QUARANTINE_SORT_BATCH_ROWS: usize = 2048;
 
 /// A session like `state` whose one partition's sort holds at most `bytes` and spills the
