@@ -34,16 +34,24 @@ pub struct ObjectEntry {
 }
 
 /// Rows per Parquet row group. A writer holds the row group it is filling in memory, so
-/// this bounds a writer's memory however many rows it writes (a quarantine of half a
-/// million rejected rows, a register); readers still get large enough groups to skip by.
+/// this and [`ROW_GROUP_BYTES`] bound a writer's memory however many rows it writes (a
+/// quarantine of half a million rejected rows, a register); readers still get large enough
+/// groups to skip by.
 pub const ROW_GROUP_ROWS: usize = 65_536;
 
-/// Parquet settings shared by every writer: zstd, row groups of [`ROW_GROUP_ROWS`], and a
-/// fixed `created_by` so the bytes depend only on the data.
+/// Encoded bytes per Parquet row group, whichever of this and [`ROW_GROUP_ROWS`] comes
+/// first. Wide rows reach it first: 65 536 rejected rows with their reasons are ≈ 16 MB
+/// before compression. Small enough that a run's quarantine fills a group early at any
+/// size of input, so the memory its writers hold does not grow with the input.
+pub const ROW_GROUP_BYTES: usize = 4 << 20;
+
+/// Parquet settings shared by every writer: zstd, row groups of at most [`ROW_GROUP_ROWS`]
+/// and [`ROW_GROUP_BYTES`], and a fixed `created_by` so the bytes depend only on the data.
 pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         .set_created_by(format!("valtava {}", env!("CARGO_PKG_VERSION")))
         .build()
 }

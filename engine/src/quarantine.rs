@@ -108,6 +108,7 @@ impl Quarantine {
             // millions of rows (the file is sorted into the store's at the end).
             let props = parquet::file::properties::WriterProperties::builder()
                 .set_max_row_group_row_count(Some(crate::publish::ROW_GROUP_ROWS))
+                .set_max_row_group_bytes(Some(crate::publish::ROW_GROUP_BYTES))
                 .build();
             let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
                 .map_err(|e| e.to_string())?;
@@ -472,30 +473,72 @@ pub fn finish_dataset_checks(
 mod tests {
     use super::*;
 
-    /// A step's local quarantine file is written in row groups of bounded size (the writer
-    /// holds one in memory), and keeps every row.
-    #[test]
-    fn many_rejected_rows_are_written_in_bounded_row_groups() {
+    /// Writes batches of rejected rows of step `lahde` into a quarantine, closes it and
+    /// opens its file: the reader, the rows counted, and the directory that holds the file.
+    fn quarantined<'a>(
+        batches: impl IntoIterator<Item = &'a [valtava_plugin::RowReject]>,
+    ) -> (
+        parquet::file::reader::SerializedFileReader<File>,
+        u64,
+        tempfile::TempDir,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let q = Quarantine::new(dir.path().to_path_buf(), "run".into(), None);
         let schema = Schema::new(vec![
             Field::new(OBJECT_COLUMN, DataType::Utf8, true),
             Field::new(ROW_COLUMN, DataType::UInt64, true),
         ]);
+        for rejects in batches {
+            q.write_unparsed("lahde", &schema, "inbox/a.csv", rejects)
+                .unwrap();
+        }
+        let [(step, path, rows)] = q.close().unwrap().try_into().unwrap();
+        assert_eq!(step, "lahde");
+        let reader =
+            parquet::file::reader::SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+        (reader, rows, dir)
+    }
+
+    /// A step's local quarantine file is written in row groups of bounded size (the writer
+    /// holds one in memory), and keeps every row.
+    #[test]
+    fn many_rejected_rows_are_written_in_bounded_row_groups() {
         let rejects: Vec<valtava_plugin::RowReject> = (0..10_000u64)
             .map(|row| valtava_plugin::RowReject {
                 row,
                 reason: "too few fields".into(),
             })
             .collect();
-        for _ in 0..14 {
-            q.write_unparsed("lahde", &schema, "inbox/a.csv", &rejects)
-                .unwrap();
-        }
-        let [(step, path, rows)] = q.close().unwrap().try_into().unwrap();
-        assert_eq!((step.as_str(), rows), ("lahde", 140_000));
-        let reader =
-            parquet::file::reader::SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+        let (reader, rows, _dir) = quarantined(std::iter::repeat_n(rejects.as_slice(), 14));
+        assert_eq!(rows, 140_000);
         crate::publish::tests::assert_row_groups(&reader, 140_000, 3);
+    }
+
+    /// Wide rejected rows fill a row group by bytes long before its rows run out: the
+    /// writer holds about [`crate::publish::ROW_GROUP_BYTES`], not 65 536 wide rows.
+    #[test]
+    fn wide_rejected_rows_are_written_in_row_groups_of_bounded_bytes() {
+        use parquet::file::reader::FileReader;
+        // 10 000 rows of 2 kB of reasons each, every one different: ≈ 20 MB.
+        let rejects: Vec<valtava_plugin::RowReject> = (0..10_000u64)
+            .map(|row| valtava_plugin::RowReject {
+                row,
+                reason: format!("{row:0>2000}"),
+            })
+            .collect();
+        let (reader, rows, _dir) = quarantined(rejects.chunks(1000));
+        assert_eq!(rows, 10_000);
+        let groups = reader.metadata().row_groups();
+        assert!(groups.len() >= 4, "{} row groups", groups.len());
+        let limit = crate::publish::ROW_GROUP_BYTES as i64;
+        for g in groups {
+            // At most one batch beyond the bound: the writer splits by the rows' average size.
+            assert!(
+                g.compressed_size() <= limit + limit / 4,
+                "{}",
+                g.compressed_size()
+            );
+        }
+        assert_eq!(groups.iter().map(|g| g.num_rows()).sum::<i64>(), 10_000);
     }
 }

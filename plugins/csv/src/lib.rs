@@ -164,7 +164,11 @@ fn parse_in_pieces(object: SourceObject, request: ParseRequest, size: usize) -> 
 }
 
 /// Bytes per piece of an object: pieces are parsed in parallel, each on a thread of its own.
-const PIECE: usize = 4 << 20;
+/// A piece and its parsed rows are in memory at once, a few pieces at a time, and the
+/// allocator keeps what they free for a while: pieces of a local file's 1 MiB chunk each
+/// (any size up to a chunk gives that) kept the resident peak of reading 10 M rows
+/// ≈ 20 MiB lower than 4 MiB pieces, at the same speed (PROFILE.md, tenth round).
+const PIECE: usize = 512 << 10;
 
 /// What every piece of one object is parsed with.
 struct Ctx {
@@ -362,6 +366,12 @@ impl Cutter {
     /// Takes the next bytes; returns a piece when one is complete.
     fn push(&mut self, chunk: &[u8]) -> Option<Piece> {
         let scanned = self.buf.len();
+        if self.buf.capacity() - scanned < chunk.len() {
+            // Room for a whole piece at once (it ends in the chunk that crosses `size`)
+            // rather than doubling: no copies on the way, no unused half of a buffer.
+            let want = (scanned + chunk.len()).max(self.size + chunk.len());
+            self.buf.reserve_exact(want - scanned);
+        }
         self.buf.extend_from_slice(chunk);
         if let Some(c) = self.splitter.scan(&self.buf[scanned..]) {
             self.cut = Some(scanned + c);
@@ -1013,6 +1023,34 @@ mod tests {
         }
         // The cases did cut objects, many times.
         assert!(cuts > 10_000, "{cuts}");
+    }
+
+    /// A piece gathered from many small chunks (as an object store's HTTP body arrives)
+    /// is one buffer of about its size: not grown by doubling, which copies the bytes on
+    /// the way and leaves up to half of the buffer unused.
+    #[test]
+    fn a_piece_from_small_chunks_is_one_buffer_of_its_size() {
+        let options = CsvOptions {
+            delimiter: ';',
+            ..Default::default()
+        };
+        let mut data = Vec::new();
+        for i in 0..200_000 {
+            data.extend_from_slice(format!("{i};nimi {i}\n").as_bytes());
+        }
+        let (size, chunk) = (256 << 10, 8 << 10);
+        let mut cutter = Cutter::new(&options, size);
+        let pieces: Vec<Piece> = data.chunks(chunk).filter_map(|c| cutter.push(c)).collect();
+        assert!(pieces.len() >= 8, "{} pieces", pieces.len());
+        for p in &pieces {
+            assert!(p.bytes.len() >= size);
+            assert!(
+                p.bytes.capacity() <= size + 2 * chunk,
+                "{} bytes in a buffer of {}",
+                p.bytes.len(),
+                p.bytes.capacity()
+            );
+        }
     }
 
     #[tokio::test]
