@@ -14,12 +14,14 @@ use tokio::sync::watch;
 /// Whether a spill file is complete: `None` while it is written, then the writer's outcome.
 pub type Ready = Option<Result<(), String>>;
 
-/// The batches of the file at `path`, once `ready` says it is complete (an error if its
-/// writer failed).
+/// Partition `part` of `parts` of the file at `path`: every `parts`-th batch from `part`,
+/// once `ready` says the file is complete (an error if its writer failed).
 pub fn read_when_ready(
     schema: SchemaRef,
     path: PathBuf,
     mut ready: watch::Receiver<Ready>,
+    part: usize,
+    parts: usize,
 ) -> SendableRecordBatchStream {
     let stream = futures::stream::once(async move {
         let outcome = ready
@@ -37,9 +39,23 @@ pub fn read_when_ready(
         )?)
     })
     .flat_map(
-        |reader| -> futures::stream::BoxStream<'static, Result<RecordBatch, DataFusionError>> {
+        move |reader| -> futures::stream::BoxStream<'static, Result<RecordBatch, DataFusionError>> {
             match reader {
-                Ok(r) => futures::stream::iter(r.map(|b| b.map_err(DataFusionError::from))).boxed(),
+                Ok(mut r) => {
+                    // This partition's batches: every `parts`-th from `part` (the file's
+                    // footer indexes them), read only when the partition is polled.
+                    let batches = (part..r.num_batches()).step_by(parts.max(1));
+                    futures::stream::iter(batches.map(move |i| {
+                        r.set_index(i)?;
+                        r.next().unwrap_or_else(|| {
+                            Err(arrow::error::ArrowError::IpcError(format!(
+                                "spill file has no batch {i}"
+                            )))
+                        })
+                    }))
+                    .map(|b| b.map_err(DataFusionError::from))
+                    .boxed()
+                }
                 Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
             }
         },
