@@ -226,8 +226,8 @@ pub fn session(key: &[u8], target_partitions: usize) -> SessionContext {
 /// Spilled runs a sort or grouping merges at once; more are merged in rounds. Unlimited, a
 /// merge reads a batch of every run at once, and the runs grow with the input (the
 /// per-value grouping of a distinct count spills ≈ 86 runs a partition at 50 M rows under
-/// 512 MiB, against ≈ 17 at 10 M): the end of a 50 M run held ≈ 20 MiB more than with 16
-/// (PROFILE.md, tenth round).
+/// 512 MiB, against ≈ 18 at 10 M): the end of a 50 M run held ≈ 20 MiB more than with 16
+/// (one run each, PROFILE.md, tenth round).
 pub const SPILL_MERGE_FAN_IN: usize = 16;
 
 /// `VALTAVA_MEMORY_LIMIT` (bytes, or with `K`, `M`, `G`): the memory the query engine may

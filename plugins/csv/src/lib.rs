@@ -367,9 +367,16 @@ impl Cutter {
     fn push(&mut self, chunk: &[u8]) -> Option<Piece> {
         let scanned = self.buf.len();
         if self.buf.capacity() - scanned < chunk.len() {
-            // Room for a whole piece at once (it ends in the chunk that crosses `size`)
-            // rather than doubling: no copies on the way, no unused half of a buffer.
-            let want = (scanned + chunk.len()).max(self.size + chunk.len());
+            // Room for a whole piece at once (it ends in the chunk that crosses `size`, or
+            // the one after) rather than doubling: no copies on the way, no unused half of
+            // a buffer. A record longer than that doubles the part beyond `size` each time,
+            // so its bytes are copied a few times, not once per chunk.
+            let past = scanned.saturating_sub(self.size);
+            let want = if past <= chunk.len() {
+                scanned.max(self.size) + chunk.len()
+            } else {
+                scanned + chunk.len() + past
+            };
             self.buf.reserve_exact(want - scanned);
         }
         self.buf.extend_from_slice(chunk);
@@ -1051,6 +1058,36 @@ mod tests {
                 p.bytes.capacity()
             );
         }
+    }
+
+    /// A record longer than a piece (a long quoted text) grows the buffer by doubling once
+    /// it is past the piece's size: a few reallocations, not one copy of everything so far
+    /// for every chunk.
+    #[test]
+    fn a_record_longer_than_a_piece_grows_its_buffer_by_doubling() {
+        let options = CsvOptions::default();
+        let (size, chunk) = (4 << 10, 1 << 10);
+        let mut record = b"1,\"".to_vec();
+        record.extend(std::iter::repeat_n(b'x', 1 << 20));
+        record.extend_from_slice(b"\"\n2,y\n");
+        let mut cutter = Cutter::new(&options, size);
+        let mut capacities = std::collections::BTreeSet::new();
+        let mut pieces = Vec::new();
+        for c in record.chunks(chunk) {
+            pieces.extend(cutter.push(c));
+            capacities.insert(cutter.buf.capacity());
+        }
+        pieces.push(cutter.finish());
+        assert!(
+            capacities.len() <= 16,
+            "{} sizes of buffer",
+            capacities.len()
+        );
+        let bytes: Vec<u8> = pieces
+            .iter()
+            .flat_map(|p| p.bytes.iter().copied())
+            .collect();
+        assert_eq!(bytes, record);
     }
 
     #[tokio::test]
