@@ -105,6 +105,7 @@ pub fn plan_all(
         state: crate::plan::session(key, 1).state(),
         params: params.clone(),
         codesets: &tables,
+        unique_filter: Some(crate::seen::filter_bytes(crate::plan::memory_limit())),
     };
     let mut plans: BTreeMap<String, StepPlan> = BTreeMap::new();
     let mut diags = Vec::new();

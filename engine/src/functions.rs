@@ -747,7 +747,7 @@ impl ScalarUDFImpl for DistinctKey {
 
 /// The key of each value of `a`: NULL for NULL only (plans filter NULL values before they
 /// compute keys).
-fn value_keys(a: &arrow::array::ArrayRef) -> Result<arrow::array::Decimal128Array> {
+pub(crate) fn value_keys(a: &arrow::array::ArrayRef) -> Result<arrow::array::Decimal128Array> {
     use arrow::array::Decimal128Array;
     let t = a.data_type().clone();
     let keys: Decimal128Array = if matches!(t, DataType::UInt64) {

@@ -35,6 +35,7 @@ pub mod report;
 pub mod rules;
 pub mod run;
 pub mod schema;
+pub mod seen;
 pub mod serve;
 pub mod spec;
 pub mod spill;

@@ -667,6 +667,10 @@ pub struct Planner<'a> {
     pub state: SessionState,
     pub params: BTreeMap<String, ScalarValue>,
     pub codesets: &'a BTreeMap<String, Arc<MemTable>>,
+    /// The bytes of a unique rule's first-pass filter (`seen::SeenBefore`), when the plan
+    /// runs in this process so that all partitions share one; `None` on a cluster, where the
+    /// first pass groups every row's keys.
+    pub unique_filter: Option<usize>,
 }
 
 type Diags = Vec<Diagnostic>;
@@ -1438,11 +1442,12 @@ impl Planner<'_> {
                 )
                 .map_err(err(e.step.at))?;
         }
-        // Duplicate keys, without sorting the rows: (1) one grouping on the keys' 128-bit
-        // `DistinctKey`s finds the candidate keys seen more than once; (2) the rows with a
-        // candidate key (few) are grouped by the keys themselves — exact — for the count and
-        // the first occurrence; (3) those keys are the build side of a join the rows stream
-        // past. A key collision in (1) only adds a candidate that (2) drops.
+        // Duplicate keys, without sorting the rows: (1) the candidate keys, whose 128-bit
+        // `DistinctKey`s a Bloom filter saw before in the scan (`seen::SeenBefore`; on a
+        // cluster, a grouping of every row's keys counts them); (2) the rows with a candidate
+        // key (few) are grouped by the keys themselves — exact — for the count and the first
+        // occurrence; (3) those keys are the build side of a join the rows stream past. A
+        // false positive or a key collision in (1) only adds a candidate that (2) drops.
         let distinct_key = datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::functions::DistinctKey::default(),
         );
@@ -1465,13 +1470,27 @@ impl Planner<'_> {
                 .enumerate()
                 .map(|(j, n)| distinct_key.call(vec![c(n)]).alias(format!("__u{i}_h{j}")))
                 .collect();
-            let candidates = base
-                .clone()
-                .filter(present.clone())
-                .and_then(|d| d.aggregate(hashed, vec![count(lit(1u8)).alias(format!("__u{i}_c"))]))
-                .and_then(|d| d.filter(u_col("c".into()).gt(lit(1i64))))
-                .and_then(|d| d.build())
-                .map_err(err(rule.id.at))?;
+            let candidates = if let Some(bytes) = self.unique_filter {
+                let seen = datafusion::logical_expr::ScalarUDF::new_from_impl(
+                    crate::seen::SeenBefore::new(
+                        bytes,
+                        self.state.runtime_env().memory_pool.clone(),
+                    ),
+                );
+                base.clone()
+                    .filter(present.clone())
+                    .and_then(|d| d.filter(seen.call(names.iter().map(|n| c(n)).collect())))
+                    .and_then(|d| d.aggregate(hashed, Vec::<Expr>::new()))
+            } else {
+                base.clone()
+                    .filter(present.clone())
+                    .and_then(|d| {
+                        d.aggregate(hashed, vec![count(lit(1u8)).alias(format!("__u{i}_c"))])
+                    })
+                    .and_then(|d| d.filter(u_col("c".into()).gt(lit(1i64))))
+            }
+            .and_then(|d| d.build())
+            .map_err(err(rule.id.at))?;
             let mut rows: Vec<Expr> = Vec::new();
             let mut on_hash = Vec::new();
             let mut keys = Vec::new();

@@ -1224,6 +1224,10 @@ async fn run_step(
         state: shared.state.clone(),
         params: shared.params.clone(),
         codesets: &shared.codesets,
+        unique_filter: shared
+            .cluster
+            .is_none()
+            .then(|| crate::seen::filter_bytes(crate::plan::memory_limit())),
     };
     let plan = planner.plan_step(&name, &inputs).map_err(|d| {
         fail(
