@@ -327,7 +327,9 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, String> {
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
-    let mut out = BTreeMap::new();
+    let mut out: BTreeMap<String, LineEntry> = BTreeMap::new();
+    // A name two files give is served by neither: the daemon must not pick one unseen.
+    let mut ambiguous = BTreeSet::new();
     for path in files {
         let line = match crate::load::load(&path) {
             Ok((line, _)) => line,
@@ -364,6 +366,15 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, String> {
             .filter_map(|s| inbox_of(&s.location.value))
             .collect();
         let name = line.spec.line.value.clone();
+        if let Some(other) = out.get(&name) {
+            error!(
+                file = %path.display(),
+                "line `{name}` not served: {} defines it too",
+                other.path.display()
+            );
+            ambiguous.insert(name);
+            continue;
+        }
         out.insert(
             name,
             LineEntry {
@@ -376,6 +387,7 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, String> {
             },
         );
     }
+    out.retain(|name, _| !ambiguous.contains(name));
     Ok(out)
 }
 
@@ -1768,6 +1780,27 @@ mod tests {
             Some(BTreeSet::from(["ensihoito".to_string()]))
         );
         assert!(tokens[0].roles.contains("admin"));
+    }
+
+    #[test]
+    fn a_line_name_two_files_give_is_served_by_neither() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = FsPath::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let shared = root.join("../shared").canonicalize().unwrap();
+        let mini = std::fs::read_to_string(root.join("tests/lines/mini.yaml"))
+            .unwrap()
+            .replace("../../../shared", &shared.display().to_string());
+        std::fs::write(dir.path().join("a.yaml"), &mini).unwrap();
+        let lines = load_lines(dir.path()).unwrap();
+        assert_eq!(lines.keys().collect::<Vec<_>>(), ["mini"]);
+        std::fs::write(dir.path().join("b.yaml"), &mini).unwrap();
+        std::fs::write(
+            dir.path().join("c.yaml"),
+            mini.replace("line: mini", "line: toinen"),
+        )
+        .unwrap();
+        let lines = load_lines(dir.path()).unwrap();
+        assert_eq!(lines.keys().collect::<Vec<_>>(), ["toinen"]);
     }
 
     #[test]
