@@ -174,6 +174,43 @@ fn shipped_and_test_lines_are_valid() {
 }
 
 #[test]
+fn two_files_of_one_line_name_fail_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped_text =
+        std::fs::read_to_string(root().join("lines/henkilostomitoitus.yaml")).unwrap();
+    let copy = dir.path().join("kopio.yaml");
+    // The copy's code sets are read from the shipped line's folder.
+    let shipped = root().join("lines").canonicalize().unwrap();
+    std::fs::write(
+        &copy,
+        shipped_text.replace("path: ", &format!("path: {}/", shipped.display())),
+    )
+    .unwrap();
+    let copy = copy.display().to_string();
+    let alone = run(&["check", &copy]);
+    assert_eq!(alone.status.code(), Some(0), "{}", text(&alone.stderr));
+    let out = run(&[
+        "check",
+        "--format",
+        "json",
+        "lines/henkilostomitoitus.yaml",
+        &copy,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d.as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d[0]["code"], "V104");
+    assert_eq!(d[0]["file"], copy.as_str());
+    assert!(
+        d[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("also defined in lines/henkilostomitoitus.yaml"),
+        "{d}"
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     assert_eq!(run(&["check"]).status.code(), Some(2));
     assert_eq!(

@@ -74,6 +74,40 @@ pub fn bind_params(
     Ok(out)
 }
 
+/// Line files that give one line name: an error at each later file's `line:` (the daemon
+/// would serve neither of them). One file named twice is one file.
+pub fn shared_names(lines: &[&Line]) -> Vec<Diagnostic> {
+    let mut first: BTreeMap<&str, &Line> = BTreeMap::new();
+    let mut diags = Vec::new();
+    for line in lines {
+        let name = line.spec.line.value.as_str();
+        match first.get(name) {
+            None => {
+                first.insert(name, line);
+            }
+            Some(other) if same_file(other, line) => {}
+            Some(other) => diags.push(Diagnostic::error(
+                Code::V104,
+                &line.file,
+                line.spec.line.at,
+                format!(
+                    "line `{name}` is also defined in {}; a daemon serves neither",
+                    other.file
+                ),
+            )),
+        }
+    }
+    diags
+}
+
+fn same_file(a: &Line, b: &Line) -> bool {
+    let path = |l: &Line| {
+        let p = Path::new(&l.file);
+        p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+    };
+    path(a) == path(b)
+}
+
 /// Loads and plans a line with example parameter values.
 pub fn check(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
     let (line, warnings) = crate::load::load(path)?;
@@ -166,4 +200,41 @@ pub fn plan_all(
 fn empty(schema: arrow::datatypes::SchemaRef) -> Arc<dyn TableProvider> {
     // A table with no partitions: planning sees the schema, nothing is read.
     Arc::new(MemTable::try_new(schema, vec![vec![]]).expect("an empty table of any schema"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(file: &str, name: &str) -> Line {
+        let mini = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/lines/mini.yaml");
+        let text = std::fs::read_to_string(mini)
+            .unwrap()
+            .replace("line: mini", &format!("line: {name}"));
+        crate::load::load_text(file, Path::new("."), text)
+            .map(|(l, _)| l)
+            .unwrap_or_else(|d| panic!("{d:?}"))
+    }
+
+    #[test]
+    fn a_line_name_given_by_two_files_is_an_error_at_the_later() {
+        let (a, b, c) = (
+            line("a.yaml", "x"),
+            line("b.yaml", "x"),
+            line("c.yaml", "y"),
+        );
+        let d = shared_names(&[&a, &c, &b]);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, Code::V104);
+        assert_eq!(d[0].file, "b.yaml");
+        assert!(
+            d[0].message.contains("also defined in a.yaml"),
+            "{}",
+            d[0].message
+        );
+        assert_eq!(d[0].line, 3);
+        assert!(shared_names(&[&a, &c]).is_empty());
+        // The same file named twice is not two definitions.
+        assert!(shared_names(&[&a, &line("a.yaml", "x")]).is_empty());
+    }
 }

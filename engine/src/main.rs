@@ -452,16 +452,19 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { lines, format } => {
             let mut all = Vec::new();
-            let mut ok = 0;
+            let mut valid = Vec::new();
             for l in &lines {
                 match valtava::check::check(l) {
                     Ok(c) => {
-                        ok += 1;
                         all.extend(c.warnings);
+                        valid.push(c.line);
                     }
                     Err(d) => all.extend(d),
                 }
             }
+            let shared = valtava::check::shared_names(&valid.iter().collect::<Vec<_>>());
+            let ok = valid.len() - shared.len();
+            all.extend(shared);
             print_diags(&all, format, &read_source);
             let failed = lines.len() - ok;
             if format == DiagFormat::Human {
