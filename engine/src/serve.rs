@@ -327,9 +327,7 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, String> {
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
-    let mut out: BTreeMap<String, LineEntry> = BTreeMap::new();
-    // A name two files give is served by neither: the daemon must not pick one unseen.
-    let mut ambiguous = BTreeSet::new();
+    let mut loaded: Vec<LineEntry> = Vec::new();
     for path in files {
         let line = match crate::load::load(&path) {
             Ok((line, _)) => line,
@@ -365,30 +363,29 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, String> {
             .filter_map(|s| s.source.as_ref())
             .filter_map(|s| inbox_of(&s.location.value))
             .collect();
-        let name = line.spec.line.value.clone();
-        if let Some(other) = out.get(&name) {
-            error!(
-                file = %path.display(),
-                "line `{name}` not served: {} defines it too",
-                other.path.display()
-            );
-            ambiguous.insert(name);
-            continue;
-        }
-        out.insert(
-            name,
-            LineEntry {
-                path,
-                line,
-                schedule,
-                period,
-                inboxes,
-                codesets,
-            },
-        );
+        loaded.push(LineEntry {
+            path,
+            line,
+            schedule,
+            period,
+            inboxes,
+            codesets,
+        });
     }
-    out.retain(|name, _| !ambiguous.contains(name));
-    Ok(out)
+    // A name two files give is served by neither: the daemon must not pick one unseen.
+    let lines: Vec<&Line> = loaded.iter().map(|e| &e.line).collect();
+    let mut ambiguous = BTreeSet::new();
+    for d in crate::check::shared_names(&lines) {
+        error!(file = %d.file, "line not served: {}", d.message);
+        if let Some(e) = loaded.iter().find(|e| e.line.file == d.file) {
+            ambiguous.insert(e.line.spec.line.value.clone());
+        }
+    }
+    Ok(loaded
+        .into_iter()
+        .filter(|e| !ambiguous.contains(&e.line.spec.line.value))
+        .map(|e| (e.line.spec.line.value.clone(), e))
+        .collect())
 }
 
 /// The latest complete period of a kind at a Finnish local time (a scheduled run's period).
