@@ -91,9 +91,47 @@ impl SourceObject {
 /// Bytes of a file read in large chunks.
 const FILE_CHUNK: usize = 1 << 20;
 
+/// Chunk buffers a file's reader keeps for reuse: a chunk's buffer comes back when the last
+/// of its bytes are dropped. About as many as are between the reader and the parser at once
+/// (the channel's four, pieces waiting and being parsed); more are freed.
+const SPARE_CHUNKS: usize = 16;
+
+/// Chunk buffers allocated by file readers so far (for tests).
+#[cfg(test)]
+static NEW_CHUNK_BUFFERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Buffers of chunks read before, ready to be read into again.
+type Spares = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
+/// The memory of one chunk: its bytes, and where its buffer goes back to when they are
+/// dropped.
+struct Recycled {
+    buf: Vec<u8>,
+    spares: Spares,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        if let Ok(mut spares) = self.spares.lock()
+            && spares.len() < SPARE_CHUNKS
+        {
+            spares.push(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
 /// Streams `range` of a local file, read on a thread of its own in 1 MiB chunks (the store's
 /// own stream reads 8 KiB at a time, each on a blocking task: for a large object the
-/// hand-overs between threads cost more than the reading).
+/// hand-overs between threads cost more than the reading). The chunks' buffers are reused
+/// once their bytes are dropped, so that reading an object of any size allocates about
+/// sixteen of them, not one a megabyte: a new buffer is memory the allocator hands over
+/// fresh and takes back (PROFILE.md, twelfth round).
 fn read_file(
     mut file: std::fs::File,
     path: std::path::PathBuf,
@@ -105,6 +143,7 @@ fn read_file(
     let (tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, ParseError>>(4);
     std::thread::spawn(move || {
         let mut tx = tx;
+        let spares: Spares = Default::default();
         let error = |e: std::io::Error| ParseError::Store {
             object: object.clone(),
             source: object_store::Error::Generic {
@@ -116,10 +155,22 @@ fn read_file(
             file.seek(SeekFrom::Start(range.start)).map_err(error)?;
             let mut left = range.end.saturating_sub(range.start);
             while left > 0 {
-                let mut chunk = vec![0u8; left.min(FILE_CHUNK as u64) as usize];
-                file.read_exact(&mut chunk).map_err(error)?;
-                left -= chunk.len() as u64;
-                if futures::executor::block_on(tx.send(Ok(bytes::Bytes::from(chunk)))).is_err() {
+                let n = left.min(FILE_CHUNK as u64) as usize;
+                let spare = spares.lock().ok().and_then(|mut s| s.pop());
+                let mut buf = spare.unwrap_or_else(|| {
+                    #[cfg(test)]
+                    NEW_CHUNK_BUFFERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Vec::new()
+                });
+                // A reused buffer's bytes are overwritten, not cleared first.
+                buf.resize(n, 0);
+                file.read_exact(&mut buf).map_err(error)?;
+                left -= n as u64;
+                let chunk = bytes::Bytes::from_owner(Recycled {
+                    buf,
+                    spares: spares.clone(),
+                });
+                if futures::executor::block_on(tx.send(Ok(chunk))).is_err() {
                     // The reader stopped listening.
                     return Ok(());
                 }
@@ -444,6 +495,52 @@ mod tests {
             }
         });
         assert!(missing.unwrap().to_string().contains("gone.bin"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A chunk's buffer is read into again once its bytes are dropped: an object of many
+    /// chunks, each dropped before the next is taken, is read through a few buffers.
+    #[test]
+    fn chunk_buffers_are_reused_once_their_bytes_are_dropped() {
+        use futures::StreamExt;
+        let dir = std::env::temp_dir().join(format!("valtava-reuse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let chunks = 40;
+        let data: Vec<u8> = (0..chunks * FILE_CHUNK + 777)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        std::fs::write(dir.join("big.bin"), &data).unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir).unwrap());
+        let object = SourceObject {
+            store,
+            path: Path::from("big.bin"),
+            size: data.len() as u64,
+            name: "big.bin".into(),
+        };
+        let (read, buffers) = futures::executor::block_on(async {
+            let mut s = object.open().await.unwrap();
+            let (mut read, mut buffers) = (0, std::collections::BTreeSet::new());
+            while let Some(chunk) = s.next().await {
+                let chunk = chunk.unwrap();
+                // Every byte where it belongs, also in a reused buffer.
+                assert_eq!(&chunk[..], &data[read..read + chunk.len()]);
+                read += chunk.len();
+                buffers.insert(chunk.as_ptr() as usize);
+            }
+            (read, buffers)
+        });
+        assert_eq!(read, data.len());
+        // Other tests may read files at the same time: their buffers count too, but not
+        // one per chunk.
+        let new = NEW_CHUNK_BUFFERS.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            buffers.len() <= 8 && new <= 16,
+            "{} buffers at {} addresses for {} chunks",
+            new,
+            buffers.len(),
+            chunks + 1
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

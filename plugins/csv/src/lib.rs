@@ -196,10 +196,17 @@ struct Layout {
 }
 
 /// A stretch of an object that starts at a record and ends after one (or at the end of the
-/// object), with the number of line breaks before it.
+/// object), with the number of line breaks before it. Its bytes are the chunks they arrived
+/// in (or parts of them), not copied.
 struct Piece {
-    bytes: Vec<u8>,
+    parts: Vec<Bytes>,
     lines_before: u64,
+}
+
+impl Piece {
+    fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
 }
 
 /// What a piece gave: its rows in batches, and the layout if its header row was read.
@@ -342,13 +349,18 @@ fn record_end(stretch: &[u8], known_next: bool) -> Option<usize> {
 }
 
 /// Cuts the bytes of an object, as they arrive, into pieces that start at records: each at
-/// least `size` bytes (but the last), cut after a record end.
+/// least `size` bytes (but the last), cut after a record end. A piece holds the chunks it is
+/// made of (cheap references), so no byte of the object is copied on the way.
 struct Cutter {
     splitter: Splitter,
     size: usize,
-    buf: Vec<u8>,
-    /// The last record end found in `buf`.
-    cut: Option<usize>,
+    /// Chunks not yet in a piece, in order; the first may be the rest of a chunk cut before.
+    pending: Vec<Bytes>,
+    /// Bytes in `pending`.
+    pending_len: usize,
+    /// The last record end in `pending`: the chunk it is in, the offset just past it there,
+    /// and the bytes of `pending` before that offset.
+    cut: Option<(usize, usize, usize)>,
     lines_before: u64,
 }
 
@@ -357,52 +369,66 @@ impl Cutter {
         Self {
             splitter: Splitter::new(options),
             size,
-            buf: Vec::new(),
+            pending: Vec::new(),
+            pending_len: 0,
             cut: None,
             lines_before: 0,
         }
     }
 
-    /// Takes the next bytes; returns a piece when one is complete.
-    fn push(&mut self, chunk: &[u8]) -> Option<Piece> {
-        let scanned = self.buf.len();
-        if self.buf.capacity() - scanned < chunk.len() {
-            // Room for a whole piece at once (it ends in the chunk that crosses `size`, or
-            // the one after) rather than doubling: no copies on the way, no unused half of
-            // a buffer. A record longer than that doubles the part beyond `size` each time,
-            // so its bytes are copied a few times, not once per chunk.
-            let past = scanned.saturating_sub(self.size);
-            let want = if past <= chunk.len() {
-                scanned.max(self.size) + chunk.len()
-            } else {
-                scanned + chunk.len() + past
-            };
-            self.buf.reserve_exact(want - scanned);
+    /// Takes the next chunk; returns a piece when one is complete.
+    fn push(&mut self, chunk: Bytes) -> Option<Piece> {
+        if chunk.is_empty() {
+            return None;
         }
-        self.buf.extend_from_slice(chunk);
-        if let Some(c) = self.splitter.scan(&self.buf[scanned..]) {
-            self.cut = Some(scanned + c);
+        if let Some(c) = self.splitter.scan(&chunk) {
+            self.cut = Some((self.pending.len(), c, self.pending_len + c));
         }
-        let c = self.cut?;
+        self.pending_len += chunk.len();
+        self.pending.push(chunk);
+        let (i, c, before) = self.cut?;
         // A piece's reader skips a byte-order mark at its start, where the object's reader
         // would keep it: no cut before one (or before what may become one).
-        let next = &self.buf[c..self.buf.len().min(c + 3)];
-        (c >= self.size && !BOM.starts_with(next)).then(|| self.piece(c))
+        let next: Vec<u8> = self.pending[i..]
+            .iter()
+            .enumerate()
+            .flat_map(|(k, p)| p[if k == 0 { c } else { 0 }..].iter().copied())
+            .take(3)
+            .collect();
+        (before >= self.size && !BOM.starts_with(&next)).then(|| self.piece(i, c))
     }
 
     /// The rest of the object, as its last piece.
     fn finish(&mut self) -> Piece {
-        self.piece(self.buf.len())
+        let parts = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        self.cut = None;
+        self.make(parts)
     }
 
-    fn piece(&mut self, end: usize) -> Piece {
-        let rest = self.buf.split_off(end);
-        let bytes = std::mem::replace(&mut self.buf, rest);
-        let lines_before = self.lines_before;
-        self.lines_before += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+    /// The pending bytes up to offset `c` of chunk `i`.
+    fn piece(&mut self, i: usize, c: usize) -> Piece {
+        let mut parts: Vec<Bytes> = self.pending.drain(..i).collect();
+        let head = self.pending[0].split_to(c);
+        self.pending_len -= parts.iter().map(Bytes::len).sum::<usize>() + head.len();
+        if self.pending[0].is_empty() {
+            self.pending.remove(0);
+        }
+        if !head.is_empty() {
+            parts.push(head);
+        }
         self.cut = None;
+        self.make(parts)
+    }
+
+    fn make(&mut self, parts: Vec<Bytes>) -> Piece {
+        let lines_before = self.lines_before;
+        self.lines_before += parts
+            .iter()
+            .map(|p| memchr::memchr_iter(b'\n', p).count() as u64)
+            .sum::<u64>();
         Piece {
-            bytes,
+            parts,
             lines_before,
         }
     }
@@ -428,7 +454,7 @@ fn pieces(
             };
             match input.next().await.transpose()? {
                 Some(chunk) => {
-                    if let Some(piece) = r.cutter.push(&chunk) {
+                    if let Some(piece) = r.cutter.push(chunk) {
                         return Ok(Some((piece, r)));
                     }
                 }
@@ -507,23 +533,43 @@ impl Driver {
 /// first record is the header.
 fn parse_piece(ctx: &Ctx, piece: &Piece, layout: Option<Layout>) -> Result<Parsed, ParseError> {
     let decoded;
-    let bytes: &[u8] = match ctx.options.encoding {
-        Encoding::Utf8 => &piece.bytes,
+    let parts: &[Bytes] = match ctx.options.encoding {
+        Encoding::Utf8 => &piece.parts,
         Encoding::Windows1252 => {
             // Every byte is one character: a piece decodes on its own.
             let mut decoder = encoding_rs::WINDOWS_1252.new_decoder_without_bom_handling();
-            let mut s = String::with_capacity(
-                decoder
-                    .max_utf8_buffer_length(piece.bytes.len())
-                    .unwrap_or(piece.bytes.len() * 3),
-            );
-            let _ = decoder.decode_to_string(&piece.bytes, &mut s, true);
-            decoded = s.into_bytes();
+            let len = piece.len();
+            let mut s =
+                String::with_capacity(decoder.max_utf8_buffer_length(len).unwrap_or(len * 3));
+            for part in &piece.parts {
+                let _ = decoder.decode_to_string(part, &mut s, false);
+            }
+            let _ = decoder.decode_to_string(&[], &mut s, true);
+            decoded = [Bytes::from(s.into_bytes())];
             &decoded
         }
     };
     let mut records = Records::new(ctx, layout, piece.lines_before);
-    records.feed(bytes, false)?;
+    // The reader skips a byte-order mark only when its first input holds all of it: a
+    // first part shorter than that is joined with the next bytes.
+    let mut skip = 0;
+    if parts.len() > 1 && parts[0].len() < BOM.len() {
+        let head: Vec<u8> = parts
+            .iter()
+            .flat_map(|p| p.iter().copied())
+            .take(BOM.len())
+            .collect();
+        records.feed(&head, false)?;
+        skip = head.len();
+    }
+    for part in parts {
+        let from = skip.min(part.len());
+        skip -= from;
+        // An empty input is the end of the data to the reader.
+        if from < part.len() {
+            records.feed(&part[from..], false)?;
+        }
+    }
     // A piece ends at a record end, so this only ends the object's last record.
     records.feed(&[], true)?;
     records.flush()?;
@@ -1003,20 +1049,22 @@ mod tests {
             let whole = parse_pieces(
                 &ctx,
                 &[Piece {
-                    bytes: bytes.clone(),
+                    parts: vec![Bytes::from(bytes.clone())],
                     lines_before: 0,
                 }],
             );
             for (size, chunk) in [(1, 1), (2, 3), (9, 4), (30, 7)] {
                 let mut cutter = Cutter::new(&ctx.options, size);
-                let mut pieces: Vec<Piece> =
-                    bytes.chunks(chunk).filter_map(|c| cutter.push(c)).collect();
+                let mut pieces: Vec<Piece> = bytes
+                    .chunks(chunk)
+                    .filter_map(|c| cutter.push(Bytes::copy_from_slice(c)))
+                    .collect();
                 pieces.push(cutter.finish());
                 cuts += pieces.len() - 1;
                 assert_eq!(
                     pieces
                         .iter()
-                        .flat_map(|p| p.bytes.clone())
+                        .flat_map(|p| p.parts.iter().flat_map(|b| b.to_vec()))
                         .collect::<Vec<u8>>(),
                     bytes
                 );
@@ -1032,11 +1080,31 @@ mod tests {
         assert!(cuts > 10_000, "{cuts}");
     }
 
-    /// A piece gathered from many small chunks (as an object store's HTTP body arrives)
-    /// is one buffer of about its size: not grown by doubling, which copies the bytes on
-    /// the way and leaves up to half of the buffer unused.
+    /// Cuts `data`, arriving in chunks of `chunk` bytes, into pieces of at least `size`;
+    /// checks that every byte of every piece is the object's own byte in its own place in
+    /// the chunk it arrived in (not a copy), and returns the pieces.
+    fn cut_in_place(options: &CsvOptions, data: &[u8], size: usize, chunk: usize) -> Vec<Piece> {
+        let object = Bytes::copy_from_slice(data);
+        let base = object.as_ptr() as usize;
+        let mut cutter = Cutter::new(options, size);
+        let mut pieces: Vec<Piece> = (0..data.len())
+            .step_by(chunk)
+            .filter_map(|at| cutter.push(object.slice(at..(at + chunk).min(data.len()))))
+            .collect();
+        pieces.push(cutter.finish());
+        let mut at = 0;
+        for part in pieces.iter().flat_map(|p| &p.parts) {
+            assert_eq!(part.as_ptr() as usize - base, at, "a part not in place");
+            at += part.len();
+        }
+        assert_eq!(at, data.len());
+        pieces
+    }
+
+    /// Pieces gathered from many small chunks (as an object store's HTTP body arrives) are
+    /// those chunks, cut at record ends: no byte is copied into a buffer of the piece's own.
     #[test]
-    fn a_piece_from_small_chunks_is_one_buffer_of_its_size() {
+    fn pieces_are_made_of_the_chunks_they_came_in() {
         let options = CsvOptions {
             delimiter: ';',
             ..Default::default()
@@ -1046,48 +1114,39 @@ mod tests {
             data.extend_from_slice(format!("{i};nimi {i}\n").as_bytes());
         }
         let (size, chunk) = (256 << 10, 8 << 10);
-        let mut cutter = Cutter::new(&options, size);
-        let pieces: Vec<Piece> = data.chunks(chunk).filter_map(|c| cutter.push(c)).collect();
+        let pieces = cut_in_place(&options, &data, size, chunk);
         assert!(pieces.len() >= 8, "{} pieces", pieces.len());
-        for p in &pieces {
-            assert!(p.bytes.len() >= size);
+        for p in &pieces[..pieces.len() - 1] {
+            // Cut at the last record end in the chunk that made it long enough.
             assert!(
-                p.bytes.capacity() <= size + 2 * chunk,
-                "{} bytes in a buffer of {}",
-                p.bytes.len(),
-                p.bytes.capacity()
+                p.len() >= size && p.len() < size + chunk + 64,
+                "{}",
+                p.len()
             );
+            // Each ends with a whole record.
+            assert_eq!(p.parts.last().and_then(|b| b.last()), Some(&b'\n'));
         }
     }
 
-    /// A record longer than a piece (a long quoted text) grows the buffer by doubling once
-    /// it is past the piece's size: a few reallocations, not one copy of everything so far
-    /// for every chunk.
+    /// A record longer than a piece (a long quoted text) is kept whole, in the chunks it
+    /// arrived in.
     #[test]
-    fn a_record_longer_than_a_piece_grows_its_buffer_by_doubling() {
+    fn a_record_longer_than_a_piece_stays_in_its_chunks() {
         let options = CsvOptions::default();
         let (size, chunk) = (4 << 10, 1 << 10);
         let mut record = b"1,\"".to_vec();
         record.extend(std::iter::repeat_n(b'x', 1 << 20));
-        record.extend_from_slice(b"\"\n2,y\n");
-        let mut cutter = Cutter::new(&options, size);
-        let mut capacities = std::collections::BTreeSet::new();
-        let mut pieces = Vec::new();
-        for c in record.chunks(chunk) {
-            pieces.extend(cutter.push(c));
-            capacities.insert(cutter.buf.capacity());
+        record.extend_from_slice(b"\"\n");
+        let long = record.len();
+        for i in 0..2000 {
+            record.extend_from_slice(format!("{i},y\n").as_bytes());
         }
-        pieces.push(cutter.finish());
-        assert!(
-            capacities.len() <= 16,
-            "{} sizes of buffer",
-            capacities.len()
-        );
-        let bytes: Vec<u8> = pieces
-            .iter()
-            .flat_map(|p| p.bytes.iter().copied())
-            .collect();
-        assert_eq!(bytes, record);
+        let pieces = cut_in_place(&options, &record, size, chunk);
+        // The first piece ends in the chunk where the long record ends, after the last
+        // record end there; it is made of every chunk up to that one.
+        assert!(pieces.len() > 2);
+        assert!(pieces[0].len() >= long && pieces[0].len() < long + chunk);
+        assert_eq!(pieces[0].parts.len(), long.div_ceil(chunk));
     }
 
     #[tokio::test]
