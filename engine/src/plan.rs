@@ -1470,13 +1470,17 @@ impl Planner<'_> {
                 .enumerate()
                 .map(|(j, n)| distinct_key.call(vec![c(n)]).alias(format!("__u{i}_h{j}")))
                 .collect();
+            // The filter's end: on the second scan, which starts after the first pass.
+            let mut seen_done = None;
             let candidates = if let Some(bytes) = self.unique_filter {
-                let seen = datafusion::logical_expr::ScalarUDF::new_from_impl(
-                    crate::seen::SeenBefore::new(
-                        bytes,
-                        self.state.runtime_env().memory_pool.clone(),
-                    ),
+                let filter = crate::seen::SeenBefore::new(
+                    bytes,
+                    self.state.runtime_env().memory_pool.clone(),
                 );
+                seen_done = Some(datafusion::logical_expr::ScalarUDF::new_from_impl(
+                    filter.done(),
+                ));
+                let seen = datafusion::logical_expr::ScalarUDF::new_from_impl(filter);
                 base.clone()
                     .filter(present.clone())
                     .and_then(|d| d.filter(seen.call(names.iter().map(|n| c(n)).collect())))
@@ -1497,7 +1501,12 @@ impl Planner<'_> {
             let mut on = Vec::new();
             for (j, n) in names.iter().enumerate() {
                 rows.push(c(n).alias(format!("__u{i}_k{j}")));
-                rows.push(distinct_key.call(vec![c(n)]).alias(format!("__u{i}_r{j}")));
+                let hash = distinct_key.call(vec![c(n)]);
+                let hash = match (&seen_done, j) {
+                    (Some(done), 0) => done.call(vec![hash]),
+                    _ => hash,
+                };
+                rows.push(hash.alias(format!("__u{i}_r{j}")));
                 on_hash.push(u_col(format!("h{j}")).eq(u_col(format!("r{j}"))));
                 keys.push(u_col(format!("k{j}")));
                 on.push(u_col(format!("k{j}")).eq(col(Column::new(

@@ -186,6 +186,13 @@ mod tests {
                     .await
             })
             .map_err(|e| e.to_string())?;
+        // Once the rows are out, nothing is held in the pool, though the step's plan (and a
+        // unique rule's filter in it) still exists: the filter went back after its pass.
+        let held = ctx.state().runtime_env().memory_pool.reserved();
+        if held != 0 {
+            return Err(format!("{held} bytes still reserved after the step's rows"));
+        }
+        drop(plan);
         let mut out: Vec<(u64, Option<String>)> = Vec::new();
         for b in batches {
             let rowno = b

@@ -11,18 +11,25 @@
 //! repeated keys and a few others, not every row (grouping every row's key spilled 0.4 GB
 //! at 10 M rows and 3.1 GB at 50 M; the 50 M run under 512 MiB took 84 s instead of 123).
 //!
-//! The function has state and is volatile: the optimiser neither pushes it into a scan nor
-//! evaluates it twice. It must run in one process: a cluster's executors would each build
+//! The filter is needed only during its pass: `__seen_done(x)` (made by [`SeenBefore::done`])
+//! passes its argument through and gives the filter back to the pool the first time it is
+//! evaluated. The planner puts it on the rule's second scan, which a join starts only after
+//! its build side — the first pass — is complete; a filter used after that is an error, not
+//! a silently empty filter. (Held until its step ended, the 64 MiB filter lay under the
+//! whole of a 50 M row run's longest phase: PROFILE.md, twelfth round.)
+//!
+//! The functions have state and are volatile: the optimiser neither pushes them into a scan
+//! nor evaluates them twice. It must run in one process: a cluster's executors would each build
 //! their own filter and miss repeats that meet in none of them (the planner uses the exact
 //! grouping there).
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, BooleanArray};
 use arrow::datatypes::DataType;
-use datafusion::common::{Result, exec_err};
+use datafusion::common::{Result, exec_datafusion_err, exec_err};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
@@ -50,8 +57,18 @@ pub struct SeenBefore {
 struct State {
     words: usize,
     pool: Arc<dyn MemoryPool>,
-    /// Made at the first batch, so that a plan that is only displayed costs nothing.
-    filter: OnceLock<std::result::Result<Filter, String>>,
+    filter: Mutex<Slot>,
+}
+
+/// Where the filter is in its life.
+enum Slot {
+    /// Not yet used: made at the first batch, so that a plan only displayed costs nothing.
+    Unmade,
+    Made(Arc<Filter>),
+    /// It could not be reserved.
+    Failed(String),
+    /// Its pass is over and its memory given back.
+    Released,
 }
 
 impl std::fmt::Debug for State {
@@ -75,27 +92,96 @@ impl SeenBefore {
             state: Arc::new(State {
                 words: (bytes / 8).max(1),
                 pool,
-                filter: OnceLock::new(),
+                filter: Mutex::new(Slot::Unmade),
             }),
         }
     }
 
-    fn filter(&self) -> Result<&Filter> {
-        let made = self.state.filter.get_or_init(|| {
-            let bytes = self.state.words * 8;
-            let reservation =
-                MemoryConsumer::new("unique rule's filter").register(&self.state.pool);
-            reservation
-                .try_grow(bytes)
-                .map_err(|e| format!("the unique rule's filter of {bytes} bytes: {e}"))?;
-            Ok(Filter {
-                words: (0..self.state.words).map(|_| AtomicU64::new(0)).collect(),
-                _reservation: reservation,
-            })
+    /// `__seen_done(x)`: `x`, and the end of this filter's pass (see the module).
+    pub fn done(&self) -> SeenDone {
+        SeenDone {
+            signature: Signature::any(1, Volatility::Volatile),
+            state: self.state.clone(),
+        }
+    }
+
+    fn filter(&self) -> Result<Arc<Filter>> {
+        let mut slot = self
+            .state
+            .filter
+            .lock()
+            .map_err(|_| exec_datafusion_err!("the unique rule's filter lock is poisoned"))?;
+        match &*slot {
+            Slot::Made(f) => return Ok(f.clone()),
+            Slot::Failed(e) => return exec_err!("{e}"),
+            Slot::Released => {
+                return exec_err!(
+                    "the unique rule's filter was used after its pass had ended (a plan that reads the rows before the candidate keys)"
+                );
+            }
+            Slot::Unmade => {}
+        }
+        let bytes = self.state.words * 8;
+        let reservation = MemoryConsumer::new("unique rule's filter").register(&self.state.pool);
+        if let Err(e) = reservation.try_grow(bytes) {
+            let e = format!("the unique rule's filter of {bytes} bytes: {e}");
+            *slot = Slot::Failed(e.clone());
+            return exec_err!("{e}");
+        }
+        let filter = Arc::new(Filter {
+            words: (0..self.state.words).map(|_| AtomicU64::new(0)).collect(),
+            _reservation: reservation,
         });
-        match made {
-            Ok(f) => Ok(f),
-            Err(e) => exec_err!("{e}"),
+        *slot = Slot::Made(filter.clone());
+        Ok(filter)
+    }
+}
+
+/// `__seen_done(x)`: see [`SeenBefore::done`].
+#[derive(Debug)]
+pub struct SeenDone {
+    signature: Signature,
+    state: Arc<State>,
+}
+
+impl PartialEq for SeenDone {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
+    }
+}
+
+impl Eq for SeenDone {}
+
+impl Hash for SeenDone {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.state) as usize).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for SeenDone {
+    fn name(&self) -> &str {
+        "__seen_done"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types {
+            [t] => Ok(t.clone()),
+            _ => exec_err!("__seen_done takes one argument"),
+        }
+    }
+    /// Its argument, unchanged; the filter's memory goes back to the pool (once the last
+    /// batch of its pass still using it is done).
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if let Ok(mut slot) = self.state.filter.lock()
+            && !matches!(*slot, Slot::Failed(_))
+        {
+            *slot = Slot::Released;
+        }
+        match <[ColumnarValue; 1]>::try_from(args.args) {
+            Ok([x]) => Ok(x),
+            Err(_) => exec_err!("__seen_done takes one argument"),
         }
     }
 }
@@ -295,6 +381,40 @@ mod tests {
         let e = call(&g, vec![ids]).unwrap_err().to_string();
         assert!(e.contains("unique rule's filter"), "{e}");
         drop(f);
+        assert_eq!(p.reserved(), 0);
+    }
+
+    /// `__seen_done` passes its argument through and gives the filter's memory back; the
+    /// filter used after that is an error, never an empty filter that sees nothing.
+    #[test]
+    fn done_gives_the_filter_back_and_a_later_use_is_an_error() {
+        let p = pool(3 << 20);
+        let f = SeenBefore::new(2 << 20, p.clone());
+        let ids: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 1]));
+        assert_eq!(call(&f, vec![ids.clone()]).unwrap(), [false, false, true]);
+        assert_eq!(p.reserved(), 2 << 20);
+        let done = f.done();
+        let out = done
+            .invoke_with_args(ScalarFunctionArgs {
+                args: vec![ColumnarValue::Array(ids.clone())],
+                arg_fields: vec![Arc::new(arrow::datatypes::Field::new(
+                    "k",
+                    DataType::Int64,
+                    true,
+                ))],
+                number_rows: 3,
+                return_field: Arc::new(arrow::datatypes::Field::new("k", DataType::Int64, true)),
+                config_options: Arc::new(Default::default()),
+            })
+            .unwrap()
+            .to_array(3)
+            .unwrap();
+        assert_eq!(&out, &ids);
+        assert_eq!(done.return_type(&[DataType::Utf8]).unwrap(), DataType::Utf8);
+        // Given back while the plan (here `f`) still exists.
+        assert_eq!(p.reserved(), 0);
+        let e = call(&f, vec![ids]).unwrap_err().to_string();
+        assert!(e.contains("after its pass had ended"), "{e}");
         assert_eq!(p.reserved(), 0);
     }
 
