@@ -929,7 +929,20 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(code) => return code,
             };
-            match runtime.block_on(valtava::run::run(&line, opts)) {
+            // On a worker thread, not this one: the run's last phase (sorting and writing the
+            // quarantine) then reuses the memory the steps freed on the workers, instead of
+            // growing this thread's own heap beside theirs (PROFILE.md, twelfth round).
+            let ran = runtime.block_on(async move {
+                tokio::spawn(async move { valtava::run::run(&line, opts).await }).await
+            });
+            let ran = match ran {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: the run stopped unexpectedly: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match ran {
                 Ok(report) => {
                     if json {
                         println!(
