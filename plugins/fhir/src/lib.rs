@@ -223,29 +223,96 @@ fn read(
                 .map_err(|e| format!("not JSON: {e}")),
         )
     };
-    for round in lines.chunks(chunk * workers) {
-        let parts: Vec<Result<Vec<ParsedBatch>, String>> = std::thread::scope(|s| {
-            let handles: Vec<_> = round
-                .chunks(chunk)
-                .map(|part| s.spawn(move || rows_of(part.iter().map(parse_line), view, request)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err("the FHIR view evaluation panicked".into()))
-                })
-                .collect()
-        });
-        for part in parts {
-            for b in part? {
-                if !emit(b) {
-                    return Ok(());
+    let parts: Vec<&[(u64, &str)]> = lines.chunks(chunk).collect();
+    // Workers take the next chunk as soon as they are free, at most `window` chunks ahead
+    // of the one emitted next: no round waits for its slowest chunk, and the chunks done
+    // are emitted while the workers go on.
+    let window = 2 * workers;
+    let progress = std::sync::Mutex::new(Progress {
+        next: 0,
+        emitted: 0,
+        stop: false,
+    });
+    let moved = std::sync::Condvar::new();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<ParsedBatch>, String>)>();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (progress, moved, parts) = (&progress, &moved, &parts);
+            s.spawn(move || {
+                loop {
+                    let i = {
+                        let Ok(mut p) = progress.lock() else { return };
+                        while !p.stop && p.next < parts.len() && p.next >= p.emitted + window {
+                            p = match moved.wait(p) {
+                                Ok(p) => p,
+                                Err(_) => return,
+                            };
+                        }
+                        if p.stop || p.next >= parts.len() {
+                            return;
+                        }
+                        p.next += 1;
+                        p.next - 1
+                    };
+                    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        rows_of(parts[i].iter().map(parse_line), view, request)
+                    }))
+                    .unwrap_or_else(|_| Err("the FHIR view evaluation panicked".into()));
+                    if tx.send((i, done)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut ready = std::collections::BTreeMap::new();
+        let mut next = 0;
+        let mut result = Ok(());
+        'emit: for (i, done) in rx.iter() {
+            ready.insert(i, done);
+            while let Some(done) = ready.remove(&next) {
+                next += 1;
+                let stop = match done {
+                    Ok(batches) => !batches.into_iter().all(&mut *emit),
+                    Err(e) => {
+                        result = Err(e);
+                        true
+                    }
+                };
+                if let Ok(mut p) = progress.lock() {
+                    p.emitted = next;
+                    p.stop |= stop;
+                }
+                moved.notify_all();
+                if stop {
+                    break 'emit;
                 }
             }
         }
-    }
-    Ok(())
+        // Workers waiting for room see the stop (or the end) and return.
+        let stopped = progress
+            .lock()
+            .map(|mut p| std::mem::replace(&mut p.stop, true))
+            .unwrap_or(true);
+        moved.notify_all();
+        if result.is_ok() && !stopped && next < parts.len() {
+            // Every chunk taken is sent; a missing one would be rows lost without a word.
+            result = Err(format!(
+                "the FHIR view evaluation ended after {next} of {} chunks",
+                parts.len()
+            ));
+        }
+        result
+    })
+}
+
+/// How far the workers of [`read`] are: the next chunk to take, the chunks emitted, and
+/// whether to stop (the reader stopped listening, or a chunk failed).
+struct Progress {
+    next: usize,
+    emitted: usize,
+    stop: bool,
 }
 
 /// The parser as a registry entry.
@@ -340,6 +407,49 @@ mod tests {
         assert_eq!(rows, want);
         assert_eq!(rejects, vec![10, 20, 30, 40]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Hundreds of chunks through the workers' window come out whole and in order; a reader
+    /// that stops listening stops the workers (no more batches, no hang).
+    #[test]
+    fn many_chunks_in_order_and_a_stop_ends_the_work() {
+        let v = FhirOptions {
+            view: Some(serde_json::json!({"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]})),
+            view_file: None,
+        }
+        .view(None)
+        .unwrap();
+        let request = ParseRequest {
+            columns: v.columns.clone(),
+            types: vec![],
+            options: Value::Null,
+            batch_size: 3,
+            base_dir: None,
+        };
+        let text: String = (1..=2000)
+            .map(|i| format!("{{\"resourceType\": \"Patient\", \"id\": \"p{i}\"}}\n"))
+            .collect();
+        let ids: Vec<String> = read_all(text.as_bytes(), &v, &request)
+            .iter()
+            .flat_map(|p| {
+                let a = p
+                    .batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::StringArray>()
+                    .unwrap()
+                    .clone();
+                (0..arrow::array::Array::len(&a)).map(move |r| a.value(r).to_string())
+            })
+            .collect();
+        assert_eq!(ids, (1..=2000).map(|i| format!("p{i}")).collect::<Vec<_>>());
+        let mut emitted = 0;
+        read(text.as_bytes(), &v, &request, &mut |_| {
+            emitted += 1;
+            emitted < 5
+        })
+        .unwrap();
+        assert_eq!(emitted, 5);
     }
 
     fn read_all(bytes: &[u8], v: &view::View, request: &ParseRequest) -> Vec<ParsedBatch> {
