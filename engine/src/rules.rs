@@ -311,6 +311,35 @@ mod tests {
         }
     }
 
+    /// Two unique rules in one step: each filter's pass ends before the other's begins (the
+    /// outer join builds its side first), each filter goes back to the pool, and the first
+    /// rule's reasons are the exact grouping's.
+    #[test]
+    fn two_unique_rules_each_give_their_filter_back() {
+        let rows: Vec<Vec<Option<&str>>> = (0..500)
+            .map(|i| {
+                vec![
+                    Some(["K1", "K2", "K3", "K4", "K5"][i % 5]),
+                    Some(["a", "b", "c"][i % 3]),
+                ]
+            })
+            .collect();
+        let rules = "{ id: r, unique: k }, { id: s, unique: [k, m] }";
+        let exact = eval_with("{ k: string, m: string }", rules, &rows, None, 2).unwrap();
+        assert_eq!(exact.iter().filter(|r| r.is_some()).count(), 495);
+        for partitions in [1, 2] {
+            let got = eval_with(
+                "{ k: string, m: string }",
+                rules,
+                &rows,
+                Some(1 << 16),
+                partitions,
+            )
+            .unwrap();
+            assert_eq!(got, exact, "{partitions} partitions");
+        }
+    }
+
     #[test]
     fn accepted_values() {
         let rows = vec![one(Some("A")), one(Some("E")), one(None)];
