@@ -4,10 +4,9 @@
 
 mod common;
 use common::s3::{BUCKET, start_s3};
-use common::{copy_dir, root};
+use common::{copy_dir, free_port, free_port_pair, root, wait_for};
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -38,35 +37,6 @@ impl Cluster {
             .unwrap_or_default()
             .matches("Finished task")
             .count()
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A port whose next port is free too (an executor listens on both).
-fn free_port_pair() -> u16 {
-    loop {
-        let p = free_port();
-        if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-}
-
-fn wait_for(port: u16, what: &str, child: &mut Child) {
-    let until = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the {what} stopped: {status}");
-        }
-        assert!(Instant::now() < until, "the {what} did not start");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

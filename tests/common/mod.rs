@@ -9,6 +9,68 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A free port on 127.0.0.1 for a server a test starts, never one handed to another test of
+/// this binary: the system may give out again a port whose probe was just closed, and two
+/// tests' servers would then start on one port. The one that fails to bind exits, and its
+/// test talks to the other test's server — until that test ends and stops it (the likely
+/// cause of one `Connection refused` in a full `tests/run-all.sh`).
+#[allow(dead_code)] // not every test file starts servers
+pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// A free port whose next port is free too (an executor listens on both), both given out as
+/// [`free_port`] gives one.
+#[allow(dead_code)]
+pub fn free_port_pair() -> u16 {
+    free_ports(2)
+}
+
+/// The first of `n` free ports in a row, none handed out before by this binary.
+fn free_ports(n: u16) -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let Some(ports) = (0..n)
+            .map(|i| port.checked_add(i))
+            .collect::<Option<Vec<u16>>>()
+        else {
+            continue;
+        };
+        let mut given = GIVEN.lock().unwrap();
+        let free = ports.iter().all(|p| !given.contains(p))
+            && ports[1..]
+                .iter()
+                .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
+        if free {
+            given.extend(ports);
+            return port;
+        }
+    }
+}
+
+/// Waits up to a minute until `child` listens on `port`; a child that exits first (it could
+/// not bind the port, say) is reported as such, not as a refused connection later.
+#[allow(dead_code)]
+pub fn wait_for(port: u16, what: &str, child: &mut std::process::Child) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the {what} stopped: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the {what} did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Copies a folder tree.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

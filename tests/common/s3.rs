@@ -2,10 +2,8 @@
 //! tests/run-all.sh) on 127.0.0.1, started by the test and stopped when dropped.
 #![allow(dead_code)] // each test file uses its part
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use super::root;
 
@@ -23,26 +21,9 @@ impl Drop for S3 {
     }
 }
 
-/// Ports handed to servers of this test binary: a port the system gives out again after its
-/// probe was closed would start two tests' servers on one port. The one that fails to bind
-/// exits, its test talks to the other test's server — and finds it gone when that test ends
-/// (the likely cause of one `Connection refused` when creating the bucket, right after the
-/// port had answered, in a full `tests/run-all.sh`).
-static PORTS: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
-
 pub fn start_s3() -> S3 {
-    let port = loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if PORTS.lock().unwrap().insert(port) {
-            break port;
-        }
-    };
-    let child = Command::new("python3")
+    let port = super::free_port();
+    let mut child = Command::new("python3")
         .args([
             "-m",
             "moto.server",
@@ -56,16 +37,7 @@ pub fn start_s3() -> S3 {
         .spawn()
         .expect("python3 -m moto.server (pip install -r tests/requirements.txt)");
     let endpoint = format!("http://127.0.0.1:{port}");
-    let until = Instant::now() + Duration::from_secs(60);
-    let mut child = child;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "moto did not start");
-        // A server that could not bind its port has exited: say so, not "refused" later.
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("moto exited before listening on port {port}: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    super::wait_for(port, "S3 server (moto)", &mut child);
     S3 { child, endpoint }
 }
 
