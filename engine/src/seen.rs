@@ -19,9 +19,9 @@
 //! whole of a 50 M row run's longest phase: PROFILE.md, twelfth round.)
 //!
 //! The functions have state and are volatile: the optimiser neither pushes them into a scan
-//! nor evaluates them twice. It must run in one process: a cluster's executors would each build
-//! their own filter and miss repeats that meet in none of them (the planner uses the exact
-//! grouping there).
+//! nor evaluates them twice. The filter must live in one process: a cluster's executors would
+//! each build their own and miss repeats that meet in none of them (the planner uses the
+//! exact grouping there).
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,20 +144,6 @@ pub struct SeenDone {
     state: Arc<State>,
 }
 
-impl PartialEq for SeenDone {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.state, &other.state)
-    }
-}
-
-impl Eq for SeenDone {}
-
-impl Hash for SeenDone {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        (Arc::as_ptr(&self.state) as usize).hash(state);
-    }
-}
-
 impl ScalarUDFImpl for SeenDone {
     fn name(&self) -> &str {
         "__seen_done"
@@ -186,20 +172,26 @@ impl ScalarUDFImpl for SeenDone {
     }
 }
 
-/// Each function is its own filter: two are equal only when they are the same one.
-impl PartialEq for SeenBefore {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.state, &other.state)
-    }
+/// Each filter is its own: two functions are equal only when they share one filter.
+macro_rules! equal_by_filter {
+    ($($t:ty),*) => {$(
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.state, &other.state)
+            }
+        }
+
+        impl Eq for $t {}
+
+        impl Hash for $t {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                (Arc::as_ptr(&self.state) as usize).hash(state);
+            }
+        }
+    )*};
 }
 
-impl Eq for SeenBefore {}
-
-impl Hash for SeenBefore {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        (Arc::as_ptr(&self.state) as usize).hash(state);
-    }
-}
+equal_by_filter!(SeenBefore, SeenDone);
 
 impl Filter {
     /// The word and the four bits of `hash`: the word by the high half (multiply-shift into
@@ -282,26 +274,26 @@ mod tests {
     use arrow::array::{ArrayRef, Int64Array, StringArray};
     use datafusion::execution::memory_pool::GreedyMemoryPool;
 
-    fn call(f: &SeenBefore, columns: Vec<ArrayRef>) -> Result<Vec<bool>> {
+    /// `f` over whole columns.
+    fn invoke(f: &dyn ScalarUDFImpl, columns: Vec<ArrayRef>) -> Result<ArrayRef> {
+        use arrow::datatypes::Field;
         let rows = columns[0].len();
-        let arg_fields = columns
-            .iter()
-            .map(|c| {
-                Arc::new(arrow::datatypes::Field::new(
-                    "k",
-                    c.data_type().clone(),
-                    true,
-                ))
-            })
-            .collect();
+        let types: Vec<DataType> = columns.iter().map(|c| c.data_type().clone()).collect();
         let out = f.invoke_with_args(ScalarFunctionArgs {
             args: columns.into_iter().map(ColumnarValue::Array).collect(),
-            arg_fields,
+            arg_fields: types
+                .iter()
+                .map(|t| Arc::new(Field::new("k", t.clone(), true)))
+                .collect(),
             number_rows: rows,
-            return_field: Arc::new(arrow::datatypes::Field::new("s", DataType::Boolean, true)),
+            return_field: Arc::new(Field::new("out", f.return_type(&types)?, true)),
             config_options: Arc::new(Default::default()),
         })?;
-        let a = out.to_array(rows)?;
+        out.to_array(rows)
+    }
+
+    fn call(f: &SeenBefore, columns: Vec<ArrayRef>) -> Result<Vec<bool>> {
+        let a = invoke(f, columns)?;
         let a = a.as_any().downcast_ref::<BooleanArray>().expect("booleans");
         Ok(a.iter().map(|v| v.expect("no NULL")).collect())
     }
@@ -394,21 +386,7 @@ mod tests {
         assert_eq!(call(&f, vec![ids.clone()]).unwrap(), [false, false, true]);
         assert_eq!(p.reserved(), 2 << 20);
         let done = f.done();
-        let out = done
-            .invoke_with_args(ScalarFunctionArgs {
-                args: vec![ColumnarValue::Array(ids.clone())],
-                arg_fields: vec![Arc::new(arrow::datatypes::Field::new(
-                    "k",
-                    DataType::Int64,
-                    true,
-                ))],
-                number_rows: 3,
-                return_field: Arc::new(arrow::datatypes::Field::new("k", DataType::Int64, true)),
-                config_options: Arc::new(Default::default()),
-            })
-            .unwrap()
-            .to_array(3)
-            .unwrap();
+        let out = invoke(&done, vec![ids.clone()]).unwrap();
         assert_eq!(&out, &ids);
         assert_eq!(done.return_type(&[DataType::Utf8]).unwrap(), DataType::Utf8);
         // Given back while the plan (here `f`) still exists.

@@ -182,8 +182,8 @@ fn rows_of<'a>(
 }
 
 /// Evaluates the view over an object's resources and emits the batches in the object's
-/// order. NDJSON lines are parsed and evaluated in chunks on all cores (a chunk per core at
-/// a time, so memory stays a few chunks' worth).
+/// order. NDJSON lines are parsed and evaluated in chunks on all cores (at most twice as
+/// many chunks as cores ahead of the one handed on, so memory stays a few chunks' worth).
 fn read(
     bytes: &[u8],
     view: &view::View,
