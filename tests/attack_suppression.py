@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 """An adversary for published tables: tries to recover every suppressed count.
 
-Usage: attack_suppression.py TABLE.csv COUNT_COLUMN MIN_COUNT DIM [DIM ...]
+Usage: attack_suppression.py TABLE.csv COUNT[,COUNT ...] MIN_COUNT DIM [DIM ...]
 
+COUNT lists the dataset's deciding counts, the first count first (e.g. `tehtavat,potilaat`).
 Independent of the engine. It knows what any reader knows: the table, that `SSS` and
 `YHT` rows are sums over the other categories of their dimension, that a missing row is 0,
-and that a suppressed count is at least 1 (0 is published). It then
+and that a suppressed cell's first count is at least 1 (0 is published; further counts,
+such as distinct persons, may be 0 there). For each deciding count it then
   1. solves every sum with one unknown, repeatedly (subtraction);
   2. runs exact Gaussian elimination (fractions) over all sums for uniquely determined cells;
-  3. uses the lower bound 1: a sum whose unknowns add up to their number pins them all to 1,
+  3. uses the lower bound: a sum whose unknowns add up to their bound pins them all to it,
      and a sum that caps an unknown below MIN_COUNT tells it is small.
-Prints JSON: {"cells": n, "suppressed": n, "recovered": [...], "bounded_small": [...]}.
+A distinct count of persons is not exactly additive (one person can be in several
+categories), so treating its totals as sums credits the reader with more than it knows.
+It also lists published cells whose deciding count is 1 … MIN_COUNT − 1.
+Prints JSON: {"cells": n, "suppressed": n, "recovered": [...], "bounded_small": [...],
+"published_small": [...]}; entries are a cell's dimension values, then the value (not in
+bounded_small), then, with several counts, the count's name.
 """
 import csv
 import json
@@ -20,10 +27,9 @@ from fractions import Fraction
 TOTALS = {"SSS", "YHT"}
 
 
-def main():
-    path, count_col, min_count, dims = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+def attack(rows, dims, count_col, min_count, lower):
+    """Cells, suppressed cells, recovered {cell: value} and cells bounded below MIN_COUNT
+    for one count; `lower` is what a reader knows a suppressed count to be at least."""
     cells = {}
     for r in rows:
         key = tuple(r[d] for d in dims)
@@ -109,17 +115,30 @@ def main():
             continue
         s = -rhs  # Σ unknown parts
         n = len(coef)
-        if s == n:
+        if s == n * lower:
             for k in coef:
-                recovered[k] = Fraction(1)
-        elif s - (n - 1) < min_count:
+                recovered[k] = Fraction(lower)
+        elif s - (n - 1) * lower < min_count:
             bounded.update(coef)
-    out = {
-        "cells": len(cells),
-        "suppressed": len(unknown),
-        "recovered": sorted([list(k) + [str(v)] for k, v in recovered.items()]),
-        "bounded_small": sorted([list(k) for k in bounded]),
-    }
+    return cells, unknown, recovered, bounded
+
+
+def main():
+    path, counts, min_count, dims = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4:]
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    out = {"cells": 0, "suppressed": 0, "recovered": [], "bounded_small": [], "published_small": []}
+    for i, count_col in enumerate(counts):
+        cells, unknown, recovered, bounded = attack(rows, dims, count_col, min_count, 1 if i == 0 else 0)
+        name = [count_col] if len(counts) > 1 else []
+        if i == 0:
+            out["cells"], out["suppressed"] = len(cells), len(unknown)
+        out["recovered"] += [list(k) + [str(v)] + name for k, v in recovered.items()]
+        out["bounded_small"] += [list(k) + name for k in bounded]
+        out["published_small"] += [list(k) + [str(v)] + name for k, v in cells.items()
+                                   if v is not None and 1 <= v < min_count]
+    for key in ("recovered", "bounded_small", "published_small"):
+        out[key].sort()
     print(json.dumps(out, ensure_ascii=False))
 
 

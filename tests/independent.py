@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Independent computations of the national lines' published figures, straight from the
-example input and LINES.md, without the engine. Prints JSON: {line: {key: {measure: value}}}
-with keys "area|dim2|dim3" over the full cube of totals (SSS / YHT).
+example input and LINES.md, without the engine. Prints JSON: {key: {measure: value}} for the
+line named as the argument, with keys "area|dim2|dim3" over the full cube of totals (SSS /
+YHT). Primary suppression is applied (see `DISCLOSURE`): in a cell where any deciding count
+is 1 … min_count − 1 every measure is null and "status" is "suppressed". Secondary
+suppression is not computed here (the engine may hide more cells, never fewer).
 
 hoitoonpaasy is computed in DuckDB SQL; henkilostomitoitus in plain Python."""
 import csv
@@ -182,6 +185,29 @@ def diabetes():
             for k, (n, m, u) in cells.items()}
 
 
+# Disclosure control of each line's dataset, as in lines/*.yaml: (min_count, deciding counts).
+# The deciding counts are the publish step's `disclosure.count` (default: the first measure)
+# and every measure that counts persons, a count(DISTINCT <personal column>): of the national
+# lines only ensihoito has one (potilaat: count(DISTINCT hetu)). rokotukset and diabetes
+# count persons with count(*) over one row per person, which is their first count already.
+DISCLOSURE = {
+    "hoitoonpaasy": (5, ["kaynnit"]),
+    "henkilostomitoitus": (5, ["yksikot"]),
+    "rokotukset": (5, ["lapset"]),
+    "diabetes": (5, ["diabeetikot"]),
+    "ensihoito": (5, ["tehtavat", "potilaat"]),
+}
+
+
+def primary_suppression(cells, min_count, counts):
+    """Empties every measure of a cell where any deciding count is 1 … min_count − 1 (a count
+    of 0 is published) and marks it suppressed."""
+    for values in cells.values():
+        if any(1 <= values[c] < min_count for c in counts):
+            values.update({m: None for m in values}, status="suppressed")
+    return cells
+
+
 CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 
 
@@ -242,4 +268,5 @@ def ensihoito():
 
 if __name__ == "__main__":
     which = sys.argv[1]
-    print(json.dumps({"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus, "rokotukset": rokotukset, "diabetes": diabetes, "ensihoito": ensihoito}[which]()))
+    cells = {"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus, "rokotukset": rokotukset, "diabetes": diabetes, "ensihoito": ensihoito}[which]()
+    print(json.dumps(primary_suppression(cells, *DISCLOSURE[which])))

@@ -26,6 +26,7 @@ pub mod linetest;
 pub mod load;
 pub mod params;
 pub mod parsers;
+pub mod personal;
 pub mod plan;
 pub mod publish;
 pub mod quality;

@@ -25,6 +25,7 @@ use datafusion::scalar::ScalarValue;
 
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::load::Line;
+use crate::personal::{Lineage, Taint};
 use crate::spec::{
     AggregateSpec, ColumnType, ExprText, HarmoniseSpec, Name, Pos, PublishSpec, RuleSpec, Severity,
     SourceSpec, SqlSpec, StepKind, Unmapped, ValidateSpec,
@@ -85,10 +86,15 @@ pub struct StepPlan {
     /// The step's output: the plan's columns less the rule columns.
     pub output: SchemaRef,
     pub rules: Vec<TapRule>,
-    /// Output columns that identify a person.
+    /// Output columns that identify a person (the keys of `lineage`).
     pub personal: BTreeSet<String>,
     /// Personal columns that hold pseudonyms.
     pub pseudonymised: BTreeSet<String>,
+    /// Why each personal column is personal, computed from the plan.
+    pub lineage: Lineage,
+    /// Measures that count persons (`count(DISTINCT` of a personal column): each decides
+    /// disclosure like the dataset's first count.
+    pub person_counts: Vec<String>,
     /// Dimensions of an aggregate, for publish.
     pub dimensions: Vec<String>,
     /// Whether the plan has a [`FILTER_COLUMN`].
@@ -123,6 +129,8 @@ pub struct InputInfo {
     pub personal: BTreeSet<String>,
     /// Personal columns that already hold pseudonyms.
     pub pseudonymised: BTreeSet<String>,
+    pub lineage: Lineage,
+    pub person_counts: Vec<String>,
     pub dimensions: Vec<String>,
 }
 
@@ -133,6 +141,8 @@ impl InputInfo {
             schema,
             personal: BTreeSet::new(),
             pseudonymised: BTreeSet::new(),
+            lineage: Lineage::new(),
+            person_counts: Vec::new(),
             dimensions: Vec::new(),
         }
     }
@@ -145,6 +155,8 @@ impl StepPlan {
             schema: self.output.clone(),
             personal: self.personal.clone(),
             pseudonymised: self.pseudonymised.clone(),
+            lineage: self.lineage.clone(),
+            person_counts: self.person_counts.clone(),
             dimensions: self.dimensions.clone(),
         }
     }
@@ -682,7 +694,87 @@ impl Planner<'_> {
 
     /// Plans step `name` over `inputs` (providers of the input steps, with what is known
     /// of them). Expression errors come back as diagnostics pointing at the expression.
+    /// Which output columns are personal is computed from the plan ([`crate::personal`]).
     pub fn plan_step(&self, name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
+        let mut p = self.plan_kind(name, inputs)?;
+        let step = crate::load::step(&self.line.spec, name);
+        let mut lineage = match &step.source {
+            Some(s) => s
+                .columns
+                .iter()
+                .filter(|(_, c)| c.personal)
+                .map(|(n, _)| (n.value.clone(), Taint::declared(&n.value)))
+                .collect(),
+            None => {
+                let of_inputs = inputs
+                    .iter()
+                    .map(|(n, (_, i))| (n.clone(), i.lineage.clone()))
+                    .collect();
+                crate::personal::of_plan(&p.plan, &of_inputs, name)
+            }
+        };
+        lineage.retain(|c, _| p.output.column_with_name(c).is_some());
+        if let (Some(v), Some(s)) = (&step.validate, &p.submitter)
+            && let Some(t) = lineage.get(s)
+        {
+            return Err(vec![self.personal_diag(
+                v.submitter.as_ref().map_or(v.input.at, |n| n.at),
+                format!("the submitter column `{s}` identifies a person"),
+                s,
+                t,
+            )]);
+        }
+        p.personal = lineage.keys().cloned().collect();
+        p.pseudonymised = lineage
+            .iter()
+            .filter(|(_, t)| t.pseudonym)
+            .map(|(c, _)| c.clone())
+            .collect();
+        p.lineage = lineage;
+        Ok(p)
+    }
+
+    /// V206: a personal value would leave where it may be, placed at the expression that
+    /// made it (or its declaration), with its path.
+    fn personal_diag(&self, at: Pos, what: String, column: &str, t: &Taint) -> Diagnostic {
+        let at = self.made_at(t).unwrap_or(at);
+        self.diag(
+            Code::V206,
+            at,
+            format!("{what}: {}", t.describe(column)),
+        )
+        .with_hint("drop it, aggregate it (count(DISTINCT …)) or generalise it (hetu_birth_year, hetu_age, hetu_sex) before it leaves the step")
+    }
+
+    /// Where a personal value was last computed: the expression in the line file.
+    fn made_at(&self, t: &Taint) -> Option<Pos> {
+        let Some((step, column)) = &t.made else {
+            let declared = t.path.last()?.trim_end_matches(" (personal)");
+            return self.declaration_of(declared);
+        };
+        let spec = self.line.spec.steps.get(step.as_str())?;
+        if let Some(h) = &spec.harmonise {
+            if let Some(e) = h.derive.get(column.as_str()) {
+                return Some(e.at);
+            }
+            return h.rename.values().find(|n| &n.value == column).map(|n| n.at);
+        }
+        if let Some(a) = &spec.aggregate {
+            if let Some(e) = a.measures.get(column.as_str()) {
+                return Some(e.at);
+            }
+            return a
+                .by
+                .iter()
+                .flat_map(|d| d.parts())
+                .map(|(n, _)| n)
+                .find(|n| &n.value == column)
+                .map(|n| n.at);
+        }
+        spec.sql.as_ref().map(|q| q.query.at)
+    }
+
+    fn plan_kind(&self, name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
         let step = crate::load::step(&self.line.spec, name);
         let scan = |input: &Name| -> Result<(LogicalPlanBuilder, &InputInfo), Diags> {
             let (provider, info) = inputs.get(input.value.as_str()).ok_or_else(|| {
@@ -962,6 +1054,8 @@ impl Planner<'_> {
             rules,
             personal,
             pseudonymised: BTreeSet::new(),
+            lineage: Lineage::new(),
+            person_counts: Vec::new(),
             dimensions,
             filtered,
             dataset_checks: Vec::new(),
@@ -2089,11 +2183,7 @@ impl Planner<'_> {
                 .flat_map(|d| d.parts())
                 .map(|(n, _)| n)
                 .collect();
-        let mut personal_out: BTreeSet<String> = by
-            .iter()
-            .filter(|d| info.personal.contains(&d.value))
-            .map(|d| d.value.clone())
-            .collect();
+        let mut person_counts = Vec::new();
         let mut dims = Vec::new();
         for d in &by {
             self.column_check(&schema, d).map_err(|d| vec![d])?;
@@ -2113,7 +2203,13 @@ impl Planner<'_> {
                     continue;
                 }
             };
-            let leaks = passes_values_through(&e, &info.personal);
+            if count_distinct_arg(&e).is_some_and(|arg| {
+                arg.column_refs()
+                    .iter()
+                    .any(|c| info.personal.contains(&c.name))
+            }) {
+                person_counts.push(name.value.clone());
+            }
             let mut found = false;
             let rewritten = e
                 .transform_up(|e| {
@@ -2144,12 +2240,7 @@ impl Planner<'_> {
                 })
                 .map(|t| t.data);
             match rewritten {
-                Ok(r) if found => {
-                    if leaks {
-                        personal_out.insert(name.value.clone());
-                    }
-                    measures.push((name.value.clone(), r))
-                }
+                Ok(r) if found => measures.push((name.value.clone(), r)),
                 Ok(_) => diags.push(self.diag(
                     Code::V204,
                     self.locate(text, ""),
@@ -2266,7 +2357,9 @@ impl Planner<'_> {
             )?;
         }
         let plan = b.build().map_err(err)?;
-        Ok(self.finish(StepKind::Aggregate, plan, vec![], personal_out, dims))
+        let mut p = self.finish(StepKind::Aggregate, plan, vec![], BTreeSet::new(), dims);
+        p.person_counts = person_counts;
+        Ok(p)
     }
 
     /// Joins the population and adds `name = round(per × count / population, decimals)`.
@@ -2409,20 +2502,20 @@ impl Planner<'_> {
             }
             None => info.dimensions.clone(),
         };
-        if !info.personal.is_empty() {
+        if !info.lineage.is_empty() {
             return Err(info
-                .personal
+                .lineage
                 .iter()
-                .map(|c| {
-                    self.diag(
-                        Code::V206,
-                        self.declaration_of(c).unwrap_or(p.input.at),
+                .map(|(c, t)| {
+                    self.personal_diag(
+                        p.input.at,
                         format!(
-                            "column `{c}` identifies a person and would be published in dataset `{}` (line {}) without being aggregated",
-                            p.dataset.value, p.input.at.line
+                            "column `{c}` identifies a person and would be published in dataset `{}`",
+                            p.dataset.value
                         ),
+                        c,
+                        t,
                     )
-                    .with_hint("drop it, or aggregate it (e.g. count(DISTINCT …)) before publishing")
                 })
                 .collect());
         }
@@ -2661,39 +2754,6 @@ fn fixed_intervals(e: Expr, schema: &DFSchema) -> Expr {
         // Types were checked before; a failure keeps the expression as written.
         .map(|t| t.data)
         .unwrap_or(e)
-}
-
-/// Whether a measure hands on a personal value itself (`min(hetu)`, `array_agg(hetu)`)
-/// rather than a count or a statistic of it.
-fn passes_values_through(e: &Expr, personal: &BTreeSet<String>) -> bool {
-    let mut found = false;
-    let _ = e.apply(|x| {
-        if let Expr::AggregateFunction(f) = x {
-            let name = f.func.name().to_ascii_lowercase();
-            let picks = matches!(
-                name.as_str(),
-                "min"
-                    | "max"
-                    | "first_value"
-                    | "last_value"
-                    | "nth_value"
-                    | "array_agg"
-                    | "string_agg"
-                    | "any_value"
-                    | "mode"
-            );
-            if picks
-                && f.params
-                    .args
-                    .iter()
-                    .any(|a| a.column_refs().iter().any(|c| personal.contains(&c.name)))
-            {
-                found = true;
-            }
-        }
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    });
-    found
 }
 
 fn first_line(s: &str) -> String {

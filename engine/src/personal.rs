@@ -1,0 +1,322 @@
+//! Personal-data lineage: which columns of a step's output identify a person, computed
+//! from the step's DataFusion logical plan, not from column names.
+//!
+//! Why from the plan: a line author (careless or hostile) can copy an identity code under
+//! any name — `upper(hetu)`, an SQL alias, a join, a union, a window function, a `min` of
+//! it. Names tell nothing; the plan tells where every output value comes from. A column
+//! declared `personal` in a source is personal, and so is every value computed from one,
+//! whatever the operator, except through the generalisers: [`GENERALISERS`] (age, birth
+//! year, sex of an identity code), counts (`count(…)`, `count(DISTINCT …)`) and a test of
+//! presence (`IS [NOT] NULL`). A pseudonym is still personal: it links one person's rows.
+//! Filters, join keys and grouping keys that are not output do not make anything personal
+//! (a personal column used as a join key and then dropped is fine).
+//!
+//! Operators the walk does not know (extension nodes, unnest, recursive queries) make every
+//! output personal when any input column is: unknown means personal.
+
+use std::collections::BTreeMap;
+
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema};
+use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
+use datafusion::logical_expr::utils::grouping_set_to_exprlist;
+use datafusion::logical_expr::{Distinct, Expr, JoinType, LogicalPlan};
+
+/// Scalar functions whose result no longer identifies a person (see
+/// [`crate::functions`]).
+pub const GENERALISERS: &[&str] = &["hetu_age", "hetu_birth_year", "hetu_sex"];
+
+/// Aggregate functions that count: their result is a number of rows or values.
+const COUNTS: &[&str] = &["count", "approx_distinct", "grouping"];
+
+/// The function that replaces an identity code by its keyed pseudonym.
+const PSEUDONYM: &str = "pseudonym";
+
+/// Why a column identifies a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taint {
+    /// The expressions from this column back to the declared column, outermost first; the
+    /// last entry is the declared column (`hetu (personal)`).
+    pub path: Vec<String>,
+    /// The value is a keyed pseudonym, not the clear value.
+    pub pseudonym: bool,
+    /// Where it was last computed from another column: (step, column there). `None` while
+    /// it is the declared column itself, passed on unchanged.
+    pub made: Option<(String, String)>,
+}
+
+/// The personal columns of a step's output, each with why.
+pub type Lineage = BTreeMap<String, Taint>;
+
+impl Taint {
+    /// A column declared personal in a source.
+    pub fn declared(column: &str) -> Self {
+        Self {
+            path: vec![format!("{column} (personal)")],
+            pseudonym: false,
+            made: None,
+        }
+    }
+
+    /// `tunnus ← upper(hetu) ← hetu (personal)`.
+    pub fn describe(&self, column: &str) -> String {
+        let mut parts = vec![column.to_string()];
+        for p in &self.path {
+            if parts.last() != Some(p) {
+                parts.push(p.clone());
+            }
+        }
+        parts.join(" ← ")
+    }
+}
+
+/// The personal columns of `plan`'s output. `inputs` are the lineages of the steps the plan
+/// scans (by table name); `step` names the step the plan belongs to.
+pub fn of_plan(plan: &LogicalPlan, inputs: &BTreeMap<String, Lineage>, step: &str) -> Lineage {
+    let walk = Walk { inputs, step };
+    let taints = walk.node(plan);
+    let mut out = Lineage::new();
+    for (f, t) in plan.schema().fields().iter().zip(taints) {
+        if let Some(mut t) = t {
+            // A value computed in this step is named by the column it leaves the step as.
+            if let Some((s, c)) = &mut t.made
+                && s == step
+                && c.is_empty()
+            {
+                *c = f.name().clone();
+            }
+            out.insert(f.name().clone(), t);
+        }
+    }
+    out
+}
+
+struct Walk<'a> {
+    inputs: &'a BTreeMap<String, Lineage>,
+    step: &'a str,
+}
+
+/// The taint of each output column of a plan node, by position.
+type Taints = Vec<Option<Taint>>;
+
+impl Walk<'_> {
+    /// `t` carried through expression `e` of this step.
+    fn through(&self, t: Taint, e: &Expr) -> Taint {
+        // The engine's own wrappers (totals' codes over `__g_…` columns) are not shown.
+        if e.column_refs().iter().any(|c| c.name.starts_with("__")) {
+            return Taint {
+                pseudonym: false,
+                ..t
+            };
+        }
+        Taint {
+            path: std::iter::once(shown(e)).chain(t.path).collect(),
+            pseudonym: false,
+            made: Some((self.step.to_string(), String::new())),
+        }
+    }
+
+    fn node(&self, plan: &LogicalPlan) -> Taints {
+        let width = plan.schema().fields().len();
+        let out = match plan {
+            LogicalPlan::TableScan(s) => {
+                let lineage = self.inputs.get(s.table_name.table());
+                s.projected_schema
+                    .fields()
+                    .iter()
+                    .map(|f| lineage.and_then(|l| l.get(f.name()).cloned()))
+                    .collect()
+            }
+            LogicalPlan::Projection(p) => {
+                let input = self.node(&p.input);
+                p.expr
+                    .iter()
+                    .map(|e| self.expr(e, p.input.schema(), &input))
+                    .collect()
+            }
+            LogicalPlan::Filter(f) => self.node(&f.input),
+            LogicalPlan::Sort(s) => self.node(&s.input),
+            LogicalPlan::Limit(l) => self.node(&l.input),
+            LogicalPlan::Repartition(r) => self.node(&r.input),
+            LogicalPlan::SubqueryAlias(a) => self.node(&a.input),
+            LogicalPlan::Subquery(s) => self.node(&s.subquery),
+            LogicalPlan::Distinct(Distinct::All(input)) => self.node(input),
+            LogicalPlan::Distinct(Distinct::On(d)) => {
+                let input = self.node(&d.input);
+                d.select_expr
+                    .iter()
+                    .map(|e| self.expr(e, d.input.schema(), &input))
+                    .collect()
+            }
+            LogicalPlan::Aggregate(a) => {
+                let input = self.node(&a.input);
+                let schema = a.input.schema();
+                match grouping_set_to_exprlist(&a.group_expr) {
+                    Ok(groups) => {
+                        let mut out: Taints = groups
+                            .iter()
+                            .map(|e| self.expr(e, schema, &input))
+                            .collect();
+                        if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
+                            out.push(None);
+                        }
+                        out.extend(a.aggr_expr.iter().map(|e| self.expr(e, schema, &input)));
+                        out
+                    }
+                    Err(_) => unknown(&input, width),
+                }
+            }
+            LogicalPlan::Window(w) => {
+                let mut out = self.node(&w.input);
+                let input = out.clone();
+                out.extend(
+                    w.window_expr
+                        .iter()
+                        .map(|e| self.expr(e, w.input.schema(), &input)),
+                );
+                out
+            }
+            LogicalPlan::Join(j) => {
+                let left = self.node(&j.left);
+                let right = self.node(&j.right);
+                match j.join_type {
+                    JoinType::LeftSemi | JoinType::LeftAnti => left,
+                    JoinType::RightSemi | JoinType::RightAnti => right,
+                    JoinType::LeftMark => left.into_iter().chain([None]).collect(),
+                    JoinType::RightMark => right.into_iter().chain([None]).collect(),
+                    _ => left.into_iter().chain(right).collect(),
+                }
+            }
+            LogicalPlan::Union(u) => {
+                let mut out: Taints = vec![None; width];
+                for input in &u.inputs {
+                    for (o, t) in out.iter_mut().zip(self.node(input)) {
+                        if o.is_none() {
+                            *o = t;
+                        }
+                    }
+                }
+                out
+            }
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => vec![None; width],
+            other => {
+                let input: Taints = other
+                    .inputs()
+                    .into_iter()
+                    .flat_map(|i| self.node(i))
+                    .collect();
+                unknown(&input, width)
+            }
+        };
+        if out.len() == width {
+            out
+        } else {
+            unknown(&out, width)
+        }
+    }
+
+    /// The taint of one output expression over an input of `schema` whose columns have
+    /// `input`: the column it passes on, or a value computed (one path entry for the whole
+    /// expression).
+    fn expr(&self, e: &Expr, schema: &DFSchema, input: &Taints) -> Option<Taint> {
+        let e = strip(e);
+        let t = self.reach(e, schema, input)?;
+        if matches!(e, Expr::Column(_)) {
+            return Some(t);
+        }
+        let mut t = self.through(t, e);
+        t.pseudonym = matches!(e, Expr::ScalarFunction(f) if f.name() == PSEUDONYM);
+        Some(t)
+    }
+
+    /// The personal column an expression's value is computed from, if any.
+    fn reach(&self, e: &Expr, schema: &DFSchema, input: &Taints) -> Option<Taint> {
+        match e {
+            Expr::Alias(a) => self.reach(&a.expr, schema, input),
+            Expr::Column(c) => schema
+                .index_of_column(c)
+                .ok()
+                .and_then(|i| input.get(i).cloned().flatten()),
+            Expr::Cast(c) => self.reach(&c.expr, schema, input),
+            Expr::TryCast(c) => self.reach(&c.expr, schema, input),
+            Expr::IsNull(_) | Expr::IsNotNull(_) => None,
+            Expr::ScalarFunction(f) if GENERALISERS.contains(&f.name()) => None,
+            Expr::AggregateFunction(AggregateFunction { func, .. })
+                if COUNTS.contains(&func.name()) =>
+            {
+                None
+            }
+            Expr::WindowFunction(w) => {
+                let WindowFunction { params, .. } = w.as_ref();
+                // A window's partition and order decide which rows it sees, not its value.
+                self.first(params.args.iter(), schema, input)
+            }
+            Expr::ScalarSubquery(s) => self.node(&s.subquery).into_iter().next().flatten(),
+            Expr::Exists(x) => unknown(&self.node(&x.subquery.subquery), 1).pop().flatten(),
+            Expr::InSubquery(x) => self
+                .reach(&x.expr, schema, input)
+                .or_else(|| unknown(&self.node(&x.subquery.subquery), 1).pop().flatten()),
+            _ => {
+                let mut found = None;
+                let _ = e.apply_children(|c| {
+                    found = self.reach(c, schema, input);
+                    Ok(if found.is_some() {
+                        TreeNodeRecursion::Stop
+                    } else {
+                        TreeNodeRecursion::Continue
+                    })
+                });
+                found
+            }
+        }
+    }
+
+    fn first<'e>(
+        &self,
+        args: impl Iterator<Item = &'e Expr>,
+        schema: &DFSchema,
+        input: &Taints,
+    ) -> Option<Taint> {
+        args.into_iter().find_map(|a| self.reach(a, schema, input))
+    }
+}
+
+/// An expression as a reader wrote it: columns without their step's name.
+fn shown(e: &Expr) -> String {
+    e.clone()
+        .transform(|e| {
+            Ok(match e {
+                Expr::Column(c) if c.relation.is_some() => {
+                    Transformed::yes(Expr::Column(Column::from_name(c.name)))
+                }
+                e => Transformed::no(e),
+            })
+        })
+        .map_or_else(
+            |_| e.human_display().to_string(),
+            |t| t.data.human_display().to_string(),
+        )
+}
+
+/// The expression under its aliases and casts.
+fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => strip(&a.expr),
+        Expr::Cast(c) => strip(&c.expr),
+        Expr::TryCast(c) => strip(&c.expr),
+        e => e,
+    }
+}
+
+/// An operator whose outputs cannot be traced to its inputs: every output is personal when
+/// any input is.
+fn unknown(input: &Taints, width: usize) -> Taints {
+    let any = input.iter().flatten().next().map(|t| Taint {
+        path: std::iter::once("(an operator that cannot be traced)".to_string())
+            .chain(t.path.iter().cloned())
+            .collect(),
+        pseudonym: false,
+        made: t.made.clone(),
+    });
+    vec![any; width]
+}
