@@ -173,6 +173,63 @@ fn shipped_and_test_lines_are_valid() {
     assert_eq!(text(&json.stdout).trim(), "[]");
 }
 
+/// Personal data is tracked through the plans: every shape in `tests/lines/broken` that
+/// publishes something derived from `hetu` (or makes it a submitter) is refused with V206 and
+/// the path back to the declared column; the shapes in `tests/lines/privacy-ok` (join key
+/// dropped, generalisers, distinct counts, filters) pass.
+#[test]
+fn personal_data_lineage_refuses_every_derived_shape_and_allows_generalised_ones() {
+    let dir = root().join("tests/lines/broken");
+    let mut refused: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.to_string_lossy().contains("-personal-") && p.extension().is_some_and(|e| e == "yaml")
+        })
+        .collect();
+    refused.sort();
+    assert!(
+        refused.len() >= 12,
+        "only {} personal shapes",
+        refused.len()
+    );
+    for f in &refused {
+        let rel = f
+            .strip_prefix(root())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let out = run(&["check", "--format", "json", &rel]);
+        assert_eq!(out.status.code(), Some(1), "{rel}");
+        let diags: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let d = &diags[0];
+        assert_eq!(d["code"], "V206", "{rel}: {d}");
+        let message = d["message"].as_str().unwrap();
+        assert!(
+            message.contains(" ← ") && message.ends_with("(personal)"),
+            "{rel}: no path in {message}"
+        );
+    }
+    let ok = root().join("tests/lines/privacy-ok");
+    let mut allowed: Vec<String> = std::fs::read_dir(&ok)
+        .unwrap()
+        .map(|e| {
+            format!(
+                "tests/lines/privacy-ok/{}",
+                e.unwrap().file_name().to_string_lossy()
+            )
+        })
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    allowed.sort();
+    assert!(allowed.len() >= 5);
+    let mut args = vec!["check"];
+    args.extend(allowed.iter().map(String::as_str));
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
 #[test]
 fn two_files_of_one_line_name_fail_the_check() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,6 +31,7 @@ pub mod plan;
 pub mod publish;
 pub mod quality;
 pub mod quarantine;
+pub mod redact;
 pub mod releases;
 pub mod report;
 pub mod rules;

@@ -327,7 +327,7 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,valtava=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(valtava::redact::stderr);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().init(),
@@ -348,6 +348,11 @@ fn print_diags(diags: &[Diagnostic], format: DiagFormat, sources: &dyn Fn(&str) 
     }
 }
 
+/// An error for the person at the terminal, through the scrubber like every text.
+fn error(e: impl std::fmt::Display) {
+    eprintln!("error: {}", valtava::redact::scrub(&e.to_string()));
+}
+
 fn read_source(file: &str) -> Option<String> {
     std::fs::read_to_string(file).ok()
 }
@@ -358,7 +363,7 @@ fn key_and_store(
     store: &str,
 ) -> Result<(Option<Vec<u8>>, valtava::store::Store), ExitCode> {
     let fail = |e: String| {
-        eprintln!("error: {e}");
+        error(&e);
         ExitCode::from(2)
     };
     let key = pseudonym_key(key_file).map_err(fail)?;
@@ -399,6 +404,7 @@ fn pseudonym_key(file: Option<&PathBuf>) -> Result<Option<Vec<u8>>, String> {
             "the pseudonymisation key is shorter than 16 bytes; use a long random key".into(),
         );
     }
+    valtava::redact::set_key(&key);
     Ok(Some(key))
 }
 
@@ -514,7 +520,7 @@ fn main() -> ExitCode {
                 let values = match valtava::check::bind_params(&checked.line, Some(&params)) {
                     Ok(v) => v,
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        error(&e);
                         return ExitCode::from(2);
                     }
                 };
@@ -523,7 +529,7 @@ fn main() -> ExitCode {
                 let store = match valtava::store::open(&store) {
                     Ok(s) => s,
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        error(&e);
                         return ExitCode::from(2);
                     }
                 };
@@ -601,14 +607,14 @@ fn main() -> ExitCode {
                 }
                 None => {
                     let [old, new] = files.as_slice() else {
-                        eprintln!("error: give OLD and NEW line files, or --git REV");
+                        error("give OLD and NEW line files, or --git REV");
                         return ExitCode::from(2);
                     };
                     let read = |p: &PathBuf| std::fs::read_to_string(p);
                     match (read(old), read(new)) {
                         (Ok(a), Ok(b)) => vec![(new.display().to_string(), a, b)],
                         (Err(e), _) | (_, Err(e)) => {
-                            eprintln!("error: {e}");
+                            error(&e);
                             return ExitCode::from(2);
                         }
                     }
@@ -656,7 +662,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    error(&e);
                     ExitCode::from(1)
                 }
             },
@@ -678,7 +684,7 @@ fn main() -> ExitCode {
                 match runtime.block_on(valtava::linetest::run_file(f, b"valtava-line-test-key")) {
                     Ok(o) => outcomes.extend(o),
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        error(&e);
                         broken = true;
                     }
                 }
@@ -699,7 +705,7 @@ fn main() -> ExitCode {
             if let Some(path) = junit
                 && let Err(e) = std::fs::write(&path, valtava::linetest::junit(&outcomes))
             {
-                eprintln!("error: {}: {e}", path.display());
+                error(format!("{}: {e}", path.display()));
                 return ExitCode::from(1);
             }
             if failed > 0 || broken {
@@ -715,7 +721,7 @@ fn main() -> ExitCode {
                 let text = match std::fs::read_to_string(f) {
                     Ok(t) => t,
                     Err(e) => {
-                        eprintln!("error: {name}: {e}");
+                        error(format!("{name}: {e}"));
                         status = ExitCode::from(1);
                         continue;
                     }
@@ -727,14 +733,14 @@ fn main() -> ExitCode {
                             println!("{name}: not formatted");
                             status = ExitCode::from(1);
                         } else if let Err(e) = std::fs::write(f, formatted) {
-                            eprintln!("error: {name}: {e}");
+                            error(format!("{name}: {e}"));
                             status = ExitCode::from(1);
                         } else {
                             println!("{name}: formatted");
                         }
                     }
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        error(&e);
                         status = ExitCode::from(1);
                     }
                 }
@@ -754,7 +760,7 @@ fn main() -> ExitCode {
             out,
         } => {
             if !(0.0..=1.0).contains(&bad_share) {
-                eprintln!("error: --bad-share is a share from 0 to 1");
+                error("--bad-share is a share from 0 to 1");
                 return ExitCode::from(2);
             }
             let request = valtava::generate::Request {
@@ -773,7 +779,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    error(&e);
                     ExitCode::from(1)
                 }
             }
@@ -785,7 +791,7 @@ fn main() -> ExitCode {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    error(&e);
                     return ExitCode::from(1);
                 }
             };
@@ -805,7 +811,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    error(&e);
                     ExitCode::from(1)
                 }
             }
@@ -823,7 +829,7 @@ fn main() -> ExitCode {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    error(&e);
                     return ExitCode::from(1);
                 }
             };
@@ -842,7 +848,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    error(&e);
                     ExitCode::from(1)
                 }
             }
@@ -862,7 +868,7 @@ fn main() -> ExitCode {
         } => {
             // Refused now, not at each run.
             if let Some(problem) = valtava::run::engine_problem(&engine) {
-                eprintln!("error: {problem}");
+                error(format!("{problem}"));
                 return ExitCode::from(2);
             }
             let (key, store) = match key_and_store(pseudonym_key_file.as_ref(), &store) {
@@ -894,7 +900,7 @@ fn main() -> ExitCode {
             match runtime.block_on(valtava::serve::serve(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    error(&e);
                     ExitCode::from(1)
                 }
             }
@@ -938,7 +944,7 @@ fn main() -> ExitCode {
             let ran = match ran {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("error: the run stopped unexpectedly: {e}");
+                    error(format!("the run stopped unexpectedly: {e}"));
                     return ExitCode::from(1);
                 }
             };
@@ -966,7 +972,7 @@ fn main() -> ExitCode {
                             print!("{}", valtava::report::summary(r));
                         }
                     }
-                    eprintln!("error[{}]: {}", f.code, f.message);
+                    eprintln!("error[{}]: {}", f.code, valtava::redact::scrub(&f.message));
                     ExitCode::from(1)
                 }
             }
@@ -996,7 +1002,7 @@ fn cluster(c: ClusterCommand) -> ExitCode {
             return ExitCode::from(2);
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            error(&e);
             return ExitCode::from(2);
         }
     };
@@ -1030,7 +1036,7 @@ fn cluster(c: ClusterCommand) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            error(&e);
             ExitCode::from(1)
         }
     }

@@ -219,11 +219,16 @@ impl Walk<'_> {
     /// `input`: the column it passes on, or a value computed (one path entry for the whole
     /// expression).
     fn expr(&self, e: &Expr, schema: &DFSchema, input: &Taints) -> Option<Taint> {
-        let e = strip(e);
-        let t = self.reach(e, schema, input)?;
-        if matches!(e, Expr::Column(_)) {
+        let inner = strip(e);
+        let mut t = self.reach(inner, schema, input)?;
+        if let Expr::Column(c) = inner {
+            // Renamed here (`hetu AS x`): made here, with nothing computed.
+            if matches!(e, Expr::Alias(a) if a.name != c.name) {
+                t.made = Some((self.step.to_string(), String::new()));
+            }
             return Some(t);
         }
+        let e = inner;
         let mut t = self.through(t, e);
         t.pseudonym = matches!(e, Expr::ScalarFunction(f) if f.name() == PSEUDONYM);
         Some(t)

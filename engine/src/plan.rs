@@ -755,13 +755,18 @@ impl Planner<'_> {
         let spec = self.line.spec.steps.get(step.as_str())?;
         if let Some(h) = &spec.harmonise {
             if let Some(e) = h.derive.get(column.as_str()) {
-                return Some(e.at);
+                return Some(self.locate(e, ""));
             }
-            return h.rename.values().find(|n| &n.value == column).map(|n| n.at);
+            return h
+                .rename
+                .values()
+                .chain(&h.pseudonymise)
+                .find(|n| &n.value == column)
+                .map(|n| n.at);
         }
         if let Some(a) = &spec.aggregate {
             if let Some(e) = a.measures.get(column.as_str()) {
-                return Some(e.at);
+                return Some(self.locate(e, ""));
             }
             return a
                 .by
@@ -771,7 +776,7 @@ impl Planner<'_> {
                 .find(|n| &n.value == column)
                 .map(|n| n.at);
         }
-        spec.sql.as_ref().map(|q| q.query.at)
+        spec.sql.as_ref().map(|q| self.locate(&q.query, ""))
     }
 
     fn plan_kind(&self, name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
