@@ -174,7 +174,8 @@ pub fn build(files: &[std::path::PathBuf]) -> Result<Catalog, Vec<crate::diag::D
                     disclosure: plan.disclosure.as_ref().map(|d| {
                         format!(
                             "{} < {} suppressed, with secondary suppression",
-                            d.count, d.min_count
+                            d.counts.join(", "),
+                            d.min_count
                         )
                     }),
                     columns,

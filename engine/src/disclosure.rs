@@ -2,13 +2,17 @@
 //!
 //! # Method
 //!
-//! A published table has dimension columns and measures; one measure, the *count*, decides.
+//! A published table has dimension columns and measures; the *deciding counts* decide: the
+//! dataset's first count and every count of persons (a `count(DISTINCT …)` of a personal
+//! column, see [`crate::personal`]), since a cell of many events can still be about one to
+//! four persons.
 //! The table holds total rows: a dimension's total code (`SSS` for the whole country, `YHT`
 //! for other dimensions) stands for the sum over its other categories. Every such sum is a
 //! *relation*: fix all dimensions but one; the row with that dimension's total equals the
 //! sum of the rows with its other categories (a missing row counts as a published 0).
 //!
-//! 1. **Primary suppression.** A cell whose count is 1 … `min_count − 1` is suppressed: its
+//! 1. **Primary suppression.** A cell any of whose deciding counts is 1 … `min_count − 1` is
+//!    suppressed: its
 //!    count and every other measure of the row are left empty and its status is
 //!    `suppressed`. A count of 0 is published.
 //! 2. **Secondary suppression.** Until nothing changes, for every relation with suppressed
@@ -18,7 +22,10 @@
 //!      least 1 could bound one of them below `min_count` (or pin it exactly);
 //!
 //!    in either case the smallest published non-zero cell of the relation is suppressed too
-//!    (ties by table order, so the result is deterministic).
+//!    (ties by table order, so the result is deterministic). Each deciding count is tested in
+//!    turn, the first count first; the first that is weak chooses the cell. A count of
+//!    persons is not additive (one person in two categories counts once in their total), so
+//!    its hidden sum is also bounded by the published total less the published parts.
 //! 3. **Verification.** The suppressed counts are then treated as unknowns of the linear
 //!    system of all relations; if elimination determines any of them uniquely, the smallest
 //!    published cell of a relation that holds it is suppressed and step 2 runs again.
@@ -75,32 +82,59 @@ pub fn relations(keys: &[Vec<String>]) -> Vec<Relation> {
     out
 }
 
-/// Which cells to suppress, given each row's count (None: no count, never suppressed by
-/// itself). Returns (suppressed, primary) flags.
+/// Which cells to suppress, given each row's deciding counts: `counts[k][row]`, the first
+/// count first, then the counts of persons (None: no count, never suppressed by itself). A
+/// cell is primary when any of its deciding counts is 1 to `min_count − 1`; secondary
+/// suppression protects every count. Returns (suppressed, primary) flags.
 pub fn suppress(
     keys: &[Vec<String>],
-    counts: &[Option<i64>],
+    counts: &[Vec<Option<i64>>],
     min_count: i64,
 ) -> (Vec<bool>, Vec<bool>) {
-    let n = counts.len();
-    let primary: Vec<bool> = counts
-        .iter()
-        .map(|c| c.is_some_and(|c| c >= 1 && c < min_count))
+    let n = keys.len();
+    let primary: Vec<bool> = (0..n)
+        .map(|i| {
+            counts
+                .iter()
+                .any(|c| c[i].is_some_and(|c| c >= 1 && c < min_count))
+        })
         .collect();
     let mut hidden = primary.clone();
-    if min_count <= 1 || !hidden.iter().any(|h| *h) {
+    if min_count <= 1 || counts.is_empty() || !hidden.iter().any(|h| *h) {
         return (hidden, primary);
     }
     let rels = relations(keys);
-    let value = |i: usize| counts[i].unwrap_or(0);
-    // The smallest published non-zero cell of a relation, parts before the total.
-    let candidate = |r: &Relation, hidden: &[bool]| -> Option<usize> {
+    let value = |k: usize, i: usize| counts[k][i].unwrap_or(0);
+    // The smallest published cell of a relation that is non-zero in count `k` (and in the
+    // first count, so that a hidden cell's first count is at least 1), parts before the
+    // total.
+    let candidate = |r: &Relation, k: usize, hidden: &[bool]| -> Option<usize> {
+        let usable = |i: usize| !hidden[i] && value(k, i) > 0 && value(0, i) > 0;
         r.parts
             .iter()
             .copied()
-            .filter(|&i| !hidden[i] && value(i) > 0)
-            .min_by_key(|&i| (value(i), i))
-            .or_else(|| (!hidden[r.total] && value(r.total) > 0).then_some(r.total))
+            .filter(|&i| usable(i))
+            .min_by_key(|&i| (value(k, i), i))
+            .or_else(|| usable(r.total).then_some(r.total))
+    };
+    // The count of a relation whose hidden cells could be narrowed down too far: the first
+    // such in order. A person count's total is not the sum of its parts (one person in two
+    // parts counts once in the total), so what a reader can infer of the hidden sum is also
+    // bounded by the published total less the published parts.
+    let weak = |r: &Relation, s: &[usize], hidden: &[bool]| -> Option<usize> {
+        (0..counts.len()).find(|&k| {
+            let mut sum: i64 = s.iter().map(|&i| value(k, i)).sum();
+            if !hidden[r.total] {
+                let shown: i64 = r
+                    .parts
+                    .iter()
+                    .filter(|&&i| !hidden[i])
+                    .map(|&i| value(k, i))
+                    .sum();
+                sum = sum.min(value(k, r.total) - shown);
+            }
+            s.len() == 1 || sum < min_count + s.len() as i64 - 1
+        })
     };
     loop {
         let mut changed = false;
@@ -109,9 +143,9 @@ pub fn suppress(
             if s.is_empty() {
                 continue;
             }
-            let sum: i64 = s.iter().map(|&i| value(i)).sum();
-            let weak = s.len() == 1 || sum < min_count + s.len() as i64 - 1;
-            if weak && let Some(c) = candidate(r, &hidden) {
+            if let Some(k) = weak(r, &s, &hidden)
+                && let Some(c) = candidate(r, k, &hidden)
+            {
                 hidden[c] = true;
                 changed = true;
             }
@@ -126,7 +160,7 @@ pub fn suppress(
         let fix = rels
             .iter()
             .filter(|r| r.cells().any(|i| i == cell))
-            .find_map(|r| candidate(r, &hidden));
+            .find_map(|r| candidate(r, 0, &hidden));
         match fix {
             Some(c) => hidden[c] = true,
             None => break, // nothing left to hide around it
@@ -231,7 +265,7 @@ mod tests {
             ("SSS", "B", 19),
             ("SSS", "YHT", 28),
         ]);
-        let (hidden, primary) = suppress(&keys, &counts, 5);
+        let (hidden, primary) = suppress(&keys, std::slice::from_ref(&counts), 5);
         assert!(primary[0] && primary.iter().filter(|p| **p).count() == 1);
         // Every relation holding a hidden cell holds at least two, and nothing is determined.
         for r in relations(&keys) {
@@ -255,7 +289,7 @@ mod tests {
             ("01", "C", 30),
             ("01", "YHT", 32),
         ]);
-        let (hidden, _) = suppress(&keys, &counts, 5);
+        let (hidden, _) = suppress(&keys, std::slice::from_ref(&counts), 5);
         let sum: i64 = (0..4)
             .filter(|&i| hidden[i])
             .map(|i| counts[i].unwrap())
@@ -290,9 +324,58 @@ mod tests {
     }
 
     #[test]
+    fn a_small_count_of_persons_decides_like_the_first_count() {
+        // 01/A has 10 missions but 3 patients: suppressed for its patients, and a partner in
+        // each direction is hidden so that neither count of 01/A can be recovered.
+        let (keys, missions) = table(&[
+            ("01", "A", 10),
+            ("01", "B", 12),
+            ("01", "YHT", 22),
+            ("02", "A", 8),
+            ("02", "B", 9),
+            ("02", "YHT", 17),
+            ("SSS", "A", 18),
+            ("SSS", "B", 21),
+            ("SSS", "YHT", 39),
+        ]);
+        let (_, patients) = table(&[
+            ("01", "A", 3),
+            ("01", "B", 9),
+            ("01", "YHT", 12),
+            ("02", "A", 6),
+            ("02", "B", 7),
+            ("02", "YHT", 13),
+            ("SSS", "A", 9),
+            ("SSS", "B", 16),
+            ("SSS", "YHT", 25),
+        ]);
+        let (alone, _) = suppress(&keys, std::slice::from_ref(&missions), 5);
+        assert!(alone.iter().all(|h| !h), "missions alone decide nothing");
+        let (hidden, primary) = suppress(&keys, &[missions, patients.clone()], 5);
+        assert_eq!(
+            primary.iter().filter(|p| **p).count(),
+            1,
+            "only 01/A is primary"
+        );
+        assert!(primary[0] && hidden[0]);
+        for r in relations(&keys) {
+            let h = r.cells().filter(|&i| hidden[i]).count();
+            assert!(h == 0 || h >= 2, "{r:?} {hidden:?}");
+            // The patients hidden in a relation sum to at least the threshold.
+            let s: i64 = r
+                .cells()
+                .filter(|&i| hidden[i])
+                .map(|i| patients[i].unwrap())
+                .sum();
+            assert!(h == 0 || s >= 5 + h as i64 - 1, "{r:?} {hidden:?}");
+        }
+        assert!(determined_cells(&relations(&keys), &hidden).is_empty());
+    }
+
+    #[test]
     fn no_small_cells_no_suppression() {
         let (keys, counts) = table(&[("01", "A", 5), ("01", "B", 0), ("01", "YHT", 5)]);
-        let (hidden, _) = suppress(&keys, &counts, 5);
+        let (hidden, _) = suppress(&keys, std::slice::from_ref(&counts), 5);
         assert!(hidden.iter().all(|h| !h));
     }
 }

@@ -357,7 +357,9 @@ pub async fn send(url: &str, event: &Value) -> Result<(), String> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/api/v1/lineage"),
     };
-    let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+    let mut event = event.clone();
+    crate::redact::scrub_json(&mut event);
+    let body = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
     let connect = tokio::net::TcpStream::connect(authority);
     let mut stream = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
         .await

@@ -91,6 +91,25 @@ pub fn of_plan(plan: &LogicalPlan, inputs: &BTreeMap<String, Lineage>, step: &st
     out
 }
 
+/// The columns of `plan`'s output that count persons: a `count(DISTINCT …)` of a personal
+/// value, passed on unchanged (renamed, cast, `coalesce(…, 0)`) or a column that counted
+/// persons in an input (`counts` by table name). Each decides disclosure.
+pub fn person_counts(
+    plan: &LogicalPlan,
+    inputs: &BTreeMap<String, Lineage>,
+    counts: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    let walk = Walk { inputs, step: "" };
+    let flags = walk.counts(plan, counts);
+    plan.schema()
+        .fields()
+        .iter()
+        .zip(flags)
+        .filter(|(_, c)| *c)
+        .map(|(f, _)| f.name().clone())
+        .collect()
+}
+
 struct Walk<'a> {
     inputs: &'a BTreeMap<String, Lineage>,
     step: &'a str,
@@ -191,8 +210,11 @@ impl Walk<'_> {
                 let mut out: Taints = vec![None; width];
                 for input in &u.inputs {
                     for (o, t) in out.iter_mut().zip(self.node(input)) {
-                        if o.is_none() {
-                            *o = t;
+                        match (o.as_mut(), t) {
+                            (None, t) => *o = t,
+                            // Pseudonyms only when every branch gives one.
+                            (Some(o), Some(t)) => o.pseudonym &= t.pseudonym,
+                            (Some(_), None) => {}
                         }
                     }
                 }
@@ -212,6 +234,85 @@ impl Walk<'_> {
             out
         } else {
             unknown(&out, width)
+        }
+    }
+
+    /// Which output columns of a plan node count persons, by position.
+    fn counts(&self, plan: &LogicalPlan, of: &BTreeMap<String, Vec<String>>) -> Vec<bool> {
+        let width = plan.schema().fields().len();
+        let out = match plan {
+            LogicalPlan::TableScan(s) => {
+                let c = of.get(s.table_name.table());
+                s.projected_schema
+                    .fields()
+                    .iter()
+                    .map(|f| c.is_some_and(|c| c.contains(f.name())))
+                    .collect()
+            }
+            LogicalPlan::Projection(p) => {
+                let input = self.counts(&p.input, of);
+                p.expr
+                    .iter()
+                    .map(|e| counted(e, p.input.schema(), &input))
+                    .collect()
+            }
+            LogicalPlan::Aggregate(a) => {
+                let input = self.counts(&a.input, of);
+                let taints = self.node(&a.input);
+                let schema = a.input.schema();
+                let groups = grouping_set_to_exprlist(&a.group_expr).unwrap_or_default();
+                let mut out: Vec<bool> =
+                    groups.iter().map(|e| counted(e, schema, &input)).collect();
+                if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
+                    out.push(false);
+                }
+                out.extend(a.aggr_expr.iter().map(|e| match strip(e) {
+                    Expr::AggregateFunction(f) => {
+                        f.func.name() == "count"
+                            && f.params.distinct
+                            && self.first(f.params.args.iter(), schema, &taints).is_some()
+                    }
+                    _ => false,
+                }));
+                out
+            }
+            LogicalPlan::Filter(f) => self.counts(&f.input, of),
+            LogicalPlan::Sort(s) => self.counts(&s.input, of),
+            LogicalPlan::Limit(l) => self.counts(&l.input, of),
+            LogicalPlan::Repartition(r) => self.counts(&r.input, of),
+            LogicalPlan::SubqueryAlias(a) => self.counts(&a.input, of),
+            LogicalPlan::Distinct(Distinct::All(input)) => self.counts(input, of),
+            LogicalPlan::Window(w) => {
+                let mut out = self.counts(&w.input, of);
+                out.resize(width, false);
+                out
+            }
+            LogicalPlan::Join(j) => {
+                let left = self.counts(&j.left, of);
+                let right = self.counts(&j.right, of);
+                match j.join_type {
+                    JoinType::LeftSemi | JoinType::LeftAnti => left,
+                    JoinType::RightSemi | JoinType::RightAnti => right,
+                    JoinType::LeftMark => left.into_iter().chain([false]).collect(),
+                    JoinType::RightMark => right.into_iter().chain([false]).collect(),
+                    _ => left.into_iter().chain(right).collect(),
+                }
+            }
+            LogicalPlan::Union(u) => {
+                let mut out = vec![true; width];
+                for input in &u.inputs {
+                    for (o, c) in out.iter_mut().zip(self.counts(input, of)) {
+                        *o &= c;
+                    }
+                }
+                out
+            }
+            _ => vec![false; width],
+        };
+        if out.len() == width {
+            out
+        } else {
+            vec![false; width]
         }
     }
 
@@ -301,6 +402,23 @@ fn shown(e: &Expr) -> String {
             |_| e.human_display().to_string(),
             |t| t.data.human_display().to_string(),
         )
+}
+
+/// Whether an expression passes on a count of persons: the column itself, renamed, cast,
+/// or with its missing values filled (`coalesce(n, 0)`).
+fn counted(e: &Expr, schema: &DFSchema, input: &[bool]) -> bool {
+    match strip(e) {
+        Expr::Column(c) => schema
+            .index_of_column(c)
+            .is_ok_and(|i| input.get(i).copied().unwrap_or(false)),
+        Expr::ScalarFunction(f) if f.name() == "coalesce" => {
+            f.args.first().is_some_and(|a| counted(a, schema, input))
+                && f.args[1..]
+                    .iter()
+                    .all(|a| matches!(strip(a), Expr::Literal(..)))
+        }
+        _ => false,
+    }
 }
 
 /// The expression under its aliases and casts.

@@ -112,8 +112,8 @@ pub struct StepPlan {
 /// How a published table is protected (see [`crate::disclosure`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Disclosure {
-    /// The count that decides.
-    pub count: String,
+    /// The counts that decide: the dataset's first count, then the counts of persons.
+    pub counts: Vec<String>,
     pub min_count: i64,
     /// The columns emptied in a suppressed cell.
     pub measures: Vec<String>,
@@ -724,6 +724,21 @@ impl Planner<'_> {
                 t,
             )]);
         }
+        if step.source.is_none() {
+            let of_inputs: BTreeMap<String, Lineage> = inputs
+                .iter()
+                .map(|(n, (_, i))| (n.clone(), i.lineage.clone()))
+                .collect();
+            let counts = inputs
+                .iter()
+                .map(|(n, (_, i))| (n.clone(), i.person_counts.clone()))
+                .collect();
+            for c in crate::personal::person_counts(&p.plan, &of_inputs, &counts) {
+                if !p.person_counts.contains(&c) && p.output.column_with_name(&c).is_some() {
+                    p.person_counts.push(c);
+                }
+            }
+        }
         p.personal = lineage.keys().cloned().collect();
         p.pseudonymised = lineage
             .iter()
@@ -980,20 +995,12 @@ impl Planner<'_> {
             if c.personal {
                 personal.insert(name.value.clone());
             }
-            let what = if c.personal {
-                // A personal value is never written into a reason.
-                lit(format!(
-                    "column `{}`: not a {}",
-                    name.value,
-                    c.r#type.value.as_str()
-                ))
-            } else {
-                datafusion::functions::string::expr_fn::concat(vec![
-                    lit(format!("column `{}`: cannot read `", name.value)),
-                    raw.clone(),
-                    lit(format!("` as {}", c.r#type.value.as_str())),
-                ])
-            };
+            // A reason names the column and what was expected, never the value.
+            let what = lit(format!(
+                "column `{}`: not a {}",
+                name.value,
+                c.r#type.value.as_str()
+            ));
             exprs.push(typed.clone().alias(name.value.as_str()));
             let null = || lit(ScalarValue::Utf8(None));
             let err = |e: DataFusionError| vec![self.diag(Code::V205, name.at, e.to_string())];
@@ -1151,11 +1158,11 @@ impl Planner<'_> {
             let list: Vec<Expr> = v.values.iter().map(|s| lit(s.clone())).collect();
             when(
                 c.clone().is_not_null().and(c.clone().in_list(list, true)),
-                datafusion::functions::string::expr_fn::concat(vec![
-                    lit(format!("`{}` is `", v.column.value)),
-                    c,
-                    lit(format!("`; expected one of {}", v.values.join(", "))),
-                ]),
+                lit(format!(
+                    "`{}` is not one of {}",
+                    v.column.value,
+                    v.values.join(", ")
+                )),
             )
             .otherwise(null())
         } else if let Some(h) = &rule.hetu {
@@ -1206,11 +1213,10 @@ impl Planner<'_> {
                     c.clone()
                         .in_list(codes.into_iter().map(lit).collect(), true),
                 ),
-                datafusion::functions::string::expr_fn::concat(vec![
-                    lit(format!("`{}` `", cs.column.value)),
-                    c,
-                    lit(format!("` is not in code set `{}`", cs.codeset.value)),
-                ]),
+                lit(format!(
+                    "`{}` is not in code set `{}`",
+                    cs.column.value, cs.codeset.value
+                )),
             )
             .otherwise(null())
         } else if let Some(p) = &rule.in_period {
@@ -1303,11 +1309,11 @@ impl Planner<'_> {
             };
             when(
                 c.clone().is_not_null().and(cond),
-                datafusion::functions::string::expr_fn::concat(vec![
-                    lit(format!("`{}` is ", r.column.value)),
-                    cast_text(c),
-                    lit(format!("; expected {}", parts.join(" and "))),
-                ]),
+                lit(format!(
+                    "`{}` is out of range; expected {}",
+                    r.column.value,
+                    parts.join(" and ")
+                )),
             )
             .otherwise(null())
         } else if let Some(r) = &rule.regex {
@@ -1325,11 +1331,10 @@ impl Planner<'_> {
                 datafusion::functions::regex::expr_fn::regexp_like(c.clone(), lit(anchored), None);
             when(
                 c.clone().is_not_null().and(matches.is_false()),
-                datafusion::functions::string::expr_fn::concat(vec![
-                    lit(format!("`{}` `", r.column.value)),
-                    c,
-                    lit(format!("` does not match `{}`", r.pattern.value)),
-                ]),
+                lit(format!(
+                    "`{}` does not match `{}`",
+                    r.column.value, r.pattern.value
+                )),
             )
             .otherwise(null())
         } else if let Some(order) = &rule.order {
@@ -1380,11 +1385,10 @@ impl Planner<'_> {
                 c.clone()
                     .is_not_null()
                     .and(col(Column::from_name(key)).is_null()),
-                datafusion::functions::string::expr_fn::concat(vec![
-                    lit(format!("`{}` `", e.column.value)),
-                    cast_text(c),
-                    lit(format!("` is not in step `{}`", e.step.value)),
-                ]),
+                lit(format!(
+                    "`{}` is not in step `{}`",
+                    e.column.value, e.step.value
+                )),
             )
             .otherwise(null())
         } else if let Some(x) = &rule.expr {
@@ -1805,19 +1809,11 @@ impl Planner<'_> {
                             Box::new(raw.clone()),
                             arrow_type(t.value),
                         ));
-                        let what = if personal.contains(&name.value) {
-                            lit(format!(
-                                "column `{}`: not a {}",
-                                name.value,
-                                t.value.as_str()
-                            ))
-                        } else {
-                            datafusion::functions::string::expr_fn::concat(vec![
-                                lit(format!("column `{}`: cannot convert `", name.value)),
-                                cast_text(raw.clone()),
-                                lit(format!("` to {}", t.value.as_str())),
-                            ])
-                        };
+                        let what = lit(format!(
+                            "column `{}`: not a {}",
+                            name.value,
+                            t.value.as_str()
+                        ));
                         let column = format!("{RULE_PREFIX}c{}", rules.len());
                         let reason = when(raw.is_not_null().and(typed.clone().is_null()), what)
                             .otherwise(lit(ScalarValue::Utf8(None)))
@@ -1993,14 +1989,10 @@ impl Planner<'_> {
                 let column = format!("{RULE_PREFIX}m{i}");
                 let reason = when(
                     to.clone().is_null(),
-                    datafusion::functions::string::expr_fn::concat(vec![
-                        lit(format!("`{}` `", m.column.value)),
-                        datafusion::functions::core::expr_fn::coalesce(vec![from_text, lit("")]),
-                        lit(format!(
-                            "` has no `{}` in code set `{}`",
-                            m.to.value, m.codeset.value
-                        )),
-                    ]),
+                    lit(format!(
+                        "`{}` has no `{}` in code set `{}`",
+                        m.column.value, m.to.value, m.codeset.value
+                    )),
                 )
                 .otherwise(lit(ScalarValue::Utf8(None)))
                 .map_err(err(m.column.at))?;
@@ -2545,22 +2537,44 @@ impl Planner<'_> {
             }
             None => measures.first().cloned(),
         };
+        let declared: Vec<&Name> = p
+            .disclosure
+            .iter()
+            .flat_map(|d| d.count.iter().chain(&d.persons))
+            .collect();
+        for n in &declared {
+            self.column_check(&schema, n).map_err(|d| vec![d])?;
+        }
+        let mut counts: Vec<(String, Pos)> = Vec::new();
         if let Some(c) = count.as_ref().filter(|_| min > 1) {
-            let t = schema
-                .field_with_unqualified_name(c)
-                .map(|f| f.data_type().clone())
-                .unwrap_or(DataType::Null);
-            if !t.is_numeric() {
-                let at = p
-                    .disclosure
-                    .as_ref()
-                    .and_then(|d| d.count.as_ref().map(|c| c.at))
-                    .unwrap_or(p.input.at);
-                return Err(vec![self.diag(
-                    Code::V202,
-                    at,
-                    format!("the disclosure count `{c}` is {t}, not a number; name the count measure with `disclosure: {{ count: … }}`"),
-                )]);
+            let at = |c: &str| {
+                declared
+                    .iter()
+                    .find(|n| n.value == c)
+                    .map_or(p.input.at, |n| n.at)
+            };
+            counts.push((c.clone(), at(c)));
+            let persons = p.disclosure.iter().flat_map(|d| &d.persons);
+            for c in persons
+                .map(|n| &n.value)
+                .chain(info.person_counts.iter().filter(|c| measures.contains(c)))
+            {
+                if !counts.iter().any(|(k, _)| k == c) {
+                    counts.push((c.clone(), at(c)));
+                }
+            }
+            for (c, at) in &counts {
+                let t = schema
+                    .field_with_unqualified_name(c)
+                    .map(|f| f.data_type().clone())
+                    .unwrap_or(DataType::Null);
+                if !t.is_numeric() {
+                    return Err(vec![self.diag(
+                        Code::V202,
+                        *at,
+                        format!("the disclosure count `{c}` is {t}, not a number; name the count measure with `disclosure: {{ count: … }}`"),
+                    )]);
+                }
             }
         }
         for f in schema.fields() {
@@ -2596,8 +2610,8 @@ impl Planner<'_> {
                 .map(|f| f.as_ref().clone().with_nullable(true))
                 .collect::<Vec<_>>(),
         ));
-        out.disclosure = count.filter(|_| min > 1).map(|c| Disclosure {
-            count: c,
+        out.disclosure = (!counts.is_empty()).then(|| Disclosure {
+            counts: counts.into_iter().map(|(c, _)| c).collect(),
             min_count: min as i64,
             measures,
         });

@@ -242,6 +242,18 @@ pub async fn put_json<T: Serialize>(
     Ok(())
 }
 
+/// Writes a JSON document that carries messages or names from the data (run and quality
+/// reports, lineage events): every string passes the scrubber ([`crate::redact`]).
+pub async fn put_text_json<T: Serialize>(
+    store: &Arc<dyn ObjectStore>,
+    path: &str,
+    value: &T,
+) -> Result<(), String> {
+    let mut value = serde_json::to_value(value).map_err(|e| e.to_string())?;
+    crate::redact::scrub_json(&mut value);
+    put_json(store, path, &value).await
+}
+
 /// Removes every object under a prefix (a failed run's partial outputs).
 pub async fn remove_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) {
     use futures::TryStreamExt;
@@ -302,19 +314,20 @@ pub fn protect(
                 .collect()
         })
         .collect();
-    let counts_arr = table
-        .column_by_name(&d.count)
-        .ok_or_else(|| format!("no column {}", d.count))?;
-    let counts_arr =
-        arrow::compute::cast(counts_arr, &DataType::Float64).map_err(|e| e.to_string())?;
-    let counts_arr = counts_arr.as_primitive::<arrow::datatypes::Float64Type>();
-    let counts: Vec<Option<i64>> = (0..n)
-        .map(|i| {
-            counts_arr
-                .is_valid(i)
-                .then(|| counts_arr.value(i).round() as i64)
+    let counts: Vec<Vec<Option<i64>>> = d
+        .counts
+        .iter()
+        .map(|c| {
+            let a = table
+                .column_by_name(c)
+                .ok_or_else(|| format!("no column {c}"))?;
+            let a = arrow::compute::cast(a, &DataType::Float64).map_err(|e| e.to_string())?;
+            let a = a.as_primitive::<arrow::datatypes::Float64Type>();
+            Ok((0..n)
+                .map(|i| a.is_valid(i).then(|| a.value(i).round() as i64))
+                .collect())
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     let (hidden, _) = crate::disclosure::suppress(&keys, &counts, d.min_count);
     let suppressed = hidden.iter().filter(|h| **h).count();
     let mask = BooleanArray::from(hidden.clone());

@@ -86,12 +86,21 @@ impl Quarantine {
                 }
                 columns.push(Arc::new(b.finish()));
                 fields.push(Field::new(f.name(), DataType::Utf8, true));
+            } else if f.data_type() == &DataType::Utf8 {
+                // Raw text may hold an identity code where none belongs (a code typed into
+                // the wrong column): scrubbed like every text the engine writes.
+                let text = a.as_string::<i32>();
+                let scrubbed: StringArray =
+                    text.iter().map(|v| v.map(crate::redact::scrub)).collect();
+                columns.push(Arc::new(scrubbed));
+                fields.push(f.as_ref().clone().with_nullable(true));
             } else {
                 columns.push(a.clone());
                 fields.push(f.as_ref().clone().with_nullable(true));
             }
         }
         let n = data.num_rows();
+        let reasons: Vec<String> = reasons.into_iter().map(crate::redact::scrubbed).collect();
         columns.push(Arc::new(StringArray::from(rules)));
         columns.push(Arc::new(StringArray::from(reasons)));
         columns.push(Arc::new(StringArray::from(vec![self.run_id.as_str(); n])));

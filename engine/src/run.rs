@@ -162,10 +162,12 @@ pub mod codes {
     pub const ENGINE: &str = "R009";
 }
 
+/// A run failure; its message goes into the run report, the log, the lineage event and the
+/// daemon's job, so it passes the scrubber here, where every failure is made.
 fn fail(code: &'static str, message: impl Into<String>) -> RunFailure {
     RunFailure {
         code,
-        message: message.into(),
+        message: crate::redact::scrubbed(message.into()),
     }
 }
 
@@ -649,13 +651,13 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     let quality = crate::quality::report(&shared.line, &report, &qualities);
     let quality_json = format!("runs/{line_name}/{run_id}.quality.json");
     let quality_html = format!("runs/{line_name}/{run_id}.quality.html");
-    match crate::publish::put_json(&shared.store.inner, &quality_json, &quality).await {
+    match crate::publish::put_text_json(&shared.store.inner, &quality_json, &quality).await {
         Ok(()) => report.quality.push(quality_json),
         Err(e) => {
             failure.get_or_insert(fail(codes::WRITE, e));
         }
     }
-    let page = crate::quality::html(&quality);
+    let page = crate::redact::scrubbed(crate::quality::html(&quality));
     match object_store::ObjectStoreExt::put(
         shared.store.inner.as_ref(),
         &object_store::path::Path::from(quality_html.as_str()),
@@ -683,7 +685,8 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     )
     .await;
     let report_path = format!("runs/{line_name}/{run_id}.json");
-    if let Err(e) = crate::publish::put_json(&shared.store.inner, &report_path, &report).await {
+    if let Err(e) = crate::publish::put_text_json(&shared.store.inner, &report_path, &report).await
+    {
         failure.get_or_insert(fail(codes::WRITE, e));
     }
     match failure {
@@ -753,7 +756,7 @@ fn remove_stale_scratch(dir: &std::path::Path, age: std::time::Duration) {
 /// warned about and does not fail the run.
 async fn emit_lineage(store: &Store, path: &str, url: Option<&str>, event: &serde_json::Value) {
     let kind = event["eventType"].as_str().unwrap_or("?");
-    if let Err(e) = crate::publish::put_json(&store.inner, path, event).await {
+    if let Err(e) = crate::publish::put_text_json(&store.inner, path, event).await {
         warn!("cannot write the lineage {kind} event: {e}");
     }
     if let Some(url) = url

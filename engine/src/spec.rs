@@ -1046,6 +1046,11 @@ pub struct DisclosureSpec {
     /// The count column that decides. Default: the first measure.
     #[serde(default)]
     pub count: Option<Name>,
+    /// Further measures that count persons, each deciding like `count` (a cell is suppressed
+    /// when any of them is 1 to `min_count - 1`). A `count(DISTINCT …)` of a personal column
+    /// is found from the plan and decides without being named here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub persons: Vec<Name>,
 }
 
 fn default_min_count() -> Sp<u64> {
