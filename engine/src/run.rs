@@ -70,6 +70,10 @@ pub struct Counters {
     pub quarantined: AtomicU64,
     pub filtered: AtomicU64,
     pub objects: AtomicU64,
+    /// Bytes of a source's objects that were read, and of those that failed whole (a
+    /// parser's row-0 reject: the object could not be read at all).
+    pub bytes_read: AtomicU64,
+    pub bytes_failed: AtomicU64,
     pub quality: Mutex<crate::quality::StepQuality>,
 }
 
@@ -843,15 +847,23 @@ fn account(shared: &Shared) -> Result<(), RunFailure> {
         }
         if let Some(v) = &step.validate
             && let Some(max) = &v.max_reject_share
-            && rin > 0
         {
-            let share = rq as f64 / rin as f64;
+            // An object that could not be read at all (a county's whole file) counts with
+            // all its rows: as many as its bytes hold at the rate of the objects read.
+            let lost = source_of(shared, s).map_or(0, |src| lost_rows(&shared.counters[&src]));
+            let (rq, rin) = (rq + lost, rin + lost);
+            let share = if rin > 0 { rq as f64 / rin as f64 } else { 0.0 };
             if share > max.value {
                 return Err(fail(
                     codes::REJECT_SHARE,
                     format!(
-                        "step `{s}` rejected {rq} of {rin} rows ({:.1} %), more than max_reject_share {:.1} %; nothing is published — see the quarantine",
+                        "step `{s}` rejected {rq} of {rin} rows ({:.1} %{}), more than max_reject_share {:.1} %; nothing is published — see the quarantine",
                         share * 100.0,
+                        if lost > 0 {
+                            format!(", counting ≈ {lost} rows of objects that could not be read")
+                        } else {
+                            String::new()
+                        },
                         max.value * 100.0
                     ),
                 ));
@@ -859,6 +871,35 @@ fn account(shared: &Shared) -> Result<(), RunFailure> {
         }
     }
     Ok(())
+}
+
+/// The source a step's rows come from, following the first main input.
+fn source_of(shared: &Shared, step: &str) -> Option<String> {
+    let mut s = step.to_string();
+    for _ in 0..shared.line.dag.order.len() {
+        let spec = crate::load::step(&shared.line.spec, &s);
+        if spec.source.is_some() {
+            return Some(s);
+        }
+        s = spec.main_inputs().first()?.value.clone();
+    }
+    None
+}
+
+/// Rows a source lost with objects that failed whole, estimated from their size at the
+/// bytes per row of the objects it read; all of a source's rows when nothing was read.
+fn lost_rows(c: &Counters) -> u64 {
+    let failed = c.bytes_failed.load(Ordering::Relaxed);
+    if failed == 0 {
+        return 0;
+    }
+    let read = c.bytes_read.load(Ordering::Relaxed).saturating_sub(failed);
+    let rows = c.rows_out.load(Ordering::Relaxed);
+    if read == 0 || rows == 0 {
+        // Nothing readable to compare with: the failed objects are the whole input.
+        return 1;
+    }
+    ((failed as f64) * rows as f64 / read as f64).ceil() as u64
 }
 
 /// The counters of `consumer` when `producer` is one of its main inputs.
@@ -1144,6 +1185,7 @@ async fn read_source(
             meta.location.to_string()
         };
         counters.objects.fetch_add(1, Ordering::Relaxed);
+        counters.bytes_read.fetch_add(meta.size, Ordering::Relaxed);
         debug!(object = %name, bytes = meta.size, "reading");
         let object = SourceObject {
             store: loc.store.inner.clone(),
@@ -1174,6 +1216,11 @@ async fn read_source(
             counters
                 .rows_in
                 .fetch_add((n + parsed.rejects.len()) as u64, Ordering::Relaxed);
+            if parsed.rejects.iter().any(|r| r.row == 0) {
+                counters
+                    .bytes_failed
+                    .fetch_add(meta.size, Ordering::Relaxed);
+            }
             if !parsed.rejects.is_empty() {
                 counters
                     .quarantined

@@ -204,7 +204,8 @@ pub struct ParseRequest {
 /// A row the parser could not read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowReject {
-    /// Row number inside the object, as in [`ROW_COLUMN`].
+    /// Row number inside the object, as in [`ROW_COLUMN`]; 0 stands for the whole object
+    /// (it could not be read at all, and all its rows count as rejected).
     pub row: u64,
     /// Why, for people: what was expected and what was found.
     pub reason: String,

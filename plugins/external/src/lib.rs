@@ -2,11 +2,20 @@
 //!
 //! The engine starts the program once per object, writes the object's bytes to its
 //! standard input and reads an [Arrow IPC stream](https://arrow.apache.org/docs/format/Columnar.html#ipc-streaming-format)
-//! from its standard output; standard error is kept for the message. The stream must hold
-//! the declared columns (found by name; other columns are ignored). A program that exits
-//! with a non-zero status, runs past its time limit or writes something that is not an
-//! Arrow stream does not stop the run: its object is quarantined as one row (row 0) with the
-//! program's message.
+//! from its standard output. The stream must hold the declared columns (found by name; other
+//! columns are ignored). A program that exits with a non-zero status, runs past its time
+//! limit, writes more than its limits or something that is not an Arrow stream does not stop
+//! the run: its object is quarantined as one row (row 0) with a reason that says what went
+//! wrong, never what the program printed.
+//!
+//! The program is not trusted with anything it does not need:
+//! - its environment is cleared: it gets `PATH`, `LANG`, `TZ` and the variables the line's
+//!   `env` option names, never the pseudonymisation key or the store's credentials;
+//! - it runs in a process group of its own, and the whole group is killed at the time limit
+//!   (and when it is done, so that nothing it started lives on);
+//! - its standard output is read up to `max_output_mib`, its standard error up to 64 KiB;
+//!   standard error goes to the run's log (through the engine's scrubber), not into the
+//!   quarantine, since a program's message may quote the data it choked on.
 //!
 //! ```yaml
 //! source:
@@ -42,10 +51,38 @@ pub struct ExternalOptions {
     /// Seconds the program may run for one object. Default 60.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// Largest Arrow stream the program may write for one object, in MiB. Default 256.
+    #[serde(default = "default_max_output")]
+    pub max_output_mib: u64,
+    /// Environment variables passed on to the program besides `PATH`, `LANG` and `TZ`
+    /// (names only; their values come from the engine's environment). Secrets are refused.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 fn default_timeout() -> u64 {
     60
+}
+
+fn default_max_output() -> u64 {
+    256
+}
+
+/// Variables every program gets from the engine's environment.
+const BASE_ENV: [&str; 3] = ["PATH", "LANG", "TZ"];
+
+/// Standard error kept for the log, in bytes; the rest is read and dropped.
+const MAX_STDERR: usize = 64 * 1024;
+
+/// Whether a variable name looks like it holds a secret (the pseudonymisation key, store
+/// credentials, tokens): never handed to a parser program.
+fn secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    n.starts_with("VALTAVA_")
+        || n.starts_with("AWS_")
+        || ["KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL"]
+            .iter()
+            .any(|w| n.contains(w))
 }
 
 impl Default for ExternalOptions {
@@ -53,6 +90,8 @@ impl Default for ExternalOptions {
         Self {
             command: Vec::new(),
             timeout_seconds: default_timeout(),
+            max_output_mib: default_max_output(),
+            env: Vec::new(),
         }
     }
 }
@@ -77,6 +116,14 @@ impl Parser for ExternalParser {
         }
         if o.timeout_seconds == 0 {
             return Err("`timeout_seconds` must be at least 1".into());
+        }
+        if o.max_output_mib == 0 {
+            return Err("`max_output_mib` must be at least 1".into());
+        }
+        if let Some(s) = o.env.iter().find(|n| secret(n)) {
+            return Err(format!(
+                "`env` names `{s}`, which looks like a secret: a parser program never gets keys, tokens or credentials"
+            ));
         }
         Ok(())
     }
@@ -118,7 +165,8 @@ impl Parser for ExternalParser {
     }
 }
 
-/// Runs the program on the object; returns its standard output, or why it failed.
+/// Runs the program on the object; returns its standard output, or why it failed (a reason
+/// that never quotes what the program printed; its standard error goes to the log).
 async fn run_program(
     object: &SourceObject,
     options: &ExternalOptions,
@@ -129,17 +177,30 @@ async fn run_program(
     if let Some(dir) = base_dir.filter(|d| !d.as_os_str().is_empty()) {
         command.current_dir(dir);
     }
+    command.env_clear();
+    for name in BASE_ENV
+        .iter()
+        .copied()
+        .chain(options.env.iter().map(String::as_str))
+        .filter(|n| !secret(n))
+    {
+        if let Some(v) = std::env::var_os(name) {
+            command.env(name, v);
+        }
+    }
     let mut child = command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+        .map_err(|e| format!("cannot start `{program}`: {}", e.kind()))?;
+    let group = Group(child.id());
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
     let mut input = object.open().await.map_err(|e| e.to_string())?;
     let feed = async move {
         while let Some(chunk) = input.next().await {
@@ -151,48 +212,99 @@ async fn run_program(
         drop(stdin);
         Ok::<(), String>(())
     };
-    let read_out = async move {
-        let mut out = Vec::new();
-        stdout.read_to_end(&mut out).await.map(|_| out)
-    };
-    let read_err = async move {
-        let mut err = Vec::new();
-        stderr.read_to_end(&mut err).await.map(|_| err)
-    };
+    let max_out =
+        usize::try_from(options.max_output_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    let read_out = bounded(stdout, max_out, false);
+    let read_err = bounded(stderr, MAX_STDERR, true);
     let work = async {
         let (fed, out, err) = tokio::join!(feed, read_out, read_err);
         let status = child.wait().await.map_err(|e| e.to_string())?;
         fed?;
-        Ok::<_, String>((
-            status,
-            out.map_err(|e| e.to_string())?,
-            err.unwrap_or_default(),
-        ))
+        Ok::<_, String>((status, out, err.map(|(e, _)| e).unwrap_or_default()))
     };
-    let (status, out, err) =
-        match tokio::time::timeout(Duration::from_secs(options.timeout_seconds), work).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(format!(
-                    "did not finish within {} s",
-                    options.timeout_seconds
-                ));
-            }
-        };
+    let outcome = tokio::time::timeout(Duration::from_secs(options.timeout_seconds), work).await;
+    // Whatever the program started ends with it.
+    drop(group);
+    let (status, out, err) = match outcome {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(format!(
+                "did not finish within {} s (its process group was killed)",
+                options.timeout_seconds
+            ));
+        }
+    };
+    if !err.is_empty() {
+        tracing::warn!(
+            object = %object.name,
+            program = %program,
+            "external parser's standard error: {}",
+            String::from_utf8_lossy(&err).trim()
+        );
+    }
+    let out = match out {
+        Ok((_, true)) => {
+            return Err(format!(
+                "wrote more than {} MiB (`max_output_mib`)",
+                options.max_output_mib
+            ));
+        }
+        Ok((out, false)) => out,
+        Err(e) => return Err(format!("reading its output failed: {}", e.kind())),
+    };
     if !status.success() {
-        let message = String::from_utf8_lossy(&err);
-        let tail: String = message
-            .trim()
-            .chars()
-            .rev()
-            .take(500)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(format!("exited with {status}: {tail}"));
+        return Err(format!(
+            "exited with {status}; its standard error ({} bytes) is in the run's log",
+            err.len()
+        ));
     }
     Ok(out)
+}
+
+/// Reads at most `limit` bytes of a pipe: (the bytes, whether there was more). With `drain`
+/// the rest is read and dropped (so that the program does not block on a full pipe);
+/// without it the pipe is closed at the limit.
+async fn bounded(
+    mut pipe: impl tokio::io::AsyncRead + Unpin,
+    limit: usize,
+    drain: bool,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut over = false;
+    loop {
+        let n = pipe.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok((out, over));
+        }
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..n.min(room)]);
+        if n > room {
+            over = true;
+            if !drain {
+                return Ok((out, over));
+            }
+        }
+    }
+}
+
+/// The program's process group, killed when dropped.
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pid) = self
+            .0
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| *p > 0)
+        {
+            // SAFETY: kill(2) with a negative pid signals the process group the program
+            // leads (it was started with process_group(0)); no memory is touched.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// The declared columns of the program's Arrow stream, with row numbers.
@@ -264,6 +376,10 @@ mod tests {
     use object_store::{ObjectStoreExt, PutPayload};
 
     async fn parse(command: Vec<&str>, timeout: u64) -> Vec<ParsedBatch> {
+        parse_with(serde_json::json!({ "command": command, "timeout_seconds": timeout })).await
+    }
+
+    async fn parse_with(options: serde_json::Value) -> Vec<ParsedBatch> {
         let store = Arc::new(InMemory::new());
         let path = Path::from("x.txt");
         store
@@ -279,7 +395,7 @@ mod tests {
         let request = ParseRequest {
             columns: vec!["a".into()],
             types: vec![],
-            options: serde_json::json!({ "command": command, "timeout_seconds": timeout }),
+            options,
             batch_size: 10,
             base_dir: None,
         };
@@ -296,15 +412,17 @@ mod tests {
             vec![
                 "sh",
                 "-c",
-                "cat >/dev/null; echo 'rivi 3: huono' >&2; exit 3",
+                "cat >/dev/null; echo \"rivi $((1 + 2)): huono\" >&2; exit 3",
             ],
             10,
         )
         .await;
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].rejects[0].row, 0);
+        // What the program printed may quote the data: it goes to the log, not the reason.
         assert!(
-            failed[0].rejects[0].reason.contains("rivi 3: huono"),
+            !failed[0].rejects[0].reason.contains("rivi 3: huono")
+                && failed[0].rejects[0].reason.contains("14 bytes"),
             "{:?}",
             failed[0].rejects
         );
@@ -335,6 +453,94 @@ mod tests {
             missing[0].rejects[0].reason.contains("cannot start"),
             "{:?}",
             missing[0].rejects
+        );
+    }
+
+    #[tokio::test]
+    async fn the_program_sees_no_secret() {
+        // SAFETY: the only test of this binary that changes the environment; the others do
+        // not read these variables.
+        unsafe {
+            std::env::set_var("VALTAVA_PSEUDONYM_KEY", "0123456789abcdef0123");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
+            std::env::set_var("PARSER_TEST_MODE", "yes");
+        }
+        let check = "cat >/dev/null; [ -z \"$VALTAVA_PSEUDONYM_KEY$AWS_SECRET_ACCESS_KEY$HOME\" ] && [ -n \"$PATH\" ] || exit 7; [ \"$PARSER_TEST_MODE\" = yes ] || exit 8; exit 3";
+        let out = parse_with(serde_json::json!({
+            "command": ["sh", "-c", check],
+            "env": ["PARSER_TEST_MODE", "VALTAVA_PSEUDONYM_KEY"],
+        }))
+        .await;
+        // A variable named in `env` is passed on; a secret is not, even when named.
+        assert!(
+            out[0].rejects[0].reason.contains("exit status: 3"),
+            "{:?}",
+            out[0].rejects
+        );
+        let out = parse_with(serde_json::json!({"command": ["sh", "-c", check]})).await;
+        assert!(
+            out[0].rejects[0].reason.contains("exit status: 8"),
+            "{:?}",
+            out[0].rejects
+        );
+        assert!(
+            ExternalParser
+                .check_options(
+                    &serde_json::json!({"command": ["x"], "env": ["VALTAVA_PSEUDONYM_KEY"]})
+                )
+                .is_err()
+        );
+        assert!(
+            ExternalParser
+                .check_options(&serde_json::json!({"command": ["x"], "env": ["PGPASSWORD"]}))
+                .is_err()
+        );
+        assert!(
+            ExternalParser
+                .check_options(&serde_json::json!({"command": ["x"], "env": ["LC_ALL"]}))
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_whole_process_group_is_killed_at_the_time_limit() {
+        let dir = std::env::temp_dir().join(format!("valtava-ext-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("pid");
+        let script = format!(
+            "sleep 60 & echo $! > {}; cat >/dev/null; sleep 60",
+            pidfile.display()
+        );
+        let out = parse(vec!["sh", "-c", &script], 1).await;
+        assert!(
+            out[0].rejects[0].reason.contains("within 1 s"),
+            "{:?}",
+            out[0].rejects
+        );
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let pid = pid.trim();
+        // The grandchild is gone (or a zombie waiting for its reaper), not sleeping on.
+        std::thread::sleep(Duration::from_millis(200));
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = state
+            .rsplit(") ")
+            .next()
+            .is_some_and(|s| !s.starts_with('Z') && !s.is_empty());
+        assert!(!alive, "the program's child {pid} lives on: {state}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn output_beyond_the_limit_quarantines_the_object() {
+        let out = parse_with(serde_json::json!({
+            "command": ["sh", "-c", "cat >/dev/null; head -c 3000000 /dev/zero; echo lots >&2; head -c 200000 /dev/zero >&2"],
+            "max_output_mib": 1,
+        }))
+        .await;
+        assert!(
+            out[0].rejects[0].reason.contains("more than 1 MiB"),
+            "{:?}",
+            out[0].rejects
         );
     }
 
