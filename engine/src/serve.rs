@@ -793,10 +793,17 @@ async fn scan(app: &App) -> BTreeMap<String, (String, String, String)> {
 
 // ---- HTTP -----------------------------------------------------------------------------
 
+/// An answer that carries messages or names from runs: every string passes the scrubber
+/// ([`crate::redact`]) like every text the engine writes.
+fn scrubbed(mut v: Value) -> axum::Json<Value> {
+    crate::redact::scrub_json(&mut v);
+    axum::Json(v)
+}
+
 fn problem(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let mut r = (
         status,
-        axum::Json(json!({ "error": { "code": code, "message": message.into() } })),
+        scrubbed(json!({ "error": { "code": code, "message": message.into() } })),
     )
         .into_response();
     if status == StatusCode::UNAUTHORIZED {
@@ -966,7 +973,7 @@ async fn post_run(
         return problem(StatusCode::BAD_REQUEST, "bad-params", err);
     }
     let job = app.enqueue(&line, req.params, "api").await;
-    let mut r = (StatusCode::ACCEPTED, axum::Json(json!(job))).into_response();
+    let mut r = (StatusCode::ACCEPTED, scrubbed(json!(job))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/runs/{}", job.id)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
@@ -993,7 +1000,7 @@ async fn get_runs(State(app): AppState, Query(q): Query<RunsQuery>) -> Response 
         })
         .take(q.limit.unwrap_or(100).min(1000))
         .collect();
-    axum::Json(json!({ "runs": list })).into_response()
+    scrubbed(json!({ "runs": list })).into_response()
 }
 
 async fn get_run(State(app): AppState, UrlPath(id): UrlPath<String>) -> Response {
@@ -1008,7 +1015,7 @@ async fn get_run(State(app): AppState, UrlPath(id): UrlPath<String>) -> Response
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
         None => None,
     };
-    axum::Json(json!({ "run": job, "report": report })).into_response()
+    scrubbed(json!({ "run": job, "report": report })).into_response()
 }
 
 async fn get_quality(State(app): AppState, UrlPath(id): UrlPath<String>) -> Response {

@@ -68,6 +68,18 @@ struct Path {
     attribute: Option<String>,
 }
 
+/// What kind of XML error the reader met, without its text (which quotes element names
+/// from the document).
+fn xml_kind(e: &quick_xml::Error) -> String {
+    match e {
+        quick_xml::Error::Syntax(s) => s.to_string(),
+        quick_xml::Error::IllFormed(_) => "mismatched or unclosed element".into(),
+        quick_xml::Error::Encoding(_) => "not valid text in its encoding".into(),
+        quick_xml::Error::Io(_) => "read error".into(),
+        _ => "malformed".into(),
+    }
+}
+
 fn compile(p: &str) -> Result<Path, String> {
     let absolute = p.starts_with('/');
     let mut steps: Vec<String> = p
@@ -175,7 +187,7 @@ fn read(
         seen = pos;
         let event = reader
             .read_event_into(&mut buf)
-            .map_err(|e| format!("line {line}: not well-formed XML: {e}"))?;
+            .map_err(|e| format!("line {line}: not well-formed XML ({})", xml_kind(&e)))?;
         let (start, empty) = match &event {
             Event::Start(e) => (Some(e.clone()), false),
             Event::Empty(e) => (Some(e.clone()), true),
@@ -186,7 +198,7 @@ fn read(
             if stack.is_empty() {
                 if root_seen || name != "ClinicalDocument" {
                     return Err(format!(
-                        "line {line}: the root element is `{name}`, not `ClinicalDocument`"
+                        "line {line}: the root element is not `ClinicalDocument`"
                     ));
                 }
                 root_seen = true;

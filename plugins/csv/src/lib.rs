@@ -708,10 +708,12 @@ impl<'a> Records<'a> {
                 }
             }
             if !missing.is_empty() {
+                // The row read as the header may be data (a file without its header row):
+                // what it holds is never quoted, only how many fields it has.
                 return Err(ctx.error(format!(
-                    "line {line}: the header lacks declared column(s) {}; it has {}",
+                    "line {line}: the header lacks declared column(s) {}; the row read as the header has {} field(s) (is the header row missing?)",
                     quote_list(&missing),
-                    quote_list(&names.iter().map(String::as_str).collect::<Vec<_>>())
+                    names.len()
                 )));
             }
             self.layout = Some(Layout {

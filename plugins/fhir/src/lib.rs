@@ -356,7 +356,9 @@ mod tests {
             .collect();
         assert_eq!(reasons[0].0, 2);
         assert!(
-            reasons[0].1.contains("Patient/b") && reasons[0].1.contains("path `name.family`"),
+            reasons[0].1.contains("Patient resource")
+                && !reasons[0].1.contains("Patient/b")
+                && reasons[0].1.contains("path `name.family`"),
             "{reasons:?}"
         );
         assert_eq!(reasons[1].0, 3);

@@ -314,16 +314,14 @@ fn run_select(s: &Select, focus: &Item, ctx: &Context) -> Result<Vec<Row>, Strin
 
 impl View {
     /// The rows of one resource (none when it is of another type or fails a `where`).
-    /// An error names the resource (`Type/id: …`).
+    /// An error names the resource type, never its id (an id may be an identity code).
     pub fn rows(&self, resource: Value) -> Result<Vec<Row>, String> {
         if resource.get("resourceType").and_then(Value::as_str) != Some(self.resource.as_str()) {
             return Ok(vec![]);
         }
         let item = Item::plain(resource);
-        self.rows_of(&item).map_err(|e| {
-            let id = item.value.get("id").and_then(Value::as_str).unwrap_or("?");
-            format!("{}/{id}: {e}", self.resource)
-        })
+        self.rows_of(&item)
+            .map_err(|e| format!("{} resource: {e}", self.resource))
     }
 
     fn rows_of(&self, item: &Item) -> Result<Vec<Row>, String> {

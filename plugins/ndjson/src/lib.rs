@@ -127,13 +127,16 @@ impl State {
         let value: serde_json::Map<String, serde_json::Value> = match serde_json::from_slice(raw) {
             Ok(v) => v,
             Err(e) => {
+                // A line that is JSON but not an object: serde's message would quote its
+                // value, so only the kind of value is named.
+                let what = if e.classify() == serde_json::error::Category::Data {
+                    format!("a JSON {}", json_kind(raw))
+                } else {
+                    strip_position(&e)
+                };
                 self.builder.reject(
                     self.line,
-                    format!(
-                        "not a JSON object: {} at column {}",
-                        strip_position(&e),
-                        e.column()
-                    ),
+                    format!("not a JSON object: {what} at column {}", e.column()),
                 );
                 return;
             }
@@ -154,6 +157,17 @@ impl State {
 }
 
 /// serde_json appends "at line 1 column 7"; we report the file's own line.
+/// What kind of JSON value a line holds, from its first byte.
+fn json_kind(raw: &[u8]) -> &'static str {
+    match raw.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'"') => "string",
+        Some(b'[') => "array",
+        Some(b't' | b'f') => "boolean",
+        Some(b'n') => "null",
+        _ => "number",
+    }
+}
+
 fn strip_position(e: &serde_json::Error) -> String {
     let s = e.to_string();
     match s.find(" at line ") {

@@ -113,20 +113,33 @@ fn number(f: f64) -> String {
     }
 }
 
+/// What kind of error calamine met, without its text: some of its messages quote a cell.
+fn xlsx_kind(e: &calamine::XlsxError) -> &'static str {
+    use calamine::XlsxError as E;
+    match e {
+        E::Io(_) => "read error",
+        E::Zip(_) => "not a zip archive",
+        E::Xml(_) | E::XmlAttr(_) | E::XmlEof(_) => "malformed XML",
+        E::Password => "the workbook is encrypted",
+        E::Unrecognized { .. } | E::CellError(_) => "a cell holds an unreadable value",
+        _ => "unsupported content",
+    }
+}
+
 fn read(
     bytes: Vec<u8>,
     options: &XlsxOptions,
     request: &ParseRequest,
 ) -> Result<Vec<ParsedBatch>, String> {
     let mut book: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(bytes))
-        .map_err(|e| format!("not a readable xlsx workbook: {e}"))?;
+        .map_err(|e| format!("not a readable xlsx workbook ({})", xlsx_kind(&e)))?;
     let sheets = book.sheet_names();
     let sheet = match &options.sheet {
         Some(s) if sheets.contains(s) => s.clone(),
         Some(s) => {
             return Err(format!(
-                "no sheet `{s}`; the workbook has {}",
-                sheets.join(", ")
+                "no sheet `{s}`; the workbook has {} sheet(s)",
+                sheets.len()
             ));
         }
         None => sheets
@@ -135,7 +148,9 @@ fn read(
             .ok_or("the workbook has no sheets")?,
     };
     let is_1904 = false;
-    let range = book.worksheet_range(&sheet).map_err(|e| e.to_string())?;
+    let range = book
+        .worksheet_range(&sheet)
+        .map_err(|e| format!("the sheet cannot be read ({})", xlsx_kind(&e)))?;
     let (first_row, first_col) = range.start().unwrap_or((0, 0));
     let header_index = (options.header_row - 1)
         .checked_sub(first_row)
