@@ -2650,3 +2650,55 @@ steps:
         assert!(!logs.contains(c), "{c} in the log or output: {logs}");
     }
 }
+
+/// What weakens the protection of persons is classed `privacy` and listed before anything
+/// else (before the change, a lowered threshold read as "output schema" and a removed
+/// identity-code rule as an ordinary "rule").
+#[test]
+fn diff_lists_what_weakens_privacy_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = std::fs::read_to_string(root().join("lines/ensihoito.yaml")).unwrap();
+    let mut new = old.clone();
+    for (from, to) in [
+        (
+            "disclosure: { min_count: 5, count: tehtavat }",
+            "disclosure: { min_count: 3, count: tehtavat }",
+        ),
+        ("        - { id: hetu-oikea, hetu: hetu }\n", ""),
+        ("      pseudonymise: [hetu]\n", ""),
+        (
+            "hetu: { type: string, personal: true, description:",
+            "hetu: { type: string, description:",
+        ),
+        (
+            "        potilaat: count(DISTINCT hetu)\n",
+            "        potilaat: count(hetu)\n",
+        ),
+        ("schedule: \"0 6 5 * *\"", "schedule: \"0 7 5 * *\""),
+    ] {
+        assert!(new.contains(from), "{from}");
+        new = new.replace(from, to);
+    }
+    let (a, b) = (dir.path().join("old.yaml"), dir.path().join("new.yaml"));
+    std::fs::write(&a, &old).unwrap();
+    std::fs::write(&b, &new).unwrap();
+    let out = run(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let md = text(&out.stdout);
+    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| `")).collect();
+    let expected = [
+        "| `julkaisu` | privacy | disclosure threshold lowered: min_count 5 → 3 | `ensihoito_kuukausi` |",
+        "| `kuukausittain` | privacy | count of persons `potilaat` removed (it decided disclosure) | `ensihoito_kuukausi` |",
+        "| `tarkistettu` | privacy | identity-code rule `hetu-oikea` removed | `ensihoito_kuukausi` |",
+        "| `tehtavat` | privacy | `personal` dropped from column `hetu` | `ensihoito_kuukausi` |",
+        "| `yhtenaistetty` | privacy | pseudonymisation of `hetu` removed | `ensihoito_kuukausi` |",
+    ];
+    assert_eq!(&rows[..expected.len()], &expected, "{md}");
+    assert!(
+        rows[expected.len()..]
+            .iter()
+            .all(|r| !r.contains("| privacy |"))
+            && rows.iter().any(|r| r.contains("| schedule |")),
+        "{md}"
+    );
+}

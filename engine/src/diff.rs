@@ -1,8 +1,16 @@
 //! `valtava diff`: what a change to a line file does, for the reviewer of a pull request.
 //!
 //! Steps are compared by name, each part of a step by its key; every change is classified
-//! (logic, rule, code set, output schema, metadata, schedule) and traced downstream to the
-//! published datasets it can change. The output is Markdown in a stable order.
+//! (privacy, logic, rule, code set, output schema, metadata, schedule) and traced downstream
+//! to the published datasets it can change. The output is Markdown in a stable order.
+//!
+//! Changes that weaken the protection of persons are classed `privacy` and listed first,
+//! whatever else they are: a disclosure threshold lowered or switched off, a deciding count
+//! removed or replaced, `personal` dropped from a column, pseudonymisation removed, an
+//! identity-code rule removed or loosened to accept temporary codes, and an expression of a
+//! step that leads to a publish step newly naming a personal column. (Whether such a column
+//! can be published at all is `valtava check`'s decision, from the plans; the diff points
+//! the reviewer at the change.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -16,6 +24,7 @@ use crate::spec::LineSpec;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
+    Privacy,
     OutputSchema,
     Rule,
     CodeSet,
@@ -27,6 +36,7 @@ pub enum Class {
 impl Class {
     fn label(self) -> &'static str {
         match self {
+            Class::Privacy => "privacy",
             Class::OutputSchema => "output schema",
             Class::Rule => "rule",
             Class::CodeSet => "code set",
@@ -130,6 +140,10 @@ fn kind_of(step: &Value) -> Option<(&str, &Value)> {
 /// The changes from `old` to `new`.
 pub fn diff(old: &LineSpec, new: &LineSpec) -> Vec<Change> {
     let mut out = Vec::new();
+    let personal = personal_columns(old)
+        .union(&personal_columns(new))
+        .cloned()
+        .collect::<BTreeSet<_>>();
     let after = downstream(new);
     let before = downstream(old);
     let affects = |step: &str| -> Vec<String> {
@@ -297,6 +311,18 @@ pub fn diff(old: &LineSpec, new: &LineSpec) -> Vec<Change> {
                                 rule_changes(&name, x, y, &affected, &mut out);
                                 continue;
                             }
+                            let weakened = weakening(ka, key, x, y, &personal);
+                            if !weakened.is_empty() {
+                                out.extend(weakened.into_iter().map(|what| Change {
+                                    step: name.clone(),
+                                    class: Class::Privacy,
+                                    what,
+                                    affects: affects(&name),
+                                }));
+                                if ka == "publish" && key == "disclosure" {
+                                    continue;
+                                }
+                            }
                             if let (Some(xo), Some(yo)) = (x.as_object(), y.as_object()) {
                                 // Maps (measures, columns, derive …): name each entry.
                                 let entries: BTreeSet<&String> =
@@ -341,8 +367,119 @@ pub fn diff(old: &LineSpec, new: &LineSpec) -> Vec<Change> {
             _ => {}
         }
     }
-    out.sort();
+    // Privacy first: the reviewer reads what weakens protection before anything else.
+    out.sort_by(|a, b| (a.class != Class::Privacy, a).cmp(&(b.class != Class::Privacy, b)));
     out
+}
+
+/// Names of the columns declared personal in a line's sources.
+fn personal_columns(spec: &LineSpec) -> BTreeSet<String> {
+    spec.steps
+        .values()
+        .filter_map(|s| s.source.as_ref())
+        .flat_map(|s| s.columns.iter())
+        .filter(|(_, c)| c.personal)
+        .map(|(n, _)| n.value.clone())
+        .collect()
+}
+
+/// The ways a change of `kind.key` from `x` to `y` weakens the protection of persons.
+fn weakening(
+    kind: &str,
+    key: &str,
+    x: &Value,
+    y: &Value,
+    personal: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    match (kind, key) {
+        ("publish", "disclosure") => {
+            let min = |v: &Value| v.get("min_count").and_then(Value::as_i64).unwrap_or(5);
+            let (a, b) = (min(x), min(y));
+            if b < a {
+                out.push(if b <= 1 {
+                    format!("disclosure control switched off (min_count {a} → {b})")
+                } else {
+                    format!("disclosure threshold lowered: min_count {a} → {b}")
+                });
+            }
+            if x.get("count") != y.get("count") && !x.get("count").is_none_or(Value::is_null) {
+                out.push(format!(
+                    "deciding count changed: {} → {}",
+                    short(&x["count"]),
+                    short(&y["count"])
+                ));
+            }
+            for p in names(&x["persons"]).difference(&names(&y["persons"])) {
+                out.push(format!(
+                    "deciding count `{p}` removed from `disclosure.persons`"
+                ));
+            }
+        }
+        ("source", "columns") => {
+            let flag = |v: &Value, c: &str| v[c]["personal"].as_bool().unwrap_or(false);
+            for c in x.as_object().into_iter().flat_map(|o| o.keys()) {
+                if flag(x, c) && !flag(y, c) {
+                    out.push(format!("`personal` dropped from column `{c}`"));
+                }
+            }
+        }
+        ("harmonise", "pseudonymise") => {
+            for c in names(x).difference(&names(y)) {
+                out.push(format!("pseudonymisation of `{c}` removed"));
+            }
+        }
+        ("aggregate", "measures") => {
+            let distinct = |v: &Value, m: &str| {
+                v[m].as_str()
+                    .is_some_and(|t| t.to_ascii_lowercase().contains("count(distinct"))
+            };
+            for m in x.as_object().into_iter().flat_map(|o| o.keys()) {
+                if distinct(x, m) && !distinct(y, m) {
+                    out.push(format!(
+                        "count of persons `{m}` removed (it decided disclosure)"
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    if matches!(
+        (kind, key),
+        ("aggregate", "by" | "measures")
+            | ("harmonise", "derive")
+            | ("sql", "query")
+            | ("publish", "dimensions")
+    ) {
+        for c in personal {
+            if mentions(y, c) && !mentions(x, c) {
+                out.push(format!("`{kind}.{key}` now names personal column `{c}`"));
+            }
+        }
+    }
+    out
+}
+
+/// The strings of a list (or of a map's keys).
+fn names(v: &Value) -> BTreeSet<String> {
+    match v {
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Value::Object(o) => o.keys().cloned().collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// Whether a value names `column` as a whole word anywhere in its text.
+fn mentions(v: &Value, column: &str) -> bool {
+    let text = v.to_string();
+    text.match_indices(column).any(|(i, _)| {
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        !word(text[..i].chars().next_back()) && !word(text[i + column.len()..].chars().next())
+    })
 }
 
 fn rule_changes(step: &str, old: &Value, new: &Value, affects: &[String], out: &mut Vec<Change>) {
@@ -355,6 +492,27 @@ fn rule_changes(step: &str, old: &Value, new: &Value, affects: &[String], out: &
     };
     let (a, b) = (by_id(old), by_id(new));
     for id in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+        let hetu = |r: &Value| !r["hetu"].is_null();
+        let temporary = |r: &Value| r["temporary"].as_bool().unwrap_or(true);
+        let privacy = match (a.get(id), b.get(id)) {
+            (Some(x), None) if hetu(x) => Some(format!("identity-code rule `{id}` removed")),
+            (Some(x), Some(y)) if hetu(x) && !hetu(y) => Some(format!(
+                "identity-code rule `{id}` no longer checks identity codes"
+            )),
+            (Some(x), Some(y)) if hetu(x) && !temporary(x) && temporary(y) => Some(format!(
+                "identity-code rule `{id}` now accepts temporary codes"
+            )),
+            _ => None,
+        };
+        if let Some(what) = privacy {
+            out.push(Change {
+                step: step.to_string(),
+                class: Class::Privacy,
+                what,
+                affects: affects.to_vec(),
+            });
+            continue;
+        }
         let what = match (a.get(id), b.get(id)) {
             (None, Some(_)) => format!("rule `{id}` added"),
             (Some(_), None) => format!("rule `{id}` removed"),
