@@ -1411,6 +1411,26 @@ fn no_suppressed_cell_can_be_recovered_from_published_tables() {
         &root().join("examples/store/reference"),
         &store.path().join("reference"),
     );
+    // Åland (91): eight missions of two patients — enough missions, too few persons.
+    let aland: String = (0..8)
+        .map(|i| {
+            let hetu = if i % 2 == 0 {
+                "070790-563J"
+            } else {
+                "170506A5421"
+            };
+            format!(
+                "TA{i:03};{hetu};478;2025-03-1{}T10:00:00;2025-03-1{}T10:20:00;D;703;4;1\n",
+                i % 9,
+                i % 9
+            )
+        })
+        .collect();
+    std::fs::write(
+        store.path().join("inbox/ensihoito/2025-03/ahvenanmaa.csv"),
+        format!("tehtava_id;hetu;kunta;halytys_aika;kohteessa_aika;kiireellisyys;tehtavakoodi;riskialue;kuljetettu\n{aland}"),
+    )
+    .unwrap();
     let out = run(&[
         "run",
         "lines/ensihoito.yaml",
@@ -1423,15 +1443,25 @@ fn no_suppressed_cell_can_be_recovered_from_published_tables() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let csv = latest_release(store.path(), "ensihoito", "2025-03").join("ensihoito_kuukausi.csv");
+    // Every deciding count: the missions and the distinct patients.
     let result = attack(
         &csv,
-        "tehtavat",
+        "tehtavat,potilaat",
         "5",
         &["hyvinvointialue", "kuukausi", "kiireellisyys"],
     );
     assert!(result["suppressed"].as_u64().unwrap() > 5, "{result}");
     assert_eq!(result["recovered"], serde_json::json!([]), "{result}");
     assert_eq!(result["bounded_small"], serde_json::json!([]), "{result}");
+    assert_eq!(result["published_small"], serde_json::json!([]), "{result}");
+    // The Åland cells were decided by their two patients (eight missions would pass).
+    let published = std::fs::read_to_string(&csv).unwrap();
+    let aland_rows: Vec<&str> = published.lines().filter(|l| l.starts_with("91,")).collect();
+    assert!(!aland_rows.is_empty(), "{published}");
+    assert!(
+        aland_rows.iter().all(|l| l.ends_with(",suppressed")),
+        "{aland_rows:?}"
+    );
     // Every measure of a suppressed cell is empty.
     let text_csv = std::fs::read_to_string(&csv).unwrap();
     for line in text_csv.lines().filter(|l| l.ends_with(",suppressed")) {
