@@ -51,8 +51,6 @@ fn start_cluster(env: &[(&str, String)]) -> Cluster {
             "scheduler",
             "--bind",
             &format!("127.0.0.1:{scheduler_port}"),
-            "--pseudonym-key-file",
-            KEY_FILE,
         ])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "warn")
@@ -74,8 +72,6 @@ fn start_cluster(env: &[(&str, String)]) -> Cluster {
             &format!("127.0.0.1:{flight}"),
             "--tasks",
             "2",
-            "--pseudonym-key-file",
-            KEY_FILE,
         ])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("VALTAVA_MEMORY_LIMIT", "512M")
@@ -255,31 +251,71 @@ fn lines_on_a_ballista_cluster_publish_what_a_local_run_publishes() {
     }
 }
 
+/// The cluster is no pseudonym oracle: it refuses to start with the key, its `pseudonym()`
+/// fails (every run checks this before its first step), and the steps that read clear
+/// identity codes run where the run starts — only pseudonymised data reaches the cluster.
 #[test]
-fn a_cluster_with_another_pseudonym_key_is_refused() {
+fn the_cluster_never_holds_the_key_nor_sees_clear_identity_codes() {
+    let refused = Command::new(env!("CARGO_BIN_EXE_valtava"))
+        .current_dir(root())
+        .args(["cluster", "scheduler", "--bind", "127.0.0.1:0"])
+        .env("VALTAVA_PSEUDONYM_KEY", "0123456789abcdef0123456789")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("must not hold the pseudonymisation key"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     let cluster = start_cluster(&[]);
-    let keys = tempfile::tempdir().unwrap();
-    let other = keys.path().join("other.key");
-    std::fs::write(&other, "another-key-0123456789abcdef-0123").unwrap();
     let s = store();
-    let out = run_line(
-        "ensihoito",
-        "2025-03",
-        s.path(),
-        &[
+    let logs = tempfile::tempdir().unwrap();
+    let err = logs.path().join("err");
+    let out = Command::new(env!("CARGO_BIN_EXE_valtava"))
+        .current_dir(root())
+        .args([
+            "run",
+            "lines/ensihoito.yaml",
+            "--param",
+            "period=2025-03",
+            "--store",
+        ])
+        .arg(s.path())
+        .args([
             "--pseudonym-key-file",
-            other.to_str().unwrap(),
+            KEY_FILE,
             "--engine",
             &cluster.engine,
-        ],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("error[R009]") && err.contains("another key"),
-        "{err}"
-    );
-    assert!(!s.path().join("releases").exists() || walk(&s.path().join("releases")).is_empty());
+        ])
+        .env_remove("VALTAVA_STORE")
+        .env("RUST_LOG", "valtava=debug")
+        .stderr(std::fs::File::create(&err).unwrap())
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let placed = |step: &str| -> String {
+        log.lines()
+            .find(|l| l.contains("step placed") && l.contains(&format!("step={step} ")))
+            .unwrap_or_else(|| panic!("{step} not placed:\n{log}"))
+            .to_string()
+    };
+    // Sources, validation and pseudonymisation here; the aggregate and publish there.
+    for step in ["tehtavat", "tarkistettu", "yhtenaistetty"] {
+        assert!(
+            placed(step).contains("engine=\"local\""),
+            "{}",
+            placed(step)
+        );
+    }
+    for step in ["kuukausittain", "julkaisu"] {
+        assert!(
+            placed(step).contains("engine=\"cluster\""),
+            "{}",
+            placed(step)
+        );
+    }
 }
 
 #[test]

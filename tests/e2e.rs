@@ -2732,3 +2732,48 @@ fn diff_lists_what_weakens_privacy_first() {
         "{md}"
     );
 }
+
+/// The work files of a killed cluster run (copies of step inputs) are removed at the next
+/// run's start: a stale lease, or none and nothing recent. A run still renewing its lease,
+/// or one that has only just started, is left alone.
+#[test]
+fn work_files_of_killed_runs_are_removed_at_the_next_start() {
+    let store = store_with_inbox();
+    let work = store.path().join("work");
+    let ago =
+        |minutes: u64| std::time::SystemTime::now() - std::time::Duration::from_secs(minutes * 60);
+    let put = |rel: &str, when: std::time::SystemTime| {
+        let p = work.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"x").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    };
+    put("tapettu/vaihe/0.parquet", ago(30));
+    put("tapettu/_lease", ago(20));
+    put("vanha/vaihe/0.parquet", ago(120));
+    put("kaynnissa/vaihe/0.parquet", ago(60));
+    put("kaynnissa/_lease", ago(1));
+    put("alkanut/vaihe/0.parquet", ago(2));
+    let out = run_mini(store.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let left: BTreeSet<String> = std::fs::read_dir(&work)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_some()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["alkanut", "kaynnissa"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -136,7 +136,7 @@ pub fn plan_all(
         .collect();
     let planner = Planner {
         line: &line,
-        state: crate::plan::session(key, 1).state(),
+        state: crate::plan::session(Some(key), 1).state(),
         params: params.clone(),
         codesets: &tables,
         unique_filter: Some(crate::seen::filter_bytes(crate::plan::memory_limit())),

@@ -11,12 +11,16 @@
 //! the credentials and endpoint of their environment), or a folder they all see at the
 //! same path. The work files are removed when the run ends.
 //!
-//! Valtava's functions (identity-code check, pseudonyms, distinct keys) are registered on
-//! the scheduler and every executor (`VALTAVA_MEMORY_LIMIT` sizes an executor's memory
-//! pool); the pseudonym key comes from each process's own
-//! environment or key file and never travels in a plan. Before the first step, the run
-//! checks that the cluster answers and, when the run has a key, that the executors compute
-//! the same pseudonyms as it does (same key).
+//! The cluster never sees a clear identity code and never holds the pseudonymisation key.
+//! Which steps go to the cluster is decided step by step from the personal-data lineage of
+//! the plans ([`crate::personal`]): a source, a step any of whose inputs holds a clear
+//! personal value, and a step that pseudonymises run where the run starts; only the steps
+//! after pseudonymisation (aggregates, SQL, publish) go to the cluster, so every work file
+//! holds pseudonyms at most. Valtava's functions are registered on the scheduler and every
+//! executor (`VALTAVA_MEMORY_LIMIT` sizes an executor's memory pool) with `pseudonym`
+//! keyless: it fails there. Anyone who reaches the scheduler can run plans, but cannot
+//! compute pseudonyms, so published and quarantined pseudonyms cannot be reversed through
+//! it. Before the first step, the run checks that the cluster answers and holds no key.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,7 +42,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::AsyncArrowWriter;
 use url::Url;
 
@@ -123,41 +127,24 @@ impl Cluster {
         })
     }
 
-    /// Checks that the cluster answers and, when the run has a key, that the executors
-    /// compute the pseudonyms this process computes: a cluster started with another key
-    /// would publish other pseudonyms without any error.
-    pub async fn check(&self, local: &SessionState, has_key: bool) -> Result<(), String> {
+    /// Checks that the cluster answers and cannot pseudonymise: a cluster that holds a key
+    /// (an older version, or one started by hand with a key) is a pseudonym oracle for
+    /// anyone who reaches it, and is refused.
+    pub async fn check(&self) -> Result<(), String> {
         let sql = "SELECT pseudonym(column1) AS p FROM (VALUES ('valtava-key-check'))";
-        let one = |state: SessionState| async move {
-            let ctx = SessionContext::new_with_state(state);
-            let batches = ctx
-                .sql(sql)
-                .await
-                .map_err(|e| e.to_string())?
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?;
-            let cell = batches
-                .iter()
-                .find(|b| b.num_rows() > 0)
-                .map(|b| arrow::util::display::array_value_to_string(b.column(0), 0))
-                .transpose()
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(cell)
-        };
-        let there = one(self.state.clone())
-            .await
-            .map_err(|e| format!("the cluster did not answer: {e}"))?;
-        if has_key && there.is_none() {
-            // Not a key mismatch: say what happened, so that it can be told apart.
-            return Err("the cluster answered the pseudonym key check with no rows".into());
+        let ctx = SessionContext::new_with_state(self.state.clone());
+        let answer = async {
+            ctx.sql(sql).await?.collect().await?;
+            Ok::<_, datafusion::error::DataFusionError>(())
         }
-        if has_key && one(local.clone()).await? != there {
-            return Err(
-                "the cluster's executors pseudonymise with another key than this run; start them with the same --pseudonym-key-file".into(),
-            );
+        .await;
+        match answer {
+            Ok(()) => Err(
+                "the cluster computes pseudonyms: its scheduler or executors hold a pseudonymisation key; restart them without one".into(),
+            ),
+            Err(e) if e.to_string().contains(crate::functions::NO_KEY) => Ok(()),
+            Err(e) => Err(format!("the cluster did not answer: {e}")),
         }
-        Ok(())
     }
 
     /// Points every scan of `plan` that the cluster cannot read at a Parquet copy of the
@@ -214,12 +201,39 @@ impl Cluster {
     }
 
     /// Removes this run's work files.
+    /// Keeps the run's work folder marked as in use: writes `work/<run id>/_lease` now and
+    /// again every minute until the returned task is aborted. A folder whose lease is older
+    /// than [`crate::run::WORK_LEASE_STALE`] belongs to a run that was killed, and the next
+    /// run removes it. The renewal stops when the lease is dropped, whichever way the run
+    /// ends.
+    pub fn lease(&self, store: &Arc<dyn ObjectStore>) -> Lease {
+        let store = store.clone();
+        let path = Path::from(format!("{}/{}", self.work, crate::run::WORK_LEASE));
+        Lease(tokio::spawn(async move {
+            loop {
+                let _ = store
+                    .put(&path, PutPayload::from_static(b"running\n"))
+                    .await;
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            }
+        }))
+    }
+
     pub async fn clean(&self, store: &Arc<dyn ObjectStore>) {
         let prefix = Path::from(self.work.as_str());
         let mut list = store.list(Some(&prefix));
         while let Some(Ok(meta)) = list.next().await {
             let _ = store.delete(&meta.location).await;
         }
+    }
+}
+
+/// The renewal of a run's work lease; stops when dropped.
+pub struct Lease(tokio::task::JoinHandle<()>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -300,15 +314,15 @@ fn runtime(temp: Option<&str>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
 }
 
 /// Valtava's functions with DataFusion's and Ballista's.
-fn functions(key: &[u8]) -> BallistaFunctionRegistry {
-    BallistaFunctionRegistry::from(&crate::plan::session(key, 1).state())
+fn functions() -> BallistaFunctionRegistry {
+    BallistaFunctionRegistry::from(&crate::plan::session(None, 1).state())
 }
 
 /// Runs a Ballista scheduler with Valtava's functions until it is stopped.
-pub async fn scheduler(bind: std::net::SocketAddr, key: Vec<u8>) -> Result<(), String> {
+pub async fn scheduler(bind: std::net::SocketAddr) -> Result<(), String> {
     use ballista_scheduler::cluster::BallistaCluster;
     use ballista_scheduler::config::SchedulerConfig;
-    let udfs = crate::functions::udfs(&key);
+    let udfs = crate::functions::udfs(None);
     let udafs = crate::functions::udafs();
     let builder = move |config: SessionConfig| {
         use datafusion::execution::FunctionRegistry;
@@ -357,7 +371,6 @@ pub struct ExecutorOptions {
     pub tasks: Option<usize>,
     /// Shuffle files (default: a temporary folder).
     pub work_dir: Option<String>,
-    pub key: Vec<u8>,
 }
 
 /// Ballista's execution engine, with the operator metrics of a task left out of its report.
@@ -458,7 +471,7 @@ pub async fn executor(opts: ExecutorOptions) -> Result<(), String> {
         scheduler_connect_timeout_seconds: 30,
         work_dir,
         print_thread_info: false,
-        override_function_registry: Some(Arc::new(functions(&opts.key))),
+        override_function_registry: Some(Arc::new(functions())),
         override_execution_engine: Some(Arc::new(WithoutOperatorMetrics(
             ballista_executor::execution_engine::DefaultExecutionEngine::new(),
         ))),

@@ -179,12 +179,17 @@ impl ScalarUDFImpl for HetuProblem {
     }
 }
 
-/// `pseudonym(text) -> text`, with the run's key.
+/// `pseudonym(text) -> text`, with the run's key. Without a key (a cluster's scheduler and
+/// executors, which never hold it) it is registered so that a plan naming it fails with
+/// [`NO_KEY`] rather than with an unknown function.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Pseudonym {
     signature: Signature,
-    key: Vec<u8>,
+    key: Option<Vec<u8>>,
 }
+
+/// The error of `pseudonym` where there is no key.
+pub const NO_KEY: &str = "pseudonym() is not available here: identity codes are pseudonymised where the run starts, and the cluster never holds the key";
 
 impl ScalarUDFImpl for Pseudonym {
     fn name(&self) -> &str {
@@ -197,10 +202,13 @@ impl ScalarUDFImpl for Pseudonym {
         Ok(DataType::Utf8)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let Some(key) = &self.key else {
+            return datafusion::common::exec_err!("{NO_KEY}");
+        };
         let array = string_arg(&args, "pseudonym")?;
         let input = array.as_string::<i32>();
         let mut out = StringBuilder::with_capacity(input.len(), input.len() * 64);
-        let mut p = Pseudonymiser::new(&self.key);
+        let mut p = Pseudonymiser::new(key);
         for v in input.iter() {
             match v {
                 Some(s) => out.append_value(p.pseudonym(s)),
@@ -556,11 +564,12 @@ pub fn udafs() -> Vec<datafusion::logical_expr::AggregateUDF> {
     vec![crate::cellsets::cell_set(), crate::cellsets::group_counts()]
 }
 
-/// The functions, ready to register; `key` is the pseudonymisation key of the run.
+/// The functions, ready to register; `key` is the pseudonymisation key of the run (`None`
+/// on a cluster: `pseudonym` then fails).
 /// `__distinct_key`, `__cell_lanes` (plans of `count(DISTINCT …)`) and
 /// `__timestamp` (source typing) are internal, registered so that a plan sent to a cluster
 /// finds them by name.
-pub fn udfs(key: &[u8]) -> Vec<ScalarUDF> {
+pub fn udfs(key: Option<&[u8]>) -> Vec<ScalarUDF> {
     let text = || Signature::exact(vec![DataType::Utf8], Volatility::Immutable);
     vec![
         ScalarUDF::new_from_impl(DistinctKey::default()),
@@ -570,7 +579,7 @@ pub fn udfs(key: &[u8]) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(HetuProblem { signature: text() }),
         ScalarUDF::new_from_impl(Pseudonym {
             signature: text(),
-            key: key.to_vec(),
+            key: key.map(<[u8]>::to_vec),
         }),
         ScalarUDF::new_from_impl(HetuDerived {
             signature: Signature::any(1, Volatility::Immutable),

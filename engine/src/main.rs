@@ -268,7 +268,7 @@ enum Command {
     #[cfg(feature = "ballista")]
     #[command(
         subcommand,
-        after_help = "Examples:\n  valtava cluster scheduler --bind 0.0.0.0:50050 --pseudonym-key-file /etc/valtava/key\n  valtava cluster executor --scheduler scheduler.internal:50050 --bind 0.0.0.0:50051 \\\n      --external-host worker-1.internal --pseudonym-key-file /etc/valtava/key\n  valtava run lines/ensihoito.yaml --param period=2025-03 --store s3://thl-valtava/tuotanto \\\n      --engine ballista://scheduler.internal:50050 --pseudonym-key-file /etc/valtava/key\n\nEvery process needs the same pseudonymisation key (a run refuses a cluster that\npseudonymises differently) and must reach the store: s3:// with AWS_* variables, or a\nfolder mounted at the same path everywhere."
+        after_help = "Examples:\n  valtava cluster scheduler --bind 10.0.0.5:50050\n  valtava cluster executor --scheduler 10.0.0.5:50050 --bind 10.0.0.6:50051 \\\n      --external-host worker-1.internal\n  valtava run lines/ensihoito.yaml --param period=2025-03 --store s3://thl-valtava/tuotanto \\\n      --engine ballista://10.0.0.5:50050 --pseudonym-key-file /etc/valtava/key\n\nThe cluster never holds the pseudonymisation key and never sees a clear identity code:\nsteps that read clear identity codes run where the run starts, and only their\npseudonymised outputs go to the cluster (a cluster process refuses to start with\nVALTAVA_PSEUDONYM_KEY set). Every process must reach the store: s3:// with AWS_*\nvariables, or a folder mounted at the same path everywhere. Bind to a private address:\nthe scheduler has no authentication."
     )]
     Cluster(ClusterCommand),
 }
@@ -277,21 +277,16 @@ enum Command {
 #[derive(clap::Subcommand)]
 enum ClusterCommand {
     /// The scheduler: plans stages and hands tasks to executors.
-    #[command(
-        after_help = "Example:\n  valtava cluster scheduler --bind 127.0.0.1:50050 --pseudonym-key-file examples/demo-pseudonym.key"
-    )]
+    #[command(after_help = "Example:\n  valtava cluster scheduler --bind 127.0.0.1:50050")]
     Scheduler {
         /// Address for clients and executors (gRPC).
         #[arg(long, default_value = "127.0.0.1:50050")]
         bind: std::net::SocketAddr,
-        /// File holding the pseudonymisation key (otherwise VALTAVA_PSEUDONYM_KEY).
-        #[arg(long)]
-        pseudonym_key_file: Option<PathBuf>,
     },
     /// An executor: runs tasks and serves their results over Arrow Flight (on --bind) and
     /// gRPC (on the next port).
     #[command(
-        after_help = "Example:\n  valtava cluster executor --scheduler 127.0.0.1:50050 --bind 127.0.0.1:50051 \\\n      --pseudonym-key-file examples/demo-pseudonym.key"
+        after_help = "Example:\n  valtava cluster executor --scheduler 127.0.0.1:50050 --bind 127.0.0.1:50051"
     )]
     Executor {
         /// The scheduler, HOST:PORT.
@@ -309,9 +304,6 @@ enum ClusterCommand {
         /// Folder for shuffle files (default: a temporary folder).
         #[arg(long)]
         work_dir: Option<PathBuf>,
-        /// File holding the pseudonymisation key (otherwise VALTAVA_PSEUDONYM_KEY).
-        #[arg(long)]
-        pseudonym_key_file: Option<PathBuf>,
     },
 }
 
@@ -985,27 +977,14 @@ fn main() -> ExitCode {
 /// `valtava cluster scheduler|executor`: runs until stopped.
 #[cfg(feature = "ballista")]
 fn cluster(c: ClusterCommand) -> ExitCode {
-    let key_file = match &c {
-        ClusterCommand::Scheduler {
-            pseudonym_key_file, ..
-        }
-        | ClusterCommand::Executor {
-            pseudonym_key_file, ..
-        } => pseudonym_key_file.clone(),
-    };
-    let key = match pseudonym_key(key_file.as_ref()) {
-        Ok(Some(k)) => k,
-        Ok(None) => {
-            eprintln!(
-                "error: the cluster pseudonymises on the executors and needs the key: give --pseudonym-key-file FILE or set VALTAVA_PSEUDONYM_KEY"
-            );
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            error(&e);
-            return ExitCode::from(2);
-        }
-    };
+    // The cluster is reachable by whoever reaches its port: it must not be able to
+    // pseudonymise (and so reverse pseudonyms by trying every identity code).
+    if std::env::var_os("VALTAVA_PSEUDONYM_KEY").is_some() {
+        error(
+            "the cluster must not hold the pseudonymisation key: unset VALTAVA_PSEUDONYM_KEY for `valtava cluster` (identity codes are pseudonymised where the run starts)",
+        );
+        return ExitCode::from(2);
+    }
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
@@ -1013,7 +992,7 @@ fn cluster(c: ClusterCommand) -> ExitCode {
     let result = match c {
         ClusterCommand::Scheduler { bind, .. } => {
             eprintln!("scheduler listening on {bind}");
-            runtime.block_on(valtava::cluster::scheduler(bind, key))
+            runtime.block_on(valtava::cluster::scheduler(bind))
         }
         ClusterCommand::Executor {
             scheduler,
@@ -1029,7 +1008,6 @@ fn cluster(c: ClusterCommand) -> ExitCode {
                 external_host,
                 tasks,
                 work_dir: work_dir.map(|d| d.to_string_lossy().into_owned()),
-                key,
             },
         )),
     };

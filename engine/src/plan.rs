@@ -197,7 +197,7 @@ pub fn raw_source_schema(spec: &SourceSpec) -> SchemaRef {
 
 /// The session every plan is made in: Valtava's functions registered, deterministic
 /// settings.
-pub fn session(key: &[u8], target_partitions: usize) -> SessionContext {
+pub fn session(key: Option<&[u8]>, target_partitions: usize) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(target_partitions.max(1))
         .with_information_schema(false);

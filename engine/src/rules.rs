@@ -163,7 +163,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.clone(), v.table.clone()))
             .collect();
-        let ctx = crate::plan::session(b"k", partitions);
+        let ctx = crate::plan::session(Some(b"k"), partitions);
         let planner = Planner {
             line: &checked.line,
             state: ctx.state(),

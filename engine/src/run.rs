@@ -340,7 +340,6 @@ pub fn engine_problem(engine: &str) -> Option<String> {
 async fn connect(
     engine: Option<&str>,
     state: &datafusion::execution::SessionState,
-    has_key: bool,
     store: &Store,
     run_id: &str,
 ) -> Result<Option<Cluster>, RunFailure> {
@@ -355,7 +354,7 @@ async fn connect(
     {
         let c = crate::cluster::Cluster::connect(engine, state, store, run_id)
             .map_err(|e| fail(codes::PARAM, e))?;
-        c.check(state, has_key)
+        c.check()
             .await
             .map_err(|e| fail(codes::ENGINE, format!("engine `{engine}`: {e}")))?;
         Ok(Some(c))
@@ -363,9 +362,43 @@ async fn connect(
     #[cfg(not(feature = "ballista"))]
     {
         // `engine_problem` refuses every other engine in this build.
-        let _ = (state, has_key, store, run_id);
+        let _ = (state, store, run_id);
         Err(fail(codes::PARAM, format!("unknown engine `{engine}`")))
     }
+}
+
+/// Whether a step must run in this process even when a cluster is used: a source (its rows
+/// come from a parser here), a step any of whose inputs holds a clear personal value, and a
+/// step that pseudonymises. The cluster sees pseudonyms at most, and never needs the key.
+fn runs_here(inputs: &crate::plan::Inputs, is_source: bool) -> bool {
+    is_source
+        || inputs
+            .values()
+            .any(|(_, i)| i.lineage.values().any(|t| !t.pseudonym))
+}
+
+/// Whether a plan calls `pseudonym` anywhere (its expressions and subqueries).
+fn pseudonymises(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|p| {
+        for e in p.expressions() {
+            let _ = e.apply(|x| {
+                if matches!(x, datafusion::logical_expr::Expr::ScalarFunction(f) if f.name() == "pseudonym")
+                {
+                    found = true;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
 }
 
 /// The plan of a step and the session that executes it: here, or on the cluster with its
@@ -374,6 +407,7 @@ async fn placed(
     shared: &Shared,
     step: &str,
     plan: datafusion::logical_expr::LogicalPlan,
+    here: bool,
 ) -> Result<
     (
         datafusion::logical_expr::LogicalPlan,
@@ -383,6 +417,7 @@ async fn placed(
 > {
     match &shared.cluster {
         None => Ok((plan, shared.state.clone())),
+        Some(_) if here => Ok((plan, shared.state.clone())),
         #[cfg(feature = "ballista")]
         Some(c) => {
             let plan = c
@@ -472,19 +507,16 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     info!(run_id = %run_id, line = %line_name, period = %period, "run started");
 
     remove_stale_scratch(&std::env::temp_dir(), STALE_SCRATCH);
+    sweep_work(&opts.store.inner, chrono::Utc::now()).await;
     let scratch = std::env::temp_dir().join(format!("valtava-{run_id}-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)
         .map_err(|e| RunError::Failed(fail(codes::WRITE, format!("scratch folder: {e}")), None))?;
-    let state = crate::plan::session(&key, 2).state();
-    let cluster = connect(
-        opts.engine.as_deref(),
-        &state,
-        opts.key.is_some(),
-        &opts.store,
-        &run_id,
-    )
-    .await
-    .map_err(|f| RunError::Failed(f, None))?;
+    let state = crate::plan::session(Some(&key), 2).state();
+    let cluster = connect(opts.engine.as_deref(), &state, &opts.store, &run_id)
+        .await
+        .map_err(|f| RunError::Failed(f, None))?;
+    #[cfg(feature = "ballista")]
+    let lease = cluster.as_ref().map(|c| c.lease(&opts.store.inner));
     let counters: BTreeMap<String, Arc<Counters>> = line
         .dag
         .order
@@ -569,6 +601,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     let _ = std::fs::remove_dir_all(&scratch);
     #[cfg(feature = "ballista")]
     if let Some(c) = &shared.cluster {
+        drop(lease);
         c.clean(&shared.store.inner).await;
     }
     let captured = shared
@@ -713,6 +746,63 @@ const STALE_SCRATCH: std::time::Duration = std::time::Duration::from_secs(24 * 3
 /// `age`, so that a folder another machine's run shares through the same temporary folder is
 /// left alone while it is in use. Failures are ignored: this is housekeeping.
 fn remove_stale_scratch(dir: &std::path::Path, age: std::time::Duration) {
+    remove_stale_scratch_in(dir, age)
+}
+
+/// The object that marks a cluster run's work folder as in use (renewed every minute).
+pub const WORK_LEASE: &str = "_lease";
+
+/// A work folder whose lease was last renewed this long ago belongs to a run that ended
+/// without cleaning up (killed, or its machine lost).
+pub const WORK_LEASE_STALE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// A work folder without a lease (killed before it wrote one) is left this long.
+pub const WORK_UNLEASED_STALE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Removes the work folders (`work/<run id>/`, the copies of a cluster run's step inputs)
+/// of runs that were killed: their lease is stale, or they have none and nothing in them is
+/// recent. A run still going on another machine keeps renewing its lease and is left alone.
+/// Times are the store's. Failures are ignored: the next run tries again. Returns the
+/// folders removed.
+pub async fn sweep_work(
+    store: &Arc<dyn object_store::ObjectStore>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> usize {
+    let prefix = object_store::path::Path::from("work");
+    let mut folders: BTreeMap<String, Vec<object_store::ObjectMeta>> = BTreeMap::new();
+    let mut list = store.list(Some(&prefix));
+    while let Some(Ok(meta)) = list.next().await {
+        if let Some(run) = meta.location.parts().nth(1) {
+            folders
+                .entry(run.as_ref().to_string())
+                .or_default()
+                .push(meta);
+        }
+    }
+    let mut removed = 0;
+    for (run, objects) in folders {
+        let lease = objects
+            .iter()
+            .find(|m| m.location.filename() == Some(WORK_LEASE))
+            .map(|m| m.last_modified);
+        let newest = objects.iter().map(|m| m.last_modified).max();
+        let stale = match (lease, newest) {
+            (Some(l), _) => now - l > WORK_LEASE_STALE,
+            (None, Some(n)) => now - n > WORK_UNLEASED_STALE,
+            (None, None) => false,
+        };
+        if stale {
+            info!(run = %run, objects = objects.len(), "removing the work files of a run that did not end");
+            for m in objects {
+                let _ = object_store::ObjectStoreExt::delete(store.as_ref(), &m.location).await;
+            }
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn remove_stale_scratch_in(dir: &std::path::Path, age: std::time::Duration) {
     if !cfg!(target_os = "linux") {
         return;
     }
@@ -1269,15 +1359,14 @@ async fn run_step(
     inputs: crate::plan::Inputs,
     output: Output,
 ) -> Result<(), RunFailure> {
+    let is_source = crate::load::step(&shared.line.spec, &name).source.is_some();
+    let here = shared.cluster.is_none() || runs_here(&inputs, is_source);
     let planner = Planner {
         line: &shared.line,
         state: shared.state.clone(),
         params: shared.params.clone(),
         codesets: &shared.codesets,
-        unique_filter: shared
-            .cluster
-            .is_none()
-            .then(|| crate::seen::filter_bytes(crate::plan::memory_limit())),
+        unique_filter: here.then(|| crate::seen::filter_bytes(crate::plan::memory_limit())),
     };
     let plan = planner.plan_step(&name, &inputs).map_err(|d| {
         fail(
@@ -1288,7 +1377,11 @@ async fn run_step(
                 .join("; "),
         )
     })?;
-    let (logical, state) = placed(&shared, &name, plan.plan.clone()).await?;
+    let here = here || pseudonymises(&plan.plan);
+    if shared.cluster.is_some() {
+        debug!(step = %name, engine = if here { "local" } else { "cluster" }, "step placed");
+    }
+    let (logical, state) = placed(&shared, &name, plan.plan.clone(), here).await?;
     let ctx = SessionContext::new_with_state(state);
     let physical = ctx
         .state()
@@ -2020,7 +2113,7 @@ mod scratch_tests {
         }
         let [(_, path, rows)] = q.close().unwrap().try_into().unwrap();
         assert_eq!(rows, 300_000);
-        let state = crate::plan::session(b"k", 2).state();
+        let state = crate::plan::session(Some(b"k"), 2).state();
         let (_, plan, mut stream) = sorted_quarantine(&state, &path, 8 << 20).await.unwrap();
         let mut seen = Vec::new();
         while let Some(batch) = stream.next().await {
