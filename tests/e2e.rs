@@ -2638,9 +2638,7 @@ steps:
     let ext = store.join("ulkoinen.yaml");
     std::fs::write(
         &ext,
-        format!(
-            "line: ulkoinen\ntitle: t\nsteps:\n  a:\n    source:\n      format: external\n      location: inbox/ulkoinen/*.txt\n      options: {{ command: [sh, -c, \"echo virhe rivilla: $(cat) >&2; exit 2\"] }}\n      columns: {{ x: string }}\n  b:\n    validate: {{ input: a, rules: [], max_reject_share: 0.5 }}\n"
-        ),
+            "line: ulkoinen\ntitle: t\nsteps:\n  a:\n    source:\n      format: external\n      location: inbox/ulkoinen/*.txt\n      options: { command: [sh, -c, \"echo virhe rivilla: $(cat) >&2; exit 2\"] }\n      columns: { x: string }\n  b:\n    validate: { input: a, rules: [], max_reject_share: 0.5 }\n"
     )
     .unwrap();
     let out = bin()

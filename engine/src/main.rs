@@ -860,7 +860,7 @@ fn main() -> ExitCode {
         } => {
             // Refused now, not at each run.
             if let Some(problem) = valtava::run::engine_problem(&engine) {
-                error(format!("{problem}"));
+                error(&problem);
                 return ExitCode::from(2);
             }
             let (key, store) = match key_and_store(pseudonym_key_file.as_ref(), &store) {
