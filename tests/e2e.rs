@@ -228,6 +228,15 @@ fn personal_data_lineage_refuses_every_derived_shape_and_allows_generalised_ones
     args.extend(allowed.iter().map(String::as_str));
     let out = run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Counts of persons, however written, decide disclosure with the first count.
+    let plan = run(&["plan", "tests/lines/privacy-ok/09-person-counts.yaml"]);
+    let plan = text(&plan.stdout);
+    for want in [
+        "disclosure tehtavat, potilaat < 5 suppressed",
+        "disclosure tehtavat, potilaat_a, potilaat_b, potilaat_c < 5 suppressed",
+    ] {
+        assert!(plan.contains(want), "{want}\n{plan}");
+    }
 }
 
 #[test]

@@ -166,6 +166,28 @@ pub fn plan_all(
                 (empty(schema.clone()), InputInfo::raw(schema)),
             );
         }
+        // Names a step makes may not be the engine's own (`__r…` reasons, `__m…` metrics,
+        // `_object`): a derive could otherwise rewrite a rule's reason or a report's counts.
+        let made = step
+            .harmonise
+            .iter()
+            .flat_map(|h| h.derive.keys().chain(h.rename.values()))
+            .chain(
+                step.aggregate
+                    .iter()
+                    .flat_map(|a| a.measures.keys().chain(a.rates.keys())),
+            );
+        for n in made.filter(|n| n.value.starts_with('_')) {
+            diags.push(Diagnostic::error(
+                Code::V108,
+                &line.file,
+                n.at,
+                format!(
+                    "column `{}`: names starting with `_` are kept for the engine",
+                    n.value
+                ),
+            ));
+        }
         let mut ready = true;
         for input in step.inputs() {
             match plans.get(input.value.as_str()) {

@@ -53,6 +53,9 @@ pub enum Code {
     V205,
     /// A personal column would be published unaggregated.
     V206,
+    /// A column handled as an identity code (a `hetu` rule, `pseudonymise`) is not declared
+    /// `personal`, so nothing would protect it.
+    V207,
     /// An unknown parameter.
     V301,
     /// A parameter value of the wrong form.
@@ -89,6 +92,7 @@ impl Code {
             Code::V204 => "not-aggregate",
             Code::V205 => "plan-error",
             Code::V206 => "personal-published",
+            Code::V207 => "undeclared-personal",
             Code::V301 => "unknown-parameter",
             Code::V302 => "bad-parameter-value",
             Code::V303 => "unknown-codeset",

@@ -34,6 +34,10 @@ pub struct StepInfo {
     pub inputs: Vec<String>,
     pub columns: Vec<ColumnInfo>,
     pub rules: Vec<String>,
+    /// A publish step's disclosure control: the deciding counts (the first count, then the
+    /// counts of persons) and the threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disclosure: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<DataEstimate>,
 }
@@ -92,6 +96,10 @@ pub fn steps(c: &Checked) -> Vec<StepInfo> {
                 inputs: spec.inputs().iter().map(|i| i.value.clone()).collect(),
                 columns,
                 rules,
+                disclosure: plan
+                    .disclosure
+                    .as_ref()
+                    .map(|d| format!("{} < {} suppressed", d.counts.join(", "), d.min_count)),
                 data: None,
             }
         })
@@ -189,6 +197,9 @@ pub fn render(line: &str, steps: &[StepInfo]) -> String {
         }
         for r in &s.rules {
             let _ = writeln!(out, "  rule {r}");
+        }
+        if let Some(d) = &s.disclosure {
+            let _ = writeln!(out, "  disclosure {d}");
         }
     }
     out

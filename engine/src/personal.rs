@@ -196,8 +196,7 @@ impl Walk<'_> {
                 out
             }
             LogicalPlan::Join(j) => {
-                let left = self.node(&j.left);
-                let right = self.node(&j.right);
+                let (left, right) = self.joined(j);
                 match j.join_type {
                     JoinType::LeftSemi | JoinType::LeftAnti => left,
                     JoinType::RightSemi | JoinType::RightAnti => right,
@@ -268,8 +267,8 @@ impl Walk<'_> {
                 }
                 out.extend(a.aggr_expr.iter().map(|e| match strip(e) {
                     Expr::AggregateFunction(f) => {
-                        f.func.name() == "count"
-                            && f.params.distinct
+                        ((f.func.name() == "count" && f.params.distinct)
+                            || f.func.name() == "approx_distinct")
                             && self.first(f.params.args.iter(), schema, &taints).is_some()
                     }
                     _ => false,
@@ -316,6 +315,46 @@ impl Walk<'_> {
         }
     }
 
+    /// The two sides of a join, with what the join condition copies between them: a column
+    /// equal to a personal value on the other side holds that value (`JOIN range(…) r ON
+    /// r.value = substr(hetu, …)`), and a code set looked up by a personal value gives
+    /// values chosen by it. Columns a non-equality condition ties to a personal value are
+    /// personal too. A personal key whose partner is dropped leaves nothing personal.
+    fn joined(&self, j: &datafusion::logical_expr::Join) -> (Taints, Taints) {
+        let mut left = self.node(&j.left);
+        let mut right = self.node(&j.right);
+        let (ls, rs) = (j.left.schema(), j.right.schema());
+        let code_set = |s: &DFSchema| {
+            s.iter()
+                .any(|(q, _)| q.is_some_and(|q| q.table().starts_with("__cs")))
+        };
+        for (l, r) in &j.on {
+            let tl = self.reach(l, ls, &left);
+            let tr = self.reach(r, rs, &right);
+            if let Some(t) = tl {
+                copy_into(&mut right, rs, r, &t, code_set(rs));
+            }
+            if let Some(t) = tr {
+                copy_into(&mut left, ls, l, &t, code_set(ls));
+            }
+        }
+        if let Some(f) = &j.filter {
+            let both: Taints = left.iter().chain(&right).cloned().collect();
+            if let Ok(schema) = ls.as_ref().clone().join(rs)
+                && let Some(t) = self.reach(f, &schema, &both)
+            {
+                for c in f.column_refs() {
+                    if let Ok(i) = ls.index_of_column(c) {
+                        left[i].get_or_insert_with(|| t.clone());
+                    } else if let Ok(i) = rs.index_of_column(c) {
+                        right[i].get_or_insert_with(|| t.clone());
+                    }
+                }
+            }
+        }
+        (left, right)
+    }
+
     /// The taint of one output expression over an input of `schema` whose columns have
     /// `input`: the column it passes on, or a value computed (one path entry for the whole
     /// expression).
@@ -345,8 +384,32 @@ impl Walk<'_> {
                 .and_then(|i| input.get(i).cloned().flatten()),
             Expr::Cast(c) => self.reach(&c.expr, schema, input),
             Expr::TryCast(c) => self.reach(&c.expr, schema, input),
-            Expr::IsNull(_) | Expr::IsNotNull(_) => None,
-            Expr::ScalarFunction(f) if GENERALISERS.contains(&f.name()) => None,
+            // Presence of a value, not the value: only of a column itself (of an expression
+            // it would tell whatever the expression tests).
+            Expr::IsNull(x) | Expr::IsNotNull(x) if matches!(strip(x), Expr::Column(_)) => None,
+            // A generaliser ends the taint of the identity code it is given as it is; any
+            // other argument (`hetu_age`'s date), or a code computed from another, keeps
+            // its taint.
+            Expr::ScalarFunction(f) if GENERALISERS.contains(&f.name()) => {
+                let bare = f
+                    .args
+                    .first()
+                    .is_some_and(|a| matches!(strip(a), Expr::Column(_)));
+                let rest = if bare { &f.args[1..] } else { &f.args[..] };
+                self.first(rest.iter(), schema, input)
+            }
+            // A pseudonym links a person whatever it was computed from: a line that
+            // pseudonymises codes of its own making would otherwise publish a dictionary.
+            Expr::ScalarFunction(f) if f.name() == PSEUDONYM => Some(
+                self.first(f.args.iter(), schema, input)
+                    .unwrap_or_else(|| Taint {
+                        path: vec![
+                            "values of the line's own making (a pseudonym links a person)".into(),
+                        ],
+                        pseudonym: true,
+                        made: Some((self.step.to_string(), String::new())),
+                    }),
+            ),
             Expr::AggregateFunction(AggregateFunction { func, .. })
                 if COUNTS.contains(&func.name()) =>
             {
@@ -402,6 +465,20 @@ fn shown(e: &Expr) -> String {
             |_| e.human_display().to_string(),
             |t| t.data.human_display().to_string(),
         )
+}
+
+/// Marks what a join key equal to a personal value gives on its side: the key column, or
+/// the whole side when it is a code set (its other columns are looked up by the value).
+fn copy_into(side: &mut Taints, schema: &DFSchema, key: &Expr, t: &Taint, whole: bool) {
+    if whole {
+        for s in side.iter_mut() {
+            s.get_or_insert_with(|| t.clone());
+        }
+    } else if let Expr::Column(c) = strip(key)
+        && let Ok(i) = schema.index_of_column(c)
+    {
+        side[i].get_or_insert_with(|| t.clone());
+    }
 }
 
 /// Whether an expression passes on a count of persons: the column itself, renamed, cast,

@@ -1499,6 +1499,27 @@ impl Planner<'_> {
         info: &InputInfo,
         others: BTreeMap<String, LogicalPlanBuilder>,
     ) -> Result<StepPlan, Diags> {
+        // A column checked as an identity code is one: undeclared, it would be neither
+        // traced nor kept from the cluster.
+        let undeclared: Diags = v
+            .rules
+            .iter()
+            .filter_map(|r| r.hetu.as_ref())
+            .filter(|h| !info.personal.contains(&h.value))
+            .map(|h| {
+                self.diag(
+                    Code::V207,
+                    h.at,
+                    format!(
+                        "column `{}` is checked as an identity code but is not personal: declare it `personal: true` where it is read",
+                        h.value
+                    ),
+                )
+            })
+            .collect();
+        if !undeclared.is_empty() {
+            return Err(undeclared);
+        }
         let err = |at: Pos| {
             move |e: DataFusionError| {
                 vec![Diagnostic::error(
@@ -2043,6 +2064,24 @@ impl Planner<'_> {
         }
         let pseudo = self.state.scalar_functions().get("pseudonym").cloned();
         if !h.pseudonymise.is_empty() {
+            let undeclared: Diags = h
+                .pseudonymise
+                .iter()
+                .filter(|p| !info.personal.contains(&p.value) && !h.derive.contains_key(p.value.as_str()))
+                .map(|p| {
+                    self.diag(
+                        Code::V207,
+                        p.at,
+                        format!(
+                            "column `{}` is pseudonymised but is not personal: declare it `personal: true` where it is read",
+                            p.value
+                        ),
+                    )
+                })
+                .collect();
+            if !undeclared.is_empty() {
+                return Err(undeclared);
+            }
             let schema = b.schema().clone();
             let mut names = BTreeSet::new();
             for p in &h.pseudonymise {
@@ -2181,6 +2220,9 @@ impl Planner<'_> {
                 .map(|(n, _)| n)
                 .collect();
         let mut person_counts = Vec::new();
+        // An input grouped by a personal value has a row per person (and per its other
+        // dimensions): every count of its rows counts persons.
+        let rows_are_persons = info.dimensions.iter().any(|d| info.personal.contains(d));
         let mut dims = Vec::new();
         for d in &by {
             self.column_check(&schema, d).map_err(|d| vec![d])?;
@@ -2200,11 +2242,7 @@ impl Planner<'_> {
                     continue;
                 }
             };
-            if count_distinct_arg(&e).is_some_and(|arg| {
-                arg.column_refs()
-                    .iter()
-                    .any(|c| info.personal.contains(&c.name))
-            }) {
+            if counts_persons(&e, &info.personal, rows_are_persons) {
                 person_counts.push(name.value.clone());
             }
             let mut found = false;
@@ -2545,6 +2583,18 @@ impl Planner<'_> {
         for n in &declared {
             self.column_check(&schema, n).map_err(|d| vec![d])?;
         }
+        if count.is_none() && min > 1 {
+            // Every column a dimension: each row would be a published combination, of one
+            // person as well as of many, with nothing to decide its suppression.
+            return Err(vec![self.diag(
+                Code::V206,
+                p.input.at,
+                format!(
+                    "dataset `{}` has no measure to decide disclosure: every column is a dimension; publish a count (or switch disclosure off with `min_count: 1` where no person can be recognised)",
+                    p.dataset.value
+                ),
+            )]);
+        }
         let mut counts: Vec<(String, Pos)> = Vec::new();
         if let Some(c) = count.as_ref().filter(|_| min > 1) {
             let at = |c: &str| {
@@ -2633,6 +2683,20 @@ impl Planner<'_> {
         let state = ctx.state();
         let plan = futures::executor::block_on(state.create_logical_plan(&q.query.value))
             .map_err(|e| vec![self.expr_error(&q.query, e)])?;
+        // A query, nothing else: `COPY … TO` would write rows past every control, and DDL or
+        // DML would change the session.
+        datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|_| {
+                vec![self.diag(
+                    Code::V203,
+                    self.locate(&q.query, ""),
+                    "an sql step is a query (SELECT …): COPY, DDL, DML and other statements are not allowed",
+                )]
+            })?;
         let plan = self.bind_plan(plan, &q.query)?;
         let names: BTreeSet<String> = plan
             .schema()
@@ -2773,6 +2837,34 @@ fn fixed_intervals(e: Expr, schema: &DFSchema) -> Expr {
         // Types were checked before; a failure keeps the expression as written.
         .map(|t| t.data)
         .unwrap_or(e)
+}
+
+/// Whether a measure counts persons anywhere in it: a distinct count of a personal value
+/// (`count(DISTINCT hetu)`, `approx_distinct(hetu)`, also inside a cast or a sum with it),
+/// or any count when the rows are persons.
+fn counts_persons(e: &Expr, personal: &BTreeSet<String>, rows_are_persons: bool) -> bool {
+    let mut found = false;
+    let _ = e.apply(|x| {
+        if let Expr::AggregateFunction(f) = x {
+            let name = f.func.name();
+            if rows_are_persons && name == "count" {
+                found = true;
+                return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+            }
+            let distinct = (name == "count" && f.params.distinct) || name == "approx_distinct";
+            if distinct
+                && f.params
+                    .args
+                    .iter()
+                    .any(|a| a.column_refs().iter().any(|c| personal.contains(&c.name)))
+            {
+                found = true;
+                return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 fn first_line(s: &str) -> String {

@@ -86,13 +86,21 @@ impl Quarantine {
                 }
                 columns.push(Arc::new(b.finish()));
                 fields.push(Field::new(f.name(), DataType::Utf8, true));
-            } else if f.data_type() == &DataType::Utf8 {
+            } else if matches!(
+                f.data_type(),
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            ) {
                 // Raw text may hold an identity code where none belongs (a code typed into
                 // the wrong column): scrubbed like every text the engine writes.
-                let text = a.as_string::<i32>();
-                let scrubbed: StringArray =
-                    text.iter().map(|v| v.map(crate::redact::scrub)).collect();
-                columns.push(Arc::new(scrubbed));
+                let text = arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+                let scrubbed: StringArray = text
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(crate::redact::scrub))
+                    .collect();
+                let back =
+                    arrow::compute::cast(&scrubbed, f.data_type()).map_err(|e| e.to_string())?;
+                columns.push(back);
                 fields.push(f.as_ref().clone().with_nullable(true));
             } else {
                 columns.push(a.clone());

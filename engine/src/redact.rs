@@ -20,11 +20,21 @@ use regex::Regex;
 /// What stands for an identity code when no pseudonymisation key is known.
 pub const MARKER: &str = "[henkilötunnus]";
 
-/// Identity-code shaped: six digits, a century sign, three digits, a check character,
-/// not inside a longer word or number.
+/// Identity-code shaped: six digits, a century sign, three digits, a check character. Where
+/// it stands is checked apart ([`standing_alone`]): the regex crate has no look-around.
 static SHAPE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i-u)\b[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-Y]\b").expect("the pattern is valid")
+    Regex::new(r"(?i-u)[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-Y]").expect("the pattern is valid")
 });
+
+/// Whether a match stands alone: not preceded by a digit (it would be the end of a longer
+/// number) and not followed by a letter or digit. Letters before it and `_` around it do
+/// not shelter it (`lahete_131052-308T.csv`, `x131052-308T`); a pseudonym's 64 hex digits
+/// never match, since every 11 of them are followed by another.
+fn standing_alone(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start].chars().next_back();
+    let after = text[end..].chars().next();
+    !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_alphanumeric())
+}
 
 static KEY: RwLock<Option<Vec<u8>>> = RwLock::new(None);
 
@@ -37,14 +47,39 @@ pub fn set_key(key: &[u8]) {
 
 /// `text` with every identity-code shaped substring replaced by its pseudonym.
 pub fn scrub(text: &str) -> Cow<'_, str> {
-    if !SHAPE.is_match(text) {
+    // A match that does not stand alone hides no other that would: a code starting inside
+    // it is preceded by one of its digits.
+    let mut found = SHAPE
+        .find_iter(text)
+        .filter(|m| standing_alone(text, m.start(), m.end()));
+    let Some(first) = found.next() else {
         return Cow::Borrowed(text);
-    }
+    };
     let key = KEY.read().ok().and_then(|k| k.clone());
-    SHAPE.replace_all(text, |c: &regex::Captures<'_>| match &key {
-        Some(k) => format!("pseudonym:{}", crate::functions::pseudonym(k, &c[0])),
-        None => MARKER.to_string(),
-    })
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut at = 0;
+    for m in std::iter::once(first).chain(found) {
+        out.push_str(&text[at..m.start()]);
+        match &key {
+            Some(k) => {
+                out.push_str("pseudonym:");
+                out.push_str(&crate::functions::pseudonym(k, m.as_str()));
+            }
+            None => out.push_str(MARKER),
+        }
+        at = m.end();
+    }
+    out.push_str(&text[at..]);
+    Cow::Owned(out)
+}
+
+/// A query engine's error without the values it quotes: Arrow and DataFusion put the value
+/// that failed in single quotes (`Cannot cast string '…' to value of Int32 type`), and a
+/// value may be anything a row holds.
+pub fn unquoted(text: &str) -> String {
+    static QUOTED: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"'[^'\n]*'").expect("the pattern is valid"));
+    QUOTED.replace_all(text, "'…'").into_owned()
 }
 
 /// [`scrub`] into an owned string.
@@ -116,10 +151,31 @@ mod tests {
             assert!(!out.contains(code), "{out}");
             assert!(out.contains("12345678901 and 2025-03 stay"), "{out}");
         }
-        // Not shaped like a code: a longer number, a date, a word around it.
-        for keep in ["1310523308T1", "x131052-308T", "2025-03-05", "131052-30"] {
+        // Not shaped like a code: a longer number, a date, letters after it.
+        for keep in [
+            "1310523308T1",
+            "9131052-308T",
+            "131052-308Tx",
+            "2025-03-05",
+            "131052-30",
+        ] {
             assert_eq!(scrub(keep), keep);
         }
+        // Letters or `_` before it, and codes side by side, do not shelter it.
+        for hide in [
+            "lahete_131052-308T.csv",
+            "x131052-308T",
+            "131052-308T;010101A123N",
+        ] {
+            let out = scrub(hide);
+            assert!(
+                !out.contains("131052-308T") && !out.contains("010101A123N"),
+                "{out}"
+            );
+        }
+        // A pseudonym is left as it is (scrubbing twice changes nothing).
+        let p = crate::functions::pseudonym(b"k", "131052-308T");
+        assert_eq!(scrub(&p), p.as_str());
     }
 
     #[test]
@@ -129,6 +185,15 @@ mod tests {
         let out = scrub("kunta 091, hetu 131052-308T.");
         let p = crate::functions::pseudonym(b"test-key", "131052-308T");
         assert_eq!(out, format!("kunta 091, hetu pseudonym:{p}."));
+    }
+
+    #[test]
+    fn engine_errors_lose_the_values_they_quote() {
+        let e = "Cast error: Cannot cast string 'x131052-308T' to value of Int32 type";
+        assert_eq!(
+            unquoted(e),
+            "Cast error: Cannot cast string '…' to value of Int32 type"
+        );
     }
 
     #[test]

@@ -169,9 +169,16 @@ pub mod codes {
 /// A run failure; its message goes into the run report, the log, the lineage event and the
 /// daemon's job, so it passes the scrubber here, where every failure is made.
 fn fail(code: &'static str, message: impl Into<String>) -> RunFailure {
+    let message = message.into();
+    // The query engine quotes the values it fails on.
+    let message = if code == codes::ENGINE {
+        crate::redact::unquoted(&message)
+    } else {
+        message
+    };
     RunFailure {
         code,
-        message: crate::redact::scrubbed(message.into()),
+        message: crate::redact::scrubbed(message),
     }
 }
 
