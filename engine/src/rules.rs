@@ -156,7 +156,12 @@ mod tests {
                 parts[i % partitions].push(b.slice(start, 7.min(b.num_rows() - start)));
             }
             let t = MemTable::try_new(schema.clone(), parts).unwrap();
-            inputs.insert(name.into(), (Arc::new(t), InputInfo::raw(schema)));
+            // What is known of the step's output (its personal columns) comes with it.
+            let info = InputInfo {
+                schema,
+                ..checked.plans[name].info()
+            };
+            inputs.insert(name.into(), (Arc::new(t), info));
         }
         let tables = checked
             .codesets
@@ -450,12 +455,16 @@ mod tests {
             one(None),
         ];
         assert_eq!(
-            broken("{ h: string }", "{ id: r, hetu: h }", &rows),
+            broken(
+                "{ h: { type: string, personal: true } }",
+                "{ id: r, hetu: h }",
+                &rows
+            ),
             vec![2]
         );
         assert_eq!(
             broken(
-                "{ h: string }",
+                "{ h: { type: string, personal: true } }",
                 "{ id: r, hetu: h, temporary: false }",
                 &rows
             ),
