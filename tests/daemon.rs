@@ -791,3 +791,57 @@ fn uploads_over_the_limit_are_refused() {
     );
     assert_eq!(a.status, 201, "{}", a.body);
 }
+
+/// A hostile submission through the daemon: a file without its header row, named after an
+/// identity code, fails its run; neither the job, the run list, the quality answer nor any
+/// file the run wrote outside the inbox carries an identity code of it.
+#[test]
+fn daemon_answers_carry_no_identity_code_of_a_failed_run() {
+    let dir = setup();
+    let store = dir.path().join("store");
+    let d = start(dir.path(), &[]);
+    let codes = ["131052-308T", "010101A123N"];
+    let rows = format!(
+        "T1;{};091;2025-05-01T10:00:00;2025-05-01T10:09:00;A;703;1;1\nT2;{};091;2025-05-02T10:00:00;;B;703;1;0\n",
+        codes[0], codes[1]
+    );
+    let up = format!("/api/lines/ensihoito/inbox/2025-05/lahete_{}.csv", codes[0]);
+    let a = put(&d, &up, Some(UPLOAD_TOKEN), rows.as_bytes());
+    assert!(a.status == 201 || a.status == 200, "{}", a.body);
+    let id = trigger(&d, "2025-05");
+    let job = wait_job(&d, &id, Duration::from_secs(60));
+    assert_eq!(job["run"]["status"], "failed", "{job}");
+    let mut answers = job.to_string();
+    answers.push_str(&get(&d, "/api/runs").body);
+    answers.push_str(&get(&d, &format!("/api/runs/{id}/quality")).body);
+    assert!(answers.contains("the row read as the header"), "{answers}");
+    for c in codes {
+        assert!(!answers.contains(c), "{c} in an answer: {answers}");
+    }
+    for f in walk(&store) {
+        let rel = f.strip_prefix(&store).unwrap();
+        if rel.starts_with("inbox") {
+            continue;
+        }
+        let bytes = std::fs::read(&f).unwrap();
+        for c in codes {
+            assert!(
+                !bytes.windows(c.len()).any(|w| w == c.as_bytes()),
+                "{c} in {}",
+                rel.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}

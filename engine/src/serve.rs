@@ -412,8 +412,18 @@ fn previous_period(kind: ParamKind, now: chrono::NaiveDateTime) -> Option<String
 }
 
 impl App {
+    /// Writes the daemon's own state (jobs, upload receipts, what the inboxes held): it
+    /// names objects and carries run errors, so it passes the scrubber like every text.
     async fn put_json(&self, path: &str, v: &impl Serialize) {
-        let bytes = match serde_json::to_vec_pretty(v) {
+        let mut v = match serde_json::to_value(v) {
+            Ok(v) => v,
+            Err(e) => {
+                error!("cannot encode {path}: {e}");
+                return;
+            }
+        };
+        crate::redact::scrub_json(&mut v);
+        let bytes = match serde_json::to_vec_pretty(&v) {
             Ok(b) => b,
             Err(e) => {
                 error!("cannot encode {path}: {e}");
@@ -711,8 +721,10 @@ async fn arrivals(app: Arc<App>, poll: Duration) {
         Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
         None => {
             let now = scan(&app).await;
-            let seen: BTreeMap<String, String> =
-                now.into_iter().map(|(k, (v, _, _))| (k, v)).collect();
+            let seen: BTreeMap<String, String> = now
+                .into_iter()
+                .map(|(k, (v, _, _))| (crate::redact::scrubbed(&k), v))
+                .collect();
             info!(objects = seen.len(), "inboxes recorded");
             app.put_json(SEEN, &seen).await;
             seen
@@ -722,13 +734,17 @@ async fn arrivals(app: Arc<App>, poll: Duration) {
         let now = scan(&app).await;
         let mut due: BTreeSet<(String, String)> = BTreeSet::new();
         for (path, (version, line, period)) in &now {
-            if seen.get(path) != Some(version) {
+            // Recorded under their scrubbed names (an object may be named after a person).
+            if seen.get(&crate::redact::scrubbed(path)) != Some(version) {
                 info!(object = %path, line = %line, period = %period, "object arrived");
                 due.insert((line.clone(), period.clone()));
             }
         }
         if !due.is_empty() || now.len() != seen.len() {
-            seen = now.into_iter().map(|(k, (v, _, _))| (k, v)).collect();
+            seen = now
+                .into_iter()
+                .map(|(k, (v, _, _))| (crate::redact::scrubbed(&k), v))
+                .collect();
             app.put_json(SEEN, &seen).await;
         }
         for (line, period) in due {
@@ -1446,7 +1462,7 @@ async fn put_upload(
         m.upload_bytes += bytes as u64;
     }
     info!(line = %line, period = %period, path = %path, bytes, submitter = %who, "file received");
-    (StatusCode::CREATED, axum::Json(receipt)).into_response()
+    (StatusCode::CREATED, scrubbed(receipt)).into_response()
 }
 
 async fn healthz(State(app): AppState) -> Response {
