@@ -84,3 +84,38 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Asserts that no file below `store` that the engine wrote (everything but `inbox/` and the
+/// line files a test put there) holds any of `codes`; returns how many files were checked.
+#[allow(dead_code)] // not every test file writes a store
+pub fn assert_no_code_written(store: &Path, codes: &[&str]) -> usize {
+    let mut checked = 0;
+    for f in files_below(store) {
+        let rel = f.strip_prefix(store).unwrap();
+        if rel.starts_with("inbox") || rel.extension().is_some_and(|e| e == "yaml") {
+            continue;
+        }
+        let bytes = std::fs::read(&f).unwrap();
+        for c in codes {
+            assert!(
+                !bytes.windows(c.len()).any(|w| w == c.as_bytes()),
+                "{c} found in {}",
+                rel.display()
+            );
+        }
+        checked += 1;
+    }
+    checked
+}
+
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(files_below(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
