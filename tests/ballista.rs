@@ -103,6 +103,17 @@ fn store() -> tempfile::TempDir {
 /// Runs a line; a run that has not ended after three minutes is stopped and fails the test
 /// (a stalled cluster job must not hang CI).
 fn run_line(line: &str, period: &str, store: &Path, extra: &[&str]) -> Output {
+    run_line_logging(line, period, store, extra, "warn")
+}
+
+/// [`run_line`] with the log levels of `RUST_LOG`.
+fn run_line_logging(
+    line: &str,
+    period: &str,
+    store: &Path,
+    extra: &[&str],
+    rust_log: &str,
+) -> Output {
     let logs = tempfile::tempdir().unwrap();
     let (out, err) = (logs.path().join("out"), logs.path().join("err"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_valtava"))
@@ -118,7 +129,7 @@ fn run_line(line: &str, period: &str, store: &Path, extra: &[&str]) -> Output {
         ])
         .args(extra)
         .env_remove("VALTAVA_STORE")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
@@ -270,30 +281,19 @@ fn the_cluster_never_holds_the_key_nor_sees_clear_identity_codes() {
     );
     let cluster = start_cluster(&[]);
     let s = store();
-    let logs = tempfile::tempdir().unwrap();
-    let err = logs.path().join("err");
-    let out = Command::new(env!("CARGO_BIN_EXE_valtava"))
-        .current_dir(root())
-        .args([
-            "run",
-            "lines/ensihoito.yaml",
-            "--param",
-            "period=2025-03",
-            "--store",
-        ])
-        .arg(s.path())
-        .args([
+    let out = run_line_logging(
+        "ensihoito",
+        "2025-03",
+        s.path(),
+        &[
             "--pseudonym-key-file",
             KEY_FILE,
             "--engine",
             &cluster.engine,
-        ])
-        .env_remove("VALTAVA_STORE")
-        .env("RUST_LOG", "valtava=debug")
-        .stderr(std::fs::File::create(&err).unwrap())
-        .output()
-        .unwrap();
-    let log = std::fs::read_to_string(&err).unwrap();
+        ],
+        "valtava=debug",
+    );
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{log}");
     let placed = |step: &str| -> String {
         log.lines()

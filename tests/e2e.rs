@@ -237,6 +237,13 @@ fn personal_data_lineage_refuses_every_derived_shape_and_allows_generalised_ones
     ] {
         assert!(plan.contains(want), "{want}\n{plan}");
     }
+    // Also when an sql step counts them.
+    let sql = run(&["plan", "tests/lines/privacy-ok/08-sql-generalised.yaml"]);
+    assert!(
+        text(&sql.stdout).contains("disclosure lkm, potilaat < 5 suppressed"),
+        "{}",
+        text(&sql.stdout)
+    );
 }
 
 #[test]

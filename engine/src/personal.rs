@@ -197,13 +197,7 @@ impl Walk<'_> {
             }
             LogicalPlan::Join(j) => {
                 let (left, right) = self.joined(j);
-                match j.join_type {
-                    JoinType::LeftSemi | JoinType::LeftAnti => left,
-                    JoinType::RightSemi | JoinType::RightAnti => right,
-                    JoinType::LeftMark => left.into_iter().chain([None]).collect(),
-                    JoinType::RightMark => right.into_iter().chain([None]).collect(),
-                    _ => left.into_iter().chain(right).collect(),
-                }
+                join_output(j.join_type, left, right, None)
             }
             LogicalPlan::Union(u) => {
                 let mut out: Taints = vec![None; width];
@@ -286,17 +280,12 @@ impl Walk<'_> {
                 out.resize(width, false);
                 out
             }
-            LogicalPlan::Join(j) => {
-                let left = self.counts(&j.left, of);
-                let right = self.counts(&j.right, of);
-                match j.join_type {
-                    JoinType::LeftSemi | JoinType::LeftAnti => left,
-                    JoinType::RightSemi | JoinType::RightAnti => right,
-                    JoinType::LeftMark => left.into_iter().chain([false]).collect(),
-                    JoinType::RightMark => right.into_iter().chain([false]).collect(),
-                    _ => left.into_iter().chain(right).collect(),
-                }
-            }
+            LogicalPlan::Join(j) => join_output(
+                j.join_type,
+                self.counts(&j.left, of),
+                self.counts(&j.right, of),
+                false,
+            ),
             LogicalPlan::Union(u) => {
                 let mut out = vec![true; width];
                 for input in &u.inputs {
@@ -465,6 +454,17 @@ fn shown(e: &Expr) -> String {
             |_| e.human_display().to_string(),
             |t| t.data.human_display().to_string(),
         )
+}
+
+/// A join's output columns by position, from its sides' (`mark`: the column a mark join adds).
+fn join_output<T>(join_type: JoinType, left: Vec<T>, right: Vec<T>, mark: T) -> Vec<T> {
+    match join_type {
+        JoinType::LeftSemi | JoinType::LeftAnti => left,
+        JoinType::RightSemi | JoinType::RightAnti => right,
+        JoinType::LeftMark => left.into_iter().chain([mark]).collect(),
+        JoinType::RightMark => right.into_iter().chain([mark]).collect(),
+        _ => left.into_iter().chain(right).collect(),
+    }
 }
 
 /// Marks what a join key equal to a personal value gives on its side: the key column, or

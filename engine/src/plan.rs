@@ -974,7 +974,6 @@ impl Planner<'_> {
     fn plan_source(&self, s: &SourceSpec, b: LogicalPlanBuilder) -> Result<StepPlan, Diags> {
         let mut exprs = Vec::new();
         let mut rules = Vec::new();
-        let mut personal = BTreeSet::new();
         for (i, (name, c)) in s.columns.iter().enumerate() {
             let t = arrow_type(c.r#type.value);
             let raw = col(Column::from_name(name.value.as_str()));
@@ -992,9 +991,6 @@ impl Planner<'_> {
                     t.clone(),
                 ))
             };
-            if c.personal {
-                personal.insert(name.value.clone());
-            }
             // A reason names the column and what was expected, never the value.
             let what = lit(format!(
                 "column `{}`: not a {}",
@@ -1038,7 +1034,7 @@ impl Planner<'_> {
             .project(exprs)
             .and_then(|b| b.build())
             .map_err(|e| vec![self.diag(Code::V205, s.location.at, e.to_string())])?;
-        Ok(self.finish(StepKind::Source, plan, rules, personal, vec![]))
+        Ok(self.finish(StepKind::Source, plan, rules, vec![]))
     }
 
     fn finish(
@@ -1046,7 +1042,6 @@ impl Planner<'_> {
         kind: StepKind,
         plan: LogicalPlan,
         rules: Vec<TapRule>,
-        personal: BTreeSet<String>,
         dimensions: Vec<String>,
     ) -> StepPlan {
         let fields: Vec<Field> = plan
@@ -1064,7 +1059,8 @@ impl Planner<'_> {
             output: Arc::new(Schema::new(fields)),
             plan,
             rules,
-            personal,
+            // Filled in by `plan_step`, from the plan.
+            personal: BTreeSet::new(),
             pseudonymised: BTreeSet::new(),
             lineage: Lineage::new(),
             person_counts: Vec::new(),
@@ -1447,6 +1443,34 @@ impl Planner<'_> {
         None
     }
 
+    /// V207 for each of `columns` that is handled as an identity code (`what`) but is not
+    /// personal in `input`: nothing would protect it.
+    fn declared_personal<'n>(
+        &self,
+        columns: impl Iterator<Item = &'n Name>,
+        input: &InputInfo,
+        what: &str,
+    ) -> Result<(), Diags> {
+        let undeclared: Diags = columns
+            .filter(|c| !input.personal.contains(&c.value))
+            .map(|c| {
+                self.diag(
+                    Code::V207,
+                    c.at,
+                    format!(
+                        "column `{}` {what} but is not personal: declare it `personal: true` where it is read",
+                        c.value
+                    ),
+                )
+            })
+            .collect();
+        if undeclared.is_empty() {
+            Ok(())
+        } else {
+            Err(undeclared)
+        }
+    }
+
     /// A range bound as a value of the column's type.
     fn bound(
         &self,
@@ -1501,25 +1525,11 @@ impl Planner<'_> {
     ) -> Result<StepPlan, Diags> {
         // A column checked as an identity code is one: undeclared, it would be neither
         // traced nor kept from the cluster.
-        let undeclared: Diags = v
-            .rules
-            .iter()
-            .filter_map(|r| r.hetu.as_ref())
-            .filter(|h| !info.personal.contains(&h.value))
-            .map(|h| {
-                self.diag(
-                    Code::V207,
-                    h.at,
-                    format!(
-                        "column `{}` is checked as an identity code but is not personal: declare it `personal: true` where it is read",
-                        h.value
-                    ),
-                )
-            })
-            .collect();
-        if !undeclared.is_empty() {
-            return Err(undeclared);
-        }
+        self.declared_personal(
+            v.rules.iter().filter_map(|r| r.hetu.as_ref()),
+            info,
+            "is checked as an identity code",
+        )?;
         let err = |at: Pos| {
             move |e: DataFusionError| {
                 vec![Diagnostic::error(
@@ -1715,16 +1725,9 @@ impl Planner<'_> {
             .project(exprs)
             .and_then(|b| b.build())
             .map_err(err(v.input.at))?;
-        let mut p = self.finish(
-            StepKind::Validate,
-            plan,
-            rules,
-            info.personal.clone(),
-            info.dimensions.clone(),
-        );
+        let mut p = self.finish(StepKind::Validate, plan, rules, info.dimensions.clone());
         p.dataset_checks = dataset_checks;
         p.submitter = submitter;
-        p.pseudonymised = info.pseudonymised.clone();
         Ok(p)
     }
 
@@ -1815,9 +1818,7 @@ impl Planner<'_> {
             }
         };
         let mut rules = Vec::new();
-        let mut personal = info.personal.clone();
         let mut metrics = Vec::new();
-        let mut pseudonymised = info.pseudonymised.clone();
         if !h.cast.is_empty() {
             let schema = b.schema().clone();
             let mut exprs = Vec::new();
@@ -2064,24 +2065,13 @@ impl Planner<'_> {
         }
         let pseudo = self.state.scalar_functions().get("pseudonym").cloned();
         if !h.pseudonymise.is_empty() {
-            let undeclared: Diags = h
-                .pseudonymise
-                .iter()
-                .filter(|p| !info.personal.contains(&p.value) && !h.derive.contains_key(p.value.as_str()))
-                .map(|p| {
-                    self.diag(
-                        Code::V207,
-                        p.at,
-                        format!(
-                            "column `{}` is pseudonymised but is not personal: declare it `personal: true` where it is read",
-                            p.value
-                        ),
-                    )
-                })
-                .collect();
-            if !undeclared.is_empty() {
-                return Err(undeclared);
-            }
+            self.declared_personal(
+                h.pseudonymise
+                    .iter()
+                    .filter(|p| !h.derive.contains_key(p.value.as_str())),
+                info,
+                "is pseudonymised",
+            )?;
             let schema = b.schema().clone();
             let mut names = BTreeSet::new();
             for p in &h.pseudonymise {
@@ -2107,10 +2097,9 @@ impl Planner<'_> {
                     }
                 })
                 .collect();
-            // A pseudonym is still personal data: it stays flagged, so it can be counted
+            // A pseudonym is still personal data (see `crate::personal`): it can be counted
             // (count(DISTINCT hetu)) but not published row by row.
             b = b.project(exprs).map_err(err(h.input.at))?;
-            pseudonymised.extend(names);
         }
         if !h.drop.is_empty() {
             let schema = b.schema().clone();
@@ -2124,9 +2113,6 @@ impl Planner<'_> {
                 .map(col)
                 .collect();
             b = b.project(exprs).map_err(err(h.input.at))?;
-            for d in &h.drop {
-                personal.remove(&d.value);
-            }
         }
         if !h.rename.is_empty() {
             let schema = b.schema().clone();
@@ -2154,26 +2140,10 @@ impl Planner<'_> {
                 })
                 .collect();
             b = b.project(exprs).map_err(err(h.input.at))?;
-            for (old, new) in &h.rename {
-                if personal.remove(&old.value) {
-                    personal.insert(new.value.clone());
-                }
-                if pseudonymised.remove(&old.value) {
-                    pseudonymised.insert(new.value.clone());
-                }
-            }
         }
         let plan = b.build().map_err(err(h.input.at))?;
-        pseudonymised.retain(|c| personal.contains(c));
-        let mut p = self.finish(
-            StepKind::Harmonise,
-            plan,
-            rules,
-            personal,
-            info.dimensions.clone(),
-        );
+        let mut p = self.finish(StepKind::Harmonise, plan, rules, info.dimensions.clone());
         p.metrics = metrics;
-        p.pseudonymised = pseudonymised;
         Ok(p)
     }
 
@@ -2392,7 +2362,7 @@ impl Planner<'_> {
             )?;
         }
         let plan = b.build().map_err(err)?;
-        let mut p = self.finish(StepKind::Aggregate, plan, vec![], BTreeSet::new(), dims);
+        let mut p = self.finish(StepKind::Aggregate, plan, vec![], dims);
         p.person_counts = person_counts;
         Ok(p)
     }
@@ -2651,7 +2621,7 @@ impl Planner<'_> {
             .and_then(|b| b.sort(sort))
             .and_then(|b| b.build())
             .map_err(err(p.input.at))?;
-        let mut out = self.finish(StepKind::Publish, plan, vec![], BTreeSet::new(), dims);
+        let mut out = self.finish(StepKind::Publish, plan, vec![], dims);
         // Suppressed cells are empty: every published column may be null.
         out.output = Arc::new(Schema::new(
             out.output
@@ -2670,14 +2640,10 @@ impl Planner<'_> {
 
     fn plan_sql(&self, q: &SqlSpec, inputs: &Inputs) -> Result<StepPlan, Diags> {
         let ctx = SessionContext::new_with_state(self.state.clone());
-        let mut personal = BTreeSet::new();
-        let mut pseudonymised = BTreeSet::new();
         for i in &q.inputs {
-            if let Some((p, info)) = inputs.get(i.value.as_str()) {
+            if let Some((p, _)) = inputs.get(i.value.as_str()) {
                 ctx.register_table(i.value.as_str(), p.clone())
                     .map_err(|e| vec![self.diag(Code::V205, i.at, e.to_string())])?;
-                personal.extend(info.personal.iter().cloned());
-                pseudonymised.extend(info.pseudonymised.iter().cloned());
             }
         }
         let state = ctx.state();
@@ -2704,17 +2670,13 @@ impl Planner<'_> {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        personal.retain(|p| names.contains(p));
         let dims = inputs
             .values()
             .next()
             .map(|(_, i)| i.dimensions.clone())
             .unwrap_or_default();
         let dims = dims.into_iter().filter(|d| names.contains(d)).collect();
-        pseudonymised.retain(|p: &String| personal.contains(p));
-        let mut p = self.finish(StepKind::Sql, plan, vec![], personal, dims);
-        p.pseudonymised = pseudonymised;
-        Ok(p)
+        Ok(self.finish(StepKind::Sql, plan, vec![], dims))
     }
 
     fn bind_plan(&self, plan: LogicalPlan, text: &Name) -> Result<LogicalPlan, Diags> {

@@ -748,14 +748,6 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
 /// How old a scratch folder of a process that is gone must be before a run removes it.
 const STALE_SCRATCH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Removes the scratch folders (`valtava-<run>-<pid>`) that runs killed by a signal left
-/// behind: those whose process is no longer running (on Linux) and that are older than
-/// `age`, so that a folder another machine's run shares through the same temporary folder is
-/// left alone while it is in use. Failures are ignored: this is housekeeping.
-fn remove_stale_scratch(dir: &std::path::Path, age: std::time::Duration) {
-    remove_stale_scratch_in(dir, age)
-}
-
 /// The object that marks a cluster run's work folder as in use (renewed every minute).
 pub const WORK_LEASE: &str = "_lease";
 
@@ -769,12 +761,11 @@ pub const WORK_UNLEASED_STALE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 /// Removes the work folders (`work/<run id>/`, the copies of a cluster run's step inputs)
 /// of runs that were killed: their lease is stale, or they have none and nothing in them is
 /// recent. A run still going on another machine keeps renewing its lease and is left alone.
-/// Times are the store's. Failures are ignored: the next run tries again. Returns the
-/// folders removed.
-pub async fn sweep_work(
+/// Times are the store's. Failures are ignored: the next run tries again.
+async fn sweep_work(
     store: &Arc<dyn object_store::ObjectStore>,
     now: chrono::DateTime<chrono::Utc>,
-) -> usize {
+) {
     let prefix = object_store::path::Path::from("work");
     let mut folders: BTreeMap<String, Vec<object_store::ObjectMeta>> = BTreeMap::new();
     let mut list = store.list(Some(&prefix));
@@ -786,7 +777,6 @@ pub async fn sweep_work(
                 .push(meta);
         }
     }
-    let mut removed = 0;
     for (run, objects) in folders {
         let lease = objects
             .iter()
@@ -803,13 +793,15 @@ pub async fn sweep_work(
             for m in objects {
                 let _ = object_store::ObjectStoreExt::delete(store.as_ref(), &m.location).await;
             }
-            removed += 1;
         }
     }
-    removed
 }
 
-fn remove_stale_scratch_in(dir: &std::path::Path, age: std::time::Duration) {
+/// Removes the scratch folders (`valtava-<run>-<pid>`) that runs killed by a signal left
+/// behind: those whose process is no longer running (on Linux) and that are older than
+/// `age`, so that a folder another machine's run shares through the same temporary folder is
+/// left alone while it is in use. Failures are ignored: this is housekeeping.
+fn remove_stale_scratch(dir: &std::path::Path, age: std::time::Duration) {
     if !cfg!(target_os = "linux") {
         return;
     }
