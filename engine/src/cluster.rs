@@ -203,12 +203,12 @@ impl Cluster {
     /// Removes this run's work files.
     /// Keeps the run's work folder marked as in use: writes `work/<run id>/_lease` now and
     /// again every minute until the returned task is aborted. A folder whose lease is older
-    /// than [`crate::run::WORK_LEASE_STALE`] belongs to a run that was killed, and the next
+    /// than [`crate::gc::WORK_LEASE_STALE`] belongs to a run that was killed, and the next
     /// run removes it. The renewal stops when the lease is dropped, whichever way the run
     /// ends.
     pub fn lease(&self, store: &Arc<dyn ObjectStore>) -> Lease {
         let store = store.clone();
-        let path = Path::from(format!("{}/{}", self.work, crate::run::WORK_LEASE));
+        let path = Path::from(format!("{}/{}", self.work, crate::gc::WORK_LEASE));
         Lease(tokio::spawn(async move {
             loop {
                 let _ = store
@@ -515,6 +515,7 @@ mod tests {
         let s3 = Store {
             url: "s3://b/tuotanto".into(),
             inner: s.inner.clone(),
+            root: None,
         };
         assert_eq!(root_url(&s3).unwrap(), "s3://b/tuotanto/");
     }

@@ -18,6 +18,7 @@ pub mod disclosure;
 pub mod explain;
 pub mod fmt;
 pub mod functions;
+pub mod gc;
 pub mod generate;
 pub mod graph;
 pub mod jsonstat;

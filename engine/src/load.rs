@@ -232,6 +232,16 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
             ),
         ));
     }
+    for (name, value) in spec.limits.settings() {
+        if let Some(v) = value.as_ref().filter(|v| v.value == 0) {
+            diags.push(Diagnostic::error(
+                Code::V003,
+                file,
+                v.at,
+                format!("limits.{name} must be at least 1"),
+            ));
+        }
+    }
     if let Some(schedule) = &spec.schedule
         && let Err(e) = schedule.value.parse::<crate::cron::Schedule>()
     {

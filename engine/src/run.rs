@@ -164,6 +164,11 @@ pub mod codes {
     pub const WRITE: &str = "R008";
     /// The query engine failed.
     pub const ENGINE: &str = "R009";
+    /// An object reached a reader limit (`limits:`); it is quarantined whole and the run
+    /// goes on. Used in quarantine reasons, not as a run failure.
+    pub const LIMIT: &str = "R010";
+    /// The run took longer than its deadline (`limits.run_minutes`).
+    pub const DEADLINE: &str = "R011";
 }
 
 /// A run failure; its message goes into the run report, the log, the lineage event and the
@@ -441,10 +446,20 @@ async fn placed(
     }
 }
 
-/// The run id: UTC time of the start, sortable, unique per second and line hash.
+/// The run id: UTC time of the start (sortable), the line's hash and a random part, so
+/// that two runs of a line started in the same millisecond (two periods, two processes)
+/// never share a scratch folder, report, lineage or release prefix.
 fn run_id(line_hash: &str) -> String {
     let now = chrono::Utc::now();
-    format!("{}-{}", now.format("%Y%m%dT%H%M%S%3fZ"), &line_hash[..8])
+    let random = getrandom::u32().unwrap_or_else(|_| {
+        // No entropy source: the process and the clock's nanoseconds still differ.
+        std::process::id() ^ now.timestamp_subsec_nanos()
+    });
+    format!(
+        "{}-{}-{random:08x}",
+        now.format("%Y%m%dT%H%M%S%3fZ"),
+        &line_hash[..8]
+    )
 }
 
 /// Whether the line needs a pseudonymisation key.
@@ -513,17 +528,27 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         values.iter().map(|(k, v)| (k.clone(), v.text())).collect();
     info!(run_id = %run_id, line = %line_name, period = %period, "run started");
 
-    remove_stale_scratch(&std::env::temp_dir(), STALE_SCRATCH);
-    sweep_work(&opts.store.inner, chrono::Utc::now()).await;
-    let scratch = std::env::temp_dir().join(format!("valtava-{run_id}-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| RunError::Failed(fail(codes::WRITE, format!("scratch folder: {e}")), None))?;
+    crate::gc::collect(&opts.store).await;
+    let lease = crate::gc::Lease::take(
+        &opts.store,
+        &line_name,
+        &run_id,
+        vec![
+            release_prefix.clone(),
+            format!("quarantine/{line_name}/{period}/{run_id}"),
+            format!("captures/{line_name}/{run_id}"),
+        ],
+    )
+    .await
+    .map_err(|e| RunError::Failed(fail(codes::WRITE, e), None))?;
+    let scratch = crate::gc::make_scratch(&run_id)
+        .map_err(|e| RunError::Failed(fail(codes::WRITE, e), None))?;
     let state = crate::plan::session(Some(&key), 2).state();
     let cluster = connect(opts.engine.as_deref(), &state, &opts.store, &run_id)
         .await
         .map_err(|f| RunError::Failed(f, None))?;
     #[cfg(feature = "ballista")]
-    let lease = cluster.as_ref().map(|c| c.lease(&opts.store.inner));
+    let work_lease = cluster.as_ref().map(|c| c.lease(&opts.store.inner));
     let counters: BTreeMap<String, Arc<Counters>> = line
         .dag
         .order
@@ -608,7 +633,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     let _ = std::fs::remove_dir_all(&scratch);
     #[cfg(feature = "ballista")]
     if let Some(c) = &shared.cluster {
-        drop(lease);
+        drop(work_lease);
         c.clean(&shared.store.inner).await;
     }
     let captured = shared
@@ -733,6 +758,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     {
         failure.get_or_insert(fail(codes::WRITE, e));
     }
+    lease.end().await;
     match failure {
         Some(f) => {
             warn!(run_id = %run_id, code = f.code, "run failed: {}", f.message);
@@ -741,106 +767,6 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         None => {
             info!(run_id = %run_id, seconds = report.seconds, "run succeeded");
             Ok(report)
-        }
-    }
-}
-
-/// How old a scratch folder of a process that is gone must be before a run removes it.
-const STALE_SCRATCH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// The object that marks a cluster run's work folder as in use (renewed every minute).
-pub const WORK_LEASE: &str = "_lease";
-
-/// A work folder whose lease was last renewed this long ago belongs to a run that ended
-/// without cleaning up (killed, or its machine lost).
-pub const WORK_LEASE_STALE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
-
-/// A work folder without a lease (killed before it wrote one) is left this long.
-pub const WORK_UNLEASED_STALE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
-
-/// Removes the work folders (`work/<run id>/`, the copies of a cluster run's step inputs)
-/// of runs that were killed: their lease is stale, or they have none and nothing in them is
-/// recent. A run still going on another machine keeps renewing its lease and is left alone.
-/// Times are the store's. Failures are ignored: the next run tries again.
-async fn sweep_work(
-    store: &Arc<dyn object_store::ObjectStore>,
-    now: chrono::DateTime<chrono::Utc>,
-) {
-    let prefix = object_store::path::Path::from("work");
-    let mut folders: BTreeMap<String, Vec<object_store::ObjectMeta>> = BTreeMap::new();
-    let mut list = store.list(Some(&prefix));
-    while let Some(Ok(meta)) = list.next().await {
-        if let Some(run) = meta.location.parts().nth(1) {
-            folders
-                .entry(run.as_ref().to_string())
-                .or_default()
-                .push(meta);
-        }
-    }
-    for (run, objects) in folders {
-        let lease = objects
-            .iter()
-            .find(|m| m.location.filename() == Some(WORK_LEASE))
-            .map(|m| m.last_modified);
-        let newest = objects.iter().map(|m| m.last_modified).max();
-        let stale = match (lease, newest) {
-            (Some(l), _) => now - l > WORK_LEASE_STALE,
-            (None, Some(n)) => now - n > WORK_UNLEASED_STALE,
-            (None, None) => false,
-        };
-        if stale {
-            info!(run = %run, objects = objects.len(), "removing the work files of a run that did not end");
-            for m in objects {
-                let _ = object_store::ObjectStoreExt::delete(store.as_ref(), &m.location).await;
-            }
-        }
-    }
-}
-
-/// Removes the scratch folders (`valtava-<run>-<pid>`) that runs killed by a signal left
-/// behind: those whose process is no longer running (on Linux) and that are older than
-/// `age`, so that a folder another machine's run shares through the same temporary folder is
-/// left alone while it is in use. Failures are ignored: this is housekeeping.
-fn remove_stale_scratch(dir: &std::path::Path, age: std::time::Duration) {
-    if !cfg!(target_os = "linux") {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        // valtava-20261126T093727190Z-9d8f266e-24746
-        let parts: Vec<&str> = name.split('-').collect();
-        let pid = match parts.as_slice() {
-            ["valtava", stamp, hash, pid]
-                if stamp.len() == 19
-                    && stamp.ends_with('Z')
-                    && hash.len() == 8
-                    && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
-            {
-                *pid
-            }
-            _ => continue,
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if pid == std::process::id() {
-            continue;
-        }
-        let running = std::path::Path::new("/proc").join(pid.to_string()).exists();
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|e| e >= age);
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if !running && old && is_dir {
-            debug!(path = %entry.path().display(), "removing a stale scratch folder");
-            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -1268,7 +1194,7 @@ async fn read_source(
         .map(|o| o.value.clone())
         .unwrap_or(serde_json::Value::Null);
     for meta in objects {
-        let name = if location.contains("://") {
+        let name = if location.contains("://") || location.starts_with('/') {
             format!("{}/{}", loc.store.url.trim_end_matches('/'), meta.location)
         } else {
             meta.location.to_string()
@@ -1288,11 +1214,19 @@ async fn read_source(
             options: options.clone(),
             batch_size: shared.batch_size,
             base_dir: Some(shared.line.dir.clone()),
+            limits: shared.line.spec.limits.parser_limits(),
         };
         let mut stream = parser.parse(object, request);
         while let Some(parsed) = stream.next().await {
             let parsed = match parsed {
                 Ok(p) => p,
+                Err(e @ valtava_plugin::ParseError::Limit { .. }) => {
+                    // The object is quarantined whole; the rows it gave before the bound
+                    // stay counted as read.
+                    warn!(object = %name, "{}", crate::redact::scrubbed(&e.to_string()));
+                    limit_reached(&shared, &step, &typed_schema, &name, meta.size, &e)?;
+                    break;
+                }
                 Err(e) => {
                     let f = fail(codes::SOURCE, format!("source `{step}`: {e}"));
                     let _ = tx
@@ -1335,6 +1269,33 @@ async fn read_source(
         }
     }
     Ok(())
+}
+
+/// Quarantines an object that reached a reader limit: one row-0 reject (the whole object)
+/// with the code and the bound, its bytes counted as failed for `max_reject_share`.
+fn limit_reached(
+    shared: &Shared,
+    step: &str,
+    schema: &SchemaRef,
+    name: &str,
+    size: u64,
+    error: &valtava_plugin::ParseError,
+) -> Result<(), RunFailure> {
+    let counters = &shared.counters[step];
+    let reject = valtava_plugin::RowReject {
+        row: 0,
+        reason: format!("[{}] {error}", codes::LIMIT),
+    };
+    counters.rows_in.fetch_add(1, Ordering::Relaxed);
+    counters.quarantined.fetch_add(1, Ordering::Relaxed);
+    counters.bytes_failed.fetch_add(size, Ordering::Relaxed);
+    if let Ok(mut q) = counters.quality.lock() {
+        *q.violations.entry("limit".into()).or_default() += 1;
+    }
+    shared
+        .quarantine
+        .write_unparsed(step, schema, name, &[reject])
+        .map_err(|e| fail(codes::WRITE, e))
 }
 
 /// Casts a parser's native columns to text where the raw schema expects text.
@@ -1752,6 +1713,8 @@ struct Manifest<'a> {
 
 async fn release(shared: &Shared, report: &RunReport, period: &str) -> Result<(), String> {
     let store = &shared.store.inner;
+    // Durable in order: the data, then the manifest naming it, then the pointer naming that.
+    crate::store::sync(&shared.store, &shared.release_prefix)?;
     let objects = crate::publish::describe(store, &shared.release_prefix).await?;
     let manifest = Manifest {
         line: &report.line,
@@ -1764,22 +1727,16 @@ async fn release(shared: &Shared, report: &RunReport, period: &str) -> Result<()
         datasets: &report.datasets,
         objects,
     };
-    crate::publish::put_json(
-        store,
-        &format!("{}/_manifest.json", shared.release_prefix),
-        &manifest,
-    )
-    .await?;
+    let manifest_path = format!("{}/_manifest.json", shared.release_prefix);
+    crate::publish::put_json(store, &manifest_path, &manifest).await?;
+    crate::store::sync(&shared.store, &manifest_path)?;
     let pointer = serde_json::json!({
         "run_id": report.run_id,
         "manifest": format!("{}/_manifest.json", shared.release_prefix),
     });
-    crate::publish::put_json(
-        store,
-        &format!("releases/{}/{period}/latest.json", report.line),
-        &pointer,
-    )
-    .await
+    let pointer_path = format!("releases/{}/{period}/latest.json", report.line);
+    crate::publish::put_json(store, &pointer_path, &pointer).await?;
+    crate::store::sync(&shared.store, &pointer_path)
 }
 
 fn spawn_progress(shared: Arc<Shared>) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
@@ -1967,6 +1924,7 @@ mod tests {
             store: Store {
                 url: "test".into(),
                 inner: store,
+                root: None,
             },
             params: vec![("period".into(), "2025-01".into())],
             sources: BTreeMap::new(),
@@ -2167,33 +2125,6 @@ mod scratch_tests {
         let after = resident_bytes().unwrap();
         assert!(block.iter().all(|b| *b == 1));
         assert!(after >= before + (192 << 20), "{before} -> {after}");
-    }
-
-    #[test]
-    #[cfg(target_os = "linux")]
-    fn stale_scratch_folders_of_gone_processes_are_removed() {
-        let dir = std::env::temp_dir().join(format!("valtava-scratch-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // No process has this number (above the kernel's largest).
-        let gone = "valtava-20261126T093727190Z-9d8f266e-999999999";
-        let alive = format!(
-            "valtava-20261126T093727190Z-9d8f266e-{}",
-            std::process::id()
-        );
-        let other = "valtava-bench";
-        for name in [gone, alive.as_str(), other] {
-            std::fs::create_dir_all(dir.join(name)).unwrap();
-            std::fs::write(dir.join(name).join("step.arrow"), b"x").unwrap();
-        }
-        // Too young: kept.
-        remove_stale_scratch(&dir, std::time::Duration::from_secs(3600));
-        assert!(dir.join(gone).exists());
-        // Old enough: only the gone process's folder goes.
-        remove_stale_scratch(&dir, std::time::Duration::ZERO);
-        assert!(!dir.join(gone).exists());
-        assert!(dir.join(&alive).exists());
-        assert!(dir.join(other).exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 

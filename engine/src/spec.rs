@@ -209,6 +209,71 @@ pub struct LineSpec {
     /// `harmonise`, `aggregate`, `publish` or `sql`, and names its inputs; the graph of the
     /// line is what those names make.
     pub steps: IndexMap<Name, StepSpec>,
+    /// Bounds on what a run of the line may take: its time, and what one object may make a
+    /// reader hold. Every input is treated as hostile; an object that reaches a bound is
+    /// quarantined whole with the code R010, and a run past its time fails with R011.
+    /// The defaults hold for national submissions.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}
+
+/// Bounds on a run and on what one object may make a reader hold.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// The most minutes a run may take before it is stopped (R011). Default 120; the CLI's
+    /// `--deadline-minutes` and the daemon's override it.
+    #[serde(default)]
+    pub run_minutes: Option<Sp<u64>>,
+    /// The longest record in KiB: a CSV record, an NDJSON line, one FHIR resource, an XML
+    /// element's text. Default 4096.
+    #[serde(default)]
+    pub record_kib: Option<Sp<u64>>,
+    /// The largest object in MiB that a reader takes whole (a workbook, a CDA document, a
+    /// FHIR Bundle), and what a workbook's parts may unpack to. Default 256.
+    #[serde(default)]
+    pub object_mib: Option<Sp<u64>>,
+    /// The most cells one spreadsheet sheet may hold. Default 20 000 000.
+    #[serde(default)]
+    pub cells: Option<Sp<u64>>,
+    /// The deepest nesting of XML elements or JSON values. Default 100.
+    #[serde(default)]
+    pub depth: Option<Sp<u64>>,
+}
+
+impl LimitsSpec {
+    /// Default minutes of a run.
+    pub const RUN_MINUTES: u64 = 120;
+
+    /// The bounds the readers get.
+    pub fn parser_limits(&self) -> valtava_plugin::Limits {
+        use valtava_plugin::Limits;
+        let get = |v: &Option<Sp<u64>>, default: u64| v.as_ref().map_or(default, |v| v.value);
+        let bytes = |v: u64, shift: u32| usize::try_from(v.saturating_mul(1 << shift)).unwrap_or(usize::MAX);
+        Limits {
+            record_bytes: bytes(get(&self.record_kib, (Limits::RECORD_BYTES >> 10) as u64), 10),
+            object_bytes: bytes(get(&self.object_mib, (Limits::OBJECT_BYTES >> 20) as u64), 20),
+            cells: get(&self.cells, Limits::CELLS),
+            depth: usize::try_from(get(&self.depth, Limits::DEPTH as u64)).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The time a run may take.
+    pub fn run_time(&self) -> std::time::Duration {
+        let minutes = self.run_minutes.as_ref().map_or(Self::RUN_MINUTES, |m| m.value);
+        std::time::Duration::from_secs(minutes.saturating_mul(60))
+    }
+
+    /// Every setting with its name, for the checks.
+    pub fn settings(&self) -> [(&'static str, &Option<Sp<u64>>); 5] {
+        [
+            ("run_minutes", &self.run_minutes),
+            ("record_kib", &self.record_kib),
+            ("object_mib", &self.object_mib),
+            ("cells", &self.cells),
+            ("depth", &self.depth),
+        ]
+    }
 }
 
 /// A run-time parameter.

@@ -19,6 +19,8 @@ pub struct Store {
     /// How the store was named.
     pub url: String,
     pub inner: Arc<dyn ObjectStore>,
+    /// The folder of a local store (for [`sync`]); `None` for other stores.
+    pub root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Store {
@@ -35,6 +37,7 @@ pub fn open(url_or_path: &str) -> Result<Store, String> {
             "memory" => Ok(Store {
                 url: url_or_path.into(),
                 inner: Arc::new(InMemory::new()),
+                root: None,
             }),
             "s3" | "s3a" => open_s3(rest, url_or_path),
             other => Err(format!(
@@ -80,18 +83,86 @@ fn open_s3(rest: &str, url: &str) -> Result<Store, String> {
     Ok(Store {
         url: url.to_string(),
         inner,
+        root: None,
     })
 }
 
 fn open_dir(dir: &str, url: &str) -> Result<Store, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create store folder `{dir}`: {e}"))?;
+    open_existing_dir(dir, url)
+}
+
+/// A local folder that must exist (a source's folder is read, never made).
+fn open_existing_dir(dir: &str, url: &str) -> Result<Store, String> {
     let fs = LocalFileSystem::new_with_prefix(dir)
         .map_err(|e| format!("cannot open store folder `{dir}`: {e}"))?
         .with_automatic_cleanup(true);
     Ok(Store {
         url: url.to_string(),
         inner: Arc::new(fs),
+        root: Some(std::path::PathBuf::from(dir)),
     })
+}
+
+/// Makes what was written at `path` (an object, or every object under a prefix) durable on
+/// a local store: each file, then the folders that name them, are flushed to disk. The
+/// local store writes a temporary file and renames it, but never flushes: after a power
+/// loss a release pointer could name data that never reached the disk. So a run syncs its
+/// release's objects before the manifest, and the manifest before the pointer. Other
+/// stores are durable when a write returns.
+pub fn sync(store: &Store, path: &str) -> Result<(), String> {
+    let Some(root) = &store.root else {
+        return Ok(());
+    };
+    let target = root.join(path);
+    let flush = |p: &std::path::Path| {
+        std::fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("cannot flush `{path}` to disk: {}", e.kind()))
+    };
+    if target.is_dir() {
+        let mut folders = vec![target.clone()];
+        while let Some(dir) = folders.pop() {
+            for entry in std::fs::read_dir(&dir).map_err(|e| e.to_string())?.flatten() {
+                let p = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    folders.push(p);
+                } else {
+                    flush(&p)?;
+                }
+            }
+            flush(&dir)?;
+        }
+    } else {
+        flush(&target)?;
+    }
+    // The folders up to the store's root: a new folder's entry is in its parent.
+    let mut dir = target.parent();
+    while let Some(d) = dir.filter(|d| d.starts_with(root)) {
+        flush(d)?;
+        dir = d.parent();
+    }
+    Ok(())
+}
+
+/// A local location (a `file://` URL or an absolute path): the folder before the first
+/// wildcard is the store and the rest the pattern; a path without wildcards names one file,
+/// whose folder is the store.
+fn local_location(path: &str, url: &str) -> Result<(Store, String), String> {
+    let (dir, pattern) = split_fixed(path);
+    if !pattern.is_empty() {
+        let dir = if dir.is_empty() { "/" } else { &dir };
+        return Ok((open_existing_dir(dir, &format!("file://{dir}"))?, pattern));
+    }
+    let file = std::path::Path::new(path);
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str())) else {
+        return Err(format!("`{url}` names no file"));
+    };
+    let dir = dir.to_str().filter(|d| !d.is_empty()).unwrap_or("/");
+    Ok((
+        open_existing_dir(dir, &format!("file://{dir}"))?,
+        name.to_string(),
+    ))
 }
 
 /// Where a source's objects are: a store and a glob inside it.
@@ -107,14 +178,9 @@ pub struct Location {
 /// Resolves a location (after parameters are filled in) against the run's store.
 pub fn locate(store: &Store, location: &str) -> Result<Location, String> {
     let (store, path) = match location.split_once("://") {
-        Some(("file", rest)) => {
-            // A file URL names its own folder: the fixed part is the store.
-            let (dir, pattern) = split_fixed(rest);
-            (
-                open_dir(if dir.is_empty() { "/" } else { &dir }, location)?,
-                pattern,
-            )
-        }
+        // A file URL or an absolute path names its own folder.
+        Some(("file", rest)) => local_location(rest, location)?,
+        None if location.starts_with('/') => local_location(location, location)?,
         Some((scheme @ ("s3" | "s3a"), rest)) => {
             // An object URL of its own: the bucket and fixed part open a store.
             let (dir, pattern) = split_fixed(rest);

@@ -199,6 +199,58 @@ pub struct ParseRequest {
     /// The folder of the line file: relative paths in options (an external program) start
     /// here.
     pub base_dir: Option<std::path::PathBuf>,
+    /// How much one object may make the parser hold or do.
+    pub limits: Limits,
+}
+
+/// Bounds on what one object may make a parser hold or do. Every input is assumed hostile:
+/// a small file can claim a huge sheet, nest elements a million deep or never end a quoted
+/// field. A parser that reaches a bound stops reading the object and returns
+/// [`ParseError::Limit`]; the engine quarantines the object and goes on with the next.
+/// The line file sets them (`limits:`); the defaults hold for national submissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest record in bytes: a CSV record, an NDJSON line, one FHIR resource.
+    pub record_bytes: usize,
+    /// Largest object a whole-object format reads into memory (a workbook, a CDA document,
+    /// a FHIR Bundle), and the most an archive's parts may unpack to, in bytes.
+    pub object_bytes: usize,
+    /// Most cells one spreadsheet sheet may hold.
+    pub cells: u64,
+    /// Deepest nesting of XML elements or JSON values.
+    pub depth: usize,
+}
+
+impl Limits {
+    /// Default longest record: 4 MiB.
+    pub const RECORD_BYTES: usize = 4 << 20;
+    /// Default largest whole object: 256 MiB.
+    pub const OBJECT_BYTES: usize = 256 << 20;
+    /// Default most cells of a sheet: 20 million.
+    pub const CELLS: u64 = 20_000_000;
+    /// Default deepest nesting: 100 levels.
+    pub const DEPTH: usize = 100;
+
+    /// The error for a bound reached in `object`: names the object and the line setting that
+    /// raises the bound, never content.
+    pub fn exceeded(object: &str, setting: &'static str, what: impl Into<String>) -> ParseError {
+        ParseError::Limit {
+            object: object.to_string(),
+            setting,
+            message: what.into(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            record_bytes: Self::RECORD_BYTES,
+            object_bytes: Self::OBJECT_BYTES,
+            cells: Self::CELLS,
+            depth: Self::DEPTH,
+        }
+    }
 }
 
 /// A row the parser could not read.
@@ -234,6 +286,14 @@ pub enum ParseError {
         #[source]
         source: object_store::Error,
     },
+    /// The object reached one of the reader's [`Limits`]: it is quarantined whole.
+    /// `setting` names the line file's `limits:` key that sets the bound.
+    #[error("{object}: {message} (limit `limits.{setting}`)")]
+    Limit {
+        object: String,
+        setting: &'static str,
+        message: String,
+    },
     /// Arrow failed while building batches.
     #[error("{object}: {source}")]
     Arrow {
@@ -262,12 +322,51 @@ pub trait Parser: Send + Sync + fmt::Debug {
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream;
 }
 
+/// Why the parse of a whole object stopped: it is not of the expected shape, or it reached
+/// one of the [`Limits`] (named by its `limits:` setting). A `String` error converts to the
+/// first, so `?` works on text errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// Not of the expected shape; the message names what was expected, never content.
+    Invalid(String),
+    /// A bound reached: the object is quarantined whole.
+    Limit {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+impl Stop {
+    /// The error of `object` this stop stands for.
+    pub fn into_error(self, object: &str) -> ParseError {
+        match self {
+            Stop::Invalid(message) => ParseError::Object {
+                object: object.to_string(),
+                message,
+            },
+            Stop::Limit { setting, message } => Limits::exceeded(object, setting, message),
+        }
+    }
+}
+
+impl From<String> for Stop {
+    fn from(message: String) -> Self {
+        Stop::Invalid(message)
+    }
+}
+
+impl From<&str> for Stop {
+    fn from(message: &str) -> Self {
+        Stop::Invalid(message.to_string())
+    }
+}
+
 /// A parse stream for formats that read an object whole (archives, documents): reads the
 /// bytes, then hands them to `parse` (off the async runtime, see
 /// [`whole_object_streamed`]); an error of `parse` names the object.
 pub fn whole_object<F>(object: SourceObject, request: ParseRequest, parse: F) -> ParseStream
 where
-    F: FnOnce(Vec<u8>, &ParseRequest) -> Result<Vec<ParsedBatch>, String> + Send + 'static,
+    F: FnOnce(Vec<u8>, &ParseRequest) -> Result<Vec<ParsedBatch>, Stop> + Send + 'static,
 {
     whole_object_streamed(object, request, move |bytes, request, emit| {
         for batch in parse(bytes, request)? {
@@ -279,60 +378,88 @@ where
     })
 }
 
+/// Reads an object whole, refusing one larger than `limits.object_bytes` before and while
+/// reading it (a listing's size may be wrong).
+async fn read_whole(object: &SourceObject, limits: &Limits) -> Result<Vec<u8>, ParseError> {
+    use futures::StreamExt;
+    let too_big = |size: u64| {
+        Limits::exceeded(
+            &object.name,
+            "object_mib",
+            format!(
+                "the object is larger than {} MiB ({} bytes or more)",
+                limits.object_bytes >> 20,
+                size
+            ),
+        )
+    };
+    if object.size > limits.object_bytes as u64 {
+        return Err(too_big(object.size));
+    }
+    let mut bytes = Vec::with_capacity(object.size as usize);
+    let mut s = object.open().await?;
+    while let Some(chunk) = s.next().await {
+        let chunk = chunk?;
+        if bytes.len() + chunk.len() > limits.object_bytes {
+            return Err(too_big((bytes.len() + chunk.len()) as u64));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 /// A parse stream for formats that read an object whole, for large objects: reads the
-/// bytes, then `parse` runs on a thread of its own (not on the async runtime) and hands
-/// over each batch as it is made through `emit`, with at most two batches waiting, so an
-/// object's rows are never all in memory at once. `emit` returns `false` when the reader
-/// has stopped; the parse should then return. An error of `parse`, or a panic, ends the
-/// stream with an error naming the object.
+/// bytes (at most `limits.object_bytes`), then `parse` runs on a thread of its own (not on
+/// the async runtime) and hands over each batch as it is made through `emit`, with at most
+/// two batches waiting, so an object's rows are never all in memory at once. `emit` returns
+/// `false` when the reader has stopped; the parse should then return. An error of `parse`,
+/// or a panic, ends the stream with an error naming the object.
 pub fn whole_object_streamed<F>(
     object: SourceObject,
     request: ParseRequest,
     parse: F,
 ) -> ParseStream
 where
-    F: FnOnce(Vec<u8>, &ParseRequest, &mut dyn FnMut(ParsedBatch) -> bool) -> Result<(), String>
+    F: FnOnce(Vec<u8>, &ParseRequest, &mut dyn FnMut(ParsedBatch) -> bool) -> Result<(), Stop>
         + Send
         + 'static,
 {
     use futures::{SinkExt, StreamExt};
     let name = object.name.clone();
     let mut parse = Some(parse);
-    futures::stream::once(async move {
-        let mut bytes = Vec::with_capacity(object.size as usize);
-        let mut s = object.open().await?;
-        while let Some(chunk) = s.next().await {
-            bytes.extend_from_slice(&chunk?);
-        }
-        Ok::<_, ParseError>(bytes)
-    })
-    .flat_map(move |read| match read {
-        Ok(bytes) => {
-            let Some(parse) = parse.take() else {
-                return futures::stream::empty().boxed();
-            };
-            let (tx, rx) = futures::channel::mpsc::channel::<Result<ParsedBatch, ParseError>>(2);
-            let name = name.clone();
-            let request = request.clone();
-            std::thread::spawn(move || {
-                let mut tx = tx;
-                let mut emit = |b: ParsedBatch| futures::executor::block_on(tx.send(Ok(b))).is_ok();
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    parse(bytes, &request, &mut emit)
-                }))
-                .unwrap_or_else(|_| Err("the parser failed unexpectedly (a panic)".into()));
-                if let Err(message) = result {
-                    let _ = futures::executor::block_on(tx.send(Err(ParseError::Object {
-                        object: name,
-                        message,
-                    })));
-                }
-            });
-            rx.boxed()
-        }
-        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-    })
-    .boxed()
+    let limits = request.limits;
+    futures::stream::once(async move { read_whole(&object, &limits).await })
+        .flat_map(move |read| match read {
+            Ok(bytes) => {
+                let Some(parse) = parse.take() else {
+                    return futures::stream::empty().boxed();
+                };
+                let (tx, rx) =
+                    futures::channel::mpsc::channel::<Result<ParsedBatch, ParseError>>(2);
+                let name = name.clone();
+                let request = request.clone();
+                std::thread::spawn(move || {
+                    let mut tx = tx;
+                    let mut emit =
+                        |b: ParsedBatch| futures::executor::block_on(tx.send(Ok(b))).is_ok();
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        parse(bytes, &request, &mut emit)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(Stop::Invalid(
+                            "the parser failed unexpectedly (a panic)".into(),
+                        ))
+                    });
+                    if let Err(stop) = result {
+                        let _ =
+                            futures::executor::block_on(tx.send(Err(stop.into_error(&name))));
+                    }
+                });
+                rx.boxed()
+            }
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        })
+        .boxed()
 }
 
 /// Deserialises typed options, treating a missing `options:` as all defaults.
@@ -564,6 +691,7 @@ mod tests {
             options: serde_json::Value::Null,
             batch_size: 1,
             base_dir: None,
+            limits: Limits::default(),
         };
         let collect = |s: ParseStream| futures::executor::block_on(s.collect::<Vec<_>>());
         // Two batches, one per line, then the parser's error naming the object.

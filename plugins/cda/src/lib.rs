@@ -8,10 +8,35 @@
 //! ends in `@attribute` or, without one, takes the element's text; the first match counts.
 //! Namespaces are ignored (local names match).
 //!
-//! Documents are streamed: the reader keeps only the current element path, the header
-//! values it looks for, and the subtree of the clinical statement it is inside
-//! (`observation`, `act`, `substanceAdministration`, …) — never the whole document as a tree.
-//! A row's number is the line where its entry starts.
+//! Documents are streamed: the reader keeps only the open elements, how far each header path
+//! matches them, the header values it looks for, and the subtree of the clinical statement it
+//! is inside (`observation`, `act`, `substanceAdministration`, …) — never the whole document
+//! as a tree. A row's number is the line where its entry starts. When rows come from entries
+//! and some columns from the header, a first pass reads the header values (it stops once all
+//! are found, usually at the end of the header), so that every entry's row is whole when it
+//! is handed over; rows go out in batches of the request's `batch_size` as their entries
+//! close, so a document's rows are never all held at once.
+//!
+//! Every document is assumed hostile: what one may make the reader hold or do is bounded by
+//! the line's `limits:`, and a document that reaches a bound is stopped with an error that
+//! names the setting and the line, never content.
+//!
+//! - `limits.object_mib`: the document is read whole into memory, and no larger.
+//! - `limits.depth`: elements nest at most this deep. The work per XML event does not grow
+//!   with the depth either: a header path is followed by counting how many of its leading
+//!   steps the open elements match, not by comparing the whole element path at every event.
+//! - `limits.record_kib`: the text of an element the reader keeps (a header value, text
+//!   inside a clinical statement), an attribute value it keeps (as written), and all that
+//!   one clinical statement's subtree holds (names, attributes, text and each element's own
+//!   bookkeeping). Text the reader does not keep (a narrative block, an embedded PDF) is
+//!   skipped in place without being copied, so it only counts toward `object_mib`.
+//!
+//! Events are read from the document's bytes in place (no read buffer that could grow).
+//! Attribute keys are not checked for duplicates: that check compares each key with every
+//! earlier one of the tag, quadratic in a hostile tag of many attributes (the first of equal
+//! keys counts). A DTD (`<!DOCTYPE … [<!ENTITY …>]>`) is never read: quick_xml does not
+//! expand the entities it declares (no "billion laughs"), and a reference to one stays in the
+//! text as written. Character references and XML's five predefined entities are resolved.
 //!
 //! ```yaml
 //! source:
@@ -28,11 +53,12 @@
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesRef, BytesStart, Event};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use valtava_plugin::{
-    ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, TextBatchBuilder, typed_options,
+    Limits, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, Stop,
+    TextBatchBuilder, typed_options,
 };
 
 /// Options of the `cda` format.
@@ -102,6 +128,21 @@ fn compile(p: &str) -> Result<Path, String> {
     })
 }
 
+/// The compiled path of each requested column, in column order.
+fn column_paths(options: &CdaOptions, request: &ParseRequest) -> Result<Vec<Path>, String> {
+    request
+        .columns
+        .iter()
+        .map(|c| {
+            let p = options
+                .fields
+                .get(c)
+                .ok_or_else(|| format!("no path for column `{c}` in `fields`"))?;
+            compile(p)
+        })
+        .collect()
+}
+
 #[derive(Debug, Default)]
 struct Node {
     name: String,
@@ -111,23 +152,103 @@ struct Node {
     line: u64,
 }
 
-fn local(name: &[u8]) -> String {
-    let s = String::from_utf8_lossy(name);
-    s.rsplit(':').next().unwrap_or(&s).to_string()
+/// What one kept element costs besides its names, values and text: the node itself and its
+/// place in its parent's children. Counted so that a statement of many empty elements is
+/// bounded as well as one of long text.
+const NODE_BYTES: usize = std::mem::size_of::<Node>() + std::mem::size_of::<usize>();
+
+/// A name without its namespace prefix.
+fn local_bytes(name: &[u8]) -> &[u8] {
+    name.rsplit(|&b| b == b':').next().unwrap_or(name)
 }
 
-fn attributes(e: &BytesStart) -> Vec<(String, String)> {
-    e.attributes()
-        .flatten()
-        .map(|a| {
-            (
-                local(a.key.as_ref()),
+fn local(name: &[u8]) -> String {
+    String::from_utf8_lossy(local_bytes(name)).into_owned()
+}
+
+fn is_statement(name: &[u8]) -> bool {
+    STATEMENTS.iter().any(|s| s.as_bytes() == name)
+}
+
+/// A size for messages: whole KiB as KiB (as the `record_kib` setting counts), else bytes.
+fn size_text(bytes: usize) -> String {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// The stop for a kept value longer than `limits.record_kib`: names what and where, never
+/// the value.
+fn too_long(what: &str, limit: usize, line: u64) -> Stop {
+    Stop::Limit {
+        setting: "record_kib",
+        message: format!("{what} is longer than {} (line {line})", size_text(limit)),
+    }
+}
+
+/// The attributes of a start tag, without duplicate checks (see the module doc); each value
+/// as written at most `limit` bytes.
+fn checked_attributes(
+    e: &BytesStart<'_>,
+    limit: usize,
+    line: u64,
+) -> Result<Vec<(String, String)>, Stop> {
+    let mut attrs = e.attributes();
+    attrs.with_checks(false);
+    let mut kept = Vec::new();
+    for a in attrs.flatten() {
+        if a.value.len() > limit {
+            return Err(too_long("an attribute value", limit, line));
+        }
+        kept.push((
+            local(a.key.as_ref()),
+            a.unescape_value()
+                .map(|v| v.into_owned())
+                .unwrap_or_default(),
+        ));
+    }
+    Ok(kept)
+}
+
+/// The value of the first attribute named `name` (local name) of a start tag, at most
+/// `limit` bytes as written.
+fn attribute(
+    e: &BytesStart<'_>,
+    name: &str,
+    limit: usize,
+    line: u64,
+) -> Result<Option<String>, Stop> {
+    let mut attrs = e.attributes();
+    attrs.with_checks(false);
+    for a in attrs.flatten() {
+        if local_bytes(a.key.as_ref()) == name.as_bytes() {
+            if a.value.len() > limit {
+                return Err(too_long("an attribute value", limit, line));
+            }
+            return Ok(Some(
                 a.unescape_value()
                     .map(|v| v.into_owned())
                     .unwrap_or_default(),
-            )
-        })
-        .collect()
+            ));
+        }
+    }
+    Ok(None)
+}
+
+/// The text a reference stands for: a character reference or one of XML's five predefined
+/// entities. Any other entity would be declared in a DTD, which is never read: it stays as
+/// written.
+fn reference(r: &BytesRef<'_>) -> String {
+    if let Ok(Some(c)) = r.resolve_char_ref() {
+        return c.to_string();
+    }
+    let name = r.decode().unwrap_or_default();
+    match quick_xml::escape::resolve_predefined_entity(&name) {
+        Some(s) => s.to_string(),
+        None => format!("&{name};"),
+    }
 }
 
 /// The value of a relative path in a captured subtree.
@@ -150,174 +271,403 @@ fn lookup(arena: &[Node], at: usize, steps: &[String], attribute: Option<&str>) 
     }
 }
 
-struct Frame {
-    name: String,
-    node: Option<usize>,
+/// What one pass through a document is for.
+#[derive(Debug, Clone, Copy)]
+enum Pass<'a> {
+    /// The header values only: stops as soon as all are found.
+    Header,
+    /// The header values of the whole document (no template: the document is one row).
+    Document,
+    /// The entries that carry this template, one row each; the header values come from an
+    /// earlier pass.
+    Entries(&'a str),
 }
 
-/// Parses one document into rows of the requested columns.
+/// One pass through a document. The work per event is bounded by the number of columns,
+/// not by how deep the document nests: a header path is followed by `matched`, the number
+/// of its leading steps that the open elements below the root match, which only the
+/// elements at that depth can raise or lower.
+struct Walk<'a> {
+    paths: &'a [Path],
+    pass: Pass<'a>,
+    limits: Limits,
+    /// Line of the event being read.
+    line: u64,
+    /// The open elements, each with its node in `arena` while inside a clinical statement.
+    stack: Vec<Option<usize>>,
+    root_seen: bool,
+    /// Per path: how many leading steps match the open elements below the root (header
+    /// paths only; entry paths stay at 0).
+    matched: Vec<usize>,
+    /// Per path: the text gathered so far of the open element a header path names.
+    reading: Vec<Option<String>>,
+    /// Per path: the header value found (the first match counts).
+    header: Vec<Option<String>>,
+    /// Header paths without a value yet.
+    missing: usize,
+    /// The subtree of the clinical statement the reader is inside.
+    arena: Vec<Node>,
+    /// Bytes `arena` holds, against `limits.record_bytes`.
+    held: usize,
+}
+
+impl<'a> Walk<'a> {
+    fn new(paths: &'a [Path], pass: Pass<'a>, limits: Limits) -> Self {
+        Self {
+            paths,
+            pass,
+            limits,
+            line: 1,
+            stack: Vec::new(),
+            root_seen: false,
+            matched: vec![0; paths.len()],
+            reading: vec![None; paths.len()],
+            header: vec![None; paths.len()],
+            missing: paths.iter().filter(|p| p.absolute).count(),
+            arena: Vec::new(),
+            held: 0,
+        }
+    }
+
+    fn reads_header(&self) -> bool {
+        matches!(self.pass, Pass::Header | Pass::Document)
+    }
+
+    /// Reads `bytes`, handing each entry's line and values (header columns empty) to
+    /// `on_row`, which answers whether to go on.
+    fn run<F>(&mut self, bytes: &[u8], on_row: &mut F) -> Result<(), Stop>
+    where
+        F: FnMut(u64, Vec<Option<String>>) -> Result<bool, Stop>,
+    {
+        let mut reader = quick_xml::Reader::from_reader(bytes);
+        let mut seen = 0usize;
+        loop {
+            let pos = (reader.buffer_position() as usize).min(bytes.len());
+            self.line += bytes[seen.min(pos)..pos]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            seen = pos;
+            let line = self.line;
+            let event = reader.read_event().map_err(|e| {
+                Stop::Invalid(format!(
+                    "line {line}: not well-formed XML ({})",
+                    xml_kind(&e)
+                ))
+            })?;
+            let go_on = match event {
+                Event::Start(e) => {
+                    self.start(&e)?;
+                    true
+                }
+                Event::Empty(e) => {
+                    self.start(&e)?;
+                    self.end(on_row)?
+                }
+                Event::End(_) => self.end(on_row)?,
+                Event::Text(t) => {
+                    if self.wants_text() {
+                        self.text(&t.decode().unwrap_or_default())?;
+                    }
+                    true
+                }
+                Event::CData(t) => {
+                    if self.wants_text() {
+                        self.text(&t.decode().unwrap_or_default())?;
+                    }
+                    true
+                }
+                Event::GeneralRef(r) => {
+                    if self.wants_text() {
+                        self.text(&reference(&r))?;
+                    }
+                    true
+                }
+                Event::Eof => break,
+                _ => true,
+            };
+            if !go_on || (matches!(self.pass, Pass::Header) && self.missing == 0) {
+                return Ok(());
+            }
+        }
+        if !self.root_seen {
+            return Err("no ClinicalDocument element".into());
+        }
+        if !self.stack.is_empty() {
+            return Err(format!(
+                "line {}: the document ends inside an element (not well-formed XML)",
+                self.line
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// An element opens: the root is checked, the depth bounded, header paths followed and,
+    /// inside a clinical statement, the element kept.
+    fn start(&mut self, e: &BytesStart<'_>) -> Result<(), Stop> {
+        let name = local_bytes(e.name().into_inner());
+        if self.stack.len() >= self.limits.depth {
+            return Err(Stop::Limit {
+                setting: "depth",
+                message: format!(
+                    "elements nest deeper than {} levels (line {})",
+                    self.limits.depth, self.line
+                ),
+            });
+        }
+        if self.stack.is_empty() {
+            if self.root_seen || name != b"ClinicalDocument".as_slice() {
+                return Err(format!(
+                    "line {}: the root element is not `ClinicalDocument`",
+                    self.line
+                )
+                .into());
+            }
+            self.root_seen = true;
+        } else if self.reads_header() {
+            self.follow_header(e, name)?;
+        }
+        let parent = self.stack.last().copied().flatten();
+        let node = match self.pass {
+            Pass::Entries(_) if parent.is_some() || is_statement(name) => {
+                Some(self.keep(e, name, parent)?)
+            }
+            _ => None,
+        };
+        self.stack.push(node);
+        Ok(())
+    }
+
+    /// Raises the match of the header paths whose next step this element (below the root)
+    /// is; where it completes a path, takes its attribute or starts gathering its text.
+    fn follow_header(&mut self, e: &BytesStart<'_>, name: &[u8]) -> Result<(), Stop> {
+        let level = self.stack.len() - 1;
+        let paths = self.paths;
+        for (i, p) in paths.iter().enumerate() {
+            if !p.absolute
+                || self.matched[i] != level
+                || p.steps.get(level).is_none_or(|s| s.as_bytes() != name)
+            {
+                continue;
+            }
+            self.matched[i] = level + 1;
+            if level + 1 < p.steps.len() || self.header[i].is_some() {
+                continue;
+            }
+            match &p.attribute {
+                Some(a) => {
+                    if let Some(v) = attribute(e, a, self.limits.record_bytes, self.line)? {
+                        self.header[i] = Some(v);
+                        self.missing -= 1;
+                    }
+                }
+                None => self.reading[i] = Some(String::new()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps an element of a clinical statement in `arena`, below `parent`.
+    fn keep(
+        &mut self,
+        e: &BytesStart<'_>,
+        name: &[u8],
+        parent: Option<usize>,
+    ) -> Result<usize, Stop> {
+        let attrs = checked_attributes(e, self.limits.record_bytes, self.line)?;
+        let name = String::from_utf8_lossy(name).into_owned();
+        let bytes = NODE_BYTES
+            + name.len()
+            + attrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        self.hold(bytes)?;
+        self.arena.push(Node {
+            name,
+            attrs,
+            text: String::new(),
+            children: Vec::new(),
+            line: self.line,
+        });
+        let id = self.arena.len() - 1;
+        if let Some(p) = parent {
+            self.arena[p].children.push(id);
+        }
+        Ok(id)
+    }
+
+    /// Counts `bytes` more in the kept statement, refusing a statement that would hold more
+    /// than `limits.record_bytes`.
+    fn hold(&mut self, bytes: usize) -> Result<(), Stop> {
+        self.held += bytes;
+        if self.held > self.limits.record_bytes {
+            let start = self.arena.first().map_or(self.line, |n| n.line);
+            return Err(Stop::Limit {
+                setting: "record_kib",
+                message: format!(
+                    "the clinical statement that starts at line {start} holds more than {} \
+                     (line {})",
+                    size_text(self.limits.record_bytes),
+                    self.line
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether text here is kept: inside a clinical statement or a header element read.
+    fn wants_text(&self) -> bool {
+        matches!(self.stack.last(), Some(Some(_))) || self.reading.iter().any(Option::is_some)
+    }
+
+    /// Text directly inside the current element: gathered for the header paths that name
+    /// it and kept in its node inside a clinical statement.
+    fn text(&mut self, text: &str) -> Result<(), Stop> {
+        let limit = self.limits.record_bytes;
+        let line = self.line;
+        let level = self.stack.len().saturating_sub(1);
+        let paths = self.paths;
+        for (i, p) in paths.iter().enumerate() {
+            if let Some(r) = &mut self.reading[i]
+                && level == p.steps.len()
+            {
+                if r.len() + text.len() > limit {
+                    return Err(too_long("an element's text", limit, line));
+                }
+                r.push_str(text);
+            }
+        }
+        if let Some(&Some(n)) = self.stack.last() {
+            if self.arena[n].text.len() + text.len() > limit {
+                return Err(too_long("an element's text", limit, line));
+            }
+            self.hold(text.len())?;
+            self.arena[n].text.push_str(text);
+        }
+        Ok(())
+    }
+
+    /// An element closes: header paths it matched step back (a header element read ends
+    /// with its text); a clinical statement that carries the template becomes a row.
+    /// Answers whether to go on.
+    fn end<F>(&mut self, on_row: &mut F) -> Result<bool, Stop>
+    where
+        F: FnMut(u64, Vec<Option<String>>) -> Result<bool, Stop>,
+    {
+        // quick_xml checks that every end has its start.
+        let Some(node) = self.stack.pop() else {
+            return Ok(true);
+        };
+        if self.reads_header() {
+            self.close_header(self.stack.len());
+        }
+        if let (Some(n), Pass::Entries(template)) = (node, self.pass)
+            && self.is_entry(n, template)
+        {
+            let values: Vec<Option<String>> = self
+                .paths
+                .iter()
+                .map(|p| {
+                    if p.absolute {
+                        None
+                    } else {
+                        lookup(&self.arena, n, &p.steps, p.attribute.as_deref())
+                    }
+                })
+                .collect();
+            if !on_row(self.arena[n].line, values)? {
+                return Ok(false);
+            }
+        }
+        // Outside every statement nothing is kept.
+        if self.stack.last().copied().flatten().is_none() {
+            self.arena.clear();
+            self.held = 0;
+        }
+        Ok(true)
+    }
+
+    /// The element `closed` steps below the root has closed: the header paths it matched
+    /// lose that step, and one whose text was being gathered takes it as its value.
+    fn close_header(&mut self, closed: usize) {
+        if closed == 0 {
+            return;
+        }
+        let paths = self
+            .matched
+            .iter_mut()
+            .zip(&mut self.reading)
+            .zip(&mut self.header);
+        for ((matched, reading), header) in paths {
+            if *matched != closed {
+                continue;
+            }
+            *matched -= 1;
+            if let Some(text) = reading.take() {
+                let t = text.trim();
+                if !t.is_empty() && header.is_none() {
+                    *header = Some(t.to_string());
+                    self.missing -= 1;
+                }
+            }
+        }
+    }
+
+    /// Whether kept node `n` is a clinical statement that carries `template`.
+    fn is_entry(&self, n: usize, template: &str) -> bool {
+        let node = &self.arena[n];
+        is_statement(node.name.as_bytes())
+            && node.children.iter().any(|&c| {
+                let c = &self.arena[c];
+                c.name == "templateId" && c.attrs.iter().any(|(k, v)| k == "root" && v == template)
+            })
+    }
+}
+
+/// Parses one document into rows of the requested columns, handed to `emit` in batches of
+/// `request.batch_size` (at least one batch, empty if no entry matched).
 fn read(
     bytes: &[u8],
     options: &CdaOptions,
     request: &ParseRequest,
-) -> Result<Vec<ParsedBatch>, String> {
-    let mut paths = Vec::new();
-    for c in &request.columns {
-        let p = options
-            .fields
-            .get(c)
-            .ok_or_else(|| format!("no path for column `{c}` in `fields`"))?;
-        paths.push(compile(p)?);
-    }
-    let mut header: Vec<Option<String>> = vec![None; paths.len()];
-    let mut rows: Vec<(u64, Vec<Option<String>>)> = Vec::new();
-    let mut arena: Vec<Node> = Vec::new();
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut reader = quick_xml::Reader::from_reader(bytes);
-    let mut line = 1u64;
-    let mut seen = 0usize;
-    let mut buf = Vec::new();
-    let mut root_seen = false;
-    loop {
-        let pos = reader.buffer_position() as usize;
-        line += bytes[seen.min(bytes.len())..pos.min(bytes.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count() as u64;
-        seen = pos;
-        let event = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| format!("line {line}: not well-formed XML ({})", xml_kind(&e)))?;
-        let (start, empty) = match &event {
-            Event::Start(e) => (Some(e.clone()), false),
-            Event::Empty(e) => (Some(e.clone()), true),
-            _ => (None, false),
-        };
-        if let Some(e) = start {
-            let name = local(e.name().as_ref());
-            if stack.is_empty() {
-                if root_seen || name != "ClinicalDocument" {
-                    return Err(format!(
-                        "line {line}: the root element is not `ClinicalDocument`"
-                    ));
-                }
-                root_seen = true;
-            }
-            let attrs = attributes(&e);
-            // Header fields: the element path below the root.
-            let depth_path: Vec<&str> = stack
-                .iter()
-                .skip(1)
-                .map(|f| f.name.as_str())
-                .chain(std::iter::once(name.as_str()))
-                .collect();
-            if !stack.is_empty() {
-                for (i, p) in paths.iter().enumerate() {
-                    if p.absolute
-                        && header[i].is_none()
-                        && p.steps
-                            .iter()
-                            .map(String::as_str)
-                            .eq(depth_path.iter().copied())
-                        && let Some(a) = &p.attribute
-                    {
-                        header[i] = attrs.iter().find(|(k, _)| k == a).map(|(_, v)| v.clone());
-                    }
-                }
-            }
-            let parent = stack.last().and_then(|f| f.node);
-            let node = if parent.is_some() || STATEMENTS.contains(&name.as_str()) {
-                arena.push(Node {
-                    name: name.clone(),
-                    attrs,
-                    text: String::new(),
-                    children: Vec::new(),
-                    line,
-                });
-                let id = arena.len() - 1;
-                if let Some(p) = parent {
-                    arena[p].children.push(id);
-                }
-                Some(id)
-            } else {
-                None
-            };
-            stack.push(Frame { name, node });
-            if !empty {
-                continue;
-            }
-        }
-        match event {
-            Event::Text(t) => {
-                let text = t.decode().map(|s| s.into_owned()).unwrap_or_default();
-                if let Some(Frame { node: Some(n), .. }) = stack.last() {
-                    arena[*n].text.push_str(&text);
-                }
-                let depth_path: Vec<&str> = stack.iter().skip(1).map(|f| f.name.as_str()).collect();
-                for (i, p) in paths.iter().enumerate() {
-                    if p.absolute
-                        && p.attribute.is_none()
-                        && header[i].is_none()
-                        && p.steps
-                            .iter()
-                            .map(String::as_str)
-                            .eq(depth_path.iter().copied())
-                    {
-                        let t = text.trim();
-                        if !t.is_empty() {
-                            header[i] = Some(t.to_string());
-                        }
-                    }
-                }
-            }
-            Event::End(_) | Event::Empty(_) => {
-                let Some(frame) = stack.pop() else { break };
-                if let (Some(n), Some(t)) = (frame.node, &options.template) {
-                    let matches = STATEMENTS.contains(&arena[n].name.as_str())
-                        && arena[n].children.iter().any(|&c| {
-                            arena[c].name == "templateId"
-                                && arena[c].attrs.iter().any(|(k, v)| k == "root" && v == t)
-                        });
-                    if matches {
-                        let values = paths
-                            .iter()
-                            .map(|p| {
-                                if p.absolute {
-                                    None
-                                } else {
-                                    lookup(&arena, n, &p.steps, p.attribute.as_deref())
-                                }
-                            })
-                            .collect();
-                        rows.push((arena[n].line, values));
-                    }
-                }
-                // Outside every statement nothing is kept.
-                if stack.last().and_then(|f| f.node).is_none() {
-                    arena.clear();
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-        buf.clear();
-    }
-    if !root_seen {
-        return Err("no ClinicalDocument element".into());
-    }
-    if options.template.is_none() {
-        rows.push((1, vec![None; paths.len()]));
-    }
+    emit: &mut dyn FnMut(ParsedBatch) -> bool,
+) -> Result<(), Stop> {
+    let paths = column_paths(options, request)?;
+    let limits = request.limits;
+    let finish = |b: &mut TextBatchBuilder| b.finish().map_err(|e| Stop::Invalid(e.to_string()));
     let mut builder = TextBatchBuilder::new(request.columns.clone());
-    for (line, mut values) in rows {
-        for (i, p) in paths.iter().enumerate() {
-            if p.absolute {
-                values[i] = header[i].clone();
+    let Some(template) = options.template.as_deref() else {
+        let mut walk = Walk::new(&paths, Pass::Document, limits);
+        walk.run(bytes, &mut |_, _| Ok(true))?;
+        builder.push_row(1, walk.header.iter().map(|v| v.as_deref()));
+        emit(finish(&mut builder)?);
+        return Ok(());
+    };
+    let mut header = vec![None; paths.len()];
+    if paths.iter().any(|p| p.absolute) {
+        let mut walk = Walk::new(&paths, Pass::Header, limits);
+        walk.run(bytes, &mut |_, _| Ok(true))?;
+        header = walk.header;
+    }
+    let batch_size = request.batch_size.max(1);
+    let mut emitted = false;
+    let mut walk = Walk::new(&paths, Pass::Entries(template), limits);
+    walk.run(bytes, &mut |line, mut values: Vec<Option<String>>| {
+        for (value, found) in values.iter_mut().zip(&header) {
+            if found.is_some() {
+                value.clone_from(found);
             }
         }
         builder.push_row(line, values.iter().map(|v| v.as_deref()));
+        if builder.len() < batch_size {
+            return Ok(true);
+        }
+        emitted = true;
+        Ok(emit(finish(&mut builder)?))
+    })?;
+    if !emitted || !builder.is_empty() {
+        emit(finish(&mut builder)?);
     }
-    Ok(vec![builder.finish().map_err(|e| e.to_string())?])
+    Ok(())
 }
 
 /// The `cda` parser.
@@ -342,9 +692,9 @@ impl Parser for CdaParser {
     }
 
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream {
-        valtava_plugin::whole_object(object, request, |bytes, request| {
+        valtava_plugin::whole_object_streamed(object, request, |bytes, request, emit| {
             let options = typed_options::<CdaOptions>(&request.options)?;
-            read(&bytes, &options, request)
+            read(&bytes, &options, request, emit)
         })
     }
 }
@@ -358,49 +708,109 @@ pub fn parser() -> Arc<dyn Parser> {
 mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
+    use valtava_plugin::ParseError;
+
+    /// Parses `bytes` as one stored object through the parser's stream (the way the engine
+    /// reads it), with the given limits and batch size.
+    fn parse(
+        bytes: Vec<u8>,
+        template: Option<&str>,
+        fields: &[(&str, &str)],
+        limits: Limits,
+        batch_size: usize,
+    ) -> Result<Vec<ParsedBatch>, ParseError> {
+        use futures::StreamExt;
+        use object_store::ObjectStoreExt;
+        let store: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::memory::InMemory::new());
+        let path = object_store::path::Path::from("inbox/doc.xml");
+        let size = bytes.len() as u64;
+        futures::executor::block_on(store.put(&path, bytes.into())).unwrap();
+        let object = SourceObject {
+            store,
+            path,
+            size,
+            name: "inbox/doc.xml".into(),
+        };
+        let fields_json: serde_json::Map<String, serde_json::Value> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+        let request = ParseRequest {
+            columns: fields.iter().map(|(k, _)| k.to_string()).collect(),
+            types: vec![],
+            options: serde_json::json!({ "template": template, "fields": fields_json }),
+            batch_size,
+            base_dir: None,
+            limits,
+        };
+        let stream = CdaParser.parse(object, request);
+        futures::executor::block_on(stream.collect::<Vec<_>>())
+            .into_iter()
+            .collect()
+    }
+
+    /// The rows of parsed batches as text, the row number last.
+    fn table(batches: &[ParsedBatch]) -> Vec<Vec<Option<String>>> {
+        let mut rows = Vec::new();
+        for p in batches {
+            let b = &p.batch;
+            for r in 0..b.num_rows() {
+                rows.push(
+                    (0..b.num_columns())
+                        .map(|c| {
+                            let a = arrow::compute::cast(
+                                b.column(c),
+                                &arrow::datatypes::DataType::Utf8,
+                            )
+                            .unwrap();
+                            let a = a.as_string::<i32>();
+                            a.is_valid(r).then(|| a.value(r).to_string())
+                        })
+                        .collect(),
+                );
+            }
+        }
+        rows
+    }
+
+    fn example(file: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/data/ccda-examples")
+            .join(file);
+        std::fs::read(path).unwrap()
+    }
+
+    fn try_rows(
+        bytes: Vec<u8>,
+        template: Option<&str>,
+        fields: &[(&str, &str)],
+        limits: Limits,
+    ) -> Result<Vec<Vec<Option<String>>>, ParseError> {
+        parse(bytes, template, fields, limits, 1000).map(|b| table(&b))
+    }
 
     fn rows(
         file: &str,
         template: Option<&str>,
         fields: &[(&str, &str)],
     ) -> Vec<Vec<Option<String>>> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/data/ccda-examples")
-            .join(file);
-        let bytes = std::fs::read(path).unwrap();
-        let options = CdaOptions {
-            template: template.map(String::from),
-            fields: fields
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
-        let request = ParseRequest {
-            columns: fields.iter().map(|(k, _)| k.to_string()).collect(),
-            types: vec![],
-            options: serde_json::Value::Null,
-            batch_size: 1000,
-            base_dir: None,
-        };
-        let parsed = read(&bytes, &options, &request).unwrap();
-        let b = &parsed[0].batch;
-        (0..b.num_rows())
-            .map(|r| {
-                (0..fields.len() + 1)
-                    .map(|c| {
-                        let a =
-                            arrow::compute::cast(b.column(c), &arrow::datatypes::DataType::Utf8)
-                                .unwrap();
-                        let a = a.as_string::<i32>();
-                        a.is_valid(r).then(|| a.value(r).to_string())
-                    })
-                    .collect()
-            })
-            .collect()
+        try_rows(example(file), template, fields, Limits::default()).unwrap()
     }
 
     fn s(v: &str) -> Option<String> {
         Some(v.to_string())
+    }
+
+    /// The setting a stop names, or a panic naming what came instead.
+    fn limit_setting(r: Result<Vec<Vec<Option<String>>>, ParseError>) -> (&'static str, String) {
+        match r {
+            Err(e) => match &e {
+                ParseError::Limit { setting, .. } => (*setting, e.to_string()),
+                _ => panic!("not a limit: {e}"),
+            },
+            Ok(r) => panic!("parsed {} rows", r.len()),
+        }
     }
 
     #[test]
@@ -462,6 +872,30 @@ mod tests {
         assert_eq!(r[1][1..4], [s("8462-4"), s("80"), s("mm[Hg]")]);
     }
 
+    /// Rows go out in batches of the request's size as their entries close, each with the
+    /// header values found in the first pass.
+    #[test]
+    fn entries_come_in_batches_of_the_requested_size() {
+        let fields = [
+            ("potilas", "/recordTarget/patientRole/id/@extension"),
+            ("koodi", "code/@code"),
+        ];
+        let template = Some("2.16.840.1.113883.10.20.22.4.27");
+        let batches = parse(
+            example("CCD.xml"),
+            template,
+            &fields,
+            Limits::default(),
+            4,
+        )
+        .unwrap();
+        let sizes: Vec<usize> = batches.iter().map(|b| b.batch.num_rows()).collect();
+        assert_eq!(sizes, [4, 4, 1]);
+        let whole = try_rows(example("CCD.xml"), template, &fields, Limits::default()).unwrap();
+        assert_eq!(table(&batches), whole);
+        assert!(whole.iter().all(|r| r[0] == s("98765432")));
+    }
+
     #[test]
     fn every_example_document_parses() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -480,27 +914,165 @@ mod tests {
 
     #[test]
     fn not_a_cda_document() {
-        let request = ParseRequest {
-            columns: vec!["x".into()],
-            types: vec![],
-            options: serde_json::Value::Null,
-            batch_size: 10,
-            base_dir: None,
-        };
-        let options = CdaOptions {
-            template: None,
-            fields: [("x".to_string(), "/code/@code".to_string())]
-                .into_iter()
-                .collect(),
-        };
-        let e = read(b"<html>\n<body/></html>", &options, &request).unwrap_err();
-        assert!(e.contains("not `ClinicalDocument`"), "{e}");
-        let e = read(
-            b"<ClinicalDocument>\n<code></ClinicalDocument>",
-            &options,
-            &request,
+        let fields = [("x", "/code/@code")];
+        let e = try_rows(
+            b"<html>\n<body/></html>".to_vec(),
+            None,
+            &fields,
+            Limits::default(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not `ClinicalDocument`"), "{e}");
+        let e = try_rows(
+            b"<ClinicalDocument>\n<code></ClinicalDocument>".to_vec(),
+            None,
+            &fields,
+            Limits::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("line 2") && e.contains("XML"), "{e}");
+        let e = try_rows(
+            b"<ClinicalDocument>\n<code code=\"1\">".to_vec(),
+            None,
+            &fields,
+            Limits::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ends inside an element"), "{e}");
+    }
+
+    /// Header text is read whole: with its references resolved, not cut at the first one;
+    /// an entity a DTD would declare is not expanded.
+    #[test]
+    fn header_text_resolves_references_but_not_declared_entities() {
+        let doc = "<!DOCTYPE ClinicalDocument [<!ENTITY x \"expanded\">]>\n\
+                   <ClinicalDocument><title>A &amp; B &#67; &x;</title></ClinicalDocument>";
+        let r = try_rows(
+            doc.as_bytes().to_vec(),
+            None,
+            &[("otsikko", "/title")],
+            Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(r, vec![vec![s("A & B C &x;"), s("1")]]);
+    }
+
+    /// A document of entries below `levels` elements that match no path, with one vital
+    /// sign; its deepest element (the entry's `templateId`) is `levels + 4` deep.
+    fn nested_entry(levels: usize) -> Vec<u8> {
+        let mut doc = String::from(
+            "<ClinicalDocument>\n<recordTarget><patientRole><id extension=\"P1\"/>\
+             </patientRole></recordTarget>\n<component>",
+        );
+        doc.push_str(&"<x>".repeat(levels));
+        doc.push_str(
+            "\n<observation><templateId root=\"T\"/><code code=\"C1\"/></observation>\n",
+        );
+        doc.push_str(&"</x>".repeat(levels));
+        doc.push_str("</component></ClinicalDocument>\n");
+        doc.into_bytes()
+    }
+
+    const ENTRY_FIELDS: [(&str, &str); 2] = [
+        ("potilas", "/recordTarget/patientRole/id/@extension"),
+        ("koodi", "code/@code"),
+    ];
+
+    /// A million nested elements (a few megabytes) stop at the depth limit, at once: not
+    /// after a walk whose every step is as long as the path.
+    #[test]
+    fn a_document_nested_a_million_deep_stops_at_the_depth_limit() {
+        let n = 1_000_000;
+        let mut doc = String::with_capacity(7 * n + 64);
+        doc.push_str("<ClinicalDocument>");
+        doc.push_str(&"<a>".repeat(n));
+        doc.push_str(&"</a>".repeat(n));
+        doc.push_str("</ClinicalDocument>");
+        for template in [None, Some("T")] {
+            let (setting, message) = limit_setting(try_rows(
+                doc.clone().into_bytes(),
+                template,
+                &ENTRY_FIELDS,
+                Limits::default(),
+            ));
+            assert_eq!(setting, "depth");
+            assert!(
+                message.contains("100 levels") && message.contains("line 1"),
+                "{message}"
+            );
+        }
+    }
+
+    /// Elements that match no path may nest up to the limit: the entry below them is read.
+    #[test]
+    fn nesting_up_to_the_depth_limit_parses() {
+        let doc = nested_entry(50);
+        let want = vec![vec![s("P1"), s("C1"), s("4")]];
+        let r = try_rows(doc.clone(), Some("T"), &ENTRY_FIELDS, Limits::default()).unwrap();
+        assert_eq!(r, want);
+        let limits = |depth| Limits {
+            depth,
+            ..Limits::default()
+        };
+        // The deepest element, the entry's templateId, is 54 levels deep.
+        let r = try_rows(doc.clone(), Some("T"), &ENTRY_FIELDS, limits(54)).unwrap();
+        assert_eq!(r, want);
+        let (setting, message) =
+            limit_setting(try_rows(doc, Some("T"), &ENTRY_FIELDS, limits(53)));
+        assert_eq!(setting, "depth");
+        assert!(message.contains("line 4"), "{message}");
+    }
+
+    /// Text, an attribute value or a statement larger than the record limit stops the
+    /// document; the error names the line and the setting, never the content.
+    #[test]
+    fn kept_text_attributes_and_statements_are_bounded_and_never_quoted() {
+        let marker = "131052-308T";
+        let long = format!("{marker}{}", "x".repeat(2000));
+        let limits = Limits {
+            record_bytes: 1024,
+            ..Limits::default()
+        };
+        let fields = [("otsikko", "/title"), ("arvo", "value")];
+        let entry = |inner: &str| {
+            format!(
+                "<ClinicalDocument>\n<title>Otsikko</title>\n<component>\n\
+                 <observation><templateId root=\"T\"/>\n{inner}\n</observation>\n\
+                 </component></ClinicalDocument>"
+            )
+        };
+        let documents = [
+            // A header value.
+            format!("<ClinicalDocument>\n<title>{long}</title></ClinicalDocument>"),
+            // An entry's element text.
+            entry(&format!("<value>{long}</value>")),
+            // An attribute value in an entry.
+            entry(&format!("<value unit=\"{long}\">1</value>")),
+            // A statement of many small elements, none too long by itself.
+            entry(&format!("<value>1</value>{}", "<text>131052-308T</text>".repeat(100))),
+        ];
+        for (i, doc) in documents.iter().enumerate() {
+            let (setting, message) = limit_setting(try_rows(
+                doc.clone().into_bytes(),
+                Some("T"),
+                &fields,
+                limits,
+            ));
+            assert_eq!(setting, "record_kib", "{i}: {message}");
+            assert!(message.contains("line "), "{i}: {message}");
+            assert!(!message.contains(marker), "{i}: {message}");
+        }
+        // Under the limit the same entry is read.
+        let r = try_rows(
+            entry("<value>131052-308T</value>").into_bytes(),
+            Some("T"),
+            &fields,
+            limits,
+        )
+        .unwrap();
+        assert_eq!(r, vec![vec![s("Otsikko"), s("131052-308T"), s("4")]]);
     }
 }

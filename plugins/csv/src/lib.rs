@@ -15,6 +15,15 @@
 //! encoding, is returned as a [`RowReject`](valtava_plugin::RowReject) with its line number;
 //! the rest of the object is read on. Blank lines are not rows.
 //!
+//! Every object is taken as hostile. One record may be at most `limits.record_kib` long (the
+//! line setting; its bytes from its first to its line break, quotes and delimiters included;
+//! in windows-1252 once decoded, where a character may take three bytes). A longer one
+//! (usually a quoted field that is never closed, which would swallow the rest of the object)
+//! stops the object with a limit error naming the line where the record starts: the rows
+//! before it are handed over, and no more of the object is read. The record is refused while
+//! it arrives, so no more than about the limit of it is ever held, whatever the size of the
+//! object.
+//!
 //! ```yaml
 //! source:
 //!   format: csv
@@ -30,8 +39,8 @@ use futures::stream::{self, BoxStream};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use valtava_plugin::{
-    ParseError, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, TextBatchBuilder,
-    typed_options,
+    Limits, ParseError, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject,
+    TextBatchBuilder, typed_options,
 };
 
 /// Character encoding of a CSV object.
@@ -145,13 +154,15 @@ fn parse_in_pieces(object: SourceObject, request: ParseRequest, size: usize) -> 
         positions: (0..request.columns.len()).collect(),
         fields: request.columns.len(),
     });
-    let pieces = pieces(object.clone(), &options, size);
+    let record_bytes = request.limits.record_bytes;
+    let pieces = pieces(object.clone(), &options, size, record_bytes);
     let driver = Driver {
         ctx: Arc::new(Ctx {
             object: object.name,
             columns: request.columns,
             options,
             batch_size: request.batch_size.max(1),
+            record_bytes,
         }),
         pieces,
         pieces_done: false,
@@ -159,6 +170,7 @@ fn parse_in_pieces(object: SourceObject, request: ParseRequest, size: usize) -> 
         layout,
         ready: Default::default(),
         parallel: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+        stopped: None,
     };
     stream::try_unfold(driver, Driver::next).boxed()
 }
@@ -176,6 +188,8 @@ struct Ctx {
     columns: Vec<String>,
     options: CsvOptions,
     batch_size: usize,
+    /// Longest record in bytes (`limits.record_kib`).
+    record_bytes: usize,
 }
 
 impl Ctx {
@@ -184,6 +198,25 @@ impl Ctx {
             object: self.object.clone(),
             message,
         }
+    }
+}
+
+/// The error for a record longer than `limit` bytes that starts at `line`: names the place
+/// and the bound, never the record's bytes.
+fn too_long(object: &str, line: u64, limit: usize) -> ParseError {
+    Limits::exceeded(
+        object,
+        "record_kib",
+        format!("record at line {line} is longer than {}", kib(limit)),
+    )
+}
+
+/// A bound in bytes as the line file sets it, in KiB (in bytes when not whole KiB).
+fn kib(bytes: usize) -> String {
+    if bytes % 1024 == 0 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 
@@ -209,10 +242,12 @@ impl Piece {
     }
 }
 
-/// What a piece gave: its rows in batches, and the layout if its header row was read.
+/// What a piece gave: its rows in batches, the layout if its header row was read, and the
+/// error that stopped it (after the rows before it, which are handed over first).
 struct Parsed {
     batches: Vec<ParsedBatch>,
     layout: Option<Layout>,
+    stop: Option<ParseError>,
 }
 
 /// Finds where records end as bytes arrive, without parsing them: it follows the states of
@@ -398,6 +433,47 @@ impl Cutter {
         (before >= self.size && !BOM.starts_with(&next)).then(|| self.piece(i, c))
     }
 
+    /// The line where the record not yet ended starts, if its bytes so far are longer than
+    /// `limit`: it is refused before more of it is held. Counted as the piece's reader counts
+    /// it, or less: a leading byte-order mark and a trailing `\r` (maybe half of the
+    /// record's `\r\n`) are not counted.
+    fn overlong(&self, limit: usize) -> Option<u64> {
+        let before = self.cut.map_or(0, |(_, _, before)| before);
+        let cr = self.pending.last().and_then(|p| p.last()) == Some(&b'\r');
+        let bom = self.cut.is_none()
+            && self
+                .pending
+                .iter()
+                .flat_map(|p| p.iter())
+                .take(BOM.len())
+                .eq(BOM.iter());
+        let partial = (self.pending_len - before)
+            .saturating_sub(usize::from(cr) + if bom { BOM.len() } else { 0 });
+        (partial > limit).then(|| self.lines_before + 1 + self.lines_before_cut())
+    }
+
+    /// Line breaks in `pending` before its last record end.
+    fn lines_before_cut(&self) -> u64 {
+        let Some((i, c, _)) = self.cut else {
+            return 0;
+        };
+        self.pending[..=i]
+            .iter()
+            .enumerate()
+            .map(|(k, p)| {
+                let p = if k == i { &p[..c] } else { &p[..] };
+                memchr::memchr_iter(b'\n', p).count() as u64
+            })
+            .sum()
+    }
+
+    /// The pending records that have ended, as a piece of any size: the rows before a
+    /// record that is refused.
+    fn ended(&mut self) -> Option<Piece> {
+        let (i, c, _) = self.cut?;
+        Some(self.piece(i, c))
+    }
+
     /// The rest of the object, as its last piece.
     fn finish(&mut self) -> Piece {
         let parts = std::mem::take(&mut self.pending);
@@ -434,20 +510,40 @@ impl Cutter {
     }
 }
 
-/// Reads an object as pieces of at least `size` bytes that start at records.
+/// Reads an object as pieces of at least `size` bytes that start at records. A record longer
+/// than `record_bytes` ends the pieces with its error, after a piece of the records before it.
 fn pieces(
     object: SourceObject,
     options: &CsvOptions,
     size: usize,
+    record_bytes: usize,
 ) -> BoxStream<'static, Result<Piece, ParseError>> {
     struct Reading {
         object: SourceObject,
         input: Option<BoxStream<'static, Result<Bytes, ParseError>>>,
         cutter: Cutter,
+        record_bytes: usize,
         done: bool,
+        /// The error to end with once the piece before it has been handed over.
+        refused: Option<ParseError>,
     }
     async fn next(mut r: Reading) -> Result<Option<(Piece, Reading)>, ParseError> {
         while !r.done {
+            // Checked before every chunk is read: the record being assembled is never held
+            // much beyond the limit (a quoted field that never closes would hold the rest of
+            // the object).
+            if let Some(line) = r.cutter.overlong(r.record_bytes) {
+                r.done = true;
+                r.input = None;
+                let error = too_long(&r.object.name, line, r.record_bytes);
+                return match r.cutter.ended() {
+                    Some(piece) => {
+                        r.refused = Some(error);
+                        Ok(Some((piece, r)))
+                    }
+                    None => Err(error),
+                };
+            }
             let input = match &mut r.input {
                 Some(i) => i,
                 None => r.input.insert(r.object.open().await?),
@@ -465,19 +561,25 @@ fn pieces(
                 }
             }
         }
-        Ok(None)
+        match r.refused.take() {
+            Some(error) => Err(error),
+            None => Ok(None),
+        }
     }
     let reading = Reading {
         object,
         input: None,
         cutter: Cutter::new(options, size),
+        record_bytes,
         done: false,
+        refused: None,
     };
     stream::try_unfold(reading, next).boxed()
 }
 
 /// Parses pieces on blocking threads, several at a time, and hands their batches over in
-/// the object's order. Until the header row has been read, one piece at a time.
+/// the object's order. Until the header row has been read, one piece at a time. An error that
+/// stops the object ends the stream after the batches before it.
 struct Driver {
     ctx: Arc<Ctx>,
     pieces: BoxStream<'static, Result<Piece, ParseError>>,
@@ -486,6 +588,8 @@ struct Driver {
     layout: Option<Layout>,
     ready: std::collections::VecDeque<ParsedBatch>,
     parallel: usize,
+    /// The error that stops the object, once the batches before it are handed over.
+    stopped: Option<ParseError>,
 }
 
 impl Driver {
@@ -498,13 +602,18 @@ impl Driver {
                 && self.running.len() < self.parallel
                 && (self.layout.is_some() || self.running.is_empty())
             {
-                match self.pieces.next().await.transpose()? {
-                    Some(piece) => {
+                match self.pieces.next().await {
+                    Some(Ok(piece)) => {
                         let ctx = self.ctx.clone();
                         let layout = self.layout.clone();
                         self.running.push_back(tokio::task::spawn_blocking(move || {
                             parse_piece(&ctx, &piece, layout)
                         }));
+                    }
+                    // The pieces before it, already running, are handed over first.
+                    Some(Err(error)) => {
+                        self.pieces_done = true;
+                        self.stopped = Some(error);
                     }
                     None => self.pieces_done = true,
                 }
@@ -519,11 +628,23 @@ impl Driver {
                         self.layout = parsed.layout;
                     }
                     self.ready.extend(parsed.batches);
+                    if let Some(error) = parsed.stop {
+                        // Earlier in the object than any error of the pieces after it, which
+                        // are not handed over.
+                        self.pieces_done = true;
+                        self.running = Default::default();
+                        self.stopped = Some(error);
+                    }
                 }
-                None if self.layout.is_none() => {
-                    return Err(self.ctx.error("the object has no header row".into()));
+                None => {
+                    if let Some(error) = self.stopped.take() {
+                        return Err(error);
+                    }
+                    if self.layout.is_none() {
+                        return Err(self.ctx.error("the object has no header row".into()));
+                    }
+                    return Ok(None);
                 }
-                None => return Ok(None),
             }
         }
     }
@@ -550,6 +671,18 @@ fn parse_piece(ctx: &Ctx, piece: &Piece, layout: Option<Layout>) -> Result<Parse
         }
     };
     let mut records = Records::new(ctx, layout, piece.lines_before);
+    // An error stops the object after the rows before it in the piece.
+    let stop = read_parts(&mut records, parts).err();
+    records.flush()?;
+    Ok(Parsed {
+        batches: records.batches,
+        layout: records.layout,
+        stop,
+    })
+}
+
+/// Feeds the bytes of a piece to its reader, then the end of the data.
+fn read_parts(records: &mut Records<'_>, parts: &[Bytes]) -> Result<(), ParseError> {
     // The reader skips a byte-order mark only when its first input holds all of it: a
     // first part shorter than that is joined with the next bytes.
     let mut skip = 0;
@@ -571,12 +704,7 @@ fn parse_piece(ctx: &Ctx, piece: &Piece, layout: Option<Layout>) -> Result<Parse
         }
     }
     // A piece ends at a record end, so this only ends the object's last record.
-    records.feed(&[], true)?;
-    records.flush()?;
-    Ok(Parsed {
-        batches: records.batches,
-        layout: records.layout,
-    })
+    records.feed(&[], true)
 }
 
 /// csv_core's reader over one piece, its rows going into batches.
@@ -595,6 +723,11 @@ struct Records<'a> {
     /// The last byte the CSV reader consumed in its last call: tells whether a record's
     /// line break has been counted yet.
     last_byte: u8,
+    /// Bytes of the record being read, consumed so far from its first byte on.
+    record_in: usize,
+    /// Whether the reader has been called: it skips a byte-order mark only in its first
+    /// input.
+    started: bool,
 }
 
 impl<'a> Records<'a> {
@@ -615,6 +748,8 @@ impl<'a> Records<'a> {
             builder: TextBatchBuilder::new(ctx.columns.clone()),
             batches: Vec::new(),
             last_byte: 0,
+            record_in: 0,
+            started: false,
         }
     }
 
@@ -641,9 +776,13 @@ impl<'a> Records<'a> {
             );
             // A record ended by the end of data (`last`, no input) has no terminator.
             self.last_byte = if nin > 0 { input[nin - 1] } else { 0 };
+            self.count(&input[..nin]);
             input = &input[nin..];
             self.out_len += nout;
             self.ends_len += nend;
+            // Checked at every return of the reader, which fills the output buffers at most:
+            // they grow (doubling) only while the record is within the limit.
+            self.check_length(matches!(res, R::Record) && nin > 0)?;
             match res {
                 R::InputEmpty => {
                     if !last {
@@ -662,6 +801,7 @@ impl<'a> Records<'a> {
                     self.record()?;
                     self.out_len = 0;
                     self.ends_len = 0;
+                    self.record_in = 0;
                     if self.builder.len() >= self.ctx.batch_size {
                         self.flush()?;
                     }
@@ -671,20 +811,49 @@ impl<'a> Records<'a> {
         }
     }
 
+    /// Counts the bytes the reader consumed toward the record being read: line breaks before
+    /// its first byte are blank lines, which the reader skips, and so is a byte-order mark at
+    /// the start of its first input.
+    fn count(&mut self, mut used: &[u8]) {
+        if !self.started {
+            self.started = true;
+            used = used.strip_prefix(BOM).unwrap_or(used);
+        }
+        if self.record_in == 0 {
+            let blank = used.iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
+            used = &used[blank..];
+        }
+        self.record_in += used.len();
+    }
+
+    /// Stops at a record longer than the limit; `ended` says that the reader has just
+    /// consumed its line break, which is not counted.
+    fn check_length(&self, ended: bool) -> Result<(), ParseError> {
+        let limit = self.ctx.record_bytes;
+        if self.record_in.saturating_sub(usize::from(ended)) > limit {
+            return Err(too_long(&self.ctx.object, self.record_line(ended), limit));
+        }
+        Ok(())
+    }
+
+    /// The line where the record being read starts. The reader counts line breaks read so
+    /// far; step back over those inside the record (all in its output), and over its
+    /// terminator when it has `ended` and the reader has consumed it (it has after `\n`, not
+    /// yet after the `\r` of `\r\n`, and there is none at the end of data).
+    fn record_line(&self, ended: bool) -> u64 {
+        let inner = self.out[..self.out_len]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        let terminator = u64::from(ended && self.last_byte == b'\n');
+        self.lines_before + self.reader.line().saturating_sub(inner + terminator).max(1)
+    }
+
     fn record(&mut self) -> Result<(), ParseError> {
         let ctx = self.ctx;
+        let line = self.record_line(true);
         let data = &self.out[..self.out_len];
         let ends = &self.ends[..self.ends_len];
-        // The reader counts line breaks read so far; step back over those inside this
-        // record, and over its terminator when the reader has consumed it (it has after
-        // `\n`, not yet after the `\r` of `\r\n`, and there is none at the end of data).
-        let inner = data.iter().filter(|&&b| b == b'\n').count() as u64;
-        let line = self.lines_before
-            + self
-                .reader
-                .line()
-                .saturating_sub(inner + u64::from(self.last_byte == b'\n'))
-                .max(1);
         let field = |i: usize| -> &[u8] {
             let start = if i == 0 { 0 } else { ends[i - 1] };
             &data[start..ends[i]]
@@ -807,6 +976,7 @@ mod tests {
             options,
             batch_size,
             base_dir: None,
+            limits: Limits::default(),
         };
         let mut s = CsvParser.parse(object, request);
         let (mut rows, mut lines, mut rejects) = (vec![], vec![], vec![]);
@@ -916,6 +1086,7 @@ mod tests {
             options: serde_json::Value::Null,
             batch_size: 10,
             base_dir: None,
+            limits: Limits::default(),
         };
         let err = CsvParser
             .parse(object, request)
@@ -961,6 +1132,9 @@ mod tests {
         let (mut rows, mut lines, mut rejects) = (vec![], vec![], vec![]);
         for piece in pieces {
             let parsed = parse_piece(ctx, piece, layout.clone()).map_err(|e| e.to_string())?;
+            if let Some(e) = parsed.stop {
+                return Err(e.to_string());
+            }
             layout = layout.or(parsed.layout);
             for b in parsed.batches {
                 rejects.extend(b.rejects);
@@ -1047,6 +1221,7 @@ mod tests {
                     ..Default::default()
                 },
                 batch_size: 3,
+                record_bytes: Limits::RECORD_BYTES,
             };
             let whole = parse_pieces(
                 &ctx,
@@ -1177,6 +1352,7 @@ mod tests {
             options: serde_json::json!({"delimiter": ";"}),
             batch_size: 1000,
             base_dir: None,
+            limits: Limits::default(),
         };
         let mut s = parse_in_pieces(object, request, 1000);
         let mut expected = 0u64;
@@ -1194,6 +1370,138 @@ mod tests {
         }
         assert_eq!(expected, i);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Parses `bytes` (columns `a` and `b`) with records of at most `limit` bytes: the values
+    /// of `a`, and the error that ended the stream, if one did.
+    async fn parse_limited(bytes: Vec<u8>, limit: usize) -> (Vec<String>, Option<ParseError>) {
+        let store = Arc::new(InMemory::new());
+        let path = Path::from("t.csv");
+        let size = bytes.len() as u64;
+        store.put(&path, PutPayload::from(bytes)).await.unwrap();
+        let object = SourceObject {
+            store,
+            path,
+            size,
+            name: "t.csv".into(),
+        };
+        let request = ParseRequest {
+            columns: vec!["a".into(), "b".into()],
+            types: vec![],
+            options: serde_json::Value::Null,
+            batch_size: 1000,
+            base_dir: None,
+            limits: Limits {
+                record_bytes: limit,
+                ..Limits::default()
+            },
+        };
+        let mut s = CsvParser.parse(object, request);
+        let mut values = vec![];
+        while let Some(b) = s.next().await {
+            match b {
+                Ok(b) => {
+                    let a = b.batch.column(0).as_string::<i32>();
+                    values.extend((0..a.len()).map(|r| a.value(r).to_string()));
+                }
+                Err(e) => {
+                    // The error ends the stream.
+                    assert!(s.next().await.is_none());
+                    return (values, Some(e));
+                }
+            }
+        }
+        (values, None)
+    }
+
+    /// A quoted field that is never closed would make the rest of the object one record: it
+    /// stops the object once longer than the limit, after the rows before it, and the error
+    /// names its line and the bound, not what it holds.
+    #[tokio::test]
+    async fn an_unclosed_quote_stops_the_object_after_the_rows_before_it() {
+        let limit = 64 << 10;
+        let mut data = b"a,b\n1,2\n3,4\n5,\"never closed SALAINEN-MERKKI ".to_vec();
+        while data.len() < 8 << 20 {
+            data.extend_from_slice(b"more text, \"\" and lines\n");
+        }
+        let (values, error) = parse_limited(data, limit).await;
+        assert_eq!(values, ["1", "3"]);
+        let error = error.expect("a limit error");
+        let text = error.to_string();
+        assert!(
+            matches!(error, ParseError::Limit { setting: "record_kib", .. }),
+            "{text}"
+        );
+        assert!(
+            text.contains("t.csv") && text.contains("line 4") && text.contains("64 KiB"),
+            "{text}"
+        );
+        assert!(!text.contains("SALAINEN"), "{text}");
+    }
+
+    /// A record as long as the limit is read; one byte more, and the object stops at it
+    /// (here found by the reader of a piece: the object arrives in one chunk).
+    #[tokio::test]
+    async fn a_record_as_long_as_the_limit_is_read_and_a_longer_one_is_not() {
+        let limit = 64 << 10;
+        let object = |len: usize| {
+            // `2,"yy…y"` of `len` bytes, between two short records.
+            let mut record = b"2,\"SALAINEN-MERKKI".to_vec();
+            record.resize(len - 1, b'y');
+            record.push(b'"');
+            let mut data = b"a,b\r\n1,x\r\n".to_vec();
+            data.extend(record);
+            data.extend_from_slice(b"\r\n3,z\r\n");
+            data
+        };
+        let (values, error) = parse_limited(object(limit), limit).await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(values, ["1", "2", "3"]);
+        let (values, error) = parse_limited(object(limit - 100), limit).await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(values, ["1", "2", "3"]);
+        let (values, error) = parse_limited(object(limit + 1), limit).await;
+        assert_eq!(values, ["1"]);
+        let error = error.expect("a limit error");
+        let text = error.to_string();
+        assert!(
+            matches!(error, ParseError::Limit { setting: "record_kib", .. }),
+            "{text}"
+        );
+        assert!(text.contains("line 3") && text.contains("64 KiB"), "{text}");
+        assert!(!text.contains("SALAINEN"), "{text}");
+    }
+
+    /// The cutter refuses a record at the first chunk that makes it longer than the limit:
+    /// no more of it is held than the limit and a chunk. The records before it are a piece.
+    #[test]
+    fn the_cutter_refuses_a_long_record_as_it_arrives() {
+        let (limit, chunk) = (64 << 10, 8 << 10);
+        let mut data = b"a,b\n1,2\n3,\"".to_vec();
+        data.resize(8 << 20, b'x');
+        let mut cutter = Cutter::new(&CsvOptions::default(), PIECE);
+        let mut refused = None;
+        for c in data.chunks(chunk) {
+            assert!(cutter.push(Bytes::copy_from_slice(c)).is_none());
+            if let Some(line) = cutter.overlong(limit) {
+                refused = Some(line);
+                break;
+            }
+        }
+        assert_eq!(refused, Some(3));
+        assert!(cutter.pending_len <= limit + chunk + 8, "{}", cutter.pending_len);
+        let before = cutter.ended().expect("the records before it");
+        assert_eq!(before.len(), 8);
+        assert_eq!(before.lines_before, 0);
+        // A record as long as the limit, arriving in small chunks, is not refused.
+        let mut data = b"a,b\n1,\"".to_vec();
+        data.resize(4 + limit - 1, b'x');
+        data.extend_from_slice(b"\"\r\n2,y\r\n");
+        let mut cutter = Cutter::new(&CsvOptions::default(), PIECE);
+        for c in data.chunks(1000) {
+            assert!(cutter.push(Bytes::copy_from_slice(c)).is_none());
+            assert_eq!(cutter.overlong(limit), None);
+        }
     }
 
     #[test]

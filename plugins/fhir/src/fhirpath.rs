@@ -5,6 +5,12 @@
 //! `getResourceKey()`, `getReferenceKey(type)`, literals, `%constants`, `$this`, `=`, `!=`,
 //! `<`, `<=`, `>`, `>=`, `and`, `or`, `xor`, `implies`, `|`, `+`, `-`, `*`, `/`, `div`, `mod`
 //! and `&`.
+//!
+//! Evaluation recurses over the expression (part of the view, written by the line's
+//! author), never over the data: there is no `descendants()`, and `repeat` is walked by
+//! the view with a stack of its own. What does follow the data down (cloning, comparing and
+//! printing JSON values) only meets values the parser has let through, at most
+//! `limits.depth` levels deep.
 
 use std::collections::BTreeMap;
 

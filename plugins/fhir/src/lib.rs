@@ -5,8 +5,8 @@
 //! [SQL-on-FHIR v2](https://sql-on-fhir.org) view definition: each resource of the view's
 //! type gives rows of the view's columns. The declared columns of the source are the view's
 //! columns (by name). A resource that breaks the view (say, two values where one is
-//! expected) is rejected with its resource id and the reason; a line that is not JSON is
-//! rejected with its line number.
+//! expected) is rejected with its line (or Bundle entry) number and the reason, never its
+//! id; a line that is not JSON is rejected with its line number.
 //!
 //! ```yaml
 //! source:
@@ -21,17 +21,40 @@
 //!             - { name: hetu, path: "identifier.where(system = 'urn:oid:1.2.246.21').value.first()" }
 //!   columns: { id: string, hetu: { type: string, personal: true } }
 //! ```
+//!
+//! # Bounds
+//!
+//! Every object is assumed hostile (see [`Limits`]); what one object may make the parser
+//! hold or do is bounded, and messages name places (a line number, a level), never content
+//! (a line may hold identity codes):
+//!
+//! - The object is read whole, at most `limits.object_bytes` (larger ones are refused
+//!   before parsing), so a partial line is never buffered on its own.
+//! - An NDJSON line longer than `limits.record_bytes` stops the object with a `record_kib`
+//!   limit naming the line's number, after the lines before it have been read: no bulk
+//!   export writes one resource that large, and as JSON values it would take several times
+//!   its size. A resource inside a Bundle is not measured on its own; the Bundle as a whole
+//!   is bounded by `object_bytes`.
+//! - JSON nesting is measured byte by byte before anything parses it, because parsing,
+//!   cloning, comparing and dropping JSON values all recurse once per level: a line or
+//!   resource nesting deeper than `limits.depth` is rejected as a row ("JSON nests deeper
+//!   than N levels"), and a whole document (a Bundle) nesting deeper than that plus the
+//!   Bundle's own three levels stops the object with a `depth` limit. serde_json refuses
+//!   128 levels of its own accord, so a `depth` above 127 counts as 127.
+//! - A view's `repeat` descends at most `limits.depth` levels (see [`view`]).
 
 pub mod fhirpath;
 pub mod view;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use valtava_plugin::{
-    ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, TextBatchBuilder, typed_options,
+    Limits, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, Stop, TextBatchBuilder,
+    typed_options,
 };
 
 /// Options of the `fhir` format.
@@ -66,12 +89,12 @@ impl FhirOptions {
 #[derive(Debug, Default)]
 pub struct FhirParser;
 
-fn text_of(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+fn text_of(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::Null => None,
-        Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
+        Value::String(s) => Some(Cow::Borrowed(s)),
         Value::Array(a) if a.is_empty() => None,
-        other => Some(std::borrow::Cow::Owned(other.to_string())),
+        other => Some(Cow::Owned(other.to_string())),
     }
 }
 
@@ -96,7 +119,8 @@ impl Parser for FhirParser {
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream {
         valtava_plugin::whole_object_streamed(object, request, |bytes, request, emit| {
             let options = typed_options::<FhirOptions>(&request.options)?;
-            let view = options.view(request.base_dir.as_deref())?;
+            let mut view = options.view(request.base_dir.as_deref())?;
+            view.depth = resource_depth(&request.limits);
             let missing: Vec<&String> = request
                 .columns
                 .iter()
@@ -106,7 +130,8 @@ impl Parser for FhirParser {
                 return Err(format!(
                     "the view has no column(s) {missing:?}; it has {:?}",
                     view.columns
-                ));
+                )
+                .into());
             }
             read(&bytes, &view, request, emit)
         })
@@ -116,42 +141,233 @@ impl Parser for FhirParser {
 /// An object's resources: the lines of NDJSON, or the resources of one JSON document (a
 /// Bundle's entries, or a single resource).
 enum Resources<'a> {
-    /// Non-empty lines with their line numbers.
-    Lines(Vec<(u64, &'a str)>),
+    /// Non-empty lines with their line numbers, up to the first line longer than a record
+    /// may be, and the stop for that one (`cut`): the lines before it are still read.
+    Lines {
+        lines: Vec<(u64, &'a str)>,
+        cut: Option<Stop>,
+    },
     /// Resources with the entry (1-based) each is reported at.
     Parsed(Vec<(u64, Value)>),
 }
 
-fn resources(text: &str) -> Resources<'_> {
+/// The resources of an object's text: one JSON document when the text is one, else NDJSON.
+/// A document nesting deeper than a Bundle of resources may stops the object.
+fn resources<'a>(text: &'a str, limits: &Limits) -> Result<Resources<'a>, Stop> {
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{')
-        && let Ok(doc) = serde_json::from_str::<Value>(trimmed)
+        && let Some(doc) = document(trimmed, limits)?
     {
-        if doc.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
-            return Resources::Parsed(
-                doc.get("entry")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                    .filter_map(|(i, e)| e.get("resource").map(|r| (i as u64 + 1, r.clone())))
-                    .collect(),
-            );
-        }
-        return Resources::Parsed(vec![(1, doc)]);
+        return Ok(Resources::Parsed(entries(doc)));
     }
-    Resources::Lines(
-        text.lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| (i as u64 + 1, l))
-            .collect(),
-    )
+    Ok(lines(text, limits))
+}
+
+/// `text` parsed, when it is one JSON document; `None` when it is not (it is then read as
+/// NDJSON, and a line that is not JSON is rejected in its place). Its nesting is measured
+/// before it is parsed: deeper than [`document_depth`] stops the object.
+fn document(text: &str, limits: &Limits) -> Result<Option<Value>, Stop> {
+    let Some((end, deepest)) = first_value(text.as_bytes()) else {
+        return Ok(None);
+    };
+    if !text[end..].trim().is_empty() {
+        return Ok(None);
+    }
+    let limit = document_depth(limits);
+    if deepest > limit {
+        return Err(Stop::Limit {
+            setting: "depth",
+            message: format!("the JSON document nests deeper than {limit} levels"),
+        });
+    }
+    Ok(serde_json::from_str::<Value>(text).ok())
+}
+
+/// The resources of a JSON document: a Bundle's `entry[].resource` (numbered by entry), or
+/// the document itself as one resource.
+fn entries(doc: Value) -> Vec<(u64, Value)> {
+    match doc {
+        Value::Object(mut bundle)
+            if bundle.get("resourceType").and_then(Value::as_str) == Some("Bundle") =>
+        {
+            let Some(Value::Array(entries)) = bundle.remove("entry") else {
+                return Vec::new();
+            };
+            entries
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, entry)| match entry {
+                    Value::Object(mut e) => e.remove("resource").map(|r| (i as u64 + 1, r)),
+                    _ => None,
+                })
+                .collect()
+        }
+        resource => vec![(1, resource)],
+    }
+}
+
+/// The non-empty lines of NDJSON with their numbers, up to the first line longer than
+/// `limits.record_bytes`: that one stops the object (after the lines before it are read),
+/// named by its number only.
+fn lines<'a>(text: &'a str, limits: &Limits) -> Resources<'a> {
+    let mut lines = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let row = i as u64 + 1;
+        if line.len() > limits.record_bytes {
+            let cut = Stop::Limit {
+                setting: "record_kib",
+                message: format!(
+                    "line {row} is longer than {}",
+                    size_text(limits.record_bytes)
+                ),
+            };
+            return Resources::Lines {
+                lines,
+                cut: Some(cut),
+            };
+        }
+        if !line.trim().is_empty() {
+            lines.push((row, line));
+        }
+    }
+    Resources::Lines { lines, cut: None }
+}
+
+/// A size for messages: whole KiB as KiB (as the `record_kib` setting counts), else bytes.
+fn size_text(bytes: usize) -> String {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// Levels of nesting serde_json reads: it refuses the 128th of its own accord (an error,
+/// not a stack overflow), so no `limits.depth` above this can be honoured.
+const JSON_DEPTH: usize = 127;
+
+/// Levels a Bundle adds above each of its resources: the Bundle, its `entry` array and the
+/// entry.
+const BUNDLE_LEVELS: usize = 3;
+
+/// How deep one resource (an NDJSON line, a Bundle's entry) may nest.
+fn resource_depth(limits: &Limits) -> usize {
+    limits.depth.min(JSON_DEPTH)
+}
+
+/// How deep a whole JSON document may nest: a Bundle's own levels above its resources'.
+fn document_depth(limits: &Limits) -> usize {
+    (resource_depth(limits) + BUNDLE_LEVELS).min(JSON_DEPTH)
+}
+
+/// Why a resource nesting too deep is rejected: the bound, not the content.
+fn too_deep(depth: usize) -> String {
+    format!("JSON nests deeper than {depth} levels")
+}
+
+/// Nesting of JSON arrays and objects, followed byte by byte without parsing, so that the
+/// depth of hostile text is known before anything recurses over it. Brackets inside strings
+/// do not count; a closing bracket without an opening one is let be (such text is not JSON
+/// and is rejected when parsed).
+#[derive(Default)]
+struct Nesting {
+    depth: usize,
+    deepest: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Nesting {
+    /// Follows one more byte (multi-byte UTF-8 never looks like a quote or a bracket).
+    #[inline]
+    fn step(&mut self, b: u8) {
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+            return;
+        }
+        match b {
+            b'"' => self.in_string = true,
+            b'{' | b'[' => {
+                self.depth += 1;
+                self.deepest = self.deepest.max(self.depth);
+            }
+            b'}' | b']' => self.depth = self.depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+}
+
+/// Whether `json` nests arrays and objects deeper than `limit` levels.
+fn nests_deeper(json: &[u8], limit: usize) -> bool {
+    // Nesting that deep takes more than `limit` opening brackets: most resources have
+    // fewer, and counting bytes is much quicker than following strings.
+    if json.iter().filter(|&&b| b == b'{' || b == b'[').count() <= limit {
+        return false;
+    }
+    let mut nesting = Nesting::default();
+    json.iter().any(|&b| {
+        nesting.step(b);
+        nesting.depth > limit
+    })
+}
+
+/// Where the JSON value that `json` starts with ends (just past its closing bracket) and
+/// how deep it nests; `None` when it does not close. Only a counter, however deep.
+fn first_value(json: &[u8]) -> Option<(usize, usize)> {
+    let mut nesting = Nesting::default();
+    for (i, &b) in json.iter().enumerate() {
+        nesting.step(b);
+        if nesting.depth == 0 && nesting.deepest > 0 {
+            return Some((i + 1, nesting.deepest));
+        }
+    }
+    None
+}
+
+/// Whether a parsed value nests arrays and objects deeper than `limit` levels, walked with
+/// a stack of its own (not recursion).
+fn value_deeper(value: &Value, limit: usize) -> bool {
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, level)) = stack.pop() {
+        match v {
+            Value::Array(_) | Value::Object(_) if level > limit => return true,
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, level + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|c| (c, level + 1))),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A resource of a JSON document, or why it is rejected: it nests deeper than `depth`.
+fn within_depth(resource: &Value, depth: usize) -> Result<Cow<'_, Value>, String> {
+    if value_deeper(resource, depth) {
+        return Err(too_deep(depth));
+    }
+    Ok(Cow::Borrowed(resource))
+}
+
+/// One NDJSON line as a resource, or why it is rejected: nesting deeper than `depth` is
+/// refused before parsing; a line that is not JSON is named by the parser's message (a
+/// place in the line, not its content).
+fn line_resource(line: &str, depth: usize) -> Result<Cow<'static, Value>, String> {
+    if nests_deeper(line.as_bytes(), depth) {
+        return Err(too_deep(depth));
+    }
+    serde_json::from_str::<Value>(line)
+        .map(Cow::Owned)
+        .map_err(|e| format!("not JSON: {e}"))
 }
 
 /// Rows of some resources, as batches.
 fn rows_of<'a>(
-    resources: impl Iterator<Item = (u64, Result<std::borrow::Cow<'a, Value>, String>)>,
+    resources: impl Iterator<Item = (u64, Result<Cow<'a, Value>, String>)>,
     view: &view::View,
     request: &ParseRequest,
 ) -> Result<Vec<ParsedBatch>, String> {
@@ -161,7 +377,7 @@ fn rows_of<'a>(
         match resource.and_then(|r| view.rows(r.into_owned())) {
             Ok(rows) => {
                 for r in rows {
-                    let values: Vec<Option<std::borrow::Cow<'_, str>>> = request
+                    let values: Vec<Option<Cow<'_, str>>> = request
                         .columns
                         .iter()
                         .map(|c| r.get(c).and_then(text_of))
@@ -182,47 +398,58 @@ fn rows_of<'a>(
 }
 
 /// Evaluates the view over an object's resources and emits the batches in the object's
-/// order. NDJSON lines are parsed and evaluated in chunks on all cores (at most twice as
-/// many chunks as cores ahead of the one handed on, so memory stays a few chunks' worth).
+/// order. A line longer than a record may be stops the object once the lines before it are
+/// emitted.
 fn read(
     bytes: &[u8],
     view: &view::View,
     request: &ParseRequest,
     emit: &mut dyn FnMut(ParsedBatch) -> bool,
-) -> Result<(), String> {
+) -> Result<(), Stop> {
     // Valid UTF-8 (the usual case) is checked by the fast validator; only an object with
     // invalid bytes goes through the slower lossy conversion.
     let text = match std::str::from_utf8(bytes) {
-        Ok(t) => std::borrow::Cow::Borrowed(t),
+        Ok(t) => Cow::Borrowed(t),
         Err(_) => String::from_utf8_lossy(bytes),
     };
-    let lines = match resources(&text) {
+    match resources(&text, &request.limits)? {
         Resources::Parsed(list) => {
-            let iter = list
-                .iter()
-                .map(|(row, r)| (*row, Ok(std::borrow::Cow::Borrowed(r))));
+            let depth = resource_depth(&request.limits);
+            let iter = list.iter().map(|(row, r)| (*row, within_depth(r, depth)));
             for b in rows_of(iter, view, request)? {
                 if !emit(b) {
                     break;
                 }
             }
-            return Ok(());
+            Ok(())
         }
-        Resources::Lines(lines) => lines,
-    };
+        Resources::Lines { lines, cut } => {
+            let finished = read_lines(&lines, view, request, emit)?;
+            match cut {
+                Some(stop) if finished => Err(stop),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// Evaluates the view over NDJSON lines and emits the batches in the lines' order; `true`
+/// when every line was emitted, `false` when the reader stopped listening first. The lines
+/// are parsed and evaluated in chunks on all cores (at most twice as many chunks as cores
+/// ahead of the one handed on, so memory stays a few chunks' worth).
+fn read_lines(
+    lines: &[(u64, &str)],
+    view: &view::View,
+    request: &ParseRequest,
+    emit: &mut dyn FnMut(ParsedBatch) -> bool,
+) -> Result<bool, Stop> {
     let chunk = request.batch_size.max(1);
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
-    let parse_line = |(row, line): &(u64, &str)| {
-        (
-            *row,
-            serde_json::from_str::<Value>(line)
-                .map(std::borrow::Cow::Owned)
-                .map_err(|e| format!("not JSON: {e}")),
-        )
-    };
+    let depth = resource_depth(&request.limits);
+    let parse_line = move |(row, line): &(u64, &str)| (*row, line_resource(line, depth));
     let parts: Vec<&[(u64, &str)]> = lines.chunks(chunk).collect();
     // Workers take the next chunk as soon as they are free, at most `window` chunks ahead
     // of the one emitted next: no round waits for its slowest chunk, and the chunks done
@@ -268,7 +495,7 @@ fn read(
         drop(tx);
         let mut ready = std::collections::BTreeMap::new();
         let mut next = 0;
-        let mut result = Ok(());
+        let mut result: Result<(), Stop> = Ok(());
         'emit: for (i, done) in rx.iter() {
             ready.insert(i, done);
             while let Some(done) = ready.remove(&next) {
@@ -276,7 +503,7 @@ fn read(
                 let stop = match done {
                     Ok(batches) => !batches.into_iter().all(&mut *emit),
                     Err(e) => {
-                        result = Err(e);
+                        result = Err(e.into());
                         true
                     }
                 };
@@ -301,13 +528,15 @@ fn read(
             result = Err(format!(
                 "the FHIR view evaluation ended after {next} of {} chunks",
                 parts.len()
-            ));
+            )
+            .into());
         }
-        result
+        // Stopped with the result still fine: the reader stopped listening.
+        result.map(|()| !stopped)
     })
 }
 
-/// How far the workers of [`read`] are: the next chunk to take, the chunks emitted, and
+/// How far the workers of [`read_lines`] are: the next chunk to take, the chunks emitted, and
 /// whether to stop (the reader stopped listening, or a chunk failed).
 struct Progress {
     next: usize,
@@ -345,6 +574,7 @@ mod tests {
             options: Value::Null,
             batch_size: 10,
             base_dir: None,
+            limits: Limits::default(),
         };
         let ndjson = b"{\"resourceType\": \"Patient\", \"id\": \"a\", \"name\": [{\"family\": \"X\"}]}\n{\"resourceType\": \"Patient\", \"id\": \"b\", \"name\": [{\"family\": \"Y\"}, {\"family\": \"Z\"}]}\nnot json\n";
         let parsed = read_all(ndjson, &v, &request);
@@ -427,6 +657,7 @@ mod tests {
             options: Value::Null,
             batch_size: 3,
             base_dir: None,
+            limits: Limits::default(),
         };
         let text: String = (1..=2000)
             .map(|i| format!("{{\"resourceType\": \"Patient\", \"id\": \"p{i}\"}}\n"))
@@ -462,6 +693,231 @@ mod tests {
         })
         .unwrap();
         out
+    }
+
+    /// An identity code (a made-up hetu) that no message may quote.
+    const MARKER: &str = "131052-308T";
+
+    /// A view of Patient ids and a request for it, as the engine makes one (the view in
+    /// the options, the default limits).
+    fn ids_view() -> (view::View, ParseRequest) {
+        let view = serde_json::json!({
+            "resource": "Patient",
+            "select": [{"column": [{"name": "id", "path": "id"}]}]
+        });
+        let v = view::compile(&view).unwrap();
+        let request = ParseRequest {
+            columns: v.columns.clone(),
+            types: vec![],
+            options: serde_json::json!({ "view": view }),
+            batch_size: 100,
+            base_dir: None,
+            limits: Limits::default(),
+        };
+        (v, request)
+    }
+
+    fn patient(id: &str) -> String {
+        format!("{{\"resourceType\": \"Patient\", \"id\": \"{id}\"}}")
+    }
+
+    /// The ids of the rows, in order.
+    fn ids(parsed: &[ParsedBatch]) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in parsed {
+            let a = p
+                .batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            out.extend((0..arrow::array::Array::len(a)).map(|r| a.value(r).to_string()));
+        }
+        out
+    }
+
+    /// Parses `bytes` as one object through the parser's stream, as the engine does.
+    fn parse_object(
+        bytes: Vec<u8>,
+        request: ParseRequest,
+    ) -> Vec<Result<ParsedBatch, valtava_plugin::ParseError>> {
+        use futures::StreamExt;
+        use object_store::ObjectStoreExt;
+        let store: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::memory::InMemory::new());
+        let path = object_store::path::Path::from("kanta/Patient.ndjson");
+        let size = bytes.len() as u64;
+        futures::executor::block_on(store.put(&path, bytes.into())).unwrap();
+        let object = SourceObject {
+            store,
+            path,
+            size,
+            name: "kanta/Patient.ndjson".into(),
+        };
+        futures::executor::block_on(FhirParser.parse(object, request).collect::<Vec<_>>())
+    }
+
+    /// A line longer than a record may be stops the object with a `record_kib` limit that
+    /// names the line by its number and quotes nothing of it; the lines before it are read,
+    /// the lines after it are not.
+    #[test]
+    fn a_line_longer_than_a_record_stops_the_object_after_the_lines_before_it() {
+        let (_, mut request) = ids_view();
+        request.limits.record_bytes = 4096;
+        let long = format!(
+            "{{\"resourceType\": \"Patient\", \"id\": \"{MARKER}\", \"identifier\": [{{\"value\": \"{MARKER}\"}}], \"note\": \"{}\"}}",
+            "x".repeat(5000)
+        );
+        let text = format!(
+            "{}\n{}\n{long}\n{}\n",
+            patient("p1"),
+            patient("p2"),
+            patient("p4")
+        );
+        let got = parse_object(text.into_bytes(), request);
+        let (last, batches) = got.split_last().unwrap();
+        let batches: Vec<ParsedBatch> = batches
+            .iter()
+            .map(|b| b.as_ref().unwrap().clone())
+            .collect();
+        assert_eq!(ids(&batches), ["p1", "p2"]);
+        let err = last.as_ref().err().expect("the stream ends with an error");
+        assert!(
+            matches!(
+                err,
+                valtava_plugin::ParseError::Limit { setting: "record_kib", message, .. }
+                    if message.contains("line 3")
+            ),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("kanta/Patient.ndjson") && text.contains("4 KiB"),
+            "{text}"
+        );
+        assert!(!text.contains(MARKER) && !text.contains("xxxx"), "{text}");
+    }
+
+    /// A line nested 100 000 levels deep (closed or not) is rejected as a row before it is
+    /// parsed: no stack overflow, no panic, no content in the reason, and the lines around
+    /// it are read.
+    #[test]
+    fn a_line_nested_too_deep_is_rejected_without_being_parsed() {
+        let (v, request) = ids_view();
+        let n = 100_000;
+        let closed = format!(
+            "{{\"resourceType\": \"Patient\", \"id\": \"{MARKER}\", \"x\": {}{}}}",
+            "[".repeat(n),
+            "]".repeat(n)
+        );
+        let open = format!(
+            "{{\"resourceType\": \"Patient\", \"id\": \"{MARKER}\", \"x\": {}",
+            "[{\"a\": ".repeat(n)
+        );
+        let text = format!("{}\n{closed}\n{}\n{open}\n", patient("p1"), patient("p3"));
+        let got = read_all(text.as_bytes(), &v, &request);
+        assert_eq!(ids(&got), ["p1", "p3"]);
+        let rejects: Vec<(u64, String)> = got
+            .iter()
+            .flat_map(|p| p.rejects.iter().map(|r| (r.row, r.reason.clone())))
+            .collect();
+        let reason = "JSON nests deeper than 100 levels".to_string();
+        assert_eq!(rejects, [(2, reason.clone()), (4, reason)]);
+    }
+
+    /// A whole document (a Bundle) nested 100 000 levels deep stops the object with a
+    /// `depth` limit, through the stream as the engine reads it; no panic.
+    #[test]
+    fn a_document_nested_too_deep_stops_the_object() {
+        let (_, request) = ids_view();
+        let n = 100_000;
+        let bundle = format!(
+            "{{\"resourceType\": \"Bundle\", \"entry\": [{{\"resource\": {{\"resourceType\": \"Patient\", \"id\": \"{MARKER}\", \"x\": {}{}}}}}]}}",
+            "[".repeat(n),
+            "]".repeat(n)
+        );
+        let got = parse_object(bundle.into_bytes(), request);
+        assert_eq!(got.len(), 1);
+        let err = got[0].as_ref().err().expect("an error");
+        assert!(
+            matches!(
+                err,
+                valtava_plugin::ParseError::Limit { setting: "depth", message, .. }
+                    if message == "the JSON document nests deeper than 103 levels"
+            ),
+            "{err}"
+        );
+        assert!(!err.to_string().contains(MARKER), "{err}");
+    }
+
+    /// `limits.depth` is the deepest a resource may nest, the resource itself the first
+    /// level: in a Bundle (three levels above its resources) or as a document of its own.
+    #[test]
+    fn limits_depth_is_the_deepest_a_resource_may_nest() {
+        let (v, mut request) = ids_view();
+        request.limits.depth = 5;
+        // The resource, then `k` arrays inside it.
+        let nested = |id: &str, k: usize| {
+            format!(
+                "{{\"resourceType\": \"Patient\", \"id\": \"{id}\", \"x\": {}{}}}",
+                "[".repeat(k),
+                "]".repeat(k)
+            )
+        };
+        let bundle = |resources: &[String]| {
+            let entries: Vec<String> = resources
+                .iter()
+                .map(|r| format!("{{\"resource\": {r}}}"))
+                .collect();
+            format!(
+                "{{\"resourceType\": \"Bundle\", \"entry\": [{}]}}",
+                entries.join(", ")
+            )
+        };
+        let at_most = bundle(&[patient("p1"), nested("p2", 4)]);
+        assert_eq!(ids(&read_all(at_most.as_bytes(), &v, &request)), ["p1", "p2"]);
+        let deeper = bundle(&[patient("p1"), nested("p2", 5)]);
+        let stop = read(deeper.as_bytes(), &v, &request, &mut |_| true).unwrap_err();
+        assert_eq!(
+            stop,
+            Stop::Limit {
+                setting: "depth",
+                message: "the JSON document nests deeper than 8 levels".into()
+            }
+        );
+        // One resource as the whole document: rejected as a row, not the object.
+        let single = read_all(nested("p1", 5).as_bytes(), &v, &request);
+        assert!(ids(&single).is_empty());
+        assert_eq!(
+            single[0].rejects,
+            [valtava_plugin::RowReject {
+                row: 1,
+                reason: "JSON nests deeper than 5 levels".into()
+            }]
+        );
+        // Brackets inside strings are text, not nesting.
+        let text = format!(
+            "{{\"resourceType\": \"Patient\", \"id\": \"p1\", \"note\": \"{}\\\"{}\"}}\n{}\n",
+            "[".repeat(50),
+            "{".repeat(50),
+            patient("p2")
+        );
+        assert_eq!(ids(&read_all(text.as_bytes(), &v, &request)), ["p1", "p2"]);
+    }
+
+    /// A `repeat` path that reaches its own item again stops at the depth limit: the
+    /// resource is rejected, the thread's stack is not run down.
+    #[test]
+    fn a_repeat_that_never_runs_out_stops_at_the_depth() {
+        let v = view::compile(&serde_json::json!({
+            "resource": "Patient",
+            "select": [{"repeat": ["$this"], "column": [{"name": "id", "path": "id"}]}]
+        }))
+        .unwrap();
+        let err = v
+            .rows(serde_json::json!({"resourceType": "Patient", "id": "p1"}))
+            .unwrap_err();
+        assert_eq!(err, "Patient resource: `repeat` goes deeper than 100 levels");
     }
 }
 

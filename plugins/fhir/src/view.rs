@@ -1,4 +1,10 @@
 //! SQL-on-FHIR v2 view definitions: a resource becomes rows of named columns.
+//!
+//! Evaluation recurses over the view (its nested selects, written by the line's author),
+//! not over the resource: the one walk that follows the data down, `repeat`, keeps its own
+//! stack and stops at [`View::depth`] levels, so neither a deeply nested resource nor a
+//! `repeat` path that never runs out (say `$this`) can overflow the thread's stack. The
+//! resource itself is at most that deep already (the parser refuses deeper JSON).
 
 use std::collections::BTreeMap;
 
@@ -35,6 +41,9 @@ pub struct View {
     pub select: Select,
     /// The columns, in order.
     pub columns: Vec<String>,
+    /// How many levels `repeat` may descend from its focus (the parser sets it from
+    /// `limits.depth`): deeper, the resource is rejected rather than walked further.
+    pub depth: usize,
 }
 
 /// A row: column name → value (null when missing).
@@ -201,6 +210,7 @@ pub fn compile(v: &Value) -> Result<View, String> {
         filters,
         select,
         columns,
+        depth: valtava_plugin::Limits::DEPTH,
     })
 }
 
@@ -241,18 +251,48 @@ fn nulls(s: &Select) -> Row {
         .collect()
 }
 
-/// Items reached by `repeat`, depth first: each item, then what its paths reach.
-fn repeat(paths: &[Expr], item: &Item, ctx: &Context, out: &mut Vec<Item>) -> Result<(), String> {
-    for p in paths {
-        for child in fhirpath::eval(p, std::slice::from_ref(item), ctx)? {
-            out.push(child.clone());
-            repeat(paths, &child, ctx, out)?;
+/// Items reached by `repeat`, depth first: each item, then what its paths reach. The walk
+/// keeps its own stack (one list of items still to visit per level) rather than recursing,
+/// and stops with an error past `depth` levels: the data, or a path that reaches the item
+/// itself again, could otherwise take it down without end.
+fn repeat(
+    paths: &[Expr],
+    item: &Item,
+    ctx: &Context,
+    depth: usize,
+    out: &mut Vec<Item>,
+) -> Result<(), String> {
+    let mut levels = vec![reached(paths, item, ctx)?];
+    while let Some(level) = levels.last_mut() {
+        let Some(child) = level.pop() else {
+            levels.pop();
+            continue;
+        };
+        let below = reached(paths, &child, ctx)?;
+        out.push(child);
+        if below.is_empty() {
+            continue;
         }
+        if levels.len() >= depth {
+            return Err(format!("`repeat` goes deeper than {depth} levels"));
+        }
+        levels.push(below);
     }
     Ok(())
 }
 
-fn run_select(s: &Select, focus: &Item, ctx: &Context) -> Result<Vec<Row>, String> {
+/// What the `repeat` paths reach from one item, in the paths' order, reversed: the walk
+/// pops the next item to visit from the end.
+fn reached(paths: &[Expr], item: &Item, ctx: &Context) -> Result<Vec<Item>, String> {
+    let mut items = Vec::new();
+    for p in paths {
+        items.extend(fhirpath::eval(p, std::slice::from_ref(item), ctx)?);
+    }
+    items.reverse();
+    Ok(items)
+}
+
+fn run_select(s: &Select, focus: &Item, ctx: &Context, depth: usize) -> Result<Vec<Row>, String> {
     let iterates = s.for_each.is_some() || !s.repeat.is_empty();
     use std::borrow::Cow;
     let focuses: Vec<Option<Cow<Item>>> = if let Some((p, or_null)) = &s.for_each {
@@ -264,7 +304,7 @@ fn run_select(s: &Select, focus: &Item, ctx: &Context) -> Result<Vec<Row>, Strin
         }
     } else if !s.repeat.is_empty() {
         let mut out = Vec::new();
-        repeat(&s.repeat, focus, ctx, &mut out)?;
+        repeat(&s.repeat, focus, ctx, depth, &mut out)?;
         out.into_iter().map(|i| Some(Cow::Owned(i))).collect()
     } else {
         // The focus itself (often the whole resource), not a copy.
@@ -298,12 +338,12 @@ fn run_select(s: &Select, focus: &Item, ctx: &Context) -> Result<Vec<Row>, Strin
         }
         let mut part = vec![row];
         for n in &s.selects {
-            part = cross(part, run_select(n, &f, &ctx)?);
+            part = cross(part, run_select(n, &f, &ctx, depth)?);
         }
         if !s.union_all.is_empty() {
             let mut union = Vec::new();
             for u in &s.union_all {
-                union.extend(run_select(u, &f, &ctx)?);
+                union.extend(run_select(u, &f, &ctx, depth)?);
             }
             part = cross(part, union);
         }
@@ -338,6 +378,6 @@ impl View {
                 _ => return Err("a `where` path must give one boolean".into()),
             }
         }
-        run_select(&self.select, item, &ctx)
+        run_select(&self.select, item, &ctx, self.depth)
     }
 }

@@ -14,14 +14,15 @@
 //!   options: { sheet: Tuloslaskelma, header_row: 2 }
 //! ```
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::sync::Arc;
 
-use calamine::{Data, Reader, Xlsx};
+use calamine::{DataRef, Reader, Xlsx};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use valtava_plugin::{
-    ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, TextBatchBuilder, typed_options,
+    Limits, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, Stop, TextBatchBuilder,
+    typed_options,
 };
 
 /// Options of the `xlsx` format.
@@ -66,9 +67,9 @@ impl Parser for XlsxParser {
 
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream {
         // A workbook is a zip archive: it is read whole.
-        valtava_plugin::whole_object(object, request, |bytes, request| {
+        valtava_plugin::whole_object_streamed(object, request, |bytes, request, emit| {
             let options = typed_options::<XlsxOptions>(&request.options)?;
-            read(bytes, &options, request)
+            read(bytes, &options, request, emit)
         })
     }
 }
@@ -126,100 +127,221 @@ fn xlsx_kind(e: &calamine::XlsxError) -> &'static str {
     }
 }
 
-fn read(
-    bytes: Vec<u8>,
-    options: &XlsxOptions,
-    request: &ParseRequest,
-) -> Result<Vec<ParsedBatch>, String> {
-    let mut book: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(bytes))
-        .map_err(|e| format!("not a readable xlsx workbook ({})", xlsx_kind(&e)))?;
-    let sheets = book.sheet_names();
-    let sheet = match &options.sheet {
-        Some(s) if sheets.contains(s) => s.clone(),
-        Some(s) => {
-            return Err(format!(
-                "no sheet `{s}`; the workbook has {} sheet(s)",
-                sheets.len()
-            ));
+/// Refuses a workbook whose parts unpack to more than `limits.object_bytes` or that has
+/// more parts than a workbook needs, by unpacking each part into nothing before calamine
+/// reads it: the sizes a zip archive declares can lie, the bytes cannot. A few kilobytes
+/// of deflated XML can unpack to gigabytes (a zip bomb), and calamine keeps the shared
+/// strings in memory.
+fn check_unpacked(bytes: &[u8], limits: &Limits) -> Result<(), Stop> {
+    /// More parts than any workbook has (sheets, styles, relations, media).
+    const MAX_PARTS: usize = 10_000;
+    let too_big = || Stop::Limit {
+        setting: "object_mib",
+        message: format!(
+            "the workbook unpacks to more than {} MiB",
+            limits.object_bytes >> 20
+        ),
+    };
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|_| Stop::from("not a readable xlsx workbook (not a zip archive)"))?;
+    if zip.len() > MAX_PARTS {
+        return Err(Stop::Limit {
+            setting: "object_mib",
+            message: format!("the workbook has more than {MAX_PARTS} parts"),
+        });
+    }
+    let mut left = limits.object_bytes as u64;
+    for i in 0..zip.len() {
+        let mut part = zip
+            .by_index(i)
+            .map_err(|_| Stop::from("not a readable xlsx workbook (a part cannot be read)"))?;
+        if part.size() > left {
+            return Err(too_big());
         }
+        let n = std::io::copy(&mut (&mut part).take(left + 1), &mut std::io::sink())
+            .map_err(|_| Stop::from("not a readable xlsx workbook (a part cannot be unpacked)"))?;
+        left = left.checked_sub(n).ok_or_else(too_big)?;
+    }
+    Ok(())
+}
+
+/// The sheet to read: the named one, or the first.
+fn sheet_name(sheets: &[String], wanted: &Option<String>) -> Result<String, Stop> {
+    match wanted {
+        Some(s) if sheets.contains(s) => Ok(s.clone()),
+        Some(s) => Err(format!(
+            "no sheet `{s}`; the workbook has {} sheet(s)",
+            sheets.len()
+        )
+        .into()),
         None => sheets
             .first()
             .cloned()
-            .ok_or("the workbook has no sheets")?,
-    };
-    let is_1904 = false;
-    let range = book
-        .worksheet_range(&sheet)
-        .map_err(|e| format!("the sheet cannot be read ({})", xlsx_kind(&e)))?;
-    let (first_row, first_col) = range.start().unwrap_or((0, 0));
-    let header_index = (options.header_row - 1)
-        .checked_sub(first_row)
-        .ok_or("the header row is above the sheet's data")?;
-    let rows: Vec<&[Data]> = range.rows().collect();
-    let header = rows
-        .get(header_index as usize)
-        .ok_or_else(|| format!("sheet `{sheet}` has no row {}", options.header_row))?;
-    let names: Vec<String> = header
-        .iter()
-        .map(|c| c.to_string().trim().to_string())
-        .collect();
+            .ok_or_else(|| "the workbook has no sheets".into()),
+    }
+}
+
+/// A cell's value as the text the engine converts, or the spreadsheet error it holds.
+fn cell_text(cell: &DataRef<'_>) -> Result<Option<String>, String> {
+    Ok(match cell {
+        DataRef::Empty => None,
+        DataRef::String(s) if s.trim().is_empty() => None,
+        DataRef::SharedString(s) if s.trim().is_empty() => None,
+        DataRef::String(s) => Some(s.clone()),
+        DataRef::SharedString(s) => Some(s.to_string()),
+        DataRef::Int(i) => Some(i.to_string()),
+        DataRef::Float(f) => Some(number(*f)),
+        DataRef::Bool(b) => Some(b.to_string()),
+        DataRef::DateTime(d) => Some(excel_date(d.as_f64(), false)),
+        DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => Some(s.clone()),
+        DataRef::Error(e) => return Err(e.to_string()),
+    })
+}
+
+/// The row being read: the declared columns' values, whether any cell of the row holds
+/// something, and the first spreadsheet error met in a declared column.
+struct RowCells {
+    number: u32,
+    values: Vec<Option<String>>,
+    filled: bool,
+    bad: Option<String>,
+}
+
+impl RowCells {
+    fn new(number: u32, columns: usize) -> Self {
+        Self {
+            number,
+            values: vec![None; columns],
+            filled: false,
+            bad: None,
+        }
+    }
+}
+
+/// Where each declared column is in the header row, or the error naming what is missing.
+fn header_positions(
+    header: &[(u32, String)],
+    request: &ParseRequest,
+    sheet: &str,
+    header_row: u32,
+) -> Result<Vec<u32>, Stop> {
     let mut positions = Vec::new();
     let mut missing = Vec::new();
     for c in &request.columns {
-        match names.iter().position(|n| n == c) {
-            Some(p) => positions.push(p),
+        match header.iter().find(|(_, n)| n == c) {
+            Some((col, _)) => positions.push(*col),
             None => missing.push(format!("`{c}`")),
         }
     }
     if !missing.is_empty() {
         return Err(format!(
-            "sheet `{sheet}` row {} lacks column(s) {}",
-            options.header_row,
+            "sheet `{sheet}` row {header_row} lacks column(s) {}",
             missing.join(", ")
-        ));
+        )
+        .into());
     }
-    let _ = first_col;
+    Ok(positions)
+}
+
+/// Reads the sheet cell by cell in the order the file holds them, keeping only the row
+/// being read: a sheet that claims a huge range costs only the cells it holds, and those
+/// are bounded by `limits.cells`.
+fn read(
+    bytes: Vec<u8>,
+    options: &XlsxOptions,
+    request: &ParseRequest,
+    emit: &mut dyn FnMut(ParsedBatch) -> bool,
+) -> Result<(), Stop> {
+    let limits = &request.limits;
+    check_unpacked(&bytes, limits)?;
+    let mut book: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(bytes))
+        .map_err(|e| format!("not a readable xlsx workbook ({})", xlsx_kind(&e)))?;
+    let sheet = sheet_name(&book.sheet_names(), &options.sheet)?;
+    let mut cells = book
+        .worksheet_cells_reader(&sheet)
+        .map_err(|e| format!("the sheet cannot be read ({})", xlsx_kind(&e)))?;
+    let header_row = options.header_row - 1;
+    let mut header: Vec<(u32, String)> = Vec::new();
+    let mut positions: Option<Vec<u32>> = None;
+    let mut row: Option<RowCells> = None;
     let mut builder = TextBatchBuilder::new(request.columns.clone());
-    let mut out = Vec::new();
-    for (i, row) in rows.iter().enumerate().skip(header_index as usize + 1) {
-        let line = first_row as u64 + i as u64 + 1;
-        if row.iter().all(|c| matches!(c, Data::Empty)) {
+    let mut count: u64 = 0;
+    let unreadable = |e: calamine::XlsxError| format!("the sheet cannot be read ({})", xlsx_kind(&e));
+    while let Some(cell) = cells.next_cell().map_err(unreadable)? {
+        count += 1;
+        if count > limits.cells {
+            return Err(Stop::Limit {
+                setting: "cells",
+                message: format!("sheet `{sheet}` holds more than {} cells", limits.cells),
+            });
+        }
+        let (r, c) = cell.get_position();
+        if r < header_row {
             continue;
         }
-        let mut values: Vec<Option<String>> = Vec::with_capacity(positions.len());
-        let mut bad = None;
-        for (k, &p) in positions.iter().enumerate() {
-            let cell = row.get(p).unwrap_or(&Data::Empty);
-            values.push(match cell {
-                Data::Empty => None,
-                Data::String(s) if s.trim().is_empty() => None,
-                Data::String(s) => Some(s.clone()),
-                Data::Int(i) => Some(i.to_string()),
-                Data::Float(f) => Some(number(*f)),
-                Data::Bool(b) => Some(b.to_string()),
-                Data::DateTime(d) => Some(excel_date(d.as_f64(), is_1904)),
-                Data::DateTimeIso(s) | Data::DurationIso(s) => Some(s.clone()),
-                Data::Error(e) => {
-                    bad = Some(format!(
+        if r == header_row {
+            let name = cell_text(cell.get_value()).unwrap_or_default();
+            header.push((c, name.unwrap_or_default().trim().to_string()));
+            continue;
+        }
+        let positions = match &positions {
+            Some(p) => p,
+            None => positions.insert(header_positions(&header, request, &sheet, options.header_row)?),
+        };
+        if row.as_ref().is_some_and(|row| row.number != r) {
+            if row.as_ref().is_some_and(|row| r < row.number) {
+                return Err(format!("sheet `{sheet}` lists row {} after row {}", r + 1, row.as_ref().map_or(0, |x| x.number + 1)).into());
+            }
+            finish_row(row.take(), &mut builder, request, emit)?;
+        }
+        let current = row.get_or_insert_with(|| RowCells::new(r, positions.len()));
+        let value = cell.get_value();
+        current.filled |= !matches!(value, DataRef::Empty);
+        if let Some(k) = positions.iter().position(|&p| p == c) {
+            match cell_text(value) {
+                Ok(v) => current.values[k] = v,
+                Err(e) => {
+                    current.bad.get_or_insert(format!(
                         "column `{}` holds the spreadsheet error {e}",
                         request.columns[k]
                     ));
-                    None
                 }
-            });
-        }
-        match bad {
-            Some(reason) => builder.reject(line, reason),
-            None => builder.push_row(line, values.iter().map(|v| v.as_deref())),
-        }
-        if builder.len() >= request.batch_size {
-            out.push(builder.finish().map_err(|e| e.to_string())?);
+            }
         }
     }
+    if positions.is_none() && row.is_none() {
+        if header.is_empty() {
+            return Err(format!("sheet `{sheet}` has no row {}", options.header_row).into());
+        }
+        header_positions(&header, request, &sheet, options.header_row)?;
+    }
+    finish_row(row, &mut builder, request, emit)?;
     if !builder.is_empty() {
-        out.push(builder.finish().map_err(|e| e.to_string())?);
+        emit(builder.finish().map_err(|e| e.to_string())?);
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Adds a read row to the batch (skipping an empty one), and hands the batch over when it
+/// is full.
+fn finish_row(
+    row: Option<RowCells>,
+    builder: &mut TextBatchBuilder,
+    request: &ParseRequest,
+    emit: &mut dyn FnMut(ParsedBatch) -> bool,
+) -> Result<(), Stop> {
+    let Some(row) = row.filter(|r| r.filled) else {
+        return Ok(());
+    };
+    let line = u64::from(row.number) + 1;
+    match row.bad {
+        Some(reason) => builder.reject(line, reason),
+        None => builder.push_row(line, row.values.iter().map(|v| v.as_deref())),
+    }
+    if builder.len() >= request.batch_size && !emit(builder.finish().map_err(|e| e.to_string())?) {
+        return Err("the reader stopped".into());
+    }
+    Ok(())
 }
 
 /// The parser as a registry entry.
@@ -266,6 +388,7 @@ mod tests {
             options: serde_json::json!({ "sheet": "Tuloslaskelma", "header_row": 2 }),
             batch_size: 100,
             base_dir: None,
+            limits: Limits::default(),
         };
         let parts: Vec<ParsedBatch> = XlsxParser
             .parse(object, request)
@@ -292,5 +415,148 @@ mod tests {
         );
         let rows = b.column(3).as_primitive::<arrow::datatypes::UInt64Type>();
         assert_eq!(rows.value(0), 3);
+    }
+
+    /// A workbook of one sheet whose `sheetData` is `rows`, zipped by hand (stored parts).
+    fn workbook(rows: &str) -> Vec<u8> {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        let parts = [
+            (
+                "[Content_Types].xml",
+                r#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>"#.to_string(),
+            ),
+            (
+                "_rels/.rels",
+                r#"<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#.to_string(),
+            ),
+            (
+                "xl/workbook.xml",
+                r#"<?xml version="1.0"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="S" sheetId="1" r:id="rId1"/></sheets></workbook>"#.to_string(),
+            ),
+            (
+                "xl/_rels/workbook.xml.rels",
+                r#"<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#.to_string(),
+            ),
+            (
+                "xl/worksheets/sheet1.xml",
+                format!(
+                    r#"<?xml version="1.0"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>{rows}</sheetData></worksheet>"#
+                ),
+            ),
+        ];
+        for (name, text) in parts {
+            zip.start_file(name, stored).unwrap();
+            zip.write_all(text.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    /// Parses `bytes` as a workbook with columns `a` and `b`.
+    async fn parse_with(
+        bytes: Vec<u8>,
+        limits: Limits,
+    ) -> Vec<Result<ParsedBatch, valtava_plugin::ParseError>> {
+        use futures::StreamExt;
+        use object_store::ObjectStoreExt;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let p = object_store::path::Path::from("w.xlsx");
+        let size = bytes.len() as u64;
+        store.put(&p, bytes.into()).await.unwrap();
+        let object = SourceObject {
+            store,
+            path: p,
+            size,
+            name: "w.xlsx".into(),
+        };
+        let request = ParseRequest {
+            columns: vec!["a".into(), "b".into()],
+            types: vec![],
+            options: serde_json::Value::Null,
+            batch_size: 2,
+            base_dir: None,
+            limits,
+        };
+        XlsxParser.parse(object, request).collect().await
+    }
+
+    fn inline(r: u32, col: &str, text: &str) -> String {
+        format!(r#"<c r="{col}{r}" t="inlineStr"><is><t>{text}</t></is></c>"#)
+    }
+
+    /// The spreadsheet bomb: a sheet holding `A1` and `XFD1048576` spans 17 billion cells;
+    /// read densely it took 15.8 GB. Read cell by cell it is two rows (failed before: the
+    /// dense range).
+    #[tokio::test]
+    async fn a_sheet_spanning_every_cell_costs_only_the_cells_it_holds() {
+        let rows = format!(
+            r#"<row r="1">{}{}</row><row r="2">{}</row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row>"#,
+            inline(1, "A", "a"),
+            inline(1, "B", "b"),
+            inline(2, "B", "x"),
+        );
+        let got = parse_with(workbook(&rows), Limits::default()).await;
+        let batches: Vec<_> = got.into_iter().map(Result::unwrap).collect();
+        let rows: usize = batches.iter().map(|b| b.batch.num_rows()).sum();
+        // Row 2, and row 1048576 (something in it, though not in a declared column).
+        assert_eq!(rows, 2);
+        use arrow::array::{Array, AsArray};
+        let b = &batches[0].batch;
+        assert!(b.column(0).is_null(0));
+        assert_eq!(b.column(1).as_string::<i32>().value(0), "x");
+        let numbers = b.column(2).as_primitive::<arrow::datatypes::UInt64Type>();
+        assert_eq!(numbers.value(0), 2);
+    }
+
+    /// More cells than `limits.cells`, or parts that unpack to more than `limits.object_mib`:
+    /// the object ends with a limit error naming the setting, never a cell's content.
+    #[tokio::test]
+    async fn cells_and_unpacked_size_are_bounded() {
+        let mut rows = format!(r#"<row r="1">{}{}</row>"#, inline(1, "A", "a"), inline(1, "B", "b"));
+        for r in 2..40 {
+            rows.push_str(&format!(r#"<row r="{r}">{}</row>"#, inline(r, "A", "131052-308T")));
+        }
+        let small = Limits {
+            cells: 20,
+            ..Limits::default()
+        };
+        let got = parse_with(workbook(&rows), small).await;
+        let err = got.into_iter().find_map(Result::err).expect("a limit error");
+        assert!(
+            matches!(err, valtava_plugin::ParseError::Limit { setting: "cells", .. }),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("131052"), "{err}");
+        let tiny = Limits {
+            object_bytes: 1024,
+            ..Limits::default()
+        };
+        let got = parse_with(workbook(&"<row r=\"1\"></row>".repeat(200)), tiny).await;
+        let err = got.into_iter().find_map(Result::err).expect("a limit error");
+        assert!(
+            matches!(err, valtava_plugin::ParseError::Limit { setting: "object_mib", .. }),
+            "{err}"
+        );
+    }
+
+    /// A header without a declared column names it; rows out of order are refused.
+    #[tokio::test]
+    async fn missing_columns_and_rows_out_of_order() {
+        let rows = format!(r#"<row r="1">{}</row>"#, inline(1, "A", "a"));
+        let got = parse_with(workbook(&rows), Limits::default()).await;
+        let err = got.into_iter().find_map(Result::err).unwrap().to_string();
+        assert!(err.contains("lacks column(s) `b`"), "{err}");
+        let rows = format!(
+            r#"<row r="1">{}{}</row><row r="5">{}</row><row r="3">{}</row>"#,
+            inline(1, "A", "a"),
+            inline(1, "B", "b"),
+            inline(5, "A", "x"),
+            inline(3, "A", "y"),
+        );
+        let got = parse_with(workbook(&rows), Limits::default()).await;
+        let err = got.into_iter().find_map(Result::err).unwrap().to_string();
+        assert!(err.contains("row 3 after row 5"), "{err}");
     }
 }
