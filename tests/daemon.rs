@@ -16,6 +16,9 @@ const KEY: &str = "daemon-test-key-0123456789abcdef";
 const RUN_TOKEN: &str = "run-token-0123456789abcdef";
 const UPLOAD_TOKEN: &str = "upload-token-0123456789abcdef";
 const OTHER_LINE_TOKEN: &str = "other-line-token-0123456789";
+const READ_TOKEN: &str = "read-token-0123456789abcdef";
+/// Uploads for another county than [`UPLOAD_TOKEN`].
+const OTHER_COUNTY_TOKEN: &str = "uusimaa-token-0123456789abcdef";
 
 /// A store with the shipped example inbox and reference data, and a token file.
 fn setup() -> tempfile::TempDir {
@@ -28,7 +31,7 @@ fn setup() -> tempfile::TempDir {
     std::fs::write(
         dir.path().join("tokens.yaml"),
         format!(
-            "tokens:\n  - {{ name: operaattori, token: {RUN_TOKEN}, roles: [run] }}\n  - {{ name: ensihoito-toimittaja, sha256: {upload_hash}, roles: [upload], lines: [ensihoito] }}\n  - {{ name: muu, token: {OTHER_LINE_TOKEN}, roles: [admin], lines: [diabetes] }}\n"
+            "tokens:\n  - {{ name: operaattori, token: {RUN_TOKEN}, roles: [run] }}\n  - {{ name: ensihoito-toimittaja, sha256: {upload_hash}, roles: [upload], lines: [ensihoito], submitters: [pirkanmaa] }}\n  - {{ name: uusimaa, token: {OTHER_COUNTY_TOKEN}, roles: [upload], lines: [ensihoito], submitters: [uusimaa] }}\n  - {{ name: muu, token: {OTHER_LINE_TOKEN}, roles: [admin], lines: [diabetes] }}\n  - {{ name: valvoja, token: {READ_TOKEN}, roles: [read] }}\n"
         ),
     )
     .unwrap();
@@ -60,6 +63,11 @@ fn start(dir: &Path, extra: &[&str]) -> Daemon {
         .args(["--listen", "127.0.0.1:0", "--tokens"])
         .arg(dir.join("tokens.yaml"))
         .args(["--poll", "0.3"])
+        .args(if extra.contains(&"--settle") {
+            &[][..]
+        } else {
+            &["--settle", "0"][..]
+        })
         .args(extra)
         .env("VALTAVA_PSEUDONYM_KEY", KEY)
         .env("RUST_LOG", "info")
@@ -128,7 +136,18 @@ fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
     }
 }
 
+/// A GET with the `read` token (operational endpoints need it; public ones ignore it).
 fn get(d: &Daemon, path: &str) -> Answer {
+    answer(
+        agent()
+            .get(&format!("{}{path}", d.base))
+            .header("Authorization", &format!("Bearer {READ_TOKEN}"))
+            .call(),
+    )
+}
+
+/// A GET without a token, as the public asks.
+fn get_anon(d: &Daemon, path: &str) -> Answer {
     answer(agent().get(&format!("{}{path}", d.base)).call())
 }
 
@@ -214,8 +233,23 @@ fn api_runs_uploads_indicators_and_metrics() {
     let store = dir.path().join("store");
     let d = start(dir.path(), &[]);
 
-    let h = get(&d, "/healthz");
+    let h = get_anon(&d, "/healthz");
     assert_eq!(h.status, 200);
+    // The public reads the page, the indicator API and the lines; runs, quality reports
+    // and metrics need a `read` token (failed before: they answered anyone).
+    for public in ["/", "/api/lines", "/api/datasets", "/api/v1/datasets", "/openapi.json"] {
+        assert_eq!(get_anon(&d, public).status, 200, "{public}");
+    }
+    for operational in ["/api/runs", "/api/runs/1", "/api/runs/1/quality", "/metrics"] {
+        assert_eq!(get_anon(&d, operational).status, 401, "{operational}");
+        let a = answer(
+            agent()
+                .get(&format!("{}{operational}", d.base))
+                .header("Authorization", &format!("Bearer {UPLOAD_TOKEN}"))
+                .call(),
+        );
+        assert_eq!(a.status, 403, "{operational}");
+    }
     assert_eq!(h.json()["status"], "ok");
     let spec = get(&d, "/openapi.json").json();
     assert_eq!(spec["openapi"], "3.1.0");
@@ -405,7 +439,7 @@ fn api_runs_uploads_indicators_and_metrics() {
         .unwrap();
     assert!(out.status.success());
     let csv_bytes = std::fs::read(feb.path().join("inbox/ensihoito/2025-02/tehtavat.csv")).unwrap();
-    let up = "/api/lines/ensihoito/inbox/2025-02/toimitus.csv";
+    let up = "/api/lines/ensihoito/inbox/2025-02/pirkanmaa.csv";
     assert_eq!(put(&d, up, None, &csv_bytes).status, 401);
     assert_eq!(put(&d, up, Some(RUN_TOKEN), &csv_bytes).status, 403);
     let a = put(&d, up, Some(UPLOAD_TOKEN), &csv_bytes);
@@ -413,10 +447,26 @@ fn api_runs_uploads_indicators_and_metrics() {
     let receipt = a.json();
     assert_eq!(receipt["sha256"], hex::encode(Sha256::digest(&csv_bytes)));
     assert_eq!(receipt["bytes"].as_u64(), Some(csv_bytes.len() as u64));
-    assert_eq!(receipt["path"], "inbox/ensihoito/2025-02/toimitus.csv");
-    assert_eq!(receipt["submitter"], "ensihoito-toimittaja");
-    let stored = std::fs::read(store.join("inbox/ensihoito/2025-02/toimitus.csv")).unwrap();
+    assert_eq!(receipt["path"], "inbox/ensihoito/2025-02/pirkanmaa.csv");
+    assert_eq!(receipt["submitter"], "pirkanmaa");
+    assert_eq!(receipt["token"], "ensihoito-toimittaja");
+    let stored = std::fs::read(store.join("inbox/ensihoito/2025-02/pirkanmaa.csv")).unwrap();
     assert_eq!(stored, csv_bytes);
+    // Another county's token can neither overwrite that file nor write one in its name
+    // (failed before: any upload token of the line wrote any name).
+    for name in ["pirkanmaa.csv", "pirkanmaa_2.csv", "muut.csv"] {
+        let a = put(
+            &d,
+            &format!("/api/lines/ensihoito/inbox/2025-02/{name}"),
+            Some(OTHER_COUNTY_TOKEN),
+            b"x",
+        );
+        assert_eq!(a.status, 403, "{name}: {}", a.body);
+    }
+    assert_eq!(
+        std::fs::read(store.join("inbox/ensihoito/2025-02/pirkanmaa.csv")).unwrap(),
+        csv_bytes
+    );
     for bad in [
         "/api/lines/ensihoito/inbox/2025-02/..%2F..%2Fsecret.csv",
         "/api/lines/ensihoito/inbox/..%2F..%2Fx/a.csv",
@@ -433,14 +483,14 @@ fn api_runs_uploads_indicators_and_metrics() {
     assert!(!dir.path().join("secret.csv").exists());
     let a = put(
         &d,
-        "/api/lines/ensihoito/inbox/2025-02/toimitus.txt",
+        "/api/lines/ensihoito/inbox/2025-02/pirkanmaa.txt",
         Some(UPLOAD_TOKEN),
         b"x",
     );
     assert_eq!(a.status, 422, "{}", a.body);
     let a = put(
         &d,
-        "/api/lines/ensihoito/inbox/2025-99/a.csv",
+        "/api/lines/ensihoito/inbox/2025-99/pirkanmaa.csv",
         Some(UPLOAD_TOKEN),
         b"x",
     );
@@ -773,19 +823,19 @@ fn uploads_over_the_limit_are_refused() {
     let big = vec![b'x'; (1 << 20) + 1];
     let a = put(
         &d,
-        "/api/lines/ensihoito/inbox/2025-02/iso.csv",
+        "/api/lines/ensihoito/inbox/2025-02/pirkanmaa_iso.csv",
         Some(UPLOAD_TOKEN),
         &big,
     );
     assert_eq!(a.status, 413, "{}", a.body);
     assert!(
         !dir.path()
-            .join("store/inbox/ensihoito/2025-02/iso.csv")
+            .join("store/inbox/ensihoito/2025-02/pirkanmaa_iso.csv")
             .exists()
     );
     let a = put(
         &d,
-        "/api/lines/ensihoito/inbox/2025-02/pieni.csv",
+        "/api/lines/ensihoito/inbox/2025-02/pirkanmaa_pieni.csv",
         Some(UPLOAD_TOKEN),
         &big[..1 << 20],
     );
@@ -805,7 +855,10 @@ fn daemon_answers_carry_no_identity_code_of_a_failed_run() {
         "T1;{};091;2025-05-01T10:00:00;2025-05-01T10:09:00;A;703;1;1\nT2;{};091;2025-05-02T10:00:00;;B;703;1;0\n",
         codes[0], codes[1]
     );
-    let up = format!("/api/lines/ensihoito/inbox/2025-05/lahete_{}.csv", codes[0]);
+    let up = format!(
+        "/api/lines/ensihoito/inbox/2025-05/pirkanmaa_{}.csv",
+        codes[0]
+    );
     let a = put(&d, &up, Some(UPLOAD_TOKEN), rows.as_bytes());
     assert!(a.status == 201 || a.status == 200, "{}", a.body);
     let id = trigger(&d, "2025-05");

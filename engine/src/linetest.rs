@@ -283,6 +283,7 @@ async fn run_case(
         progress: false,
         capture: t.expect.steps.keys().cloned().collect(),
         engine: None,
+        deadline: None,
         lineage_url: None,
     };
     let result = crate::run::run(line_path, opts).await;

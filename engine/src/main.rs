@@ -221,11 +221,23 @@ enum Command {
         /// cluster (`valtava cluster`; needs a build with `--features ballista`).
         #[arg(long, env = "VALTAVA_ENGINE", default_value = "local")]
         engine: String,
+        /// Stop the run after this many minutes (default: the line's `limits.run_minutes`,
+        /// 120 without it).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        deadline_minutes: Option<u64>,
+    },
+    /// Remove what killed runs left behind: scratch folders of gone processes, release
+    /// prefixes that never got a manifest, partial quarantines, cluster work files.
+    #[command(after_help = "Example:\n  valtava gc --store /srv/valtava\n\nPrints what it removed as JSON.")]
+    Gc {
+        /// The store: a folder or a URL (file://, s3://).
+        #[arg(long, default_value = "./valtava-data", env = "VALTAVA_STORE")]
+        store: String,
     },
     /// Run as a daemon: lines on their schedule and when data arrive, an HTTP API, the
     /// indicator API and the reporting page.
     #[command(
-        after_help = "Examples:\n  valtava serve --store examples/store --lines lines --listen 127.0.0.1:8080 \\\n      --tokens tokens.yaml --pseudonym-key-file examples/demo-pseudonym.key \\\n      --assets engine/web/node_modules/chart.js/dist\n\nToken file (YAML): tokens: [{ name: ensihoito-toimittaja, sha256: <hex>, roles: [upload], lines: [ensihoito] }]\nRoles: run (trigger runs), upload (put files into inboxes), admin (both). `token:` may\ngive the token itself instead of its sha256.\n\nSIGTERM: no new runs start; running ones get --grace seconds to finish. A run still\ngoing then is stopped; its previous release stays current and it runs again at the\nnext start."
+        after_help = "Examples:\n  valtava serve --store examples/store --lines lines --listen 127.0.0.1:8080 \\\n      --tokens tokens.yaml --pseudonym-key-file examples/demo-pseudonym.key \\\n      --assets engine/web/node_modules/chart.js/dist\n\nToken file (YAML): tokens: [{ name: pirkanmaa, sha256: <hex>, roles: [upload], lines: [ensihoito], submitters: [pirkanmaa] }]\nRoles: read (runs, quality reports, metrics), run (trigger runs), upload (put files\ninto inboxes; `submitters: [..]` names whose files: each file name starts with one),\nadmin (all). `token:` may\ngive the token itself instead of its sha256.\n\nSIGTERM: no new runs start; running ones get --grace seconds to finish. A run still\ngoing then is stopped; its previous release stays current and it runs again at the\nnext start."
     )]
     Serve {
         /// The store: a folder or a URL (file://, memory://).
@@ -262,6 +274,16 @@ enum Command {
         /// Where runs execute their plans: `local` or `ballista://HOST:PORT`.
         #[arg(long, env = "VALTAVA_ENGINE", default_value = "local")]
         engine: String,
+        /// Requests handled at once; more are answered 503 (`/healthz` always answers).
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+        max_requests: u32,
+        /// Seconds an inbox object must stay unchanged before its arrival starts a run (a
+        /// file still being copied is not read half-way).
+        #[arg(long, default_value_t = 10.0)]
+        settle: f64,
+        /// Stop a run after this many minutes (default: each line's `limits.run_minutes`).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        deadline_minutes: Option<u64>,
     },
     /// Run a Ballista scheduler or executor that knows Valtava's functions, for
     /// `--engine ballista://HOST:PORT` (builds with `--features ballista`).
@@ -845,6 +867,30 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Gc { store } => {
+            let store = match valtava::store::open(&store) {
+                Ok(s) => s,
+                Err(e) => {
+                    error(&e);
+                    return ExitCode::from(1);
+                }
+            };
+            let runtime = match runtime() {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            let collected = runtime.block_on(valtava::gc::collect(&store));
+            match serde_json::to_string_pretty(&collected) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    error(&e.to_string());
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Serve {
             store,
             lines,
@@ -857,6 +903,9 @@ fn main() -> ExitCode {
             grace,
             assets,
             engine,
+            max_requests,
+            settle,
+            deadline_minutes,
         } => {
             // Refused now, not at each run.
             if let Some(problem) = valtava::run::engine_problem(&engine) {
@@ -884,6 +933,9 @@ fn main() -> ExitCode {
                 grace: std::time::Duration::from_secs_f64(grace.max(0.0)),
                 assets,
                 engine: Some(engine),
+                max_requests: max_requests as usize,
+                settle: std::time::Duration::from_secs_f64(settle.max(0.0)),
+                deadline: deadline_minutes.map(|m| std::time::Duration::from_secs(m * 60)),
             };
             let runtime = match runtime() {
                 Ok(r) => r,
@@ -907,6 +959,7 @@ fn main() -> ExitCode {
             json,
             lineage_url,
             engine,
+            deadline_minutes,
         } => {
             let (key, store) = match key_and_store(pseudonym_key_file.as_ref(), &store) {
                 Ok(v) => v,
@@ -922,6 +975,7 @@ fn main() -> ExitCode {
                 capture: Default::default(),
                 lineage_url,
                 engine: Some(engine),
+                deadline: deadline_minutes.map(|m| std::time::Duration::from_secs(m * 60)),
             };
             let runtime = match runtime() {
                 Ok(r) => r,

@@ -33,8 +33,38 @@ async fn read_json(store: &Arc<dyn ObjectStore>, path: &str) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The datasets of manifests already read, by path: a manifest never changes once written
+/// (a release is immutable), so the daemon reads each once instead of every manifest ever
+/// written at every request.
+#[derive(Debug, Default)]
+pub struct ManifestCache(std::sync::Mutex<BTreeMap<String, Vec<(String, u64)>>>);
+
+/// The datasets and their rows a manifest names.
+fn manifest_datasets(manifest: &Value) -> Vec<(String, u64)> {
+    manifest["datasets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            (
+                d["dataset"].as_str().unwrap_or_default().to_string(),
+                d["rows"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
 /// Every release of a line, by period and run.
 pub async fn list(store: &Store, line: &str) -> Result<Vec<Release>, String> {
+    list_cached(store, line, &ManifestCache::default()).await
+}
+
+/// [`list`], reading only the manifests `cache` does not hold yet.
+pub async fn list_cached(
+    store: &Store,
+    line: &str,
+    cache: &ManifestCache,
+) -> Result<Vec<Release>, String> {
     let prefix = Path::from(format!("releases/{line}"));
     let metas: Vec<_> = store
         .inner
@@ -66,18 +96,20 @@ pub async fn list(store: &Store, line: &str) -> Result<Vec<Release>, String> {
             .await
             .and_then(|p| p["run_id"].as_str().map(String::from)));
         latest.insert(period.clone(), current.clone());
-        let manifest = read_json(&store.inner, &path).await.unwrap_or(Value::Null);
-        let datasets = manifest["datasets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|d| {
-                (
-                    d["dataset"].as_str().unwrap_or_default().to_string(),
-                    d["rows"].as_u64().unwrap_or(0),
-                )
-            })
-            .collect();
+        let known = cache.0.lock().ok().and_then(|c| c.get(&path).cloned());
+        let datasets = match known {
+            Some(d) => d,
+            None => {
+                let manifest = read_json(&store.inner, &path).await;
+                let datasets = manifest.as_ref().map(manifest_datasets).unwrap_or_default();
+                if manifest.is_some()
+                    && let Ok(mut c) = cache.0.lock()
+                {
+                    c.insert(path.clone(), datasets.clone());
+                }
+                datasets
+            }
+        };
         out.push(Release {
             line: line.to_string(),
             current: current.as_deref() == Some(run.as_str()),

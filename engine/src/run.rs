@@ -60,6 +60,8 @@ pub struct RunOptions {
     /// Where the steps' plans run: `None` or `local` here, `ballista://HOST:PORT` on a
     /// Ballista cluster (with the `ballista` feature).
     pub engine: Option<String>,
+    /// The longest the run may take; `None`: the line's `limits.run_minutes`.
+    pub deadline: Option<std::time::Duration>,
 }
 
 /// Counts of one step.
@@ -597,7 +599,20 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     .await;
     let progress = opts.progress.then(|| spawn_progress(shared.clone()));
     let memory_log = spawn_memory_log(&shared.state);
-    let result = schedule(shared.clone(), &scratch).await;
+    let deadline = opts
+        .deadline
+        .unwrap_or_else(|| shared.line.spec.limits.run_time());
+    let result = match tokio::time::timeout(deadline, schedule(shared.clone(), &scratch)).await {
+        Ok(r) => r,
+        // Dropping the schedule stops every step task (and the plans they run).
+        Err(_) => Err(fail(
+            codes::DEADLINE,
+            format!(
+                "the run took longer than its deadline of {} s (limits.run_minutes, --deadline-minutes); nothing is published",
+                deadline.as_secs()
+            ),
+        )),
+    };
     if let Some((bar, handle)) = progress {
         handle.abort();
         bar.finish_and_clear();
@@ -1934,6 +1949,7 @@ mod tests {
             capture: Default::default(),
             engine: None,
             lineage_url: None,
+            deadline: None,
         }
     }
 

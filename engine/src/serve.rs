@@ -63,7 +63,30 @@ pub struct ServeOptions {
     pub assets: Option<PathBuf>,
     /// Where runs execute their plans (`--engine`).
     pub engine: Option<String>,
+    /// Requests handled at once; more are answered 503 (`/healthz` always answers).
+    pub max_requests: usize,
+    /// How long an inbox object must stay unchanged before an arrival starts a run.
+    pub settle: Duration,
+    /// The longest a run may take (overrides the lines' `limits.run_minutes`).
+    pub deadline: Option<Duration>,
 }
+
+/// How long a client may take to send a request's head; also how long an idle connection
+/// stays open. A slow client (slowloris) cannot hold a connection longer.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request body may pause between two pieces before the request is dropped.
+const BODY_IDLE: Duration = Duration::from_secs(30);
+
+/// Connections open at once; more wait in the kernel's queue.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// How long open connections get to finish at a stop before they are closed.
+const HTTP_GRACE: Duration = Duration::from_secs(5);
+
+/// Starts of a job before it is given up: a run that crashed the daemon this many times is
+/// marked failed at the next start instead of being resumed again.
+const MAX_ATTEMPTS: u32 = 3;
 
 /// A job: one run of a line for one set of parameters.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -134,6 +157,9 @@ struct Token {
     roles: BTreeSet<String>,
     /// The lines it may write to (all when `None`).
     lines: Option<BTreeSet<String>>,
+    /// The submitters it uploads for (an `upload` token's names, e.g. county codes): the
+    /// name of every file it uploads starts with one of them.
+    submitters: BTreeSet<String>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +181,8 @@ struct TokenSpec {
     roles: Vec<String>,
     #[serde(default)]
     lines: Option<Vec<String>>,
+    #[serde(default)]
+    submitters: Vec<String>,
 }
 
 impl std::fmt::Debug for Token {
@@ -164,14 +192,34 @@ impl std::fmt::Debug for Token {
             .field("name", &self.name)
             .field("roles", &self.roles)
             .field("lines", &self.lines)
+            .field("submitters", &self.submitters)
             .finish_non_exhaustive()
     }
 }
 
-const ROLES: [&str; 3] = ["run", "upload", "admin"];
+/// `read`: the operational endpoints (runs, quality reports, metrics); `run`: trigger runs;
+/// `upload`: submit files for its submitters; `admin`: all of them.
+const ROLES: [&str; 4] = ["read", "run", "upload", "admin"];
 
-/// Reads a token file (YAML): `tokens: [{ name, token | sha256, roles: [run, upload,
-/// admin], lines: [...] }]`.
+/// Whether a token is one an attacker would try first: short, or a well-known password or a
+/// small number (the digest of each is compared, so a token file holding only digests is
+/// checked too).
+fn weak_digest(digest: &[u8; 32]) -> bool {
+    const WORDS: [&str; 16] = [
+        "", "password", "passw0rd", "secret", "token", "admin", "changeme", "test", "testing",
+        "valtava", "qwerty", "letmein", "default", "example", "salasana", "demo",
+    ];
+    let numbers = (0..=99_999u32).map(|n| n.to_string());
+    WORDS
+        .iter()
+        .map(|w| w.to_string())
+        .chain(numbers)
+        .any(|w| same_digest(&Sha256::digest(w.as_bytes()).into(), digest))
+}
+
+/// Reads a token file (YAML): `tokens: [{ name, token | sha256, roles: [read, run, upload,
+/// admin], lines: [...], submitters: [...] }]`. A weak token, or an upload token that names
+/// no submitter, stops the daemon at start.
 fn read_tokens(path: &FsPath) -> Result<Vec<Token>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
@@ -208,6 +256,27 @@ fn read_tokens(path: &FsPath) -> Result<Vec<Token>, String> {
                 ));
             }
         };
+        if weak_digest(&digest) {
+            return Err(format!(
+                "token file {}: the token of `{}` is a well-known weak one; make a long random one (e.g. `openssl rand -hex 32`)",
+                path.display(),
+                t.name
+            ));
+        }
+        if t.roles.iter().any(|r| r == "upload") && t.submitters.is_empty() {
+            return Err(format!(
+                "token file {}: upload token `{}` names no `submitters` (whose files it uploads, e.g. county codes)",
+                path.display(),
+                t.name
+            ));
+        }
+        if let Some(s) = t.submitters.iter().find(|s| !safe_name(s)) {
+            return Err(format!(
+                "token file {}: submitter `{s}` of `{}` is not a file-name part (letters, digits, `_`, `-`)",
+                path.display(),
+                t.name
+            ));
+        }
         for r in &t.roles {
             if !ROLES.contains(&r.as_str()) {
                 return Err(format!(
@@ -223,6 +292,7 @@ fn read_tokens(path: &FsPath) -> Result<Vec<Token>, String> {
             digest,
             roles: t.roles.into_iter().collect(),
             lines: t.lines.map(|l| l.into_iter().collect()),
+            submitters: t.submitters.into_iter().collect(),
         });
     }
     Ok(out)
@@ -269,6 +339,12 @@ struct App {
     seq: AtomicU64,
     metrics: Mutex<Metrics>,
     started: Instant,
+    /// Requests being handled (at most `max_requests`).
+    in_flight: Arc<tokio::sync::Semaphore>,
+    settle: Duration,
+    deadline: Option<Duration>,
+    /// Manifests read once (they never change).
+    manifests: crate::releases::ManifestCache,
 }
 
 fn now_text() -> String {
@@ -522,7 +598,18 @@ impl App {
             if !self.lines.contains_key(&job.line) {
                 continue;
             }
-            if matches!(job.status, JobStatus::Queued | JobStatus::Running) {
+            if job.status == JobStatus::Running && job.attempts >= MAX_ATTEMPTS {
+                // Started this many times and never finished: it may be what stops the
+                // daemon (a hostile object); resuming it again would stop it again.
+                warn!(job = %job.id, line = %job.line, attempts = job.attempts, "run interrupted too many times; marked failed");
+                job.status = JobStatus::Failed;
+                job.finished = Some(now_text());
+                job.error = Some(json!({
+                    "code": crate::run::codes::ENGINE,
+                    "message": format!("the run was interrupted {} times (the daemon stopped or crashed during it); not resumed", job.attempts),
+                }));
+                resumed.push(job.clone());
+            } else if matches!(job.status, JobStatus::Queued | JobStatus::Running) {
                 if job.status == JobStatus::Running {
                     info!(job = %job.id, line = %job.line, "run interrupted by a stop; queued again");
                 }
@@ -538,7 +625,10 @@ impl App {
         for j in &resumed {
             self.save(j).await;
         }
-        Ok(resumed.len())
+        Ok(resumed
+            .iter()
+            .filter(|j| j.status == JobStatus::Queued)
+            .count())
     }
 
     fn record(&self, job: &Job, report: Option<&crate::run::RunReport>) {
@@ -595,9 +685,25 @@ async fn execute(app: Arc<App>, mut job: Job) {
         lineage_url: None,
         capture: Default::default(),
         engine: app.engine.clone(),
+        deadline: app.deadline,
     };
     let t = Instant::now();
-    let result = crate::run::run(&entry.path, opts).await;
+    // On a task of its own: a run that panics fails its job instead of leaving it running
+    // and its worker taken.
+    let path = entry.path.clone();
+    let result = match tokio::spawn(async move { crate::run::run(&path, opts).await }).await {
+        Ok(r) => r,
+        Err(e) => {
+            error!(job = %job.id, line = %job.line, "the run ended abnormally: {e}");
+            Err(crate::run::RunError::Failed(
+                crate::run::RunFailure {
+                    code: crate::run::codes::ENGINE,
+                    message: "the run ended abnormally (a panic); see the daemon's log".into(),
+                },
+                None,
+            ))
+        }
+    };
     job.seconds = Some(t.elapsed().as_secs_f64());
     job.finished = Some(now_text());
     let report = match result {
@@ -723,28 +829,46 @@ async fn arrivals(app: Arc<App>, poll: Duration) {
             let now = scan(&app).await;
             let seen: BTreeMap<String, String> = now
                 .into_iter()
-                .map(|(k, (v, _, _))| (crate::redact::scrubbed(&k), v))
+                .map(|(k, o)| (crate::redact::scrubbed(&k), o.version))
                 .collect();
             info!(objects = seen.len(), "inboxes recorded");
             app.put_json(SEEN, &seen).await;
             seen
         }
     };
+    let settle = chrono::TimeDelta::from_std(app.settle).unwrap_or(chrono::TimeDelta::MAX);
     loop {
         let now = scan(&app).await;
+        let clock = chrono::Utc::now();
         let mut due: BTreeSet<(String, String)> = BTreeSet::new();
-        for (path, (version, line, period)) in &now {
+        // A period with an object changed within the settle time may still be being
+        // copied: it is not run, and its changes stay unrecorded until it settles.
+        let mut unsettled: BTreeSet<(String, String)> = BTreeSet::new();
+        for (path, o) in &now {
+            let group = (o.line.clone(), o.period.clone());
+            if clock - o.modified < settle {
+                unsettled.insert(group.clone());
+            }
             // Recorded under their scrubbed names (an object may be named after a person).
-            if seen.get(&crate::redact::scrubbed(path)) != Some(version) {
-                info!(object = %path, line = %line, period = %period, "object arrived");
-                due.insert((line.clone(), period.clone()));
+            if seen.get(&crate::redact::scrubbed(path)) != Some(&o.version) {
+                info!(object = %path, line = %o.line, period = %o.period, "object arrived");
+                due.insert(group);
             }
         }
-        if !due.is_empty() || now.len() != seen.len() {
-            seen = now
-                .into_iter()
-                .map(|(k, (v, _, _))| (crate::redact::scrubbed(&k), v))
-                .collect();
+        due.retain(|g| !unsettled.contains(g));
+        let next: BTreeMap<String, String> = now
+            .iter()
+            .filter_map(|(path, o)| {
+                let name = crate::redact::scrubbed(path);
+                if unsettled.contains(&(o.line.clone(), o.period.clone())) {
+                    seen.get(&name).map(|v| (name, v.clone()))
+                } else {
+                    Some((name, o.version.clone()))
+                }
+            })
+            .collect();
+        if next != seen {
+            seen = next;
             app.put_json(SEEN, &seen).await;
         }
         for (line, period) in due {
@@ -772,8 +896,17 @@ async fn arrivals(app: Arc<App>, poll: Duration) {
     }
 }
 
-/// Objects in the inboxes: path → (version, line, period).
-async fn scan(app: &App) -> BTreeMap<String, (String, String, String)> {
+/// An object in an inbox.
+struct Arrived {
+    /// Size, time and entity tag: changes when the object does.
+    version: String,
+    line: String,
+    period: String,
+    modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// Objects in the inboxes, by path.
+async fn scan(app: &App) -> BTreeMap<String, Arrived> {
     let mut out = BTreeMap::new();
     for (name, e) in &app.lines {
         for inbox in &e.inboxes {
@@ -799,7 +932,15 @@ async fn scan(app: &App) -> BTreeMap<String, (String, String, String)> {
                         m.last_modified.timestamp_millis(),
                         m.e_tag.unwrap_or_default()
                     );
-                    out.insert(path, (version, name.clone(), period));
+                    out.insert(
+                        path,
+                        Arrived {
+                            version,
+                            line: name.clone(),
+                            period,
+                            modified: m.last_modified,
+                        },
+                    );
                 }
             }
         }
@@ -829,13 +970,46 @@ fn problem(status: StatusCode, code: &str, message: impl Into<String>) -> Respon
     r
 }
 
-/// Checks the bearer token for a role (and line); answers 401 or 403 without saying more.
+/// Who a request was authorised as.
+struct Caller {
+    /// The token's name.
+    name: String,
+    /// The submitters it uploads for; `None` for an admin token (any).
+    submitters: Option<BTreeSet<String>>,
+    /// The lines it may see and act on (all when `None`).
+    lines: Option<BTreeSet<String>>,
+}
+
+impl Caller {
+    /// Whether the caller may see or act on `line`.
+    fn may(&self, line: &str) -> bool {
+        self.lines.as_ref().is_none_or(|l| l.contains(line))
+    }
+
+    /// Whether the caller may upload a file of this name: its name starts with one of the
+    /// caller's submitters followed by `.`, `_` or `-` (`uusimaa.csv`, `091_2.csv`), so one
+    /// county cannot write or overwrite another's file. Returns the submitter.
+    fn submitter_of(&self, file: &str) -> Option<String> {
+        let Some(own) = &self.submitters else {
+            return Some(self.name.clone());
+        };
+        own.iter()
+            .find(|s| {
+                file.strip_prefix(s.as_str())
+                    .is_some_and(|rest| rest.starts_with(['.', '_', '-']))
+            })
+            .cloned()
+    }
+}
+
+/// Checks the bearer token for a role (and line, where one is named); answers 401 or 403
+/// without saying more. Runs before any body is read.
 fn authorize(
     app: &App,
     headers: &HeaderMap,
     role: &str,
-    line: &str,
-) -> Result<String, Box<Response>> {
+    line: Option<&str>,
+) -> Result<Caller, Box<Response>> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -863,8 +1037,9 @@ fn authorize(
             "the token is not valid",
         )));
     };
-    let role_ok = t.roles.contains(role) || t.roles.contains("admin");
-    let line_ok = t.lines.as_ref().is_none_or(|l| l.contains(line));
+    let admin = t.roles.contains("admin");
+    let role_ok = t.roles.contains(role) || admin;
+    let line_ok = line.is_none_or(|line| t.lines.as_ref().is_none_or(|l| l.contains(line)));
     if !(role_ok && line_ok) {
         return Err(Box::new(problem(
             StatusCode::FORBIDDEN,
@@ -872,7 +1047,50 @@ fn authorize(
             "the token does not allow this",
         )));
     }
-    Ok(t.name.clone())
+    Ok(Caller {
+        name: t.name.clone(),
+        submitters: (!admin).then(|| t.submitters.clone()),
+        lines: t.lines.clone(),
+    })
+}
+
+/// Reads a request body of at most `limit` bytes, after the caller was authorised: a body
+/// that pauses longer than [`BODY_IDLE`] or grows past the limit ends the request (408,
+/// 413). An `Expect: 100-continue` client is told to send only now.
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Response> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut out = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(BODY_IDLE, body.frame()).await {
+            Err(_) => {
+                return Err(problem(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body-timeout",
+                    format!("the body paused longer than {} s", BODY_IDLE.as_secs()),
+                ));
+            }
+            Ok(None) => return Ok(out.freeze()),
+            Ok(Some(Err(_))) => {
+                return Err(problem(
+                    StatusCode::BAD_REQUEST,
+                    "bad-body",
+                    "the body could not be read",
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(problem(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    format!("the body is larger than {} bytes", limit),
+                ));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
 }
 
 fn text_of(t: &crate::spec::Text) -> Value {
@@ -949,11 +1167,17 @@ async fn post_run(
     State(app): AppState,
     UrlPath(line): UrlPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
-    if let Err(r) = authorize(&app, &headers, "run", &line) {
+    if let Err(r) = authorize(&app, &headers, "run", Some(&line)) {
         return *r;
     }
+    /// A run request is a few parameters.
+    const MAX_RUN_REQUEST: usize = 64 << 10;
+    let body = match read_body(body, MAX_RUN_REQUEST).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let Some(e) = app.lines.get(&line) else {
         return problem(
             StatusCode::NOT_FOUND,
@@ -1003,11 +1227,20 @@ struct RunsQuery {
     limit: Option<usize>,
 }
 
-async fn get_runs(State(app): AppState, Query(q): Query<RunsQuery>) -> Response {
+async fn get_runs(
+    State(app): AppState,
+    headers: HeaderMap,
+    Query(q): Query<RunsQuery>,
+) -> Response {
+    let caller = match authorize(&app, &headers, "read", None) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let jobs = app.jobs.lock().expect("jobs lock");
     let list: Vec<&Job> = jobs
         .values()
         .rev()
+        .filter(|j| caller.may(&j.line))
         .filter(|j| q.line.as_ref().is_none_or(|l| *l == j.line))
         .filter(|j| {
             q.status
@@ -1019,25 +1252,49 @@ async fn get_runs(State(app): AppState, Query(q): Query<RunsQuery>) -> Response 
     scrubbed(json!({ "runs": list })).into_response()
 }
 
-async fn get_run(State(app): AppState, UrlPath(id): UrlPath<String>) -> Response {
-    let job = app.jobs.lock().expect("jobs lock").get(&id).cloned();
-    let Some(job) = job else {
-        return problem(StatusCode::NOT_FOUND, "not-found", format!("no run `{id}`"));
+/// The job `id` if the caller (a `read` token) may see it; otherwise the answer.
+fn readable_job(app: &App, headers: &HeaderMap, id: &str) -> Result<Job, Response> {
+    let caller = authorize(app, headers, "read", None).map_err(|r| *r)?;
+    let job = app.jobs.lock().expect("jobs lock").get(id).cloned();
+    job.filter(|j| caller.may(&j.line))
+        .ok_or_else(|| problem(StatusCode::NOT_FOUND, "not-found", format!("no run `{id}`")))
+}
+
+async fn get_run(
+    State(app): AppState,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    let job = match readable_job(&app, &headers, &id) {
+        Ok(j) => j,
+        Err(r) => return r,
     };
-    let report = match &job.run_id {
+    let mut report = match &job.run_id {
         Some(r) => app
             .get_bytes(&format!("runs/{}/{r}.json", job.line))
             .await
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
         None => None,
     };
+    // The line file by its name: where the daemon's files are is not for callers.
+    if let Some(file) = report.as_mut().and_then(|r| r.get_mut("line_file")) {
+        let name = file
+            .as_str()
+            .and_then(|f| FsPath::new(f).file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        *file = json!(name);
+    }
     scrubbed(json!({ "run": job, "report": report })).into_response()
 }
 
-async fn get_quality(State(app): AppState, UrlPath(id): UrlPath<String>) -> Response {
-    let job = app.jobs.lock().expect("jobs lock").get(&id).cloned();
-    let Some(job) = job else {
-        return problem(StatusCode::NOT_FOUND, "not-found", format!("no run `{id}`"));
+async fn get_quality(
+    State(app): AppState,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    let job = match readable_job(&app, &headers, &id) {
+        Ok(j) => j,
+        Err(r) => return r,
     };
     let Some(run_id) = &job.run_id else {
         return problem(
@@ -1067,7 +1324,7 @@ async fn get_releases(State(app): AppState, UrlPath(line): UrlPath<String>) -> R
             format!("no line `{line}`"),
         );
     }
-    match crate::releases::list(&app.store, &line).await {
+    match crate::releases::list_cached(&app.store, &line, &app.manifests).await {
         Ok(r) => axum::Json(json!({ "releases": r })).into_response(),
         Err(e) => {
             error!("{e}");
@@ -1095,7 +1352,7 @@ fn find_dataset<'a>(
 
 /// The current release of each period of a line: (period, run id).
 async fn current_releases(app: &App, line: &str) -> Result<Vec<(String, String)>, String> {
-    Ok(crate::releases::list(&app.store, line)
+    Ok(crate::releases::list_cached(&app.store, line, &app.manifests)
         .await?
         .into_iter()
         .filter(|r| r.current)
@@ -1368,10 +1625,10 @@ async fn put_upload(
     State(app): AppState,
     UrlPath((line, period, file)): UrlPath<(String, String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
-    let who = match authorize(&app, &headers, "upload", &line) {
-        Ok(w) => w,
+    let caller = match authorize(&app, &headers, "upload", Some(&line)) {
+        Ok(c) => c,
         Err(r) => return *r,
     };
     let Some(e) = app.lines.get(&line) else {
@@ -1388,6 +1645,23 @@ async fn put_upload(
             "file and period names are letters, digits, `.`, `_` and `-`, not starting with `.`",
         );
     }
+    let Some(who) = caller.submitter_of(&file) else {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "not-your-file",
+            format!(
+                "token `{}` uploads for {}: a file's name starts with one of them and `.`, `_` or `-`",
+                caller.name,
+                caller
+                    .submitters
+                    .iter()
+                    .flatten()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    };
     let params = vec![("period".to_string(), period.clone())];
     if let Err(err) = crate::check::bind_params(&e.line, Some(&params)) {
         return problem(StatusCode::BAD_REQUEST, "bad-params", err);
@@ -1422,6 +1696,10 @@ async fn put_upload(
             ),
         );
     };
+    let body = match read_body(body, app.max_upload).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let sha = hex::encode(Sha256::digest(&body));
     let bytes = body.len();
     if let Err(err) = app
@@ -1447,6 +1725,7 @@ async fn put_upload(
         "sha256": sha,
         "received": received,
         "submitter": who,
+        "token": caller.name,
     });
     app.put_json(
         &format!(
@@ -1492,8 +1771,11 @@ fn label_value(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-async fn metrics(State(app): AppState) -> Response {
+async fn metrics(State(app): AppState, headers: HeaderMap) -> Response {
     use std::fmt::Write as _;
+    if let Err(r) = authorize(&app, &headers, "read", None) {
+        return *r;
+    }
     let (queued, running) = app.queue_counts();
     let m = app.metrics.lock().expect("metrics lock");
     let mut o = String::new();
@@ -1656,6 +1938,36 @@ async fn count_responses(
     r
 }
 
+/// Answers 503 beyond `max_requests` requests at once, so that a flood cannot queue
+/// without bound; `/healthz` always answers, so that a supervisor sees a busy daemon
+/// alive.
+async fn limit_requests(
+    State(app): AppState,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    match app.in_flight.clone().try_acquire_owned() {
+        Ok(permit) => {
+            let r = next.run(req).await;
+            drop(permit);
+            r
+        }
+        Err(_) => {
+            let mut r = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many requests at once; try again shortly",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
 fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(page))
@@ -1676,6 +1988,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/datasets", get(get_datasets))
         .route("/api/v1/datasets/{id}", get(get_indicator))
         .layer(DefaultBodyLimit::max(app.max_upload))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            limit_requests,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             count_responses,
@@ -1702,6 +2018,59 @@ async fn stop_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Serves connections until `stop` completes: each connection must send a request's head
+/// within [`HEADER_TIMEOUT`] (also when idle between requests), at most
+/// [`MAX_CONNECTIONS`] are open at once, and at the stop open connections get
+/// [`HTTP_GRACE`] to finish before they are closed.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 << 10);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut stop => break,
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = &mut stop => break,
+            s = listener.accept() => match s {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(HTTP_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("connections still open at the stop were closed");
     }
 }
 
@@ -1739,7 +2108,19 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
         seq: AtomicU64::new(1),
         metrics: Mutex::new(Metrics::default()),
         started: Instant::now(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(opts.max_requests.max(1))),
+        settle: opts.settle,
+        deadline: opts.deadline,
+        manifests: Default::default(),
     });
+    let collected = crate::gc::collect(&app.store).await;
+    if !collected.is_empty() {
+        info!(
+            runs = collected.runs.len(),
+            scratch = collected.scratch.len(),
+            "removed the leftovers of killed runs"
+        );
+    }
     let resumed = app.resume().await?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -1759,13 +2140,12 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
         tokio::spawn(schedules(app.clone())),
         tokio::spawn(arrivals(app.clone(), opts.poll)),
     ];
-    let stop = app.clone();
-    let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(async move {
+    accept(listener, router(app.clone()), async {
         stop_signal().await;
         info!("stopping: no new runs start");
-        stop.stopping.store(true, Ordering::SeqCst);
-    });
-    server.await.map_err(|e| e.to_string())?;
+        app.stopping.store(true, Ordering::SeqCst);
+    })
+    .await;
     for t in &tasks {
         t.abort();
     }
@@ -1794,7 +2174,8 @@ mod tests {
         let path =
             FsPath::new(env!("CARGO_MANIFEST_DIR")).join("../examples/deployment/tokens.yaml");
         let tokens = read_tokens(&path).unwrap();
-        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens.len(), 3);
+        assert_eq!(tokens[1].submitters, BTreeSet::from(["pirkanmaa".to_string()]));
         assert_eq!(
             tokens[1].lines,
             Some(BTreeSet::from(["ensihoito".to_string()]))
@@ -1907,11 +2288,43 @@ mod tests {
             ),
         )
         .unwrap();
+        assert!(read_tokens(&p).unwrap_err().contains("names no `submitters`"));
+        // Weak tokens are refused, also as digests (the old example shipped sha256("1")).
+        for weak in ["1", "password", "12345", "changeme"] {
+            let w = hex::encode(Sha256::digest(weak.as_bytes()));
+            std::fs::write(&p, format!("tokens:\n  - {{ name: a, sha256: {w}, roles: [run] }}\n"))
+                .unwrap();
+            assert!(read_tokens(&p).unwrap_err().contains("weak"), "{weak}");
+        }
+        std::fs::write(
+            &p,
+            format!(
+                "tokens:\n  - {{ name: a, sha256: {h}, roles: [upload], lines: [ensihoito], submitters: [\"../x\"] }}\n"
+            ),
+        )
+        .unwrap();
+        assert!(read_tokens(&p).unwrap_err().contains("file-name part"));
+        std::fs::write(
+            &p,
+            format!(
+                "tokens:\n  - {{ name: a, sha256: {h}, roles: [upload], lines: [ensihoito], submitters: [\"091\"] }}\n"
+            ),
+        )
+        .unwrap();
         let t = read_tokens(&p).unwrap();
         assert_eq!(
             t[0].digest,
             <[u8; 32]>::from(Sha256::digest(b"0123456789abcdef0123"))
         );
         assert!(t[0].lines.as_ref().unwrap().contains("ensihoito"));
+        let caller = Caller {
+            name: "a".into(),
+            submitters: Some(t[0].submitters.clone()),
+            lines: None,
+        };
+        assert_eq!(caller.submitter_of("091.csv").as_deref(), Some("091"));
+        assert_eq!(caller.submitter_of("091_2025-03.csv").as_deref(), Some("091"));
+        assert_eq!(caller.submitter_of("0911.csv"), None);
+        assert_eq!(caller.submitter_of("092.csv"), None);
     }
 }
