@@ -237,10 +237,21 @@ fn api_runs_uploads_indicators_and_metrics() {
     assert_eq!(h.status, 200);
     // The public reads the page, the indicator API and the lines; runs, quality reports
     // and metrics need a `read` token (failed before: they answered anyone).
-    for public in ["/", "/api/lines", "/api/datasets", "/api/v1/datasets", "/openapi.json"] {
+    for public in [
+        "/",
+        "/api/lines",
+        "/api/datasets",
+        "/api/v1/datasets",
+        "/openapi.json",
+    ] {
         assert_eq!(get_anon(&d, public).status, 200, "{public}");
     }
-    for operational in ["/api/runs", "/api/runs/1", "/api/runs/1/quality", "/metrics"] {
+    for operational in [
+        "/api/runs",
+        "/api/runs/1",
+        "/api/runs/1/quality",
+        "/metrics",
+    ] {
         assert_eq!(get_anon(&d, operational).status, 401, "{operational}");
         let a = answer(
             agent()

@@ -197,11 +197,10 @@ async fn collect_runs(
         };
         let info: Option<LeaseInfo> = serde_json::from_slice(&bytes).ok();
         let killed = match &info {
-            Some(i) if i.host == here && !here.is_empty() => {
-                running(i.pid).map_or(now - meta.last_modified > RUN_LEASE_STALE, |r| {
+            Some(i) if i.host == here && !here.is_empty() => running(i.pid)
+                .map_or(now - meta.last_modified > RUN_LEASE_STALE, |r| {
                     !r && i.pid != std::process::id()
-                })
-            }
+                }),
             _ => now - meta.last_modified > RUN_LEASE_STALE,
         };
         if !killed {
@@ -290,7 +289,10 @@ fn scratch_pid(name: &str) -> Option<u32> {
     let looks_like_run = stamp.len() == 19
         && stamp.ends_with('Z')
         && stamp.as_bytes().get(8) == Some(&b'T')
-        && run.split('-').skip(1).all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()));
+        && run
+            .split('-')
+            .skip(1)
+            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()));
     looks_like_run.then(|| pid.parse().ok()).flatten()
 }
 
@@ -397,7 +399,10 @@ mod tests {
                 report: format!("runs/l/{run}.json"),
                 prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
             };
-            (format!("{RUNNING}/l/{run}.json"), serde_json::to_string(&info).unwrap())
+            (
+                format!("{RUNNING}/l/{run}.json"),
+                serde_json::to_string(&info).unwrap(),
+            )
         };
         for p in [
             "releases/l/2025-01/dead/ensihoito.parquet",
@@ -408,11 +413,19 @@ mod tests {
             put(p).await;
         }
         for (path, text) in [
-            lease("dead", 999_999_999, &["releases/l/2025-01/dead", "quarantine/l/2025-01/dead"]),
+            lease(
+                "dead",
+                999_999_999,
+                &["releases/l/2025-01/dead", "quarantine/l/2025-01/dead"],
+            ),
             lease("done", 999_999_999, &["releases/l/2025-02/done"]),
             lease("live", std::process::id(), &["releases/l/2025-03/live"]),
         ] {
-            store.inner.put(&Path::from(path), text.into()).await.unwrap();
+            store
+                .inner
+                .put(&Path::from(path), text.into())
+                .await
+                .unwrap();
         }
         let mut c = Collected::default();
         collect_runs(&store.inner, chrono::Utc::now(), &mut c).await;

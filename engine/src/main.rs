@@ -221,14 +221,16 @@ enum Command {
         /// cluster (`valtava cluster`; needs a build with `--features ballista`).
         #[arg(long, env = "VALTAVA_ENGINE", default_value = "local")]
         engine: String,
-        /// Stop the run after this many minutes (default: the line's `limits.run_minutes`,
-        /// 120 without it).
+        /// Stop the run after this many seconds (default: the line's `limits.run_minutes`,
+        /// 120 minutes without it).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        deadline_minutes: Option<u64>,
+        deadline_seconds: Option<u64>,
     },
     /// Remove what killed runs left behind: scratch folders of gone processes, release
     /// prefixes that never got a manifest, partial quarantines, cluster work files.
-    #[command(after_help = "Example:\n  valtava gc --store /srv/valtava\n\nPrints what it removed as JSON.")]
+    #[command(
+        after_help = "Example:\n  valtava gc --store /srv/valtava\n\nPrints what it removed as JSON."
+    )]
     Gc {
         /// The store: a folder or a URL (file://, s3://).
         #[arg(long, default_value = "./valtava-data", env = "VALTAVA_STORE")]
@@ -281,9 +283,9 @@ enum Command {
         /// file still being copied is not read half-way).
         #[arg(long, default_value_t = 10.0)]
         settle: f64,
-        /// Stop a run after this many minutes (default: each line's `limits.run_minutes`).
+        /// Stop a run after this many seconds (default: each line's `limits.run_minutes`).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        deadline_minutes: Option<u64>,
+        deadline_seconds: Option<u64>,
     },
     /// Run a Ballista scheduler or executor that knows Valtava's functions, for
     /// `--engine ballista://HOST:PORT` (builds with `--features ballista`).
@@ -905,7 +907,7 @@ fn main() -> ExitCode {
             engine,
             max_requests,
             settle,
-            deadline_minutes,
+            deadline_seconds,
         } => {
             // Refused now, not at each run.
             if let Some(problem) = valtava::run::engine_problem(&engine) {
@@ -935,7 +937,7 @@ fn main() -> ExitCode {
                 engine: Some(engine),
                 max_requests: max_requests as usize,
                 settle: std::time::Duration::from_secs_f64(settle.max(0.0)),
-                deadline: deadline_minutes.map(|m| std::time::Duration::from_secs(m * 60)),
+                deadline: deadline_seconds.map(std::time::Duration::from_secs),
             };
             let runtime = match runtime() {
                 Ok(r) => r,
@@ -959,7 +961,7 @@ fn main() -> ExitCode {
             json,
             lineage_url,
             engine,
-            deadline_minutes,
+            deadline_seconds,
         } => {
             let (key, store) = match key_and_store(pseudonym_key_file.as_ref(), &store) {
                 Ok(v) => v,
@@ -975,7 +977,7 @@ fn main() -> ExitCode {
                 capture: Default::default(),
                 lineage_url,
                 engine: Some(engine),
-                deadline: deadline_minutes.map(|m| std::time::Duration::from_secs(m * 60)),
+                deadline: deadline_seconds.map(std::time::Duration::from_secs),
             };
             let runtime = match runtime() {
                 Ok(r) => r,

@@ -608,7 +608,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         Err(_) => Err(fail(
             codes::DEADLINE,
             format!(
-                "the run took longer than its deadline of {} s (limits.run_minutes, --deadline-minutes); nothing is published",
+                "the run took longer than its deadline of {} s (limits.run_minutes, --deadline-seconds); nothing is published",
                 deadline.as_secs()
             ),
         )),

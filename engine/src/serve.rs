@@ -1352,12 +1352,14 @@ fn find_dataset<'a>(
 
 /// The current release of each period of a line: (period, run id).
 async fn current_releases(app: &App, line: &str) -> Result<Vec<(String, String)>, String> {
-    Ok(crate::releases::list_cached(&app.store, line, &app.manifests)
-        .await?
-        .into_iter()
-        .filter(|r| r.current)
-        .map(|r| (r.period, r.run_id))
-        .collect())
+    Ok(
+        crate::releases::list_cached(&app.store, line, &app.manifests)
+            .await?
+            .into_iter()
+            .filter(|r| r.current)
+            .map(|r| (r.period, r.run_id))
+            .collect(),
+    )
 }
 
 async fn get_datasets(State(app): AppState) -> Response {
@@ -2175,7 +2177,10 @@ mod tests {
             FsPath::new(env!("CARGO_MANIFEST_DIR")).join("../examples/deployment/tokens.yaml");
         let tokens = read_tokens(&path).unwrap();
         assert_eq!(tokens.len(), 3);
-        assert_eq!(tokens[1].submitters, BTreeSet::from(["pirkanmaa".to_string()]));
+        assert_eq!(
+            tokens[1].submitters,
+            BTreeSet::from(["pirkanmaa".to_string()])
+        );
         assert_eq!(
             tokens[1].lines,
             Some(BTreeSet::from(["ensihoito".to_string()]))
@@ -2288,12 +2293,19 @@ mod tests {
             ),
         )
         .unwrap();
-        assert!(read_tokens(&p).unwrap_err().contains("names no `submitters`"));
+        assert!(
+            read_tokens(&p)
+                .unwrap_err()
+                .contains("names no `submitters`")
+        );
         // Weak tokens are refused, also as digests (the old example shipped sha256("1")).
         for weak in ["1", "password", "12345", "changeme"] {
             let w = hex::encode(Sha256::digest(weak.as_bytes()));
-            std::fs::write(&p, format!("tokens:\n  - {{ name: a, sha256: {w}, roles: [run] }}\n"))
-                .unwrap();
+            std::fs::write(
+                &p,
+                format!("tokens:\n  - {{ name: a, sha256: {w}, roles: [run] }}\n"),
+            )
+            .unwrap();
             assert!(read_tokens(&p).unwrap_err().contains("weak"), "{weak}");
         }
         std::fs::write(
@@ -2323,7 +2335,10 @@ mod tests {
             lines: None,
         };
         assert_eq!(caller.submitter_of("091.csv").as_deref(), Some("091"));
-        assert_eq!(caller.submitter_of("091_2025-03.csv").as_deref(), Some("091"));
+        assert_eq!(
+            caller.submitter_of("091_2025-03.csv").as_deref(),
+            Some("091")
+        );
         assert_eq!(caller.submitter_of("0911.csv"), None);
         assert_eq!(caller.submitter_of("092.csv"), None);
     }

@@ -222,7 +222,7 @@ pub struct LineSpec {
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     /// The most minutes a run may take before it is stopped (R011). Default 120; the CLI's
-    /// `--deadline-minutes` and the daemon's override it.
+    /// `--deadline-seconds` and the daemon's override it.
     #[serde(default)]
     pub run_minutes: Option<Sp<u64>>,
     /// The longest record in KiB: a CSV record, an NDJSON line, one FHIR resource, an XML
@@ -249,10 +249,18 @@ impl LimitsSpec {
     pub fn parser_limits(&self) -> valtava_plugin::Limits {
         use valtava_plugin::Limits;
         let get = |v: &Option<Sp<u64>>, default: u64| v.as_ref().map_or(default, |v| v.value);
-        let bytes = |v: u64, shift: u32| usize::try_from(v.saturating_mul(1 << shift)).unwrap_or(usize::MAX);
+        let bytes = |v: u64, shift: u32| {
+            usize::try_from(v.saturating_mul(1 << shift)).unwrap_or(usize::MAX)
+        };
         Limits {
-            record_bytes: bytes(get(&self.record_kib, (Limits::RECORD_BYTES >> 10) as u64), 10),
-            object_bytes: bytes(get(&self.object_mib, (Limits::OBJECT_BYTES >> 20) as u64), 20),
+            record_bytes: bytes(
+                get(&self.record_kib, (Limits::RECORD_BYTES >> 10) as u64),
+                10,
+            ),
+            object_bytes: bytes(
+                get(&self.object_mib, (Limits::OBJECT_BYTES >> 20) as u64),
+                20,
+            ),
             cells: get(&self.cells, Limits::CELLS),
             depth: usize::try_from(get(&self.depth, Limits::DEPTH as u64)).unwrap_or(usize::MAX),
         }
@@ -260,7 +268,10 @@ impl LimitsSpec {
 
     /// The time a run may take.
     pub fn run_time(&self) -> std::time::Duration {
-        let minutes = self.run_minutes.as_ref().map_or(Self::RUN_MINUTES, |m| m.value);
+        let minutes = self
+            .run_minutes
+            .as_ref()
+            .map_or(Self::RUN_MINUTES, |m| m.value);
         std::time::Duration::from_secs(minutes.saturating_mul(60))
     }
 

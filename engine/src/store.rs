@@ -123,7 +123,10 @@ pub fn sync(store: &Store, path: &str) -> Result<(), String> {
     if target.is_dir() {
         let mut folders = vec![target.clone()];
         while let Some(dir) = folders.pop() {
-            for entry in std::fs::read_dir(&dir).map_err(|e| e.to_string())?.flatten() {
+            for entry in std::fs::read_dir(&dir)
+                .map_err(|e| e.to_string())?
+                .flatten()
+            {
                 let p = entry.path();
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
                     folders.push(p);

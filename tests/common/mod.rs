@@ -119,3 +119,67 @@ fn files_below(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// What a measured process did: its exit code, output, peak resident memory and time.
+#[allow(dead_code)]
+pub struct Measured {
+    /// `None` when it was killed at the time limit (or by a signal).
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Peak resident set size in bytes (the kernel's `ru_maxrss` of this process alone).
+    pub peak_bytes: u64,
+    pub elapsed: std::time::Duration,
+}
+
+/// Runs `command` to its end, killing it after `limit`, and measures its own peak memory
+/// (`wait4` on its process, not the children of the whole test binary).
+#[allow(dead_code)]
+#[cfg(target_os = "linux")]
+pub fn measured(command: &mut std::process::Command, limit: std::time::Duration) -> Measured {
+    use std::io::Read;
+    use std::process::Stdio;
+    let started = std::time::Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the process starts");
+    let pid = child.id() as libc::pid_t;
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut o = Vec::new();
+        let _ = out.read_to_end(&mut o);
+        o
+    });
+    let reading_err = std::thread::spawn(move || {
+        let mut e = Vec::new();
+        let _ = err.read_to_end(&mut e);
+        e
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to be overwritten.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut killed = false;
+    loop {
+        // SAFETY: pid is our child's; status and usage are valid for writing.
+        let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if done == pid {
+            break;
+        }
+        if !killed && started.elapsed() > limit {
+            let _ = child.kill();
+            killed = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed();
+    Measured {
+        code: (!killed && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status)),
+        stdout: reading.join().unwrap(),
+        stderr: reading_err.join().unwrap(),
+        peak_bytes: usage.ru_maxrss as u64 * 1024,
+        elapsed,
+    }
+}

@@ -451,8 +451,7 @@ where
                         ))
                     });
                     if let Err(stop) = result {
-                        let _ =
-                            futures::executor::block_on(tx.send(Err(stop.into_error(&name))));
+                        let _ = futures::executor::block_on(tx.send(Err(stop.into_error(&name))));
                     }
                 });
                 rx.boxed()

@@ -57,8 +57,8 @@ use quick_xml::events::{BytesRef, BytesStart, Event};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use valtava_plugin::{
-    Limits, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, Stop,
-    TextBatchBuilder, typed_options,
+    Limits, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, Stop, TextBatchBuilder,
+    typed_options,
 };
 
 /// Options of the `cda` format.
@@ -477,9 +477,8 @@ impl<'a> Walk<'a> {
     ) -> Result<usize, Stop> {
         let attrs = checked_attributes(e, self.limits.record_bytes, self.line)?;
         let name = String::from_utf8_lossy(name).into_owned();
-        let bytes = NODE_BYTES
-            + name.len()
-            + attrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let bytes =
+            NODE_BYTES + name.len() + attrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         self.hold(bytes)?;
         self.arena.push(Node {
             name,
@@ -881,14 +880,7 @@ mod tests {
             ("koodi", "code/@code"),
         ];
         let template = Some("2.16.840.1.113883.10.20.22.4.27");
-        let batches = parse(
-            example("CCD.xml"),
-            template,
-            &fields,
-            Limits::default(),
-            4,
-        )
-        .unwrap();
+        let batches = parse(example("CCD.xml"), template, &fields, Limits::default(), 4).unwrap();
         let sizes: Vec<usize> = batches.iter().map(|b| b.batch.num_rows()).collect();
         assert_eq!(sizes, [4, 4, 1]);
         let whole = try_rows(example("CCD.xml"), template, &fields, Limits::default()).unwrap();
@@ -968,9 +960,7 @@ mod tests {
              </patientRole></recordTarget>\n<component>",
         );
         doc.push_str(&"<x>".repeat(levels));
-        doc.push_str(
-            "\n<observation><templateId root=\"T\"/><code code=\"C1\"/></observation>\n",
-        );
+        doc.push_str("\n<observation><templateId root=\"T\"/><code code=\"C1\"/></observation>\n");
         doc.push_str(&"</x>".repeat(levels));
         doc.push_str("</component></ClinicalDocument>\n");
         doc.into_bytes()
@@ -1020,8 +1010,7 @@ mod tests {
         // The deepest element, the entry's templateId, is 54 levels deep.
         let r = try_rows(doc.clone(), Some("T"), &ENTRY_FIELDS, limits(54)).unwrap();
         assert_eq!(r, want);
-        let (setting, message) =
-            limit_setting(try_rows(doc, Some("T"), &ENTRY_FIELDS, limits(53)));
+        let (setting, message) = limit_setting(try_rows(doc, Some("T"), &ENTRY_FIELDS, limits(53)));
         assert_eq!(setting, "depth");
         assert!(message.contains("line 4"), "{message}");
     }
@@ -1052,7 +1041,10 @@ mod tests {
             // An attribute value in an entry.
             entry(&format!("<value unit=\"{long}\">1</value>")),
             // A statement of many small elements, none too long by itself.
-            entry(&format!("<value>1</value>{}", "<text>131052-308T</text>".repeat(100))),
+            entry(&format!(
+                "<value>1</value>{}",
+                "<text>131052-308T</text>".repeat(100)
+            )),
         ];
         for (i, doc) in documents.iter().enumerate() {
             let (setting, message) = limit_setting(try_rows(

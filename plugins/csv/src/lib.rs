@@ -820,7 +820,10 @@ impl<'a> Records<'a> {
             used = used.strip_prefix(BOM).unwrap_or(used);
         }
         if self.record_in == 0 {
-            let blank = used.iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
+            let blank = used
+                .iter()
+                .take_while(|&&b| b == b'\n' || b == b'\r')
+                .count();
             used = &used[blank..];
         }
         self.record_in += used.len();
@@ -1429,7 +1432,13 @@ mod tests {
         let error = error.expect("a limit error");
         let text = error.to_string();
         assert!(
-            matches!(error, ParseError::Limit { setting: "record_kib", .. }),
+            matches!(
+                error,
+                ParseError::Limit {
+                    setting: "record_kib",
+                    ..
+                }
+            ),
             "{text}"
         );
         assert!(
@@ -1465,7 +1474,13 @@ mod tests {
         let error = error.expect("a limit error");
         let text = error.to_string();
         assert!(
-            matches!(error, ParseError::Limit { setting: "record_kib", .. }),
+            matches!(
+                error,
+                ParseError::Limit {
+                    setting: "record_kib",
+                    ..
+                }
+            ),
             "{text}"
         );
         assert!(text.contains("line 3") && text.contains("64 KiB"), "{text}");
@@ -1489,7 +1504,11 @@ mod tests {
             }
         }
         assert_eq!(refused, Some(3));
-        assert!(cutter.pending_len <= limit + chunk + 8, "{}", cutter.pending_len);
+        assert!(
+            cutter.pending_len <= limit + chunk + 8,
+            "{}",
+            cutter.pending_len
+        );
         let before = cutter.ended().expect("the records before it");
         assert_eq!(before.len(), 8);
         assert_eq!(before.lines_before, 0);

@@ -875,7 +875,10 @@ mod tests {
             )
         };
         let at_most = bundle(&[patient("p1"), nested("p2", 4)]);
-        assert_eq!(ids(&read_all(at_most.as_bytes(), &v, &request)), ["p1", "p2"]);
+        assert_eq!(
+            ids(&read_all(at_most.as_bytes(), &v, &request)),
+            ["p1", "p2"]
+        );
         let deeper = bundle(&[patient("p1"), nested("p2", 5)]);
         let stop = read(deeper.as_bytes(), &v, &request, &mut |_| true).unwrap_err();
         assert_eq!(
@@ -917,7 +920,10 @@ mod tests {
         let err = v
             .rows(serde_json::json!({"resourceType": "Patient", "id": "p1"}))
             .unwrap_err();
-        assert_eq!(err, "Patient resource: `repeat` goes deeper than 100 levels");
+        assert_eq!(
+            err,
+            "Patient resource: `repeat` goes deeper than 100 levels"
+        );
     }
 }
 

@@ -253,9 +253,7 @@ fn too_deep(depth: usize) -> String {
 fn nesting(value: &serde_json::Value) -> usize {
     match value {
         serde_json::Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
-        serde_json::Value::Object(members) => {
-            1 + members.values().map(nesting).max().unwrap_or(0)
-        }
+        serde_json::Value::Object(members) => 1 + members.values().map(nesting).max().unwrap_or(0),
         _ => 0,
     }
 }
@@ -327,7 +325,11 @@ mod tests {
     use valtava_plugin::RowReject;
 
     /// Rows (line, `a`), rejects, and the error that ended the stream if one did.
-    type Run = (Vec<(u64, Option<String>)>, Vec<RowReject>, Option<ParseError>);
+    type Run = (
+        Vec<(u64, Option<String>)>,
+        Vec<RowReject>,
+        Option<ParseError>,
+    );
 
     /// Parses `data` (column `a`) with `limits`.
     async fn run(data: Vec<u8>, limits: Limits) -> Run {
@@ -387,7 +389,13 @@ mod tests {
         let error = error.expect("a limit error");
         let text = error.to_string();
         assert!(
-            matches!(error, ParseError::Limit { setting: "record_kib", .. }),
+            matches!(
+                error,
+                ParseError::Limit {
+                    setting: "record_kib",
+                    ..
+                }
+            ),
             "{text}"
         );
         assert!(
@@ -443,7 +451,10 @@ mod tests {
         let (k, text) = refused.expect("refused");
         // The tenth chunk makes it 1007 bytes.
         assert_eq!(k, 9, "{text}");
-        assert!(text.contains("line 2") && text.contains("1000 bytes"), "{text}");
+        assert!(
+            text.contains("line 2") && text.contains("1000 bytes"),
+            "{text}"
+        );
         assert!(state.pending.len() <= limit);
     }
 

@@ -169,11 +169,9 @@ fn check_unpacked(bytes: &[u8], limits: &Limits) -> Result<(), Stop> {
 fn sheet_name(sheets: &[String], wanted: &Option<String>) -> Result<String, Stop> {
     match wanted {
         Some(s) if sheets.contains(s) => Ok(s.clone()),
-        Some(s) => Err(format!(
-            "no sheet `{s}`; the workbook has {} sheet(s)",
-            sheets.len()
-        )
-        .into()),
+        Some(s) => {
+            Err(format!("no sheet `{s}`; the workbook has {} sheet(s)", sheets.len()).into())
+        }
         None => sheets
             .first()
             .cloned()
@@ -266,7 +264,8 @@ fn read(
     let mut row: Option<RowCells> = None;
     let mut builder = TextBatchBuilder::new(request.columns.clone());
     let mut count: u64 = 0;
-    let unreadable = |e: calamine::XlsxError| format!("the sheet cannot be read ({})", xlsx_kind(&e));
+    let unreadable =
+        |e: calamine::XlsxError| format!("the sheet cannot be read ({})", xlsx_kind(&e));
     while let Some(cell) = cells.next_cell().map_err(unreadable)? {
         count += 1;
         if count > limits.cells {
@@ -286,11 +285,21 @@ fn read(
         }
         let positions = match &positions {
             Some(p) => p,
-            None => positions.insert(header_positions(&header, request, &sheet, options.header_row)?),
+            None => positions.insert(header_positions(
+                &header,
+                request,
+                &sheet,
+                options.header_row,
+            )?),
         };
         if row.as_ref().is_some_and(|row| row.number != r) {
             if row.as_ref().is_some_and(|row| r < row.number) {
-                return Err(format!("sheet `{sheet}` lists row {} after row {}", r + 1, row.as_ref().map_or(0, |x| x.number + 1)).into());
+                return Err(format!(
+                    "sheet `{sheet}` lists row {} after row {}",
+                    r + 1,
+                    row.as_ref().map_or(0, |x| x.number + 1)
+                )
+                .into());
             }
             finish_row(row.take(), &mut builder, request, emit)?;
         }
@@ -514,18 +523,34 @@ mod tests {
     /// the object ends with a limit error naming the setting, never a cell's content.
     #[tokio::test]
     async fn cells_and_unpacked_size_are_bounded() {
-        let mut rows = format!(r#"<row r="1">{}{}</row>"#, inline(1, "A", "a"), inline(1, "B", "b"));
+        let mut rows = format!(
+            r#"<row r="1">{}{}</row>"#,
+            inline(1, "A", "a"),
+            inline(1, "B", "b")
+        );
         for r in 2..40 {
-            rows.push_str(&format!(r#"<row r="{r}">{}</row>"#, inline(r, "A", "131052-308T")));
+            rows.push_str(&format!(
+                r#"<row r="{r}">{}</row>"#,
+                inline(r, "A", "131052-308T")
+            ));
         }
         let small = Limits {
             cells: 20,
             ..Limits::default()
         };
         let got = parse_with(workbook(&rows), small).await;
-        let err = got.into_iter().find_map(Result::err).expect("a limit error");
+        let err = got
+            .into_iter()
+            .find_map(Result::err)
+            .expect("a limit error");
         assert!(
-            matches!(err, valtava_plugin::ParseError::Limit { setting: "cells", .. }),
+            matches!(
+                err,
+                valtava_plugin::ParseError::Limit {
+                    setting: "cells",
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(!err.to_string().contains("131052"), "{err}");
@@ -534,9 +559,18 @@ mod tests {
             ..Limits::default()
         };
         let got = parse_with(workbook(&"<row r=\"1\"></row>".repeat(200)), tiny).await;
-        let err = got.into_iter().find_map(Result::err).expect("a limit error");
+        let err = got
+            .into_iter()
+            .find_map(Result::err)
+            .expect("a limit error");
         assert!(
-            matches!(err, valtava_plugin::ParseError::Limit { setting: "object_mib", .. }),
+            matches!(
+                err,
+                valtava_plugin::ParseError::Limit {
+                    setting: "object_mib",
+                    ..
+                }
+            ),
             "{err}"
         );
     }
