@@ -348,6 +348,12 @@ fn api_runs_uploads_indicators_and_metrics() {
     let q = get(&d, &format!("/api/runs/{id}/quality"));
     assert_eq!(q.status, 200);
     assert!(q.json().is_object());
+    // No absolute path of the daemon's folders in what it answers.
+    let answered = format!("{job}{}{}", q.body, get(&d, "/api/runs").body);
+    for folder in [dir.path().to_path_buf(), root().canonicalize().unwrap()] {
+        let folder = folder.to_string_lossy().into_owned();
+        assert!(!answered.contains(&folder), "{folder} in {answered}");
+    }
     let r = get(&d, "/api/lines/ensihoito/releases").json();
     let rel = &r["releases"][0];
     assert_eq!(
@@ -927,7 +933,11 @@ fn an_unauthenticated_upload_is_refused_before_its_body_is_read() {
     let path = "/api/lines/ensihoito/inbox/2025-02/pirkanmaa.csv";
     let size: usize = 300_000_000;
     let mut s = connect(&d);
-    write!(s, "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n").unwrap();
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n"
+    )
+    .unwrap();
     let mut writer = s.try_clone().unwrap();
     let sending = std::thread::spawn(move || {
         let chunk = vec![b'x'; 1 << 20];
@@ -941,8 +951,16 @@ fn an_unauthenticated_upload_is_refused_before_its_body_is_read() {
     let _ = s.shutdown(std::net::Shutdown::Both);
     let sent = sending.join().unwrap();
     let grown = resident(&d).saturating_sub(before);
-    assert!(grown < 64 << 20, "grew {} MiB after {sent} bytes sent", grown >> 20);
-    assert!(!dir.path().join("store/inbox/ensihoito/2025-02/pirkanmaa.csv").exists());
+    assert!(
+        grown < 64 << 20,
+        "grew {} MiB after {sent} bytes sent",
+        grown >> 20
+    );
+    assert!(
+        !dir.path()
+            .join("store/inbox/ensihoito/2025-02/pirkanmaa.csv")
+            .exists()
+    );
 
     let mut s = connect(&d);
     write!(
@@ -995,7 +1013,10 @@ fn slow_and_silent_clients_are_cut_off() {
     };
     let (slow, silent) = (slow.join().unwrap(), silent.join().unwrap());
     assert!(slow < Duration::from_secs(30), "slow client held {slow:?}");
-    assert!(silent < Duration::from_secs(30), "silent client held {silent:?}");
+    assert!(
+        silent < Duration::from_secs(30),
+        "silent client held {silent:?}"
+    );
     assert_eq!(get_anon(&d, "/healthz").status, 200);
 }
 
@@ -1055,7 +1076,11 @@ fn hostile_uploads_leave_the_daemon_serving() {
     let dir = setup();
     let lines = dir.path().join("lines");
     std::fs::create_dir_all(&lines).unwrap();
-    std::fs::copy(root().join("tests/lines/hostile.yaml"), lines.join("hostile.yaml")).unwrap();
+    std::fs::copy(
+        root().join("tests/lines/hostile.yaml"),
+        lines.join("hostile.yaml"),
+    )
+    .unwrap();
     let files = dir.path().join("files");
     let out = Command::new("python3")
         .arg(root().join("tests/make_hostile.py"))
@@ -1082,7 +1107,11 @@ fn hostile_uploads_leave_the_daemon_serving() {
             r#"{"params": {"period": "2025"}}"#,
         );
         assert_eq!(a.status, 202, "{}", a.body);
-        wait_job(&d, a.json()["id"].as_str().unwrap(), Duration::from_secs(60))
+        wait_job(
+            &d,
+            a.json()["id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
     };
     let job = run();
     assert_eq!(job["run"]["status"], "succeeded", "{job}");

@@ -954,7 +954,55 @@ async fn scan(app: &App) -> BTreeMap<String, Arrived> {
 /// ([`crate::redact`]) like every text the engine writes.
 fn scrubbed(mut v: Value) -> axum::Json<Value> {
     crate::redact::scrub_json(&mut v);
+    hide_folders(&mut v);
     axum::Json(v)
+}
+
+/// The daemon's local folders (the store's and the lines'), as named and as absolute paths,
+/// with the names answers give them instead: where the daemon keeps its files is not for
+/// callers (an error message may name a file in the store).
+static FOLDERS: std::sync::OnceLock<Vec<(String, &'static str)>> = std::sync::OnceLock::new();
+
+fn hide_folders(v: &mut Value) {
+    let Some(folders) = FOLDERS.get() else {
+        return;
+    };
+    match v {
+        Value::String(s) => {
+            for (folder, name) in folders {
+                if s.contains(folder.as_str()) {
+                    *s = s.replace(folder.as_str(), name);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(hide_folders),
+        Value::Object(o) => o.values_mut().for_each(hide_folders),
+        _ => {}
+    }
+}
+
+/// Records the folders [`hide_folders`] hides, longest first (a folder inside another is
+/// replaced before it).
+fn set_folders(store: &Store, lines: &FsPath) {
+    let mut folders: Vec<(String, &'static str)> = Vec::new();
+    let mut add = |p: &FsPath, name: &'static str| {
+        for form in [Some(p.to_path_buf()), p.canonicalize().ok()]
+            .into_iter()
+            .flatten()
+        {
+            let text = form.to_string_lossy().trim_end_matches('/').to_string();
+            if text.len() > 1 {
+                folders.push((text, name));
+            }
+        }
+    };
+    if let Some(root) = &store.root {
+        add(root, "<store>");
+    }
+    add(lines, "<lines>");
+    folders.sort_by_key(|(f, _)| std::cmp::Reverse(f.len()));
+    folders.dedup();
+    let _ = FOLDERS.set(folders);
 }
 
 fn problem(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -1307,7 +1355,14 @@ async fn get_quality(
         .get_bytes(&format!("runs/{}/{run_id}.quality.json", job.line))
         .await
     {
-        Some(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        Some(b) => match serde_json::from_slice::<Value>(&b) {
+            Ok(v) => scrubbed(v).into_response(),
+            Err(_) => problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store",
+                "the quality report cannot be read",
+            ),
+        },
         None => problem(
             StatusCode::NOT_FOUND,
             "not-found",
@@ -2078,6 +2133,7 @@ async fn accept(
 
 /// Runs the daemon until SIGTERM or Ctrl-C.
 pub async fn serve(opts: ServeOptions) -> Result<(), String> {
+    set_folders(&opts.store, &opts.lines_dir);
     let lines = load_lines(&opts.lines_dir)?;
     if lines.is_empty() {
         return Err(format!(
