@@ -53,6 +53,10 @@ struct LeaseInfo {
     /// The prefixes the run writes; those without a `_manifest.json` are removed when the
     /// run is found killed.
     prefixes: Vec<String>,
+    /// The boot and start time of the process (Linux): a process number used again by
+    /// another program after a reboot or a wrap-around is not taken for the run's.
+    #[serde(default)]
+    process: Option<String>,
 }
 
 /// A running run's lease: renewed while it is held, removed by [`Lease::end`] (or, when
@@ -78,6 +82,7 @@ impl Lease {
             run_id: run_id.to_string(),
             report: format!("runs/{line}/{run_id}.json"),
             prefixes,
+            process: process_key(std::process::id()),
         };
         let bytes = bytes::Bytes::from(serde_json::to_vec(&info).map_err(|e| e.to_string())?);
         store
@@ -114,10 +119,16 @@ impl Drop for Lease {
             return; // ended
         }
         self.renew.abort();
+        // Dropped without `end`: the run returned early or its task panicked. What it left
+        // unpublished is collected now, as for a killed run, not left for a process that
+        // looks alive for as long as the daemon runs.
         let (store, path) = (self.store.clone(), self.path.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                let _ = store.delete(&path).await;
+                let mut collected = Collected::default();
+                if let Ok(meta) = store.head(&path).await {
+                    reclaim(&store, &meta, &mut collected).await;
+                }
             });
         }
     }
@@ -176,6 +187,26 @@ fn running(pid: u32) -> Option<bool> {
     cfg!(target_os = "linux").then(|| std::path::Path::new("/proc").join(pid.to_string()).exists())
 }
 
+/// Who process `pid` is, beyond its number: this boot's id and the process's start time
+/// (Linux `/proc`). `None` where that cannot be told.
+fn process_key(pid: u32) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from its end.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let start = after.split_whitespace().nth(19)?;
+    Some(format!("{}:{start}", boot.trim()))
+}
+
+/// Whether the run a lease of this host names is still running.
+fn lease_alive(info: &LeaseInfo) -> Option<bool> {
+    let number_running = running(info.pid)?;
+    Some(match &info.process {
+        Some(key) => number_running && process_key(info.pid).as_ref() == Some(key),
+        None => number_running,
+    })
+}
+
 /// Removes the unfinished prefixes of runs whose lease shows them killed.
 async fn collect_runs(
     store: &Arc<dyn ObjectStore>,
@@ -197,32 +228,48 @@ async fn collect_runs(
         };
         let info: Option<LeaseInfo> = serde_json::from_slice(&bytes).ok();
         let killed = match &info {
-            Some(i) if i.host == here && !here.is_empty() => running(i.pid)
-                .map_or(now - meta.last_modified > RUN_LEASE_STALE, |r| {
-                    !r && i.pid != std::process::id()
-                }),
+            Some(i) if i.host == here && !here.is_empty() => {
+                lease_alive(i).map_or(now - meta.last_modified > RUN_LEASE_STALE, |alive| !alive)
+            }
             _ => now - meta.last_modified > RUN_LEASE_STALE,
         };
-        if !killed {
+        if killed {
+            reclaim(store, &meta, collected).await;
+        }
+    }
+}
+
+/// Removes what the run of a lease left unpublished (unless its run report says it
+/// ended), then the lease.
+async fn reclaim(
+    store: &Arc<dyn ObjectStore>,
+    meta: &object_store::ObjectMeta,
+    collected: &mut Collected,
+) {
+    let info: Option<LeaseInfo> = match store.get(&meta.location).await {
+        Ok(got) => got
+            .bytes()
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok()),
+        Err(_) => return,
+    };
+    let finished = match &info {
+        Some(i) => store.head(&Path::from(i.report.as_str())).await.is_ok(),
+        None => false,
+    };
+    for prefix in info.iter().filter(|_| !finished).flat_map(|i| &i.prefixes) {
+        let manifest = Path::from(format!("{prefix}/_manifest.json"));
+        if store.head(&manifest).await.is_ok() {
             continue;
         }
-        let finished = match &info {
-            Some(i) => store.head(&Path::from(i.report.as_str())).await.is_ok(),
-            None => false,
-        };
-        for prefix in info.iter().filter(|_| !finished).flat_map(|i| &i.prefixes) {
-            let manifest = Path::from(format!("{prefix}/_manifest.json"));
-            if store.head(&manifest).await.is_ok() {
-                continue;
-            }
-            crate::publish::remove_prefix(store, prefix).await;
-            collected.prefixes.push(prefix.clone());
-        }
-        let run = info.map_or_else(|| meta.location.to_string(), |i| i.run_id);
-        info!(run = %run, "removed the unfinished outputs of a run that was killed");
-        collected.runs.push(run);
-        let _ = store.delete(&meta.location).await;
+        crate::publish::remove_prefix(store, prefix).await;
+        collected.prefixes.push(prefix.clone());
     }
+    let run = info.map_or_else(|| meta.location.to_string(), |i| i.run_id);
+    info!(run = %run, "removed the unfinished outputs of a run that did not end");
+    collected.runs.push(run);
+    let _ = store.delete(&meta.location).await;
 }
 
 /// Removes the work folders (`work/<run id>/`, the copies of a cluster run's step inputs)
@@ -392,12 +439,18 @@ mod tests {
             async move { store.put(&p, "x".into()).await.unwrap() }
         };
         let lease = |run: &str, pid: u32, prefixes: &[&str]| {
+            let process = if run == "reused" {
+                Some("another-boot:1".to_string()) // this number, another process
+            } else {
+                process_key(pid)
+            };
             let info = LeaseInfo {
                 host: host(),
                 pid,
                 run_id: run.into(),
                 report: format!("runs/l/{run}.json"),
                 prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+                process,
             };
             (
                 format!("{RUNNING}/l/{run}.json"),
@@ -409,6 +462,7 @@ mod tests {
             "quarantine/l/2025-01/dead/src.parquet",
             "releases/l/2025-02/done/_manifest.json",
             "releases/l/2025-03/live/x.parquet",
+            "releases/l/2025-04/reused/x.parquet",
         ] {
             put(p).await;
         }
@@ -420,6 +474,7 @@ mod tests {
             ),
             lease("done", 999_999_999, &["releases/l/2025-02/done"]),
             lease("live", std::process::id(), &["releases/l/2025-03/live"]),
+            lease("reused", std::process::id(), &["releases/l/2025-04/reused"]),
         ] {
             store
                 .inner
@@ -430,7 +485,11 @@ mod tests {
         let mut c = Collected::default();
         collect_runs(&store.inner, chrono::Utc::now(), &mut c).await;
         c.runs.sort();
-        assert_eq!(c.runs, vec!["dead".to_string(), "done".to_string()]);
+        let mut expected = vec!["dead".to_string(), "done".to_string()];
+        if cfg!(target_os = "linux") {
+            expected.push("reused".to_string());
+        }
+        assert_eq!(c.runs, expected);
         let left: Vec<String> = store
             .inner
             .list(None)
@@ -447,5 +506,27 @@ mod tests {
                 format!("{RUNNING}/l/live.json"),
             ]
         );
+    }
+
+    /// A lease dropped without `end` (the run returned early or panicked inside the
+    /// daemon, whose process stays alive) has its unpublished prefix collected at once.
+    #[tokio::test]
+    async fn a_lease_dropped_without_end_collects_its_prefixes() {
+        let store = crate::store::open("memory://").unwrap();
+        let part = Path::from("releases/l/2025-05/r/x.parquet");
+        store.inner.put(&part, "x".into()).await.unwrap();
+        let lease = Lease::take(&store, "l", "r", vec!["releases/l/2025-05/r".into()])
+            .await
+            .unwrap();
+        drop(lease);
+        for _ in 0..100 {
+            if store.inner.head(&part).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(store.inner.head(&part).await.is_err());
+        let left: Vec<_> = store.inner.list(None).collect().await;
+        assert!(left.is_empty(), "{left:?}");
     }
 }

@@ -82,6 +82,48 @@ fn decimals(a: &dyn Array) -> u32 {
     }
 }
 
+/// The largest cube a dataset may describe (cell indexes stay exact in a JavaScript
+/// number). Its `size` multiplies the category counts of
+/// every dimension, so a few hundred distinct values in a handful of columns would
+/// otherwise ask for more cells than memory holds.
+const MAX_CELLS: usize = 1 << 53;
+
+/// The `value` member: a dense array when most cells are filled, otherwise the sparse
+/// object form of JSON-stat 2.0 (`{"index": value}`), so that the answer grows with the
+/// rows of the table and never with the product of its category counts.
+enum Values {
+    Dense(Vec<Value>),
+    Sparse(BTreeMap<usize, Value>),
+}
+
+impl Values {
+    fn new(cells: usize, filled: usize) -> Self {
+        if cells <= filled.saturating_mul(2).saturating_add(1024) {
+            Values::Dense(vec![Value::Null; cells])
+        } else {
+            Values::Sparse(BTreeMap::new())
+        }
+    }
+
+    fn set(&mut self, idx: usize, v: Value) {
+        match self {
+            Values::Dense(a) => a[idx] = v,
+            Values::Sparse(m) => {
+                m.insert(idx, v);
+            }
+        }
+    }
+
+    fn into_json(self) -> Value {
+        match self {
+            Values::Dense(a) => Value::Array(a),
+            Values::Sparse(m) => {
+                Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }
+        }
+    }
+}
+
 /// Builds the JSON-stat dataset of a published table.
 pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String> {
     let schema = table.schema();
@@ -122,8 +164,17 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String>
     }
     let mut size: Vec<usize> = categories.iter().map(Vec::len).collect();
     size.push(measures.len());
-    let cells: usize = size.iter().product();
-    let mut values = vec![Value::Null; cells];
+    let cells = size
+        .iter()
+        .try_fold(1usize, |acc, &s| acc.checked_mul(s))
+        .filter(|&c| c <= MAX_CELLS)
+        .ok_or_else(|| {
+            format!(
+                "the cube of {} dimensions has more than {MAX_CELLS} cells",
+                size.len() - 1
+            )
+        })?;
+    let mut values = Values::new(cells, n * measures.len());
     let mut status = Map::new();
     let status_col = table
         .column_by_name(crate::plan::STATUS_COLUMN)
@@ -147,11 +198,14 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String>
             let a = a.as_primitive::<arrow::datatypes::Float64Type>();
             if a.is_valid(row) {
                 let v = a.value(row);
-                values[idx] = if v.fract() == 0.0 && v.abs() < 9e15 {
-                    json!(v as i64)
-                } else {
-                    json!(v)
-                };
+                values.set(
+                    idx,
+                    if v.fract() == 0.0 && v.abs() < 9e15 {
+                        json!(v as i64)
+                    } else {
+                        json!(v)
+                    },
+                );
             }
             if let Some(s) = &status_col {
                 let s = s.as_string::<i32>();
@@ -255,7 +309,7 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String>
     doc.insert("size".into(), json!(size));
     doc.insert("role".into(), json!(role));
     doc.insert("dimension".into(), Value::Object(dimension));
-    doc.insert("value".into(), Value::Array(values));
+    doc.insert("value".into(), values.into_json());
     if !status.is_empty() {
         doc.insert("status".into(), Value::Object(status));
     }
@@ -562,6 +616,54 @@ fn has_cycle(graph: &BTreeMap<&str, Vec<String>>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A table whose rows sit on the diagonal of a large cube: four dimensions of 2 000
+    /// categories each describe 1.6·10¹³ cells for 2 000 rows. The dense array asked
+    /// for all of them (and `size.iter().product()` could overflow); the sparse form holds
+    /// one value per row and is valid JSON-stat.
+    #[test]
+    fn a_sparse_cube_is_written_as_an_object_of_its_filled_cells() {
+        use arrow::array::{Int64Array, StringArray};
+        use std::sync::Arc;
+        let n = 2000;
+        let dims: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let codes: Arc<dyn Array> = Arc::new(StringArray::from_iter_values(
+            (0..n).map(|i| format!("k{i:05}")),
+        ));
+        let mut cols: Vec<(&str, Arc<dyn Array>)> =
+            dims.iter().map(|d| (d.as_str(), codes.clone())).collect();
+        cols.push(("lkm", Arc::new(Int64Array::from_iter_values(0..n as i64))));
+        let table = RecordBatch::try_from_iter(cols).unwrap();
+        let meta = DatasetMeta {
+            label: [Some("x".into()), None, None],
+            source: None,
+            dimensions: &dims,
+            column_labels: BTreeMap::new(),
+            units: BTreeMap::new(),
+            code_labels: BTreeMap::new(),
+        };
+        let doc = dataset(&table, &meta).unwrap();
+        let values = doc["value"].as_object().expect("sparse values");
+        assert_eq!(values.len(), n);
+        let errors: Vec<_> = validate(&doc).into_iter().filter(|i| i.error).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        // Row i is cell i·(n³ + n² + n + 1) of the cube.
+        let step = (n * n * n + n * n + n + 1).to_string();
+        assert_eq!(values[&step], json!(1));
+
+        // A cube past the limit is refused with an error, not an allocation.
+        let wide: Vec<String> = (0..6).map(|i| format!("d{i}")).collect();
+        let mut cols: Vec<(&str, Arc<dyn Array>)> =
+            wide.iter().map(|d| (d.as_str(), codes.clone())).collect();
+        cols.push(("lkm", Arc::new(Int64Array::from_iter_values(0..n as i64))));
+        let table = RecordBatch::try_from_iter(cols).unwrap();
+        let meta = DatasetMeta {
+            dimensions: &wide,
+            ..meta
+        };
+        let err = dataset(&table, &meta).unwrap_err();
+        assert!(err.contains("cells"), "{err}");
+    }
 
     #[test]
     fn passes_the_conformance_corpus() {

@@ -258,7 +258,7 @@ enum Command {
         #[arg(long)]
         pseudonym_key_file: Option<PathBuf>,
         /// Seconds between listings of the inboxes.
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, default_value_t = 10.0, value_parser = seconds)]
         poll: f64,
         /// Runs at once.
         #[arg(long, default_value_t = 1)]
@@ -267,7 +267,7 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         max_upload_mib: usize,
         /// Seconds a running run may go on after SIGTERM.
-        #[arg(long, default_value_t = 30.0)]
+        #[arg(long, default_value_t = 30.0, value_parser = seconds)]
         grace: f64,
         /// Folder with Chart.js's `chart.umd.js` for the reporting page
         /// (`npm ci --prefix engine/web` puts it in engine/web/node_modules/chart.js/dist).
@@ -281,11 +281,15 @@ enum Command {
         max_requests: u32,
         /// Seconds an inbox object must stay unchanged before its arrival starts a run (a
         /// file still being copied is not read half-way).
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, default_value_t = 10.0, value_parser = seconds)]
         settle: f64,
         /// Stop a run after this many seconds (default: each line's `limits.run_minutes`).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         deadline_seconds: Option<u64>,
+        /// A job interrupted (daemon stopped or crashed during it) this many times is
+        /// marked failed at the next start instead of being run again.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        max_attempts: u32,
     },
     /// Run a Ballista scheduler or executor that knows Valtava's functions, for
     /// `--engine ballista://HOST:PORT` (builds with `--features ballista`).
@@ -888,7 +892,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    error(&e.to_string());
+                    error(e.to_string());
                     ExitCode::from(1)
                 }
             }
@@ -908,6 +912,7 @@ fn main() -> ExitCode {
             max_requests,
             settle,
             deadline_seconds,
+            max_attempts,
         } => {
             // Refused now, not at each run.
             if let Some(problem) = valtava::run::engine_problem(&engine) {
@@ -932,12 +937,13 @@ fn main() -> ExitCode {
                 poll: std::time::Duration::from_secs_f64(poll.max(0.1)),
                 workers,
                 max_upload: max_upload_mib.saturating_mul(1 << 20),
-                grace: std::time::Duration::from_secs_f64(grace.max(0.0)),
+                grace: std::time::Duration::from_secs_f64(grace),
                 assets,
                 engine: Some(engine),
                 max_requests: max_requests as usize,
-                settle: std::time::Duration::from_secs_f64(settle.max(0.0)),
+                settle: std::time::Duration::from_secs_f64(settle),
                 deadline: deadline_seconds.map(std::time::Duration::from_secs),
+                max_attempts,
             };
             let runtime = match runtime() {
                 Ok(r) => r,
@@ -1089,5 +1095,18 @@ mod tests {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(super::PURGE_DELAY_MS);
         assert_eq!(got, want);
+    }
+}
+
+/// A number of seconds given on the command line: finite, not negative, at most a year
+/// (`inf` or `1e300` would panic when turned into a duration).
+fn seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && (0.0..=31_536_000.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not between 0 and 31536000 seconds"))
     }
 }

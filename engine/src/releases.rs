@@ -85,17 +85,20 @@ pub async fn list_cached(
     let mut out = Vec::new();
     let mut latest: BTreeMap<String, Option<String>> = BTreeMap::new();
     for ((period, run), path) in manifests {
-        let current = latest
-            .entry(period.clone())
-            .or_insert(None)
-            .clone()
-            .or(read_json(
-                &store.inner,
-                &format!("releases/{line}/{period}/latest.json"),
-            )
-            .await
-            .and_then(|p| p["run_id"].as_str().map(String::from)));
-        latest.insert(period.clone(), current.clone());
+        // Each period's pointer is read once, not once per release of it.
+        let current = match latest.get(&period) {
+            Some(known) => known.clone(),
+            None => {
+                let pointer = read_json(
+                    &store.inner,
+                    &format!("releases/{line}/{period}/latest.json"),
+                )
+                .await
+                .and_then(|p| p["run_id"].as_str().map(String::from));
+                latest.insert(period.clone(), pointer.clone());
+                pointer
+            }
+        };
         let known = cache.0.lock().ok().and_then(|c| c.get(&path).cloned());
         let datasets = match known {
             Some(d) => d,

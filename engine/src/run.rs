@@ -1231,14 +1231,14 @@ async fn read_source(
             base_dir: Some(shared.line.dir.clone()),
             limits: shared.line.spec.limits.parser_limits(),
         };
-        let mut stream = parser.parse(object, request);
+        let mut stream = valtava_plugin::guarded(parser.parse(object, request), name.clone());
         while let Some(parsed) = stream.next().await {
             let parsed = match parsed {
                 Ok(p) => p,
                 Err(e @ valtava_plugin::ParseError::Limit { .. }) => {
                     // The object is quarantined whole; the rows it gave before the bound
                     // stay counted as read.
-                    warn!(object = %name, "{}", crate::redact::scrubbed(&e.to_string()));
+                    warn!(object = %name, "{}", crate::redact::scrubbed(e.to_string()));
                     limit_reached(&shared, &step, &typed_schema, &name, meta.size, &e)?;
                     break;
                 }

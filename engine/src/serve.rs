@@ -17,7 +17,7 @@
 //! CSV; `/` is the reporting page; `/metrics` and `/healthz` are for operators. Writing
 //! (triggering runs, uploading files) needs a bearer token from the token file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,6 +69,9 @@ pub struct ServeOptions {
     pub settle: Duration,
     /// The longest a run may take (overrides the lines' `limits.run_minutes`).
     pub deadline: Option<Duration>,
+    /// Starts of a job before it is given up: a run that crashed the daemon this many
+    /// times is marked failed at the next start instead of being resumed again.
+    pub max_attempts: u32,
 }
 
 /// How long a client may take to send a request's head; also how long an idle connection
@@ -83,10 +86,6 @@ const MAX_CONNECTIONS: usize = 1024;
 
 /// How long open connections get to finish at a stop before they are closed.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
-
-/// Starts of a job before it is given up: a run that crashed the daemon this many times is
-/// marked failed at the next start instead of being resumed again.
-const MAX_ATTEMPTS: u32 = 3;
 
 /// A job: one run of a line for one set of parameters.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -270,9 +269,15 @@ fn read_tokens(path: &FsPath) -> Result<Vec<Token>, String> {
                 t.name
             ));
         }
-        if let Some(s) = t.submitters.iter().find(|s| !safe_name(s)) {
+        // Letters and digits only: with `_` or `-` in a name, `a` would own `a-b_1.csv`
+        // as well as `a-b` does, and the separator rule could not tell whose file it is.
+        if let Some(s) = t
+            .submitters
+            .iter()
+            .find(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
             return Err(format!(
-                "token file {}: submitter `{s}` of `{}` is not a file-name part (letters, digits, `_`, `-`)",
+                "token file {}: submitter `{s}` of `{}` is not letters and digits only",
                 path.display(),
                 t.name
             ));
@@ -343,6 +348,7 @@ struct App {
     in_flight: Arc<tokio::sync::Semaphore>,
     settle: Duration,
     deadline: Option<Duration>,
+    max_attempts: u32,
     /// Manifests read once (they never change).
     manifests: crate::releases::ManifestCache,
 }
@@ -353,7 +359,8 @@ fn now_text() -> String {
 
 /// Turns a location template into the listing prefix and a pattern with the period.
 fn inbox_of(template: &str) -> Option<Inbox> {
-    if template.contains("://") || !template.contains("{period}") {
+    // Inboxes are folders of the store: a URL or an absolute path names something else.
+    if template.contains("://") || template.starts_with('/') || !template.contains("{period}") {
         return None;
     }
     let fixed_end = template
@@ -598,7 +605,7 @@ impl App {
             if !self.lines.contains_key(&job.line) {
                 continue;
             }
-            if job.status == JobStatus::Running && job.attempts >= MAX_ATTEMPTS {
+            if job.status == JobStatus::Running && job.attempts >= self.max_attempts.max(1) {
                 // Started this many times and never finished: it may be what stops the
                 // daemon (a hostile object); resuming it again would stop it again.
                 warn!(job = %job.id, line = %job.line, attempts = job.attempts, "run interrupted too many times; marked failed");
@@ -837,16 +844,29 @@ async fn arrivals(app: Arc<App>, poll: Duration) {
         }
     };
     let settle = chrono::TimeDelta::from_std(app.settle).unwrap_or(chrono::TimeDelta::MAX);
+    // When this daemon first saw each object's current version, on its own monotonic
+    // clock: a modification time in the future (a skewed store clock, or a file touched
+    // on purpose) cannot hold a period back for longer than the settle time.
+    let mut first_seen: HashMap<String, (String, Instant)> = HashMap::new();
     loop {
         let now = scan(&app).await;
         let clock = chrono::Utc::now();
+        first_seen.retain(|path, _| now.contains_key(path));
         let mut due: BTreeSet<(String, String)> = BTreeSet::new();
         // A period with an object changed within the settle time may still be being
         // copied: it is not run, and its changes stay unrecorded until it settles.
         let mut unsettled: BTreeSet<(String, String)> = BTreeSet::new();
         for (path, o) in &now {
             let group = (o.line.clone(), o.period.clone());
-            if clock - o.modified < settle {
+            let seen_at = match first_seen.get(path) {
+                Some((v, at)) if *v == o.version => *at,
+                _ => {
+                    let at = Instant::now();
+                    first_seen.insert(path.clone(), (o.version.clone(), at));
+                    at
+                }
+            };
+            if clock - o.modified < settle && seen_at.elapsed() < app.settle {
                 unsettled.insert(group.clone());
             }
             // Recorded under their scrubbed names (an object may be named after a person).
@@ -991,7 +1011,8 @@ fn set_folders(store: &Store, lines: &FsPath) {
             .flatten()
         {
             let text = form.to_string_lossy().trim_end_matches('/').to_string();
-            if text.len() > 1 {
+            // Only absolute forms: a relative `lines` would also match inside words.
+            if text.len() > 1 && form.is_absolute() {
                 folders.push((text, name));
             }
         }
@@ -1000,6 +1021,9 @@ fn set_folders(store: &Store, lines: &FsPath) {
         add(root, "<store>");
     }
     add(lines, "<lines>");
+    if let Ok(cwd) = std::env::current_dir() {
+        add(&cwd.join(lines), "<lines>");
+    }
     folders.sort_by_key(|(f, _)| std::cmp::Reverse(f.len()));
     folders.dedup();
     let _ = FOLDERS.set(folders);
@@ -1301,11 +1325,16 @@ async fn get_runs(
 }
 
 /// The job `id` if the caller (a `read` token) may see it; otherwise the answer.
-fn readable_job(app: &App, headers: &HeaderMap, id: &str) -> Result<Job, Response> {
-    let caller = authorize(app, headers, "read", None).map_err(|r| *r)?;
+fn readable_job(app: &App, headers: &HeaderMap, id: &str) -> Result<Job, Box<Response>> {
+    let caller = authorize(app, headers, "read", None)?;
     let job = app.jobs.lock().expect("jobs lock").get(id).cloned();
-    job.filter(|j| caller.may(&j.line))
-        .ok_or_else(|| problem(StatusCode::NOT_FOUND, "not-found", format!("no run `{id}`")))
+    job.filter(|j| caller.may(&j.line)).ok_or_else(|| {
+        Box::new(problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no run `{id}`"),
+        ))
+    })
 }
 
 async fn get_run(
@@ -1315,7 +1344,7 @@ async fn get_run(
 ) -> Response {
     let job = match readable_job(&app, &headers, &id) {
         Ok(j) => j,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut report = match &job.run_id {
         Some(r) => app
@@ -1342,7 +1371,7 @@ async fn get_quality(
 ) -> Response {
     let job = match readable_job(&app, &headers, &id) {
         Ok(j) => j,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(run_id) = &job.run_id else {
         return problem(
@@ -2169,6 +2198,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
         in_flight: Arc::new(tokio::sync::Semaphore::new(opts.max_requests.max(1))),
         settle: opts.settle,
         deadline: opts.deadline,
+        max_attempts: opts.max_attempts,
         manifests: Default::default(),
     });
     let collected = crate::gc::collect(&app.store).await;
@@ -2371,7 +2401,16 @@ mod tests {
             ),
         )
         .unwrap();
-        assert!(read_tokens(&p).unwrap_err().contains("file-name part"));
+        assert!(read_tokens(&p).unwrap_err().contains("letters and digits"));
+        // `a` and `a-b` would both own `a-b_1.csv`.
+        std::fs::write(
+            &p,
+            format!(
+                "tokens:\n  - {{ name: a, sha256: {h}, roles: [upload], lines: [ensihoito], submitters: [\"a-b\"] }}\n"
+            ),
+        )
+        .unwrap();
+        assert!(read_tokens(&p).unwrap_err().contains("letters and digits"));
         std::fs::write(
             &p,
             format!(

@@ -135,6 +135,8 @@ pub struct Measured {
 /// Runs `command` to its end, killing it after `limit`, and measures its own peak memory
 /// (`wait4` on its process, not the children of the whole test binary).
 #[allow(dead_code)]
+// The child is reaped by `wait4` (which std's `wait` cannot do with its usage).
+#[allow(clippy::zombie_processes)]
 #[cfg(target_os = "linux")]
 pub fn measured(command: &mut std::process::Command, limit: std::time::Duration) -> Measured {
     use std::io::Read;
@@ -165,7 +167,7 @@ pub fn measured(command: &mut std::process::Command, limit: std::time::Duration)
     loop {
         // SAFETY: pid is our child's; status and usage are valid for writing.
         let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if done == pid {
+        if done == pid || done < 0 {
             break;
         }
         if !killed && started.elapsed() > limit {

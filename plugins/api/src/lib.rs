@@ -303,8 +303,43 @@ pub enum ParseError {
     },
 }
 
+/// A bound in bytes for messages, as the line file sets it: whole KiB in KiB (as
+/// `record_kib` counts), else bytes.
+pub fn size_text(bytes: usize) -> String {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// The stream a parser yields for one object.
 pub type ParseStream = BoxStream<'static, Result<ParsedBatch, ParseError>>;
+
+/// The stream of `object` with a panic of its parser (a defect, perhaps reached by a
+/// hostile object) turned into an error of that object, after which the stream ends: the
+/// run reports it, the process goes on. Whole-object parsers already run guarded
+/// ([`whole_object`]); this covers streaming ones.
+pub fn guarded(stream: ParseStream, object: String) -> ParseStream {
+    use futures::StreamExt;
+    let mut inner = Some(stream);
+    futures::stream::poll_fn(move |cx| {
+        let Some(s) = inner.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.poll_next_unpin(cx))) {
+            Ok(polled) => polled,
+            Err(_) => {
+                inner = None;
+                std::task::Poll::Ready(Some(Err(ParseError::Object {
+                    object: object.clone(),
+                    message: "the parser failed unexpectedly (a panic)".into(),
+                })))
+            }
+        }
+    })
+    .boxed()
+}
 
 /// A source format.
 pub trait Parser: Send + Sync + fmt::Debug {
@@ -556,6 +591,19 @@ impl TextBatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A streaming parser that panics gives an error of its object, then ends.
+    #[test]
+    fn a_panicking_stream_becomes_an_error_of_its_object() {
+        use futures::StreamExt;
+        let panics: ParseStream =
+            futures::stream::poll_fn(|_| -> std::task::Poll<_> { panic!("a defect") }).boxed();
+        let got: Vec<_> =
+            futures::executor::block_on(guarded(panics, "x.parquet".into()).collect());
+        assert_eq!(got.len(), 1);
+        let err = got.into_iter().next().unwrap().unwrap_err().to_string();
+        assert!(err.contains("x.parquet") && err.contains("panic"), "{err}");
+    }
 
     /// After the first batch, a batch's text is built in buffers sized from the one before:
     /// not grown by doubling, which copies the text on the way and leaves up to half unused.

@@ -15,7 +15,8 @@
 //! and some columns from the header, a first pass reads the header values (it stops once all
 //! are found, usually at the end of the header), so that every entry's row is whole when it
 //! is handed over; rows go out in batches of the request's `batch_size` as their entries
-//! close, so a document's rows are never all held at once.
+//! close (a batch goes out sooner once it holds 64 MiB of text), so a document's rows are
+//! never all held at once.
 //!
 //! Every document is assumed hostile: what one may make the reader hold or do is bounded by
 //! the line's `limits:`, and a document that reaches a bound is stopped with an error that
@@ -29,7 +30,9 @@
 //!   inside a clinical statement), an attribute value it keeps (as written), and all that
 //!   one clinical statement's subtree holds (names, attributes, text and each element's own
 //!   bookkeeping). Text the reader does not keep (a narrative block, an embedded PDF) is
-//!   skipped in place without being copied, so it only counts toward `object_mib`.
+//!   skipped in place without being copied, so it only counts toward `object_mib`. It also
+//!   bounds each row's values together: header values are repeated in every entry's row,
+//!   so a small document could otherwise make rows many times its size.
 //!
 //! Events are read from the document's bytes in place (no read buffer that could grow).
 //! Attribute keys are not checked for duplicates: that check compares each key with every
@@ -170,22 +173,38 @@ fn is_statement(name: &[u8]) -> bool {
     STATEMENTS.iter().any(|s| s.as_bytes() == name)
 }
 
-/// A size for messages: whole KiB as KiB (as the `record_kib` setting counts), else bytes.
-fn size_text(bytes: usize) -> String {
-    if bytes >= 1024 && bytes.is_multiple_of(1024) {
-        format!("{} KiB", bytes / 1024)
-    } else {
-        format!("{bytes} bytes")
-    }
-}
-
 /// The stop for a kept value longer than `limits.record_kib`: names what and where, never
 /// the value.
 fn too_long(what: &str, limit: usize, line: u64) -> Stop {
     Stop::Limit {
         setting: "record_kib",
-        message: format!("{what} is longer than {} (line {line})", size_text(limit)),
+        message: format!(
+            "{what} is longer than {} (line {line})",
+            valtava_plugin::size_text(limit)
+        ),
     }
+}
+
+/// Most text one batch may hold before it is handed over, whatever `batch_size` says: rows
+/// may each be as long as `limits.record_kib` (header values repeat in every entry's row), so
+/// a batch bounded by rows alone could hold `batch_size` times that, tens of GiB at the
+/// defaults, and two batches may wait for the reader at once. A string column of a batch also
+/// cannot hold more than 2 GiB of text.
+const BATCH_BYTES: usize = 64 << 20;
+
+/// The text bytes of a row (its values together), refusing a row longer than `limit`: a
+/// header value is repeated in every entry's row and a path may be named by several columns,
+/// so a row can be many times longer than any value it holds. The stop names the row's line
+/// and the bound, never a value.
+fn row_bytes(values: &[Option<String>], limit: usize, line: u64) -> Result<usize, Stop> {
+    let bytes = values
+        .iter()
+        .flatten()
+        .fold(0usize, |sum, v| sum.saturating_add(v.len()));
+    if bytes > limit {
+        return Err(too_long("a row (its values together)", limit, line));
+    }
+    Ok(bytes)
 }
 
 /// The attributes of a start tag, without duplicate checks (see the module doc); each value
@@ -505,7 +524,7 @@ impl<'a> Walk<'a> {
                 message: format!(
                     "the clinical statement that starts at line {start} holds more than {} \
                      (line {})",
-                    size_text(self.limits.record_bytes),
+                    valtava_plugin::size_text(self.limits.record_bytes),
                     self.line
                 ),
             });
@@ -623,7 +642,9 @@ impl<'a> Walk<'a> {
 }
 
 /// Parses one document into rows of the requested columns, handed to `emit` in batches of
-/// `request.batch_size` (at least one batch, empty if no entry matched).
+/// `request.batch_size` rows, or fewer once a batch holds more than [`BATCH_BYTES`] of text
+/// (at least one batch, empty if no entry matched). A row longer than `limits.record_kib`
+/// stops the document.
 fn read(
     bytes: &[u8],
     options: &CdaOptions,
@@ -637,6 +658,7 @@ fn read(
     let Some(template) = options.template.as_deref() else {
         let mut walk = Walk::new(&paths, Pass::Document, limits);
         walk.run(bytes, &mut |_, _| Ok(true))?;
+        row_bytes(&walk.header, limits.record_bytes, 1)?;
         builder.push_row(1, walk.header.iter().map(|v| v.as_deref()));
         emit(finish(&mut builder)?);
         return Ok(());
@@ -649,6 +671,8 @@ fn read(
     }
     let batch_size = request.batch_size.max(1);
     let mut emitted = false;
+    // Text bytes of the rows in `builder`, against `BATCH_BYTES`.
+    let mut held = 0usize;
     let mut walk = Walk::new(&paths, Pass::Entries(template), limits);
     walk.run(bytes, &mut |line, mut values: Vec<Option<String>>| {
         for (value, found) in values.iter_mut().zip(&header) {
@@ -656,10 +680,12 @@ fn read(
                 value.clone_from(found);
             }
         }
+        held += row_bytes(&values, limits.record_bytes, line)?;
         builder.push_row(line, values.iter().map(|v| v.as_deref()));
-        if builder.len() < batch_size {
+        if builder.len() < batch_size && held <= BATCH_BYTES {
             return Ok(true);
         }
+        held = 0;
         emitted = true;
         Ok(emit(finish(&mut builder)?))
     })?;
@@ -1066,5 +1092,85 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r, vec![vec![s("Otsikko"), s("131052-308T"), s("4")]]);
+    }
+
+    /// A row whose values are each under the record limit but together over it (a header
+    /// value repeated beside an entry's value, or one header path named by two columns)
+    /// stops the document with a `record_kib` limit that names the row's line and quotes
+    /// nothing; under the limit the same rows are read unchanged.
+    #[test]
+    fn a_row_longer_than_a_record_stops_the_document_and_is_never_quoted() {
+        let marker = "131052-308T";
+        let long = |c: &str| format!("{marker}{}", c.repeat(3000));
+        let doc = format!(
+            "<ClinicalDocument>\n<title>{}</title>\n<component>\n\
+             <observation><templateId root=\"T\"/>\n<value>{}</value>\n</observation>\n\
+             </component></ClinicalDocument>",
+            long("x"),
+            long("y")
+        );
+        let limits = |kib: usize| Limits {
+            record_bytes: kib * 1024,
+            ..Limits::default()
+        };
+        let entry_fields = [("otsikko", "/title"), ("arvo", "value")];
+        let header_fields = [("otsikko", "/title"), ("toinen", "/title")];
+        let cases = [
+            (Some("T"), &entry_fields, "line 4"),
+            (None, &header_fields, "line 1"),
+        ];
+        for (template, fields, line) in cases {
+            let (setting, message) = limit_setting(try_rows(
+                doc.clone().into_bytes(),
+                template,
+                fields,
+                limits(4),
+            ));
+            assert_eq!(setting, "record_kib", "{message}");
+            assert!(
+                message.contains("4 KiB") && message.contains(line),
+                "{message}"
+            );
+            assert!(
+                !message.contains(marker) && !message.contains("xxx") && !message.contains("yyy"),
+                "{message}"
+            );
+        }
+        // Under the limit the same rows are read.
+        let r = try_rows(
+            doc.clone().into_bytes(),
+            Some("T"),
+            &entry_fields,
+            limits(8),
+        )
+        .unwrap();
+        assert_eq!(r, vec![vec![s(&long("x")), s(&long("y")), s("4")]]);
+        let r = try_rows(doc.into_bytes(), None, &header_fields, limits(8)).unwrap();
+        assert_eq!(r, vec![vec![s(&long("x")), s(&long("x")), s("1")]]);
+    }
+
+    /// A batch goes out once it holds more than `BATCH_BYTES` of text, before it has
+    /// `batch_size` rows: rows that repeat a 1 MiB header value make batches of 64 rows.
+    #[test]
+    fn a_batch_goes_out_once_it_holds_more_than_64_mib_of_text() {
+        let entries =
+            "<observation><templateId root=\"T\"/><code code=\"C\"/></observation>\n".repeat(70);
+        let doc = format!(
+            "<ClinicalDocument>\n<title>{}</title>\n<component>\n{entries}</component>\
+             </ClinicalDocument>",
+            "x".repeat(1 << 20)
+        );
+        let fields = [("otsikko", "/title"), ("koodi", "code/@code")];
+        let batches = parse(
+            doc.into_bytes(),
+            Some("T"),
+            &fields,
+            Limits::default(),
+            1000,
+        )
+        .unwrap();
+        let sizes: Vec<usize> = batches.iter().map(|b| b.batch.num_rows()).collect();
+        // Each row holds 1 MiB and one byte of text: 64 rows are just over 64 MiB.
+        assert_eq!(sizes, [64, 6]);
     }
 }

@@ -207,17 +207,11 @@ fn too_long(object: &str, line: u64, limit: usize) -> ParseError {
     Limits::exceeded(
         object,
         "record_kib",
-        format!("record at line {line} is longer than {}", kib(limit)),
+        format!(
+            "record at line {line} is longer than {}",
+            valtava_plugin::size_text(limit)
+        ),
     )
-}
-
-/// A bound in bytes as the line file sets it, in KiB (in bytes when not whole KiB).
-fn kib(bytes: usize) -> String {
-    if bytes % 1024 == 0 {
-        format!("{} KiB", bytes >> 10)
-    } else {
-        format!("{bytes} bytes")
-    }
 }
 
 /// Where each declared column is in a record (from the header, or the declared order), and

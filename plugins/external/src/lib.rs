@@ -398,6 +398,7 @@ mod tests {
             options,
             batch_size: 10,
             base_dir: None,
+            limits: Default::default(),
         };
         ExternalParser
             .parse(object, request)

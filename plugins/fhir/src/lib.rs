@@ -42,6 +42,12 @@
 //!   Bundle's own three levels stops the object with a `depth` limit. serde_json refuses
 //!   128 levels of its own accord, so a `depth` above 127 counts as 127.
 //! - A view's `repeat` descends at most `limits.depth` levels (see [`view`]).
+//! - An output row whose values together are longer than `limits.record_bytes` stops the
+//!   object with a `record_kib` limit naming the resource's line (or entry) and the row's
+//!   number among its rows: `forEach` repeats a resource's parent columns in each of its
+//!   rows, and columns may name the same value twice, so rows can be longer than the
+//!   resource. A batch is finished once it holds 64 MiB of text, even before it has
+//!   `batch_size` rows.
 
 pub mod fhirpath;
 pub mod view;
@@ -121,6 +127,7 @@ impl Parser for FhirParser {
             let options = typed_options::<FhirOptions>(&request.options)?;
             let mut view = options.view(request.base_dir.as_deref())?;
             view.depth = resource_depth(&request.limits);
+            view.output_bytes = request.limits.object_bytes;
             let missing: Vec<&String> = request
                 .columns
                 .iter()
@@ -218,7 +225,7 @@ fn lines<'a>(text: &'a str, limits: &Limits) -> Resources<'a> {
                 setting: "record_kib",
                 message: format!(
                     "line {row} is longer than {}",
-                    size_text(limits.record_bytes)
+                    valtava_plugin::size_text(limits.record_bytes)
                 ),
             };
             return Resources::Lines {
@@ -231,15 +238,6 @@ fn lines<'a>(text: &'a str, limits: &Limits) -> Resources<'a> {
         }
     }
     Resources::Lines { lines, cut: None }
-}
-
-/// A size for messages: whole KiB as KiB (as the `record_kib` setting counts), else bytes.
-fn size_text(bytes: usize) -> String {
-    if bytes >= 1024 && bytes.is_multiple_of(1024) {
-        format!("{} KiB", bytes / 1024)
-    } else {
-        format!("{bytes} bytes")
-    }
 }
 
 /// Levels of nesting serde_json reads: it refuses the 128th of its own accord (an error,
@@ -365,34 +363,82 @@ fn line_resource(line: &str, depth: usize) -> Result<Cow<'static, Value>, String
         .map_err(|e| format!("not JSON: {e}"))
 }
 
-/// Rows of some resources, as batches.
+/// Most text one batch may hold before it is finished, whatever `batch_size` says: a
+/// resource's rows repeat its parent columns' values once per `forEach` item, so rows near
+/// `limits.record_kib` each are cheap to make, and a batch bounded by rows alone could hold
+/// `batch_size` times that, tens of GiB at the defaults. A string column of a batch also
+/// cannot hold more than 2 GiB of text.
+const BATCH_BYTES: usize = 64 << 20;
+
+/// The text bytes of an output row (its values together), refusing a row longer than
+/// `limits.record_bytes`: columns may repeat a value, so a row can be longer than the
+/// resource it comes from. The stop names the resource's place (`line` or `entry` and its
+/// number) and the row's number among its rows, never a value.
+fn row_bytes(
+    values: &[Option<Cow<'_, str>>],
+    limits: &Limits,
+    place: &str,
+    at: u64,
+    index: usize,
+) -> Result<usize, Stop> {
+    let bytes = values
+        .iter()
+        .flatten()
+        .fold(0usize, |sum, v| sum.saturating_add(v.len()));
+    if bytes > limits.record_bytes {
+        return Err(Stop::Limit {
+            setting: "record_kib",
+            message: format!(
+                "row {} of the resource at {place} {at} is longer than {} (its values together)",
+                index + 1,
+                valtava_plugin::size_text(limits.record_bytes)
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Rows of some resources, as batches of `batch_size` rows (a resource's rows stay in one
+/// batch) or, once a batch holds more than [`BATCH_BYTES`] of text, fewer. `place` names
+/// what a resource's number counts (`line`, `entry`) in messages. A row longer than a
+/// record may be stops the object.
 fn rows_of<'a>(
     resources: impl Iterator<Item = (u64, Result<Cow<'a, Value>, String>)>,
     view: &view::View,
     request: &ParseRequest,
-) -> Result<Vec<ParsedBatch>, String> {
+    place: &str,
+) -> Result<Vec<ParsedBatch>, Stop> {
+    let finish = |b: &mut TextBatchBuilder| b.finish().map_err(|e| Stop::Invalid(e.to_string()));
     let mut builder = TextBatchBuilder::new(request.columns.clone());
+    // Text bytes of the rows in `builder`, against `BATCH_BYTES`.
+    let mut held = 0usize;
     let mut out = Vec::new();
     for (row, resource) in resources {
         match resource.and_then(|r| view.rows(r.into_owned())) {
             Ok(rows) => {
-                for r in rows {
+                for (index, r) in rows.into_iter().enumerate() {
                     let values: Vec<Option<Cow<'_, str>>> = request
                         .columns
                         .iter()
                         .map(|c| r.get(c).and_then(text_of))
                         .collect();
+                    held += row_bytes(&values, &request.limits, place, row, index)?;
                     builder.push_row(row, values.iter().map(|v| v.as_deref()));
+                    if held > BATCH_BYTES {
+                        out.push(finish(&mut builder)?);
+                        held = 0;
+                    }
                 }
             }
             Err(reason) => builder.reject(row, reason),
         }
         if builder.len() >= request.batch_size {
-            out.push(builder.finish().map_err(|e| e.to_string())?);
+            out.push(finish(&mut builder)?);
+            held = 0;
         }
     }
     if !builder.is_empty() {
-        out.push(builder.finish().map_err(|e| e.to_string())?);
+        out.push(finish(&mut builder)?);
     }
     Ok(out)
 }
@@ -416,7 +462,7 @@ fn read(
         Resources::Parsed(list) => {
             let depth = resource_depth(&request.limits);
             let iter = list.iter().map(|(row, r)| (*row, within_depth(r, depth)));
-            for b in rows_of(iter, view, request)? {
+            for b in rows_of(iter, view, request, "entry")? {
                 if !emit(b) {
                     break;
                 }
@@ -461,7 +507,7 @@ fn read_lines(
         stop: false,
     });
     let moved = std::sync::Condvar::new();
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<ParsedBatch>, String>)>();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<ParsedBatch>, Stop>)>();
     std::thread::scope(|s| {
         for _ in 0..workers {
             let tx = tx.clone();
@@ -483,7 +529,7 @@ fn read_lines(
                         p.next - 1
                     };
                     let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        rows_of(parts[i].iter().map(parse_line), view, request)
+                        rows_of(parts[i].iter().map(parse_line), view, request, "line")
                     }))
                     .unwrap_or_else(|_| Err("the FHIR view evaluation panicked".into()));
                     if tx.send((i, done)).is_err() {
@@ -503,7 +549,7 @@ fn read_lines(
                 let stop = match done {
                     Ok(batches) => !batches.into_iter().all(&mut *emit),
                     Err(e) => {
-                        result = Err(e.into());
+                        result = Err(e);
                         true
                     }
                 };
@@ -781,7 +827,7 @@ mod tests {
             .map(|b| b.as_ref().unwrap().clone())
             .collect();
         assert_eq!(ids(&batches), ["p1", "p2"]);
-        let err = last.as_ref().err().expect("the stream ends with an error");
+        let err = last.as_ref().expect_err("the stream ends with an error");
         assert!(
             matches!(
                 err,
@@ -838,7 +884,7 @@ mod tests {
         );
         let got = parse_object(bundle.into_bytes(), request);
         assert_eq!(got.len(), 1);
-        let err = got[0].as_ref().err().expect("an error");
+        let err = got[0].as_ref().expect_err("an error");
         assert!(
             matches!(
                 err,
@@ -924,6 +970,137 @@ mod tests {
             err,
             "Patient resource: `repeat` goes deeper than 100 levels"
         );
+    }
+
+    /// A view of Patients whose rows repeat the id in two columns beside each name's
+    /// family (`forEach`), and a request for it as the engine makes one.
+    /// One resource under the record bound can still ask for rows without end: a long id
+    /// repeated beside each of many names. Its rows are refused before they are built,
+    /// and the error names sizes only (failed before: 2 000 rows of 100 KB were built).
+    #[test]
+    fn a_resource_whose_rows_would_hold_too_much_is_refused() {
+        let (mut v, _) = repeating_view();
+        v.output_bytes = 1 << 20;
+        let id = "x".repeat(100_000);
+        let names = vec![serde_json::json!({"family": "A"}); 2000];
+        let patient = serde_json::json!({"resourceType": "Patient", "id": id, "name": names});
+        let err = v.rows(patient.clone()).unwrap_err();
+        assert!(err.contains("1 MiB"), "{err}");
+        assert!(!err.contains("xxx"), "{err}");
+        v.output_bytes = 1 << 30;
+        assert_eq!(v.rows(patient).unwrap().len(), 2000);
+    }
+
+    fn repeating_view() -> (view::View, ParseRequest) {
+        let view = serde_json::json!({
+            "resource": "Patient",
+            "select": [
+                {"column": [{"name": "id", "path": "id"}, {"name": "id2", "path": "id"}]},
+                {"forEach": "name", "column": [{"name": "family", "path": "family"}]}
+            ]
+        });
+        let v = view::compile(&view).unwrap();
+        let request = ParseRequest {
+            columns: v.columns.clone(),
+            types: vec![],
+            options: serde_json::json!({ "view": view }),
+            batch_size: 100,
+            base_dir: None,
+            limits: Limits::default(),
+        };
+        (v, request)
+    }
+
+    /// A Patient with the given id and two names.
+    fn named(id: &str) -> String {
+        format!(
+            "{{\"resourceType\": \"Patient\", \"id\": \"{id}\", \"name\": [{{\"family\": \"A\"}}, {{\"family\": \"B\"}}]}}"
+        )
+    }
+
+    /// A row longer than a record may be, from a line shorter than that (the row repeats
+    /// the line's id), stops the object with a `record_kib` limit that names the line (or
+    /// Bundle entry) and the row, and quotes nothing; under the limit the rows are read.
+    #[test]
+    fn a_row_longer_than_a_record_stops_the_object_and_is_never_quoted() {
+        let (v, mut request) = repeating_view();
+        request.limits.record_bytes = 4096;
+        let id = format!("{MARKER}{}", "x".repeat(3000));
+        assert!(named(&id).len() < 4096);
+        let text = format!("{}\n{}\n", named("p1"), named(&id));
+        let stop = read(text.as_bytes(), &v, &request, &mut |_| true).unwrap_err();
+        let row_too_long = |place: &str| Stop::Limit {
+            setting: "record_kib",
+            message: format!(
+                "row 1 of the resource at {place} is longer than 4 KiB (its values together)"
+            ),
+        };
+        assert_eq!(stop, row_too_long("line 2"));
+        // Through the stream, as the engine reads it: the object's error quotes nothing.
+        let got = parse_object(text.clone().into_bytes(), request.clone());
+        let err = got
+            .last()
+            .and_then(|r| r.as_ref().err())
+            .expect("the stream ends with an error");
+        assert!(
+            matches!(
+                err,
+                valtava_plugin::ParseError::Limit {
+                    setting: "record_kib",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let shown = err.to_string();
+        assert!(
+            !shown.contains(MARKER) && !shown.contains("xxxx"),
+            "{shown}"
+        );
+        // In a Bundle the resource is named by its entry.
+        let bundle = format!(
+            "{{\"resourceType\": \"Bundle\", \"entry\": [{{\"resource\": {}}}, {{\"resource\": {}}}]}}",
+            named("p1"),
+            named(&id)
+        );
+        let stop = read(bundle.as_bytes(), &v, &request, &mut |_| true).unwrap_err();
+        assert_eq!(stop, row_too_long("entry 2"));
+        // Under the limit the same rows are read.
+        request.limits.record_bytes = 8192;
+        let got = read_all(text.as_bytes(), &v, &request);
+        assert_eq!(ids(&got), ["p1", "p1", id.as_str(), id.as_str()]);
+    }
+
+    /// A batch is finished once it holds more than `BATCH_BYTES` of text, even amid one
+    /// resource's rows: a 1 MiB id repeated beside each of 70 names makes batches of 64
+    /// rows and 6, not one of 70.
+    #[test]
+    fn a_batch_is_finished_once_it_holds_more_than_64_mib_of_text() {
+        let view = serde_json::json!({
+            "resource": "Patient",
+            "select": [
+                {"column": [{"name": "id", "path": "id"}]},
+                {"forEach": "name", "column": [{"name": "family", "path": "family"}]}
+            ]
+        });
+        let v = view::compile(&view).unwrap();
+        let request = ParseRequest {
+            columns: v.columns.clone(),
+            types: vec![],
+            options: serde_json::json!({ "view": view }),
+            batch_size: 100,
+            base_dir: None,
+            limits: Limits::default(),
+        };
+        let names = ["{\"family\": \"F\"}"; 70].join(", ");
+        let line = format!(
+            "{{\"resourceType\": \"Patient\", \"id\": \"{}\", \"name\": [{names}]}}\n",
+            "x".repeat(1 << 20)
+        );
+        let got = read_all(line.as_bytes(), &v, &request);
+        let sizes: Vec<usize> = got.iter().map(|p| p.batch.num_rows()).collect();
+        // Each row holds 1 MiB and one byte of text: 64 rows are just over 64 MiB.
+        assert_eq!(sizes, [64, 6]);
     }
 }
 

@@ -44,6 +44,17 @@ pub struct View {
     /// How many levels `repeat` may descend from its focus (the parser sets it from
     /// `limits.depth`): deeper, the resource is rejected rather than walked further.
     pub depth: usize,
+    /// The most bytes the rows of one resource may hold together (the parser sets it from
+    /// `limits.object_bytes`): `forEach` and nested selects repeat a parent's values in
+    /// every row, so one resource could otherwise ask for terabytes.
+    pub output_bytes: usize,
+}
+
+/// What one resource's walk may take: levels of `repeat`, bytes of rows.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    depth: usize,
+    bytes: usize,
 }
 
 /// A row: column name → value (null when missing).
@@ -211,6 +222,7 @@ pub fn compile(v: &Value) -> Result<View, String> {
         select,
         columns,
         depth: valtava_plugin::Limits::DEPTH,
+        output_bytes: valtava_plugin::Limits::default().object_bytes,
     })
 }
 
@@ -232,7 +244,52 @@ fn value_of(items: Vec<Item>, column: &Column) -> Result<Value, String> {
     }
 }
 
-fn cross(a: Vec<Row>, b: Vec<Row>) -> Vec<Row> {
+/// Bytes a value holds, roughly: its text, and a word for each other value (an estimate
+/// for the output bound, not an exact size).
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 8,
+        Value::Array(a) => a.iter().map(value_bytes).sum::<usize>() + 8,
+        Value::Object(o) => {
+            o.iter()
+                .map(|(k, v)| k.len() + value_bytes(v))
+                .sum::<usize>()
+                + 8
+        }
+        _ => 8,
+    }
+}
+
+/// Bytes a row holds, roughly (see [`value_bytes`]).
+fn row_bytes(r: &Row) -> usize {
+    r.iter()
+        .map(|(k, v)| k.len() + value_bytes(v))
+        .sum::<usize>()
+        + 16
+}
+
+/// The error of rows past [`Bounds::bytes`]; it names sizes only.
+fn too_many_rows(bytes: usize) -> String {
+    format!(
+        "the view's rows of one resource would hold more than {} MiB",
+        bytes >> 20
+    )
+}
+
+/// Every row of `a` joined with every row of `b`, refused before it is built when the
+/// result would hold more than `bytes`: `|b|·Σa + |a|·Σb`.
+fn cross(a: Vec<Row>, b: Vec<Row>, bytes: usize) -> Result<Vec<Row>, String> {
+    let sum = |rows: &[Row]| {
+        rows.iter()
+            .map(row_bytes)
+            .fold(0usize, usize::saturating_add)
+    };
+    let total = sum(&a)
+        .saturating_mul(b.len())
+        .saturating_add(sum(&b).saturating_mul(a.len()));
+    if total > bytes {
+        return Err(too_many_rows(bytes));
+    }
     let mut out = Vec::with_capacity(a.len() * b.len());
     for x in &a {
         for y in &b {
@@ -241,7 +298,7 @@ fn cross(a: Vec<Row>, b: Vec<Row>) -> Vec<Row> {
             out.push(r);
         }
     }
-    out
+    Ok(out)
 }
 
 fn nulls(s: &Select) -> Row {
@@ -292,7 +349,8 @@ fn reached(paths: &[Expr], item: &Item, ctx: &Context) -> Result<Vec<Item>, Stri
     Ok(items)
 }
 
-fn run_select(s: &Select, focus: &Item, ctx: &Context, depth: usize) -> Result<Vec<Row>, String> {
+fn run_select(s: &Select, focus: &Item, ctx: &Context, bounds: Bounds) -> Result<Vec<Row>, String> {
+    let depth = bounds.depth;
     let iterates = s.for_each.is_some() || !s.repeat.is_empty();
     use std::borrow::Cow;
     let focuses: Vec<Option<Cow<Item>>> = if let Some((p, or_null)) = &s.for_each {
@@ -311,6 +369,15 @@ fn run_select(s: &Select, focus: &Item, ctx: &Context, depth: usize) -> Result<V
         vec![Some(Cow::Borrowed(focus))]
     };
     let mut rows = Vec::new();
+    let mut held = 0usize;
+    let mut hold = |rows: &mut Vec<Row>, part: Vec<Row>| {
+        held = part.iter().map(row_bytes).fold(held, usize::saturating_add);
+        if held > bounds.bytes {
+            return Err(too_many_rows(bounds.bytes));
+        }
+        rows.extend(part);
+        Ok(())
+    };
     for (index, f) in focuses.into_iter().enumerate() {
         let mut ctx = ctx.clone();
         // %rowIndex counts the items a select iterates; other selects see their parent's.
@@ -326,7 +393,7 @@ fn run_select(s: &Select, focus: &Item, ctx: &Context, depth: usize) -> Result<V
                     value_of(fhirpath::eval(&c.path, &[], &ctx)?, c)?,
                 );
             }
-            rows.push(row);
+            hold(&mut rows, vec![row])?;
             continue;
         };
         let mut row = Row::new();
@@ -338,16 +405,16 @@ fn run_select(s: &Select, focus: &Item, ctx: &Context, depth: usize) -> Result<V
         }
         let mut part = vec![row];
         for n in &s.selects {
-            part = cross(part, run_select(n, &f, &ctx, depth)?);
+            part = cross(part, run_select(n, &f, &ctx, bounds)?, bounds.bytes)?;
         }
         if !s.union_all.is_empty() {
             let mut union = Vec::new();
             for u in &s.union_all {
-                union.extend(run_select(u, &f, &ctx, depth)?);
+                hold(&mut union, run_select(u, &f, &ctx, bounds)?)?;
             }
-            part = cross(part, union);
+            part = cross(part, union, bounds.bytes)?;
         }
-        rows.extend(part);
+        hold(&mut rows, part)?;
     }
     Ok(rows)
 }
@@ -378,6 +445,10 @@ impl View {
                 _ => return Err("a `where` path must give one boolean".into()),
             }
         }
-        run_select(&self.select, item, &ctx, self.depth)
+        let bounds = Bounds {
+            depth: self.depth,
+            bytes: self.output_bytes,
+        };
+        run_select(&self.select, item, &ctx, bounds)
     }
 }

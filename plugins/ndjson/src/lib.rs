@@ -170,7 +170,7 @@ impl State {
             "record_kib",
             format!(
                 "line {line} is longer than {}",
-                kib(self.request.limits.record_bytes)
+                valtava_plugin::size_text(self.request.limits.record_bytes)
             ),
         )
     }
@@ -231,15 +231,6 @@ impl State {
         self.builder
             .push_row(self.line, texts.iter().map(|t| t.as_deref()));
         Ok(())
-    }
-}
-
-/// A bound in bytes as the line file sets it, in KiB (in bytes when not whole KiB).
-fn kib(bytes: usize) -> String {
-    if bytes % 1024 == 0 {
-        format!("{} KiB", bytes >> 10)
-    } else {
-        format!("{bytes} bytes")
     }
 }
 

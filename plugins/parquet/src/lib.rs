@@ -59,7 +59,11 @@ impl Parser for ParquetParser {
                 path: object.path.clone(),
                 size: object.size,
             };
-            let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            // The Arrow schema a writer may embed is not read: the declared columns say
+            // the types, and a malformed embedded schema makes arrow-ipc panic (found by
+            // the fuzzing harness).
+            let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+            let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
                 .await
                 .map_err(|e| obj_err(format!("not a readable Parquet file: {e}")))?;
             let file_schema = builder.schema().clone();
@@ -241,6 +245,7 @@ mod tests {
             options: serde_json::Value::Null,
             batch_size: 2,
             base_dir: None,
+            limits: Default::default(),
         };
         let parts: Vec<ParsedBatch> = ParquetParser
             .parse(object, request)
@@ -272,6 +277,7 @@ mod tests {
             options: serde_json::Value::Null,
             batch_size: 2,
             base_dir: None,
+            limits: Default::default(),
         };
         let err = ParquetParser
             .parse(object, request)

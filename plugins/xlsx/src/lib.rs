@@ -91,6 +91,11 @@ fn excel_date(serial: f64, is_1904: bool) -> String {
     // Day 0 of the 1900 system is 1899-12-30 (Lotus' leap-year bug included), of the 1904
     // system 1904-01-01.
     let epoch = if is_1904 { -24_107 } else { -25_569 };
+    // Excel's dates end at 9999-12-31 (serial 2 958 465); a serial outside them (or not
+    // a number) is written as the number it is, not turned into an impossible date.
+    if !(0.0..2_958_466.0).contains(&serial) {
+        return number(serial);
+    }
     let day = serial.floor() as i64;
     let (y, m, d) = civil(epoch + day);
     let secs = ((serial - serial.floor()) * 86_400.0).round() as i64;
@@ -201,6 +206,8 @@ fn cell_text(cell: &DataRef<'_>) -> Result<Option<String>, String> {
 struct RowCells {
     number: u32,
     values: Vec<Option<String>>,
+    /// Bytes of text in `values`, against `limits.record_bytes`.
+    bytes: usize,
     filled: bool,
     bad: Option<String>,
 }
@@ -210,11 +217,16 @@ impl RowCells {
         Self {
             number,
             values: vec![None; columns],
+            bytes: 0,
             filled: false,
             bad: None,
         }
     }
 }
+
+/// A batch is handed over once it holds this much text, however few its rows: rows of
+/// long cells cannot make one batch take gigabytes.
+const BATCH_BYTES: usize = 64 << 20;
 
 /// Where each declared column is in the header row, or the error naming what is missing.
 fn header_positions(
@@ -263,6 +275,7 @@ fn read(
     let mut positions: Option<Vec<u32>> = None;
     let mut row: Option<RowCells> = None;
     let mut builder = TextBatchBuilder::new(request.columns.clone());
+    let mut held = 0usize;
     let mut count: u64 = 0;
     let unreadable =
         |e: calamine::XlsxError| format!("the sheet cannot be read ({})", xlsx_kind(&e));
@@ -279,8 +292,16 @@ fn read(
             continue;
         }
         if r == header_row {
-            let name = cell_text(cell.get_value()).unwrap_or_default();
-            header.push((c, name.unwrap_or_default().trim().to_string()));
+            // Only the declared names are kept: a header row of millions of long cells
+            // costs nothing more than one of a few.
+            let name = cell_text(cell.get_value())
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let name = name.trim();
+            if request.columns.iter().any(|c| c == name) {
+                header.push((c, name.to_string()));
+            }
             continue;
         }
         let positions = match &positions {
@@ -301,14 +322,29 @@ fn read(
                 )
                 .into());
             }
-            finish_row(row.take(), &mut builder, request, emit)?;
+            finish_row(row.take(), &mut builder, &mut held, request, emit)?;
         }
         let current = row.get_or_insert_with(|| RowCells::new(r, positions.len()));
         let value = cell.get_value();
         current.filled |= !matches!(value, DataRef::Empty);
         if let Some(k) = positions.iter().position(|&p| p == c) {
             match cell_text(value) {
-                Ok(v) => current.values[k] = v,
+                Ok(v) => {
+                    // One shared string can fill every cell: the row's text is bounded,
+                    // not only the file's.
+                    current.bytes += v.as_ref().map_or(0, String::len);
+                    if current.bytes > limits.record_bytes {
+                        return Err(Stop::Limit {
+                            setting: "record_kib",
+                            message: format!(
+                                "sheet `{sheet}` row {} holds more than {} of text",
+                                r + 1,
+                                valtava_plugin::size_text(limits.record_bytes)
+                            ),
+                        });
+                    }
+                    current.values[k] = v
+                }
                 Err(e) => {
                     current.bad.get_or_insert(format!(
                         "column `{}` holds the spreadsheet error {e}",
@@ -324,7 +360,7 @@ fn read(
         }
         header_positions(&header, request, &sheet, options.header_row)?;
     }
-    finish_row(row, &mut builder, request, emit)?;
+    finish_row(row, &mut builder, &mut held, request, emit)?;
     if !builder.is_empty() {
         emit(builder.finish().map_err(|e| e.to_string())?);
     }
@@ -332,10 +368,11 @@ fn read(
 }
 
 /// Adds a read row to the batch (skipping an empty one), and hands the batch over when it
-/// is full.
+/// is full: `batch_size` rows or [`BATCH_BYTES`] of text (`held`).
 fn finish_row(
     row: Option<RowCells>,
     builder: &mut TextBatchBuilder,
+    held: &mut usize,
     request: &ParseRequest,
     emit: &mut dyn FnMut(ParsedBatch) -> bool,
 ) -> Result<(), Stop> {
@@ -343,12 +380,17 @@ fn finish_row(
         return Ok(());
     };
     let line = u64::from(row.number) + 1;
+    *held += row.bytes;
     match row.bad {
         Some(reason) => builder.reject(line, reason),
         None => builder.push_row(line, row.values.iter().map(|v| v.as_deref())),
     }
-    if builder.len() >= request.batch_size && !emit(builder.finish().map_err(|e| e.to_string())?) {
-        return Err("the reader stopped".into());
+    let full = builder.len() >= request.batch_size || *held >= BATCH_BYTES;
+    if full {
+        *held = 0;
+        if !emit(builder.finish().map_err(|e| e.to_string())?) {
+            return Err("the reader stopped".into());
+        }
     }
     Ok(())
 }
@@ -368,6 +410,10 @@ mod tests {
         assert_eq!(excel_date(45_658.5, false), "2025-01-01T12:00:00");
         assert_eq!(excel_date(1.0, false), "1899-12-31");
         assert_eq!(excel_date(0.0, true), "1904-01-01");
+        // Out of Excel's range: the number, no overflow.
+        assert_eq!(excel_date(-1.0e300, false), number(-1.0e300));
+        assert_eq!(excel_date(f64::NAN, false), number(f64::NAN));
+        assert_eq!(excel_date(1.0e18, true), number(1.0e18));
         assert_eq!(number(12.0), "12");
         assert_eq!(number(12.25), "12.25");
     }
@@ -573,6 +619,43 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    /// A row's text is bounded, not only the file's: two cells of 3 000 characters pass a
+    /// 4 KiB record limit one by one but not together (failed before: no row bound, so one
+    /// shared string in every cell could make a batch of gigabytes).
+    #[tokio::test]
+    async fn a_row_longer_than_the_record_limit_stops_the_object() {
+        let long = "q".repeat(3000);
+        let rows = format!(
+            r#"<row r="1">{}{}</row><row r="2">{}</row><row r="3">{}{}</row>"#,
+            inline(1, "A", "a"),
+            inline(1, "B", "b"),
+            inline(2, "A", &long),
+            inline(3, "A", &long),
+            inline(3, "B", &long),
+        );
+        let limits = Limits {
+            record_bytes: 4096,
+            ..Limits::default()
+        };
+        let got = parse_with(workbook(&rows), limits).await;
+        let err = got
+            .into_iter()
+            .find_map(Result::err)
+            .expect("a limit error");
+        assert!(
+            matches!(
+                err,
+                valtava_plugin::ParseError::Limit {
+                    setting: "record_kib",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("row 3"), "{err}");
+        assert!(!err.to_string().contains("qqq"), "{err}");
     }
 
     /// A header without a declared column names it; rows out of order are refused.
