@@ -404,7 +404,7 @@ fn the_daemon_runs_lines_on_the_cluster_over_s3() {
     let token = "operaattori-token-0123456789abcdef";
     std::fs::write(
         dir.path().join("tokens.yaml"),
-        format!("tokens:\n  - {{ name: operaattori, token: {token}, roles: [run] }}\n"),
+        format!("tokens:\n  - {{ name: operaattori, token: {token}, roles: [run, read] }}\n"),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_valtava"))
@@ -452,7 +452,12 @@ fn the_daemon_runs_lines_on_the_cluster_over_s3() {
     let id = job["id"].as_str().unwrap().to_string();
     let until = Instant::now() + Duration::from_secs(120);
     let run = loop {
-        let mut a = agent.get(&format!("{base}/api/runs/{id}")).call().unwrap();
+        // Runs are operational: they need a `read` token.
+        let mut a = agent
+            .get(&format!("{base}/api/runs/{id}"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
         let v: serde_json::Value =
             serde_json::from_str(&a.body_mut().read_to_string().unwrap()).unwrap();
         let status = v["run"]["status"].as_str().unwrap_or_default().to_string();

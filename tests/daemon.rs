@@ -554,6 +554,16 @@ fn api_runs_uploads_indicators_and_metrics() {
     ] {
         assert!(m.body.contains(want), "{want} not in\n{}", m.body);
     }
+    // A token of other lines sees none of this line's series (failed before: all of them).
+    let other = answer(
+        agent()
+            .get(&format!("{}/metrics", d.base))
+            .header("Authorization", &format!("Bearer {OTHER_LINE_TOKEN}"))
+            .call(),
+    );
+    assert_eq!(other.status, 200);
+    assert!(other.body.contains("valtava_jobs{state=\"queued\"}"));
+    assert!(!other.body.contains("line=\"ensihoito\""), "{}", other.body);
     // No identity code or key reached the daemon's log.
     let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
     assert!(!log.contains(KEY));

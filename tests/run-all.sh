@@ -19,7 +19,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # With Ballista (the cluster commands and tests/ballista.rs); the same build of DataFusion.
 cargo clippy --workspace --all-targets --locked --features valtava/ballista -- -D warnings
-# The fuzz targets (tests/fuzz.rs) read 1000 mutated inputs each in CI: bounded, a minute or
-# two in all; `VALTAVA_FUZZ_CASES` set by the caller wins.
+# The fuzz targets (tests/fuzz.rs) read 3000 mutated inputs each in CI: bounded, about half
+# a minute in all; `VALTAVA_FUZZ_CASES` set by the caller wins.
 export VALTAVA_FUZZ_CASES=${VALTAVA_FUZZ_CASES:-3000}
 cargo test --workspace --locked --features valtava/ballista

@@ -89,7 +89,13 @@ impl Lease {
             .inner
             .put(&path, bytes.clone().into())
             .await
-            .map_err(|e| format!("cannot write the run's lease: {e}"))?;
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => format!(
+                    "cannot write to store {}: its bucket or folder does not exist",
+                    store.url
+                ),
+                e => format!("cannot write the run's lease to store {}: {e}", store.url),
+            })?;
         let (inner, at) = (store.inner.clone(), path.clone());
         let renew = tokio::spawn(async move {
             loop {
@@ -317,7 +323,11 @@ pub(crate) async fn sweep_work(
 /// The scratch folder of a run: `valtava-<run id>-<pid>` in the temporary folder, made
 /// fresh and readable by this user only. An existing one (or a link planted under its
 /// name) is refused, never followed: the folder holds spilled rows.
-pub fn make_scratch(run_id: &str) -> Result<std::path::PathBuf, String> {
+/// The folder holds a lock file the run keeps locked: a process in another container
+/// that shares the temporary folder has process numbers this one cannot see, and its lock
+/// is what tells that its folder is in use. The folder goes when the run ends, however it
+/// ends (the value is dropped).
+pub fn make_scratch(run_id: &str) -> Result<Scratch, String> {
     let dir = std::env::temp_dir().join(format!("valtava-{run_id}-{}", std::process::id()));
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
@@ -325,7 +335,47 @@ pub fn make_scratch(run_id: &str) -> Result<std::path::PathBuf, String> {
     builder
         .create(&dir)
         .map_err(|e| format!("scratch folder `{}`: {e}", dir.display()))?;
-    Ok(dir)
+    let lock = std::fs::File::create_new(dir.join(SCRATCH_LOCK))
+        .and_then(|f| f.try_lock().map(|()| f).map_err(std::io::Error::other))
+        .map_err(|e| format!("scratch folder `{}`: {e}", dir.display()));
+    match lock {
+        Ok(lock) => Ok(Scratch { dir, _lock: lock }),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// The lock file in a scratch folder.
+const SCRATCH_LOCK: &str = ".lock";
+
+/// A run's scratch folder, locked while the value lives and removed when it is dropped.
+pub struct Scratch {
+    dir: std::path::PathBuf,
+    _lock: std::fs::File,
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether a scratch folder's lock is held (by a running run, perhaps in another
+/// container). A folder without a lock file is judged by its process number alone.
+fn scratch_in_use(dir: &std::path::Path) -> bool {
+    match std::fs::File::open(dir.join(SCRATCH_LOCK)) {
+        Ok(f) => f.try_lock().is_err(),
+        Err(_) => false,
+    }
 }
 
 /// The process number in a scratch folder's name (`valtava-<run id>-<pid>`), where the name
@@ -367,7 +417,7 @@ fn remove_stale_scratch(dir: &std::path::Path) -> Vec<String> {
         let ours = std::os::unix::fs::MetadataExt::uid(&meta) == unsafe { libc::geteuid() };
         #[cfg(not(target_os = "linux"))]
         let ours = false;
-        if meta.is_dir() && ours {
+        if meta.is_dir() && ours && !scratch_in_use(&entry.path()) {
             debug!(path = %entry.path().display(), "removing a stale scratch folder");
             if std::fs::remove_dir_all(entry.path()).is_ok() {
                 removed.push(name.to_string_lossy().into_owned());
@@ -398,9 +448,18 @@ mod tests {
             std::fs::create_dir_all(dir.join(name)).unwrap();
             std::fs::write(dir.join(name).join("step.arrow"), b"x").unwrap();
         }
+        // A folder whose lock is held is in use, whatever its process number says (a run
+        // in another container sharing the folder).
+        let elsewhere = "valtava-20261126T093727190Z-9d8f266e-0a1b2c3e-999999998";
+        std::fs::create_dir_all(dir.join(elsewhere)).unwrap();
+        let lock = std::fs::File::create(dir.join(elsewhere).join(SCRATCH_LOCK)).unwrap();
+        lock.lock().unwrap();
         let mut removed = remove_stale_scratch(&dir);
         removed.sort();
         assert_eq!(removed, vec![gone.to_string(), old_style.to_string()]);
+        assert!(dir.join(elsewhere).exists());
+        drop(lock);
+        assert_eq!(remove_stale_scratch(&dir), vec![elsewhere.to_string()]);
         assert!(!dir.join(gone).exists() && !dir.join(old_style).exists());
         assert!(dir.join(&alive).exists());
         assert!(dir.join(other).exists());
@@ -414,11 +473,14 @@ mod tests {
     fn scratch_folders_are_private_and_never_reused() {
         use std::os::unix::fs::PermissionsExt;
         let run = format!("20261205T000000000Z-abcdef01-{:08x}", std::process::id());
-        let dir = make_scratch(&run).unwrap();
+        let scratch = make_scratch(&run).unwrap();
+        let dir = scratch.to_path_buf();
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700, "{mode:o}");
         assert!(make_scratch(&run).is_err());
-        std::fs::remove_dir(&dir).unwrap();
+        // Dropped, it is gone.
+        drop(scratch);
+        assert!(!dir.exists());
         let target = std::env::temp_dir().join(format!("valtava-planted-{}", std::process::id()));
         std::fs::create_dir_all(&target).unwrap();
         std::os::unix::fs::symlink(&target, &dir).unwrap();

@@ -566,7 +566,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
             .map(|(k, v)| (k.clone(), v.table.clone()))
             .collect(),
         counters,
-        quarantine: Quarantine::new(scratch.clone(), run_id.clone(), opts.key.clone()),
+        quarantine: Quarantine::new(scratch.to_path_buf(), run_id.clone(), opts.key.clone()),
         store: opts.store.clone(),
         release_prefix: release_prefix.clone(),
         batch_size: opts.batch_size,
@@ -645,7 +645,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&scratch);
+    drop(scratch);
     #[cfg(feature = "ballista")]
     if let Some(c) = &shared.cluster {
         drop(work_lease);

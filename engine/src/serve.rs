@@ -81,8 +81,46 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request body may pause between two pieces before the request is dropped.
 const BODY_IDLE: Duration = Duration::from_secs(30);
 
-/// Connections open at once; more wait in the kernel's queue.
+/// Connections open at once; more wait in the kernel's queue. Fewer where the process may
+/// not open that many files (see [`connection_limit`]).
 const MAX_CONNECTIONS: usize = 1024;
+
+/// File descriptors kept for the store, the lines, the runs and the logs, beside the
+/// connections.
+const RESERVED_FILES: u64 = 256;
+
+/// How many connections the daemon keeps open: [`MAX_CONNECTIONS`], or fewer when the
+/// process's open-file limit (raised to its hard limit first) would not leave
+/// [`RESERVED_FILES`] for everything else — a full connection table must not stop runs
+/// from opening their files.
+fn connection_limit() -> usize {
+    #[cfg(unix)]
+    {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `l` is a valid rlimit for getrlimit/setrlimit to read and write.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
+                if l.rlim_cur < l.rlim_max {
+                    let raised = libc::rlimit {
+                        rlim_cur: l.rlim_max.min(65_536),
+                        rlim_max: l.rlim_max,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                        l.rlim_cur = raised.rlim_cur;
+                    }
+                }
+                let room = l.rlim_cur.saturating_sub(RESERVED_FILES as libc::rlim_t);
+                return usize::try_from(room)
+                    .unwrap_or(usize::MAX)
+                    .clamp(16, MAX_CONNECTIONS);
+            }
+        }
+    }
+    MAX_CONNECTIONS
+}
 
 /// How long open connections get to finish at a stop before they are closed.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
@@ -1859,9 +1897,11 @@ fn label_value(s: &str) -> String {
 
 async fn metrics(State(app): AppState, headers: HeaderMap) -> Response {
     use std::fmt::Write as _;
-    if let Err(r) = authorize(&app, &headers, "read", None) {
-        return *r;
-    }
+    // A token limited to some lines sees their series only.
+    let caller = match authorize(&app, &headers, "read", None) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let (queued, running) = app.queue_counts();
     let m = app.metrics.lock().expect("metrics lock");
     let mut o = String::new();
@@ -1870,7 +1910,7 @@ async fn metrics(State(app): AppState, headers: HeaderMap) -> Response {
         "# HELP valtava_runs_total Finished runs by line and status."
     );
     let _ = writeln!(o, "# TYPE valtava_runs_total counter");
-    for ((line, status), n) in &m.runs {
+    for ((line, status), n) in m.runs.iter().filter(|((l, _), _)| caller.may(l)) {
         let _ = writeln!(
             o,
             "valtava_runs_total{{line=\"{}\",status=\"{}\"}} {n}",
@@ -1883,7 +1923,7 @@ async fn metrics(State(app): AppState, headers: HeaderMap) -> Response {
         "# HELP valtava_run_duration_seconds Wall time of finished runs."
     );
     let _ = writeln!(o, "# TYPE valtava_run_duration_seconds histogram");
-    for (line, (buckets, sum, count)) in &m.durations {
+    for (line, (buckets, sum, count)) in m.durations.iter().filter(|(l, _)| caller.may(l)) {
         let l = label_value(line);
         for (b, n) in BUCKETS.iter().zip(buckets) {
             let _ = writeln!(
@@ -1920,7 +1960,7 @@ async fn metrics(State(app): AppState, headers: HeaderMap) -> Response {
     ] {
         let _ = writeln!(o, "# HELP {name} {help}");
         let _ = writeln!(o, "# TYPE {name} counter");
-        for (line, n) in map {
+        for (line, n) in map.iter().filter(|(l, _)| caller.may(l)) {
             let _ = writeln!(o, "{name}{{line=\"{}\"}} {n}", label_value(line));
         }
     }
@@ -2121,7 +2161,14 @@ async fn accept(
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(64 << 10);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let limit = connection_limit();
+    if limit < MAX_CONNECTIONS {
+        warn!(
+            connections = limit,
+            "the open-file limit allows fewer connections than {MAX_CONNECTIONS}"
+        );
+    }
+    let connections = Arc::new(tokio::sync::Semaphore::new(limit));
     tokio::pin!(stop);
     loop {
         let permit = tokio::select! {

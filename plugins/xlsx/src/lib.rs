@@ -147,6 +147,14 @@ fn check_unpacked(bytes: &[u8], limits: &Limits) -> Result<(), Stop> {
             limits.object_bytes >> 20
         ),
     };
+    // The count the archive declares is checked before the zip reader reads its directory
+    // (an entry of it for each part declared).
+    if declared_parts(bytes).is_some_and(|n| n > MAX_PARTS as u64) {
+        return Err(Stop::Limit {
+            setting: "object_mib",
+            message: format!("the workbook declares more than {MAX_PARTS} parts"),
+        });
+    }
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|_| Stop::from("not a readable xlsx workbook (not a zip archive)"))?;
     if zip.len() > MAX_PARTS {
@@ -168,6 +176,34 @@ fn check_unpacked(bytes: &[u8], limits: &Limits) -> Result<(), Stop> {
         left = left.checked_sub(n).ok_or_else(too_big)?;
     }
     Ok(())
+}
+
+/// The number of parts a zip archive's end record declares (its zip64 record's when the
+/// plain one says 0xFFFF), where the records can be found.
+fn declared_parts(bytes: &[u8]) -> Option<u64> {
+    const END: [u8; 4] = [0x50, 0x4b, 0x05, 0x06];
+    const END64: [u8; 4] = [0x50, 0x4b, 0x06, 0x06];
+    const LOCATOR: [u8; 4] = [0x50, 0x4b, 0x06, 0x07];
+    let u16_at = |at: usize| Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    // The end record is the last 22 bytes, followed by a comment of up to 65 535 bytes.
+    let from = bytes.len().saturating_sub(22 + 65_535);
+    let end = (from..=bytes.len().saturating_sub(22))
+        .rev()
+        .find(|&i| bytes[i..i + 4] == END)?;
+    let total = u16_at(end + 10)?;
+    if total != 0xFFFF {
+        return Some(u64::from(total));
+    }
+    let locator = end.checked_sub(20)?;
+    if bytes.get(locator..locator + 4)? != LOCATOR {
+        return Some(u64::from(total));
+    }
+    let record = usize::try_from(u64_at(locator + 8)?).ok()?;
+    if bytes.get(record..record + 4)? != END64 {
+        return None;
+    }
+    u64_at(record + 32)
 }
 
 /// The sheet to read: the named one, or the first.
@@ -656,6 +692,23 @@ mod tests {
         );
         assert!(err.to_string().contains("row 3"), "{err}");
         assert!(!err.to_string().contains("qqq"), "{err}");
+    }
+
+    /// An archive that declares more parts than a workbook has is refused before the zip
+    /// reader reads a directory entry for each (failed before: the directory was read).
+    #[tokio::test]
+    async fn an_archive_declaring_too_many_parts_is_refused_first() {
+        let mut bytes = workbook("");
+        assert_eq!(declared_parts(&bytes), Some(5));
+        let end = bytes.len() - 22;
+        assert_eq!(bytes[end..end + 4], [0x50, 0x4b, 0x05, 0x06]);
+        bytes[end + 8..end + 12].copy_from_slice(&[0xFE, 0xFF, 0xFE, 0xFF]);
+        let got = parse_with(bytes, Limits::default()).await;
+        let err = got
+            .into_iter()
+            .find_map(Result::err)
+            .expect("a limit error");
+        assert!(err.to_string().contains("declares more than"), "{err}");
     }
 
     /// A header without a declared column names it; rows out of order are refused.
