@@ -81,6 +81,16 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request body may pause between two pieces before the request is dropped.
 const BODY_IDLE: Duration = Duration::from_secs(30);
 
+/// A refused request whose declared body is at most this long has its body read and
+/// discarded before the answer (a lingering close, as nginx does): a client that writes
+/// its whole body before reading, as most do, then gets the 401/403/4xx instead of a reset
+/// connection. Larger bodies are never read: the answer goes out and the connection closes.
+const LINGER_BYTES: u64 = 1 << 20;
+
+/// How long a refused request's small body may take to arrive before the answer goes out
+/// anyway.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
 /// Connections open at once; more wait in the kernel's queue. Fewer where the process may
 /// not open that many files (see [`connection_limit`]).
 const MAX_CONNECTIONS: usize = 1024;
@@ -1203,6 +1213,32 @@ async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Respon
     }
 }
 
+/// Answers a request refused before its body was read. A body declared at most
+/// [`LINGER_BYTES`] long is read and thrown away first, within [`LINGER_TIME`], so the
+/// client sees the answer instead of a connection reset by unread data; any other body
+/// is never read.
+async fn refuse(headers: &HeaderMap, body: axum::body::Body, answer: Response) -> Response {
+    use http_body_util::BodyExt;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > 0 && n <= LINGER_BYTES) {
+        let drain = async {
+            let mut body = body;
+            let mut seen = 0u64;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if seen > LINGER_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    }
+    answer
+}
+
 fn text_of(t: &crate::spec::Text) -> Value {
     match t {
         crate::spec::Text::Plain(s) => json!({ "fi": s }),
@@ -1280,7 +1316,7 @@ async fn post_run(
     body: axum::body::Body,
 ) -> Response {
     if let Err(r) = authorize(&app, &headers, "run", Some(&line)) {
-        return *r;
+        return refuse(&headers, body, *r).await;
     }
     /// A run request is a few parameters.
     const MAX_RUN_REQUEST: usize = 64 << 10;
@@ -1745,32 +1781,32 @@ fn safe_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-async fn put_upload(
-    State(app): AppState,
-    UrlPath((line, period, file)): UrlPath<(String, String, String)>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let caller = match authorize(&app, &headers, "upload", Some(&line)) {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let Some(e) = app.lines.get(&line) else {
-        return problem(
+/// Where an upload of `file` for `period` goes and whose it is, or the answer refusing it:
+/// the line exists, the names are plain, the file is the caller's (by its submitter
+/// prefix) and a source of the line reads it there.
+fn upload_target(
+    app: &App,
+    caller: &Caller,
+    line: &str,
+    period: &str,
+    file: &str,
+) -> Result<(String, String), Box<Response>> {
+    let Some(e) = app.lines.get(line) else {
+        return Err(Box::new(problem(
             StatusCode::NOT_FOUND,
             "not-found",
             format!("no line `{line}`"),
-        );
+        )));
     };
-    if !safe_name(&file) || !safe_name(&period) {
-        return problem(
+    if !safe_name(file) || !safe_name(period) {
+        return Err(Box::new(problem(
             StatusCode::BAD_REQUEST,
             "bad-name",
             "file and period names are letters, digits, `.`, `_` and `-`, not starting with `.`",
-        );
+        )));
     }
-    let Some(who) = caller.submitter_of(&file) else {
-        return problem(
+    let Some(who) = caller.submitter_of(file) else {
+        return Err(Box::new(problem(
             StatusCode::FORBIDDEN,
             "not-your-file",
             format!(
@@ -1784,14 +1820,18 @@ async fn put_upload(
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        );
+        )));
     };
-    let params = vec![("period".to_string(), period.clone())];
+    let params = vec![("period".to_string(), period.to_string())];
     if let Err(err) = crate::check::bind_params(&e.line, Some(&params)) {
-        return problem(StatusCode::BAD_REQUEST, "bad-params", err);
+        return Err(Box::new(problem(
+            StatusCode::BAD_REQUEST,
+            "bad-params",
+            err,
+        )));
     }
     // The object goes where a source of the line reads it.
-    let values = BTreeMap::from([("period".to_string(), period.clone())]);
+    let values = BTreeMap::from([("period".to_string(), period.to_string())]);
     let mut target = None;
     for inbox in &e.inboxes {
         let filled = crate::store::fill(&inbox.template, &values);
@@ -1811,14 +1851,30 @@ async fn put_upload(
             .iter()
             .map(|i| crate::store::fill(&i.template, &values))
             .collect();
-        return problem(
+        return Err(Box::new(problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "no-source",
             format!(
                 "`{file}` is not read by any source of `{line}`; sources read {}",
                 expected.join(", ")
             ),
-        );
+        )));
+    };
+    Ok((who, path))
+}
+
+async fn put_upload(
+    State(app): AppState,
+    UrlPath((line, period, file)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let target = authorize(&app, &headers, "upload", Some(&line)).and_then(|caller| {
+        upload_target(&app, &caller, &line, &period, &file).map(|t| (caller, t))
+    });
+    let (caller, (who, path)) = match target {
+        Ok(t) => t,
+        Err(r) => return refuse(&headers, body, *r).await,
     };
     let body = match read_body(body, app.max_upload).await {
         Ok(b) => b,
@@ -2441,30 +2497,22 @@ mod tests {
             .unwrap();
             assert!(read_tokens(&p).unwrap_err().contains("weak"), "{weak}");
         }
-        std::fs::write(
-            &p,
-            format!(
-                "tokens:\n  - {{ name: a, sha256: {h}, roles: [upload], lines: [ensihoito], submitters: [\"../x\"] }}\n"
-            ),
-        )
-        .unwrap();
-        assert!(read_tokens(&p).unwrap_err().contains("letters and digits"));
-        // `a` and `a-b` would both own `a-b_1.csv`.
-        std::fs::write(
-            &p,
-            format!(
-                "tokens:\n  - {{ name: a, sha256: {h}, roles: [upload], lines: [ensihoito], submitters: [\"a-b\"] }}\n"
-            ),
-        )
-        .unwrap();
-        assert!(read_tokens(&p).unwrap_err().contains("letters and digits"));
-        std::fs::write(
-            &p,
-            format!(
-                "tokens:\n  - {{ name: a, sha256: {h}, roles: [upload], lines: [ensihoito], submitters: [\"091\"] }}\n"
-            ),
-        )
-        .unwrap();
+        let upload_token = |submitter: &str| {
+            std::fs::write(
+                &p,
+                format!(
+                    "tokens:\n  - {{ name: a, sha256: {h}, roles: [upload], lines: [ensihoito], submitters: [\"{submitter}\"] }}\n"
+                ),
+            )
+            .unwrap()
+        };
+        // Not a name; and `a` and `a-b` would both own `a-b_1.csv`.
+        for bad in ["../x", "a-b", ""] {
+            upload_token(bad);
+            let err = read_tokens(&p).unwrap_err();
+            assert!(err.contains("letters and digits"), "{bad}: {err}");
+        }
+        upload_token("091");
         let t = read_tokens(&p).unwrap();
         assert_eq!(
             t[0].digest,

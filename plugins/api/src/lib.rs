@@ -313,6 +313,16 @@ pub fn size_text(bytes: usize) -> String {
     }
 }
 
+impl ParseError {
+    /// The line setting whose bound the object reached, for a limit error.
+    pub fn limit_setting(&self) -> Option<&'static str> {
+        match self {
+            ParseError::Limit { setting, .. } => Some(*setting),
+            _ => None,
+        }
+    }
+}
+
 /// The stream a parser yields for one object.
 pub type ParseStream = BoxStream<'static, Result<ParsedBatch, ParseError>>;
 

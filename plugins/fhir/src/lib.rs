@@ -1042,16 +1042,7 @@ mod tests {
             .last()
             .and_then(|r| r.as_ref().err())
             .expect("the stream ends with an error");
-        assert!(
-            matches!(
-                err,
-                valtava_plugin::ParseError::Limit {
-                    setting: "record_kib",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_eq!(err.limit_setting(), Some("record_kib"), "{err}");
         let shown = err.to_string();
         assert!(
             !shown.contains(MARKER) && !shown.contains("xxxx"),

@@ -379,16 +379,7 @@ mod tests {
         assert_eq!(rows, vec![(1, Some("x".into())), (2, Some("y".into()))]);
         let error = error.expect("a limit error");
         let text = error.to_string();
-        assert!(
-            matches!(
-                error,
-                ParseError::Limit {
-                    setting: "record_kib",
-                    ..
-                }
-            ),
-            "{text}"
-        );
+        assert_eq!(error.limit_setting(), Some("record_kib"), "{text}");
         assert!(
             text.contains("p.ndjson") && text.contains("line 3") && text.contains("64 KiB"),
             "{text}"
