@@ -1,0 +1,186 @@
+//! End-to-end tests: the real `valtava` binary on real files.
+//!
+//! Every test runs the built binary (`CARGO_BIN_EXE_valtava`) from the repository's root on
+//! the test lines (`tests/lines`), the shipped lines (`lines/`), the test inbox
+//! (`tests/data`) or the example data (`examples/store`), and reads back what the run left:
+//! exit codes, diagnostics, reports, releases, quarantine, lineage and logs. Published files
+//! and events are also read by independent programs (`tests/*.py`).
+//!
+//! One test binary (one link), one module per subject:
+//!
+//! - `check`: checking line files and their diagnostics;
+//! - `cli`: the other commands (`graph`, `schema`, `plan`, `diff`, `catalog`, `releases`,
+//!   `show`, `test`, `fmt`), usage errors and help;
+//! - `lines`: each shipped line's published numbers against an independent computation;
+//! - `outputs`: published files and lineage events as other tools read them;
+//! - `privacy`: personal-data lineage, pseudonyms and the key, suppression, redaction;
+//! - `run`: a run's accounting of every row, quarantine, the quality report, failures;
+//! - `sources`: source formats and locations, hostile objects;
+//! - `storage`: releases per run, concurrent runs, deadlines, leftovers of killed runs.
+//!
+//! The helpers here are shared by several subjects (the modules `use super::*`); a helper
+//! one subject uses lives in that subject's module.
+
+#[path = "../common/mod.rs"]
+mod common;
+use common::{copy_dir, root};
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod check;
+mod cli;
+mod lines;
+mod outputs;
+mod privacy;
+mod run;
+mod sources;
+mod storage;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_valtava"));
+    c.current_dir(root());
+    c.env_remove("VALTAVA_PSEUDONYM_KEY")
+        .env_remove("VALTAVA_STORE")
+        .env("RUST_LOG", "info");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const KEY: &str = "e2e-test-key-0123456789abcdef";
+
+/// A temporary store holding the test inbox.
+fn store_with_inbox() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("tests/data"), dir.path());
+    dir
+}
+
+/// A copy of a test line in `dir`, its code-set path made absolute, with replacements.
+fn line_copy(dir: &Path, line: &str, name: &str, replacements: &[(&str, &str)]) -> PathBuf {
+    let shared = root()
+        .join("../shared/reference/kunta_hyvinvointialue_2023.csv")
+        .canonicalize()
+        .unwrap();
+    let mut text = std::fs::read_to_string(root().join(line)).unwrap().replace(
+        "../../../shared/reference/kunta_hyvinvointialue_2023.csv",
+        shared.to_str().unwrap(),
+    );
+    for (from, to) in replacements {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    }
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                out.extend(files_under(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The mini line's run command on `store` with the test key.
+fn mini(store: &Path, extra: &[&str]) -> Command {
+    let s = store.to_str().unwrap();
+    let mut args = vec![
+        "run",
+        "tests/lines/mini.yaml",
+        "--store",
+        s,
+        "--param",
+        "period=2025-01",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let mut c = bin();
+    c.args(&args).env("VALTAVA_PSEUDONYM_KEY", KEY);
+    c
+}
+
+fn run_mini(store: &Path, extra: &[&str]) -> Output {
+    mini(store, extra).output().unwrap()
+}
+
+fn latest_release(store: &Path, line: &str, period: &str) -> PathBuf {
+    let p: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.join(format!("releases/{line}/{period}/latest.json"))).unwrap(),
+    )
+    .unwrap();
+    let manifest = p["manifest"].as_str().unwrap();
+    store.join(manifest).parent().unwrap().to_path_buf()
+}
+
+fn read_quarantine(dir: &Path) -> Vec<(u64, String, String, Option<String>)> {
+    use arrow::array::{Array, AsArray};
+    let mut out = Vec::new();
+    for f in files_under(dir) {
+        let file = std::fs::File::open(&f).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let text = |c: &str| {
+                arrow::compute::cast(
+                    b.column_by_name(c).unwrap(),
+                    &arrow::datatypes::DataType::Utf8,
+                )
+                .unwrap()
+            };
+            let rows = b
+                .column_by_name("_row")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::UInt64Type>()
+                .clone();
+            let (rules, reasons, hetu) = (
+                text("_rules"),
+                text("_reasons"),
+                b.column_by_name("hetu").map(|_| text("hetu")),
+            );
+            for i in 0..b.num_rows() {
+                let h = hetu.as_ref().and_then(|h| {
+                    h.is_valid(i)
+                        .then(|| h.as_string::<i32>().value(i).to_string())
+                });
+                out.push((
+                    rows.value(i),
+                    rules.as_string::<i32>().value(i).to_string(),
+                    reasons.as_string::<i32>().value(i).to_string(),
+                    h,
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The command exited 0 (else its output is shown).
+fn assert_succeeded(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
