@@ -382,7 +382,7 @@ fn api_runs_uploads_indicators_and_metrics() {
             .starts_with("application/json")
     );
     let doc = a.json();
-    let issues: Vec<_> = valtava::jsonstat::validate(&doc)
+    let issues: Vec<_> = valtava::publish::jsonstat::validate(&doc)
         .into_iter()
         .filter(|i| i.error)
         .collect();

@@ -9,7 +9,7 @@
 //! Each target takes the seeds of its corpus, applies a random list of mutations (bit flips,
 //! byte replacements, truncation, a slice duplicated, random bytes, fragments of the formats'
 //! syntax, nesting ten thousand deep, long runs of one byte, a quote left open) and reads the
-//! result: a line file with [`valtava::load::load_text`] (its diagnostics rendered against the
+//! result: a line file with [`valtava::line::load::load_text`] (its diagnostics rendered against the
 //! text, as the CLI shows them), a source object with the format's parser over an in-memory
 //! store, with small [`Limits`] so that the bounds are reached. Every case runs on a thread of
 //! its own and fails if it has not ended within [`CASE_TIME`], or if it panicked: also when the
@@ -105,7 +105,8 @@ fn fuzz_line() {
     // The seeds are valid lines: mutations start from files that reach every check.
     for seed in &seeds {
         let text = String::from_utf8(seed.bytes().to_vec()).expect("a line seed is UTF-8");
-        if let Err(diags) = valtava::load::load_text(&seed.name, &corpus_dir("line"), text.clone())
+        if let Err(diags) =
+            valtava::line::load::load_text(&seed.name, &corpus_dir("line"), text.clone())
         {
             let shown: Vec<String> = diags.iter().map(|d| d.render(Some(&text))).collect();
             panic!(
@@ -430,7 +431,8 @@ fn parse_all(
     bytes: Vec<u8>,
     request: ParseRequest,
 ) -> Result<Vec<String>, String> {
-    let parser = valtava::parsers::get(format).ok_or_else(|| format!("no parser `{format}`"))?;
+    let parser = valtava::steps::source::parsers::get(format)
+        .ok_or_else(|| format!("no parser `{format}`"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -488,7 +490,7 @@ fn check_line(seeds: &[Seed], case: &Case) -> Result<(), TestCaseError> {
 
 /// Loads a line from its text and renders what it reports; returns the rendered length.
 fn load_and_render(dir: &Path, text: String) -> usize {
-    let diags = match valtava::load::load_text("fuzz.yaml", dir, text.clone()) {
+    let diags = match valtava::line::load::load_text("fuzz.yaml", dir, text.clone()) {
         Ok((_, warnings)) => warnings,
         Err(errors) => errors,
     };

@@ -1,45 +1,35 @@
 //! Valtava: the engine of Finland's social- and health-care data production lines.
 //!
-//! The modules follow the flow of a run: [`load`] (YAML → typed [`spec`] → checks →
-//! graph), [`plan`] (each step → a DataFusion logical plan), [`run`] (the scheduler streams
-//! record batches through the steps, diverts rejected rows to quarantine and counts every
-//! row), [`publish`] (datasets, manifest, release pointer).
+//! The folders follow the flow of a run:
+//!
+//! - [`line`]: a line file read and checked — YAML → typed [`line::spec`] → structural
+//!   checks → the step graph; its parameters, code sets, schedule, schema and layout.
+//! - [`steps`]: what each step kind does — sources read through the parser plugins,
+//!   validation rules.
+//! - [`plan`]: each step → a DataFusion logical plan; personal-data lineage from the plans;
+//!   `valtava check` and `valtava plan`.
+//! - [`run`]: the scheduler streams record batches through the steps, diverts rejected rows
+//!   to quarantine and counts every row; spills, leases and scratch folders, the cluster.
+//! - [`publish`]: datasets and their formats, disclosure control, release manifests and
+//!   pointers, reading releases back.
+//! - [`artefacts`]: what a run leaves for people: lineage, quality reports, the catalog.
+//! - [`serve`]: the daemon — schedules, inboxes, the API and the reporting page.
+//! - [`cli`]: the command line, parsed with clap, one file per command; `main.rs` only sets
+//!   the allocator and calls [`cli::main`].
+//!
+//! Beside them, used by every layer: [`store`] (object storage), [`diag`] (placed
+//! diagnostics with stable codes), [`functions`] (the SQL functions a line may call) and
+//! [`redact`] (the one policy for text the engine writes).
 
-pub mod catalog;
-pub mod cellsets;
-pub mod check;
-#[cfg(feature = "ballista")]
-pub mod cluster;
-pub mod codeset;
-pub mod cron;
+pub mod artefacts;
+pub mod cli;
 pub mod diag;
-pub mod diff;
-pub mod disclosure;
-pub mod explain;
-pub mod fmt;
 pub mod functions;
-pub mod gc;
-pub mod generate;
-pub mod graph;
-pub mod jsonstat;
-pub mod lineage;
-pub mod linetest;
-pub mod load;
-pub mod params;
-pub mod parsers;
-pub mod personal;
+pub mod line;
 pub mod plan;
 pub mod publish;
-pub mod quality;
-pub mod quarantine;
 pub mod redact;
-pub mod releases;
-pub mod report;
-pub mod rules;
 pub mod run;
-pub mod schema;
-pub mod seen;
 pub mod serve;
-pub mod spec;
-pub mod spill;
+pub mod steps;
 pub mod store;

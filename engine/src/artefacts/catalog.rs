@@ -4,12 +4,13 @@
 //! when it publishes), with lineage down to source columns. JSON for programs, one HTML page
 //! for people.
 
+use quick_xml::escape::escape as esc;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::spec::Text;
+use crate::line::spec::Text;
 
 #[derive(Debug, Serialize)]
 pub struct Catalog {
@@ -95,14 +96,14 @@ fn lower<T: Serialize>(v: &T) -> String {
 pub fn build(files: &[std::path::PathBuf]) -> Result<Catalog, Vec<crate::diag::Diagnostic>> {
     let mut lines = Vec::new();
     for f in files {
-        let c = crate::check::check(f)?;
+        let c = crate::plan::check::check(f)?;
         let spec = &c.line.spec;
-        let lineage = crate::lineage::column_lineage(&c.line, &c.plans);
+        let lineage = crate::artefacts::lineage::column_lineage(&c.line, &c.plans);
         let mut sources = Vec::new();
         let mut rules = Vec::new();
         let mut datasets = Vec::new();
         for name in &c.line.dag.order {
-            let step = crate::load::step(spec, name);
+            let step = crate::line::load::step(spec, name);
             if let Some(s) = &step.source {
                 sources.push(SourceEntry {
                     step: name.clone(),
@@ -128,7 +129,7 @@ pub fn build(files: &[std::path::PathBuf]) -> Result<Catalog, Vec<crate::diag::D
                         step: name.clone(),
                         id: r.id.value.clone(),
                         description: r.description.clone(),
-                        category: lower(&crate::rules::category(r)),
+                        category: lower(&crate::steps::validate::category(r)),
                         severity: lower(&r.severity),
                     });
                 }
@@ -149,7 +150,7 @@ pub fn build(files: &[std::path::PathBuf]) -> Result<Catalog, Vec<crate::diag::D
                         from.sort();
                         ColumnEntry {
                             name: f.name().clone(),
-                            r#type: crate::explain::steps(&c)
+                            r#type: crate::plan::explain::steps(&c)
                                 .iter()
                                 .find(|s| &s.name == name)
                                 .and_then(|s| {
@@ -224,15 +225,10 @@ pub fn build(files: &[std::path::PathBuf]) -> Result<Catalog, Vec<crate::diag::D
     })
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn text(t: &Option<Text>) -> String {
-    t.as_ref().map(|t| esc(t.fi())).unwrap_or_default()
+    t.as_ref()
+        .map(|t| esc(t.fi()).into_owned())
+        .unwrap_or_default()
 }
 
 /// One HTML page, no scripts, no network.
@@ -332,8 +328,8 @@ pub fn html(c: &Catalog) -> String {
                 h,
                 "<h3>Aineisto <code>{}</code></h3>\n<p class=\"meta\">ulottuvuudet {} · muodot {} · tietosuoja: {}</p>",
                 esc(&d.dataset),
-                esc(&d.dimensions.join(", ")),
-                esc(&d.formats.join(", ")),
+                esc(d.dimensions.join(", ")),
+                esc(d.formats.join(", ")),
                 esc(d.disclosure.as_deref().unwrap_or("ei"))
             );
             h.push_str("<table><tr><th>sarake</th><th>tyyppi</th><th>kuvaus</th><th>yksikkö</th><th>alkuperä</th></tr>\n");

@@ -6,12 +6,13 @@
 //! lineage is traced through the line's steps: renames, maps, derived columns, measures and
 //! SQL (by the input columns a query names).
 
+use crate::run::record::RunInfo;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::load::Line;
+use crate::line::load::Line;
 use crate::plan::StepPlan;
 
 const PRODUCER: &str = concat!("urn:valtava:engine:", env!("CARGO_PKG_VERSION"));
@@ -58,7 +59,7 @@ pub fn column_lineage(
 ) -> BTreeMap<String, BTreeMap<String, BTreeSet<(String, String)>>> {
     let mut out: BTreeMap<String, BTreeMap<String, BTreeSet<(String, String)>>> = BTreeMap::new();
     for name in &line.dag.order {
-        let spec = crate::load::step(&line.spec, name);
+        let spec = crate::line::load::step(&line.spec, name);
         let plan = &plans[name];
         let columns: Vec<String> = plan
             .output
@@ -168,16 +169,6 @@ fn schema_facet(fields: &[(String, String)]) -> Value {
     )
 }
 
-/// Everything an event needs to know of the run.
-pub struct RunInfo<'a> {
-    pub line: &'a Line,
-    pub plans: &'a BTreeMap<String, StepPlan>,
-    pub store_url: &'a str,
-    pub run_id: &'a str,
-    pub sources: BTreeMap<String, String>,
-    pub params: &'a BTreeMap<String, String>,
-}
-
 /// The START event.
 pub fn start(info: &RunInfo, time: &str) -> Value {
     event("START", info, time, None, None)
@@ -185,7 +176,7 @@ pub fn start(info: &RunInfo, time: &str) -> Value {
 
 /// The COMPLETE or FAIL event, with the run's report.
 pub fn finish(info: &RunInfo, time: &str, report: &crate::run::RunReport) -> Value {
-    let kind = if report.status == "succeeded" {
+    let kind = if report.status == crate::run::RunStatus::Succeeded {
         "COMPLETE"
     } else {
         "FAIL"
@@ -222,7 +213,7 @@ fn event(
     }
     let mut inputs = Vec::new();
     for name in &the_line.dag.order {
-        let Some(src) = &crate::load::step(line, name).source else {
+        let Some(src) = &crate::line::load::step(line, name).source else {
             continue;
         };
         let fields: Vec<(String, String)> = src
@@ -242,7 +233,7 @@ fn event(
             // The rules of the steps that check this source's rows, as assertions.
             let mut assertions = Vec::new();
             for (step, s) in &r.steps {
-                let spec = crate::load::step(line, step);
+                let spec = crate::line::load::step(line, step);
                 let checks_this = spec
                     .validate
                     .as_ref()
@@ -283,7 +274,7 @@ fn event(
         inputs.push(input);
     }
     let source_location = |step: &str| -> String {
-        let src = crate::load::step(line, step).source.as_ref();
+        let src = crate::line::load::step(line, step).source.as_ref();
         info.sources
             .get(step)
             .cloned()
@@ -292,7 +283,7 @@ fn event(
     };
     let mut outputs = Vec::new();
     for name in &the_line.dag.order {
-        let Some(p) = &crate::load::step(line, name).publish else {
+        let Some(p) = &crate::line::load::step(line, name).publish else {
             continue;
         };
         let plan = &plans[name];
@@ -317,7 +308,7 @@ fn event(
             .unwrap_or_else(|| "all".into());
         outputs.push(json!({
             "namespace": info.store_url,
-            "name": format!("releases/{}/{period}/{}/{}", line.line.value, info.run_id, p.dataset.value),
+            "name": format!("{}/{}", crate::store::layout::release(&line.line.value, &period, info.run_id), p.dataset.value),
             "facets": {
                 "schema": schema_facet(&fields),
                 "columnLineage": facet("ColumnLineageDatasetFacet", "1-2-0", json!({ "fields": col_facet })),

@@ -1,49 +1,15 @@
 //! Data quality: what every rule found, per rule, per category (Kahn's framework) and per
 //! submitter, as JSON and as a self-contained HTML page a submitter can open offline.
 
+use quick_xml::escape::escape as esc;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::load::Line;
-use crate::spec::{Category, Severity};
-
-/// What a step's rules found, accumulated while rows stream.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct StepQuality {
-    /// Rows that broke each rule (rows in scope only).
-    pub violations: BTreeMap<String, u64>,
-    /// The same by submitter, with each submitter's row count.
-    pub by_submitter: BTreeMap<String, SubmitterQuality>,
-    /// Outcomes of the dataset checks.
-    pub dataset: BTreeMap<String, DatasetOutcome>,
-    /// Counted values of metric columns, e.g. how many rows each mapping mapped as
-    /// `equal`, `wider`, `narrower` or left `unmapped`.
-    pub metrics: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Null counts of columns that a dataset check watches.
-    #[serde(skip)]
-    pub nulls: BTreeMap<String, u64>,
-    /// Latest day (since the epoch) of columns that a freshness check watches.
-    #[serde(skip)]
-    pub latest: BTreeMap<String, i64>,
-}
-
-/// One submitter's rows and violations.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct SubmitterQuality {
-    pub rows: u64,
-    pub rejected: u64,
-    pub violations: BTreeMap<String, u64>,
-}
-
-/// The result of a dataset check.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct DatasetOutcome {
-    pub passed: bool,
-    pub observed: String,
-    pub expected: String,
-}
+use crate::line::load::Line;
+use crate::line::spec::{Category, Severity};
+use crate::run::accounting::{DatasetOutcome, StepQuality, SubmitterQuality};
 
 /// One rule in the quality report.
 #[derive(Debug, Clone, Serialize)]
@@ -67,7 +33,7 @@ pub struct QualityReport {
     pub line: String,
     pub title: String,
     pub params: BTreeMap<String, String>,
-    pub status: String,
+    pub status: crate::run::RunStatus,
     pub steps: BTreeMap<String, StepSummary>,
     pub rules: Vec<RuleQuality>,
     /// Violations per category, over all rules.
@@ -100,7 +66,7 @@ pub fn report(
         let Some(s) = run.steps.get(name) else {
             continue;
         };
-        let spec = crate::load::step(&line.spec, name);
+        let spec = crate::line::load::step(&line.spec, name);
         let checked = s.rows_in.saturating_sub(s.rows_filtered);
         let q = qualities.get(name).cloned().unwrap_or_default();
         let share = |n: u64| {
@@ -167,7 +133,7 @@ pub fn report(
                     step: name.clone(),
                     id: r.id.value.clone(),
                     description: r.description.clone(),
-                    category: crate::rules::category(r),
+                    category: crate::steps::validate::category(r),
                     severity: r.severity,
                     violations: n,
                     share: share(n),
@@ -196,7 +162,7 @@ pub fn report(
         line: run.line.clone(),
         title: line.spec.title.fi().to_string(),
         params: run.params.clone(),
-        status: run.status.clone(),
+        status: run.status,
         steps,
         rules,
         categories,
@@ -210,13 +176,6 @@ fn category_name(c: Category) -> &'static str {
         Category::Completeness => "completeness",
         Category::Plausibility => "plausibility",
     }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn pct(x: f64) -> String {
@@ -256,8 +215,12 @@ pub fn html(r: &QualityReport) -> String {
         esc(&r.line),
         esc(&r.run_id),
         params.join(", "),
-        if r.status == "succeeded" { "ok" } else { "bad" },
-        esc(&r.status)
+        if r.status == crate::run::RunStatus::Succeeded {
+            "ok"
+        } else {
+            "bad"
+        },
+        esc(r.status.as_str())
     );
     h.push_str("<h2>Vaiheet / Steps</h2>\n<table><tr><th>vaihe</th><th>rivejä sisään</th><th>rajattu pois</th><th>tarkistettu</th><th>karanteenissa</th><th>osuus</th></tr>\n");
     for (name, s) in &r.steps {
@@ -284,7 +247,7 @@ pub fn html(r: &QualityReport) -> String {
                 esc(&d.observed),
                 esc(&d.expected)
             ),
-            None => esc(rule.description.as_deref().unwrap_or("")),
+            None => esc(rule.description.as_deref().unwrap_or("")).into_owned(),
         };
         let _ = writeln!(
             h,
@@ -320,7 +283,7 @@ pub fn html(r: &QualityReport) -> String {
             esc(step),
             rule_ids
                 .iter()
-                .map(|i| format!("<th><code>{}</code></th>", esc(i)))
+                .map(|i| format!("<th><code>{}</code></th>", esc(*i)))
                 .collect::<String>()
         );
         for (who, q) in subs {

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::spec::LineSpec;
+use crate::line::spec::LineSpec;
 
 /// The class of a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -574,4 +574,127 @@ pub fn markdown(line: &str, changes: &[Change]) -> String {
         );
     }
     out
+}
+
+/// `valtava diff`: prints the changes of each pair of line files (OLD and NEW, or each line
+/// file changed since the git revision `git`); exit 2 for a usage error or a failing git, 1
+/// if a version of a line file does not parse.
+pub(super) fn run(files: &[std::path::PathBuf], git: Option<&str>) -> std::process::ExitCode {
+    let pairs = match git {
+        Some(rev) => pairs_from_git(rev, files),
+        None => pairs_from_files(files),
+    };
+    let pairs = match pairs {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let mut status = std::process::ExitCode::SUCCESS;
+    for (file, old, new) in pairs {
+        if !print_changes(&file, &old, &new) {
+            status = std::process::ExitCode::from(1);
+        }
+    }
+    status
+}
+
+/// (file, old text, new text) of `files` at `rev` and in the working tree; without files,
+/// of every line file changed since `rev`. A file missing on one side has empty text there.
+fn pairs_from_git(
+    rev: &str,
+    files: &[std::path::PathBuf],
+) -> Result<Vec<(String, String, String)>, std::process::ExitCode> {
+    let files: Vec<String> = if files.is_empty() {
+        changed_since(rev)?
+    } else {
+        files.iter().map(|f| f.display().to_string()).collect()
+    };
+    let mut pairs = Vec::new();
+    for f in files {
+        let old = std::process::Command::new("git")
+            .args(["show", &format!("{rev}:{f}")])
+            .output();
+        let old = old
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let new = std::fs::read_to_string(&f).unwrap_or_default();
+        pairs.push((f, old, new));
+    }
+    Ok(pairs)
+}
+
+/// The line files (`lines/*.yaml`) changed since `rev`, by `git diff`.
+fn changed_since(rev: &str) -> Result<Vec<String>, std::process::ExitCode> {
+    let out = std::process::Command::new("git")
+        .args(["diff", "--name-only", rev, "--", "lines"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.ends_with(".yaml"))
+            .map(String::from)
+            .collect()),
+        Ok(o) => {
+            eprintln!(
+                "error: git diff failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            Err(std::process::ExitCode::from(2))
+        }
+        Err(e) => {
+            eprintln!("error: cannot run git: {e}");
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
+/// (NEW's name, OLD's text, NEW's text) of the two files OLD and NEW.
+fn pairs_from_files(
+    files: &[std::path::PathBuf],
+) -> Result<Vec<(String, String, String)>, std::process::ExitCode> {
+    let [old, new] = files else {
+        super::common::error("give OLD and NEW line files, or --git REV");
+        return Err(std::process::ExitCode::from(2));
+    };
+    let read = |p: &std::path::PathBuf| std::fs::read_to_string(p);
+    match (read(old), read(new)) {
+        (Ok(a), Ok(b)) => Ok(vec![(new.display().to_string(), a, b)]),
+        (Err(e), _) | (_, Err(e)) => {
+            super::common::error(&e);
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
+/// Prints the changes between two versions of `file` (empty text: the file is new or
+/// removed); false if a version does not parse.
+fn print_changes(file: &str, old: &str, new: &str) -> bool {
+    let parse =
+        |label: &str, text: &str| crate::line::load::parse(&format!("{file} ({label})"), text);
+    let new_spec = if new.is_empty() {
+        None
+    } else {
+        Some(parse("new", new))
+    };
+    let old_spec = if old.is_empty() {
+        None
+    } else {
+        Some(parse("old", old))
+    };
+    match (old_spec, new_spec) {
+        (Some(Ok(a)), Some(Ok(b))) => print!("{}", markdown(&b.line, &diff(&a, &b))),
+        (None, Some(Ok(b))) => {
+            println!("### `{}`: new line file `{file}`", b.line.value)
+        }
+        (Some(Ok(a)), None) => {
+            println!("### `{}`: line file `{file}` removed", a.line.value)
+        }
+        (Some(Err(d)), _) | (_, Some(Err(d))) => {
+            super::common::print_diags(&[d], super::DiagFormat::Human, &|_| None);
+            return false;
+        }
+        (None, None) => {}
+    }
+    true
 }

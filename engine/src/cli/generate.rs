@@ -183,6 +183,42 @@ pub fn generate(r: &Request) -> Result<Vec<String>, String> {
     }
 }
 
+/// `valtava generate`: writes the input and prints the files written; exit 2 for a share of
+/// bad rows outside 0–1, 1 if the input cannot be made.
+pub(super) fn run(
+    line: &str,
+    period: &str,
+    rows: u64,
+    seed: u64,
+    bad_share: f64,
+    out: &Path,
+) -> std::process::ExitCode {
+    if !(0.0..=1.0).contains(&bad_share) {
+        super::common::error("--bad-share is a share from 0 to 1");
+        return std::process::ExitCode::from(2);
+    }
+    let request = Request {
+        line,
+        period,
+        rows,
+        seed,
+        bad_share,
+        out,
+    };
+    match generate(&request) {
+        Ok(files) => {
+            for f in files {
+                println!("{f}");
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            super::common::error(&e);
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 fn birth(rng: &mut Rng, from: i32, to: i32) -> NaiveDate {
     let y = from + rng.below((to - from + 1) as u64) as i32;
     NaiveDate::from_ymd_opt(y, 1 + rng.below(12) as u32, 1 + rng.below(28) as u32)

@@ -2,10 +2,10 @@
 
 use std::fmt::Write as _;
 
-use crate::load::Line;
+use crate::line::load::Line;
 
 fn kind(line: &Line, step: &str) -> &'static str {
-    crate::load::step(&line.spec, step)
+    crate::line::load::step(&line.spec, step)
         .kinds()
         .first()
         .map(|k| k.as_str())
@@ -18,7 +18,7 @@ fn edges(line: &Line) -> Vec<(String, String)> {
         .order
         .iter()
         .flat_map(|s| {
-            crate::load::step(&line.spec, s)
+            crate::line::load::step(&line.spec, s)
                 .inputs()
                 .into_iter()
                 .map(move |i| (i.value.clone(), s.clone()))
@@ -70,4 +70,25 @@ pub fn mermaid(line: &Line) -> String {
         let _ = writeln!(out, "  {a} --> {b}");
     }
     out
+}
+
+/// `valtava graph`: prints the steps of `line` as DOT or Mermaid; exit 1 if the line does
+/// not load.
+pub(super) fn run(line: &std::path::Path, format: super::GraphFormat) -> std::process::ExitCode {
+    match crate::line::load::load(line) {
+        Ok((l, _)) => {
+            print!(
+                "{}",
+                match format {
+                    super::GraphFormat::Dot => dot(&l),
+                    super::GraphFormat::Mermaid => mermaid(&l),
+                }
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(d) => {
+            super::common::print_diags(&d, super::DiagFormat::Human, &super::common::read_source);
+            std::process::ExitCode::from(1)
+        }
+    }
 }

@@ -21,6 +21,7 @@
 //! Rows are compared as sets of the columns the expectation names. Results go to the
 //! terminal and, with `--junit FILE`, to JUnit XML for CI systems.
 
+use quick_xml::escape::escape as xml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -90,7 +91,7 @@ fn csv_field(s: &str, delimiter: char) -> String {
 fn fixture(
     dir: &Path,
     step: &str,
-    src: &crate::spec::SourceSpec,
+    src: &crate::line::spec::SourceSpec,
     rows: &[serde_json::Value],
 ) -> Result<String, String> {
     let folder = dir.join("fixtures").join(step);
@@ -224,7 +225,7 @@ pub async fn run_file(path: &Path, key: &[u8]) -> Result<Vec<Outcome>, String> {
         )
     })?;
     let line_path: PathBuf = path.parent().unwrap_or(Path::new(".")).join(&file.line);
-    let (line, _) = crate::load::load(&line_path).map_err(|d| {
+    let (line, _) = crate::line::load::load(&line_path).map_err(|d| {
         d.iter()
             .map(|d| d.message.clone())
             .collect::<Vec<_>>()
@@ -247,7 +248,7 @@ pub async fn run_file(path: &Path, key: &[u8]) -> Result<Vec<Outcome>, String> {
 
 async fn run_case(
     line_path: &Path,
-    line: &crate::load::Line,
+    line: &crate::line::load::Line,
     file: &TestFile,
     t: &TestCase,
     key: &[u8],
@@ -284,6 +285,7 @@ async fn run_case(
         capture: t.expect.steps.keys().cloned().collect(),
         engine: None,
         deadline: None,
+        recorder: crate::artefacts::recorder(),
         lineage_url: None,
     };
     let result = crate::run::run(line_path, opts).await;
@@ -294,7 +296,7 @@ async fn run_case(
             ));
         }
         (Err(crate::run::RunError::Failed(f, r)), Some(code)) => {
-            if f.code != code {
+            if f.code.as_str() != code {
                 return Err(format!(
                     "expected {code}, the run failed with {}: {}",
                     f.code, f.message
@@ -325,8 +327,8 @@ async fn run_case(
     let mut problems = Vec::new();
     for (step, want) in &t.expect.steps {
         let path = dir.join(format!(
-            "captures/{}/{}/{step}.parquet",
-            report.line, report.run_id
+            "{}/{step}.parquet",
+            crate::store::layout::captures(&report.line, &report.run_id)
         ));
         match read_parquet(&path) {
             Ok(got) => problems.extend(compare(&format!("step `{step}`"), &got, want)),
@@ -335,8 +337,8 @@ async fn run_case(
     }
     for (step, want) in &t.expect.quarantine {
         let path = dir.join(format!(
-            "quarantine/{}/{period}/{}/{step}.parquet",
-            report.line, report.run_id
+            "{}/{step}.parquet",
+            crate::store::layout::quarantine(&report.line, &period, &report.run_id)
         ));
         let got = if path.exists() {
             read_parquet(&path)?
@@ -346,9 +348,12 @@ async fn run_case(
         problems.extend(compare(&format!("quarantine of `{step}`"), &got, want));
     }
     for (dataset, want) in &t.expect.datasets {
-        let path = dir.join(format!(
-            "releases/{}/{period}/{}/{dataset}.parquet",
-            report.line, report.run_id
+        let path = dir.join(crate::store::layout::release_file(
+            &report.line,
+            &period,
+            &report.run_id,
+            dataset,
+            "parquet",
         ));
         match read_parquet(&path) {
             Ok(got) => problems.extend(compare(&format!("dataset `{dataset}`"), &got, want)),
@@ -373,13 +378,6 @@ fn tempfile_dir() -> Result<PathBuf, String> {
     ));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     Ok(dir)
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// JUnit XML of the outcomes, one test suite per line.
@@ -413,4 +411,50 @@ pub fn junit(outcomes: &[Outcome]) -> String {
     }
     x.push_str("</testsuites>\n");
     x
+}
+
+/// `valtava test`: runs the tests of each file and prints one line per test, with JUnit XML
+/// into `junit_file` if given; exit 1 if a test failed or a file could not be run.
+pub(super) fn run(files: &[PathBuf], junit_file: Option<&Path>) -> std::process::ExitCode {
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
+        return std::process::ExitCode::from(1);
+    };
+    let mut outcomes = Vec::new();
+    let mut broken = false;
+    for f in files {
+        match runtime.block_on(run_file(f, b"valtava-line-test-key")) {
+            Ok(o) => outcomes.extend(o),
+            Err(e) => {
+                super::common::error(&e);
+                broken = true;
+            }
+        }
+    }
+    for o in &outcomes {
+        match &o.failure {
+            None => println!("ok     {} / {}", o.suite, o.name),
+            Some(f) => println!(
+                "FAILED {} / {}\n       {}",
+                o.suite,
+                o.name,
+                f.replace('\n', "\n       ")
+            ),
+        }
+    }
+    let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+    println!("{} passed, {failed} failed", outcomes.len() - failed);
+    if let Some(path) = junit_file
+        && let Err(e) = std::fs::write(path, junit(&outcomes))
+    {
+        super::common::error(format!("{}: {e}", path.display()));
+        return std::process::ExitCode::from(1);
+    }
+    if failed > 0 || broken {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
 }

@@ -14,6 +14,8 @@
 //! - `to_char(timestamp, format)`: DataFusion's, with a faster path for a constant format
 //!   over timestamps without a time zone (same result).
 
+pub mod cellsets;
+
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
@@ -561,7 +563,10 @@ impl ScalarUDFImpl for TextTimestamp {
 /// internal (plans of `count(DISTINCT …)`), registered so that a plan sent to a cluster
 /// finds them by name.
 pub fn udafs() -> Vec<datafusion::logical_expr::AggregateUDF> {
-    vec![crate::cellsets::cell_set(), crate::cellsets::group_counts()]
+    vec![
+        crate::functions::cellsets::cell_set(),
+        crate::functions::cellsets::group_counts(),
+    ]
 }
 
 /// The functions, ready to register; `key` is the pseudonymisation key of the run (`None`
@@ -573,7 +578,7 @@ pub fn udfs(key: Option<&[u8]>) -> Vec<ScalarUDF> {
     let text = || Signature::exact(vec![DataType::Utf8], Volatility::Immutable);
     vec![
         ScalarUDF::new_from_impl(DistinctKey::default()),
-        crate::cellsets::cell_lanes(),
+        crate::functions::cellsets::cell_lanes(),
         ScalarUDF::new_from_impl(TextTimestamp::default()),
         ScalarUDF::new_from_impl(ToChar::new()),
         ScalarUDF::new_from_impl(HetuProblem { signature: text() }),

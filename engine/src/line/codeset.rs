@@ -14,8 +14,8 @@ use datafusion::datasource::{MemTable, TableProvider};
 use sha2::{Digest, Sha256};
 
 use crate::diag::{Code, Diagnostic};
-use crate::load::Line;
-use crate::spec::CodesetFormat;
+use crate::line::load::Line;
+use crate::line::spec::CodesetFormat;
 
 /// A loaded code set.
 #[derive(Debug, Clone)]

@@ -150,7 +150,7 @@ pub fn layout(text: &str) -> String {
 }
 
 fn meaning(file: &str, text: &str) -> Result<serde_json::Value, String> {
-    let spec = crate::load::parse(file, text)
+    let spec = crate::line::load::parse(file, text)
         .map_err(|d| format!("{}:{}:{}: {}", d.file, d.line, d.col, d.message))?;
     serde_json::to_value(&spec).map_err(|e| e.to_string())
 }

@@ -12,7 +12,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use sha2::{Digest, Sha256};
 
 use crate::diag::{Code, Diagnostic, did_you_mean};
-use crate::spec::{LineSpec, Name, Pos, StepKind, StepSpec};
+use crate::line::spec::{LineSpec, Name, Pos, StepKind, StepSpec};
 
 /// A line file that parsed and passed the structural checks.
 #[derive(Debug, Clone)]
@@ -243,7 +243,7 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
         }
     }
     if let Some(schedule) = &spec.schedule
-        && let Err(e) = schedule.value.parse::<crate::cron::Schedule>()
+        && let Err(e) = schedule.value.parse::<crate::line::cron::Schedule>()
     {
         diags.push(
             Diagnostic::error(Code::V003, file, schedule.at, e.message).with_hint(
@@ -353,7 +353,7 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
                         ),
                     ));
                 }
-                let n = crate::rules::check_count(rule);
+                let n = crate::steps::validate::check_count(rule);
                 if n != 1 {
                     diags.push(
                         Diagnostic::error(
@@ -365,7 +365,10 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
                                 rule.id.value
                             ),
                         )
-                        .with_hint(format!("one of {}", crate::rules::CHECKS.join(", "))),
+                        .with_hint(format!(
+                            "one of {}",
+                            crate::steps::validate::CHECKS.join(", ")
+                        )),
                     );
                 }
                 if let Some(c) = &rule.in_codeset {
@@ -427,9 +430,9 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
             }
         }
         if let Some(s) = &step.source {
-            match crate::parsers::get(&s.format) {
+            match crate::steps::source::parsers::get(&s.format) {
                 None => {
-                    let formats = crate::parsers::formats();
+                    let formats = crate::steps::source::parsers::formats();
                     let mut d = Diagnostic::error(
                         Code::V106,
                         file,
@@ -503,7 +506,7 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
     }
     for (name, p) in &spec.params {
         if let Some(d) = &p.default
-            && let Err(e) = crate::params::parse_value(p.kind.value, d)
+            && let Err(e) = crate::line::params::parse_value(p.kind.value, d)
         {
             diags.push(Diagnostic::error(
                 Code::V302,

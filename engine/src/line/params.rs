@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use datafusion::scalar::ScalarValue;
 
-use crate::spec::ParamKind;
+use crate::line::spec::ParamKind;
 
 /// A parsed parameter value.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The JSON Schema of line files, generated from the spec types.
 
-use crate::spec::LineSpec;
+use crate::line::spec::LineSpec;
 
 /// The schema as pretty JSON (what `schemas/line.schema.json` holds).
 pub fn line_schema_json() -> String {

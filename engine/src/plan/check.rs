@@ -7,10 +7,10 @@ use std::sync::Arc;
 use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::scalar::ScalarValue;
 
-use crate::codeset::Codeset;
 use crate::diag::{Code, Diagnostic};
-use crate::load::Line;
-use crate::params::{ParamValue, example_value, expression_values};
+use crate::line::codeset::Codeset;
+use crate::line::load::Line;
+use crate::line::params::{ParamValue, example_value, expression_values};
 use crate::plan::{InputInfo, Planner, StepPlan, raw_source_schema};
 
 /// A line whose every step planned.
@@ -49,7 +49,7 @@ pub fn bind_params(
                     }
                 ));
             };
-            let value = crate::params::parse_value(spec.kind.value, v)
+            let value = crate::line::params::parse_value(spec.kind.value, v)
                 .map_err(|e| format!("parameter `{k}`: {e}"))?;
             out.insert(k.clone(), value);
         }
@@ -59,7 +59,7 @@ pub fn bind_params(
             continue;
         }
         let v = match (&spec.default, given) {
-            (Some(d), _) => crate::params::parse_value(spec.kind.value, d)
+            (Some(d), _) => crate::line::params::parse_value(spec.kind.value, d)
                 .map_err(|e| format!("default of `{}`: {e}", name.value))?,
             (None, None) => example_value(spec.kind.value),
             (None, Some(_)) => {
@@ -110,7 +110,7 @@ fn same_file(a: &Line, b: &Line) -> bool {
 
 /// Loads and plans a line with example parameter values.
 pub fn check(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
-    let (line, warnings) = crate::load::load(path)?;
+    let (line, warnings) = crate::line::load::load(path)?;
     let params = bind_params(&line, None).map_err(|e| {
         vec![Diagnostic::error(
             Code::V302,
@@ -129,7 +129,7 @@ pub fn plan_all(
     params: &BTreeMap<String, ScalarValue>,
     key: &[u8],
 ) -> Result<Checked, Vec<Diagnostic>> {
-    let codesets = crate::codeset::load_all(&line)?;
+    let codesets = crate::line::codeset::load_all(&line)?;
     let tables: BTreeMap<String, Arc<MemTable>> = codesets
         .iter()
         .map(|(k, v)| (k.clone(), v.table.clone()))
@@ -139,12 +139,14 @@ pub fn plan_all(
         state: crate::plan::session(Some(key), 1).state(),
         params: params.clone(),
         codesets: &tables,
-        unique_filter: Some(crate::seen::filter_bytes(crate::plan::memory_limit())),
+        unique_filter: Some(crate::steps::validate::seen::filter_bytes(
+            crate::plan::memory_limit(),
+        )),
     };
     let mut plans: BTreeMap<String, StepPlan> = BTreeMap::new();
     let mut diags = Vec::new();
     for name in &line.dag.order {
-        let step = crate::load::step(&line.spec, name);
+        let step = crate::line::load::step(&line.spec, name);
         let mut inputs: BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)> = BTreeMap::new();
         if let Some(s) = &step.source {
             for (c, _) in &s.columns {
@@ -233,7 +235,7 @@ mod tests {
         let text = std::fs::read_to_string(mini)
             .unwrap()
             .replace("line: mini", &format!("line: {name}"));
-        crate::load::load_text(file, Path::new("."), text)
+        crate::line::load::load_text(file, Path::new("."), text)
             .map(|(l, _)| l)
             .unwrap_or_else(|d| panic!("{d:?}"))
     }

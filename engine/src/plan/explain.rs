@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::check::Checked;
+use crate::plan::check::Checked;
 
 /// One column of a step's output.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub fn steps(c: &Checked) -> Vec<StepInfo> {
         .order
         .iter()
         .map(|name| {
-            let spec = crate::load::step(&c.line.spec, name);
+            let spec = crate::line::load::step(&c.line.spec, name);
             let plan = &c.plans[name];
             let columns = plan
                 .output

@@ -7,6 +7,10 @@
 //! the rows that fail a `reject` rule to quarantine and drops those columns, so the step's
 //! output schema is its plan's schema without them.
 
+pub mod check;
+pub mod explain;
+pub mod personal;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -24,12 +28,12 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 
 use crate::diag::{Code, Diagnostic, did_you_mean};
-use crate::load::Line;
-use crate::personal::{Lineage, Taint};
-use crate::spec::{
+use crate::line::load::Line;
+use crate::line::spec::{
     AggregateSpec, ColumnType, ExprText, HarmoniseSpec, Name, Pos, PublishSpec, RuleSpec, Severity,
     SourceSpec, SqlSpec, StepKind, Unmapped, ValidateSpec,
 };
+use crate::plan::personal::{Lineage, Taint};
 
 /// Column of a row's source object.
 pub const OBJECT_COLUMN: &str = "_object";
@@ -109,7 +113,7 @@ pub struct StepPlan {
     pub disclosure: Option<Disclosure>,
 }
 
-/// How a published table is protected (see [`crate::disclosure`]).
+/// How a published table is protected (see [`crate::publish::disclosure`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Disclosure {
     /// The counts that decide: the dataset's first count, then the counts of persons.
@@ -434,7 +438,7 @@ fn distinct_counts(
     let codes = || (0..dims.len()).map(|i| c(code(i))).collect::<Vec<_>>();
     // A cell's number from the codes, with the dimensions' names for its errors.
     let lanes = || {
-        crate::cellsets::cell_lanes().call(
+        crate::functions::cellsets::cell_lanes().call(
             codes()
                 .into_iter()
                 .chain(dims.iter().map(|n| lit(n.as_str())))
@@ -522,7 +526,7 @@ fn distinct_counts(
     let sets = keyed.aggregate(
         vec![c(key)],
         vec![
-            crate::cellsets::cell_set()
+            crate::functions::cellsets::cell_set()
                 .call(vec![c(cell.clone())])
                 .alias(&set),
         ],
@@ -535,7 +539,7 @@ fn distinct_counts(
         .aggregate(
             Vec::<Expr>::new(),
             vec![
-                crate::cellsets::group_counts()
+                crate::functions::cellsets::group_counts()
                     .call(vec![c(set), lit(dims.len() as i64), lit(totals)])
                     .alias(&counted),
             ],
@@ -694,10 +698,10 @@ impl Planner<'_> {
 
     /// Plans step `name` over `inputs` (providers of the input steps, with what is known
     /// of them). Expression errors come back as diagnostics pointing at the expression.
-    /// Which output columns are personal is computed from the plan ([`crate::personal`]).
+    /// Which output columns are personal is computed from the plan ([`crate::plan::personal`]).
     pub fn plan_step(&self, name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
         let mut p = self.plan_kind(name, inputs)?;
-        let step = crate::load::step(&self.line.spec, name);
+        let step = crate::line::load::step(&self.line.spec, name);
         let mut lineage = match &step.source {
             Some(s) => s
                 .columns
@@ -710,7 +714,7 @@ impl Planner<'_> {
                     .iter()
                     .map(|(n, (_, i))| (n.clone(), i.lineage.clone()))
                     .collect();
-                crate::personal::of_plan(&p.plan, &of_inputs, name)
+                crate::plan::personal::of_plan(&p.plan, &of_inputs, name)
             }
         };
         lineage.retain(|c, _| p.output.column_with_name(c).is_some());
@@ -733,7 +737,7 @@ impl Planner<'_> {
                 .iter()
                 .map(|(n, (_, i))| (n.clone(), i.person_counts.clone()))
                 .collect();
-            for c in crate::personal::person_counts(&p.plan, &of_inputs, &counts) {
+            for c in crate::plan::personal::person_counts(&p.plan, &of_inputs, &counts) {
                 if !p.person_counts.contains(&c) && p.output.column_with_name(&c).is_some() {
                     p.person_counts.push(c);
                 }
@@ -795,7 +799,7 @@ impl Planner<'_> {
     }
 
     fn plan_kind(&self, name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
-        let step = crate::load::step(&self.line.spec, name);
+        let step = crate::line::load::step(&self.line.spec, name);
         let scan = |input: &Name| -> Result<(LogicalPlanBuilder, &InputInfo), Diags> {
             let (provider, info) = inputs.get(input.value.as_str()).ok_or_else(|| {
                 vec![self.diag(
@@ -813,7 +817,7 @@ impl Planner<'_> {
             Ok((b, info))
         };
         if let Some(s) = &step.source {
-            let (b, _) = scan(&crate::spec::Sp::synthetic(name.to_string()))?;
+            let (b, _) = scan(&crate::line::spec::Sp::synthetic(name.to_string()))?;
             return self.plan_source(s, b);
         }
         if let Some(v) = &step.validate {
@@ -1474,14 +1478,14 @@ impl Planner<'_> {
     /// A range bound as a value of the column's type.
     fn bound(
         &self,
-        b: &crate::spec::Sp<crate::spec::Scalar>,
+        b: &crate::line::spec::Sp<crate::line::spec::Scalar>,
         t: &DataType,
         column: &Name,
     ) -> Result<ScalarValue, Diags> {
         let v = match &b.value {
-            crate::spec::Scalar::Integer(i) => ScalarValue::Int64(Some(*i)),
-            crate::spec::Scalar::Number(n) => ScalarValue::Float64(Some(*n)),
-            crate::spec::Scalar::Text(s) => ScalarValue::Utf8(Some(s.clone())),
+            crate::line::spec::Scalar::Integer(i) => ScalarValue::Int64(Some(*i)),
+            crate::line::spec::Scalar::Number(n) => ScalarValue::Float64(Some(*n)),
+            crate::line::spec::Scalar::Text(s) => ScalarValue::Utf8(Some(s.clone())),
         };
         let target = if matches!(t, DataType::Int64) && matches!(v, ScalarValue::Float64(_)) {
             DataType::Float64
@@ -1513,7 +1517,7 @@ impl Planner<'_> {
             )]
         })?;
         let key = &self.line.spec.codesets[name.value.as_str()].key.value;
-        Ok(crate::codeset::codes(table, key))
+        Ok(crate::line::codeset::codes(table, key))
     }
 
     fn plan_validate(
@@ -1607,7 +1611,7 @@ impl Planner<'_> {
             // The filter's end: on the second scan, which starts after the first pass.
             let mut seen_done = None;
             let candidates = if let Some(bytes) = self.unique_filter {
-                let filter = crate::seen::SeenBefore::new(
+                let filter = crate::steps::validate::seen::SeenBefore::new(
                     bytes,
                     self.state.runtime_env().memory_pool.clone(),
                 );
@@ -1681,7 +1685,7 @@ impl Planner<'_> {
                 .map_err(err(rule.id.at))?;
         }
         for (i, rule) in v.rules.iter().enumerate() {
-            if crate::rules::is_dataset_check(rule) {
+            if crate::steps::validate::is_dataset_check(rule) {
                 match self.dataset_check(rule, &schema) {
                     Ok(c) => dataset_checks.push(c),
                     Err(d) => diags.extend(d),
@@ -2097,7 +2101,7 @@ impl Planner<'_> {
                     }
                 })
                 .collect();
-            // A pseudonym is still personal data (see `crate::personal`): it can be counted
+            // A pseudonym is still personal data (see `crate::plan::personal`): it can be counted
             // (count(DISTINCT hetu)) but not published row by row.
             b = b.project(exprs).map_err(err(h.input.at))?;
         }
@@ -2373,7 +2377,7 @@ impl Planner<'_> {
         b: LogicalPlanBuilder,
         i: usize,
         name: &Name,
-        r: &crate::spec::RateSpec,
+        r: &crate::line::spec::RateSpec,
         totals: bool,
         population: Option<&LogicalPlanBuilder>,
     ) -> Result<LogicalPlanBuilder, Diags> {
@@ -2407,11 +2411,11 @@ impl Planner<'_> {
         let year_col = r
             .year_column
             .clone()
-            .unwrap_or_else(|| crate::spec::Sp::synthetic("vuosi".into()));
+            .unwrap_or_else(|| crate::line::spec::Sp::synthetic("vuosi".into()));
         let value_col = r
             .value
             .clone()
-            .unwrap_or_else(|| crate::spec::Sp::synthetic("vaesto".into()));
+            .unwrap_or_else(|| crate::line::spec::Sp::synthetic("vaesto".into()));
         for c in [&r.area, &year_col, &value_col] {
             self.column_check(pop.schema(), c).map_err(|d| vec![d])?;
         }

@@ -4,7 +4,7 @@
 //!
 //! A published table has dimension columns and measures; the *deciding counts* decide: the
 //! dataset's first count and every count of persons (a `count(DISTINCT …)` of a personal
-//! column, see [`crate::personal`]), since a cell of many events can still be about one to
+//! column, see [`crate::plan::personal`]), since a cell of many events can still be about one to
 //! four persons.
 //! The table holds total rows: a dimension's total code (`SSS` for the whole country, `YHT`
 //! for other dimensions) stands for the sum over its other categories. Every such sum is a

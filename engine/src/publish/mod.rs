@@ -7,6 +7,10 @@
 //! releases/<line>/<period>/latest.json
 //! ```
 
+pub mod disclosure;
+pub mod jsonstat;
+pub mod releases;
+
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -23,7 +27,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::spec::{CsvStyle, PublishFormat};
+use crate::line::spec::{CsvStyle, PublishFormat};
 
 /// One written object.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -328,7 +332,7 @@ pub fn protect(
                 .collect())
         })
         .collect::<Result<_, String>>()?;
-    let (hidden, _) = crate::disclosure::suppress(&keys, &counts, d.min_count);
+    let (hidden, _) = crate::publish::disclosure::suppress(&keys, &counts, d.min_count);
     let suppressed = hidden.iter().filter(|h| **h).count();
     let mask = BooleanArray::from(hidden.clone());
     let mut columns = Vec::with_capacity(table.num_columns());
@@ -353,7 +357,7 @@ pub fn protect(
 /// The schema with each column's description and unit as Arrow field metadata.
 pub fn describe_columns(
     schema: &SchemaRef,
-    p: &crate::spec::PublishSpec,
+    p: &crate::line::spec::PublishSpec,
 ) -> arrow::datatypes::Schema {
     use std::collections::HashMap;
     let fields: Vec<arrow::datatypes::Field> = schema
@@ -364,7 +368,7 @@ pub fn describe_columns(
             if let Some(c) = p.columns.get(f.name().as_str()) {
                 if let Some(d) = &c.description {
                     meta.insert("description".to_string(), d.fi().to_string());
-                    if let crate::spec::Text::Languages(l) = d {
+                    if let crate::line::spec::Text::Languages(l) = d {
                         if let Some(sv) = &l.sv {
                             meta.insert("description_sv".to_string(), sv.clone());
                         }
@@ -389,20 +393,20 @@ pub fn describe_columns(
     arrow::datatypes::Schema::new(fields)
 }
 
-fn languages(t: &crate::spec::Text) -> [Option<String>; 3] {
+fn languages(t: &crate::line::spec::Text) -> [Option<String>; 3] {
     match t {
-        crate::spec::Text::Plain(s) => [Some(s.clone()), None, None],
-        crate::spec::Text::Languages(l) => [Some(l.fi.clone()), l.sv.clone(), l.en.clone()],
+        crate::line::spec::Text::Plain(s) => [Some(s.clone()), None, None],
+        crate::line::spec::Text::Languages(l) => [Some(l.fi.clone()), l.sv.clone(), l.en.clone()],
     }
 }
 
 /// What the JSON-stat writer needs: labels from the line, the publish step and code sets.
 pub fn jsonstat_meta<'a>(
-    line: &crate::load::Line,
-    p: &crate::spec::PublishSpec,
+    line: &crate::line::load::Line,
+    p: &crate::line::spec::PublishSpec,
     dimensions: &'a [String],
     codesets: &std::collections::BTreeMap<String, Arc<datafusion::datasource::MemTable>>,
-) -> Result<crate::jsonstat::DatasetMeta<'a>, String> {
+) -> Result<crate::publish::jsonstat::DatasetMeta<'a>, String> {
     use arrow::array::{Array, AsArray};
     use datafusion::datasource::TableProvider;
     let mut column_labels = std::collections::BTreeMap::new();
@@ -422,7 +426,7 @@ pub fn jsonstat_meta<'a>(
             .ok_or_else(|| format!("unknown code set `{}`", spec.codeset.value))?;
         let key = &line.spec.codesets[spec.codeset.value.as_str()].key.value;
         let schema = table.schema();
-        let pick = |given: &Option<crate::spec::Name>, defaults: &[&str]| -> Option<String> {
+        let pick = |given: &Option<crate::line::spec::Name>, defaults: &[&str]| -> Option<String> {
             match given {
                 Some(n) => Some(n.value.clone()),
                 None => defaults
@@ -436,7 +440,7 @@ pub fn jsonstat_meta<'a>(
             pick(&spec.sv, &["name_sv", "display_sv"]),
             pick(&spec.en, &["name_en", "display_en"]),
         ];
-        let mut labels = crate::jsonstat::Labels::new();
+        let mut labels = crate::publish::jsonstat::Labels::new();
         for partition in table.batches.iter() {
             let batches = partition.try_read().map_err(|e| e.to_string())?;
             for b in batches.iter() {
@@ -461,7 +465,7 @@ pub fn jsonstat_meta<'a>(
         }
         code_labels.insert(dim.value.clone(), labels);
     }
-    Ok(crate::jsonstat::DatasetMeta {
+    Ok(crate::publish::jsonstat::DatasetMeta {
         label: languages(&line.spec.title.value),
         source: line.spec.owner.clone(),
         dimensions,

@@ -65,7 +65,7 @@ pub async fn list_cached(
     line: &str,
     cache: &ManifestCache,
 ) -> Result<Vec<Release>, String> {
-    let prefix = Path::from(format!("releases/{line}"));
+    let prefix = Path::from(crate::store::layout::releases_of(line));
     let metas: Vec<_> = store
         .inner
         .list(Some(&prefix))
@@ -91,7 +91,7 @@ pub async fn list_cached(
             None => {
                 let pointer = read_json(
                     &store.inner,
-                    &format!("releases/{line}/{period}/latest.json"),
+                    &crate::store::layout::release_pointer(line, &period),
                 )
                 .await
                 .and_then(|p| p["run_id"].as_str().map(String::from));

@@ -13,7 +13,7 @@
 //!
 //! The cluster never sees a clear identity code and never holds the pseudonymisation key.
 //! Which steps go to the cluster is decided step by step from the personal-data lineage of
-//! the plans ([`crate::personal`]): a source, a step any of whose inputs holds a clear
+//! the plans ([`crate::plan::personal`]): a source, a step any of whose inputs holds a clear
 //! personal value, and a step that pseudonymises run where the run starts; only the steps
 //! after pseudonymisation (aggregates, SQL, publish) go to the cluster, so every work file
 //! holds pseudonyms at most. Valtava's functions are registered on the scheduler and every
@@ -123,7 +123,7 @@ impl Cluster {
         Ok(Cluster {
             state,
             root: root_url(store)?,
-            work: format!("work/{run_id}"),
+            work: crate::store::layout::work(run_id),
         })
     }
 
@@ -203,12 +203,12 @@ impl Cluster {
     /// Removes this run's work files.
     /// Keeps the run's work folder marked as in use: writes `work/<run id>/_lease` now and
     /// again every minute until the returned task is aborted. A folder whose lease is older
-    /// than [`crate::gc::WORK_LEASE_STALE`] belongs to a run that was killed, and the next
+    /// than [`crate::run::gc::WORK_LEASE_STALE`] belongs to a run that was killed, and the next
     /// run removes it. The renewal stops when the lease is dropped, whichever way the run
     /// ends.
     pub fn lease(&self, store: &Arc<dyn ObjectStore>) -> Lease {
         let store = store.clone();
-        let path = Path::from(format!("{}/{}", self.work, crate::gc::WORK_LEASE));
+        let path = Path::from(format!("{}/{}", self.work, crate::run::gc::WORK_LEASE));
         Lease(tokio::spawn(async move {
             loop {
                 let _ = store

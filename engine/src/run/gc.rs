@@ -23,7 +23,7 @@ use tracing::{debug, info};
 use crate::store::Store;
 
 /// Where the leases of running runs are.
-const RUNNING: &str = "running";
+use crate::store::layout::RUNNING;
 
 /// A run's lease is renewed this often.
 const RENEW: std::time::Duration = std::time::Duration::from_secs(60);
@@ -75,12 +75,12 @@ impl Lease {
         run_id: &str,
         prefixes: Vec<String>,
     ) -> Result<Lease, String> {
-        let path = Path::from(format!("{RUNNING}/{line}/{run_id}.json"));
+        let path = Path::from(crate::store::layout::lease(line, run_id));
         let info = LeaseInfo {
             host: host(),
             pid: std::process::id(),
             run_id: run_id.to_string(),
-            report: format!("runs/{line}/{run_id}.json"),
+            report: crate::store::layout::run_report(line, run_id),
             prefixes,
             process: process_key(std::process::id()),
         };
@@ -265,7 +265,7 @@ async fn reclaim(
         None => false,
     };
     for prefix in info.iter().filter(|_| !finished).flat_map(|i| &i.prefixes) {
-        let manifest = Path::from(format!("{prefix}/_manifest.json"));
+        let manifest = Path::from(crate::store::layout::manifest(prefix));
         if store.head(&manifest).await.is_ok() {
             continue;
         }

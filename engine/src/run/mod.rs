@@ -11,6 +11,14 @@
 //! received what its producer sent. A run that cannot account for a row fails and publishes
 //! nothing.
 
+pub mod accounting;
+#[cfg(feature = "ballista")]
+pub mod cluster;
+pub mod gc;
+pub mod quarantine;
+pub mod record;
+pub mod spill;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,11 +41,11 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 use valtava_plugin::{ParseRequest, SourceObject};
 
-use crate::check::Checked;
-use crate::load::Line;
+use crate::line::load::Line;
+use crate::line::spec::StepKind;
+use crate::plan::check::Checked;
 use crate::plan::{InputInfo, OBJECT_COLUMN, Planner, ROW_COLUMN, StepPlan};
-use crate::quarantine::Quarantine;
-use crate::spec::StepKind;
+use crate::run::quarantine::Quarantine;
 use crate::store::Store;
 
 /// How a run is asked for.
@@ -62,6 +70,9 @@ pub struct RunOptions {
     pub engine: Option<String>,
     /// The longest the run may take; `None`: the line's `limits.run_minutes`.
     pub deadline: Option<std::time::Duration>,
+    /// Builds the run's lineage events and quality report
+    /// ([`crate::artefacts::recorder`]).
+    pub recorder: Arc<dyn record::Recorder>,
 }
 
 /// Counts of one step.
@@ -76,7 +87,7 @@ pub struct Counters {
     /// parser's row-0 reject: the object could not be read at all).
     pub bytes_read: AtomicU64,
     pub bytes_failed: AtomicU64,
-    pub quality: Mutex<crate::quality::StepQuality>,
+    pub quality: Mutex<crate::run::accounting::StepQuality>,
 }
 
 /// A step in the run report.
@@ -116,7 +127,7 @@ pub struct RunReport {
     pub line_hash: String,
     pub engine_version: String,
     pub params: BTreeMap<String, String>,
-    pub status: String,
+    pub status: RunStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<RunFailure>,
     pub started: String,
@@ -124,7 +135,7 @@ pub struct RunReport {
     pub steps: BTreeMap<String, StepReport>,
     /// The steps in the order the line runs them.
     pub step_order: Vec<String>,
-    pub codesets: BTreeMap<String, crate::codeset::CodesetUse>,
+    pub codesets: BTreeMap<String, crate::line::codeset::CodesetUse>,
     pub datasets: Vec<DatasetReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
@@ -136,7 +147,7 @@ pub struct RunReport {
 /// Why a run failed: a stable code and a message.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RunFailure {
-    pub code: &'static str,
+    pub code: RunCode,
     pub message: String,
 }
 
@@ -146,39 +157,95 @@ impl std::fmt::Display for RunFailure {
     }
 }
 
-/// Run failure codes.
-pub mod codes {
-    /// A parameter is unknown, missing or of the wrong form.
-    pub const PARAM: &str = "R001";
-    /// The line pseudonymises or holds personal columns and no key was given.
-    pub const KEY: &str = "R002";
-    /// A source object could not be read as declared.
-    pub const SOURCE: &str = "R003";
-    /// No object matches a source's location.
-    pub const NO_INPUT: &str = "R004";
-    /// A rule of severity `fail` was broken.
-    pub const RULE_FAIL: &str = "R005";
-    /// A step rejected more than its `max_reject_share`.
-    pub const REJECT_SHARE: &str = "R006";
-    /// Rows are unaccounted for.
-    pub const ACCOUNTING: &str = "R007";
-    /// Writing to the store failed.
-    pub const WRITE: &str = "R008";
-    /// The query engine failed.
-    pub const ENGINE: &str = "R009";
-    /// An object reached a reader limit (`limits:`); it is quarantined whole and the run
-    /// goes on. Used in quarantine reasons, not as a run failure.
-    pub const LIMIT: &str = "R010";
-    /// The run took longer than its deadline (`limits.run_minutes`).
-    pub const DEADLINE: &str = "R011";
+/// Run failure codes: stable, documented in the README, matched by line tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunCode {
+    /// `R001`: a parameter is unknown, missing or of the wrong form.
+    Param,
+    /// `R002`: the line pseudonymises or holds personal columns and no key was given.
+    Key,
+    /// `R003`: a source object could not be read as declared.
+    Source,
+    /// `R004`: no object matches a source's location.
+    NoInput,
+    /// `R005`: a rule of severity `fail` was broken.
+    RuleFail,
+    /// `R006`: a step rejected more than its `max_reject_share`.
+    RejectShare,
+    /// `R007`: rows are unaccounted for.
+    Accounting,
+    /// `R008`: writing to the store failed.
+    Write,
+    /// `R009`: the query engine failed.
+    Engine,
+    /// `R010`: an object reached a reader limit (`limits:`); it is quarantined whole and
+    /// the run goes on. Used in quarantine reasons, not as a run failure.
+    Limit,
+    /// `R011`: the run took longer than its deadline (`limits.run_minutes`).
+    Deadline,
+}
+
+impl RunCode {
+    /// The code as written in reports, logs and answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunCode::Param => "R001",
+            RunCode::Key => "R002",
+            RunCode::Source => "R003",
+            RunCode::NoInput => "R004",
+            RunCode::RuleFail => "R005",
+            RunCode::RejectShare => "R006",
+            RunCode::Accounting => "R007",
+            RunCode::Write => "R008",
+            RunCode::Engine => "R009",
+            RunCode::Limit => "R010",
+            RunCode::Deadline => "R011",
+        }
+    }
+}
+
+impl std::fmt::Display for RunCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RunCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    /// The status as written in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A run failure; its message goes into the run report, the log, the lineage event and the
 /// daemon's job, so it passes the scrubber here, where every failure is made.
-fn fail(code: &'static str, message: impl Into<String>) -> RunFailure {
+fn fail(code: RunCode, message: impl Into<String>) -> RunFailure {
     let message = message.into();
     // The query engine quotes the values it fails on.
-    let message = if code == codes::ENGINE {
+    let message = if code == RunCode::Engine {
         crate::redact::unquoted(&message)
     } else {
         message
@@ -246,7 +313,7 @@ impl PartitionStream for ChannelPartition {
 struct SpillPartition {
     schema: SchemaRef,
     path: PathBuf,
-    ready: watch::Receiver<crate::spill::Ready>,
+    ready: watch::Receiver<crate::run::spill::Ready>,
     /// Which partition of how many.
     part: usize,
     parts: usize,
@@ -266,7 +333,7 @@ impl PartitionStream for SpillPartition {
         let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let seen = rows.clone();
         let (counter, counted) = (self.counter.clone(), self.counted.clone());
-        let stream = crate::spill::read_when_ready(
+        let stream = crate::run::spill::read_when_ready(
             self.schema.clone(),
             self.path.clone(),
             self.ready.clone(),
@@ -297,7 +364,7 @@ enum Output {
     /// A file, with the columns (of the step's output) its readers read, if not all.
     Spill(
         PathBuf,
-        watch::Sender<crate::spill::Ready>,
+        watch::Sender<crate::run::spill::Ready>,
         Option<Vec<String>>,
     ),
     Publish,
@@ -326,7 +393,7 @@ struct Shared {
 }
 
 #[cfg(feature = "ballista")]
-type Cluster = crate::cluster::Cluster;
+type Cluster = crate::run::cluster::Cluster;
 /// Without the `ballista` feature there is no cluster to run on.
 #[cfg(not(feature = "ballista"))]
 type Cluster = std::convert::Infallible;
@@ -338,7 +405,7 @@ pub fn engine_problem(engine: &str) -> Option<String> {
     }
     #[cfg(feature = "ballista")]
     {
-        crate::cluster::scheduler_address(engine).err()
+        crate::run::cluster::scheduler_address(engine).err()
     }
     #[cfg(not(feature = "ballista"))]
     Some(if engine.starts_with("ballista://") {
@@ -362,22 +429,22 @@ async fn connect(
         Some(e) => e,
     };
     if let Some(problem) = engine_problem(engine) {
-        return Err(fail(codes::PARAM, problem));
+        return Err(fail(RunCode::Param, problem));
     }
     #[cfg(feature = "ballista")]
     {
-        let c = crate::cluster::Cluster::connect(engine, state, store, run_id)
-            .map_err(|e| fail(codes::PARAM, e))?;
+        let c = crate::run::cluster::Cluster::connect(engine, state, store, run_id)
+            .map_err(|e| fail(RunCode::Param, e))?;
         c.check()
             .await
-            .map_err(|e| fail(codes::ENGINE, format!("engine `{engine}`: {e}")))?;
+            .map_err(|e| fail(RunCode::Engine, format!("engine `{engine}`: {e}")))?;
         Ok(Some(c))
     }
     #[cfg(not(feature = "ballista"))]
     {
         // `engine_problem` refuses every other engine in this build.
         let _ = (state, store, run_id);
-        Err(fail(codes::PARAM, format!("unknown engine `{engine}`")))
+        Err(fail(RunCode::Param, format!("unknown engine `{engine}`")))
     }
 }
 
@@ -437,7 +504,7 @@ async fn placed(
             let plan = c
                 .prepare(step, plan, &shared.state, &shared.store.inner)
                 .await
-                .map_err(|e| fail(codes::ENGINE, format!("step `{step}`: {e}")))?;
+                .map_err(|e| fail(RunCode::Engine, format!("step `{step}`: {e}")))?;
             Ok((plan, c.state.clone()))
         }
         #[cfg(not(feature = "ballista"))]
@@ -480,12 +547,12 @@ pub fn needs_key(line: &Line) -> bool {
 pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (line, warnings) = crate::load::load(path).map_err(RunError::Invalid)?;
+    let (line, warnings) = crate::line::load::load(path).map_err(RunError::Invalid)?;
     for w in &warnings {
         warn!(code = ?w.code, "{}", w.message);
     }
-    let values = crate::check::bind_params(&line, Some(&opts.params))
-        .map_err(|e| RunError::Failed(fail(codes::PARAM, e), None))?;
+    let values = crate::plan::check::bind_params(&line, Some(&opts.params))
+        .map_err(|e| RunError::Failed(fail(RunCode::Param, e), None))?;
     for name in opts.sources.keys() {
         if line
             .spec
@@ -495,7 +562,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         {
             return Err(RunError::Failed(
                 fail(
-                    codes::PARAM,
+                    RunCode::Param,
                     format!("--source {name}=…: the line has no source step `{name}`"),
                 ),
                 None,
@@ -505,46 +572,47 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     if needs_key(&line) && opts.key.is_none() {
         return Err(RunError::Failed(
             fail(
-                codes::KEY,
+                RunCode::Key,
                 "the line handles personal identity codes and needs a pseudonymisation key: give --pseudonym-key-file FILE or set VALTAVA_PSEUDONYM_KEY",
             ),
             None,
         ));
     }
     let key = opts.key.clone().unwrap_or_default();
-    let expr_values = crate::params::expression_values(&values);
+    let expr_values = crate::line::params::expression_values(&values);
     let Checked {
         line,
         codesets,
         plans,
         ..
-    } = crate::check::plan_all(line, vec![], &expr_values, &key).map_err(RunError::Invalid)?;
+    } = crate::plan::check::plan_all(line, vec![], &expr_values, &key)
+        .map_err(RunError::Invalid)?;
     let run_id = run_id(&line.hash);
     let period = values
         .get("period")
         .map(|v| v.text())
         .unwrap_or_else(|| "all".into());
     let line_name = line.spec.line.value.clone();
-    let release_prefix = format!("releases/{line_name}/{period}/{run_id}");
+    let release_prefix = crate::store::layout::release(&line_name, &period, &run_id);
     let params_text: BTreeMap<String, String> =
         values.iter().map(|(k, v)| (k.clone(), v.text())).collect();
     info!(run_id = %run_id, line = %line_name, period = %period, "run started");
 
-    crate::gc::collect(&opts.store).await;
-    let lease = crate::gc::Lease::take(
+    crate::run::gc::collect(&opts.store).await;
+    let lease = crate::run::gc::Lease::take(
         &opts.store,
         &line_name,
         &run_id,
         vec![
             release_prefix.clone(),
-            format!("quarantine/{line_name}/{period}/{run_id}"),
-            format!("captures/{line_name}/{run_id}"),
+            crate::store::layout::quarantine(&line_name, &period, &run_id),
+            crate::store::layout::captures(&line_name, &run_id),
         ],
     )
     .await
-    .map_err(|e| RunError::Failed(fail(codes::WRITE, e), None))?;
-    let scratch = crate::gc::make_scratch(&run_id)
-        .map_err(|e| RunError::Failed(fail(codes::WRITE, e), None))?;
+    .map_err(|e| RunError::Failed(fail(RunCode::Write, e), None))?;
+    let scratch = crate::run::gc::make_scratch(&run_id)
+        .map_err(|e| RunError::Failed(fail(RunCode::Write, e), None))?;
     let state = crate::plan::session(Some(&key), 2).state();
     let cluster = connect(opts.engine.as_deref(), &state, &opts.store, &run_id)
         .await
@@ -580,7 +648,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         line,
     });
 
-    let lineage_info = crate::lineage::RunInfo {
+    let lineage_info = record::RunInfo {
         line: &shared.line,
         plans: &shared.check_plans,
         store_url: &shared.store.url,
@@ -588,13 +656,14 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         sources: shared.sources.clone(),
         params: &params_text,
     };
-    let lineage_dir = format!("lineage/{line_name}/{run_id}");
-    let start_event = crate::lineage::start(&lineage_info, &started_at);
+    let lineage_dir = crate::store::layout::lineage(&line_name, &run_id);
+    let start_event = opts.recorder.start_event(&lineage_info, &started_at);
     emit_lineage(
         &shared.store,
         &format!("{lineage_dir}/1-start.json"),
         opts.lineage_url.as_deref(),
         &start_event,
+        opts.recorder.as_ref(),
     )
     .await;
     let progress = opts.progress.then(|| spawn_progress(shared.clone()));
@@ -606,7 +675,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         Ok(r) => r,
         // Dropping the schedule stops every step task (and the plans they run).
         Err(_) => Err(fail(
-            codes::DEADLINE,
+            RunCode::Deadline,
             format!(
                 "the run took longer than its deadline of {} s (limits.run_minutes, --deadline-seconds); nothing is published",
                 deadline.as_secs()
@@ -628,20 +697,23 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     let quarantine_files = match shared.quarantine.close() {
         Ok(f) => f,
         Err(e) => {
-            failure.get_or_insert(fail(codes::WRITE, e));
+            failure.get_or_insert(fail(RunCode::Write, e));
             vec![]
         }
     };
     let mut quarantine_paths = Vec::new();
     for (step, file, rows) in &quarantine_files {
-        let target = format!("quarantine/{line_name}/{period}/{run_id}/{step}");
+        let target = format!(
+            "{}/{step}",
+            crate::store::layout::quarantine(&line_name, &period, &run_id)
+        );
         match write_sorted(&shared, file, &target).await {
             Ok(()) => {
                 debug!(step = %step, rows, "quarantine written");
                 quarantine_paths.push(format!("{target}.parquet"));
             }
             Err(e) => {
-                failure.get_or_insert(fail(codes::WRITE, e));
+                failure.get_or_insert(fail(RunCode::Write, e));
             }
         }
     }
@@ -666,19 +738,19 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
             schema.clone(),
             futures::stream::iter(batches.into_iter().map(Ok)),
         ));
-        let prefix = format!("captures/{line_name}/{run_id}");
+        let prefix = crate::store::layout::captures(&line_name, &run_id);
         if let Err(e) = crate::publish::write_stream(
             &shared.store.inner,
             &prefix,
             step,
-            &[crate::spec::PublishFormat::Parquet],
+            &[crate::line::spec::PublishFormat::Parquet],
             schema,
             stream,
             |_| Ok(()),
         )
         .await
         {
-            failure.get_or_insert(fail(codes::WRITE, e));
+            failure.get_or_insert(fail(RunCode::Write, e));
         }
     }
 
@@ -689,7 +761,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         line_hash: shared.line.hash.clone(),
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
         params: params_text.clone(),
-        status: "succeeded".into(),
+        status: RunStatus::Succeeded,
         error: None,
         started: started_at,
         seconds: 0.0,
@@ -713,16 +785,16 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     if failure.is_none() && !report.datasets.is_empty() {
         match release(&shared, &report, &period).await {
             Ok(()) => report.release = Some(release_prefix.clone()),
-            Err(e) => failure = Some(fail(codes::WRITE, e)),
+            Err(e) => failure = Some(fail(RunCode::Write, e)),
         }
     }
     if let Some(f) = &failure {
         crate::publish::remove_prefix(&shared.store.inner, &release_prefix).await;
-        report.status = "failed".into();
+        report.status = RunStatus::Failed;
         report.error = Some(f.clone());
     }
     report.seconds = started.elapsed().as_secs_f64();
-    let qualities: BTreeMap<String, crate::quality::StepQuality> = shared
+    let qualities: BTreeMap<String, crate::run::accounting::StepQuality> = shared
         .counters
         .iter()
         .map(|(k, c)| {
@@ -732,16 +804,16 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
             )
         })
         .collect();
-    let quality = crate::quality::report(&shared.line, &report, &qualities);
-    let quality_json = format!("runs/{line_name}/{run_id}.quality.json");
-    let quality_html = format!("runs/{line_name}/{run_id}.quality.html");
+    let (quality, page) = opts.recorder.quality(&shared.line, &report, &qualities);
+    let quality_json = crate::store::layout::quality_json(&line_name, &run_id);
+    let quality_html = crate::store::layout::quality_html(&line_name, &run_id);
     match crate::publish::put_text_json(&shared.store.inner, &quality_json, &quality).await {
         Ok(()) => report.quality.push(quality_json),
         Err(e) => {
-            failure.get_or_insert(fail(codes::WRITE, e));
+            failure.get_or_insert(fail(RunCode::Write, e));
         }
     }
-    let page = crate::redact::scrubbed(crate::quality::html(&quality));
+    let page = crate::redact::scrubbed(page);
     match object_store::ObjectStoreExt::put(
         shared.store.inner.as_ref(),
         &object_store::path::Path::from(quality_html.as_str()),
@@ -751,12 +823,14 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     {
         Ok(_) => report.quality.push(quality_html),
         Err(e) => {
-            failure.get_or_insert(fail(codes::WRITE, e.to_string()));
+            failure.get_or_insert(fail(RunCode::Write, e.to_string()));
         }
     }
     let finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let end_event = crate::lineage::finish(&lineage_info, &finished_at, &report);
-    let end_name = if report.status == "succeeded" {
+    let end_event = opts
+        .recorder
+        .end_event(&lineage_info, &finished_at, &report);
+    let end_name = if report.status == RunStatus::Succeeded {
         "2-complete.json"
     } else {
         "2-fail.json"
@@ -766,17 +840,18 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         &format!("{lineage_dir}/{end_name}"),
         opts.lineage_url.as_deref(),
         &end_event,
+        opts.recorder.as_ref(),
     )
     .await;
-    let report_path = format!("runs/{line_name}/{run_id}.json");
+    let report_path = crate::store::layout::run_report(&line_name, &run_id);
     if let Err(e) = crate::publish::put_text_json(&shared.store.inner, &report_path, &report).await
     {
-        failure.get_or_insert(fail(codes::WRITE, e));
+        failure.get_or_insert(fail(RunCode::Write, e));
     }
     lease.end().await;
     match failure {
         Some(f) => {
-            warn!(run_id = %run_id, code = f.code, "run failed: {}", f.message);
+            warn!(run_id = %run_id, code = f.code.as_str(), "run failed: {}", f.message);
             Err(RunError::Failed(f, Some(Box::new(report))))
         }
         None => {
@@ -788,13 +863,19 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
 
 /// Writes a lineage event to the store and, when configured, sends it; a failure is
 /// warned about and does not fail the run.
-async fn emit_lineage(store: &Store, path: &str, url: Option<&str>, event: &serde_json::Value) {
+async fn emit_lineage(
+    store: &Store,
+    path: &str,
+    url: Option<&str>,
+    event: &serde_json::Value,
+    recorder: &dyn record::Recorder,
+) {
     let kind = event["eventType"].as_str().unwrap_or("?");
     if let Err(e) = crate::publish::put_text_json(&store.inner, path, event).await {
         warn!("cannot write the lineage {kind} event: {e}");
     }
     if let Some(url) = url
-        && let Err(e) = crate::lineage::send(url, event).await
+        && let Err(e) = recorder.send(url, event).await
     {
         warn!("cannot send the lineage {kind} event: {e}");
     }
@@ -809,7 +890,7 @@ fn step_reports(shared: &Shared) -> BTreeMap<String, StepReport> {
         .iter()
         .map(|s| {
             let c = &shared.counters[s];
-            let spec = crate::load::step(&shared.line.spec, s);
+            let spec = crate::line::load::step(&shared.line.spec, s);
             let kind = spec.kinds()[0];
             (
                 s.clone(),
@@ -848,7 +929,7 @@ fn account(shared: &Shared) -> Result<(), RunFailure> {
             c.rows_out.load(Ordering::Relaxed),
             c.quarantined.load(Ordering::Relaxed),
         );
-        let step = crate::load::step(spec, s);
+        let step = crate::line::load::step(spec, s);
         let kind = step.kinds()[0];
         let rf = c.filtered.load(Ordering::Relaxed);
         if matches!(
@@ -857,7 +938,7 @@ fn account(shared: &Shared) -> Result<(), RunFailure> {
         ) && rin != rout + rq + rf
         {
             return Err(fail(
-                codes::ACCOUNTING,
+                RunCode::Accounting,
                 format!(
                     "step `{s}` received {rin} rows but passed {rout} and quarantined {rq}: {} rows unaccounted for",
                     rin as i128 - (rout + rq) as i128
@@ -870,7 +951,7 @@ fn account(shared: &Shared) -> Result<(), RunFailure> {
                 .load(Ordering::Relaxed);
             if step.sql.is_none() && sent != rin {
                 return Err(fail(
-                    codes::ACCOUNTING,
+                    RunCode::Accounting,
                     format!("step `{input}` sent {sent} rows but `{s}` received {rin}"),
                 ));
             }
@@ -885,7 +966,7 @@ fn account(shared: &Shared) -> Result<(), RunFailure> {
             let share = if rin > 0 { rq as f64 / rin as f64 } else { 0.0 };
             if share > max.value {
                 return Err(fail(
-                    codes::REJECT_SHARE,
+                    RunCode::RejectShare,
                     format!(
                         "step `{s}` rejected {rq} of {rin} rows ({:.1} %{}), more than max_reject_share {:.1} %; nothing is published — see the quarantine",
                         share * 100.0,
@@ -907,7 +988,7 @@ fn account(shared: &Shared) -> Result<(), RunFailure> {
 fn source_of(shared: &Shared, step: &str) -> Option<String> {
     let mut s = step.to_string();
     for _ in 0..shared.line.dag.order.len() {
-        let spec = crate::load::step(&shared.line.spec, &s);
+        let spec = crate::line::load::step(&shared.line.spec, &s);
         if spec.source.is_some() {
             return Some(s);
         }
@@ -934,7 +1015,7 @@ fn lost_rows(c: &Counters) -> u64 {
 
 /// The counters of `consumer` when `producer` is one of its main inputs.
 fn main_input(shared: &Shared, consumer: &str, producer: &str) -> Option<Arc<Counters>> {
-    let spec = crate::load::step(&shared.line.spec, consumer);
+    let spec = crate::line::load::step(&shared.line.spec, consumer);
     spec.main_inputs()
         .iter()
         .any(|i| i.value == producer)
@@ -958,11 +1039,11 @@ fn partitioned_table<P: PartitionStream + 'static>(
         .collect();
     let schema = parts
         .first()
-        .ok_or_else(|| fail(codes::ENGINE, "a table of no partitions"))?
+        .ok_or_else(|| fail(RunCode::Engine, "a table of no partitions"))?
         .schema()
         .clone();
     let table =
-        StreamingTable::try_new(schema, parts).map_err(|e| fail(codes::ENGINE, e.to_string()))?;
+        StreamingTable::try_new(schema, parts).map_err(|e| fail(RunCode::Engine, e.to_string()))?;
     Ok(Arc::new(table))
 }
 
@@ -978,10 +1059,10 @@ fn narrowed(
         .iter()
         .map(|n| schema.index_of(n))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
+        .map_err(|e| fail(RunCode::Engine, e.to_string()))?;
     let projected = schema
         .project(&cols)
-        .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
+        .map_err(|e| fail(RunCode::Engine, e.to_string()))?;
     Ok((projected, Some(cols)))
 }
 
@@ -1052,7 +1133,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
         // An SQL query, or a rate's population, may be scanned more than once: such inputs
         // are spilled, not streamed.
         let read_by_sql = consumers.iter().any(|c| {
-            let spec = crate::load::step(&shared.line.spec, c);
+            let spec = crate::line::load::step(&shared.line.spec, c);
             spec.sql.is_some()
                 || spec
                     .aggregate
@@ -1110,7 +1191,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
         let mut inputs = providers.remove(s).unwrap_or_default();
         let output = outputs.remove(s).unwrap_or(Output::Drain);
         let name = s.clone();
-        let spec = crate::load::step(&shared.line.spec, s);
+        let spec = crate::line::load::step(&shared.line.spec, s);
         if let Some(src) = &spec.source {
             let (tx, rx) = mpsc::channel(4);
             let schema = crate::plan::raw_source_schema(src);
@@ -1138,7 +1219,7 @@ async fn schedule(shared: Arc<Shared>, scratch: &std::path::Path) -> Result<(), 
         let r = match res {
             Ok(r) => r,
             Err(e) => Err(fail(
-                codes::ENGINE,
+                RunCode::Engine,
                 format!("a step task ended abnormally: {e}"),
             )),
         };
@@ -1159,10 +1240,10 @@ async fn read_source(
     step: String,
     tx: mpsc::Sender<Result<RecordBatch, DataFusionError>>,
 ) -> Result<(), RunFailure> {
-    let spec = crate::load::step(&shared.line.spec, &step)
+    let spec = crate::line::load::step(&shared.line.spec, &step)
         .source
         .as_ref()
-        .ok_or_else(|| fail(codes::ENGINE, "not a source"))?;
+        .ok_or_else(|| fail(RunCode::Engine, "not a source"))?;
     let counters = shared.counters[&step].clone();
     let template = shared
         .sources
@@ -1171,14 +1252,14 @@ async fn read_source(
         .unwrap_or_else(|| spec.location.value.clone());
     let location = crate::store::fill(&template, &shared.fill);
     let loc = crate::store::locate(&shared.store, &location)
-        .map_err(|e| fail(codes::SOURCE, format!("source `{step}`: {e}")))?;
+        .map_err(|e| fail(RunCode::Source, format!("source `{step}`: {e}")))?;
     let objects = loc
         .list()
         .await
-        .map_err(|e| fail(codes::SOURCE, format!("source `{step}`: {e}")))?;
+        .map_err(|e| fail(RunCode::Source, format!("source `{step}`: {e}")))?;
     if objects.is_empty() {
         let e = fail(
-            codes::NO_INPUT,
+            RunCode::NoInput,
             format!(
                 "source `{step}`: no object matches `{location}` in store {}",
                 loc.store.url
@@ -1189,9 +1270,9 @@ async fn read_source(
             .await;
         return Err(e);
     }
-    let parser = crate::parsers::get(&spec.format).ok_or_else(|| {
+    let parser = crate::steps::source::parsers::get(&spec.format).ok_or_else(|| {
         fail(
-            codes::SOURCE,
+            RunCode::Source,
             format!("unknown format `{}`", spec.format.value),
         )
     })?;
@@ -1243,7 +1324,7 @@ async fn read_source(
                     break;
                 }
                 Err(e) => {
-                    let f = fail(codes::SOURCE, format!("source `{step}`: {e}"));
+                    let f = fail(RunCode::Source, format!("source `{step}`: {e}"));
                     let _ = tx
                         .send(Err(DataFusionError::Execution(f.message.clone())))
                         .await;
@@ -1269,7 +1350,7 @@ async fn read_source(
                 shared
                     .quarantine
                     .write_unparsed(&step, &typed_schema, &name, &parsed.rejects)
-                    .map_err(|e| fail(codes::WRITE, e))?;
+                    .map_err(|e| fail(RunCode::Write, e))?;
             }
             if n == 0 {
                 continue;
@@ -1277,7 +1358,7 @@ async fn read_source(
             let mut cols: Vec<ArrayRef> = parsed.batch.columns().to_vec();
             cols.push(Arc::new(StringArray::from(vec![name.as_str(); n])));
             let batch = RecordBatch::try_new(raw_schema.clone(), coerce(cols, &raw_schema)?)
-                .map_err(|e| fail(codes::SOURCE, format!("{name}: {e}")))?;
+                .map_err(|e| fail(RunCode::Source, format!("{name}: {e}")))?;
             if tx.send(Ok(batch)).await.is_err() {
                 return Ok(()); // the step stopped; its own error is reported
             }
@@ -1299,7 +1380,7 @@ fn limit_reached(
     let counters = &shared.counters[step];
     let reject = valtava_plugin::RowReject {
         row: 0,
-        reason: format!("[{}] {error}", codes::LIMIT),
+        reason: format!("[{}] {error}", RunCode::Limit),
     };
     counters.rows_in.fetch_add(1, Ordering::Relaxed);
     counters.quarantined.fetch_add(1, Ordering::Relaxed);
@@ -1310,7 +1391,7 @@ fn limit_reached(
     shared
         .quarantine
         .write_unparsed(step, schema, name, &[reject])
-        .map_err(|e| fail(codes::WRITE, e))
+        .map_err(|e| fail(RunCode::Write, e))
 }
 
 /// Casts a parser's native columns to text where the raw schema expects text.
@@ -1322,7 +1403,7 @@ fn coerce(cols: Vec<ArrayRef>, schema: &Schema) -> Result<Vec<ArrayRef>, RunFail
                 Ok(a)
             } else {
                 arrow::compute::cast(&a, f.data_type())
-                    .map_err(|e| fail(codes::SOURCE, format!("column `{}`: {e}", f.name())))
+                    .map_err(|e| fail(RunCode::Source, format!("column `{}`: {e}", f.name())))
             }
         })
         .collect()
@@ -1334,18 +1415,21 @@ async fn run_step(
     inputs: crate::plan::Inputs,
     output: Output,
 ) -> Result<(), RunFailure> {
-    let is_source = crate::load::step(&shared.line.spec, &name).source.is_some();
+    let is_source = crate::line::load::step(&shared.line.spec, &name)
+        .source
+        .is_some();
     let here = shared.cluster.is_none() || runs_here(&inputs, is_source);
     let planner = Planner {
         line: &shared.line,
         state: shared.state.clone(),
         params: shared.params.clone(),
         codesets: &shared.codesets,
-        unique_filter: here.then(|| crate::seen::filter_bytes(crate::plan::memory_limit())),
+        unique_filter: here
+            .then(|| crate::steps::validate::seen::filter_bytes(crate::plan::memory_limit())),
     };
     let plan = planner.plan_step(&name, &inputs).map_err(|d| {
         fail(
-            codes::ENGINE,
+            RunCode::Engine,
             d.iter()
                 .map(|d| d.message.clone())
                 .collect::<Vec<_>>()
@@ -1362,7 +1446,7 @@ async fn run_step(
         .state()
         .create_physical_plan(&logical)
         .await
-        .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
+        .map_err(|e| fail(RunCode::Engine, format!("step `{name}`: {e}")))?;
     debug!(
         step = %name,
         "physical plan:\n{}",
@@ -1370,16 +1454,16 @@ async fn run_step(
     );
     let executed = physical.clone();
     let stream = execute_stream(physical, ctx.task_ctx())
-        .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
+        .map_err(|e| fail(RunCode::Engine, format!("step `{name}`: {e}")))?;
     let counters = shared.counters[&name].clone();
-    let step = crate::load::step(&shared.line.spec, &name);
+    let step = crate::line::load::step(&shared.line.spec, &name);
     let mut stream = stream;
     let engine_err = |e: DataFusionError| {
         let msg = e.to_string();
         let code = if msg.contains("R003") || msg.contains("source `") {
-            codes::SOURCE
+            RunCode::Source
         } else {
-            codes::ENGINE
+            RunCode::Engine
         };
         fail(
             code,
@@ -1395,7 +1479,7 @@ async fn run_step(
                 let p = step
                     .publish
                     .as_ref()
-                    .ok_or_else(|| fail(codes::ENGINE, "not a publish step"))?;
+                    .ok_or_else(|| fail(RunCode::Engine, "not a publish step"))?;
                 let formats: Vec<_> = p.formats.iter().map(|f| f.value).collect();
                 let schema = plan.output.clone();
                 // Disclosure control needs the whole table; a published table is aggregated,
@@ -1410,7 +1494,7 @@ async fn run_step(
                     &plan.dimensions,
                     plan.disclosure.as_ref(),
                 )
-                .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
+                .map_err(|e| fail(RunCode::Engine, format!("step `{name}`: {e}")))?;
                 debug!(step = %name, suppressed, "disclosure control applied");
                 counters
                     .rows_out
@@ -1419,25 +1503,25 @@ async fn run_step(
                 // Column descriptions and units travel in the Parquet file's Arrow schema.
                 let described = Arc::new(crate::publish::describe_columns(&schema, p));
                 let table = RecordBatch::try_new(described.clone(), table.columns().to_vec())
-                    .map_err(|e| fail(codes::ENGINE, e.to_string()))?;
-                if formats.contains(&crate::spec::PublishFormat::Jsonstat) {
+                    .map_err(|e| fail(RunCode::Engine, e.to_string()))?;
+                if formats.contains(&crate::line::spec::PublishFormat::Jsonstat) {
                     let meta = crate::publish::jsonstat_meta(
                         &shared.line,
                         p,
                         &plan.dimensions,
                         &shared.codesets,
                     )
-                    .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
-                    let doc = crate::jsonstat::dataset(&table, &meta)
-                        .map_err(|e| fail(codes::ENGINE, format!("step `{name}`: {e}")))?;
-                    let errors: Vec<String> = crate::jsonstat::validate(&doc)
+                    .map_err(|e| fail(RunCode::Engine, format!("step `{name}`: {e}")))?;
+                    let doc = crate::publish::jsonstat::dataset(&table, &meta)
+                        .map_err(|e| fail(RunCode::Engine, format!("step `{name}`: {e}")))?;
+                    let errors: Vec<String> = crate::publish::jsonstat::validate(&doc)
                         .into_iter()
                         .filter(|i| i.error)
                         .map(|i| format!("{}: {}", i.code, i.message))
                         .collect();
                     if !errors.is_empty() {
                         return Err(fail(
-                            codes::ENGINE,
+                            RunCode::Engine,
                             format!(
                                 "step `{name}`: the JSON-stat dataset is invalid: {}",
                                 errors.join("; ")
@@ -1450,7 +1534,7 @@ async fn run_step(
                     );
                     crate::publish::put_json(&shared.store.inner, &path, &doc)
                         .await
-                        .map_err(|e| fail(codes::WRITE, e))?;
+                        .map_err(|e| fail(RunCode::Write, e))?;
                 }
                 let one = Box::pin(RecordBatchStreamAdapter::new(
                     described.clone(),
@@ -1467,7 +1551,7 @@ async fn run_step(
                     |_| Ok(()),
                 )
                 .await
-                .map_err(|e| fail(codes::WRITE, format!("step `{name}`: {e}")))?;
+                .map_err(|e| fail(RunCode::Write, format!("step `{name}`: {e}")))?;
                 if let Ok(mut d) = shared.datasets.lock() {
                     d.push(DatasetReport {
                         dataset: p.dataset.value.clone(),
@@ -1490,27 +1574,27 @@ async fn run_step(
             Output::Spill(path, ready, read) => {
                 let result = async {
                     let file = std::fs::File::create(&path)
-                        .map_err(|e| fail(codes::WRITE, format!("{}: {e}", path.display())))?;
+                        .map_err(|e| fail(RunCode::Write, format!("{}: {e}", path.display())))?;
                     let (schema, cols) = narrowed(&plan.output, read.as_deref())?;
                     let mut w = arrow::ipc::writer::FileWriter::try_new(
                         std::io::BufWriter::with_capacity(1 << 20, file),
                         &schema,
                     )
-                    .map_err(|e| fail(codes::WRITE, e.to_string()))?;
+                    .map_err(|e| fail(RunCode::Write, e.to_string()))?;
                     while let Some(batch) = stream.next().await {
                         let batch = batch.map_err(&engine_err)?;
                         let passed = tapped(&shared, &name, &plan, &counters, &batch)?;
                         let passed = match &cols {
                             Some(cols) => passed
                                 .project(cols)
-                                .map_err(|e| fail(codes::ENGINE, e.to_string()))?,
+                                .map_err(|e| fail(RunCode::Engine, e.to_string()))?,
                             None => passed,
                         };
                         w.write(&passed)
-                            .map_err(|e| fail(codes::WRITE, e.to_string()))?;
+                            .map_err(|e| fail(RunCode::Write, e.to_string()))?;
                     }
                     finish_step(&name, &plan, &counters)?;
-                    w.finish().map_err(|e| fail(codes::WRITE, e.to_string()))
+                    w.finish().map_err(|e| fail(RunCode::Write, e.to_string()))
                 }
                 .await;
                 ready.send_replace(Some(
@@ -1551,9 +1635,9 @@ fn tapped(
     let mut quality = counters
         .quality
         .lock()
-        .map_err(|_| fail(codes::ENGINE, "quality lock poisoned"))?;
-    let outcome = crate::quarantine::tap(batch, plan, &mut quality, &shared.quarantine, name)
-        .map_err(|e| fail(codes::WRITE, e))?;
+        .map_err(|_| fail(RunCode::Engine, "quality lock poisoned"))?;
+    let outcome = crate::run::quarantine::tap(batch, plan, &mut quality, &shared.quarantine, name)
+        .map_err(|e| fail(RunCode::Write, e))?;
     drop(quality);
     counters
         .quarantined
@@ -1573,7 +1657,7 @@ fn tapped(
     }
     if let Some((rule, reason)) = outcome.failure {
         return Err(fail(
-            codes::RULE_FAIL,
+            RunCode::RuleFail,
             format!("step `{name}`: rule `{rule}` (severity fail) is broken: {reason}"),
         ));
     }
@@ -1589,10 +1673,10 @@ fn finish_step(name: &str, plan: &StepPlan, counters: &Counters) -> Result<(), R
     let mut quality = counters
         .quality
         .lock()
-        .map_err(|_| fail(codes::ENGINE, "quality lock poisoned"))?;
-    match crate::quarantine::finish_dataset_checks(plan, rows, &mut quality) {
+        .map_err(|_| fail(RunCode::Engine, "quality lock poisoned"))?;
+    match crate::run::quarantine::finish_dataset_checks(plan, rows, &mut quality) {
         Some((rule, what)) => Err(fail(
-            codes::RULE_FAIL,
+            RunCode::RuleFail,
             format!("step `{name}`: dataset check `{rule}` (severity fail) is broken: {what}"),
         )),
         None => Ok(()),
@@ -1703,7 +1787,7 @@ async fn write_sorted(shared: &Shared, file: &std::path::Path, target: &str) -> 
         &shared.store.inner,
         dir,
         name,
-        &[crate::spec::PublishFormat::Parquet],
+        &[crate::line::spec::PublishFormat::Parquet],
         schema,
         stream,
         |_| Ok(()),
@@ -1721,7 +1805,7 @@ struct Manifest<'a> {
     line_hash: &'a str,
     engine_version: &'a str,
     params: &'a BTreeMap<String, String>,
-    codesets: &'a BTreeMap<String, crate::codeset::CodesetUse>,
+    codesets: &'a BTreeMap<String, crate::line::codeset::CodesetUse>,
     datasets: &'a [DatasetReport],
     objects: Vec<crate::publish::ObjectEntry>,
 }
@@ -1742,14 +1826,14 @@ async fn release(shared: &Shared, report: &RunReport, period: &str) -> Result<()
         datasets: &report.datasets,
         objects,
     };
-    let manifest_path = format!("{}/_manifest.json", shared.release_prefix);
+    let manifest_path = crate::store::layout::manifest(&shared.release_prefix);
     crate::publish::put_json(store, &manifest_path, &manifest).await?;
     crate::store::sync(&shared.store, &manifest_path)?;
     let pointer = serde_json::json!({
         "run_id": report.run_id,
-        "manifest": format!("{}/_manifest.json", shared.release_prefix),
+        "manifest": crate::store::layout::manifest(&shared.release_prefix),
     });
-    let pointer_path = format!("releases/{}/{period}/latest.json", report.line);
+    let pointer_path = crate::store::layout::release_pointer(&report.line, period);
     crate::publish::put_json(store, &pointer_path, &pointer).await?;
     crate::store::sync(&shared.store, &pointer_path)
 }
@@ -1950,6 +2034,7 @@ mod tests {
             engine: None,
             lineage_url: None,
             deadline: None,
+            recorder: crate::artefacts::recorder(),
         }
     }
 

@@ -239,12 +239,12 @@ fn text_column(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
 pub fn tap(
     batch: &RecordBatch,
     plan: &crate::plan::StepPlan,
-    quality: &mut crate::quality::StepQuality,
+    quality: &mut crate::run::accounting::StepQuality,
     quarantine: &Quarantine,
     step: &str,
 ) -> Result<TapOutcome, String> {
+    use crate::line::spec::Severity;
     use crate::plan::DatasetCheckKind;
-    use crate::spec::Severity;
     use arrow::array::BooleanArray;
     use arrow::compute::kernels::boolean::{and, not, or};
     let schema = batch.schema();
@@ -425,10 +425,10 @@ pub fn tap(
 pub fn finish_dataset_checks(
     plan: &crate::plan::StepPlan,
     rows: u64,
-    quality: &mut crate::quality::StepQuality,
+    quality: &mut crate::run::accounting::StepQuality,
 ) -> Option<(String, String)> {
     use crate::plan::DatasetCheckKind;
-    use crate::quality::DatasetOutcome;
+    use crate::run::accounting::DatasetOutcome;
     let mut failure = None;
     for check in &plan.dataset_checks {
         let outcome = match &check.kind {
@@ -474,7 +474,7 @@ pub fn finish_dataset_checks(
         };
         if !outcome.passed {
             *quality.violations.entry(check.id.clone()).or_default() += 1;
-            if check.severity == crate::spec::Severity::Fail && failure.is_none() {
+            if check.severity == crate::line::spec::Severity::Fail && failure.is_none() {
                 failure = Some((
                     check.id.clone(),
                     format!("{}; expected {}", outcome.observed, outcome.expected),

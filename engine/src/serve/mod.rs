@@ -39,8 +39,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
-use crate::load::Line;
-use crate::spec::ParamKind;
+use crate::line::load::Line;
+use crate::line::spec::ParamKind;
 use crate::store::Store;
 
 /// How the daemon is started.
@@ -191,7 +191,7 @@ struct Inbox {
 struct LineEntry {
     path: PathBuf,
     line: Line,
-    schedule: Option<crate::cron::Schedule>,
+    schedule: Option<crate::line::cron::Schedule>,
     period: Option<ParamKind>,
     inboxes: Vec<Inbox>,
     codesets: BTreeMap<String, Arc<datafusion::datasource::MemTable>>,
@@ -398,7 +398,7 @@ struct App {
     deadline: Option<Duration>,
     max_attempts: u32,
     /// Manifests read once (they never change).
-    manifests: crate::releases::ManifestCache,
+    manifests: crate::publish::releases::ManifestCache,
 }
 
 fn now_text() -> String {
@@ -460,7 +460,7 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, String> {
     files.sort();
     let mut loaded: Vec<LineEntry> = Vec::new();
     for path in files {
-        let line = match crate::load::load(&path) {
+        let line = match crate::line::load::load(&path) {
             Ok((line, _)) => line,
             Err(d) => {
                 let first = d.first().map(|d| d.message.clone()).unwrap_or_default();
@@ -468,7 +468,7 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, String> {
                 continue;
             }
         };
-        let codesets = match crate::codeset::load_all(&line) {
+        let codesets = match crate::line::codeset::load_all(&line) {
             Ok(c) => c.into_iter().map(|(k, v)| (k, v.table)).collect(),
             Err(d) => {
                 let first = d.first().map(|d| d.message.clone()).unwrap_or_default();
@@ -506,7 +506,7 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, String> {
     // A name two files give is served by neither: the daemon must not pick one unseen.
     let lines: Vec<&Line> = loaded.iter().map(|e| &e.line).collect();
     let mut ambiguous = BTreeSet::new();
-    for d in crate::check::shared_names(&lines) {
+    for d in crate::plan::check::shared_names(&lines) {
         error!(file = %d.file, "line not served: {}", d.message);
         if let Some(e) = loaded.iter().find(|e| e.line.file == d.file) {
             ambiguous.insert(e.line.spec.line.value.clone());
@@ -590,7 +590,7 @@ impl App {
     }
 
     async fn save(&self, job: &Job) {
-        self.put_json(&format!("daemon/jobs/{}.json", job.id), job)
+        self.put_json(&crate::store::layout::job(&job.id), job)
             .await;
     }
 
@@ -637,7 +637,7 @@ impl App {
         let metas: Vec<_> = self
             .store
             .inner
-            .list(Some(&ObjPath::from("daemon/jobs")))
+            .list(Some(&ObjPath::from(crate::store::layout::JOBS)))
             .try_collect()
             .await
             .map_err(|e| format!("cannot list daemon/jobs: {e}"))?;
@@ -660,7 +660,7 @@ impl App {
                 job.status = JobStatus::Failed;
                 job.finished = Some(now_text());
                 job.error = Some(json!({
-                    "code": crate::run::codes::ENGINE,
+                    "code": crate::run::RunCode::Engine,
                     "message": format!("the run was interrupted {} times (the daemon stopped or crashed during it); not resumed", job.attempts),
                 }));
                 resumed.push(job.clone());
@@ -707,7 +707,7 @@ impl App {
             let mut read = 0;
             let mut quarantined = 0;
             for s in r.steps.values() {
-                if s.kind == crate::spec::StepKind::Source {
+                if s.kind == crate::line::spec::StepKind::Source {
                     read += s.rows_in;
                 }
                 quarantined += s.rows_quarantined;
@@ -741,6 +741,7 @@ async fn execute(app: Arc<App>, mut job: Job) {
         capture: Default::default(),
         engine: app.engine.clone(),
         deadline: app.deadline,
+        recorder: crate::artefacts::recorder(),
     };
     let t = Instant::now();
     // On a task of its own: a run that panics fails its job instead of leaving it running
@@ -752,7 +753,7 @@ async fn execute(app: Arc<App>, mut job: Job) {
             error!(job = %job.id, line = %job.line, "the run ended abnormally: {e}");
             Err(crate::run::RunError::Failed(
                 crate::run::RunFailure {
-                    code: crate::run::codes::ENGINE,
+                    code: crate::run::RunCode::Engine,
                     message: "the run ended abnormally (a panic); see the daemon's log".into(),
                 },
                 None,
@@ -848,7 +849,7 @@ async fn schedules(app: Arc<App>) {
                     .unwrap_or(now + chrono::Duration::days(3650))
             });
             if at <= now {
-                let local = crate::cron::finnish_local(now);
+                let local = crate::line::cron::finnish_local(now);
                 let mut params = BTreeMap::new();
                 if let Some(kind) = e.period {
                     match previous_period(kind, local) {
@@ -873,7 +874,7 @@ async fn schedules(app: Arc<App>) {
     }
 }
 
-const SEEN: &str = "daemon/inbox-seen.json";
+const SEEN: &str = crate::store::layout::INBOX_SEEN;
 
 /// Lists the inboxes of every line and queues a run for each line and period with new or
 /// changed objects. The first listing of a new daemon only records what is there.
@@ -944,7 +945,7 @@ async fn arrivals(app: Arc<App>, poll: Duration) {
                 continue;
             };
             let params = vec![("period".to_string(), period.clone())];
-            if let Err(err) = crate::check::bind_params(&e.line, Some(&params)) {
+            if let Err(err) = crate::plan::check::bind_params(&e.line, Some(&params)) {
                 warn!(line = %line, period = %period, "arrival ignored: {err}");
                 continue;
             }
@@ -1239,14 +1240,14 @@ async fn refuse(headers: &HeaderMap, body: axum::body::Body, answer: Response) -
     answer
 }
 
-fn text_of(t: &crate::spec::Text) -> Value {
+fn text_of(t: &crate::line::spec::Text) -> Value {
     match t {
-        crate::spec::Text::Plain(s) => json!({ "fi": s }),
-        crate::spec::Text::Languages(l) => json!({ "fi": l.fi, "sv": l.sv, "en": l.en }),
+        crate::line::spec::Text::Plain(s) => json!({ "fi": s }),
+        crate::line::spec::Text::Languages(l) => json!({ "fi": l.fi, "sv": l.sv, "en": l.en }),
     }
 }
 
-fn publish_steps(line: &Line) -> Vec<(&str, &crate::spec::PublishSpec)> {
+fn publish_steps(line: &Line) -> Vec<(&str, &crate::line::spec::PublishSpec)> {
     line.spec
         .steps
         .iter()
@@ -1355,7 +1356,7 @@ async fn post_run(
         }
     };
     let given: Vec<(String, String)> = req.params.clone().into_iter().collect();
-    if let Err(err) = crate::check::bind_params(&e.line, Some(&given)) {
+    if let Err(err) = crate::plan::check::bind_params(&e.line, Some(&given)) {
         return problem(StatusCode::BAD_REQUEST, "bad-params", err);
     }
     let job = app.enqueue(&line, req.params, "api").await;
@@ -1422,7 +1423,7 @@ async fn get_run(
     };
     let mut report = match &job.run_id {
         Some(r) => app
-            .get_bytes(&format!("runs/{}/{r}.json", job.line))
+            .get_bytes(&crate::store::layout::run_report(&job.line, r))
             .await
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
         None => None,
@@ -1455,7 +1456,7 @@ async fn get_quality(
         );
     };
     match app
-        .get_bytes(&format!("runs/{}/{run_id}.quality.json", job.line))
+        .get_bytes(&crate::store::layout::quality_json(&job.line, run_id))
         .await
     {
         Some(b) => match serde_json::from_slice::<Value>(&b) {
@@ -1482,7 +1483,7 @@ async fn get_releases(State(app): AppState, UrlPath(line): UrlPath<String>) -> R
             format!("no line `{line}`"),
         );
     }
-    match crate::releases::list_cached(&app.store, &line, &app.manifests).await {
+    match crate::publish::releases::list_cached(&app.store, &line, &app.manifests).await {
         Ok(r) => axum::Json(json!({ "releases": r })).into_response(),
         Err(e) => {
             error!("{e}");
@@ -1499,7 +1500,7 @@ async fn get_releases(State(app): AppState, UrlPath(line): UrlPath<String>) -> R
 fn find_dataset<'a>(
     app: &'a App,
     id: &str,
-) -> Option<(&'a str, &'a LineEntry, &'a crate::spec::PublishSpec)> {
+) -> Option<(&'a str, &'a LineEntry, &'a crate::line::spec::PublishSpec)> {
     app.lines.iter().find_map(|(n, e)| {
         publish_steps(&e.line)
             .into_iter()
@@ -1511,7 +1512,7 @@ fn find_dataset<'a>(
 /// The current release of each period of a line: (period, run id).
 async fn current_releases(app: &App, line: &str) -> Result<Vec<(String, String)>, String> {
     Ok(
-        crate::releases::list_cached(&app.store, line, &app.manifests)
+        crate::publish::releases::list_cached(&app.store, line, &app.manifests)
             .await?
             .into_iter()
             .filter(|r| r.current)
@@ -1554,7 +1555,7 @@ async fn dataset_table(
         if periods.is_some_and(|p| !p.contains(&period)) {
             continue;
         }
-        let path = format!("releases/{line}/{period}/{run}/{dataset}.parquet");
+        let path = crate::store::layout::release_file(line, &period, &run, dataset, "parquet");
         let Some(bytes) = app.get_bytes(&path).await else {
             continue;
         };
@@ -1748,7 +1749,7 @@ async fn get_indicator(
             Some("Statistical period".into()),
         ],
     );
-    match crate::jsonstat::dataset(&table, &meta) {
+    match crate::publish::jsonstat::dataset(&table, &meta) {
         Ok(mut doc) => {
             doc["updated"] = json!(now_text());
             (
@@ -1823,7 +1824,7 @@ fn upload_target(
         )));
     };
     let params = vec![("period".to_string(), period.to_string())];
-    if let Err(err) = crate::check::bind_params(&e.line, Some(&params)) {
+    if let Err(err) = crate::plan::check::bind_params(&e.line, Some(&params)) {
         return Err(Box::new(problem(
             StatusCode::BAD_REQUEST,
             "bad-params",
@@ -1908,10 +1909,7 @@ async fn put_upload(
         "token": caller.name,
     });
     app.put_json(
-        &format!(
-            "daemon/receipts/{}.json",
-            receipt["receipt"].as_str().unwrap_or_default()
-        ),
+        &crate::store::layout::receipt(receipt["receipt"].as_str().unwrap_or_default()),
         &receipt,
     )
     .await;
@@ -2057,7 +2055,7 @@ async fn metrics(State(app): AppState, headers: HeaderMap) -> Response {
 async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        include_str!("../web/openapi.json"),
+        include_str!("../../web/openapi.json"),
     )
         .into_response()
 }
@@ -2071,7 +2069,7 @@ async fn page() -> Response {
                 "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
             ),
         ],
-        include_str!("../web/index.html"),
+        include_str!("../../web/index.html"),
     )
         .into_response()
 }
@@ -2079,7 +2077,7 @@ async fn page() -> Response {
 async fn page_js() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../web/report.js"),
+        include_str!("../../web/report.js"),
     )
         .into_response()
 }
@@ -2304,7 +2302,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
         max_attempts: opts.max_attempts,
         manifests: Default::default(),
     });
-    let collected = crate::gc::collect(&app.store).await;
+    let collected = crate::run::gc::collect(&app.store).await;
     if !collected.is_empty() {
         info!(
             runs = collected.runs.len(),

@@ -4,6 +4,8 @@
 //! folder path (the default `./valtava-data`). Locations in line files are paths relative to the store, or
 //! URLs of their own. Sources read every object that matches a glob, in path order.
 
+pub mod layout;
+
 use std::sync::Arc;
 
 use futures::TryStreamExt;

@@ -2,7 +2,9 @@
 //! vectorised DataFusion expression in [`crate::plan`] that yields the reason of a
 //! violation, or null.
 
-use crate::spec::{Category, RuleSpec};
+pub mod seen;
+
+use crate::line::spec::{Category, RuleSpec};
 
 /// The checks a rule can give, as written in line files.
 pub const CHECKS: [&str; 14] = [
@@ -131,11 +133,11 @@ mod tests {
         partitions: usize,
     ) -> Result<Vec<Option<String>>, String> {
         let text = line_text(columns, rule);
-        let (line, _) = crate::load::load_text("t.yaml", std::path::Path::new("."), text)
+        let (line, _) = crate::line::load::load_text("t.yaml", std::path::Path::new("."), text)
             .map_err(|d| format!("{d:?}"))?;
-        let params = crate::check::bind_params(&line, None).unwrap();
-        let values = crate::params::expression_values(&params);
-        let checked = crate::check::plan_all(line, vec![], &values, b"k").map_err(|d| {
+        let params = crate::plan::check::bind_params(&line, None).unwrap();
+        let values = crate::line::params::expression_values(&params);
+        let checked = crate::plan::check::plan_all(line, vec![], &values, b"k").map_err(|d| {
             d.iter()
                 .map(|d| format!("{:?} {}", d.code, d.message))
                 .collect::<Vec<_>>()
@@ -562,17 +564,18 @@ mod tests {
     #[test]
     fn dataset_checks() {
         use crate::plan::{DatasetCheck, DatasetCheckKind, StepPlan};
-        use crate::quality::StepQuality;
+        use crate::run::accounting::StepQuality;
         let text = line_text(
             "{ d: date, h: string }",
             "{ id: a, rows: { min: 3 }, severity: fail }, { id: b, null_share: { column: h, max: 0.4 }, severity: warn }, { id: c, fresh: d, severity: warn }",
         );
-        let (line, _) = crate::load::load_text("t.yaml", std::path::Path::new("."), text).unwrap();
-        let params = crate::check::bind_params(&line, None).unwrap();
-        let checked = crate::check::plan_all(
+        let (line, _) =
+            crate::line::load::load_text("t.yaml", std::path::Path::new("."), text).unwrap();
+        let params = crate::plan::check::bind_params(&line, None).unwrap();
+        let checked = crate::plan::check::plan_all(
             line,
             vec![],
-            &crate::params::expression_values(&params),
+            &crate::line::params::expression_values(&params),
             b"k",
         )
         .unwrap();
@@ -595,10 +598,10 @@ mod tests {
                 vec![Some("2025-02-11"), Some("x")],
             ],
         );
-        let q = crate::quarantine::Quarantine::new(std::env::temp_dir(), "t".into(), None);
+        let q = crate::run::quarantine::Quarantine::new(std::env::temp_dir(), "t".into(), None);
         let mut quality = StepQuality::default();
-        crate::quarantine::tap(&batch, plan, &mut quality, &q, "v").unwrap();
-        let failure = crate::quarantine::finish_dataset_checks(plan, 2, &mut quality);
+        crate::run::quarantine::tap(&batch, plan, &mut quality, &q, "v").unwrap();
+        let failure = crate::run::quarantine::finish_dataset_checks(plan, 2, &mut quality);
         assert_eq!(failure.map(|f| f.0).as_deref(), Some("a"));
         assert!(!quality.dataset["b"].passed, "{:?}", quality.dataset["b"]);
         assert!(
@@ -617,9 +620,9 @@ mod tests {
             ],
         );
         let mut quality = StepQuality::default();
-        crate::quarantine::tap(&batch, plan, &mut quality, &q, "v").unwrap();
+        crate::run::quarantine::tap(&batch, plan, &mut quality, &q, "v").unwrap();
         assert_eq!(
-            crate::quarantine::finish_dataset_checks(plan, 3, &mut quality),
+            crate::run::quarantine::finish_dataset_checks(plan, 3, &mut quality),
             None
         );
         assert!(

@@ -1,0 +1,51 @@
+//! What a run leaves behind for people and other systems, written from its report: the
+//! OpenLineage events, the quality report (JSON and HTML) and the catalog of lines and
+//! datasets. Nothing here changes what is published.
+
+pub mod catalog;
+pub mod lineage;
+pub mod quality;
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::line::load::Line;
+use crate::run::RunReport;
+use crate::run::accounting::StepQuality;
+use crate::run::record::{Recorder, RunInfo};
+
+/// The artefacts every run leaves: OpenLineage events and the quality report.
+pub struct Artefacts;
+
+impl Recorder for Artefacts {
+    fn start_event(&self, run: &RunInfo<'_>, time: &str) -> Value {
+        lineage::start(run, time)
+    }
+
+    fn end_event(&self, run: &RunInfo<'_>, time: &str, report: &RunReport) -> Value {
+        lineage::finish(run, time, report)
+    }
+
+    fn quality(
+        &self,
+        line: &Line,
+        report: &RunReport,
+        steps: &BTreeMap<String, StepQuality>,
+    ) -> (Value, String) {
+        let q = quality::report(line, report, steps);
+        let page = quality::html(&q);
+        // A report of plain fields and string-keyed maps always serialises.
+        (serde_json::to_value(&q).unwrap_or_default(), page)
+    }
+
+    fn send<'a>(&'a self, url: &'a str, event: &'a Value) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(lineage::send(url, event))
+    }
+}
+
+/// The recorder the commands and the daemon give their runs.
+pub fn recorder() -> std::sync::Arc<dyn Recorder> {
+    std::sync::Arc::new(Artefacts)
+}

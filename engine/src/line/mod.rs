@@ -1,0 +1,13 @@
+//! A line file, from text to a checked graph: the wire model ([`spec`]) that rejects
+//! unknown keys with placed diagnostics, the loader and its structural checks ([`load`]),
+//! parameters ([`params`]), code sets ([`codeset`]), the schedule ([`cron`]), the JSON
+//! Schema for editors ([`schema`]) and the canonical layout ([`fmt`]). Nothing here touches
+//! data: a line that loads is one that the planner can be asked about.
+
+pub mod codeset;
+pub mod cron;
+pub mod fmt;
+pub mod load;
+pub mod params;
+pub mod schema;
+pub mod spec;

@@ -1,0 +1,4 @@
+//! The source step: objects read through the parser plugins (one crate per format under
+//! `plugins/`), registered in [`parsers`].
+
+pub mod parsers;
