@@ -156,6 +156,30 @@ fn the_memory_log_reports_resident_and_pool_memory() {
     assert!(records("info").is_empty());
 }
 
+/// A memory limit that is not a size stops the command before anything runs (exit status
+/// 2), instead of a run without its limit. Failed before: the planner read the variable
+/// itself and ignored a value it could not parse.
+#[test]
+fn a_memory_limit_that_is_not_a_size_is_refused() {
+    let store = store_with_inbox();
+    for bad in ["lots", "512X", "-1G"] {
+        let out = mini(store.path(), &[])
+            .env("VALTAVA_MEMORY_LIMIT", bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("VALTAVA_MEMORY_LIMIT"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(
+            !store.path().join("releases").exists(),
+            "{bad}: a release was written"
+        );
+    }
+}
+
 #[test]
 fn runs_refuse_bad_parameters_and_a_missing_key() {
     let store = store_with_inbox();

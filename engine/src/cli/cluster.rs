@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::common::{error, runtime};
+use super::common::{error, memory_limit, runtime};
 
 #[derive(clap::Subcommand)]
 pub(super) enum ClusterCommand {
@@ -51,6 +51,10 @@ pub(super) fn run(c: ClusterCommand) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let memory_limit = match memory_limit() {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
@@ -74,6 +78,7 @@ pub(super) fn run(c: ClusterCommand) -> ExitCode {
                 external_host,
                 tasks,
                 work_dir: work_dir.map(|d| d.to_string_lossy().into_owned()),
+                memory_limit,
             },
         )),
     };

@@ -131,3 +131,47 @@ fn pseudonym_key(file: Option<&PathBuf>) -> Result<Option<Vec<u8>>, String> {
     crate::redact::set_key(&key);
     Ok(Some(key))
 }
+
+/// `VALTAVA_MEMORY_LIMIT` (bytes, or with `K`, `M`, `G`): the memory the query engine may
+/// use before it spills to disk; unset: no limit. A value that is not a size is a usage
+/// error (exit status 2), never a run without its limit.
+pub(super) fn memory_limit() -> Result<Option<usize>, ExitCode> {
+    let Ok(v) = std::env::var("VALTAVA_MEMORY_LIMIT") else {
+        return Ok(None);
+    };
+    parse_size(&v).map(Some).ok_or_else(|| {
+        error(format!(
+            "VALTAVA_MEMORY_LIMIT `{v}`: expected bytes, or a number with K, M or G (e.g. 512M)"
+        ));
+        ExitCode::from(2)
+    })
+}
+
+/// A size in bytes: `1048576`, `512K`, `512M`, `1.5G`.
+fn parse_size(v: &str) -> Option<usize> {
+    let v = v.trim();
+    let (num, mult) = match v.chars().last()? {
+        'k' | 'K' => (&v[..v.len() - 1], 1usize << 10),
+        'm' | 'M' => (&v[..v.len() - 1], 1 << 20),
+        'g' | 'G' => (&v[..v.len() - 1], 1 << 30),
+        _ => (v, 1),
+    };
+    let n = num.trim().parse::<f64>().ok()?;
+    (n.is_finite() && n > 0.0).then_some((n * mult as f64) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size(" 1.5g "), Some(3 << 29));
+        assert_eq!(parse_size("2048"), Some(2048));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        for bad in ["", "M", "abc", "-1G", "inf", "NaN", "0"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+}

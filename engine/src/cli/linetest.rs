@@ -287,6 +287,8 @@ async fn run_case(
         deadline: None,
         recorder: crate::artefacts::recorder(),
         lineage_url: None,
+        // A test's rows are a handful.
+        memory_limit: None,
     };
     let result = crate::run::run(line_path, opts).await;
     let report = match (&result, &t.expect.error) {

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use crate::run::{RunError, RunOptions, RunReport};
 
 use super::DiagFormat;
-use super::common::{error, key_and_store, key_value, print_diags, read_source, runtime};
+use super::common::{
+    error, key_and_store, key_value, memory_limit, print_diags, read_source, runtime,
+};
 
 /// The flags of `valtava run` (its help text is the `Run` command's, in `cli/mod.rs`).
 #[derive(clap::Args)]
@@ -89,6 +91,7 @@ fn options(args: Args) -> Result<(PathBuf, RunOptions), ExitCode> {
         engine: Some(args.engine),
         deadline: args.deadline_seconds.map(std::time::Duration::from_secs),
         recorder: crate::artefacts::recorder(),
+        memory_limit: memory_limit()?,
     };
     Ok((args.line, opts))
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::common::{error, key_and_store, runtime, seconds};
+use super::common::{error, key_and_store, memory_limit, runtime, seconds};
 
 /// The flags of `valtava serve` (its help text is the `Serve` command's, in `cli/mod.rs`).
 #[derive(clap::Args)]
@@ -110,5 +110,6 @@ fn options(args: Args) -> Result<crate::serve::ServeOptions, ExitCode> {
         settle: std::time::Duration::from_secs_f64(args.settle),
         deadline: args.deadline_seconds.map(std::time::Duration::from_secs),
         max_attempts: args.max_attempts,
+        memory_limit: memory_limit()?,
     })
 }

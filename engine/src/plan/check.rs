@@ -139,9 +139,8 @@ pub fn plan_all(
         state: crate::plan::session(Some(key), 1).state(),
         params: params.clone(),
         codesets: &tables,
-        unique_filter: Some(crate::steps::validate::seen::filter_bytes(
-            crate::plan::memory_limit(),
-        )),
+        // Planned over empty inputs: the filter never sees a row.
+        unique_filter: Some(crate::steps::validate::seen::filter_bytes(None)),
     };
     let mut plans: BTreeMap<String, StepPlan> = BTreeMap::new();
     let mut diags = Vec::new();

@@ -200,8 +200,42 @@ pub fn raw_source_schema(spec: &SourceSpec) -> SchemaRef {
 }
 
 /// The session every plan is made in: Valtava's functions registered, deterministic
-/// settings.
+/// settings, no memory limit (planning and checking read no rows).
 pub fn session(key: Option<&[u8]>, target_partitions: usize) -> SessionContext {
+    with_functions(
+        SessionContext::new_with_config(session_config(target_partitions)),
+        key,
+    )
+}
+
+/// The session a run executes in: as [`session`], and with `memory_limit` bytes sorts and
+/// aggregations spill to temporary files instead of growing; the fair pool shares the limit
+/// among the operators that can spill, as the steps of a line run at once. The limit is
+/// the caller's (the command line reads `VALTAVA_MEMORY_LIMIT`); a pool that cannot be
+/// built is an error, never a run without its limit.
+pub fn limited_session(
+    key: Option<&[u8]>,
+    target_partitions: usize,
+    memory_limit: Option<usize>,
+) -> Result<SessionContext, DataFusionError> {
+    let Some(bytes) = memory_limit else {
+        return Ok(session(key, target_partitions));
+    };
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_max_spill_merge_fan_in(SPILL_MERGE_FAN_IN)
+        .with_memory_pool(Arc::new(
+            // An error names the largest consumers, so an operator can see what to tune.
+            datafusion::execution::memory_pool::TrackConsumersPool::new(
+                datafusion::execution::memory_pool::FairSpillPool::new(bytes),
+                std::num::NonZeroUsize::new(5).expect("5 is not zero"),
+            ),
+        ))
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(session_config(target_partitions), runtime);
+    Ok(with_functions(ctx, key))
+}
+
+fn session_config(target_partitions: usize) -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_target_partitions(target_partitions.max(1))
         .with_information_schema(false);
@@ -210,26 +244,10 @@ pub fn session(key: Option<&[u8]>, target_partitions: usize) -> SessionContext {
     // partitions, instead of every row being hashed into new partitions (at 10 M rows of
     // the unique rule's join, 1.4 GB moved).
     config.options_mut().optimizer.repartition_joins = false;
-    let ctx = match memory_limit() {
-        // With a limit, sorts and aggregations spill to temporary files instead of growing;
-        // the fair pool shares it among the operators that can spill, as the steps of a line
-        // run at once.
-        Some(bytes) => match datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_max_spill_merge_fan_in(SPILL_MERGE_FAN_IN)
-            .with_memory_pool(Arc::new(
-                // An error names the largest consumers, so an operator can see what to tune.
-                datafusion::execution::memory_pool::TrackConsumersPool::new(
-                    datafusion::execution::memory_pool::FairSpillPool::new(bytes),
-                    std::num::NonZeroUsize::new(5).expect("5 is not zero"),
-                ),
-            ))
-            .build_arc()
-        {
-            Ok(rt) => SessionContext::new_with_config_rt(config, rt),
-            Err(_) => SessionContext::new_with_config(config),
-        },
-        None => SessionContext::new_with_config(config),
-    };
+    config
+}
+
+fn with_functions(ctx: SessionContext, key: Option<&[u8]>) -> SessionContext {
     for f in crate::functions::udfs(key) {
         ctx.register_udf(f);
     }
@@ -245,23 +263,6 @@ pub fn session(key: Option<&[u8]>, target_partitions: usize) -> SessionContext {
 /// 512 MiB, against ≈ 18 at 10 M): the end of a 50 M run held ≈ 20 MiB more than with 16
 /// (one run each, PROFILE.md, tenth round).
 pub const SPILL_MERGE_FAN_IN: usize = 16;
-
-/// `VALTAVA_MEMORY_LIMIT` (bytes, or with `K`, `M`, `G`): the memory the query engine may
-/// use before it spills to disk. Unset: no limit.
-pub fn memory_limit() -> Option<usize> {
-    let v = std::env::var("VALTAVA_MEMORY_LIMIT").ok()?;
-    let v = v.trim();
-    let (num, mult) = match v.chars().last()? {
-        'k' | 'K' => (&v[..v.len() - 1], 1usize << 10),
-        'm' | 'M' => (&v[..v.len() - 1], 1 << 20),
-        'g' | 'G' => (&v[..v.len() - 1], 1 << 30),
-        _ => (v, 1),
-    };
-    num.trim()
-        .parse::<f64>()
-        .ok()
-        .map(|n| (n * mult as f64) as usize)
-}
 
 /// The argument of a plain `count(DISTINCT x)`.
 fn count_distinct_arg(e: &Expr) -> Option<Expr> {

@@ -371,6 +371,9 @@ pub struct ExecutorOptions {
     pub tasks: Option<usize>,
     /// Shuffle files (default: a temporary folder).
     pub work_dir: Option<String>,
+    /// The memory pool the executor shares among its tasks (bytes); `None`: Ballista takes
+    /// a share of the host's memory.
+    pub memory_limit: Option<usize>,
 }
 
 /// Ballista's execution engine, with the operator metrics of a task left out of its report.
@@ -476,9 +479,9 @@ pub async fn executor(opts: ExecutorOptions) -> Result<(), String> {
             ballista_executor::execution_engine::DefaultExecutionEngine::new(),
         ))),
         override_runtime_producer: Some(Arc::new(move |_| runtime(temp.as_deref()))),
-        // The executor shares its pool among its tasks; `VALTAVA_MEMORY_LIMIT` sizes it
-        // (otherwise Ballista takes a share of the host's memory).
-        memory_pool_size: crate::plan::memory_limit().map(|b| b as u64),
+        // The executor shares its pool among its tasks (`VALTAVA_MEMORY_LIMIT` on the
+        // command line).
+        memory_pool_size: opts.memory_limit.map(|b| b as u64),
         ..Default::default()
     };
     if let Some(n) = opts.tasks {

@@ -73,6 +73,9 @@ pub struct RunOptions {
     /// Builds the run's lineage events and quality report
     /// ([`crate::artefacts::recorder`]).
     pub recorder: Arc<dyn record::Recorder>,
+    /// The memory the query engine may use before it spills to disk (bytes); `None`: no
+    /// limit. The command line and the daemon read it from `VALTAVA_MEMORY_LIMIT`.
+    pub memory_limit: Option<usize>,
 }
 
 /// Counts of one step.
@@ -388,6 +391,8 @@ struct Shared {
     timings: Mutex<BTreeMap<String, f64>>,
     capture: std::collections::BTreeSet<String>,
     captured: Mutex<BTreeMap<String, Vec<RecordBatch>>>,
+    /// [`RunOptions::memory_limit`].
+    memory_limit: Option<usize>,
     /// The cluster the plans run on, if not here.
     cluster: Option<Cluster>,
 }
@@ -613,7 +618,9 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     .map_err(|e| RunError::Failed(fail(RunCode::Write, e), None))?;
     let scratch = crate::run::gc::make_scratch(&run_id)
         .map_err(|e| RunError::Failed(fail(RunCode::Write, e), None))?;
-    let state = crate::plan::session(Some(&key), 2).state();
+    let state = crate::plan::limited_session(Some(&key), 2, opts.memory_limit)
+        .map_err(|e| RunError::Failed(fail(RunCode::Engine, e.to_string()), None))?
+        .state();
     let cluster = connect(opts.engine.as_deref(), &state, &opts.store, &run_id)
         .await
         .map_err(|f| RunError::Failed(f, None))?;
@@ -642,6 +649,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         fill: params_text.clone(),
         datasets: Mutex::new(Vec::new()),
         check_plans: plans,
+        memory_limit: opts.memory_limit,
         timings: Mutex::new(BTreeMap::new()),
         capture: opts.capture.clone(),
         captured: Mutex::new(BTreeMap::new()),
@@ -1425,7 +1433,7 @@ async fn run_step(
         params: shared.params.clone(),
         codesets: &shared.codesets,
         unique_filter: here
-            .then(|| crate::steps::validate::seen::filter_bytes(crate::plan::memory_limit())),
+            .then(|| crate::steps::validate::seen::filter_bytes(shared.memory_limit)),
     };
     let plan = planner.plan_step(&name, &inputs).map_err(|d| {
         fail(
@@ -1778,7 +1786,8 @@ async fn sorted_quarantine(
 
 /// Sorts a local quarantine file by object and row and writes it to the store.
 async fn write_sorted(shared: &Shared, file: &std::path::Path, target: &str) -> Result<(), String> {
-    let memory = crate::plan::memory_limit()
+    let memory = shared
+        .memory_limit
         .unwrap_or(usize::MAX)
         .min(QUARANTINE_SORT_MEMORY);
     let (schema, _, stream) = sorted_quarantine(&shared.state, file, memory).await?;
@@ -2035,6 +2044,7 @@ mod tests {
             lineage_url: None,
             deadline: None,
             recorder: crate::artefacts::recorder(),
+            memory_limit: None,
         }
     }
 

@@ -1,0 +1,264 @@
+//! The indicator API in the style of Sotkanet: `/api/v1/datasets/{id}`.
+//!
+//! Reads the current release of each period of a dataset into one table with a leading
+//! period dimension ([`PERIOD_DIMENSION`]), filters it by dimension codes, area and period,
+//! and answers JSON-stat 2.0 (labelled from the line's code sets) or CSV.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tracing::error;
+
+use crate::serve::api::lines::{current_releases, publish_steps};
+use crate::serve::{App, AppState, LineEntry, now_text, problem};
+
+/// The line and publish step of a dataset.
+fn find_dataset<'a>(
+    app: &'a App,
+    id: &str,
+) -> Option<(&'a str, &'a LineEntry, &'a crate::line::spec::PublishSpec)> {
+    app.lines.iter().find_map(|(n, e)| {
+        publish_steps(&e.line)
+            .into_iter()
+            .find(|(_, p)| p.dataset.value == id)
+            .map(|(_, p)| (n.as_str(), e, p))
+    })
+}
+
+/// The name of the period dimension the indicator API adds.
+pub const PERIOD_DIMENSION: &str = "jakso";
+
+/// Reads the current releases of a dataset (some periods, or all) into one table with a
+/// leading period column.
+async fn dataset_table(
+    app: &App,
+    line: &str,
+    dataset: &str,
+    periods: Option<&BTreeSet<String>>,
+) -> Result<Option<arrow::record_batch::RecordBatch>, String> {
+    use arrow::array::{ArrayRef, StringArray};
+    let mut tables = Vec::new();
+    for (period, run) in current_releases(app, line).await? {
+        if periods.is_some_and(|p| !p.contains(&period)) {
+            continue;
+        }
+        let path = crate::store::layout::release_file(line, &period, &run, dataset, "parquet");
+        let Some(bytes) = app.get_bytes(&path).await else {
+            continue;
+        };
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| format!("{path}: {e}"))?
+            .build()
+            .map_err(|e| format!("{path}: {e}"))?;
+        for b in reader {
+            let b = b.map_err(|e| format!("{path}: {e}"))?;
+            let mut fields = vec![arrow::datatypes::Field::new(
+                PERIOD_DIMENSION,
+                arrow::datatypes::DataType::Utf8,
+                false,
+            )];
+            // Field metadata differs between releases; the table keeps names and types.
+            fields.extend(b.schema().fields().iter().map(|f| {
+                arrow::datatypes::Field::new(f.name(), f.data_type().clone(), f.is_nullable())
+            }));
+            let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![
+                period.as_str();
+                b.num_rows()
+            ]))];
+            cols.extend(b.columns().iter().cloned());
+            let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+            tables.push(
+                arrow::record_batch::RecordBatch::try_new(schema, cols)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    let Some(first) = tables.first() else {
+        return Ok(None);
+    };
+    let schema = first.schema();
+    let tables: Vec<_> = tables
+        .into_iter()
+        .filter(|t| t.schema() == schema)
+        .collect();
+    arrow::compute::concat_batches(&schema, &tables)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+pub(in crate::serve) async fn get_indicator(
+    State(app): AppState,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    use arrow::array::{Array, AsArray, BooleanArray};
+    let Some((line, entry, spec)) = find_dataset(&app, &id) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no dataset `{id}`"),
+        );
+    };
+    let dims: Vec<String> = match &spec.dimensions {
+        Some(d) => d.iter().map(|n| n.value.clone()).collect(),
+        None => Vec::new(),
+    };
+    let geo = dims.iter().find(|d| crate::plan::is_area(d)).cloned();
+    // Filters: dimension=code,code; `area` names the area dimension; `period` the releases.
+    let mut filters: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut periods: Option<BTreeSet<String>> = None;
+    let mut format = None;
+    for (k, v) in &q {
+        let values: BTreeSet<String> = v
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        match k.as_str() {
+            "format" => format = Some(v.clone()),
+            "period" | PERIOD_DIMENSION => periods = Some(values),
+            "area" if geo.is_some() => {
+                filters.insert(geo.clone().unwrap_or_default(), values);
+            }
+            d if dims.iter().any(|x| x == d) => {
+                filters.insert(d.to_string(), values);
+            }
+            other => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "bad-filter",
+                    format!(
+                        "`{other}` is not a dimension of `{id}`; filter by {}, area, period or format",
+                        dims.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    let csv = match format.as_deref() {
+        Some("csv") => true,
+        Some("json") | Some("jsonstat") => false,
+        Some(f) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad-format",
+                format!("format `{f}`: use csv or json"),
+            );
+        }
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv") && !a.contains("application/json")),
+    };
+    let table = match dataset_table(&app, line, &id, periods.as_ref()).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "not-published",
+                format!("`{id}` has no published release for the periods asked"),
+            );
+        }
+        Err(e) => {
+            error!("{e}");
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store",
+                "cannot read the dataset",
+            );
+        }
+    };
+    let mut keep = BooleanArray::from(vec![true; table.num_rows()]);
+    for (d, values) in &filters {
+        let Some(a) = table.column_by_name(d) else {
+            continue;
+        };
+        let Ok(a) = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8) else {
+            continue;
+        };
+        let a = a.as_string::<i32>();
+        let m: BooleanArray = (0..a.len())
+            .map(|i| Some(a.is_valid(i) && values.contains(a.value(i))))
+            .collect();
+        keep = arrow::compute::and(&keep, &m).unwrap_or(keep);
+    }
+    let table = match arrow::compute::filter_record_batch(&table, &keep) {
+        Ok(t) => t,
+        Err(e) => {
+            error!("{e}");
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, "engine", "cannot filter");
+        }
+    };
+    if csv {
+        let mut out = Vec::new();
+        {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
+            if let Err(e) = w.write(&table) {
+                error!("{e}");
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "engine",
+                    "cannot write CSV",
+                );
+            }
+        }
+        return (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (header::VARY, "Accept"),
+            ],
+            out,
+        )
+            .into_response();
+    }
+    let mut all_dims = vec![PERIOD_DIMENSION.to_string()];
+    all_dims.extend(dims.iter().cloned());
+    let mut meta =
+        match crate::publish::jsonstat_meta(&entry.line, spec, &all_dims, &entry.codesets) {
+            Ok(m) => m,
+            Err(e) => {
+                error!("{e}");
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "engine",
+                    "cannot label the dataset",
+                );
+            }
+        };
+    meta.column_labels.insert(
+        PERIOD_DIMENSION.into(),
+        [
+            Some("Tilastojakso".into()),
+            Some("Statistikperiod".into()),
+            Some("Statistical period".into()),
+        ],
+    );
+    match crate::publish::jsonstat::dataset(&table, &meta) {
+        Ok(mut doc) => {
+            doc["updated"] = json!(now_text());
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::VARY, "Accept"),
+                ],
+                axum::Json(doc),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            error!("{e}");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "engine",
+                "cannot write JSON-stat",
+            )
+        }
+    }
+}

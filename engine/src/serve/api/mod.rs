@@ -1,0 +1,18 @@
+//! The HTTP API, one file per area.
+//!
+//! - `lines.rs`: the lines served, their releases and the list of datasets.
+//! - `runs.rs`: triggering a run (`run` token), the runs and their quality reports (`read`).
+//! - `indicators.rs`: the indicator API in the style of Sotkanet, `/api/v1/datasets/{id}`:
+//!   the current releases of a dataset as JSON-stat 2.0 or CSV.
+//! - `uploads.rs`: a file put into a line's inbox (`upload` token, for its submitters).
+//! - `page.rs`: the reporting page, its scripts and `/openapi.json`.
+//!
+//! The handlers are `pub(in crate::serve)`: the router in `serve/mod.rs` names them. Every
+//! answer with text from runs passes `serve::scrubbed`, every error is a `serve::problem`,
+//! and writes pass `serve::auth::authorize` before their body is read.
+
+pub(super) mod indicators;
+pub(super) mod lines;
+pub(super) mod page;
+pub(super) mod runs;
+pub(super) mod uploads;

@@ -1,0 +1,61 @@
+//! The reporting page (`/`), its scripts, and the API's description (`/openapi.json`).
+//!
+//! The page, its script and the OpenAPI document are compiled in from `engine/web/`;
+//! Chart.js is served from the folder given with `--assets`, when there is one.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::serve::{AppState, problem};
+
+pub(in crate::serve) async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../../../web/openapi.json"),
+    )
+        .into_response()
+}
+
+pub(in crate::serve) async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+            ),
+        ],
+        include_str!("../../../web/index.html"),
+    )
+        .into_response()
+}
+
+pub(in crate::serve) async fn page_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../web/report.js"),
+    )
+        .into_response()
+}
+
+pub(in crate::serve) async fn chart_js(State(app): AppState) -> Response {
+    let Some(dir) = &app.assets else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "no-assets",
+            "the daemon was started without --assets (Chart.js)",
+        );
+    };
+    match tokio::fs::read(dir.join("chart.umd.js")).await {
+        Ok(b) => (
+            [
+                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                (header::CACHE_CONTROL, "max-age=3600"),
+            ],
+            b,
+        )
+            .into_response(),
+        Err(_) => problem(StatusCode::NOT_FOUND, "no-assets", "chart.umd.js not found"),
+    }
+}

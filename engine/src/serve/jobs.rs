@@ -1,0 +1,294 @@
+//! The queue of runs: jobs, the workers that start them, and one run to its end.
+//!
+//! Every way a run is asked for (the API, a schedule, an arrival) ends in
+//! [`App::enqueue`]; [`dispatch`] starts queued jobs while workers are free, one per line
+//! and period at a time, and [`execute`] runs one through the same `run::run` as the
+//! command line. Jobs are written to the store at every change, so [`App::resume`] finds at
+//! start what a stopped daemon left (and gives up a job that stopped it too often). Kept
+//! apart from the triggers and the HTTP API, which only queue and read jobs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path as ObjPath;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+
+use crate::serve::{App, now_text};
+
+/// A job: one run of a line for one set of parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub line: String,
+    pub params: BTreeMap<String, String>,
+    /// `api`, `schedule`, `arrival`, `upload`.
+    pub trigger: String,
+    pub status: JobStatus,
+    pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// Starts, counting those a stopped daemon did not finish.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl Job {
+    fn key(&self) -> (String, String) {
+        (
+            self.line.clone(),
+            self.params.get("period").cloned().unwrap_or_default(),
+        )
+    }
+}
+
+impl App {
+    /// Jobs queued and running.
+    pub(super) fn queue_counts(&self) -> (usize, usize) {
+        let jobs = self.jobs.lock().expect("jobs lock");
+        let count = |s: JobStatus| jobs.values().filter(|j| j.status == s).count();
+        (count(JobStatus::Queued), count(JobStatus::Running))
+    }
+
+    async fn save(&self, job: &Job) {
+        self.put_json(&crate::store::layout::job(&job.id), job)
+            .await;
+    }
+
+    pub(super) fn new_id(&self) -> String {
+        let n = self.seq.fetch_add(1, Ordering::SeqCst);
+        format!("{}-{n:04}", chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ"))
+    }
+
+    /// Queues a run, or returns the queued job of the same line and parameters.
+    pub(super) async fn enqueue(
+        &self,
+        line: &str,
+        params: BTreeMap<String, String>,
+        trigger: &str,
+    ) -> Job {
+        let job = {
+            let mut jobs = self.jobs.lock().expect("jobs lock");
+            if let Some(j) = jobs
+                .values()
+                .find(|j| j.status == JobStatus::Queued && j.line == line && j.params == params)
+            {
+                return j.clone();
+            }
+            let job = Job {
+                id: self.new_id(),
+                line: line.to_string(),
+                params,
+                trigger: trigger.to_string(),
+                status: JobStatus::Queued,
+                created: now_text(),
+                started: None,
+                finished: None,
+                run_id: None,
+                error: None,
+                attempts: 0,
+                seconds: None,
+            };
+            jobs.insert(job.id.clone(), job.clone());
+            job
+        };
+        info!(job = %job.id, line, trigger, params = ?job.params, "run queued");
+        self.save(&job).await;
+        self.wake.notify_one();
+        job
+    }
+
+    /// Reads the jobs a previous daemon left; unfinished ones are queued again.
+    pub(super) async fn resume(&self) -> Result<usize, String> {
+        let metas: Vec<_> = self
+            .store
+            .inner
+            .list(Some(&ObjPath::from(crate::store::layout::JOBS)))
+            .try_collect()
+            .await
+            .map_err(|e| format!("cannot list daemon/jobs: {e}"))?;
+        let mut resumed = Vec::new();
+        for m in metas {
+            let Some(bytes) = self.get_bytes(m.location.as_ref()).await else {
+                continue;
+            };
+            let Ok(mut job) = serde_json::from_slice::<Job>(&bytes) else {
+                warn!(object = %m.location, "not a job; ignored");
+                continue;
+            };
+            if !self.lines.contains_key(&job.line) {
+                continue;
+            }
+            if job.status == JobStatus::Running && job.attempts >= self.max_attempts.max(1) {
+                // Started this many times and never finished: it may be what stops the
+                // daemon (a hostile object); resuming it again would stop it again.
+                warn!(job = %job.id, line = %job.line, attempts = job.attempts, "run interrupted too many times; marked failed");
+                job.status = JobStatus::Failed;
+                job.finished = Some(now_text());
+                job.error = Some(json!({
+                    "code": crate::run::RunCode::Engine,
+                    "message": format!("the run was interrupted {} times (the daemon stopped or crashed during it); not resumed", job.attempts),
+                }));
+                resumed.push(job.clone());
+            } else if matches!(job.status, JobStatus::Queued | JobStatus::Running) {
+                if job.status == JobStatus::Running {
+                    info!(job = %job.id, line = %job.line, "run interrupted by a stop; queued again");
+                }
+                job.status = JobStatus::Queued;
+                job.started = None;
+                resumed.push(job.clone());
+            }
+            self.jobs
+                .lock()
+                .expect("jobs lock")
+                .insert(job.id.clone(), job);
+        }
+        for j in &resumed {
+            self.save(j).await;
+        }
+        Ok(resumed
+            .iter()
+            .filter(|j| j.status == JobStatus::Queued)
+            .count())
+    }
+}
+
+/// Runs one job to its end and records it.
+async fn execute(app: Arc<App>, mut job: Job) {
+    let Some(entry) = app.lines.get(&job.line) else {
+        return;
+    };
+    info!(job = %job.id, line = %job.line, params = ?job.params, "run started");
+    let opts = crate::run::RunOptions {
+        store: app.store.clone(),
+        params: job
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        sources: Default::default(),
+        key: app.key.clone(),
+        batch_size: 8192,
+        progress: false,
+        lineage_url: None,
+        capture: Default::default(),
+        engine: app.engine.clone(),
+        deadline: app.deadline,
+        recorder: crate::artefacts::recorder(),
+        memory_limit: app.memory_limit,
+    };
+    let t = Instant::now();
+    // On a task of its own: a run that panics fails its job instead of leaving it running
+    // and its worker taken.
+    let path = entry.path.clone();
+    let result = match tokio::spawn(async move { crate::run::run(&path, opts).await }).await {
+        Ok(r) => r,
+        Err(e) => {
+            error!(job = %job.id, line = %job.line, "the run ended abnormally: {e}");
+            Err(crate::run::RunError::Failed(
+                crate::run::RunFailure {
+                    code: crate::run::RunCode::Engine,
+                    message: "the run ended abnormally (a panic); see the daemon's log".into(),
+                },
+                None,
+            ))
+        }
+    };
+    job.seconds = Some(t.elapsed().as_secs_f64());
+    job.finished = Some(now_text());
+    let report = match result {
+        Ok(report) => {
+            job.status = JobStatus::Succeeded;
+            job.run_id = Some(report.run_id.clone());
+            Some(report)
+        }
+        Err(crate::run::RunError::Failed(f, report)) => {
+            job.status = JobStatus::Failed;
+            job.error = Some(json!({ "code": f.code, "message": f.message }));
+            job.run_id = report.as_ref().map(|r| r.run_id.clone());
+            report.map(|r| *r)
+        }
+        Err(crate::run::RunError::Invalid(d)) => {
+            job.status = JobStatus::Failed;
+            let first = d.first().map(|d| d.message.clone()).unwrap_or_default();
+            job.error = Some(json!({ "code": "V000", "message": first }));
+            None
+        }
+    };
+    info!(job = %job.id, line = %job.line, status = ?job.status, seconds = job.seconds, "run finished");
+    app.record(&job, report.as_ref());
+    app.save(&job).await;
+    app.jobs
+        .lock()
+        .expect("jobs lock")
+        .insert(job.id.clone(), job);
+    app.running.fetch_sub(1, Ordering::SeqCst);
+    app.wake.notify_one();
+}
+
+/// Starts queued jobs while workers are free, one per line and period.
+pub(super) async fn dispatch(app: Arc<App>) {
+    loop {
+        if app.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let startable: Vec<Job> = {
+            let mut jobs = app.jobs.lock().expect("jobs lock");
+            let mut busy: BTreeSet<(String, String)> = jobs
+                .values()
+                .filter(|j| j.status == JobStatus::Running)
+                .map(Job::key)
+                .collect();
+            let mut free = app
+                .workers
+                .saturating_sub(app.running.load(Ordering::SeqCst) as usize);
+            let mut out = Vec::new();
+            for j in jobs.values_mut() {
+                if free == 0 {
+                    break;
+                }
+                if j.status != JobStatus::Queued || busy.contains(&j.key()) {
+                    continue;
+                }
+                busy.insert(j.key());
+                j.status = JobStatus::Running;
+                j.started = Some(now_text());
+                j.attempts += 1;
+                free -= 1;
+                out.push(j.clone());
+            }
+            out
+        };
+        for job in startable {
+            app.running.fetch_add(1, Ordering::SeqCst);
+            app.save(&job).await;
+            tokio::spawn(execute(app.clone(), job));
+        }
+        tokio::select! {
+            _ = app.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
