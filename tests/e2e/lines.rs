@@ -6,15 +6,7 @@ use super::*;
 
 #[test]
 fn the_example_line_runs_on_the_shipped_data() {
-    let store = tempfile::tempdir().unwrap();
-    copy_dir(
-        &root().join("examples/store/inbox"),
-        &store.path().join("inbox"),
-    );
-    copy_dir(
-        &root().join("examples/store/reference"),
-        &store.path().join("reference"),
-    );
+    let store = example_store();
     let out = run(&[
         "run",
         "lines/ensihoito.yaml",
@@ -48,15 +40,7 @@ fn the_example_line_runs_on_the_shipped_data() {
 /// Runs a shipped line on the shipped example data and compares every published cell with
 /// an independent computation (tests/independent.py).
 fn compare_with_independent(line: &str, period: &str, dims: usize) {
-    let store = tempfile::tempdir().unwrap();
-    copy_dir(
-        &root().join("examples/store/inbox"),
-        &store.path().join("inbox"),
-    );
-    copy_dir(
-        &root().join("examples/store/reference"),
-        &store.path().join("reference"),
-    );
+    let store = example_store();
     let out = run(&[
         "run",
         &format!("lines/{line}.yaml"),

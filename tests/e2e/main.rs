@@ -63,6 +63,18 @@ fn store_with_inbox() -> tempfile::TempDir {
     dir
 }
 
+/// A temporary store holding the shipped examples' inbox and reference data.
+fn example_store() -> tempfile::TempDir {
+    let store = tempfile::tempdir().unwrap();
+    for part in ["inbox", "reference"] {
+        copy_dir(
+            &root().join("examples/store").join(part),
+            &store.path().join(part),
+        );
+    }
+    store
+}
+
 /// A copy of a test line in `dir`, its code-set path made absolute, with replacements.
 fn line_copy(dir: &Path, line: &str, name: &str, replacements: &[(&str, &str)]) -> PathBuf {
     let shared = root()

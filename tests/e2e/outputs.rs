@@ -60,15 +60,7 @@ fn published_files_are_read_by_pyarrow_and_duckdb() {
 
 #[test]
 fn json_stat_passes_the_schema_and_reads_in_pyjstat() {
-    let store = tempfile::tempdir().unwrap();
-    copy_dir(
-        &root().join("examples/store/inbox"),
-        &store.path().join("inbox"),
-    );
-    copy_dir(
-        &root().join("examples/store/reference"),
-        &store.path().join("reference"),
-    );
+    let store = example_store();
     let out = run(&[
         "run",
         "lines/ensihoito.yaml",

@@ -327,15 +327,7 @@ fn no_suppressed_cell_can_be_recovered_from_published_tables() {
     assert_eq!(found["recovered"].as_array().unwrap().len(), 2, "{found}");
 
     // What the engine publishes withstands it.
-    let store = tempfile::tempdir().unwrap();
-    copy_dir(
-        &root().join("examples/store/inbox"),
-        &store.path().join("inbox"),
-    );
-    copy_dir(
-        &root().join("examples/store/reference"),
-        &store.path().join("reference"),
-    );
+    let store = example_store();
     // Åland (91): eight missions of two patients — enough missions, too few persons.
     let aland: String = (0..8)
         .map(|i| {

@@ -9,6 +9,7 @@
 
 pub mod disclosure;
 pub mod jsonstat;
+pub mod manifest;
 pub mod releases;
 
 use std::sync::Arc;

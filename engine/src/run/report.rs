@@ -1,0 +1,232 @@
+//! The run report and how a run fails.
+//!
+//! [`RunReport`] is what a run returns and writes to `runs/<line>/<run-id>.json`: per step
+//! ([`StepReport`], built from the step's counters by `step_reports`) the rows in, out,
+//! quarantined and filtered and the rules broken; the published datasets
+//! ([`DatasetReport`]); the release, the quarantine and the quality report. A run that fails
+//! ends with a [`RunFailure`]: a stable [`RunCode`] (`R001`…`R011`, documented in the README
+//! and matched by line tests) and a message, made by `fail`, which passes every message
+//! through the scrubber. These types are re-exported from [`crate::run`], where the rest of
+//! the engine names them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use super::Shared;
+use crate::line::spec::StepKind;
+
+/// A step in the run report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub kind: StepKind,
+    pub inputs: Vec<String>,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub rows_quarantined: u64,
+    /// Rows outside the step's declared filter.
+    pub rows_filtered: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<u64>,
+    /// Rows that broke each rule (all severities).
+    pub violations: BTreeMap<String, u64>,
+    /// Counts by value, e.g. rows per mapping equivalence.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub mappings: BTreeMap<String, BTreeMap<String, u64>>,
+    pub seconds: f64,
+}
+
+/// A published dataset in the run report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetReport {
+    pub dataset: String,
+    pub step: String,
+    pub rows: u64,
+}
+
+/// The run report, written to `runs/<line>/<run-id>.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub line: String,
+    pub line_file: String,
+    pub line_hash: String,
+    pub engine_version: String,
+    pub params: BTreeMap<String, String>,
+    pub status: RunStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunFailure>,
+    pub started: String,
+    pub seconds: f64,
+    pub steps: BTreeMap<String, StepReport>,
+    /// The steps in the order the line runs them.
+    pub step_order: Vec<String>,
+    pub codesets: BTreeMap<String, crate::line::codeset::CodesetUse>,
+    pub datasets: Vec<DatasetReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    pub quarantine: Vec<String>,
+    /// The quality report, as JSON and as HTML.
+    pub quality: Vec<String>,
+}
+
+/// Why a run failed: a stable code and a message.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RunFailure {
+    pub code: RunCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}", self.code, self.message)
+    }
+}
+
+/// Run failure codes: stable, documented in the README, matched by line tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunCode {
+    /// `R001`: a parameter is unknown, missing or of the wrong form.
+    Param,
+    /// `R002`: the line pseudonymises or holds personal columns and no key was given.
+    Key,
+    /// `R003`: a source object could not be read as declared.
+    Source,
+    /// `R004`: no object matches a source's location.
+    NoInput,
+    /// `R005`: a rule of severity `fail` was broken.
+    RuleFail,
+    /// `R006`: a step rejected more than its `max_reject_share`.
+    RejectShare,
+    /// `R007`: rows are unaccounted for.
+    Accounting,
+    /// `R008`: writing to the store failed.
+    Write,
+    /// `R009`: the query engine failed.
+    Engine,
+    /// `R010`: an object reached a reader limit (`limits:`); it is quarantined whole and
+    /// the run goes on. Used in quarantine reasons, not as a run failure.
+    Limit,
+    /// `R011`: the run took longer than its deadline (`limits.run_minutes`).
+    Deadline,
+}
+
+impl RunCode {
+    /// The code as written in reports, logs and answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunCode::Param => "R001",
+            RunCode::Key => "R002",
+            RunCode::Source => "R003",
+            RunCode::NoInput => "R004",
+            RunCode::RuleFail => "R005",
+            RunCode::RejectShare => "R006",
+            RunCode::Accounting => "R007",
+            RunCode::Write => "R008",
+            RunCode::Engine => "R009",
+            RunCode::Limit => "R010",
+            RunCode::Deadline => "R011",
+        }
+    }
+}
+
+impl std::fmt::Display for RunCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RunCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    /// The status as written in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A run failure; its message goes into the run report, the log, the lineage event and the
+/// daemon's job, so it passes the scrubber here, where every failure is made.
+pub(super) fn fail(code: RunCode, message: impl Into<String>) -> RunFailure {
+    let message = message.into();
+    // The query engine quotes the values it fails on.
+    let message = if code == RunCode::Engine {
+        crate::redact::unquoted(&message)
+    } else {
+        message
+    };
+    RunFailure {
+        code,
+        message: crate::redact::scrubbed(message),
+    }
+}
+
+/// What a run ends with.
+#[derive(Debug)]
+pub enum RunError {
+    /// The line file is invalid.
+    Invalid(Vec<crate::diag::Diagnostic>),
+    /// The run failed; the report (when the run got that far) is in the store.
+    Failed(RunFailure, Option<Box<RunReport>>),
+}
+
+/// Each step's part of the report, from its counters and timings, in the line's order.
+pub(super) fn step_reports(shared: &Shared) -> BTreeMap<String, StepReport> {
+    let timings = shared.timings.lock().map(|t| t.clone()).unwrap_or_default();
+    shared
+        .line
+        .dag
+        .order
+        .iter()
+        .map(|s| {
+            let c = &shared.counters[s];
+            let spec = crate::line::load::step(&shared.line.spec, s);
+            let kind = spec.kinds()[0];
+            (
+                s.clone(),
+                StepReport {
+                    kind,
+                    inputs: spec.inputs().iter().map(|i| i.value.clone()).collect(),
+                    rows_in: c.rows_in.load(Ordering::Relaxed),
+                    rows_out: c.rows_out.load(Ordering::Relaxed),
+                    rows_quarantined: c.quarantined.load(Ordering::Relaxed),
+                    rows_filtered: c.filtered.load(Ordering::Relaxed),
+                    objects: (kind == StepKind::Source).then(|| c.objects.load(Ordering::Relaxed)),
+                    violations: c
+                        .quality
+                        .lock()
+                        .map(|q| q.violations.clone())
+                        .unwrap_or_default(),
+                    mappings: c
+                        .quality
+                        .lock()
+                        .map(|q| q.metrics.clone())
+                        .unwrap_or_default(),
+                    seconds: timings.get(s).copied().unwrap_or_default(),
+                },
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,195 @@
+//! Reading a source: its objects listed in the store (`--source NAME=URL` or the line's
+//! `location`, with `{param}`s filled), each parsed by its format's plugin inside
+//! `valtava_plugin::guarded`, and the parsed batches sent, with each row's object, into the
+//! source step's channel. Rows a parser rejects go to the quarantine (rule `parse`); an
+//! object that reaches a reader limit is quarantined whole (R010) and the run goes on; an
+//! unreadable object fails the run (R003), as does a location that matches nothing (R004).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::DataFusionError;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+use valtava_plugin::{ParseRequest, SourceObject};
+
+use super::Shared;
+use super::report::{RunCode, RunFailure, fail};
+
+/// Lists a source's objects and streams their parsed rows into the source step.
+pub(super) async fn read_source(
+    shared: Arc<Shared>,
+    step: String,
+    tx: mpsc::Sender<Result<RecordBatch, DataFusionError>>,
+) -> Result<(), RunFailure> {
+    let spec = crate::line::load::step(&shared.line.spec, &step)
+        .source
+        .as_ref()
+        .ok_or_else(|| fail(RunCode::Engine, "not a source"))?;
+    let counters = shared.counters[&step].clone();
+    let template = shared
+        .sources
+        .get(&step)
+        .cloned()
+        .unwrap_or_else(|| spec.location.value.clone());
+    let location = crate::store::fill(&template, &shared.fill);
+    let loc = crate::store::locate(&shared.store, &location)
+        .map_err(|e| fail(RunCode::Source, format!("source `{step}`: {e}")))?;
+    let objects = loc
+        .list()
+        .await
+        .map_err(|e| fail(RunCode::Source, format!("source `{step}`: {e}")))?;
+    if objects.is_empty() {
+        let e = fail(
+            RunCode::NoInput,
+            format!(
+                "source `{step}`: no object matches `{location}` in store {}",
+                loc.store.url
+            ),
+        );
+        let _ = tx
+            .send(Err(DataFusionError::Execution(e.message.clone())))
+            .await;
+        return Err(e);
+    }
+    let parser = crate::steps::source::parsers::get(&spec.format).ok_or_else(|| {
+        fail(
+            RunCode::Source,
+            format!("unknown format `{}`", spec.format.value),
+        )
+    })?;
+    let columns: Vec<String> = spec.columns.keys().map(|k| k.value.clone()).collect();
+    let types: Vec<arrow::datatypes::DataType> = spec
+        .columns
+        .values()
+        .map(|c| crate::plan::arrow_type(c.r#type.value))
+        .collect();
+    let raw_schema = crate::plan::raw_source_schema(spec);
+    let typed_schema = shared.check_plans[&step].output.clone();
+    let options = spec
+        .options
+        .as_ref()
+        .map(|o| o.value.clone())
+        .unwrap_or(serde_json::Value::Null);
+    for meta in objects {
+        let name = if location.contains("://") || location.starts_with('/') {
+            format!("{}/{}", loc.store.url.trim_end_matches('/'), meta.location)
+        } else {
+            meta.location.to_string()
+        };
+        counters.objects.fetch_add(1, Ordering::Relaxed);
+        counters.bytes_read.fetch_add(meta.size, Ordering::Relaxed);
+        debug!(object = %name, bytes = meta.size, "reading");
+        let object = SourceObject {
+            store: loc.store.inner.clone(),
+            path: meta.location.clone(),
+            size: meta.size,
+            name: name.clone(),
+        };
+        let request = ParseRequest {
+            columns: columns.clone(),
+            types: types.clone(),
+            options: options.clone(),
+            batch_size: shared.batch_size,
+            base_dir: Some(shared.line.dir.clone()),
+            limits: shared.line.spec.limits.parser_limits(),
+        };
+        let mut stream = valtava_plugin::guarded(parser.parse(object, request), name.clone());
+        while let Some(parsed) = stream.next().await {
+            let parsed = match parsed {
+                Ok(p) => p,
+                Err(e @ valtava_plugin::ParseError::Limit { .. }) => {
+                    // The object is quarantined whole; the rows it gave before the bound
+                    // stay counted as read.
+                    warn!(object = %name, "{}", crate::redact::scrubbed(e.to_string()));
+                    limit_reached(&shared, &step, &typed_schema, &name, meta.size, &e)?;
+                    break;
+                }
+                Err(e) => {
+                    let f = fail(RunCode::Source, format!("source `{step}`: {e}"));
+                    let _ = tx
+                        .send(Err(DataFusionError::Execution(f.message.clone())))
+                        .await;
+                    return Err(f);
+                }
+            };
+            let n = parsed.batch.num_rows();
+            counters
+                .rows_in
+                .fetch_add((n + parsed.rejects.len()) as u64, Ordering::Relaxed);
+            if parsed.rejects.iter().any(|r| r.row == 0) {
+                counters
+                    .bytes_failed
+                    .fetch_add(meta.size, Ordering::Relaxed);
+            }
+            if !parsed.rejects.is_empty() {
+                counters
+                    .quarantined
+                    .fetch_add(parsed.rejects.len() as u64, Ordering::Relaxed);
+                if let Ok(mut q) = counters.quality.lock() {
+                    *q.violations.entry("parse".into()).or_default() += parsed.rejects.len() as u64;
+                }
+                shared
+                    .quarantine
+                    .write_unparsed(&step, &typed_schema, &name, &parsed.rejects)
+                    .map_err(|e| fail(RunCode::Write, e))?;
+            }
+            if n == 0 {
+                continue;
+            }
+            let mut cols: Vec<ArrayRef> = parsed.batch.columns().to_vec();
+            cols.push(Arc::new(StringArray::from(vec![name.as_str(); n])));
+            let batch = RecordBatch::try_new(raw_schema.clone(), coerce(cols, &raw_schema)?)
+                .map_err(|e| fail(RunCode::Source, format!("{name}: {e}")))?;
+            if tx.send(Ok(batch)).await.is_err() {
+                return Ok(()); // the step stopped; its own error is reported
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Quarantines an object that reached a reader limit: one row-0 reject (the whole object)
+/// with the code and the bound, its bytes counted as failed for `max_reject_share`.
+fn limit_reached(
+    shared: &Shared,
+    step: &str,
+    schema: &SchemaRef,
+    name: &str,
+    size: u64,
+    error: &valtava_plugin::ParseError,
+) -> Result<(), RunFailure> {
+    let counters = &shared.counters[step];
+    let reject = valtava_plugin::RowReject {
+        row: 0,
+        reason: format!("[{}] {error}", RunCode::Limit),
+    };
+    counters.rows_in.fetch_add(1, Ordering::Relaxed);
+    counters.quarantined.fetch_add(1, Ordering::Relaxed);
+    counters.bytes_failed.fetch_add(size, Ordering::Relaxed);
+    if let Ok(mut q) = counters.quality.lock() {
+        *q.violations.entry("limit".into()).or_default() += 1;
+    }
+    shared
+        .quarantine
+        .write_unparsed(step, schema, name, &[reject])
+        .map_err(|e| fail(RunCode::Write, e))
+}
+
+/// Casts a parser's native columns to text where the raw schema expects text.
+fn coerce(cols: Vec<ArrayRef>, schema: &Schema) -> Result<Vec<ArrayRef>, RunFailure> {
+    cols.into_iter()
+        .zip(schema.fields())
+        .map(|(a, f)| {
+            if a.data_type() == f.data_type() {
+                Ok(a)
+            } else {
+                arrow::compute::cast(&a, f.data_type())
+                    .map_err(|e| fail(RunCode::Source, format!("column `{}`: {e}", f.name())))
+            }
+        })
+        .collect()
+}
