@@ -4,10 +4,12 @@
 //!
 //! - [`line`]: a line file read and checked — YAML → typed [`line::spec`] → structural
 //!   checks → the step graph; its parameters, code sets, schedule, schema and layout.
-//! - [`steps`]: what each step kind does — sources read through the parser plugins,
-//!   validation rules.
-//! - [`plan`]: each step → a DataFusion logical plan; personal-data lineage from the plans;
-//!   `valtava check` and `valtava plan`.
+//! - [`plan`]: the planner — each step → a DataFusion logical plan through the
+//!   [`plan::Planner`], expressions bound to their inputs, the session; personal-data
+//!   lineage from the plans; `valtava check` and `valtava plan`.
+//! - [`steps`]: one folder per step kind (source, validate, harmonise, aggregate, publish,
+//!   sql), each with its planning (`plan.rs`, an `impl Planner` block) and what else the
+//!   kind needs (the parser registry, the rule kinds, distinct counts and medians).
 //! - [`run`]: the scheduler streams record batches through the steps, diverts rejected rows
 //!   to quarantine and counts every row; spills, leases and scratch folders, the cluster.
 //! - [`publish`]: datasets and their formats, disclosure control, release manifests and

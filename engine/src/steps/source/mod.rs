@@ -2,3 +2,4 @@
 //! `plugins/`), registered in [`parsers`].
 
 pub mod parsers;
+mod plan;

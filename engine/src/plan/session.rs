@@ -1,0 +1,72 @@
+//! The DataFusion sessions plans are made and run in: Valtava's functions registered,
+//! deterministic settings, and for a run a memory limit under which operators spill.
+
+use std::sync::Arc;
+
+use datafusion::common::DataFusionError;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+/// The session every plan is made in: Valtava's functions registered, deterministic
+/// settings, no memory limit (planning and checking read no rows).
+pub fn session(key: Option<&[u8]>, target_partitions: usize) -> SessionContext {
+    with_functions(
+        SessionContext::new_with_config(session_config(target_partitions)),
+        key,
+    )
+}
+
+/// The session a run executes in: as [`session`], and with `memory_limit` bytes sorts and
+/// aggregations spill to temporary files instead of growing; the fair pool shares the limit
+/// among the operators that can spill, as the steps of a line run at once. The limit is
+/// the caller's (the command line reads `VALTAVA_MEMORY_LIMIT`); a pool that cannot be
+/// built is an error, never a run without its limit.
+pub fn limited_session(
+    key: Option<&[u8]>,
+    target_partitions: usize,
+    memory_limit: Option<usize>,
+) -> Result<SessionContext, DataFusionError> {
+    let Some(bytes) = memory_limit else {
+        return Ok(session(key, target_partitions));
+    };
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_max_spill_merge_fan_in(SPILL_MERGE_FAN_IN)
+        .with_memory_pool(Arc::new(
+            // An error names the largest consumers, so an operator can see what to tune.
+            datafusion::execution::memory_pool::TrackConsumersPool::new(
+                datafusion::execution::memory_pool::FairSpillPool::new(bytes),
+                std::num::NonZeroUsize::new(5).expect("5 is not zero"),
+            ),
+        ))
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(session_config(target_partitions), runtime);
+    Ok(with_functions(ctx, key))
+}
+
+fn session_config(target_partitions: usize) -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(target_partitions.max(1))
+        .with_information_schema(false);
+    // A line's joins have small build sides (duplicates found, keys of another step, code
+    // sets, groups): the build side is collected once and the rows stream past it in their
+    // partitions, instead of every row being hashed into new partitions (at 10 M rows of
+    // the unique rule's join, 1.4 GB moved).
+    config.options_mut().optimizer.repartition_joins = false;
+    config
+}
+
+fn with_functions(ctx: SessionContext, key: Option<&[u8]>) -> SessionContext {
+    for f in crate::functions::udfs(key) {
+        ctx.register_udf(f);
+    }
+    for f in crate::functions::udafs() {
+        ctx.register_udaf(f);
+    }
+    ctx
+}
+
+/// Spilled runs a sort or grouping merges at once; more are merged in rounds. Unlimited, a
+/// merge reads a batch of every run at once, and the runs grow with the input (the
+/// per-value grouping of a distinct count spills ≈ 86 runs a partition at 50 M rows under
+/// 512 MiB, against ≈ 18 at 10 M): the end of a 50 M run held ≈ 20 MiB more than with 16
+/// (one run each, PROFILE.md, tenth round).
+pub const SPILL_MERGE_FAN_IN: usize = 16;

@@ -1,0 +1,380 @@
+//! Planning an aggregate step: measures by dimensions (with totals), rates over a
+//! population, and which measures count persons.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::datatypes::DataType;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DataFusionError};
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{Expr, GroupingSet, JoinType, LogicalPlanBuilder, col, lit, when};
+
+use super::distinct::{count_distinct_arg, distinct_counts, median_arg, medians, rolled_up};
+use crate::diag::{Code, Diagnostic};
+use crate::line::spec::{AggregateSpec, ExprText, Name, Pos, StepKind};
+use crate::plan::expr::{cast_text, first_line};
+use crate::plan::{Diags, InputInfo, Planner, StepPlan, is_area};
+
+impl Planner<'_> {
+    pub(crate) fn plan_aggregate(
+        &self,
+        a: &AggregateSpec,
+        mut b: LogicalPlanBuilder,
+        info: &InputInfo,
+        populations: BTreeMap<String, LogicalPlanBuilder>,
+    ) -> Result<StepPlan, Diags> {
+        let err0 = |at: Pos| {
+            move |e: DataFusionError| {
+                vec![Diagnostic::error(
+                    Code::V205,
+                    &self.line.file,
+                    at,
+                    first_line(&e.to_string()),
+                )]
+            }
+        };
+        // Computed dimensions become columns first.
+        let computed: Vec<(&Name, &ExprText)> =
+            a.by.iter()
+                .flat_map(|d| d.parts())
+                .filter_map(|(n, e)| e.map(|e| (n, e)))
+                .collect();
+        if !computed.is_empty() {
+            let schema = b.schema().clone();
+            let mut exprs: Vec<Expr> = schema
+                .columns()
+                .into_iter()
+                .filter(|c| !computed.iter().any(|(n, _)| n.value == c.name))
+                .map(col)
+                .collect();
+            for (n, e) in &computed {
+                exprs.push(self.expr(e, &schema)?.alias(n.value.as_str()));
+            }
+            b = b.project(exprs).map_err(err0(a.input.at))?;
+        }
+        let schema = b.schema().clone();
+        let by: Vec<&Name> =
+            a.by.iter()
+                .flat_map(|d| d.parts())
+                .map(|(n, _)| n)
+                .collect();
+        let mut person_counts = Vec::new();
+        // An input grouped by a personal value has a row per person (and per its other
+        // dimensions): every count of its rows counts persons.
+        let rows_are_persons = info.dimensions.iter().any(|d| info.personal.contains(d));
+        let mut dims = Vec::new();
+        for d in &by {
+            self.column_check(&schema, d).map_err(|d| vec![d])?;
+            dims.push(d.value.clone());
+        }
+        let mut aggs: Vec<Expr> = Vec::new();
+        // `count(DISTINCT x)` and `median(x)` measures, computed apart and joined to the
+        // groups (see `distinct_counts` and `medians`).
+        let mut apart: Vec<(String, Expr, bool)> = Vec::new();
+        let mut measures: Vec<(String, Expr)> = Vec::new();
+        let mut diags = Vec::new();
+        for (name, text) in &a.measures {
+            let e = match self.expr(text, &schema) {
+                Ok(e) => e,
+                Err(d) => {
+                    diags.extend(d);
+                    continue;
+                }
+            };
+            if counts_persons(&e, &info.personal, rows_are_persons) {
+                person_counts.push(name.value.clone());
+            }
+            let mut found = false;
+            let rewritten = e
+                .transform_up(|e| {
+                    if let Some(arg) = count_distinct_arg(&e) {
+                        found = true;
+                        let alias = format!("__dc{}", apart.len());
+                        apart.push((alias.clone(), arg, true));
+                        return Ok(Transformed::yes(
+                            datafusion::functions::core::expr_fn::coalesce(vec![
+                                col(Column::from_name(alias)),
+                                lit(0i64),
+                            ]),
+                        ));
+                    }
+                    if let Some(arg) = median_arg(&e, &schema) {
+                        found = true;
+                        let alias = format!("__md{}", apart.len());
+                        apart.push((alias.clone(), arg, false));
+                        return Ok(Transformed::yes(col(Column::from_name(alias))));
+                    }
+                    if let Expr::AggregateFunction(AggregateFunction { .. }) = &e {
+                        found = true;
+                        let alias = format!("__agg{}", aggs.len());
+                        aggs.push(e.alias(&alias));
+                        return Ok(Transformed::yes(col(Column::from_name(alias))));
+                    }
+                    Ok(Transformed::no(e))
+                })
+                .map(|t| t.data);
+            match rewritten {
+                Ok(r) if found => measures.push((name.value.clone(), r)),
+                Ok(_) => diags.push(self.diag(
+                    Code::V204,
+                    self.locate(text, ""),
+                    format!(
+                        "measure `{}` has no aggregate function (count, sum, avg, median, …)",
+                        name.value
+                    ),
+                )),
+                Err(e) => diags.push(self.expr_error(text, e)),
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        let dim_exprs: Vec<Expr> = dims
+            .iter()
+            .map(|d| col(Column::from_name(d.as_str())))
+            .collect();
+        let mut groupings = Vec::new();
+        let group: Vec<Expr> = if a.totals {
+            for d in &dims {
+                groupings.push(
+                    datafusion::functions_aggregate::expr_fn::grouping(col(Column::from_name(
+                        d.as_str(),
+                    )))
+                    .alias(format!("__g_{d}")),
+                );
+            }
+            vec![Expr::GroupingSet(GroupingSet::Cube(dim_exprs.clone()))]
+        } else {
+            dim_exprs.clone()
+        };
+        let err = |e: DataFusionError| {
+            vec![self.diag(Code::V205, a.input.at, first_line(&e.to_string()))]
+        };
+        // With totals, each row is grouped into its cell once and the cube rolls up cells.
+        let fine = if a.totals {
+            rolled_up(&aggs, &dim_exprs, b.clone()).map_err(err)?
+        } else {
+            None
+        };
+        let mut main = match fine {
+            Some((fine, mut totals)) => {
+                totals.extend(groupings);
+                fine.aggregate(group, totals)
+            }
+            None => {
+                aggs.extend(groupings);
+                b.clone().aggregate(group, aggs)
+            }
+        }
+        .map_err(err)?;
+        for (alias, arg, distinct) in &apart {
+            let counts = if *distinct {
+                distinct_counts(b.clone(), &dims, a.totals, arg, alias)
+            } else {
+                medians(b.clone(), &dims, a.totals, arg, alias)
+            }
+            .map_err(err)?;
+            let mut left: Vec<Column> =
+                dims.iter().map(|d| Column::from_name(d.as_str())).collect();
+            let mut right: Vec<Column> = dims
+                .iter()
+                .map(|d| Column::from_name(format!("{alias}_d_{d}")))
+                .collect();
+            if a.totals {
+                left.extend(dims.iter().map(|d| Column::from_name(format!("__g_{d}"))));
+                right.extend(
+                    dims.iter()
+                        .map(|d| Column::from_name(format!("{alias}_g_{d}"))),
+                );
+            }
+            main = main
+                .join_detailed(
+                    counts,
+                    JoinType::Left,
+                    (left, right),
+                    None,
+                    datafusion::common::NullEquality::NullEqualsNull,
+                )
+                .map_err(err)?;
+        }
+        let b = main;
+        let mut out: Vec<Expr> = Vec::new();
+        for d in &dims {
+            let c = cast_text(col(Column::from_name(d.as_str())));
+            if a.totals {
+                let code = if is_area(d) { "SSS" } else { "YHT" };
+                out.push(
+                    when(
+                        col(Column::from_name(format!("__g_{d}"))).gt(lit(0)),
+                        lit(code),
+                    )
+                    .otherwise(c)
+                    .map_err(err)?
+                    .alias(d.as_str()),
+                );
+            } else {
+                out.push(c.alias(d.as_str()));
+            }
+        }
+        for (name, e) in measures {
+            out.push(e.alias(name));
+        }
+        let mut b = b.project(out).map_err(err)?;
+        for (i, (name, r)) in a.rates.iter().enumerate() {
+            b = self.rate(
+                b,
+                i,
+                name,
+                r,
+                a.totals,
+                populations.get(r.population.value.as_str()),
+            )?;
+        }
+        let plan = b.build().map_err(err)?;
+        let mut p = self.finish(StepKind::Aggregate, plan, vec![], dims);
+        p.person_counts = person_counts;
+        Ok(p)
+    }
+
+    /// Joins the population and adds `name = round(per × count / population, decimals)`.
+    fn rate(
+        &self,
+        b: LogicalPlanBuilder,
+        i: usize,
+        name: &Name,
+        r: &crate::line::spec::RateSpec,
+        totals: bool,
+        population: Option<&LogicalPlanBuilder>,
+    ) -> Result<LogicalPlanBuilder, Diags> {
+        let err = |at: Pos| {
+            move |e: DataFusionError| {
+                vec![Diagnostic::error(
+                    Code::V205,
+                    &self.line.file,
+                    at,
+                    first_line(&e.to_string()),
+                )]
+            }
+        };
+        let Some(pop) = population else {
+            return Err(vec![self.diag(
+                Code::V102,
+                r.population.at,
+                format!("`{}` has no output", r.population.value),
+            )]);
+        };
+        let schema = b.schema().clone();
+        let count_type = self.column_check(&schema, &r.count).map_err(|d| vec![d])?;
+        if !count_type.is_numeric() {
+            return Err(vec![self.diag(
+                Code::V202,
+                r.count.at,
+                format!("`{}` is {count_type}, not a number", r.count.value),
+            )]);
+        }
+        self.column_check(&schema, &r.area).map_err(|d| vec![d])?;
+        let year_col = r
+            .year_column
+            .clone()
+            .unwrap_or_else(|| crate::line::spec::Sp::synthetic("vuosi".into()));
+        let value_col = r
+            .value
+            .clone()
+            .unwrap_or_else(|| crate::line::spec::Sp::synthetic("vaesto".into()));
+        for c in [&r.area, &year_col, &value_col] {
+            self.column_check(pop.schema(), c).map_err(|d| vec![d])?;
+        }
+        let (pa, py, pv) = (format!("__pa{i}"), format!("__py{i}"), format!("__pv{i}"));
+        let rows = pop
+            .clone()
+            .project(vec![
+                cast_text(col(Column::from_name(r.area.value.as_str()))).alias(&pa),
+                cast_text(col(Column::from_name(year_col.value.as_str()))).alias(&py),
+                Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(col(Column::from_name(value_col.value.as_str()))),
+                    DataType::Float64,
+                ))
+                .alias(&pv),
+            ])
+            .map_err(err(r.population.at))?;
+        let table = if totals {
+            // The whole country's population is the sum of the areas'.
+            let country = pop
+                .clone()
+                .aggregate(
+                    vec![cast_text(col(Column::from_name(year_col.value.as_str()))).alias(&py)],
+                    vec![
+                        datafusion::functions_aggregate::expr_fn::sum(Expr::Cast(
+                            datafusion::logical_expr::Cast::new(
+                                Box::new(col(Column::from_name(value_col.value.as_str()))),
+                                DataType::Float64,
+                            ),
+                        ))
+                        .alias(&pv),
+                    ],
+                )
+                .and_then(|c| {
+                    c.project(vec![
+                        lit("SSS").alias(&pa),
+                        col(Column::from_name(py.as_str())),
+                        col(Column::from_name(pv.as_str())),
+                    ])
+                })
+                .map_err(err(r.population.at))?;
+            rows.union(country.build().map_err(err(r.population.at))?)
+                .map_err(err(r.population.at))?
+        } else {
+            rows
+        };
+        let year = self.expr(&r.year, &schema)?;
+        let on = col(Column::from_name(r.area.value.as_str()))
+            .eq(col(Column::from_name(pa.as_str())))
+            .and(cast_text(year).eq(col(Column::from_name(py.as_str()))));
+        let joined = b
+            .join_on(
+                table.build().map_err(err(name.at))?,
+                JoinType::Left,
+                vec![on],
+            )
+            .map_err(err(name.at))?;
+        let mut exprs: Vec<Expr> = schema.columns().into_iter().map(col).collect();
+        let count = Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(col(Column::from_name(r.count.value.as_str()))),
+            DataType::Float64,
+        ));
+        let rate = datafusion::functions::math::expr_fn::round(vec![
+            lit(r.per) * count / col(Column::from_name(pv.as_str())),
+            lit(r.decimals),
+        ]);
+        exprs.push(rate.alias(name.value.as_str()));
+        joined.project(exprs).map_err(err(name.at))
+    }
+}
+
+/// Whether a measure counts persons anywhere in it: a distinct count of a personal value
+/// (`count(DISTINCT hetu)`, `approx_distinct(hetu)`, also inside a cast or a sum with it),
+/// or any count when the rows are persons.
+fn counts_persons(e: &Expr, personal: &BTreeSet<String>, rows_are_persons: bool) -> bool {
+    let mut found = false;
+    let _ = e.apply(|x| {
+        if let Expr::AggregateFunction(f) = x {
+            let name = f.func.name();
+            if rows_are_persons && name == "count" {
+                found = true;
+                return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+            }
+            let distinct = (name == "count" && f.params.distinct) || name == "approx_distinct";
+            if distinct
+                && f.params
+                    .args
+                    .iter()
+                    .any(|a| a.column_refs().iter().any(|c| personal.contains(&c.name)))
+            {
+                found = true;
+                return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    found
+}
