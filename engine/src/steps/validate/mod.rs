@@ -5,7 +5,30 @@
 mod plan;
 pub mod seen;
 
-use crate::line::spec::{Category, RuleSpec};
+use crate::line::spec::{
+    Category, CodesetCheck, CountBounds, ExistsCheck, ExprText, Name, NullShareCheck, OneOrMany,
+    RangeCheck, RegexCheck, RuleSpec, ValuesCheck,
+};
+
+/// A rule's check, one variant per kind: the planner, the loader and the reports match on
+/// it exhaustively, so a kind added here is a compile error wherever it is not handled.
+#[derive(Debug, Clone, Copy)]
+pub enum Check<'a> {
+    Required(&'a OneOrMany),
+    Unique(&'a OneOrMany),
+    Values(&'a ValuesCheck),
+    Hetu(&'a Name),
+    InCodeset(&'a CodesetCheck),
+    InPeriod(&'a Name),
+    Expr(&'a ExprText),
+    Range(&'a RangeCheck),
+    Regex(&'a RegexCheck),
+    Order(&'a Vec<Name>),
+    ExistsIn(&'a ExistsCheck),
+    Rows(&'a CountBounds),
+    NullShare(&'a NullShareCheck),
+    Fresh(&'a Name),
+}
 
 /// The checks a rule can give, as written in line files.
 pub const CHECKS: [&str; 14] = [
@@ -25,51 +48,92 @@ pub const CHECKS: [&str; 14] = [
     "fresh",
 ];
 
+impl<'a> Check<'a> {
+    /// Every check the rule gives (a valid rule gives exactly one).
+    pub fn all(rule: &'a RuleSpec) -> Vec<Check<'a>> {
+        let r = rule;
+        [
+            r.required.as_ref().map(Check::Required),
+            r.unique.as_ref().map(Check::Unique),
+            r.values.as_ref().map(Check::Values),
+            r.hetu.as_ref().map(Check::Hetu),
+            r.in_codeset.as_ref().map(Check::InCodeset),
+            r.in_period.as_ref().map(Check::InPeriod),
+            r.expr.as_ref().map(Check::Expr),
+            r.range.as_ref().map(Check::Range),
+            r.regex.as_ref().map(Check::Regex),
+            r.order.as_ref().map(Check::Order),
+            r.exists_in.as_ref().map(Check::ExistsIn),
+            r.rows.as_ref().map(Check::Rows),
+            r.null_share.as_ref().map(Check::NullShare),
+            r.fresh.as_ref().map(Check::Fresh),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// The rule's one check; `None` when it gives none or several (the loader reports
+    /// that as V101 before anything is planned).
+    pub fn of(rule: &'a RuleSpec) -> Option<Check<'a>> {
+        match Check::all(rule).as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
+    /// The category a check gives a rule that does not state one.
+    pub fn category(self) -> Category {
+        match self {
+            Check::Required(_) | Check::Rows(_) | Check::NullShare(_) => Category::Completeness,
+            Check::Expr(_)
+            | Check::InPeriod(_)
+            | Check::Range(_)
+            | Check::Order(_)
+            | Check::Fresh(_) => Category::Plausibility,
+            Check::Unique(_)
+            | Check::Values(_)
+            | Check::Hetu(_)
+            | Check::InCodeset(_)
+            | Check::Regex(_)
+            | Check::ExistsIn(_) => Category::Conformance,
+        }
+    }
+
+    /// Whether the check is of the whole dataset rather than of each row.
+    pub fn is_dataset(self) -> bool {
+        match self {
+            Check::Rows(_) | Check::NullShare(_) | Check::Fresh(_) => true,
+            Check::Required(_)
+            | Check::Unique(_)
+            | Check::Values(_)
+            | Check::Hetu(_)
+            | Check::InCodeset(_)
+            | Check::InPeriod(_)
+            | Check::Expr(_)
+            | Check::Range(_)
+            | Check::Regex(_)
+            | Check::Order(_)
+            | Check::ExistsIn(_) => false,
+        }
+    }
+}
+
 /// How many checks a rule gives (a valid rule gives exactly one).
 pub fn check_count(rule: &RuleSpec) -> usize {
-    [
-        rule.required.is_some(),
-        rule.unique.is_some(),
-        rule.values.is_some(),
-        rule.hetu.is_some(),
-        rule.in_codeset.is_some(),
-        rule.in_period.is_some(),
-        rule.expr.is_some(),
-        rule.range.is_some(),
-        rule.regex.is_some(),
-        rule.order.is_some(),
-        rule.exists_in.is_some(),
-        rule.rows.is_some(),
-        rule.null_share.is_some(),
-        rule.fresh.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count()
+    Check::all(rule).len()
 }
 
 /// The rule's category: as written, or inferred from its check.
 pub fn category(rule: &RuleSpec) -> Category {
-    if let Some(c) = rule.category {
-        return c;
-    }
-    if rule.required.is_some() || rule.rows.is_some() || rule.null_share.is_some() {
-        Category::Completeness
-    } else if rule.expr.is_some()
-        || rule.in_period.is_some()
-        || rule.range.is_some()
-        || rule.order.is_some()
-        || rule.fresh.is_some()
-    {
-        Category::Plausibility
-    } else {
-        Category::Conformance
-    }
+    rule.category
+        .or_else(|| Check::of(rule).map(Check::category))
+        .unwrap_or(Category::Conformance)
 }
 
 /// Whether a rule checks the whole dataset rather than each row.
 pub fn is_dataset_check(rule: &RuleSpec) -> bool {
-    rule.rows.is_some() || rule.null_share.is_some() || rule.fresh.is_some()
+    Check::of(rule).is_some_and(Check::is_dataset)
 }
 
 #[cfg(test)]

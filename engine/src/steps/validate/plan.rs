@@ -1,6 +1,7 @@
 //! Planning a validate step: each rule compiled to a rule column (`rule_expr`) or a check
 //! of the whole dataset (`dataset_check`).
 
+use super::Check;
 use std::collections::BTreeMap;
 
 use arrow::datatypes::{DataType, TimeUnit};
@@ -24,308 +25,335 @@ impl Planner<'_> {
         let null = || lit(ScalarValue::Utf8(None));
         let colcheck = |n: &Name| self.column_check(schema, n).map_err(|d| vec![d]);
         let id = &rule.id.value;
-        let e = if let Some(req) = &rule.required {
-            let names = req.names();
-            let mut c = case(lit(true));
-            let mut first = true;
-            for n in names {
-                colcheck(n)?;
-                let msg = lit(format!("`{}` is missing", n.value));
-                c = if first {
-                    when(col(Column::from_name(n.value.as_str())).is_null(), msg)
-                } else {
-                    c.when(col(Column::from_name(n.value.as_str())).is_null(), msg)
-                };
-                first = false;
-            }
-            c.otherwise(null())
-        } else if let Some(u) = &rule.unique {
-            // The duplicates were joined in by `join_duplicates`: a row is a duplicate when
-            // its key has a first occurrence elsewhere.
-            let names = u.names();
-            for n in &names {
-                colcheck(n)?;
-            }
-            let first_object = col(Column::from_name(format!("__u{index}_object")));
-            let first_row = col(Column::from_name(format!("__u{index}_row")));
-            let label = names
-                .iter()
-                .map(|n| format!("`{}`", n.value))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let is_first = col(OBJECT_COLUMN)
-                .eq(first_object)
-                .and(col(ROW_COLUMN).eq(first_row.clone()));
-            when(
-                first_row.clone().is_not_null().and(is_first.is_not_true()),
-                datafusion::functions::string::expr_fn::concat(vec![
-                    lit(format!("duplicate {label}; first at row ")),
-                    cast_text(first_row),
-                ]),
-            )
-            .otherwise(null())
-        } else if let Some(v) = &rule.values {
-            let t = colcheck(&v.column)?;
-            let c = col(Column::from_name(v.column.value.as_str()));
-            let c = if t == DataType::Utf8 {
-                c
-            } else {
-                Expr::Cast(datafusion::logical_expr::Cast::new(
-                    Box::new(c),
-                    DataType::Utf8,
-                ))
-            };
-            let list: Vec<Expr> = v.values.iter().map(|s| lit(s.clone())).collect();
-            when(
-                c.clone().is_not_null().and(c.clone().in_list(list, true)),
-                lit(format!(
-                    "`{}` is not one of {}",
-                    v.column.value,
-                    v.values.join(", ")
-                )),
-            )
-            .otherwise(null())
-        } else if let Some(h) = &rule.hetu {
-            colcheck(h)?;
-            let f = self
-                .state
-                .scalar_functions()
-                .get("hetu_problem")
-                .cloned()
-                .ok_or_else(|| {
-                    vec![self.diag(Code::V205, h.at, "hetu_problem is not registered")]
-                })?;
-            let c = col(Column::from_name(h.value.as_str()));
-            let mut problem = f.call(vec![c.clone()]);
-            if !rule.temporary {
-                // Individual numbers 900–999 are temporary codes (characters 8–10).
-                let individual = datafusion::functions::unicode::expr_fn::substr(
-                    cast_text(c.clone()),
-                    lit(8i64),
-                );
-                problem = datafusion::functions::core::expr_fn::coalesce(vec![
-                    problem,
-                    when(
-                        individual.gt_eq(lit("900")),
-                        lit("temporary personal identity codes are not accepted here"),
-                    )
-                    .otherwise(null())
-                    .map_err(|e| vec![self.diag(Code::V205, h.at, e.to_string())])?,
-                ]);
-            }
-            // NULL for NULL: the problem itself (computed once per row, not in a condition
-            // and again in its branch).
-            Ok(problem)
-        } else if let Some(cs) = &rule.in_codeset {
-            let t = colcheck(&cs.column)?;
-            let codes = self.codeset_codes(&cs.codeset)?;
-            let c = col(Column::from_name(cs.column.value.as_str()));
-            let c = if t == DataType::Utf8 {
-                c
-            } else {
-                Expr::Cast(datafusion::logical_expr::Cast::new(
-                    Box::new(c),
-                    DataType::Utf8,
-                ))
-            };
-            when(
-                c.clone().is_not_null().and(
-                    c.clone()
-                        .in_list(codes.into_iter().map(lit).collect(), true),
-                ),
-                lit(format!(
-                    "`{}` is not in code set `{}`",
-                    cs.column.value, cs.codeset.value
-                )),
-            )
-            .otherwise(null())
-        } else if let Some(p) = &rule.in_period {
-            let t = colcheck(p)?;
-            let (Some(start), Some(end)) = (
-                self.params.get("period_start"),
-                self.params.get("period_end"),
-            ) else {
-                return Err(vec![self.diag(
-                    Code::V301,
-                    p.at,
-                    "the line has no period parameter",
-                )]);
-            };
-            let c = col(Column::from_name(p.value.as_str()));
-            let outside = match (&t, start, end) {
-                // A timestamp without a time zone against the period's first midnight and
-                // the one after its last day.
-                (
-                    DataType::Timestamp(unit, None),
-                    ScalarValue::Date32(Some(_)),
-                    ScalarValue::Date32(Some(_)),
-                ) => Some(
-                    c.clone()
-                        .lt(midnight(lit(start.clone()), *unit, false))
-                        .or(c.clone().gt_eq(midnight(lit(end.clone()), *unit, true))),
-                ),
-                _ => None,
-            };
-            let day = match t {
-                _ if outside.is_some() => c.clone(),
-                DataType::Date32 => c.clone(),
-                DataType::Timestamp(..) => Expr::Cast(datafusion::logical_expr::Cast::new(
-                    Box::new(c.clone()),
-                    DataType::Date32,
-                )),
-                other => {
-                    return Err(vec![self.diag(
-                        Code::V202,
-                        p.at,
-                        format!(
-                            "`{}` is {other}; the period check needs a date or timestamp",
-                            p.value
-                        ),
-                    )]);
+        let Some(check) = Check::of(rule) else {
+            return Err(vec![self.diag(
+                Code::V101,
+                rule.id.at,
+                format!("rule `{id}` must give exactly one check"),
+            )]);
+        };
+        let e = match check {
+            Check::Required(req) => {
+                let names = req.names();
+                let mut c = case(lit(true));
+                let mut first = true;
+                for n in names {
+                    colcheck(n)?;
+                    let msg = lit(format!("`{}` is missing", n.value));
+                    c = if first {
+                        when(col(Column::from_name(n.value.as_str())).is_null(), msg)
+                    } else {
+                        c.when(col(Column::from_name(n.value.as_str())).is_null(), msg)
+                    };
+                    first = false;
                 }
-            };
-            let outside = outside.unwrap_or_else(|| {
-                day.clone()
-                    .lt(lit(start.clone()))
-                    .or(day.gt(lit(end.clone())))
-            });
-            when(
-                c.is_not_null().and(outside),
-                lit(format!(
-                    "outside-period: `{}` is not in the period",
-                    p.value
-                )),
-            )
-            .otherwise(null())
-        } else if let Some(r) = &rule.range {
-            let t = colcheck(&r.column)?;
-            let c = col(Column::from_name(r.column.value.as_str()));
-            let mut cond: Option<Expr> = None;
-            let mut parts = Vec::new();
-            for (bound, is_min) in [(&r.min, true), (&r.max, false)] {
-                let Some(b) = bound else { continue };
-                let v = self.bound(b, &t, &r.column)?;
-                let broken = if is_min {
-                    c.clone().lt(lit(v))
-                } else {
-                    c.clone().gt(lit(v))
-                };
-                parts.push(format!(
-                    "{} {}",
-                    if is_min { "≥" } else { "≤" },
-                    b.value.text()
-                ));
-                cond = Some(match cond {
-                    Some(x) => x.or(broken),
-                    None => broken,
-                });
+                c.otherwise(null())
             }
-            let Some(cond) = cond else {
-                return Err(vec![self.diag(
-                    Code::V004,
-                    r.column.at,
-                    "a range needs `min`, `max` or both",
-                )]);
-            };
-            when(
-                c.clone().is_not_null().and(cond),
-                lit(format!(
-                    "`{}` is out of range; expected {}",
-                    r.column.value,
-                    parts.join(" and ")
-                )),
-            )
-            .otherwise(null())
-        } else if let Some(r) = &rule.regex {
-            colcheck(&r.column)?;
-            let anchored = format!("^(?:{})$", r.pattern.value);
-            if let Err(e) = regex::Regex::new(&anchored) {
-                return Err(vec![self.diag(
-                    Code::V203,
-                    crate::diag::locate_in(&self.line.text, r.pattern.at, ""),
-                    format!("invalid pattern: {}", first_line(&e.to_string())),
-                )]);
+            Check::Unique(u) => {
+                // The duplicates were joined in by `join_duplicates`: a row is a duplicate when
+                // its key has a first occurrence elsewhere.
+                let names = u.names();
+                for n in &names {
+                    colcheck(n)?;
+                }
+                let first_object = col(Column::from_name(format!("__u{index}_object")));
+                let first_row = col(Column::from_name(format!("__u{index}_row")));
+                let label = names
+                    .iter()
+                    .map(|n| format!("`{}`", n.value))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let is_first = col(OBJECT_COLUMN)
+                    .eq(first_object)
+                    .and(col(ROW_COLUMN).eq(first_row.clone()));
+                when(
+                    first_row.clone().is_not_null().and(is_first.is_not_true()),
+                    datafusion::functions::string::expr_fn::concat(vec![
+                        lit(format!("duplicate {label}; first at row ")),
+                        cast_text(first_row),
+                    ]),
+                )
+                .otherwise(null())
             }
-            let c = cast_text(col(Column::from_name(r.column.value.as_str())));
-            let matches =
-                datafusion::functions::regex::expr_fn::regexp_like(c.clone(), lit(anchored), None);
-            when(
-                c.clone().is_not_null().and(matches.is_false()),
-                lit(format!(
-                    "`{}` does not match `{}`",
-                    r.column.value, r.pattern.value
-                )),
-            )
-            .otherwise(null())
-        } else if let Some(order) = &rule.order {
-            if order.len() < 2 {
-                return Err(vec![self.diag(
-                    Code::V003,
-                    rule.id.at,
-                    "`order` needs two or more columns",
-                )]);
-            }
-            let mut types = Vec::new();
-            for n in order {
-                types.push(colcheck(n)?);
-            }
-            let same = types.windows(2).all(|w| w[0] == w[1]);
-            let value = |n: &Name| {
-                let c = col(Column::from_name(n.value.as_str()));
-                if same {
+            Check::Values(v) => {
+                let t = colcheck(&v.column)?;
+                let c = col(Column::from_name(v.column.value.as_str()));
+                let c = if t == DataType::Utf8 {
                     c
                 } else {
                     Expr::Cast(datafusion::logical_expr::Cast::new(
                         Box::new(c),
-                        DataType::Timestamp(TimeUnit::Microsecond, None),
+                        DataType::Utf8,
                     ))
-                }
-            };
-            let mut c = case(lit(true));
-            for (k, pair) in order.windows(2).enumerate() {
-                let (a, b) = (value(&pair[0]), value(&pair[1]));
-                let broken = a
-                    .clone()
-                    .is_not_null()
-                    .and(b.clone().is_not_null())
-                    .and(a.gt(b));
-                let msg = lit(format!("`{}` is after `{}`", pair[0].value, pair[1].value));
-                c = if k == 0 {
-                    when(broken, msg)
-                } else {
-                    c.when(broken, msg)
                 };
+                let list: Vec<Expr> = v.values.iter().map(|s| lit(s.clone())).collect();
+                when(
+                    c.clone().is_not_null().and(c.clone().in_list(list, true)),
+                    lit(format!(
+                        "`{}` is not one of {}",
+                        v.column.value,
+                        v.values.join(", ")
+                    )),
+                )
+                .otherwise(null())
             }
-            c.otherwise(null())
-        } else if let Some(e) = &rule.exists_in {
-            colcheck(&e.column)?;
-            let key = format!("__e{index}");
-            let c = col(Column::from_name(e.column.value.as_str()));
-            when(
-                c.clone()
-                    .is_not_null()
-                    .and(col(Column::from_name(key)).is_null()),
-                lit(format!(
-                    "`{}` is not in step `{}`",
-                    e.column.value, e.step.value
-                )),
-            )
-            .otherwise(null())
-        } else if let Some(x) = &rule.expr {
-            let e = self.expr(x, schema)?;
-            if e.get_type(schema)
-                .map_err(|err| vec![self.expr_error(x, err)])?
-                != DataType::Boolean
-            {
+            Check::Hetu(h) => {
+                colcheck(h)?;
+                let f = self
+                    .state
+                    .scalar_functions()
+                    .get("hetu_problem")
+                    .cloned()
+                    .ok_or_else(|| {
+                        vec![self.diag(Code::V205, h.at, "hetu_problem is not registered")]
+                    })?;
+                let c = col(Column::from_name(h.value.as_str()));
+                let mut problem = f.call(vec![c.clone()]);
+                if !rule.temporary {
+                    // Individual numbers 900–999 are temporary codes (characters 8–10).
+                    let individual = datafusion::functions::unicode::expr_fn::substr(
+                        cast_text(c.clone()),
+                        lit(8i64),
+                    );
+                    problem = datafusion::functions::core::expr_fn::coalesce(vec![
+                        problem,
+                        when(
+                            individual.gt_eq(lit("900")),
+                            lit("temporary personal identity codes are not accepted here"),
+                        )
+                        .otherwise(null())
+                        .map_err(|e| vec![self.diag(Code::V205, h.at, e.to_string())])?,
+                    ]);
+                }
+                // NULL for NULL: the problem itself (computed once per row, not in a condition
+                // and again in its branch).
+                Ok(problem)
+            }
+            Check::InCodeset(cs) => {
+                let t = colcheck(&cs.column)?;
+                let codes = self.codeset_codes(&cs.codeset)?;
+                let c = col(Column::from_name(cs.column.value.as_str()));
+                let c = if t == DataType::Utf8 {
+                    c
+                } else {
+                    Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(c),
+                        DataType::Utf8,
+                    ))
+                };
+                when(
+                    c.clone().is_not_null().and(
+                        c.clone()
+                            .in_list(codes.into_iter().map(lit).collect(), true),
+                    ),
+                    lit(format!(
+                        "`{}` is not in code set `{}`",
+                        cs.column.value, cs.codeset.value
+                    )),
+                )
+                .otherwise(null())
+            }
+            Check::InPeriod(p) => {
+                let t = colcheck(p)?;
+                let (Some(start), Some(end)) = (
+                    self.params.get("period_start"),
+                    self.params.get("period_end"),
+                ) else {
+                    return Err(vec![self.diag(
+                        Code::V301,
+                        p.at,
+                        "the line has no period parameter",
+                    )]);
+                };
+                let c = col(Column::from_name(p.value.as_str()));
+                let outside = match (&t, start, end) {
+                    // A timestamp without a time zone against the period's first midnight and
+                    // the one after its last day.
+                    (
+                        DataType::Timestamp(unit, None),
+                        ScalarValue::Date32(Some(_)),
+                        ScalarValue::Date32(Some(_)),
+                    ) => Some(
+                        c.clone()
+                            .lt(midnight(lit(start.clone()), *unit, false))
+                            .or(c.clone().gt_eq(midnight(lit(end.clone()), *unit, true))),
+                    ),
+                    _ => None,
+                };
+                let day = match t {
+                    _ if outside.is_some() => c.clone(),
+                    DataType::Date32 => c.clone(),
+                    DataType::Timestamp(..) => Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(c.clone()),
+                        DataType::Date32,
+                    )),
+                    other => {
+                        return Err(vec![self.diag(
+                            Code::V202,
+                            p.at,
+                            format!(
+                                "`{}` is {other}; the period check needs a date or timestamp",
+                                p.value
+                            ),
+                        )]);
+                    }
+                };
+                let outside = outside.unwrap_or_else(|| {
+                    day.clone()
+                        .lt(lit(start.clone()))
+                        .or(day.gt(lit(end.clone())))
+                });
+                when(
+                    c.is_not_null().and(outside),
+                    lit(format!(
+                        "outside-period: `{}` is not in the period",
+                        p.value
+                    )),
+                )
+                .otherwise(null())
+            }
+            Check::Range(r) => {
+                let t = colcheck(&r.column)?;
+                let c = col(Column::from_name(r.column.value.as_str()));
+                let mut cond: Option<Expr> = None;
+                let mut parts = Vec::new();
+                for (bound, is_min) in [(&r.min, true), (&r.max, false)] {
+                    let Some(b) = bound else { continue };
+                    let v = self.bound(b, &t, &r.column)?;
+                    let broken = if is_min {
+                        c.clone().lt(lit(v))
+                    } else {
+                        c.clone().gt(lit(v))
+                    };
+                    parts.push(format!(
+                        "{} {}",
+                        if is_min { "≥" } else { "≤" },
+                        b.value.text()
+                    ));
+                    cond = Some(match cond {
+                        Some(x) => x.or(broken),
+                        None => broken,
+                    });
+                }
+                let Some(cond) = cond else {
+                    return Err(vec![self.diag(
+                        Code::V004,
+                        r.column.at,
+                        "a range needs `min`, `max` or both",
+                    )]);
+                };
+                when(
+                    c.clone().is_not_null().and(cond),
+                    lit(format!(
+                        "`{}` is out of range; expected {}",
+                        r.column.value,
+                        parts.join(" and ")
+                    )),
+                )
+                .otherwise(null())
+            }
+            Check::Regex(r) => {
+                colcheck(&r.column)?;
+                let anchored = format!("^(?:{})$", r.pattern.value);
+                if let Err(e) = regex::Regex::new(&anchored) {
+                    return Err(vec![self.diag(
+                        Code::V203,
+                        crate::diag::locate_in(&self.line.text, r.pattern.at, ""),
+                        format!("invalid pattern: {}", first_line(&e.to_string())),
+                    )]);
+                }
+                let c = cast_text(col(Column::from_name(r.column.value.as_str())));
+                let matches = datafusion::functions::regex::expr_fn::regexp_like(
+                    c.clone(),
+                    lit(anchored),
+                    None,
+                );
+                when(
+                    c.clone().is_not_null().and(matches.is_false()),
+                    lit(format!(
+                        "`{}` does not match `{}`",
+                        r.column.value, r.pattern.value
+                    )),
+                )
+                .otherwise(null())
+            }
+            Check::Order(order) => {
+                if order.len() < 2 {
+                    return Err(vec![self.diag(
+                        Code::V003,
+                        rule.id.at,
+                        "`order` needs two or more columns",
+                    )]);
+                }
+                let mut types = Vec::new();
+                for n in order {
+                    types.push(colcheck(n)?);
+                }
+                let same = types.windows(2).all(|w| w[0] == w[1]);
+                let value = |n: &Name| {
+                    let c = col(Column::from_name(n.value.as_str()));
+                    if same {
+                        c
+                    } else {
+                        Expr::Cast(datafusion::logical_expr::Cast::new(
+                            Box::new(c),
+                            DataType::Timestamp(TimeUnit::Microsecond, None),
+                        ))
+                    }
+                };
+                let mut c = case(lit(true));
+                for (k, pair) in order.windows(2).enumerate() {
+                    let (a, b) = (value(&pair[0]), value(&pair[1]));
+                    let broken = a
+                        .clone()
+                        .is_not_null()
+                        .and(b.clone().is_not_null())
+                        .and(a.gt(b));
+                    let msg = lit(format!("`{}` is after `{}`", pair[0].value, pair[1].value));
+                    c = if k == 0 {
+                        when(broken, msg)
+                    } else {
+                        c.when(broken, msg)
+                    };
+                }
+                c.otherwise(null())
+            }
+            Check::ExistsIn(e) => {
+                colcheck(&e.column)?;
+                let key = format!("__e{index}");
+                let c = col(Column::from_name(e.column.value.as_str()));
+                when(
+                    c.clone()
+                        .is_not_null()
+                        .and(col(Column::from_name(key)).is_null()),
+                    lit(format!(
+                        "`{}` is not in step `{}`",
+                        e.column.value, e.step.value
+                    )),
+                )
+                .otherwise(null())
+            }
+            Check::Expr(x) => {
+                let e = self.expr(x, schema)?;
+                if e.get_type(schema)
+                    .map_err(|err| vec![self.expr_error(x, err)])?
+                    != DataType::Boolean
+                {
+                    return Err(vec![self.diag(
+                        Code::V202,
+                        self.locate(x, ""),
+                        format!("`{}` is not a condition (true/false)", x.value),
+                    )]);
+                }
+                when(e.is_false(), lit(format!("`{}` does not hold", x.value))).otherwise(null())
+            }
+            Check::Rows(_) | Check::NullShare(_) | Check::Fresh(_) => {
                 return Err(vec![self.diag(
-                    Code::V202,
-                    self.locate(x, ""),
-                    format!("`{}` is not a condition (true/false)", x.value),
+                    Code::V101,
+                    rule.id.at,
+                    format!("rule `{id}` checks the whole dataset, not each row"),
                 )]);
             }
-            when(e.is_false(), lit(format!("`{}` does not hold", x.value))).otherwise(null())
-        } else {
-            return Err(vec![]);
         };
         let e = e.map_err(|err| vec![self.diag(Code::V205, rule.id.at, err.to_string())])?;
         let e = match &rule.when {
@@ -576,44 +604,65 @@ impl Planner<'_> {
                 format!("rule `{}` checks the whole dataset: its severity is `warn` or `fail`, not `reject`", rule.id.value),
             )]);
         }
-        let kind = if let Some(r) = &rule.rows {
-            DatasetCheckKind::Rows {
+        let not_dataset = || {
+            vec![self.diag(
+                Code::V101,
+                rule.id.at,
+                format!(
+                    "rule `{}` checks each row, not the whole dataset",
+                    rule.id.value
+                ),
+            )]
+        };
+        let kind = match Check::of(rule).ok_or_else(not_dataset)? {
+            Check::Rows(r) => DatasetCheckKind::Rows {
                 min: r.min,
                 max: r.max,
+            },
+            Check::NullShare(n) => {
+                self.column_check(schema, &n.column).map_err(|d| vec![d])?;
+                DatasetCheckKind::NullShare {
+                    column: n.column.value.clone(),
+                    max: n.max,
+                }
             }
-        } else if let Some(n) = &rule.null_share {
-            self.column_check(schema, &n.column).map_err(|d| vec![d])?;
-            DatasetCheckKind::NullShare {
-                column: n.column.value.clone(),
-                max: n.max,
+            Check::Fresh(f) => {
+                let t = self.column_check(schema, f).map_err(|d| vec![d])?;
+                if !matches!(t, DataType::Date32 | DataType::Timestamp(..)) {
+                    return Err(vec![self.diag(
+                        Code::V202,
+                        f.at,
+                        format!("`{}` is {t}; freshness needs a date or timestamp", f.value),
+                    )]);
+                }
+                let day = |k: &str| match self.params.get(k) {
+                    Some(ScalarValue::Date32(Some(d))) => Some(*d),
+                    _ => None,
+                };
+                let (Some(start), Some(end)) = (day("period_start"), day("period_end")) else {
+                    return Err(vec![self.diag(
+                        Code::V301,
+                        f.at,
+                        "freshness needs the line's `period` parameter",
+                    )]);
+                };
+                DatasetCheckKind::Fresh {
+                    column: f.value.clone(),
+                    start,
+                    end,
+                }
             }
-        } else if let Some(f) = &rule.fresh {
-            let t = self.column_check(schema, f).map_err(|d| vec![d])?;
-            if !matches!(t, DataType::Date32 | DataType::Timestamp(..)) {
-                return Err(vec![self.diag(
-                    Code::V202,
-                    f.at,
-                    format!("`{}` is {t}; freshness needs a date or timestamp", f.value),
-                )]);
-            }
-            let day = |k: &str| match self.params.get(k) {
-                Some(ScalarValue::Date32(Some(d))) => Some(*d),
-                _ => None,
-            };
-            let (Some(start), Some(end)) = (day("period_start"), day("period_end")) else {
-                return Err(vec![self.diag(
-                    Code::V301,
-                    f.at,
-                    "freshness needs the line's `period` parameter",
-                )]);
-            };
-            DatasetCheckKind::Fresh {
-                column: f.value.clone(),
-                start,
-                end,
-            }
-        } else {
-            return Err(vec![]);
+            Check::Required(_)
+            | Check::Unique(_)
+            | Check::Values(_)
+            | Check::Hetu(_)
+            | Check::InCodeset(_)
+            | Check::InPeriod(_)
+            | Check::Expr(_)
+            | Check::Range(_)
+            | Check::Regex(_)
+            | Check::Order(_)
+            | Check::ExistsIn(_) => return Err(not_dataset()),
         };
         Ok(DatasetCheck {
             id: rule.id.value.clone(),
