@@ -739,6 +739,11 @@ pub struct RuleSpec {
     /// period (the data is not stale).
     #[serde(default)]
     pub fresh: Option<Name>,
+    /// Dataset check: every one of these submitters sent rows for the period (the values of
+    /// the step's `submitter` column); a missing one is named. Listed, or every code of a
+    /// code set (e.g. the wellbeing services counties).
+    #[serde(default)]
+    pub submitters: Option<SubmittersCheck>,
     /// With `hetu`: whether temporary identity codes (individual number 900–999) are
     /// accepted. Default true.
     #[serde(default = "yes")]
@@ -747,6 +752,18 @@ pub struct RuleSpec {
 
 fn yes() -> bool {
     true
+}
+
+/// The submitters a period must have: `expected` listed, or every code of `codeset`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmittersCheck {
+    /// The submitters, as the step's `submitter` column writes them.
+    #[serde(default)]
+    pub expected: Vec<String>,
+    /// Or: every code of this code set is a submitter.
+    #[serde(default)]
+    pub codeset: Option<Name>,
 }
 
 /// Bounds of a column's values.

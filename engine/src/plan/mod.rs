@@ -84,6 +84,8 @@ pub enum DatasetCheckKind {
         start: i32,
         end: i32,
     },
+    /// Every one of these submitters sent rows.
+    Submitters { expected: Vec<String> },
 }
 
 /// Column of a step's filter: true for rows in scope.

@@ -299,7 +299,8 @@ pub fn tap(
                     }
                 }
             }
-            DatasetCheckKind::Rows { .. } => {}
+            // Counted per submitter below, for every step that names its submitter column.
+            DatasetCheckKind::Rows { .. } | DatasetCheckKind::Submitters { .. } => {}
         }
     }
     let submitters = plan.submitter.as_ref().and_then(|s| text_column(&data, s));
@@ -469,6 +470,22 @@ pub fn finish_dataset_checks(
                         None => format!("no `{column}` values"),
                     },
                     expected: format!("within {}–{}", day(*start as i64), day(*end as i64)),
+                }
+            }
+            DatasetCheckKind::Submitters { expected } => {
+                let missing: Vec<&str> = expected
+                    .iter()
+                    .filter(|s| quality.by_submitter.get(*s).is_none_or(|q| q.rows == 0))
+                    .map(String::as_str)
+                    .collect();
+                DatasetOutcome {
+                    passed: missing.is_empty(),
+                    observed: if missing.is_empty() {
+                        format!("all {} submitted", expected.len())
+                    } else {
+                        format!("missing {}: {}", missing.len(), missing.join(", "))
+                    },
+                    expected: format!("{} submitters", expected.len()),
                 }
             }
         };

@@ -7,7 +7,7 @@ pub mod seen;
 
 use crate::line::spec::{
     Category, CodesetCheck, CountBounds, ExistsCheck, ExprText, Name, NullShareCheck, OneOrMany,
-    RangeCheck, RegexCheck, RuleSpec, ValuesCheck,
+    RangeCheck, RegexCheck, RuleSpec, SubmittersCheck, ValuesCheck,
 };
 
 /// A rule's check, one variant per kind: the planner, the loader and the reports match on
@@ -28,10 +28,11 @@ pub enum Check<'a> {
     Rows(&'a CountBounds),
     NullShare(&'a NullShareCheck),
     Fresh(&'a Name),
+    Submitters(&'a SubmittersCheck),
 }
 
 /// The checks a rule can give, as written in line files.
-pub const CHECKS: [&str; 14] = [
+pub const CHECKS: [&str; 15] = [
     "required",
     "unique",
     "values",
@@ -46,6 +47,7 @@ pub const CHECKS: [&str; 14] = [
     "rows",
     "null_share",
     "fresh",
+    "submitters",
 ];
 
 impl<'a> Check<'a> {
@@ -67,6 +69,7 @@ impl<'a> Check<'a> {
             r.rows.as_ref().map(Check::Rows),
             r.null_share.as_ref().map(Check::NullShare),
             r.fresh.as_ref().map(Check::Fresh),
+            r.submitters.as_ref().map(Check::Submitters),
         ]
         .into_iter()
         .flatten()
@@ -85,7 +88,9 @@ impl<'a> Check<'a> {
     /// The category a check gives a rule that does not state one.
     pub fn category(self) -> Category {
         match self {
-            Check::Required(_) | Check::Rows(_) | Check::NullShare(_) => Category::Completeness,
+            Check::Required(_) | Check::Rows(_) | Check::NullShare(_) | Check::Submitters(_) => {
+                Category::Completeness
+            }
             Check::Expr(_)
             | Check::InPeriod(_)
             | Check::Range(_)
@@ -103,7 +108,7 @@ impl<'a> Check<'a> {
     /// Whether the check is of the whole dataset rather than of each row.
     pub fn is_dataset(self) -> bool {
         match self {
-            Check::Rows(_) | Check::NullShare(_) | Check::Fresh(_) => true,
+            Check::Rows(_) | Check::NullShare(_) | Check::Fresh(_) | Check::Submitters(_) => true,
             Check::Required(_)
             | Check::Unique(_)
             | Check::Values(_)
@@ -694,6 +699,84 @@ mod tests {
             quality.dataset.values().all(|o| o.passed),
             "{:?}",
             quality.dataset
+        );
+    }
+
+    /// The `submitters` rule names each expected submitter that sent no rows: listed, or
+    /// every code of a code set; a step without a submitter column cannot have the rule.
+    #[test]
+    fn submitters_names_each_missing_one() {
+        use crate::run::accounting::StepQuality;
+        let checked = |rule: &str| {
+            let text = line_text("{ h: string }", rule).replace(
+                "validate: { input: s,",
+                "validate: { input: s, submitter: h,",
+            );
+            let (line, _) =
+                crate::line::load::load_text("t.yaml", std::path::Path::new("."), text).unwrap();
+            let params = crate::plan::check::bind_params(&line, None).unwrap();
+            crate::plan::check::plan_all(
+                line,
+                vec![],
+                &crate::line::params::expression_values(&params),
+                b"k",
+            )
+        };
+        let q = crate::run::quarantine::Quarantine::new(std::env::temp_dir(), "t".into(), None);
+        let outcome = |rule: &str, rows: &[Vec<Option<&str>>]| {
+            let checked = checked(rule).unwrap();
+            let plan = &checked.plans["v"];
+            let batch = typed(&checked.plans["s"].output, rows);
+            let mut quality = StepQuality::default();
+            crate::run::quarantine::tap(&batch, plan, &mut quality, &q, "v").unwrap();
+            let failure = crate::run::quarantine::finish_dataset_checks(
+                plan,
+                rows.len() as u64,
+                &mut quality,
+            );
+            (failure, quality.dataset["s"].clone())
+        };
+        let rule =
+            "{ id: s, submitters: { expected: [pirkanmaa, uusimaa, lappi] }, severity: fail }";
+        let (failure, o) = outcome(rule, &[vec![Some("uusimaa")], vec![Some("uusimaa")]]);
+        assert!(!o.passed);
+        assert_eq!(o.observed, "missing 2: lappi, pirkanmaa");
+        assert_eq!(failure.map(|f| f.0).as_deref(), Some("s"));
+        let (failure, o) = outcome(
+            rule,
+            &[
+                vec![Some("lappi")],
+                vec![Some("uusimaa")],
+                vec![Some("pirkanmaa")],
+            ],
+        );
+        assert!(o.passed, "{o:?}");
+        assert_eq!(failure, None);
+        // Every municipality of the code set is expected; one sent rows.
+        let (_, o) = outcome(
+            "{ id: s, submitters: { codeset: kunnat }, severity: warn }",
+            &[vec![Some("091")]],
+        );
+        assert!(!o.passed);
+        assert!(o.observed.starts_with("missing "), "{}", o.observed);
+        assert!(!o.observed.contains("091"), "{}", o.observed);
+        assert!(o.observed.contains("049"), "{}", o.observed);
+        // Without a submitter column the rule cannot be planned.
+        let text = line_text("{ h: string }", rule);
+        let (line, _) =
+            crate::line::load::load_text("t.yaml", std::path::Path::new("."), text).unwrap();
+        let params = crate::plan::check::bind_params(&line, None).unwrap();
+        let d = crate::plan::check::plan_all(
+            line,
+            vec![],
+            &crate::line::params::expression_values(&params),
+            b"k",
+        )
+        .err()
+        .expect("refused");
+        assert!(
+            d.iter().any(|d| d.message.contains("`submitter` column")),
+            "{d:?}"
         );
     }
 }

@@ -12,7 +12,7 @@ use datafusion::logical_expr::{
 use datafusion::scalar::ScalarValue;
 
 use crate::diag::{Code, Diagnostic};
-use crate::line::spec::{Name, Pos, RuleSpec, Severity, StepKind, ValidateSpec};
+use crate::line::spec::{Name, Pos, RuleSpec, Severity, StepKind, SubmittersCheck, ValidateSpec};
 use crate::plan::RULE_PREFIX;
 use crate::plan::expr::{cast_text, first_line, midnight};
 use crate::plan::{
@@ -347,7 +347,7 @@ impl Planner<'_> {
                 }
                 when(e.is_false(), lit(format!("`{}` does not hold", x.value))).otherwise(null())
             }
-            Check::Rows(_) | Check::NullShare(_) | Check::Fresh(_) => {
+            Check::Rows(_) | Check::NullShare(_) | Check::Fresh(_) | Check::Submitters(_) => {
                 return Err(vec![self.diag(
                     Code::V101,
                     rule.id.at,
@@ -547,7 +547,7 @@ impl Planner<'_> {
         }
         for (i, rule) in v.rules.iter().enumerate() {
             if crate::steps::validate::is_dataset_check(rule) {
-                match self.dataset_check(rule, &schema) {
+                match self.dataset_check(rule, &schema, v.submitter.as_ref()) {
                     Ok(c) => dataset_checks.push(c),
                     Err(d) => diags.extend(d),
                 }
@@ -596,7 +596,12 @@ impl Planner<'_> {
         Ok(p)
     }
 
-    fn dataset_check(&self, rule: &RuleSpec, schema: &DFSchema) -> Result<DatasetCheck, Diags> {
+    fn dataset_check(
+        &self,
+        rule: &RuleSpec,
+        schema: &DFSchema,
+        submitter: Option<&Name>,
+    ) -> Result<DatasetCheck, Diags> {
         if rule.severity == Severity::Reject {
             return Err(vec![self.diag(
                 Code::V003,
@@ -652,6 +657,7 @@ impl Planner<'_> {
                     end,
                 }
             }
+            Check::Submitters(s) => self.expected_submitters(rule, s, submitter)?,
             Check::Required(_)
             | Check::Unique(_)
             | Check::Values(_)
@@ -669,5 +675,42 @@ impl Planner<'_> {
             severity: rule.severity,
             kind,
         })
+    }
+
+    /// The submitters a `submitters` rule expects: listed, or the codes of a code set. The
+    /// step must name its `submitter` column, whose values are compared.
+    fn expected_submitters(
+        &self,
+        rule: &RuleSpec,
+        check: &SubmittersCheck,
+        submitter: Option<&Name>,
+    ) -> Result<DatasetCheckKind, Diags> {
+        if submitter.is_none() {
+            return Err(vec![self.diag(
+                Code::V201,
+                rule.id.at,
+                format!(
+                    "rule `{}` checks the submitters: the step names its `submitter` column",
+                    rule.id.value
+                ),
+            )]);
+        }
+        let mut expected = match (&check.codeset, check.expected.is_empty()) {
+            (Some(name), true) => self.codeset_codes(name)?,
+            (None, false) => check.expected.clone(),
+            _ => {
+                return Err(vec![self.diag(
+                    Code::V101,
+                    rule.id.at,
+                    format!(
+                        "rule `{}`: give the submitters as `expected` or as a `codeset`, one of them",
+                        rule.id.value
+                    ),
+                )]);
+            }
+        };
+        expected.sort();
+        expected.dedup();
+        Ok(DatasetCheckKind::Submitters { expected })
     }
 }
