@@ -422,29 +422,60 @@ impl StepKind {
     }
 }
 
+/// A step's body, one variant per kind: the planner and the graph match on it
+/// exhaustively, so a kind added here is a compile error wherever it is not handled.
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    Source(&'a SourceSpec),
+    Validate(&'a ValidateSpec),
+    Harmonise(&'a HarmoniseSpec),
+    Aggregate(&'a AggregateSpec),
+    Publish(&'a PublishSpec),
+    Sql(&'a SqlSpec),
+}
+
+impl Step<'_> {
+    /// The kind of the body.
+    pub fn kind(self) -> StepKind {
+        match self {
+            Step::Source(_) => StepKind::Source,
+            Step::Validate(_) => StepKind::Validate,
+            Step::Harmonise(_) => StepKind::Harmonise,
+            Step::Aggregate(_) => StepKind::Aggregate,
+            Step::Publish(_) => StepKind::Publish,
+            Step::Sql(_) => StepKind::Sql,
+        }
+    }
+}
+
 impl StepSpec {
+    /// Every body given in this step (exactly one in a valid line).
+    pub fn bodies(&self) -> Vec<Step<'_>> {
+        [
+            self.source.as_ref().map(Step::Source),
+            self.validate.as_ref().map(Step::Validate),
+            self.harmonise.as_ref().map(Step::Harmonise),
+            self.aggregate.as_ref().map(Step::Aggregate),
+            self.publish.as_ref().map(Step::Publish),
+            self.sql.as_ref().map(Step::Sql),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// The step's one body; `None` when it gives none or several (the loader reports that
+    /// as V101 before anything is planned).
+    pub fn body(&self) -> Option<Step<'_>> {
+        match self.bodies().as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
     /// The kinds given in this step (exactly one in a valid line).
     pub fn kinds(&self) -> Vec<StepKind> {
-        let mut k = Vec::new();
-        if self.source.is_some() {
-            k.push(StepKind::Source);
-        }
-        if self.validate.is_some() {
-            k.push(StepKind::Validate);
-        }
-        if self.harmonise.is_some() {
-            k.push(StepKind::Harmonise);
-        }
-        if self.aggregate.is_some() {
-            k.push(StepKind::Aggregate);
-        }
-        if self.publish.is_some() {
-            k.push(StepKind::Publish);
-        }
-        if self.sql.is_some() {
-            k.push(StepKind::Sql);
-        }
-        k
+        self.bodies().into_iter().map(Step::kind).collect()
     }
 
     /// The steps whose rows flow through this step (its inputs less those only looked up,
@@ -460,28 +491,27 @@ impl StepSpec {
     /// The steps this step reads.
     pub fn inputs(&self) -> Vec<&Name> {
         let mut v = Vec::new();
-        if let Some(s) = &self.validate {
-            v.push(&s.input);
-            for r in &s.rules {
-                if let Some(e) = &r.exists_in {
-                    v.push(&e.step);
+        for body in self.bodies() {
+            match body {
+                Step::Source(_) => {}
+                Step::Validate(s) => {
+                    v.push(&s.input);
+                    for r in &s.rules {
+                        if let Some(e) = &r.exists_in {
+                            v.push(&e.step);
+                        }
+                    }
                 }
+                Step::Harmonise(s) => v.push(&s.input),
+                Step::Aggregate(s) => {
+                    v.push(&s.input);
+                    for r in s.rates.values() {
+                        v.push(&r.population);
+                    }
+                }
+                Step::Publish(s) => v.push(&s.input),
+                Step::Sql(s) => v.extend(s.inputs.iter()),
             }
-        }
-        if let Some(s) = &self.harmonise {
-            v.push(&s.input);
-        }
-        if let Some(s) = &self.aggregate {
-            v.push(&s.input);
-            for r in s.rates.values() {
-                v.push(&r.population);
-            }
-        }
-        if let Some(s) = &self.publish {
-            v.push(&s.input);
-        }
-        if let Some(s) = &self.sql {
-            v.extend(s.inputs.iter());
         }
         v
     }

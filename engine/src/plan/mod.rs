@@ -39,7 +39,7 @@ use datafusion::scalar::ScalarValue;
 
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::line::load::Line;
-use crate::line::spec::{ColumnType, Name, Pos, Severity, SourceSpec, StepKind};
+use crate::line::spec::{ColumnType, Name, Pos, Severity, SourceSpec, Step, StepKind};
 use crate::plan::personal::{Lineage, Taint};
 
 /// Column of a row's source object.
@@ -353,40 +353,49 @@ impl Planner<'_> {
             .map_err(|e| vec![self.diag(Code::V205, input.at, e.to_string())])?;
             Ok((b, info))
         };
-        if let Some(s) = &step.source {
-            let (b, _) = scan(&crate::line::spec::Sp::synthetic(name.to_string()))?;
-            return self.plan_source(s, b);
-        }
-        if let Some(v) = &step.validate {
-            let (b, info) = scan(&v.input)?;
-            let mut others = BTreeMap::new();
-            for r in &v.rules {
-                if let Some(e) = &r.exists_in {
-                    others.insert(e.step.value.clone(), scan(&e.step)?.0);
+        let Some(body) = step.body() else {
+            let at = (self.line.spec.steps.keys())
+                .find(|k| k.value == name)
+                .map_or(self.line.spec.line.at, |k| k.at);
+            return Err(vec![self.diag(
+                Code::V101,
+                at,
+                format!("step `{name}` must give exactly one kind"),
+            )]);
+        };
+        match body {
+            Step::Source(s) => {
+                let (b, _) = scan(&crate::line::spec::Sp::synthetic(name.to_string()))?;
+                self.plan_source(s, b)
+            }
+            Step::Validate(v) => {
+                let (b, info) = scan(&v.input)?;
+                let mut others = BTreeMap::new();
+                for r in &v.rules {
+                    if let Some(e) = &r.exists_in {
+                        others.insert(e.step.value.clone(), scan(&e.step)?.0);
+                    }
                 }
+                self.plan_validate(v, b, info, others)
             }
-            return self.plan_validate(v, b, info, others);
-        }
-        if let Some(h) = &step.harmonise {
-            let (b, info) = scan(&h.input)?;
-            return self.plan_harmonise(h, b, info);
-        }
-        if let Some(a) = &step.aggregate {
-            let (b, info) = scan(&a.input)?;
-            let mut populations = BTreeMap::new();
-            for r in a.rates.values() {
-                populations.insert(r.population.value.clone(), scan(&r.population)?.0);
+            Step::Harmonise(h) => {
+                let (b, info) = scan(&h.input)?;
+                self.plan_harmonise(h, b, info)
             }
-            return self.plan_aggregate(a, b, info, populations);
+            Step::Aggregate(a) => {
+                let (b, info) = scan(&a.input)?;
+                let mut populations = BTreeMap::new();
+                for r in a.rates.values() {
+                    populations.insert(r.population.value.clone(), scan(&r.population)?.0);
+                }
+                self.plan_aggregate(a, b, info, populations)
+            }
+            Step::Publish(p) => {
+                let (b, info) = scan(&p.input)?;
+                self.plan_publish(p, b, info)
+            }
+            Step::Sql(q) => self.plan_sql(q, inputs),
         }
-        if let Some(p) = &step.publish {
-            let (b, info) = scan(&p.input)?;
-            return self.plan_publish(p, b, info);
-        }
-        if let Some(q) = &step.sql {
-            return self.plan_sql(q, inputs);
-        }
-        Err(vec![])
     }
 
     pub(crate) fn finish(
