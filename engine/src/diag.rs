@@ -8,7 +8,13 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::line::spec::Pos;
+/// A place in a line file: 1-based line and column, and the byte offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Pos {
+    pub line: u32,
+    pub col: u32,
+    pub offset: usize,
+}
 
 /// A stable diagnostic code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

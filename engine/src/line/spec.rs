@@ -16,13 +16,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-/// A place in a line file: 1-based line and column, and the byte offset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Pos {
-    pub line: u32,
-    pub col: u32,
-    pub offset: usize,
-}
+/// A place in a line file; defined with the diagnostics, which sit below every layer.
+pub use crate::diag::Pos;
 
 /// A value together with the place it was written.
 #[derive(Debug, Clone)]
