@@ -1022,6 +1022,15 @@ fn a_refused_small_upload_gets_its_answer() {
         let status = status_line(&mut s);
         assert!(status.starts_with("HTTP/1.1 401"), "{status}");
     }
+    // A client that waits for `100 Continue` is refused without being told to send.
+    let mut s = connect(&d);
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    )
+    .unwrap();
+    let status = status_line(&mut s);
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
     // The same through a real client.
     let body = vec![b'x'; size];
     assert_eq!(put(&d, path, None, &body).status, 401);

@@ -33,11 +33,10 @@ impl Recorder for Artefacts {
         line: &Line,
         report: &RunReport,
         steps: &BTreeMap<String, StepQuality>,
-    ) -> (Value, String) {
+    ) -> Result<(Value, String), String> {
         let q = quality::report(line, report, steps);
-        let page = quality::html(&q);
-        // A report of plain fields and string-keyed maps always serialises.
-        (serde_json::to_value(&q).unwrap_or_default(), page)
+        let json = serde_json::to_value(&q).map_err(|e| e.to_string())?;
+        Ok((json, quality::html(&q)))
     }
 
     fn send<'a>(&'a self, url: &'a str, event: &'a Value) -> BoxFuture<'a, Result<(), String>> {

@@ -136,7 +136,13 @@ pub(super) async fn write_quality(
             )
         })
         .collect();
-    let (quality, page) = recorder.quality(&shared.line, report, &qualities);
+    let (quality, page) = match recorder.quality(&shared.line, report, &qualities) {
+        Ok(q) => q,
+        Err(e) => {
+            failure.get_or_insert(fail(RunCode::Write, e));
+            return;
+        }
+    };
     let quality_json = crate::store::layout::quality_json(line_name, run_id);
     let quality_html = crate::store::layout::quality_html(line_name, run_id);
     match crate::publish::put_text_json(&shared.store.inner, &quality_json, &quality).await {

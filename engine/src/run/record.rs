@@ -37,7 +37,7 @@ pub trait Recorder: Send + Sync {
         line: &Line,
         report: &RunReport,
         steps: &BTreeMap<String, StepQuality>,
-    ) -> (Value, String);
+    ) -> Result<(Value, String), String>;
     /// Sends a lineage event to an OpenLineage endpoint.
     fn send<'a>(&'a self, url: &'a str, event: &'a Value) -> BoxFuture<'a, Result<(), String>>;
 }

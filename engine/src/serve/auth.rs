@@ -322,7 +322,8 @@ pub(super) async fn read_body(body: axum::body::Body, limit: usize) -> Result<By
 /// Answers a request refused before its body was read. A body declared at most
 /// [`LINGER_BYTES`] long is read and thrown away first, within [`LINGER_TIME`], so the
 /// client sees the answer instead of a connection reset by unread data; any other body
-/// is never read.
+/// is never read, nor is the body of a client that asked `Expect: 100-continue` (reading
+/// it would tell a refused client to send).
 pub(super) async fn refuse(
     headers: &HeaderMap,
     body: axum::body::Body,
@@ -333,7 +334,10 @@ pub(super) async fn refuse(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > 0 && n <= LINGER_BYTES) {
+    let waits = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !waits && declared.is_some_and(|n| n > 0 && n <= LINGER_BYTES) {
         let drain = async {
             let mut body = body;
             let mut seen = 0u64;
