@@ -371,10 +371,11 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
                         )),
                     );
                 }
-                if let Some(c) = &rule.in_codeset {
-                    codeset_ref(&c.codeset, diags);
+                let kind = rule.kind();
+                if let Some(c) = kind.and_then(|k| k.codeset()) {
+                    codeset_ref(c, diags);
                 }
-                if rule.in_period.is_some() && !params.contains(&"period") {
+                if kind.is_some_and(|k| k.needs_period()) && !params.contains(&"period") {
                     diags.push(Diagnostic::error(
                         Code::V301,
                         file,

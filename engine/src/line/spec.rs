@@ -491,11 +491,11 @@ impl StepSpec {
                 Step::Source(_) => {}
                 Step::Validate(s) => {
                     v.push(&s.input);
-                    for r in &s.rules {
-                        if let Some(e) = &r.exists_in {
-                            v.push(&e.step);
-                        }
-                    }
+                    v.extend(
+                        s.rules
+                            .iter()
+                            .filter_map(|r| r.kind().and_then(|k| k.other_step())),
+                    );
                 }
                 Step::Harmonise(s) => v.push(&s.input),
                 Step::Aggregate(s) => {
@@ -700,110 +700,8 @@ pub enum Category {
     Plausibility,
 }
 
-/// One validation rule: an `id`, optional properties and exactly one check.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RuleSpec {
-    /// Stable identifier of the rule, shown in quarantine and reports (e.g. `hetu-valid`).
-    pub id: Name,
-    /// What the rule checks, for people.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// `reject` (default), `warn` or `fail`.
-    #[serde(default)]
-    pub severity: Severity,
-    /// `conformance`, `completeness` or `plausibility`; inferred from the check when left out.
-    #[serde(default)]
-    pub category: Option<Category>,
-    /// Check the rule only on rows where this boolean expression is true.
-    #[serde(default)]
-    pub when: Option<ExprText>,
-    /// Check: these columns have a value.
-    #[serde(default)]
-    pub required: Option<OneOrMany>,
-    /// Check: no two rows share these columns' values (the first row is kept, later ones
-    /// break the rule).
-    #[serde(default)]
-    pub unique: Option<OneOrMany>,
-    /// Check: the column's value is one of the listed ones (when present).
-    #[serde(default)]
-    pub values: Option<ValuesCheck>,
-    /// Check: the column holds a valid Finnish personal identity code (when present).
-    #[serde(default)]
-    pub hetu: Option<Name>,
-    /// Check: the column's value is a code of the code set (when present).
-    #[serde(default)]
-    pub in_codeset: Option<CodesetCheck>,
-    /// Check: the column's date or timestamp lies in the run's period (parameter `period`).
-    #[serde(default)]
-    pub in_period: Option<Name>,
-    /// Check: this boolean DataFusion SQL expression is true (a null result passes).
-    #[serde(default)]
-    pub expr: Option<ExprText>,
-    /// Check: the column's value lies within `min` and `max` (inclusive; either may be
-    /// left out). Numbers, dates (`2025-01-01`) and timestamps.
-    #[serde(default)]
-    pub range: Option<RangeCheck>,
-    /// Check: the column's text matches the regular expression (the whole value).
-    #[serde(default)]
-    pub regex: Option<RegexCheck>,
-    /// Check: these date or timestamp columns are in order, each no later than the next
-    /// (pairs with a missing value are not compared).
-    #[serde(default)]
-    pub order: Option<Vec<Name>>,
-    /// Check: the column's value is a key of another step's rows (relationship).
-    #[serde(default)]
-    pub exists_in: Option<ExistsCheck>,
-    /// Dataset check: the number of rows lies within `min` and `max`.
-    #[serde(default)]
-    pub rows: Option<CountBounds>,
-    /// Dataset check: the share of missing values of a column is at most `max`.
-    #[serde(default)]
-    pub null_share: Option<NullShareCheck>,
-    /// Dataset check: the latest value of this date or timestamp column lies in the run's
-    /// period (the data is not stale).
-    #[serde(default)]
-    pub fresh: Option<Name>,
-    /// Dataset check: every one of these submitters sent rows for the period (the values of
-    /// the step's `submitter` column); a missing one is named. Listed, or every code of a
-    /// code set (e.g. the wellbeing services counties).
-    #[serde(default)]
-    pub submitters: Option<SubmittersCheck>,
-    /// With `hetu`: whether temporary identity codes (individual number 900–999) are
-    /// accepted. Default true.
-    #[serde(default = "yes")]
-    pub temporary: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// The submitters a period must have: `expected` listed, or every code of `codeset`.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SubmittersCheck {
-    /// The submitters, as the step's `submitter` column writes them.
-    #[serde(default)]
-    pub expected: Vec<String>,
-    /// Or: every code of this code set is a submitter.
-    #[serde(default)]
-    pub codeset: Option<Name>,
-}
-
-/// Bounds of a column's values.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RangeCheck {
-    /// The column.
-    pub column: Name,
-    /// The smallest accepted value, as text (e.g. `0`, `2023-01-01`).
-    #[serde(default)]
-    pub min: Option<Sp<Scalar>>,
-    /// The largest accepted value.
-    #[serde(default)]
-    pub max: Option<Sp<Scalar>>,
-}
+/// One validation rule; its kinds are in `steps/validate/rules/`, each in one file.
+pub use crate::steps::validate::rules::{OneOrMany, RuleSpec};
 
 /// A bound written as a number or text.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -822,88 +720,6 @@ impl Scalar {
             Scalar::Text(t) => t.clone(),
         }
     }
-}
-
-/// A column and a regular expression.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegexCheck {
-    /// The column.
-    pub column: Name,
-    /// The pattern (Rust regex syntax), matched against the whole value.
-    pub pattern: Sp<String>,
-}
-
-/// A column whose values must be keys of another step.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExistsCheck {
-    /// The column.
-    pub column: Name,
-    /// The step whose rows hold the keys.
-    pub step: Name,
-    /// The key column of that step. Default: the same name as `column`.
-    #[serde(default)]
-    pub key: Option<Name>,
-}
-
-/// Bounds of a row count.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CountBounds {
-    /// At least this many rows.
-    #[serde(default)]
-    pub min: Option<u64>,
-    /// At most this many rows.
-    #[serde(default)]
-    pub max: Option<u64>,
-}
-
-/// The largest share of missing values of a column.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NullShareCheck {
-    /// The column.
-    pub column: Name,
-    /// The share, 0–1.
-    pub max: f64,
-}
-
-/// One column name or a list of them.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(Name),
-    Many(Vec<Name>),
-}
-
-impl OneOrMany {
-    pub fn names(&self) -> Vec<&Name> {
-        match self {
-            OneOrMany::One(n) => vec![n],
-            OneOrMany::Many(v) => v.iter().collect(),
-        }
-    }
-}
-
-/// A column and the values it may take.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ValuesCheck {
-    /// The column.
-    pub column: Name,
-    /// The accepted values, as text.
-    pub values: Vec<String>,
-}
-
-/// A column and the code set its values must come from.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CodesetCheck {
-    /// The column.
-    pub column: Name,
-    /// The code set, by its name under `codesets`.
-    pub codeset: Name,
 }
 
 /// Makes rows comparable. The parts apply in the order cast, map, derive, filter,

@@ -64,28 +64,70 @@ pub struct TapRule {
 }
 
 /// A check of a whole step's data, evaluated when the step has seen every row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct DatasetCheck {
     pub id: String,
     pub severity: Severity,
-    pub kind: DatasetCheckKind,
+    pub rule: Arc<dyn DatasetRule>,
 }
 
-/// What a dataset check tests.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DatasetCheckKind {
-    /// The row count lies within the bounds.
-    Rows { min: Option<u64>, max: Option<u64> },
-    /// The share of nulls in a column is at most `max`.
-    NullShare { column: String, max: f64 },
-    /// The latest date of a column lies within the period (days since the epoch).
-    Fresh {
-        column: String,
-        start: i32,
-        end: i32,
-    },
-    /// Every one of these submitters sent rows.
-    Submitters { expected: Vec<String> },
+/// What a planned dataset check watches in a step's rows and how it judges them at the
+/// end. Each rule kind that checks the whole dataset implements it beside its planning
+/// (`steps/validate/rules/`). The state a check folds its batches into is one optional
+/// number (a count, the latest day), kept by the run per check.
+pub trait DatasetRule: std::fmt::Debug + Send + Sync {
+    /// Folds one batch of the rows in scope into `state` (default: nothing to watch).
+    fn observe(
+        &self,
+        _rows: &InScope,
+        _state: &mut Option<i64>,
+    ) -> Result<(), arrow::error::ArrowError> {
+        Ok(())
+    }
+
+    /// The outcome, once every row was seen.
+    fn judge(&self, seen: &Seen) -> DatasetOutcome;
+}
+
+/// A batch of a step's rows and which of them are in scope (the step's filter).
+pub struct InScope<'a> {
+    pub rows: &'a arrow::array::RecordBatch,
+    /// `None` when every row is in scope.
+    pub filter: Option<&'a arrow::array::BooleanArray>,
+}
+
+impl InScope<'_> {
+    /// Column `name` of the rows in scope, if the batch has it.
+    pub fn column(
+        &self,
+        name: &str,
+    ) -> Result<Option<arrow::array::ArrayRef>, arrow::error::ArrowError> {
+        let Some(a) = self.rows.column_by_name(name) else {
+            return Ok(None);
+        };
+        Ok(Some(match self.filter {
+            None => a.clone(),
+            Some(f) => arrow::compute::filter(a, f)?,
+        }))
+    }
+}
+
+/// What a dataset check is judged on.
+pub struct Seen<'a> {
+    /// Rows in scope.
+    pub rows: u64,
+    /// The state its batches were folded into.
+    pub state: Option<i64>,
+    /// Rows in scope of a submitter (the step's `submitter` column).
+    pub submitter_rows: &'a dyn Fn(&str) -> u64,
+}
+
+/// The result of a dataset check.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct DatasetOutcome {
+    pub passed: bool,
+    pub observed: String,
+    pub expected: String,
 }
 
 /// Column of a step's filter: true for rows in scope.
@@ -372,8 +414,8 @@ impl Planner<'_> {
                 let (b, info) = scan(&v.input)?;
                 let mut others = BTreeMap::new();
                 for r in &v.rules {
-                    if let Some(e) = &r.exists_in {
-                        others.insert(e.step.value.clone(), scan(&e.step)?.0);
+                    if let Some(step) = r.kind().and_then(|k| k.other_step()) {
+                        others.insert(step.value.clone(), scan(step)?.0);
                     }
                 }
                 self.plan_validate(v, b, info, others)

@@ -31,12 +31,9 @@ pub struct StepQuality {
     /// Counted values of metric columns, e.g. how many rows each mapping mapped as
     /// `equal`, `wider`, `narrower` or left `unmapped`.
     pub metrics: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Null counts of columns that a dataset check watches.
+    /// What each dataset check folded the rows in scope into, by rule id.
     #[serde(skip)]
-    pub nulls: BTreeMap<String, u64>,
-    /// Latest day (since the epoch) of columns that a freshness check watches.
-    #[serde(skip)]
-    pub latest: BTreeMap<String, i64>,
+    pub checks: BTreeMap<String, Option<i64>>,
 }
 
 /// One submitter's rows and violations.
@@ -47,13 +44,8 @@ pub struct SubmitterQuality {
     pub violations: BTreeMap<String, u64>,
 }
 
-/// The result of a dataset check.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct DatasetOutcome {
-    pub passed: bool,
-    pub observed: String,
-    pub expected: String,
-}
+/// The result of a dataset check (defined with the checks).
+pub use crate::plan::DatasetOutcome;
 
 /// Counts of one step.
 #[derive(Debug, Default)]

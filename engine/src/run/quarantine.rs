@@ -244,7 +244,6 @@ pub fn tap(
     step: &str,
 ) -> Result<TapOutcome, String> {
     use crate::line::spec::Severity;
-    use crate::plan::DatasetCheckKind;
     use arrow::array::BooleanArray;
     use arrow::compute::kernels::boolean::{and, not, or};
     let schema = batch.schema();
@@ -271,37 +270,13 @@ pub fn tap(
         }
     };
     // Dataset statistics over the rows in scope.
+    let rows = crate::plan::InScope {
+        rows: &data,
+        filter: (filtered != 0).then_some(&in_scope),
+    };
     for check in &plan.dataset_checks {
-        match &check.kind {
-            DatasetCheckKind::NullShare { column, .. } => {
-                if let Some(a) = data.column_by_name(column) {
-                    let a = if filtered == 0 {
-                        a.clone()
-                    } else {
-                        arrow::compute::filter(a, &in_scope).map_err(err)?
-                    };
-                    *quality.nulls.entry(column.clone()).or_default() += a.null_count() as u64;
-                }
-            }
-            DatasetCheckKind::Fresh { column, .. } => {
-                if let Some(a) = data.column_by_name(column) {
-                    let a = if filtered == 0 {
-                        a.clone()
-                    } else {
-                        arrow::compute::filter(a, &in_scope).map_err(err)?
-                    };
-                    let days = arrow::compute::cast(&a, &DataType::Date32).map_err(err)?;
-                    if let Some(max) =
-                        arrow::compute::max(days.as_primitive::<arrow::datatypes::Date32Type>())
-                    {
-                        let e = quality.latest.entry(column.clone()).or_insert(i64::MIN);
-                        *e = (*e).max(max as i64);
-                    }
-                }
-            }
-            // Counted per submitter below, for every step that names its submitter column.
-            DatasetCheckKind::Rows { .. } | DatasetCheckKind::Submitters { .. } => {}
-        }
+        let state = quality.checks.entry(check.id.clone()).or_default();
+        check.rule.observe(&rows, state).map_err(err)?;
     }
     let submitters = plan.submitter.as_ref().and_then(|s| text_column(&data, s));
 
@@ -428,67 +403,14 @@ pub fn finish_dataset_checks(
     rows: u64,
     quality: &mut crate::run::accounting::StepQuality,
 ) -> Option<(String, String)> {
-    use crate::plan::DatasetCheckKind;
-    use crate::run::accounting::DatasetOutcome;
     let mut failure = None;
     for check in &plan.dataset_checks {
-        let outcome = match &check.kind {
-            DatasetCheckKind::Rows { min, max } => DatasetOutcome {
-                passed: min.is_none_or(|m| rows >= m) && max.is_none_or(|m| rows <= m),
-                observed: format!("{rows} rows"),
-                expected: match (min, max) {
-                    (Some(a), Some(b)) => format!("{a}–{b} rows"),
-                    (Some(a), None) => format!("at least {a} rows"),
-                    (None, Some(b)) => format!("at most {b} rows"),
-                    (None, None) => "any number of rows".into(),
-                },
-            },
-            DatasetCheckKind::NullShare { column, max } => {
-                let nulls = quality.nulls.get(column).copied().unwrap_or(0);
-                let share = if rows == 0 {
-                    0.0
-                } else {
-                    nulls as f64 / rows as f64
-                };
-                DatasetOutcome {
-                    passed: share <= *max,
-                    observed: format!("`{column}` missing in {:.1} % of rows", share * 100.0),
-                    expected: format!("at most {:.1} %", max * 100.0),
-                }
-            }
-            DatasetCheckKind::Fresh { column, start, end } => {
-                let latest = quality.latest.get(column).copied();
-                let day = |d: i64| {
-                    chrono::NaiveDate::from_num_days_from_ce_opt(d as i32 + 719_163)
-                        .map(|d| d.to_string())
-                        .unwrap_or_else(|| "?".into())
-                };
-                DatasetOutcome {
-                    passed: latest.is_some_and(|l| l >= *start as i64 && l <= *end as i64),
-                    observed: match latest {
-                        Some(l) => format!("latest `{column}` {}", day(l)),
-                        None => format!("no `{column}` values"),
-                    },
-                    expected: format!("within {}–{}", day(*start as i64), day(*end as i64)),
-                }
-            }
-            DatasetCheckKind::Submitters { expected } => {
-                let missing: Vec<&str> = expected
-                    .iter()
-                    .filter(|s| quality.by_submitter.get(*s).is_none_or(|q| q.rows == 0))
-                    .map(String::as_str)
-                    .collect();
-                DatasetOutcome {
-                    passed: missing.is_empty(),
-                    observed: if missing.is_empty() {
-                        format!("all {} submitted", expected.len())
-                    } else {
-                        format!("missing {}: {}", missing.len(), missing.join(", "))
-                    },
-                    expected: format!("{} submitters", expected.len()),
-                }
-            }
-        };
+        let by_submitter = &quality.by_submitter;
+        let outcome = check.rule.judge(&crate::plan::Seen {
+            rows,
+            state: quality.checks.get(&check.id).copied().flatten(),
+            submitter_rows: &|s| by_submitter.get(s).map_or(0, |q| q.rows),
+        });
         if !outcome.passed {
             *quality.violations.entry(check.id.clone()).or_default() += 1;
             if check.severity == crate::line::spec::Severity::Fail && failure.is_none() {

@@ -1,145 +1,16 @@
-//! The validation rule library: which checks a rule may give. Each check compiles to a
-//! vectorised DataFusion expression (planned in `plan.rs`) that yields the reason of a
-//! violation, or null.
+//! The validate step: rules that check each row or the whole dataset. Each rule kind is one
+//! file under `rules/` (what the line file says and what the kind does); `plan.rs` orders
+//! the phases of a validate step's plan. A row rule compiles to a vectorised DataFusion
+//! expression that yields the reason of a violation, or null; a dataset rule to a check the
+//! run evaluates when the step has seen every row.
 
 mod plan;
+pub mod rules;
 pub mod seen;
 
-use crate::line::spec::{
-    Category, CodesetCheck, CountBounds, ExistsCheck, ExprText, Name, NullShareCheck, OneOrMany,
-    RangeCheck, RegexCheck, RuleSpec, SubmittersCheck, ValuesCheck,
+pub use rules::{
+    CHECKS, Check, RuleKind, RuleSpec, Scope, category, check_count, is_dataset_check,
 };
-
-/// A rule's check, one variant per kind: the planner, the loader and the reports match on
-/// it exhaustively, so a kind added here is a compile error wherever it is not handled.
-#[derive(Debug, Clone, Copy)]
-pub enum Check<'a> {
-    Required(&'a OneOrMany),
-    Unique(&'a OneOrMany),
-    Values(&'a ValuesCheck),
-    Hetu(&'a Name),
-    InCodeset(&'a CodesetCheck),
-    InPeriod(&'a Name),
-    Expr(&'a ExprText),
-    Range(&'a RangeCheck),
-    Regex(&'a RegexCheck),
-    Order(&'a Vec<Name>),
-    ExistsIn(&'a ExistsCheck),
-    Rows(&'a CountBounds),
-    NullShare(&'a NullShareCheck),
-    Fresh(&'a Name),
-    Submitters(&'a SubmittersCheck),
-}
-
-/// The checks a rule can give, as written in line files.
-pub const CHECKS: [&str; 15] = [
-    "required",
-    "unique",
-    "values",
-    "hetu",
-    "in_codeset",
-    "in_period",
-    "expr",
-    "range",
-    "regex",
-    "order",
-    "exists_in",
-    "rows",
-    "null_share",
-    "fresh",
-    "submitters",
-];
-
-impl<'a> Check<'a> {
-    /// Every check the rule gives (a valid rule gives exactly one).
-    pub fn all(rule: &'a RuleSpec) -> Vec<Check<'a>> {
-        let r = rule;
-        [
-            r.required.as_ref().map(Check::Required),
-            r.unique.as_ref().map(Check::Unique),
-            r.values.as_ref().map(Check::Values),
-            r.hetu.as_ref().map(Check::Hetu),
-            r.in_codeset.as_ref().map(Check::InCodeset),
-            r.in_period.as_ref().map(Check::InPeriod),
-            r.expr.as_ref().map(Check::Expr),
-            r.range.as_ref().map(Check::Range),
-            r.regex.as_ref().map(Check::Regex),
-            r.order.as_ref().map(Check::Order),
-            r.exists_in.as_ref().map(Check::ExistsIn),
-            r.rows.as_ref().map(Check::Rows),
-            r.null_share.as_ref().map(Check::NullShare),
-            r.fresh.as_ref().map(Check::Fresh),
-            r.submitters.as_ref().map(Check::Submitters),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-
-    /// The rule's one check; `None` when it gives none or several (the loader reports
-    /// that as V101 before anything is planned).
-    pub fn of(rule: &'a RuleSpec) -> Option<Check<'a>> {
-        match Check::all(rule).as_slice() {
-            [one] => Some(*one),
-            _ => None,
-        }
-    }
-
-    /// The category a check gives a rule that does not state one.
-    pub fn category(self) -> Category {
-        match self {
-            Check::Required(_) | Check::Rows(_) | Check::NullShare(_) | Check::Submitters(_) => {
-                Category::Completeness
-            }
-            Check::Expr(_)
-            | Check::InPeriod(_)
-            | Check::Range(_)
-            | Check::Order(_)
-            | Check::Fresh(_) => Category::Plausibility,
-            Check::Unique(_)
-            | Check::Values(_)
-            | Check::Hetu(_)
-            | Check::InCodeset(_)
-            | Check::Regex(_)
-            | Check::ExistsIn(_) => Category::Conformance,
-        }
-    }
-
-    /// Whether the check is of the whole dataset rather than of each row.
-    pub fn is_dataset(self) -> bool {
-        match self {
-            Check::Rows(_) | Check::NullShare(_) | Check::Fresh(_) | Check::Submitters(_) => true,
-            Check::Required(_)
-            | Check::Unique(_)
-            | Check::Values(_)
-            | Check::Hetu(_)
-            | Check::InCodeset(_)
-            | Check::InPeriod(_)
-            | Check::Expr(_)
-            | Check::Range(_)
-            | Check::Regex(_)
-            | Check::Order(_)
-            | Check::ExistsIn(_) => false,
-        }
-    }
-}
-
-/// How many checks a rule gives (a valid rule gives exactly one).
-pub fn check_count(rule: &RuleSpec) -> usize {
-    Check::all(rule).len()
-}
-
-/// The rule's category: as written, or inferred from its check.
-pub fn category(rule: &RuleSpec) -> Category {
-    rule.category
-        .or_else(|| Check::of(rule).map(Check::category))
-        .unwrap_or(Category::Conformance)
-}
-
-/// Whether a rule checks the whole dataset rather than each row.
-pub fn is_dataset_check(rule: &RuleSpec) -> bool {
-    Check::of(rule).is_some_and(Check::is_dataset)
-}
 
 #[cfg(test)]
 mod tests {
@@ -633,7 +504,7 @@ mod tests {
 
     #[test]
     fn dataset_checks() {
-        use crate::plan::{DatasetCheck, DatasetCheckKind, StepPlan};
+        use crate::plan::StepPlan;
         use crate::run::accounting::StepQuality;
         let text = line_text(
             "{ d: date, h: string }",
@@ -651,16 +522,10 @@ mod tests {
         .unwrap();
         let plan: &StepPlan = &checked.plans["v"];
         assert_eq!(plan.dataset_checks.len(), 3);
-        assert!(matches!(
-            plan.dataset_checks[0],
-            DatasetCheck {
-                kind: DatasetCheckKind::Rows {
-                    min: Some(3),
-                    max: None
-                },
-                ..
-            }
-        ));
+        assert_eq!(
+            format!("{:?}", plan.dataset_checks[0].rule),
+            "CountBounds { min: Some(3), max: None }"
+        );
         let batch = typed(
             &checked.plans["s"].output,
             &[

@@ -1,0 +1,84 @@
+//! `in_period`: the column's date or timestamp lies in the run's period. A timestamp
+//! without a time zone is compared with the period's first midnight and the one after its
+//! last day, so no cast per row is needed.
+
+use arrow::datatypes::DataType;
+use datafusion::common::{Column, DFSchema};
+use datafusion::logical_expr::{Expr, col, lit, when};
+use datafusion::scalar::ScalarValue;
+
+use super::{RuleCx, RuleKind, column_check};
+use crate::diag::Code;
+use crate::line::spec::Category;
+use crate::plan::Diags;
+use crate::plan::expr::midnight;
+
+column_check! {
+    /// The date or timestamp column that must lie in the period.
+    PeriodCheck
+}
+
+impl RuleKind for PeriodCheck {
+    fn category(&self) -> Category {
+        Category::Plausibility
+    }
+
+    fn needs_period(&self) -> bool {
+        true
+    }
+
+    fn row_check(&self, cx: &RuleCx, schema: &DFSchema) -> Result<Expr, Diags> {
+        let p = &self.0;
+        let t = cx.column(schema, p)?;
+        let params = &cx.planner.params;
+        let (Some(start), Some(end)) = (params.get("period_start"), params.get("period_end"))
+        else {
+            return Err(cx.error(Code::V301, p.at, "the line has no period parameter"));
+        };
+        let c = col(Column::from_name(p.value.as_str()));
+        let outside = match (&t, start, end) {
+            (
+                DataType::Timestamp(unit, None),
+                ScalarValue::Date32(Some(_)),
+                ScalarValue::Date32(Some(_)),
+            ) => Some(
+                c.clone()
+                    .lt(midnight(lit(start.clone()), *unit, false))
+                    .or(c.clone().gt_eq(midnight(lit(end.clone()), *unit, true))),
+            ),
+            _ => None,
+        };
+        let day = match t {
+            _ if outside.is_some() => c.clone(),
+            DataType::Date32 => c.clone(),
+            DataType::Timestamp(..) => Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(c.clone()),
+                DataType::Date32,
+            )),
+            other => {
+                return Err(cx.error(
+                    Code::V202,
+                    p.at,
+                    format!(
+                        "`{}` is {other}; the period check needs a date or timestamp",
+                        p.value
+                    ),
+                ));
+            }
+        };
+        let outside = outside.unwrap_or_else(|| {
+            day.clone()
+                .lt(lit(start.clone()))
+                .or(day.gt(lit(end.clone())))
+        });
+        when(
+            c.is_not_null().and(outside),
+            lit(format!(
+                "outside-period: `{}` is not in the period",
+                p.value
+            )),
+        )
+        .otherwise(lit(ScalarValue::Utf8(None)))
+        .map_err(|e| cx.planning(e))
+    }
+}

@@ -1,0 +1,69 @@
+//! `order`: date or timestamp columns are in order, each no later than the next. Columns
+//! of different types are compared as timestamps; a pair with a missing value passes.
+
+use arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::{Column, DFSchema};
+use datafusion::logical_expr::{Expr, case, col, lit, when};
+use datafusion::scalar::ScalarValue;
+use serde::{Deserialize, Serialize};
+
+use super::{RuleCx, RuleKind};
+use crate::diag::Code;
+use crate::line::spec::{Category, Name};
+use crate::plan::Diags;
+
+/// The columns, earliest first.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct OrderCheck(pub Vec<Name>);
+super::transparent_schema!(OrderCheck, Vec<Name>);
+
+impl RuleKind for OrderCheck {
+    fn category(&self) -> Category {
+        Category::Plausibility
+    }
+
+    fn row_check(&self, cx: &RuleCx, schema: &DFSchema) -> Result<Expr, Diags> {
+        let order = &self.0;
+        if order.len() < 2 {
+            return Err(cx.error(
+                Code::V003,
+                cx.rule.id.at,
+                "`order` needs two or more columns",
+            ));
+        }
+        let mut types = Vec::new();
+        for n in order {
+            types.push(cx.column(schema, n)?);
+        }
+        let same = types.windows(2).all(|w| w[0] == w[1]);
+        let value = |n: &Name| {
+            let c = col(Column::from_name(n.value.as_str()));
+            if same {
+                c
+            } else {
+                Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(c),
+                    DataType::Timestamp(TimeUnit::Microsecond, None),
+                ))
+            }
+        };
+        let mut c = case(lit(true));
+        for (k, pair) in order.windows(2).enumerate() {
+            let (a, b) = (value(&pair[0]), value(&pair[1]));
+            let broken = a
+                .clone()
+                .is_not_null()
+                .and(b.clone().is_not_null())
+                .and(a.gt(b));
+            let msg = lit(format!("`{}` is after `{}`", pair[0].value, pair[1].value));
+            c = if k == 0 {
+                when(broken, msg)
+            } else {
+                c.when(broken, msg)
+            };
+        }
+        c.otherwise(lit(ScalarValue::Utf8(None)))
+            .map_err(|e| cx.planning(e))
+    }
+}
