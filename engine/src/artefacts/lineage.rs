@@ -52,6 +52,9 @@ fn words(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The (source step, column) pairs a column comes from.
+type Origins = BTreeSet<(String, String)>;
+
 /// For each step and output column, the (source step, column) pairs it comes from.
 pub fn column_lineage(
     line: &Line,
@@ -67,98 +70,143 @@ pub fn column_lineage(
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let inputs: Vec<BTreeMap<String, BTreeSet<(String, String)>>> = spec
-            .inputs()
-            .iter()
-            .filter_map(|i| out.get(i.value.as_str()).cloned())
-            .collect();
-        let from_input = |col: &str| -> BTreeSet<(String, String)> {
-            inputs
+        let inputs = StepInputs(
+            spec.inputs()
                 .iter()
-                .filter_map(|m| m.get(col))
-                .flatten()
-                .cloned()
-                .collect()
-        };
-        let from_words = |text: &str| -> BTreeSet<(String, String)> {
-            words(text).iter().flat_map(|w| from_input(w)).collect()
-        };
+                .filter_map(|i| out.get(i.value.as_str()).cloned())
+                .collect(),
+        );
         let mut m: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
         for col in &columns {
-            let set = if spec.source.is_some() {
-                [(name.clone(), col.clone())].into_iter().collect()
-            } else if let Some(h) = &spec.harmonise {
-                let old = h
-                    .rename
-                    .iter()
-                    .find(|(_, n)| n.value == *col)
-                    .map(|(o, _)| o.value.clone())
-                    .unwrap_or_else(|| col.clone());
-                if let Some(e) = h.derive.get(old.as_str()) {
-                    from_words(e)
-                } else if let Some(map) = h.map.iter().find(|mp| mp.to.value == old) {
-                    let mut s = from_input(&map.column);
-                    if let Some(on) = &map.on {
-                        s.extend(from_input(on));
-                    }
-                    s
-                } else {
-                    from_input(&old)
-                }
-            } else if let Some(a) = &spec.aggregate {
-                // Only the rows' own input; a rate's population is looked up.
-                let main = |c: &str| -> BTreeSet<(String, String)> {
-                    inputs
-                        .first()
-                        .and_then(|m| m.get(c))
-                        .cloned()
-                        .unwrap_or_default()
-                };
-                let main_words = |text: &str| -> BTreeSet<(String, String)> {
-                    words(text).iter().flat_map(|w| main(w)).collect()
-                };
-                if let Some(e) = a.measures.get(col.as_str()) {
-                    main_words(e)
-                } else if let Some(r) = a.rates.get(col.as_str()) {
-                    let mut s = a
-                        .measures
-                        .get(r.count.value.as_str())
-                        .map(|e| main_words(e))
-                        .unwrap_or_default();
-                    let value = r
-                        .value
-                        .as_ref()
-                        .map(|v| v.value.clone())
-                        .unwrap_or_else(|| "vaesto".into());
-                    s.insert((r.population.value.clone(), value));
-                    s
-                } else {
-                    let computed =
-                        a.by.iter()
-                            .flat_map(|d| d.parts())
-                            .find(|(n, _)| n.value == *col)
-                            .and_then(|(_, e)| e.cloned());
-                    match computed {
-                        Some(e) => main_words(&e),
-                        None => main(col),
-                    }
-                }
-            } else if let Some(q) = &spec.sql {
-                let direct = from_input(col);
-                if direct.is_empty() {
-                    from_words(&q.query)
-                } else {
-                    direct
-                }
-            } else {
-                from_input(col)
-            };
+            let set = column_origins(name, spec, col, &inputs);
             m.insert(col.clone(), set);
         }
         // Measures built on other measures (a rate on a count) resolve through them.
         out.insert(name.clone(), m);
     }
     out
+}
+
+/// The lineage of the columns of a step's inputs, through which its own columns are traced.
+struct StepInputs(Vec<BTreeMap<String, Origins>>);
+
+impl StepInputs {
+    /// Where a column of any of the inputs comes from.
+    fn of_input(&self, col: &str) -> Origins {
+        self.0
+            .iter()
+            .filter_map(|m| m.get(col))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// Where the input columns a text (an expression, a query) names come from.
+    fn of_words(&self, text: &str) -> Origins {
+        words(text)
+            .iter()
+            .flat_map(|w| self.of_input(w))
+            .collect()
+    }
+
+    /// Where a column of the first input (the rows' own) comes from.
+    fn main(&self, c: &str) -> Origins {
+        self.0
+            .first()
+            .and_then(|m| m.get(c))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Where the columns of the first input that a text names come from.
+    fn main_words(&self, text: &str) -> Origins {
+        words(text).iter().flat_map(|w| self.main(w)).collect()
+    }
+}
+
+/// Where output column `col` of step `name` comes from, by the kind of the step.
+fn column_origins(
+    name: &str,
+    spec: &crate::line::spec::StepSpec,
+    col: &str,
+    inputs: &StepInputs,
+) -> Origins {
+    if spec.source.is_some() {
+        [(name.to_string(), col.to_string())].into_iter().collect()
+    } else if let Some(h) = &spec.harmonise {
+        harmonised_origins(h, col, inputs)
+    } else if let Some(a) = &spec.aggregate {
+        aggregated_origins(a, col, inputs)
+    } else if let Some(q) = &spec.sql {
+        let direct = inputs.of_input(col);
+        if direct.is_empty() {
+            inputs.of_words(&q.query)
+        } else {
+            direct
+        }
+    } else {
+        inputs.of_input(col)
+    }
+}
+
+/// Where a column of a harmonise step comes from: through its rename, derive or map.
+fn harmonised_origins(
+    h: &crate::line::spec::HarmoniseSpec,
+    col: &str,
+    inputs: &StepInputs,
+) -> Origins {
+    let old = h
+        .rename
+        .iter()
+        .find(|(_, n)| n.value == *col)
+        .map(|(o, _)| o.value.clone())
+        .unwrap_or_else(|| col.to_string());
+    if let Some(e) = h.derive.get(old.as_str()) {
+        inputs.of_words(e)
+    } else if let Some(map) = h.map.iter().find(|mp| mp.to.value == old) {
+        let mut s = inputs.of_input(&map.column);
+        if let Some(on) = &map.on {
+            s.extend(inputs.of_input(on));
+        }
+        s
+    } else {
+        inputs.of_input(&old)
+    }
+}
+
+/// Where a column of an aggregate step comes from: only the rows' own input; a rate's
+/// population is looked up.
+fn aggregated_origins(
+    a: &crate::line::spec::AggregateSpec,
+    col: &str,
+    inputs: &StepInputs,
+) -> Origins {
+    if let Some(e) = a.measures.get(col) {
+        inputs.main_words(e)
+    } else if let Some(r) = a.rates.get(col) {
+        let mut s = a
+            .measures
+            .get(r.count.value.as_str())
+            .map(|e| inputs.main_words(e))
+            .unwrap_or_default();
+        let value = r
+            .value
+            .as_ref()
+            .map(|v| v.value.clone())
+            .unwrap_or_else(|| "vaesto".into());
+        s.insert((r.population.value.clone(), value));
+        s
+    } else {
+        let computed =
+            a.by.iter()
+                .flat_map(|d| d.parts())
+                .find(|(n, _)| n.value == *col)
+                .and_then(|(_, e)| e.cloned());
+        match computed {
+            Some(e) => inputs.main_words(&e),
+            None => inputs.main(col),
+        }
+    }
 }
 
 fn schema_facet(fields: &[(String, String)]) -> Value {
@@ -211,110 +259,8 @@ fn event(
             ),
         );
     }
-    let mut inputs = Vec::new();
-    for name in &the_line.dag.order {
-        let Some(src) = &crate::line::load::step(line, name).source else {
-            continue;
-        };
-        let fields: Vec<(String, String)> = src
-            .columns
-            .iter()
-            .map(|(k, v)| (k.value.clone(), v.r#type.value.as_str().to_string()))
-            .collect();
-        let facets = json!({ "schema": schema_facet(&fields) });
-        let mut input_facets = serde_json::Map::new();
-        if let Some(r) = report {
-            if let Some(s) = r.steps.get(name) {
-                input_facets.insert(
-                    "dataQualityMetrics".into(),
-                    facet("DataQualityMetricsInputDatasetFacet", "1-0-3", json!({ "rowCount": s.rows_in, "fileCount": s.objects.unwrap_or(0), "columnMetrics": {} })),
-                );
-            }
-            // The rules of the steps that check this source's rows, as assertions.
-            let mut assertions = Vec::new();
-            for (step, s) in &r.steps {
-                let spec = crate::line::load::step(line, step);
-                let checks_this = spec
-                    .validate
-                    .as_ref()
-                    .is_some_and(|v| v.input.value == *name)
-                    || step == name;
-                if !checks_this {
-                    continue;
-                }
-                let ids: Vec<String> = match &spec.validate {
-                    Some(v) => v.rules.iter().map(|r| r.id.value.clone()).collect(),
-                    None => s.violations.keys().cloned().collect(),
-                };
-                for id in ids {
-                    let broken = s.violations.get(&id).copied().unwrap_or(0);
-                    assertions.push(json!({ "assertion": id, "success": broken == 0 }));
-                }
-            }
-            if !assertions.is_empty() {
-                input_facets.insert(
-                    "dataQualityAssertions".into(),
-                    facet(
-                        "DataQualityAssertionsDatasetFacet",
-                        "1-1-0",
-                        json!({ "assertions": assertions }),
-                    ),
-                );
-            }
-        }
-        let location = info
-            .sources
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| crate::store::fill(&src.location, info.params));
-        let mut input = json!({ "namespace": info.store_url, "name": location, "facets": facets });
-        if !input_facets.is_empty() {
-            input["inputFacets"] = Value::Object(input_facets);
-        }
-        inputs.push(input);
-    }
-    let source_location = |step: &str| -> String {
-        let src = crate::line::load::step(line, step).source.as_ref();
-        info.sources
-            .get(step)
-            .cloned()
-            .or_else(|| src.map(|s| crate::store::fill(&s.location, info.params)))
-            .unwrap_or_else(|| step.to_string())
-    };
-    let mut outputs = Vec::new();
-    for name in &the_line.dag.order {
-        let Some(p) = &crate::line::load::step(line, name).publish else {
-            continue;
-        };
-        let plan = &plans[name];
-        let fields: Vec<(String, String)> = plan
-            .output
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().to_string()))
-            .collect();
-        let mut col_facet = serde_json::Map::new();
-        for (col, sources) in lineage.get(name).cloned().unwrap_or_default() {
-            let fields: Vec<Value> = sources
-                .iter()
-                .map(|(step, field)| json!({ "namespace": info.store_url, "name": source_location(step), "field": field }))
-                .collect();
-            col_facet.insert(col, json!({ "inputFields": fields }));
-        }
-        let period = info
-            .params
-            .get("period")
-            .cloned()
-            .unwrap_or_else(|| "all".into());
-        outputs.push(json!({
-            "namespace": info.store_url,
-            "name": format!("{}/{}", crate::store::layout::release(&line.line.value, &period, info.run_id), p.dataset.value),
-            "facets": {
-                "schema": schema_facet(&fields),
-                "columnLineage": facet("ColumnLineageDatasetFacet", "1-2-0", json!({ "fields": col_facet })),
-            }
-        }));
-    }
+    let inputs = input_datasets(info, report);
+    let outputs = output_datasets(info, &lineage);
     let description = line
         .description
         .as_ref()
@@ -334,6 +280,142 @@ fn event(
         "inputs": inputs,
         "outputs": outputs,
     })
+}
+
+/// The input datasets of an event: the line's sources, with their schema and, at the end
+/// of a run, their row counts and the outcomes of the rules that checked them.
+fn input_datasets(info: &RunInfo, report: Option<&crate::run::RunReport>) -> Vec<Value> {
+    let line = &info.line.spec;
+    let mut inputs = Vec::new();
+    for name in &info.line.dag.order {
+        let Some(src) = &crate::line::load::step(line, name).source else {
+            continue;
+        };
+        let fields: Vec<(String, String)> = src
+            .columns
+            .iter()
+            .map(|(k, v)| (k.value.clone(), v.r#type.value.as_str().to_string()))
+            .collect();
+        let facets = json!({ "schema": schema_facet(&fields) });
+        let mut input_facets = serde_json::Map::new();
+        if let Some(r) = report {
+            quality_facets(line, name, r, &mut input_facets);
+        }
+        let location = info
+            .sources
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| crate::store::fill(&src.location, info.params));
+        let mut input = json!({ "namespace": info.store_url, "name": location, "facets": facets });
+        if !input_facets.is_empty() {
+            input["inputFacets"] = Value::Object(input_facets);
+        }
+        inputs.push(input);
+    }
+    inputs
+}
+
+/// Adds the data quality facets of source step `name` from the run's report: its row
+/// count and the rules of the steps that check its rows, as assertions.
+fn quality_facets(
+    line: &crate::line::spec::LineSpec,
+    name: &str,
+    r: &crate::run::RunReport,
+    input_facets: &mut serde_json::Map<String, Value>,
+) {
+    if let Some(s) = r.steps.get(name) {
+        input_facets.insert(
+            "dataQualityMetrics".into(),
+            facet("DataQualityMetricsInputDatasetFacet", "1-0-3", json!({ "rowCount": s.rows_in, "fileCount": s.objects.unwrap_or(0), "columnMetrics": {} })),
+        );
+    }
+    // The rules of the steps that check this source's rows, as assertions.
+    let mut assertions = Vec::new();
+    for (step, s) in &r.steps {
+        let spec = crate::line::load::step(line, step);
+        let checks_this = spec
+            .validate
+            .as_ref()
+            .is_some_and(|v| v.input.value == *name)
+            || step == name;
+        if !checks_this {
+            continue;
+        }
+        let ids: Vec<String> = match &spec.validate {
+            Some(v) => v.rules.iter().map(|r| r.id.value.clone()).collect(),
+            None => s.violations.keys().cloned().collect(),
+        };
+        for id in ids {
+            let broken = s.violations.get(&id).copied().unwrap_or(0);
+            assertions.push(json!({ "assertion": id, "success": broken == 0 }));
+        }
+    }
+    if !assertions.is_empty() {
+        input_facets.insert(
+            "dataQualityAssertions".into(),
+            facet(
+                "DataQualityAssertionsDatasetFacet",
+                "1-1-0",
+                json!({ "assertions": assertions }),
+            ),
+        );
+    }
+}
+
+/// Where the rows of a step come from: its source's location, else the step's name.
+fn source_location(info: &RunInfo, step: &str) -> String {
+    let src = crate::line::load::step(&info.line.spec, step)
+        .source
+        .as_ref();
+    info.sources
+        .get(step)
+        .cloned()
+        .or_else(|| src.map(|s| crate::store::fill(&s.location, info.params)))
+        .unwrap_or_else(|| step.to_string())
+}
+
+/// The output datasets of an event: the published datasets with their schema and
+/// column lineage.
+fn output_datasets(
+    info: &RunInfo,
+    lineage: &BTreeMap<String, BTreeMap<String, Origins>>,
+) -> Vec<Value> {
+    let line = &info.line.spec;
+    let mut outputs = Vec::new();
+    for name in &info.line.dag.order {
+        let Some(p) = &crate::line::load::step(line, name).publish else {
+            continue;
+        };
+        let plan = &info.plans[name];
+        let fields: Vec<(String, String)> = plan
+            .output
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect();
+        let mut col_facet = serde_json::Map::new();
+        for (col, sources) in lineage.get(name).cloned().unwrap_or_default() {
+            let fields: Vec<Value> = sources
+                .iter()
+                .map(|(step, field)| json!({ "namespace": info.store_url, "name": source_location(info, step), "field": field }))
+                .collect();
+            col_facet.insert(col, json!({ "inputFields": fields }));
+        }
+        let period = info
+            .params
+            .get("period")
+            .cloned()
+            .unwrap_or_else(|| "all".into());
+        outputs.push(json!({
+            "namespace": info.store_url,
+            "name": format!("{}/{}", crate::store::layout::release(&line.line.value, &period, info.run_id), p.dataset.value),
+            "facets": {
+                "schema": schema_facet(&fields),
+                "columnLineage": facet("ColumnLineageDatasetFacet", "1-2-0", json!({ "fields": col_facet })),
+            }
+        }));
+    }
+    outputs
 }
 
 /// Sends an event to an OpenLineage HTTP endpoint (`http://host:port/path`, as the

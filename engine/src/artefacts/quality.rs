@@ -58,8 +58,7 @@ pub fn report(
     run: &crate::run::RunReport,
     qualities: &BTreeMap<String, StepQuality>,
 ) -> QualityReport {
-    let mut rules = Vec::new();
-    let mut categories: BTreeMap<String, u64> = BTreeMap::new();
+    let mut rules = Rules::default();
     let mut steps = BTreeMap::new();
     let mut submitters = BTreeMap::new();
     for name in &run.step_order {
@@ -69,77 +68,14 @@ pub fn report(
         let spec = crate::line::load::step(&line.spec, name);
         let checked = s.rows_in.saturating_sub(s.rows_filtered);
         let q = qualities.get(name).cloned().unwrap_or_default();
-        let share = |n: u64| {
-            if checked == 0 {
-                0.0
-            } else {
-                n as f64 / checked as f64
-            }
-        };
-        let mut push = |rule: RuleQuality| {
-            *categories
-                .entry(category_name(rule.category).to_string())
-                .or_default() += rule.violations;
-            rules.push(rule);
-        };
         if spec.harmonise.is_some() {
-            for (id, n) in &q.violations {
-                push(RuleQuality {
-                    step: name.clone(),
-                    id: id.clone(),
-                    description: Some("the code maps through the code set".to_string()),
-                    category: Category::Conformance,
-                    severity: Severity::Reject,
-                    violations: *n,
-                    share: share(*n),
-                    dataset: None,
-                });
-            }
+            code_map_rules(name, &q, checked, &mut rules);
         }
         if spec.source.is_some() {
-            let mut ids: Vec<&String> = q.violations.keys().collect();
-            ids.sort();
-            for id in ids {
-                let n = q.violations[id];
-                push(RuleQuality {
-                    step: name.clone(),
-                    id: id.clone(),
-                    description: Some(
-                        if id == "parse" {
-                            "the row could be read as declared"
-                        } else if id.starts_with("required-") {
-                            "a required column has a value"
-                        } else {
-                            "the value converts to the declared type"
-                        }
-                        .to_string(),
-                    ),
-                    category: if id.starts_with("required-") {
-                        Category::Completeness
-                    } else {
-                        Category::Conformance
-                    },
-                    severity: Severity::Reject,
-                    violations: n,
-                    share: share(n),
-                    dataset: None,
-                });
-            }
+            source_rules(name, &q, checked, &mut rules);
         }
         if let Some(v) = &spec.validate {
-            for r in &v.rules {
-                let n = q.violations.get(r.id.value.as_str()).copied().unwrap_or(0);
-                push(RuleQuality {
-                    step: name.clone(),
-                    id: r.id.value.clone(),
-                    description: r.description.clone(),
-                    category: crate::steps::validate::category(r),
-                    severity: r.severity,
-                    violations: n,
-                    share: share(n),
-                    dataset: q.dataset.get(r.id.value.as_str()).cloned(),
-                });
-            }
+            validate_rules(name, v, &q, checked, &mut rules);
             if !q.by_submitter.is_empty() {
                 submitters.insert(name.clone(), q.by_submitter.clone());
             }
@@ -152,7 +88,7 @@ pub fn report(
                     rows_filtered: s.rows_filtered,
                     rows_checked: checked,
                     rows_quarantined: s.rows_quarantined,
-                    reject_share: share(s.rows_quarantined),
+                    reject_share: share(checked, s.rows_quarantined),
                 },
             );
         }
@@ -164,9 +100,107 @@ pub fn report(
         params: run.params.clone(),
         status: run.status,
         steps,
-        rules,
-        categories,
+        rules: rules.rules,
+        categories: rules.categories,
         submitters,
+    }
+}
+
+/// The rules of a report in order, with their violations summed per category.
+#[derive(Default)]
+struct Rules {
+    rules: Vec<RuleQuality>,
+    categories: BTreeMap<String, u64>,
+}
+
+impl Rules {
+    /// Adds a rule, counting its violations in its category.
+    fn push(&mut self, rule: RuleQuality) {
+        *self
+            .categories
+            .entry(category_name(rule.category).to_string())
+            .or_default() += rule.violations;
+        self.rules.push(rule);
+    }
+}
+
+/// Violations per row checked (0 when no row was checked).
+fn share(checked: u64, n: u64) -> f64 {
+    if checked == 0 {
+        0.0
+    } else {
+        n as f64 / checked as f64
+    }
+}
+
+/// The code-set mappings of a harmonise step, as rules.
+fn code_map_rules(name: &str, q: &StepQuality, checked: u64, out: &mut Rules) {
+    for (id, n) in &q.violations {
+        out.push(RuleQuality {
+            step: name.to_string(),
+            id: id.clone(),
+            description: Some("the code maps through the code set".to_string()),
+            category: Category::Conformance,
+            severity: Severity::Reject,
+            violations: *n,
+            share: share(checked, *n),
+            dataset: None,
+        });
+    }
+}
+
+/// The checks of reading a source (parse, required columns, types), as rules.
+fn source_rules(name: &str, q: &StepQuality, checked: u64, out: &mut Rules) {
+    let mut ids: Vec<&String> = q.violations.keys().collect();
+    ids.sort();
+    for id in ids {
+        let n = q.violations[id];
+        out.push(RuleQuality {
+            step: name.to_string(),
+            id: id.clone(),
+            description: Some(
+                if id == "parse" {
+                    "the row could be read as declared"
+                } else if id.starts_with("required-") {
+                    "a required column has a value"
+                } else {
+                    "the value converts to the declared type"
+                }
+                .to_string(),
+            ),
+            category: if id.starts_with("required-") {
+                Category::Completeness
+            } else {
+                Category::Conformance
+            },
+            severity: Severity::Reject,
+            violations: n,
+            share: share(checked, n),
+            dataset: None,
+        });
+    }
+}
+
+/// The declared rules of a validate step, with their dataset outcomes.
+fn validate_rules(
+    name: &str,
+    v: &crate::line::spec::ValidateSpec,
+    q: &StepQuality,
+    checked: u64,
+    out: &mut Rules,
+) {
+    for r in &v.rules {
+        let n = q.violations.get(r.id.value.as_str()).copied().unwrap_or(0);
+        out.push(RuleQuality {
+            step: name.to_string(),
+            id: r.id.value.clone(),
+            description: r.description.clone(),
+            category: crate::steps::validate::category(r),
+            severity: r.severity,
+            violations: n,
+            share: share(checked, n),
+            dataset: q.dataset.get(r.id.value.as_str()).cloned(),
+        });
     }
 }
 
@@ -185,6 +219,17 @@ fn pct(x: f64) -> String {
 /// The report as one HTML page with its styles inline: no scripts, no network.
 pub fn html(r: &QualityReport) -> String {
     let mut h = String::new();
+    html_head(&mut h, r);
+    steps_table(&mut h, r);
+    rules_table(&mut h, r);
+    categories_table(&mut h, r);
+    submitter_tables(&mut h, r);
+    h.push_str("</body>\n</html>\n");
+    h
+}
+
+/// The page head with its inline styles, the title and the run's line.
+fn html_head(h: &mut String, r: &QualityReport) {
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"fi\">\n<head>\n<meta charset=\"utf-8\">\n<title>Laaturaportti – {line} – {run}</title>\n<style>\n\
@@ -222,6 +267,10 @@ pub fn html(r: &QualityReport) -> String {
         },
         esc(r.status.as_str())
     );
+}
+
+/// The counts of each step.
+fn steps_table(h: &mut String, r: &QualityReport) {
     h.push_str("<h2>Vaiheet / Steps</h2>\n<table><tr><th>vaihe</th><th>rivejä sisään</th><th>rajattu pois</th><th>tarkistettu</th><th>karanteenissa</th><th>osuus</th></tr>\n");
     for (name, s) in &r.steps {
         let _ = writeln!(
@@ -235,6 +284,10 @@ pub fn html(r: &QualityReport) -> String {
             pct(s.reject_share)
         );
     }
+}
+
+/// Each rule with its violations and a bar of their share.
+fn rules_table(h: &mut String, r: &QualityReport) {
     h.push_str("</table>\n<h2>Säännöt / Rules</h2>\n<table><tr><th>vaihe</th><th>sääntö</th><th>kuvaus</th><th>luokka</th><th>vakavuus</th><th>rikkeitä</th><th>osuus</th><th></th></tr>\n");
     for rule in &r.rules {
         let width = (rule.share * 300.0).clamp(0.0, 300.0);
@@ -265,11 +318,19 @@ pub fn html(r: &QualityReport) -> String {
             pct(rule.share)
         );
     }
+}
+
+/// Violations per category.
+fn categories_table(h: &mut String, r: &QualityReport) {
     h.push_str("</table>\n<h2>Luokittain / By category</h2>\n<table><tr><th>luokka</th><th>rikkeitä</th></tr>\n");
     for (c, n) in &r.categories {
         let _ = writeln!(h, "<tr><td>{}</td><td class=\"n\">{n}</td></tr>", esc(c));
     }
     h.push_str("</table>\n");
+}
+
+/// For each step with a submitter column, each submitter's rows and violations.
+fn submitter_tables(h: &mut String, r: &QualityReport) {
     for (step, subs) in &r.submitters {
         let rule_ids: Vec<&str> = r
             .rules
@@ -311,6 +372,4 @@ pub fn html(r: &QualityReport) -> String {
         }
         h.push_str("</table>\n");
     }
-    h.push_str("</body>\n</html>\n");
-    h
 }

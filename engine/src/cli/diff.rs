@@ -137,6 +137,33 @@ fn kind_of(step: &Value) -> Option<(&str, &Value)> {
     .find_map(|k| step.get(k).filter(|v| !v.is_null()).map(|v| (k, v)))
 }
 
+/// Published datasets downstream of each step, in the old and in the new version.
+struct Reach {
+    after: BTreeMap<String, BTreeSet<String>>,
+    before: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Reach {
+    /// The published datasets `step` feeds in either version.
+    fn affects(&self, step: &str) -> Vec<String> {
+        let mut d: BTreeSet<String> = self.after.get(step).cloned().unwrap_or_default();
+        d.extend(self.before.get(step).cloned().unwrap_or_default());
+        d.into_iter().collect()
+    }
+
+    /// Every published dataset of either version, sorted.
+    fn all_datasets(&self) -> Vec<String> {
+        self.after
+            .values()
+            .chain(self.before.values())
+            .flatten()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+}
+
 /// The changes from `old` to `new`.
 pub fn diff(old: &LineSpec, new: &LineSpec) -> Vec<Change> {
     let mut out = Vec::new();
@@ -144,23 +171,33 @@ pub fn diff(old: &LineSpec, new: &LineSpec) -> Vec<Change> {
         .union(&personal_columns(new))
         .cloned()
         .collect::<BTreeSet<_>>();
-    let after = downstream(new);
-    let before = downstream(old);
-    let affects = |step: &str| -> Vec<String> {
-        let mut d: BTreeSet<String> = after.get(step).cloned().unwrap_or_default();
-        d.extend(before.get(step).cloned().unwrap_or_default());
-        d.into_iter().collect()
+    let reach = Reach {
+        after: downstream(new),
+        before: downstream(old),
     };
-    let all_datasets: Vec<String> = after
-        .values()
-        .chain(before.values())
-        .flatten()
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+    line_key_changes(old, new, &reach.all_datasets(), &mut out);
+    codeset_changes(old, new, &reach, &mut out);
+    let steps: BTreeSet<String> = old
+        .steps
+        .keys()
+        .chain(new.steps.keys())
+        .map(|k| k.value.clone())
         .collect();
-    // The line's own keys.
-    for (key, class, a, b) in [
+    for name in steps {
+        let (a, b) = (
+            old.steps.get(name.as_str()).map(to_value),
+            new.steps.get(name.as_str()).map(to_value),
+        );
+        step_changes(&name, a, b, &reach, &personal, &mut out);
+    }
+    // Privacy first: the reviewer reads what weakens protection before anything else.
+    out.sort_by(|a, b| (a.class != Class::Privacy, a).cmp(&(b.class != Class::Privacy, b)));
+    out
+}
+
+/// The line's own keys: (key, class, old value, new value).
+fn line_keys(old: &LineSpec, new: &LineSpec) -> [(&'static str, Class, Value, Value); 8] {
+    [
         (
             "title",
             Class::Metadata,
@@ -209,10 +246,20 @@ pub fn diff(old: &LineSpec, new: &LineSpec) -> Vec<Change> {
             to_value(&old.params),
             to_value(&new.params),
         ),
-    ] {
+    ]
+}
+
+/// Changes of the line's own keys; a logic change (params) can alter every dataset.
+fn line_key_changes(
+    old: &LineSpec,
+    new: &LineSpec,
+    all_datasets: &[String],
+    out: &mut Vec<Change>,
+) {
+    for (key, class, a, b) in line_keys(old, new) {
         if a != b {
             let affects = if class == Class::Logic {
-                all_datasets.clone()
+                all_datasets.to_vec()
             } else {
                 vec![]
             };
@@ -224,6 +271,10 @@ pub fn diff(old: &LineSpec, new: &LineSpec) -> Vec<Change> {
             });
         }
     }
+}
+
+/// Code sets added, removed or changed, each affecting what the steps naming it feed.
+fn codeset_changes(old: &LineSpec, new: &LineSpec, reach: &Reach, out: &mut Vec<Change>) {
     let old_sets = to_value(&old.codesets);
     let new_sets = to_value(&new.codesets);
     let names: BTreeSet<String> = [&old_sets, &new_sets]
@@ -240,7 +291,7 @@ pub fn diff(old: &LineSpec, new: &LineSpec) -> Vec<Change> {
                 .iter()
                 .chain(old.steps.iter())
                 .filter(|(_, s)| to_value(s).to_string().contains(&format!("\"{n}\"")))
-                .flat_map(|(name, _)| affects(name))
+                .flat_map(|(name, _)| reach.affects(name))
                 .collect();
             let what = match (a.is_null(), b.is_null()) {
                 (true, _) => format!("code set `{n}` added"),
@@ -255,120 +306,158 @@ pub fn diff(old: &LineSpec, new: &LineSpec) -> Vec<Change> {
             });
         }
     }
-    let steps: BTreeSet<String> = old
-        .steps
-        .keys()
-        .chain(new.steps.keys())
-        .map(|k| k.value.clone())
-        .collect();
-    for name in steps {
-        let (a, b) = (
-            old.steps.get(name.as_str()).map(to_value),
-            new.steps.get(name.as_str()).map(to_value),
-        );
-        match (a, b) {
-            (None, Some(b)) => out.push(Change {
-                step: name.clone(),
-                class: Class::Logic,
-                what: format!("step added ({})", kind_of(&b).map(|k| k.0).unwrap_or("?")),
-                affects: affects(&name),
-            }),
-            (Some(a), None) => out.push(Change {
-                step: name.clone(),
-                class: Class::Logic,
-                what: format!("step removed ({})", kind_of(&a).map(|k| k.0).unwrap_or("?")),
-                affects: affects(&name),
-            }),
-            (Some(a), Some(b)) if a != b => {
-                if a["description"] != b["description"] {
-                    out.push(Change {
-                        step: name.clone(),
-                        class: Class::Metadata,
-                        what: "description changed".into(),
-                        affects: vec![],
-                    });
-                }
-                match (kind_of(&a), kind_of(&b)) {
-                    (Some((ka, va)), Some((kb, vb))) if ka == kb => {
-                        let keys: BTreeSet<&String> = va
-                            .as_object()
-                            .into_iter()
-                            .chain(vb.as_object())
-                            .flat_map(|o| o.keys())
-                            .collect();
-                        for key in keys {
-                            let (x, y) = (&va[key.as_str()], &vb[key.as_str()]);
-                            if x == y {
-                                continue;
-                            }
-                            let class = classify(ka, key);
-                            let affected = if class == Class::Metadata && ka != "publish" {
-                                vec![]
-                            } else {
-                                affects(&name)
-                            };
-                            if ka == "validate" && key == "rules" {
-                                rule_changes(&name, x, y, &affected, &mut out);
-                                continue;
-                            }
-                            let weakened = weakening(ka, key, x, y, &personal);
-                            if !weakened.is_empty() {
-                                out.extend(weakened.into_iter().map(|what| Change {
-                                    step: name.clone(),
-                                    class: Class::Privacy,
-                                    what,
-                                    affects: affects(&name),
-                                }));
-                                if ka == "publish" && key == "disclosure" {
-                                    continue;
-                                }
-                            }
-                            if let (Some(xo), Some(yo)) = (x.as_object(), y.as_object()) {
-                                // Maps (measures, columns, derive …): name each entry.
-                                let entries: BTreeSet<&String> =
-                                    xo.keys().chain(yo.keys()).collect();
-                                for e in entries {
-                                    let what = match (xo.get(e.as_str()), yo.get(e.as_str())) {
-                                        (None, Some(v)) => {
-                                            format!("`{ka}.{key}.{e}` added: {}", short(v))
-                                        }
-                                        (Some(_), None) => format!("`{ka}.{key}.{e}` removed"),
-                                        (Some(v), Some(w)) if v != w => {
-                                            format!("`{ka}.{key}.{e}`: {} → {}", short(v), short(w))
-                                        }
-                                        _ => continue,
-                                    };
-                                    out.push(Change {
-                                        step: name.clone(),
-                                        class,
-                                        what,
-                                        affects: affected.clone(),
-                                    });
-                                }
-                                continue;
-                            }
-                            out.push(Change {
-                                step: name.clone(),
-                                class,
-                                what: format!("`{ka}.{key}`: {} → {}", short(x), short(y)),
-                                affects: affected,
-                            });
-                        }
-                    }
-                    (Some((ka, _)), Some((kb, _))) => out.push(Change {
-                        step: name.clone(),
-                        class: Class::Logic,
-                        what: format!("kind changed from {ka} to {kb}"),
-                        affects: affects(&name),
-                    }),
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
+}
+
+/// Changes of the step `name`, given as JSON in the old (`a`) and new (`b`) version.
+fn step_changes(
+    name: &str,
+    a: Option<Value>,
+    b: Option<Value>,
+    reach: &Reach,
+    personal: &BTreeSet<String>,
+    out: &mut Vec<Change>,
+) {
+    match (a, b) {
+        (None, Some(b)) => out.push(Change {
+            step: name.to_string(),
+            class: Class::Logic,
+            what: format!("step added ({})", kind_of(&b).map(|k| k.0).unwrap_or("?")),
+            affects: reach.affects(name),
+        }),
+        (Some(a), None) => out.push(Change {
+            step: name.to_string(),
+            class: Class::Logic,
+            what: format!("step removed ({})", kind_of(&a).map(|k| k.0).unwrap_or("?")),
+            affects: reach.affects(name),
+        }),
+        (Some(a), Some(b)) if a != b => changed_step(name, &a, &b, reach, personal, out),
+        _ => {}
     }
-    // Privacy first: the reviewer reads what weakens protection before anything else.
-    out.sort_by(|a, b| (a.class != Class::Privacy, a).cmp(&(b.class != Class::Privacy, b)));
+}
+
+/// Changes of a step present, and different, in both versions.
+fn changed_step(
+    name: &str,
+    a: &Value,
+    b: &Value,
+    reach: &Reach,
+    personal: &BTreeSet<String>,
+    out: &mut Vec<Change>,
+) {
+    if a["description"] != b["description"] {
+        out.push(Change {
+            step: name.to_string(),
+            class: Class::Metadata,
+            what: "description changed".into(),
+            affects: vec![],
+        });
+    }
+    match (kind_of(a), kind_of(b)) {
+        (Some((ka, va)), Some((kb, vb))) if ka == kb => {
+            let keys: BTreeSet<&String> = va
+                .as_object()
+                .into_iter()
+                .chain(vb.as_object())
+                .flat_map(|o| o.keys())
+                .collect();
+            let step = StepKind {
+                name,
+                kind: ka,
+                reach,
+                personal,
+            };
+            for key in keys {
+                step.key_changes(key, &va[key.as_str()], &vb[key.as_str()], out);
+            }
+        }
+        (Some((ka, _)), Some((kb, _))) => out.push(Change {
+            step: name.to_string(),
+            class: Class::Logic,
+            what: format!("kind changed from {ka} to {kb}"),
+            affects: reach.affects(name),
+        }),
+        _ => {}
+    }
+}
+
+/// A step whose kind is the same in both versions, with what its changes are judged by.
+struct StepKind<'a> {
+    name: &'a str,
+    kind: &'a str,
+    reach: &'a Reach,
+    personal: &'a BTreeSet<String>,
+}
+
+impl StepKind<'_> {
+    /// Changes of one key of the step's body, from `x` to `y`.
+    fn key_changes(&self, key: &str, x: &Value, y: &Value, out: &mut Vec<Change>) {
+        let (name, ka) = (self.name, self.kind);
+        if x == y {
+            return;
+        }
+        let class = classify(ka, key);
+        let affected = if class == Class::Metadata && ka != "publish" {
+            vec![]
+        } else {
+            self.reach.affects(name)
+        };
+        if ka == "validate" && key == "rules" {
+            rule_changes(name, x, y, &affected, out);
+            return;
+        }
+        let weakened = weakening(ka, key, x, y, self.personal);
+        if !weakened.is_empty() {
+            out.extend(weakened.into_iter().map(|what| Change {
+                step: name.to_string(),
+                class: Class::Privacy,
+                what,
+                affects: self.reach.affects(name),
+            }));
+            if ka == "publish" && key == "disclosure" {
+                return;
+            }
+        }
+        if let (Some(xo), Some(yo)) = (x.as_object(), y.as_object()) {
+            // Maps (measures, columns, derive …): name each entry.
+            for what in entry_changes(ka, key, xo, yo) {
+                out.push(Change {
+                    step: name.to_string(),
+                    class,
+                    what,
+                    affects: affected.clone(),
+                });
+            }
+            return;
+        }
+        out.push(Change {
+            step: name.to_string(),
+            class,
+            what: format!("`{ka}.{key}`: {} → {}", short(x), short(y)),
+            affects: affected,
+        });
+    }
+}
+
+/// What changed in the entries of the map `kind.key`, entry by entry in name order.
+fn entry_changes(
+    kind: &str,
+    key: &str,
+    xo: &serde_json::Map<String, Value>,
+    yo: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let entries: BTreeSet<&String> = xo.keys().chain(yo.keys()).collect();
+    let mut out = Vec::new();
+    for e in entries {
+        let what = match (xo.get(e.as_str()), yo.get(e.as_str())) {
+            (None, Some(v)) => format!("`{kind}.{key}.{e}` added: {}", short(v)),
+            (Some(_), None) => format!("`{kind}.{key}.{e}` removed"),
+            (Some(v), Some(w)) if v != w => {
+                format!("`{kind}.{key}.{e}`: {} → {}", short(v), short(w))
+            }
+            _ => continue,
+        };
+        out.push(what);
+    }
     out
 }
 

@@ -237,12 +237,7 @@ fn ensihoito(
         .unwrap_or(start)
         - start)
         .num_days();
-    // Population reference for the per-1 000 rates.
-    let mut pop = writer(&r.out.join("reference/vaesto"), "vaesto_synthetic.csv")?;
-    writeln!(pop, "hyvinvointialue;vuosi;vaesto").map_err(io)?;
-    for (c, w) in COUNTIES {
-        writeln!(pop, "{c};{};{}", start.year(), w as u64).map_err(io)?;
-    }
+    write_population(r, start)?;
     let mut w = writer(dir, "tehtavat.csv")?;
     writeln!(w, "tehtava_id;hetu;kunta;halytys_aika;kohteessa_aika;kiireellisyys;tehtavakoodi;riskialue;kuljetettu").map_err(io)?;
     // More missions in the afternoon and evening.
@@ -250,63 +245,9 @@ fn ensihoito(
     let mut line = String::with_capacity(160);
     for i in 1..=r.rows {
         line.clear();
-        let t0 = start.and_hms_opt(0, 0, 0).unwrap_or_default()
-            + Duration::days(rng.below(days as u64) as i64)
-            + Duration::hours(rng.weighted(&hours) as i64)
-            + Duration::seconds(rng.below(3600) as i64);
-        let urgency = ["A", "B", "C", "D"][rng.weighted(&[1.0, 3.0, 4.0, 2.0])];
-        let base = match urgency {
-            "A" => 7.0,
-            "B" => 10.0,
-            "C" => 14.0,
-            _ => 20.0,
-        };
-        let minutes = (base * (0.4 + rng.f64() * 1.6) + rng.f64() * 10.0) as i64;
-        let arrived = rng.f64() > 0.04;
-        let identified = rng.f64() > 0.1;
-        let born = birth(rng, 1925, 2024);
-        let temporary = rng.f64() < 0.01;
-        let h = if identified {
-            hetu(rng, born, temporary)
-        } else {
-            String::new()
-        };
-        let t1 = if arrived {
-            (t0 + Duration::minutes(minutes))
-                .format("%Y-%m-%dT%H:%M:%S")
-                .to_string()
-        } else {
-            String::new()
-        };
-        let mut fields = [
-            format!("E{i:09}"),
-            h,
-            places.municipality(rng),
-            t0.format("%Y-%m-%dT%H:%M:%S").to_string(),
-            t1,
-            urgency.to_string(),
-            rng.pick(&["700", "703", "704", "706", "745", "774", "781", "793"])
-                .to_string(),
-            rng.pick(&["1", "1", "2", "3", "4"]).to_string(),
-            (if rng.f64() < 0.6 { "1" } else { "0" }).to_string(),
-        ];
+        let (mut fields, t0) = mission(i, start, days, &hours, places, rng);
         if rng.f64() < r.bad_share {
-            match rng.below(6) {
-                0 => fields[1] = "131052-308U".into(), // check character
-                1 => fields[2] = "999".into(),         // unknown municipality
-                2 => fields[5] = "E".into(),           // urgency
-                3 => {
-                    fields[3] = (start - Duration::days(1))
-                        .format("%Y-%m-%dT12:00:00")
-                        .to_string()
-                } // outside the period
-                4 => fields[8] = "kyllä".into(),       // not 0/1
-                _ => {
-                    fields[4] = (t0 - Duration::minutes(5))
-                        .format("%Y-%m-%dT%H:%M:%S")
-                        .to_string()
-                } // before the alarm
-            }
+            spoil_mission(rng, &mut fields, start, t0);
         }
         let _ = write!(line, "{}", fields.join(";"));
         writeln!(w, "{line}").map_err(io)?;
@@ -319,6 +260,93 @@ fn ensihoito(
             .display()
             .to_string(),
     ])
+}
+
+/// Writes the population reference for the per-1 000 rates of ensihoito.
+fn write_population(r: &Request, start: NaiveDate) -> Result<(), String> {
+    let mut pop = writer(&r.out.join("reference/vaesto"), "vaesto_synthetic.csv")?;
+    writeln!(pop, "hyvinvointialue;vuosi;vaesto").map_err(io)?;
+    for (c, w) in COUNTIES {
+        writeln!(pop, "{c};{};{}", start.year(), w as u64).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// The fields of mission `i` (a good row) and its alarm time.
+fn mission(
+    i: u64,
+    start: NaiveDate,
+    days: i64,
+    hours: &[f64],
+    places: &Places,
+    rng: &mut Rng,
+) -> ([String; 9], chrono::NaiveDateTime) {
+    let t0 = start.and_hms_opt(0, 0, 0).unwrap_or_default()
+        + Duration::days(rng.below(days as u64) as i64)
+        + Duration::hours(rng.weighted(hours) as i64)
+        + Duration::seconds(rng.below(3600) as i64);
+    let urgency = ["A", "B", "C", "D"][rng.weighted(&[1.0, 3.0, 4.0, 2.0])];
+    let base = match urgency {
+        "A" => 7.0,
+        "B" => 10.0,
+        "C" => 14.0,
+        _ => 20.0,
+    };
+    let minutes = (base * (0.4 + rng.f64() * 1.6) + rng.f64() * 10.0) as i64;
+    let arrived = rng.f64() > 0.04;
+    let identified = rng.f64() > 0.1;
+    let born = birth(rng, 1925, 2024);
+    let temporary = rng.f64() < 0.01;
+    let h = if identified {
+        hetu(rng, born, temporary)
+    } else {
+        String::new()
+    };
+    let t1 = if arrived {
+        (t0 + Duration::minutes(minutes))
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    } else {
+        String::new()
+    };
+    let fields = [
+        format!("E{i:09}"),
+        h,
+        places.municipality(rng),
+        t0.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        t1,
+        urgency.to_string(),
+        rng.pick(&["700", "703", "704", "706", "745", "774", "781", "793"])
+            .to_string(),
+        rng.pick(&["1", "1", "2", "3", "4"]).to_string(),
+        (if rng.f64() < 0.6 { "1" } else { "0" }).to_string(),
+    ];
+    (fields, t0)
+}
+
+/// Makes a mission row bad in one of the ways the line's rules catch.
+fn spoil_mission(
+    rng: &mut Rng,
+    fields: &mut [String; 9],
+    start: NaiveDate,
+    t0: chrono::NaiveDateTime,
+) {
+    match rng.below(6) {
+        0 => fields[1] = "131052-308U".into(), // check character
+        1 => fields[2] = "999".into(),         // unknown municipality
+        2 => fields[5] = "E".into(),           // urgency
+        3 => {
+            fields[3] = (start - Duration::days(1))
+                .format("%Y-%m-%dT12:00:00")
+                .to_string()
+        } // outside the period
+        4 => fields[8] = "kyllä".into(),       // not 0/1
+        _ => {
+            fields[4] = (t0 - Duration::minutes(5))
+                .format("%Y-%m-%dT%H:%M:%S")
+                .to_string()
+        } // before the alarm
+    }
 }
 
 fn hoitoonpaasy(
@@ -426,38 +454,43 @@ fn henkilostomitoitus(
 const MUNICIPALITY_EXT: &str =
     "https://hl7.fi/fhir/finnish-base-profiles/StructureDefinition/municipality-code";
 
+/// The vaccines of rokotukset, each with the codings it may be recorded with.
+const VACCINES: [(&str, &[(&str, &str)]); 6] = [
+    (
+        "MPR",
+        &[
+            ("http://hl7.org/fhir/sid/cvx", "03"),
+            ("urn:oid:1.2.246.537.6.32.2007", "J07BD52"),
+        ],
+    ),
+    (
+        "DTaP-IPV-Hib",
+        &[
+            ("http://hl7.org/fhir/sid/cvx", "120"),
+            ("urn:oid:1.2.246.537.6.32.2007", "J07CA06"),
+        ],
+    ),
+    ("PCV", &[("http://hl7.org/fhir/sid/cvx", "133")]),
+    (
+        "HPV",
+        &[
+            ("http://hl7.org/fhir/sid/cvx", "165"),
+            ("urn:oid:1.2.246.537.6.32.2007", "J07BM03"),
+        ],
+    ),
+    ("INFLUENSSA", &[("http://hl7.org/fhir/sid/cvx", "140")]),
+    ("COVID-19", &[("http://hl7.org/fhir/sid/cvx", "208")]),
+];
+
+/// A buffered output file.
+type Out = BufWriter<std::fs::File>;
+
 fn fhir(r: &Request, places: &Places, rng: &mut Rng, dir: &Path) -> Result<Vec<String>, String> {
     let year: i32 = r
         .period
         .parse()
         .map_err(|_| format!("the period of {} is a year", r.line))?;
     let mut pw = writer(dir, "Patient.000.ndjson")?;
-    let vaccines: [(&str, &[(&str, &str)]); 6] = [
-        (
-            "MPR",
-            &[
-                ("http://hl7.org/fhir/sid/cvx", "03"),
-                ("urn:oid:1.2.246.537.6.32.2007", "J07BD52"),
-            ],
-        ),
-        (
-            "DTaP-IPV-Hib",
-            &[
-                ("http://hl7.org/fhir/sid/cvx", "120"),
-                ("urn:oid:1.2.246.537.6.32.2007", "J07CA06"),
-            ],
-        ),
-        ("PCV", &[("http://hl7.org/fhir/sid/cvx", "133")]),
-        (
-            "HPV",
-            &[
-                ("http://hl7.org/fhir/sid/cvx", "165"),
-                ("urn:oid:1.2.246.537.6.32.2007", "J07BM03"),
-            ],
-        ),
-        ("INFLUENSSA", &[("http://hl7.org/fhir/sid/cvx", "140")]),
-        ("COVID-19", &[("http://hl7.org/fhir/sid/cvx", "208")]),
-    ];
     let (mut iw, mut cw, mut ow) = match r.line {
         "rokotukset" => (Some(writer(dir, "Immunization.000.ndjson")?), None, None),
         _ => (
@@ -474,15 +507,7 @@ fn fhir(r: &Request, places: &Places, rng: &mut Rng, dir: &Path) -> Result<Vec<S
             birth(rng, 1935, year - 18)
         };
         let id = format!("p{i:09}");
-        let mut patient = serde_json::json!({
-            "resourceType": "Patient", "id": id,
-            "meta": { "profile": ["https://hl7.fi/fhir/finnish-base-profiles/StructureDefinition/fi-base-patient"] },
-            "identifier": [{ "system": "urn:oid:1.2.246.21", "value": hetu(rng, born, false) }],
-            "birthDate": born.to_string(),
-        });
-        if rng.f64() > 0.03 {
-            patient["extension"] = serde_json::json!([{ "url": MUNICIPALITY_EXT, "valueCoding": { "system": "urn:oid:1.2.246.537.6.21", "version": "2003", "code": places.municipality(rng) } }]);
-        }
+        let patient = patient(rng, places, born, &id);
         if rng.f64() < r.bad_share {
             writeln!(
                 pw,
@@ -493,64 +518,12 @@ fn fhir(r: &Request, places: &Places, rng: &mut Rng, dir: &Path) -> Result<Vec<S
         }
         writeln!(pw, "{patient}").map_err(io)?;
         if let Some(w) = iw.as_mut() {
-            for (_, codes) in &vaccines {
-                if rng.f64() < 0.8 {
-                    let (system, code) = rng.pick(codes);
-                    n_events += 1;
-                    let when = born + Duration::days(30 + rng.below(365 * 12) as i64);
-                    let status = if rng.f64() < 0.05 {
-                        "not-done"
-                    } else {
-                        "completed"
-                    };
-                    writeln!(w, "{}", serde_json::json!({
-                        "resourceType": "Immunization", "id": format!("i{n_events:010}"), "status": status,
-                        "vaccineCode": { "coding": [{ "system": system, "code": code }] },
-                        "patient": { "reference": format!("Patient/{id}") },
-                        "occurrenceDateTime": format!("{when}T10:00:00+02:00"),
-                    })).map_err(io)?;
-                }
-            }
+            immunizations(w, rng, born, &id, &mut n_events)?;
         }
         if let (Some(c), Some(o)) = (cw.as_mut(), ow.as_mut())
             && rng.f64() < 0.5
         {
-            let coding = rng.pick(&[
-                ("urn:oid:1.2.246.537.6.1.1999", "E11.9"),
-                ("urn:oid:1.2.246.537.6.1.1999", "E10.9"),
-                ("http://snomed.info/sct", "44054006"),
-            ]);
-            writeln!(c, "{}", serde_json::json!({
-                "resourceType": "Condition", "id": format!("c{i:09}"),
-                "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active" }] },
-                "code": { "coding": [{ "system": coding.0, "code": coding.1 }] },
-                "subject": { "reference": format!("Patient/{id}") },
-            })).map_err(io)?;
-            for k in 0..rng.below(4) {
-                n_events += 1;
-                let day = NaiveDate::from_ymd_opt(year, 1, 1).unwrap_or_default()
-                    + Duration::days(rng.below(365) as i64);
-                let (code, system, value) = if rng.f64() < 0.5 {
-                    (
-                        "4548-4",
-                        "http://loinc.org",
-                        serde_json::json!(((5.5 + rng.f64() * 4.0) * 10.0).round() / 10.0),
-                    )
-                } else {
-                    (
-                        "59261-8",
-                        "http://loinc.org",
-                        serde_json::json!(38 + rng.below(45)),
-                    )
-                };
-                writeln!(o, "{}", serde_json::json!({
-                    "resourceType": "Observation", "id": format!("o{n_events:010}"), "status": "final",
-                    "code": { "coding": [{ "system": system, "code": code }] },
-                    "subject": { "reference": format!("Patient/{id}") },
-                    "effectiveDateTime": format!("{day}T08:{k:02}:00+02:00"),
-                    "valueQuantity": { "value": value },
-                })).map_err(io)?;
-            }
+            diabetes_events(c, o, rng, (i, &id), year, &mut n_events)?;
         }
     }
     pw.flush().map_err(io)?;
@@ -561,6 +534,104 @@ fn fhir(r: &Request, places: &Places, rng: &mut Rng, dir: &Path) -> Result<Vec<S
         w.flush().map_err(io)?;
     }
     Ok(vec![dir.display().to_string()])
+}
+
+/// The Patient resource `id`, born on `born`, mostly with a home municipality.
+fn patient(rng: &mut Rng, places: &Places, born: NaiveDate, id: &str) -> serde_json::Value {
+    let mut patient = serde_json::json!({
+        "resourceType": "Patient", "id": id,
+        "meta": { "profile": ["https://hl7.fi/fhir/finnish-base-profiles/StructureDefinition/fi-base-patient"] },
+        "identifier": [{ "system": "urn:oid:1.2.246.21", "value": hetu(rng, born, false) }],
+        "birthDate": born.to_string(),
+    });
+    if rng.f64() > 0.03 {
+        patient["extension"] = serde_json::json!([{ "url": MUNICIPALITY_EXT, "valueCoding": { "system": "urn:oid:1.2.246.537.6.21", "version": "2003", "code": places.municipality(rng) } }]);
+    }
+    patient
+}
+
+/// Writes the Immunizations of patient `id` (most vaccines, a few not done).
+fn immunizations(
+    w: &mut Out,
+    rng: &mut Rng,
+    born: NaiveDate,
+    id: &str,
+    n_events: &mut u64,
+) -> Result<(), String> {
+    for (_, codes) in &VACCINES {
+        if rng.f64() < 0.8 {
+            let (system, code) = rng.pick(codes);
+            *n_events += 1;
+            let n_events = *n_events;
+            let when = born + Duration::days(30 + rng.below(365 * 12) as i64);
+            let status = if rng.f64() < 0.05 {
+                "not-done"
+            } else {
+                "completed"
+            };
+            writeln!(w, "{}", serde_json::json!({
+                "resourceType": "Immunization", "id": format!("i{n_events:010}"), "status": status,
+                "vaccineCode": { "coding": [{ "system": system, "code": code }] },
+                "patient": { "reference": format!("Patient/{id}") },
+                "occurrenceDateTime": format!("{when}T10:00:00+02:00"),
+            })).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the diabetes Condition of patient `(i, id)` and a few of its Observations.
+fn diabetes_events(
+    c: &mut Out,
+    o: &mut Out,
+    rng: &mut Rng,
+    (i, id): (u64, &str),
+    year: i32,
+    n_events: &mut u64,
+) -> Result<(), String> {
+    let coding = rng.pick(&[
+        ("urn:oid:1.2.246.537.6.1.1999", "E11.9"),
+        ("urn:oid:1.2.246.537.6.1.1999", "E10.9"),
+        ("http://snomed.info/sct", "44054006"),
+    ]);
+    writeln!(c, "{}", serde_json::json!({
+        "resourceType": "Condition", "id": format!("c{i:09}"),
+        "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active" }] },
+        "code": { "coding": [{ "system": coding.0, "code": coding.1 }] },
+        "subject": { "reference": format!("Patient/{id}") },
+    })).map_err(io)?;
+    for k in 0..rng.below(4) {
+        *n_events += 1;
+        let n_events = *n_events;
+        let day = NaiveDate::from_ymd_opt(year, 1, 1).unwrap_or_default()
+            + Duration::days(rng.below(365) as i64);
+        let (code, system, value) = if rng.f64() < 0.5 {
+            (
+                "4548-4",
+                "http://loinc.org",
+                serde_json::json!(((5.5 + rng.f64() * 4.0) * 10.0).round() / 10.0),
+            )
+        } else {
+            (
+                "59261-8",
+                "http://loinc.org",
+                serde_json::json!(38 + rng.below(45)),
+            )
+        };
+        writeln!(
+            o,
+            "{}",
+            serde_json::json!({
+                "resourceType": "Observation", "id": format!("o{n_events:010}"), "status": "final",
+                "code": { "coding": [{ "system": system, "code": code }] },
+                "subject": { "reference": format!("Patient/{id}") },
+                "effectiveDateTime": format!("{day}T08:{k:02}:00+02:00"),
+                "valueQuantity": { "value": value },
+            })
+        )
+        .map_err(io)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -254,22 +254,7 @@ async fn run_case(
     key: &[u8],
 ) -> Result<(), String> {
     let dir = tempfile_dir()?;
-    let mut sources = BTreeMap::new();
-    for (name, step) in &line.spec.steps {
-        if let Some(src) = &step.source {
-            let rows = t
-                .inputs
-                .get(name.value.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            sources.insert(name.value.clone(), fixture(&dir, &name.value, src, rows)?);
-        }
-    }
-    for n in t.inputs.keys() {
-        if !sources.contains_key(n) {
-            return Err(format!("`{n}` is not a source step of the line"));
-        }
-    }
+    let sources = write_fixtures(&dir, line, t)?;
     let store = crate::store::open(dir.to_str().unwrap_or_default())?;
     let opts = crate::run::RunOptions {
         store,
@@ -291,12 +276,52 @@ async fn run_case(
         memory_limit: None,
     };
     let result = crate::run::run(line_path, opts).await;
-    let report = match (&result, &t.expect.error) {
-        (Ok(_), Some(code)) => {
-            return Err(format!(
-                "expected the run to fail with {code}, but it succeeded"
-            ));
+    let Some(report) = report_to_check(&result, &t.expect.error)? else {
+        return Ok(());
+    };
+    let problems = output_problems(&dir, &report, &t.expect)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// Writes the fixture of every source step; returns each source's store-relative path.
+fn write_fixtures(
+    dir: &Path,
+    line: &crate::line::load::Line,
+    t: &TestCase,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut sources = BTreeMap::new();
+    for (name, step) in &line.spec.steps {
+        if let Some(src) = &step.source {
+            let rows = t
+                .inputs
+                .get(name.value.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            sources.insert(name.value.clone(), fixture(dir, &name.value, src, rows)?);
         }
+    }
+    for n in t.inputs.keys() {
+        if !sources.contains_key(n) {
+            return Err(format!("`{n}` is not a source step of the line"));
+        }
+    }
+    Ok(sources)
+}
+
+/// Checks the run's outcome against the expected error; gives the report left to compare.
+fn report_to_check(
+    result: &Result<crate::run::RunReport, crate::run::RunError>,
+    error: &Option<String>,
+) -> Result<Option<Box<crate::run::RunReport>>, String> {
+    match (result, error) {
+        (Ok(_), Some(code)) => Err(format!(
+            "expected the run to fail with {code}, but it succeeded"
+        )),
         (Err(crate::run::RunError::Failed(f, r)), Some(code)) => {
             if f.code.as_str() != code {
                 return Err(format!(
@@ -304,30 +329,33 @@ async fn run_case(
                     f.code, f.message
                 ));
             }
-            r.clone()
+            Ok(r.clone())
         }
-        (Err(crate::run::RunError::Failed(f, _)), None) => {
-            return Err(format!("the run failed: {f}"));
-        }
-        (Err(crate::run::RunError::Invalid(d)), _) => {
-            return Err(format!(
-                "the line is invalid: {}",
-                d.iter()
-                    .map(|d| d.message.clone())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
-        }
-        (Ok(r), None) => Some(Box::new(r.clone())),
-    };
-    let Some(report) = report else { return Ok(()) };
+        (Err(crate::run::RunError::Failed(f, _)), None) => Err(format!("the run failed: {f}")),
+        (Err(crate::run::RunError::Invalid(d)), _) => Err(format!(
+            "the line is invalid: {}",
+            d.iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        (Ok(r), None) => Ok(Some(Box::new(r.clone()))),
+    }
+}
+
+/// The differences between the expected and the written steps, quarantine and datasets.
+fn output_problems(
+    dir: &Path,
+    report: &crate::run::RunReport,
+    expect: &Expect,
+) -> Result<Vec<String>, String> {
     let period = report
         .params
         .get("period")
         .cloned()
         .unwrap_or_else(|| "all".into());
     let mut problems = Vec::new();
-    for (step, want) in &t.expect.steps {
+    for (step, want) in &expect.steps {
         let path = dir.join(format!(
             "{}/{step}.parquet",
             crate::store::layout::captures(&report.line, &report.run_id)
@@ -337,7 +365,7 @@ async fn run_case(
             Err(e) => problems.push(format!("step `{step}`: {e}")),
         }
     }
-    for (step, want) in &t.expect.quarantine {
+    for (step, want) in &expect.quarantine {
         let path = dir.join(format!(
             "{}/{step}.parquet",
             crate::store::layout::quarantine(&report.line, &period, &report.run_id)
@@ -349,7 +377,7 @@ async fn run_case(
         };
         problems.extend(compare(&format!("quarantine of `{step}`"), &got, want));
     }
-    for (dataset, want) in &t.expect.datasets {
+    for (dataset, want) in &expect.datasets {
         let path = dir.join(crate::store::layout::release_file(
             &report.line,
             &period,
@@ -362,12 +390,7 @@ async fn run_case(
             Err(e) => problems.push(format!("dataset `{dataset}`: {e}")),
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("\n"))
-    }
+    Ok(problems)
 }
 
 fn tempfile_dir() -> Result<PathBuf, String> {

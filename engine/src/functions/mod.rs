@@ -375,84 +375,95 @@ fn format_timestamps(
     unit: arrow::datatypes::TimeUnit,
     format: &str,
 ) -> Option<arrow::array::StringArray> {
-    use arrow::datatypes::{
-        TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-        TimestampSecondType,
-    };
-    use chrono::format::{Item, Numeric, Pad};
-    use chrono::{Datelike, Timelike};
-    use std::fmt::Write;
+    use chrono::format::Item;
     let items: Vec<Item<'_>> = chrono::format::StrftimeItems::new(format).parse().ok()?;
-    let to_datetime = |i: usize| -> Option<chrono::NaiveDateTime> {
-        let v = match unit {
-            TimeUnit::Second => values.as_primitive::<TimestampSecondType>().value(i),
-            TimeUnit::Millisecond => values.as_primitive::<TimestampMillisecondType>().value(i),
-            TimeUnit::Microsecond => values.as_primitive::<TimestampMicrosecondType>().value(i),
-            TimeUnit::Nanosecond => values.as_primitive::<TimestampNanosecondType>().value(i),
-        };
-        match unit {
-            TimeUnit::Second => {
-                arrow::array::temporal_conversions::as_datetime::<TimestampSecondType>(v)
-            }
-            TimeUnit::Millisecond => {
-                arrow::array::temporal_conversions::as_datetime::<TimestampMillisecondType>(v)
-            }
-            TimeUnit::Microsecond => {
-                arrow::array::temporal_conversions::as_datetime::<TimestampMicrosecondType>(v)
-            }
-            TimeUnit::Nanosecond => {
-                arrow::array::temporal_conversions::as_datetime::<TimestampNanosecondType>(v)
-            }
-        }
-    };
-    let two = |out: &mut StringBuilder, n: u32| {
-        let _ = out.write_char(char::from(b'0' + (n / 10) as u8));
-        let _ = out.write_char(char::from(b'0' + (n % 10) as u8));
-    };
     let mut out = StringBuilder::with_capacity(values.len(), values.len() * (format.len() + 8));
     for i in 0..values.len() {
         if values.is_null(i) {
             out.append_null();
             continue;
         }
-        let t = to_datetime(i)?;
+        let t = timestamp_at(values, unit, i)?;
         for item in &items {
-            match item {
-                Item::Literal(s) | Item::Space(s) => {
-                    let _ = out.write_str(s);
-                }
-                Item::Numeric(Numeric::Year, Pad::Zero) if (0..=9999).contains(&t.year()) => {
-                    let y = t.year() as u32;
-                    two(&mut out, y / 100);
-                    two(&mut out, y % 100);
-                }
-                Item::Numeric(n, Pad::Zero)
-                    if matches!(
-                        n,
-                        Numeric::Month
-                            | Numeric::Day
-                            | Numeric::Hour
-                            | Numeric::Minute
-                            | Numeric::Second
-                    ) =>
-                {
-                    let v = match n {
-                        Numeric::Month => t.month(),
-                        Numeric::Day => t.day(),
-                        Numeric::Hour => t.hour(),
-                        Numeric::Minute => t.minute(),
-                        _ => t.second(),
-                    };
-                    two(&mut out, v);
-                }
-                other => {
-                    write!(out, "{}", t.format_with_items(std::iter::once(other))).ok()?;
-                }
-            }
+            format_item(&mut out, item, &t)?;
         }
         out.append_value("");
     }
     Some(out.finish())
+}
+
+/// The `i`th value of a timestamp array in `unit` as a date and time; `None` when chrono
+/// cannot hold it.
+fn timestamp_at(
+    values: &ArrayRef,
+    unit: arrow::datatypes::TimeUnit,
+    i: usize,
+) -> Option<chrono::NaiveDateTime> {
+    use arrow::array::temporal_conversions::as_datetime;
+    use arrow::datatypes::{
+        TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+        TimestampSecondType,
+    };
+    let v = match unit {
+        TimeUnit::Second => values.as_primitive::<TimestampSecondType>().value(i),
+        TimeUnit::Millisecond => values.as_primitive::<TimestampMillisecondType>().value(i),
+        TimeUnit::Microsecond => values.as_primitive::<TimestampMicrosecondType>().value(i),
+        TimeUnit::Nanosecond => values.as_primitive::<TimestampNanosecondType>().value(i),
+    };
+    match unit {
+        TimeUnit::Second => as_datetime::<TimestampSecondType>(v),
+        TimeUnit::Millisecond => as_datetime::<TimestampMillisecondType>(v),
+        TimeUnit::Microsecond => as_datetime::<TimestampMicrosecondType>(v),
+        TimeUnit::Nanosecond => as_datetime::<TimestampNanosecondType>(v),
+    }
+}
+
+/// Writes one item of a format for `t`: zero-padded years 0–9999, months, days, hours,
+/// minutes and seconds directly, anything else through chrono; `None` when chrono fails.
+fn format_item(
+    out: &mut StringBuilder,
+    item: &chrono::format::Item<'_>,
+    t: &chrono::NaiveDateTime,
+) -> Option<()> {
+    use chrono::format::{Item, Numeric, Pad};
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    match item {
+        Item::Literal(s) | Item::Space(s) => {
+            let _ = out.write_str(s);
+        }
+        Item::Numeric(Numeric::Year, Pad::Zero) if (0..=9999).contains(&t.year()) => {
+            let y = t.year() as u32;
+            two_digits(out, y / 100);
+            two_digits(out, y % 100);
+        }
+        Item::Numeric(n, Pad::Zero)
+            if matches!(
+                n,
+                Numeric::Month | Numeric::Day | Numeric::Hour | Numeric::Minute | Numeric::Second
+            ) =>
+        {
+            let v = match n {
+                Numeric::Month => t.month(),
+                Numeric::Day => t.day(),
+                Numeric::Hour => t.hour(),
+                Numeric::Minute => t.minute(),
+                _ => t.second(),
+            };
+            two_digits(out, v);
+        }
+        other => {
+            write!(out, "{}", t.format_with_items(std::iter::once(other))).ok()?;
+        }
+    }
+    Some(())
+}
+
+/// Writes `n` (below 100) as two digits.
+fn two_digits(out: &mut StringBuilder, n: u32) {
+    use std::fmt::Write;
+    let _ = out.write_char(char::from(b'0' + (n / 10) as u8));
+    let _ = out.write_char(char::from(b'0' + (n % 10) as u8));
 }
 
 /// `__timestamp(text)`: `TRY_CAST(text AS TIMESTAMP)` (microseconds, no time zone), as
@@ -606,97 +617,7 @@ pub fn udfs(key: Option<&[u8]>) -> Vec<ScalarUDF> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn domain_examples() {
-        for ok in [
-            "131052-308T",
-            "131052+308T",
-            "010195+433X",
-            "010197-100P",
-            "010114A173M",
-            "290296-7808",
-            "290200A248A",
-            "010594Y9032",
-            "020516C903K",
-        ] {
-            assert_eq!(hetu_problem(ok), None, "{ok}");
-        }
-        for (bad, why) in [
-            ("131052-308U", "check"),
-            ("131052/308T", "century"),
-            ("310252-308Y", "date"),
-            ("131052-000V", "individual"),
-            ("290200-101P", "date"),
-            ("131052-308", "11"),
-            ("13105A-308T", "DDMMYY"),
-        ] {
-            let p = hetu_problem(bad).unwrap_or_else(|| panic!("{bad} passed"));
-            assert!(p.contains(why), "{bad}: {p}");
-        }
-    }
-
-    #[test]
-    fn birth_age_and_sex_from_the_code() {
-        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
-        assert_eq!(hetu_birth_date("131052-308T"), Some(d(1952, 10, 13)));
-        assert_eq!(hetu_birth_date("131052+308T"), Some(d(1852, 10, 13)));
-        assert_eq!(hetu_birth_date("010114A173M"), Some(d(2014, 1, 1)));
-        assert_eq!(hetu_birth_date("131052-308U"), None);
-        assert_eq!(hetu_sex("131052-308T"), Some("2")); // 308 even
-        assert_eq!(hetu_sex("010197-100P"), Some("2"));
-        assert_eq!(hetu_sex("010195+433X"), Some("1"));
-        assert_eq!(age_on(d(1952, 10, 13), d(2025, 10, 12)), Some(72));
-        assert_eq!(age_on(d(1952, 10, 13), d(2025, 10, 13)), Some(73));
-        assert_eq!(age_on(d(2000, 2, 29), d(2001, 2, 28)), Some(0));
-        assert_eq!(age_on(d(2025, 1, 2), d(2025, 1, 1)), None);
-        // A code for a birth in 2027 or later: sex is not derived.
-        let later = {
-            let number: u64 = 150_127_123;
-            format!("150127A123{}", CHECK_CHARS[(number % 31) as usize] as char)
-        };
-        assert_eq!(hetu_problem(&later), None);
-        assert_eq!(hetu_sex(&later), None);
-        assert_eq!(hetu_birth_date(&later), Some(d(2027, 1, 15)));
-    }
-
-    #[test]
-    fn pseudonyms_normalise_the_identifier() {
-        assert_eq!(
-            pseudonym(b"k", " 131052-308t "),
-            pseudonym(b"k", "131052-308T")
-        );
-    }
-
-    #[test]
-    fn pseudonyms_are_stable_per_key_and_differ_across_keys() {
-        assert_eq!(
-            pseudonym(b"k1", "131052-308T"),
-            pseudonym(b"k1", "131052-308T")
-        );
-        assert_ne!(
-            pseudonym(b"k1", "131052-308T"),
-            pseudonym(b"k2", "131052-308T")
-        );
-        // The century sign is part of the identity.
-        assert_ne!(
-            pseudonym(b"k1", "010190-999K"),
-            pseudonym(b"k1", "010190Y999K")
-        );
-        assert_eq!(pseudonym(b"k1", "x").len(), 64);
-        // The standard's value: HMAC-SHA-256 of the upper-cased code, as hex (checked with
-        // Python: hmac.new(b"k1", b"131052-308T", "sha256").hexdigest()).
-        let mut p = Pseudonymiser::new(b"k1");
-        assert_eq!(
-            p.pseudonym("131052-308t"),
-            "3f608fc1181e44202fb2482cf721ec6a1f28834467adc10672752173d0c8aa3d"
-        );
-        assert_eq!(p.pseudonym("131052-308T"), pseudonym(b"k1", " 131052-308t"));
-        assert_eq!(p.pseudonym("x"), pseudonym(b"k1", "X"));
-    }
-}
+mod tests;
 
 /// The key of a value in an exact distinct count (internal to the planner, see
 /// `plan::distinct_counts`): a 128-bit number, equal for equal values. Whole numbers,
@@ -825,263 +746,4 @@ pub(crate) fn value_keys(a: &arrow::array::ArrayRef) -> Result<arrow::array::Dec
 }
 
 #[cfg(test)]
-mod distinct_key_tests {
-    use super::*;
-
-    #[test]
-    fn short_text_maps_one_to_one_and_long_text_is_hashed_apart() {
-        let words = [
-            "",
-            "a",
-            "b",
-            "ab",
-            "ba",
-            "a\0",
-            "\0a",
-            "012345678901234",
-            "01234567890123",
-        ];
-        let keys: std::collections::BTreeSet<i128> =
-            words.iter().map(|w| text_key(w.as_bytes())).collect();
-        assert_eq!(keys.len(), words.len());
-        for w in words.iter().filter(|w| w.len() <= 14) {
-            let k = text_key(w.as_bytes());
-            assert!((0..HASHED).contains(&k), "{w:?} is kept exactly");
-        }
-        let long = text_key(b"0123456789abcdef0123456789abcdef");
-        assert!((HASHED..HASHED * 2).contains(&long));
-        assert_ne!(long, text_key(b"0123456789abcdef0123456789abcdeF"));
-        // Precision 38 holds every key.
-        assert!(HASHED * 2 - 1 < 10i128.pow(38));
-    }
-
-    #[test]
-    fn to_char_of_timestamps_is_datafusions() {
-        use arrow::array::{
-            TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
-            TimestampSecondArray,
-        };
-        use arrow::datatypes::TimeUnit;
-        use datafusion::common::ScalarValue;
-        let call = |f: &dyn ScalarUDFImpl, values: ArrayRef, format: &str| {
-            let rows = values.len();
-            let args = vec![
-                ColumnarValue::Array(values.clone()),
-                ColumnarValue::Scalar(ScalarValue::Utf8(Some(format.into()))),
-            ];
-            let arg_fields = vec![
-                Arc::new(arrow::datatypes::Field::new(
-                    "t",
-                    values.data_type().clone(),
-                    true,
-                )),
-                Arc::new(arrow::datatypes::Field::new("f", DataType::Utf8, false)),
-            ];
-            f.invoke_with_args(ScalarFunctionArgs {
-                args,
-                arg_fields,
-                number_rows: rows,
-                return_field: Arc::new(arrow::datatypes::Field::new("c", DataType::Utf8, true)),
-                config_options: Arc::new(Default::default()),
-            })
-            .and_then(|v| v.to_array(rows))
-            .map(|a| {
-                let a = a.as_string::<i32>();
-                (0..rows)
-                    .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
-                    .collect::<Vec<_>>()
-            })
-            .map_err(|e| e.to_string())
-        };
-        // Seconds since 1970: ordinary times, the epoch, before it, year 1, a negative
-        // year and one past 9999 (the last three written by chrono), and a NULL.
-        let seconds: Vec<Option<i64>> = vec![
-            Some(1_741_000_000),
-            Some(1_741_049_999),
-            Some(0),
-            Some(-86_401),
-            Some(-62_135_596_800),
-            Some(-62_135_596_800 - 400 * 365 * 86_400),
-            Some(253_402_300_800 + 86_400 * 40),
-            None,
-            Some(951_782_400),
-        ];
-        let arrays: Vec<ArrayRef> = vec![
-            Arc::new(TimestampSecondArray::from(seconds.clone())),
-            Arc::new(TimestampMillisecondArray::from(
-                seconds
-                    .iter()
-                    .map(|s| s.map(|s| s * 1000 + 7))
-                    .collect::<Vec<_>>(),
-            )),
-            Arc::new(TimestampMicrosecondArray::from(
-                seconds
-                    .iter()
-                    .map(|s| s.map(|s| s * 1_000_000 + 123_456))
-                    .collect::<Vec<_>>(),
-            )),
-            Arc::new(TimestampNanosecondArray::from(
-                seconds
-                    .iter()
-                    .map(|s| s.map(|s| (s % 9_000_000_000) * 1_000_000_000 + 5))
-                    .collect::<Vec<_>>(),
-            )),
-        ];
-        let formats = [
-            "%Y-%m",
-            "%Y-%m-%d %H:%M:%S",
-            "%d.%m.%Y klo %H.%M",
-            "%Y%m%d",
-            "%b %e %Y %I:%M %p",
-            "%j %a %% %-d.%-m.",
-            "%Y-%m-%dT%H:%M:%S%.3f",
-            "%G-W%V",
-            "%Z",
-            "%Q",
-            "",
-        ];
-        let ours = ToChar::new();
-        let theirs = datafusion::functions::datetime::to_char::ToCharFunc::new();
-        let mut fast = 0;
-        for values in &arrays {
-            assert!(matches!(values.data_type(), DataType::Timestamp(_, None)));
-            for format in formats {
-                let unit = match values.data_type() {
-                    DataType::Timestamp(u, _) => *u,
-                    _ => TimeUnit::Second,
-                };
-                if format_timestamps(values, unit, format).is_some() {
-                    fast += 1;
-                }
-                assert_eq!(
-                    call(&ours, values.clone(), format),
-                    call(&theirs, values.clone(), format),
-                    "{format} of {:?}",
-                    values.data_type()
-                );
-            }
-        }
-        // Most of these went through the fast path.
-        assert!(fast >= 30, "{fast}");
-    }
-
-    /// `__timestamp` equals Arrow's `TRY_CAST` on the common forms and on near misses
-    /// (invalid dates and times, other separators, fractions, offsets, spaces, years
-    /// before 1970 and after 9999).
-    #[test]
-    fn text_timestamps_are_arrows() {
-        let mut texts: Vec<Option<String>> = vec![None];
-        let mut seed = 5u64;
-        let mut next = |m: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % m
-        };
-        for _ in 0..20_000 {
-            let y = [1969, 1970, 2000, 2024, 2025, 1900, 9999, 0, 10000][next(9) as usize];
-            let t = format!(
-                "{y:04}-{:02}-{:02}{}{:02}:{:02}:{:02}",
-                next(14),
-                next(33),
-                ["T", " ", "t", "_"][next(4) as usize],
-                next(26),
-                next(62),
-                next(62)
-            );
-            let t = match next(12) {
-                0 => t[..10].to_string(),
-                1 => format!("{t}.123456"),
-                2 => format!("{t}Z"),
-                3 => format!("{t}+02:00"),
-                4 => format!(" {t}"),
-                5 => t.replacen('-', "/", 2),
-                6 => t[..18].to_string(),
-                _ => t,
-            };
-            texts.push(Some(t));
-        }
-        let array: ArrayRef = Arc::new(arrow::array::StringArray::from(texts.clone()));
-        let want = arrow::compute::cast(&array, &TIMESTAMP).unwrap();
-        let args = ScalarFunctionArgs {
-            args: vec![ColumnarValue::Array(array)],
-            arg_fields: vec![Arc::new(arrow::datatypes::Field::new(
-                "t",
-                DataType::Utf8,
-                true,
-            ))],
-            number_rows: texts.len(),
-            return_field: Arc::new(arrow::datatypes::Field::new("t", TIMESTAMP, true)),
-            config_options: Arc::new(Default::default()),
-        };
-        let ColumnarValue::Array(got) = TextTimestamp::default().invoke_with_args(args).unwrap()
-        else {
-            panic!("no array")
-        };
-        let fast = texts
-            .iter()
-            .flatten()
-            .filter(|t| common_timestamp(t.as_bytes()).is_some())
-            .count();
-        assert!(fast > 2_000 && want.null_count() > 2_000, "{fast}");
-        for (i, t) in texts.iter().enumerate() {
-            let value = |a: &ArrayRef| {
-                a.is_valid(i).then(|| {
-                    a.as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
-                        .value(i)
-                })
-            };
-            assert_eq!(value(&got), value(&want), "{t:?}");
-        }
-    }
-
-    /// Bytes that are not text (a cell set, say) have keys of their own, equal only for
-    /// equal bytes, short or long; NULL only for NULL (they were NULL when keyed by a text
-    /// form, so such values dropped out of a distinct count).
-    #[test]
-    fn byte_keys_tell_bytes_apart_and_are_null_only_for_null() {
-        let long: Vec<u8> = (0..40u8).map(|b| b.wrapping_mul(37) | 0x80).collect();
-        let mut other = long.clone();
-        other[39] ^= 1;
-        let values: Vec<Option<&[u8]>> = vec![
-            Some(&[0xff, 0xfe]),
-            Some(&[0xff, 0xfe, 0x00]),
-            Some(&long),
-            Some(&other),
-            None,
-            Some(&long),
-            Some(&[0xff, 0xfe]),
-        ];
-        for array in [
-            Arc::new(arrow::array::BinaryArray::from(values.clone())) as ArrayRef,
-            Arc::new(arrow::array::LargeBinaryArray::from(values.clone())),
-            Arc::new(arrow::array::BinaryViewArray::from(values.clone())),
-        ] {
-            let k = value_keys(&array).unwrap();
-            assert_eq!((k.null_count(), k.is_null(4)), (1, true));
-            let distinct: std::collections::BTreeSet<i128> =
-                k.iter().take(4).map(Option::unwrap).collect();
-            assert_eq!(distinct.len(), 4);
-            assert_eq!((k.value(5), k.value(6)), (k.value(2), k.value(0)));
-        }
-    }
-
-    /// Whole numbers keep their value (also unsigned ones above `i64::MAX`); a key is
-    /// NULL for NULL only.
-    #[test]
-    fn number_keys_are_exact_and_null_only_for_null() {
-        let unsigned: arrow::array::ArrayRef = Arc::new(arrow::array::UInt64Array::from(vec![
-            Some(u64::MAX),
-            Some(1),
-            None,
-        ]));
-        let signed: arrow::array::ArrayRef =
-            Arc::new(arrow::array::Int64Array::from(vec![Some(-1), Some(1)]));
-        let u = value_keys(&unsigned).unwrap();
-        let i = value_keys(&signed).unwrap();
-        assert_eq!(u.value(0), u64::MAX as i128);
-        assert_ne!(u.value(0), i.value(0));
-        assert_eq!(u.value(1), i.value(1));
-        assert_eq!((u.null_count(), u.is_null(2)), (1, true));
-    }
-}
+mod distinct_key_tests;

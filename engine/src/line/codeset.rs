@@ -161,15 +161,7 @@ pub fn read_json(
 ) -> Result<(RecordBatch, Option<String>), String> {
     let doc: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
-    let format = match format {
-        Some(f) => f,
-        None => match doc.get("resourceType").and_then(|r| r.as_str()) {
-            Some("CodeSystem") => CodesetFormat::FhirCodesystem,
-            Some("ConceptMap") => CodesetFormat::FhirConceptmap,
-            _ if doc.get("conceptCodes").is_some() || doc.is_array() => CodesetFormat::Thl,
-            _ => return Err("a JSON code set is a FHIR CodeSystem or ConceptMap, or THL code server JSON with `conceptCodes`".into()),
-        },
-    };
+    let format = json_format(&doc, format)?;
     let mut rows: Rows = Vec::new();
     let version = doc.get("version").and_then(text);
     match format {
@@ -182,43 +174,7 @@ pub fn read_json(
             Ok((batch_of(&rows, &["code", "display"])?, version))
         }
         CodesetFormat::FhirConceptmap => {
-            for group in doc
-                .get("group")
-                .and_then(|g| g.as_array())
-                .ok_or("the ConceptMap has no `group`")?
-            {
-                for element in group
-                    .get("element")
-                    .and_then(|e| e.as_array())
-                    .into_iter()
-                    .flatten()
-                {
-                    for target in element
-                        .get("target")
-                        .and_then(|t| t.as_array())
-                        .into_iter()
-                        .flatten()
-                    {
-                        let mut row = BTreeMap::new();
-                        row.insert("code".into(), element.get("code").and_then(text));
-                        row.insert("display".into(), element.get("display").and_then(text));
-                        row.insert("target".into(), target.get("code").and_then(text));
-                        row.insert(
-                            "target_display".into(),
-                            target.get("display").and_then(text),
-                        );
-                        // R4 says `equivalence`, R5 `relationship`.
-                        let eq = target
-                            .get("equivalence")
-                            .or_else(|| target.get("relationship"))
-                            .and_then(text);
-                        row.insert("equivalence".into(), eq.map(|e| normalise_equivalence(&e)));
-                        row.insert("source_system".into(), group.get("source").and_then(text));
-                        row.insert("target_system".into(), group.get("target").and_then(text));
-                        rows.push(row);
-                    }
-                }
-            }
+            conceptmap_rows(&doc, &mut rows)?;
             Ok((
                 batch_of(&rows, &["code", "display", "target", "equivalence"])?,
                 version,
@@ -230,50 +186,7 @@ pub fn read_json(
                 .unwrap_or(&doc)
                 .as_array()
                 .ok_or("`conceptCodes` is not a list")?;
-            for c in codes {
-                let mut row = BTreeMap::new();
-                row.insert(
-                    "code".into(),
-                    c.get("conceptCodeId")
-                        .or_else(|| c.get("codeValue"))
-                        .and_then(text),
-                );
-                row.insert(
-                    "display".into(),
-                    c.get("longName")
-                        .or_else(|| c.get("abbreviation"))
-                        .or_else(|| c.get("name"))
-                        .and_then(text),
-                );
-                row.insert("valid_from".into(), c.get("beginDate").and_then(day));
-                row.insert("valid_to".into(), c.get("expirationDate").and_then(day));
-                row.insert("status".into(), c.get("status").and_then(text));
-                match c.get("attributes") {
-                    Some(serde_json::Value::Array(attrs)) => {
-                        for a in attrs {
-                            let name = a
-                                .get("attributeName")
-                                .or_else(|| a.get("name"))
-                                .or_else(|| a.get("attributeId"))
-                                .and_then(text);
-                            let value = a
-                                .get("attributeValue")
-                                .or_else(|| a.get("value"))
-                                .and_then(text);
-                            if let Some(n) = name {
-                                row.insert(n, value);
-                            }
-                        }
-                    }
-                    Some(serde_json::Value::Object(attrs)) => {
-                        for (k, v) in attrs {
-                            row.insert(k.clone(), text(v));
-                        }
-                    }
-                    _ => {}
-                }
-                rows.push(row);
-            }
+            rows.extend(codes.iter().map(thl_row));
             Ok((
                 batch_of(
                     &rows,
@@ -284,6 +197,110 @@ pub fn read_json(
         }
         CodesetFormat::Csv => Err("a CSV code set is not JSON".into()),
     }
+}
+
+/// The format of a JSON code set: the one given, else recognised from the document.
+fn json_format(
+    doc: &serde_json::Value,
+    format: Option<CodesetFormat>,
+) -> Result<CodesetFormat, String> {
+    Ok(match format {
+        Some(f) => f,
+        None => match doc.get("resourceType").and_then(|r| r.as_str()) {
+            Some("CodeSystem") => CodesetFormat::FhirCodesystem,
+            Some("ConceptMap") => CodesetFormat::FhirConceptmap,
+            _ if doc.get("conceptCodes").is_some() || doc.is_array() => CodesetFormat::Thl,
+            _ => return Err("a JSON code set is a FHIR CodeSystem or ConceptMap, or THL code server JSON with `conceptCodes`".into()),
+        },
+    })
+}
+
+/// One row per target of each element of each group of a FHIR ConceptMap.
+fn conceptmap_rows(doc: &serde_json::Value, rows: &mut Rows) -> Result<(), String> {
+    for group in doc
+        .get("group")
+        .and_then(|g| g.as_array())
+        .ok_or("the ConceptMap has no `group`")?
+    {
+        for element in group
+            .get("element")
+            .and_then(|e| e.as_array())
+            .into_iter()
+            .flatten()
+        {
+            for target in element
+                .get("target")
+                .and_then(|t| t.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let mut row = BTreeMap::new();
+                row.insert("code".into(), element.get("code").and_then(text));
+                row.insert("display".into(), element.get("display").and_then(text));
+                row.insert("target".into(), target.get("code").and_then(text));
+                row.insert(
+                    "target_display".into(),
+                    target.get("display").and_then(text),
+                );
+                // R4 says `equivalence`, R5 `relationship`.
+                let eq = target
+                    .get("equivalence")
+                    .or_else(|| target.get("relationship"))
+                    .and_then(text);
+                row.insert("equivalence".into(), eq.map(|e| normalise_equivalence(&e)));
+                row.insert("source_system".into(), group.get("source").and_then(text));
+                row.insert("target_system".into(), group.get("target").and_then(text));
+                rows.push(row);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The row of one code of the THL code server, its attributes as further columns.
+fn thl_row(c: &serde_json::Value) -> BTreeMap<String, Option<String>> {
+    let mut row = BTreeMap::new();
+    row.insert(
+        "code".into(),
+        c.get("conceptCodeId")
+            .or_else(|| c.get("codeValue"))
+            .and_then(text),
+    );
+    row.insert(
+        "display".into(),
+        c.get("longName")
+            .or_else(|| c.get("abbreviation"))
+            .or_else(|| c.get("name"))
+            .and_then(text),
+    );
+    row.insert("valid_from".into(), c.get("beginDate").and_then(day));
+    row.insert("valid_to".into(), c.get("expirationDate").and_then(day));
+    row.insert("status".into(), c.get("status").and_then(text));
+    match c.get("attributes") {
+        Some(serde_json::Value::Array(attrs)) => {
+            for a in attrs {
+                let name = a
+                    .get("attributeName")
+                    .or_else(|| a.get("name"))
+                    .or_else(|| a.get("attributeId"))
+                    .and_then(text);
+                let value = a
+                    .get("attributeValue")
+                    .or_else(|| a.get("value"))
+                    .and_then(text);
+                if let Some(n) = name {
+                    row.insert(n, value);
+                }
+            }
+        }
+        Some(serde_json::Value::Object(attrs)) => {
+            for (k, v) in attrs {
+                row.insert(k.clone(), text(v));
+            }
+        }
+        _ => {}
+    }
+    row
 }
 
 /// FHIR equivalences in the words of the line files: equal, wider, narrower, unmapped …
@@ -367,96 +384,90 @@ pub fn load_all(line: &Line) -> Result<BTreeMap<String, Codeset>, Vec<Diagnostic
     let mut out = BTreeMap::new();
     let mut diags = Vec::new();
     for (name, spec) in &line.spec.codesets {
-        let path = line.dir.join(&spec.path.value);
-        let (batch, sha256, version) = match read(&path, spec.format.as_ref().map(|f| f.value)) {
-            Ok(x) => x,
-            Err(e) => {
-                diags.push(Diagnostic::error(Code::V304, &line.file, spec.path.at, e));
-                continue;
+        match load_one(line, &name.value, spec) {
+            Ok(c) => {
+                out.insert(name.value.clone(), c);
             }
-        };
-        if let Some(pin) = &spec.sha256
-            && !pin.value.eq_ignore_ascii_case(&sha256)
-        {
-            diags.push(
-                Diagnostic::error(
-                    Code::V305,
-                    &line.file,
-                    pin.at,
-                    format!(
-                        "code set `{}` has changed: its file's sha256 is {sha256}",
-                        name.value
-                    ),
-                )
-                .with_hint("review the new file, then update `sha256`"),
-            );
-            continue;
-        }
-        if let Some(pin) = &spec.version
-            && version.as_deref() != Some(pin.value.as_str())
-        {
-            diags.push(Diagnostic::error(
-                Code::V305,
-                &line.file,
-                pin.at,
-                format!(
-                    "code set `{}` is version {}, not {}",
-                    name.value,
-                    version.as_deref().unwrap_or("(none)"),
-                    pin.value
-                ),
-            ));
-            continue;
-        }
-        if batch.schema().index_of(&spec.key).is_err() {
-            let cols: Vec<String> = batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            diags.push(Diagnostic::error(
-                Code::V304,
-                &line.file,
-                if spec.key.at.line > 0 {
-                    spec.key.at
-                } else {
-                    spec.path.at
-                },
-                format!(
-                    "code set `{}` has no key column `{}`; it has {}",
-                    name.value,
-                    spec.key.value,
-                    cols.join(", ")
-                ),
-            ));
-            continue;
-        }
-        let rows = batch.num_rows();
-        match MemTable::try_new(batch.schema(), vec![vec![batch]]) {
-            Ok(t) => {
-                out.insert(
-                    name.value.clone(),
-                    Codeset {
-                        table: Arc::new(t),
-                        sha256,
-                        version,
-                        rows,
-                    },
-                );
-            }
-            Err(e) => diags.push(Diagnostic::error(
-                Code::V304,
-                &line.file,
-                spec.path.at,
-                e.to_string(),
-            )),
+            Err(d) => diags.push(d),
         }
     }
     if diags.is_empty() {
         Ok(out)
     } else {
         Err(diags)
+    }
+}
+
+/// Loads the code set `name`, checked against its pins and for its key column.
+fn load_one(
+    line: &Line,
+    name: &str,
+    spec: &crate::line::spec::CodesetSpec,
+) -> Result<Codeset, Diagnostic> {
+    let path = line.dir.join(&spec.path.value);
+    let (batch, sha256, version) = read(&path, spec.format.as_ref().map(|f| f.value))
+        .map_err(|e| Diagnostic::error(Code::V304, &line.file, spec.path.at, e))?;
+    if let Some(pin) = &spec.sha256
+        && !pin.value.eq_ignore_ascii_case(&sha256)
+    {
+        return Err(Diagnostic::error(
+            Code::V305,
+            &line.file,
+            pin.at,
+            format!("code set `{name}` has changed: its file's sha256 is {sha256}"),
+        )
+        .with_hint("review the new file, then update `sha256`"));
+    }
+    if let Some(pin) = &spec.version
+        && version.as_deref() != Some(pin.value.as_str())
+    {
+        return Err(Diagnostic::error(
+            Code::V305,
+            &line.file,
+            pin.at,
+            format!(
+                "code set `{name}` is version {}, not {}",
+                version.as_deref().unwrap_or("(none)"),
+                pin.value
+            ),
+        ));
+    }
+    if batch.schema().index_of(&spec.key).is_err() {
+        let cols: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        return Err(Diagnostic::error(
+            Code::V304,
+            &line.file,
+            if spec.key.at.line > 0 {
+                spec.key.at
+            } else {
+                spec.path.at
+            },
+            format!(
+                "code set `{name}` has no key column `{}`; it has {}",
+                spec.key.value,
+                cols.join(", ")
+            ),
+        ));
+    }
+    let rows = batch.num_rows();
+    match MemTable::try_new(batch.schema(), vec![vec![batch]]) {
+        Ok(t) => Ok(Codeset {
+            table: Arc::new(t),
+            sha256,
+            version,
+            rows,
+        }),
+        Err(e) => Err(Diagnostic::error(
+            Code::V304,
+            &line.file,
+            spec.path.at,
+            e.to_string(),
+        )),
     }
 }
 

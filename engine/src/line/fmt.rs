@@ -17,78 +17,61 @@ fn block_scalar_start(content: &str) -> bool {
         .any(|m| t.ends_with(&format!(": {m}")) || t.ends_with(&format!("- {m}")) || t == *m)
 }
 
+/// How many spaces a line starts with.
+fn indent_of(l: &str) -> usize {
+    l.len() - l.trim_start_matches(' ').len()
+}
+
+/// The state of the layout while it walks a file's lines.
+#[derive(Default)]
+struct Layout {
+    out: Vec<String>,
+    /// (original indent, depth, a sequence written at its key's indent)
+    stack: Vec<(usize, usize, bool)>,
+    opens: Option<usize>,
+    /// (owner indent, new base, first inner indent)
+    block: Option<(usize, usize, Option<usize>)>,
+    pending_comments: Vec<String>,
+}
+
 /// The canonical layout of a line file's text (not yet checked for meaning).
 pub fn layout(text: &str) -> String {
     let text = text.replace("\r\n", "\n");
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out: Vec<String> = Vec::new();
-    // (original indent, depth, a sequence written at its key's indent)
-    let mut stack: Vec<(usize, usize, bool)> = Vec::new();
-    let mut opens: Option<usize> = None;
-    let mut block: Option<(usize, usize, Option<usize>)> = None; // (owner indent, new base, first inner indent)
-    let mut pending_comments: Vec<String> = Vec::new();
-    let indent_of = |l: &str| l.len() - l.trim_start_matches(' ').len();
-    for raw in &lines {
-        let line = raw.trim_end();
-        if let Some((owner, base, first)) = block {
-            if line.is_empty() {
-                out.push(String::new());
-                continue;
-            }
-            let ind = indent_of(line);
-            if ind > owner {
-                let first = first.unwrap_or(ind);
-                block = Some((owner, base, Some(first)));
-                out.push(format!(
-                    "{}{}",
-                    " ".repeat(base + ind.saturating_sub(first)),
-                    line.trim_start()
-                ));
-                continue;
-            }
-            block = None;
+    let mut state = Layout::default();
+    for raw in text.lines() {
+        state.line(raw.trim_end());
+    }
+    let mut out = state.out;
+    for c in state.pending_comments.drain(..) {
+        out.push(c);
+    }
+    tidy(out)
+}
+
+impl Layout {
+    /// Lays out one line, its trailing spaces gone.
+    fn line(&mut self, line: &str) {
+        if self.block_line(line) {
+            return;
         }
         if line.is_empty() {
-            if out.last().is_some_and(|l| !l.is_empty()) || !pending_comments.is_empty() {
-                pending_comments.push(String::new());
+            if self.out.last().is_some_and(|l| !l.is_empty()) || !self.pending_comments.is_empty() {
+                self.pending_comments.push(String::new());
             }
-            continue;
+            return;
         }
         let trimmed = line.trim_start();
         if trimmed.starts_with('#') {
-            pending_comments.push(trimmed.to_string());
-            continue;
+            self.pending_comments.push(trimmed.to_string());
+            return;
         }
         let ind = indent_of(line);
         let dash =
             trimmed.starts_with('-') && (trimmed.len() == 1 || trimmed[1..].starts_with(' '));
-        while stack
-            .last()
-            .is_some_and(|(i, _, seq)| *i > ind || (*i == ind && *seq && !dash))
-        {
-            stack.pop();
-        }
-        let depth = match stack.last() {
-            // `key:` followed by `- item` at the same indent: the items are its children.
-            Some((i, d, false)) if *i == ind && dash && opens == Some(ind) => {
-                let d = d + 1;
-                stack.push((ind, d, true));
-                d
-            }
-            Some((i, d, _)) if *i == ind => *d,
-            Some((_, d, _)) => {
-                let d = d + 1;
-                stack.push((ind, d, false));
-                d
-            }
-            None => {
-                stack.push((ind, 0, false));
-                0
-            }
-        };
+        let depth = self.depth(ind, dash);
         let pad = " ".repeat(depth * 2);
-        for c in pending_comments.drain(..) {
-            out.push(if c.is_empty() {
+        for c in self.pending_comments.drain(..) {
+            self.out.push(if c.is_empty() {
                 String::new()
             } else {
                 format!("{pad}{c}")
@@ -107,24 +90,76 @@ pub fn layout(text: &str) -> String {
         } else {
             (trimmed.to_string(), None)
         };
-        out.push(format!("{pad}{text}"));
+        self.out.push(format!("{pad}{text}"));
         if let Some(col) = item_column {
             // The item's own keys stand after the dash: one level deeper.
-            stack.push((col, depth + 1, false));
+            self.stack.push((col, depth + 1, false));
         }
         let code = text.split(" #").next().unwrap_or_default().trim_end();
-        opens = code.ends_with(':').then_some(item_column.unwrap_or(ind));
+        self.opens = code.ends_with(':').then_some(item_column.unwrap_or(ind));
         let trimmed = text.as_str();
         if block_scalar_start(trimmed) {
             // Content of a list item's block scalar sits under the item's text.
             let extra = if trimmed.starts_with("- ") { 2 } else { 0 };
-            block = Some((ind, depth * 2 + 2 + extra, None));
+            self.block = Some((ind, depth * 2 + 2 + extra, None));
         }
     }
-    for c in pending_comments.drain(..) {
-        out.push(c);
+
+    /// Whether `line` is inside the open block scalar (and so was copied, re-indented).
+    fn block_line(&mut self, line: &str) -> bool {
+        if let Some((owner, base, first)) = self.block {
+            if line.is_empty() {
+                self.out.push(String::new());
+                return true;
+            }
+            let ind = indent_of(line);
+            if ind > owner {
+                let first = first.unwrap_or(ind);
+                self.block = Some((owner, base, Some(first)));
+                self.out.push(format!(
+                    "{}{}",
+                    " ".repeat(base + ind.saturating_sub(first)),
+                    line.trim_start()
+                ));
+                return true;
+            }
+            self.block = None;
+        }
+        false
     }
-    // One blank line at most, none at either end.
+
+    /// The depth of a line at indent `ind` (`dash`: a list item), closing and opening levels.
+    fn depth(&mut self, ind: usize, dash: bool) -> usize {
+        while self
+            .stack
+            .last()
+            .is_some_and(|(i, _, seq)| *i > ind || (*i == ind && *seq && !dash))
+        {
+            self.stack.pop();
+        }
+        match self.stack.last() {
+            // `key:` followed by `- item` at the same indent: the items are its children.
+            Some((i, d, false)) if *i == ind && dash && self.opens == Some(ind) => {
+                let d = d + 1;
+                self.stack.push((ind, d, true));
+                d
+            }
+            Some((i, d, _)) if *i == ind => *d,
+            Some((_, d, _)) => {
+                let d = d + 1;
+                self.stack.push((ind, d, false));
+                d
+            }
+            None => {
+                self.stack.push((ind, 0, false));
+                0
+            }
+        }
+    }
+}
+
+/// One blank line at most, none at either end, the schema comment first; ends in a newline.
+fn tidy(out: Vec<String>) -> String {
     let mut tidy: Vec<String> = Vec::new();
     for l in out {
         if l.is_empty() && tidy.last().is_none_or(|p: &String| p.is_empty()) {

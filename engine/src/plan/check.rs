@@ -11,6 +11,7 @@ use crate::diag::{Code, Diagnostic};
 use crate::line::codeset::Codeset;
 use crate::line::load::Line;
 use crate::line::params::{ParamValue, example_value, expression_values};
+use crate::line::spec::StepSpec;
 use crate::plan::{InputInfo, Planner, StepPlan, raw_source_schema};
 
 /// A line whose every step planned.
@@ -146,61 +147,10 @@ pub fn plan_all(
     let mut diags = Vec::new();
     for name in &line.dag.order {
         let step = crate::line::load::step(&line.spec, name);
-        let mut inputs: BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)> = BTreeMap::new();
-        if let Some(s) = &step.source {
-            for (c, _) in &s.columns {
-                if c.value.starts_with('_') {
-                    diags.push(Diagnostic::error(
-                        Code::V108,
-                        &line.file,
-                        c.at,
-                        format!(
-                            "column `{}`: names starting with `_` are kept for the engine",
-                            c.value
-                        ),
-                    ));
-                }
-            }
-            let schema = raw_source_schema(s);
-            inputs.insert(
-                name.clone(),
-                (empty(schema.clone()), InputInfo::raw(schema)),
-            );
-        }
-        // Names a step makes may not be the engine's own (`__r…` reasons, `__m…` metrics,
-        // `_object`): a derive could otherwise rewrite a rule's reason or a report's counts.
-        let made = step
-            .harmonise
-            .iter()
-            .flat_map(|h| h.derive.keys().chain(h.rename.values()))
-            .chain(
-                step.aggregate
-                    .iter()
-                    .flat_map(|a| a.measures.keys().chain(a.rates.keys())),
-            );
-        for n in made.filter(|n| n.value.starts_with('_')) {
-            diags.push(Diagnostic::error(
-                Code::V108,
-                &line.file,
-                n.at,
-                format!(
-                    "column `{}`: names starting with `_` are kept for the engine",
-                    n.value
-                ),
-            ));
-        }
-        let mut ready = true;
-        for input in step.inputs() {
-            match plans.get(input.value.as_str()) {
-                Some(p) => {
-                    inputs.insert(input.value.clone(), (empty(p.output.clone()), p.info()));
-                }
-                None => ready = false,
-            }
-        }
-        if !ready {
+        reserved_names(&line, step, &mut diags);
+        let Some(inputs) = empty_inputs(name, step, &plans) else {
             continue; // an input failed to plan; its error is already reported
-        }
+        };
         match planner.plan_step(name, &inputs) {
             Ok(p) => {
                 plans.insert(name.clone(), p);
@@ -218,6 +168,73 @@ pub fn plan_all(
         plans,
         warnings,
     })
+}
+
+/// Errors for the names a step declares or makes that start with `_`, kept for the engine.
+fn reserved_names(line: &Line, step: &StepSpec, diags: &mut Vec<Diagnostic>) {
+    if let Some(s) = &step.source {
+        for (c, _) in &s.columns {
+            if c.value.starts_with('_') {
+                diags.push(Diagnostic::error(
+                    Code::V108,
+                    &line.file,
+                    c.at,
+                    format!(
+                        "column `{}`: names starting with `_` are kept for the engine",
+                        c.value
+                    ),
+                ));
+            }
+        }
+    }
+    // Names a step makes may not be the engine's own (`__r…` reasons, `__m…` metrics,
+    // `_object`): a derive could otherwise rewrite a rule's reason or a report's counts.
+    let made = step
+        .harmonise
+        .iter()
+        .flat_map(|h| h.derive.keys().chain(h.rename.values()))
+        .chain(
+            step.aggregate
+                .iter()
+                .flat_map(|a| a.measures.keys().chain(a.rates.keys())),
+        );
+    for n in made.filter(|n| n.value.starts_with('_')) {
+        diags.push(Diagnostic::error(
+            Code::V108,
+            &line.file,
+            n.at,
+            format!(
+                "column `{}`: names starting with `_` are kept for the engine",
+                n.value
+            ),
+        ));
+    }
+}
+
+/// The empty inputs step `name` is planned over; `None` if one of them did not plan.
+fn empty_inputs(
+    name: &str,
+    step: &StepSpec,
+    plans: &BTreeMap<String, StepPlan>,
+) -> Option<crate::plan::Inputs> {
+    let mut inputs: BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)> = BTreeMap::new();
+    if let Some(s) = &step.source {
+        let schema = raw_source_schema(s);
+        inputs.insert(
+            name.to_string(),
+            (empty(schema.clone()), InputInfo::raw(schema)),
+        );
+    }
+    let mut ready = true;
+    for input in step.inputs() {
+        match plans.get(input.value.as_str()) {
+            Some(p) => {
+                inputs.insert(input.value.clone(), (empty(p.output.clone()), p.info()));
+            }
+            None => ready = false,
+        }
+    }
+    ready.then_some(inputs)
 }
 
 fn empty(schema: arrow::datatypes::SchemaRef) -> Arc<dyn TableProvider> {

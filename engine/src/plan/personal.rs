@@ -20,7 +20,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
 use datafusion::logical_expr::utils::grouping_set_to_exprlist;
-use datafusion::logical_expr::{Distinct, Expr, JoinType, LogicalPlan};
+use datafusion::logical_expr::{Aggregate, Distinct, Expr, JoinType, LogicalPlan, Union};
 
 /// Scalar functions whose result no longer identifies a person (see
 /// [`crate::functions`]).
@@ -167,24 +167,7 @@ impl Walk<'_> {
                     .map(|e| self.expr(e, d.input.schema(), &input))
                     .collect()
             }
-            LogicalPlan::Aggregate(a) => {
-                let input = self.node(&a.input);
-                let schema = a.input.schema();
-                match grouping_set_to_exprlist(&a.group_expr) {
-                    Ok(groups) => {
-                        let mut out: Taints = groups
-                            .iter()
-                            .map(|e| self.expr(e, schema, &input))
-                            .collect();
-                        if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
-                            out.push(None);
-                        }
-                        out.extend(a.aggr_expr.iter().map(|e| self.expr(e, schema, &input)));
-                        out
-                    }
-                    Err(_) => unknown(&input, width),
-                }
-            }
+            LogicalPlan::Aggregate(a) => self.aggregate(a, width),
             LogicalPlan::Window(w) => {
                 let mut out = self.node(&w.input);
                 let input = out.clone();
@@ -199,20 +182,7 @@ impl Walk<'_> {
                 let (left, right) = self.joined(j);
                 join_output(j.join_type, left, right, None)
             }
-            LogicalPlan::Union(u) => {
-                let mut out: Taints = vec![None; width];
-                for input in &u.inputs {
-                    for (o, t) in out.iter_mut().zip(self.node(input)) {
-                        match (o.as_mut(), t) {
-                            (None, t) => *o = t,
-                            // Pseudonyms only when every branch gives one.
-                            (Some(o), Some(t)) => o.pseudonym &= t.pseudonym,
-                            (Some(_), None) => {}
-                        }
-                    }
-                }
-                out
-            }
+            LogicalPlan::Union(u) => self.union(u, width),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => vec![None; width],
             other => {
                 let input: Taints = other
@@ -228,6 +198,42 @@ impl Walk<'_> {
         } else {
             unknown(&out, width)
         }
+    }
+
+    /// The taints of an aggregate's output: grouping keys, grouping id, then aggregates.
+    fn aggregate(&self, a: &Aggregate, width: usize) -> Taints {
+        let input = self.node(&a.input);
+        let schema = a.input.schema();
+        match grouping_set_to_exprlist(&a.group_expr) {
+            Ok(groups) => {
+                let mut out: Taints = groups
+                    .iter()
+                    .map(|e| self.expr(e, schema, &input))
+                    .collect();
+                if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
+                    out.push(None);
+                }
+                out.extend(a.aggr_expr.iter().map(|e| self.expr(e, schema, &input)));
+                out
+            }
+            Err(_) => unknown(&input, width),
+        }
+    }
+
+    /// The taints of a union's output: a column is personal if it is in any branch.
+    fn union(&self, u: &Union, width: usize) -> Taints {
+        let mut out: Taints = vec![None; width];
+        for input in &u.inputs {
+            for (o, t) in out.iter_mut().zip(self.node(input)) {
+                match (o.as_mut(), t) {
+                    (None, t) => *o = t,
+                    // Pseudonyms only when every branch gives one.
+                    (Some(o), Some(t)) => o.pseudonym &= t.pseudonym,
+                    (Some(_), None) => {}
+                }
+            }
+        }
+        out
     }
 
     /// Which output columns of a plan node count persons, by position.

@@ -104,53 +104,9 @@ pub fn suppress(
         return (hidden, primary);
     }
     let rels = relations(keys);
-    let value = |k: usize, i: usize| counts[k][i].unwrap_or(0);
-    // The smallest published cell of a relation that is non-zero in count `k` (and in the
-    // first count, so that a hidden cell's first count is at least 1), parts before the
-    // total.
-    let candidate = |r: &Relation, k: usize, hidden: &[bool]| -> Option<usize> {
-        let usable = |i: usize| !hidden[i] && value(k, i) > 0 && value(0, i) > 0;
-        r.parts
-            .iter()
-            .copied()
-            .filter(|&i| usable(i))
-            .min_by_key(|&i| (value(k, i), i))
-            .or_else(|| usable(r.total).then_some(r.total))
-    };
-    // The count of a relation whose hidden cells could be narrowed down too far: the first
-    // such in order. A person count's total is not the sum of its parts (one person in two
-    // parts counts once in the total), so what a reader can infer of the hidden sum is also
-    // bounded by the published total less the published parts.
-    let weak = |r: &Relation, s: &[usize], hidden: &[bool]| -> Option<usize> {
-        (0..counts.len()).find(|&k| {
-            let mut sum: i64 = s.iter().map(|&i| value(k, i)).sum();
-            if !hidden[r.total] {
-                let shown: i64 = r
-                    .parts
-                    .iter()
-                    .filter(|&&i| !hidden[i])
-                    .map(|&i| value(k, i))
-                    .sum();
-                sum = sum.min(value(k, r.total) - shown);
-            }
-            s.len() == 1 || sum < min_count + s.len() as i64 - 1
-        })
-    };
+    let deciding = Deciding { counts, min_count };
     loop {
-        let mut changed = false;
-        for r in &rels {
-            let s: Vec<usize> = r.cells().filter(|&i| hidden[i]).collect();
-            if s.is_empty() {
-                continue;
-            }
-            if let Some(k) = weak(r, &s, &hidden)
-                && let Some(c) = candidate(r, k, &hidden)
-            {
-                hidden[c] = true;
-                changed = true;
-            }
-        }
-        if changed {
+        if deciding.secondary_pass(&rels, &mut hidden) {
             continue;
         }
         let determined = determined_cells(&rels, &hidden);
@@ -160,7 +116,7 @@ pub fn suppress(
         let fix = rels
             .iter()
             .filter(|r| r.cells().any(|i| i == cell))
-            .find_map(|r| candidate(r, 0, &hidden));
+            .find_map(|r| deciding.candidate(r, 0, &hidden));
         match fix {
             Some(c) => hidden[c] = true,
             None => break, // nothing left to hide around it
@@ -168,6 +124,70 @@ pub fn suppress(
     }
     debug_assert_eq!(hidden.len(), n);
     (hidden, primary)
+}
+
+/// The deciding counts of a table and the threshold, for secondary suppression.
+struct Deciding<'a> {
+    counts: &'a [Vec<Option<i64>>],
+    min_count: i64,
+}
+
+impl Deciding<'_> {
+    /// Count `k` of row `i`, 0 where the row has none.
+    fn value(&self, k: usize, i: usize) -> i64 {
+        self.counts[k][i].unwrap_or(0)
+    }
+
+    /// The smallest published cell of a relation that is non-zero in count `k` (and in the
+    /// first count, so that a hidden cell's first count is at least 1), parts before the
+    /// total.
+    fn candidate(&self, r: &Relation, k: usize, hidden: &[bool]) -> Option<usize> {
+        let usable = |i: usize| !hidden[i] && self.value(k, i) > 0 && self.value(0, i) > 0;
+        r.parts
+            .iter()
+            .copied()
+            .filter(|&i| usable(i))
+            .min_by_key(|&i| (self.value(k, i), i))
+            .or_else(|| usable(r.total).then_some(r.total))
+    }
+
+    /// The count of a relation whose hidden cells could be narrowed down too far: the first
+    /// such in order. A person count's total is not the sum of its parts (one person in two
+    /// parts counts once in the total), so what a reader can infer of the hidden sum is also
+    /// bounded by the published total less the published parts.
+    fn weak(&self, r: &Relation, s: &[usize], hidden: &[bool]) -> Option<usize> {
+        (0..self.counts.len()).find(|&k| {
+            let mut sum: i64 = s.iter().map(|&i| self.value(k, i)).sum();
+            if !hidden[r.total] {
+                let shown: i64 = r
+                    .parts
+                    .iter()
+                    .filter(|&&i| !hidden[i])
+                    .map(|&i| self.value(k, i))
+                    .sum();
+                sum = sum.min(self.value(k, r.total) - shown);
+            }
+            s.len() == 1 || sum < self.min_count + s.len() as i64 - 1
+        })
+    }
+
+    /// One pass of secondary suppression over every relation; whether it hid a cell.
+    fn secondary_pass(&self, rels: &[Relation], hidden: &mut [bool]) -> bool {
+        let mut changed = false;
+        for r in rels {
+            let s: Vec<usize> = r.cells().filter(|&i| hidden[i]).collect();
+            if s.is_empty() {
+                continue;
+            }
+            if let Some(k) = self.weak(r, &s, hidden)
+                && let Some(c) = self.candidate(r, k, hidden)
+            {
+                hidden[c] = true;
+                changed = true;
+            }
+        }
+        changed
+    }
 }
 
 /// Suppressed cells whose counts the published table determines uniquely, by Gaussian

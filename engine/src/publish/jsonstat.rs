@@ -124,27 +124,94 @@ impl Values {
     }
 }
 
+/// The languages of labels: Finnish is the main label, the others go to the extension.
+const LANG: [&str; 3] = ["fi", "sv", "en"];
+
 /// Builds the JSON-stat dataset of a published table.
 pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String> {
-    let schema = table.schema();
     let n = table.num_rows();
-    let text = |name: &str| -> Result<arrow::array::ArrayRef, String> {
-        let a = table
-            .column_by_name(name)
-            .ok_or_else(|| format!("no column {name}"))?;
-        arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())
-    };
-    let measures: Vec<String> = schema
+    let measures = measure_names(table, meta.dimensions);
+    let (categories, row_keys) = categorise(table, meta.dimensions)?;
+    let mut size: Vec<usize> = categories.iter().map(Vec::len).collect();
+    size.push(measures.len());
+    let cells = cube_cells(&size)?;
+    let mut values = Values::new(cells, n * measures.len());
+    let status_col = table
+        .column_by_name(crate::plan::STATUS_COLUMN)
+        .and_then(|a| arrow::compute::cast(a, &DataType::Utf8).ok());
+    let measure_arrays = measure_columns(table, &measures)?;
+    let status = fill_cells(
+        &row_keys,
+        &size,
+        &measure_arrays,
+        status_col.as_ref(),
+        &mut values,
+    );
+    let (mut dimension, extension_labels) = dimension_entries(meta, &categories);
+    dimension.insert(
+        METRIC.to_string(),
+        metric_dimension(meta, &measures, &measure_arrays),
+    );
+    let mut ids: Vec<String> = meta.dimensions.to_vec();
+    ids.push(METRIC.to_string());
+    let role = roles(meta.dimensions);
+    let mut doc = Map::new();
+    doc.insert("version".into(), json!("2.0"));
+    doc.insert("class".into(), json!("dataset"));
+    doc.insert(
+        "label".into(),
+        json!(meta.label[0].clone().unwrap_or_default()),
+    );
+    if let Some(s) = &meta.source {
+        doc.insert("source".into(), json!(s));
+    }
+    doc.insert("id".into(), json!(ids));
+    doc.insert("size".into(), json!(size));
+    doc.insert("role".into(), json!(role));
+    doc.insert("dimension".into(), Value::Object(dimension));
+    doc.insert("value".into(), values.into_json());
+    if !status.is_empty() {
+        doc.insert("status".into(), Value::Object(status));
+    }
+    let ext = extension(meta, extension_labels);
+    if !ext.is_empty() {
+        doc.insert("extension".into(), json!({ "labels": ext }));
+    }
+    Ok(Value::Object(doc))
+}
+
+/// The numeric columns that are not dimensions: the categories of the metric dimension.
+fn measure_names(table: &RecordBatch, dimensions: &[String]) -> Vec<String> {
+    table
+        .schema()
         .fields()
         .iter()
-        .filter(|f| !meta.dimensions.contains(f.name()) && f.data_type().is_numeric())
+        .filter(|f| !dimensions.contains(f.name()) && f.data_type().is_numeric())
         .map(|f| f.name().clone())
-        .collect();
-    // Categories of each dimension, in order of first appearance (the table is sorted).
+        .collect()
+}
+
+/// A column of the table cast to text.
+fn text_column(table: &RecordBatch, name: &str) -> Result<arrow::array::ArrayRef, String> {
+    let a = table
+        .column_by_name(name)
+        .ok_or_else(|| format!("no column {name}"))?;
+    arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())
+}
+
+/// Each dimension's categories, and each row's category position in each dimension.
+type Categorised = (Vec<Vec<String>>, Vec<Vec<usize>>);
+
+/// Categories of each dimension, in order of first appearance (the table is sorted), and
+/// the category position of each row in each dimension.
+fn categorise(
+    table: &RecordBatch,
+    dimensions: &[String],
+) -> Result<Categorised, String> {
     let mut categories: Vec<Vec<String>> = Vec::new();
-    let mut row_keys: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for d in meta.dimensions {
-        let a = text(d)?;
+    let mut row_keys: Vec<Vec<usize>> = vec![Vec::new(); table.num_rows()];
+    for d in dimensions {
+        let a = text_column(table, d)?;
         let a = a.as_string::<i32>();
         let mut order: Vec<String> = Vec::new();
         let mut pos: BTreeMap<String, usize> = BTreeMap::new();
@@ -162,10 +229,12 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String>
         }
         categories.push(order);
     }
-    let mut size: Vec<usize> = categories.iter().map(Vec::len).collect();
-    size.push(measures.len());
-    let cells = size
-        .iter()
+    Ok((categories, row_keys))
+}
+
+/// The number of cells of the cube, refused past [`MAX_CELLS`].
+fn cube_cells(size: &[usize]) -> Result<usize, String> {
+    size.iter()
         .try_fold(1usize, |acc, &s| acc.checked_mul(s))
         .filter(|&c| c <= MAX_CELLS)
         .ok_or_else(|| {
@@ -173,13 +242,15 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String>
                 "the cube of {} dimensions has more than {MAX_CELLS} cells",
                 size.len() - 1
             )
-        })?;
-    let mut values = Values::new(cells, n * measures.len());
-    let mut status = Map::new();
-    let status_col = table
-        .column_by_name(crate::plan::STATUS_COLUMN)
-        .and_then(|a| arrow::compute::cast(a, &DataType::Utf8).ok());
-    let measure_arrays: Vec<arrow::array::ArrayRef> = measures
+        })
+}
+
+/// The measure columns cast to `Float64`, in the order of `measures`.
+fn measure_columns(
+    table: &RecordBatch,
+    measures: &[String],
+) -> Result<Vec<arrow::array::ArrayRef>, String> {
+    measures
         .iter()
         .map(|m| {
             let a = table
@@ -187,14 +258,25 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String>
                 .ok_or_else(|| format!("no column {m}"))?;
             arrow::compute::cast(a, &DataType::Float64).map_err(|e| e.to_string())
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
+
+/// Puts each row's measures into their cells of `values`; returns the `status` member.
+fn fill_cells(
+    row_keys: &[Vec<usize>],
+    size: &[usize],
+    measure_arrays: &[arrow::array::ArrayRef],
+    status_col: Option<&arrow::array::ArrayRef>,
+    values: &mut Values,
+) -> Map<String, Value> {
+    let mut status = Map::new();
     for (row, key) in row_keys.iter().enumerate() {
         let mut base = 0usize;
         for (k, &p) in key.iter().enumerate() {
             base = base * size[k] + p;
         }
         for (m, a) in measure_arrays.iter().enumerate() {
-            let idx = base * measures.len() + m;
+            let idx = base * measure_arrays.len() + m;
             let a = a.as_primitive::<arrow::datatypes::Float64Type>();
             if a.is_valid(row) {
                 let v = a.value(row);
@@ -207,7 +289,7 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String>
                     },
                 );
             }
-            if let Some(s) = &status_col {
+            if let Some(s) = status_col {
                 let s = s.as_string::<i32>();
                 if s.is_valid(row) {
                     status.insert(idx.to_string(), json!(s.value(row)));
@@ -215,29 +297,22 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String>
             }
         }
     }
+    status
+}
+
+/// Labels in other languages, keyed by language.
+type LabelsByLanguage = BTreeMap<&'static str, Map<String, Value>>;
+
+/// The `dimension` entries of the table's dimensions, and their Swedish and English
+/// labels keyed by language for `extension.labels`.
+fn dimension_entries(
+    meta: &DatasetMeta,
+    categories: &[Vec<String>],
+) -> (Map<String, Value>, LabelsByLanguage) {
     let mut dimension = Map::new();
-    let mut extension_labels: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
-    let lang = ["fi", "sv", "en"];
+    let mut extension_labels: BTreeMap<&'static str, Map<String, Value>> = BTreeMap::new();
     for (k, d) in meta.dimensions.iter().enumerate() {
-        let mut labels = Map::new();
-        let mut other: [Map<String, Value>; 2] = [Map::new(), Map::new()];
-        for code in &categories[k] {
-            let l = meta
-                .code_labels
-                .get(d)
-                .and_then(|m| m.get(code).cloned())
-                .or_else(|| total_label(code));
-            let l = l.unwrap_or([None, None, None]);
-            labels.insert(
-                code.clone(),
-                json!(l[0].clone().unwrap_or_else(|| code.clone())),
-            );
-            for j in 1..3 {
-                if let Some(t) = &l[j] {
-                    other[j - 1].insert(code.clone(), json!(t));
-                }
-            }
-        }
+        let (labels, other) = code_labels(meta, d, &categories[k]);
         let dl = meta
             .column_labels
             .get(d)
@@ -260,15 +335,52 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String>
             }
             if !entry.is_empty() {
                 extension_labels
-                    .entry(lang[j])
+                    .entry(LANG[j])
                     .or_default()
                     .insert(d.clone(), Value::Object(entry));
             }
         }
     }
+    (dimension, extension_labels)
+}
+
+/// The Finnish labels of the codes of dimension `d`, and the Swedish and English ones.
+fn code_labels(
+    meta: &DatasetMeta,
+    d: &str,
+    codes: &[String],
+) -> (Map<String, Value>, [Map<String, Value>; 2]) {
+    let mut labels = Map::new();
+    let mut other: [Map<String, Value>; 2] = [Map::new(), Map::new()];
+    for code in codes {
+        let l = meta
+            .code_labels
+            .get(d)
+            .and_then(|m| m.get(code).cloned())
+            .or_else(|| total_label(code));
+        let l = l.unwrap_or([None, None, None]);
+        labels.insert(
+            code.clone(),
+            json!(l[0].clone().unwrap_or_else(|| code.clone())),
+        );
+        for j in 1..3 {
+            if let Some(t) = &l[j] {
+                other[j - 1].insert(code.clone(), json!(t));
+            }
+        }
+    }
+    (labels, other)
+}
+
+/// The metric dimension `tiedot`: the measures with their labels, decimals and units.
+fn metric_dimension(
+    meta: &DatasetMeta,
+    measures: &[String],
+    measure_arrays: &[arrow::array::ArrayRef],
+) -> Value {
     let mut mlabels = Map::new();
     let mut units = Map::new();
-    for (m, a) in measures.iter().zip(&measure_arrays) {
+    for (m, a) in measures.iter().zip(measure_arrays) {
         let l = meta
             .column_labels
             .get(m)
@@ -282,39 +394,29 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String>
         }
         units.insert(m.clone(), Value::Object(unit));
     }
-    dimension.insert(
-        METRIC.to_string(),
-        json!({ "label": "tiedot", "category": { "index": measures, "label": mlabels, "unit": units } }),
-    );
-    let mut ids: Vec<String> = meta.dimensions.to_vec();
-    ids.push(METRIC.to_string());
-    let mut role: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for d in meta.dimensions {
+    json!({ "label": "tiedot", "category": { "index": measures, "label": mlabels, "unit": units } })
+}
+
+/// The `role` member: geographic and time dimensions, and the metric.
+fn roles(dimensions: &[String]) -> BTreeMap<&'static str, Vec<String>> {
+    let mut role: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for d in dimensions {
         if let Some(r) = role_of(d) {
             role.entry(r).or_default().push(d.clone());
         }
     }
     role.entry("metric").or_default().push(METRIC.to_string());
-    let mut doc = Map::new();
-    doc.insert("version".into(), json!("2.0"));
-    doc.insert("class".into(), json!("dataset"));
-    doc.insert(
-        "label".into(),
-        json!(meta.label[0].clone().unwrap_or_default()),
-    );
-    if let Some(s) = &meta.source {
-        doc.insert("source".into(), json!(s));
-    }
-    doc.insert("id".into(), json!(ids));
-    doc.insert("size".into(), json!(size));
-    doc.insert("role".into(), json!(role));
-    doc.insert("dimension".into(), Value::Object(dimension));
-    doc.insert("value".into(), values.into_json());
-    if !status.is_empty() {
-        doc.insert("status".into(), Value::Object(status));
-    }
+    role
+}
+
+/// The `extension.labels` member: the Swedish and English labels of the dataset and its
+/// dimensions, by language.
+fn extension(
+    meta: &DatasetMeta,
+    mut extension_labels: BTreeMap<&'static str, Map<String, Value>>,
+) -> Map<String, Value> {
     let mut ext = Map::new();
-    for (j, code) in lang.iter().enumerate().skip(1) {
+    for (j, code) in LANG.iter().enumerate().skip(1) {
         let mut l = extension_labels.remove(code).unwrap_or_default();
         if let Some(t) = &meta.label[j] {
             l.insert("label".into(), json!(t));
@@ -323,10 +425,7 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String>
             ext.insert((*code).to_string(), Value::Object(l));
         }
     }
-    if !ext.is_empty() {
-        doc.insert("extension".into(), json!({ "labels": ext }));
-    }
-    Ok(Value::Object(doc))
+    ext
 }
 
 /// A problem found in a JSON-stat document.
@@ -437,6 +536,20 @@ fn validate_dataset(ds: &Value, out: &mut Vec<Issue>) {
         ));
     }
     let cells: u64 = size.iter().product();
+    check_values(ds, cells, out);
+    check_statuses(ds, cells, out);
+    let metric_dims = metric_dimensions(ds, &idset, out);
+    let Some(dims) = dims else { return };
+    for (k, id) in ids.iter().enumerate() {
+        let Some(cat) = dims.get(id).and_then(|d| d.get("category")) else {
+            continue;
+        };
+        check_category(id, cat, size.get(k).copied(), &metric_dims, out);
+    }
+}
+
+/// Checks that `value` has one entry per cell (dense) or only keys of cells (sparse).
+fn check_values(ds: &Value, cells: u64, out: &mut Vec<Issue>) {
     match ds.get("value") {
         Some(Value::Array(a)) if a.len() as u64 != cells => {
             out.push(issue(
@@ -456,6 +569,10 @@ fn validate_dataset(ds: &Value, out: &mut Vec<Issue>) {
         }
         _ => {}
     }
+}
+
+/// Checks that `status` has one entry or one per cell (dense) or only keys of cells.
+fn check_statuses(ds: &Value, cells: u64, out: &mut Vec<Issue>) {
     match ds.get("status") {
         Some(Value::Array(a)) if a.len() != 1 && a.len() as u64 != cells => {
             out.push(issue(
@@ -475,6 +592,10 @@ fn validate_dataset(ds: &Value, out: &mut Vec<Issue>) {
         }
         _ => {}
     }
+}
+
+/// Checks that `role` names only dimensions; returns the metric dimensions.
+fn metric_dimensions(ds: &Value, idset: &BTreeSet<&str>, out: &mut Vec<Issue>) -> Vec<String> {
     let mut metric_dims = Vec::new();
     if let Some(role) = ds.get("role").and_then(Value::as_object) {
         for (r, list) in role {
@@ -490,100 +611,125 @@ fn validate_dataset(ds: &Value, out: &mut Vec<Issue>) {
             }
         }
     }
-    let Some(dims) = dims else { return };
-    for (k, id) in ids.iter().enumerate() {
-        let Some(cat) = dims.get(id).and_then(|d| d.get("category")) else {
-            continue;
-        };
-        let index: Vec<String> = match cat.get("index") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect(),
-            Some(Value::Object(o)) => {
-                let mut pos: Vec<u64> = o.values().filter_map(Value::as_u64).collect();
-                pos.sort();
-                if pos != (0..o.len() as u64).collect::<Vec<_>>() {
-                    out.push(issue(
-                        "INDEX_POSITIONS_INVALID",
-                        format!(
-                            "the positions of `{id}` are not 0–{}",
-                            o.len().saturating_sub(1)
-                        ),
-                    ));
-                }
-                o.keys().cloned().collect()
-            }
-            _ => cat
-                .get("label")
-                .and_then(Value::as_object)
-                .map(|l| l.keys().cloned().collect())
-                .unwrap_or_default(),
-        };
-        if let Some(&s) = size.get(k)
-            && index.len() as u64 != s
-        {
-            out.push(issue(
-                "INDEX_COUNT_MISMATCH",
-                format!("`{id}` has {} categories but size {s}", index.len()),
-            ));
-        }
-        let known: BTreeSet<&str> = index.iter().map(String::as_str).collect();
-        for (field, code) in [
-            ("label", "LABEL_KEY_UNKNOWN"),
-            ("unit", "UNIT_KEY_UNKNOWN"),
-            ("coordinates", "COORD_KEY_UNKNOWN"),
-            ("note", "NOTE_KEY_UNKNOWN"),
-        ] {
-            if cat.get("index").is_none() && field == "label" {
-                continue;
-            }
-            for key in cat
-                .get(field)
-                .and_then(Value::as_object)
-                .into_iter()
-                .flat_map(|o| o.keys())
-            {
-                if !known.contains(key.as_str()) {
-                    out.push(issue(
-                        code,
-                        format!("`{id}` {field} names `{key}`, which is not a category"),
-                    ));
-                }
-            }
-        }
-        if let Some(child) = cat.get("child").and_then(Value::as_object) {
-            let mut graph: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-            for (parent, kids) in child {
-                let kids = strings(Some(kids));
-                for c in kids.iter().chain(std::iter::once(parent)) {
-                    if !known.contains(c.as_str()) {
-                        out.push(issue(
-                            "CHILD_ID_UNKNOWN",
-                            format!("`{id}` child names `{c}`, which is not a category"),
-                        ));
-                    }
-                }
-                graph.insert(parent.as_str(), kids);
-            }
-            if has_cycle(&graph) {
-                out.push(issue(
-                    "CHILD_CYCLE",
-                    format!("the hierarchy of `{id}` has a cycle"),
+    metric_dims
+}
+
+/// Checks the `category` of dimension `id` against its size, its index and its role.
+fn check_category(
+    id: &str,
+    cat: &Value,
+    size: Option<u64>,
+    metric_dims: &[String],
+    out: &mut Vec<Issue>,
+) {
+    let index = category_index(id, cat, out);
+    if let Some(s) = size
+        && index.len() as u64 != s
+    {
+        out.push(issue(
+            "INDEX_COUNT_MISMATCH",
+            format!("`{id}` has {} categories but size {s}", index.len()),
+        ));
+    }
+    let known: BTreeSet<&str> = index.iter().map(String::as_str).collect();
+    check_category_keys(id, cat, &known, out);
+    if let Some(child) = cat.get("child").and_then(Value::as_object) {
+        check_hierarchy(id, child, &known, out);
+    }
+    if metric_dims.iter().any(|m| m == id) {
+        let units = cat.get("unit").and_then(Value::as_object);
+        for c in &index {
+            if units.is_none_or(|u| !u.contains_key(c)) {
+                out.push(warning(
+                    "METRIC_UNIT_MISSING",
+                    format!("metric `{id}` category `{c}` has no unit"),
                 ));
             }
         }
-        if metric_dims.contains(id) {
-            let units = cat.get("unit").and_then(Value::as_object);
-            for c in &index {
-                if units.is_none_or(|u| !u.contains_key(c)) {
-                    out.push(warning(
-                        "METRIC_UNIT_MISSING",
-                        format!("metric `{id}` category `{c}` has no unit"),
-                    ));
-                }
+    }
+}
+
+/// The category codes of dimension `id`, from `index` (array or positions) or `label`.
+fn category_index(id: &str, cat: &Value, out: &mut Vec<Issue>) -> Vec<String> {
+    match cat.get("index") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        Some(Value::Object(o)) => {
+            let mut pos: Vec<u64> = o.values().filter_map(Value::as_u64).collect();
+            pos.sort();
+            if pos != (0..o.len() as u64).collect::<Vec<_>>() {
+                out.push(issue(
+                    "INDEX_POSITIONS_INVALID",
+                    format!(
+                        "the positions of `{id}` are not 0–{}",
+                        o.len().saturating_sub(1)
+                    ),
+                ));
+            }
+            o.keys().cloned().collect()
+        }
+        _ => cat
+            .get("label")
+            .and_then(Value::as_object)
+            .map(|l| l.keys().cloned().collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// Checks that `label`, `unit`, `coordinates` and `note` name only known categories.
+fn check_category_keys(id: &str, cat: &Value, known: &BTreeSet<&str>, out: &mut Vec<Issue>) {
+    for (field, code) in [
+        ("label", "LABEL_KEY_UNKNOWN"),
+        ("unit", "UNIT_KEY_UNKNOWN"),
+        ("coordinates", "COORD_KEY_UNKNOWN"),
+        ("note", "NOTE_KEY_UNKNOWN"),
+    ] {
+        if cat.get("index").is_none() && field == "label" {
+            continue;
+        }
+        for key in cat
+            .get(field)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|o| o.keys())
+        {
+            if !known.contains(key.as_str()) {
+                out.push(issue(
+                    code,
+                    format!("`{id}` {field} names `{key}`, which is not a category"),
+                ));
             }
         }
+    }
+}
+
+/// Checks that the `child` hierarchy names only known categories and has no cycle.
+fn check_hierarchy(
+    id: &str,
+    child: &Map<String, Value>,
+    known: &BTreeSet<&str>,
+    out: &mut Vec<Issue>,
+) {
+    let mut graph: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (parent, kids) in child {
+        let kids = strings(Some(kids));
+        for c in kids.iter().chain(std::iter::once(parent)) {
+            if !known.contains(c.as_str()) {
+                out.push(issue(
+                    "CHILD_ID_UNKNOWN",
+                    format!("`{id}` child names `{c}`, which is not a category"),
+                ));
+            }
+        }
+        graph.insert(parent.as_str(), kids);
+    }
+    if has_cycle(&graph) {
+        out.push(issue(
+            "CHILD_CYCLE",
+            format!("the hierarchy of `{id}` has a cycle"),
+        ));
     }
 }
 
@@ -614,100 +760,4 @@ fn has_cycle(graph: &BTreeMap<&str, Vec<String>>) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A table whose rows sit on the diagonal of a large cube: four dimensions of 2 000
-    /// categories each describe 1.6·10¹³ cells for 2 000 rows. The dense array asked
-    /// for all of them (and `size.iter().product()` could overflow); the sparse form holds
-    /// one value per row and is valid JSON-stat.
-    #[test]
-    fn a_sparse_cube_is_written_as_an_object_of_its_filled_cells() {
-        use arrow::array::{Int64Array, StringArray};
-        use std::sync::Arc;
-        let n = 2000;
-        let dims: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
-        let codes: Arc<dyn Array> = Arc::new(StringArray::from_iter_values(
-            (0..n).map(|i| format!("k{i:05}")),
-        ));
-        let mut cols: Vec<(&str, Arc<dyn Array>)> =
-            dims.iter().map(|d| (d.as_str(), codes.clone())).collect();
-        cols.push(("lkm", Arc::new(Int64Array::from_iter_values(0..n as i64))));
-        let table = RecordBatch::try_from_iter(cols).unwrap();
-        let meta = DatasetMeta {
-            label: [Some("x".into()), None, None],
-            source: None,
-            dimensions: &dims,
-            column_labels: BTreeMap::new(),
-            units: BTreeMap::new(),
-            code_labels: BTreeMap::new(),
-        };
-        let doc = dataset(&table, &meta).unwrap();
-        let values = doc["value"].as_object().expect("sparse values");
-        assert_eq!(values.len(), n);
-        let errors: Vec<_> = validate(&doc).into_iter().filter(|i| i.error).collect();
-        assert!(errors.is_empty(), "{errors:?}");
-        // Row i is cell i·(n³ + n² + n + 1) of the cube.
-        let step = (n * n * n + n * n + n + 1).to_string();
-        assert_eq!(values[&step], json!(1));
-
-        // A cube past the limit is refused with an error, not an allocation.
-        let wide: Vec<String> = (0..6).map(|i| format!("d{i}")).collect();
-        let mut cols: Vec<(&str, Arc<dyn Array>)> =
-            wide.iter().map(|d| (d.as_str(), codes.clone())).collect();
-        cols.push(("lkm", Arc::new(Int64Array::from_iter_values(0..n as i64))));
-        let table = RecordBatch::try_from_iter(cols).unwrap();
-        let meta = DatasetMeta {
-            dimensions: &wide,
-            ..meta
-        };
-        let err = dataset(&table, &meta).unwrap_err();
-        assert!(err.contains("cells"), "{err}");
-    }
-
-    #[test]
-    fn passes_the_conformance_corpus() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/conformance/jsonstat/cases.json");
-        let cases: Vec<Value> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        let mut passed = 0;
-        for case in &cases {
-            let id = case["id"].as_str().unwrap();
-            let issues = validate(&case["input"]);
-            let expected = &case["expected"];
-            let valid = !issues.iter().any(|i| i.error);
-            if let Some(v) = expected.get("valid").and_then(Value::as_bool) {
-                assert_eq!(valid, v, "{id}: {issues:?}");
-            }
-            let codes: BTreeSet<&str> = issues.iter().map(|i| i.code).collect();
-            for c in expected
-                .get("codes")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                assert!(
-                    codes.contains(c.as_str().unwrap()),
-                    "{id}: expected {c}, got {issues:?}"
-                );
-            }
-            if expected.get("noOtherErrors").and_then(Value::as_bool) == Some(true) {
-                let want: BTreeSet<&str> = expected["codes"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| c.as_str().unwrap())
-                    .collect();
-                let errors: BTreeSet<&str> =
-                    issues.iter().filter(|i| i.error).map(|i| i.code).collect();
-                assert!(errors.is_subset(&want), "{id}: extra errors {issues:?}");
-            }
-            passed += 1;
-        }
-        println!(
-            "JSON-stat conformance: {passed}/{} cases passed",
-            cases.len()
-        );
-        assert_eq!(passed, cases.len());
-    }
-}
+mod tests;

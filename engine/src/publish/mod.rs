@@ -130,6 +130,53 @@ pub async fn write_stream_styled(
         CsvStyle::International => b',',
         CsvStyle::Finnish => b';',
     };
+    let (mut parquet, mut csv) = open_writers(store, prefix, name, formats, &schema)?;
+    let mut rows = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| e.to_string())?;
+        on_batch(&batch)?;
+        rows += batch.num_rows() as u64;
+        if let Some(w) = parquet.as_mut() {
+            w.write(&batch).await.map_err(|e| e.to_string())?;
+        }
+        if let Some((w, first)) = csv.as_mut() {
+            let buf = match style {
+                CsvStyle::International => csv_bytes(&batch, *first, delimiter)?,
+                CsvStyle::Finnish => csv_bytes(&decimal_commas(&batch)?, *first, delimiter)?,
+            };
+            *first = false;
+            w.write_all(&buf).await.map_err(|e| e.to_string())?;
+        }
+    }
+    if let Some(w) = parquet {
+        w.close().await.map_err(|e| e.to_string())?;
+    }
+    if let Some((mut w, first)) = csv {
+        if first {
+            // No rows: still a valid CSV with its header.
+            let buf = csv_bytes(&RecordBatch::new_empty(schema.clone()), true, delimiter)?;
+            w.write_all(&buf).await.map_err(|e| e.to_string())?;
+        }
+        w.shutdown().await.map_err(|e| e.to_string())?;
+    }
+    Ok(rows)
+}
+
+/// The Parquet writer and the CSV writer (with whether its header is still to be written)
+/// of the requested formats.
+type Writers = (
+    Option<AsyncArrowWriter<BufWriter>>,
+    Option<(BufWriter, bool)>,
+);
+
+/// Opens a writer at `<prefix>/<name>.<ext>` for each requested file format.
+fn open_writers(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    name: &str,
+    formats: &[PublishFormat],
+    schema: &SchemaRef,
+) -> Result<Writers, String> {
     let mut parquet = None;
     let mut csv = None;
     for f in formats {
@@ -153,51 +200,20 @@ pub async fn write_stream_styled(
             }
         }
     }
-    let mut rows = 0u64;
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| e.to_string())?;
-        on_batch(&batch)?;
-        rows += batch.num_rows() as u64;
-        if let Some(w) = parquet.as_mut() {
-            w.write(&batch).await.map_err(|e| e.to_string())?;
-        }
-        if let Some((w, first)) = csv.as_mut() {
-            let mut buf = Vec::new();
-            {
-                let mut cw = arrow::csv::WriterBuilder::new()
-                    .with_header(*first)
-                    .with_delimiter(delimiter)
-                    .build(&mut buf);
-                match style {
-                    CsvStyle::International => cw.write(&batch),
-                    CsvStyle::Finnish => cw.write(&decimal_commas(&batch)?),
-                }
-                .map_err(|e| e.to_string())?;
-            }
-            *first = false;
-            w.write_all(&buf).await.map_err(|e| e.to_string())?;
-        }
+    Ok((parquet, csv))
+}
+
+/// A batch as CSV bytes, with or without the header line.
+fn csv_bytes(batch: &RecordBatch, header: bool, delimiter: u8) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    {
+        let mut cw = arrow::csv::WriterBuilder::new()
+            .with_header(header)
+            .with_delimiter(delimiter)
+            .build(&mut buf);
+        cw.write(batch).map_err(|e| e.to_string())?;
     }
-    if let Some(w) = parquet {
-        w.close().await.map_err(|e| e.to_string())?;
-    }
-    if let Some((mut w, first)) = csv {
-        if first {
-            // No rows: still a valid CSV with its header.
-            let mut buf = Vec::new();
-            {
-                let mut cw = arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .with_delimiter(delimiter)
-                    .build(&mut buf);
-                cw.write(&RecordBatch::new_empty(schema.clone()))
-                    .map_err(|e| e.to_string())?;
-            }
-            w.write_all(&buf).await.map_err(|e| e.to_string())?;
-        }
-        w.shutdown().await.map_err(|e| e.to_string())?;
-    }
-    Ok(rows)
+    Ok(buf)
 }
 
 /// Lists the objects under a prefix with their sizes and checksums, sorted by path.

@@ -162,8 +162,98 @@ pub fn needs_key(line: &Line) -> bool {
     })
 }
 
+/// What names a run and what it was given, fixed before anything is written.
+struct RunIdentity {
+    run_id: String,
+    line_name: String,
+    period: String,
+    release_prefix: String,
+    params_text: BTreeMap<String, String>,
+    /// When the run started: for its length, and as RFC 3339 text.
+    started: Instant,
+    started_at: String,
+}
+
+/// The line checked and planned with the run's parameters, and the run's name.
+struct Prepared {
+    checked: Checked,
+    /// The parameter values as expressions see them.
+    params: BTreeMap<String, datafusion::scalar::ScalarValue>,
+    key: Vec<u8>,
+    id: RunIdentity,
+}
+
 /// Runs a line file.
 pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, RunError> {
+    let Prepared {
+        checked,
+        params,
+        key,
+        id,
+    } = prepare(path, &opts)?;
+    let codeset_uses: BTreeMap<String, crate::line::codeset::CodesetUse> = checked
+        .codesets
+        .iter()
+        .map(|(k, v)| (k.clone(), v.usage()))
+        .collect();
+
+    crate::run::gc::collect(&opts.store).await;
+    let lease = take_lease(&opts.store, &id).await?;
+    let scratch = crate::run::gc::make_scratch(&id.run_id)
+        .map_err(|e| RunError::Failed(fail(RunCode::Write, e), None))?;
+    let state = crate::plan::limited_session(Some(&key), 2, opts.memory_limit)
+        .map_err(|e| RunError::Failed(fail(RunCode::Engine, e.to_string()), None))?
+        .state();
+    let cluster = connect(opts.engine.as_deref(), &state, &opts.store, &id.run_id)
+        .await
+        .map_err(|f| RunError::Failed(f, None))?;
+    #[cfg(feature = "ballista")]
+    let work_lease = cluster.as_ref().map(|c| c.lease(&opts.store.inner));
+    let shared = Arc::new(new_shared(
+        checked,
+        params,
+        (state, cluster),
+        &scratch,
+        &opts,
+        &id,
+    ));
+
+    let lineage_info = lineage_info(&shared, &id);
+    let start_event = opts.recorder.start_event(&lineage_info, &id.started_at);
+    emit_event(&shared, &opts, &id, "1-start.json", &start_event).await;
+    let result = scheduled(&shared, &opts, &scratch).await;
+
+    let mut failure = result.err();
+    if failure.is_none() {
+        failure = account(&shared).err();
+    }
+    let quarantine_paths =
+        write_quarantine(&shared, &id.line_name, &id.period, &id.run_id, &mut failure).await;
+    drop(scratch);
+    #[cfg(feature = "ballista")]
+    if let Some(c) = &shared.cluster {
+        drop(work_lease);
+        c.clean(&shared.store.inner).await;
+    }
+    write_captures(&shared, &id.line_name, &id.run_id, &mut failure).await;
+
+    let mut report = new_report(&shared, &id, codeset_uses, quarantine_paths);
+    settle(&shared, &id, &mut report, &mut failure).await;
+    report.seconds = id.started.elapsed().as_secs_f64();
+    record_outcome(
+        &shared,
+        &opts,
+        &id,
+        &lineage_info,
+        &mut report,
+        &mut failure,
+    )
+    .await;
+    conclude(&shared, &id, report, failure, lease).await
+}
+
+/// Loads, checks and plans the line with the run's parameters, and names the run.
+fn prepare(path: &std::path::Path, opts: &RunOptions) -> Result<Prepared, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (line, warnings) = crate::line::load::load(path).map_err(RunError::Invalid)?;
@@ -172,181 +262,218 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
     }
     let values = crate::plan::check::bind_params(&line, Some(&opts.params))
         .map_err(|e| RunError::Failed(fail(RunCode::Param, e), None))?;
-    check_options(&line, &opts)?;
+    check_options(&line, opts)?;
     let key = opts.key.clone().unwrap_or_default();
     let expr_values = crate::line::params::expression_values(&values);
-    let Checked {
-        line,
-        codesets,
-        plans,
-        ..
-    } = crate::plan::check::plan_all(line, vec![], &expr_values, &key)
+    let checked = crate::plan::check::plan_all(line, vec![], &expr_values, &key)
         .map_err(RunError::Invalid)?;
-    let run_id = run_id(&line.hash);
+    let run_id = run_id(&checked.line.hash);
     let period = values
         .get("period")
         .map(|v| v.text())
         .unwrap_or_else(|| "all".into());
-    let line_name = line.spec.line.value.clone();
+    let line_name = checked.line.spec.line.value.clone();
     let release_prefix = crate::store::layout::release(&line_name, &period, &run_id);
     let params_text: BTreeMap<String, String> =
         values.iter().map(|(k, v)| (k.clone(), v.text())).collect();
     info!(run_id = %run_id, line = %line_name, period = %period, "run started");
+    Ok(Prepared {
+        checked,
+        params: expr_values,
+        key,
+        id: RunIdentity {
+            run_id,
+            line_name,
+            period,
+            release_prefix,
+            params_text,
+            started,
+            started_at,
+        },
+    })
+}
 
-    crate::run::gc::collect(&opts.store).await;
-    let lease = crate::run::gc::Lease::take(
-        &opts.store,
-        &line_name,
-        &run_id,
+/// Takes the run's lease over what it writes: its release, quarantine and captures.
+async fn take_lease(store: &Store, id: &RunIdentity) -> Result<crate::run::gc::Lease, RunError> {
+    crate::run::gc::Lease::take(
+        store,
+        &id.line_name,
+        &id.run_id,
         vec![
-            release_prefix.clone(),
-            crate::store::layout::quarantine(&line_name, &period, &run_id),
-            crate::store::layout::captures(&line_name, &run_id),
+            id.release_prefix.clone(),
+            crate::store::layout::quarantine(&id.line_name, &id.period, &id.run_id),
+            crate::store::layout::captures(&id.line_name, &id.run_id),
         ],
     )
     .await
-    .map_err(|e| RunError::Failed(fail(RunCode::Write, e), None))?;
-    let scratch = crate::run::gc::make_scratch(&run_id)
-        .map_err(|e| RunError::Failed(fail(RunCode::Write, e), None))?;
-    let state = crate::plan::limited_session(Some(&key), 2, opts.memory_limit)
-        .map_err(|e| RunError::Failed(fail(RunCode::Engine, e.to_string()), None))?
-        .state();
-    let cluster = connect(opts.engine.as_deref(), &state, &opts.store, &run_id)
-        .await
-        .map_err(|f| RunError::Failed(f, None))?;
-    #[cfg(feature = "ballista")]
-    let work_lease = cluster.as_ref().map(|c| c.lease(&opts.store.inner));
-    let counters: BTreeMap<String, Arc<Counters>> = line
+    .map_err(|e| RunError::Failed(fail(RunCode::Write, e), None))
+}
+
+/// What the run's tasks share, from the planned line, the session and the scratch folder.
+fn new_shared(
+    checked: Checked,
+    params: BTreeMap<String, datafusion::scalar::ScalarValue>,
+    (state, cluster): (datafusion::execution::SessionState, Option<Cluster>),
+    scratch: &std::path::Path,
+    opts: &RunOptions,
+    id: &RunIdentity,
+) -> Shared {
+    let counters: BTreeMap<String, Arc<Counters>> = checked
+        .line
         .dag
         .order
         .iter()
         .map(|s| (s.clone(), Arc::new(Counters::default())))
         .collect();
-    let shared = Arc::new(Shared {
+    Shared {
         state,
         cluster,
-        params: expr_values,
-        codesets: codesets
+        params,
+        codesets: checked
+            .codesets
             .iter()
             .map(|(k, v)| (k.clone(), v.table.clone()))
             .collect(),
         counters,
-        quarantine: Quarantine::new(scratch.to_path_buf(), run_id.clone(), opts.key.clone()),
+        quarantine: Quarantine::new(scratch.to_path_buf(), id.run_id.clone(), opts.key.clone()),
         store: opts.store.clone(),
-        release_prefix: release_prefix.clone(),
+        release_prefix: id.release_prefix.clone(),
         batch_size: opts.batch_size,
         sources: opts.sources.clone(),
-        fill: params_text.clone(),
+        fill: id.params_text.clone(),
         datasets: Mutex::new(Vec::new()),
-        check_plans: plans,
+        check_plans: checked.plans,
         memory_limit: opts.memory_limit,
         timings: Mutex::new(BTreeMap::new()),
         capture: opts.capture.clone(),
         captured: Mutex::new(BTreeMap::new()),
-        line,
-    });
+        line: checked.line,
+    }
+}
 
-    let lineage_info = record::RunInfo {
+/// What the lineage events say of the run.
+fn lineage_info<'a>(shared: &'a Shared, id: &'a RunIdentity) -> record::RunInfo<'a> {
+    record::RunInfo {
         line: &shared.line,
         plans: &shared.check_plans,
         store_url: &shared.store.url,
-        run_id: &run_id,
+        run_id: &id.run_id,
         sources: shared.sources.clone(),
-        params: &params_text,
-    };
-    let lineage_dir = crate::store::layout::lineage(&line_name, &run_id);
-    let start_event = opts.recorder.start_event(&lineage_info, &started_at);
+        params: &id.params_text,
+    }
+}
+
+/// Writes (and, when configured, sends) the lineage event `name` of the run.
+async fn emit_event(
+    shared: &Shared,
+    opts: &RunOptions,
+    id: &RunIdentity,
+    name: &str,
+    event: &serde_json::Value,
+) {
+    let lineage_dir = crate::store::layout::lineage(&id.line_name, &id.run_id);
     emit_lineage(
         &shared.store,
-        &format!("{lineage_dir}/1-start.json"),
+        &format!("{lineage_dir}/{name}"),
         opts.lineage_url.as_deref(),
-        &start_event,
+        event,
         opts.recorder.as_ref(),
     )
     .await;
-    let result = scheduled(&shared, &opts, &scratch).await;
+}
 
-    let mut failure = result.err();
-    if failure.is_none() {
-        failure = account(&shared).err();
-    }
-    let quarantine_paths =
-        write_quarantine(&shared, &line_name, &period, &run_id, &mut failure).await;
-    drop(scratch);
-    #[cfg(feature = "ballista")]
-    if let Some(c) = &shared.cluster {
-        drop(work_lease);
-        c.clean(&shared.store.inner).await;
-    }
-    write_captures(&shared, &line_name, &run_id, &mut failure).await;
-
+/// The run report as the steps left it, before the release and the quality report.
+fn new_report(
+    shared: &Shared,
+    id: &RunIdentity,
+    codesets: BTreeMap<String, crate::line::codeset::CodesetUse>,
+    quarantine: Vec<String>,
+) -> RunReport {
     let mut report = RunReport {
-        run_id: run_id.clone(),
-        line: line_name.clone(),
+        run_id: id.run_id.clone(),
+        line: id.line_name.clone(),
         line_file: shared.line.file.clone(),
         line_hash: shared.line.hash.clone(),
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
-        params: params_text.clone(),
+        params: id.params_text.clone(),
         status: RunStatus::Succeeded,
         error: None,
-        started: started_at,
+        started: id.started_at.clone(),
         seconds: 0.0,
-        steps: step_reports(&shared),
+        steps: step_reports(shared),
         step_order: shared.line.dag.order.clone(),
-        codesets: codesets
-            .iter()
-            .map(|(k, v)| (k.clone(), v.usage()))
-            .collect(),
+        codesets,
         datasets: shared
             .datasets
             .lock()
             .map(|d| d.clone())
             .unwrap_or_default(),
         release: None,
-        quarantine: quarantine_paths,
+        quarantine,
         quality: Vec::new(),
     };
     report.datasets.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+    report
+}
 
+/// Publishes the release of a sound run; on a failure, removes it and records why.
+async fn settle(
+    shared: &Shared,
+    id: &RunIdentity,
+    report: &mut RunReport,
+    failure: &mut Option<RunFailure>,
+) {
     if failure.is_none() && !report.datasets.is_empty() {
-        match release(&shared, &report, &period).await {
-            Ok(()) => report.release = Some(release_prefix.clone()),
-            Err(e) => failure = Some(fail(RunCode::Write, e)),
+        match release(shared, report, &id.period).await {
+            Ok(()) => report.release = Some(id.release_prefix.clone()),
+            Err(e) => *failure = Some(fail(RunCode::Write, e)),
         }
     }
-    if let Some(f) = &failure {
-        crate::publish::remove_prefix(&shared.store.inner, &release_prefix).await;
+    if let Some(f) = failure.as_ref() {
+        crate::publish::remove_prefix(&shared.store.inner, &id.release_prefix).await;
         report.status = RunStatus::Failed;
         report.error = Some(f.clone());
     }
-    report.seconds = started.elapsed().as_secs_f64();
+}
+
+/// Writes the quality report and the lineage event of the run's end.
+async fn record_outcome(
+    shared: &Shared,
+    opts: &RunOptions,
+    id: &RunIdentity,
+    lineage_info: &record::RunInfo<'_>,
+    report: &mut RunReport,
+    failure: &mut Option<RunFailure>,
+) {
     write_quality(
-        &shared,
+        shared,
         opts.recorder.as_ref(),
-        &mut report,
-        &line_name,
-        &run_id,
-        &mut failure,
+        report,
+        &id.line_name,
+        &id.run_id,
+        failure,
     )
     .await;
     let finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let end_event = opts
-        .recorder
-        .end_event(&lineage_info, &finished_at, &report);
+    let end_event = opts.recorder.end_event(lineage_info, &finished_at, report);
     let end_name = if report.status == RunStatus::Succeeded {
         "2-complete.json"
     } else {
         "2-fail.json"
     };
-    emit_lineage(
-        &shared.store,
-        &format!("{lineage_dir}/{end_name}"),
-        opts.lineage_url.as_deref(),
-        &end_event,
-        opts.recorder.as_ref(),
-    )
-    .await;
-    let report_path = crate::store::layout::run_report(&line_name, &run_id);
+    emit_event(shared, opts, id, end_name, &end_event).await;
+}
+
+/// Writes the run report, ends the lease and gives the run's outcome.
+async fn conclude(
+    shared: &Shared,
+    id: &RunIdentity,
+    report: RunReport,
+    mut failure: Option<RunFailure>,
+    lease: crate::run::gc::Lease,
+) -> Result<RunReport, RunError> {
+    let run_id = &id.run_id;
+    let report_path = crate::store::layout::run_report(&id.line_name, run_id);
     if let Err(e) = crate::publish::put_text_json(&shared.store.inner, &report_path, &report).await
     {
         failure.get_or_insert(fail(RunCode::Write, e));
@@ -459,225 +586,4 @@ pub fn blocking_threads() -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    //! A crash at any write leaves the previous release intact.
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use async_trait::async_trait;
-    use futures::stream::BoxStream;
-    use object_store::path::Path;
-    use object_store::{
-        GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-        ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    };
-
-    use super::*;
-
-    /// A store that fails its `fail_at`-th write (counting from 0), like a crash or a full
-    /// disk at that moment; later writes fail too, as after a crash nothing more is written.
-    #[derive(Debug)]
-    struct Faulty {
-        inner: Arc<dyn ObjectStore>,
-        writes: AtomicUsize,
-        fail_at: usize,
-    }
-
-    impl std::fmt::Display for Faulty {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "Faulty({})", self.inner)
-        }
-    }
-
-    impl Faulty {
-        fn write(&self, location: &Path) -> object_store::Result<()> {
-            let n = self.writes.fetch_add(1, Ordering::SeqCst);
-            if n >= self.fail_at {
-                return Err(object_store::Error::Generic {
-                    store: "faulty",
-                    source: format!("injected failure at write {n} ({location})").into(),
-                });
-            }
-            Ok(())
-        }
-    }
-
-    #[async_trait]
-    impl ObjectStore for Faulty {
-        async fn put_opts(
-            &self,
-            location: &Path,
-            payload: PutPayload,
-            opts: PutOptions,
-        ) -> object_store::Result<PutResult> {
-            self.write(location)?;
-            self.inner.put_opts(location, payload, opts).await
-        }
-        async fn put_multipart_opts(
-            &self,
-            location: &Path,
-            opts: PutMultipartOptions,
-        ) -> object_store::Result<Box<dyn MultipartUpload>> {
-            self.write(location)?;
-            self.inner.put_multipart_opts(location, opts).await
-        }
-        async fn get_opts(
-            &self,
-            location: &Path,
-            options: GetOptions,
-        ) -> object_store::Result<GetResult> {
-            self.inner.get_opts(location, options).await
-        }
-        fn delete_stream(
-            &self,
-            locations: BoxStream<'static, object_store::Result<Path>>,
-        ) -> BoxStream<'static, object_store::Result<Path>> {
-            self.inner.delete_stream(locations)
-        }
-        fn list(
-            &self,
-            prefix: Option<&Path>,
-        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-            self.inner.list(prefix)
-        }
-        async fn list_with_delimiter(
-            &self,
-            prefix: Option<&Path>,
-        ) -> object_store::Result<ListResult> {
-            self.inner.list_with_delimiter(prefix).await
-        }
-        async fn copy_opts(
-            &self,
-            from: &Path,
-            to: &Path,
-            options: object_store::CopyOptions,
-        ) -> object_store::Result<()> {
-            self.write(to)?;
-            self.inner.copy_opts(from, to, options).await
-        }
-    }
-
-    fn root() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-    }
-
-    fn options(store: Arc<dyn ObjectStore>) -> RunOptions {
-        RunOptions {
-            store: Store {
-                url: "test".into(),
-                inner: store,
-                root: None,
-            },
-            params: vec![("period".into(), "2025-01".into())],
-            sources: BTreeMap::new(),
-            key: Some(b"failure-injection-key".to_vec()),
-            batch_size: 4,
-            progress: false,
-            capture: Default::default(),
-            engine: None,
-            lineage_url: None,
-            deadline: None,
-            recorder: crate::artefacts::recorder(),
-            memory_limit: None,
-        }
-    }
-
-    /// The release `latest.json` points at, checked object by object; None without one.
-    async fn current_release(store: &Arc<dyn ObjectStore>) -> Option<String> {
-        use sha2::Digest;
-        let pointer = store
-            .get(&Path::from("releases/mini/2025-01/latest.json"))
-            .await
-            .ok()?
-            .bytes()
-            .await
-            .ok()?;
-        let pointer: serde_json::Value =
-            serde_json::from_slice(&pointer).expect("the pointer is whole JSON");
-        let manifest_path = pointer["manifest"]
-            .as_str()
-            .expect("the pointer names a manifest");
-        let manifest = store
-            .get(&Path::from(manifest_path))
-            .await
-            .expect("the manifest exists")
-            .bytes()
-            .await
-            .unwrap();
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&manifest).expect("the manifest is whole JSON");
-        for o in manifest["objects"].as_array().unwrap() {
-            let bytes = store
-                .get(&Path::from(o["path"].as_str().unwrap()))
-                .await
-                .expect("a listed object exists")
-                .bytes()
-                .await
-                .unwrap();
-            assert_eq!(
-                hex::encode(sha2::Sha256::digest(&bytes)),
-                o["sha256"].as_str().unwrap(),
-                "{o}"
-            );
-        }
-        Some(pointer["run_id"].as_str().unwrap().to_string())
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failure_at_any_write_leaves_the_previous_release_valid() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = root().join("tests/data/mini/2025-01/a.csv");
-        std::fs::create_dir_all(dir.path().join("mini/2025-01")).unwrap();
-        std::fs::copy(&data, dir.path().join("mini/2025-01/a.csv")).unwrap();
-        let base: Arc<dyn ObjectStore> = crate::store::open(dir.path().to_str().unwrap())
-            .unwrap()
-            .inner;
-        let line = root().join("tests/lines/mini.yaml");
-        let first = run(&line, options(base.clone()))
-            .await
-            .map_err(|e| format!("{e:?}"))
-            .unwrap();
-        assert_eq!(
-            current_release(&base).await.as_deref(),
-            Some(first.run_id.as_str())
-        );
-
-        // Count the writes of a whole run.
-        let counting = Arc::new(Faulty {
-            inner: base.clone(),
-            writes: AtomicUsize::new(0),
-            fail_at: usize::MAX,
-        });
-        let second = run(&line, options(counting.clone()))
-            .await
-            .map_err(|e| format!("{e:?}"))
-            .unwrap();
-        let total = counting.writes.load(Ordering::SeqCst);
-        assert!(total >= 7, "only {total} writes");
-        let mut current = second.run_id.clone();
-
-        for fail_at in 0..total {
-            // Runs within one millisecond would share a run id; keep them apart.
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            let faulty = Arc::new(Faulty {
-                inner: base.clone(),
-                writes: AtomicUsize::new(0),
-                fail_at,
-            });
-            let result = run(&line, options(faulty)).await;
-            let now = current_release(&base)
-                .await
-                .expect("a release stays readable");
-            match result {
-                // Failed before the pointer: the previous release is still current.
-                Err(_) if now == current => {}
-                // Failed after the pointer (writing the run report): the new release is whole.
-                Err(_) => current = now,
-                Ok(r) => panic!(
-                    "write {fail_at} of {total} failed, yet the run {} succeeded",
-                    r.run_id
-                ),
-            }
-        }
-        assert!(current_release(&base).await.is_some());
-    }
-}
+mod tests;

@@ -12,27 +12,54 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::DataFusionError;
 use futures::StreamExt;
+use object_store::ObjectMeta;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 use valtava_plugin::{ParseRequest, SourceObject};
 
 use super::Shared;
 use super::report::{RunCode, RunFailure, fail};
+use crate::store::Location;
+
+/// The channel into a source step.
+type Tx = mpsc::Sender<Result<RecordBatch, DataFusionError>>;
 
 /// Lists a source's objects and streams their parsed rows into the source step.
 pub(super) async fn read_source(
     shared: Arc<Shared>,
     step: String,
-    tx: mpsc::Sender<Result<RecordBatch, DataFusionError>>,
+    tx: Tx,
 ) -> Result<(), RunFailure> {
     let spec = crate::line::load::step(&shared.line.spec, &step)
         .source
         .as_ref()
         .ok_or_else(|| fail(RunCode::Engine, "not a source"))?;
     let counters = shared.counters[&step].clone();
+    let (location, loc, objects) = list_objects(&shared, &step, spec, &tx).await?;
+    let reader = SourceReader::new(&shared, &step, spec, counters, &tx)?;
+    for meta in objects {
+        let name = if location.contains("://") || location.starts_with('/') {
+            format!("{}/{}", loc.store.url.trim_end_matches('/'), meta.location)
+        } else {
+            meta.location.to_string()
+        };
+        if !reader.read_object(&loc, &meta, name).await? {
+            return Ok(()); // the step stopped; its own error is reported
+        }
+    }
+    Ok(())
+}
+
+/// The source's filled-in location, where it is and its objects; none at all is R004.
+async fn list_objects(
+    shared: &Shared,
+    step: &str,
+    spec: &crate::line::spec::SourceSpec,
+    tx: &Tx,
+) -> Result<(String, Location, Vec<ObjectMeta>), RunFailure> {
     let template = shared
         .sources
-        .get(&step)
+        .get(step)
         .cloned()
         .unwrap_or_else(|| spec.location.value.clone());
     let location = crate::store::fill(&template, &shared.fill);
@@ -55,33 +82,77 @@ pub(super) async fn read_source(
             .await;
         return Err(e);
     }
-    let parser = crate::steps::source::parsers::get(&spec.format).ok_or_else(|| {
-        fail(
-            RunCode::Source,
-            format!("unknown format `{}`", spec.format.value),
-        )
-    })?;
-    let columns: Vec<String> = spec.columns.keys().map(|k| k.value.clone()).collect();
-    let types: Vec<arrow::datatypes::DataType> = spec
-        .columns
-        .values()
-        .map(|c| crate::plan::arrow_type(c.r#type.value))
-        .collect();
-    let raw_schema = crate::plan::raw_source_schema(spec);
-    let typed_schema = shared.check_plans[&step].output.clone();
-    let options = spec
-        .options
-        .as_ref()
-        .map(|o| o.value.clone())
-        .unwrap_or(serde_json::Value::Null);
-    for meta in objects {
-        let name = if location.contains("://") || location.starts_with('/') {
-            format!("{}/{}", loc.store.url.trim_end_matches('/'), meta.location)
-        } else {
-            meta.location.to_string()
-        };
-        counters.objects.fetch_add(1, Ordering::Relaxed);
-        counters.bytes_read.fetch_add(meta.size, Ordering::Relaxed);
+    Ok((location, loc, objects))
+}
+
+/// What reading one source's objects needs: parser, row shapes, counters and channel.
+struct SourceReader<'a> {
+    shared: &'a Shared,
+    step: &'a str,
+    counters: Arc<super::Counters>,
+    parser: Arc<dyn valtava_plugin::Parser>,
+    columns: Vec<String>,
+    types: Vec<arrow::datatypes::DataType>,
+    options: serde_json::Value,
+    raw_schema: SchemaRef,
+    typed_schema: SchemaRef,
+    tx: &'a Tx,
+}
+
+impl<'a> SourceReader<'a> {
+    /// The reader of source step `step`; an unknown format is an error (R003).
+    fn new(
+        shared: &'a Shared,
+        step: &'a str,
+        spec: &crate::line::spec::SourceSpec,
+        counters: Arc<super::Counters>,
+        tx: &'a Tx,
+    ) -> Result<Self, RunFailure> {
+        let parser = crate::steps::source::parsers::get(&spec.format).ok_or_else(|| {
+            fail(
+                RunCode::Source,
+                format!("unknown format `{}`", spec.format.value),
+            )
+        })?;
+        let columns: Vec<String> = spec.columns.keys().map(|k| k.value.clone()).collect();
+        let types: Vec<arrow::datatypes::DataType> = spec
+            .columns
+            .values()
+            .map(|c| crate::plan::arrow_type(c.r#type.value))
+            .collect();
+        let raw_schema = crate::plan::raw_source_schema(spec);
+        let typed_schema = shared.check_plans[step].output.clone();
+        let options = spec
+            .options
+            .as_ref()
+            .map(|o| o.value.clone())
+            .unwrap_or(serde_json::Value::Null);
+        Ok(Self {
+            shared,
+            step,
+            counters,
+            parser,
+            columns,
+            types,
+            options,
+            raw_schema,
+            typed_schema,
+            tx,
+        })
+    }
+
+    /// Parses one object and sends its rows on; false if the step stopped taking them.
+    async fn read_object(
+        &self,
+        loc: &Location,
+        meta: &ObjectMeta,
+        name: String,
+    ) -> Result<bool, RunFailure> {
+        let (shared, step) = (self.shared, self.step);
+        self.counters.objects.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_read
+            .fetch_add(meta.size, Ordering::Relaxed);
         debug!(object = %name, bytes = meta.size, "reading");
         let object = SourceObject {
             store: loc.store.inner.clone(),
@@ -90,14 +161,14 @@ pub(super) async fn read_source(
             name: name.clone(),
         };
         let request = ParseRequest {
-            columns: columns.clone(),
-            types: types.clone(),
-            options: options.clone(),
+            columns: self.columns.clone(),
+            types: self.types.clone(),
+            options: self.options.clone(),
             batch_size: shared.batch_size,
             base_dir: Some(shared.line.dir.clone()),
             limits: shared.line.spec.limits.parser_limits(),
         };
-        let mut stream = valtava_plugin::guarded(parser.parse(object, request), name.clone());
+        let mut stream = valtava_plugin::guarded(self.parser.parse(object, request), name.clone());
         while let Some(parsed) = stream.next().await {
             let parsed = match parsed {
                 Ok(p) => p,
@@ -105,51 +176,64 @@ pub(super) async fn read_source(
                     // The object is quarantined whole; the rows it gave before the bound
                     // stay counted as read.
                     warn!(object = %name, "{}", crate::redact::scrubbed(e.to_string()));
-                    limit_reached(&shared, &step, &typed_schema, &name, meta.size, &e)?;
+                    limit_reached(shared, step, &self.typed_schema, &name, meta.size, &e)?;
                     break;
                 }
                 Err(e) => {
                     let f = fail(RunCode::Source, format!("source `{step}`: {e}"));
-                    let _ = tx
+                    let _ = self
+                        .tx
                         .send(Err(DataFusionError::Execution(f.message.clone())))
                         .await;
                     return Err(f);
                 }
             };
+            self.count(&name, meta.size, &parsed)?;
             let n = parsed.batch.num_rows();
-            counters
-                .rows_in
-                .fetch_add((n + parsed.rejects.len()) as u64, Ordering::Relaxed);
-            if parsed.rejects.iter().any(|r| r.row == 0) {
-                counters
-                    .bytes_failed
-                    .fetch_add(meta.size, Ordering::Relaxed);
-            }
-            if !parsed.rejects.is_empty() {
-                counters
-                    .quarantined
-                    .fetch_add(parsed.rejects.len() as u64, Ordering::Relaxed);
-                if let Ok(mut q) = counters.quality.lock() {
-                    *q.violations.entry("parse".into()).or_default() += parsed.rejects.len() as u64;
-                }
-                shared
-                    .quarantine
-                    .write_unparsed(&step, &typed_schema, &name, &parsed.rejects)
-                    .map_err(|e| fail(RunCode::Write, e))?;
-            }
             if n == 0 {
                 continue;
             }
             let mut cols: Vec<ArrayRef> = parsed.batch.columns().to_vec();
             cols.push(Arc::new(StringArray::from(vec![name.as_str(); n])));
-            let batch = RecordBatch::try_new(raw_schema.clone(), coerce(cols, &raw_schema)?)
-                .map_err(|e| fail(RunCode::Source, format!("{name}: {e}")))?;
-            if tx.send(Ok(batch)).await.is_err() {
-                return Ok(()); // the step stopped; its own error is reported
+            let batch =
+                RecordBatch::try_new(self.raw_schema.clone(), coerce(cols, &self.raw_schema)?)
+                    .map_err(|e| fail(RunCode::Source, format!("{name}: {e}")))?;
+            if self.tx.send(Ok(batch)).await.is_err() {
+                return Ok(false);
             }
         }
+        Ok(true)
     }
-    Ok(())
+
+    /// Counts a parsed batch's rows and rejects, and quarantines the rejects (rule `parse`).
+    fn count(
+        &self,
+        name: &str,
+        size: u64,
+        parsed: &valtava_plugin::ParsedBatch,
+    ) -> Result<(), RunFailure> {
+        let counters = &self.counters;
+        let n = parsed.batch.num_rows();
+        counters
+            .rows_in
+            .fetch_add((n + parsed.rejects.len()) as u64, Ordering::Relaxed);
+        if parsed.rejects.iter().any(|r| r.row == 0) {
+            counters.bytes_failed.fetch_add(size, Ordering::Relaxed);
+        }
+        if !parsed.rejects.is_empty() {
+            counters
+                .quarantined
+                .fetch_add(parsed.rejects.len() as u64, Ordering::Relaxed);
+            if let Ok(mut q) = counters.quality.lock() {
+                *q.violations.entry("parse".into()).or_default() += parsed.rejects.len() as u64;
+            }
+            self.shared
+                .quarantine
+                .write_unparsed(self.step, &self.typed_schema, name, &parsed.rejects)
+                .map_err(|e| fail(RunCode::Write, e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Quarantines an object that reached a reader limit: one row-0 reject (the whole object)

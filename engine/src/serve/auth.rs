@@ -97,72 +97,8 @@ pub(super) fn read_tokens(path: &FsPath) -> Result<Vec<Token>, String> {
         serde_saphyr::from_str(&text).map_err(|e| format!("token file {}: {e}", path.display()))?;
     let mut out = Vec::new();
     for t in file.tokens {
-        let digest: [u8; 32] = match (&t.token, &t.sha256) {
-            (Some(tok), None) => {
-                if tok.len() < 16 {
-                    return Err(format!(
-                        "token file {}: token `{}` is shorter than 16 characters",
-                        path.display(),
-                        t.name
-                    ));
-                }
-                Sha256::digest(tok.as_bytes()).into()
-            }
-            (None, Some(h)) => hex::decode(h)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-                .ok_or_else(|| {
-                    format!(
-                        "token file {}: sha256 of `{}` is not 64 hex digits",
-                        path.display(),
-                        t.name
-                    )
-                })?,
-            _ => {
-                return Err(format!(
-                    "token file {}: `{}` needs exactly one of `token` and `sha256`",
-                    path.display(),
-                    t.name
-                ));
-            }
-        };
-        if weak_digest(&digest) {
-            return Err(format!(
-                "token file {}: the token of `{}` is a well-known weak one; make a long random one (e.g. `openssl rand -hex 32`)",
-                path.display(),
-                t.name
-            ));
-        }
-        if t.roles.iter().any(|r| r == "upload") && t.submitters.is_empty() {
-            return Err(format!(
-                "token file {}: upload token `{}` names no `submitters` (whose files it uploads, e.g. county codes)",
-                path.display(),
-                t.name
-            ));
-        }
-        // Letters and digits only: with `_` or `-` in a name, `a` would own `a-b_1.csv`
-        // as well as `a-b` does, and the separator rule could not tell whose file it is.
-        if let Some(s) = t
-            .submitters
-            .iter()
-            .find(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric()))
-        {
-            return Err(format!(
-                "token file {}: submitter `{s}` of `{}` is not letters and digits only",
-                path.display(),
-                t.name
-            ));
-        }
-        for r in &t.roles {
-            if !ROLES.contains(&r.as_str()) {
-                return Err(format!(
-                    "token file {}: unknown role `{r}` of `{}` (roles: {})",
-                    path.display(),
-                    t.name,
-                    ROLES.join(", ")
-                ));
-            }
-        }
+        let digest = spec_digest(&t, path)?;
+        check_spec(&t, &digest, path)?;
         out.push(Token {
             name: t.name,
             digest,
@@ -172,6 +108,83 @@ pub(super) fn read_tokens(path: &FsPath) -> Result<Vec<Token>, String> {
         });
     }
     Ok(out)
+}
+
+/// The digest of a token of the file at `path`: of its `token` (at least 16 characters), or
+/// its `sha256` (64 hex digits); exactly one of them is given.
+fn spec_digest(t: &TokenSpec, path: &FsPath) -> Result<[u8; 32], String> {
+    Ok(match (&t.token, &t.sha256) {
+        (Some(tok), None) => {
+            if tok.len() < 16 {
+                return Err(format!(
+                    "token file {}: token `{}` is shorter than 16 characters",
+                    path.display(),
+                    t.name
+                ));
+            }
+            Sha256::digest(tok.as_bytes()).into()
+        }
+        (None, Some(h)) => hex::decode(h)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .ok_or_else(|| {
+                format!(
+                    "token file {}: sha256 of `{}` is not 64 hex digits",
+                    path.display(),
+                    t.name
+                )
+            })?,
+        _ => {
+            return Err(format!(
+                "token file {}: `{}` needs exactly one of `token` and `sha256`",
+                path.display(),
+                t.name
+            ));
+        }
+    })
+}
+
+/// Refuses a token of the file at `path` that is weak, an upload token without submitters,
+/// a submitter name that is not letters and digits, or an unknown role.
+fn check_spec(t: &TokenSpec, digest: &[u8; 32], path: &FsPath) -> Result<(), String> {
+    if weak_digest(digest) {
+        return Err(format!(
+            "token file {}: the token of `{}` is a well-known weak one; make a long random one (e.g. `openssl rand -hex 32`)",
+            path.display(),
+            t.name
+        ));
+    }
+    if t.roles.iter().any(|r| r == "upload") && t.submitters.is_empty() {
+        return Err(format!(
+            "token file {}: upload token `{}` names no `submitters` (whose files it uploads, e.g. county codes)",
+            path.display(),
+            t.name
+        ));
+    }
+    // Letters and digits only: with `_` or `-` in a name, `a` would own `a-b_1.csv`
+    // as well as `a-b` does, and the separator rule could not tell whose file it is.
+    if let Some(s) = t
+        .submitters
+        .iter()
+        .find(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric()))
+    {
+        return Err(format!(
+            "token file {}: submitter `{s}` of `{}` is not letters and digits only",
+            path.display(),
+            t.name
+        ));
+    }
+    for r in &t.roles {
+        if !ROLES.contains(&r.as_str()) {
+            return Err(format!(
+                "token file {}: unknown role `{r}` of `{}` (roles: {})",
+                path.display(),
+                t.name,
+                ROLES.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Equality of two digests in time that does not depend on where they differ.

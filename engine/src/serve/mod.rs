@@ -550,29 +550,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
             Vec::new()
         }
     };
-    let app = Arc::new(App {
-        store: opts.store.clone(),
-        lines,
-        key: opts.key.clone(),
-        tokens,
-        workers: opts.workers.max(1),
-        max_upload: opts.max_upload,
-        assets: opts.assets.clone(),
-        engine: opts.engine.clone(),
-        jobs: Mutex::new(BTreeMap::new()),
-        wake: Notify::new(),
-        stopping: AtomicBool::new(false),
-        running: AtomicU64::new(0),
-        seq: AtomicU64::new(1),
-        metrics: Mutex::new(Metrics::default()),
-        started: Instant::now(),
-        in_flight: Arc::new(tokio::sync::Semaphore::new(opts.max_requests.max(1))),
-        settle: opts.settle,
-        deadline: opts.deadline,
-        max_attempts: opts.max_attempts,
-        memory_limit: opts.memory_limit,
-        manifests: Default::default(),
-    });
+    let app = Arc::new(new_app(&opts, lines, tokens));
     let collected = crate::run::gc::collect(&app.store).await;
     if !collected.is_empty() {
         info!(
@@ -609,7 +587,40 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
     for t in &tasks {
         t.abort();
     }
-    let deadline = Instant::now() + opts.grace;
+    wait_for_runs(&app, opts.grace).await;
+    Ok(())
+}
+
+/// The state the daemon's tasks and handlers share, before any job is queued.
+fn new_app(opts: &ServeOptions, lines: BTreeMap<String, LineEntry>, tokens: Vec<Token>) -> App {
+    App {
+        store: opts.store.clone(),
+        lines,
+        key: opts.key.clone(),
+        tokens,
+        workers: opts.workers.max(1),
+        max_upload: opts.max_upload,
+        assets: opts.assets.clone(),
+        engine: opts.engine.clone(),
+        jobs: Mutex::new(BTreeMap::new()),
+        wake: Notify::new(),
+        stopping: AtomicBool::new(false),
+        running: AtomicU64::new(0),
+        seq: AtomicU64::new(1),
+        metrics: Mutex::new(Metrics::default()),
+        started: Instant::now(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(opts.max_requests.max(1))),
+        settle: opts.settle,
+        deadline: opts.deadline,
+        max_attempts: opts.max_attempts,
+        memory_limit: opts.memory_limit,
+        manifests: Default::default(),
+    }
+}
+
+/// Waits up to `grace` for the runs under way to end, and logs whether any was left.
+async fn wait_for_runs(app: &App, grace: Duration) {
+    let deadline = Instant::now() + grace;
     while app.running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -622,7 +633,6 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
     } else {
         info!("stopped");
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -141,19 +141,7 @@ const SEEN: &str = crate::store::layout::INBOX_SEEN;
 /// Lists the inboxes of every line and queues a run for each line and period with new or
 /// changed objects. The first listing of a new daemon only records what is there.
 pub(super) async fn arrivals(app: Arc<App>, poll: Duration) {
-    let mut seen: BTreeMap<String, String> = match app.get_bytes(SEEN).await {
-        Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
-        None => {
-            let now = scan(&app).await;
-            let seen: BTreeMap<String, String> = now
-                .into_iter()
-                .map(|(k, o)| (crate::redact::scrubbed(&k), o.version))
-                .collect();
-            info!(objects = seen.len(), "inboxes recorded");
-            app.put_json(SEEN, &seen).await;
-            seen
-        }
-    };
+    let mut seen = recorded(&app).await;
     let settle = chrono::TimeDelta::from_std(app.settle).unwrap_or(chrono::TimeDelta::MAX);
     // When this daemon first saw each object's current version, on its own monotonic
     // clock: a modification time in the future (a skewed store clock, or a file touched
@@ -163,67 +151,115 @@ pub(super) async fn arrivals(app: Arc<App>, poll: Duration) {
         let now = scan(&app).await;
         let clock = chrono::Utc::now();
         first_seen.retain(|path, _| now.contains_key(path));
-        let mut due: BTreeSet<(String, String)> = BTreeSet::new();
-        // A period with an object changed within the settle time may still be being
-        // copied: it is not run, and its changes stay unrecorded until it settles.
-        let mut unsettled: BTreeSet<(String, String)> = BTreeSet::new();
-        for (path, o) in &now {
-            let group = (o.line.clone(), o.period.clone());
-            let seen_at = match first_seen.get(path) {
-                Some((v, at)) if *v == o.version => *at,
-                _ => {
-                    let at = Instant::now();
-                    first_seen.insert(path.clone(), (o.version.clone(), at));
-                    at
-                }
-            };
-            if clock - o.modified < settle && seen_at.elapsed() < app.settle {
-                unsettled.insert(group.clone());
-            }
-            // Recorded under their scrubbed names (an object may be named after a person).
-            if seen.get(&crate::redact::scrubbed(path)) != Some(&o.version) {
-                info!(object = %path, line = %o.line, period = %o.period, "object arrived");
-                due.insert(group);
-            }
-        }
+        let (mut due, unsettled) = changes(&now, &seen, &mut first_seen, clock, settle, app.settle);
         due.retain(|g| !unsettled.contains(g));
-        let next: BTreeMap<String, String> = now
-            .iter()
-            .filter_map(|(path, o)| {
-                let name = crate::redact::scrubbed(path);
-                if unsettled.contains(&(o.line.clone(), o.period.clone())) {
-                    seen.get(&name).map(|v| (name, v.clone()))
-                } else {
-                    Some((name, o.version.clone()))
-                }
-            })
-            .collect();
+        let next = next_seen(&now, &seen, &unsettled);
         if next != seen {
             seen = next;
             app.put_json(SEEN, &seen).await;
         }
-        for (line, period) in due {
-            let Some(e) = app.lines.get(&line) else {
-                continue;
-            };
-            let params = vec![("period".to_string(), period.clone())];
-            if let Err(err) = crate::plan::check::bind_params(&e.line, Some(&params)) {
-                warn!(line = %line, period = %period, "arrival ignored: {err}");
-                continue;
-            }
-            app.enqueue(
-                &line,
-                BTreeMap::from([("period".into(), period)]),
-                "arrival",
-            )
-            .await;
-        }
+        enqueue_due(&app, due).await;
         for _ in 0..poll.as_millis().div_ceil(200).max(1) {
             if app.stopping.load(Ordering::SeqCst) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// What the store records as seen (by scrubbed path, each object's version); with no
+/// record yet, what the inboxes hold now, recorded.
+async fn recorded(app: &App) -> BTreeMap<String, String> {
+    match app.get_bytes(SEEN).await {
+        Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        None => {
+            let now = scan(app).await;
+            let seen: BTreeMap<String, String> = now
+                .into_iter()
+                .map(|(k, o)| (crate::redact::scrubbed(&k), o.version))
+                .collect();
+            info!(objects = seen.len(), "inboxes recorded");
+            app.put_json(SEEN, &seen).await;
+            seen
+        }
+    }
+}
+
+/// (line, period) pairs.
+type Periods = BTreeSet<(String, String)>;
+
+/// The lines and periods of the objects listed `now`: those with an object not `seen` in its
+/// version (due), and those with an object changed within the settle time (unsettled: it
+/// may still be being copied, so the period is not run yet).
+fn changes(
+    now: &BTreeMap<String, Arrived>,
+    seen: &BTreeMap<String, String>,
+    first_seen: &mut HashMap<String, (String, Instant)>,
+    clock: chrono::DateTime<chrono::Utc>,
+    settle: chrono::TimeDelta,
+    settle_std: Duration,
+) -> (Periods, Periods) {
+    let mut due: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut unsettled: BTreeSet<(String, String)> = BTreeSet::new();
+    for (path, o) in now {
+        let group = (o.line.clone(), o.period.clone());
+        let seen_at = match first_seen.get(path) {
+            Some((v, at)) if *v == o.version => *at,
+            _ => {
+                let at = Instant::now();
+                first_seen.insert(path.clone(), (o.version.clone(), at));
+                at
+            }
+        };
+        if clock - o.modified < settle && seen_at.elapsed() < settle_std {
+            unsettled.insert(group.clone());
+        }
+        // Recorded under their scrubbed names (an object may be named after a person).
+        if seen.get(&crate::redact::scrubbed(path)) != Some(&o.version) {
+            info!(object = %path, line = %o.line, period = %o.period, "object arrived");
+            due.insert(group);
+        }
+    }
+    (due, unsettled)
+}
+
+/// The record of what was seen after this listing: every object's version, but the
+/// changes of an unsettled period stay unrecorded until it settles.
+fn next_seen(
+    now: &BTreeMap<String, Arrived>,
+    seen: &BTreeMap<String, String>,
+    unsettled: &BTreeSet<(String, String)>,
+) -> BTreeMap<String, String> {
+    now.iter()
+        .filter_map(|(path, o)| {
+            let name = crate::redact::scrubbed(path);
+            if unsettled.contains(&(o.line.clone(), o.period.clone())) {
+                seen.get(&name).map(|v| (name, v.clone()))
+            } else {
+                Some((name, o.version.clone()))
+            }
+        })
+        .collect()
+}
+
+/// Queues a run for each due line and period whose period the line accepts.
+async fn enqueue_due(app: &App, due: BTreeSet<(String, String)>) {
+    for (line, period) in due {
+        let Some(e) = app.lines.get(&line) else {
+            continue;
+        };
+        let params = vec![("period".to_string(), period.clone())];
+        if let Err(err) = crate::plan::check::bind_params(&e.line, Some(&params)) {
+            warn!(line = %line, period = %period, "arrival ignored: {err}");
+            continue;
+        }
+        app.enqueue(
+            &line,
+            BTreeMap::from([("period".into(), period)]),
+            "arrival",
+        )
+        .await;
     }
 }
 

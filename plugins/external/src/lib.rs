@@ -173,28 +173,7 @@ async fn run_program(
     base_dir: Option<&std::path::Path>,
 ) -> Result<Vec<u8>, String> {
     let (program, args) = options.command.split_first().ok_or("no command")?;
-    let mut command = tokio::process::Command::new(program);
-    if let Some(dir) = base_dir.filter(|d| !d.as_os_str().is_empty()) {
-        command.current_dir(dir);
-    }
-    command.env_clear();
-    for name in BASE_ENV
-        .iter()
-        .copied()
-        .chain(options.env.iter().map(String::as_str))
-        .filter(|n| !secret(n))
-    {
-        if let Some(v) = std::env::var_os(name) {
-            command.env(name, v);
-        }
-    }
-    let mut child = command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
+    let mut child = command(program, args, options, base_dir)
         .spawn()
         .map_err(|e| format!("cannot start `{program}`: {}", e.kind()))?;
     let group = Group(child.id());
@@ -234,12 +213,58 @@ async fn run_program(
             ));
         }
     };
+    judge(status, out, &err, object, program, options)
+}
+
+/// The command that runs the program: in the line file's folder, with only the variables it
+/// may have, its pipes to the engine, in a process group of its own.
+fn command(
+    program: &str,
+    args: &[String],
+    options: &ExternalOptions,
+    base_dir: Option<&std::path::Path>,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    if let Some(dir) = base_dir.filter(|d| !d.as_os_str().is_empty()) {
+        command.current_dir(dir);
+    }
+    command.env_clear();
+    for name in BASE_ENV
+        .iter()
+        .copied()
+        .chain(options.env.iter().map(String::as_str))
+        .filter(|n| !secret(n))
+    {
+        if let Some(v) = std::env::var_os(name) {
+            command.env(name, v);
+        }
+    }
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    command
+}
+
+/// What a program that finished gave: its output, or why it failed (output over the limit,
+/// unreadable, or a failing exit status). Its standard error goes to the log.
+fn judge(
+    status: std::process::ExitStatus,
+    out: std::io::Result<(Vec<u8>, bool)>,
+    err: &[u8],
+    object: &SourceObject,
+    program: &str,
+    options: &ExternalOptions,
+) -> Result<Vec<u8>, String> {
     if !err.is_empty() {
         tracing::warn!(
             object = %object.name,
             program = %program,
             "external parser's standard error: {}",
-            String::from_utf8_lossy(&err).trim()
+            String::from_utf8_lossy(err).trim()
         );
     }
     let out = match out {

@@ -378,40 +378,7 @@ pub fn eval(e: &Expr, input: &[Item], ctx: &Context) -> Result<Vec<Item>, String
             .get(v)
             .cloned()
             .ok_or_else(|| format!("unknown constant %{v}"))?,
-        Expr::Member(on, name) => {
-            let base = eval_base(on, input, ctx)?;
-            let mut out = Vec::new();
-            for item in base.iter() {
-                let Value::Object(o) = &item.value else {
-                    continue;
-                };
-                // `Patient.name` starts at the resource itself.
-                if matches!(**on, Expr::This)
-                    && o.get("resourceType").and_then(Value::as_str) == Some(name.as_str())
-                {
-                    out.push(item.clone());
-                    continue;
-                }
-                match o.get(name) {
-                    Some(Value::Array(a)) => out.extend(a.iter().cloned().map(Item::plain)),
-                    Some(Value::Null) | None => {
-                        // A choice element `value[x]` is stored as `valueQuantity` etc.
-                        for (k, v) in o {
-                            if let Some(rest) = k.strip_prefix(name.as_str())
-                                && rest.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-                            {
-                                out.push(Item {
-                                    value: v.clone(),
-                                    choice: Some(rest.to_string()),
-                                });
-                            }
-                        }
-                    }
-                    Some(v) => out.push(Item::plain(v.clone())),
-                }
-            }
-            out
-        }
+        Expr::Member(on, name) => member(on, name, input, ctx)?,
         Expr::Index(on, idx) => {
             let base = eval_base(on, input, ctx)?;
             let i = eval(idx, input, ctx)?;
@@ -431,96 +398,149 @@ pub fn eval(e: &Expr, input: &[Item], ctx: &Context) -> Result<Vec<Item>, String
                 )
             })
             .collect(),
-        Expr::Binary(op, l, r) => {
-            let a = eval(l, input, ctx)?;
-            match op.as_str() {
-                "and" | "or" | "xor" | "implies" => {
-                    let b = eval(r, input, ctx)?;
-                    let (x, y) = (truthy(&a), truthy(&b));
-                    boolean(match op.as_str() {
-                        "and" => match (x, y) {
-                            (Some(false), _) | (_, Some(false)) => Some(false),
-                            (Some(true), Some(true)) => Some(true),
-                            _ => None,
-                        },
-                        "or" => match (x, y) {
-                            (Some(true), _) | (_, Some(true)) => Some(true),
-                            (Some(false), Some(false)) => Some(false),
-                            _ => None,
-                        },
-                        "xor" => x.zip(y).map(|(x, y)| x != y),
-                        _ => match (x, y) {
-                            (Some(false), _) | (_, Some(true)) => Some(true),
-                            (Some(true), Some(false)) => Some(false),
-                            _ => None,
-                        },
-                    })
-                }
-                "|" => {
-                    let b = eval(r, input, ctx)?;
-                    let mut out: Vec<Item> = Vec::new();
-                    for i in a.into_iter().chain(b) {
-                        if !out.iter().any(|o| o.value == i.value) {
-                            out.push(i);
-                        }
-                    }
-                    out
-                }
-                _ => {
-                    let b = eval(r, input, ctx)?;
-                    if a.is_empty() || b.is_empty() {
-                        return Ok(vec![]);
-                    }
-                    if a.len() > 1 || b.len() > 1 {
-                        return Err(format!("`{op}` needs single values"));
-                    }
-                    let (x, y) = (&a[0].value, &b[0].value);
-                    match op.as_str() {
-                        "=" | "~" => boolean(Some(
-                            x == y || compare(x, y) == Some(std::cmp::Ordering::Equal),
-                        )),
-                        "!=" | "!~" => boolean(Some(
-                            !(x == y || compare(x, y) == Some(std::cmp::Ordering::Equal)),
-                        )),
-                        "<" => boolean(compare(x, y).map(|o| o.is_lt())),
-                        "<=" => boolean(compare(x, y).map(|o| o.is_le())),
-                        ">" => boolean(compare(x, y).map(|o| o.is_gt())),
-                        ">=" => boolean(compare(x, y).map(|o| o.is_ge())),
-                        "&" => vec![Item::plain(Value::String(format!(
-                            "{}{}",
-                            x.as_str().unwrap_or_default(),
-                            y.as_str().unwrap_or_default()
-                        )))],
-                        "+" if x.is_string() => vec![Item::plain(Value::String(format!(
-                            "{}{}",
-                            x.as_str().unwrap_or_default(),
-                            y.as_str().unwrap_or_default()
-                        )))],
-                        _ => {
-                            let (Some(p), Some(q)) = (x.as_f64(), y.as_f64()) else {
-                                return Err(format!("`{op}` needs numbers"));
-                            };
-                            let ints = (x.is_i64() || x.is_u64()) && (y.is_i64() || y.is_u64());
-                            let v = match op.as_str() {
-                                "+" => number(p + q, ints),
-                                "-" => number(p - q, ints),
-                                "*" => number(p * q, ints),
-                                "/" if q != 0.0 => number(p / q, false),
-                                "div" if q != 0.0 => number((p / q).trunc(), true),
-                                "mod" if q != 0.0 => number(p % q, ints),
-                                _ => return Ok(vec![]),
-                            };
-                            vec![Item::plain(v)]
-                        }
-                    }
-                }
-            }
-        }
+        Expr::Binary(op, l, r) => binary(op, l, r, input, ctx)?,
         Expr::Call(on, name, args) => {
             let base = eval_base(on, input, ctx)?;
             call(name, &base, args, ctx)?
         }
     })
+}
+
+/// `.name` on what `on` gives: the elements of that name (an array's items one by one), the
+/// resource itself where a path starts with its type, or the typed forms of a choice element.
+fn member(on: &Expr, name: &str, input: &[Item], ctx: &Context) -> Result<Vec<Item>, String> {
+    let base = eval_base(on, input, ctx)?;
+    let mut out = Vec::new();
+    for item in base.iter() {
+        let Value::Object(o) = &item.value else {
+            continue;
+        };
+        // `Patient.name` starts at the resource itself.
+        if matches!(on, Expr::This) && o.get("resourceType").and_then(Value::as_str) == Some(name) {
+            out.push(item.clone());
+            continue;
+        }
+        match o.get(name) {
+            Some(Value::Array(a)) => out.extend(a.iter().cloned().map(Item::plain)),
+            Some(Value::Null) | None => {
+                // A choice element `value[x]` is stored as `valueQuantity` etc.
+                for (k, v) in o {
+                    if let Some(rest) = k.strip_prefix(name)
+                        && rest.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                    {
+                        out.push(Item {
+                            value: v.clone(),
+                            choice: Some(rest.to_string()),
+                        });
+                    }
+                }
+            }
+            Some(v) => out.push(Item::plain(v.clone())),
+        }
+    }
+    Ok(out)
+}
+
+/// A binary operator: both sides are evaluated, the left first, before it is applied.
+fn binary(
+    op: &str,
+    l: &Expr,
+    r: &Expr,
+    input: &[Item],
+    ctx: &Context,
+) -> Result<Vec<Item>, String> {
+    let a = eval(l, input, ctx)?;
+    let b = eval(r, input, ctx)?;
+    Ok(match op {
+        "and" | "or" | "xor" | "implies" => logical(op, &a, &b),
+        "|" => {
+            let mut out: Vec<Item> = Vec::new();
+            for i in a.into_iter().chain(b) {
+                if !out.iter().any(|o| o.value == i.value) {
+                    out.push(i);
+                }
+            }
+            out
+        }
+        _ => return single_values(op, &a, &b),
+    })
+}
+
+/// `and`, `or`, `xor` and `implies` in three-valued logic (an empty side is unknown).
+fn logical(op: &str, a: &[Item], b: &[Item]) -> Vec<Item> {
+    let (x, y) = (truthy(a), truthy(b));
+    boolean(match op {
+        "and" => match (x, y) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        "or" => match (x, y) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        "xor" => x.zip(y).map(|(x, y)| x != y),
+        _ => match (x, y) {
+            (Some(false), _) | (_, Some(true)) => Some(true),
+            (Some(true), Some(false)) => Some(false),
+            _ => None,
+        },
+    })
+}
+
+/// An operator on one value a side (comparison, `&`, arithmetic): empty if a side is empty,
+/// an error if a side has more than one.
+fn single_values(op: &str, a: &[Item], b: &[Item]) -> Result<Vec<Item>, String> {
+    if a.is_empty() || b.is_empty() {
+        return Ok(vec![]);
+    }
+    if a.len() > 1 || b.len() > 1 {
+        return Err(format!("`{op}` needs single values"));
+    }
+    let (x, y) = (&a[0].value, &b[0].value);
+    Ok(match op {
+        "=" | "~" => boolean(Some(
+            x == y || compare(x, y) == Some(std::cmp::Ordering::Equal),
+        )),
+        "!=" | "!~" => boolean(Some(
+            !(x == y || compare(x, y) == Some(std::cmp::Ordering::Equal)),
+        )),
+        "<" => boolean(compare(x, y).map(|o| o.is_lt())),
+        "<=" => boolean(compare(x, y).map(|o| o.is_le())),
+        ">" => boolean(compare(x, y).map(|o| o.is_gt())),
+        ">=" => boolean(compare(x, y).map(|o| o.is_ge())),
+        "&" => vec![Item::plain(Value::String(format!(
+            "{}{}",
+            x.as_str().unwrap_or_default(),
+            y.as_str().unwrap_or_default()
+        )))],
+        "+" if x.is_string() => vec![Item::plain(Value::String(format!(
+            "{}{}",
+            x.as_str().unwrap_or_default(),
+            y.as_str().unwrap_or_default()
+        )))],
+        _ => return arithmetic(op, x, y),
+    })
+}
+
+/// `+`, `-`, `*`, `/`, `div` and `mod` on two numbers: integers stay integers (but for `/`),
+/// and dividing by zero gives nothing.
+fn arithmetic(op: &str, x: &Value, y: &Value) -> Result<Vec<Item>, String> {
+    let (Some(p), Some(q)) = (x.as_f64(), y.as_f64()) else {
+        return Err(format!("`{op}` needs numbers"));
+    };
+    let ints = (x.is_i64() || x.is_u64()) && (y.is_i64() || y.is_u64());
+    let v = match op {
+        "+" => number(p + q, ints),
+        "-" => number(p - q, ints),
+        "*" => number(p * q, ints),
+        "/" if q != 0.0 => number(p / q, false),
+        "div" if q != 0.0 => number((p / q).trunc(), true),
+        "mod" if q != 0.0 => number(p % q, ints),
+        _ => return Ok(vec![]),
+    };
+    Ok(vec![Item::plain(v)])
 }
 
 /// What a path step applies to: the input itself for `$this` (not a copy of it: the
@@ -591,57 +611,11 @@ fn call(name: &str, base: &[Item], args: &[Expr], ctx: &Context) -> Result<Vec<I
         "ofType" => {
             let t = arg_string(args, 0, base, ctx)?.ok_or("ofType() needs a type")?;
             let t = t.rsplit('.').next().unwrap_or(&t).to_string();
-            base.iter()
-                .filter(|i| match &i.choice {
-                    Some(c) => c.eq_ignore_ascii_case(&t),
-                    None => match &i.value {
-                        Value::Object(o) => {
-                            o.get("resourceType").and_then(Value::as_str) == Some(t.as_str())
-                        }
-                        Value::Bool(_) => t == "boolean",
-                        Value::String(_) => {
-                            PRIMITIVES.contains(&t.as_str())
-                                && ![
-                                    "boolean",
-                                    "integer",
-                                    "decimal",
-                                    "positiveInt",
-                                    "unsignedInt",
-                                ]
-                                .contains(&t.as_str())
-                        }
-                        Value::Number(n) => {
-                            (t == "decimal")
-                                || (n.is_i64() || n.is_u64())
-                                    && ["integer", "positiveInt", "unsignedInt", "integer64"]
-                                        .contains(&t.as_str())
-                        }
-                        _ => false,
-                    },
-                })
-                .cloned()
-                .collect()
+            base.iter().filter(|i| of_type(i, &t)).cloned().collect()
         }
         "extension" => {
             let url = arg_string(args, 0, base, ctx)?;
-            let mut out = Vec::new();
-            for item in base {
-                for ext in item
-                    .value
-                    .get("extension")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if url
-                        .as_deref()
-                        .is_none_or(|u| ext.get("url").and_then(Value::as_str) == Some(u))
-                    {
-                        out.push(Item::plain(ext.clone()));
-                    }
-                }
-            }
-            out
+            extensions(base, url.as_deref())
         }
         "getResourceKey" => base
             .iter()
@@ -652,22 +626,7 @@ fn call(name: &str, base: &[Item], args: &[Expr], ctx: &Context) -> Result<Vec<I
             let want = arg_string(args, 0, base, ctx)?;
             base.iter()
                 .filter_map(|i| i.value.get("reference").and_then(Value::as_str))
-                .filter_map(|r| {
-                    let parts: Vec<&str> = r.trim_end_matches('/').split('/').collect();
-                    let (ty, id) = match parts.as_slice() {
-                        [.., ty, "_history", _] => (*ty, parts.get(parts.len() - 3).copied()?),
-                        [.., ty, id] => (*ty, *id),
-                        _ => return None,
-                    };
-                    let (ty, id) = if parts.contains(&"_history") {
-                        (parts.get(parts.len() - 4).copied()?, ty)
-                    } else {
-                        (ty, id)
-                    };
-                    want.as_deref()
-                        .is_none_or(|w| w == ty)
-                        .then(|| Item::plain(Value::String(id.to_string())))
-                })
+                .filter_map(|r| reference_key(r, want.as_deref()))
                 .collect()
         }
         "toString" => base
@@ -681,6 +640,72 @@ fn call(name: &str, base: &[Item], args: &[Expr], ctx: &Context) -> Result<Vec<I
             .collect(),
         other => return Err(format!("unsupported function {other}()")),
     })
+}
+
+/// Whether an item is of type `t` (without its namespace), for `ofType()`: a choice
+/// element by its suffix, a resource by its `resourceType`, else by its JSON kind.
+fn of_type(item: &Item, t: &str) -> bool {
+    match &item.choice {
+        Some(c) => c.eq_ignore_ascii_case(t),
+        None => match &item.value {
+            Value::Object(o) => o.get("resourceType").and_then(Value::as_str) == Some(t),
+            Value::Bool(_) => t == "boolean",
+            Value::String(_) => {
+                PRIMITIVES.contains(&t)
+                    && ![
+                        "boolean",
+                        "integer",
+                        "decimal",
+                        "positiveInt",
+                        "unsignedInt",
+                    ]
+                    .contains(&t)
+            }
+            Value::Number(n) => {
+                (t == "decimal")
+                    || (n.is_i64() || n.is_u64())
+                        && ["integer", "positiveInt", "unsignedInt", "integer64"].contains(&t)
+            }
+            _ => false,
+        },
+    }
+}
+
+/// The extensions of every item, in order: those with the given `url`, or all.
+fn extensions(base: &[Item], url: Option<&str>) -> Vec<Item> {
+    let mut out = Vec::new();
+    for item in base {
+        for ext in item
+            .value
+            .get("extension")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if url.is_none_or(|u| ext.get("url").and_then(Value::as_str) == Some(u)) {
+                out.push(Item::plain(ext.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The id a reference (`Type/id`, maybe with `/_history/version`) points to, if it is to a
+/// resource of type `want` (or any type without one).
+fn reference_key(r: &str, want: Option<&str>) -> Option<Item> {
+    let parts: Vec<&str> = r.trim_end_matches('/').split('/').collect();
+    let (ty, id) = match parts.as_slice() {
+        [.., ty, "_history", _] => (*ty, parts.get(parts.len() - 3).copied()?),
+        [.., ty, id] => (*ty, *id),
+        _ => return None,
+    };
+    let (ty, id) = if parts.contains(&"_history") {
+        (parts.get(parts.len() - 4).copied()?, ty)
+    } else {
+        (ty, id)
+    };
+    want.is_none_or(|w| w == ty)
+        .then(|| Item::plain(Value::String(id.to_string())))
 }
 
 #[cfg(test)]

@@ -495,80 +495,35 @@ fn read_lines(
         .unwrap_or(1)
         .clamp(1, 8);
     let depth = resource_depth(&request.limits);
-    let parse_line = move |(row, line): &(u64, &str)| (*row, line_resource(line, depth));
     let parts: Vec<&[(u64, &str)]> = lines.chunks(chunk).collect();
     // Workers take the next chunk as soon as they are free, at most `window` chunks ahead
     // of the one emitted next: no round waits for its slowest chunk, and the chunks done
     // are emitted while the workers go on.
-    let window = 2 * workers;
-    let progress = std::sync::Mutex::new(Progress {
-        next: 0,
-        emitted: 0,
-        stop: false,
-    });
-    let moved = std::sync::Condvar::new();
+    let turns = Turns {
+        progress: std::sync::Mutex::new(Progress {
+            next: 0,
+            emitted: 0,
+            stop: false,
+        }),
+        moved: std::sync::Condvar::new(),
+        window: 2 * workers,
+    };
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<ParsedBatch>, Stop>)>();
     std::thread::scope(|s| {
         for _ in 0..workers {
             let tx = tx.clone();
-            let (progress, moved, parts) = (&progress, &moved, &parts);
-            s.spawn(move || {
-                loop {
-                    let i = {
-                        let Ok(mut p) = progress.lock() else { return };
-                        while !p.stop && p.next < parts.len() && p.next >= p.emitted + window {
-                            p = match moved.wait(p) {
-                                Ok(p) => p,
-                                Err(_) => return,
-                            };
-                        }
-                        if p.stop || p.next >= parts.len() {
-                            return;
-                        }
-                        p.next += 1;
-                        p.next - 1
-                    };
-                    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        rows_of(parts[i].iter().map(parse_line), view, request, "line")
-                    }))
-                    .unwrap_or_else(|_| Err("the FHIR view evaluation panicked".into()));
-                    if tx.send((i, done)).is_err() {
-                        return;
-                    }
-                }
-            });
+            let (turns, parts) = (&turns, &parts);
+            s.spawn(move || work(turns, parts, depth, view, request, tx));
         }
         drop(tx);
-        let mut ready = std::collections::BTreeMap::new();
-        let mut next = 0;
-        let mut result: Result<(), Stop> = Ok(());
-        'emit: for (i, done) in rx.iter() {
-            ready.insert(i, done);
-            while let Some(done) = ready.remove(&next) {
-                next += 1;
-                let stop = match done {
-                    Ok(batches) => !batches.into_iter().all(&mut *emit),
-                    Err(e) => {
-                        result = Err(e);
-                        true
-                    }
-                };
-                if let Ok(mut p) = progress.lock() {
-                    p.emitted = next;
-                    p.stop |= stop;
-                }
-                moved.notify_all();
-                if stop {
-                    break 'emit;
-                }
-            }
-        }
+        let (next, mut result) = emit_in_order(&turns, &rx, &mut *emit);
         // Workers waiting for room see the stop (or the end) and return.
-        let stopped = progress
+        let stopped = turns
+            .progress
             .lock()
             .map(|mut p| std::mem::replace(&mut p.stop, true))
             .unwrap_or(true);
-        moved.notify_all();
+        turns.moved.notify_all();
         if result.is_ok() && !stopped && next < parts.len() {
             // Every chunk taken is sent; a missing one would be rows lost without a word.
             result = Err(format!(
@@ -580,6 +535,93 @@ fn read_lines(
         // Stopped with the result still fine: the reader stopped listening.
         result.map(|()| !stopped)
     })
+}
+
+/// A worker of [`read_lines`]: evaluates the chunks it takes, in turn, and sends their
+/// batches to the emitter, until none is left, the reading stops or the emitter is gone.
+fn work(
+    turns: &Turns,
+    parts: &[&[(u64, &str)]],
+    depth: usize,
+    view: &view::View,
+    request: &ParseRequest,
+    tx: std::sync::mpsc::Sender<(usize, Result<Vec<ParsedBatch>, Stop>)>,
+) {
+    let parse_line = move |(row, line): &(u64, &str)| (*row, line_resource(line, depth));
+    while let Some(i) = turns.take(parts.len()) {
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rows_of(parts[i].iter().map(parse_line), view, request, "line")
+        }))
+        .unwrap_or_else(|_| Err("the FHIR view evaluation panicked".into()));
+        if tx.send((i, done)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The emitting side of [`read_lines`]: hands the chunks' batches on in the lines' order as
+/// they arrive, until one fails or the reader stops listening. Returns the chunks emitted,
+/// and the error of the chunk that failed.
+fn emit_in_order(
+    turns: &Turns,
+    rx: &std::sync::mpsc::Receiver<(usize, Result<Vec<ParsedBatch>, Stop>)>,
+    emit: &mut dyn FnMut(ParsedBatch) -> bool,
+) -> (usize, Result<(), Stop>) {
+    let mut ready = std::collections::BTreeMap::new();
+    let mut next = 0;
+    let mut result: Result<(), Stop> = Ok(());
+    'emit: for (i, done) in rx.iter() {
+        ready.insert(i, done);
+        while let Some(done) = ready.remove(&next) {
+            next += 1;
+            let stop = match done {
+                Ok(batches) => !batches.into_iter().all(&mut *emit),
+                Err(e) => {
+                    result = Err(e);
+                    true
+                }
+            };
+            if let Ok(mut p) = turns.progress.lock() {
+                p.emitted = next;
+                p.stop |= stop;
+            }
+            turns.moved.notify_all();
+            if stop {
+                break 'emit;
+            }
+        }
+    }
+    (next, result)
+}
+
+/// What the workers and the emitter of [`read_lines`] share: how far they are, and a signal
+/// when that changes.
+struct Turns {
+    progress: std::sync::Mutex<Progress>,
+    moved: std::sync::Condvar,
+    /// How many chunks the workers may be ahead of the one emitted next.
+    window: usize,
+}
+
+impl Turns {
+    /// The next of `count` chunks for a worker to take, once it is within the window; `None`
+    /// when none is left or the reading stops.
+    fn take(&self, count: usize) -> Option<usize> {
+        let Ok(mut p) = self.progress.lock() else {
+            return None;
+        };
+        while !p.stop && p.next < count && p.next >= p.emitted + self.window {
+            p = match self.moved.wait(p) {
+                Ok(p) => p,
+                Err(_) => return None,
+            };
+        }
+        if p.stop || p.next >= count {
+            return None;
+        }
+        p.next += 1;
+        Some(p.next - 1)
+    }
 }
 
 /// How far the workers of [`read_lines`] are: the next chunk to take, the chunks emitted, and
@@ -596,504 +638,7 @@ pub fn parser() -> Arc<dyn Parser> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn views_from_files_and_errors_with_resource_and_path() {
-        let dir = std::env::temp_dir().join(format!("valtava-fhir-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("nimet.json"),
-            r#"{"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}, {"name": "sukunimi", "path": "name.family"}]}]}"#,
-        )
-        .unwrap();
-        let o = FhirOptions {
-            view: None,
-            view_file: Some("nimet.json".into()),
-        };
-        let v = o.view(Some(&dir)).unwrap();
-        assert_eq!(v.columns, vec!["id", "sukunimi"]);
-        let request = ParseRequest {
-            columns: v.columns.clone(),
-            types: vec![],
-            options: Value::Null,
-            batch_size: 10,
-            base_dir: None,
-            limits: Limits::default(),
-        };
-        let ndjson = b"{\"resourceType\": \"Patient\", \"id\": \"a\", \"name\": [{\"family\": \"X\"}]}\n{\"resourceType\": \"Patient\", \"id\": \"b\", \"name\": [{\"family\": \"Y\"}, {\"family\": \"Z\"}]}\nnot json\n";
-        let parsed = read_all(ndjson, &v, &request);
-        assert_eq!(parsed[0].batch.num_rows(), 1);
-        let reasons: Vec<(u64, String)> = parsed[0]
-            .rejects
-            .iter()
-            .map(|r| (r.row, r.reason.clone()))
-            .collect();
-        assert_eq!(reasons[0].0, 2);
-        assert!(
-            reasons[0].1.contains("Patient resource")
-                && !reasons[0].1.contains("Patient/b")
-                && reasons[0].1.contains("path `name.family`"),
-            "{reasons:?}"
-        );
-        assert_eq!(reasons[1].0, 3);
-        assert!(reasons[1].1.contains("not JSON"), "{reasons:?}");
-        assert!(FhirOptions::default().view(None).is_err());
-
-        // Many chunks on several threads: every row, in the object's order, numbered by
-        // its line (blank lines counted), bad lines quarantined in place.
-        let mut text = String::new();
-        for i in 1..=40 {
-            match i % 10 {
-                0 => text.push_str("{broken\n"),
-                5 => text.push('\n'),
-                _ => text.push_str(&format!(
-                    "{{\"resourceType\": \"Patient\", \"id\": \"p{i}\", \"name\": [{{\"family\": \"F{i}\"}}]}}\n"
-                )),
-            }
-        }
-        let request = ParseRequest {
-            batch_size: 3,
-            ..request
-        };
-        let parsed = read_all(text.as_bytes(), &v, &request);
-        let mut rows = Vec::new();
-        let mut rejects = Vec::new();
-        for p in &parsed {
-            let ids = p
-                .batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::StringArray>()
-                .unwrap();
-            let nums = p
-                .batch
-                .column(2)
-                .as_any()
-                .downcast_ref::<arrow::array::UInt64Array>()
-                .unwrap();
-            for r in 0..p.batch.num_rows() {
-                rows.push((nums.value(r), ids.value(r).to_string()));
-            }
-            rejects.extend(p.rejects.iter().map(|r| r.row));
-        }
-        let want: Vec<(u64, String)> = (1..=40u64)
-            .filter(|i| i % 10 != 0 && i % 10 != 5)
-            .map(|i| (i, format!("p{i}")))
-            .collect();
-        assert_eq!(rows, want);
-        assert_eq!(rejects, vec![10, 20, 30, 40]);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// Hundreds of chunks through the workers' window come out whole and in order; a reader
-    /// that stops listening stops the workers (no more batches, no hang).
-    #[test]
-    fn many_chunks_in_order_and_a_stop_ends_the_work() {
-        let v = FhirOptions {
-            view: Some(serde_json::json!({"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]})),
-            view_file: None,
-        }
-        .view(None)
-        .unwrap();
-        let request = ParseRequest {
-            columns: v.columns.clone(),
-            types: vec![],
-            options: Value::Null,
-            batch_size: 3,
-            base_dir: None,
-            limits: Limits::default(),
-        };
-        let text: String = (1..=2000)
-            .map(|i| format!("{{\"resourceType\": \"Patient\", \"id\": \"p{i}\"}}\n"))
-            .collect();
-        let ids: Vec<String> = read_all(text.as_bytes(), &v, &request)
-            .iter()
-            .flat_map(|p| {
-                let a = p
-                    .batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<arrow::array::StringArray>()
-                    .unwrap()
-                    .clone();
-                (0..arrow::array::Array::len(&a)).map(move |r| a.value(r).to_string())
-            })
-            .collect();
-        assert_eq!(ids, (1..=2000).map(|i| format!("p{i}")).collect::<Vec<_>>());
-        let mut emitted = 0;
-        read(text.as_bytes(), &v, &request, &mut |_| {
-            emitted += 1;
-            emitted < 5
-        })
-        .unwrap();
-        assert_eq!(emitted, 5);
-    }
-
-    fn read_all(bytes: &[u8], v: &view::View, request: &ParseRequest) -> Vec<ParsedBatch> {
-        let mut out = Vec::new();
-        read(bytes, v, request, &mut |b| {
-            out.push(b);
-            true
-        })
-        .unwrap();
-        out
-    }
-
-    /// An identity code (a made-up hetu) that no message may quote.
-    const MARKER: &str = "131052-308T";
-
-    /// A view of Patient ids and a request for it, as the engine makes one (the view in
-    /// the options, the default limits).
-    fn ids_view() -> (view::View, ParseRequest) {
-        let view = serde_json::json!({
-            "resource": "Patient",
-            "select": [{"column": [{"name": "id", "path": "id"}]}]
-        });
-        let v = view::compile(&view).unwrap();
-        let request = ParseRequest {
-            columns: v.columns.clone(),
-            types: vec![],
-            options: serde_json::json!({ "view": view }),
-            batch_size: 100,
-            base_dir: None,
-            limits: Limits::default(),
-        };
-        (v, request)
-    }
-
-    fn patient(id: &str) -> String {
-        format!("{{\"resourceType\": \"Patient\", \"id\": \"{id}\"}}")
-    }
-
-    /// The ids of the rows, in order.
-    fn ids(parsed: &[ParsedBatch]) -> Vec<String> {
-        let mut out = Vec::new();
-        for p in parsed {
-            let a = p
-                .batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::StringArray>()
-                .unwrap();
-            out.extend((0..arrow::array::Array::len(a)).map(|r| a.value(r).to_string()));
-        }
-        out
-    }
-
-    /// Parses `bytes` as one object through the parser's stream, as the engine does.
-    fn parse_object(
-        bytes: Vec<u8>,
-        request: ParseRequest,
-    ) -> Vec<Result<ParsedBatch, valtava_plugin::ParseError>> {
-        use futures::StreamExt;
-        use object_store::ObjectStoreExt;
-        let store: Arc<dyn object_store::ObjectStore> =
-            Arc::new(object_store::memory::InMemory::new());
-        let path = object_store::path::Path::from("kanta/Patient.ndjson");
-        let size = bytes.len() as u64;
-        futures::executor::block_on(store.put(&path, bytes.into())).unwrap();
-        let object = SourceObject {
-            store,
-            path,
-            size,
-            name: "kanta/Patient.ndjson".into(),
-        };
-        futures::executor::block_on(FhirParser.parse(object, request).collect::<Vec<_>>())
-    }
-
-    /// A line longer than a record may be stops the object with a `record_kib` limit that
-    /// names the line by its number and quotes nothing of it; the lines before it are read,
-    /// the lines after it are not.
-    #[test]
-    fn a_line_longer_than_a_record_stops_the_object_after_the_lines_before_it() {
-        let (_, mut request) = ids_view();
-        request.limits.record_bytes = 4096;
-        let long = format!(
-            "{{\"resourceType\": \"Patient\", \"id\": \"{MARKER}\", \"identifier\": [{{\"value\": \"{MARKER}\"}}], \"note\": \"{}\"}}",
-            "x".repeat(5000)
-        );
-        let text = format!(
-            "{}\n{}\n{long}\n{}\n",
-            patient("p1"),
-            patient("p2"),
-            patient("p4")
-        );
-        let got = parse_object(text.into_bytes(), request);
-        let (last, batches) = got.split_last().unwrap();
-        let batches: Vec<ParsedBatch> = batches
-            .iter()
-            .map(|b| b.as_ref().unwrap().clone())
-            .collect();
-        assert_eq!(ids(&batches), ["p1", "p2"]);
-        let err = last.as_ref().expect_err("the stream ends with an error");
-        assert!(
-            matches!(
-                err,
-                valtava_plugin::ParseError::Limit { setting: "record_kib", message, .. }
-                    if message.contains("line 3")
-            ),
-            "{err}"
-        );
-        let text = err.to_string();
-        assert!(
-            text.contains("kanta/Patient.ndjson") && text.contains("4 KiB"),
-            "{text}"
-        );
-        assert!(!text.contains(MARKER) && !text.contains("xxxx"), "{text}");
-    }
-
-    /// A line nested 100 000 levels deep (closed or not) is rejected as a row before it is
-    /// parsed: no stack overflow, no panic, no content in the reason, and the lines around
-    /// it are read.
-    #[test]
-    fn a_line_nested_too_deep_is_rejected_without_being_parsed() {
-        let (v, request) = ids_view();
-        let n = 100_000;
-        let closed = format!(
-            "{{\"resourceType\": \"Patient\", \"id\": \"{MARKER}\", \"x\": {}{}}}",
-            "[".repeat(n),
-            "]".repeat(n)
-        );
-        let open = format!(
-            "{{\"resourceType\": \"Patient\", \"id\": \"{MARKER}\", \"x\": {}",
-            "[{\"a\": ".repeat(n)
-        );
-        let text = format!("{}\n{closed}\n{}\n{open}\n", patient("p1"), patient("p3"));
-        let got = read_all(text.as_bytes(), &v, &request);
-        assert_eq!(ids(&got), ["p1", "p3"]);
-        let rejects: Vec<(u64, String)> = got
-            .iter()
-            .flat_map(|p| p.rejects.iter().map(|r| (r.row, r.reason.clone())))
-            .collect();
-        let reason = "JSON nests deeper than 100 levels".to_string();
-        assert_eq!(rejects, [(2, reason.clone()), (4, reason)]);
-    }
-
-    /// A whole document (a Bundle) nested 100 000 levels deep stops the object with a
-    /// `depth` limit, through the stream as the engine reads it; no panic.
-    #[test]
-    fn a_document_nested_too_deep_stops_the_object() {
-        let (_, request) = ids_view();
-        let n = 100_000;
-        let bundle = format!(
-            "{{\"resourceType\": \"Bundle\", \"entry\": [{{\"resource\": {{\"resourceType\": \"Patient\", \"id\": \"{MARKER}\", \"x\": {}{}}}}}]}}",
-            "[".repeat(n),
-            "]".repeat(n)
-        );
-        let got = parse_object(bundle.into_bytes(), request);
-        assert_eq!(got.len(), 1);
-        let err = got[0].as_ref().expect_err("an error");
-        assert!(
-            matches!(
-                err,
-                valtava_plugin::ParseError::Limit { setting: "depth", message, .. }
-                    if message == "the JSON document nests deeper than 103 levels"
-            ),
-            "{err}"
-        );
-        assert!(!err.to_string().contains(MARKER), "{err}");
-    }
-
-    /// `limits.depth` is the deepest a resource may nest, the resource itself the first
-    /// level: in a Bundle (three levels above its resources) or as a document of its own.
-    #[test]
-    fn limits_depth_is_the_deepest_a_resource_may_nest() {
-        let (v, mut request) = ids_view();
-        request.limits.depth = 5;
-        // The resource, then `k` arrays inside it.
-        let nested = |id: &str, k: usize| {
-            format!(
-                "{{\"resourceType\": \"Patient\", \"id\": \"{id}\", \"x\": {}{}}}",
-                "[".repeat(k),
-                "]".repeat(k)
-            )
-        };
-        let bundle = |resources: &[String]| {
-            let entries: Vec<String> = resources
-                .iter()
-                .map(|r| format!("{{\"resource\": {r}}}"))
-                .collect();
-            format!(
-                "{{\"resourceType\": \"Bundle\", \"entry\": [{}]}}",
-                entries.join(", ")
-            )
-        };
-        let at_most = bundle(&[patient("p1"), nested("p2", 4)]);
-        assert_eq!(
-            ids(&read_all(at_most.as_bytes(), &v, &request)),
-            ["p1", "p2"]
-        );
-        let deeper = bundle(&[patient("p1"), nested("p2", 5)]);
-        let stop = read(deeper.as_bytes(), &v, &request, &mut |_| true).unwrap_err();
-        assert_eq!(
-            stop,
-            Stop::Limit {
-                setting: "depth",
-                message: "the JSON document nests deeper than 8 levels".into()
-            }
-        );
-        // One resource as the whole document: rejected as a row, not the object.
-        let single = read_all(nested("p1", 5).as_bytes(), &v, &request);
-        assert!(ids(&single).is_empty());
-        assert_eq!(
-            single[0].rejects,
-            [valtava_plugin::RowReject {
-                row: 1,
-                reason: "JSON nests deeper than 5 levels".into()
-            }]
-        );
-        // Brackets inside strings are text, not nesting.
-        let text = format!(
-            "{{\"resourceType\": \"Patient\", \"id\": \"p1\", \"note\": \"{}\\\"{}\"}}\n{}\n",
-            "[".repeat(50),
-            "{".repeat(50),
-            patient("p2")
-        );
-        assert_eq!(ids(&read_all(text.as_bytes(), &v, &request)), ["p1", "p2"]);
-    }
-
-    /// A `repeat` path that reaches its own item again stops at the depth limit: the
-    /// resource is rejected, the thread's stack is not run down.
-    #[test]
-    fn a_repeat_that_never_runs_out_stops_at_the_depth() {
-        let v = view::compile(&serde_json::json!({
-            "resource": "Patient",
-            "select": [{"repeat": ["$this"], "column": [{"name": "id", "path": "id"}]}]
-        }))
-        .unwrap();
-        let err = v
-            .rows(serde_json::json!({"resourceType": "Patient", "id": "p1"}))
-            .unwrap_err();
-        assert_eq!(
-            err,
-            "Patient resource: `repeat` goes deeper than 100 levels"
-        );
-    }
-
-    /// A view of Patients whose rows repeat the id in two columns beside each name's
-    /// family (`forEach`), and a request for it as the engine makes one.
-    /// One resource under the record bound can still ask for rows without end: a long id
-    /// repeated beside each of many names. Its rows are refused before they are built,
-    /// and the error names sizes only (failed before: 2 000 rows of 100 KB were built).
-    #[test]
-    fn a_resource_whose_rows_would_hold_too_much_is_refused() {
-        let (mut v, _) = repeating_view();
-        v.output_bytes = 1 << 20;
-        let id = "x".repeat(100_000);
-        let names = vec![serde_json::json!({"family": "A"}); 2000];
-        let patient = serde_json::json!({"resourceType": "Patient", "id": id, "name": names});
-        let err = v.rows(patient.clone()).unwrap_err();
-        assert!(err.contains("1 MiB"), "{err}");
-        assert!(!err.contains("xxx"), "{err}");
-        v.output_bytes = 1 << 30;
-        assert_eq!(v.rows(patient).unwrap().len(), 2000);
-    }
-
-    fn repeating_view() -> (view::View, ParseRequest) {
-        let view = serde_json::json!({
-            "resource": "Patient",
-            "select": [
-                {"column": [{"name": "id", "path": "id"}, {"name": "id2", "path": "id"}]},
-                {"forEach": "name", "column": [{"name": "family", "path": "family"}]}
-            ]
-        });
-        let v = view::compile(&view).unwrap();
-        let request = ParseRequest {
-            columns: v.columns.clone(),
-            types: vec![],
-            options: serde_json::json!({ "view": view }),
-            batch_size: 100,
-            base_dir: None,
-            limits: Limits::default(),
-        };
-        (v, request)
-    }
-
-    /// A Patient with the given id and two names.
-    fn named(id: &str) -> String {
-        format!(
-            "{{\"resourceType\": \"Patient\", \"id\": \"{id}\", \"name\": [{{\"family\": \"A\"}}, {{\"family\": \"B\"}}]}}"
-        )
-    }
-
-    /// A row longer than a record may be, from a line shorter than that (the row repeats
-    /// the line's id), stops the object with a `record_kib` limit that names the line (or
-    /// Bundle entry) and the row, and quotes nothing; under the limit the rows are read.
-    #[test]
-    fn a_row_longer_than_a_record_stops_the_object_and_is_never_quoted() {
-        let (v, mut request) = repeating_view();
-        request.limits.record_bytes = 4096;
-        let id = format!("{MARKER}{}", "x".repeat(3000));
-        assert!(named(&id).len() < 4096);
-        let text = format!("{}\n{}\n", named("p1"), named(&id));
-        let stop = read(text.as_bytes(), &v, &request, &mut |_| true).unwrap_err();
-        let row_too_long = |place: &str| Stop::Limit {
-            setting: "record_kib",
-            message: format!(
-                "row 1 of the resource at {place} is longer than 4 KiB (its values together)"
-            ),
-        };
-        assert_eq!(stop, row_too_long("line 2"));
-        // Through the stream, as the engine reads it: the object's error quotes nothing.
-        let got = parse_object(text.clone().into_bytes(), request.clone());
-        let err = got
-            .last()
-            .and_then(|r| r.as_ref().err())
-            .expect("the stream ends with an error");
-        assert_eq!(err.limit_setting(), Some("record_kib"), "{err}");
-        let shown = err.to_string();
-        assert!(
-            !shown.contains(MARKER) && !shown.contains("xxxx"),
-            "{shown}"
-        );
-        // In a Bundle the resource is named by its entry.
-        let bundle = format!(
-            "{{\"resourceType\": \"Bundle\", \"entry\": [{{\"resource\": {}}}, {{\"resource\": {}}}]}}",
-            named("p1"),
-            named(&id)
-        );
-        let stop = read(bundle.as_bytes(), &v, &request, &mut |_| true).unwrap_err();
-        assert_eq!(stop, row_too_long("entry 2"));
-        // Under the limit the same rows are read.
-        request.limits.record_bytes = 8192;
-        let got = read_all(text.as_bytes(), &v, &request);
-        assert_eq!(ids(&got), ["p1", "p1", id.as_str(), id.as_str()]);
-    }
-
-    /// A batch is finished once it holds more than `BATCH_BYTES` of text, even amid one
-    /// resource's rows: a 1 MiB id repeated beside each of 70 names makes batches of 64
-    /// rows and 6, not one of 70.
-    #[test]
-    fn a_batch_is_finished_once_it_holds_more_than_64_mib_of_text() {
-        let view = serde_json::json!({
-            "resource": "Patient",
-            "select": [
-                {"column": [{"name": "id", "path": "id"}]},
-                {"forEach": "name", "column": [{"name": "family", "path": "family"}]}
-            ]
-        });
-        let v = view::compile(&view).unwrap();
-        let request = ParseRequest {
-            columns: v.columns.clone(),
-            types: vec![],
-            options: serde_json::json!({ "view": view }),
-            batch_size: 100,
-            base_dir: None,
-            limits: Limits::default(),
-        };
-        let names = ["{\"family\": \"F\"}"; 70].join(", ");
-        let line = format!(
-            "{{\"resourceType\": \"Patient\", \"id\": \"{}\", \"name\": [{names}]}}\n",
-            "x".repeat(1 << 20)
-        );
-        let got = read_all(line.as_bytes(), &v, &request);
-        let sizes: Vec<usize> = got.iter().map(|p| p.batch.num_rows()).collect();
-        // Each row holds 1 MiB and one byte of text: 64 rows are just over 64 MiB.
-        assert_eq!(sizes, [64, 6]);
-    }
-}
+mod tests;
 
 #[cfg(test)]
 mod conformance {

@@ -306,12 +306,7 @@ fn read(
     let mut cells = book
         .worksheet_cells_reader(&sheet)
         .map_err(|e| format!("the sheet cannot be read ({})", xlsx_kind(&e)))?;
-    let header_row = options.header_row - 1;
-    let mut header: Vec<(u32, String)> = Vec::new();
-    let mut positions: Option<Vec<u32>> = None;
-    let mut row: Option<RowCells> = None;
-    let mut builder = TextBatchBuilder::new(request.columns.clone());
-    let mut held = 0usize;
+    let mut rows = SheetRows::new(request, &sheet, options.header_row);
     let mut count: u64 = 0;
     let unreadable =
         |e: calamine::XlsxError| format!("the sheet cannot be read ({})", xlsx_kind(&e));
@@ -324,81 +319,164 @@ fn read(
             });
         }
         let (r, c) = cell.get_position();
-        if r < header_row {
-            continue;
+        rows.cell(r, c, cell.get_value(), emit)?;
+    }
+    rows.finish(emit)
+}
+
+/// The rows of a sheet as its cells arrive: the declared names of the header row, then
+/// the row being read, each row added to the batch as the next one starts.
+struct SheetRows<'a> {
+    request: &'a ParseRequest,
+    sheet: &'a str,
+    /// The header row as the options count it (from 1).
+    header_row: u32,
+    /// The header row as the sheet counts it (from 0).
+    header_index: u32,
+    header: Vec<(u32, String)>,
+    positions: Option<Vec<u32>>,
+    row: Option<RowCells>,
+    builder: TextBatchBuilder,
+    /// Bytes of text in `builder`, against [`BATCH_BYTES`].
+    held: usize,
+}
+
+impl<'a> SheetRows<'a> {
+    fn new(request: &'a ParseRequest, sheet: &'a str, header_row: u32) -> Self {
+        Self {
+            request,
+            sheet,
+            header_row,
+            header_index: header_row - 1,
+            header: Vec::new(),
+            positions: None,
+            row: None,
+            builder: TextBatchBuilder::new(request.columns.clone()),
+            held: 0,
         }
-        if r == header_row {
-            // Only the declared names are kept: a header row of millions of long cells
-            // costs nothing more than one of a few.
-            let name = cell_text(cell.get_value())
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            let name = name.trim();
-            if request.columns.iter().any(|c| c == name) {
-                header.push((c, name.to_string()));
-            }
-            continue;
+    }
+
+    /// Takes the cell at row `r`, column `c` (both from 0), whose value is `value`.
+    fn cell(
+        &mut self,
+        r: u32,
+        c: u32,
+        value: &DataRef<'_>,
+        emit: &mut dyn FnMut(ParsedBatch) -> bool,
+    ) -> Result<(), Stop> {
+        if r < self.header_index {
+            return Ok(());
         }
-        let positions = match &positions {
+        if r == self.header_index {
+            header_cell(value, c, &self.request.columns, &mut self.header);
+            return Ok(());
+        }
+        let positions = match &self.positions {
             Some(p) => p,
-            None => positions.insert(header_positions(
-                &header,
-                request,
-                &sheet,
-                options.header_row,
+            None => self.positions.insert(header_positions(
+                &self.header,
+                self.request,
+                self.sheet,
+                self.header_row,
             )?),
         };
-        if row.as_ref().is_some_and(|row| row.number != r) {
-            if row.as_ref().is_some_and(|row| r < row.number) {
+        if self.row.as_ref().is_some_and(|row| row.number != r) {
+            if self.row.as_ref().is_some_and(|row| r < row.number) {
                 return Err(format!(
-                    "sheet `{sheet}` lists row {} after row {}",
+                    "sheet `{}` lists row {} after row {}",
+                    self.sheet,
                     r + 1,
-                    row.as_ref().map_or(0, |x| x.number + 1)
+                    self.row.as_ref().map_or(0, |x| x.number + 1)
                 )
                 .into());
             }
-            finish_row(row.take(), &mut builder, &mut held, request, emit)?;
+            finish_row(
+                self.row.take(),
+                &mut self.builder,
+                &mut self.held,
+                self.request,
+                emit,
+            )?;
         }
-        let current = row.get_or_insert_with(|| RowCells::new(r, positions.len()));
-        let value = cell.get_value();
+        let current = self
+            .row
+            .get_or_insert_with(|| RowCells::new(r, positions.len()));
         current.filled |= !matches!(value, DataRef::Empty);
         if let Some(k) = positions.iter().position(|&p| p == c) {
-            match cell_text(value) {
-                Ok(v) => {
-                    // One shared string can fill every cell: the row's text is bounded,
-                    // not only the file's.
-                    current.bytes += v.as_ref().map_or(0, String::len);
-                    if current.bytes > limits.record_bytes {
-                        return Err(Stop::Limit {
-                            setting: "record_kib",
-                            message: format!(
-                                "sheet `{sheet}` row {} holds more than {} of text",
-                                r + 1,
-                                valtava_plugin::size_text(limits.record_bytes)
-                            ),
-                        });
-                    }
-                    current.values[k] = v
-                }
-                Err(e) => {
-                    current.bad.get_or_insert(format!(
-                        "column `{}` holds the spreadsheet error {e}",
-                        request.columns[k]
-                    ));
-                }
+            put_cell(current, k, value, r, self.sheet, self.request)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the sheet: its last row, and the last batch handed over. A sheet without the
+    /// header row, or whose header lacks a declared column, is an error even without data.
+    fn finish(mut self, emit: &mut dyn FnMut(ParsedBatch) -> bool) -> Result<(), Stop> {
+        if self.positions.is_none() && self.row.is_none() {
+            if self.header.is_empty() {
+                return Err(
+                    format!("sheet `{}` has no row {}", self.sheet, self.header_row).into(),
+                );
             }
+            header_positions(&self.header, self.request, self.sheet, self.header_row)?;
         }
-    }
-    if positions.is_none() && row.is_none() {
-        if header.is_empty() {
-            return Err(format!("sheet `{sheet}` has no row {}", options.header_row).into());
+        finish_row(
+            self.row.take(),
+            &mut self.builder,
+            &mut self.held,
+            self.request,
+            emit,
+        )?;
+        if !self.builder.is_empty() {
+            emit(self.builder.finish().map_err(|e| e.to_string())?);
         }
-        header_positions(&header, request, &sheet, options.header_row)?;
+        Ok(())
     }
-    finish_row(row, &mut builder, &mut held, request, emit)?;
-    if !builder.is_empty() {
-        emit(builder.finish().map_err(|e| e.to_string())?);
+}
+
+/// Keeps a cell of the header row (in column `c`) if it names a declared column: a header
+/// row of millions of long cells costs nothing more than one of a few.
+fn header_cell(value: &DataRef<'_>, c: u32, columns: &[String], header: &mut Vec<(u32, String)>) {
+    let name = cell_text(value).ok().flatten().unwrap_or_default();
+    let name = name.trim();
+    if columns.iter().any(|n| n == name) {
+        header.push((c, name.to_string()));
+    }
+}
+
+/// Puts the cell of declared column `k` into row `r` being read: its text, the row's text
+/// bounded by `limits.record_bytes`, or the first spreadsheet error of the row.
+fn put_cell(
+    current: &mut RowCells,
+    k: usize,
+    value: &DataRef<'_>,
+    r: u32,
+    sheet: &str,
+    request: &ParseRequest,
+) -> Result<(), Stop> {
+    let limits = &request.limits;
+    match cell_text(value) {
+        Ok(v) => {
+            // One shared string can fill every cell: the row's text is bounded, not only
+            // the file's.
+            current.bytes += v.as_ref().map_or(0, String::len);
+            if current.bytes > limits.record_bytes {
+                return Err(Stop::Limit {
+                    setting: "record_kib",
+                    message: format!(
+                        "sheet `{sheet}` row {} holds more than {} of text",
+                        r + 1,
+                        valtava_plugin::size_text(limits.record_bytes)
+                    ),
+                });
+            }
+            current.values[k] = v
+        }
+        Err(e) => {
+            current.bad.get_or_insert(format!(
+                "column `{}` holds the spreadsheet error {e}",
+                request.columns[k]
+            ));
+        }
     }
     Ok(())
 }

@@ -170,171 +170,11 @@ pub(crate) fn distinct_counts(
     arg: &Expr,
     alias: &str,
 ) -> datafusion::error::Result<LogicalPlan> {
-    use datafusion::common::NullEquality;
-    use datafusion::logical_expr::ExprFunctionExt;
-    let c = |n: String| col(Column::from_name(n));
-    let key = format!("{alias}_key");
-    let cell = format!("{alias}_cell");
-    let set = format!("{alias}_set");
-    let group = format!("{alias}_group");
-    let value = format!("{alias}_value");
-    let d = |n: &String| format!("{alias}_d_{n}");
-    let code = |i: usize| format!("{alias}_code{i}");
-    let codes = || (0..dims.len()).map(|i| c(code(i))).collect::<Vec<_>>();
-    // A cell's number from the codes, with the dimensions' names for its errors.
-    let lanes = || {
-        crate::functions::cellsets::cell_lanes().call(
-            codes()
-                .into_iter()
-                .chain(dims.iter().map(|n| lit(n.as_str())))
-                .collect(),
-        )
-    };
-    let value_key = datafusion::logical_expr::ScalarUDF::new_from_impl(
-        crate::functions::DistinctKey::default(),
-    );
-    let dim_cols = || dims.iter().map(|n| c(n.clone())).collect::<Vec<_>>();
-    let dim_out = || dims.iter().map(|n| c(d(n))).collect::<Vec<_>>();
-
-    // The cells: their dimensions grouped, each dimension's values numbered 0, 1, … in
-    // order (NULL is a value), each cell numbered from its codes. Without dimensions, one
-    // cell numbered 0.
-    let zero = || lit(ScalarValue::Decimal128(Some(0), 38, 0));
-    let (cells, keyed) = if dims.is_empty() {
-        let cells = LogicalPlanBuilder::empty(true).project(vec![zero().alias(&cell)])?;
-        let keyed = b.filter(arg.clone().is_not_null())?.project(vec![
-            zero().alias(&cell),
-            value_key.call(vec![arg.clone()]).alias(&key),
-        ])?;
-        (cells, keyed)
-    } else {
-        let mut cells = b
-            .clone()
-            .project(dim_cols())?
-            .aggregate(dim_cols(), Vec::<Expr>::new())?;
-        for (i, dim) in dims.iter().enumerate() {
-            let rank = datafusion::functions_window::expr_fn::dense_rank()
-                .order_by(vec![c(dim.clone()).sort(true, true)])
-                .build()?;
-            cells = cells.window(vec![rank.alias(format!("{alias}_rank{i}"))])?;
-        }
-        let mut numbered: Vec<Expr> = dims.iter().map(|n| c(n.clone()).alias(d(n))).collect();
-        numbered.extend(
-            (0..dims.len()).map(|i| (c(format!("{alias}_rank{i}")) - lit(1u64)).alias(code(i))),
-        );
-        let cells = cells.project(numbered)?.project(
-            dim_out()
-                .into_iter()
-                .chain(codes())
-                .chain([lanes().alias(&cell)])
-                .collect::<Vec<_>>(),
-        )?;
-        // Each row's cell: the few cells (dimensions and numbers) are the join's build side,
-        // the rows stream past.
-        let rows = b
-            .project(
-                dim_cols()
-                    .into_iter()
-                    .chain([arg.clone().alias(&value)])
-                    .collect::<Vec<_>>(),
-            )?
-            .filter(c(value.clone()).is_not_null())?
-            .build()?;
-        let keyed = cells
-            .clone()
-            .project(
-                dim_out()
-                    .into_iter()
-                    .chain([c(cell.clone())])
-                    .collect::<Vec<_>>(),
-            )?
-            .join_detailed(
-                rows,
-                JoinType::Inner,
-                (
-                    dims.iter()
-                        .map(|n| Column::from_name(d(n)))
-                        .collect::<Vec<_>>(),
-                    dims.iter().map(Column::from_name).collect::<Vec<_>>(),
-                ),
-                None,
-                NullEquality::NullEqualsNull,
-            )?
-            .project(vec![
-                c(cell.clone()),
-                value_key.call(vec![c(value)]).alias(&key),
-            ])?;
-        (cells, keyed)
-    };
-
-    // 1. Per value, the set of its cells.
-    let sets = keyed.aggregate(
-        vec![c(key)],
-        vec![
-            crate::functions::cellsets::cell_set()
-                .call(vec![c(cell.clone())])
-                .alias(&set),
-        ],
-    )?;
-
-    // 2. Per group, the values that have a cell in it: each value's set of cells gives its
-    // groups, each counted once.
-    let counted = format!("{alias}_counted");
-    let counts = sets
-        .aggregate(
-            Vec::<Expr>::new(),
-            vec![
-                crate::functions::cellsets::group_counts()
-                    .call(vec![c(set), lit(dims.len() as i64), lit(totals)])
-                    .alias(&counted),
-            ],
-        )?
-        .unnest_column(counted.as_str())?
-        .project(vec![
-            datafusion::functions::core::expr_fn::get_field(c(counted.clone()), "group")
-                .alias(&group),
-            datafusion::functions::core::expr_fn::get_field(c(counted), "n").alias(alias),
-        ])?
-        .build()?;
-
-    // The groups' dimensions (NULL where a grouping set leaves one out) and numbers.
-    let labels = if totals && !dims.is_empty() {
-        let sets: Vec<Vec<Expr>> = (0..1usize << dims.len())
-            .map(|kept| {
-                (0..dims.len())
-                    .filter(|i| kept & (1 << i) != 0)
-                    .flat_map(|i| [c(d(&dims[i])), c(code(i))])
-                    .collect()
-            })
-            .collect();
-        let flags: Vec<Expr> = dims
-            .iter()
-            .map(|n| {
-                datafusion::functions_aggregate::expr_fn::grouping(c(d(n)))
-                    .alias(format!("{alias}_g_{n}"))
-            })
-            .collect();
-        cells
-            .aggregate(
-                vec![Expr::GroupingSet(GroupingSet::GroupingSets(sets))],
-                flags,
-            )?
-            .project(
-                dim_out()
-                    .into_iter()
-                    .chain(dims.iter().map(|n| c(format!("{alias}_g_{n}"))))
-                    .chain([lanes().alias(&cell)])
-                    .collect::<Vec<_>>(),
-            )?
-    } else {
-        cells.project(
-            dim_out()
-                .into_iter()
-                .chain([c(cell.clone())])
-                .collect::<Vec<_>>(),
-        )?
-    };
-    let mut out = dim_out();
+    let names = Names::new(dims, alias);
+    let (cells, keyed) = keyed_cells(b, &names, arg)?;
+    let counts = counted_groups(keyed, &names, totals)?;
+    let labels = group_labels(cells, &names, totals)?;
+    let mut out = names.dim_out();
     if totals {
         out.extend(dims.iter().map(|n| c(format!("{alias}_g_{n}"))));
     }
@@ -344,13 +184,282 @@ pub(crate) fn distinct_counts(
             counts,
             JoinType::Inner,
             (
-                vec![Column::from_name(&cell)],
-                vec![Column::from_name(&group)],
+                vec![Column::from_name(&names.cell)],
+                vec![Column::from_name(&names.group)],
             ),
             None,
         )?
         .project(out)?
         .build()
+}
+
+/// A column by its name.
+fn c(n: String) -> Expr {
+    col(Column::from_name(n))
+}
+
+/// The number of the one cell of a distinct count without dimensions.
+fn zero() -> Expr {
+    lit(ScalarValue::Decimal128(Some(0), 38, 0))
+}
+
+/// The columns of a distinct count's plan, named after its alias.
+struct Names<'a> {
+    dims: &'a [String],
+    alias: &'a str,
+    /// A value's 128-bit key.
+    key: String,
+    /// A cell's number.
+    cell: String,
+    /// A value's set of cells.
+    set: String,
+    /// A group's number.
+    group: String,
+}
+
+impl<'a> Names<'a> {
+    /// The names of the distinct count `alias` by `dims`.
+    fn new(dims: &'a [String], alias: &'a str) -> Self {
+        Self {
+            dims,
+            alias,
+            key: format!("{alias}_key"),
+            cell: format!("{alias}_cell"),
+            set: format!("{alias}_set"),
+            group: format!("{alias}_group"),
+        }
+    }
+
+    /// A dimension's column in the result.
+    fn d(&self, n: &str) -> String {
+        format!("{}_d_{n}", self.alias)
+    }
+
+    /// The column of the `i`th dimension's dense code.
+    fn code(&self, i: usize) -> String {
+        format!("{}_code{i}", self.alias)
+    }
+
+    /// The dimensions' codes.
+    fn codes(&self) -> Vec<Expr> {
+        (0..self.dims.len()).map(|i| c(self.code(i))).collect()
+    }
+
+    /// A cell's number from the codes, with the dimensions' names for its errors.
+    fn lanes(&self) -> Expr {
+        crate::functions::cellsets::cell_lanes().call(
+            self.codes()
+                .into_iter()
+                .chain(self.dims.iter().map(|n| lit(n.as_str())))
+                .collect(),
+        )
+    }
+
+    /// The dimensions as the rows name them.
+    fn dim_cols(&self) -> Vec<Expr> {
+        self.dims.iter().map(|n| c(n.clone())).collect()
+    }
+
+    /// The dimensions as the result names them.
+    fn dim_out(&self) -> Vec<Expr> {
+        self.dims.iter().map(|n| c(self.d(n))).collect()
+    }
+}
+
+/// The cells (their dimensions, codes and numbers) and each row's cell with its value's
+/// key. Without dimensions, one cell numbered 0.
+fn keyed_cells(
+    b: LogicalPlanBuilder,
+    names: &Names<'_>,
+    arg: &Expr,
+) -> datafusion::error::Result<(LogicalPlanBuilder, LogicalPlanBuilder)> {
+    let value_key = datafusion::logical_expr::ScalarUDF::new_from_impl(
+        crate::functions::DistinctKey::default(),
+    );
+    if names.dims.is_empty() {
+        let cells = LogicalPlanBuilder::empty(true).project(vec![zero().alias(&names.cell)])?;
+        let keyed = b.filter(arg.clone().is_not_null())?.project(vec![
+            zero().alias(&names.cell),
+            value_key.call(vec![arg.clone()]).alias(&names.key),
+        ])?;
+        return Ok((cells, keyed));
+    }
+    let cells = numbered_cells(&b, names)?;
+    let keyed = keyed_rows(b, &cells, names, arg, &value_key)?;
+    Ok((cells, keyed))
+}
+
+/// The cells: their dimensions grouped, each dimension's values numbered 0, 1, … in
+/// order (NULL is a value), each cell numbered from its codes.
+fn numbered_cells(
+    b: &LogicalPlanBuilder,
+    names: &Names<'_>,
+) -> datafusion::error::Result<LogicalPlanBuilder> {
+    use datafusion::logical_expr::ExprFunctionExt;
+    let (dims, alias) = (names.dims, names.alias);
+    let mut cells = b
+        .clone()
+        .project(names.dim_cols())?
+        .aggregate(names.dim_cols(), Vec::<Expr>::new())?;
+    for (i, dim) in dims.iter().enumerate() {
+        let rank = datafusion::functions_window::expr_fn::dense_rank()
+            .order_by(vec![c(dim.clone()).sort(true, true)])
+            .build()?;
+        cells = cells.window(vec![rank.alias(format!("{alias}_rank{i}"))])?;
+    }
+    let mut numbered: Vec<Expr> = dims
+        .iter()
+        .map(|n| c(n.clone()).alias(names.d(n)))
+        .collect();
+    numbered.extend(
+        (0..dims.len()).map(|i| (c(format!("{alias}_rank{i}")) - lit(1u64)).alias(names.code(i))),
+    );
+    cells.project(numbered)?.project(
+        names
+            .dim_out()
+            .into_iter()
+            .chain(names.codes())
+            .chain([names.lanes().alias(&names.cell)])
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Each row's cell and its value's key, for the rows whose value is not NULL.
+fn keyed_rows(
+    b: LogicalPlanBuilder,
+    cells: &LogicalPlanBuilder,
+    names: &Names<'_>,
+    arg: &Expr,
+    value_key: &datafusion::logical_expr::ScalarUDF,
+) -> datafusion::error::Result<LogicalPlanBuilder> {
+    use datafusion::common::NullEquality;
+    let dims = names.dims;
+    let value = format!("{}_value", names.alias);
+    // Each row's cell: the few cells (dimensions and numbers) are the join's build side,
+    // the rows stream past.
+    let rows = b
+        .project(
+            names
+                .dim_cols()
+                .into_iter()
+                .chain([arg.clone().alias(&value)])
+                .collect::<Vec<_>>(),
+        )?
+        .filter(c(value.clone()).is_not_null())?
+        .build()?;
+    cells
+        .clone()
+        .project(
+            names
+                .dim_out()
+                .into_iter()
+                .chain([c(names.cell.clone())])
+                .collect::<Vec<_>>(),
+        )?
+        .join_detailed(
+            rows,
+            JoinType::Inner,
+            (
+                dims.iter()
+                    .map(|n| Column::from_name(names.d(n)))
+                    .collect::<Vec<_>>(),
+                dims.iter().map(Column::from_name).collect::<Vec<_>>(),
+            ),
+            None,
+            NullEquality::NullEqualsNull,
+        )?
+        .project(vec![
+            c(names.cell.clone()),
+            value_key.call(vec![c(value)]).alias(&names.key),
+        ])
+}
+
+/// Steps 1 and 2 of a distinct count: per value the set of its cells, then per group the
+/// values that have a cell in it (columns: the group's number and the count).
+fn counted_groups(
+    keyed: LogicalPlanBuilder,
+    names: &Names<'_>,
+    totals: bool,
+) -> datafusion::error::Result<LogicalPlan> {
+    let alias = names.alias;
+    // 1. Per value, the set of its cells.
+    let sets = keyed.aggregate(
+        vec![c(names.key.clone())],
+        vec![
+            crate::functions::cellsets::cell_set()
+                .call(vec![c(names.cell.clone())])
+                .alias(&names.set),
+        ],
+    )?;
+
+    // 2. Per group, the values that have a cell in it: each value's set of cells gives its
+    // groups, each counted once.
+    let counted = format!("{alias}_counted");
+    sets.aggregate(
+        Vec::<Expr>::new(),
+        vec![
+            crate::functions::cellsets::group_counts()
+                .call(vec![
+                    c(names.set.clone()),
+                    lit(names.dims.len() as i64),
+                    lit(totals),
+                ])
+                .alias(&counted),
+        ],
+    )?
+    .unnest_column(counted.as_str())?
+    .project(vec![
+        datafusion::functions::core::expr_fn::get_field(c(counted.clone()), "group")
+            .alias(&names.group),
+        datafusion::functions::core::expr_fn::get_field(c(counted), "n").alias(alias),
+    ])?
+    .build()
+}
+
+/// The groups' dimensions (NULL where a grouping set leaves one out) and numbers.
+fn group_labels(
+    cells: LogicalPlanBuilder,
+    names: &Names<'_>,
+    totals: bool,
+) -> datafusion::error::Result<LogicalPlanBuilder> {
+    let (dims, alias) = (names.dims, names.alias);
+    if !totals || dims.is_empty() {
+        return cells.project(
+            names
+                .dim_out()
+                .into_iter()
+                .chain([c(names.cell.clone())])
+                .collect::<Vec<_>>(),
+        );
+    }
+    let sets: Vec<Vec<Expr>> = (0..1usize << dims.len())
+        .map(|kept| {
+            (0..dims.len())
+                .filter(|i| kept & (1 << i) != 0)
+                .flat_map(|i| [c(names.d(&dims[i])), c(names.code(i))])
+                .collect()
+        })
+        .collect();
+    let flags: Vec<Expr> = dims
+        .iter()
+        .map(|n| {
+            datafusion::functions_aggregate::expr_fn::grouping(c(names.d(n)))
+                .alias(format!("{alias}_g_{n}"))
+        })
+        .collect();
+    cells
+        .aggregate(
+            vec![Expr::GroupingSet(GroupingSet::GroupingSets(sets))],
+            flags,
+        )?
+        .project(
+            names
+                .dim_out()
+                .into_iter()
+                .chain(dims.iter().map(|n| c(format!("{alias}_g_{n}"))))
+                .chain([names.lanes().alias(&names.cell)])
+                .collect::<Vec<_>>(),
+        )
 }
 
 /// `median(arg)` of a `DOUBLE` per group of `dims` (and per grouping set when `totals`),

@@ -5,76 +5,136 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DataFusionError};
+use datafusion::common::{Column, DFSchema, DataFusionError};
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Expr, GroupingSet, JoinType, LogicalPlanBuilder, col, lit, when};
 
 use super::distinct::{count_distinct_arg, distinct_counts, median_arg, medians, rolled_up};
 use crate::diag::{Code, Diagnostic};
-use crate::line::spec::{AggregateSpec, ExprText, Name, Pos, StepKind};
+use crate::line::spec::{AggregateSpec, ExprText, Name, Pos, RateSpec, StepKind};
 use crate::plan::expr::{cast_text, first_line};
 use crate::plan::{Diags, InputInfo, Planner, StepPlan, is_area};
 
+/// V205 at `at` for an engine error while planning the step (its first line).
+fn engine_err(file: &str, at: Pos) -> impl Fn(DataFusionError) -> Diags + Copy + '_ {
+    move |e: DataFusionError| {
+        vec![Diagnostic::error(
+            Code::V205,
+            file,
+            at,
+            first_line(&e.to_string()),
+        )]
+    }
+}
+
+/// The measures of an aggregate step taken apart: the aggregates of the main grouping, the
+/// distinct counts and medians computed apart, and each measure over their columns.
+struct Measures {
+    /// Aggregates of the main grouping, aliased `__agg<i>`.
+    aggs: Vec<Expr>,
+    /// `count(DISTINCT x)` (true) and `median(x)` (false) measures, computed apart and
+    /// joined to the groups (see `distinct_counts` and `medians`): alias and argument.
+    apart: Vec<(String, Expr, bool)>,
+    /// Each measure, by name, over the columns of `aggs` and `apart`.
+    measures: Vec<(String, Expr)>,
+    /// The measures that count persons.
+    person_counts: Vec<String>,
+}
+
 impl Planner<'_> {
+    /// Plans an aggregate step: computed dimensions, the measures per group (and per
+    /// grouping set with totals), the dimensions' total codes, then the rates.
     pub(crate) fn plan_aggregate(
         &self,
         a: &AggregateSpec,
-        mut b: LogicalPlanBuilder,
+        b: LogicalPlanBuilder,
         info: &InputInfo,
         populations: BTreeMap<String, LogicalPlanBuilder>,
     ) -> Result<StepPlan, Diags> {
-        let err0 = |at: Pos| {
-            move |e: DataFusionError| {
-                vec![Diagnostic::error(
-                    Code::V205,
-                    &self.line.file,
-                    at,
-                    first_line(&e.to_string()),
-                )]
-            }
-        };
-        // Computed dimensions become columns first.
-        let computed: Vec<(&Name, &ExprText)> =
-            a.by.iter()
-                .flat_map(|d| d.parts())
-                .filter_map(|(n, e)| e.map(|e| (n, e)))
-                .collect();
-        if !computed.is_empty() {
-            let schema = b.schema().clone();
-            let mut exprs: Vec<Expr> = schema
-                .columns()
-                .into_iter()
-                .filter(|c| !computed.iter().any(|(n, _)| n.value == c.name))
-                .map(col)
-                .collect();
-            for (n, e) in &computed {
-                exprs.push(self.expr(e, &schema)?.alias(n.value.as_str()));
-            }
-            b = b.project(exprs).map_err(err0(a.input.at))?;
-        }
+        let b = self.aggregate_computed(a, b)?;
         let schema = b.schema().clone();
         let by: Vec<&Name> =
             a.by.iter()
                 .flat_map(|d| d.parts())
                 .map(|(n, _)| n)
                 .collect();
-        let mut person_counts = Vec::new();
-        // An input grouped by a personal value has a row per person (and per its other
-        // dimensions): every count of its rows counts persons.
-        let rows_are_persons = info.dimensions.iter().any(|d| info.personal.contains(d));
         let mut dims = Vec::new();
         for d in &by {
             self.column_check(&schema, d).map_err(|d| vec![d])?;
             dims.push(d.value.clone());
         }
-        let mut aggs: Vec<Expr> = Vec::new();
-        // `count(DISTINCT x)` and `median(x)` measures, computed apart and joined to the
-        // groups (see `distinct_counts` and `medians`).
-        let mut apart: Vec<(String, Expr, bool)> = Vec::new();
-        let mut measures: Vec<(String, Expr)> = Vec::new();
+        let Measures {
+            aggs,
+            apart,
+            measures,
+            person_counts,
+        } = self.aggregate_measures(a, &schema, info)?;
+        let main = self.aggregate_groups(a, b, &dims, aggs, &apart)?;
+        let mut b = self.aggregate_output(a, main, &dims, measures)?;
+        for (i, (name, r)) in a.rates.iter().enumerate() {
+            b = self.rate(
+                b,
+                i,
+                name,
+                r,
+                a.totals,
+                populations.get(r.population.value.as_str()),
+            )?;
+        }
+        let plan = b.build().map_err(engine_err(&self.line.file, a.input.at))?;
+        let mut p = self.finish(StepKind::Aggregate, plan, vec![], dims);
+        p.person_counts = person_counts;
+        Ok(p)
+    }
+
+    /// The input with the computed dimensions as columns (they become columns first).
+    fn aggregate_computed(
+        &self,
+        a: &AggregateSpec,
+        b: LogicalPlanBuilder,
+    ) -> Result<LogicalPlanBuilder, Diags> {
+        let computed: Vec<(&Name, &ExprText)> =
+            a.by.iter()
+                .flat_map(|d| d.parts())
+                .filter_map(|(n, e)| e.map(|e| (n, e)))
+                .collect();
+        if computed.is_empty() {
+            return Ok(b);
+        }
+        let schema = b.schema().clone();
+        let mut exprs: Vec<Expr> = schema
+            .columns()
+            .into_iter()
+            .filter(|c| !computed.iter().any(|(n, _)| n.value == c.name))
+            .map(col)
+            .collect();
+        for (n, e) in &computed {
+            exprs.push(self.expr(e, &schema)?.alias(n.value.as_str()));
+        }
+        b.project(exprs)
+            .map_err(engine_err(&self.line.file, a.input.at))
+    }
+
+    /// The measures parsed and taken apart (V204 for a measure without an aggregate), with
+    /// the diagnostics of every measure.
+    fn aggregate_measures(
+        &self,
+        a: &AggregateSpec,
+        schema: &DFSchema,
+        info: &InputInfo,
+    ) -> Result<Measures, Diags> {
+        // An input grouped by a personal value has a row per person (and per its other
+        // dimensions): every count of its rows counts persons.
+        let rows_are_persons = info.dimensions.iter().any(|d| info.personal.contains(d));
+        let mut m = Measures {
+            aggs: Vec::new(),
+            apart: Vec::new(),
+            measures: Vec::new(),
+            person_counts: Vec::new(),
+        };
         let mut diags = Vec::new();
         for (name, text) in &a.measures {
-            let e = match self.expr(text, &schema) {
+            let e = match self.expr(text, schema) {
                 Ok(e) => e,
                 Err(d) => {
                     diags.extend(d);
@@ -82,39 +142,10 @@ impl Planner<'_> {
                 }
             };
             if counts_persons(&e, &info.personal, rows_are_persons) {
-                person_counts.push(name.value.clone());
+                m.person_counts.push(name.value.clone());
             }
-            let mut found = false;
-            let rewritten = e
-                .transform_up(|e| {
-                    if let Some(arg) = count_distinct_arg(&e) {
-                        found = true;
-                        let alias = format!("__dc{}", apart.len());
-                        apart.push((alias.clone(), arg, true));
-                        return Ok(Transformed::yes(
-                            datafusion::functions::core::expr_fn::coalesce(vec![
-                                col(Column::from_name(alias)),
-                                lit(0i64),
-                            ]),
-                        ));
-                    }
-                    if let Some(arg) = median_arg(&e, &schema) {
-                        found = true;
-                        let alias = format!("__md{}", apart.len());
-                        apart.push((alias.clone(), arg, false));
-                        return Ok(Transformed::yes(col(Column::from_name(alias))));
-                    }
-                    if let Expr::AggregateFunction(AggregateFunction { .. }) = &e {
-                        found = true;
-                        let alias = format!("__agg{}", aggs.len());
-                        aggs.push(e.alias(&alias));
-                        return Ok(Transformed::yes(col(Column::from_name(alias))));
-                    }
-                    Ok(Transformed::no(e))
-                })
-                .map(|t| t.data);
-            match rewritten {
-                Ok(r) if found => measures.push((name.value.clone(), r)),
+            match split_measure(e, schema, &mut m.aggs, &mut m.apart) {
+                Ok((r, true)) => m.measures.push((name.value.clone(), r)),
                 Ok(_) => diags.push(self.diag(
                     Code::V204,
                     self.locate(text, ""),
@@ -129,13 +160,26 @@ impl Planner<'_> {
         if !diags.is_empty() {
             return Err(diags);
         }
+        Ok(m)
+    }
+
+    /// The aggregates per group of `dims` (with totals, per grouping set of their cube, with
+    /// a `__g_<dim>` flag per dimension), with the measures computed apart joined.
+    fn aggregate_groups(
+        &self,
+        a: &AggregateSpec,
+        b: LogicalPlanBuilder,
+        dims: &[String],
+        mut aggs: Vec<Expr>,
+        apart: &[(String, Expr, bool)],
+    ) -> Result<LogicalPlanBuilder, Diags> {
         let dim_exprs: Vec<Expr> = dims
             .iter()
             .map(|d| col(Column::from_name(d.as_str())))
             .collect();
         let mut groupings = Vec::new();
         let group: Vec<Expr> = if a.totals {
-            for d in &dims {
+            for d in dims {
                 groupings.push(
                     datafusion::functions_aggregate::expr_fn::grouping(col(Column::from_name(
                         d.as_str(),
@@ -147,9 +191,7 @@ impl Planner<'_> {
         } else {
             dim_exprs.clone()
         };
-        let err = |e: DataFusionError| {
-            vec![self.diag(Code::V205, a.input.at, first_line(&e.to_string()))]
-        };
+        let err = engine_err(&self.line.file, a.input.at);
         // With totals, each row is grouped into its cell once and the cube rolls up cells.
         let fine = if a.totals {
             rolled_up(&aggs, &dim_exprs, b.clone()).map_err(err)?
@@ -167,39 +209,24 @@ impl Planner<'_> {
             }
         }
         .map_err(err)?;
-        for (alias, arg, distinct) in &apart {
-            let counts = if *distinct {
-                distinct_counts(b.clone(), &dims, a.totals, arg, alias)
-            } else {
-                medians(b.clone(), &dims, a.totals, arg, alias)
-            }
-            .map_err(err)?;
-            let mut left: Vec<Column> =
-                dims.iter().map(|d| Column::from_name(d.as_str())).collect();
-            let mut right: Vec<Column> = dims
-                .iter()
-                .map(|d| Column::from_name(format!("{alias}_d_{d}")))
-                .collect();
-            if a.totals {
-                left.extend(dims.iter().map(|d| Column::from_name(format!("__g_{d}"))));
-                right.extend(
-                    dims.iter()
-                        .map(|d| Column::from_name(format!("{alias}_g_{d}"))),
-                );
-            }
-            main = main
-                .join_detailed(
-                    counts,
-                    JoinType::Left,
-                    (left, right),
-                    None,
-                    datafusion::common::NullEquality::NullEqualsNull,
-                )
-                .map_err(err)?;
+        for (alias, arg, distinct) in apart {
+            main = join_apart(main, &b, dims, a.totals, alias, arg, *distinct).map_err(err)?;
         }
-        let b = main;
+        Ok(main)
+    }
+
+    /// The step's columns: each dimension as text (`SSS` or `YHT` where a total rolls it
+    /// up), then the measures.
+    fn aggregate_output(
+        &self,
+        a: &AggregateSpec,
+        b: LogicalPlanBuilder,
+        dims: &[String],
+        measures: Vec<(String, Expr)>,
+    ) -> Result<LogicalPlanBuilder, Diags> {
+        let err = engine_err(&self.line.file, a.input.at);
         let mut out: Vec<Expr> = Vec::new();
-        for d in &dims {
+        for d in dims {
             let c = cast_text(col(Column::from_name(d.as_str())));
             if a.totals {
                 let code = if is_area(d) { "SSS" } else { "YHT" };
@@ -219,21 +246,7 @@ impl Planner<'_> {
         for (name, e) in measures {
             out.push(e.alias(name));
         }
-        let mut b = b.project(out).map_err(err)?;
-        for (i, (name, r)) in a.rates.iter().enumerate() {
-            b = self.rate(
-                b,
-                i,
-                name,
-                r,
-                a.totals,
-                populations.get(r.population.value.as_str()),
-            )?;
-        }
-        let plan = b.build().map_err(err)?;
-        let mut p = self.finish(StepKind::Aggregate, plan, vec![], dims);
-        p.person_counts = person_counts;
-        Ok(p)
+        b.project(out).map_err(err)
     }
 
     /// Joins the population and adds `name = round(per × count / population, decimals)`.
@@ -242,20 +255,11 @@ impl Planner<'_> {
         b: LogicalPlanBuilder,
         i: usize,
         name: &Name,
-        r: &crate::line::spec::RateSpec,
+        r: &RateSpec,
         totals: bool,
         population: Option<&LogicalPlanBuilder>,
     ) -> Result<LogicalPlanBuilder, Diags> {
-        let err = |at: Pos| {
-            move |e: DataFusionError| {
-                vec![Diagnostic::error(
-                    Code::V205,
-                    &self.line.file,
-                    at,
-                    first_line(&e.to_string()),
-                )]
-            }
-        };
+        let err = |at: Pos| engine_err(&self.line.file, at);
         let Some(pop) = population else {
             return Err(vec![self.diag(
                 Code::V102,
@@ -273,59 +277,9 @@ impl Planner<'_> {
             )]);
         }
         self.column_check(&schema, &r.area).map_err(|d| vec![d])?;
-        let year_col = r
-            .year_column
-            .clone()
-            .unwrap_or_else(|| crate::line::spec::Sp::synthetic("vuosi".into()));
-        let value_col = r
-            .value
-            .clone()
-            .unwrap_or_else(|| crate::line::spec::Sp::synthetic("vaesto".into()));
-        for c in [&r.area, &year_col, &value_col] {
-            self.column_check(pop.schema(), c).map_err(|d| vec![d])?;
-        }
         let (pa, py, pv) = (format!("__pa{i}"), format!("__py{i}"), format!("__pv{i}"));
-        let rows = pop
-            .clone()
-            .project(vec![
-                cast_text(col(Column::from_name(r.area.value.as_str()))).alias(&pa),
-                cast_text(col(Column::from_name(year_col.value.as_str()))).alias(&py),
-                Expr::Cast(datafusion::logical_expr::Cast::new(
-                    Box::new(col(Column::from_name(value_col.value.as_str()))),
-                    DataType::Float64,
-                ))
-                .alias(&pv),
-            ])
-            .map_err(err(r.population.at))?;
-        let table = if totals {
-            // The whole country's population is the sum of the areas'.
-            let country = pop
-                .clone()
-                .aggregate(
-                    vec![cast_text(col(Column::from_name(year_col.value.as_str()))).alias(&py)],
-                    vec![
-                        datafusion::functions_aggregate::expr_fn::sum(Expr::Cast(
-                            datafusion::logical_expr::Cast::new(
-                                Box::new(col(Column::from_name(value_col.value.as_str()))),
-                                DataType::Float64,
-                            ),
-                        ))
-                        .alias(&pv),
-                    ],
-                )
-                .and_then(|c| {
-                    c.project(vec![
-                        lit("SSS").alias(&pa),
-                        col(Column::from_name(py.as_str())),
-                        col(Column::from_name(pv.as_str())),
-                    ])
-                })
-                .map_err(err(r.population.at))?;
-            rows.union(country.build().map_err(err(r.population.at))?)
-                .map_err(err(r.population.at))?
-        } else {
-            rows
-        };
+        let table =
+            self.rate_population(r, totals, pop, [pa.as_str(), py.as_str(), pv.as_str()])?;
         let year = self.expr(&r.year, &schema)?;
         let on = col(Column::from_name(r.area.value.as_str()))
             .eq(col(Column::from_name(pa.as_str())))
@@ -349,6 +303,145 @@ impl Planner<'_> {
         exprs.push(rate.alias(name.value.as_str()));
         joined.project(exprs).map_err(err(name.at))
     }
+
+    /// A rate's population as columns `pa` (area, as text), `py` (year, as text) and `pv`
+    /// (the population); with totals, also the whole country (`SSS`), the sum of the areas.
+    fn rate_population(
+        &self,
+        r: &RateSpec,
+        totals: bool,
+        pop: &LogicalPlanBuilder,
+        [pa, py, pv]: [&str; 3],
+    ) -> Result<LogicalPlanBuilder, Diags> {
+        let err = engine_err(&self.line.file, r.population.at);
+        let year_col = r
+            .year_column
+            .clone()
+            .unwrap_or_else(|| crate::line::spec::Sp::synthetic("vuosi".into()));
+        let value_col = r
+            .value
+            .clone()
+            .unwrap_or_else(|| crate::line::spec::Sp::synthetic("vaesto".into()));
+        for c in [&r.area, &year_col, &value_col] {
+            self.column_check(pop.schema(), c).map_err(|d| vec![d])?;
+        }
+        let rows = pop
+            .clone()
+            .project(vec![
+                cast_text(col(Column::from_name(r.area.value.as_str()))).alias(pa),
+                cast_text(col(Column::from_name(year_col.value.as_str()))).alias(py),
+                Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(col(Column::from_name(value_col.value.as_str()))),
+                    DataType::Float64,
+                ))
+                .alias(pv),
+            ])
+            .map_err(err)?;
+        if !totals {
+            return Ok(rows);
+        }
+        // The whole country's population is the sum of the areas'.
+        let country = pop
+            .clone()
+            .aggregate(
+                vec![cast_text(col(Column::from_name(year_col.value.as_str()))).alias(py)],
+                vec![
+                    datafusion::functions_aggregate::expr_fn::sum(Expr::Cast(
+                        datafusion::logical_expr::Cast::new(
+                            Box::new(col(Column::from_name(value_col.value.as_str()))),
+                            DataType::Float64,
+                        ),
+                    ))
+                    .alias(pv),
+                ],
+            )
+            .and_then(|c| {
+                c.project(vec![
+                    lit("SSS").alias(pa),
+                    col(Column::from_name(py)),
+                    col(Column::from_name(pv)),
+                ])
+            })
+            .map_err(err)?;
+        rows.union(country.build().map_err(err)?).map_err(err)
+    }
+}
+
+/// A measure with its distinct counts, medians and other aggregates replaced by columns
+/// (their expressions pushed to `apart` and `aggs`), and whether it had any.
+fn split_measure(
+    e: Expr,
+    schema: &DFSchema,
+    aggs: &mut Vec<Expr>,
+    apart: &mut Vec<(String, Expr, bool)>,
+) -> datafusion::error::Result<(Expr, bool)> {
+    let mut found = false;
+    let rewritten = e
+        .transform_up(|e| {
+            if let Some(arg) = count_distinct_arg(&e) {
+                found = true;
+                let alias = format!("__dc{}", apart.len());
+                apart.push((alias.clone(), arg, true));
+                return Ok(Transformed::yes(
+                    datafusion::functions::core::expr_fn::coalesce(vec![
+                        col(Column::from_name(alias)),
+                        lit(0i64),
+                    ]),
+                ));
+            }
+            if let Some(arg) = median_arg(&e, schema) {
+                found = true;
+                let alias = format!("__md{}", apart.len());
+                apart.push((alias.clone(), arg, false));
+                return Ok(Transformed::yes(col(Column::from_name(alias))));
+            }
+            if let Expr::AggregateFunction(AggregateFunction { .. }) = &e {
+                found = true;
+                let alias = format!("__agg{}", aggs.len());
+                aggs.push(e.alias(&alias));
+                return Ok(Transformed::yes(col(Column::from_name(alias))));
+            }
+            Ok(Transformed::no(e))
+        })
+        .map(|t| t.data)?;
+    Ok((rewritten, found))
+}
+
+/// `main` with a distinct count or median of `arg` over the rows `b` joined to its groups
+/// (on the dimensions, and with totals the grouping flags).
+fn join_apart(
+    main: LogicalPlanBuilder,
+    b: &LogicalPlanBuilder,
+    dims: &[String],
+    totals: bool,
+    alias: &str,
+    arg: &Expr,
+    distinct: bool,
+) -> datafusion::error::Result<LogicalPlanBuilder> {
+    let counts = if distinct {
+        distinct_counts(b.clone(), dims, totals, arg, alias)
+    } else {
+        medians(b.clone(), dims, totals, arg, alias)
+    }?;
+    let mut left: Vec<Column> = dims.iter().map(|d| Column::from_name(d.as_str())).collect();
+    let mut right: Vec<Column> = dims
+        .iter()
+        .map(|d| Column::from_name(format!("{alias}_d_{d}")))
+        .collect();
+    if totals {
+        left.extend(dims.iter().map(|d| Column::from_name(format!("__g_{d}"))));
+        right.extend(
+            dims.iter()
+                .map(|d| Column::from_name(format!("{alias}_g_{d}"))),
+        );
+    }
+    main.join_detailed(
+        counts,
+        JoinType::Left,
+        (left, right),
+        None,
+        datafusion::common::NullEquality::NullEqualsNull,
+    )
 }
 
 /// Whether a measure counts persons anywhere in it: a distinct count of a personal value

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema};
-use datafusion::common::{Column, DataFusionError};
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, SortExpr, col, lit};
+use datafusion::common::{Column, DFSchema};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, SortExpr, col, lit};
 use datafusion::scalar::ScalarValue;
 
 use crate::diag::{Code, Diagnostic};
@@ -15,6 +15,8 @@ use crate::plan::{
 };
 
 impl Planner<'_> {
+    /// Plans a publish step: its dimensions and measures (no personal column may be
+    /// published), the counts that decide disclosure, and the sorted published columns.
     pub(crate) fn plan_publish(
         &self,
         p: &PublishSpec,
@@ -22,42 +24,8 @@ impl Planner<'_> {
         info: &InputInfo,
     ) -> Result<StepPlan, Diags> {
         let schema = b.schema().clone();
-        let err = |at: Pos| {
-            move |e: DataFusionError| {
-                vec![Diagnostic::error(
-                    Code::V205,
-                    &self.line.file,
-                    at,
-                    first_line(&e.to_string()),
-                )]
-            }
-        };
-        let dims: Vec<String> = match &p.dimensions {
-            Some(d) => {
-                for n in d {
-                    self.column_check(&schema, n).map_err(|d| vec![d])?;
-                }
-                d.iter().map(|n| n.value.clone()).collect()
-            }
-            None => info.dimensions.clone(),
-        };
-        if !info.lineage.is_empty() {
-            return Err(info
-                .lineage
-                .iter()
-                .map(|(c, t)| {
-                    self.personal_diag(
-                        p.input.at,
-                        format!(
-                            "column `{c}` identifies a person and would be published in dataset `{}`",
-                            p.dataset.value
-                        ),
-                        c,
-                        t,
-                    )
-                })
-                .collect());
-        }
+        let dims = self.publish_dims(p, &schema, info)?;
+        self.publish_no_personal(p, info)?;
         let measures: Vec<String> = schema
             .fields()
             .iter()
@@ -66,7 +34,6 @@ impl Planner<'_> {
                 !dims.contains(n) && !n.starts_with("__") && n != OBJECT_COLUMN && n != ROW_COLUMN
             })
             .collect();
-        let mut exprs: Vec<Expr> = Vec::new();
         let min = p
             .disclosure
             .as_ref()
@@ -99,62 +66,12 @@ impl Planner<'_> {
                 ),
             )]);
         }
-        let mut counts: Vec<(String, Pos)> = Vec::new();
-        if let Some(c) = count.as_ref().filter(|_| min > 1) {
-            let at = |c: &str| {
-                declared
-                    .iter()
-                    .find(|n| n.value == c)
-                    .map_or(p.input.at, |n| n.at)
-            };
-            counts.push((c.clone(), at(c)));
-            let persons = p.disclosure.iter().flat_map(|d| &d.persons);
-            for c in persons
-                .map(|n| &n.value)
-                .chain(info.person_counts.iter().filter(|c| measures.contains(c)))
-            {
-                if !counts.iter().any(|(k, _)| k == c) {
-                    counts.push((c.clone(), at(c)));
-                }
-            }
-            for (c, at) in &counts {
-                let t = schema
-                    .field_with_unqualified_name(c)
-                    .map(|f| f.data_type().clone())
-                    .unwrap_or(DataType::Null);
-                if !t.is_numeric() {
-                    return Err(vec![self.diag(
-                        Code::V202,
-                        *at,
-                        format!("the disclosure count `{c}` is {t}, not a number; name the count measure with `disclosure: {{ count: … }}`"),
-                    )]);
-                }
-            }
-        }
-        for f in schema.fields() {
-            let n = f.name();
-            if n.starts_with("__") || n == OBJECT_COLUMN || n == ROW_COLUMN {
-                continue;
-            }
-            exprs.push(col(Column::from_name(n.as_str())));
-        }
-        if count.is_some() && min > 1 {
-            exprs.push(lit(ScalarValue::Utf8(None)).alias(STATUS_COLUMN));
-        }
-        let sort: Vec<SortExpr> = dims
-            .iter()
-            .map(|d| SortExpr::new(col(Column::from_name(d.as_str())), true, true))
-            .chain(
-                measures
-                    .iter()
-                    .map(|d| SortExpr::new(col(Column::from_name(d.as_str())), true, true)),
-            )
-            .collect();
-        let plan = b
-            .project(exprs)
-            .and_then(|b| b.sort(sort))
-            .and_then(|b| b.build())
-            .map_err(err(p.input.at))?;
+        let counts = match count.as_ref().filter(|_| min > 1) {
+            Some(c) => self.disclosure_counts(p, &schema, info, &measures, &declared, c)?,
+            None => Vec::new(),
+        };
+        let status = count.is_some() && min > 1;
+        let plan = self.publish_plan(p, b, &schema, &dims, &measures, status)?;
         let mut out = self.finish(StepKind::Publish, plan, vec![], dims);
         // Suppressed cells are empty: every published column may be null.
         out.output = Arc::new(Schema::new(
@@ -170,5 +87,134 @@ impl Planner<'_> {
             measures,
         });
         Ok(out)
+    }
+
+    /// The published dimensions: those given (each checked), or the input's.
+    fn publish_dims(
+        &self,
+        p: &PublishSpec,
+        schema: &DFSchema,
+        info: &InputInfo,
+    ) -> Result<Vec<String>, Diags> {
+        Ok(match &p.dimensions {
+            Some(d) => {
+                for n in d {
+                    self.column_check(schema, n).map_err(|d| vec![d])?;
+                }
+                d.iter().map(|n| n.value.clone()).collect()
+            }
+            None => info.dimensions.clone(),
+        })
+    }
+
+    /// V206 for each column of the input that identifies a person.
+    fn publish_no_personal(&self, p: &PublishSpec, info: &InputInfo) -> Result<(), Diags> {
+        if info.lineage.is_empty() {
+            return Ok(());
+        }
+        Err(info
+            .lineage
+            .iter()
+            .map(|(c, t)| {
+                self.personal_diag(
+                    p.input.at,
+                    format!(
+                        "column `{c}` identifies a person and would be published in dataset `{}`",
+                        p.dataset.value
+                    ),
+                    c,
+                    t,
+                )
+            })
+            .collect())
+    }
+
+    /// The counts that decide disclosure: `count`, then the declared and computed counts of
+    /// persons among the measures, each placed where it is named (V202 when one is not a
+    /// number).
+    fn disclosure_counts(
+        &self,
+        p: &PublishSpec,
+        schema: &DFSchema,
+        info: &InputInfo,
+        measures: &[String],
+        declared: &[&Name],
+        count: &str,
+    ) -> Result<Vec<(String, Pos)>, Diags> {
+        let mut counts: Vec<(String, Pos)> = Vec::new();
+        let at = |c: &str| {
+            declared
+                .iter()
+                .find(|n| n.value == c)
+                .map_or(p.input.at, |n| n.at)
+        };
+        counts.push((count.to_string(), at(count)));
+        let persons = p.disclosure.iter().flat_map(|d| &d.persons);
+        for c in persons
+            .map(|n| &n.value)
+            .chain(info.person_counts.iter().filter(|c| measures.contains(c)))
+        {
+            if !counts.iter().any(|(k, _)| k == c) {
+                counts.push((c.clone(), at(c)));
+            }
+        }
+        for (c, at) in &counts {
+            let t = schema
+                .field_with_unqualified_name(c)
+                .map(|f| f.data_type().clone())
+                .unwrap_or(DataType::Null);
+            if !t.is_numeric() {
+                return Err(vec![self.diag(
+                    Code::V202,
+                    *at,
+                    format!("the disclosure count `{c}` is {t}, not a number; name the count measure with `disclosure: {{ count: … }}`"),
+                )]);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The published columns (and an empty status column when cells may be suppressed),
+    /// sorted by the dimensions, then the measures.
+    fn publish_plan(
+        &self,
+        p: &PublishSpec,
+        b: LogicalPlanBuilder,
+        schema: &DFSchema,
+        dims: &[String],
+        measures: &[String],
+        status: bool,
+    ) -> Result<LogicalPlan, Diags> {
+        let mut exprs: Vec<Expr> = Vec::new();
+        for f in schema.fields() {
+            let n = f.name();
+            if n.starts_with("__") || n == OBJECT_COLUMN || n == ROW_COLUMN {
+                continue;
+            }
+            exprs.push(col(Column::from_name(n.as_str())));
+        }
+        if status {
+            exprs.push(lit(ScalarValue::Utf8(None)).alias(STATUS_COLUMN));
+        }
+        let sort: Vec<SortExpr> = dims
+            .iter()
+            .map(|d| SortExpr::new(col(Column::from_name(d.as_str())), true, true))
+            .chain(
+                measures
+                    .iter()
+                    .map(|d| SortExpr::new(col(Column::from_name(d.as_str())), true, true)),
+            )
+            .collect();
+        b.project(exprs)
+            .and_then(|b| b.sort(sort))
+            .and_then(|b| b.build())
+            .map_err(|e| {
+                vec![Diagnostic::error(
+                    Code::V205,
+                    &self.line.file,
+                    p.input.at,
+                    first_line(&e.to_string()),
+                )]
+            })
     }
 }

@@ -1,0 +1,97 @@
+//! Tests of the JSON-stat writer and validator.
+
+use super::*;
+
+/// A table whose rows sit on the diagonal of a large cube: four dimensions of 2 000
+/// categories each describe 1.6·10¹³ cells for 2 000 rows. The dense array asked
+/// for all of them (and `size.iter().product()` could overflow); the sparse form holds
+/// one value per row and is valid JSON-stat.
+#[test]
+fn a_sparse_cube_is_written_as_an_object_of_its_filled_cells() {
+    use arrow::array::{Int64Array, StringArray};
+    use std::sync::Arc;
+    let n = 2000;
+    let dims: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+    let codes: Arc<dyn Array> = Arc::new(StringArray::from_iter_values(
+        (0..n).map(|i| format!("k{i:05}")),
+    ));
+    let mut cols: Vec<(&str, Arc<dyn Array>)> =
+        dims.iter().map(|d| (d.as_str(), codes.clone())).collect();
+    cols.push(("lkm", Arc::new(Int64Array::from_iter_values(0..n as i64))));
+    let table = RecordBatch::try_from_iter(cols).unwrap();
+    let meta = DatasetMeta {
+        label: [Some("x".into()), None, None],
+        source: None,
+        dimensions: &dims,
+        column_labels: BTreeMap::new(),
+        units: BTreeMap::new(),
+        code_labels: BTreeMap::new(),
+    };
+    let doc = dataset(&table, &meta).unwrap();
+    let values = doc["value"].as_object().expect("sparse values");
+    assert_eq!(values.len(), n);
+    let errors: Vec<_> = validate(&doc).into_iter().filter(|i| i.error).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    // Row i is cell i·(n³ + n² + n + 1) of the cube.
+    let step = (n * n * n + n * n + n + 1).to_string();
+    assert_eq!(values[&step], json!(1));
+
+    // A cube past the limit is refused with an error, not an allocation.
+    let wide: Vec<String> = (0..6).map(|i| format!("d{i}")).collect();
+    let mut cols: Vec<(&str, Arc<dyn Array>)> =
+        wide.iter().map(|d| (d.as_str(), codes.clone())).collect();
+    cols.push(("lkm", Arc::new(Int64Array::from_iter_values(0..n as i64))));
+    let table = RecordBatch::try_from_iter(cols).unwrap();
+    let meta = DatasetMeta {
+        dimensions: &wide,
+        ..meta
+    };
+    let err = dataset(&table, &meta).unwrap_err();
+    assert!(err.contains("cells"), "{err}");
+}
+
+#[test]
+fn passes_the_conformance_corpus() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/conformance/jsonstat/cases.json");
+    let cases: Vec<Value> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut passed = 0;
+    for case in &cases {
+        let id = case["id"].as_str().unwrap();
+        let issues = validate(&case["input"]);
+        let expected = &case["expected"];
+        let valid = !issues.iter().any(|i| i.error);
+        if let Some(v) = expected.get("valid").and_then(Value::as_bool) {
+            assert_eq!(valid, v, "{id}: {issues:?}");
+        }
+        let codes: BTreeSet<&str> = issues.iter().map(|i| i.code).collect();
+        for c in expected
+            .get("codes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                codes.contains(c.as_str().unwrap()),
+                "{id}: expected {c}, got {issues:?}"
+            );
+        }
+        if expected.get("noOtherErrors").and_then(Value::as_bool) == Some(true) {
+            let want: BTreeSet<&str> = expected["codes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .collect();
+            let errors: BTreeSet<&str> =
+                issues.iter().filter(|i| i.error).map(|i| i.code).collect();
+            assert!(errors.is_subset(&want), "{id}: extra errors {issues:?}");
+        }
+        passed += 1;
+    }
+    println!(
+        "JSON-stat conformance: {passed}/{} cases passed",
+        cases.len()
+    );
+    assert_eq!(passed, cases.len());
+}
