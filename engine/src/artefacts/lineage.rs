@@ -103,10 +103,7 @@ impl StepInputs {
 
     /// Where the input columns a text (an expression, a query) names come from.
     fn of_words(&self, text: &str) -> Origins {
-        words(text)
-            .iter()
-            .flat_map(|w| self.of_input(w))
-            .collect()
+        words(text).iter().flat_map(|w| self.of_input(w)).collect()
     }
 
     /// Where a column of the first input (the rows' own) comes from.

@@ -204,10 +204,7 @@ type Categorised = (Vec<Vec<String>>, Vec<Vec<usize>>);
 
 /// Categories of each dimension, in order of first appearance (the table is sorted), and
 /// the category position of each row in each dimension.
-fn categorise(
-    table: &RecordBatch,
-    dimensions: &[String],
-) -> Result<Categorised, String> {
+fn categorise(table: &RecordBatch, dimensions: &[String]) -> Result<Categorised, String> {
     let mut categories: Vec<Vec<String>> = Vec::new();
     let mut row_keys: Vec<Vec<usize>> = vec![Vec::new(); table.num_rows()];
     for d in dimensions {
