@@ -12,7 +12,9 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use sha2::{Digest, Sha256};
 
 use crate::diag::{Code, Diagnostic, did_you_mean};
-use crate::line::spec::{LineSpec, Name, Pos, StepKind, StepSpec};
+use crate::line::spec::{
+    LineSpec, Name, Pos, PublishSpec, RuleSpec, SourceSpec, StepKind, StepSpec, ValidateSpec,
+};
 
 /// A line file that parsed and passed the structural checks.
 #[derive(Debug, Clone)]
@@ -220,7 +222,37 @@ fn is_machine_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// Checks that need no data and no schemas, pushing diagnostics in a fixed order: the
+/// line's header, then each step (its name and kind, inputs, rules, maps, publish and
+/// source), then the parameters.
 fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
+    check_header(file, spec, diags);
+    let declared = Declared::new(file, text, spec);
+    let mut datasets: BTreeMap<&str, Pos> = BTreeMap::new();
+    for (name, step) in &spec.steps {
+        declared.check_step_name(name, step, diags);
+        declared.check_inputs(name, step, diags);
+        if let Some(v) = &step.validate {
+            declared.check_validate(name, v, diags);
+        }
+        if let Some(h) = &step.harmonise {
+            for m in &h.map {
+                declared.codeset_ref(&m.codeset, diags);
+            }
+        }
+        if let Some(p) = &step.publish {
+            declared.check_publish(p, &mut datasets, diags);
+        }
+        if let Some(s) = &step.source {
+            declared.check_source_format(s, diags);
+            declared.check_location(s, diags);
+        }
+    }
+    check_params(file, spec, diags);
+}
+
+/// The line's own settings: its name, limits and schedule.
+fn check_header(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
     if !is_machine_name(&spec.line) {
         diags.push(Diagnostic::error(
             Code::V108,
@@ -251,11 +283,64 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
             ),
         );
     }
-    let step_names: Vec<&str> = spec.steps.keys().map(|k| k.value.as_str()).collect();
-    let codesets: Vec<&str> = spec.codesets.keys().map(|k| k.value.as_str()).collect();
-    let params: Vec<&str> = spec.params.keys().map(|k| k.value.as_str()).collect();
-    let mut datasets: BTreeMap<&str, Pos> = BTreeMap::new();
-    for (name, step) in &spec.steps {
+}
+
+/// The parameters: their names first, then their defaults.
+fn check_params(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
+    for (name, _) in &spec.params {
+        if !is_machine_name(name) {
+            diags.push(Diagnostic::error(
+                Code::V108,
+                file,
+                name.at,
+                format!(
+                    "parameter name `{}` must be lower-case letters, digits and `_`",
+                    name.value
+                ),
+            ));
+        }
+    }
+    for (name, p) in &spec.params {
+        if let Some(d) = &p.default
+            && let Err(e) = crate::line::params::parse_value(p.kind.value, d)
+        {
+            diags.push(Diagnostic::error(
+                Code::V302,
+                file,
+                d.at,
+                format!("default of parameter `{}`: {e}", name.value),
+            ));
+        }
+    }
+}
+
+/// What a line declares (steps, code sets, parameters), which its steps' references are
+/// checked against.
+struct Declared<'a> {
+    file: &'a str,
+    text: &'a str,
+    spec: &'a LineSpec,
+    step_names: Vec<&'a str>,
+    codesets: Vec<&'a str>,
+    params: Vec<&'a str>,
+}
+
+impl<'a> Declared<'a> {
+    /// The names declared in `spec`.
+    fn new(file: &'a str, text: &'a str, spec: &'a LineSpec) -> Self {
+        Self {
+            file,
+            text,
+            spec,
+            step_names: spec.steps.keys().map(|k| k.value.as_str()).collect(),
+            codesets: spec.codesets.keys().map(|k| k.value.as_str()).collect(),
+            params: spec.params.keys().map(|k| k.value.as_str()).collect(),
+        }
+    }
+
+    /// A step's name is a machine name and the step is exactly one kind of step.
+    fn check_step_name(&self, name: &Name, step: &StepSpec, diags: &mut Vec<Diagnostic>) {
+        let file = self.file;
         if !is_machine_name(name) {
             diags.push(Diagnostic::error(
                 Code::V108,
@@ -288,8 +373,13 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
                 .with_hint(format!("give one of {}", StepKind::ALL.join(", "))),
             );
         }
+    }
+
+    /// Each input of a step is another step of the line, and one with rows to read.
+    fn check_inputs(&self, name: &Name, step: &StepSpec, diags: &mut Vec<Diagnostic>) {
+        let file = self.file;
         for input in step.inputs() {
-            if !step_names.contains(&input.value.as_str()) {
+            if !self.step_names.contains(&input.value.as_str()) {
                 let mut d = Diagnostic::error(
                     Code::V102,
                     file,
@@ -299,7 +389,7 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
                         name.value, input.value
                     ),
                 );
-                if let Some(h) = did_you_mean(input, step_names.iter().copied()) {
+                if let Some(h) = did_you_mean(input, self.step_names.iter().copied()) {
                     d = d.with_hint(h);
                 }
                 diags.push(d);
@@ -310,7 +400,7 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
                     input.at,
                     format!("step `{}` reads itself", name.value),
                 ));
-            } else if let Some(s) = spec.steps.get(input.value.as_str())
+            } else if let Some(s) = self.spec.steps.get(input.value.as_str())
                 && s.publish.is_some()
             {
                 diags.push(Diagnostic::error(
@@ -324,197 +414,196 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
                 ));
             }
         }
-        let codeset_ref = |n: &Name, diags: &mut Vec<Diagnostic>| {
-            if !codesets.contains(&n.value.as_str()) {
-                let mut d = Diagnostic::error(
-                    Code::V303,
-                    file,
-                    n.at,
-                    format!("unknown code set `{}`", n.value),
-                );
-                d = match did_you_mean(n, codesets.iter().copied()) {
-                    Some(h) => d.with_hint(h),
-                    None => d.with_hint("declare it under `codesets:`"),
-                };
-                diags.push(d);
-            }
-        };
-        if let Some(v) = &step.validate {
-            let mut ids: BTreeSet<&str> = BTreeSet::new();
-            for rule in &v.rules {
-                if !ids.insert(&rule.id) {
-                    diags.push(Diagnostic::error(
-                        Code::V104,
-                        file,
-                        rule.id.at,
-                        format!(
-                            "rule id `{}` is used twice in step `{}`",
-                            rule.id.value, name.value
-                        ),
-                    ));
-                }
-                let n = crate::steps::validate::check_count(rule);
-                if n != 1 {
-                    diags.push(
-                        Diagnostic::error(
-                            Code::V101,
-                            file,
-                            rule.id.at,
-                            format!(
-                                "rule `{}` must give exactly one check; it gives {n}",
-                                rule.id.value
-                            ),
-                        )
-                        .with_hint(format!(
-                            "one of {}",
-                            crate::steps::validate::CHECKS.join(", ")
-                        )),
-                    );
-                }
-                let kind = rule.kind();
-                if let Some(c) = kind.and_then(|k| k.codeset()) {
-                    codeset_ref(c, diags);
-                }
-                if kind.is_some_and(|k| k.needs_period()) && !params.contains(&"period") {
-                    diags.push(Diagnostic::error(
-                        Code::V301,
-                        file,
-                        rule.id.at,
-                        format!(
-                            "rule `{}` checks the period, but the line has no parameter `period`",
-                            rule.id.value
-                        ),
-                    ));
-                }
-            }
-            if let Some(s) = &v.max_reject_share
-                && !(0.0..=1.0).contains(&s.value)
-            {
-                diags.push(Diagnostic::error(
-                    Code::V003,
-                    file,
-                    s.at,
-                    "max_reject_share is a share from 0 to 1",
-                ));
-            }
+    }
+
+    /// A reference to a code set names one declared under `codesets:`.
+    fn codeset_ref(&self, n: &Name, diags: &mut Vec<Diagnostic>) {
+        if !self.codesets.contains(&n.value.as_str()) {
+            let mut d = Diagnostic::error(
+                Code::V303,
+                self.file,
+                n.at,
+                format!("unknown code set `{}`", n.value),
+            );
+            d = match did_you_mean(n, self.codesets.iter().copied()) {
+                Some(h) => d.with_hint(h),
+                None => d.with_hint("declare it under `codesets:`"),
+            };
+            diags.push(d);
         }
-        if let Some(h) = &step.harmonise {
-            for m in &h.map {
-                codeset_ref(&m.codeset, diags);
-            }
-        }
-        if let Some(p) = &step.publish {
-            for l in p.labels.values() {
-                codeset_ref(&l.codeset, diags);
-            }
-            if !is_machine_name(&p.dataset) {
-                diags.push(Diagnostic::error(
-                    Code::V108,
-                    file,
-                    p.dataset.at,
-                    format!(
-                        "dataset name `{}` must be lower-case letters, digits and `_`",
-                        p.dataset.value
-                    ),
-                ));
-            }
-            if let Some(prev) = datasets.insert(&p.dataset, p.dataset.at) {
+    }
+
+    /// A validate step's rules (unique ids, one check each, known code sets, a `period`
+    /// parameter where a rule needs one) and its reject share.
+    fn check_validate(&self, name: &Name, v: &ValidateSpec, diags: &mut Vec<Diagnostic>) {
+        let file = self.file;
+        let mut ids: BTreeSet<&str> = BTreeSet::new();
+        for rule in &v.rules {
+            if !ids.insert(&rule.id) {
                 diags.push(Diagnostic::error(
                     Code::V104,
                     file,
-                    p.dataset.at,
+                    rule.id.at,
                     format!(
-                        "dataset `{}` is published twice (first at line {})",
-                        p.dataset.value, prev.line
+                        "rule id `{}` is used twice in step `{}`",
+                        rule.id.value, name.value
                     ),
                 ));
             }
+            self.check_rule(rule, diags);
         }
-        if let Some(s) = &step.source {
-            match crate::steps::source::parsers::get(&s.format) {
-                None => {
-                    let formats = crate::steps::source::parsers::formats();
-                    let mut d = Diagnostic::error(
-                        Code::V106,
-                        file,
-                        s.format.at,
-                        format!(
-                            "unknown format `{}`; Valtava reads {}",
-                            s.format.value,
-                            formats.join(", ")
-                        ),
-                    );
-                    if let Some(h) = did_you_mean(&s.format, formats.iter().copied()) {
-                        d = d.with_hint(h);
-                    }
-                    diags.push(d);
-                }
-                Some(parser) => {
-                    let options = s
-                        .options
-                        .as_ref()
-                        .map(|o| o.value.clone())
-                        .unwrap_or(serde_json::Value::Null);
-                    if let Err(e) = parser.check_options(&options) {
-                        let at = s.options.as_ref().map(|o| o.at).unwrap_or(s.format.at);
-                        // Point at the offending key when the message names one.
-                        let word = e.split('`').nth(1).unwrap_or_default();
-                        let at = crate::diag::locate_in(text, at, word);
-                        let e = e.split(" at line ").next().unwrap_or(&e);
-                        let mut d = Diagnostic::error(
-                            Code::V107,
-                            file,
-                            at,
-                            format!("options of format `{}`: {e}", s.format.value),
-                        );
-                        if let Some(h) = crate::diag::suggest_field(e) {
-                            d = d.with_hint(h);
-                        }
-                        diags.push(d);
-                    }
-                }
-            }
-            for placeholder in template_names(&s.location) {
-                if !params.contains(&placeholder.as_str()) {
-                    let mut d = Diagnostic::error(
-                        Code::V301,
-                        file,
-                        crate::diag::locate_in(text, s.location.at, &format!("{{{placeholder}}}")),
-                        format!(
-                            "location uses `{{{placeholder}}}`, but the line has no parameter `{placeholder}`"
-                        ),
-                    );
-                    if let Some(h) = did_you_mean(&placeholder, params.iter().copied()) {
-                        d = d.with_hint(h);
-                    }
-                    diags.push(d);
-                }
-            }
+        if let Some(s) = &v.max_reject_share
+            && !(0.0..=1.0).contains(&s.value)
+        {
+            diags.push(Diagnostic::error(
+                Code::V003,
+                file,
+                s.at,
+                "max_reject_share is a share from 0 to 1",
+            ));
         }
     }
-    for (name, _) in &spec.params {
-        if !is_machine_name(name) {
+
+    /// One rule gives exactly one check, whose code set and period parameter exist.
+    fn check_rule(&self, rule: &RuleSpec, diags: &mut Vec<Diagnostic>) {
+        let file = self.file;
+        let n = crate::steps::validate::check_count(rule);
+        if n != 1 {
+            diags.push(
+                Diagnostic::error(
+                    Code::V101,
+                    file,
+                    rule.id.at,
+                    format!(
+                        "rule `{}` must give exactly one check; it gives {n}",
+                        rule.id.value
+                    ),
+                )
+                .with_hint(format!(
+                    "one of {}",
+                    crate::steps::validate::CHECKS.join(", ")
+                )),
+            );
+        }
+        let kind = rule.kind();
+        if let Some(c) = kind.and_then(|k| k.codeset()) {
+            self.codeset_ref(c, diags);
+        }
+        if kind.is_some_and(|k| k.needs_period()) && !self.params.contains(&"period") {
             diags.push(Diagnostic::error(
-                Code::V108,
+                Code::V301,
                 file,
-                name.at,
+                rule.id.at,
                 format!(
-                    "parameter name `{}` must be lower-case letters, digits and `_`",
-                    name.value
+                    "rule `{}` checks the period, but the line has no parameter `period`",
+                    rule.id.value
                 ),
             ));
         }
     }
-    for (name, p) in &spec.params {
-        if let Some(d) = &p.default
-            && let Err(e) = crate::line::params::parse_value(p.kind.value, d)
-        {
+
+    /// A publish step's label code sets and its dataset name, published once per line
+    /// (`datasets` holds those published by earlier steps).
+    fn check_publish(
+        &self,
+        p: &'a PublishSpec,
+        datasets: &mut BTreeMap<&'a str, Pos>,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let file = self.file;
+        for l in p.labels.values() {
+            self.codeset_ref(&l.codeset, diags);
+        }
+        if !is_machine_name(&p.dataset) {
             diags.push(Diagnostic::error(
-                Code::V302,
+                Code::V108,
                 file,
-                d.at,
-                format!("default of parameter `{}`: {e}", name.value),
+                p.dataset.at,
+                format!(
+                    "dataset name `{}` must be lower-case letters, digits and `_`",
+                    p.dataset.value
+                ),
             ));
+        }
+        if let Some(prev) = datasets.insert(&p.dataset, p.dataset.at) {
+            diags.push(Diagnostic::error(
+                Code::V104,
+                file,
+                p.dataset.at,
+                format!(
+                    "dataset `{}` is published twice (first at line {})",
+                    p.dataset.value, prev.line
+                ),
+            ));
+        }
+    }
+
+    /// A source's format is one Valtava reads, and its options are ones that format takes.
+    fn check_source_format(&self, s: &SourceSpec, diags: &mut Vec<Diagnostic>) {
+        let file = self.file;
+        match crate::steps::source::parsers::get(&s.format) {
+            None => {
+                let formats = crate::steps::source::parsers::formats();
+                let mut d = Diagnostic::error(
+                    Code::V106,
+                    file,
+                    s.format.at,
+                    format!(
+                        "unknown format `{}`; Valtava reads {}",
+                        s.format.value,
+                        formats.join(", ")
+                    ),
+                );
+                if let Some(h) = did_you_mean(&s.format, formats.iter().copied()) {
+                    d = d.with_hint(h);
+                }
+                diags.push(d);
+            }
+            Some(parser) => {
+                let options = s
+                    .options
+                    .as_ref()
+                    .map(|o| o.value.clone())
+                    .unwrap_or(serde_json::Value::Null);
+                if let Err(e) = parser.check_options(&options) {
+                    let at = s.options.as_ref().map(|o| o.at).unwrap_or(s.format.at);
+                    // Point at the offending key when the message names one.
+                    let word = e.split('`').nth(1).unwrap_or_default();
+                    let at = crate::diag::locate_in(self.text, at, word);
+                    let e = e.split(" at line ").next().unwrap_or(&e);
+                    let mut d = Diagnostic::error(
+                        Code::V107,
+                        file,
+                        at,
+                        format!("options of format `{}`: {e}", s.format.value),
+                    );
+                    if let Some(h) = crate::diag::suggest_field(e) {
+                        d = d.with_hint(h);
+                    }
+                    diags.push(d);
+                }
+            }
+        }
+    }
+
+    /// Each `{name}` placeholder of a source's location is a parameter of the line.
+    fn check_location(&self, s: &SourceSpec, diags: &mut Vec<Diagnostic>) {
+        let params = &self.params;
+        for placeholder in template_names(&s.location) {
+            if !params.contains(&placeholder.as_str()) {
+                let mut d = Diagnostic::error(
+                    Code::V301,
+                    self.file,
+                    crate::diag::locate_in(self.text, s.location.at, &format!("{{{placeholder}}}")),
+                    format!(
+                        "location uses `{{{placeholder}}}`, but the line has no parameter `{placeholder}`"
+                    ),
+                );
+                if let Some(h) = did_you_mean(&placeholder, params.iter().copied()) {
+                    d = d.with_hint(h);
+                }
+                diags.push(d);
+            }
         }
     }
 }
@@ -536,7 +625,24 @@ pub fn template_names(template: &str) -> Vec<String> {
     out
 }
 
+/// The line's graph of steps, checked to have no cycle, with a stable order of its steps.
 fn build_dag(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) -> Option<Dag> {
+    let (graph, index) = step_graph(spec);
+    if let Some(d) = cycle(file, spec, &graph) {
+        diags.push(d);
+        return None;
+    }
+    let order = stable_order(&graph, &index);
+    Some(Dag {
+        graph,
+        index,
+        order,
+    })
+}
+
+/// The steps as nodes, with an edge from each input to the step that reads it (inputs that
+/// are no step, or the step itself, are reported elsewhere and left out).
+fn step_graph(spec: &LineSpec) -> (DiGraph<String, ()>, BTreeMap<String, NodeIndex>) {
     let mut graph = DiGraph::new();
     let mut index = BTreeMap::new();
     for name in spec.steps.keys() {
@@ -551,39 +657,42 @@ fn build_dag(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) -> Option
             }
         }
     }
-    for scc in tarjan_scc(&graph) {
-        if scc.len() > 1 {
-            let mut names: Vec<&str> = scc.iter().map(|&n| graph[n].as_str()).collect();
-            names.sort();
-            let first = spec
-                .steps
-                .keys()
-                .filter(|k| names.contains(&k.value.as_str()))
-                .map(|k| k.at)
-                .min()
-                .unwrap_or_default();
-            diags.push(
-                Diagnostic::error(
-                    Code::V103,
-                    file,
-                    first,
-                    format!(
-                        "the steps {} read each other in a cycle",
-                        names
-                            .iter()
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )
-                .with_hint(
-                    "a line is a directed acyclic graph: break the cycle by changing an `input`",
-                ),
-            );
-            return None;
-        }
-    }
-    // Kahn's algorithm with a sorted ready set gives one stable order.
+    (graph, index)
+}
+
+/// The error for the first cycle of steps that read each other, if there is one.
+fn cycle(file: &str, spec: &LineSpec, graph: &DiGraph<String, ()>) -> Option<Diagnostic> {
+    let scc = tarjan_scc(graph).into_iter().find(|scc| scc.len() > 1)?;
+    let mut names: Vec<&str> = scc.iter().map(|&n| graph[n].as_str()).collect();
+    names.sort();
+    let first = spec
+        .steps
+        .keys()
+        .filter(|k| names.contains(&k.value.as_str()))
+        .map(|k| k.at)
+        .min()
+        .unwrap_or_default();
+    Some(
+        Diagnostic::error(
+            Code::V103,
+            file,
+            first,
+            format!(
+                "the steps {} read each other in a cycle",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .with_hint("a line is a directed acyclic graph: break the cycle by changing an `input`"),
+    )
+}
+
+/// A topological order of an acyclic graph that is stable: Kahn's algorithm with a sorted
+/// ready set, so among ready steps the first by name comes first.
+fn stable_order(graph: &DiGraph<String, ()>, index: &BTreeMap<String, NodeIndex>) -> Vec<String> {
     let mut indegree: BTreeMap<String, usize> = index
         .iter()
         .map(|(n, &i)| {
@@ -613,11 +722,7 @@ fn build_dag(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) -> Option
         }
         order.push(n);
     }
-    Some(Dag {
-        graph,
-        index,
-        order,
-    })
+    order
 }
 
 /// The step spec of a name known to exist.

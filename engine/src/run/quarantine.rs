@@ -11,13 +11,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringArray, StringBuilder, UInt64Array, new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, StringBuilder, UInt64Array,
+    new_null_array,
 };
+use arrow::compute::kernels::boolean::{and, not, or};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 
 use crate::functions::pseudonym;
-use crate::plan::{OBJECT_COLUMN, ROW_COLUMN};
+use crate::line::spec::Severity;
+use crate::plan::{OBJECT_COLUMN, ROW_COLUMN, StepPlan, TapRule};
+use crate::run::accounting::StepQuality;
 
 pub const RULES_COLUMN: &str = "_rules";
 pub const REASONS_COLUMN: &str = "_reasons";
@@ -70,43 +74,7 @@ impl Quarantine {
         reasons: Vec<String>,
         personal: &BTreeSet<String>,
     ) -> Result<(), String> {
-        let schema = data.schema();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len() + 3);
-        let mut fields: Vec<Field> = Vec::new();
-        for (f, a) in schema.fields().iter().zip(data.columns()) {
-            if personal.contains(f.name()) {
-                let text = arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
-                let text = text.as_string::<i32>();
-                let mut b = StringBuilder::new();
-                for v in text.iter() {
-                    match (&self.key, v) {
-                        (Some(k), Some(v)) => b.append_value(pseudonym(k, v)),
-                        _ => b.append_null(),
-                    }
-                }
-                columns.push(Arc::new(b.finish()));
-                fields.push(Field::new(f.name(), DataType::Utf8, true));
-            } else if matches!(
-                f.data_type(),
-                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
-            ) {
-                // Raw text may hold an identity code where none belongs (a code typed into
-                // the wrong column): scrubbed like every text the engine writes.
-                let text = arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
-                let scrubbed: StringArray = text
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| v.map(crate::redact::scrub))
-                    .collect();
-                let back =
-                    arrow::compute::cast(&scrubbed, f.data_type()).map_err(|e| e.to_string())?;
-                columns.push(back);
-                fields.push(f.as_ref().clone().with_nullable(true));
-            } else {
-                columns.push(a.clone());
-                fields.push(f.as_ref().clone().with_nullable(true));
-            }
-        }
+        let (mut columns, fields) = self.safe_columns(data, personal)?;
         let n = data.num_rows();
         let reasons: Vec<String> = reasons.into_iter().map(crate::redact::scrubbed).collect();
         columns.push(Arc::new(StringArray::from(rules)));
@@ -114,29 +82,70 @@ impl Quarantine {
         columns.push(Arc::new(StringArray::from(vec![self.run_id.as_str(); n])));
         let schema = Self::schema_for(&Schema::new(fields));
         let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
+        self.append(step, &schema, &batch, n)
+    }
+
+    /// The step's columns as quarantine keeps them: personal columns pseudonymised, other
+    /// text scrubbed of identity codes, every field nullable.
+    fn safe_columns(
+        &self,
+        data: &RecordBatch,
+        personal: &BTreeSet<String>,
+    ) -> Result<(Vec<ArrayRef>, Vec<Field>), String> {
+        let schema = data.schema();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len() + 3);
+        let mut fields: Vec<Field> = Vec::new();
+        for (f, a) in schema.fields().iter().zip(data.columns()) {
+            if personal.contains(f.name()) {
+                columns.push(self.pseudonymised(a)?);
+                fields.push(Field::new(f.name(), DataType::Utf8, true));
+            } else if matches!(
+                f.data_type(),
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            ) {
+                // Raw text may hold an identity code where none belongs (a code typed into
+                // the wrong column): scrubbed like every text the engine writes.
+                columns.push(scrubbed_text(a, f.data_type())?);
+                fields.push(f.as_ref().clone().with_nullable(true));
+            } else {
+                columns.push(a.clone());
+                fields.push(f.as_ref().clone().with_nullable(true));
+            }
+        }
+        Ok((columns, fields))
+    }
+
+    /// A personal column as the pseudonyms of its values as text, or nulls when the run
+    /// has no key.
+    fn pseudonymised(&self, a: &ArrayRef) -> Result<ArrayRef, String> {
+        let text = arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+        let text = text.as_string::<i32>();
+        let mut b = StringBuilder::new();
+        for v in text.iter() {
+            match (&self.key, v) {
+                (Some(k), Some(v)) => b.append_value(pseudonym(k, v)),
+                _ => b.append_null(),
+            }
+        }
+        Ok(Arc::new(b.finish()))
+    }
+
+    /// Appends a batch of `n` rows to the step's local file, opening the file with the
+    /// step's first batch; a later batch is cast to the file's schema where they differ.
+    fn append(
+        &self,
+        step: &str,
+        schema: &SchemaRef,
+        batch: &RecordBatch,
+        n: usize,
+    ) -> Result<(), String> {
         let mut files = self
             .files
             .lock()
             .map_err(|_| "quarantine lock poisoned".to_string())?;
         if !files.contains_key(step) {
-            let path = self.dir.join(format!("{step}.parquet"));
-            let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            // Small row groups: the writer holds one in memory, and a run may reject
-            // millions of rows (the file is sorted into the store's at the end).
-            let props = parquet::file::properties::WriterProperties::builder()
-                .set_max_row_group_row_count(Some(crate::publish::ROW_GROUP_ROWS))
-                .set_max_row_group_bytes(Some(crate::publish::ROW_GROUP_BYTES))
-                .build();
-            let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
-                .map_err(|e| e.to_string())?;
-            files.insert(
-                step.to_string(),
-                StepFile {
-                    writer,
-                    schema: schema.clone(),
-                    rows: 0,
-                },
-            );
+            let file = self.open_step_file(step, schema)?;
+            files.insert(step.to_string(), file);
         }
         let f = files.get_mut(step).ok_or("quarantine file vanished")?;
         if f.schema.fields() != schema.fields() {
@@ -152,10 +161,29 @@ impl Quarantine {
             let batch = RecordBatch::try_new(f.schema.clone(), cast).map_err(|e| e.to_string())?;
             f.writer.write(&batch).map_err(|e| e.to_string())?;
         } else {
-            f.writer.write(&batch).map_err(|e| e.to_string())?;
+            f.writer.write(batch).map_err(|e| e.to_string())?;
         }
         f.rows += n as u64;
         Ok(())
+    }
+
+    /// Creates the step's local Parquet file for batches of `schema`.
+    fn open_step_file(&self, step: &str, schema: &SchemaRef) -> Result<StepFile, String> {
+        let path = self.dir.join(format!("{step}.parquet"));
+        let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Small row groups: the writer holds one in memory, and a run may reject
+        // millions of rows (the file is sorted into the store's at the end).
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(crate::publish::ROW_GROUP_ROWS))
+            .set_max_row_group_bytes(Some(crate::publish::ROW_GROUP_BYTES))
+            .build();
+        let writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+        Ok(StepFile {
+            writer,
+            schema: schema.clone(),
+            rows: 0,
+        })
     }
 
     /// Writes rows a parser could not read: only their object, row and reason are known.
@@ -233,76 +261,156 @@ fn text_column(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
         .and_then(|a| arrow::compute::cast(a, &DataType::Utf8).ok())
 }
 
+/// Arrow errors as the tap reports them.
+fn arrow_err(e: arrow::error::ArrowError) -> String {
+    e.to_string()
+}
+
+/// Text with identity codes scrubbed, cast back to the column's own text type.
+fn scrubbed_text(a: &ArrayRef, data_type: &DataType) -> Result<ArrayRef, String> {
+    let text = arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+    let scrubbed: StringArray = text
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.map(crate::redact::scrub))
+        .collect();
+    arrow::compute::cast(&scrubbed, data_type).map_err(|e| e.to_string())
+}
+
 /// Applies a step's filter and rule columns to a batch: counts violations (overall and per
 /// submitter), gathers dataset-check statistics, sends rejected rows to quarantine and
 /// returns the rows that pass.
 pub fn tap(
     batch: &RecordBatch,
-    plan: &crate::plan::StepPlan,
-    quality: &mut crate::run::accounting::StepQuality,
+    plan: &StepPlan,
+    quality: &mut StepQuality,
     quarantine: &Quarantine,
     step: &str,
 ) -> Result<TapOutcome, String> {
-    use crate::line::spec::Severity;
-    use arrow::array::BooleanArray;
-    use arrow::compute::kernels::boolean::{and, not, or};
     let schema = batch.schema();
     let data_idx: Vec<usize> = (0..schema.fields().len())
         .filter(|&i| !schema.field(i).name().starts_with("__"))
         .collect();
     let data = batch.project(&data_idx).map_err(|e| e.to_string())?;
     let n = batch.num_rows();
-    let err = |e: arrow::error::ArrowError| e.to_string();
-    let in_scope: BooleanArray = match batch.column_by_name(crate::plan::FILTER_COLUMN) {
+    let in_scope = scope_of(batch, plan, n);
+    let filtered = n - in_scope.true_count();
+    // Dataset statistics over the rows in scope.
+    observe_dataset_checks(plan, quality, &data, &in_scope, filtered)?;
+    let submitters = plan.submitter.as_ref().and_then(|s| text_column(&data, s));
+    if let Some(a) = &submitters {
+        count_submitter_rows(a, &in_scope, n, quality);
+    }
+    let broken = apply_rules(batch, plan, &in_scope, submitters.as_ref(), quality)?;
+    let rejected = broken.reject.true_count();
+    // Metrics describe the rows the step passes on.
+    count_metrics(batch, plan, &in_scope, &broken.reject, quality);
+    if rejected > 0 {
+        let (rejects, ids, reasons) = rejected_rows(&data, &broken, submitters.as_ref(), quality)?;
+        quarantine.write(step, &rejects, ids, reasons, &plan.clear_personal())?;
+    }
+    let passed = if rejected == 0 {
+        if filtered == 0 {
+            data.clone()
+        } else {
+            arrow::compute::filter_record_batch(&data, &in_scope).map_err(arrow_err)?
+        }
+    } else {
+        let keep = and(&not(&broken.reject).map_err(arrow_err)?, &in_scope).map_err(arrow_err)?;
+        arrow::compute::filter_record_batch(&data, &keep).map_err(arrow_err)?
+    };
+    Ok(TapOutcome {
+        passed,
+        rejected,
+        filtered,
+        failure: broken.failure,
+    })
+}
+
+/// Which of a batch's `n` rows are in the step's scope: all unless the step is filtered,
+/// and a null filter value counts as out of scope.
+fn scope_of(batch: &RecordBatch, plan: &StepPlan, n: usize) -> BooleanArray {
+    match batch.column_by_name(crate::plan::FILTER_COLUMN) {
         Some(f) if plan.filtered => {
             let f = f.as_boolean();
             // Null counts as out of scope.
             BooleanArray::from_iter(f.iter().map(|v| Some(v == Some(true))))
         }
         _ => BooleanArray::from(vec![true; n]),
-    };
-    let filtered = n - in_scope.true_count();
-    let scoped = |a: &RecordBatch| -> Result<RecordBatch, String> {
-        if filtered == 0 {
-            Ok(a.clone())
-        } else {
-            arrow::compute::filter_record_batch(a, &in_scope).map_err(err)
-        }
-    };
-    // Dataset statistics over the rows in scope.
+    }
+}
+
+/// Folds the rows in scope into the state of each of the step's dataset checks.
+fn observe_dataset_checks(
+    plan: &StepPlan,
+    quality: &mut StepQuality,
+    data: &RecordBatch,
+    in_scope: &BooleanArray,
+    filtered: usize,
+) -> Result<(), String> {
     let rows = crate::plan::InScope {
-        rows: &data,
-        filter: (filtered != 0).then_some(&in_scope),
+        rows: data,
+        filter: (filtered != 0).then_some(in_scope),
     };
     for check in &plan.dataset_checks {
         let state = quality.checks.entry(check.id.clone()).or_default();
-        check.rule.observe(&rows, state).map_err(err)?;
+        check.rule.observe(&rows, state).map_err(arrow_err)?;
     }
-    let submitters = plan.submitter.as_ref().and_then(|s| text_column(&data, s));
+    Ok(())
+}
 
-    let submitter_of = |i: usize| -> String {
-        match &submitters {
-            Some(a) if a.is_valid(i) => a.as_string::<i32>().value(i).to_string(),
-            Some(_) => "(tyhjä)".to_string(),
-            None => String::new(),
-        }
-    };
-    if let Some(a) = &submitters {
-        let a = a.as_string::<i32>();
-        let mut rows: std::collections::HashMap<Option<&str>, u64> =
-            std::collections::HashMap::new();
-        for i in 0..n {
-            if in_scope.value(i) {
-                *rows.entry(a.is_valid(i).then(|| a.value(i))).or_default() += 1;
-            }
-        }
-        for (k, c) in rows {
-            let key = k
-                .map(str::to_string)
-                .unwrap_or_else(|| "(tyhjä)".to_string());
-            quality.by_submitter.entry(key).or_default().rows += c;
+/// The submitter of row `i` as the quality report names it: `(tyhjä)` when missing, empty
+/// when the step has no submitter column.
+fn submitter_of(submitters: Option<&ArrayRef>, i: usize) -> String {
+    match submitters {
+        Some(a) if a.is_valid(i) => a.as_string::<i32>().value(i).to_string(),
+        Some(_) => "(tyhjä)".to_string(),
+        None => String::new(),
+    }
+}
+
+/// Adds each submitter's rows in scope (of the batch's `n`) to its row count.
+fn count_submitter_rows(
+    submitters: &ArrayRef,
+    in_scope: &BooleanArray,
+    n: usize,
+    quality: &mut StepQuality,
+) {
+    let a = submitters.as_string::<i32>();
+    let mut rows: std::collections::HashMap<Option<&str>, u64> = std::collections::HashMap::new();
+    for i in 0..n {
+        if in_scope.value(i) {
+            *rows.entry(a.is_valid(i).then(|| a.value(i))).or_default() += 1;
         }
     }
+    for (k, c) in rows {
+        let key = k
+            .map(str::to_string)
+            .unwrap_or_else(|| "(tyhjä)".to_string());
+        quality.by_submitter.entry(key).or_default().rows += c;
+    }
+}
+
+/// What a step's rule columns say of a batch.
+struct BrokenRules<'p> {
+    /// Rows in scope that broke a `reject` rule.
+    reject: BooleanArray,
+    /// The first reason of a broken `fail` rule.
+    failure: Option<(String, String)>,
+    /// Each rule with its column of reasons and the rows in scope that broke it.
+    flags: Vec<(&'p TapRule, ArrayRef, BooleanArray)>,
+}
+
+/// Reads each rule column over the rows in scope: counts its violations (overall and per
+/// submitter) and gathers the rows to reject and the first failure.
+fn apply_rules<'p>(
+    batch: &RecordBatch,
+    plan: &'p StepPlan,
+    in_scope: &BooleanArray,
+    submitters: Option<&ArrayRef>,
+    quality: &mut StepQuality,
+) -> Result<BrokenRules<'p>, String> {
+    let n = batch.num_rows();
     let mut reject = BooleanArray::from(vec![false; n]);
     let mut failure = None;
     let mut flags = Vec::with_capacity(plan.rules.len());
@@ -310,7 +418,11 @@ pub fn tap(
         let a = batch
             .column_by_name(&r.column)
             .ok_or_else(|| format!("rule column {} missing", r.column))?;
-        let broken = and(&arrow::compute::is_not_null(a).map_err(err)?, &in_scope).map_err(err)?;
+        let broken = and(
+            &arrow::compute::is_not_null(a).map_err(arrow_err)?,
+            in_scope,
+        )
+        .map_err(arrow_err)?;
         let count = broken.true_count();
         if count > 0 {
             *quality.violations.entry(r.id.clone()).or_default() += count as u64;
@@ -318,7 +430,7 @@ pub fn tap(
                 for i in (0..n).filter(|&i| broken.value(i)) {
                     *quality
                         .by_submitter
-                        .entry(submitter_of(i))
+                        .entry(submitter_of(submitters, i))
                         .or_default()
                         .violations
                         .entry(r.id.clone())
@@ -326,7 +438,7 @@ pub fn tap(
                 }
             }
             match r.severity {
-                Severity::Reject => reject = or(&reject, &broken).map_err(err)?,
+                Severity::Reject => reject = or(&reject, &broken).map_err(arrow_err)?,
                 Severity::Warn => {}
                 Severity::Fail => {
                     if failure.is_none() {
@@ -338,8 +450,22 @@ pub fn tap(
         }
         flags.push((r, a.clone(), broken));
     }
-    let rejected = reject.true_count();
-    // Metrics describe the rows the step passes on.
+    Ok(BrokenRules {
+        reject,
+        failure,
+        flags,
+    })
+}
+
+/// Counts the values of the step's metric columns over the rows it passes on.
+fn count_metrics(
+    batch: &RecordBatch,
+    plan: &StepPlan,
+    in_scope: &BooleanArray,
+    reject: &BooleanArray,
+    quality: &mut StepQuality,
+) {
+    let n = batch.num_rows();
     for (column, what) in &plan.metrics {
         let Some(a) = text_column(batch, column) else {
             continue;
@@ -352,48 +478,45 @@ pub fn tap(
             }
         }
     }
-    if rejected > 0 {
-        let idx: Vec<u64> = (0..n as u64)
-            .filter(|&i| reject.value(i as usize))
-            .collect();
-        let mut ids = Vec::with_capacity(idx.len());
-        let mut reasons = Vec::with_capacity(idx.len());
-        for &i in &idx {
-            let i = i as usize;
-            let mut rid = Vec::new();
-            let mut why = Vec::new();
-            for (r, a, broken) in &flags {
-                if r.severity == Severity::Reject && broken.value(i) {
-                    rid.push(r.id.as_str());
-                    why.push(a.as_string::<i32>().value(i));
-                }
-            }
-            ids.push(rid.join(","));
-            reasons.push(why.join("; "));
-            if submitters.is_some() {
-                quality
-                    .by_submitter
-                    .entry(submitter_of(i))
-                    .or_default()
-                    .rejected += 1;
+}
+
+/// The rejected rows of `data` with the ids and reasons of the `reject` rules each broke;
+/// counts them per submitter.
+fn rejected_rows(
+    data: &RecordBatch,
+    broken: &BrokenRules,
+    submitters: Option<&ArrayRef>,
+    quality: &mut StepQuality,
+) -> Result<(RecordBatch, Vec<String>, Vec<String>), String> {
+    let n = data.num_rows();
+    let idx: Vec<u64> = (0..n as u64)
+        .filter(|&i| broken.reject.value(i as usize))
+        .collect();
+    let mut ids = Vec::with_capacity(idx.len());
+    let mut reasons = Vec::with_capacity(idx.len());
+    for &i in &idx {
+        let i = i as usize;
+        let mut rid = Vec::new();
+        let mut why = Vec::new();
+        for (r, a, flagged) in &broken.flags {
+            if r.severity == Severity::Reject && flagged.value(i) {
+                rid.push(r.id.as_str());
+                why.push(a.as_string::<i32>().value(i));
             }
         }
-        let take = UInt64Array::from(idx);
-        let rejected_rows = arrow::compute::take_record_batch(&data, &take).map_err(err)?;
-        quarantine.write(step, &rejected_rows, ids, reasons, &plan.clear_personal())?;
+        ids.push(rid.join(","));
+        reasons.push(why.join("; "));
+        if submitters.is_some() {
+            quality
+                .by_submitter
+                .entry(submitter_of(submitters, i))
+                .or_default()
+                .rejected += 1;
+        }
     }
-    let passed = if rejected == 0 {
-        scoped(&data)?
-    } else {
-        let keep = and(&not(&reject).map_err(err)?, &in_scope).map_err(err)?;
-        arrow::compute::filter_record_batch(&data, &keep).map_err(err)?
-    };
-    Ok(TapOutcome {
-        passed,
-        rejected,
-        filtered,
-        failure,
-    })
+    let take = UInt64Array::from(idx);
+    let rows = arrow::compute::take_record_batch(data, &take).map_err(arrow_err)?;
+    Ok((rows, ids, reasons))
 }
 
 /// Evaluates a step's dataset checks once it has seen every row; `rows` is the number of
