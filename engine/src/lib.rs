@@ -28,6 +28,7 @@ pub mod cli;
 pub mod diag;
 pub mod functions;
 pub mod line;
+pub mod parsers;
 pub mod plan;
 pub mod publish;
 pub mod redact;

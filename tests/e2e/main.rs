@@ -11,6 +11,7 @@
 //! - `check`: checking line files and their diagnostics;
 //! - `cli`: the other commands (`graph`, `schema`, `plan`, `diff`, `catalog`, `releases`,
 //!   `show`, `test`, `fmt`), usage errors and help;
+//! - `house`: the engine's layers, file and function sizes (ARCHITECTURE.md);
 //! - `lines`: each shipped line's published numbers against an independent computation;
 //! - `outputs`: published files and lineage events as other tools read them;
 //! - `privacy`: personal-data lineage, pseudonyms and the key, suppression, redaction;
@@ -30,6 +31,7 @@ use std::process::{Command, Output};
 
 mod check;
 mod cli;
+mod house;
 mod lines;
 mod outputs;
 mod privacy;

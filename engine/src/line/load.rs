@@ -541,9 +541,9 @@ impl<'a> Declared<'a> {
     /// A source's format is one Valtava reads, and its options are ones that format takes.
     fn check_source_format(&self, s: &SourceSpec, diags: &mut Vec<Diagnostic>) {
         let file = self.file;
-        match crate::steps::source::parsers::get(&s.format) {
+        match crate::parsers::get(&s.format) {
             None => {
-                let formats = crate::steps::source::parsers::formats();
+                let formats = crate::parsers::formats();
                 let mut d = Diagnostic::error(
                     Code::V106,
                     file,

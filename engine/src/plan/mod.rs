@@ -25,7 +25,7 @@ pub(crate) mod expr;
 pub mod personal;
 mod session;
 
-pub use session::{SPILL_MERGE_FAN_IN, limited_session, session};
+pub use session::{SPILL_MERGE_FAN_IN, filter_bytes, limited_session, session};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -70,3 +70,15 @@ fn with_functions(ctx: SessionContext, key: Option<&[u8]>) -> SessionContext {
 /// 512 MiB, against ≈ 18 at 10 M): the end of a 50 M run held ≈ 20 MiB more than with 16
 /// (one run each, PROFILE.md, tenth round).
 pub const SPILL_MERGE_FAN_IN: usize = 16;
+
+/// The filter's size: an eighth of the memory limit, from 1 to 64 MiB; 16 MiB without a
+/// limit. Measured with the `ensihoito` benchmark's distinct keys (PROFILE.md, eleventh
+/// round): 64 MiB flag 0.008 % of 10 M rows and 0.42 % of 50 M falsely; 32 MiB flag 2.6 % of
+/// 50 M, whose exact grouping then spilled 1.1 GB and whose 1.3 M keys took 73 MB in the
+/// join (64 MiB: 8 MB).
+pub fn filter_bytes(memory_limit: Option<usize>) -> usize {
+    match memory_limit {
+        Some(limit) => (limit / 8).clamp(1 << 20, 64 << 20),
+        None => 16 << 20,
+    }
+}

@@ -108,7 +108,7 @@ impl<'a> SourceReader<'a> {
         counters: Arc<super::Counters>,
         tx: &'a Tx,
     ) -> Result<Self, RunFailure> {
-        let parser = crate::steps::source::parsers::get(&spec.format).ok_or_else(|| {
+        let parser = crate::parsers::get(&spec.format).ok_or_else(|| {
             fail(
                 RunCode::Source,
                 format!("unknown format `{}`", spec.format.value),

@@ -109,7 +109,7 @@ async fn planned(
         params: shared.params.clone(),
         codesets: &shared.codesets,
         unique_filter: here
-            .then(|| crate::steps::validate::seen::filter_bytes(shared.memory_limit)),
+            .then(|| crate::plan::filter_bytes(shared.memory_limit)),
     };
     let plan = planner.plan_step(name, inputs).map_err(|d| {
         fail(

@@ -1,5 +1,4 @@
 //! The source step: objects read through the parser plugins (one crate per format under
-//! `plugins/`), registered in [`parsers`].
+//! `plugins/`), registered in [`crate::parsers`].
 
-pub mod parsers;
 mod plan;

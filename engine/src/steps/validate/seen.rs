@@ -35,18 +35,6 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-/// The filter's size: an eighth of the memory limit, from 1 to 64 MiB; 16 MiB without a
-/// limit. Measured with the `ensihoito` benchmark's distinct keys (PROFILE.md, eleventh
-/// round): 64 MiB flag 0.008 % of 10 M rows and 0.42 % of 50 M falsely; 32 MiB flag 2.6 % of
-/// 50 M, whose exact grouping then spilled 1.1 GB and whose 1.3 M keys took 73 MB in the
-/// join (64 MiB: 8 MB).
-pub fn filter_bytes(memory_limit: Option<usize>) -> usize {
-    match memory_limit {
-        Some(limit) => (limit / 8).clamp(1 << 20, 64 << 20),
-        None => 16 << 20,
-    }
-}
-
 /// See the module's documentation.
 #[derive(Debug)]
 pub struct SeenBefore {
@@ -407,10 +395,10 @@ mod tests {
 
     #[test]
     fn sized_from_the_memory_limit() {
-        assert_eq!(filter_bytes(Some(256 << 20)), 32 << 20);
-        assert_eq!(filter_bytes(Some(512 << 20)), 64 << 20);
-        assert_eq!(filter_bytes(Some(4 << 30)), 64 << 20);
-        assert_eq!(filter_bytes(Some(1 << 20)), 1 << 20);
-        assert_eq!(filter_bytes(None), 16 << 20);
+        assert_eq!(crate::plan::filter_bytes(Some(256 << 20)), 32 << 20);
+        assert_eq!(crate::plan::filter_bytes(Some(512 << 20)), 64 << 20);
+        assert_eq!(crate::plan::filter_bytes(Some(4 << 30)), 64 << 20);
+        assert_eq!(crate::plan::filter_bytes(Some(1 << 20)), 1 << 20);
+        assert_eq!(crate::plan::filter_bytes(None), 16 << 20);
     }
 }

@@ -1,4 +1,6 @@
-//! The registry of source parsers: each format name maps to one plugin crate.
+//! The registry of source parsers: each format name maps to one plugin crate. It sits
+//! below every layer: the loader checks a source's `format` against it, the source step
+//! and the run read with it.
 
 use std::sync::Arc;
 
