@@ -542,7 +542,12 @@ fn api_runs_uploads_indicators_and_metrics() {
 
     // Metrics.
     let m = get(&d, "/metrics");
-    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(
+        m.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text; version=1.0.0")
+    );
+    assert!(m.body.ends_with("# EOF\n"), "{}", m.body);
     for want in [
         "valtava_runs_total{line=\"ensihoito\",status=\"succeeded\"} 2",
         "valtava_run_duration_seconds_count{line=\"ensihoito\"} 2",

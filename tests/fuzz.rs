@@ -431,8 +431,7 @@ fn parse_all(
     bytes: Vec<u8>,
     request: ParseRequest,
 ) -> Result<Vec<String>, String> {
-    let parser = valtava::parsers::get(format)
-        .ok_or_else(|| format!("no parser `{format}`"))?;
+    let parser = valtava::parsers::get(format).ok_or_else(|| format!("no parser `{format}`"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -172,10 +172,10 @@ fn long_functions(code: &str) -> Vec<(String, usize, usize)> {
             .take_while(|c| c.is_alphanumeric() || *c == '_')
             .collect();
         let close = format!("{indent}}}");
-        if let Some(end) = lines[i..].iter().position(|x| *x == close) {
-            if end + 1 > 80 {
-                out.push((name, i + 1, end + 1));
-            }
+        if let Some(end) = lines[i..].iter().position(|x| *x == close)
+            && end + 1 > 80
+        {
+            out.push((name, i + 1, end + 1));
         }
     }
     out

@@ -108,8 +108,7 @@ async fn planned(
         state: shared.state.clone(),
         params: shared.params.clone(),
         codesets: &shared.codesets,
-        unique_filter: here
-            .then(|| crate::plan::filter_bytes(shared.memory_limit)),
+        unique_filter: here.then(|| crate::plan::filter_bytes(shared.memory_limit)),
     };
     let plan = planner.plan_step(name, inputs).map_err(|d| {
         fail(

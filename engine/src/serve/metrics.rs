@@ -1,4 +1,7 @@
-//! For operators: `/metrics` (Prometheus text) and `/healthz`, and the counters behind them.
+//! For operators: `/metrics` (OpenMetrics text, which Prometheus reads) and `/healthz`, and
+//! the counters behind them. The counters and the histogram are `prometheus-client`'s, and so
+//! is the text encoding (names, label escaping, buckets); what is ours is which series a
+//! caller sees.
 //!
 //! Finished runs are counted by [`App::record`] (runs by status, durations in a histogram,
 //! rows read, quarantined and published), responses by status code by [`count_responses`],
@@ -12,24 +15,31 @@ use std::sync::atomic::Ordering;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use serde_json::json;
 
-use crate::serve::auth::authorize;
+use crate::serve::auth::{Caller, authorize};
 use crate::serve::jobs::Job;
 use crate::serve::{App, AppState};
 
-/// Counters for `/metrics`.
+/// Counters for `/metrics`. Cloning a counter or histogram shares it, so a scrape takes
+/// the series it may show without holding the lock while it encodes.
 #[derive(Default)]
 pub(super) struct Metrics {
-    runs: BTreeMap<(String, String), u64>,
-    /// Per line: run durations in the histogram's buckets, their sum and count.
-    durations: BTreeMap<String, (Vec<u64>, f64, u64)>,
-    rows_read: BTreeMap<String, u64>,
-    rows_quarantined: BTreeMap<String, u64>,
-    rows_published: BTreeMap<String, u64>,
-    requests: BTreeMap<u16, u64>,
-    pub(super) uploads: u64,
-    pub(super) upload_bytes: u64,
+    runs: BTreeMap<(String, String), Counter>,
+    durations: BTreeMap<String, Histogram>,
+    rows_read: BTreeMap<String, Counter>,
+    rows_quarantined: BTreeMap<String, Counter>,
+    rows_published: BTreeMap<String, Counter>,
+    requests: BTreeMap<u16, Counter>,
+    pub(super) uploads: Counter,
+    pub(super) upload_bytes: Counter,
 }
 
 const BUCKETS: [f64; 10] = [0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
@@ -38,19 +48,12 @@ impl App {
     pub(super) fn record(&self, job: &Job, report: Option<&crate::run::RunReport>) {
         let mut m = self.metrics.lock().expect("metrics lock");
         let status = format!("{:?}", job.status).to_lowercase();
-        *m.runs.entry((job.line.clone(), status)).or_default() += 1;
+        m.runs.entry((job.line.clone(), status)).or_default().inc();
         if let Some(s) = job.seconds {
-            let e = m
-                .durations
+            m.durations
                 .entry(job.line.clone())
-                .or_insert_with(|| (vec![0; BUCKETS.len()], 0.0, 0));
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if s <= *b {
-                    e.0[i] += 1;
-                }
-            }
-            e.1 += s;
-            e.2 += 1;
+                .or_insert_with(|| Histogram::new(BUCKETS))
+                .observe(s);
         }
         if let Some(r) = report {
             let mut read = 0;
@@ -62,9 +65,16 @@ impl App {
                 quarantined += s.rows_quarantined;
             }
             let published: u64 = r.datasets.iter().map(|d| d.rows).sum();
-            *m.rows_read.entry(job.line.clone()).or_default() += read;
-            *m.rows_quarantined.entry(job.line.clone()).or_default() += quarantined;
-            *m.rows_published.entry(job.line.clone()).or_default() += published;
+            let line = &job.line;
+            m.rows_read.entry(line.clone()).or_default().inc_by(read);
+            m.rows_quarantined
+                .entry(line.clone())
+                .or_default()
+                .inc_by(quarantined);
+            m.rows_published
+                .entry(line.clone())
+                .or_default()
+                .inc_by(published);
         }
     }
 }
@@ -90,111 +100,164 @@ pub(super) async fn healthz(State(app): AppState) -> Response {
         .into_response()
 }
 
-fn label_value(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// One metric family: its name (without `_total`), help and series.
+#[derive(Debug)]
+struct Family<L, M> {
+    name: &'static str,
+    help: &'static str,
+    series: Vec<(L, M)>,
+}
+
+impl<L: EncodeLabelSet, M: EncodeMetric> Family<L, M> {
+    fn encode(&self, e: &mut DescriptorEncoder, kind: MetricType) -> std::fmt::Result {
+        let mut family = e.encode_descriptor(self.name, self.help, None, kind)?;
+        for (labels, m) in &self.series {
+            m.encode(family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn family<L, M>(name: &'static str, help: &'static str, series: Vec<(L, M)>) -> Family<L, M> {
+    Family { name, help, series }
+}
+
+/// A metric without labels: its name, help and value.
+#[derive(Debug)]
+struct Single(&'static str, &'static str, Counter);
+
+impl Single {
+    fn encode(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let Single(name, help, c) = self;
+        c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+    }
+}
+
+type Line = [(&'static str, String); 1];
+
+/// What one caller may see of the metrics, taken from them for one scrape.
+#[derive(Debug)]
+struct Visible {
+    runs: Family<[(&'static str, String); 2], Counter>,
+    durations: Family<Line, Histogram>,
+    rows: [Family<Line, Counter>; 3],
+    jobs: Family<[(&'static str, &'static str); 1], ConstGauge>,
+    uploads: Single,
+    upload_bytes: Single,
+    responses: Family<[(&'static str, String); 1], Counter>,
+}
+
+impl Visible {
+    /// The series of the lines `caller` may read (a token limited to some lines sees
+    /// theirs only), and the daemon's own.
+    fn of(m: &Metrics, caller: &Caller, (queued, running): (usize, usize)) -> Visible {
+        let lines = |map: &BTreeMap<String, Counter>| -> Vec<(Line, Counter)> {
+            map.iter()
+                .filter(|(l, _)| caller.may(l))
+                .map(|(l, c)| ([("line", l.clone())], c.clone()))
+                .collect()
+        };
+        Visible {
+            runs: family(
+                "valtava_runs",
+                "Finished runs by line and status.",
+                m.runs
+                    .iter()
+                    .filter(|((l, _), _)| caller.may(l))
+                    .map(|((l, s), c)| ([("line", l.clone()), ("status", s.clone())], c.clone()))
+                    .collect(),
+            ),
+            durations: Family {
+                name: "valtava_run_duration_seconds",
+                help: "Wall time of finished runs.",
+                series: m
+                    .durations
+                    .iter()
+                    .filter(|(l, _)| caller.may(l))
+                    .map(|(l, h)| ([("line", l.clone())], h.clone()))
+                    .collect(),
+            },
+            rows: [
+                family(
+                    "valtava_rows_read",
+                    "Rows read by source steps.",
+                    lines(&m.rows_read),
+                ),
+                family(
+                    "valtava_rows_quarantined",
+                    "Rows rejected into quarantine.",
+                    lines(&m.rows_quarantined),
+                ),
+                family(
+                    "valtava_rows_published",
+                    "Rows of published datasets.",
+                    lines(&m.rows_published),
+                ),
+            ],
+            jobs: Family {
+                name: "valtava_jobs",
+                help: "Jobs by state.",
+                series: vec![
+                    ([("state", "queued")], ConstGauge::new(queued as i64)),
+                    ([("state", "running")], ConstGauge::new(running as i64)),
+                ],
+            },
+            uploads: Single(
+                "valtava_uploads",
+                "Files received through the API.",
+                m.uploads.clone(),
+            ),
+            upload_bytes: Single(
+                "valtava_upload_bytes",
+                "Bytes received through the API.",
+                m.upload_bytes.clone(),
+            ),
+            responses: family(
+                "valtava_http_responses",
+                "HTTP responses by status code.",
+                m.requests
+                    .iter()
+                    .map(|(code, c)| ([("code", code.to_string())], c.clone()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl Collector for Visible {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        self.runs.encode(&mut e, MetricType::Counter)?;
+        self.durations.encode(&mut e, MetricType::Histogram)?;
+        for f in &self.rows {
+            f.encode(&mut e, MetricType::Counter)?;
+        }
+        self.jobs.encode(&mut e, MetricType::Gauge)?;
+        self.uploads.encode(&mut e)?;
+        self.upload_bytes.encode(&mut e)?;
+        self.responses.encode(&mut e, MetricType::Counter)
+    }
 }
 
 pub(super) async fn metrics(State(app): AppState, headers: HeaderMap) -> Response {
-    use std::fmt::Write as _;
-    // A token limited to some lines sees their series only.
     let caller = match authorize(&app, &headers, "read", None) {
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let (queued, running) = app.queue_counts();
-    let m = app.metrics.lock().expect("metrics lock");
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "# HELP valtava_runs_total Finished runs by line and status."
-    );
-    let _ = writeln!(o, "# TYPE valtava_runs_total counter");
-    for ((line, status), n) in m.runs.iter().filter(|((l, _), _)| caller.may(l)) {
-        let _ = writeln!(
-            o,
-            "valtava_runs_total{{line=\"{}\",status=\"{}\"}} {n}",
-            label_value(line),
-            status
-        );
-    }
-    let _ = writeln!(
-        o,
-        "# HELP valtava_run_duration_seconds Wall time of finished runs."
-    );
-    let _ = writeln!(o, "# TYPE valtava_run_duration_seconds histogram");
-    for (line, (buckets, sum, count)) in m.durations.iter().filter(|(l, _)| caller.may(l)) {
-        let l = label_value(line);
-        for (b, n) in BUCKETS.iter().zip(buckets) {
-            let _ = writeln!(
-                o,
-                "valtava_run_duration_seconds_bucket{{line=\"{l}\",le=\"{b}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            o,
-            "valtava_run_duration_seconds_bucket{{line=\"{l}\",le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(o, "valtava_run_duration_seconds_sum{{line=\"{l}\"}} {sum}");
-        let _ = writeln!(
-            o,
-            "valtava_run_duration_seconds_count{{line=\"{l}\"}} {count}"
-        );
-    }
-    for (name, help, map) in [
-        (
-            "valtava_rows_read_total",
-            "Rows read by source steps.",
-            &m.rows_read,
-        ),
-        (
-            "valtava_rows_quarantined_total",
-            "Rows rejected into quarantine.",
-            &m.rows_quarantined,
-        ),
-        (
-            "valtava_rows_published_total",
-            "Rows of published datasets.",
-            &m.rows_published,
-        ),
-    ] {
-        let _ = writeln!(o, "# HELP {name} {help}");
-        let _ = writeln!(o, "# TYPE {name} counter");
-        for (line, n) in map.iter().filter(|(l, _)| caller.may(l)) {
-            let _ = writeln!(o, "{name}{{line=\"{}\"}} {n}", label_value(line));
-        }
-    }
-    let _ = writeln!(o, "# HELP valtava_jobs Jobs by state.");
-    let _ = writeln!(o, "# TYPE valtava_jobs gauge");
-    let _ = writeln!(o, "valtava_jobs{{state=\"queued\"}} {queued}");
-    let _ = writeln!(o, "valtava_jobs{{state=\"running\"}} {running}");
-    let _ = writeln!(
-        o,
-        "# HELP valtava_uploads_total Files received through the API."
-    );
-    let _ = writeln!(o, "# TYPE valtava_uploads_total counter");
-    let _ = writeln!(o, "valtava_uploads_total {}", m.uploads);
-    let _ = writeln!(
-        o,
-        "# HELP valtava_upload_bytes_total Bytes received through the API."
-    );
-    let _ = writeln!(o, "# TYPE valtava_upload_bytes_total counter");
-    let _ = writeln!(o, "valtava_upload_bytes_total {}", m.upload_bytes);
-    let _ = writeln!(
-        o,
-        "# HELP valtava_http_responses_total HTTP responses by status code."
-    );
-    let _ = writeln!(o, "# TYPE valtava_http_responses_total counter");
-    for (code, n) in &m.requests {
-        let _ = writeln!(o, "valtava_http_responses_total{{code=\"{code}\"}} {n}");
+    let queue = app.queue_counts();
+    let visible = Visible::of(&app.metrics.lock().expect("metrics lock"), &caller, queue);
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(visible));
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+        tracing::error!(error = %e, "metrics could not be encoded");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        o,
+        text,
     )
         .into_response()
 }
@@ -205,11 +268,12 @@ pub(super) async fn count_responses(
     next: axum::middleware::Next,
 ) -> Response {
     let r = next.run(req).await;
-    *app.metrics
+    app.metrics
         .lock()
         .expect("metrics lock")
         .requests
         .entry(r.status().as_u16())
-        .or_default() += 1;
+        .or_default()
+        .inc();
     r
 }

@@ -161,9 +161,9 @@ pub(in crate::serve) async fn put_upload(
     )
     .await;
     {
-        let mut m = app.metrics.lock().expect("metrics lock");
-        m.uploads += 1;
-        m.upload_bytes += bytes as u64;
+        let m = app.metrics.lock().expect("metrics lock");
+        m.uploads.inc();
+        m.upload_bytes.inc_by(bytes as u64);
     }
     info!(line = %line, period = %period, path = %path, bytes, submitter = %who, "file received");
     (StatusCode::CREATED, scrubbed(receipt)).into_response()
