@@ -128,21 +128,20 @@ fn column_origins(
     col: &str,
     inputs: &StepInputs,
 ) -> Origins {
-    if spec.source.is_some() {
-        [(name.to_string(), col.to_string())].into_iter().collect()
-    } else if let Some(h) = &spec.harmonise {
-        harmonised_origins(h, col, inputs)
-    } else if let Some(a) = &spec.aggregate {
-        aggregated_origins(a, col, inputs)
-    } else if let Some(q) = &spec.sql {
-        let direct = inputs.of_input(col);
-        if direct.is_empty() {
-            inputs.of_words(&q.query)
-        } else {
-            direct
+    use crate::line::spec::Step;
+    match spec.body() {
+        Some(Step::Source(_)) => [(name.to_string(), col.to_string())].into_iter().collect(),
+        Some(Step::Harmonise(h)) => harmonised_origins(h, col, inputs),
+        Some(Step::Aggregate(a)) => aggregated_origins(a, col, inputs),
+        Some(Step::Sql(q)) => {
+            let direct = inputs.of_input(col);
+            if direct.is_empty() {
+                inputs.of_words(&q.query)
+            } else {
+                direct
+            }
         }
-    } else {
-        inputs.of_input(col)
+        Some(Step::Validate(_) | Step::Publish(_)) | None => inputs.of_input(col),
     }
 }
 

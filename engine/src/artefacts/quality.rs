@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::line::load::Line;
-use crate::line::spec::{Category, Severity};
+use crate::line::spec::{Category, Severity, Step};
 use crate::run::accounting::{DatasetOutcome, StepQuality, SubmitterQuality};
 
 /// One rule in the quality report.
@@ -68,19 +68,27 @@ pub fn report(
         let spec = crate::line::load::step(&line.spec, name);
         let checked = s.rows_in.saturating_sub(s.rows_filtered);
         let q = qualities.get(name).cloned().unwrap_or_default();
-        if spec.harmonise.is_some() {
-            code_map_rules(name, &q, checked, &mut rules);
-        }
-        if spec.source.is_some() {
-            source_rules(name, &q, checked, &mut rules);
-        }
-        if let Some(v) = &spec.validate {
-            validate_rules(name, v, &q, checked, &mut rules);
-            if !q.by_submitter.is_empty() {
-                submitters.insert(name.clone(), q.by_submitter.clone());
+        // Steps that check rows (and may quarantine them) have a summary; the others pass
+        // rows on or aggregate them.
+        let checks = match spec.body() {
+            Some(Step::Harmonise(_)) => {
+                code_map_rules(name, &q, checked, &mut rules);
+                true
             }
-        }
-        if spec.source.is_some() || spec.validate.is_some() || spec.harmonise.is_some() {
+            Some(Step::Source(_)) => {
+                source_rules(name, &q, checked, &mut rules);
+                true
+            }
+            Some(Step::Validate(v)) => {
+                validate_rules(name, v, &q, checked, &mut rules);
+                if !q.by_submitter.is_empty() {
+                    submitters.insert(name.clone(), q.by_submitter.clone());
+                }
+                true
+            }
+            Some(Step::Aggregate(_) | Step::Publish(_) | Step::Sql(_)) | None => false,
+        };
+        if checks {
             steps.insert(
                 name.clone(),
                 StepSummary {

@@ -39,7 +39,7 @@ use datafusion::scalar::ScalarValue;
 
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::line::load::Line;
-use crate::line::spec::{ColumnType, Name, Pos, Severity, SourceSpec, Step, StepKind};
+use crate::line::spec::{ColumnType, Name, Pos, Severity, SourceSpec, Step, StepKind, StepSpec};
 use crate::plan::personal::{Lineage, Taint};
 
 /// Column of a row's source object.
@@ -264,6 +264,38 @@ pub struct Planner<'a> {
 
 pub(crate) type Diags = Vec<Diagnostic>;
 
+/// What the planner asks of a step kind. Each kind's body implements it beside its
+/// planning (`steps/<kind>/plan.rs`); [`planning`] is the one exhaustive match from a
+/// [`Step`] to it, so a new kind is a compile error there until it says how it is planned.
+pub(crate) trait PlanStep {
+    /// Plans step `name` over `inputs` (opened with [`Planner::scan`]).
+    fn plan(&self, p: &Planner, name: &str, inputs: &Inputs) -> Result<StepPlan, Diags>;
+
+    /// Where the step computes output column `column` (its expression or name in the line
+    /// file), for a diagnostic about a personal value made there.
+    fn made_at(&self, _p: &Planner, _column: &str) -> Option<Pos> {
+        None
+    }
+
+    /// Where the step declares a new column `column`: a source column, a derived or renamed
+    /// one, a measure.
+    fn declares(&self, _column: &str) -> Option<Pos> {
+        None
+    }
+}
+
+/// The planning of a step's body.
+pub(crate) fn planning<'s>(body: Step<'s>) -> &'s dyn PlanStep {
+    match body {
+        Step::Source(s) => s,
+        Step::Validate(v) => v,
+        Step::Harmonise(h) => h,
+        Step::Aggregate(a) => a,
+        Step::Publish(p) => p,
+        Step::Sql(q) => q,
+    }
+}
+
 impl Planner<'_> {
     pub(crate) fn diag(&self, code: Code, at: Pos, message: impl Into<String>) -> Diagnostic {
         Diagnostic::error(code, &self.line.file, at, message)
@@ -350,51 +382,34 @@ impl Planner<'_> {
             let declared = t.path.last()?.trim_end_matches(" (personal)");
             return self.declaration_of(declared);
         };
-        let spec = self.line.spec.steps.get(step.as_str())?;
-        if let Some(h) = &spec.harmonise {
-            if let Some(e) = h.derive.get(column.as_str()) {
-                return Some(self.locate(e, ""));
-            }
-            return h
-                .rename
-                .values()
-                .chain(&h.pseudonymise)
-                .find(|n| &n.value == column)
-                .map(|n| n.at);
-        }
-        if let Some(a) = &spec.aggregate {
-            if let Some(e) = a.measures.get(column.as_str()) {
-                return Some(self.locate(e, ""));
-            }
-            return a
-                .by
-                .iter()
-                .flat_map(|d| d.parts())
-                .map(|(n, _)| n)
-                .find(|n| &n.value == column)
-                .map(|n| n.at);
-        }
-        spec.sql.as_ref().map(|q| self.locate(&q.query, ""))
+        let body = self.line.spec.steps.get(step.as_str())?.body()?;
+        planning(body).made_at(self, column)
+    }
+
+    /// Opens input step `input` as a plan, with what is known of it.
+    pub(crate) fn scan<'i>(
+        &self,
+        inputs: &'i Inputs,
+        input: &Name,
+    ) -> Result<(LogicalPlanBuilder, &'i InputInfo), Diags> {
+        let (provider, info) = inputs.get(input.value.as_str()).ok_or_else(|| {
+            vec![self.diag(
+                Code::V102,
+                input.at,
+                format!("`{}` has no output", input.value),
+            )]
+        })?;
+        let b = LogicalPlanBuilder::scan(
+            input.value.as_str(),
+            provider_as_source(provider.clone()),
+            None,
+        )
+        .map_err(|e| vec![self.diag(Code::V205, input.at, e.to_string())])?;
+        Ok((b, info))
     }
 
     fn plan_kind(&self, name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
         let step = crate::line::load::step(&self.line.spec, name);
-        let scan = |input: &Name| -> Result<(LogicalPlanBuilder, &InputInfo), Diags> {
-            let (provider, info) = inputs.get(input.value.as_str()).ok_or_else(|| {
-                vec![self.diag(
-                    Code::V102,
-                    input.at,
-                    format!("`{}` has no output", input.value),
-                )]
-            })?;
-            let b = LogicalPlanBuilder::scan(
-                input.value.as_str(),
-                provider_as_source(provider.clone()),
-                None,
-            )
-            .map_err(|e| vec![self.diag(Code::V205, input.at, e.to_string())])?;
-            Ok((b, info))
-        };
         let Some(body) = step.body() else {
             let at = (self.line.spec.steps.keys())
                 .find(|k| k.value == name)
@@ -405,39 +420,7 @@ impl Planner<'_> {
                 format!("step `{name}` must give exactly one kind"),
             )]);
         };
-        match body {
-            Step::Source(s) => {
-                let (b, _) = scan(&crate::line::spec::Sp::synthetic(name.to_string()))?;
-                self.plan_source(s, b)
-            }
-            Step::Validate(v) => {
-                let (b, info) = scan(&v.input)?;
-                let mut others = BTreeMap::new();
-                for r in &v.rules {
-                    if let Some(step) = r.kind().and_then(|k| k.other_step()) {
-                        others.insert(step.value.clone(), scan(step)?.0);
-                    }
-                }
-                self.plan_validate(v, b, info, others)
-            }
-            Step::Harmonise(h) => {
-                let (b, info) = scan(&h.input)?;
-                self.plan_harmonise(h, b, info)
-            }
-            Step::Aggregate(a) => {
-                let (b, info) = scan(&a.input)?;
-                let mut populations = BTreeMap::new();
-                for r in a.rates.values() {
-                    populations.insert(r.population.value.clone(), scan(&r.population)?.0);
-                }
-                self.plan_aggregate(a, b, info, populations)
-            }
-            Step::Publish(p) => {
-                let (b, info) = scan(&p.input)?;
-                self.plan_publish(p, b, info)
-            }
-            Step::Sql(q) => self.plan_sql(q, inputs),
-        }
+        planning(body).plan(self, name, inputs)
     }
 
     pub(crate) fn finish(
@@ -506,27 +489,12 @@ impl Planner<'_> {
     /// Where a column is declared or made: a source column, a derived or renamed column, or a
     /// measure.
     fn declaration_of(&self, column: &str) -> Option<Pos> {
-        for step in self.line.spec.steps.values() {
-            if let Some(s) = &step.source
-                && let Some((k, _)) = s.columns.get_key_value(column)
-            {
-                return Some(k.at);
-            }
-            if let Some(h) = &step.harmonise {
-                if let Some((k, _)) = h.derive.get_key_value(column) {
-                    return Some(k.at);
-                }
-                if let Some(new) = h.rename.values().find(|n| n.value == column) {
-                    return Some(new.at);
-                }
-            }
-            if let Some(a) = &step.aggregate
-                && let Some((k, _)) = a.measures.get_key_value(column)
-            {
-                return Some(k.at);
-            }
-        }
-        None
+        self.line
+            .spec
+            .steps
+            .values()
+            .filter_map(StepSpec::body)
+            .find_map(|body| planning(body).declares(column))
     }
 
     /// V207 for each of `columns` that is handled as an identity code (`what`) but is not

@@ -14,6 +14,7 @@ use crate::diag::{Code, Diagnostic};
 use crate::line::spec::{AggregateSpec, ExprText, Name, Pos, RateSpec, StepKind};
 use crate::plan::expr::{cast_text, first_line};
 use crate::plan::{Diags, InputInfo, Planner, StepPlan, is_area};
+use crate::plan::{Inputs, PlanStep};
 
 /// V205 at `at` for an engine error while planning the step (its first line).
 fn engine_err(file: &str, at: Pos) -> impl Fn(DataFusionError) -> Diags + Copy + '_ {
@@ -470,4 +471,31 @@ fn counts_persons(e: &Expr, personal: &BTreeSet<String>, rows_are_persons: bool)
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     });
     found
+}
+
+impl PlanStep for AggregateSpec {
+    fn plan(&self, p: &Planner, _name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
+        let (b, info) = p.scan(inputs, &self.input)?;
+        let mut populations = BTreeMap::new();
+        for r in self.rates.values() {
+            populations.insert(r.population.value.clone(), p.scan(inputs, &r.population)?.0);
+        }
+        p.plan_aggregate(self, b, info, populations)
+    }
+
+    fn made_at(&self, p: &Planner, column: &str) -> Option<Pos> {
+        if let Some(e) = self.measures.get(column) {
+            return Some(p.locate(e, ""));
+        }
+        self.by
+            .iter()
+            .flat_map(|d| d.parts())
+            .map(|(n, _)| n)
+            .find(|n| n.value == column)
+            .map(|n| n.at)
+    }
+
+    fn declares(&self, column: &str) -> Option<Pos> {
+        self.measures.get_key_value(column).map(|(k, _)| k.at)
+    }
 }

@@ -13,6 +13,7 @@ use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::line::spec::{HarmoniseSpec, MapSpec, Pos, Severity, StepKind, Unmapped};
 use crate::plan::expr::{cast_text, midnight};
 use crate::plan::{Diags, FILTER_COLUMN, InputInfo, Planner, StepPlan, TapRule, arrow_type};
+use crate::plan::{Inputs, PlanStep};
 use crate::plan::{METRIC_PREFIX, RULE_PREFIX};
 
 /// V205 at `at` for an engine error while planning the step.
@@ -503,5 +504,33 @@ impl Planner<'_> {
             .collect();
         b.project(exprs)
             .map_err(engine_err(&self.line.file, h.input.at))
+    }
+}
+
+impl PlanStep for HarmoniseSpec {
+    fn plan(&self, p: &Planner, _name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
+        let (b, info) = p.scan(inputs, &self.input)?;
+        p.plan_harmonise(self, b, info)
+    }
+
+    fn made_at(&self, p: &Planner, column: &str) -> Option<Pos> {
+        if let Some(e) = self.derive.get(column) {
+            return Some(p.locate(e, ""));
+        }
+        self.rename
+            .values()
+            .chain(&self.pseudonymise)
+            .find(|n| n.value == column)
+            .map(|n| n.at)
+    }
+
+    fn declares(&self, column: &str) -> Option<Pos> {
+        if let Some((k, _)) = self.derive.get_key_value(column) {
+            return Some(k.at);
+        }
+        self.rename
+            .values()
+            .find(|n| n.value == column)
+            .map(|n| n.at)
     }
 }

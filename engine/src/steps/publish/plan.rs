@@ -13,6 +13,7 @@ use crate::plan::expr::first_line;
 use crate::plan::{
     Diags, Disclosure, InputInfo, OBJECT_COLUMN, Planner, ROW_COLUMN, STATUS_COLUMN, StepPlan,
 };
+use crate::plan::{Inputs, PlanStep};
 
 impl Planner<'_> {
     /// Plans a publish step: its dimensions and measures (no personal column may be
@@ -216,5 +217,12 @@ impl Planner<'_> {
                     first_line(&e.to_string()),
                 )]
             })
+    }
+}
+
+impl PlanStep for PublishSpec {
+    fn plan(&self, p: &Planner, _name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
+        let (b, info) = p.scan(inputs, &self.input)?;
+        p.plan_publish(self, b, info)
     }
 }

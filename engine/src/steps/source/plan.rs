@@ -8,8 +8,10 @@ use datafusion::scalar::ScalarValue;
 
 use crate::diag::Code;
 use crate::line::spec::{ColumnType, Severity, SourceSpec, StepKind};
+use crate::line::spec::{Pos, Sp};
 use crate::plan::RULE_PREFIX;
 use crate::plan::{Diags, OBJECT_COLUMN, Planner, ROW_COLUMN, StepPlan, TapRule, arrow_type};
+use crate::plan::{Inputs, PlanStep};
 
 impl Planner<'_> {
     pub(crate) fn plan_source(
@@ -80,5 +82,16 @@ impl Planner<'_> {
             .and_then(|b| b.build())
             .map_err(|e| vec![self.diag(Code::V205, s.location.at, e.to_string())])?;
         Ok(self.finish(StepKind::Source, plan, rules, vec![]))
+    }
+}
+
+impl PlanStep for SourceSpec {
+    fn plan(&self, p: &Planner, name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
+        let (b, _) = p.scan(inputs, &Sp::synthetic(name.to_string()))?;
+        p.plan_source(self, b)
+    }
+
+    fn declares(&self, column: &str) -> Option<Pos> {
+        self.columns.get_key_value(column).map(|(k, _)| k.at)
     }
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use datafusion::prelude::SessionContext;
 
 use crate::diag::Code;
+use crate::line::spec::Pos;
 use crate::line::spec::{SqlSpec, StepKind};
+use crate::plan::PlanStep;
 use crate::plan::{Diags, Inputs, Planner, StepPlan};
 
 impl Planner<'_> {
@@ -48,5 +50,15 @@ impl Planner<'_> {
             .unwrap_or_default();
         let dims = dims.into_iter().filter(|d| names.contains(d)).collect();
         Ok(self.finish(StepKind::Sql, plan, vec![], dims))
+    }
+}
+
+impl PlanStep for SqlSpec {
+    fn plan(&self, p: &Planner, _name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
+        p.plan_sql(self, inputs)
+    }
+
+    fn made_at(&self, p: &Planner, _column: &str) -> Option<Pos> {
+        Some(p.locate(&self.query, ""))
     }
 }

@@ -14,6 +14,7 @@ use crate::diag::Code;
 use crate::line::spec::{Name, Severity, StepKind, ValidateSpec};
 use crate::plan::RULE_PREFIX;
 use crate::plan::{DatasetCheck, Diags, FILTER_COLUMN, InputInfo, Planner, StepPlan, TapRule};
+use crate::plan::{Inputs, PlanStep};
 
 impl Planner<'_> {
     /// The rule's kind, or V101 when it gives no check or several.
@@ -180,5 +181,18 @@ impl Planner<'_> {
                 .rule_kind(rule)?
                 .dataset_check(&cx, schema, submitter)?,
         })
+    }
+}
+
+impl PlanStep for ValidateSpec {
+    fn plan(&self, p: &Planner, _name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
+        let (b, info) = p.scan(inputs, &self.input)?;
+        let mut others = BTreeMap::new();
+        for r in &self.rules {
+            if let Some(step) = r.kind().and_then(|k| k.other_step()) {
+                others.insert(step.value.clone(), p.scan(inputs, step)?.0);
+            }
+        }
+        p.plan_validate(self, b, info, others)
     }
 }
