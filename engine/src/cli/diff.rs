@@ -66,7 +66,7 @@ fn classify(kind: &str, key: &str) -> Class {
     match (kind, key) {
         ("validate", "rules" | "max_reject_share" | "filter" | "submitter") => Class::Rule,
         ("harmonise", "map") => Class::CodeSet,
-        ("source", "columns") | ("aggregate", "by" | "measures" | "rates" | "totals") => {
+        ("source", "columns") | ("aggregate", "by" | "measures" | "rates" | "totals" | "area") => {
             Class::OutputSchema
         }
         ("publish", "dataset" | "formats" | "dimensions" | "disclosure" | "csv") => {

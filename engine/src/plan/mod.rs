@@ -152,6 +152,9 @@ pub struct StepPlan {
     pub person_counts: Vec<String>,
     /// Dimensions of an aggregate, for publish.
     pub dimensions: Vec<String>,
+    /// The dimension that is an area (an aggregate's `area`, one of `dimensions`): its
+    /// total is `SSS`, it has the `geo` role in JSON-stat and is the API's area filter.
+    pub area: Option<String>,
     /// Whether the plan has a [`FILTER_COLUMN`].
     pub filtered: bool,
     /// Checks of the whole dataset.
@@ -187,6 +190,8 @@ pub struct InputInfo {
     pub lineage: Lineage,
     pub person_counts: Vec<String>,
     pub dimensions: Vec<String>,
+    /// The dimension that is an area, one of `dimensions`.
+    pub area: Option<String>,
 }
 
 impl InputInfo {
@@ -199,6 +204,7 @@ impl InputInfo {
             lineage: Lineage::new(),
             person_counts: Vec::new(),
             dimensions: Vec::new(),
+            area: None,
         }
     }
 }
@@ -213,6 +219,7 @@ impl StepPlan {
             lineage: self.lineage.clone(),
             person_counts: self.person_counts.clone(),
             dimensions: self.dimensions.clone(),
+            area: self.area.clone(),
         }
     }
 
@@ -429,6 +436,7 @@ impl Planner<'_> {
         plan: LogicalPlan,
         rules: Vec<TapRule>,
         dimensions: Vec<String>,
+        area: Option<String>,
     ) -> StepPlan {
         let fields: Vec<Field> = plan
             .schema()
@@ -451,6 +459,7 @@ impl Planner<'_> {
             lineage: Lineage::new(),
             person_counts: Vec::new(),
             dimensions,
+            area,
             filtered,
             dataset_checks: Vec::new(),
             submitter: None,
@@ -524,9 +533,4 @@ impl Planner<'_> {
             Err(undeclared)
         }
     }
-}
-
-/// Whether a dimension is an area (its total is `SSS`, the whole country).
-pub fn is_area(name: &str) -> bool {
-    matches!(name, "hyvinvointialue" | "kunta" | "alue" | "maakunta")
 }

@@ -26,6 +26,8 @@ pub struct DatasetMeta<'a> {
     pub label: [Option<String>; 3],
     pub source: Option<String>,
     pub dimensions: &'a [String],
+    /// The dimension that is an area (the step's declared `area`): its role is `geo`.
+    pub area: Option<&'a str>,
     /// Label of each column (dimension or measure), fi/sv/en.
     pub column_labels: BTreeMap<String, [Option<String>; 3]>,
     pub units: BTreeMap<String, String>,
@@ -48,8 +50,8 @@ fn total_label(code: &str) -> Option<[Option<String>; 3]> {
     }
 }
 
-fn role_of(dim: &str) -> Option<&'static str> {
-    if crate::plan::is_area(dim) {
+fn role_of(dim: &str, area: Option<&str>) -> Option<&'static str> {
+    if area == Some(dim) {
         Some("geo")
     } else if matches!(
         dim,
@@ -154,7 +156,7 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String>
     );
     let mut ids: Vec<String> = meta.dimensions.to_vec();
     ids.push(METRIC.to_string());
-    let role = roles(meta.dimensions);
+    let role = roles(meta.dimensions, meta.area);
     let mut doc = Map::new();
     doc.insert("version".into(), json!("2.0"));
     doc.insert("class".into(), json!("dataset"));
@@ -394,11 +396,12 @@ fn metric_dimension(
     json!({ "label": "tiedot", "category": { "index": measures, "label": mlabels, "unit": units } })
 }
 
-/// The `role` member: geographic and time dimensions, and the metric.
-fn roles(dimensions: &[String]) -> BTreeMap<&'static str, Vec<String>> {
+/// The `role` member: the geographic dimension (the declared area), time dimensions, and
+/// the metric.
+fn roles(dimensions: &[String], area: Option<&str>) -> BTreeMap<&'static str, Vec<String>> {
     let mut role: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for d in dimensions {
-        if let Some(r) = role_of(d) {
+        if let Some(r) = role_of(d, area) {
             role.entry(r).or_default().push(d.clone());
         }
     }

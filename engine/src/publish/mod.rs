@@ -417,11 +417,13 @@ fn languages(t: &crate::line::spec::Text) -> [Option<String>; 3] {
     }
 }
 
-/// What the JSON-stat writer needs: labels from the line, the publish step and code sets.
+/// What the JSON-stat writer needs: labels from the line, the publish step and code sets,
+/// with the table's dimensions and which of them is the area.
 pub fn jsonstat_meta<'a>(
     line: &crate::line::load::Line,
     p: &crate::line::spec::PublishSpec,
     dimensions: &'a [String],
+    area: Option<&'a str>,
     codesets: &std::collections::BTreeMap<String, Arc<datafusion::datasource::MemTable>>,
 ) -> Result<crate::publish::jsonstat::DatasetMeta<'a>, String> {
     use arrow::array::{Array, AsArray};
@@ -486,6 +488,7 @@ pub fn jsonstat_meta<'a>(
         label: languages(&line.spec.title.value),
         source: line.spec.owner.clone(),
         dimensions,
+        area,
         column_labels,
         units,
         code_labels,

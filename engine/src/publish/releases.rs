@@ -20,6 +20,10 @@ pub struct Release {
     /// Whether `latest.json` points at it.
     pub current: bool,
     pub datasets: Vec<(String, u64)>,
+    /// The area dimension of each dataset that has one (its aggregate's declared `area`,
+    /// recorded in the manifest).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub areas: BTreeMap<String, String>,
 }
 
 async fn read_json(store: &Arc<dyn ObjectStore>, path: &str) -> Option<Value> {
@@ -37,21 +41,26 @@ async fn read_json(store: &Arc<dyn ObjectStore>, path: &str) -> Option<Value> {
 /// (a release is immutable), so the daemon reads each once instead of every manifest ever
 /// written at every request.
 #[derive(Debug, Default)]
-pub struct ManifestCache(std::sync::Mutex<BTreeMap<String, Vec<(String, u64)>>>);
+pub struct ManifestCache(std::sync::Mutex<BTreeMap<String, Named>>);
 
-/// The datasets and their rows a manifest names.
-fn manifest_datasets(manifest: &Value) -> Vec<(String, u64)> {
-    manifest["datasets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            (
-                d["dataset"].as_str().unwrap_or_default().to_string(),
-                d["rows"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect()
+/// What a manifest says of its datasets: each with its rows, and the area dimension of
+/// those that have one.
+type Named = (Vec<(String, u64)>, BTreeMap<String, String>);
+
+/// The datasets and their rows a manifest names, and their areas (absent in manifests
+/// written before datasets recorded them).
+fn manifest_datasets(manifest: &Value) -> Named {
+    let entries = manifest["datasets"].as_array().into_iter().flatten();
+    let mut datasets = Vec::new();
+    let mut areas = BTreeMap::new();
+    for d in entries {
+        let name = d["dataset"].as_str().unwrap_or_default().to_string();
+        if let Some(a) = d["area"].as_str() {
+            areas.insert(name.clone(), a.to_string());
+        }
+        datasets.push((name, d["rows"].as_u64().unwrap_or(0)));
+    }
+    (datasets, areas)
 }
 
 /// Every release of a line, by period and run.
@@ -100,17 +109,17 @@ pub async fn list_cached(
             }
         };
         let known = cache.0.lock().ok().and_then(|c| c.get(&path).cloned());
-        let datasets = match known {
+        let (datasets, areas) = match known {
             Some(d) => d,
             None => {
                 let manifest = read_json(&store.inner, &path).await;
-                let datasets = manifest.as_ref().map(manifest_datasets).unwrap_or_default();
+                let named = manifest.as_ref().map(manifest_datasets).unwrap_or_default();
                 if manifest.is_some()
                     && let Ok(mut c) = cache.0.lock()
                 {
-                    c.insert(path.clone(), datasets.clone());
+                    c.insert(path.clone(), named.clone());
                 }
-                datasets
+                named
             }
         };
         out.push(Release {
@@ -119,6 +128,7 @@ pub async fn list_cached(
             period,
             run_id: run,
             datasets,
+            areas,
         });
     }
     Ok(out)

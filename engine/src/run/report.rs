@@ -43,6 +43,10 @@ pub struct DatasetReport {
     pub dataset: String,
     pub step: String,
     pub rows: u64,
+    /// The dimension that is an area (the `area` its aggregate declared), so that the
+    /// daemon's indicator API knows its area filter from the release's manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
 }
 
 /// The run report, written to `runs/<line>/<run-id>.json`.

@@ -258,6 +258,7 @@ async fn published(
             dataset: p.dataset.value.clone(),
             step: name.to_string(),
             rows,
+            area: plan.area.clone(),
         });
     }
     Ok(())
@@ -272,8 +273,14 @@ async fn write_jsonstat(
     plan: &StepPlan,
     table: &RecordBatch,
 ) -> Result<(), RunFailure> {
-    let meta = crate::publish::jsonstat_meta(&shared.line, p, &plan.dimensions, &shared.codesets)
-        .map_err(|e| fail(RunCode::Engine, format!("step `{name}`: {e}")))?;
+    let meta = crate::publish::jsonstat_meta(
+        &shared.line,
+        p,
+        &plan.dimensions,
+        plan.area.as_deref(),
+        &shared.codesets,
+    )
+    .map_err(|e| fail(RunCode::Engine, format!("step `{name}`: {e}")))?;
     let doc = crate::publish::jsonstat::dataset(table, &meta)
         .map_err(|e| fail(RunCode::Engine, format!("step `{name}`: {e}")))?;
     let errors: Vec<String> = crate::publish::jsonstat::validate(&doc)

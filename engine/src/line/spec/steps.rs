@@ -298,10 +298,15 @@ pub struct AggregateSpec {
     /// The measures, by name: DataFusion SQL aggregate expressions such as `count(*)`,
     /// `count(distinct hetu)`, `median(x)` or `round(100.0 * avg(y), 1)`.
     pub measures: IndexMap<Name, ExprText>,
-    /// Whether to add total rows over every combination of dimensions: the area dimension
-    /// (`hyvinvointialue`, `kunta`) gets the code `SSS` and the others `YHT`.
+    /// Whether to add total rows over every combination of dimensions: the total of the
+    /// dimension declared `area` is `SSS` (the whole country) and the others' `YHT`.
     #[serde(default)]
     pub totals: bool,
+    /// The dimension that is an area (wellbeing services county, municipality…): its total
+    /// is `SSS`, the whole country; other dimensions' totals are `YHT`. It also gets the
+    /// `geo` role in JSON-stat and is the API's area filter.
+    #[serde(default)]
+    pub area: Option<Name>,
     /// Rates per population, by name (computed after the totals, so the whole country's
     /// rate uses the sum of the areas' populations).
     #[serde(default)]

@@ -23,6 +23,7 @@ fn a_sparse_cube_is_written_as_an_object_of_its_filled_cells() {
         label: [Some("x".into()), None, None],
         source: None,
         dimensions: &dims,
+        area: None,
         column_labels: BTreeMap::new(),
         units: BTreeMap::new(),
         code_labels: BTreeMap::new(),
@@ -48,6 +49,36 @@ fn a_sparse_cube_is_written_as_an_object_of_its_filled_cells() {
     };
     let err = dataset(&table, &meta).unwrap_err();
     assert!(err.contains("cells"), "{err}");
+}
+
+/// The `geo` role is the declared area's, never guessed from a dimension's name.
+#[test]
+fn the_geo_role_is_the_declared_area() {
+    use arrow::array::{Int64Array, StringArray};
+    use std::sync::Arc;
+    let dims: Vec<String> = ["hyvinvointialue", "kunta"].map(String::from).to_vec();
+    let codes: Arc<dyn Array> = Arc::new(StringArray::from(vec!["01", "SSS"]));
+    let counts: Arc<dyn Array> = Arc::new(Int64Array::from(vec![1, 2]));
+    let table = RecordBatch::try_from_iter(vec![
+        ("hyvinvointialue", codes.clone()),
+        ("kunta", codes),
+        ("lkm", counts),
+    ])
+    .unwrap();
+    let meta = DatasetMeta {
+        label: [Some("x".into()), None, None],
+        source: None,
+        dimensions: &dims,
+        area: Some("kunta"),
+        column_labels: BTreeMap::new(),
+        units: BTreeMap::new(),
+        code_labels: BTreeMap::new(),
+    };
+    let doc = dataset(&table, &meta).unwrap();
+    assert_eq!(doc["role"]["geo"], json!(["kunta"]), "{}", doc["role"]);
+    let meta = DatasetMeta { area: None, ..meta };
+    let doc = dataset(&table, &meta).unwrap();
+    assert!(doc["role"].get("geo").is_none(), "{}", doc["role"]);
 }
 
 #[test]

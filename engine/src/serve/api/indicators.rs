@@ -90,6 +90,19 @@ async fn dataset_table(
         .map_err(|e| e.to_string())
 }
 
+/// The area dimension of a dataset (the `area` its aggregate declared), as the newest of
+/// its current releases records it in the manifest; `None` when none does.
+async fn dataset_area(app: &App, line: &str, dataset: &str) -> Option<String> {
+    let releases = crate::publish::releases::list_cached(&app.store, line, &app.manifests)
+        .await
+        .ok()?;
+    releases
+        .into_iter()
+        .filter(|r| r.current)
+        .filter_map(|r| r.areas.get(dataset).cloned())
+        .next_back()
+}
+
 pub(in crate::serve) async fn get_indicator(
     State(app): AppState,
     UrlPath(id): UrlPath<String>,
@@ -108,7 +121,7 @@ pub(in crate::serve) async fn get_indicator(
         Some(d) => d.iter().map(|n| n.value.clone()).collect(),
         None => Vec::new(),
     };
-    let geo = dims.iter().find(|d| crate::plan::is_area(d)).cloned();
+    let geo = dataset_area(&app, line, &id).await;
     // Filters: dimension=code,code; `area` names the area dimension; `period` the releases.
     let mut filters: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut periods: Option<BTreeSet<String>> = None;
@@ -220,18 +233,23 @@ pub(in crate::serve) async fn get_indicator(
     }
     let mut all_dims = vec![PERIOD_DIMENSION.to_string()];
     all_dims.extend(dims.iter().cloned());
-    let mut meta =
-        match crate::publish::jsonstat_meta(&entry.line, spec, &all_dims, &entry.codesets) {
-            Ok(m) => m,
-            Err(e) => {
-                error!("{e}");
-                return problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "engine",
-                    "cannot label the dataset",
-                );
-            }
-        };
+    let mut meta = match crate::publish::jsonstat_meta(
+        &entry.line,
+        spec,
+        &all_dims,
+        geo.as_deref(),
+        &entry.codesets,
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            error!("{e}");
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "engine",
+                "cannot label the dataset",
+            );
+        }
+    };
     meta.column_labels.insert(
         PERIOD_DIMENSION.into(),
         [

@@ -10,10 +10,10 @@ use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Expr, GroupingSet, JoinType, LogicalPlanBuilder, col, lit, when};
 
 use super::distinct::{count_distinct_arg, distinct_counts, median_arg, medians, rolled_up};
-use crate::diag::{Code, Diagnostic};
+use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::line::spec::{AggregateSpec, ExprText, Name, Pos, RateSpec, StepKind};
 use crate::plan::expr::{cast_text, first_line};
-use crate::plan::{Diags, InputInfo, Planner, StepPlan, is_area};
+use crate::plan::{Diags, InputInfo, Planner, StepPlan};
 use crate::plan::{Inputs, PlanStep};
 
 /// V205 at `at` for an engine error while planning the step (its first line).
@@ -64,6 +64,7 @@ impl Planner<'_> {
             self.column_check(&schema, d).map_err(|d| vec![d])?;
             dims.push(d.value.clone());
         }
+        let area = self.aggregate_area(a, &dims)?;
         let Measures {
             aggs,
             apart,
@@ -78,14 +79,36 @@ impl Planner<'_> {
                 i,
                 name,
                 r,
-                a.totals,
+                a.totals.then(|| total_code(a, &r.area.value)),
                 populations.get(r.population.value.as_str()),
             )?;
         }
         let plan = b.build().map_err(engine_err(&self.line.file, a.input.at))?;
-        let mut p = self.finish(StepKind::Aggregate, plan, vec![], dims);
+        let mut p = self.finish(StepKind::Aggregate, plan, vec![], dims, area);
         p.person_counts = person_counts;
         Ok(p)
+    }
+
+    /// The declared area dimension; V201 when `area` names no dimension of the step.
+    fn aggregate_area(&self, a: &AggregateSpec, dims: &[String]) -> Result<Option<String>, Diags> {
+        let Some(area) = &a.area else {
+            return Ok(None);
+        };
+        if dims.contains(&area.value) {
+            return Ok(Some(area.value.clone()));
+        }
+        let mut d = self.diag(
+            Code::V201,
+            area.at,
+            format!(
+                "the area `{}` is not a dimension of the step (one of `by`)",
+                area.value
+            ),
+        );
+        if let Some(h) = did_you_mean(&area.value, dims.iter().map(String::as_str)) {
+            d = d.with_hint(h);
+        }
+        Err(vec![d])
     }
 
     /// The input with the computed dimensions as columns (they become columns first).
@@ -216,8 +239,8 @@ impl Planner<'_> {
         Ok(main)
     }
 
-    /// The step's columns: each dimension as text (`SSS` or `YHT` where a total rolls it
-    /// up), then the measures.
+    /// The step's columns: each dimension as text (where a total rolls it up, `SSS` for the
+    /// declared area and `YHT` for the others), then the measures.
     fn aggregate_output(
         &self,
         a: &AggregateSpec,
@@ -230,7 +253,7 @@ impl Planner<'_> {
         for d in dims {
             let c = cast_text(col(Column::from_name(d.as_str())));
             if a.totals {
-                let code = if is_area(d) { "SSS" } else { "YHT" };
+                let code = total_code(a, d);
                 out.push(
                     when(
                         col(Column::from_name(format!("__g_{d}"))).gt(lit(0)),
@@ -257,7 +280,7 @@ impl Planner<'_> {
         i: usize,
         name: &Name,
         r: &RateSpec,
-        totals: bool,
+        total: Option<&'static str>,
         population: Option<&LogicalPlanBuilder>,
     ) -> Result<LogicalPlanBuilder, Diags> {
         let err = |at: Pos| engine_err(&self.line.file, at);
@@ -279,8 +302,7 @@ impl Planner<'_> {
         }
         self.column_check(&schema, &r.area).map_err(|d| vec![d])?;
         let (pa, py, pv) = (format!("__pa{i}"), format!("__py{i}"), format!("__pv{i}"));
-        let table =
-            self.rate_population(r, totals, pop, [pa.as_str(), py.as_str(), pv.as_str()])?;
+        let table = self.rate_population(r, total, pop, [pa.as_str(), py.as_str(), pv.as_str()])?;
         let year = self.expr(&r.year, &schema)?;
         let on = col(Column::from_name(r.area.value.as_str()))
             .eq(col(Column::from_name(pa.as_str())))
@@ -306,11 +328,12 @@ impl Planner<'_> {
     }
 
     /// A rate's population as columns `pa` (area, as text), `py` (year, as text) and `pv`
-    /// (the population); with totals, also the whole country (`SSS`), the sum of the areas.
+    /// (the population); with totals, also the whole country, the sum of the areas, coded
+    /// `total` as the total of the rate's area dimension is (`SSS` for the declared area).
     fn rate_population(
         &self,
         r: &RateSpec,
-        totals: bool,
+        total: Option<&'static str>,
         pop: &LogicalPlanBuilder,
         [pa, py, pv]: [&str; 3],
     ) -> Result<LogicalPlanBuilder, Diags> {
@@ -338,9 +361,9 @@ impl Planner<'_> {
                 .alias(pv),
             ])
             .map_err(err)?;
-        if !totals {
+        let Some(total) = total else {
             return Ok(rows);
-        }
+        };
         // The whole country's population is the sum of the areas'.
         let country = pop
             .clone()
@@ -358,13 +381,23 @@ impl Planner<'_> {
             )
             .and_then(|c| {
                 c.project(vec![
-                    lit("SSS").alias(pa),
+                    lit(total).alias(pa),
                     col(Column::from_name(py)),
                     col(Column::from_name(pv)),
                 ])
             })
             .map_err(err)?;
         rows.union(country.build().map_err(err)?).map_err(err)
+    }
+}
+
+/// The code of a dimension's total: `SSS` (the whole country) for the declared area, `YHT`
+/// for the others.
+fn total_code(a: &AggregateSpec, dimension: &str) -> &'static str {
+    if a.area.as_ref().is_some_and(|n| n.value == dimension) {
+        "SSS"
+    } else {
+        "YHT"
     }
 }
 

@@ -1,5 +1,6 @@
 //! Distinct counts, medians and roll-ups planned by `super::distinct` against
-//! DataFusion's own aggregates.
+//! DataFusion's own aggregates; the totals' codes of a declared area and of the other
+//! dimensions.
 
 use std::sync::Arc;
 
@@ -443,4 +444,150 @@ async fn too_many_values_of_a_dimension_is_an_error_that_names_it() {
         err.contains("over 8 dimensions takes at most 32767 distinct values in each; `a`"),
         "{err}"
     );
+}
+
+/// A line whose aggregate `a` groups by `hyvinvointialue` and `laji` with totals (the
+/// aggregate's `area:` line given by `area`, empty for none), published by `p` with the
+/// aggregate's dimensions and by `q` with `laji` only.
+fn area_line(area: &str) -> String {
+    format!(
+        "line: t\ntitle: t\nsteps:\n\
+         \x20 s:\n    source:\n      format: csv\n      location: x.csv\n\
+         \x20     columns: {{ hyvinvointialue: string, laji: string, n: integer }}\n\
+         \x20 a:\n    aggregate:\n      input: s\n      by: [hyvinvointialue, laji]\n\
+         \x20     totals: true\n{area}\
+         \x20     measures: {{ summa: sum(n) }}\n\
+         \x20 p:\n    publish: {{ input: a, dataset: alueet, formats: [csv], disclosure: {{ min_count: 1 }} }}\n\
+         \x20 q:\n    publish: {{ input: a, dataset: lajit, formats: [csv], dimensions: [laji], disclosure: {{ min_count: 1 }} }}\n"
+    )
+}
+
+/// The line planned over empty inputs, or its diagnostics.
+fn area_checked(area: &str) -> Result<crate::plan::check::Checked, Vec<crate::diag::Diagnostic>> {
+    let (line, _) =
+        crate::line::load::load_text("t.yaml", std::path::Path::new("."), area_line(area))?;
+    let params = crate::plan::check::bind_params(&line, None).unwrap();
+    let values = crate::line::params::expression_values(&params);
+    crate::plan::check::plan_all(line, vec![], &values, b"k")
+}
+
+/// The rows of aggregate `a` over three input rows, as text (`hyvinvointialue|laji|summa`),
+/// sorted.
+async fn area_totals(area: &str) -> Vec<String> {
+    use arrow::array::{ArrayRef, UInt64Array};
+    use std::collections::BTreeMap;
+    let checked = area_checked(area).unwrap();
+    let source = checked.plans["s"].output.clone();
+    let input = [["01", "A", "1"], ["01", "B", "2"], ["02", "A", "4"]];
+    let columns: Vec<ArrayRef> = source
+        .fields()
+        .iter()
+        .map(|f| {
+            let a: ArrayRef = match f.name().as_str() {
+                crate::plan::OBJECT_COLUMN => Arc::new(StringArray::from(vec!["x.csv"; 3])),
+                crate::plan::ROW_COLUMN => Arc::new(UInt64Array::from_iter_values(1..=3)),
+                name => {
+                    let i = ["hyvinvointialue", "laji", "n"]
+                        .iter()
+                        .position(|c| *c == name)
+                        .unwrap();
+                    Arc::new(StringArray::from_iter_values(input.iter().map(|r| r[i])))
+                }
+            };
+            arrow::compute::cast(&a, f.data_type()).unwrap()
+        })
+        .collect();
+    let batch = RecordBatch::try_new(source.clone(), columns).unwrap();
+    let table = MemTable::try_new(source, vec![vec![batch]]).unwrap();
+    let mut inputs: crate::plan::Inputs = BTreeMap::new();
+    inputs.insert("s".into(), (Arc::new(table), checked.plans["s"].info()));
+    let ctx = crate::plan::session(Some(b"k"), 1);
+    let params = crate::plan::check::bind_params(&checked.line, None).unwrap();
+    let codesets = BTreeMap::new();
+    let planner = crate::plan::Planner {
+        line: &checked.line,
+        state: ctx.state(),
+        params: crate::line::params::expression_values(&params),
+        codesets: &codesets,
+        unique_filter: None,
+    };
+    let plan = planner.plan_step("a", &inputs).unwrap();
+    rows(&ctx, plan.plan).await
+}
+
+fn sorted(rows: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// The declared area's total is `SSS`, the whole country, and another dimension's `YHT`;
+/// the plan carries the area to publish (kept where the published dimensions name it).
+#[tokio::test]
+async fn the_declared_area_totals_to_the_whole_country() {
+    let area = "      area: hyvinvointialue\n";
+    let checked = area_checked(area).unwrap();
+    assert_eq!(checked.plans["a"].area.as_deref(), Some("hyvinvointialue"));
+    assert_eq!(checked.plans["p"].area.as_deref(), Some("hyvinvointialue"));
+    assert_eq!(checked.plans["q"].area, None);
+    assert_eq!(
+        area_totals(area).await,
+        sorted(&[
+            "01|A|1",
+            "01|B|2",
+            "01|YHT|3",
+            "02|A|4",
+            "02|YHT|4",
+            "SSS|A|5",
+            "SSS|B|2",
+            "SSS|YHT|7",
+        ])
+    );
+}
+
+/// Nothing is guessed from a name: without `area:`, a dimension called `hyvinvointialue`
+/// totals to `YHT` like any other, and no step has an area.
+#[tokio::test]
+async fn without_area_no_dimension_is_the_area() {
+    let checked = area_checked("").unwrap();
+    assert!(checked.plans.values().all(|p| p.area.is_none()));
+    assert_eq!(
+        area_totals("").await,
+        sorted(&[
+            "01|A|1",
+            "01|B|2",
+            "01|YHT|3",
+            "02|A|4",
+            "02|YHT|4",
+            "YHT|A|5",
+            "YHT|B|2",
+            "YHT|YHT|7",
+        ])
+    );
+}
+
+/// `area:` naming a column that is not one of the dimensions is V201, placed at the name,
+/// with the dimension it likely meant.
+#[test]
+fn an_area_that_is_not_a_dimension_is_an_error() {
+    let Err(d) = area_checked("      area: hyvinvointialu\n") else {
+        panic!("planned")
+    };
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].code, crate::diag::Code::V201);
+    assert!(
+        d[0].message.contains("`hyvinvointialu`"),
+        "{}",
+        d[0].message
+    );
+    assert_eq!((d[0].line, d[0].col), (14, 13), "{d:?}");
+    assert_eq!(
+        d[0].hint.as_deref(),
+        Some("did you mean `hyvinvointialue`?")
+    );
+    // An input column that is not grouped by is no area either.
+    let Err(d) = area_checked("      area: n\n") else {
+        panic!("planned")
+    };
+    assert_eq!(d[0].code, crate::diag::Code::V201, "{d:?}");
 }

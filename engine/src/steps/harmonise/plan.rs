@@ -106,7 +106,13 @@ impl Planner<'_> {
             b = self.harmonise_rename(h, b)?;
         }
         let plan = b.build().map_err(engine_err(&self.line.file, h.input.at))?;
-        let mut p = self.finish(StepKind::Harmonise, plan, rules, info.dimensions.clone());
+        let mut p = self.finish(
+            StepKind::Harmonise,
+            plan,
+            rules,
+            info.dimensions.clone(),
+            info.area.clone(),
+        );
         p.metrics = metrics;
         Ok(p)
     }

@@ -73,7 +73,9 @@ impl Planner<'_> {
         };
         let status = count.is_some() && min > 1;
         let plan = self.publish_plan(p, b, &schema, &dims, &measures, status)?;
-        let mut out = self.finish(StepKind::Publish, plan, vec![], dims);
+        // The input's area stays the area when it is among the published dimensions.
+        let area = info.area.clone().filter(|a| dims.contains(a));
+        let mut out = self.finish(StepKind::Publish, plan, vec![], dims, area);
         // Suppressed cells are empty: every published column may be null.
         out.output = Arc::new(Schema::new(
             out.output

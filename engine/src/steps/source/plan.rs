@@ -81,7 +81,7 @@ impl Planner<'_> {
             .project(exprs)
             .and_then(|b| b.build())
             .map_err(|e| vec![self.diag(Code::V205, s.location.at, e.to_string())])?;
-        Ok(self.finish(StepKind::Source, plan, rules, vec![]))
+        Ok(self.finish(StepKind::Source, plan, rules, vec![], None))
     }
 }
 

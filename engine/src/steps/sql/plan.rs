@@ -43,13 +43,14 @@ impl Planner<'_> {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let dims = inputs
+        let (dims, area) = inputs
             .values()
             .next()
-            .map(|(_, i)| i.dimensions.clone())
+            .map(|(_, i)| (i.dimensions.clone(), i.area.clone()))
             .unwrap_or_default();
         let dims = dims.into_iter().filter(|d| names.contains(d)).collect();
-        Ok(self.finish(StepKind::Sql, plan, vec![], dims))
+        let area = area.filter(|a| names.contains(a));
+        Ok(self.finish(StepKind::Sql, plan, vec![], dims, area))
     }
 }
 

@@ -148,7 +148,13 @@ impl Planner<'_> {
             .project(exprs)
             .and_then(|b| b.build())
             .map_err(plan_error(self, v.input.at))?;
-        let mut p = self.finish(StepKind::Validate, plan, rules, info.dimensions.clone());
+        let mut p = self.finish(
+            StepKind::Validate,
+            plan,
+            rules,
+            info.dimensions.clone(),
+            info.area.clone(),
+        );
         p.dataset_checks = dataset_checks;
         p.submitter = submitter;
         Ok(p)
