@@ -173,8 +173,8 @@ impl std::fmt::Display for RunStatus {
 
 /// A run failure; its message goes into the run report, the log, the lineage event and the
 /// daemon's job, so it passes the scrubber here, where every failure is made.
-pub(super) fn fail(code: RunCode, message: impl Into<String>) -> RunFailure {
-    let message = message.into();
+pub(super) fn fail(code: RunCode, message: impl std::fmt::Display) -> RunFailure {
+    let message = message.to_string();
     // The query engine quotes the values it fails on.
     let message = if code == RunCode::Engine {
         crate::redact::unquoted(&message)
