@@ -3,17 +3,19 @@
 //!
 //! Inputs are the sources (with their schema, row counts and the rules' outcomes as data
 //! quality facets); outputs are the published datasets (schema and column lineage). Column
-//! lineage is traced through the line's steps: renames, maps, derived columns, measures and
-//! SQL (by the input columns a query names).
+//! lineage is traced through the steps' logical plans (`plan::columns`): a renamed, mapped,
+//! derived or aggregated column, or one a query computes, comes from the source columns its
+//! plan reads.
 
 use crate::run::record::RunInfo;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::line::load::Line;
 use crate::plan::StepPlan;
+use crate::plan::columns::Origins;
 
 const PRODUCER: &str = concat!("urn:valtava:engine:", env!("CARGO_PKG_VERSION"));
 const SPEC: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
@@ -45,164 +47,42 @@ pub fn run_uuid(run_id: &str) -> String {
     )
 }
 
-fn words(text: &str) -> BTreeSet<String> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .filter(|w| !w.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-/// The (source step, column) pairs a column comes from.
-type Origins = BTreeSet<(String, String)>;
-
-/// For each step and output column, the (source step, column) pairs it comes from.
+/// For each step and output column, the (source step, column) pairs it comes from: a
+/// source's columns are their own origins; any other step's column has the origins of the
+/// input columns its plan computes it from ([`crate::plan::columns`]).
 pub fn column_lineage(
     line: &Line,
     plans: &BTreeMap<String, StepPlan>,
-) -> BTreeMap<String, BTreeMap<String, BTreeSet<(String, String)>>> {
-    let mut out: BTreeMap<String, BTreeMap<String, BTreeSet<(String, String)>>> = BTreeMap::new();
+) -> BTreeMap<String, BTreeMap<String, Origins>> {
+    let mut out: BTreeMap<String, BTreeMap<String, Origins>> = BTreeMap::new();
     for name in &line.dag.order {
         let spec = crate::line::load::step(&line.spec, name);
         let plan = &plans[name];
-        let columns: Vec<String> = plan
-            .output
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let inputs = StepInputs(
-            spec.inputs()
-                .iter()
-                .filter_map(|i| out.get(i.value.as_str()).cloned())
-                .collect(),
-        );
-        let mut m: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
-        for col in &columns {
-            let set = column_origins(name, spec, col, &inputs);
-            m.insert(col.clone(), set);
-        }
-        // Measures built on other measures (a rate on a count) resolve through them.
-        out.insert(name.clone(), m);
+        let columns = if matches!(spec.body(), Some(crate::line::spec::Step::Source(_))) {
+            (plan.output.fields().iter())
+                .map(|f| {
+                    let own = Origins::from([(name.clone(), f.name().clone())]);
+                    (f.name().clone(), own)
+                })
+                .collect()
+        } else {
+            let computed = crate::plan::columns::origins(&plan.plan, &|t| out.contains_key(t));
+            (plan.plan.schema().fields().iter())
+                .zip(computed)
+                .filter(|(f, _)| plan.output.field_with_name(f.name()).is_ok())
+                .map(|(f, from)| {
+                    let traced = (from.iter())
+                        .filter_map(|(step, column)| out.get(step)?.get(column))
+                        .flatten()
+                        .cloned()
+                        .collect();
+                    (f.name().clone(), traced)
+                })
+                .collect()
+        };
+        out.insert(name.clone(), columns);
     }
     out
-}
-
-/// The lineage of the columns of a step's inputs, through which its own columns are traced.
-struct StepInputs(Vec<BTreeMap<String, Origins>>);
-
-impl StepInputs {
-    /// Where a column of any of the inputs comes from.
-    fn of_input(&self, col: &str) -> Origins {
-        self.0
-            .iter()
-            .filter_map(|m| m.get(col))
-            .flatten()
-            .cloned()
-            .collect()
-    }
-
-    /// Where the input columns a text (an expression, a query) names come from.
-    fn of_words(&self, text: &str) -> Origins {
-        words(text).iter().flat_map(|w| self.of_input(w)).collect()
-    }
-
-    /// Where a column of the first input (the rows' own) comes from.
-    fn main(&self, c: &str) -> Origins {
-        self.0
-            .first()
-            .and_then(|m| m.get(c))
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Where the columns of the first input that a text names come from.
-    fn main_words(&self, text: &str) -> Origins {
-        words(text).iter().flat_map(|w| self.main(w)).collect()
-    }
-}
-
-/// Where output column `col` of step `name` comes from, by the kind of the step.
-fn column_origins(
-    name: &str,
-    spec: &crate::line::spec::StepSpec,
-    col: &str,
-    inputs: &StepInputs,
-) -> Origins {
-    use crate::line::spec::Step;
-    match spec.body() {
-        Some(Step::Source(_)) => [(name.to_string(), col.to_string())].into_iter().collect(),
-        Some(Step::Harmonise(h)) => harmonised_origins(h, col, inputs),
-        Some(Step::Aggregate(a)) => aggregated_origins(a, col, inputs),
-        Some(Step::Sql(q)) => {
-            let direct = inputs.of_input(col);
-            if direct.is_empty() {
-                inputs.of_words(&q.query)
-            } else {
-                direct
-            }
-        }
-        Some(Step::Validate(_) | Step::Publish(_)) | None => inputs.of_input(col),
-    }
-}
-
-/// Where a column of a harmonise step comes from: through its rename, derive or map.
-fn harmonised_origins(
-    h: &crate::line::spec::HarmoniseSpec,
-    col: &str,
-    inputs: &StepInputs,
-) -> Origins {
-    let old = h
-        .rename
-        .iter()
-        .find(|(_, n)| n.value == *col)
-        .map(|(o, _)| o.value.clone())
-        .unwrap_or_else(|| col.to_string());
-    if let Some(e) = h.derive.get(old.as_str()) {
-        inputs.of_words(e)
-    } else if let Some(map) = h.map.iter().find(|mp| mp.to.value == old) {
-        let mut s = inputs.of_input(&map.column);
-        if let Some(on) = &map.on {
-            s.extend(inputs.of_input(on));
-        }
-        s
-    } else {
-        inputs.of_input(&old)
-    }
-}
-
-/// Where a column of an aggregate step comes from: only the rows' own input; a rate's
-/// population is looked up.
-fn aggregated_origins(
-    a: &crate::line::spec::AggregateSpec,
-    col: &str,
-    inputs: &StepInputs,
-) -> Origins {
-    if let Some(e) = a.measures.get(col) {
-        inputs.main_words(e)
-    } else if let Some(r) = a.rates.get(col) {
-        let mut s = a
-            .measures
-            .get(r.count.value.as_str())
-            .map(|e| inputs.main_words(e))
-            .unwrap_or_default();
-        let value = r
-            .value
-            .as_ref()
-            .map(|v| v.value.clone())
-            .unwrap_or_else(|| "vaesto".into());
-        s.insert((r.population.value.clone(), value));
-        s
-    } else {
-        let computed =
-            a.by.iter()
-                .flat_map(|d| d.parts())
-                .find(|(n, _)| n.value == *col)
-                .and_then(|(_, e)| e.cloned());
-        match computed {
-            Some(e) => inputs.main_words(&e),
-            None => inputs.main(col),
-        }
-    }
 }
 
 fn schema_facet(fields: &[(String, String)]) -> Value {

@@ -20,6 +20,7 @@
 //! [`explain`] reports the plans (`valtava plan`).
 
 pub mod check;
+pub mod columns;
 pub mod explain;
 pub(crate) mod expr;
 pub mod personal;

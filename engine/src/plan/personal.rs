@@ -463,7 +463,7 @@ fn shown(e: &Expr) -> String {
 }
 
 /// A join's output columns by position, from its sides' (`mark`: the column a mark join adds).
-fn join_output<T>(join_type: JoinType, left: Vec<T>, right: Vec<T>, mark: T) -> Vec<T> {
+pub(super) fn join_output<T>(join_type: JoinType, left: Vec<T>, right: Vec<T>, mark: T) -> Vec<T> {
     match join_type {
         JoinType::LeftSemi | JoinType::LeftAnti => left,
         JoinType::RightSemi | JoinType::RightAnti => right,
