@@ -252,6 +252,59 @@ pub fn sort(diags: &mut Vec<Diagnostic>) {
     diags.dedup();
 }
 
+/// Run failure codes: stable, documented in the README, matched by line tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunCode {
+    /// `R001`: a parameter is unknown, missing or of the wrong form.
+    Param,
+    /// `R002`: the line pseudonymises or holds personal columns and no key was given.
+    Key,
+    /// `R003`: a source object could not be read as declared.
+    Source,
+    /// `R004`: no object matches a source's location.
+    NoInput,
+    /// `R005`: a rule of severity `fail` was broken.
+    RuleFail,
+    /// `R006`: a step rejected more than its `max_reject_share`.
+    RejectShare,
+    /// `R007`: rows are unaccounted for.
+    Accounting,
+    /// `R008`: writing to the store failed.
+    Write,
+    /// `R009`: the query engine failed.
+    Engine,
+    /// `R010`: an object reached a reader limit (`limits:`); it is quarantined whole and
+    /// the run goes on. Used in quarantine reasons, not as a run failure.
+    Limit,
+    /// `R011`: the run took longer than its deadline (`limits.run_minutes`).
+    Deadline,
+}
+
+impl RunCode {
+    /// The code as written in reports, logs and answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunCode::Param => "R001",
+            RunCode::Key => "R002",
+            RunCode::Source => "R003",
+            RunCode::NoInput => "R004",
+            RunCode::RuleFail => "R005",
+            RunCode::RejectShare => "R006",
+            RunCode::Accounting => "R007",
+            RunCode::Write => "R008",
+            RunCode::Engine => "R009",
+            RunCode::Limit => "R010",
+            RunCode::Deadline => "R011",
+        }
+    }
+}
+
+impl std::fmt::Display for RunCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

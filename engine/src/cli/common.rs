@@ -80,7 +80,7 @@ pub(super) fn key_and_store(
         ExitCode::from(2)
     };
     let key = pseudonym_key(key_file).map_err(fail)?;
-    let store = crate::store::open(store).map_err(fail)?;
+    let store = crate::store::open(store).map_err(|e| fail(e.to_string()))?;
     Ok((key, store))
 }
 

@@ -255,7 +255,7 @@ async fn run_case(
 ) -> Result<(), String> {
     let dir = tempfile_dir()?;
     let sources = write_fixtures(&dir, line, t)?;
-    let store = crate::store::open(dir.to_str().unwrap_or_default())?;
+    let store = crate::store::open(dir.to_str().unwrap_or_default()).map_err(|e| e.to_string())?;
     let opts = crate::run::RunOptions {
         store,
         params: file

@@ -14,6 +14,7 @@ pub(super) fn run(line: &str, store: &str, json: bool) -> ExitCode {
         Err(code) => return code,
     };
     let result = crate::store::open(store)
+        .map_err(crate::publish::PublishError::from)
         .and_then(|s| runtime.block_on(crate::publish::releases::list(&s, line)));
     match result {
         Ok(r) if r.is_empty() => {

@@ -18,11 +18,13 @@ pub(super) fn run(
         Ok(r) => r,
         Err(code) => return code,
     };
-    let result = crate::store::open(store).and_then(|s| {
-        runtime.block_on(crate::publish::releases::show(
-            &s, dataset, line, period, limit,
-        ))
-    });
+    let result = crate::store::open(store)
+        .map_err(crate::publish::PublishError::from)
+        .and_then(|s| {
+            runtime.block_on(crate::publish::releases::show(
+                &s, dataset, line, period, limit,
+            ))
+        });
     match result {
         Ok(t) => {
             print!("{t}");

@@ -15,6 +15,8 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 use serde_json::{Map, Value, json};
 
+use crate::publish::PublishError;
+
 /// Label of a code in Finnish, Swedish and English.
 pub type Labels = BTreeMap<String, [Option<String>; 3]>;
 
@@ -88,7 +90,7 @@ fn decimals(a: &dyn Array) -> u32 {
 /// number). Its `size` multiplies the category counts of
 /// every dimension, so a few hundred distinct values in a handful of columns would
 /// otherwise ask for more cells than memory holds.
-const MAX_CELLS: usize = 1 << 53;
+pub(crate) const MAX_CELLS: usize = 1 << 53;
 
 /// The `value` member: a dense array when most cells are filled, otherwise the sparse
 /// object form of JSON-stat 2.0 (`{"index": value}`), so that the answer grows with the
@@ -130,7 +132,7 @@ impl Values {
 const LANG: [&str; 3] = ["fi", "sv", "en"];
 
 /// Builds the JSON-stat dataset of a published table.
-pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, String> {
+pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, PublishError> {
     let n = table.num_rows();
     let measures = measure_names(table, meta.dimensions);
     let (categories, row_keys) = categorise(table, meta.dimensions)?;
@@ -194,11 +196,13 @@ fn measure_names(table: &RecordBatch, dimensions: &[String]) -> Vec<String> {
 }
 
 /// A column of the table cast to text.
-fn text_column(table: &RecordBatch, name: &str) -> Result<arrow::array::ArrayRef, String> {
+fn text_column(table: &RecordBatch, name: &str) -> Result<arrow::array::ArrayRef, PublishError> {
     let a = table
         .column_by_name(name)
-        .ok_or_else(|| format!("no column {name}"))?;
-    arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())
+        .ok_or_else(|| PublishError::NoColumn {
+            name: name.to_string(),
+        })?;
+    arrow::compute::cast(a, &DataType::Utf8).map_err(PublishError::Table)
 }
 
 /// Each dimension's categories, and each row's category position in each dimension.
@@ -206,7 +210,7 @@ type Categorised = (Vec<Vec<String>>, Vec<Vec<usize>>);
 
 /// Categories of each dimension, in order of first appearance (the table is sorted), and
 /// the category position of each row in each dimension.
-fn categorise(table: &RecordBatch, dimensions: &[String]) -> Result<Categorised, String> {
+fn categorise(table: &RecordBatch, dimensions: &[String]) -> Result<Categorised, PublishError> {
     let mut categories: Vec<Vec<String>> = Vec::new();
     let mut row_keys: Vec<Vec<usize>> = vec![Vec::new(); table.num_rows()];
     for d in dimensions {
@@ -232,15 +236,12 @@ fn categorise(table: &RecordBatch, dimensions: &[String]) -> Result<Categorised,
 }
 
 /// The number of cells of the cube, refused past [`MAX_CELLS`].
-fn cube_cells(size: &[usize]) -> Result<usize, String> {
+fn cube_cells(size: &[usize]) -> Result<usize, PublishError> {
     size.iter()
         .try_fold(1usize, |acc, &s| acc.checked_mul(s))
         .filter(|&c| c <= MAX_CELLS)
-        .ok_or_else(|| {
-            format!(
-                "the cube of {} dimensions has more than {MAX_CELLS} cells",
-                size.len() - 1
-            )
+        .ok_or_else(|| PublishError::TooManyCells {
+            dimensions: size.len() - 1,
         })
 }
 
@@ -248,14 +249,14 @@ fn cube_cells(size: &[usize]) -> Result<usize, String> {
 fn measure_columns(
     table: &RecordBatch,
     measures: &[String],
-) -> Result<Vec<arrow::array::ArrayRef>, String> {
+) -> Result<Vec<arrow::array::ArrayRef>, PublishError> {
     measures
         .iter()
         .map(|m| {
             let a = table
                 .column_by_name(m)
-                .ok_or_else(|| format!("no column {m}"))?;
-            arrow::compute::cast(a, &DataType::Float64).map_err(|e| e.to_string())
+                .ok_or_else(|| PublishError::NoColumn { name: m.clone() })?;
+            arrow::compute::cast(a, &DataType::Float64).map_err(PublishError::Table)
         })
         .collect()
 }

@@ -6,7 +6,7 @@
 //! at that manifest. A reader that follows the pointer never sees a half-written release,
 //! and a run that stops at any write leaves the previous release current. The run decides
 //! when to release and fills in what the manifest says of it; this module knows only what a
-//! release is made of, so `publish` does not depend on `run`.
+//! release is made of, so `publish` does not depend on `run` (its errors name run codes from `diag`).
 
 use std::collections::BTreeMap;
 
@@ -35,7 +35,7 @@ pub async fn release<D: Serialize>(
     store: &Store,
     release_prefix: &str,
     mut manifest: Manifest<'_, D>,
-) -> Result<(), String> {
+) -> Result<(), crate::publish::PublishError> {
     let inner = &store.inner;
     // Durable in order: the data, then the manifest naming it, then the pointer naming that.
     crate::store::sync(store, release_prefix)?;
@@ -49,5 +49,6 @@ pub async fn release<D: Serialize>(
     });
     let pointer_path = crate::store::layout::release_pointer(manifest.line, manifest.period);
     crate::publish::put_json(inner, &pointer_path, &pointer).await?;
-    crate::store::sync(store, &pointer_path)
+    crate::store::sync(store, &pointer_path)?;
+    Ok(())
 }

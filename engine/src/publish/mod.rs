@@ -8,9 +8,12 @@
 //! ```
 
 pub mod disclosure;
+mod error;
 pub mod jsonstat;
 pub mod manifest;
 pub mod releases;
+
+pub use error::PublishError;
 
 use std::sync::Arc;
 
@@ -71,7 +74,7 @@ pub async fn write_stream(
     schema: SchemaRef,
     stream: SendableRecordBatchStream,
     on_batch: impl FnMut(&RecordBatch) -> Result<(), String>,
-) -> Result<u64, String> {
+) -> Result<u64, PublishError> {
     write_stream_styled(
         store,
         prefix,
@@ -86,7 +89,7 @@ pub async fn write_stream(
 }
 
 /// A batch with its decimals written with a comma, as text (Finnish CSV).
-fn decimal_commas(batch: &RecordBatch) -> Result<RecordBatch, String> {
+fn decimal_commas(batch: &RecordBatch) -> Result<RecordBatch, PublishError> {
     use arrow::array::{Array, AsArray, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     let mut fields = Vec::new();
@@ -96,7 +99,7 @@ fn decimal_commas(batch: &RecordBatch) -> Result<RecordBatch, String> {
             f.data_type(),
             DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..)
         ) {
-            let text = arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+            let text = arrow::compute::cast(a, &DataType::Utf8).map_err(PublishError::Encode)?;
             let text = text.as_string::<i32>();
             let out: StringArray = (0..text.len())
                 .map(|i| text.is_valid(i).then(|| text.value(i).replace('.', ",")))
@@ -108,7 +111,7 @@ fn decimal_commas(batch: &RecordBatch) -> Result<RecordBatch, String> {
             columns.push(a.clone());
         }
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(PublishError::Encode)
 }
 
 /// [`write_stream`] with a choice of CSV conventions.
@@ -125,7 +128,7 @@ pub async fn write_stream_styled(
     schema: SchemaRef,
     mut stream: SendableRecordBatchStream,
     mut on_batch: impl FnMut(&RecordBatch) -> Result<(), String>,
-) -> Result<u64, String> {
+) -> Result<u64, PublishError> {
     let delimiter = match style {
         CsvStyle::International => b',',
         CsvStyle::Finnish => b';',
@@ -133,11 +136,11 @@ pub async fn write_stream_styled(
     let (mut parquet, mut csv) = open_writers(store, prefix, name, formats, &schema)?;
     let mut rows = 0u64;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| e.to_string())?;
-        on_batch(&batch)?;
+        let batch = batch.map_err(PublishError::Stream)?;
+        on_batch(&batch).map_err(PublishError::Batch)?;
         rows += batch.num_rows() as u64;
         if let Some(w) = parquet.as_mut() {
-            w.write(&batch).await.map_err(|e| e.to_string())?;
+            w.write(&batch).await.map_err(PublishError::Parquet)?;
         }
         if let Some((w, first)) = csv.as_mut() {
             let buf = match style {
@@ -145,19 +148,19 @@ pub async fn write_stream_styled(
                 CsvStyle::Finnish => csv_bytes(&decimal_commas(&batch)?, *first, delimiter)?,
             };
             *first = false;
-            w.write_all(&buf).await.map_err(|e| e.to_string())?;
+            w.write_all(&buf).await.map_err(PublishError::Upload)?;
         }
     }
     if let Some(w) = parquet {
-        w.close().await.map_err(|e| e.to_string())?;
+        w.close().await.map_err(PublishError::Parquet)?;
     }
     if let Some((mut w, first)) = csv {
         if first {
             // No rows: still a valid CSV with its header.
             let buf = csv_bytes(&RecordBatch::new_empty(schema.clone()), true, delimiter)?;
-            w.write_all(&buf).await.map_err(|e| e.to_string())?;
+            w.write_all(&buf).await.map_err(PublishError::Upload)?;
         }
-        w.shutdown().await.map_err(|e| e.to_string())?;
+        w.shutdown().await.map_err(PublishError::Upload)?;
     }
     Ok(rows)
 }
@@ -176,7 +179,7 @@ fn open_writers(
     name: &str,
     formats: &[PublishFormat],
     schema: &SchemaRef,
-) -> Result<Writers, String> {
+) -> Result<Writers, PublishError> {
     let mut parquet = None;
     let mut csv = None;
     for f in formats {
@@ -189,7 +192,7 @@ fn open_writers(
                 );
                 parquet = Some(
                     AsyncArrowWriter::try_new(w, schema.clone(), Some(writer_properties()))
-                        .map_err(|e| e.to_string())?,
+                        .map_err(PublishError::Parquet)?,
                 );
             }
             PublishFormat::Csv => {
@@ -204,14 +207,14 @@ fn open_writers(
 }
 
 /// A batch as CSV bytes, with or without the header line.
-fn csv_bytes(batch: &RecordBatch, header: bool, delimiter: u8) -> Result<Vec<u8>, String> {
+fn csv_bytes(batch: &RecordBatch, header: bool, delimiter: u8) -> Result<Vec<u8>, PublishError> {
     let mut buf = Vec::new();
     {
         let mut cw = arrow::csv::WriterBuilder::new()
             .with_header(header)
             .with_delimiter(delimiter)
             .build(&mut buf);
-        cw.write(batch).map_err(|e| e.to_string())?;
+        cw.write(batch).map_err(PublishError::Encode)?;
     }
     Ok(buf)
 }
@@ -220,23 +223,23 @@ fn csv_bytes(batch: &RecordBatch, header: bool, delimiter: u8) -> Result<Vec<u8>
 pub async fn describe(
     store: &Arc<dyn ObjectStore>,
     prefix: &str,
-) -> Result<Vec<ObjectEntry>, String> {
+) -> Result<Vec<ObjectEntry>, PublishError> {
     use futures::TryStreamExt;
     let metas: Vec<_> = store
         .list(Some(&Path::from(prefix)))
         .try_collect()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(PublishError::Describe)?;
     let mut out = Vec::new();
     for m in metas {
         let mut hasher = Sha256::new();
         let mut s = store
             .get(&m.location)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(PublishError::Describe)?
             .into_stream();
         while let Some(chunk) = s.next().await {
-            hasher.update(chunk.map_err(|e| e.to_string())?);
+            hasher.update(chunk.map_err(PublishError::Describe)?);
         }
         out.push(ObjectEntry {
             path: m.location.to_string(),
@@ -253,13 +256,16 @@ pub async fn put_json<T: Serialize>(
     store: &Arc<dyn ObjectStore>,
     path: &str,
     value: &T,
-) -> Result<(), String> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
+) -> Result<(), PublishError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(PublishError::Json)?;
     bytes.push(b'\n');
     store
         .put(&Path::from(path), PutPayload::from(bytes))
         .await
-        .map_err(|e| format!("cannot write {path}: {e}"))?;
+        .map_err(|source| PublishError::Put {
+            path: path.to_string(),
+            source,
+        })?;
     Ok(())
 }
 
@@ -269,8 +275,8 @@ pub async fn put_text_json<T: Serialize>(
     store: &Arc<dyn ObjectStore>,
     path: &str,
     value: &T,
-) -> Result<(), String> {
-    let mut value = serde_json::to_value(value).map_err(|e| e.to_string())?;
+) -> Result<(), PublishError> {
+    let mut value = serde_json::to_value(value).map_err(PublishError::Json)?;
     crate::redact::scrub_json(&mut value);
     put_json(store, path, &value).await
 }
@@ -296,59 +302,20 @@ pub fn protect(
     schema: SchemaRef,
     dimensions: &[String],
     disclosure: Option<&crate::plan::Disclosure>,
-) -> Result<(RecordBatch, usize), String> {
-    use arrow::array::{Array, AsArray, BooleanArray, StringArray};
-    use arrow::datatypes::DataType;
+) -> Result<(RecordBatch, usize), PublishError> {
+    use arrow::array::{BooleanArray, StringArray};
     let own = batches
         .first()
         .map(|b| b.schema())
         .unwrap_or_else(|| schema.clone());
-    let table = arrow::compute::concat_batches(&own, batches).map_err(|e| e.to_string())?;
+    let table = arrow::compute::concat_batches(&own, batches).map_err(PublishError::Table)?;
     let table = RecordBatch::try_new(schema.clone(), table.columns().to_vec())
-        .map_err(|e| e.to_string())?;
+        .map_err(PublishError::Table)?;
     let Some(d) = disclosure else {
         return Ok((table, 0));
     };
-    let n = table.num_rows();
-    let text = |name: &str| -> Result<arrow::array::ArrayRef, String> {
-        let a = table
-            .column_by_name(name)
-            .ok_or_else(|| format!("no column {name}"))?;
-        arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())
-    };
-    let dim_text: Vec<arrow::array::ArrayRef> = dimensions
-        .iter()
-        .map(|c| text(c))
-        .collect::<Result<_, _>>()?;
-    let keys: Vec<Vec<String>> = (0..n)
-        .map(|i| {
-            dim_text
-                .iter()
-                .map(|a| {
-                    let a = a.as_string::<i32>();
-                    if a.is_valid(i) {
-                        a.value(i).to_string()
-                    } else {
-                        String::new()
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    let counts: Vec<Vec<Option<i64>>> = d
-        .counts
-        .iter()
-        .map(|c| {
-            let a = table
-                .column_by_name(c)
-                .ok_or_else(|| format!("no column {c}"))?;
-            let a = arrow::compute::cast(a, &DataType::Float64).map_err(|e| e.to_string())?;
-            let a = a.as_primitive::<arrow::datatypes::Float64Type>();
-            Ok((0..n)
-                .map(|i| a.is_valid(i).then(|| a.value(i).round() as i64))
-                .collect())
-        })
-        .collect::<Result<_, String>>()?;
+    let keys = cell_keys(&table, dimensions)?;
+    let counts = deciding_counts(&table, &d.counts)?;
     let (hidden, _) = crate::publish::disclosure::suppress(&keys, &counts, d.min_count);
     let suppressed = hidden.iter().filter(|h| **h).count();
     let mask = BooleanArray::from(hidden.clone());
@@ -362,13 +329,66 @@ pub fn protect(
                     .collect::<Vec<_>>(),
             )) as arrow::array::ArrayRef);
         } else if d.measures.contains(f.name()) {
-            columns.push(arrow::compute::nullif(a, &mask).map_err(|e| e.to_string())?);
+            columns.push(arrow::compute::nullif(a, &mask).map_err(PublishError::Table)?);
         } else {
             columns.push(a.clone());
         }
     }
-    let out = RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())?;
+    let out = RecordBatch::try_new(schema, columns).map_err(PublishError::Table)?;
     Ok((out, suppressed))
+}
+
+/// Each row's cell: its dimensions' codes as text (empty for a null).
+fn cell_keys(table: &RecordBatch, dimensions: &[String]) -> Result<Vec<Vec<String>>, PublishError> {
+    use arrow::array::{Array, AsArray};
+    let dim_text: Vec<arrow::array::ArrayRef> = dimensions
+        .iter()
+        .map(|name| {
+            let a = table
+                .column_by_name(name)
+                .ok_or_else(|| PublishError::NoColumn {
+                    name: name.to_string(),
+                })?;
+            arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8).map_err(PublishError::Table)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((0..table.num_rows())
+        .map(|i| {
+            dim_text
+                .iter()
+                .map(|a| {
+                    let a = a.as_string::<i32>();
+                    if a.is_valid(i) {
+                        a.value(i).to_string()
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// Each deciding count column's values, rounded to whole persons or events.
+fn deciding_counts(
+    table: &RecordBatch,
+    columns: &[String],
+) -> Result<Vec<Vec<Option<i64>>>, PublishError> {
+    use arrow::array::{Array, AsArray};
+    columns
+        .iter()
+        .map(|c| {
+            let a = table
+                .column_by_name(c)
+                .ok_or_else(|| PublishError::NoColumn { name: c.clone() })?;
+            let a = arrow::compute::cast(a, &arrow::datatypes::DataType::Float64)
+                .map_err(PublishError::Table)?;
+            let a = a.as_primitive::<arrow::datatypes::Float64Type>();
+            Ok((0..table.num_rows())
+                .map(|i| a.is_valid(i).then(|| a.value(i).round() as i64))
+                .collect())
+        })
+        .collect()
 }
 
 /// The schema with each column's description and unit as Arrow field metadata.
@@ -425,7 +445,7 @@ pub fn jsonstat_meta<'a>(
     dimensions: &'a [String],
     area: Option<&'a str>,
     codesets: &std::collections::BTreeMap<String, Arc<datafusion::datasource::MemTable>>,
-) -> Result<crate::publish::jsonstat::DatasetMeta<'a>, String> {
+) -> Result<crate::publish::jsonstat::DatasetMeta<'a>, PublishError> {
     use arrow::array::{Array, AsArray};
     use datafusion::datasource::TableProvider;
     let mut column_labels = std::collections::BTreeMap::new();
@@ -440,9 +460,11 @@ pub fn jsonstat_meta<'a>(
     }
     let mut code_labels = std::collections::BTreeMap::new();
     for (dim, spec) in &p.labels {
-        let table = codesets
-            .get(spec.codeset.value.as_str())
-            .ok_or_else(|| format!("unknown code set `{}`", spec.codeset.value))?;
+        let table = codesets.get(spec.codeset.value.as_str()).ok_or_else(|| {
+            PublishError::UnknownCodeset {
+                name: spec.codeset.value.clone(),
+            }
+        })?;
         let key = &line.spec.codesets[spec.codeset.value.as_str()].key.value;
         let schema = table.schema();
         let pick = |given: &Option<crate::line::spec::Name>, defaults: &[&str]| -> Option<String> {
@@ -461,11 +483,11 @@ pub fn jsonstat_meta<'a>(
         ];
         let mut labels = crate::publish::jsonstat::Labels::new();
         for partition in table.batches.iter() {
-            let batches = partition.try_read().map_err(|e| e.to_string())?;
+            let batches = partition.try_read().map_err(PublishError::CodesetBusy)?;
             for b in batches.iter() {
                 let text = |c: &str| b.column_by_name(c).map(|a| a.as_string::<i32>().clone());
                 let Some(k) = text(key) else {
-                    return Err(format!("code set has no column `{key}`"));
+                    return Err(PublishError::CodesetNoKey { key: key.clone() });
                 };
                 let ls: Vec<Option<arrow::array::StringArray>> =
                     cols.iter().map(|c| c.as_deref().and_then(text)).collect();

@@ -9,6 +9,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::Value;
 
+use crate::publish::PublishError;
 use crate::store::Store;
 
 /// One release of a line: a run whose manifest was written.
@@ -64,7 +65,7 @@ fn manifest_datasets(manifest: &Value) -> Named {
 }
 
 /// Every release of a line, by period and run.
-pub async fn list(store: &Store, line: &str) -> Result<Vec<Release>, String> {
+pub async fn list(store: &Store, line: &str) -> Result<Vec<Release>, PublishError> {
     list_cached(store, line, &ManifestCache::default()).await
 }
 
@@ -73,14 +74,17 @@ pub async fn list_cached(
     store: &Store,
     line: &str,
     cache: &ManifestCache,
-) -> Result<Vec<Release>, String> {
+) -> Result<Vec<Release>, PublishError> {
     let prefix = Path::from(crate::store::layout::releases_of(line));
     let metas: Vec<_> = store
         .inner
         .list(Some(&prefix))
         .try_collect()
         .await
-        .map_err(|e| format!("cannot list releases of `{line}`: {e}"))?;
+        .map_err(|source| PublishError::ListReleases {
+            line: line.to_string(),
+            source,
+        })?;
     let mut manifests: BTreeMap<(String, String), String> = BTreeMap::new();
     for m in &metas {
         let parts: Vec<&str> = m.location.as_ref().split('/').collect();
@@ -167,13 +171,13 @@ pub async fn locate_dataset(
     dataset: &str,
     line: Option<&str>,
     period: Option<&str>,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), PublishError> {
     let metas: Vec<_> = store
         .inner
         .list(Some(&Path::from("releases")))
         .try_collect()
         .await
-        .map_err(|e| format!("cannot list releases: {e}"))?;
+        .map_err(|source| PublishError::ListAllReleases { source })?;
     let mut found: Vec<(String, String, String)> = Vec::new();
     for m in metas
         .iter()
@@ -209,7 +213,10 @@ pub async fn locate_dataset(
     });
     match found.pop() {
         Some((p, _, path)) => Ok((p, path)),
-        None => Err(format!("no published dataset `{dataset}` in {}", store.url)),
+        None => Err(PublishError::NoDataset {
+            dataset: dataset.to_string(),
+            store: store.url.clone(),
+        }),
     }
 }
 
@@ -220,34 +227,34 @@ pub async fn show(
     line: Option<&str>,
     period: Option<&str>,
     limit: usize,
-) -> Result<String, String> {
+) -> Result<String, PublishError> {
     let (period, path) = locate_dataset(store, dataset, line, period).await?;
     let bytes = store
         .inner
         .get(&Path::from(path.as_str()))
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(PublishError::ReadObject)?
         .bytes()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(PublishError::ReadObject)?;
     let batches: Vec<arrow::record_batch::RecordBatch> = if path.ends_with(".parquet") {
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| e.to_string())?
+            .map_err(PublishError::ReadParquet)?
             .build()
-            .map_err(|e| e.to_string())?
+            .map_err(PublishError::ReadParquet)?
             .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?
+            .map_err(PublishError::ReadTable)?
     } else {
         let (schema, _) = arrow::csv::reader::Format::default()
             .with_header(true)
             .infer_schema(std::io::Cursor::new(&bytes), Some(1000))
-            .map_err(|e| e.to_string())?;
+            .map_err(PublishError::ReadTable)?;
         arrow::csv::ReaderBuilder::new(Arc::new(schema))
             .with_header(true)
             .build(std::io::Cursor::new(bytes))
-            .map_err(|e| e.to_string())?
+            .map_err(PublishError::ReadTable)?
             .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?
+            .map_err(PublishError::ReadTable)?
     };
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let shown: Vec<_> = {
@@ -264,7 +271,8 @@ pub async fn show(
             })
             .collect()
     };
-    let table = arrow::util::pretty::pretty_format_batches(&shown).map_err(|e| e.to_string())?;
+    let table =
+        arrow::util::pretty::pretty_format_batches(&shown).map_err(PublishError::ReadTable)?;
     let mut out = format!("{dataset} · period {period} · {rows} rows · {path}\n{table}\n");
     if rows > limit {
         let _ = writeln!(out, "… {} more rows (--limit)", rows - limit);

@@ -291,7 +291,7 @@ impl ObjectStoreRegistry for Stores {
         match (url.scheme(), url.host_str()) {
             ("s3" | "s3a", Some(bucket)) => {
                 let store = crate::store::open(&format!("s3://{bucket}"))
-                    .map_err(datafusion::error::DataFusionError::Configuration)?
+                    .map_err(|e| datafusion::error::DataFusionError::Configuration(e.to_string()))?
                     .inner;
                 let root = Url::parse(&format!("{}://{bucket}", url.scheme()))
                     .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;

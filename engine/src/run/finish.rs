@@ -101,7 +101,7 @@ pub(super) async fn release(
     shared: &Shared,
     report: &RunReport,
     period: &str,
-) -> Result<(), String> {
+) -> Result<(), crate::publish::PublishError> {
     let manifest = crate::publish::manifest::Manifest {
         line: &report.line,
         period,
@@ -276,7 +276,8 @@ async fn write_sorted(shared: &Shared, file: &std::path::Path, target: &str) -> 
         stream,
         |_| Ok(()),
     )
-    .await?;
+    .await
+    .map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -4,7 +4,10 @@
 //! folder path (the default `./valtava-data`). Locations in line files are paths relative to the store, or
 //! URLs of their own. Sources read every object that matches a glob, in path order.
 
+mod error;
 pub mod layout;
+
+pub use error::StoreError;
 
 use std::sync::Arc;
 
@@ -32,7 +35,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// Opens a store from a URL or a local folder (created when missing).
-pub fn open(url_or_path: &str) -> Result<Store, String> {
+pub fn open(url_or_path: &str) -> Result<Store, StoreError> {
     if let Some((scheme, rest)) = url_or_path.split_once("://") {
         return match scheme {
             "file" => open_dir(rest, url_or_path),
@@ -42,9 +45,10 @@ pub fn open(url_or_path: &str) -> Result<Store, String> {
                 root: None,
             }),
             "s3" | "s3a" => open_s3(rest, url_or_path),
-            other => Err(format!(
-                "unsupported store scheme `{other}://` in `{url_or_path}`; use a folder path, file://, s3:// or memory://"
-            )),
+            other => Err(StoreError::UnsupportedScheme {
+                scheme: other.to_string(),
+                url: url_or_path.to_string(),
+            }),
         };
     }
     open_dir(url_or_path, url_or_path)
@@ -55,10 +59,12 @@ pub fn open(url_or_path: &str) -> Result<Store, String> {
 /// `AWS_SESSION_TOKEN`, `AWS_REGION`/`AWS_DEFAULT_REGION`, web identity or container
 /// credentials); `AWS_ENDPOINT_URL` names an S3-compatible server (plain `http://` is
 /// allowed for it), which is then addressed path-style.
-fn open_s3(rest: &str, url: &str) -> Result<Store, String> {
+fn open_s3(rest: &str, url: &str) -> Result<Store, StoreError> {
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Err(format!("`{url}` names no bucket; use s3://bucket/prefix"));
+        return Err(StoreError::NoBucket {
+            url: url.to_string(),
+        });
     }
     let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
     let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
@@ -77,7 +83,10 @@ fn open_s3(rest: &str, url: &str) -> Result<Store, String> {
     {
         b = b.with_region(std::env::var("AWS_REGION").unwrap_or_default());
     }
-    let s3 = b.build().map_err(|e| format!("cannot open `{url}`: {e}"))?;
+    let s3 = b.build().map_err(|source| StoreError::OpenS3 {
+        url: url.to_string(),
+        source,
+    })?;
     let inner: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
         "" => Arc::new(s3),
         p => Arc::new(object_store::prefix::PrefixStore::new(s3, p)),
@@ -89,15 +98,21 @@ fn open_s3(rest: &str, url: &str) -> Result<Store, String> {
     })
 }
 
-fn open_dir(dir: &str, url: &str) -> Result<Store, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create store folder `{dir}`: {e}"))?;
+fn open_dir(dir: &str, url: &str) -> Result<Store, StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateFolder {
+        dir: dir.to_string(),
+        source,
+    })?;
     open_existing_dir(dir, url)
 }
 
 /// A local folder that must exist (a source's folder is read, never made).
-fn open_existing_dir(dir: &str, url: &str) -> Result<Store, String> {
+fn open_existing_dir(dir: &str, url: &str) -> Result<Store, StoreError> {
     let fs = LocalFileSystem::new_with_prefix(dir)
-        .map_err(|e| format!("cannot open store folder `{dir}`: {e}"))?
+        .map_err(|source| StoreError::OpenFolder {
+            dir: dir.to_string(),
+            source,
+        })?
         .with_automatic_cleanup(true);
     Ok(Store {
         url: url.to_string(),
@@ -112,7 +127,7 @@ fn open_existing_dir(dir: &str, url: &str) -> Result<Store, String> {
 /// loss a release pointer could name data that never reached the disk. So a run syncs its
 /// release's objects before the manifest, and the manifest before the pointer. Other
 /// stores are durable when a write returns.
-pub fn sync(store: &Store, path: &str) -> Result<(), String> {
+pub fn sync(store: &Store, path: &str) -> Result<(), StoreError> {
     let Some(root) = &store.root else {
         return Ok(());
     };
@@ -120,13 +135,16 @@ pub fn sync(store: &Store, path: &str) -> Result<(), String> {
     let flush = |p: &std::path::Path| {
         std::fs::File::open(p)
             .and_then(|f| f.sync_all())
-            .map_err(|e| format!("cannot flush `{path}` to disk: {}", e.kind()))
+            .map_err(|source| StoreError::Flush {
+                path: path.to_string(),
+                source,
+            })
     };
     if target.is_dir() {
         let mut folders = vec![target.clone()];
         while let Some(dir) = folders.pop() {
             for entry in std::fs::read_dir(&dir)
-                .map_err(|e| e.to_string())?
+                .map_err(|source| StoreError::ReadFolder { source })?
                 .flatten()
             {
                 let p = entry.path();
@@ -153,7 +171,7 @@ pub fn sync(store: &Store, path: &str) -> Result<(), String> {
 /// A local location (a `file://` URL or an absolute path): the folder before the first
 /// wildcard is the store and the rest the pattern; a path without wildcards names one file,
 /// whose folder is the store.
-fn local_location(path: &str, url: &str) -> Result<(Store, String), String> {
+fn local_location(path: &str, url: &str) -> Result<(Store, String), StoreError> {
     let (dir, pattern) = split_fixed(path);
     if !pattern.is_empty() {
         let dir = if dir.is_empty() { "/" } else { &dir };
@@ -161,7 +179,9 @@ fn local_location(path: &str, url: &str) -> Result<(Store, String), String> {
     }
     let file = std::path::Path::new(path);
     let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str())) else {
-        return Err(format!("`{url}` names no file"));
+        return Err(StoreError::NoFile {
+            url: url.to_string(),
+        });
     };
     let dir = dir.to_str().filter(|d| !d.is_empty()).unwrap_or("/");
     Ok((
@@ -181,7 +201,7 @@ pub struct Location {
 }
 
 /// Resolves a location (after parameters are filled in) against the run's store.
-pub fn locate(store: &Store, location: &str) -> Result<Location, String> {
+pub fn locate(store: &Store, location: &str) -> Result<Location, StoreError> {
     let (store, path) = match location.split_once("://") {
         // A file URL or an absolute path names its own folder.
         Some(("file", rest)) => local_location(rest, location)?,
@@ -191,7 +211,11 @@ pub fn locate(store: &Store, location: &str) -> Result<Location, String> {
             let (dir, pattern) = split_fixed(rest);
             (open(&format!("{scheme}://{dir}"))?, pattern)
         }
-        Some((scheme, _)) => return Err(format!("unsupported location scheme `{scheme}://`")),
+        Some((scheme, _)) => {
+            return Err(StoreError::UnsupportedLocation {
+                scheme: scheme.to_string(),
+            });
+        }
         None => (store.clone(), location.trim_start_matches("./").to_string()),
     };
     let (fixed, _) = split_fixed(&path);
@@ -201,7 +225,10 @@ pub fn locate(store: &Store, location: &str) -> Result<Location, String> {
             GlobBuilder::new(&path)
                 .literal_separator(true)
                 .build()
-                .map_err(|e| format!("bad pattern `{path}`: {e}"))?
+                .map_err(|source| StoreError::BadPattern {
+                    pattern: path.clone(),
+                    source,
+                })?
                 .compile_matcher(),
         )
     } else {
@@ -227,7 +254,7 @@ fn split_fixed(path: &str) -> (String, String) {
 
 impl Location {
     /// The objects, sorted by path.
-    pub async fn list(&self) -> Result<Vec<ObjectMeta>, String> {
+    pub async fn list(&self) -> Result<Vec<ObjectMeta>, StoreError> {
         let mut out: Vec<ObjectMeta> = match &self.glob {
             Some(g) => self
                 .store
@@ -236,14 +263,22 @@ impl Location {
                 .try_filter(|m| futures::future::ready(g.is_match(m.location.as_ref())))
                 .try_collect()
                 .await
-                .map_err(|e| format!("cannot list `{}`: {e}", self.pattern))?,
+                .map_err(|source| StoreError::List {
+                    pattern: self.pattern.clone(),
+                    source,
+                })?,
             None => {
                 match object_store::ObjectStoreExt::head(self.store.inner.as_ref(), &self.prefix)
                     .await
                 {
                     Ok(m) => vec![m],
                     Err(object_store::Error::NotFound { .. }) => vec![],
-                    Err(e) => return Err(format!("cannot read `{}`: {e}", self.pattern)),
+                    Err(source) => {
+                        return Err(StoreError::Read {
+                            pattern: self.pattern.clone(),
+                            source,
+                        });
+                    }
                 }
             }
         };

@@ -47,7 +47,7 @@ fn a_sparse_cube_is_written_as_an_object_of_its_filled_cells() {
         dimensions: &wide,
         ..meta
     };
-    let err = dataset(&table, &meta).unwrap_err();
+    let err = dataset(&table, &meta).unwrap_err().to_string();
     assert!(err.contains("cells"), "{err}");
 }
 

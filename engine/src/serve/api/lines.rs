@@ -109,7 +109,8 @@ pub(super) async fn current_releases(
 ) -> Result<Vec<(String, String)>, String> {
     Ok(
         crate::publish::releases::list_cached(&app.store, line, &app.manifests)
-            .await?
+            .await
+            .map_err(|e| e.to_string())?
             .into_iter()
             .filter(|r| r.current)
             .map(|r| (r.period, r.run_id))
