@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::artefacts::ArtefactError;
 use crate::line::spec::Text;
 
 #[derive(Debug, Serialize)]
@@ -412,9 +413,12 @@ fn dataset_tables(h: &mut String, l: &LineEntry) {
 }
 
 /// Writes `catalog.json` and `index.html` into `out`.
-pub fn write(c: &Catalog, out: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let json = serde_json::to_vec_pretty(c).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("catalog.json"), json).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("index.html"), html(c)).map_err(|e| e.to_string())
+pub fn write(c: &Catalog, out: &Path) -> Result<(), ArtefactError> {
+    std::fs::create_dir_all(out).map_err(|source| ArtefactError::Folder {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let json = serde_json::to_vec_pretty(c).map_err(ArtefactError::Json)?;
+    std::fs::write(out.join("catalog.json"), json).map_err(ArtefactError::Io)?;
+    std::fs::write(out.join("index.html"), html(c)).map_err(ArtefactError::Io)
 }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::artefacts::ArtefactError;
 use crate::line::load::Line;
 use crate::plan::StepPlan;
 use crate::plan::columns::Origins;
@@ -297,23 +298,30 @@ fn output_datasets(
 /// Sends an event to an OpenLineage HTTP endpoint (`http://host:port/path`, as the
 /// OpenLineage API takes it: `POST /api/v1/lineage`). Plain HTTP/1.1 on loopback or an
 /// internal collector; TLS endpoints go through a local proxy.
-pub async fn send(url: &str, event: &Value) -> Result<(), String> {
+pub async fn send(url: &str, event: &Value) -> Result<(), ArtefactError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| format!("lineage URL `{url}`: only http:// is supported"))?;
+        .ok_or_else(|| ArtefactError::NotHttp {
+            url: url.to_string(),
+        })?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/api/v1/lineage"),
     };
     let mut event = event.clone();
     crate::redact::scrub_json(&mut event);
-    let body = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&event).map_err(ArtefactError::Json)?;
     let connect = tokio::net::TcpStream::connect(authority);
     let mut stream = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
         .await
-        .map_err(|_| format!("{url}: connection timed out"))?
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|_| ArtefactError::ConnectTimeout {
+            url: url.to_string(),
+        })?
+        .map_err(|source| ArtefactError::Connect {
+            url: url.to_string(),
+            source,
+        })?;
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -321,16 +329,18 @@ pub async fn send(url: &str, event: &Value) -> Result<(), String> {
     stream
         .write_all(head.as_bytes())
         .await
-        .map_err(|e| e.to_string())?;
-    stream.write_all(&body).await.map_err(|e| e.to_string())?;
+        .map_err(ArtefactError::Io)?;
+    stream.write_all(&body).await.map_err(ArtefactError::Io)?;
     let mut response = Vec::new();
     tokio::time::timeout(
         std::time::Duration::from_secs(5),
         stream.read_to_end(&mut response),
     )
     .await
-    .map_err(|_| format!("{url}: no answer"))?
-    .map_err(|e| e.to_string())?;
+    .map_err(|_| ArtefactError::NoAnswer {
+        url: url.to_string(),
+    })?
+    .map_err(ArtefactError::Io)?;
     let status_line = String::from_utf8_lossy(&response)
         .lines()
         .next()
@@ -344,6 +354,9 @@ pub async fn send(url: &str, event: &Value) -> Result<(), String> {
     if (200..300).contains(&code) {
         Ok(())
     } else {
-        Err(format!("{url} answered `{status_line}`"))
+        Err(ArtefactError::Refused {
+            url: url.to_string(),
+            status_line,
+        })
     }
 }

@@ -1,10 +1,14 @@
 //! What a run leaves behind for people and other systems, written from its report: the
 //! OpenLineage events, the quality report (JSON and HTML) and the catalog of lines and
-//! datasets. Nothing here changes what is published.
+//! datasets. Nothing here changes what is published. What fails here is one
+//! [`ArtefactError`].
 
 pub mod catalog;
+mod error;
 pub mod lineage;
 pub mod quality;
+
+pub use error::ArtefactError;
 
 use std::collections::BTreeMap;
 
@@ -40,7 +44,8 @@ impl Recorder for Artefacts {
     }
 
     fn send<'a>(&'a self, url: &'a str, event: &'a Value) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(lineage::send(url, event))
+        // The recorder's answer is still text; the artefact's error becomes its message.
+        Box::pin(async move { lineage::send(url, event).await.map_err(|e| e.to_string()) })
     }
 }
 

@@ -14,6 +14,7 @@ use datafusion::datasource::{MemTable, TableProvider};
 use sha2::{Digest, Sha256};
 
 use crate::diag::{Code, Diagnostic};
+use crate::line::LineError;
 use crate::line::load::Line;
 use crate::line::spec::CodesetFormat;
 
@@ -51,7 +52,7 @@ impl Codeset {
 type Rows = Vec<BTreeMap<String, Option<String>>>;
 
 /// Builds a batch of text columns, `first` columns first, then the others by name.
-fn batch_of(rows: &Rows, first: &[&str]) -> Result<RecordBatch, String> {
+fn batch_of(rows: &Rows, first: &[&str]) -> Result<RecordBatch, LineError> {
     let mut names: Vec<String> = first.iter().map(|s| s.to_string()).collect();
     let mut others: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for r in rows {
@@ -74,7 +75,7 @@ fn batch_of(rows: &Rows, first: &[&str]) -> Result<RecordBatch, String> {
             )) as arrow::array::ArrayRef
         })
         .collect();
-    RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
+    RecordBatch::try_new(schema, columns).map_err(LineError::Table)
 }
 
 fn text(v: &serde_json::Value) -> Option<String> {
@@ -158,9 +159,8 @@ fn fhir_concepts(concepts: &[serde_json::Value], rows: &mut Rows) {
 pub fn read_json(
     bytes: &[u8],
     format: Option<CodesetFormat>,
-) -> Result<(RecordBatch, Option<String>), String> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+) -> Result<(RecordBatch, Option<String>), LineError> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(LineError::NotJson)?;
     let format = json_format(&doc, format)?;
     let mut rows: Rows = Vec::new();
     let version = doc.get("version").and_then(text);
@@ -169,7 +169,7 @@ pub fn read_json(
             let concepts = doc
                 .get("concept")
                 .and_then(|c| c.as_array())
-                .ok_or("the CodeSystem has no `concept`")?;
+                .ok_or(LineError::NoConcept)?;
             fhir_concepts(concepts, &mut rows);
             Ok((batch_of(&rows, &["code", "display"])?, version))
         }
@@ -185,7 +185,7 @@ pub fn read_json(
                 .get("conceptCodes")
                 .unwrap_or(&doc)
                 .as_array()
-                .ok_or("`conceptCodes` is not a list")?;
+                .ok_or(LineError::ConceptCodesNotList)?;
             rows.extend(codes.iter().map(thl_row));
             Ok((
                 batch_of(
@@ -195,7 +195,7 @@ pub fn read_json(
                 version,
             ))
         }
-        CodesetFormat::Csv => Err("a CSV code set is not JSON".into()),
+        CodesetFormat::Csv => Err(LineError::CsvNotJson),
     }
 }
 
@@ -203,24 +203,24 @@ pub fn read_json(
 fn json_format(
     doc: &serde_json::Value,
     format: Option<CodesetFormat>,
-) -> Result<CodesetFormat, String> {
+) -> Result<CodesetFormat, LineError> {
     Ok(match format {
         Some(f) => f,
         None => match doc.get("resourceType").and_then(|r| r.as_str()) {
             Some("CodeSystem") => CodesetFormat::FhirCodesystem,
             Some("ConceptMap") => CodesetFormat::FhirConceptmap,
             _ if doc.get("conceptCodes").is_some() || doc.is_array() => CodesetFormat::Thl,
-            _ => return Err("a JSON code set is a FHIR CodeSystem or ConceptMap, or THL code server JSON with `conceptCodes`".into()),
+            _ => return Err(LineError::UnknownJson),
         },
     })
 }
 
 /// One row per target of each element of each group of a FHIR ConceptMap.
-fn conceptmap_rows(doc: &serde_json::Value, rows: &mut Rows) -> Result<(), String> {
+fn conceptmap_rows(doc: &serde_json::Value, rows: &mut Rows) -> Result<(), LineError> {
     for group in doc
         .get("group")
         .and_then(|g| g.as_array())
-        .ok_or("the ConceptMap has no `group`")?
+        .ok_or(LineError::NoGroup)?
     {
         for element in group
             .get("element")
@@ -318,16 +318,19 @@ fn normalise_equivalence(e: &str) -> String {
 
 /// Reads a CSV code set: UTF-8 (a BOM is skipped), `,` or `;` delimited, header row, every
 /// column as text.
-pub fn read_csv(path: &Path) -> Result<(RecordBatch, String), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn read_csv(path: &Path) -> Result<(RecordBatch, String), LineError> {
+    let bytes = std::fs::read(path).map_err(|source| LineError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let sha = hex::encode(Sha256::digest(&bytes));
-    let text =
-        std::str::from_utf8(&bytes).map_err(|_| format!("{} is not UTF-8", path.display()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| LineError::NotUtf8 {
+        path: path.to_path_buf(),
+    })?;
     let text = text.trim_start_matches('\u{feff}');
-    let header = text
-        .lines()
-        .next()
-        .ok_or_else(|| format!("{} is empty", path.display()))?;
+    let header = text.lines().next().ok_or_else(|| LineError::Empty {
+        path: path.to_path_buf(),
+    })?;
     let delimiter = if header.matches(';').count() > header.matches(',').count() {
         b';'
     } else {
@@ -343,16 +346,20 @@ pub fn read_csv(path: &Path) -> Result<(RecordBatch, String), String> {
             .map(|n| Field::new(n, DataType::Utf8, true))
             .collect::<Vec<_>>(),
     ));
+    let csv_error = |source| LineError::Csv {
+        path: path.to_path_buf(),
+        source,
+    };
     let reader = arrow::csv::ReaderBuilder::new(schema.clone())
         .with_header(true)
         .with_delimiter(delimiter)
         .build(std::io::Cursor::new(text.as_bytes()))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(csv_error)?;
     let mut batches = Vec::new();
     for b in reader {
-        batches.push(b.map_err(|e| format!("{}: {e}", path.display()))?);
+        batches.push(b.map_err(csv_error)?);
     }
-    let batch = arrow::compute::concat_batches(&schema, &batches).map_err(|e| e.to_string())?;
+    let batch = arrow::compute::concat_batches(&schema, &batches).map_err(LineError::Table)?;
     Ok((batch, sha))
 }
 
@@ -360,18 +367,22 @@ pub fn read_csv(path: &Path) -> Result<(RecordBatch, String), String> {
 pub fn read(
     path: &Path,
     format: Option<CodesetFormat>,
-) -> Result<(RecordBatch, String, Option<String>), String> {
+) -> Result<(RecordBatch, String, Option<String>), LineError> {
     let is_json = format.is_some_and(|f| f != CodesetFormat::Csv)
         || (format.is_none()
             && path
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("json")));
     if is_json {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = std::fs::read(path).map_err(|source| LineError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let sha = hex::encode(Sha256::digest(&bytes));
-        let (batch, version) =
-            read_json(&bytes, format).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (batch, version) = read_json(&bytes, format).map_err(|e| LineError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
         Ok((batch, sha, version))
     } else {
         let (batch, sha) = read_csv(path)?;
@@ -406,7 +417,7 @@ fn load_one(
 ) -> Result<Codeset, Diagnostic> {
     let path = line.dir.join(&spec.path.value);
     let (batch, sha256, version) = read(&path, spec.format.as_ref().map(|f| f.value))
-        .map_err(|e| Diagnostic::error(Code::V304, &line.file, spec.path.at, e))?;
+        .map_err(|e| Diagnostic::error(Code::V304, &line.file, spec.path.at, e.to_string()))?;
     if let Some(pin) = &spec.sha256
         && !pin.value.eq_ignore_ascii_case(&sha256)
     {

@@ -6,6 +6,8 @@
 //! the result is parsed and compared with the original, and a file whose meaning would
 //! change is left alone with an error. Formatting a formatted file changes nothing.
 
+use crate::line::LineError;
+
 fn block_scalar_start(content: &str) -> bool {
     let code = match content.find(" #") {
         Some(i) => &content[..i],
@@ -184,22 +186,20 @@ fn tidy(out: Vec<String>) -> String {
     s
 }
 
-fn meaning(file: &str, text: &str) -> Result<serde_json::Value, String> {
-    let spec = crate::line::load::parse(file, text)
-        .map_err(|d| format!("{}:{}:{}: {}", d.file, d.line, d.col, d.message))?;
-    serde_json::to_value(&spec).map_err(|e| e.to_string())
+fn meaning(file: &str, text: &str) -> Result<serde_json::Value, LineError> {
+    let spec = crate::line::load::parse(file, text).map_err(|d| LineError::Parse(Box::new(d)))?;
+    serde_json::to_value(&spec).map_err(LineError::Meaning)
 }
 
 /// The formatted text, checked to mean the same as the original.
-pub fn format(file: &str, text: &str) -> Result<String, String> {
+pub fn format(file: &str, text: &str) -> Result<String, LineError> {
     let before = meaning(file, text)?;
     let formatted = layout(text);
-    let after = meaning(file, &formatted)
-        .map_err(|e| format!("formatting would break the file, left alone: {e}"))?;
+    let after = meaning(file, &formatted).map_err(|e| LineError::WouldBreak(Box::new(e)))?;
     if before != after {
-        return Err(format!(
-            "{file}: formatting would change the line's meaning, left alone"
-        ));
+        return Err(LineError::WouldChange {
+            file: file.to_string(),
+        });
     }
     Ok(formatted)
 }

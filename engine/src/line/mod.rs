@@ -2,12 +2,16 @@
 //! unknown keys with placed diagnostics, the loader and its structural checks ([`load`]),
 //! parameters ([`params`]), code sets ([`codeset`]), the schedule ([`cron`]), the JSON
 //! Schema for editors ([`schema`]) and the canonical layout ([`fmt`]). Nothing here touches
-//! data: a line that loads is one that the planner can be asked about.
+//! data: a line that loads is one that the planner can be asked about. Problems in a line
+//! file are diagnostics; the functions beneath them fail with one [`LineError`].
 
 pub mod codeset;
 pub mod cron;
+mod error;
 pub mod fmt;
 pub mod load;
 pub mod params;
 pub mod schema;
 pub mod spec;
+
+pub use error::LineError;

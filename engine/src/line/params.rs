@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use datafusion::scalar::ScalarValue;
 
+use crate::line::LineError;
 use crate::line::spec::ParamKind;
 
 /// A parsed parameter value.
@@ -42,7 +43,7 @@ fn days(d: NaiveDate) -> i32 {
 }
 
 /// Parses a value of the given kind; the error says what form was expected.
-pub fn parse_value(kind: ParamKind, text: &str) -> Result<ParamValue, String> {
+pub fn parse_value(kind: ParamKind, text: &str) -> Result<ParamValue, LineError> {
     let month = |t: &str| -> Option<ParamValue> {
         let (y, m) = t.split_once('-')?;
         if y.len() != 4 || m.len() != 2 {
@@ -96,7 +97,7 @@ pub fn parse_value(kind: ParamKind, text: &str) -> Result<ParamValue, String> {
         ParamKind::Integer => text.parse().ok().map(ParamValue::Integer),
     };
     parsed.ok_or_else(|| {
-        let form = match kind {
+        let expected = match kind {
             ParamKind::Month => "a month, `YYYY-MM` (e.g. 2025-03)",
             ParamKind::Quarter => "a quarter, `YYYY-Qn` (e.g. 2025-Q1)",
             ParamKind::Year => "a year, `YYYY`",
@@ -105,7 +106,10 @@ pub fn parse_value(kind: ParamKind, text: &str) -> Result<ParamValue, String> {
             ParamKind::String => "text",
             ParamKind::Integer => "a whole number",
         };
-        format!("`{text}` is not {form}")
+        LineError::BadValue {
+            text: text.to_string(),
+            expected,
+        }
     })
 }
 
@@ -189,7 +193,7 @@ mod tests {
             (ParamKind::Integer, "x"),
             (ParamKind::Date, "2025-02-30"),
         ] {
-            let e = parse_value(k, t).unwrap_err();
+            let e = parse_value(k, t).unwrap_err().to_string();
             assert!(e.contains(t) && e.contains("is not"), "{e}");
         }
     }

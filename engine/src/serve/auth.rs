@@ -13,12 +13,12 @@ use std::path::Path as FsPath;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::serve::{App, problem};
+use crate::serve::App;
+use crate::serve::error::{ApiError, ServeError};
 
 /// A token from the token file.
 pub(super) struct Token {
@@ -90,11 +90,16 @@ fn weak_digest(digest: &[u8; 32]) -> bool {
 /// Reads a token file (YAML): `tokens: [{ name, token | sha256, roles: [read, run, upload,
 /// admin], lines: [...], submitters: [...] }]`. A weak token, or an upload token that names
 /// no submitter, stops the daemon at start.
-pub(super) fn read_tokens(path: &FsPath) -> Result<Vec<Token>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+pub(super) fn read_tokens(path: &FsPath) -> Result<Vec<Token>, ServeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ServeError::TokenFileRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let file: TokenFile =
-        serde_saphyr::from_str(&text).map_err(|e| format!("token file {}: {e}", path.display()))?;
+        serde_saphyr::from_str(&text).map_err(|e| ServeError::TokenFileParse {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
     let mut out = Vec::new();
     for t in file.tokens {
         let digest = spec_digest(&t, path)?;
@@ -112,54 +117,34 @@ pub(super) fn read_tokens(path: &FsPath) -> Result<Vec<Token>, String> {
 
 /// The digest of a token of the file at `path`: of its `token` (at least 16 characters), or
 /// its `sha256` (64 hex digits); exactly one of them is given.
-fn spec_digest(t: &TokenSpec, path: &FsPath) -> Result<[u8; 32], String> {
+fn spec_digest(t: &TokenSpec, path: &FsPath) -> Result<[u8; 32], ServeError> {
+    let path = path.to_path_buf();
+    let name = t.name.clone();
     Ok(match (&t.token, &t.sha256) {
         (Some(tok), None) => {
             if tok.len() < 16 {
-                return Err(format!(
-                    "token file {}: token `{}` is shorter than 16 characters",
-                    path.display(),
-                    t.name
-                ));
+                return Err(ServeError::ShortToken { path, name });
             }
             Sha256::digest(tok.as_bytes()).into()
         }
         (None, Some(h)) => hex::decode(h)
             .ok()
             .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-            .ok_or_else(|| {
-                format!(
-                    "token file {}: sha256 of `{}` is not 64 hex digits",
-                    path.display(),
-                    t.name
-                )
-            })?,
-        _ => {
-            return Err(format!(
-                "token file {}: `{}` needs exactly one of `token` and `sha256`",
-                path.display(),
-                t.name
-            ));
-        }
+            .ok_or(ServeError::BadDigest { path, name })?,
+        _ => return Err(ServeError::TokenOrDigest { path, name }),
     })
 }
 
 /// Refuses a token of the file at `path` that is weak, an upload token without submitters,
 /// a submitter name that is not letters and digits, or an unknown role.
-fn check_spec(t: &TokenSpec, digest: &[u8; 32], path: &FsPath) -> Result<(), String> {
+fn check_spec(t: &TokenSpec, digest: &[u8; 32], path: &FsPath) -> Result<(), ServeError> {
+    let path = path.to_path_buf();
+    let name = t.name.clone();
     if weak_digest(digest) {
-        return Err(format!(
-            "token file {}: the token of `{}` is a well-known weak one; make a long random one (e.g. `openssl rand -hex 32`)",
-            path.display(),
-            t.name
-        ));
+        return Err(ServeError::WeakToken { path, name });
     }
     if t.roles.iter().any(|r| r == "upload") && t.submitters.is_empty() {
-        return Err(format!(
-            "token file {}: upload token `{}` names no `submitters` (whose files it uploads, e.g. county codes)",
-            path.display(),
-            t.name
-        ));
+        return Err(ServeError::NoSubmitters { path, name });
     }
     // Letters and digits only: with `_` or `-` in a name, `a` would own `a-b_1.csv`
     // as well as `a-b` does, and the separator rule could not tell whose file it is.
@@ -168,21 +153,19 @@ fn check_spec(t: &TokenSpec, digest: &[u8; 32], path: &FsPath) -> Result<(), Str
         .iter()
         .find(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric()))
     {
-        return Err(format!(
-            "token file {}: submitter `{s}` of `{}` is not letters and digits only",
-            path.display(),
-            t.name
-        ));
+        return Err(ServeError::BadSubmitter {
+            path,
+            name,
+            submitter: s.clone(),
+        });
     }
-    for r in &t.roles {
-        if !ROLES.contains(&r.as_str()) {
-            return Err(format!(
-                "token file {}: unknown role `{r}` of `{}` (roles: {})",
-                path.display(),
-                t.name,
-                ROLES.join(", ")
-            ));
-        }
+    if let Some(r) = t.roles.iter().find(|r| !ROLES.contains(&r.as_str())) {
+        return Err(ServeError::UnknownRole {
+            path,
+            name,
+            role: r.clone(),
+            roles: ROLES.join(", "),
+        });
     }
     Ok(())
 }
@@ -235,18 +218,14 @@ pub(super) fn authorize(
     headers: &HeaderMap,
     role: &str,
     line: Option<&str>,
-) -> Result<Caller, Box<Response>> {
+) -> Result<Caller, ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(presented) = presented.filter(|p| !p.is_empty()) else {
-        return Err(Box::new(problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a bearer token is required",
-        )));
+        return Err(ApiError::NoToken);
     };
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     // Compare with every token, not stopping at the first match.
@@ -257,21 +236,13 @@ pub(super) fn authorize(
         }
     }
     let Some(t) = found else {
-        return Err(Box::new(problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the token is not valid",
-        )));
+        return Err(ApiError::BadToken);
     };
     let admin = t.roles.contains("admin");
     let role_ok = t.roles.contains(role) || admin;
     let line_ok = line.is_none_or(|line| t.lines.as_ref().is_none_or(|l| l.contains(line)));
     if !(role_ok && line_ok) {
-        return Err(Box::new(problem(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the token does not allow this",
-        )));
+        return Err(ApiError::Forbidden);
     }
     Ok(Caller {
         name: t.name.clone(),
@@ -296,36 +267,24 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// Reads a request body of at most `limit` bytes, after the caller was authorised: a body
 /// that pauses longer than [`BODY_IDLE`] or grows past the limit ends the request (408,
 /// 413). An `Expect: 100-continue` client is told to send only now.
-pub(super) async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Response> {
+pub(super) async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut out = bytes::BytesMut::new();
     loop {
         let frame = match tokio::time::timeout(BODY_IDLE, body.frame()).await {
             Err(_) => {
-                return Err(problem(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body-timeout",
-                    format!("the body paused longer than {} s", BODY_IDLE.as_secs()),
-                ));
+                return Err(ApiError::BodyTimeout {
+                    seconds: BODY_IDLE.as_secs(),
+                });
             }
             Ok(None) => return Ok(out.freeze()),
-            Ok(Some(Err(_))) => {
-                return Err(problem(
-                    StatusCode::BAD_REQUEST,
-                    "bad-body",
-                    "the body could not be read",
-                ));
-            }
+            Ok(Some(Err(_))) => return Err(ApiError::BadBody),
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > limit {
-                return Err(problem(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too-large",
-                    format!("the body is larger than {} bytes", limit),
-                ));
+                return Err(ApiError::TooLarge { limit });
             }
             out.extend_from_slice(&data);
         }
@@ -336,12 +295,12 @@ pub(super) async fn read_body(body: axum::body::Body, limit: usize) -> Result<By
 /// [`LINGER_BYTES`] long is read and thrown away first, within [`LINGER_TIME`], so the
 /// client sees the answer instead of a connection reset by unread data; any other body
 /// is never read, nor is the body of a client that asked `Expect: 100-continue` (reading
-/// it would tell a refused client to send).
+/// it would tell a refused client to send). Returns the refusal, for the handler to answer.
 pub(super) async fn refuse(
     headers: &HeaderMap,
     body: axum::body::Body,
-    answer: Response,
-) -> Response {
+    answer: ApiError,
+) -> ApiError {
     use http_body_util::BodyExt;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -403,13 +362,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.yaml");
         std::fs::write(&p, "tokens:\n  - { name: a, token: short, roles: [run] }\n").unwrap();
-        assert!(read_tokens(&p).unwrap_err().contains("shorter than 16"));
+        let err = |p: &FsPath| read_tokens(p).unwrap_err().to_string();
+        assert!(err(&p).contains("shorter than 16"));
         std::fs::write(
             &p,
             "tokens:\n  - { name: a, token: 0123456789abcdef0123, roles: [runner] }\n",
         )
         .unwrap();
-        assert!(read_tokens(&p).unwrap_err().contains("unknown role"));
+        assert!(err(&p).contains("unknown role"));
         let h = hex::encode(Sha256::digest(b"0123456789abcdef0123"));
         std::fs::write(
             &p,
@@ -418,11 +378,7 @@ mod tests {
             ),
         )
         .unwrap();
-        assert!(
-            read_tokens(&p)
-                .unwrap_err()
-                .contains("names no `submitters`")
-        );
+        assert!(err(&p).contains("names no `submitters`"));
         // Weak tokens are refused, also as digests (the old example shipped sha256("1")).
         for weak in ["1", "password", "12345", "changeme"] {
             let w = hex::encode(Sha256::digest(weak.as_bytes()));
@@ -431,7 +387,7 @@ mod tests {
                 format!("tokens:\n  - {{ name: a, sha256: {w}, roles: [run] }}\n"),
             )
             .unwrap();
-            assert!(read_tokens(&p).unwrap_err().contains("weak"), "{weak}");
+            assert!(err(&p).contains("weak"), "{weak}");
         }
         let upload_token = |submitter: &str| {
             std::fs::write(
@@ -445,8 +401,8 @@ mod tests {
         // Not a name; and `a` and `a-b` would both own `a-b_1.csv`.
         for bad in ["../x", "a-b", ""] {
             upload_token(bad);
-            let err = read_tokens(&p).unwrap_err();
-            assert!(err.contains("letters and digits"), "{bad}: {err}");
+            let message = err(&p);
+            assert!(message.contains("letters and digits"), "{bad}: {message}");
         }
         upload_token("091");
         let t = read_tokens(&p).unwrap();

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
+use crate::serve::error::ServeError;
 use crate::serve::{App, now_text};
 
 /// A job: one run of a line for one set of parameters.
@@ -121,14 +122,14 @@ impl App {
     }
 
     /// Reads the jobs a previous daemon left; unfinished ones are queued again.
-    pub(super) async fn resume(&self) -> Result<usize, String> {
+    pub(super) async fn resume(&self) -> Result<usize, ServeError> {
         let metas: Vec<_> = self
             .store
             .inner
             .list(Some(&ObjPath::from(crate::store::layout::JOBS)))
             .try_collect()
             .await
-            .map_err(|e| format!("cannot list daemon/jobs: {e}"))?;
+            .map_err(ServeError::ListJobs)?;
         let mut resumed = Vec::new();
         for m in metas {
             let Some(bytes) = self.get_bytes(m.location.as_ref()).await else {

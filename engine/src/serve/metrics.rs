@@ -241,7 +241,7 @@ impl Collector for Visible {
 pub(super) async fn metrics(State(app): AppState, headers: HeaderMap) -> Response {
     let caller = match authorize(&app, &headers, "read", None) {
         Ok(c) => c,
-        Err(r) => return *r,
+        Err(refusal) => return refusal.into_response(),
     };
     let queue = app.queue_counts();
     let visible = Visible::of(&app.metrics.lock().expect("metrics lock"), &caller, queue);

@@ -24,6 +24,9 @@
 //!   gives (`problem`, and `scrubbed`: scrubbed, with the daemon's folders hidden), the
 //!   router, the connection loop (`accept`: header timeout, connection limit, graceful
 //!   stop) and [`serve`], which starts it all and stops it at SIGTERM.
+//! - `error.rs`: [`ServeError`], what stops the daemon at start or a handler's read of the
+//!   store, and `ApiError`, every error answer of the API (status, stable code, message),
+//!   which handlers return and which answers through `problem`.
 //! - `auth.rs`: the token file (`read_tokens`), who a request comes from (`authorize` →
 //!   `Caller`), reading a body only after that (`read_body`), and refusing a request
 //!   without a reset connection (`refuse`).
@@ -38,15 +41,17 @@
 //!
 //! What one file uses of another is `pub(super)` (`pub(in crate::serve)` for the handlers
 //! under `api/`, which the router names); outside the module only [`ServeOptions`],
-//! [`serve`], [`Job`], [`JobStatus`] and [`PERIOD_DIMENSION`] are seen.
+//! [`serve`], [`ServeError`], [`Job`], [`JobStatus`] and [`PERIOD_DIMENSION`] are seen.
 
 mod api;
 mod auth;
+mod error;
 mod jobs;
 mod metrics;
 mod triggers;
 
 pub use crate::serve::api::indicators::PERIOD_DIMENSION;
+pub use crate::serve::error::ServeError;
 pub use crate::serve::jobs::{Job, JobStatus};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,6 +82,7 @@ use crate::serve::api::page::{chart_js, openapi, page, page_js};
 use crate::serve::api::runs::{get_quality, get_run, get_runs, post_run};
 use crate::serve::api::uploads::put_upload;
 use crate::serve::auth::{Token, read_tokens};
+use crate::serve::error::ApiError;
 use crate::serve::jobs::dispatch;
 use crate::serve::metrics::{Metrics, count_responses, healthz, metrics};
 use crate::serve::triggers::{Inbox, arrivals, inbox_of, schedules};
@@ -203,9 +209,12 @@ fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, String> {
+fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, ServeError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read lines folder {}: {e}", dir.display()))?
+        .map_err(|source| ServeError::LinesFolder {
+            dir: dir.to_path_buf(),
+            source,
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
@@ -405,16 +414,7 @@ async fn limit_requests(
             drop(permit);
             r
         }
-        Err(_) => {
-            let mut r = problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "too many requests at once; try again shortly",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
+        Err(_) => ApiError::Busy.into_response(),
     }
 }
 
@@ -532,14 +532,13 @@ async fn accept(
 }
 
 /// Runs the daemon until SIGTERM or Ctrl-C.
-pub async fn serve(opts: ServeOptions) -> Result<(), String> {
+pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     set_folders(&opts.store, &opts.lines_dir);
     let lines = load_lines(&opts.lines_dir)?;
     if lines.is_empty() {
-        return Err(format!(
-            "no valid line files in {}",
-            opts.lines_dir.display()
-        ));
+        return Err(ServeError::NoLines {
+            dir: opts.lines_dir.clone(),
+        });
     }
     let tokens = match &opts.tokens {
         Some(p) => read_tokens(p)?,
@@ -562,8 +561,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
     let resumed = app.resume().await?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| ServeError::Listen {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     info!(
         listen = %addr,
         store = %app.store.url,

@@ -8,13 +8,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::error;
 
 use crate::serve::api::lines::{current_releases, publish_steps};
-use crate::serve::{App, AppState, LineEntry, now_text, problem};
+use crate::serve::error::{ApiError, ServeError};
+use crate::serve::{App, AppState, LineEntry, now_text};
 
 /// The line and publish step of a dataset.
 fn find_dataset<'a>(
@@ -39,7 +40,7 @@ async fn dataset_table(
     line: &str,
     dataset: &str,
     periods: Option<&BTreeSet<String>>,
-) -> Result<Option<arrow::record_batch::RecordBatch>, String> {
+) -> Result<Option<arrow::record_batch::RecordBatch>, ServeError> {
     use arrow::array::{ArrayRef, StringArray};
     let mut tables = Vec::new();
     for (period, run) in current_releases(app, line).await? {
@@ -50,12 +51,19 @@ async fn dataset_table(
         let Some(bytes) = app.get_bytes(&path).await else {
             continue;
         };
+        let file_error = |source| ServeError::ReleaseFile {
+            path: path.clone(),
+            source,
+        };
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| format!("{path}: {e}"))?
+            .map_err(file_error)?
             .build()
-            .map_err(|e| format!("{path}: {e}"))?;
+            .map_err(file_error)?;
         for b in reader {
-            let b = b.map_err(|e| format!("{path}: {e}"))?;
+            let b = b.map_err(|source| ServeError::ReleaseBatch {
+                path: path.clone(),
+                source,
+            })?;
             let mut fields = vec![arrow::datatypes::Field::new(
                 PERIOD_DIMENSION,
                 arrow::datatypes::DataType::Utf8,
@@ -73,7 +81,7 @@ async fn dataset_table(
             let schema = Arc::new(arrow::datatypes::Schema::new(fields));
             tables.push(
                 arrow::record_batch::RecordBatch::try_new(schema, cols)
-                    .map_err(|e| e.to_string())?,
+                    .map_err(ServeError::Table)?,
             );
         }
     }
@@ -87,7 +95,7 @@ async fn dataset_table(
         .collect();
     arrow::compute::concat_batches(&schema, &tables)
         .map(Some)
-        .map_err(|e| e.to_string())
+        .map_err(ServeError::Table)
 }
 
 /// The area dimension of a dataset (the `area` its aggregate declared), as the newest of
@@ -108,14 +116,10 @@ pub(in crate::serve) async fn get_indicator(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ApiError> {
     use arrow::array::{Array, AsArray, BooleanArray};
     let Some((line, entry, spec)) = find_dataset(&app, &id) else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("no dataset `{id}`"),
-        );
+        return Err(ApiError::NoDataset(id));
     };
     let dims: Vec<String> = match &spec.dimensions {
         Some(d) => d.iter().map(|n| n.value.clone()).collect(),
@@ -142,27 +146,18 @@ pub(in crate::serve) async fn get_indicator(
                 filters.insert(d.to_string(), values);
             }
             other => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "bad-filter",
-                    format!(
-                        "`{other}` is not a dimension of `{id}`; filter by {}, area, period or format",
-                        dims.join(", ")
-                    ),
-                );
+                return Err(ApiError::BadFilter {
+                    filter: other.to_string(),
+                    dataset: id.clone(),
+                    dimensions: dims.join(", "),
+                });
             }
         }
     }
     let csv = match format.as_deref() {
         Some("csv") => true,
         Some("json") | Some("jsonstat") => false,
-        Some(f) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "bad-format",
-                format!("format `{f}`: use csv or json"),
-            );
-        }
+        Some(f) => return Err(ApiError::BadFormat(f.to_string())),
         None => headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
@@ -170,20 +165,10 @@ pub(in crate::serve) async fn get_indicator(
     };
     let table = match dataset_table(&app, line, &id, periods.as_ref()).await {
         Ok(Some(t)) => t,
-        Ok(None) => {
-            return problem(
-                StatusCode::NOT_FOUND,
-                "not-published",
-                format!("`{id}` has no published release for the periods asked"),
-            );
-        }
+        Ok(None) => return Err(ApiError::NotPublished(id.clone())),
         Err(e) => {
             error!("{e}");
-            return problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store",
-                "cannot read the dataset",
-            );
+            return Err(ApiError::ReadDataset);
         }
     };
     let mut keep = BooleanArray::from(vec![true; table.num_rows()]);
@@ -204,7 +189,7 @@ pub(in crate::serve) async fn get_indicator(
         Ok(t) => t,
         Err(e) => {
             error!("{e}");
-            return problem(StatusCode::INTERNAL_SERVER_ERROR, "engine", "cannot filter");
+            return Err(ApiError::Filter);
         }
     };
     if csv {
@@ -215,21 +200,17 @@ pub(in crate::serve) async fn get_indicator(
                 .build(&mut out);
             if let Err(e) = w.write(&table) {
                 error!("{e}");
-                return problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "engine",
-                    "cannot write CSV",
-                );
+                return Err(ApiError::WriteCsv);
             }
         }
-        return (
+        return Ok((
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
                 (header::VARY, "Accept"),
             ],
             out,
         )
-            .into_response();
+            .into_response());
     }
     let mut all_dims = vec![PERIOD_DIMENSION.to_string()];
     all_dims.extend(dims.iter().cloned());
@@ -243,11 +224,7 @@ pub(in crate::serve) async fn get_indicator(
         Ok(m) => m,
         Err(e) => {
             error!("{e}");
-            return problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "engine",
-                "cannot label the dataset",
-            );
+            return Err(ApiError::Label);
         }
     };
     meta.column_labels.insert(
@@ -261,22 +238,18 @@ pub(in crate::serve) async fn get_indicator(
     match crate::publish::jsonstat::dataset(&table, &meta) {
         Ok(mut doc) => {
             doc["updated"] = json!(now_text());
-            (
+            Ok((
                 [
                     (header::CONTENT_TYPE, "application/json"),
                     (header::VARY, "Accept"),
                 ],
                 axum::Json(doc),
             )
-                .into_response()
+                .into_response())
         }
         Err(e) => {
             error!("{e}");
-            problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "engine",
-                "cannot write JSON-stat",
-            )
+            Err(ApiError::WriteJsonStat)
         }
     }
 }

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tracing::error;
 
 use crate::line::load::Line;
-use crate::serve::{App, AppState, LineEntry, problem};
+use crate::serve::error::{ApiError, ServeError};
+use crate::serve::{App, AppState, LineEntry};
 
 fn text_of(t: &crate::line::spec::Text) -> Value {
     match t {
@@ -67,37 +67,25 @@ pub(in crate::serve) async fn get_lines(State(app): AppState) -> Response {
 pub(in crate::serve) async fn get_line(
     State(app): AppState,
     UrlPath(line): UrlPath<String>,
-) -> Response {
+) -> Result<Response, ApiError> {
     match app.lines.get(&line) {
-        Some(e) => axum::Json(line_json(&line, e)).into_response(),
-        None => problem(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("no line `{line}`"),
-        ),
+        Some(e) => Ok(axum::Json(line_json(&line, e)).into_response()),
+        None => Err(ApiError::NoLine(line)),
     }
 }
 
 pub(in crate::serve) async fn get_releases(
     State(app): AppState,
     UrlPath(line): UrlPath<String>,
-) -> Response {
+) -> Result<Response, ApiError> {
     if !app.lines.contains_key(&line) {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("no line `{line}`"),
-        );
+        return Err(ApiError::NoLine(line));
     }
     match crate::publish::releases::list_cached(&app.store, &line, &app.manifests).await {
-        Ok(r) => axum::Json(json!({ "releases": r })).into_response(),
+        Ok(r) => Ok(axum::Json(json!({ "releases": r })).into_response()),
         Err(e) => {
             error!("{e}");
-            problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store",
-                "cannot read releases",
-            )
+            Err(ApiError::ReadReleases)
         }
     }
 }
@@ -106,11 +94,11 @@ pub(in crate::serve) async fn get_releases(
 pub(super) async fn current_releases(
     app: &App,
     line: &str,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, ServeError> {
     Ok(
         crate::publish::releases::list_cached(&app.store, line, &app.manifests)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(ServeError::Releases)?
             .into_iter()
             .filter(|r| r.current)
             .map(|r| (r.period, r.run_id))

@@ -8,8 +8,9 @@
 //! - `page.rs`: the reporting page, its scripts and `/openapi.json`.
 //!
 //! The handlers are `pub(in crate::serve)`: the router in `serve/mod.rs` names them. Every
-//! answer with text from runs passes `serve::scrubbed`, every error is a `serve::problem`,
-//! and writes pass `serve::auth::authorize` before their body is read.
+//! answer with text from runs passes `serve::scrubbed`, every error is a `serve::error::ApiError`
+//! (answered as a `serve::problem`), and writes pass `serve::auth::authorize` before their
+//! body is read.
 
 pub(super) mod indicators;
 pub(super) mod lines;

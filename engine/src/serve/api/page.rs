@@ -4,10 +4,11 @@
 //! Chart.js is served from the folder given with `--assets`, when there is one.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::serve::{AppState, problem};
+use crate::serve::AppState;
+use crate::serve::error::ApiError;
 
 pub(in crate::serve) async fn openapi() -> Response {
     (
@@ -39,23 +40,19 @@ pub(in crate::serve) async fn page_js() -> Response {
         .into_response()
 }
 
-pub(in crate::serve) async fn chart_js(State(app): AppState) -> Response {
+pub(in crate::serve) async fn chart_js(State(app): AppState) -> Result<Response, ApiError> {
     let Some(dir) = &app.assets else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "no-assets",
-            "the daemon was started without --assets (Chart.js)",
-        );
+        return Err(ApiError::NoAssets);
     };
     match tokio::fs::read(dir.join("chart.umd.js")).await {
-        Ok(b) => (
+        Ok(b) => Ok((
             [
                 (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
                 (header::CACHE_CONTROL, "max-age=3600"),
             ],
             b,
         )
-            .into_response(),
-        Err(_) => problem(StatusCode::NOT_FOUND, "no-assets", "chart.umd.js not found"),
+            .into_response()),
+        Err(_) => Err(ApiError::NoChart),
     }
 }

@@ -15,8 +15,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::serve::auth::{authorize, read_body, refuse};
+use crate::serve::error::ApiError;
 use crate::serve::jobs::Job;
-use crate::serve::{App, AppState, problem, scrubbed};
+use crate::serve::{App, AppState, scrubbed};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,56 +31,36 @@ pub(in crate::serve) async fn post_run(
     UrlPath(line): UrlPath<String>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Response {
-    if let Err(r) = authorize(&app, &headers, "run", Some(&line)) {
-        return refuse(&headers, body, *r).await;
+) -> Result<Response, ApiError> {
+    if let Err(refusal) = authorize(&app, &headers, "run", Some(&line)) {
+        return Err(refuse(&headers, body, refusal).await);
     }
     /// A run request is a few parameters.
     const MAX_RUN_REQUEST: usize = 64 << 10;
-    let body = match read_body(body, MAX_RUN_REQUEST).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = read_body(body, MAX_RUN_REQUEST).await?;
     let Some(e) = app.lines.get(&line) else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("no line `{line}`"),
-        );
+        return Err(ApiError::NoLine(line));
     };
     if app.stopping.load(Ordering::SeqCst) {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stopping",
-            "the daemon is stopping",
-        );
+        return Err(ApiError::Stopping);
     }
     let req: RunRequest = if body.is_empty() {
         RunRequest {
             params: BTreeMap::new(),
         }
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(err) => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "bad-request",
-                    format!("expected {{\"params\": {{\"name\": \"value\"}}}}: {err}"),
-                );
-            }
-        }
+        serde_json::from_slice(&body).map_err(ApiError::BadRequest)?
     };
     let given: Vec<(String, String)> = req.params.clone().into_iter().collect();
     if let Err(err) = crate::plan::check::bind_params(&e.line, Some(&given)) {
-        return problem(StatusCode::BAD_REQUEST, "bad-params", err);
+        return Err(ApiError::BadParams(err.to_string()));
     }
     let job = app.enqueue(&line, req.params, "api").await;
     let mut r = (StatusCode::ACCEPTED, scrubbed(json!(job))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/runs/{}", job.id)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
-    r
+    Ok(r)
 }
 
 #[derive(Deserialize)]
@@ -93,11 +74,8 @@ pub(in crate::serve) async fn get_runs(
     State(app): AppState,
     headers: HeaderMap,
     Query(q): Query<RunsQuery>,
-) -> Response {
-    let caller = match authorize(&app, &headers, "read", None) {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
+) -> Result<Response, ApiError> {
+    let caller = authorize(&app, &headers, "read", None)?;
     let jobs = app.jobs.lock().expect("jobs lock");
     let list: Vec<&Job> = jobs
         .values()
@@ -111,31 +89,23 @@ pub(in crate::serve) async fn get_runs(
         })
         .take(q.limit.unwrap_or(100).min(1000))
         .collect();
-    scrubbed(json!({ "runs": list })).into_response()
+    Ok(scrubbed(json!({ "runs": list })).into_response())
 }
 
-/// The job `id` if the caller (a `read` token) may see it; otherwise the answer.
-fn readable_job(app: &App, headers: &HeaderMap, id: &str) -> Result<Job, Box<Response>> {
+/// The job `id` if the caller (a `read` token) may see it; otherwise the refusal.
+fn readable_job(app: &App, headers: &HeaderMap, id: &str) -> Result<Job, ApiError> {
     let caller = authorize(app, headers, "read", None)?;
     let job = app.jobs.lock().expect("jobs lock").get(id).cloned();
-    job.filter(|j| caller.may(&j.line)).ok_or_else(|| {
-        Box::new(problem(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("no run `{id}`"),
-        ))
-    })
+    job.filter(|j| caller.may(&j.line))
+        .ok_or_else(|| ApiError::NoRun(id.to_string()))
 }
 
 pub(in crate::serve) async fn get_run(
     State(app): AppState,
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
-) -> Response {
-    let job = match readable_job(&app, &headers, &id) {
-        Ok(j) => j,
-        Err(r) => return *r,
-    };
+) -> Result<Response, ApiError> {
+    let job = readable_job(&app, &headers, &id)?;
     let mut report = match &job.run_id {
         Some(r) => app
             .get_bytes(&crate::store::layout::run_report(&job.line, r))
@@ -151,41 +121,26 @@ pub(in crate::serve) async fn get_run(
             .map(|n| n.to_string_lossy().into_owned());
         *file = json!(name);
     }
-    scrubbed(json!({ "run": job, "report": report })).into_response()
+    Ok(scrubbed(json!({ "run": job, "report": report })).into_response())
 }
 
 pub(in crate::serve) async fn get_quality(
     State(app): AppState,
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
-) -> Response {
-    let job = match readable_job(&app, &headers, &id) {
-        Ok(j) => j,
-        Err(r) => return *r,
-    };
+) -> Result<Response, ApiError> {
+    let job = readable_job(&app, &headers, &id)?;
     let Some(run_id) = &job.run_id else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("run `{id}` has no quality report yet"),
-        );
+        return Err(ApiError::QualityNotYet(id));
     };
     match app
         .get_bytes(&crate::store::layout::quality_json(&job.line, run_id))
         .await
     {
         Some(b) => match serde_json::from_slice::<Value>(&b) {
-            Ok(v) => scrubbed(v).into_response(),
-            Err(_) => problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store",
-                "the quality report cannot be read",
-            ),
+            Ok(v) => Ok(scrubbed(v).into_response()),
+            Err(_) => Err(ApiError::ReadQuality),
         },
-        None => problem(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("run `{id}` wrote no quality report"),
-        ),
+        None => Err(ApiError::NoQuality(id)),
     }
 }

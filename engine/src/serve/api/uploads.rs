@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 use tracing::{error, info};
 
 use crate::serve::auth::{Caller, authorize, read_body, refuse};
-use crate::serve::{App, AppState, now_text, problem, scrubbed};
+use crate::serve::error::ApiError;
+use crate::serve::{App, AppState, now_text, scrubbed};
 
 fn safe_name(s: &str) -> bool {
     !s.is_empty()
@@ -29,7 +30,7 @@ fn safe_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-/// Where an upload of `file` for `period` goes and whose it is, or the answer refusing it:
+/// Where an upload of `file` for `period` goes and whose it is, or the refusal:
 /// the line exists, the names are plain, the file is the caller's (by its submitter
 /// prefix) and a source of the line reads it there.
 fn upload_target(
@@ -38,45 +39,28 @@ fn upload_target(
     line: &str,
     period: &str,
     file: &str,
-) -> Result<(String, String), Box<Response>> {
+) -> Result<(String, String), ApiError> {
     let Some(e) = app.lines.get(line) else {
-        return Err(Box::new(problem(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("no line `{line}`"),
-        )));
+        return Err(ApiError::NoLine(line.to_string()));
     };
     if !safe_name(file) || !safe_name(period) {
-        return Err(Box::new(problem(
-            StatusCode::BAD_REQUEST,
-            "bad-name",
-            "file and period names are letters, digits, `.`, `_` and `-`, not starting with `.`",
-        )));
+        return Err(ApiError::BadName);
     }
     let Some(who) = caller.submitter_of(file) else {
-        return Err(Box::new(problem(
-            StatusCode::FORBIDDEN,
-            "not-your-file",
-            format!(
-                "token `{}` uploads for {}: a file's name starts with one of them and `.`, `_` or `-`",
-                caller.name,
-                caller
-                    .submitters
-                    .iter()
-                    .flatten()
-                    .map(|s| format!("`{s}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )));
+        return Err(ApiError::NotYourFile {
+            token: caller.name.clone(),
+            submitters: caller
+                .submitters
+                .iter()
+                .flatten()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
     };
     let params = vec![("period".to_string(), period.to_string())];
     if let Err(err) = crate::plan::check::bind_params(&e.line, Some(&params)) {
-        return Err(Box::new(problem(
-            StatusCode::BAD_REQUEST,
-            "bad-params",
-            err,
-        )));
+        return Err(ApiError::BadParams(err.to_string()));
     }
     // The object goes where a source of the line reads it.
     let values = BTreeMap::from([("period".to_string(), period.to_string())]);
@@ -99,14 +83,11 @@ fn upload_target(
             .iter()
             .map(|i| crate::store::fill(&i.template, &values))
             .collect();
-        return Err(Box::new(problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "no-source",
-            format!(
-                "`{file}` is not read by any source of `{line}`; sources read {}",
-                expected.join(", ")
-            ),
-        )));
+        return Err(ApiError::NoSource {
+            file: file.to_string(),
+            line: line.to_string(),
+            expected: expected.join(", "),
+        });
     };
     Ok((who, path))
 }
@@ -116,18 +97,15 @@ pub(in crate::serve) async fn put_upload(
     UrlPath((line, period, file)): UrlPath<(String, String, String)>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Response {
+) -> Result<Response, ApiError> {
     let target = authorize(&app, &headers, "upload", Some(&line)).and_then(|caller| {
         upload_target(&app, &caller, &line, &period, &file).map(|t| (caller, t))
     });
     let (caller, (who, path)) = match target {
         Ok(t) => t,
-        Err(r) => return refuse(&headers, body, *r).await,
+        Err(refusal) => return Err(refuse(&headers, body, refusal).await),
     };
-    let body = match read_body(body, app.max_upload).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = read_body(body, app.max_upload).await?;
     let sha = hex::encode(Sha256::digest(&body));
     let bytes = body.len();
     if let Err(err) = app
@@ -137,11 +115,7 @@ pub(in crate::serve) async fn put_upload(
         .await
     {
         error!("upload to {path}: {err}");
-        return problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "store",
-            "cannot store the file",
-        );
+        return Err(ApiError::StoreUpload);
     }
     let received = now_text();
     let receipt = json!({
@@ -166,7 +140,7 @@ pub(in crate::serve) async fn put_upload(
         m.upload_bytes.inc_by(bytes as u64);
     }
     info!(line = %line, period = %period, path = %path, bytes, submitter = %who, "file received");
-    (StatusCode::CREATED, scrubbed(receipt)).into_response()
+    Ok((StatusCode::CREATED, scrubbed(receipt)).into_response())
 }
 
 #[cfg(test)]

@@ -1,0 +1,340 @@
+//! The daemon's errors, apart from the runs it starts (whose failures are the run's):
+//!
+//! - [`ServeError`]: what stops the daemon at start (the lines folder, the token file, the
+//!   listening address, the jobs left in the store) and what a handler fails with reading
+//!   the store (releases, a dataset's tables) before it answers. Each carries the run code
+//!   it would fail a run with.
+//! - [`ApiError`]: every error answer of the HTTP API, with its HTTP status and its stable
+//!   code string (`not-found`, `bad-params`, …); it answers through `serve::problem`, so a
+//!   handler returns `Result<_, ApiError>`. The statuses, codes and messages are the API's
+//!   contract (the OpenAPI document and `tests/daemon.rs`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::diag::RunCode;
+use crate::serve::problem;
+
+/// Why the daemon cannot start, or a handler cannot read what it answers from.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The lines folder could not be listed.
+    #[error("cannot read lines folder {dir}: {source}")]
+    LinesFolder {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lines folder holds no line that loads.
+    #[error("no valid line files in {dir}")]
+    NoLines { dir: PathBuf },
+    /// The token file could not be read.
+    #[error("cannot read token file {path}: {source}")]
+    TokenFileRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token file is not a token file (YAML, or its keys).
+    #[error("token file {path}: {source}")]
+    TokenFileParse {
+        path: PathBuf,
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    /// A token shorter than 16 characters.
+    #[error("token file {path}: token `{name}` is shorter than 16 characters")]
+    ShortToken { path: PathBuf, name: String },
+    /// A `sha256` that is not 64 hex digits.
+    #[error("token file {path}: sha256 of `{name}` is not 64 hex digits")]
+    BadDigest { path: PathBuf, name: String },
+    /// Both or neither of `token` and `sha256`.
+    #[error("token file {path}: `{name}` needs exactly one of `token` and `sha256`")]
+    TokenOrDigest { path: PathBuf, name: String },
+    /// A token an attacker would try first.
+    #[error(
+        "token file {path}: the token of `{name}` is a well-known weak one; make a long random one (e.g. `openssl rand -hex 32`)"
+    )]
+    WeakToken { path: PathBuf, name: String },
+    /// An upload token that names no submitter.
+    #[error(
+        "token file {path}: upload token `{name}` names no `submitters` (whose files it uploads, e.g. county codes)"
+    )]
+    NoSubmitters { path: PathBuf, name: String },
+    /// A submitter name that is not letters and digits.
+    #[error(
+        "token file {path}: submitter `{submitter}` of `{name}` is not letters and digits only"
+    )]
+    BadSubmitter {
+        path: PathBuf,
+        name: String,
+        submitter: String,
+    },
+    /// A role that is not one of `roles`.
+    #[error("token file {path}: unknown role `{role}` of `{name}` (roles: {roles})")]
+    UnknownRole {
+        path: PathBuf,
+        name: String,
+        role: String,
+        roles: String,
+    },
+    /// The jobs a previous daemon left could not be listed.
+    #[error("cannot list daemon/jobs: {0}")]
+    ListJobs(#[source] object_store::Error),
+    /// The address could not be listened on.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listening socket's address could not be read.
+    #[error("{0}")]
+    LocalAddr(#[source] std::io::Error),
+    /// A line's releases could not be listed.
+    #[error("{0}")]
+    Releases(#[source] crate::publish::PublishError),
+    /// A release's Parquet file could not be opened.
+    #[error("{path}: {source}")]
+    ReleaseFile {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// A release's Parquet file could not be read.
+    #[error("{path}: {source}")]
+    ReleaseBatch {
+        path: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    /// The releases' tables could not be put together.
+    #[error("{0}")]
+    Table(#[source] arrow::error::ArrowError),
+}
+
+impl ServeError {
+    /// The run code this error would fail a run with: objects or files that cannot be read
+    /// as they should be are `R003`, a wrong token file (the daemon's parameter) `R001`,
+    /// and the machinery (the socket, putting tables together) `R009`.
+    pub fn code(&self) -> RunCode {
+        match self {
+            ServeError::Releases(e) => e.code(),
+            ServeError::LinesFolder { .. }
+            | ServeError::NoLines { .. }
+            | ServeError::TokenFileRead { .. }
+            | ServeError::ListJobs(_)
+            | ServeError::ReleaseFile { .. }
+            | ServeError::ReleaseBatch { .. } => RunCode::Source,
+            ServeError::TokenFileParse { .. }
+            | ServeError::ShortToken { .. }
+            | ServeError::BadDigest { .. }
+            | ServeError::TokenOrDigest { .. }
+            | ServeError::WeakToken { .. }
+            | ServeError::NoSubmitters { .. }
+            | ServeError::BadSubmitter { .. }
+            | ServeError::UnknownRole { .. } => RunCode::Param,
+            ServeError::Listen { .. } | ServeError::LocalAddr(_) | ServeError::Table(_) => {
+                RunCode::Engine
+            }
+        }
+    }
+}
+
+/// An error answer of the API: its status ([`ApiError::status`]), its stable code
+/// ([`ApiError::code`]) and its message (`Display`), answered as
+/// `{"error": {"code", "message"}}` by `serve::problem`. Server-side causes are logged
+/// where they happen; the answer names only what could not be done.
+#[derive(Debug, thiserror::Error)]
+pub(in crate::serve) enum ApiError {
+    /// More requests at once than `max_requests` (503, with `Retry-After`).
+    #[error("too many requests at once; try again shortly")]
+    Busy,
+    /// No bearer token (401).
+    #[error("a bearer token is required")]
+    NoToken,
+    /// A token that is not in the token file (401).
+    #[error("the token is not valid")]
+    BadToken,
+    /// A token without the role or the line (403).
+    #[error("the token does not allow this")]
+    Forbidden,
+    /// A body that paused too long (408).
+    #[error("the body paused longer than {seconds} s")]
+    BodyTimeout { seconds: u64 },
+    /// A body that could not be read (400).
+    #[error("the body could not be read")]
+    BadBody,
+    /// A body larger than allowed (413).
+    #[error("the body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// No such line (404).
+    #[error("no line `{0}`")]
+    NoLine(String),
+    /// No such dataset (404).
+    #[error("no dataset `{0}`")]
+    NoDataset(String),
+    /// No such run, or one the caller may not see (404).
+    #[error("no run `{0}`")]
+    NoRun(String),
+    /// A run that has not written its quality report yet (404).
+    #[error("run `{0}` has no quality report yet")]
+    QualityNotYet(String),
+    /// A run that wrote no quality report (404).
+    #[error("run `{0}` wrote no quality report")]
+    NoQuality(String),
+    /// No current release of a dataset for the periods asked (404).
+    #[error("`{0}` has no published release for the periods asked")]
+    NotPublished(String),
+    /// A filter that is not a dimension of the dataset (400).
+    #[error(
+        "`{filter}` is not a dimension of `{dataset}`; filter by {dimensions}, area, period or format"
+    )]
+    BadFilter {
+        filter: String,
+        dataset: String,
+        dimensions: String,
+    },
+    /// A format other than csv or json (400).
+    #[error("format `{0}`: use csv or json")]
+    BadFormat(String),
+    /// A run request that is not `{"params": {…}}` (400).
+    #[error("expected {{\"params\": {{\"name\": \"value\"}}}}: {0}")]
+    BadRequest(#[source] serde_json::Error),
+    /// Parameters the line does not take (400; the message of the parameter check).
+    #[error("{0}")]
+    BadParams(String),
+    /// The daemon is stopping and starts no runs (503).
+    #[error("the daemon is stopping")]
+    Stopping,
+    /// A file or period name that is not plain (400).
+    #[error("file and period names are letters, digits, `.`, `_` and `-`, not starting with `.`")]
+    BadName,
+    /// A file not named for one of the token's submitters (403).
+    #[error(
+        "token `{token}` uploads for {submitters}: a file's name starts with one of them and `.`, `_` or `-`"
+    )]
+    NotYourFile { token: String, submitters: String },
+    /// A file no source of the line reads (422).
+    #[error("`{file}` is not read by any source of `{line}`; sources read {expected}")]
+    NoSource {
+        file: String,
+        line: String,
+        expected: String,
+    },
+    /// The releases could not be listed (500).
+    #[error("cannot read releases")]
+    ReadReleases,
+    /// A dataset's releases could not be read (500).
+    #[error("cannot read the dataset")]
+    ReadDataset,
+    /// A quality report that is not JSON (500).
+    #[error("the quality report cannot be read")]
+    ReadQuality,
+    /// An upload that could not be stored (500).
+    #[error("cannot store the file")]
+    StoreUpload,
+    /// A dataset that could not be filtered (500).
+    #[error("cannot filter")]
+    Filter,
+    /// A dataset that could not be written as CSV (500).
+    #[error("cannot write CSV")]
+    WriteCsv,
+    /// A dataset whose labels could not be made (500).
+    #[error("cannot label the dataset")]
+    Label,
+    /// A dataset that could not be written as JSON-stat (500).
+    #[error("cannot write JSON-stat")]
+    WriteJsonStat,
+    /// The daemon was started without `--assets` (404).
+    #[error("the daemon was started without --assets (Chart.js)")]
+    NoAssets,
+    /// The assets folder has no Chart.js (404).
+    #[error("chart.umd.js not found")]
+    NoChart,
+}
+
+impl ApiError {
+    /// The HTTP status of the answer.
+    pub(in crate::serve) fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Busy | ApiError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoToken | ApiError::BadToken => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden | ApiError::NotYourFile { .. } => StatusCode::FORBIDDEN,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BadBody
+            | ApiError::BadFilter { .. }
+            | ApiError::BadFormat(_)
+            | ApiError::BadRequest(_)
+            | ApiError::BadParams(_)
+            | ApiError::BadName => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NoLine(_)
+            | ApiError::NoDataset(_)
+            | ApiError::NoRun(_)
+            | ApiError::QualityNotYet(_)
+            | ApiError::NoQuality(_)
+            | ApiError::NotPublished(_)
+            | ApiError::NoAssets
+            | ApiError::NoChart => StatusCode::NOT_FOUND,
+            ApiError::NoSource { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::ReadReleases
+            | ApiError::ReadDataset
+            | ApiError::ReadQuality
+            | ApiError::StoreUpload
+            | ApiError::Filter
+            | ApiError::WriteCsv
+            | ApiError::Label
+            | ApiError::WriteJsonStat => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code of the answer (`error.code`).
+    pub(in crate::serve) fn code(&self) -> &'static str {
+        match self {
+            ApiError::Busy => "busy",
+            ApiError::NoToken | ApiError::BadToken => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::BodyTimeout { .. } => "body-timeout",
+            ApiError::BadBody => "bad-body",
+            ApiError::TooLarge { .. } => "too-large",
+            ApiError::NoLine(_)
+            | ApiError::NoDataset(_)
+            | ApiError::NoRun(_)
+            | ApiError::QualityNotYet(_)
+            | ApiError::NoQuality(_) => "not-found",
+            ApiError::NotPublished(_) => "not-published",
+            ApiError::BadFilter { .. } => "bad-filter",
+            ApiError::BadFormat(_) => "bad-format",
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::BadParams(_) => "bad-params",
+            ApiError::Stopping => "stopping",
+            ApiError::BadName => "bad-name",
+            ApiError::NotYourFile { .. } => "not-your-file",
+            ApiError::NoSource { .. } => "no-source",
+            ApiError::ReadReleases
+            | ApiError::ReadDataset
+            | ApiError::ReadQuality
+            | ApiError::StoreUpload => "store",
+            ApiError::Filter | ApiError::WriteCsv | ApiError::Label | ApiError::WriteJsonStat => {
+                "engine"
+            }
+            ApiError::NoAssets | ApiError::NoChart => "no-assets",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = problem(self.status(), self.code(), self.to_string());
+        if matches!(self, ApiError::Busy) {
+            // Busy for a moment only: a client may try again after a second.
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
