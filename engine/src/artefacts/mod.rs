@@ -16,9 +16,9 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::line::load::Line;
-use crate::run::RunReport;
 use crate::run::accounting::StepQuality;
 use crate::run::record::{Recorder, RunInfo};
+use crate::run::{RunIoError, RunReport};
 
 /// The artefacts every run leaves: OpenLineage events and the quality report.
 pub struct Artefacts;
@@ -37,15 +37,18 @@ impl Recorder for Artefacts {
         line: &Line,
         report: &RunReport,
         steps: &BTreeMap<String, StepQuality>,
-    ) -> Result<(Value, String), String> {
+    ) -> Result<(Value, String), RunIoError> {
         let q = quality::report(line, report, steps);
-        let json = serde_json::to_value(&q).map_err(|e| e.to_string())?;
+        let json = serde_json::to_value(&q).map_err(RunIoError::QualityJson)?;
         Ok((json, quality::html(&q)))
     }
 
-    fn send<'a>(&'a self, url: &'a str, event: &'a Value) -> BoxFuture<'a, Result<(), String>> {
-        // The recorder's answer is still text; the artefact's error becomes its message.
-        Box::pin(async move { lineage::send(url, event).await.map_err(|e| e.to_string()) })
+    fn send<'a>(&'a self, url: &'a str, event: &'a Value) -> BoxFuture<'a, Result<(), RunIoError>> {
+        Box::pin(async move {
+            lineage::send(url, event)
+                .await
+                .map_err(|e| RunIoError::LineageSend(e.into()))
+        })
     }
 }
 

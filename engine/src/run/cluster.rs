@@ -46,6 +46,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::AsyncArrowWriter;
 use url::Url;
 
+use crate::run::RunIoError;
 use crate::store::Store;
 
 /// A cluster the run's plans are sent to.
@@ -60,32 +61,38 @@ pub struct Cluster {
 }
 
 /// `ballista://HOST:PORT` → the scheduler's `HOST:PORT`.
-pub fn scheduler_address(engine: &str) -> Result<String, String> {
-    let rest = engine.strip_prefix("ballista://").ok_or_else(|| {
-        format!("unknown engine `{engine}`; use `local` or `ballista://HOST:PORT`")
-    })?;
+pub fn scheduler_address(engine: &str) -> Result<String, RunIoError> {
+    let rest = engine
+        .strip_prefix("ballista://")
+        .ok_or_else(|| RunIoError::UnknownEngine {
+            engine: engine.to_string(),
+        })?;
     let rest = rest.trim_end_matches('/');
     let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "50050"));
     if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!(
-            "`{engine}` names no scheduler; use ballista://HOST:PORT (port 50050 by default)"
-        ));
+        return Err(RunIoError::NoScheduler {
+            engine: engine.to_string(),
+        });
     }
     Ok(format!("{host}:{port}"))
 }
 
 /// The store's root as a URL every process of the cluster can open.
-fn root_url(store: &Store) -> Result<String, String> {
+fn root_url(store: &Store) -> Result<String, RunIoError> {
     let url = store.url.as_str();
     match url.split_once("://") {
         Some(("s3" | "s3a", rest)) => Ok(format!("s3://{}/", rest.trim_end_matches('/'))),
         Some(("file", rest)) => Ok(format!("file://{}/", rest.trim_end_matches('/'))),
-        Some((scheme, _)) => Err(format!(
-            "a Ballista cluster cannot read a `{scheme}://` store; use an s3:// store or a folder the executors share"
-        )),
+        Some((scheme, _)) => Err(RunIoError::StoreScheme {
+            scheme: scheme.to_string(),
+        }),
         None => {
-            let abs = std::fs::canonicalize(url.trim_end_matches('/'))
-                .map_err(|e| format!("store folder `{url}`: {e}"))?;
+            let abs = std::fs::canonicalize(url.trim_end_matches('/')).map_err(|source| {
+                RunIoError::StoreFolder {
+                    url: url.to_string(),
+                    source,
+                }
+            })?;
             Ok(format!("file://{}/", abs.display()))
         }
     }
@@ -98,26 +105,26 @@ impl Cluster {
         local: &SessionState,
         store: &Store,
         run_id: &str,
-    ) -> Result<Cluster, String> {
+    ) -> Result<Cluster, RunIoError> {
         use datafusion::execution::FunctionRegistry;
         let address = scheduler_address(engine)?;
+        let session = |source: datafusion::error::DataFusionError| RunIoError::Session {
+            engine: engine.to_string(),
+            source,
+        };
         let mut state = local
             .clone()
             .upgrade_for_ballista(format!("http://{address}"))
-            .map_err(|e| format!("engine `{engine}`: {e}"))?;
+            .map_err(session)?;
         // The upgrade keeps only Ballista's own functions.
         for (name, f) in local.scalar_functions() {
             if state.udf(name).is_err() {
-                state
-                    .register_udf(f.clone())
-                    .map_err(|e| format!("engine `{engine}`: {e}"))?;
+                state.register_udf(f.clone()).map_err(session)?;
             }
         }
         for (name, f) in local.aggregate_functions() {
             if state.udaf(name).is_err() {
-                state
-                    .register_udaf(f.clone())
-                    .map_err(|e| format!("engine `{engine}`: {e}"))?;
+                state.register_udaf(f.clone()).map_err(session)?;
             }
         }
         Ok(Cluster {
@@ -130,7 +137,7 @@ impl Cluster {
     /// Checks that the cluster answers and cannot pseudonymise: a cluster that holds a key
     /// (an older version, or one started by hand with a key) is a pseudonym oracle for
     /// anyone who reaches it, and is refused.
-    pub async fn check(&self) -> Result<(), String> {
+    pub async fn check(&self) -> Result<(), RunIoError> {
         let sql = "SELECT pseudonym(column1) AS p FROM (VALUES ('valtava-key-check'))";
         let ctx = SessionContext::new_with_state(self.state.clone());
         let answer = async {
@@ -139,11 +146,9 @@ impl Cluster {
         }
         .await;
         match answer {
-            Ok(()) => Err(
-                "the cluster computes pseudonyms: its scheduler or executors hold a pseudonymisation key; restart them without one".into(),
-            ),
+            Ok(()) => Err(RunIoError::HoldsKey),
             Err(e) if e.to_string().contains(crate::functions::NO_KEY) => Ok(()),
-            Err(e) => Err(format!("the cluster did not answer: {e}")),
+            Err(source) => Err(RunIoError::NoAnswer { source }),
         }
     }
 
@@ -156,7 +161,7 @@ impl Cluster {
         plan: LogicalPlan,
         local: &SessionState,
         store: &Arc<dyn ObjectStore>,
-    ) -> Result<LogicalPlan, String> {
+    ) -> Result<LogicalPlan, RunIoError> {
         let mut tables: BTreeMap<String, Arc<dyn TableProvider>> = BTreeMap::new();
         plan.apply_with_subqueries(|p| {
             if let LogicalPlan::TableScan(t) = p
@@ -168,22 +173,24 @@ impl Cluster {
                 tables.insert(t.table_name.to_string(), provider);
             }
             Ok(TreeNodeRecursion::Continue)
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         let mut copies: BTreeMap<String, Arc<dyn TableProvider>> = BTreeMap::new();
         for (i, (name, provider)) in tables.into_iter().enumerate() {
             let file = format!("{}/{step}/{i}.parquet", self.work);
             write_parquet(&provider, local, store, &file)
                 .await
-                .map_err(|e| format!("table `{name}` of step `{step}`: {e}"))?;
-            let url = ListingTableUrl::parse(format!("{}{file}", self.root))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| RunIoError::Copy {
+                    table: name.clone(),
+                    step: step.to_string(),
+                    source: Box::new(e),
+                })?;
+            let url = ListingTableUrl::parse(format!("{}{file}", self.root))?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet");
             let config = ListingTableConfig::new(url)
                 .with_listing_options(options)
                 .with_schema(provider.schema());
-            let table = ListingTable::try_new(config).map_err(|e| e.to_string())?;
+            let table = ListingTable::try_new(config)?;
             copies.insert(name, Arc::new(table));
         }
         plan.transform_up_with_subqueries(|p| match p {
@@ -197,7 +204,7 @@ impl Cluster {
             other => Ok(Transformed::no(other)),
         })
         .map(|t| t.data)
-        .map_err(|e| e.to_string())
+        .map_err(RunIoError::from)
     }
 
     /// Removes this run's work files.
@@ -243,24 +250,19 @@ async fn write_parquet(
     state: &SessionState,
     store: &Arc<dyn ObjectStore>,
     path: &str,
-) -> Result<(), String> {
-    let plan = provider
-        .scan(state, None, &[], None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut stream = execute_stream(plan, state.task_ctx()).map_err(|e| e.to_string())?;
+) -> Result<(), RunIoError> {
+    let plan = provider.scan(state, None, &[], None).await?;
+    let mut stream = execute_stream(plan, state.task_ctx())?;
     let writer = BufWriter::new(store.clone(), Path::from(path));
     let mut w = AsyncArrowWriter::try_new(
         writer,
         provider.schema(),
         Some(crate::publish::writer_properties()),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| e.to_string())?;
-        w.write(&batch).await.map_err(|e| e.to_string())?;
+        w.write(&batch?).await?;
     }
-    w.close().await.map_err(|e| e.to_string())?;
+    w.close().await?;
     Ok(())
 }
 
@@ -319,7 +321,7 @@ fn functions() -> BallistaFunctionRegistry {
 }
 
 /// Runs a Ballista scheduler with Valtava's functions until it is stopped.
-pub async fn scheduler(bind: std::net::SocketAddr) -> Result<(), String> {
+pub async fn scheduler(bind: std::net::SocketAddr) -> Result<(), RunIoError> {
     use ballista_scheduler::cluster::BallistaCluster;
     use ballista_scheduler::config::SchedulerConfig;
     let udfs = crate::functions::udfs(None);
@@ -353,10 +355,10 @@ pub async fn scheduler(bind: std::net::SocketAddr) -> Result<(), String> {
     };
     let cluster = BallistaCluster::new_from_config(&config)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| RunIoError::Ballista(e.into()))?;
     ballista_scheduler::scheduler_process::start_server(cluster, bind, Arc::new(config))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| RunIoError::Ballista(e.into()))
 }
 
 /// What an executor needs to know.
@@ -455,13 +457,15 @@ impl ballista_executor::execution_engine::QueryStageExecutor for StageWithoutMet
 }
 
 /// Runs a Ballista executor with Valtava's functions until it is stopped.
-pub async fn executor(opts: ExecutorOptions) -> Result<(), String> {
+pub async fn executor(opts: ExecutorOptions) -> Result<(), RunIoError> {
     use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
     let (host, port) = opts
         .scheduler
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| format!("--scheduler `{}`: use HOST:PORT", opts.scheduler))?;
+        .ok_or_else(|| RunIoError::SchedulerAddress {
+            scheduler: opts.scheduler.clone(),
+        })?;
     let work_dir = opts.work_dir.clone();
     let temp = work_dir.clone();
     let mut config = ExecutorProcessConfig {
@@ -489,7 +493,7 @@ pub async fn executor(opts: ExecutorOptions) -> Result<(), String> {
     }
     start_executor_process(Arc::new(config))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| RunIoError::Ballista(e.into()))
 }
 
 #[cfg(test)]
@@ -514,7 +518,7 @@ mod tests {
     #[test]
     fn a_memory_store_cannot_be_shared_with_a_cluster() {
         let s = crate::store::open("memory://").unwrap();
-        assert!(root_url(&s).unwrap_err().contains("memory://"));
+        assert!(root_url(&s).unwrap_err().to_string().contains("memory://"));
         let s3 = Store {
             url: "s3://b/tuotanto".into(),
             inner: s.inner.clone(),

@@ -25,7 +25,9 @@ pub fn engine_problem(engine: &str) -> Option<String> {
     }
     #[cfg(feature = "ballista")]
     {
-        crate::run::cluster::scheduler_address(engine).err()
+        crate::run::cluster::scheduler_address(engine)
+            .err()
+            .map(|e| e.to_string())
     }
     #[cfg(not(feature = "ballista"))]
     Some(if engine.starts_with("ballista://") {

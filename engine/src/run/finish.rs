@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::SessionContext;
@@ -32,7 +33,7 @@ pub(super) async fn write_quarantine(
     let quarantine_files = match shared.quarantine.close() {
         Ok(f) => f,
         Err(e) => {
-            failure.get_or_insert(fail(RunCode::Write, e));
+            failure.get_or_insert(e);
             vec![]
         }
     };
@@ -48,7 +49,7 @@ pub(super) async fn write_quarantine(
                 quarantine_paths.push(format!("{target}.parquet"));
             }
             Err(e) => {
-                failure.get_or_insert(fail(RunCode::Write, e));
+                failure.get_or_insert(e);
             }
         }
     }
@@ -96,12 +97,12 @@ pub(super) async fn write_captures(
 }
 
 /// Releases what the run published: its manifest and then the pointer to it
-/// ([`crate::publish::manifest::release`]).
+/// ([`crate::publish::manifest::release`]); a failure is a `Write` failure.
 pub(super) async fn release(
     shared: &Shared,
     report: &RunReport,
     period: &str,
-) -> Result<(), crate::publish::PublishError> {
+) -> Result<(), RunFailure> {
     let manifest = crate::publish::manifest::Manifest {
         line: &report.line,
         period,
@@ -113,7 +114,9 @@ pub(super) async fn release(
         datasets: &report.datasets,
         objects: Vec::new(),
     };
-    crate::publish::manifest::release(&shared.store, &shared.release_prefix, manifest).await
+    crate::publish::manifest::release(&shared.store, &shared.release_prefix, manifest)
+        .await
+        .map_err(|e| fail(RunCode::Write, e))
 }
 
 /// Writes the quality report, as JSON and as a page, from what each step counted, and
@@ -183,7 +186,7 @@ const QUARANTINE_SORT_BATCH_ROWS: usize = 2048;
 fn bounded_state(
     state: &datafusion::execution::SessionState,
     bytes: usize,
-) -> Result<datafusion::execution::SessionState, String> {
+) -> Result<datafusion::execution::SessionState, DataFusionError> {
     let mut config = state
         .config()
         .clone()
@@ -194,8 +197,7 @@ fn bounded_state(
         .with_memory_pool(Arc::new(
             datafusion::execution::memory_pool::FairSpillPool::new(bytes),
         ))
-        .build_arc()
-        .map_err(|e| e.to_string())?;
+        .build_arc()?;
     Ok(
         datafusion::execution::SessionStateBuilder::new_from_existing(state.clone())
             .with_config(config)
@@ -216,13 +218,12 @@ async fn sorted_quarantine(
         Arc<dyn datafusion::physical_plan::ExecutionPlan>,
         SendableRecordBatchStream,
     ),
-    String,
+    DataFusionError,
 > {
     let ctx = SessionContext::new_with_state(bounded_state(state, memory)?);
     let df = ctx
         .read_parquet(file.to_string_lossy().as_ref(), Default::default())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     // Sort by provenance where the step kept it, otherwise by every column, so the file's
     // bytes do not depend on the order in which parallel partitions finished.
     let names: Vec<String> = df
@@ -237,16 +238,14 @@ async fn sorted_quarantine(
         } else {
             names
         };
-    let df = df
-        .sort(
-            keys.iter()
-                .map(|k| {
-                    datafusion::prelude::col(datafusion::common::Column::from_name(k.as_str()))
-                        .sort(true, true)
-                })
-                .collect(),
-        )
-        .map_err(|e| e.to_string())?;
+    let df = df.sort(
+        keys.iter()
+            .map(|k| {
+                datafusion::prelude::col(datafusion::common::Column::from_name(k.as_str()))
+                    .sort(true, true)
+            })
+            .collect(),
+    )?;
     let schema: SchemaRef = Arc::new(Schema::new(
         df.schema()
             .fields()
@@ -254,18 +253,25 @@ async fn sorted_quarantine(
             .map(|f| Field::clone(f))
             .collect::<Vec<_>>(),
     ));
-    let plan = df.create_physical_plan().await.map_err(|e| e.to_string())?;
-    let stream = execute_stream(plan.clone(), ctx.task_ctx()).map_err(|e| e.to_string())?;
+    let plan = df.create_physical_plan().await?;
+    let stream = execute_stream(plan.clone(), ctx.task_ctx())?;
     Ok((schema, plan, stream))
 }
 
-/// Sorts a local quarantine file by object and row and writes it to the store.
-async fn write_sorted(shared: &Shared, file: &std::path::Path, target: &str) -> Result<(), String> {
+/// Sorts a local quarantine file by object and row and writes it to the store; a failure
+/// is a `Write` failure.
+async fn write_sorted(
+    shared: &Shared,
+    file: &std::path::Path,
+    target: &str,
+) -> Result<(), RunFailure> {
     let memory = shared
         .memory_limit
         .unwrap_or(usize::MAX)
         .min(QUARANTINE_SORT_MEMORY);
-    let (schema, _, stream) = sorted_quarantine(&shared.state, file, memory).await?;
+    let (schema, _, stream) = sorted_quarantine(&shared.state, file, memory)
+        .await
+        .map_err(|e| fail(RunCode::Write, e))?;
     let (dir, name) = target.rsplit_once('/').unwrap_or(("", target));
     crate::publish::write_stream(
         &shared.store.inner,
@@ -277,7 +283,7 @@ async fn write_sorted(shared: &Shared, file: &std::path::Path, target: &str) -> 
         |_| Ok(()),
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| fail(RunCode::Write, e))?;
     Ok(())
 }
 

@@ -20,6 +20,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
+use crate::run::report::fail;
+use crate::run::{RunCode, RunFailure};
 use crate::store::Store;
 
 /// Where the leases of running runs are.
@@ -68,13 +70,14 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Takes the lease of run `run_id` of `line`, which writes under `prefixes`.
+    /// Takes the lease of run `run_id` of `line`, which writes under `prefixes`; a failure
+    /// is a `Write` failure.
     pub async fn take(
         store: &Store,
         line: &str,
         run_id: &str,
         prefixes: Vec<String>,
-    ) -> Result<Lease, String> {
+    ) -> Result<Lease, RunFailure> {
         let path = Path::from(crate::store::layout::lease(line, run_id));
         let info = LeaseInfo {
             host: host(),
@@ -84,17 +87,24 @@ impl Lease {
             prefixes,
             process: process_key(std::process::id()),
         };
-        let bytes = bytes::Bytes::from(serde_json::to_vec(&info).map_err(|e| e.to_string())?);
+        let bytes =
+            bytes::Bytes::from(serde_json::to_vec(&info).map_err(|e| fail(RunCode::Write, e))?);
         store
             .inner
             .put(&path, bytes.clone().into())
             .await
             .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => format!(
-                    "cannot write to store {}: its bucket or folder does not exist",
-                    store.url
+                object_store::Error::NotFound { .. } => fail(
+                    RunCode::Write,
+                    format!(
+                        "cannot write to store {}: its bucket or folder does not exist",
+                        store.url
+                    ),
                 ),
-                e => format!("cannot write the run's lease to store {}: {e}", store.url),
+                e => fail(
+                    RunCode::Write,
+                    format!("cannot write the run's lease to store {}: {e}", store.url),
+                ),
             })?;
         let (inner, at) = (store.inner.clone(), path.clone());
         let renew = tokio::spawn(async move {
@@ -326,18 +336,26 @@ pub(crate) async fn sweep_work(
 /// The folder holds a lock file the run keeps locked: a process in another container
 /// that shares the temporary folder has process numbers this one cannot see, and its lock
 /// is what tells that its folder is in use. The folder goes when the run ends, however it
-/// ends (the value is dropped).
-pub fn make_scratch(run_id: &str) -> Result<Scratch, String> {
+/// ends (the value is dropped). A failure is a `Write` failure.
+pub fn make_scratch(run_id: &str) -> Result<Scratch, RunFailure> {
     let dir = std::env::temp_dir().join(format!("valtava-{run_id}-{}", std::process::id()));
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(&dir)
-        .map_err(|e| format!("scratch folder `{}`: {e}", dir.display()))?;
+    builder.create(&dir).map_err(|e| {
+        fail(
+            RunCode::Write,
+            format!("scratch folder `{}`: {e}", dir.display()),
+        )
+    })?;
     let lock = std::fs::File::create_new(dir.join(SCRATCH_LOCK))
         .and_then(|f| f.try_lock().map(|()| f).map_err(std::io::Error::other))
-        .map_err(|e| format!("scratch folder `{}`: {e}", dir.display()));
+        .map_err(|e| {
+            fail(
+                RunCode::Write,
+                format!("scratch folder `{}`: {e}", dir.display()),
+            )
+        });
     match lock {
         Ok(lock) => Ok(Scratch { dir, _lock: lock }),
         Err(e) => {

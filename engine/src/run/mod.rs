@@ -34,6 +34,8 @@
 //!   the release (its manifest and pointer are written by `publish/manifest.rs`), the
 //!   quality report.
 //! - `report.rs`: the run report ([`RunReport`]) and the failure codes ([`RunCode`]).
+//! - `error.rs`: [`RunIoError`], what the cluster, a spill file or the recorder fails with,
+//!   with the code it fails a run with.
 //! - `progress.rs`: the progress line and the memory log.
 //! - `record.rs`: the [`record::Recorder`] that writes lineage events and the quality report;
 //!   `gc.rs`: the run's lease and scratch folder, and collecting what killed runs leave.
@@ -42,6 +44,7 @@ pub mod accounting;
 #[cfg(feature = "ballista")]
 pub mod cluster;
 mod engine;
+mod error;
 mod finish;
 pub mod gc;
 mod progress;
@@ -56,6 +59,7 @@ mod streams;
 
 pub use accounting::Counters;
 pub use engine::engine_problem;
+pub use error::RunIoError;
 pub use report::{DatasetReport, RunCode, RunError, RunFailure, RunReport, RunStatus, StepReport};
 
 use std::collections::BTreeMap;
@@ -199,8 +203,8 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
 
     crate::run::gc::collect(&opts.store).await;
     let lease = take_lease(&opts.store, &id).await?;
-    let scratch = crate::run::gc::make_scratch(&id.run_id)
-        .map_err(|e| RunError::Failed(fail(RunCode::Write, e), None))?;
+    let scratch =
+        crate::run::gc::make_scratch(&id.run_id).map_err(|f| RunError::Failed(f, None))?;
     let state = crate::plan::limited_session(Some(&key), 2, opts.memory_limit)
         .map_err(|e| RunError::Failed(fail(RunCode::Engine, e.to_string()), None))?
         .state();
@@ -306,7 +310,7 @@ async fn take_lease(store: &Store, id: &RunIdentity) -> Result<crate::run::gc::L
         ],
     )
     .await
-    .map_err(|e| RunError::Failed(fail(RunCode::Write, e), None))
+    .map_err(|f| RunError::Failed(f, None))
 }
 
 /// What the run's tasks share, from the planned line, the session and the scratch folder.
@@ -426,7 +430,7 @@ async fn settle(
     if failure.is_none() && !report.datasets.is_empty() {
         match release(shared, report, &id.period).await {
             Ok(()) => report.release = Some(id.release_prefix.clone()),
-            Err(e) => *failure = Some(fail(RunCode::Write, e)),
+            Err(e) => *failure = Some(e),
         }
     }
     if let Some(f) = failure.as_ref() {

@@ -22,6 +22,8 @@ use crate::functions::pseudonym;
 use crate::line::spec::Severity;
 use crate::plan::{OBJECT_COLUMN, ROW_COLUMN, StepPlan, TapRule};
 use crate::run::accounting::StepQuality;
+use crate::run::report::fail;
+use crate::run::{RunCode, RunFailure};
 
 pub const RULES_COLUMN: &str = "_rules";
 pub const REASONS_COLUMN: &str = "_reasons";
@@ -73,7 +75,7 @@ impl Quarantine {
         rules: Vec<String>,
         reasons: Vec<String>,
         personal: &BTreeSet<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RunFailure> {
         let (mut columns, fields) = self.safe_columns(data, personal)?;
         let n = data.num_rows();
         let reasons: Vec<String> = reasons.into_iter().map(crate::redact::scrubbed).collect();
@@ -81,7 +83,7 @@ impl Quarantine {
         columns.push(Arc::new(StringArray::from(reasons)));
         columns.push(Arc::new(StringArray::from(vec![self.run_id.as_str(); n])));
         let schema = Self::schema_for(&Schema::new(fields));
-        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
+        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(write_failure)?;
         self.append(step, &schema, &batch, n)
     }
 
@@ -91,7 +93,7 @@ impl Quarantine {
         &self,
         data: &RecordBatch,
         personal: &BTreeSet<String>,
-    ) -> Result<(Vec<ArrayRef>, Vec<Field>), String> {
+    ) -> Result<(Vec<ArrayRef>, Vec<Field>), RunFailure> {
         let schema = data.schema();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len() + 3);
         let mut fields: Vec<Field> = Vec::new();
@@ -117,8 +119,8 @@ impl Quarantine {
 
     /// A personal column as the pseudonyms of its values as text, or nulls when the run
     /// has no key.
-    fn pseudonymised(&self, a: &ArrayRef) -> Result<ArrayRef, String> {
-        let text = arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+    fn pseudonymised(&self, a: &ArrayRef) -> Result<ArrayRef, RunFailure> {
+        let text = arrow::compute::cast(a, &DataType::Utf8).map_err(write_failure)?;
         let text = text.as_string::<i32>();
         let mut b = StringBuilder::new();
         for v in text.iter() {
@@ -138,16 +140,18 @@ impl Quarantine {
         schema: &SchemaRef,
         batch: &RecordBatch,
         n: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), RunFailure> {
         let mut files = self
             .files
             .lock()
-            .map_err(|_| "quarantine lock poisoned".to_string())?;
+            .map_err(|_| write_failure("quarantine lock poisoned"))?;
         if !files.contains_key(step) {
             let file = self.open_step_file(step, schema)?;
             files.insert(step.to_string(), file);
         }
-        let f = files.get_mut(step).ok_or("quarantine file vanished")?;
+        let f = files
+            .get_mut(step)
+            .ok_or_else(|| write_failure("quarantine file vanished"))?;
         if f.schema.fields() != schema.fields() {
             // A parse reject batch and a typed batch of the same step must agree.
             let cast: Vec<ArrayRef> = f
@@ -157,20 +161,21 @@ impl Quarantine {
                 .zip(batch.columns())
                 .map(|(field, a)| arrow::compute::cast(a, field.data_type()))
                 .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?;
-            let batch = RecordBatch::try_new(f.schema.clone(), cast).map_err(|e| e.to_string())?;
-            f.writer.write(&batch).map_err(|e| e.to_string())?;
+                .map_err(write_failure)?;
+            let batch = RecordBatch::try_new(f.schema.clone(), cast).map_err(write_failure)?;
+            f.writer.write(&batch).map_err(write_failure)?;
         } else {
-            f.writer.write(batch).map_err(|e| e.to_string())?;
+            f.writer.write(batch).map_err(write_failure)?;
         }
         f.rows += n as u64;
         Ok(())
     }
 
     /// Creates the step's local Parquet file for batches of `schema`.
-    fn open_step_file(&self, step: &str, schema: &SchemaRef) -> Result<StepFile, String> {
+    fn open_step_file(&self, step: &str, schema: &SchemaRef) -> Result<StepFile, RunFailure> {
         let path = self.dir.join(format!("{step}.parquet"));
-        let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file =
+            File::create(&path).map_err(|e| write_failure(format!("{}: {e}", path.display())))?;
         // Small row groups: the writer holds one in memory, and a run may reject
         // millions of rows (the file is sorted into the store's at the end).
         let props = parquet::file::properties::WriterProperties::builder()
@@ -178,7 +183,7 @@ impl Quarantine {
             .set_max_row_group_bytes(Some(crate::publish::ROW_GROUP_BYTES))
             .build();
         let writer =
-            ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+            ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(write_failure)?;
         Ok(StepFile {
             writer,
             schema: schema.clone(),
@@ -193,7 +198,7 @@ impl Quarantine {
         schema: &Schema,
         object: &str,
         rejects: &[valtava_plugin::RowReject],
-    ) -> Result<(), String> {
+    ) -> Result<(), RunFailure> {
         let n = rejects.len();
         let columns: Vec<ArrayRef> = schema
             .fields()
@@ -215,7 +220,7 @@ impl Quarantine {
                 .map(|f| f.as_ref().clone().with_nullable(true))
                 .collect::<Vec<_>>(),
         );
-        let batch = RecordBatch::try_new(Arc::new(nullable), columns).map_err(|e| e.to_string())?;
+        let batch = RecordBatch::try_new(Arc::new(nullable), columns).map_err(write_failure)?;
         self.write(
             step,
             &batch,
@@ -226,14 +231,14 @@ impl Quarantine {
     }
 
     /// Closes the files; returns (step, local file, rows) for each step that rejected rows.
-    pub fn close(&self) -> Result<Vec<(String, PathBuf, u64)>, String> {
+    pub fn close(&self) -> Result<Vec<(String, PathBuf, u64)>, RunFailure> {
         let mut files = self
             .files
             .lock()
-            .map_err(|_| "quarantine lock poisoned".to_string())?;
+            .map_err(|_| write_failure("quarantine lock poisoned"))?;
         let mut out = Vec::new();
         for (step, f) in std::mem::take(&mut *files) {
-            f.writer.close().map_err(|e| e.to_string())?;
+            f.writer.close().map_err(write_failure)?;
             out.push((
                 step.clone(),
                 self.dir.join(format!("{step}.parquet")),
@@ -261,20 +266,21 @@ fn text_column(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
         .and_then(|a| arrow::compute::cast(a, &DataType::Utf8).ok())
 }
 
-/// Arrow errors as the tap reports them.
-fn arrow_err(e: arrow::error::ArrowError) -> String {
-    e.to_string()
+/// A failure of the quarantine or the tap: it fails the run as a write (`R008`), whatever
+/// failed (Arrow, Parquet, the local file).
+fn write_failure(e: impl std::fmt::Display) -> RunFailure {
+    fail(RunCode::Write, e)
 }
 
 /// Text with identity codes scrubbed, cast back to the column's own text type.
-fn scrubbed_text(a: &ArrayRef, data_type: &DataType) -> Result<ArrayRef, String> {
-    let text = arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+fn scrubbed_text(a: &ArrayRef, data_type: &DataType) -> Result<ArrayRef, RunFailure> {
+    let text = arrow::compute::cast(a, &DataType::Utf8).map_err(write_failure)?;
     let scrubbed: StringArray = text
         .as_string::<i32>()
         .iter()
         .map(|v| v.map(crate::redact::scrub))
         .collect();
-    arrow::compute::cast(&scrubbed, data_type).map_err(|e| e.to_string())
+    arrow::compute::cast(&scrubbed, data_type).map_err(write_failure)
 }
 
 /// Applies a step's filter and rule columns to a batch: counts violations (overall and per
@@ -286,12 +292,12 @@ pub fn tap(
     quality: &mut StepQuality,
     quarantine: &Quarantine,
     step: &str,
-) -> Result<TapOutcome, String> {
+) -> Result<TapOutcome, RunFailure> {
     let schema = batch.schema();
     let data_idx: Vec<usize> = (0..schema.fields().len())
         .filter(|&i| !schema.field(i).name().starts_with("__"))
         .collect();
-    let data = batch.project(&data_idx).map_err(|e| e.to_string())?;
+    let data = batch.project(&data_idx).map_err(write_failure)?;
     let n = batch.num_rows();
     let in_scope = scope_of(batch, plan, n);
     let filtered = n - in_scope.true_count();
@@ -313,11 +319,12 @@ pub fn tap(
         if filtered == 0 {
             data.clone()
         } else {
-            arrow::compute::filter_record_batch(&data, &in_scope).map_err(arrow_err)?
+            arrow::compute::filter_record_batch(&data, &in_scope).map_err(write_failure)?
         }
     } else {
-        let keep = and(&not(&broken.reject).map_err(arrow_err)?, &in_scope).map_err(arrow_err)?;
-        arrow::compute::filter_record_batch(&data, &keep).map_err(arrow_err)?
+        let keep =
+            and(&not(&broken.reject).map_err(write_failure)?, &in_scope).map_err(write_failure)?;
+        arrow::compute::filter_record_batch(&data, &keep).map_err(write_failure)?
     };
     Ok(TapOutcome {
         passed,
@@ -347,14 +354,14 @@ fn observe_dataset_checks(
     data: &RecordBatch,
     in_scope: &BooleanArray,
     filtered: usize,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     let rows = crate::plan::InScope {
         rows: data,
         filter: (filtered != 0).then_some(in_scope),
     };
     for check in &plan.dataset_checks {
         let state = quality.checks.entry(check.id.clone()).or_default();
-        check.rule.observe(&rows, state).map_err(arrow_err)?;
+        check.rule.observe(&rows, state).map_err(write_failure)?;
     }
     Ok(())
 }
@@ -409,7 +416,7 @@ fn apply_rules<'p>(
     in_scope: &BooleanArray,
     submitters: Option<&ArrayRef>,
     quality: &mut StepQuality,
-) -> Result<BrokenRules<'p>, String> {
+) -> Result<BrokenRules<'p>, RunFailure> {
     let n = batch.num_rows();
     let mut reject = BooleanArray::from(vec![false; n]);
     let mut failure = None;
@@ -417,12 +424,12 @@ fn apply_rules<'p>(
     for r in &plan.rules {
         let a = batch
             .column_by_name(&r.column)
-            .ok_or_else(|| format!("rule column {} missing", r.column))?;
+            .ok_or_else(|| write_failure(format!("rule column {} missing", r.column)))?;
         let broken = and(
-            &arrow::compute::is_not_null(a).map_err(arrow_err)?,
+            &arrow::compute::is_not_null(a).map_err(write_failure)?,
             in_scope,
         )
-        .map_err(arrow_err)?;
+        .map_err(write_failure)?;
         let count = broken.true_count();
         if count > 0 {
             *quality.violations.entry(r.id.clone()).or_default() += count as u64;
@@ -438,7 +445,7 @@ fn apply_rules<'p>(
                 }
             }
             match r.severity {
-                Severity::Reject => reject = or(&reject, &broken).map_err(arrow_err)?,
+                Severity::Reject => reject = or(&reject, &broken).map_err(write_failure)?,
                 Severity::Warn => {}
                 Severity::Fail => {
                     if failure.is_none() {
@@ -487,7 +494,7 @@ fn rejected_rows(
     broken: &BrokenRules,
     submitters: Option<&ArrayRef>,
     quality: &mut StepQuality,
-) -> Result<(RecordBatch, Vec<String>, Vec<String>), String> {
+) -> Result<(RecordBatch, Vec<String>, Vec<String>), RunFailure> {
     let n = data.num_rows();
     let idx: Vec<u64> = (0..n as u64)
         .filter(|&i| broken.reject.value(i as usize))
@@ -515,7 +522,7 @@ fn rejected_rows(
         }
     }
     let take = UInt64Array::from(idx);
-    let rows = arrow::compute::take_record_batch(data, &take).map_err(arrow_err)?;
+    let rows = arrow::compute::take_record_batch(data, &take).map_err(write_failure)?;
     Ok((rows, ids, reasons))
 }
 

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::line::load::Line;
 use crate::plan::StepPlan;
-use crate::run::RunReport;
 use crate::run::accounting::StepQuality;
+use crate::run::{RunIoError, RunReport};
 
 /// Everything an event needs to know of the run.
 pub struct RunInfo<'a> {
@@ -31,13 +31,14 @@ pub trait Recorder: Send + Sync {
     /// The lineage event of the run's end, with its report.
     fn end_event(&self, run: &RunInfo<'_>, time: &str, report: &RunReport) -> Value;
     /// The quality report (JSON) and its self-contained page (HTML), from what each step
-    /// counted.
+    /// counted; an error is [`RunIoError::QualityJson`].
     fn quality(
         &self,
         line: &Line,
         report: &RunReport,
         steps: &BTreeMap<String, StepQuality>,
-    ) -> Result<(Value, String), String>;
-    /// Sends a lineage event to an OpenLineage endpoint.
-    fn send<'a>(&'a self, url: &'a str, event: &'a Value) -> BoxFuture<'a, Result<(), String>>;
+    ) -> Result<(Value, String), RunIoError>;
+    /// Sends a lineage event to an OpenLineage endpoint; an error is
+    /// [`RunIoError::LineageSend`].
+    fn send<'a>(&'a self, url: &'a str, event: &'a Value) -> BoxFuture<'a, Result<(), RunIoError>>;
 }

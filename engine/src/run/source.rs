@@ -227,10 +227,12 @@ impl<'a> SourceReader<'a> {
             if let Ok(mut q) = counters.quality.lock() {
                 *q.violations.entry("parse".into()).or_default() += parsed.rejects.len() as u64;
             }
-            self.shared
-                .quarantine
-                .write_unparsed(self.step, &self.typed_schema, name, &parsed.rejects)
-                .map_err(|e| fail(RunCode::Write, e))?;
+            self.shared.quarantine.write_unparsed(
+                self.step,
+                &self.typed_schema,
+                name,
+                &parsed.rejects,
+            )?;
         }
         Ok(())
     }
@@ -260,7 +262,6 @@ fn limit_reached(
     shared
         .quarantine
         .write_unparsed(step, schema, name, &[reject])
-        .map_err(|e| fail(RunCode::Write, e))
 }
 
 /// Casts a parser's native columns to text where the raw schema expects text.

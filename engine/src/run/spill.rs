@@ -11,8 +11,10 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use crate::run::RunIoError;
+
 /// Whether a spill file is complete: `None` while it is written, then the writer's outcome.
-pub type Ready = Option<Result<(), String>>;
+pub type Ready = Option<Result<(), RunIoError>>;
 
 /// Partition `part` of `parts` of the file at `path`: every `parts`-th batch from `part`,
 /// once `ready` says the file is complete (an error if its writer failed).
@@ -24,11 +26,13 @@ pub fn read_when_ready(
     parts: usize,
 ) -> SendableRecordBatchStream {
     let stream = futures::stream::once(async move {
-        let outcome = ready
-            .wait_for(|v| v.is_some())
-            .await
-            .map(|v| v.clone().unwrap_or(Ok(())))
-            .unwrap_or_else(|_| Err("the writer ended before finishing".into()));
+        let outcome = match ready.wait_for(|v| v.is_some()).await {
+            Ok(v) => match &*v {
+                Some(Err(e)) => Err(e.to_string()),
+                _ => Ok(()),
+            },
+            Err(_) => Err(RunIoError::WriterGone.to_string()),
+        };
         if let Err(e) = outcome {
             return Err(DataFusionError::Execution(e));
         }

@@ -180,7 +180,7 @@ async fn write_output(
                 result
                     .as_ref()
                     .map(|_| ())
-                    .map_err(|_| "the producing step failed".to_string()),
+                    .map_err(|_| crate::run::RunIoError::ProducerFailed),
             ));
             result
         }
@@ -318,8 +318,7 @@ fn tapped(
         .quality
         .lock()
         .map_err(|_| fail(RunCode::Engine, "quality lock poisoned"))?;
-    let outcome = crate::run::quarantine::tap(batch, plan, &mut quality, &shared.quarantine, name)
-        .map_err(|e| fail(RunCode::Write, e))?;
+    let outcome = crate::run::quarantine::tap(batch, plan, &mut quality, &shared.quarantine, name)?;
     drop(quality);
     counters
         .quarantined
