@@ -22,52 +22,98 @@ pub struct Checked {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// Why parameter values cannot be bound: the plan layer's error, a run's `R001`.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamError {
+    /// A value is given for a parameter the line does not declare.
+    #[error("unknown parameter `{name}`{hint}; the line `{line}` has {declared}")]
+    Unknown {
+        name: String,
+        /// ` (did you mean …)`, or empty.
+        hint: String,
+        line: String,
+        /// The declared parameters, quoted, or `none`.
+        declared: String,
+    },
+    /// A given value is not of the parameter's kind.
+    #[error("parameter `{name}`: {source}")]
+    Invalid {
+        name: String,
+        #[source]
+        source: crate::line::LineError,
+    },
+    /// The line's default is not of the parameter's kind.
+    #[error("default of `{name}`: {source}")]
+    BadDefault {
+        name: String,
+        #[source]
+        source: crate::line::LineError,
+    },
+    /// A parameter without a default is not given.
+    #[error("parameter `{name}` is required: give `--param {name}=…`")]
+    Required { name: String },
+}
+
+impl ParamError {
+    /// Every parameter problem fails a run as `R001`.
+    pub fn code(&self) -> crate::diag::RunCode {
+        crate::diag::RunCode::Param
+    }
+}
+
 /// Binds run-time parameter values (`name=value` pairs) against the line's declarations.
 /// Without `given`, every parameter gets its default or an example of its kind.
 pub fn bind_params(
     line: &Line,
     given: Option<&[(String, String)]>,
-) -> Result<BTreeMap<String, ParamValue>, String> {
+) -> Result<BTreeMap<String, ParamValue>, ParamError> {
     let mut out = BTreeMap::new();
-    if let Some(given) = given {
-        for (k, v) in given {
-            let Some(spec) = line.spec.params.get(k.as_str()) else {
-                let names: Vec<&str> = line.spec.params.keys().map(|k| k.value.as_str()).collect();
-                let hint = crate::diag::did_you_mean(k, names.iter().copied())
+    for (k, v) in given.unwrap_or_default() {
+        let Some(spec) = line.spec.params.get(k.as_str()) else {
+            let names: Vec<&str> = line.spec.params.keys().map(|k| k.value.as_str()).collect();
+            return Err(ParamError::Unknown {
+                name: k.clone(),
+                hint: crate::diag::did_you_mean(k, names.iter().copied())
                     .map(|h| format!(" ({h})"))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "unknown parameter `{k}`{hint}; the line `{}` has {}",
-                    line.spec.line.value,
-                    if names.is_empty() {
-                        "none".into()
-                    } else {
-                        names
-                            .iter()
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    }
-                ));
-            };
-            let value = crate::line::params::parse_value(spec.kind.value, v)
-                .map_err(|e| format!("parameter `{k}`: {e}"))?;
-            out.insert(k.clone(), value);
-        }
+                    .unwrap_or_default(),
+                line: line.spec.line.value.clone(),
+                declared: if names.is_empty() {
+                    "none".into()
+                } else {
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            });
+        };
+        let value = crate::line::params::parse_value(spec.kind.value, v).map_err(|source| {
+            ParamError::Invalid {
+                name: k.clone(),
+                source,
+            }
+        })?;
+        out.insert(k.clone(), value);
     }
     for (name, spec) in &line.spec.params {
         if out.contains_key(name.value.as_str()) {
             continue;
         }
         let v = match (&spec.default, given) {
-            (Some(d), _) => crate::line::params::parse_value(spec.kind.value, d)
-                .map_err(|e| format!("default of `{}`: {e}", name.value))?,
+            (Some(d), _) => {
+                crate::line::params::parse_value(spec.kind.value, d).map_err(|source| {
+                    ParamError::BadDefault {
+                        name: name.value.clone(),
+                        source,
+                    }
+                })?
+            }
             (None, None) => example_value(spec.kind.value),
             (None, Some(_)) => {
-                return Err(format!(
-                    "parameter `{}` is required: give `--param {}=…`",
-                    name.value, name.value
-                ));
+                return Err(ParamError::Required {
+                    name: name.value.clone(),
+                });
             }
         };
         out.insert(name.value.clone(), v);
@@ -117,7 +163,7 @@ pub fn check(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
             Code::V302,
             &line.file,
             line.spec.line.at,
-            e,
+            e.to_string(),
         )]
     })?;
     plan_all(line, warnings, &expression_values(&params), b"check")
