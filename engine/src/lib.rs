@@ -23,16 +23,16 @@
 //! diagnostics with stable codes), [`functions`] (the SQL functions a line may call) and
 //! [`redact`] (the one policy for text the engine writes).
 
-pub mod artefacts;
+pub(crate) mod artefacts;
 pub mod cli;
-pub mod diag;
-pub mod functions;
+pub(crate) mod diag;
+pub(crate) mod functions;
 pub mod line;
 pub mod parsers;
-pub mod plan;
+pub(crate) mod plan;
 pub mod publish;
-pub mod redact;
-pub mod run;
-pub mod serve;
-pub mod steps;
-pub mod store;
+pub(crate) mod redact;
+pub(crate) mod run;
+pub(crate) mod serve;
+pub(crate) mod steps;
+pub(crate) mod store;

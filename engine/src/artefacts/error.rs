@@ -1,10 +1,9 @@
 //! The artefacts' one error type, [`ArtefactError`]: sending a lineage event or writing the
 //! catalog failed. A run only warns of a lineage event it could not send, and `valtava
-//! catalog` shows the message; each carries the run code of a failed write.
+//! catalog` shows the message. None fails a run (the quality report's failure is the run's
+//! `R008`), so these carry no run code.
 
 use std::path::PathBuf;
-
-use crate::diag::RunCode;
 
 /// Why an artefact could not be sent or written. The messages are those the run's warning
 /// and the command line show.
@@ -42,21 +41,4 @@ pub enum ArtefactError {
         #[source]
         source: std::io::Error,
     },
-}
-
-impl ArtefactError {
-    /// The run code this error fails a run with: every artefact is something written, so
-    /// `R008`.
-    pub fn code(&self) -> RunCode {
-        match self {
-            ArtefactError::NotHttp { .. }
-            | ArtefactError::ConnectTimeout { .. }
-            | ArtefactError::Connect { .. }
-            | ArtefactError::NoAnswer { .. }
-            | ArtefactError::Io(_)
-            | ArtefactError::Refused { .. }
-            | ArtefactError::Json(_)
-            | ArtefactError::Folder { .. } => RunCode::Write,
-        }
-    }
 }

@@ -16,11 +16,11 @@
 //! running a line's tests (`linetest`) and the terminal summary of a run (`report`). The
 //! pipeline itself lives in the other folders; these modules only call it.
 
-pub mod diff;
-pub mod generate;
-pub mod graph;
-pub mod linetest;
-pub mod report;
+mod diff;
+mod generate;
+mod graph;
+mod linetest;
+mod report;
 
 mod catalog;
 mod check;

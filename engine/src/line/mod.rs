@@ -5,13 +5,13 @@
 //! data: a line that loads is one that the planner can be asked about. Problems in a line
 //! file are diagnostics; the functions beneath them fail with one [`LineError`].
 
-pub mod codeset;
-pub mod cron;
+pub(crate) mod codeset;
+pub(crate) mod cron;
 mod error;
-pub mod fmt;
+pub(crate) mod fmt;
 pub mod load;
-pub mod params;
-pub mod schema;
-pub mod spec;
+pub(crate) mod params;
+pub(crate) mod schema;
+pub(crate) mod spec;
 
 pub use error::LineError;

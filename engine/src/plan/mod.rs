@@ -26,7 +26,9 @@ pub(crate) mod expr;
 pub mod personal;
 mod session;
 
-pub use session::{SPILL_MERGE_FAN_IN, filter_bytes, limited_session, session};
+#[cfg(test)]
+pub(crate) use session::SPILL_MERGE_FAN_IN;
+pub use session::{filter_bytes, limited_session, session};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

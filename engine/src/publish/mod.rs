@@ -7,11 +7,11 @@
 //! releases/<line>/<period>/latest.json
 //! ```
 
-pub mod disclosure;
+pub(crate) mod disclosure;
 mod error;
 pub mod jsonstat;
-pub mod manifest;
-pub mod releases;
+pub(crate) mod manifest;
+pub(crate) mod releases;
 
 pub use error::PublishError;
 

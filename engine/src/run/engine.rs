@@ -56,7 +56,7 @@ pub(super) async fn connect(
     #[cfg(feature = "ballista")]
     {
         let c = crate::run::cluster::Cluster::connect(engine, state, store, run_id)
-            .map_err(|e| fail(RunCode::Param, e))?;
+            .map_err(|e| fail(e.code(), e))?;
         c.check()
             .await
             .map_err(|e| fail(RunCode::Engine, format!("engine `{engine}`: {e}")))?;

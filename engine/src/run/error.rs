@@ -9,8 +9,10 @@
 
 use super::RunCode;
 
-/// What the cluster, a spill file or the recorder failed with.
+/// What the cluster, a spill file or the recorder failed with. The cluster's variants are
+/// made only with the `ballista` feature.
 #[derive(Debug, thiserror::Error)]
+#[cfg_attr(not(feature = "ballista"), allow(dead_code))]
 pub enum RunIoError {
     /// `--engine` is neither `local` nor `ballista://…`.
     #[error("unknown engine `{engine}`; use `local` or `ballista://HOST:PORT`")]

@@ -91,7 +91,7 @@ pub(super) async fn write_captures(
         )
         .await
         {
-            failure.get_or_insert(fail(RunCode::Write, e));
+            failure.get_or_insert(fail(e.code(), e));
         }
     }
 }
@@ -116,7 +116,7 @@ pub(super) async fn release(
     };
     crate::publish::manifest::release(&shared.store, &shared.release_prefix, manifest)
         .await
-        .map_err(|e| fail(RunCode::Write, e))
+        .map_err(|e| fail(e.code(), e))
 }
 
 /// Writes the quality report, as JSON and as a page, from what each step counted, and
@@ -142,7 +142,7 @@ pub(super) async fn write_quality(
     let (quality, page) = match recorder.quality(&shared.line, report, &qualities) {
         Ok(q) => q,
         Err(e) => {
-            failure.get_or_insert(fail(RunCode::Write, e));
+            failure.get_or_insert(fail(e.code(), e));
             return;
         }
     };
@@ -151,7 +151,7 @@ pub(super) async fn write_quality(
     match crate::publish::put_text_json(&shared.store.inner, &quality_json, &quality).await {
         Ok(()) => report.quality.push(quality_json),
         Err(e) => {
-            failure.get_or_insert(fail(RunCode::Write, e));
+            failure.get_or_insert(fail(e.code(), e));
         }
     }
     let page = crate::redact::scrubbed(page);
@@ -283,7 +283,7 @@ async fn write_sorted(
         |_| Ok(()),
     )
     .await
-    .map_err(|e| fail(RunCode::Write, e))?;
+    .map_err(|e| fail(e.code(), e))?;
     Ok(())
 }
 

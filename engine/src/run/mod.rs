@@ -60,7 +60,7 @@ mod streams;
 pub use accounting::Counters;
 pub use engine::engine_problem;
 pub use error::RunIoError;
-pub use report::{DatasetReport, RunCode, RunError, RunFailure, RunReport, RunStatus, StepReport};
+pub use report::{DatasetReport, RunCode, RunError, RunFailure, RunReport, RunStatus};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -265,7 +265,7 @@ fn prepare(path: &std::path::Path, opts: &RunOptions) -> Result<Prepared, RunErr
         warn!(code = ?w.code, "{}", w.message);
     }
     let values = crate::plan::check::bind_params(&line, Some(&opts.params))
-        .map_err(|e| RunError::Failed(fail(RunCode::Param, e), None))?;
+        .map_err(|e| RunError::Failed(fail(e.code(), e), None))?;
     check_options(&line, opts)?;
     let key = opts.key.clone().unwrap_or_default();
     let expr_values = crate::line::params::expression_values(&values);
@@ -480,7 +480,7 @@ async fn conclude(
     let report_path = crate::store::layout::run_report(&id.line_name, run_id);
     if let Err(e) = crate::publish::put_text_json(&shared.store.inner, &report_path, &report).await
     {
-        failure.get_or_insert(fail(RunCode::Write, e));
+        failure.get_or_insert(fail(e.code(), e));
     }
     lease.end().await;
     match failure {

@@ -303,7 +303,7 @@ async fn write_jsonstat(
     );
     crate::publish::put_json(&shared.store.inner, &path, &doc)
         .await
-        .map_err(|e| fail(RunCode::Write, e))?;
+        .map_err(|e| fail(e.code(), e))?;
     Ok(())
 }
 

@@ -2,8 +2,8 @@
 //!
 //! - [`ServeError`]: what stops the daemon at start (the lines folder, the token file, the
 //!   listening address, the jobs left in the store) and what a handler fails with reading
-//!   the store (releases, a dataset's tables) before it answers. Each carries the run code
-//!   it would fail a run with.
+//!   the store (releases, a dataset's tables) before it answers. It fails no run, so it
+//!   carries no run code: a handler answers it as an `ApiError`.
 //! - [`ApiError`]: every error answer of the HTTP API, with its HTTP status and its stable
 //!   code string (`not-found`, `bad-params`, …); it answers through `serve::problem`, so a
 //!   handler returns `Result<_, ApiError>`. The statuses, codes and messages are the API's
@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::diag::RunCode;
 use crate::serve::problem;
 
 /// Why the daemon cannot start, or a handler cannot read what it answers from.
@@ -114,34 +113,6 @@ pub enum ServeError {
     /// The releases' tables could not be put together.
     #[error("{0}")]
     Table(#[source] arrow::error::ArrowError),
-}
-
-impl ServeError {
-    /// The run code this error would fail a run with: objects or files that cannot be read
-    /// as they should be are `R003`, a wrong token file (the daemon's parameter) `R001`,
-    /// and the machinery (the socket, putting tables together) `R009`.
-    pub fn code(&self) -> RunCode {
-        match self {
-            ServeError::Releases(e) => e.code(),
-            ServeError::LinesFolder { .. }
-            | ServeError::NoLines { .. }
-            | ServeError::TokenFileRead { .. }
-            | ServeError::ListJobs(_)
-            | ServeError::ReleaseFile { .. }
-            | ServeError::ReleaseBatch { .. } => RunCode::Source,
-            ServeError::TokenFileParse { .. }
-            | ServeError::ShortToken { .. }
-            | ServeError::BadDigest { .. }
-            | ServeError::TokenOrDigest { .. }
-            | ServeError::WeakToken { .. }
-            | ServeError::NoSubmitters { .. }
-            | ServeError::BadSubmitter { .. }
-            | ServeError::UnknownRole { .. } => RunCode::Param,
-            ServeError::Listen { .. } | ServeError::LocalAddr(_) | ServeError::Table(_) => {
-                RunCode::Engine
-            }
-        }
-    }
 }
 
 /// An error answer of the API: its status ([`ApiError::status`]), its stable code

@@ -50,9 +50,8 @@ mod jobs;
 mod metrics;
 mod triggers;
 
-pub use crate::serve::api::indicators::PERIOD_DIMENSION;
 pub use crate::serve::error::ServeError;
-pub use crate::serve::jobs::{Job, JobStatus};
+pub use crate::serve::jobs::Job;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

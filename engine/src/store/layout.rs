@@ -80,6 +80,7 @@ pub fn lease(line: &str, run: &str) -> String {
 }
 
 /// A cluster run's intermediate files.
+#[cfg(feature = "ballista")]
 pub fn work(run: &str) -> String {
     format!("work/{run}")
 }

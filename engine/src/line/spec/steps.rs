@@ -194,7 +194,7 @@ pub enum Category {
 }
 
 /// One validation rule; its kinds are in `steps/validate/rules/`, each in one file.
-pub use crate::steps::validate::rules::{OneOrMany, RuleSpec};
+pub use crate::steps::validate::rules::RuleSpec;
 
 /// A bound written as a number or text.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]

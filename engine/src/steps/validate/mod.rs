@@ -8,9 +8,7 @@ mod plan;
 pub mod rules;
 pub mod seen;
 
-pub use rules::{
-    CHECKS, Check, RuleKind, RuleSpec, Scope, category, check_count, is_dataset_check,
-};
+pub use rules::{CHECKS, category, check_count};
 
 #[cfg(test)]
 mod tests {
