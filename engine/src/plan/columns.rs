@@ -201,6 +201,15 @@ mod tests {
         LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(t)), None).unwrap()
     }
 
+    /// An empty table of these columns, registered as `name`.
+    fn register(ctx: &SessionContext, name: &str, columns: &[(&str, DataType)]) {
+        let fields: Vec<Field> = (columns.iter())
+            .map(|(c, t)| Field::new(*c, t.clone(), true))
+            .collect();
+        let t = MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]]).unwrap();
+        ctx.register_table(name, Arc::new(t)).unwrap();
+    }
+
     fn pairs(o: &Origins) -> Vec<String> {
         o.iter().map(|(t, c)| format!("{t}.{c}")).collect()
     }
@@ -210,34 +219,12 @@ mod tests {
     #[test]
     fn sql_columns_trace_through_joins_and_aggregates() {
         let ctx = SessionContext::new();
-        ctx.register_table(
+        register(
+            &ctx,
             "a",
-            Arc::new(
-                MemTable::try_new(
-                    Arc::new(Schema::new(vec![
-                        Field::new("k", DataType::Utf8, true),
-                        Field::new("koko", DataType::Int64, true),
-                    ])),
-                    vec![vec![]],
-                )
-                .unwrap(),
-            ),
-        )
-        .unwrap();
-        ctx.register_table(
-            "b",
-            Arc::new(
-                MemTable::try_new(
-                    Arc::new(Schema::new(vec![
-                        Field::new("k", DataType::Utf8, true),
-                        Field::new("x", DataType::Int64, true),
-                    ])),
-                    vec![vec![]],
-                )
-                .unwrap(),
-            ),
-        )
-        .unwrap();
+            &[("k", DataType::Utf8), ("koko", DataType::Int64)],
+        );
+        register(&ctx, "b", &[("k", DataType::Utf8), ("x", DataType::Int64)]);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -259,21 +246,15 @@ mod tests {
     #[test]
     fn windows_and_filters_choose_rows_not_values() {
         let ctx = SessionContext::new();
-        ctx.register_table(
+        register(
+            &ctx,
             "a",
-            Arc::new(
-                MemTable::try_new(
-                    Arc::new(Schema::new(vec![
-                        Field::new("alue", DataType::Utf8, true),
-                        Field::new("v", DataType::Int64, true),
-                        Field::new("ok", DataType::Boolean, true),
-                    ])),
-                    vec![vec![]],
-                )
-                .unwrap(),
-            ),
-        )
-        .unwrap();
+            &[
+                ("alue", DataType::Utf8),
+                ("v", DataType::Int64),
+                ("ok", DataType::Boolean),
+            ],
+        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
