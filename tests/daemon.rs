@@ -295,6 +295,9 @@ fn api_runs_uploads_indicators_and_metrics() {
     }
     let e = get(&d, "/api/lines/ensihoito").json();
     assert_eq!(e["inboxes"][0], "inbox/ensihoito/{period}/*.csv");
+    // The parameter's kind as the line writes it (failed before: the debug form of the
+    // placed value, `sp { value: month, at: … }`).
+    assert_eq!(e["params"]["period"]["kind"], "month", "{e}");
     assert!(e["next_scheduled_run"].as_str().unwrap().ends_with("Z"));
     assert_eq!(get(&d, "/api/lines/nope").status, 404);
 

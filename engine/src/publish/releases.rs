@@ -12,14 +12,19 @@ use serde_json::Value;
 use crate::publish::PublishError;
 use crate::store::Store;
 
-/// One release of a line: a run whose manifest was written.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One release of a line: a run whose manifest was written. (Also the schema `Release` of
+/// the daemon's OpenAPI document.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Release {
+    /// The line.
     pub line: String,
+    /// The period released.
     pub period: String,
+    /// The run that made it.
     pub run_id: String,
     /// Whether `latest.json` points at it.
     pub current: bool,
+    /// Each dataset released, with its rows: `[name, rows]`.
     pub datasets: Vec<(String, u64)>,
     /// The area dimension of each dataset that has one (its aggregate's declared `area`,
     /// recorded in the manifest).

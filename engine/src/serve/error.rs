@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use utoipa::ToSchema;
 
 use crate::serve::problem;
 
@@ -115,10 +116,51 @@ pub enum ServeError {
     Table(#[source] arrow::error::ArrowError),
 }
 
+/// The body of every error answer, `{"error": {"code", "message"}}`: the schema `Error` of
+/// the OpenAPI document, and its reusable response `Problem` (see [`utoipa::ToResponse`]
+/// below), which `serve::problem` builds.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[schema(as = Error)]
+pub(in crate::serve) struct Problem {
+    #[schema(inline)]
+    pub(in crate::serve) error: ProblemDetail,
+}
+
+/// What went wrong: a stable code and a message for people.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(in crate::serve) struct ProblemDetail {
+    /// The stable code (`not-found`, `bad-params`, `unauthorized`, …; see `ApiError::code`).
+    pub(in crate::serve) code: String,
+    /// What could not be done, for people.
+    pub(in crate::serve) message: String,
+}
+
+/// `#/components/responses/Problem`: an error answer, `Error` as `application/json`; the
+/// paths name it with `(status = …, response = Problem)`.
+impl<'r> utoipa::ToResponse<'r> for Problem {
+    fn response() -> (
+        &'r str,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    ) {
+        (
+            "Problem",
+            utoipa::openapi::ResponseBuilder::new()
+                .description("An error")
+                .content(
+                    "application/json",
+                    utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name(
+                        <Problem as ToSchema>::name(),
+                    ))),
+                )
+                .into(),
+        )
+    }
+}
+
 /// An error answer of the API: its status ([`ApiError::status`]), its stable code
 /// ([`ApiError::code`]) and its message (`Display`), answered as
-/// `{"error": {"code", "message"}}` by `serve::problem`. Server-side causes are logged
-/// where they happen; the answer names only what could not be done.
+/// `{"error": {"code", "message"}}` ([`Problem`]) by `serve::problem`. Server-side causes
+/// are logged where they happen; the answer names only what could not be done.
 #[derive(Debug, thiserror::Error)]
 pub(in crate::serve) enum ApiError {
     /// More requests at once than `max_requests` (503, with `Retry-After`).

@@ -23,31 +23,64 @@ use crate::serve::error::ServeError;
 use crate::serve::{App, now_text};
 
 /// A job: one run of a line for one set of parameters.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+///
+/// Also the schema `Job` of the OpenAPI document (`serve::openapi`): the fields the store
+/// and the API keep are the fields it documents.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Job {
+    /// The job's id (also the run's URL, `/api/runs/{id}`).
     pub id: String,
+    /// The line run.
     pub line: String,
+    /// The run's parameters by name.
     pub params: BTreeMap<String, String>,
     /// `api`, `schedule`, `arrival`, `upload`.
+    #[schema(schema_with = trigger_schema)]
     pub trigger: String,
+    #[schema(inline)]
     pub status: JobStatus,
+    /// When the job was queued.
+    #[schema(format = DateTime)]
     pub created: String,
+    /// When its run started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = DateTime)]
     pub started: Option<String>,
+    /// When its run ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = DateTime)]
     pub finished: Option<String>,
+    /// The run's id (its report and releases are under it), once it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub run_id: Option<String>,
+    /// Why the run failed: `code` (a run code such as `R008`, or `V000`) and `message`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
     pub error: Option<Value>,
     /// Starts, counting those a stopped daemon did not finish.
     #[serde(default)]
+    #[schema(required = true)]
     pub attempts: u32,
+    /// The run's wall time, once it has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = f64)]
     pub seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+/// The schema of [`Job::trigger`]: how the run was asked for.
+fn trigger_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["api", "schedule", "arrival", "upload"]))
+        .description(Some(
+            "How the run was asked for: through the API, on the line's schedule, by an arrival in an inbox or by an upload.",
+        ))
+        .build()
+}
+
+/// Where a job is: queued, running, or ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Queued,

@@ -22,9 +22,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use serde_json::json;
 
 use crate::serve::auth::{Caller, authorize};
+use crate::serve::error::Problem;
 use crate::serve::jobs::Job;
 use crate::serve::{App, AppState};
 
@@ -79,6 +79,40 @@ impl App {
     }
 }
 
+/// Whether the daemon is serving (`ok`) or stopping (`stopping`: it starts no new runs).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum HealthStatus {
+    Ok,
+    Stopping,
+}
+
+/// The answer of `/healthz`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Health {
+    #[schema(inline)]
+    status: HealthStatus,
+    /// Lines served.
+    lines: usize,
+    /// Jobs waiting for a worker.
+    queued: usize,
+    /// Runs under way.
+    running: usize,
+    /// Seconds since the daemon started.
+    uptime_seconds: u64,
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    description = "Answers anyone, also when the daemon is busy.",
+    responses(
+        (status = 200, description = "Serving", body = inline(Health)),
+        (status = 503, description = "Stopping", body = inline(Health)),
+    ),
+)]
 pub(super) async fn healthz(State(app): AppState) -> Response {
     let (queued, running) = app.queue_counts();
     let stopping = app.stopping.load(Ordering::SeqCst);
@@ -89,13 +123,17 @@ pub(super) async fn healthz(State(app): AppState) -> Response {
     };
     (
         status,
-        axum::Json(json!({
-            "status": if stopping { "stopping" } else { "ok" },
-            "lines": app.lines.len(),
-            "queued": queued,
-            "running": running,
-            "uptime_seconds": app.started.elapsed().as_secs(),
-        })),
+        axum::Json(Health {
+            status: if stopping {
+                HealthStatus::Stopping
+            } else {
+                HealthStatus::Ok
+            },
+            lines: app.lines.len(),
+            queued,
+            running,
+            uptime_seconds: app.started.elapsed().as_secs(),
+        }),
     )
         .into_response()
 }
@@ -238,6 +276,21 @@ impl Collector for Visible {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "Needs a token with the `read` role; a token limited to some lines sees their series only (and the daemon's own).",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "OpenMetrics text exposition format", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 500, description = "The metrics could not be encoded"),
+    ),
+)]
 pub(super) async fn metrics(State(app): AppState, headers: HeaderMap) -> Response {
     let caller = match authorize(&app, &headers, "read", None) {
         Ok(c) => c,

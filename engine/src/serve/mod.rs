@@ -35,6 +35,9 @@
 //! - `triggers.rs`: what queues runs without a request — schedules (cron, the latest
 //!   complete period) and inbox arrivals (listing, settle time, what was already seen).
 //! - `metrics.rs`: `/metrics`, `/healthz` and the counters behind them.
+//! - `openapi.rs`: the API's OpenAPI document (`/openapi.json`), `ApiDoc`, generated from the
+//!   handlers' `#[utoipa::path]` attributes and the types they answer; `engine/web/openapi.json`
+//!   is its committed copy, which a unit test keeps current.
 //! - `api/`: the HTTP API, one file per area — lines, releases and the datasets list;
 //!   runs and their quality reports; the indicator API (JSON-stat or CSV); uploads into an
 //!   inbox; the reporting page, its assets and `/openapi.json`.
@@ -48,6 +51,7 @@ mod auth;
 mod error;
 mod jobs;
 mod metrics;
+mod openapi;
 mod triggers;
 
 pub use crate::serve::error::ServeError;
@@ -76,12 +80,12 @@ use tracing::{error, info, warn};
 use crate::line::load::Line;
 use crate::line::spec::ParamKind;
 use crate::serve::api::indicators::get_indicator;
-use crate::serve::api::lines::{get_datasets, get_line, get_lines, get_releases};
+use crate::serve::api::lines::{get_datasets, get_datasets_v1, get_line, get_lines, get_releases};
 use crate::serve::api::page::{chart_js, openapi, page, page_js};
 use crate::serve::api::runs::{get_quality, get_run, get_runs, post_run};
 use crate::serve::api::uploads::put_upload;
 use crate::serve::auth::{Token, read_tokens};
-use crate::serve::error::ApiError;
+use crate::serve::error::{ApiError, Problem, ProblemDetail};
 use crate::serve::jobs::dispatch;
 use crate::serve::metrics::{Metrics, count_responses, healthz, metrics};
 use crate::serve::triggers::{Inbox, arrivals, inbox_of, schedules};
@@ -382,11 +386,13 @@ fn set_folders(store: &Store, lines: &FsPath) {
 }
 
 fn problem(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let mut r = (
-        status,
-        scrubbed(json!({ "error": { "code": code, "message": message.into() } })),
-    )
-        .into_response();
+    let answer = Problem {
+        error: ProblemDetail {
+            code: code.to_string(),
+            message: message.into(),
+        },
+    };
+    let mut r = (status, scrubbed(json!(answer))).into_response();
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -434,7 +440,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/runs/{id}", get(get_run))
         .route("/api/runs/{id}/quality", get(get_quality))
         .route("/api/datasets", get(get_datasets))
-        .route("/api/v1/datasets", get(get_datasets))
+        .route("/api/v1/datasets", get(get_datasets_v1))
         .route("/api/v1/datasets/{id}", get(get_indicator))
         .layer(DefaultBodyLimit::max(app.max_upload))
         .layer(axum::middleware::from_fn_with_state(

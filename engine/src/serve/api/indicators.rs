@@ -14,8 +14,20 @@ use serde_json::json;
 use tracing::error;
 
 use crate::serve::api::lines::{current_releases, publish_steps};
-use crate::serve::error::{ApiError, ServeError};
+use crate::serve::error::{ApiError, Problem, ServeError};
 use crate::serve::{App, AppState, LineEntry, now_text};
+
+// The `format` parameter in the OpenAPI document; the handler reads the query as text (and
+// also takes `jsonstat`), so this type is only described, never built.
+/// The format of the answer: JSON-stat 2.0 or CSV. Without `format`, CSV when the request
+/// accepts `text/csv` and not `application/json`.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(in crate::serve) enum IndicatorFormat {
+    Json,
+    Csv,
+}
 
 /// The line and publish step of a dataset.
 fn find_dataset<'a>(
@@ -111,6 +123,28 @@ async fn dataset_area(app: &App, line: &str, dataset: &str) -> Option<String> {
         .next_back()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/datasets/{id}",
+    tag = "indicators",
+    summary = "Indicator data: the current releases of a dataset, filtered",
+    description = "Any dimension of the dataset filters by comma-separated codes (e.g. kiireellisyys=A,B); `area` filters the area dimension (the one its line declares `area:`) and `period` the releases. JSON-stat 2.0 (with a leading `jakso` dimension) unless `format=csv` or Accept: text/csv.",
+    params(
+        ("id" = String, Path, description = "The dataset's name"),
+        ("area" = Option<String>, Query, description = "Codes of the area dimension, comma-separated"),
+        ("period" = Option<String>, Query, description = "Periods, comma-separated (also `jakso`)"),
+        ("format" = inline(Option<IndicatorFormat>), Query, description = "json (JSON-stat 2.0) or csv"),
+    ),
+    responses(
+        (status = 200, description = "The data", content(
+            (Object = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 500, response = Problem),
+    ),
+)]
 pub(in crate::serve) async fn get_indicator(
     State(app): AppState,
     UrlPath(id): UrlPath<String>,

@@ -7,6 +7,9 @@
 //! - `uploads.rs`: a file put into a line's inbox (`upload` token, for its submitters).
 //! - `page.rs`: the reporting page, its scripts and `/openapi.json`.
 //!
+//! Each handler documents itself with `#[utoipa::path(…)]` (listed in `serve::openapi`), and
+//! the JSON it answers is a type deriving `utoipa::ToSchema` beside it.
+//!
 //! The handlers are `pub(in crate::serve)`: the router in `serve/mod.rs` names them. Every
 //! answer with text from runs passes `serve::scrubbed`, every error is a `serve::error::ApiError`
 //! (answered as a `serve::problem`), and writes pass `serve::auth::authorize` before their

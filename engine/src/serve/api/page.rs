@@ -1,7 +1,8 @@
 //! The reporting page (`/`), its scripts, and the API's description (`/openapi.json`).
 //!
-//! The page, its script and the OpenAPI document are compiled in from `engine/web/`;
-//! Chart.js is served from the folder given with `--assets`, when there is one.
+//! The page and its script are compiled in from `engine/web/`; the OpenAPI document is
+//! generated from the handlers (`serve::openapi`; `engine/web/openapi.json` is its committed
+//! copy). Chart.js is served from the folder given with `--assets`, when there is one.
 
 use axum::extract::State;
 use axum::http::header;
@@ -13,7 +14,7 @@ use crate::serve::error::ApiError;
 pub(in crate::serve) async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        include_str!("../../../web/openapi.json"),
+        crate::serve::openapi::document(),
     )
         .into_response()
 }

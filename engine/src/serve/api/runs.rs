@@ -11,21 +11,64 @@ use std::sync::atomic::Ordering;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::serve::auth::{authorize, read_body, refuse};
-use crate::serve::error::ApiError;
-use crate::serve::jobs::Job;
+use crate::serve::error::{ApiError, Problem};
+use crate::serve::jobs::{Job, JobStatus};
 use crate::serve::{App, AppState, scrubbed};
 
-#[derive(Deserialize)]
+/// A request to run a line: its parameters (`{"params": {"period": "2025-03"}}`). The body
+/// may be empty: a run without parameters.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RunRequest {
+pub(in crate::serve) struct RunRequest {
+    /// The parameters by name; those the line gives a default may be left out.
     #[serde(default)]
     params: BTreeMap<String, String>,
 }
 
+/// Runs, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(in crate::serve) struct RunList<'a> {
+    runs: Vec<&'a Job>,
+}
+
+/// A run and, once it has ended, its report.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(in crate::serve) struct RunAnswer {
+    run: Job,
+    /// The run's report (as `valtava run` writes it, the line file named by its file name);
+    /// null until the run has ended.
+    report: Option<Value>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/lines/{line}/runs",
+    tag = "runs",
+    summary = "Queue a run of the line",
+    description = "Needs a token with the `run` role for the line. A request for the parameters of a job already queued answers that job.",
+    security(("bearer" = [])),
+    params(("line" = String, Path, description = "The line's name")),
+    request_body(
+        content = ref("#/components/schemas/RunRequest"),
+        content_type = "application/json",
+        description = "The run's parameters; an empty body runs the line without any",
+    ),
+    responses(
+        (status = 202, description = "Queued (or the identical queued job)", body = Job,
+            headers(("Location" = String, description = "The run: `/api/runs/{id}`"))),
+        (status = 400, response = Problem),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 408, description = "The body paused too long", body = Problem),
+        (status = 413, description = "Larger than a run request may be", body = Problem),
+        (status = 503, response = Problem),
+    ),
+)]
 pub(in crate::serve) async fn post_run(
     State(app): AppState,
     UrlPath(line): UrlPath<String>,
@@ -63,13 +106,32 @@ pub(in crate::serve) async fn post_run(
     Ok(r)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(in crate::serve) struct RunsQuery {
+    /// Runs of this line only.
     line: Option<String>,
+    /// Runs in this state only.
+    #[param(inline, value_type = Option<JobStatus>)]
     status: Option<String>,
+    /// At most this many runs (100 unless given; 1000 at most).
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/runs",
+    tag = "runs",
+    summary = "Runs, newest first",
+    description = "Needs a token with the `read` role; a token limited to some lines sees their runs only.",
+    security(("bearer" = [])),
+    params(RunsQuery),
+    responses(
+        (status = 200, description = "Runs", body = inline(RunList)),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+    ),
+)]
 pub(in crate::serve) async fn get_runs(
     State(app): AppState,
     headers: HeaderMap,
@@ -89,7 +151,8 @@ pub(in crate::serve) async fn get_runs(
         })
         .take(q.limit.unwrap_or(100).min(1000))
         .collect();
-    Ok(scrubbed(json!({ "runs": list })).into_response())
+    let answer = RunList { runs: list };
+    Ok(scrubbed(json!(answer)).into_response())
 }
 
 /// The job `id` if the caller (a `read` token) may see it; otherwise the refusal.
@@ -100,6 +163,21 @@ fn readable_job(app: &App, headers: &HeaderMap, id: &str) -> Result<Job, ApiErro
         .ok_or_else(|| ApiError::NoRun(id.to_string()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/runs/{id}",
+    tag = "runs",
+    summary = "A run and, when it has ended, its report",
+    description = "Needs a token with the `read` role; another line's run, for a token limited to some lines, is not found.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The run", body = inline(RunAnswer)),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    ),
+)]
 pub(in crate::serve) async fn get_run(
     State(app): AppState,
     headers: HeaderMap,
@@ -121,9 +199,26 @@ pub(in crate::serve) async fn get_run(
             .map(|n| n.to_string_lossy().into_owned());
         *file = json!(name);
     }
-    Ok(scrubbed(json!({ "run": job, "report": report })).into_response())
+    let answer = RunAnswer { run: job, report };
+    Ok(scrubbed(json!(answer)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/runs/{id}/quality",
+    tag = "runs",
+    summary = "The run's quality report",
+    description = "Needs a token with the `read` role. Not found until the run has written its quality report.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Quality report", body = Object, content_type = "application/json"),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 500, response = Problem),
+    ),
+)]
 pub(in crate::serve) async fn get_quality(
     State(app): AppState,
     headers: HeaderMap,

@@ -17,8 +17,40 @@ use sha2::{Digest, Sha256};
 use tracing::{error, info};
 
 use crate::serve::auth::{Caller, authorize, read_body, refuse};
-use crate::serve::error::ApiError;
+use crate::serve::error::{ApiError, Problem};
 use crate::serve::{App, AppState, now_text, scrubbed};
+
+/// The receipt of an upload, answered and kept in the store (`daemon/receipts/`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(in crate::serve) struct Receipt {
+    /// The receipt's id.
+    receipt: String,
+    /// The line whose inbox received the file.
+    line: String,
+    /// The period it was uploaded for.
+    period: String,
+    /// Where it was stored.
+    path: String,
+    /// Its size.
+    bytes: usize,
+    /// The SHA-256 of its bytes, in hex.
+    sha256: String,
+    /// When it was received.
+    #[schema(format = DateTime)]
+    received: String,
+    /// The submitter it was uploaded for (the prefix of its name).
+    submitter: String,
+    /// The name of the token that uploaded it.
+    token: String,
+}
+
+// The request body of an upload in the OpenAPI document; the handler reads the body as it
+// comes, so this type is only described, never built.
+/// The file's bytes.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub(in crate::serve) struct UploadBody(Vec<u8>);
 
 fn safe_name(s: &str) -> bool {
     !s.is_empty()
@@ -92,6 +124,37 @@ fn upload_target(
     Ok((who, path))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/lines/{line}/inbox/{period}/{file}",
+    tag = "uploads",
+    summary = "Upload a file into the line's inbox",
+    description = "Needs a token with the `upload` role for the line, whose submitters the file's name starts with (followed by `.`, `_` or `-`). The file goes where a source of the line reads it for the period, and the line runs as for an arrival.",
+    security(("bearer" = [])),
+    params(
+        ("line" = String, Path, description = "The line's name"),
+        ("period" = String, Path, description = "The period the file is for (a value of the line's `period` parameter)",
+            pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$", max_length = 200),
+        ("file" = String, Path, description = "The file's name",
+            pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$", max_length = 200),
+    ),
+    request_body(
+        content = inline(UploadBody),
+        content_type = "application/octet-stream",
+        description = "The file",
+    ),
+    responses(
+        (status = 201, description = "Stored; the receipt", body = Receipt),
+        (status = 400, response = Problem),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 408, description = "The body paused too long", body = Problem),
+        (status = 413, description = "Larger than the daemon's upload limit", body = Problem),
+        (status = 422, response = Problem),
+        (status = 500, response = Problem),
+    ),
+)]
 pub(in crate::serve) async fn put_upload(
     State(app): AppState,
     UrlPath((line, period, file)): UrlPath<(String, String, String)>,
@@ -118,29 +181,26 @@ pub(in crate::serve) async fn put_upload(
         return Err(ApiError::StoreUpload);
     }
     let received = now_text();
-    let receipt = json!({
-        "receipt": app.new_id(),
-        "line": line,
-        "period": period,
-        "path": path,
-        "bytes": bytes,
-        "sha256": sha,
-        "received": received,
-        "submitter": who,
-        "token": caller.name,
-    });
-    app.put_json(
-        &crate::store::layout::receipt(receipt["receipt"].as_str().unwrap_or_default()),
-        &receipt,
-    )
-    .await;
+    let receipt = Receipt {
+        receipt: app.new_id(),
+        line: line.clone(),
+        period: period.clone(),
+        path: path.clone(),
+        bytes,
+        sha256: sha,
+        received,
+        submitter: who.clone(),
+        token: caller.name,
+    };
+    app.put_json(&crate::store::layout::receipt(&receipt.receipt), &receipt)
+        .await;
     {
         let m = app.metrics.lock().expect("metrics lock");
         m.uploads.inc();
         m.upload_bytes.inc_by(bytes as u64);
     }
     info!(line = %line, period = %period, path = %path, bytes, submitter = %who, "file received");
-    Ok((StatusCode::CREATED, scrubbed(receipt)).into_response())
+    Ok((StatusCode::CREATED, scrubbed(json!(receipt))).into_response())
 }
 
 #[cfg(test)]
