@@ -20,7 +20,15 @@ impl Planner<'_> {
             }
         }
         let state = ctx.state();
-        let plan = futures::executor::block_on(state.create_logical_plan(&q.query.value))
+        // Planning never waits: the inputs are registered in memory, so resolving their
+        // names is ready at once. A query that would wait (a catalog that fetches) is refused
+        // rather than blocking a thread of the run's runtime, as `block_on` here would.
+        let plan = futures::FutureExt::now_or_never(state.create_logical_plan(&q.query.value))
+            .unwrap_or_else(|| {
+                Err(datafusion::error::DataFusionError::Plan(
+                    "the query names a table that is not an input of the step".into(),
+                ))
+            })
             .map_err(|e| vec![self.expr_error(&q.query, e)])?;
         // A query, nothing else: `COPY … TO` would write rows past every control, and DDL or
         // DML would change the session.
