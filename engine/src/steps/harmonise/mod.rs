@@ -3,3 +3,5 @@
 //! renamed, rows filtered.
 
 mod plan;
+#[cfg(test)]
+mod tests;

@@ -3,3 +3,5 @@
 //! [`crate::publish`]'s.
 
 mod plan;
+#[cfg(test)]
+mod tests;

@@ -2,3 +2,5 @@
 //! `plugins/`), registered in [`crate::parsers`].
 
 mod plan;
+#[cfg(test)]
+mod tests;
