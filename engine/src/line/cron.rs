@@ -48,14 +48,10 @@ impl FromStr for Schedule {
                 ),
             });
         }
-        // croner skips an empty list element (`1,,2`); a typo is refused here instead.
-        if let Some(i) = parts.iter().position(|p| p.split(',').any(str::is_empty)) {
-            return Err(CronError {
-                field: i,
-                message: format!("empty value in the {} field `{}`", FIELDS[i], parts[i]),
-            });
-        }
-        parser().parse(s).map(Schedule).map_err(|e| {
+        let parts = normalised(&parts)?;
+        let s = parts.join(" ");
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        parser().parse(&s).map(Schedule).map_err(|e| {
             // The field at fault: the first that fails on its own, the others `*`.
             let field = (0..5)
                 .find(|&i| {
@@ -72,6 +68,47 @@ impl FromStr for Schedule {
             CronError { field, message }
         })
     }
+}
+
+/// The fields in the form croner reads, or the error of the first that is not of the
+/// five-field form lines use: numbers, `*`, ranges `a-b`, steps `/n` and lists. Anything
+/// else croner would take (names, `?`, `L`, `W`, `#`, a `+` that changes how the day fields
+/// combine) is refused; an empty list element (`1,,2`, which croner skips) too; `a/n` is
+/// `a-max/n` (`a/1` just `a`), as Vixie cron reads it and croner does not.
+fn normalised(parts: &[&str]) -> Result<Vec<String>, CronError> {
+    const MAX: [u32; 5] = [59, 23, 31, 12, 7];
+    let mut out = Vec::with_capacity(5);
+    for (i, field) in parts.iter().enumerate() {
+        let bad = |what: &str| CronError {
+            field: i,
+            message: format!("{what} in the {} field `{field}`", FIELDS[i]),
+        };
+        if let Some(c) = field
+            .chars()
+            .find(|c| !(c.is_ascii_digit() || "*,-/".contains(*c)))
+        {
+            return Err(bad(&format!("`{c}` is not a number, `*`, `-`, `/` or `,`")));
+        }
+        let mut items = Vec::new();
+        for item in field.split(',') {
+            let (range, step) = match item.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (item, None),
+            };
+            if range.is_empty() {
+                return Err(bad("empty value"));
+            }
+            let single = range.chars().all(|c| c.is_ascii_digit());
+            items.push(match step {
+                Some("1") if single => range.to_string(),
+                Some(s) if single => format!("{range}-{}/{s}", MAX[i]),
+                Some(s) => format!("{range}/{s}"),
+                None => range.to_string(),
+            });
+        }
+        out.push(items.join(","));
+    }
+    Ok(out)
 }
 
 impl Schedule {
@@ -127,6 +164,10 @@ mod tests {
         // Either restricted day field matches (Vixie cron).
         let either: Schedule = "0 0 1 * 1".parse().unwrap();
         assert_eq!(next(&either, "2025-03-01 00:00"), at("2025-03-03 00:00"));
+        // `a/n` is `a-max/n` (Vixie cron; failed before: croner refused it).
+        let from_five: Schedule = "5/20 * * * *".parse().unwrap();
+        assert_eq!(next(&from_five, "2025-03-05 06:06"), at("2025-03-05 06:25"));
+        assert_eq!(next(&from_five, "2025-03-05 06:46"), at("2025-03-05 07:05"));
         let never: Schedule = "0 0 31 2 *".parse().unwrap();
         assert_eq!(next(&never, "2025-01-01 00:00"), None);
     }

@@ -26,7 +26,8 @@ impl Planner<'_> {
         let plan = futures::FutureExt::now_or_never(state.create_logical_plan(&q.query.value))
             .unwrap_or_else(|| {
                 Err(datafusion::error::DataFusionError::Plan(
-                    "the query names a table that is not an input of the step".into(),
+                    "planning the query would wait on a catalog; an sql step reads only its inputs"
+                        .into(),
                 ))
             })
             .map_err(|e| vec![self.expr_error(&q.query, e)])?;
