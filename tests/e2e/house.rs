@@ -46,10 +46,11 @@ fn sources(dir: &Path) -> Vec<(PathBuf, String)> {
 }
 
 /// A file's code: without its inline test module, comment lines blanked (so line numbers
-/// stay); `None` for a file of tests.
+/// stay); `None` for a file of tests (`tests.rs`, `*_tests.rs`, or `testing.rs`: helpers
+/// shared by test modules).
 fn code_of(path: &Path, text: &str) -> Option<String> {
     let name = path.file_name()?.to_str()?;
-    if name == "tests.rs" || name.ends_with("_tests.rs") {
+    if name == "tests.rs" || name == "testing.rs" || name.ends_with("_tests.rs") {
         return None;
     }
     let mut end = text.len();

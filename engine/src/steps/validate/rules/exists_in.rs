@@ -87,3 +87,28 @@ impl RuleKind for ExistsCheck {
         .map_err(|e| cx.planning(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::validate::testing::*;
+
+    #[test]
+    fn relationship_to_another_step() {
+        let rows = vec![one(Some("a")), one(Some("c")), one(None), one(Some("b"))];
+        assert_eq!(
+            broken(
+                "{ k: string }",
+                "{ id: r, exists_in: { column: k, step: muut, key: avain } }",
+                &rows
+            ),
+            vec![2]
+        );
+        let e = eval(
+            "{ k: string }",
+            "{ id: r, exists_in: { column: k, step: muut, key: avian } }",
+            &rows,
+        )
+        .unwrap_err();
+        assert!(e.contains("avian"), "{e}");
+    }
+}

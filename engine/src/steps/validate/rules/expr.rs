@@ -40,3 +40,41 @@ impl RuleKind for ExprCheck {
             .map_err(|e| cx.planning(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::validate::testing::*;
+
+    #[test]
+    fn expressions_and_conditions() {
+        let rows = vec![
+            vec![Some("1"), Some("A")],
+            vec![Some("-1"), Some("A")],
+            vec![Some("-1"), Some("B")],
+            vec![None, Some("A")],
+        ];
+        assert_eq!(
+            broken(
+                "{ n: integer, k: string }",
+                "{ id: r, expr: \"n >= 0\" }",
+                &rows
+            ),
+            vec![2, 3]
+        );
+        assert_eq!(
+            broken(
+                "{ n: integer, k: string }",
+                "{ id: r, expr: \"n >= 0\", when: \"k = 'A'\" }",
+                &rows
+            ),
+            vec![2]
+        );
+        let e = eval(
+            "{ n: integer, k: string }",
+            "{ id: r, expr: \"n + 1\" }",
+            &rows,
+        )
+        .unwrap_err();
+        assert!(e.contains("V202"), "{e}");
+    }
+}

@@ -57,3 +57,34 @@ impl RuleKind for HetuCheck {
         Ok(problem)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::validate::testing::*;
+
+    #[test]
+    fn identity_codes_with_and_without_temporary_ones() {
+        let rows = vec![
+            one(Some("131052-308T")),
+            one(Some("131052-308U")),
+            one(Some("020516C903K")),
+            one(None),
+        ];
+        assert_eq!(
+            broken(
+                "{ h: { type: string, personal: true } }",
+                "{ id: r, hetu: h }",
+                &rows
+            ),
+            vec![2]
+        );
+        assert_eq!(
+            broken(
+                "{ h: { type: string, personal: true } }",
+                "{ id: r, hetu: h, temporary: false }",
+                &rows
+            ),
+            vec![2, 3]
+        );
+    }
+}

@@ -45,3 +45,21 @@ impl RuleKind for CodesetCheck {
         .map_err(|e| cx.planning(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::validate::testing::*;
+
+    #[test]
+    fn in_codeset() {
+        let rows = vec![one(Some("091")), one(Some("999")), one(Some("91"))];
+        assert_eq!(
+            broken(
+                "{ kunta: string }",
+                "{ id: r, in_codeset: { column: kunta, codeset: kunnat } }",
+                &rows
+            ),
+            vec![2, 3]
+        );
+    }
+}

@@ -82,3 +82,22 @@ impl RuleKind for PeriodCheck {
         .map_err(|e| cx.planning(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::validate::testing::*;
+
+    #[test]
+    fn period() {
+        let rows = vec![
+            one(Some("2025-03-01T00:00:00")),
+            one(Some("2025-02-28T23:59:59")),
+            one(Some("2025-03-31T23:59:59")),
+            one(Some("2025-04-01T00:00:00")),
+        ];
+        assert_eq!(
+            broken("{ t: timestamp }", "{ id: r, in_period: t }", &rows),
+            vec![2, 4]
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! `null_share`: the share of missing values of a column, over the rows in scope, is at
-//! most `max` (a dataset check). Each batch adds its null count.
+//! most `max` (a dataset check). Each batch adds its null count. Tested with `rows` and
+//! `fresh`: `rows.rs`, `dataset_checks`.
 
 use std::sync::Arc;
 

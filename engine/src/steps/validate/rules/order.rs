@@ -67,3 +67,28 @@ impl RuleKind for OrderCheck {
             .map_err(|e| cx.planning(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::validate::testing::*;
+
+    #[test]
+    fn order_of_dates() {
+        let rows = vec![
+            vec![Some("2025-01-01"), Some("2025-01-02"), Some("2025-01-03")],
+            vec![Some("2025-01-02"), Some("2025-01-01"), Some("2025-01-03")],
+            vec![Some("2025-01-01"), Some("2025-01-04"), Some("2025-01-03")],
+            vec![Some("2025-01-01"), None, Some("2025-01-03")],
+        ];
+        let reasons = eval(
+            "{ a: date, b: date, c: date }",
+            "{ id: r, order: [a, b, c] }",
+            &rows,
+        )
+        .unwrap();
+        assert_eq!(reasons[0], None);
+        assert_eq!(reasons[1].as_deref(), Some("`a` is after `b`"));
+        assert_eq!(reasons[2].as_deref(), Some("`b` is after `c`"));
+        assert_eq!(reasons[3], None);
+    }
+}

@@ -73,3 +73,58 @@ impl RuleKind for RangeCheck {
         .map_err(|e| cx.planning(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::validate::testing::*;
+
+    #[test]
+    fn range_of_numbers_dates_and_timestamps() {
+        let rows = vec![
+            one(Some("0")),
+            one(Some("-1")),
+            one(Some("5.5")),
+            one(Some("6")),
+        ];
+        assert_eq!(
+            broken(
+                "{ n: decimal }",
+                "{ id: r, range: { column: n, min: 0, max: 5.5 } }",
+                &rows
+            ),
+            vec![2, 4]
+        );
+        let days = vec![
+            one(Some("2024-12-31")),
+            one(Some("2025-01-01")),
+            one(Some("2026-01-01")),
+        ];
+        assert_eq!(
+            broken(
+                "{ d: date }",
+                "{ id: r, range: { column: d, min: 2025-01-01, max: 2025-12-31 } }",
+                &days
+            ),
+            vec![1, 3]
+        );
+        let times = vec![
+            one(Some("2025-01-01T00:00:00")),
+            one(Some("2025-01-01T23:59:59")),
+        ];
+        assert_eq!(
+            broken(
+                "{ t: timestamp }",
+                "{ id: r, range: { column: t, max: \"2025-01-01T12:00:00\" } }",
+                &times
+            ),
+            vec![2]
+        );
+        let e = eval(
+            "{ d: date }",
+            "{ id: r, range: { column: d, min: eilen } }",
+            &days,
+        )
+        .unwrap_err();
+        assert!(e.contains("V202"), "{e}");
+    }
+}

@@ -52,3 +52,33 @@ impl RuleKind for RegexCheck {
         .map_err(|e| cx.planning(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::validate::testing::*;
+
+    #[test]
+    fn regex_matches_whole_values() {
+        let rows = vec![
+            one(Some("703")),
+            one(Some("7030")),
+            one(Some("7a3")),
+            one(None),
+        ];
+        assert_eq!(
+            broken(
+                "{ c: string }",
+                "{ id: r, regex: { column: c, pattern: \"[0-9]{3}\" } }",
+                &rows
+            ),
+            vec![2, 3]
+        );
+        let e = eval(
+            "{ c: string }",
+            "{ id: r, regex: { column: c, pattern: \"[0-9\" } }",
+            &rows,
+        )
+        .unwrap_err();
+        assert!(e.contains("V203"), "{e}");
+    }
+}

@@ -36,3 +36,29 @@ impl RuleKind for RequiredCheck {
             .map_err(|e| cx.planning(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::validate::testing::*;
+
+    #[test]
+    fn required() {
+        let rows = vec![
+            vec![Some("x"), None],
+            vec![None, Some("y")],
+            vec![Some("x"), Some("y")],
+        ];
+        assert_eq!(
+            broken(
+                "{ a: string, b: string }",
+                "{ id: r, required: [a, b] }",
+                &rows
+            ),
+            vec![1, 2]
+        );
+        assert_eq!(
+            broken("{ a: string, b: string }", "{ id: r, required: a }", &rows),
+            vec![2]
+        );
+    }
+}

@@ -56,3 +56,75 @@ impl DatasetRule for CountBounds {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::validate::testing::*;
+
+    /// The dataset checks in one step: `rows`, `null_share` (`null_share.rs`) and `fresh`
+    /// (`fresh.rs`), each failing on a batch and all passing on another.
+    #[test]
+    fn dataset_checks() {
+        use crate::plan::StepPlan;
+        use crate::run::accounting::StepQuality;
+        let text = line_text(
+            "{ d: date, h: string }",
+            "{ id: a, rows: { min: 3 }, severity: fail }, { id: b, null_share: { column: h, max: 0.4 }, severity: warn }, { id: c, fresh: d, severity: warn }",
+        );
+        let (line, _) =
+            crate::line::load::load_text("t.yaml", std::path::Path::new("."), text).unwrap();
+        let params = crate::plan::check::bind_params(&line, None).unwrap();
+        let checked = crate::plan::check::plan_all(
+            line,
+            vec![],
+            &crate::line::params::expression_values(&params),
+            b"k",
+        )
+        .unwrap();
+        let plan: &StepPlan = &checked.plans["v"];
+        assert_eq!(plan.dataset_checks.len(), 3);
+        assert_eq!(
+            format!("{:?}", plan.dataset_checks[0].rule),
+            "CountBounds { min: Some(3), max: None }"
+        );
+        let batch = typed(
+            &checked.plans["s"].output,
+            &[
+                vec![Some("2025-02-10"), None],
+                vec![Some("2025-02-11"), Some("x")],
+            ],
+        );
+        let q = crate::run::quarantine::Quarantine::new(std::env::temp_dir(), "t".into(), None);
+        let mut quality = StepQuality::default();
+        crate::run::quarantine::tap(&batch, plan, &mut quality, &q, "v").unwrap();
+        let failure = crate::run::quarantine::finish_dataset_checks(plan, 2, &mut quality);
+        assert_eq!(failure.map(|f| f.0).as_deref(), Some("a"));
+        assert!(!quality.dataset["b"].passed, "{:?}", quality.dataset["b"]);
+        assert!(
+            !quality.dataset["c"].passed,
+            "stale data: {:?}",
+            quality.dataset["c"]
+        );
+        assert_eq!(quality.violations.len(), 3);
+        // Fresh data in the period, enough rows, few nulls: all pass.
+        let batch = typed(
+            &checked.plans["s"].output,
+            &[
+                vec![Some("2025-03-10"), Some("y")],
+                vec![Some("2025-03-11"), Some("x")],
+                vec![None, Some("z")],
+            ],
+        );
+        let mut quality = StepQuality::default();
+        crate::run::quarantine::tap(&batch, plan, &mut quality, &q, "v").unwrap();
+        assert_eq!(
+            crate::run::quarantine::finish_dataset_checks(plan, 3, &mut quality),
+            None
+        );
+        assert!(
+            quality.dataset.values().all(|o| o.passed),
+            "{:?}",
+            quality.dataset
+        );
+    }
+}

@@ -204,3 +204,98 @@ impl RuleKind for UniqueCheck {
         .map_err(|e| cx.planning(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::validate::testing::*;
+
+    #[test]
+    fn unique_single_and_composite() {
+        let rows = vec![
+            vec![Some("1"), Some("a")],
+            vec![Some("2"), Some("a")],
+            vec![Some("1"), Some("b")],
+            vec![Some("1"), Some("a")],
+            vec![None, Some("a")],
+            vec![None, Some("a")],
+        ];
+        assert_eq!(
+            broken("{ k: string, m: string }", "{ id: r, unique: k }", &rows),
+            vec![3, 4]
+        );
+        let reasons = eval(
+            "{ k: string, m: string }",
+            "{ id: r, unique: [k, m] }",
+            &rows,
+        )
+        .unwrap();
+        assert_eq!(reasons.iter().filter(|r| r.is_some()).count(), 1);
+        assert_eq!(
+            reasons[3].as_deref(),
+            Some("duplicate `k`, `m`; first at row 1")
+        );
+    }
+
+    /// The first pass's filter may flag keys that were not seen (here a filter of one word
+    /// flags most of them) and the partitions test it at once; the reasons are those of the
+    /// exact grouping a cluster uses, row for row.
+    #[test]
+    fn unique_is_exact_whatever_the_filter_flags() {
+        let ids: Vec<String> = (0..3000)
+            .map(|i| format!("T{}", (i * 7919) % 2500))
+            .collect();
+        let rows: Vec<Vec<Option<&str>>> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, k)| vec![(i % 97 != 0).then_some(k.as_str()), Some(["a", "b"][i % 2])])
+            .collect();
+        for rule in ["{ id: r, unique: k }", "{ id: r, unique: [k, m] }"] {
+            let exact = eval_with("{ k: string, m: string }", rule, &rows, None, 2).unwrap();
+            let broken = exact.iter().filter(|r| r.is_some()).count();
+            assert!(broken > 100, "{rule}: {broken}");
+            for (filter, partitions) in [(8, 2), (8, 1), (1 << 20, 2)] {
+                let got = eval_with(
+                    "{ k: string, m: string }",
+                    rule,
+                    &rows,
+                    Some(filter),
+                    partitions,
+                )
+                .unwrap();
+                assert_eq!(
+                    got, exact,
+                    "{rule}, filter {filter}, {partitions} partitions"
+                );
+            }
+        }
+    }
+
+    /// Two unique rules in one step: each filter's pass ends before the other's begins (the
+    /// outer join builds its side first), each filter goes back to the pool, and the first
+    /// rule's reasons are the exact grouping's.
+    #[test]
+    fn two_unique_rules_each_give_their_filter_back() {
+        let rows: Vec<Vec<Option<&str>>> = (0..500)
+            .map(|i| {
+                vec![
+                    Some(["K1", "K2", "K3", "K4", "K5"][i % 5]),
+                    Some(["a", "b", "c"][i % 3]),
+                ]
+            })
+            .collect();
+        let rules = "{ id: r, unique: k }, { id: s, unique: [k, m] }";
+        let exact = eval_with("{ k: string, m: string }", rules, &rows, None, 2).unwrap();
+        assert_eq!(exact.iter().filter(|r| r.is_some()).count(), 495);
+        for partitions in [1, 2] {
+            let got = eval_with(
+                "{ k: string, m: string }",
+                rules,
+                &rows,
+                Some(1 << 16),
+                partitions,
+            )
+            .unwrap();
+            assert_eq!(got, exact, "{partitions} partitions");
+        }
+    }
+}

@@ -57,3 +57,21 @@ pub(super) fn as_text(cx: &RuleCx, schema: &DFSchema, name: &Name) -> Result<Exp
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::validate::testing::*;
+
+    #[test]
+    fn accepted_values() {
+        let rows = vec![one(Some("A")), one(Some("E")), one(None)];
+        assert_eq!(
+            broken(
+                "{ u: string }",
+                "{ id: r, values: { column: u, values: [A, B] } }",
+                &rows
+            ),
+            vec![2]
+        );
+    }
+}
