@@ -1258,3 +1258,72 @@ fn an_arrival_waits_until_the_object_settles() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Every shipped line's dataset is served with its own dimensions and filters by each of
+/// them (failed before: only `ensihoito_kuukausi`, whose publish step lists `dimensions:`;
+/// the others answered `jakso × tiedot` and refused their dimensions as filters).
+#[test]
+fn every_shipped_dataset_is_served_and_filters_by_each_dimension() {
+    let dir = setup();
+    let d = start(dir.path(), &[]);
+    let lines = [
+        ("ensihoito", "2025-03", "ensihoito_kuukausi"),
+        ("hoitoonpaasy", "2025-03", "hoitoonpaasy_kuukausi"),
+        (
+            "henkilostomitoitus",
+            "2025-Q1",
+            "henkilostomitoitus_neljannes",
+        ),
+        ("rokotukset", "2025", "rokotuskattavuus"),
+        ("diabetes", "2025", "diabetes_vuosi"),
+    ];
+    let jobs: Vec<String> = lines
+        .iter()
+        .map(|(line, period, _)| {
+            let a = post(
+                &d,
+                &format!("/api/lines/{line}/runs"),
+                Some(RUN_TOKEN),
+                &format!(r#"{{"params": {{"period": "{period}"}}}}"#),
+            );
+            assert_eq!(a.status, 202, "{line}: {}", a.body);
+            a.json()["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    for (job, (line, _, _)) in jobs.iter().zip(&lines) {
+        let done = wait_job(&d, job, Duration::from_secs(180));
+        assert_eq!(done["run"]["status"], "succeeded", "{line}: {done}");
+    }
+    for (_, _, dataset) in lines {
+        let doc = get(&d, &format!("/api/v1/datasets/{dataset}")).json();
+        let ids: Vec<String> = doc["id"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{dataset}: {doc}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        // The period, the table's own dimensions and the measures.
+        assert!(ids.len() >= 3, "{dataset}: dimensions {ids:?}");
+        let csv = get(&d, &format!("/api/v1/datasets/{dataset}?format=csv")).body;
+        let mut rows = csv.lines();
+        let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+        let rows: Vec<Vec<&str>> = rows.map(|r| r.split(',').collect()).collect();
+        assert!(!rows.is_empty(), "{dataset}: no rows");
+        for dim in ids.iter().filter(|i| *i != "jakso" && *i != "tiedot") {
+            let col = header
+                .iter()
+                .position(|h| h == dim)
+                .unwrap_or_else(|| panic!("{dataset}: {dim} not in {header:?}"));
+            let code = rows[0][col];
+            let a = get(
+                &d,
+                &format!("/api/v1/datasets/{dataset}?format=csv&{dim}={code}"),
+            );
+            assert_eq!(a.status, 200, "{dataset} by {dim}: {}", a.body);
+            let got: Vec<&str> = a.body.lines().skip(1).collect();
+            let want = rows.iter().filter(|r| r[col] == code).count();
+            assert_eq!(got.len(), want, "{dataset} by {dim}={code}");
+            assert!(got.iter().all(|r| r.split(',').nth(col) == Some(code)));
+        }
+    }
+}

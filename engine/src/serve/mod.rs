@@ -180,6 +180,36 @@ struct LineEntry {
     period: Option<ParamKind>,
     inboxes: Vec<Inbox>,
     codesets: BTreeMap<String, Arc<datafusion::datasource::MemTable>>,
+    /// Each dataset the line publishes, as its planned publish step shapes it.
+    datasets: BTreeMap<String, TableShape>,
+}
+
+/// A published table's shape, from its planned publish step: the one place the API learns
+/// a dataset's dimensions and area from.
+#[derive(Debug, Clone, Default)]
+struct TableShape {
+    /// The dimensions, in their order in the table.
+    dimensions: Vec<String>,
+    /// The dimension that is an area, if the line declares one.
+    area: Option<String>,
+}
+
+/// The shape of every table a checked line publishes, by dataset.
+fn published_tables(checked: &crate::plan::check::Checked) -> BTreeMap<String, TableShape> {
+    let mut out = BTreeMap::new();
+    for (name, step) in &checked.line.spec.steps {
+        let (Some(p), Some(plan)) = (&step.publish, checked.plans.get(name.value.as_str())) else {
+            continue;
+        };
+        out.insert(
+            p.dataset.value.clone(),
+            TableShape {
+                dimensions: plan.dimensions.clone(),
+                area: plan.area.clone(),
+            },
+        );
+    }
+    out
 }
 
 struct App {
@@ -232,14 +262,33 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, ServeError> {
                 continue;
             }
         };
-        let codesets = match crate::line::codeset::load_all(&line) {
-            Ok(c) => c.into_iter().map(|(k, v)| (k, v.table)).collect(),
+        // Planned once, with example parameter values: what each published table's
+        // dimensions, area and measures are comes from its planned publish step.
+        let checked = match crate::plan::check::bind_params(&line, None) {
+            Ok(params) => {
+                let values = crate::line::params::expression_values(&params);
+                crate::plan::check::plan_all(line, vec![], &values, b"serve")
+            }
+            Err(e) => Err(vec![crate::diag::Diagnostic::error(
+                crate::diag::Code::V302,
+                &line.file,
+                line.spec.line.at,
+                e.to_string(),
+            )]),
+        };
+        let checked = match checked {
+            Ok(c) => c,
             Err(d) => {
                 let first = d.first().map(|d| d.message.clone()).unwrap_or_default();
                 error!(file = %path.display(), "line not served: {first}");
                 continue;
             }
         };
+        let datasets = published_tables(&checked);
+        let codesets = (checked.codesets.into_iter())
+            .map(|(k, v)| (k, v.table))
+            .collect();
+        let line = checked.line;
         let schedule = line
             .spec
             .schedule
@@ -265,6 +314,7 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, ServeError> {
             period,
             inboxes,
             codesets,
+            datasets,
         });
     }
     // A name two files give is served by neither: the daemon must not pick one unseen.

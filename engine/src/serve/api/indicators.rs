@@ -112,45 +112,21 @@ async fn dataset_table(
 
 /// The area dimension of a dataset (the `area` its aggregate declared), as the newest of
 /// its current releases records it in the manifest; for releases made before manifests
-/// recorded it, as the line declares it now.
-async fn dataset_area(
-    app: &App,
-    line: &str,
-    entry: &LineEntry,
-    spec: &crate::line::spec::PublishSpec,
-) -> Option<String> {
+/// recorded it, as the line's planned publish step gives it now.
+async fn dataset_area(app: &App, line: &str, entry: &LineEntry, dataset: &str) -> Option<String> {
     let recorded =
         match crate::publish::releases::list_cached(&app.store, line, &app.manifests).await {
             Ok(releases) => releases
                 .into_iter()
                 .filter(|r| r.current)
-                .filter_map(|r| r.areas.get(&spec.dataset.value).cloned())
+                .filter_map(|r| r.areas.get(dataset).cloned())
                 .next_back(),
             Err(e) => {
                 error!("{e}");
                 None
             }
         };
-    recorded.or_else(|| declared_area(&entry.line, spec))
-}
-
-/// The `area` of the aggregate a publish step's rows come from (following each step's main
-/// input), if it declares one and the published table keeps it.
-fn declared_area(
-    line: &crate::line::load::Line,
-    p: &crate::line::spec::PublishSpec,
-) -> Option<String> {
-    let mut step = p.input.value.as_str();
-    for _ in 0..line.dag.order.len() {
-        let spec = crate::line::load::step(&line.spec, step);
-        if let Some(a) = &spec.aggregate {
-            let area = a.area.as_ref()?.value.clone();
-            let kept = (p.dimensions.as_ref()).is_none_or(|d| d.iter().any(|n| n.value == area));
-            return kept.then_some(area);
-        }
-        step = spec.main_inputs().first()?.value.as_str();
-    }
-    None
+    recorded.or_else(|| entry.datasets.get(dataset).and_then(|s| s.area.clone()))
 }
 
 #[utoipa::path(
@@ -185,11 +161,11 @@ pub(in crate::serve) async fn get_indicator(
     let Some((line, entry, spec)) = find_dataset(&app, &id) else {
         return Err(ApiError::NoDataset(id));
     };
-    let dims: Vec<String> = match &spec.dimensions {
-        Some(d) => d.iter().map(|n| n.value.clone()).collect(),
-        None => Vec::new(),
-    };
-    let geo = dataset_area(&app, line, entry, spec).await;
+    // The table's dimensions as its planned publish step gives them (failed before for
+    // every dataset whose publish step does not list `dimensions:`).
+    let shape = entry.datasets.get(&id).cloned().unwrap_or_default();
+    let dims = shape.dimensions;
+    let geo = dataset_area(&app, line, entry, &id).await;
     // Filters: dimension=code,code; `area` names the area dimension; `period` the releases.
     let mut filters: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut periods: Option<BTreeSet<String>> = None;
@@ -320,28 +296,26 @@ pub(in crate::serve) async fn get_indicator(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    /// A release made before manifests recorded the area still has one: the line's
-    /// aggregate declares it (failed before: `?area=` answered bad-filter for such releases).
+    /// Every dataset's dimensions and area come from its planned publish step, whether or
+    /// not the step lists `dimensions:` (failed before: the API knew only listed ones, and
+    /// the area of a release made before manifests recorded it).
     #[test]
-    fn the_area_of_an_old_release_is_the_one_the_line_declares() {
+    fn each_table_is_shaped_by_its_planned_publish_step() {
         let text = "line: t\ntitle: t\nsteps:\n\
             \x20 s: { source: { format: csv, location: x.csv, columns: { alue: string, laji: string, n: integer } } }\n\
             \x20 a: { aggregate: { input: s, by: [alue, laji], totals: true, area: alue, measures: { m: sum(n) } } }\n\
-            \x20 p: { publish: { input: a, dataset: kaikki, formats: [csv] } }\n\
-            \x20 q: { publish: { input: a, dataset: lajit, formats: [csv], dimensions: [laji] } }\n";
+            \x20 p: { publish: { input: a, dataset: kaikki, formats: [csv], disclosure: { min_count: 1, count: m } } }\n\
+            \x20 q: { publish: { input: a, dataset: lajit, formats: [csv], dimensions: [laji], disclosure: { min_count: 1, count: m } } }\n";
         let (line, _) =
             crate::line::load::load_text("t.yaml", std::path::Path::new("."), text.into())
                 .expect("loads");
-        let publish = |name: &str| {
-            crate::line::load::step(&line.spec, name)
-                .publish
-                .clone()
-                .unwrap()
-        };
-        assert_eq!(declared_area(&line, &publish("p")).as_deref(), Some("alue"));
+        let checked =
+            crate::plan::check::plan_all(line, vec![], &Default::default(), b"k").expect("plans");
+        let shapes = crate::serve::published_tables(&checked);
+        assert_eq!(shapes["kaikki"].dimensions, ["alue", "laji"]);
+        assert_eq!(shapes["kaikki"].area.as_deref(), Some("alue"));
         // A table that leaves the area out has none.
-        assert_eq!(declared_area(&line, &publish("q")), None);
+        assert_eq!(shapes["lajit"].dimensions, ["laji"]);
+        assert_eq!(shapes["lajit"].area, None);
     }
 }
