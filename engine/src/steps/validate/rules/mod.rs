@@ -14,38 +14,6 @@
 //! methods either have a default or are required, so the compiler names what a new kind
 //! must say.
 
-mod exists_in;
-mod expr;
-mod fresh;
-mod hetu;
-mod in_codeset;
-mod in_period;
-mod null_share;
-mod order;
-mod range;
-mod regex;
-mod required;
-mod rows;
-mod submitters;
-mod unique;
-mod values;
-
-pub use exists_in::ExistsCheck;
-pub use expr::ExprCheck;
-pub use fresh::FreshCheck;
-pub use hetu::HetuCheck;
-pub use in_codeset::CodesetCheck;
-pub use in_period::PeriodCheck;
-pub use null_share::NullShareCheck;
-pub use order::OrderCheck;
-pub use range::RangeCheck;
-pub use regex::RegexCheck;
-pub use required::RequiredCheck;
-pub use rows::CountBounds;
-pub use submitters::SubmittersCheck;
-pub use unique::UniqueCheck;
-pub use values::ValuesCheck;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -213,10 +181,16 @@ fn yes() -> bool {
     true
 }
 
-/// The rule kinds: for each, its key in a line file (and field of [`RuleSpec`]), its
-/// variant of [`Check`], its wire type and the doc comment line authors see.
+/// The rule kinds: for each, its key in a line file (and field of [`RuleSpec`], and the
+/// file `<key>.rs` of the kind, declared here), its variant of [`Check`], its wire type and
+/// the doc comment line authors see.
 macro_rules! rule_kinds {
-    ($( $(#[doc = $doc:literal])* $field:ident => $variant:ident($ty:ty), )*) => {
+    ($( $(#[doc = $doc:literal])* $field:ident => $variant:ident($ty:ident), )*) => {
+        $(
+            mod $field;
+            pub use $field::$ty;
+        )*
+
         /// One validation rule: an `id`, optional properties and exactly one check.
         #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
         #[serde(deny_unknown_fields)]
