@@ -194,6 +194,22 @@ struct TableShape {
     area: Option<String>,
 }
 
+/// A line planned with example parameter values, or why it cannot be.
+fn planned(line: Line) -> Result<crate::plan::check::Checked, Vec<crate::diag::Diagnostic>> {
+    match crate::plan::check::bind_params(&line, None) {
+        Ok(params) => {
+            let values = crate::line::params::expression_values(&params);
+            crate::plan::check::plan_all(line, vec![], &values, b"serve")
+        }
+        Err(e) => Err(vec![crate::diag::Diagnostic::error(
+            crate::diag::Code::V302,
+            &line.file,
+            line.spec.line.at,
+            e.to_string(),
+        )]),
+    }
+}
+
 /// The shape of every table a checked line publishes, by dataset.
 fn published_tables(checked: &crate::plan::check::Checked) -> BTreeMap<String, TableShape> {
     let mut out = BTreeMap::new();
@@ -264,19 +280,7 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, ServeError> {
         };
         // Planned once, with example parameter values: what each published table's
         // dimensions, area and measures are comes from its planned publish step.
-        let checked = match crate::plan::check::bind_params(&line, None) {
-            Ok(params) => {
-                let values = crate::line::params::expression_values(&params);
-                crate::plan::check::plan_all(line, vec![], &values, b"serve")
-            }
-            Err(e) => Err(vec![crate::diag::Diagnostic::error(
-                crate::diag::Code::V302,
-                &line.file,
-                line.spec.line.at,
-                e.to_string(),
-            )]),
-        };
-        let checked = match checked {
+        let checked = match planned(line) {
             Ok(c) => c,
             Err(d) => {
                 let first = d.first().map(|d| d.message.clone()).unwrap_or_default();
