@@ -1294,7 +1294,9 @@ fn every_shipped_dataset_is_served_and_filters_by_each_dimension() {
         let done = wait_job(&d, job, Duration::from_secs(180));
         assert_eq!(done["run"]["status"], "succeeded", "{line}: {done}");
     }
-    for (_, _, dataset) in lines {
+    for (line, _, dataset) in lines {
+        let served = served_equals_published(&d, dir.path(), line, dataset);
+        assert!(served["cells"].as_u64().unwrap() > 0, "{dataset}: {served}");
         let doc = get(&d, &format!("/api/v1/datasets/{dataset}")).json();
         let ids: Vec<String> = doc["id"]
             .as_array()
@@ -1326,4 +1328,246 @@ fn every_shipped_dataset_is_served_and_filters_by_each_dimension() {
             assert!(got.iter().all(|r| r.split(',').nth(col) == Some(code)));
         }
     }
+}
+
+/// Reads a dataset from the indicator API with the JSON-stat schema and pyjstat
+/// (`tests/read_served.py`) and checks that every cell of every current release's CSV is
+/// served as published and nothing else is.
+fn served_equals_published(d: &Daemon, dir: &Path, line: &str, dataset: &str) -> Value {
+    let out = Command::new("python3")
+        .arg(root().join("tests/read_served.py"))
+        .arg(&d.base)
+        .arg(dataset)
+        .arg(dir.join("store"))
+        .arg(line)
+        .arg(root().join("../shared/conformance/jsonstat/schemas"))
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{dataset}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{dataset}: {e}: {stdout}"));
+    assert_eq!(v["schema_errors"], serde_json::json!([]), "{dataset}: {v}");
+    assert_eq!(v["mismatches"], serde_json::json!([]), "{dataset}: {v}");
+    assert_eq!(v["extra"], serde_json::json!([]), "{dataset}: {v}");
+    assert_eq!(v["periods"], v["served_periods"], "{dataset}: {v}");
+    v
+}
+
+/// A line file like the shipped `ensihoito.yaml` whose aggregate does not compute the share
+/// transported (`kuljetettu_osuus`): an earlier version of the line, with another schema.
+fn ensihoito_without_a_measure(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(root().join("lines/ensihoito.yaml")).unwrap();
+    let shared = root().join("../shared/").canonicalize().unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.contains("kuljetettu_osuus"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("../../shared/", &format!("{}/", shared.display()));
+    assert!(!text.contains("kuljetettu_osuus"));
+    let path = dir.join("ensihoito-vanha.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs a line file with the command line into the test's store.
+fn cli_run(dir: &Path, line: &Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_valtava"))
+        .current_dir(root())
+        .arg("run")
+        .arg(line)
+        .arg("--store")
+        .arg(dir.join("store"))
+        .args(args)
+        .env("VALTAVA_PSEUDONYM_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every release stays addressable with its status and note; a period whose release has
+/// another schema stays in the series; `updated` is the release time; an operator sets a
+/// release final. (Failed before: the 2025-02 period was dropped from the series, `updated`
+/// was the time of the request, and releases had no status, note or time.)
+#[test]
+fn revisions_carry_status_and_note_and_a_changed_schema_stays_in_the_series() {
+    let dir = setup();
+    big_month(dir.path(), "2025-02", "2000");
+    let old_line = ensihoito_without_a_measure(dir.path());
+    cli_run(
+        dir.path(),
+        &old_line,
+        &[
+            "--param",
+            "period=2025-02",
+            "--status",
+            "preliminary",
+            "--note",
+            "Ennakkotieto",
+        ],
+    );
+    let d = start(dir.path(), &[]);
+    let mut runs = Vec::new();
+    for (status, note) in [
+        ("preliminary", "Ensimmäinen julkaisu"),
+        ("final", "Korjattu: myöhästyneet ilmoitukset"),
+    ] {
+        let a = post(
+            &d,
+            "/api/lines/ensihoito/runs",
+            Some(RUN_TOKEN),
+            &format!(
+                r#"{{"params": {{"period": "2025-03"}}, "status": "{status}", "note": "{note}"}}"#
+            ),
+        );
+        assert_eq!(a.status, 202, "{}", a.body);
+        let done = wait_job(
+            &d,
+            a.json()["id"].as_str().unwrap(),
+            Duration::from_secs(180),
+        );
+        assert_eq!(done["run"]["status"], "succeeded", "{done}");
+        runs.push(done["run"]["run_id"].as_str().unwrap().to_string());
+    }
+    let releases = get(&d, "/api/lines/ensihoito/releases").json();
+    let releases = releases["releases"].as_array().unwrap().clone();
+    assert_eq!(releases.len(), 3, "{releases:?}");
+    let of = |run: &str| {
+        releases
+            .iter()
+            .find(|r| r["run_id"] == run)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of(&runs[0])["status"], "preliminary");
+    assert_eq!(of(&runs[0])["note"], "Ensimmäinen julkaisu");
+    assert_eq!(of(&runs[0])["current"], false);
+    assert_eq!(of(&runs[1])["status"], "final");
+    assert_eq!(of(&runs[1])["current"], true);
+    assert!(
+        releases
+            .iter()
+            .all(|r| r["released"].as_str().is_some_and(|t| t.ends_with('Z')))
+    );
+
+    // The series: both periods, the old one without the share (empty, status `missing`).
+    let doc = get(&d, "/api/v1/datasets/ensihoito_kuukausi").json();
+    let periods: Vec<&str> = doc["dimension"]["jakso"]["category"]["index"]
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .or_else(|| {
+            doc["dimension"]["jakso"]["category"]["index"]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.as_str().unwrap()).collect())
+        })
+        .unwrap();
+    assert_eq!(periods, ["2025-02", "2025-03"], "{doc}");
+    let statuses: Vec<&str> = doc["status"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(statuses.contains(&"missing"), "{:?}", doc["status"]);
+    let served: Vec<&Value> = doc["extension"]["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(served.len(), 2);
+    assert_eq!(served[0]["status"], "preliminary");
+    assert_eq!(served[0]["note"], "Ennakkotieto");
+    assert_eq!(served[1]["run_id"], runs[1].as_str());
+    let newest = served
+        .iter()
+        .filter_map(|r| r["released"].as_str())
+        .max()
+        .unwrap();
+    assert_eq!(doc["updated"], newest);
+    let csv = get(&d, "/api/v1/datasets/ensihoito_kuukausi?format=csv").body;
+    let header = csv.lines().next().unwrap();
+    assert!(header.contains("status_kuljetettu_osuus"), "{header}");
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("2025-02,") && l.ends_with(",missing"))
+    );
+
+    // The earlier release of 2025-03, by its run id.
+    let first = get(
+        &d,
+        &format!("/api/v1/datasets/ensihoito_kuukausi?release={}", runs[0]),
+    )
+    .json();
+    let served = first["extension"]["releases"].as_array().unwrap();
+    assert_eq!(served.len(), 1);
+    assert_eq!(served[0]["run_id"], runs[0].as_str());
+    assert_eq!(served[0]["status"], "preliminary");
+    assert_eq!(served[0]["note"], "Ensimmäinen julkaisu");
+    assert_eq!(
+        get(
+            &d,
+            "/api/v1/datasets/ensihoito_kuukausi?release=eioleolemassa"
+        )
+        .status,
+        404
+    );
+
+    // An operator declares the 2025-02 release final; the note is checked.
+    let old_run = releases.iter().find(|r| r["period"] == "2025-02").unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/api/lines/ensihoito/releases/2025-02/{old_run}/status");
+    let body = r#"{"status": "final", "note": "Vahvistettu"}"#;
+    let req = |token: Option<&str>, body: &str| put(&d, &path, token, body.as_bytes());
+    assert_eq!(req(None, body).status, 401);
+    assert_eq!(req(Some(OTHER_LINE_TOKEN), body).status, 403);
+    for bad in [
+        r#"{"status": "valmis"}"#,
+        r#"{"status": "final", "note": "rivi\nrivi"}"#,
+        r#"{"status": "final", "note": "potilas 010101-123N"}"#,
+    ] {
+        let a = req(Some(RUN_TOKEN), bad);
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+        assert!(!a.body.contains("010101-123N"), "{}", a.body);
+    }
+    let a = req(Some(RUN_TOKEN), body);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["status"], "final");
+    let doc = get(&d, "/api/v1/datasets/ensihoito_kuukausi").json();
+    assert_eq!(doc["extension"]["releases"][0]["status"], "final");
+    assert_eq!(doc["extension"]["releases"][0]["note"], "Vahvistettu");
+    let a = put(
+        &d,
+        "/api/lines/ensihoito/releases/2025-02/20250101T000000000Z-x/status",
+        Some(RUN_TOKEN),
+        body.as_bytes(),
+    );
+    assert_eq!(a.status, 404, "{}", a.body);
+
+    // The command line shows the same.
+    let out = Command::new(env!("CARGO_BIN_EXE_valtava"))
+        .args(["releases", "ensihoito", "--store"])
+        .arg(dir.path().join("store"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("preliminary") && text.contains("final"),
+        "{text}"
+    );
+    assert!(
+        text.contains("note: Vahvistettu") && text.contains("note: Ensimmäinen julkaisu"),
+        "{text}"
+    );
 }

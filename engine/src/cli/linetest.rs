@@ -274,6 +274,7 @@ async fn run_case(
         lineage_url: None,
         // A test's rows are a handful.
         memory_limit: None,
+        release: Default::default(),
     };
     let result = crate::run::run(line_path, opts).await;
     let Some(report) = report_to_check(&result, &t.expect.error)? else {

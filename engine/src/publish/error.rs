@@ -85,6 +85,9 @@ pub enum PublishError {
     /// A published table could not be read back or shown.
     #[error("{0}")]
     ReadTable(#[source] arrow::error::ArrowError),
+    /// A release's revision note was refused.
+    #[error("the revision note is refused: {reason}")]
+    BadNote { reason: String },
 }
 
 impl PublishError {
@@ -116,6 +119,7 @@ impl PublishError {
             | PublishError::ReadParquet(_)
             | PublishError::ReadTable(_) => RunCode::Source,
             PublishError::NoDataset { .. } => RunCode::NoInput,
+            PublishError::BadNote { .. } => RunCode::Param,
         }
     }
 }

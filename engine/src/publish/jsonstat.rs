@@ -23,6 +23,13 @@ pub type Labels = BTreeMap<String, [Option<String>; 3]>;
 /// The name of the metric dimension.
 pub const METRIC: &str = "tiedot";
 
+/// The column that gives a measure's own status where it differs from its row's (e.g. a
+/// measure a period's release does not publish, in a time series of releases):
+/// `status_<measure>`. Where it has a value, that is the cell's status.
+pub fn measure_status_column(measure: &str) -> String {
+    format!("{}_{measure}", crate::plan::STATUS_COLUMN)
+}
+
 /// What the writer needs besides the table.
 pub struct DatasetMeta<'a> {
     pub label: [Option<String>; 3],
@@ -144,11 +151,19 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, Publish
         .column_by_name(crate::plan::STATUS_COLUMN)
         .and_then(|a| arrow::compute::cast(a, &DataType::Utf8).ok());
     let measure_arrays = measure_columns(table, &measures)?;
+    let measure_status: Vec<Option<arrow::array::ArrayRef>> = measures
+        .iter()
+        .map(|m| {
+            table
+                .column_by_name(&measure_status_column(m))
+                .and_then(|a| arrow::compute::cast(a, &DataType::Utf8).ok())
+        })
+        .collect();
     let status = fill_cells(
         &row_keys,
         &size,
         &measure_arrays,
-        status_col.as_ref(),
+        (status_col.as_ref(), &measure_status),
         &mut values,
     );
     let (mut dimension, extension_labels) = dimension_entries(meta, &categories);
@@ -266,7 +281,10 @@ fn fill_cells(
     row_keys: &[Vec<usize>],
     size: &[usize],
     measure_arrays: &[arrow::array::ArrayRef],
-    status_col: Option<&arrow::array::ArrayRef>,
+    (status_col, measure_status): (
+        Option<&arrow::array::ArrayRef>,
+        &[Option<arrow::array::ArrayRef>],
+    ),
     values: &mut Values,
 ) -> Map<String, Value> {
     let mut status = Map::new();
@@ -289,11 +307,16 @@ fn fill_cells(
                     },
                 );
             }
-            if let Some(s) = status_col {
-                let s = s.as_string::<i32>();
-                if s.is_valid(row) {
-                    status.insert(idx.to_string(), json!(s.value(row)));
-                }
+            let own = measure_status[m]
+                .as_ref()
+                .map(|s| s.as_string::<i32>())
+                .filter(|s| s.is_valid(row));
+            if let Some(s) = own.or_else(|| {
+                status_col
+                    .map(|s| s.as_string::<i32>())
+                    .filter(|s| s.is_valid(row))
+            }) {
+                status.insert(idx.to_string(), json!(s.value(row)));
             }
         }
     }

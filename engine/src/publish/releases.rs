@@ -10,6 +10,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::Value;
 
 use crate::publish::PublishError;
+use crate::publish::manifest::{ReleaseLabel, StatusChange};
 use crate::store::Store;
 
 /// One release of a line: a run whose manifest was written. (Also the schema `Release` of
@@ -30,6 +31,15 @@ pub struct Release {
     /// recorded in the manifest).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub areas: BTreeMap<String, String>,
+    /// When it was released (RFC 3339, UTC); for a release made before manifests recorded
+    /// it, when its manifest was written.
+    #[schema(format = DateTime)]
+    pub released: Option<String>,
+    /// `preliminary` or `final`: as its run gave it, or as an operator last set it.
+    pub status: crate::publish::manifest::ReleaseStatus,
+    /// The revision note, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 async fn read_json(store: &Arc<dyn ObjectStore>, path: &str) -> Option<Value> {
@@ -43,30 +53,43 @@ async fn read_json(store: &Arc<dyn ObjectStore>, path: &str) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// The datasets of manifests already read, by path: a manifest never changes once written
-/// (a release is immutable), so the daemon reads each once instead of every manifest ever
-/// written at every request.
+/// What manifests already read say, by path: a manifest never changes once written (a
+/// release is immutable), so the daemon reads each once instead of every manifest ever
+/// written at every request. Operators' status changes (`_status.json`) are kept by path
+/// and version, and read again when they change.
 #[derive(Debug, Default)]
-pub struct ManifestCache(std::sync::Mutex<BTreeMap<String, Named>>);
+pub struct ManifestCache {
+    manifests: std::sync::Mutex<BTreeMap<String, Named>>,
+    changes: std::sync::Mutex<BTreeMap<String, (String, ReleaseLabel)>>,
+}
 
-/// What a manifest says of its datasets: each with its rows, and the area dimension of
-/// those that have one.
-type Named = (Vec<(String, u64)>, BTreeMap<String, String>);
+/// What a manifest says of its release: each dataset with its rows, the area dimension of
+/// those that have one, when it was released and with what label.
+#[derive(Debug, Clone, Default)]
+struct Named {
+    datasets: Vec<(String, u64)>,
+    areas: BTreeMap<String, String>,
+    released: Option<String>,
+    label: ReleaseLabel,
+}
 
-/// The datasets and their rows a manifest names, and their areas (absent in manifests
-/// written before datasets recorded them).
+/// What a manifest says (areas, release time and label are absent in manifests written
+/// before they were recorded: none, and `final`).
 fn manifest_datasets(manifest: &Value) -> Named {
     let entries = manifest["datasets"].as_array().into_iter().flatten();
-    let mut datasets = Vec::new();
-    let mut areas = BTreeMap::new();
+    let mut named = Named {
+        released: manifest["released"].as_str().map(String::from),
+        label: serde_json::from_value(manifest.clone()).unwrap_or_default(),
+        ..Named::default()
+    };
     for d in entries {
         let name = d["dataset"].as_str().unwrap_or_default().to_string();
         if let Some(a) = d["area"].as_str() {
-            areas.insert(name.clone(), a.to_string());
+            named.areas.insert(name.clone(), a.to_string());
         }
-        datasets.push((name, d["rows"].as_u64().unwrap_or(0)));
+        named.datasets.push((name, d["rows"].as_u64().unwrap_or(0)));
     }
-    (datasets, areas)
+    named
 }
 
 /// Every release of a line, by period and run.
@@ -74,12 +97,15 @@ pub async fn list(store: &Store, line: &str) -> Result<Vec<Release>, PublishErro
     list_cached(store, line, &ManifestCache::default()).await
 }
 
-/// [`list`], reading only the manifests `cache` does not hold yet.
-pub async fn list_cached(
-    store: &Store,
-    line: &str,
-    cache: &ManifestCache,
-) -> Result<Vec<Release>, PublishError> {
+/// The objects of a line's releases that say what a release is: its manifest, and an
+/// operator's change of its status, by (period, run).
+#[derive(Default)]
+struct Listed {
+    manifests: BTreeMap<(String, String), object_store::ObjectMeta>,
+    changes: BTreeMap<(String, String), object_store::ObjectMeta>,
+}
+
+async fn list_objects(store: &Store, line: &str) -> Result<Listed, PublishError> {
     let prefix = Path::from(crate::store::layout::releases_of(line));
     let metas: Vec<_> = store
         .inner
@@ -90,26 +116,94 @@ pub async fn list_cached(
             line: line.to_string(),
             source,
         })?;
-    let mut manifests: BTreeMap<(String, String), String> = BTreeMap::new();
-    for m in &metas {
+    let mut listed = Listed::default();
+    for m in metas {
         let parts: Vec<&str> = m.location.as_ref().split('/').collect();
-        if let [_, _, period, run, "_manifest.json"] = parts.as_slice() {
-            manifests.insert(
-                (period.to_string(), run.to_string()),
-                m.location.to_string(),
-            );
-        }
+        let (key, into) = match parts.as_slice() {
+            [_, _, period, run, "_manifest.json"] => {
+                ((period.to_string(), run.to_string()), &mut listed.manifests)
+            }
+            [_, _, period, run, "_status.json"] => {
+                ((period.to_string(), run.to_string()), &mut listed.changes)
+            }
+            _ => continue,
+        };
+        into.insert(key, m);
     }
+    Ok(listed)
+}
+
+/// What a manifest says, from the cache or read once.
+async fn manifest_of(
+    store: &Store,
+    meta: &object_store::ObjectMeta,
+    cache: &ManifestCache,
+) -> Named {
+    let path = meta.location.to_string();
+    if let Some(known) = cache
+        .manifests
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&path).cloned())
+    {
+        return known;
+    }
+    let Some(manifest) = read_json(&store.inner, &path).await else {
+        return Named::default();
+    };
+    let mut named = manifest_datasets(&manifest);
+    named.released.get_or_insert_with(|| {
+        meta.last_modified
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    });
+    if let Ok(mut c) = cache.manifests.lock() {
+        c.insert(path, named.clone());
+    }
+    named
+}
+
+/// An operator's label of a release, from the cache while the object is the same version.
+async fn change_of(
+    store: &Store,
+    meta: &object_store::ObjectMeta,
+    cache: &ManifestCache,
+) -> Option<ReleaseLabel> {
+    let path = meta.location.to_string();
+    let version = format!("{:?}{}", meta.e_tag, meta.last_modified.timestamp_micros());
+    if let Some((v, label)) = cache
+        .changes
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&path).cloned())
+        && v == version
+    {
+        return Some(label);
+    }
+    let change: StatusChange =
+        serde_json::from_value(read_json(&store.inner, &path).await?).ok()?;
+    if let Ok(mut c) = cache.changes.lock() {
+        c.insert(path, (version, change.label.clone()));
+    }
+    Some(change.label)
+}
+
+/// [`list`], reading only the manifests `cache` does not hold yet.
+pub async fn list_cached(
+    store: &Store,
+    line: &str,
+    cache: &ManifestCache,
+) -> Result<Vec<Release>, PublishError> {
+    let listed = list_objects(store, line).await?;
     let mut out = Vec::new();
     let mut latest: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for ((period, run), path) in manifests {
+    for ((period, run), meta) in &listed.manifests {
         // Each period's pointer is read once, not once per release of it.
-        let current = match latest.get(&period) {
+        let current = match latest.get(period) {
             Some(known) => known.clone(),
             None => {
                 let pointer = read_json(
                     &store.inner,
-                    &crate::store::layout::release_pointer(line, &period),
+                    &crate::store::layout::release_pointer(line, period),
                 )
                 .await
                 .and_then(|p| p["run_id"].as_str().map(String::from));
@@ -117,39 +211,33 @@ pub async fn list_cached(
                 pointer
             }
         };
-        let known = cache.0.lock().ok().and_then(|c| c.get(&path).cloned());
-        let (datasets, areas) = match known {
-            Some(d) => d,
-            None => {
-                let manifest = read_json(&store.inner, &path).await;
-                let named = manifest.as_ref().map(manifest_datasets).unwrap_or_default();
-                if manifest.is_some()
-                    && let Ok(mut c) = cache.0.lock()
-                {
-                    c.insert(path.clone(), named.clone());
-                }
-                named
-            }
+        let named = manifest_of(store, meta, cache).await;
+        let label = match listed.changes.get(&(period.clone(), run.clone())) {
+            Some(change) => change_of(store, change, cache).await.unwrap_or(named.label),
+            None => named.label,
         };
         out.push(Release {
             line: line.to_string(),
             current: current.as_deref() == Some(run.as_str()),
-            period,
-            run_id: run,
-            datasets,
-            areas,
+            period: period.clone(),
+            run_id: run.clone(),
+            datasets: named.datasets,
+            areas: named.areas,
+            released: named.released,
+            status: label.status,
+            note: label.note,
         });
     }
     Ok(out)
 }
 
-/// A table of releases for the terminal.
+/// A table of releases for the terminal: each with its release time, status and note.
 pub fn render(releases: &[Release]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<10} {:<32} {:<7} datasets",
-        "period", "run", "current"
+        "{:<10} {:<32} {:<7} {:<24} {:<11} datasets",
+        "period", "run", "current", "released", "status"
     );
     for r in releases {
         let ds: Vec<String> = r
@@ -159,12 +247,17 @@ pub fn render(releases: &[Release]) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{:<10} {:<32} {:<7} {}",
+            "{:<10} {:<32} {:<7} {:<24} {:<11} {}",
             r.period,
             r.run_id,
             if r.current { "*" } else { "" },
+            r.released.as_deref().unwrap_or("-"),
+            r.status,
             ds.join(", ")
         );
+        if let Some(note) = &r.note {
+            let _ = writeln!(out, "{:<10} note: {note}", "");
+        }
     }
     out
 }

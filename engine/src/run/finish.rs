@@ -107,6 +107,8 @@ pub(super) async fn release(
         line: &report.line,
         period,
         run_id: &report.run_id,
+        released: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        label: &shared.label,
         line_hash: &report.line_hash,
         engine_version: &report.engine_version,
         params: &report.params,

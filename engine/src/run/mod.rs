@@ -111,6 +111,8 @@ pub struct RunOptions {
     /// The memory the query engine may use before it spills to disk (bytes); `None`: no
     /// limit. The command line and the daemon read it from `VALTAVA_MEMORY_LIMIT`.
     pub memory_limit: Option<usize>,
+    /// The status and revision note its release carries.
+    pub release: crate::publish::manifest::ReleaseLabel,
 }
 
 /// What the run's tasks share: the checked line and its plans, the session, the counters,
@@ -124,6 +126,8 @@ struct Shared {
     quarantine: Quarantine,
     store: Store,
     release_prefix: String,
+    /// The status and note of the release.
+    label: crate::publish::manifest::ReleaseLabel,
     batch_size: usize,
     sources: BTreeMap<String, String>,
     fill: BTreeMap<String, String>,
@@ -342,6 +346,7 @@ fn new_shared(
         quarantine: Quarantine::new(scratch.to_path_buf(), id.run_id.clone(), opts.key.clone()),
         store: opts.store.clone(),
         release_prefix: id.release_prefix.clone(),
+        label: opts.release.clone(),
         batch_size: opts.batch_size,
         sources: opts.sources.clone(),
         fill: id.params_text.clone(),

@@ -110,6 +110,7 @@ fn options(store: Arc<dyn ObjectStore>) -> RunOptions {
         deadline: None,
         recorder: crate::artefacts::recorder(),
         memory_limit: None,
+        release: Default::default(),
     }
 }
 

@@ -262,6 +262,15 @@ pub(in crate::serve) enum ApiError {
     /// A dataset that could not be written as JSON-stat (500).
     #[error("cannot write JSON-stat")]
     WriteJsonStat,
+    /// No release of a line, period and run (404).
+    #[error("no release `{0}`")]
+    NoRelease(String),
+    /// A release status or note that is refused (400).
+    #[error("{0}")]
+    BadLabel(String),
+    /// A release's status could not be written (500).
+    #[error("cannot write the release's status")]
+    WriteStatus,
     /// The daemon was started without `--assets` (404).
     #[error("the daemon was started without --assets (Chart.js)")]
     NoAssets,
@@ -283,6 +292,7 @@ impl ApiError {
             | ApiError::BadFormat(_)
             | ApiError::BadRequest(_)
             | ApiError::BadParams(_)
+            | ApiError::BadLabel(_)
             | ApiError::BadName => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NoLine(_)
@@ -291,6 +301,7 @@ impl ApiError {
             | ApiError::QualityNotYet(_)
             | ApiError::NoQuality(_)
             | ApiError::NotPublished(_)
+            | ApiError::NoRelease(_)
             | ApiError::NoAssets
             | ApiError::NoChart => StatusCode::NOT_FOUND,
             ApiError::NoSource { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -298,6 +309,7 @@ impl ApiError {
             | ApiError::ReadDataset
             | ApiError::ReadQuality
             | ApiError::StoreUpload
+            | ApiError::WriteStatus
             | ApiError::Filter
             | ApiError::WriteCsv
             | ApiError::Label
@@ -318,12 +330,14 @@ impl ApiError {
             | ApiError::NoDataset(_)
             | ApiError::NoRun(_)
             | ApiError::QualityNotYet(_)
-            | ApiError::NoQuality(_) => "not-found",
+            | ApiError::NoQuality(_)
+            | ApiError::NoRelease(_) => "not-found",
             ApiError::NotPublished(_) => "not-published",
             ApiError::BadFilter { .. } => "bad-filter",
             ApiError::BadFormat(_) => "bad-format",
             ApiError::BadRequest(_) => "bad-request",
             ApiError::BadParams(_) => "bad-params",
+            ApiError::BadLabel(_) => "bad-label",
             ApiError::Stopping => "stopping",
             ApiError::BadName => "bad-name",
             ApiError::NotYourFile { .. } => "not-your-file",
@@ -331,7 +345,8 @@ impl ApiError {
             ApiError::ReadReleases
             | ApiError::ReadDataset
             | ApiError::ReadQuality
-            | ApiError::StoreUpload => "store",
+            | ApiError::StoreUpload
+            | ApiError::WriteStatus => "store",
             ApiError::Filter | ApiError::WriteCsv | ApiError::Label | ApiError::WriteJsonStat => {
                 "engine"
             }

@@ -62,6 +62,14 @@ pub struct Job {
     #[serde(default)]
     #[schema(required = true)]
     pub attempts: u32,
+    /// The status its release carries: as asked for, or the line's `release_status` for a
+    /// run on the schedule or on an arrival.
+    #[serde(default)]
+    pub release_status: crate::publish::manifest::ReleaseStatus,
+    /// The revision note its release carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub note: Option<String>,
     /// The run's wall time, once it has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = f64)]
@@ -122,13 +130,17 @@ impl App {
         line: &str,
         params: BTreeMap<String, String>,
         trigger: &str,
+        label: crate::publish::manifest::ReleaseLabel,
     ) -> Job {
         let job = {
             let mut jobs = self.jobs.lock().expect("jobs lock");
-            if let Some(j) = jobs
-                .values()
-                .find(|j| j.status == JobStatus::Queued && j.line == line && j.params == params)
-            {
+            if let Some(j) = jobs.values().find(|j| {
+                j.status == JobStatus::Queued
+                    && j.line == line
+                    && j.params == params
+                    && j.release_status == label.status
+                    && j.note == label.note
+            }) {
                 return j.clone();
             }
             let job = Job {
@@ -143,6 +155,8 @@ impl App {
                 run_id: None,
                 error: None,
                 attempts: 0,
+                release_status: label.status,
+                note: label.note,
                 seconds: None,
             };
             jobs.insert(job.id.clone(), job.clone());
@@ -232,6 +246,10 @@ async fn execute(app: Arc<App>, mut job: Job) {
         deadline: app.deadline,
         recorder: crate::artefacts::recorder(),
         memory_limit: app.memory_limit,
+        release: crate::publish::manifest::ReleaseLabel {
+            status: job.release_status,
+            note: job.note.clone(),
+        },
     };
     let t = Instant::now();
     // On a task of its own: a run that panics fails its job instead of leaving it running

@@ -34,6 +34,8 @@
 //!   (`App::resume`), the workers (`dispatch`) and one run (`execute`).
 //! - `triggers.rs`: what queues runs without a request — schedules (cron, the latest
 //!   complete period) and inbox arrivals (listing, settle time, what was already seen).
+//! - `series.rs`: a dataset as a time series over its releases (current, or one by run id),
+//!   their columns merged across schema changes; what every data API reads.
 //! - `metrics.rs`: `/metrics`, `/healthz` and the counters behind them.
 //! - `openapi.rs`: the API's OpenAPI document (`/openapi.json`), `ApiDoc`, generated from the
 //!   handlers' `#[utoipa::path]` attributes and the types they answer; `engine/web/openapi.json`
@@ -52,6 +54,7 @@ mod error;
 mod jobs;
 mod metrics;
 mod openapi;
+mod series;
 mod triggers;
 
 pub use crate::serve::error::ServeError;
@@ -82,6 +85,7 @@ use crate::line::spec::ParamKind;
 use crate::serve::api::indicators::get_indicator;
 use crate::serve::api::lines::{get_datasets, get_datasets_v1, get_line, get_lines, get_releases};
 use crate::serve::api::page::{chart_js, openapi, page, page_js};
+use crate::serve::api::releases::put_release_status;
 use crate::serve::api::runs::{get_quality, get_run, get_runs, post_run};
 use crate::serve::api::uploads::put_upload;
 use crate::serve::auth::{Token, read_tokens};
@@ -489,6 +493,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/lines/{line}", get(get_line))
         .route("/api/lines/{line}/runs", post(post_run))
         .route("/api/lines/{line}/releases", get(get_releases))
+        .route(
+            "/api/lines/{line}/releases/{period}/{run}/status",
+            put(put_release_status),
+        )
         .route("/api/lines/{line}/inbox/{period}/{file}", put(put_upload))
         .route("/api/runs", get(get_runs))
         .route("/api/runs/{id}", get(get_run))

@@ -38,6 +38,7 @@ use crate::serve::error::Problem;
         crate::serve::api::lines::get_line,
         crate::serve::api::runs::post_run,
         crate::serve::api::lines::get_releases,
+        crate::serve::api::releases::put_release_status,
         crate::serve::api::uploads::put_upload,
         crate::serve::api::runs::get_runs,
         crate::serve::api::runs::get_run,

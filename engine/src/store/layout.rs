@@ -31,6 +31,11 @@ pub fn manifest(release_folder: &str) -> String {
     format!("{release_folder}/_manifest.json")
 }
 
+/// The status of the release in `release_folder` as an operator last set it.
+pub fn release_status(release_folder: &str) -> String {
+    format!("{release_folder}/_status.json")
+}
+
 /// The pointer to a period's current release.
 pub fn release_pointer(line: &str, period: &str) -> String {
     format!("releases/{line}/{period}/latest.json")

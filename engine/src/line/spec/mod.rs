@@ -196,6 +196,12 @@ pub struct LineSpec {
     /// (minute hour day-of-month month day-of-week), Finnish time.
     #[serde(default)]
     pub schedule: Option<Sp<String>>,
+    /// The status of the releases the daemon makes on its own (on the schedule, or when a
+    /// submission arrives): `preliminary` (ennakkotieto, to be revised) or `final` (the
+    /// default). A run asked for by hand says its own (`valtava run --status`, the API's
+    /// `status`), and an operator with the `run` role can change a release's status later.
+    #[serde(default)]
+    pub release_status: Option<ReleaseStatus>,
     /// Parameters given at run time (`--param period=2025-03`). Use them in locations as
     /// `{period}` and in expressions as `$period`.
     #[serde(default)]
@@ -512,5 +518,37 @@ impl StepSpec {
             }
         }
         v
+    }
+}
+
+/// Whether a release's figures are final or will be revised.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    utoipa::ToSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseStatus {
+    /// Preliminary (ennakkotieto): published early, to be revised by a later release.
+    Preliminary,
+    /// Final (lopullinen).
+    #[default]
+    Final,
+}
+
+impl std::fmt::Display for ReleaseStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReleaseStatus::Preliminary => "preliminary",
+            ReleaseStatus::Final => "final",
+        })
     }
 }

@@ -5,7 +5,6 @@
 //! and answers JSON-stat 2.0 (labelled from the line's code sets) or CSV.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, header};
@@ -13,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::error;
 
-use crate::serve::api::lines::{current_releases, publish_steps};
-use crate::serve::error::{ApiError, Problem, ServeError};
+use crate::serve::api::lines::publish_steps;
+use crate::serve::error::{ApiError, Problem};
 use crate::serve::{App, AppState, LineEntry, now_text};
 
 // The `format` parameter in the OpenAPI document; the handler reads the query as text (and
@@ -30,7 +29,7 @@ pub(in crate::serve) enum IndicatorFormat {
 }
 
 /// The line and publish step of a dataset.
-fn find_dataset<'a>(
+pub(in crate::serve) fn find_dataset<'a>(
     app: &'a App,
     id: &str,
 ) -> Option<(&'a str, &'a LineEntry, &'a crate::line::spec::PublishSpec)> {
@@ -44,71 +43,6 @@ fn find_dataset<'a>(
 
 /// The name of the period dimension the indicator API adds.
 pub const PERIOD_DIMENSION: &str = "jakso";
-
-/// Reads the current releases of a dataset (some periods, or all) into one table with a
-/// leading period column.
-async fn dataset_table(
-    app: &App,
-    line: &str,
-    dataset: &str,
-    periods: Option<&BTreeSet<String>>,
-) -> Result<Option<arrow::record_batch::RecordBatch>, ServeError> {
-    use arrow::array::{ArrayRef, StringArray};
-    let mut tables = Vec::new();
-    for (period, run) in current_releases(app, line).await? {
-        if periods.is_some_and(|p| !p.contains(&period)) {
-            continue;
-        }
-        let path = crate::store::layout::release_file(line, &period, &run, dataset, "parquet");
-        let Some(bytes) = app.get_bytes(&path).await else {
-            continue;
-        };
-        let file_error = |source| ServeError::ReleaseFile {
-            path: path.clone(),
-            source,
-        };
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(file_error)?
-            .build()
-            .map_err(file_error)?;
-        for b in reader {
-            let b = b.map_err(|source| ServeError::ReleaseBatch {
-                path: path.clone(),
-                source,
-            })?;
-            let mut fields = vec![arrow::datatypes::Field::new(
-                PERIOD_DIMENSION,
-                arrow::datatypes::DataType::Utf8,
-                false,
-            )];
-            // Field metadata differs between releases; the table keeps names and types.
-            fields.extend(b.schema().fields().iter().map(|f| {
-                arrow::datatypes::Field::new(f.name(), f.data_type().clone(), f.is_nullable())
-            }));
-            let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![
-                period.as_str();
-                b.num_rows()
-            ]))];
-            cols.extend(b.columns().iter().cloned());
-            let schema = Arc::new(arrow::datatypes::Schema::new(fields));
-            tables.push(
-                arrow::record_batch::RecordBatch::try_new(schema, cols)
-                    .map_err(ServeError::Table)?,
-            );
-        }
-    }
-    let Some(first) = tables.first() else {
-        return Ok(None);
-    };
-    let schema = first.schema();
-    let tables: Vec<_> = tables
-        .into_iter()
-        .filter(|t| t.schema() == schema)
-        .collect();
-    arrow::compute::concat_batches(&schema, &tables)
-        .map(Some)
-        .map_err(ServeError::Table)
-}
 
 /// The area dimension of a dataset (the `area` its aggregate declared), as the newest of
 /// its current releases records it in the manifest; for releases made before manifests
@@ -134,11 +68,12 @@ async fn dataset_area(app: &App, line: &str, entry: &LineEntry, dataset: &str) -
     path = "/api/v1/datasets/{id}",
     tag = "indicators",
     summary = "Indicator data: the current releases of a dataset, filtered",
-    description = "Any dimension of the dataset filters by comma-separated codes (e.g. kiireellisyys=A,B); `area` filters the area dimension (the one its line declares `area:`) and `period` the releases. JSON-stat 2.0 (with a leading `jakso` dimension) unless `format=csv` or Accept: text/csv.",
+    description = "Any dimension of the dataset filters by comma-separated codes (e.g. kiireellisyys=A,B); `area` filters the area dimension (the one its line declares `area:`) and `period` the releases. `release` asks for one earlier release (a revision) by the id of its run. JSON-stat 2.0 (with a leading `jakso` dimension; `updated` is the latest release time, `extension.releases` each period's release with its status and note) unless `format=csv` or Accept: text/csv.",
     params(
         ("id" = String, Path, description = "The dataset's name"),
         ("area" = Option<String>, Query, description = "Codes of the area dimension, comma-separated"),
         ("period" = Option<String>, Query, description = "Periods, comma-separated (also `jakso`)"),
+        ("release" = Option<String>, Query, description = "The id of the run whose release to answer (its period only); without it, each period's current release"),
         ("format" = inline(Option<IndicatorFormat>), Query, description = "json (JSON-stat 2.0) or csv"),
     ),
     responses(
@@ -157,20 +92,92 @@ pub(in crate::serve) async fn get_indicator(
     Query(q): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    use arrow::array::{Array, AsArray, BooleanArray};
     let Some((line, entry, spec)) = find_dataset(&app, &id) else {
         return Err(ApiError::NoDataset(id));
     };
     // The table's dimensions as its planned publish step gives them (failed before for
     // every dataset whose publish step does not list `dimensions:`).
-    let shape = entry.datasets.get(&id).cloned().unwrap_or_default();
-    let dims = shape.dimensions;
+    let dims = entry
+        .datasets
+        .get(&id)
+        .map(|s| s.dimensions.clone())
+        .unwrap_or_default();
     let geo = dataset_area(&app, line, entry, &id).await;
-    // Filters: dimension=code,code; `area` names the area dimension; `period` the releases.
-    let mut filters: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut periods: Option<BTreeSet<String>> = None;
+    let asked = asked(&q, &id, &dims, geo.as_deref(), &headers)?;
+    let series = match crate::serve::series::read(
+        &app,
+        line,
+        &id,
+        asked.periods.as_ref(),
+        &asked.pick,
+    )
+    .await
+    {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(ApiError::NotPublished(id.clone())),
+        Err(e) => {
+            error!("{e}");
+            return Err(ApiError::ReadDataset);
+        }
+    };
+    let table = filtered(&series.table, &asked.filters)?;
+    if asked.csv {
+        return csv_answer(&table);
+    }
+    let mut all_dims = vec![PERIOD_DIMENSION.to_string()];
+    all_dims.extend(dims.iter().cloned());
+    let meta = period_meta(&entry.line, spec, &all_dims, geo.as_deref(), entry)?;
+    let mut doc = crate::publish::jsonstat::dataset(&table, &meta).map_err(|e| {
+        error!("{e}");
+        ApiError::WriteJsonStat
+    })?;
+    doc["updated"] = json!(series.updated.unwrap_or_else(now_text));
+    let releases = json!(series.releases);
+    match doc.get_mut("extension").and_then(|e| e.as_object_mut()) {
+        Some(ext) => {
+            ext.insert("releases".into(), releases);
+        }
+        None => doc["extension"] = json!({ "releases": releases }),
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::VARY, "Accept"),
+        ],
+        axum::Json(doc),
+    )
+        .into_response())
+}
+
+/// What a request asks of a dataset.
+struct Asked {
+    /// Codes to keep, by dimension.
+    filters: BTreeMap<String, BTreeSet<String>>,
+    /// The periods, or all.
+    periods: Option<BTreeSet<String>>,
+    /// Which release of each period.
+    pick: crate::serve::series::Pick,
+    /// CSV rather than JSON-stat.
+    csv: bool,
+}
+
+/// Reads the query: `dimension=code,code`, `area` (the area dimension), `period`,
+/// `release`, `format`; anything else is refused.
+fn asked(
+    q: &BTreeMap<String, String>,
+    id: &str,
+    dims: &[String],
+    geo: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Asked, ApiError> {
+    let mut asked = Asked {
+        filters: BTreeMap::new(),
+        periods: None,
+        pick: crate::serve::series::Pick::Current,
+        csv: false,
+    };
     let mut format = None;
-    for (k, v) in &q {
+    for (k, v) in q {
         let values: BTreeSet<String> = v
             .split(',')
             .map(|s| s.trim().to_string())
@@ -178,23 +185,24 @@ pub(in crate::serve) async fn get_indicator(
             .collect();
         match k.as_str() {
             "format" => format = Some(v.clone()),
-            "period" | PERIOD_DIMENSION => periods = Some(values),
+            "release" => asked.pick = crate::serve::series::Pick::Run(v.clone()),
+            "period" | PERIOD_DIMENSION => asked.periods = Some(values),
             "area" if geo.is_some() => {
-                filters.insert(geo.clone().unwrap_or_default(), values);
+                asked.filters.insert(geo.unwrap_or_default().into(), values);
             }
             d if dims.iter().any(|x| x == d) => {
-                filters.insert(d.to_string(), values);
+                asked.filters.insert(d.to_string(), values);
             }
             other => {
                 return Err(ApiError::BadFilter {
                     filter: other.to_string(),
-                    dataset: id.clone(),
+                    dataset: id.to_string(),
                     dimensions: dims.join(", "),
                 });
             }
         }
     }
-    let csv = match format.as_deref() {
+    asked.csv = match format.as_deref() {
         Some("csv") => true,
         Some("json") | Some("jsonstat") => false,
         Some(f) => return Err(ApiError::BadFormat(f.to_string())),
@@ -203,16 +211,17 @@ pub(in crate::serve) async fn get_indicator(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/csv") && !a.contains("application/json")),
     };
-    let table = match dataset_table(&app, line, &id, periods.as_ref()).await {
-        Ok(Some(t)) => t,
-        Ok(None) => return Err(ApiError::NotPublished(id.clone())),
-        Err(e) => {
-            error!("{e}");
-            return Err(ApiError::ReadDataset);
-        }
-    };
+    Ok(asked)
+}
+
+/// The rows whose code in each filtered dimension is one asked for.
+fn filtered(
+    table: &arrow::record_batch::RecordBatch,
+    filters: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<arrow::record_batch::RecordBatch, ApiError> {
+    use arrow::array::{Array, AsArray, BooleanArray};
     let mut keep = BooleanArray::from(vec![true; table.num_rows()]);
-    for (d, values) in &filters {
+    for (d, values) in filters {
         let Some(a) = table.column_by_name(d) else {
             continue;
         };
@@ -225,48 +234,47 @@ pub(in crate::serve) async fn get_indicator(
             .collect();
         keep = arrow::compute::and(&keep, &m).unwrap_or(keep);
     }
-    let table = match arrow::compute::filter_record_batch(&table, &keep) {
-        Ok(t) => t,
-        Err(e) => {
+    arrow::compute::filter_record_batch(table, &keep).map_err(|e| {
+        error!("{e}");
+        ApiError::Filter
+    })
+}
+
+/// The table as CSV.
+fn csv_answer(table: &arrow::record_batch::RecordBatch) -> Result<Response, ApiError> {
+    let mut out = Vec::new();
+    {
+        let mut w = arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut out);
+        if let Err(e) = w.write(table) {
             error!("{e}");
-            return Err(ApiError::Filter);
+            return Err(ApiError::WriteCsv);
         }
-    };
-    if csv {
-        let mut out = Vec::new();
-        {
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(&mut out);
-            if let Err(e) = w.write(&table) {
-                error!("{e}");
-                return Err(ApiError::WriteCsv);
-            }
-        }
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (header::VARY, "Accept"),
-            ],
-            out,
-        )
-            .into_response());
     }
-    let mut all_dims = vec![PERIOD_DIMENSION.to_string()];
-    all_dims.extend(dims.iter().cloned());
-    let mut meta = match crate::publish::jsonstat_meta(
-        &entry.line,
-        spec,
-        &all_dims,
-        geo.as_deref(),
-        &entry.codesets,
-    ) {
-        Ok(m) => m,
-        Err(e) => {
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::VARY, "Accept"),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+/// The labels of a dataset with the period dimension in front.
+pub(in crate::serve) fn period_meta<'a>(
+    line: &crate::line::load::Line,
+    spec: &crate::line::spec::PublishSpec,
+    all_dims: &'a [String],
+    geo: Option<&'a str>,
+    entry: &LineEntry,
+) -> Result<crate::publish::jsonstat::DatasetMeta<'a>, ApiError> {
+    let mut meta = crate::publish::jsonstat_meta(line, spec, all_dims, geo, &entry.codesets)
+        .map_err(|e| {
             error!("{e}");
-            return Err(ApiError::Label);
-        }
-    };
+            ApiError::Label
+        })?;
     meta.column_labels.insert(
         PERIOD_DIMENSION.into(),
         [
@@ -275,23 +283,7 @@ pub(in crate::serve) async fn get_indicator(
             Some("Statistical period".into()),
         ],
     );
-    match crate::publish::jsonstat::dataset(&table, &meta) {
-        Ok(mut doc) => {
-            doc["updated"] = json!(now_text());
-            Ok((
-                [
-                    (header::CONTENT_TYPE, "application/json"),
-                    (header::VARY, "Accept"),
-                ],
-                axum::Json(doc),
-            )
-                .into_response())
-        }
-        Err(e) => {
-            error!("{e}");
-            Err(ApiError::WriteJsonStat)
-        }
-    }
+    Ok(meta)
 }
 
 #[cfg(test)]

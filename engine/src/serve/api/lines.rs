@@ -228,10 +228,7 @@ pub(in crate::serve) async fn get_releases(
 }
 
 /// The current release of each period of a line: (period, run id).
-pub(super) async fn current_releases(
-    app: &App,
-    line: &str,
-) -> Result<Vec<(String, String)>, ServeError> {
+async fn current_releases(app: &App, line: &str) -> Result<Vec<(String, String)>, ServeError> {
     Ok(
         crate::publish::releases::list_cached(&app.store, line, &app.manifests)
             .await

@@ -5,6 +5,7 @@
 //! - `indicators.rs`: the indicator API in the style of Sotkanet, `/api/v1/datasets/{id}`:
 //!   the current releases of a dataset as JSON-stat 2.0 or CSV.
 //! - `uploads.rs`: a file put into a line's inbox (`upload` token, for its submitters).
+//! - `releases.rs`: an operator (`run` token) sets a release's status and revision note.
 //! - `page.rs`: the reporting page, its scripts and `/openapi.json`.
 //!
 //! Each handler documents itself with `#[utoipa::path(…)]` (listed in `serve::openapi`), and
@@ -18,5 +19,6 @@
 pub(super) mod indicators;
 pub(super) mod lines;
 pub(super) mod page;
+pub(super) mod releases;
 pub(super) mod runs;
 pub(super) mod uploads;
