@@ -1306,6 +1306,30 @@ fn every_shipped_dataset_is_served_and_filters_by_each_dimension() {
             .collect();
         // The period, the table's own dimensions and the measures.
         assert!(ids.len() >= 3, "{dataset}: dimensions {ids:?}");
+        // The list of datasets says the same dimensions and measures.
+        let listed = get(&d, "/api/datasets").json();
+        let entry = listed["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["dataset"] == dataset)
+            .unwrap()
+            .clone();
+        let own: Vec<&String> = ids
+            .iter()
+            .filter(|i| *i != "jakso" && *i != "tiedot")
+            .collect();
+        assert_eq!(entry["dimensions"], serde_json::json!(own), "{dataset}");
+        let mut measures = category_codes(&doc, "tiedot");
+        let mut listed_measures: Vec<&str> = entry["measures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        measures.sort();
+        listed_measures.sort();
+        assert_eq!(listed_measures, measures, "{dataset}");
         let csv = get(&d, &format!("/api/v1/datasets/{dataset}?format=csv")).body;
         let mut rows = csv.lines();
         let header: Vec<&str> = rows.next().unwrap().split(',').collect();
@@ -1462,15 +1486,7 @@ fn revisions_carry_status_and_note_and_a_changed_schema_stays_in_the_series() {
 
     // The series: both periods, the old one without the share (empty, status `missing`).
     let doc = get(&d, "/api/v1/datasets/ensihoito_kuukausi").json();
-    let periods: Vec<&str> = doc["dimension"]["jakso"]["category"]["index"]
-        .as_object()
-        .map(|o| o.keys().map(String::as_str).collect())
-        .or_else(|| {
-            doc["dimension"]["jakso"]["category"]["index"]
-                .as_array()
-                .map(|a| a.iter().map(|v| v.as_str().unwrap()).collect())
-        })
-        .unwrap();
+    let periods = category_codes(&doc, "jakso");
     assert_eq!(periods, ["2025-02", "2025-03"], "{doc}");
     let statuses: Vec<&str> = doc["status"]
         .as_object()
@@ -1570,4 +1586,21 @@ fn revisions_carry_status_and_note_and_a_changed_schema_stays_in_the_series() {
         text.contains("note: Vahvistettu") && text.contains("note: Ensimmäinen julkaisu"),
         "{text}"
     );
+}
+
+/// The codes of a JSON-stat dimension, in order (its index is an array or an object).
+fn category_codes<'a>(doc: &'a Value, dim: &str) -> Vec<&'a str> {
+    let index = &doc["dimension"][dim]["category"]["index"];
+    match index {
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+        Value::Object(o) => {
+            let mut codes: Vec<(&str, u64)> = o
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_u64().unwrap_or(0)))
+                .collect();
+            codes.sort_by_key(|(_, i)| *i);
+            codes.into_iter().map(|(k, _)| k).collect()
+        }
+        _ => panic!("{dim}: no category index in {doc}"),
+    }
 }

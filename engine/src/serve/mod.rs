@@ -196,6 +196,8 @@ struct TableShape {
     dimensions: Vec<String>,
     /// The dimension that is an area, if the line declares one.
     area: Option<String>,
+    /// The measures: the numeric columns that are not dimensions, in their order.
+    measures: Vec<String>,
 }
 
 /// A line planned with example parameter values, or why it cannot be.
@@ -226,6 +228,14 @@ fn published_tables(checked: &crate::plan::check::Checked) -> BTreeMap<String, T
             TableShape {
                 dimensions: plan.dimensions.clone(),
                 area: plan.area.clone(),
+                measures: plan
+                    .plan
+                    .schema()
+                    .fields()
+                    .iter()
+                    .filter(|f| f.data_type().is_numeric() && !plan.dimensions.contains(f.name()))
+                    .map(|f| f.name().clone())
+                    .collect(),
             },
         );
     }

@@ -306,6 +306,7 @@ mod tests {
         let shapes = crate::serve::published_tables(&checked);
         assert_eq!(shapes["kaikki"].dimensions, ["alue", "laji"]);
         assert_eq!(shapes["kaikki"].area.as_deref(), Some("alue"));
+        assert_eq!(shapes["kaikki"].measures, ["m"]);
         // A table that leaves the area out has none.
         assert_eq!(shapes["lajit"].dimensions, ["laji"]);
         assert_eq!(shapes["lajit"].area, None);

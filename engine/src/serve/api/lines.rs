@@ -107,6 +107,12 @@ pub(in crate::serve) struct DatasetEntry {
     title: LineText,
     /// The periods with a current release.
     periods: Vec<String>,
+    /// Its dimensions besides the period, as its planned publish step gives them.
+    dimensions: Vec<String>,
+    /// The dimension that is an area, if any.
+    area: Option<String>,
+    /// Its measures.
+    measures: Vec<String>,
     /// Its data in the indicator API.
     href: String,
 }
@@ -254,7 +260,15 @@ pub(in crate::serve) async fn get_datasets(State(app): AppState) -> Response {
     for (name, e) in &app.lines {
         let periods = current_releases(&app, name).await.unwrap_or_default();
         for (_, p) in publish_steps(&e.line) {
+            let shape = e
+                .datasets
+                .get(&p.dataset.value)
+                .cloned()
+                .unwrap_or_default();
             datasets.push(DatasetEntry {
+                dimensions: shape.dimensions,
+                area: shape.area,
+                measures: shape.measures,
                 dataset: p.dataset.value.clone(),
                 line: name.clone(),
                 title: text_of(&e.line.spec.title.value),
