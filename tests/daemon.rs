@@ -1294,6 +1294,7 @@ fn every_shipped_dataset_is_served_and_filters_by_each_dimension() {
         let done = wait_job(&d, job, Duration::from_secs(180));
         assert_eq!(done["run"]["status"], "succeeded", "{line}: {done}");
     }
+    page_shows_every_dataset(&d, &lines.map(|(_, _, dataset)| dataset));
     for (line, _, dataset) in lines {
         let served = served_equals_published(&d, dir.path(), line, dataset);
         assert!(served["cells"].as_u64().unwrap() > 0, "{dataset}: {served}");
@@ -1352,6 +1353,44 @@ fn every_shipped_dataset_is_served_and_filters_by_each_dimension() {
             assert!(got.iter().all(|r| r.split(',').nth(col) == Some(code)));
         }
     }
+}
+
+/// The reporting page in Chromium for each dataset (`tests/web/datasets.mjs`): a real table
+/// and chart, a filter that changes them, fi/sv/en, no axe-core violation of WCAG 2.1 A/AA,
+/// a screenshot each in `target/web/`; and the catalog page.
+fn page_shows_every_dataset(d: &Daemon, datasets: &[&str]) {
+    let shots = root().join("target/web");
+    let out = Command::new("node")
+        .arg(root().join("tests/web/datasets.mjs"))
+        .arg(&d.base)
+        .arg(&shots)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(v["errors"], serde_json::json!([]), "{v}");
+    for dataset in datasets {
+        let page = &v["datasets"][dataset];
+        assert!(page["rows"].as_u64().unwrap_or(0) > 0, "{dataset}: {page}");
+        assert!(
+            page["points"].as_u64().unwrap_or(0) > 0,
+            "{dataset}: {page}"
+        );
+        assert_eq!(
+            page["violations"],
+            serde_json::json!([]),
+            "{dataset}: {page}"
+        );
+        let png = std::fs::read(shots.join(format!("{dataset}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+    assert_eq!(v["catalog"]["violations"], serde_json::json!([]), "{v}");
 }
 
 /// Reads a dataset from the indicator API with the JSON-stat schema and pyjstat
@@ -1603,4 +1642,140 @@ fn category_codes<'a>(doc: &'a Value, dim: &str) -> Vec<&'a str> {
         }
         _ => panic!("{dim}: no category index in {doc}"),
     }
+}
+
+/// The catalog through the daemon: every line with its datasets and their links, a search
+/// that ignores case and says what it matched, a refused long search, a dataset's column
+/// lineage (a personal source column named, never a value) and the quality summary of its
+/// line's latest run (counts only); the catalog page runs no inline script.
+#[test]
+fn the_catalog_is_served_searched_and_links_lineage_and_quality() {
+    let dir = setup();
+    let d = start(dir.path(), &[]);
+    let before = get_anon(&d, "/api/datasets/ensihoito_kuukausi/quality");
+    assert_eq!(before.status, 404, "{}", before.body);
+    let id = trigger(&d, "2025-03");
+    let done = wait_job(&d, &id, Duration::from_secs(120));
+    assert_eq!(done["run"]["status"], "succeeded", "{done}");
+
+    let all = get_anon(&d, "/api/catalog").json();
+    let names: Vec<&str> = (all["lines"].as_array().unwrap().iter())
+        .map(|l| l["line"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "diabetes",
+            "ensihoito",
+            "henkilostomitoitus",
+            "hoitoonpaasy",
+            "rokotukset"
+        ]
+    );
+    let ensihoito = &all["lines"][1];
+    assert_eq!(ensihoito["owner"], "THL");
+    assert_eq!(
+        ensihoito["quality_report"],
+        format!("/api/runs/{id}/quality")
+    );
+    assert_eq!(all["lines"][0]["quality_report"], Value::Null);
+    let ds = &ensihoito["datasets"][0];
+    assert_eq!(ds["dataset"], "ensihoito_kuukausi");
+    assert_eq!(ds["links"]["page"], "/?dataset=ensihoito_kuukausi");
+    assert_eq!(ds["links"]["table"], "/api/v2/tables/ensihoito_kuukausi");
+    assert_eq!(
+        ds["links"]["lineage"],
+        "/api/datasets/ensihoito_kuukausi/lineage"
+    );
+
+    // A search: case ignored, the one line it is in, and what matched.
+    let found = get_anon(&d, "/api/catalog?q=KATTAVUUS").json();
+    assert_eq!(found["query"], "KATTAVUUS");
+    let lines = found["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 1, "{found}");
+    assert_eq!(lines[0]["line"], "rokotukset");
+    assert!(
+        lines[0]["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["field"] == "column"
+                && m["text"] == "kattavuus"
+                && m["dataset"] == "rokotuskattavuus"),
+        "{found}"
+    );
+    let law = get_anon(&d, "/api/catalog?q=tartuntatautilaki").json();
+    assert_eq!(law["lines"][0]["line"], "rokotukset", "{law}");
+    assert_eq!(
+        law["lines"][0]["matches"][0]["field"], "legal_basis",
+        "{law}"
+    );
+    let none = get_anon(&d, "/api/catalog?q=ei-mit%C3%A4%C3%A4n-t%C3%A4llaista").json();
+    assert_eq!(none["lines"], serde_json::json!([]));
+    let long = get_anon(&d, &format!("/api/catalog?q={}", "x".repeat(201)));
+    assert_eq!(long.status, 400, "{}", long.body);
+    assert_eq!(long.json()["error"]["code"], "bad-query");
+
+    // Lineage: names of columns, the personal ones marked; no rows.
+    let lineage = get_anon(&d, "/api/datasets/ensihoito_kuukausi/lineage").json();
+    assert_eq!(lineage["step"], "julkaisu");
+    let column = |name: &str| {
+        (lineage["columns"].as_array().unwrap().iter())
+            .find(|c| c["column"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name}: {lineage}"))
+    };
+    assert_eq!(column("hyvinvointialue")["role"], "dimension");
+    let share = column("kuljetettu_osuus");
+    assert_eq!(share["role"], "measure");
+    assert!(
+        share["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["step"] == "tehtavat"
+                && s["column"] == "kuljetettu"
+                && s["personal"] == false
+                && s["location"] == "inbox/ensihoito/{period}/*.csv"),
+        "{share}"
+    );
+    assert_eq!(column("potilaat")["role"], "measure");
+    assert_eq!(get_anon(&d, "/api/datasets/ei_ole/lineage").status, 404);
+
+    // The quality summary of the run: counts that add up, nothing by submitter.
+    let q = get_anon(&d, "/api/datasets/ensihoito_kuukausi/quality").json();
+    assert_eq!(q["run_id"], done["run"]["run_id"], "{q}");
+    assert_eq!(q["period"], "2025-03");
+    assert_eq!(q["report"], format!("/api/runs/{id}/quality"));
+    let count = |k: &str| q[k].as_u64().unwrap_or_else(|| panic!("{k}: {q}"));
+    assert!(count("rows_read") > 0, "{q}");
+    assert_eq!(
+        count("rows_used") + count("rows_filtered") + count("rows_quarantined"),
+        count("rows_read"),
+        "{q}"
+    );
+    assert!(
+        (q["reasons"].as_array().unwrap().iter()).all(|r| r["rows"].as_u64() > Some(0)),
+        "{q}"
+    );
+    assert!(!q.to_string().contains("submitter"), "{q}");
+
+    // The page: its script from the daemon, no inline script or style allowed.
+    let page = get_anon(&d, "/catalog");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains(r#"<script src="/assets/catalog.js"></script>"#)
+    );
+    assert!(!page.body.contains("<script>"));
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("default-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(get_anon(&d, "/assets/catalog.js").status, 200);
+    assert_eq!(
+        get_anon(&d, "/assets/style.css").header("content-type"),
+        Some("text/css; charset=utf-8")
+    );
 }

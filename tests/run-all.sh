@@ -2,8 +2,8 @@
 # The whole test suite: formatting, lints, unit and end-to-end tests (with the Ballista
 # feature, whose tests start a scheduler and an executor on loopback).
 # Installs what the tests need: the Python readers used to check published files, the
-# reporting page's assets (Chart.js) and browser driver (playwright-core) from npm, and
-# Debian's Chromium for the browser test.
+# reporting page's assets (Chart.js), browser driver (playwright-core) and accessibility
+# checker (axe-core) from npm, and Debian's Chromium for the browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -30,8 +30,14 @@ try {
   const rows = await page.$$eval("#data-table th[scope=row]", (ths) => ths.map((t) => t.textContent));
   assert.ok(rows.includes("Koko maa"), rows.join());
   assert.ok(rows.length >= 22, `areas: ${rows.length}`);
-  const series = await page.evaluate(() => window.Chart.getChart(document.getElementById("chart")).data.datasets.map((d) => d.label));
-  assert.ok(series.includes("Koko maa") && series.length >= 2, series.join());
+  // Two periods: a bar of each area in each period.
+  const drawn = await page.evaluate(() => {
+    const c = window.Chart.getChart(document.getElementById("chart"));
+    return { labels: c.data.labels, series: c.data.datasets.map((d) => d.label) };
+  });
+  const series = drawn.series;
+  assert.ok(drawn.labels.includes("Koko maa") && drawn.labels.length >= 22, drawn.labels.join());
+  assert.deepEqual(series, ["2025-02", "2025-03"]);
   // The whole country has a figure in every period.
   const country = await page.$$eval("#data-table tr", (trs) => {
     const tr = trs.find((r) => r.querySelector("th[scope=row]")?.textContent === "Koko maa");
@@ -42,9 +48,12 @@ try {
 
   // A filter changes the figures; the smallest class shows suppressed cells.
   await page.selectOption("select[name=kiireellisyys]", "A");
-  const suppressed = await page.$$eval("#data-table td.suppressed", (tds) => tds.map((t) => t.textContent));
+  const suppressed = await page.$$eval("#data-table td.suppressed .mark", (ms) => ms.map((t) => t.textContent));
   assert.ok(suppressed.length > 0, "no suppressed cells for urgency A");
   assert.ok(suppressed.every((t) => t === ".."));
+  // Said in words too, for screen readers.
+  const said = await page.$eval("#data-table td.suppressed .visually-hidden", (s) => s.textContent);
+  assert.equal(said, "salattu (pieni solu)");
   const gap = await page.evaluate(() => window.Chart.getChart(document.getElementById("chart")).data.datasets.some((d) => d.data.some((v) => v === null)));
 
   // Swedish and English.

@@ -112,8 +112,9 @@ pub fn build(files: &[std::path::PathBuf]) -> Result<Catalog, Vec<crate::diag::D
 /// gives it.
 type Lineage = BTreeMap<String, BTreeMap<String, BTreeSet<(String, String)>>>;
 
-/// The catalog entry of one checked line.
-fn line_entry(c: &crate::plan::check::Checked) -> LineEntry {
+/// The catalog entry of one checked line (also what the daemon keeps of each line it serves
+/// for `/api/catalog`, built once at load).
+pub(crate) fn line_entry(c: &crate::plan::check::Checked) -> LineEntry {
     let spec = &c.line.spec;
     let lineage = crate::artefacts::lineage::column_lineage(&c.line, &c.plans);
     let mut sources = Vec::new();

@@ -199,6 +199,9 @@ pub(in crate::serve) enum ApiError {
     /// A run that wrote no quality report (404).
     #[error("run `{0}` wrote no quality report")]
     NoQuality(String),
+    /// A dataset whose line has no run with a quality report yet (404).
+    #[error("`{0}` has no run with a quality report yet")]
+    NoDatasetQuality(String),
     /// No current release of a dataset for the periods asked (404).
     #[error("`{0}` has no published release for the periods asked")]
     NotPublished(String),
@@ -214,6 +217,9 @@ pub(in crate::serve) enum ApiError {
     /// A format other than csv or json (400).
     #[error("format `{0}`: use csv or json")]
     BadFormat(String),
+    /// A catalog search longer than a search may be (400).
+    #[error("the search `q` is longer than {max} characters")]
+    BadQuery { max: usize },
     /// A run request that is not `{"params": {…}}` (400).
     #[error("expected {{\"params\": {{\"name\": \"value\"}}}}: {0}")]
     BadRequest(#[source] serde_json::Error),
@@ -290,6 +296,7 @@ impl ApiError {
             ApiError::BadBody
             | ApiError::BadFilter { .. }
             | ApiError::BadFormat(_)
+            | ApiError::BadQuery { .. }
             | ApiError::BadRequest(_)
             | ApiError::BadParams(_)
             | ApiError::BadLabel(_)
@@ -300,6 +307,7 @@ impl ApiError {
             | ApiError::NoRun(_)
             | ApiError::QualityNotYet(_)
             | ApiError::NoQuality(_)
+            | ApiError::NoDatasetQuality(_)
             | ApiError::NotPublished(_)
             | ApiError::NoRelease(_)
             | ApiError::NoAssets
@@ -331,10 +339,12 @@ impl ApiError {
             | ApiError::NoRun(_)
             | ApiError::QualityNotYet(_)
             | ApiError::NoQuality(_)
-            | ApiError::NoRelease(_) => "not-found",
+            | ApiError::NoRelease(_)
+            | ApiError::NoDatasetQuality(_) => "not-found",
             ApiError::NotPublished(_) => "not-published",
             ApiError::BadFilter { .. } => "bad-filter",
             ApiError::BadFormat(_) => "bad-format",
+            ApiError::BadQuery { .. } => "bad-query",
             ApiError::BadRequest(_) => "bad-request",
             ApiError::BadParams(_) => "bad-params",
             ApiError::BadLabel(_) => "bad-label",

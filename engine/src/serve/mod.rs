@@ -14,7 +14,9 @@
 //!
 //! The HTTP API (JSON; `/openapi.json`) lists lines, runs, releases and datasets; an
 //! indicator API in the style of Sotkanet (`/api/v1/datasets/{id}`) answers JSON-stat 2.0 or
-//! CSV; `/` is the reporting page; `/metrics` and `/healthz` are for operators. Writing
+//! CSV; `/` is the reporting page; `/catalog` (and `/api/catalog`) the catalog of lines,
+//! datasets and columns with a search, each dataset's column lineage and the quality summary
+//! of its line's latest run; `/metrics` and `/healthz` are for operators. Writing
 //! (triggering runs, uploading files) needs a bearer token from the token file.
 //!
 //! # How the folder is organised
@@ -41,8 +43,9 @@
 //!   handlers' `#[utoipa::path]` attributes and the types they answer; `engine/web/openapi.json`
 //!   is its committed copy, which a unit test keeps current.
 //! - `api/`: the HTTP API, one file per area — lines, releases and the datasets list;
-//!   runs and their quality reports; the indicator API (JSON-stat or CSV); uploads into an
-//!   inbox; the reporting page, its assets and `/openapi.json`.
+//!   runs and their quality reports; the indicator API (JSON-stat or CSV); the catalog, a
+//!   dataset's lineage and quality summary; uploads into an inbox; the reporting page, the
+//!   catalog page, their assets and `/openapi.json`.
 //!
 //! What one file uses of another is `pub(super)` (`pub(in crate::serve)` for the handlers
 //! under `api/`, which the router names); outside the module only [`ServeOptions`],
@@ -82,9 +85,12 @@ use tracing::{error, info, warn};
 
 use crate::line::load::Line;
 use crate::line::spec::ParamKind;
+use crate::serve::api::catalog::{get_catalog, get_dataset_quality, get_lineage};
 use crate::serve::api::indicators::get_indicator;
 use crate::serve::api::lines::{get_datasets, get_datasets_v1, get_line, get_lines, get_releases};
-use crate::serve::api::page::{chart_js, openapi, page, page_js};
+use crate::serve::api::page::{
+    catalog_js, catalog_page, chart_js, openapi, page, page_js, style_css,
+};
 use crate::serve::api::releases::put_release_status;
 use crate::serve::api::runs::{get_quality, get_run, get_runs, post_run};
 use crate::serve::api::uploads::put_upload;
@@ -186,6 +192,9 @@ struct LineEntry {
     codesets: BTreeMap<String, Arc<datafusion::datasource::MemTable>>,
     /// Each dataset the line publishes, as its planned publish step shapes it.
     datasets: BTreeMap<String, TableShape>,
+    /// The line's entry in the catalog (`/api/catalog`): its code sets, datasets, columns
+    /// and their lineage, as `valtava catalog` describes them.
+    catalog: crate::artefacts::catalog::LineEntry,
 }
 
 /// A published table's shape, from its planned publish step: the one place the API learns
@@ -302,38 +311,7 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, ServeError> {
                 continue;
             }
         };
-        let datasets = published_tables(&checked);
-        let codesets = (checked.codesets.into_iter())
-            .map(|(k, v)| (k, v.table))
-            .collect();
-        let line = checked.line;
-        let schedule = line
-            .spec
-            .schedule
-            .as_ref()
-            .and_then(|s| s.value.parse().ok());
-        let period = line
-            .spec
-            .params
-            .iter()
-            .find(|(k, _)| k.value == "period")
-            .map(|(_, p)| p.kind.value);
-        let inboxes = line
-            .spec
-            .steps
-            .values()
-            .filter_map(|s| s.source.as_ref())
-            .filter_map(|s| inbox_of(&s.location.value))
-            .collect();
-        loaded.push(LineEntry {
-            path,
-            line,
-            schedule,
-            period,
-            inboxes,
-            codesets,
-            datasets,
-        });
+        loaded.push(line_entry(path, checked));
     }
     // A name two files give is served by neither: the daemon must not pick one unseen.
     let lines: Vec<&Line> = loaded.iter().map(|e| &e.line).collect();
@@ -349,6 +327,46 @@ fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, ServeError> {
         .filter(|e| !ambiguous.contains(&e.line.spec.line.value))
         .map(|e| (e.line.spec.line.value.clone(), e))
         .collect())
+}
+
+/// What the daemon keeps of a line it serves, from the line planned once at load.
+fn line_entry(path: PathBuf, checked: crate::plan::check::Checked) -> LineEntry {
+    let datasets = published_tables(&checked);
+    // The catalog entry now, while the plans and the loaded code sets are at hand: a
+    // request for the catalog reads no line file or code set.
+    let catalog = crate::artefacts::catalog::line_entry(&checked);
+    let codesets = (checked.codesets.into_iter())
+        .map(|(k, v)| (k, v.table))
+        .collect();
+    let line = checked.line;
+    let schedule = line
+        .spec
+        .schedule
+        .as_ref()
+        .and_then(|s| s.value.parse().ok());
+    let period = line
+        .spec
+        .params
+        .iter()
+        .find(|(k, _)| k.value == "period")
+        .map(|(_, p)| p.kind.value);
+    let inboxes = line
+        .spec
+        .steps
+        .values()
+        .filter_map(|s| s.source.as_ref())
+        .filter_map(|s| inbox_of(&s.location.value))
+        .collect();
+    LineEntry {
+        path,
+        line,
+        schedule,
+        period,
+        inboxes,
+        codesets,
+        datasets,
+        catalog,
+    }
 }
 
 impl App {
@@ -494,7 +512,10 @@ async fn limit_requests(
 fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/catalog", get(catalog_page))
         .route("/assets/report.js", get(page_js))
+        .route("/assets/catalog.js", get(catalog_js))
+        .route("/assets/style.css", get(style_css))
         .route("/assets/chart.umd.js", get(chart_js))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -511,7 +532,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/runs", get(get_runs))
         .route("/api/runs/{id}", get(get_run))
         .route("/api/runs/{id}/quality", get(get_quality))
+        .route("/api/catalog", get(get_catalog))
         .route("/api/datasets", get(get_datasets))
+        .route("/api/datasets/{id}/lineage", get(get_lineage))
+        .route("/api/datasets/{id}/quality", get(get_dataset_quality))
         .route("/api/v1/datasets", get(get_datasets_v1))
         .route("/api/v1/datasets/{id}", get(get_indicator))
         .layer(DefaultBodyLimit::max(app.max_upload))

@@ -29,7 +29,7 @@ use crate::serve::error::Problem;
     info(
         title = "Valtava daemon",
         version = "1",
-        description = "Production lines of Finnish social- and health-care statistics: runs, releases, quality reports and an indicator API (JSON-stat 2.0 or CSV). Writes need a bearer token."
+        description = "Production lines of Finnish social- and health-care statistics: runs, releases, quality reports, an indicator API (JSON-stat 2.0 or CSV) and a catalog of the lines. Writes need a bearer token."
     ),
     paths(
         crate::serve::metrics::healthz,
@@ -46,6 +46,9 @@ use crate::serve::error::Problem;
         crate::serve::api::lines::get_datasets,
         crate::serve::api::lines::get_datasets_v1,
         crate::serve::api::indicators::get_indicator,
+        crate::serve::api::catalog::get_catalog,
+        crate::serve::api::catalog::get_lineage,
+        crate::serve::api::catalog::get_dataset_quality,
     ),
     components(
         schemas(
@@ -58,6 +61,21 @@ use crate::serve::error::Problem;
             crate::publish::releases::Release,
             crate::serve::api::runs::RunRequest,
             crate::serve::api::uploads::Receipt,
+            crate::serve::api::catalog::CatalogAnswer,
+            crate::serve::api::catalog::CatalogLine,
+            crate::serve::api::catalog::CatalogCodeset,
+            crate::serve::api::catalog::CatalogDataset,
+            crate::serve::api::catalog::CatalogColumn,
+            crate::serve::api::catalog::ColumnRole,
+            crate::serve::api::catalog::DatasetLinks,
+            crate::serve::api::catalog::CatalogMatch,
+            crate::serve::api::catalog::MatchField,
+            crate::serve::api::catalog::DatasetLineage,
+            crate::serve::api::catalog::ColumnLineage,
+            crate::serve::api::catalog::SourceColumn,
+            crate::serve::api::catalog::QualitySummary,
+            crate::serve::api::catalog::StepCounts,
+            crate::serve::api::catalog::ReasonCount,
         ),
         responses(Problem),
     ),
@@ -68,6 +86,7 @@ use crate::serve::error::Problem;
         (name = "runs", description = "Runs: queueing one (a `run` token), reading them and their quality reports (a `read` token)"),
         (name = "uploads", description = "Files put into a line's inbox (an `upload` token, for its submitters)"),
         (name = "indicators", description = "The indicator API: published datasets as JSON-stat 2.0 or CSV"),
+        (name = "catalog", description = "The catalog of lines, datasets and columns, with a search; a dataset's column lineage and quality summary"),
     ),
 )]
 pub(crate) struct ApiDoc;
@@ -139,11 +158,22 @@ mod tests {
             "/api/datasets",
             "/api/v1/datasets",
             "/api/v1/datasets/{id}",
+            "/api/catalog",
+            "/api/datasets/{id}/lineage",
+            "/api/datasets/{id}/quality",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }
         let schemas = doc["components"]["schemas"].as_object().unwrap();
-        for s in ["Error", "Job", "Line", "Receipt"] {
+        for s in [
+            "Error",
+            "Job",
+            "Line",
+            "Receipt",
+            "CatalogAnswer",
+            "DatasetLineage",
+            "QualitySummary",
+        ] {
             assert!(schemas.contains_key(s), "{s}");
         }
         assert_eq!(

@@ -1,6 +1,7 @@
 //! Tests of the JSON-stat writer and validator.
 
 use super::*;
+use std::collections::BTreeSet;
 
 /// A table whose rows sit on the diagonal of a large cube: four dimensions of 2 000
 /// categories each describe 1.6·10¹³ cells for 2 000 rows. The dense array asked
@@ -79,6 +80,47 @@ fn the_geo_role_is_the_declared_area() {
     let meta = DatasetMeta { area: None, ..meta };
     let doc = dataset(&table, &meta).unwrap();
     assert!(doc["role"].get("geo").is_none(), "{}", doc["role"]);
+}
+
+/// The measures are named in Swedish and English too, beside the dimensions' labels
+/// (failed before: the reporting page showed Finnish measure names in every language).
+#[test]
+fn measures_carry_their_swedish_and_english_labels() {
+    use arrow::array::{Int64Array, StringArray};
+    use std::sync::Arc;
+    let dims: Vec<String> = vec!["alue".into()];
+    let table = RecordBatch::try_from_iter(vec![
+        (
+            "alue",
+            Arc::new(StringArray::from(vec!["SSS"])) as Arc<dyn Array>,
+        ),
+        ("lkm", Arc::new(Int64Array::from(vec![7])) as Arc<dyn Array>),
+    ])
+    .unwrap();
+    let labels: [Option<String>; 3] = [
+        Some("Lapset".into()),
+        Some("Barn".into()),
+        Some("Children".into()),
+    ];
+    let meta = DatasetMeta {
+        label: [Some("x".into()), None, None],
+        source: None,
+        dimensions: &dims,
+        area: Some("alue"),
+        column_labels: BTreeMap::from([("lkm".to_string(), labels)]),
+        units: BTreeMap::new(),
+        code_labels: BTreeMap::new(),
+    };
+    let doc = dataset(&table, &meta).unwrap();
+    assert_eq!(
+        doc["dimension"][METRIC]["category"]["label"]["lkm"],
+        "Lapset"
+    );
+    let ext = &doc["extension"]["labels"];
+    assert_eq!(ext["sv"][METRIC]["category"]["lkm"], "Barn", "{ext}");
+    assert_eq!(ext["en"][METRIC]["category"]["lkm"], "Children", "{ext}");
+    let errors: Vec<_> = validate(&doc).into_iter().filter(|i| i.error).collect();
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 #[test]

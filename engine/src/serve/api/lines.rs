@@ -34,7 +34,8 @@ pub(in crate::serve) struct LineText {
     en: Option<Option<String>>,
 }
 
-fn text_of(t: &crate::line::spec::Text) -> LineText {
+/// A line's text as the API answers it.
+pub(super) fn text_of(t: &crate::line::spec::Text) -> LineText {
     match t {
         crate::line::spec::Text::Plain(s) => LineText {
             fi: s.clone(),
@@ -234,7 +235,10 @@ pub(in crate::serve) async fn get_releases(
 }
 
 /// The current release of each period of a line: (period, run id).
-async fn current_releases(app: &App, line: &str) -> Result<Vec<(String, String)>, ServeError> {
+pub(super) async fn current_releases(
+    app: &App,
+    line: &str,
+) -> Result<Vec<(String, String)>, ServeError> {
     Ok(
         crate::publish::releases::list_cached(&app.store, line, &app.manifests)
             .await

@@ -4,9 +4,11 @@
 //! - `runs.rs`: triggering a run (`run` token), the runs and their quality reports (`read`).
 //! - `indicators.rs`: the indicator API in the style of Sotkanet, `/api/v1/datasets/{id}`:
 //!   the current releases of a dataset as JSON-stat 2.0 or CSV.
+//! - `catalog.rs`: the catalog of the lines (`/api/catalog`, with a search), a dataset's
+//!   column lineage and the quality summary of its line's latest run.
 //! - `uploads.rs`: a file put into a line's inbox (`upload` token, for its submitters).
 //! - `releases.rs`: an operator (`run` token) sets a release's status and revision note.
-//! - `page.rs`: the reporting page, its scripts and `/openapi.json`.
+//! - `page.rs`: the reporting page, the catalog page, their scripts and `/openapi.json`.
 //!
 //! Each handler documents itself with `#[utoipa::path(…)]` (listed in `serve::openapi`), and
 //! the JSON it answers is a type deriving `utoipa::ToSchema` beside it.
@@ -16,6 +18,7 @@
 //! (answered as a `serve::problem`), and writes pass `serve::auth::authorize` before their
 //! body is read.
 
+pub(super) mod catalog;
 pub(super) mod indicators;
 pub(super) mod lines;
 pub(super) mod page;

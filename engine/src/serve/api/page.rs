@@ -1,8 +1,11 @@
-//! The reporting page (`/`), its scripts, and the API's description (`/openapi.json`).
+//! The reporting page (`/`), the catalog page (`/catalog`), their scripts and stylesheet,
+//! and the API's description (`/openapi.json`).
 //!
-//! The page and its script are compiled in from `engine/web/`; the OpenAPI document is
-//! generated from the handlers (`serve::openapi`; `engine/web/openapi.json` is its committed
-//! copy). Chart.js is served from the folder given with `--assets`, when there is one.
+//! The pages, their scripts and stylesheet are compiled in from `engine/web/`; the OpenAPI
+//! document is generated from the handlers (`serve::openapi`; `engine/web/openapi.json` is
+//! its committed copy). Chart.js is served from the folder given with `--assets`, when there
+//! is one. The pages run no inline script (their policy allows scripts from the daemon
+//! only) and build their content from the API's JSON as text, never as markup.
 
 use axum::extract::State;
 use axum::http::header;
@@ -29,6 +32,39 @@ pub(in crate::serve) async fn page() -> Response {
             ),
         ],
         include_str!("../../../web/index.html"),
+    )
+        .into_response()
+}
+
+/// The catalog page: the catalog and its search (`catalog.js` reads `/api/catalog`). It
+/// needs no inline style either, so its policy allows none.
+pub(in crate::serve) async fn catalog_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+            ),
+        ],
+        include_str!("../../../web/catalog.html"),
+    )
+        .into_response()
+}
+
+pub(in crate::serve) async fn catalog_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../web/catalog.js"),
+    )
+        .into_response()
+}
+
+/// The stylesheet both pages share.
+pub(in crate::serve) async fn style_css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../../web/style.css"),
     )
         .into_response()
 }
