@@ -1298,6 +1298,7 @@ fn every_shipped_dataset_is_served_and_filters_by_each_dimension() {
     for (line, _, dataset) in lines {
         let served = served_equals_published(&d, dir.path(), line, dataset);
         assert!(served["cells"].as_u64().unwrap() > 0, "{dataset}: {served}");
+        pxweb_reads_what_was_published(&d, dir.path(), line, dataset);
         let doc = get(&d, &format!("/api/v1/datasets/{dataset}")).json();
         let ids: Vec<String> = doc["id"]
             .as_array()
@@ -1391,6 +1392,53 @@ fn page_shows_every_dataset(d: &Daemon, datasets: &[&str]) {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }
     assert_eq!(v["catalog"]["violations"], serde_json::json!([]), "{v}");
+}
+
+/// Reads a dataset as a table of PxWeb API 2.0 with the real client `pxwebpy` and checks
+/// each answer against the specification (`PxAPI-2.yml`, with openapi-core) and every cell
+/// against the published CSVs of the current releases, in JSON-stat 2.0, csv, xlsx and PX
+/// (`tests/read_pxweb.py`).
+fn pxweb_reads_what_was_published(d: &Daemon, dir: &Path, line: &str, dataset: &str) {
+    let mut csvs = Vec::new();
+    for pointer in std::fs::read_dir(dir.join("store/releases").join(line)).unwrap() {
+        let period = pointer.unwrap().path();
+        let Ok(latest) = std::fs::read_to_string(period.join("latest.json")) else {
+            continue;
+        };
+        let run = serde_json::from_str::<Value>(&latest).unwrap()["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        csvs.push(period.join(run).join(format!("{dataset}.csv")));
+    }
+    let out = Command::new("python3")
+        .arg(root().join("tests/read_pxweb.py"))
+        .arg(&d.base)
+        .arg(dataset)
+        .args(&csvs)
+        .arg("--spec")
+        .arg(root().join("../shared/conformance/pxweb-api2/PxAPI-2.yml"))
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{dataset}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{dataset}: {e}: {stdout}"));
+    for empty in ["schema_errors", "mismatches", "format_mismatches", "errors"] {
+        assert_eq!(v[empty], serde_json::json!([]), "{dataset} {empty}: {v}");
+    }
+    assert!(v["cells"].as_u64().unwrap_or(0) > 0, "{dataset}: {v}");
+    assert_eq!(v["search_found"], true, "{dataset}: {v}");
+    for format in ["csv", "xlsx", "px"] {
+        assert!(
+            v["checked"][format].as_u64().unwrap_or(0) > 0,
+            "{dataset} {format}: {v}"
+        );
+    }
 }
 
 /// Reads a dataset from the indicator API with the JSON-stat schema and pyjstat

@@ -44,7 +44,8 @@ pub struct DatasetMeta<'a> {
     pub code_labels: BTreeMap<String, Labels>,
 }
 
-fn total_label(code: &str) -> Option<[Option<String>; 3]> {
+/// The labels of the total codes (`SSS` the whole country, `YHT` all), fi/sv/en.
+pub(crate) fn total_label(code: &str) -> Option<[Option<String>; 3]> {
     let l = |a: &str, b: &str, c: &str| {
         Some([
             Some(a.to_string()),

@@ -8,6 +8,9 @@
 //!   code string (`not-found`, `bad-params`, …); it answers through `serve::problem`, so a
 //!   handler returns `Result<_, ApiError>`. The statuses, codes and messages are the API's
 //!   contract (the OpenAPI document and `tests/daemon.rs`).
+//! - [`PxError`]: every error answer of the PxWeb API (`/api/v2/…`), with its status and
+//!   stable code like `ApiError`, but answered as the Problem object PxWeb API 2.0
+//!   specifies (`application/problem+json`, [`PxProblem`]), which its clients read.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -374,5 +377,146 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         r
+    }
+}
+
+/// The body of a PxWeb API error answer: the `Problem` of PxWeb API 2.0 (RFC 7807,
+/// `application/problem+json`), with the stable code also as a member of its own.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(in crate::serve) struct PxProblem {
+    /// `urn:valtava:problem:<code>`: the kind of problem, by its stable code.
+    #[serde(rename = "type")]
+    pub(in crate::serve) kind: String,
+    /// The HTTP status's name (`Bad Request`, `Not Found`, …).
+    pub(in crate::serve) title: String,
+    /// The HTTP status.
+    pub(in crate::serve) status: u16,
+    /// What could not be done, for people.
+    pub(in crate::serve) detail: String,
+    /// The stable code (`bad-selection`, `not-found`, …; see `PxError::code`).
+    pub(in crate::serve) code: String,
+}
+
+/// `#/components/responses/PxProblem`: a PxWeb API error answer, `PxProblem` as
+/// `application/problem+json`.
+impl<'r> utoipa::ToResponse<'r> for PxProblem {
+    fn response() -> (
+        &'r str,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    ) {
+        (
+            "PxProblem",
+            utoipa::openapi::ResponseBuilder::new()
+                .description("A PxWeb API error (RFC 7807)")
+                .content(
+                    "application/problem+json",
+                    utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name(
+                        <PxProblem as ToSchema>::name(),
+                    ))),
+                )
+                .into(),
+        )
+    }
+}
+
+/// An error answer of the PxWeb API: its status ([`PxError::status`]), its stable code
+/// ([`PxError::code`]) and its message (`Display`), answered as a [`PxProblem`]. Messages
+/// repeat at most a few characters of the request (`pxweb::clip`); server-side causes are
+/// logged where they happen.
+#[derive(Debug, thiserror::Error)]
+pub(in crate::serve) enum PxError {
+    /// A language other than fi, sv and en (400).
+    #[error("language `{0}`: use fi, sv or en")]
+    BadLanguage(String),
+    /// An output format the API does not write (400).
+    #[error("output format `{0}`: use json-stat2, csv, xlsx or px")]
+    BadFormat(String),
+    /// A query parameter or body that is not what the path takes (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A selection of an unknown variable or code, an expression that is none, or more
+    /// codes than allowed (400).
+    #[error("{0}")]
+    BadSelection(String),
+    /// A selection of more cells than `maxDataCells` (403, as the specification answers it).
+    #[error("the selection has {cells} cells; at most {limit} may be asked at once")]
+    TooManyCells { cells: u64, limit: usize },
+    /// No such table (404).
+    #[error("no table `{0}`")]
+    NoTable(String),
+    /// No such code list (404).
+    #[error("no codelist `{0}`")]
+    NoCodelist(String),
+    /// A table without a current release (404).
+    #[error("table `{0}` has no published release")]
+    NotPublished(String),
+    /// A body that could not be read (as the rest of the API answers it: 400, 408, 413).
+    #[error("{0}")]
+    Body(ApiError),
+    /// The table's releases could not be read (500).
+    #[error("cannot read the table")]
+    ReadTable,
+    /// The table's labels could not be made (500).
+    #[error("cannot label the table")]
+    Label,
+    /// An answer that could not be written (500).
+    #[error("cannot write {0}")]
+    Write(&'static str),
+}
+
+impl PxError {
+    /// The HTTP status of the answer.
+    pub(in crate::serve) fn status(&self) -> StatusCode {
+        match self {
+            PxError::BadLanguage(_)
+            | PxError::BadFormat(_)
+            | PxError::BadRequest(_)
+            | PxError::BadSelection(_) => StatusCode::BAD_REQUEST,
+            PxError::TooManyCells { .. } => StatusCode::FORBIDDEN,
+            PxError::NoTable(_) | PxError::NoCodelist(_) | PxError::NotPublished(_) => {
+                StatusCode::NOT_FOUND
+            }
+            PxError::Body(e) => e.status(),
+            PxError::ReadTable | PxError::Label | PxError::Write(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// The stable code of the answer.
+    pub(in crate::serve) fn code(&self) -> &'static str {
+        match self {
+            PxError::BadLanguage(_) => "bad-language",
+            PxError::BadFormat(_) => "bad-format",
+            PxError::BadRequest(_) => "bad-request",
+            PxError::BadSelection(_) => "bad-selection",
+            PxError::TooManyCells { .. } => "too-many-cells",
+            PxError::NoTable(_) | PxError::NoCodelist(_) => "not-found",
+            PxError::NotPublished(_) => "not-published",
+            PxError::Body(e) => e.code(),
+            PxError::ReadTable => "store",
+            PxError::Label | PxError::Write(_) => "engine",
+        }
+    }
+}
+
+impl IntoResponse for PxError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let answer = PxProblem {
+            kind: format!("urn:valtava:problem:{}", self.code()),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: self.code().to_string(),
+        };
+        let body = serde_json::to_value(&answer).unwrap_or_default();
+        let axum::Json(body) = crate::serve::scrubbed(body);
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
     }
 }

@@ -14,7 +14,8 @@
 //!
 //! The HTTP API (JSON; `/openapi.json`) lists lines, runs, releases and datasets; an
 //! indicator API in the style of Sotkanet (`/api/v1/datasets/{id}`) answers JSON-stat 2.0 or
-//! CSV; `/` is the reporting page; `/catalog` (and `/api/catalog`) the catalog of lines,
+//! CSV, and PxWeb API 2.0 (`/api/v2/…`) serves the same datasets as tables to the Nordic
+//! statistics offices' clients; `/` is the reporting page; `/catalog` (and `/api/catalog`) the catalog of lines,
 //! datasets and columns with a search, each dataset's column lineage and the quality summary
 //! of its line's latest run; `/metrics` and `/healthz` are for operators. Writing
 //! (triggering runs, uploading files) needs a bearer token from the token file.
@@ -46,6 +47,8 @@
 //!   runs and their quality reports; the indicator API (JSON-stat or CSV); the catalog, a
 //!   dataset's lineage and quality summary; uploads into an inbox; the reporting page, the
 //!   catalog page, their assets and `/openapi.json`.
+//! - `pxweb/`: PxWeb API 2.0 — the table list and search, metadata (JSON-stat 2.0),
+//!   selections, data as JSON-stat 2.0, csv, xlsx or PX, code lists, configuration.
 //!
 //! What one file uses of another is `pub(super)` (`pub(in crate::serve)` for the handlers
 //! under `api/`, which the router names); outside the module only [`ServeOptions`],
@@ -57,6 +60,7 @@ mod error;
 mod jobs;
 mod metrics;
 mod openapi;
+mod pxweb;
 mod series;
 mod triggers;
 
@@ -98,6 +102,10 @@ use crate::serve::auth::{Token, read_tokens};
 use crate::serve::error::{ApiError, Problem, ProblemDetail};
 use crate::serve::jobs::dispatch;
 use crate::serve::metrics::{Metrics, count_responses, healthz, metrics};
+use crate::serve::pxweb::codelists::get_codelist;
+use crate::serve::pxweb::data::{get_data, post_data};
+use crate::serve::pxweb::metadata::{get_default_selection, get_metadata};
+use crate::serve::pxweb::tables::{get_config, get_table, get_tables};
 use crate::serve::triggers::{Inbox, arrivals, inbox_of, schedules};
 use crate::store::Store;
 
@@ -538,6 +546,16 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/datasets/{id}/quality", get(get_dataset_quality))
         .route("/api/v1/datasets", get(get_datasets_v1))
         .route("/api/v1/datasets/{id}", get(get_indicator))
+        .route("/api/v2/config", get(get_config))
+        .route("/api/v2/tables", get(get_tables))
+        .route("/api/v2/tables/{id}", get(get_table))
+        .route("/api/v2/tables/{id}/metadata", get(get_metadata))
+        .route(
+            "/api/v2/tables/{id}/defaultselection",
+            get(get_default_selection),
+        )
+        .route("/api/v2/tables/{id}/data", get(get_data).post(post_data))
+        .route("/api/v2/codelists/{id}", get(get_codelist))
         .layer(DefaultBodyLimit::max(app.max_upload))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

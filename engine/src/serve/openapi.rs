@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::serve::error::Problem;
+use crate::serve::error::{Problem, PxProblem};
 
 /// The API's description: every path of the router that the API documents (not the page
 /// and its assets), the schemas they answer and the `bearer` security scheme.
@@ -29,7 +29,7 @@ use crate::serve::error::Problem;
     info(
         title = "Valtava daemon",
         version = "1",
-        description = "Production lines of Finnish social- and health-care statistics: runs, releases, quality reports, an indicator API (JSON-stat 2.0 or CSV) and a catalog of the lines. Writes need a bearer token."
+        description = "Production lines of Finnish social- and health-care statistics: runs, releases, quality reports, an indicator API (JSON-stat 2.0 or CSV) PxWeb API 2.0 and a catalog of the lines. Writes need a bearer token."
     ),
     paths(
         crate::serve::metrics::healthz,
@@ -49,6 +49,14 @@ use crate::serve::error::Problem;
         crate::serve::api::catalog::get_catalog,
         crate::serve::api::catalog::get_lineage,
         crate::serve::api::catalog::get_dataset_quality,
+        crate::serve::pxweb::tables::get_config,
+        crate::serve::pxweb::tables::get_tables,
+        crate::serve::pxweb::tables::get_table,
+        crate::serve::pxweb::metadata::get_metadata,
+        crate::serve::pxweb::metadata::get_default_selection,
+        crate::serve::pxweb::data::get_data,
+        crate::serve::pxweb::data::post_data,
+        crate::serve::pxweb::codelists::get_codelist,
     ),
     components(
         schemas(
@@ -76,8 +84,17 @@ use crate::serve::error::Problem;
             crate::serve::api::catalog::QualitySummary,
             crate::serve::api::catalog::StepCounts,
             crate::serve::api::catalog::ReasonCount,
+            crate::serve::error::PxProblem,
+            crate::serve::pxweb::tables::PxTable,
+            crate::serve::pxweb::tables::PxTablesResponse,
+            crate::serve::pxweb::tables::PxTableResponse,
+            crate::serve::pxweb::tables::PxConfig,
+            crate::serve::pxweb::metadata::PxDataset,
+            crate::serve::pxweb::metadata::PxSelectionResponse,
+            crate::serve::pxweb::selection::PxVariablesSelection,
+            crate::serve::pxweb::codelists::PxCodelist,
         ),
-        responses(Problem),
+        responses(Problem, PxProblem),
     ),
     modifiers(&BearerToken),
     tags(
@@ -87,6 +104,7 @@ use crate::serve::error::Problem;
         (name = "uploads", description = "Files put into a line's inbox (an `upload` token, for its submitters)"),
         (name = "indicators", description = "The indicator API: published datasets as JSON-stat 2.0 or CSV"),
         (name = "catalog", description = "The catalog of lines, datasets and columns, with a search; a dataset's column lineage and quality summary"),
+        (name = "pxweb", description = "PxWeb API 2.0: the published datasets as tables (JSON-stat 2.0, csv, xlsx or PX), for the clients of the Nordic statistics offices; errors are RFC 7807 problems"),
     ),
 )]
 pub(crate) struct ApiDoc;
@@ -161,6 +179,13 @@ mod tests {
             "/api/catalog",
             "/api/datasets/{id}/lineage",
             "/api/datasets/{id}/quality",
+            "/api/v2/config",
+            "/api/v2/tables",
+            "/api/v2/tables/{id}",
+            "/api/v2/tables/{id}/metadata",
+            "/api/v2/tables/{id}/defaultselection",
+            "/api/v2/tables/{id}/data",
+            "/api/v2/codelists/{id}",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }
@@ -173,6 +198,10 @@ mod tests {
             "CatalogAnswer",
             "DatasetLineage",
             "QualitySummary",
+            "PxProblem",
+            "PxDataset",
+            "PxTable",
+            "PxVariablesSelection",
         ] {
             assert!(schemas.contains_key(s), "{s}");
         }
@@ -184,5 +213,12 @@ mod tests {
             doc["components"]["responses"]["Problem"]["content"]["application/json"]["schema"]["$ref"],
             "#/components/schemas/Error"
         );
+        assert_eq!(
+            doc["components"]["responses"]["PxProblem"]["content"]["application/problem+json"]["schema"]
+                ["$ref"],
+            "#/components/schemas/PxProblem"
+        );
+        let data = &doc["paths"]["/api/v2/tables/{id}/data"];
+        assert!(data["get"].is_object() && data["post"].is_object());
     }
 }

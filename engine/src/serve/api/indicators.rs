@@ -47,7 +47,12 @@ pub const PERIOD_DIMENSION: &str = "jakso";
 /// The area dimension of a dataset (the `area` its aggregate declared), as the newest of
 /// its current releases records it in the manifest; for releases made before manifests
 /// recorded it, as the line's planned publish step gives it now.
-async fn dataset_area(app: &App, line: &str, entry: &LineEntry, dataset: &str) -> Option<String> {
+pub(in crate::serve) async fn dataset_area(
+    app: &App,
+    line: &str,
+    entry: &LineEntry,
+    dataset: &str,
+) -> Option<String> {
     let recorded =
         match crate::publish::releases::list_cached(&app.store, line, &app.manifests).await {
             Ok(releases) => releases
