@@ -1605,6 +1605,10 @@ fn revisions_carry_status_and_note_and_a_changed_schema_stays_in_the_series() {
             .any(|l| l.starts_with("2025-02,") && l.ends_with(",missing"))
     );
 
+    // Every cell as published, the old period's share empty with status `missing`.
+    let served = served_equals_published(&d, dir.path(), "ensihoito", "ensihoito_kuukausi");
+    assert!(served["empty"].as_u64().unwrap() > 0, "{served}");
+
     // The earlier release of 2025-03, by its run id.
     let first = get(
         &d,
@@ -1639,6 +1643,7 @@ fn revisions_carry_status_and_note_and_a_changed_schema_stays_in_the_series() {
         r#"{"status": "valmis"}"#,
         r#"{"status": "final", "note": "rivi\nrivi"}"#,
         r#"{"status": "final", "note": "potilas 010101-123N"}"#,
+        r#"{"status": "final", "note": "abc\u202edef"}"#,
     ] {
         let a = req(Some(RUN_TOKEN), bad);
         assert_eq!(a.status, 400, "{bad}: {}", a.body);
@@ -1650,6 +1655,43 @@ fn revisions_carry_status_and_note_and_a_changed_schema_stays_in_the_series() {
     let doc = get(&d, "/api/v1/datasets/ensihoito_kuukausi").json();
     assert_eq!(doc["extension"]["releases"][0]["status"], "final");
     assert_eq!(doc["extension"]["releases"][0]["note"], "Vahvistettu");
+    // The change is kept with who made it; a withdrawn release is no longer served.
+    let kept: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(format!(
+            "store/releases/ensihoito/2025-02/{old_run}/_status.json"
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(kept["by"], "operaattori", "{kept}");
+    let a = req(
+        Some(RUN_TOKEN),
+        r#"{"status": "withdrawn", "note": "Virheellinen aineisto"}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let doc = get(&d, "/api/v1/datasets/ensihoito_kuukausi").json();
+    assert_eq!(category_codes(&doc, "jakso"), ["2025-03"], "{doc}");
+    let a = get(
+        &d,
+        &format!("/api/v1/datasets/ensihoito_kuukausi?release={old_run}"),
+    );
+    assert_eq!(a.status, 404, "{}", a.body);
+    let kept: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(format!(
+            "store/releases/ensihoito/2025-02/{old_run}/_status.json"
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(kept["earlier"][0]["status"], "final", "{kept}");
+    // A run cannot publish a withdrawn release.
+    let a = post(
+        &d,
+        "/api/lines/ensihoito/runs",
+        Some(RUN_TOKEN),
+        r#"{"params": {"period": "2025-03"}, "status": "withdrawn"}"#,
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
     let a = put(
         &d,
         "/api/lines/ensihoito/releases/2025-02/20250101T000000000Z-x/status",
@@ -1670,9 +1712,10 @@ fn revisions_carry_status_and_note_and_a_changed_schema_stays_in_the_series() {
         "{text}"
     );
     assert!(
-        text.contains("note: Vahvistettu") && text.contains("note: Ensimmäinen julkaisu"),
+        text.contains("withdrawn") && text.contains("note: Virheellinen aineisto"),
         "{text}"
     );
+    assert!(text.contains("note: Ensimmäinen julkaisu"), "{text}");
 }
 
 /// The codes of a JSON-stat dimension, in order (its index is an array or an object).

@@ -34,6 +34,29 @@ schema_errors = sorted(e.message for e in jsonschema.Draft202012Validator(schema
 frame = pyjstat.Dataset.read(text).write("dataframe", naming="id")
 dims = [d for d in doc["id"] if d not in ("jakso", "tiedot")]
 measures = list(doc["dimension"]["tiedot"]["category"]["index"])
+# The status of each cell by its index in the cube (JSON-stat `status` is an object, an
+# array, or one string for all).
+sizes = doc["size"]
+status = doc.get("status", {})
+
+
+def status_of(index):
+    if isinstance(status, str):
+        return status
+    if isinstance(status, list):
+        return status[index] if index < len(status) else None
+    return status.get(str(index))
+
+
+def cell_index(codes):
+    i = 0
+    for d, code, size in zip(doc["id"], codes, sizes):
+        idx = doc["dimension"][d]["category"]["index"]
+        pos = idx.index(code) if isinstance(idx, list) else idx[code]
+        i = i * size + pos
+    return i
+
+
 served = {}
 for rec in frame.to_dict(orient="records"):
     key = (rec["jakso"],) + tuple(str(rec[d]) for d in dims) + (rec["tiedot"],)
@@ -41,6 +64,7 @@ for rec in frame.to_dict(orient="records"):
     served[key] = None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 published = {}
+statuses = {}
 periods = []
 for pointer in sorted((store / "releases" / line).glob("*/latest.json")):
     period = pointer.parent.name
@@ -53,18 +77,30 @@ for pointer in sorted((store / "releases" / line).glob("*/latest.json")):
         for row in csv.DictReader(f):
             for m in measures:
                 key = (period,) + tuple(row[d] for d in dims) + (m,)
-                raw = row.get(m, "")
-                published[key] = float(raw) if raw != "" else None
+                raw = row.get(m)
+                if raw is None:
+                    # A measure this release does not publish: served empty, status `missing`.
+                    published[key] = ("missing",)
+                else:
+                    published[key] = float(raw) if raw != "" else None
+                if row.get("status"):
+                    statuses[key] = row["status"]
 
 mismatches, cells, empty = [], 0, 0
 for key, want in published.items():
     got = served.get(key, "absent")
-    if want is None:
+    served_status = status_of(cell_index(key)) if got != "absent" else None
+    if want == ("missing",):
         empty += 1
-        ok = got is None
+        ok = got is None and served_status == "missing"
+    elif want is None:
+        empty += 1
+        # An empty published cell is served empty with the row's status (suppressed).
+        ok = got is None and served_status == statuses.get(key)
     else:
         cells += 1
-        ok = isinstance(got, float) and abs(got - want) <= 1e-9 * max(1.0, abs(want))
+        ok = (isinstance(got, float) and abs(got - want) <= 1e-9 * max(1.0, abs(want))
+              and served_status == statuses.get(key))
     if not ok and len(mismatches) < 10:
         mismatches.append({"cell": list(key), "published": want, "served": got})
 extra = [list(k) for k, v in served.items() if v is not None and k not in published][:10]

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::publish::manifest::{ReleaseLabel, ReleaseStatus};
+use crate::publish::revision::{ReleaseRequest, ReleaseStatus};
 use crate::run::{RunError, RunOptions, RunReport};
 
 use super::DiagFormat;
@@ -48,9 +48,10 @@ pub(super) struct Args {
     /// 120 minutes without it).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     deadline_seconds: Option<u64>,
-    /// The status of the release: `preliminary` (to be revised) or `final`.
-    #[arg(long, value_enum, default_value_t = ReleaseStatus::Final)]
-    status: ReleaseStatus,
+    /// The status of the release: `preliminary` (to be revised) or `final` (default: the
+    /// line's `release_status`, or `final`).
+    #[arg(long, value_enum)]
+    status: Option<ReleaseStatus>,
     /// A revision note the release carries (what changed and why; at most 500 characters,
     /// no personal data).
     #[arg(long)]
@@ -87,7 +88,7 @@ pub(super) fn run(args: Args) -> ExitCode {
 /// The line file and the run's options from the flags.
 fn options(args: Args) -> Result<(PathBuf, RunOptions), ExitCode> {
     let (key, store) = key_and_store(args.pseudonym_key_file.as_ref(), &args.store)?;
-    let release = ReleaseLabel::new(args.status, args.note).map_err(|e| {
+    let release = ReleaseRequest::new(args.status, args.note).map_err(|e| {
         error(e.to_string());
         ExitCode::from(2)
     })?;

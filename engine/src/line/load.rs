@@ -274,6 +274,16 @@ fn check_header(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
             ));
         }
     }
+    if let Some(status) = &spec.release_status
+        && status.value == crate::line::spec::ReleaseStatus::Withdrawn
+    {
+        diags.push(Diagnostic::error(
+            Code::V003,
+            file,
+            status.at,
+            "release_status is `preliminary` or `final`: an operator withdraws a release",
+        ));
+    }
     if let Some(schedule) = &spec.schedule
         && let Err(e) = schedule.value.parse::<crate::line::cron::Schedule>()
     {

@@ -85,6 +85,9 @@ pub enum PublishError {
     /// A published table could not be read back or shown.
     #[error("{0}")]
     ReadTable(#[source] arrow::error::ArrowError),
+    /// Two rows of a table for one cell of its cube (the dimensions do not identify a row).
+    #[error("two rows of the table have the same codes in all {dimensions} dimensions")]
+    DuplicateCell { dimensions: usize },
     /// A release's revision note was refused.
     #[error("the revision note is refused: {reason}")]
     BadNote { reason: String },
@@ -110,6 +113,7 @@ impl PublishError {
             PublishError::NoColumn { .. }
             | PublishError::Table(_)
             | PublishError::TooManyCells { .. }
+            | PublishError::DuplicateCell { .. }
             | PublishError::UnknownCodeset { .. }
             | PublishError::CodesetNoKey { .. }
             | PublishError::CodesetBusy(_) => RunCode::Engine,

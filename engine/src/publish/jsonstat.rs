@@ -166,7 +166,7 @@ pub fn dataset(table: &RecordBatch, meta: &DatasetMeta) -> Result<Value, Publish
         &measure_arrays,
         (status_col.as_ref(), &measure_status),
         &mut values,
-    );
+    )?;
     let (mut dimension, mut extension_labels) = dimension_entries(meta, &categories);
     metric_labels(meta, &measures, &mut extension_labels);
     dimension.insert(
@@ -288,12 +288,19 @@ fn fill_cells(
         &[Option<arrow::array::ArrayRef>],
     ),
     values: &mut Values,
-) -> Map<String, Value> {
+) -> Result<Map<String, Value>, PublishError> {
     let mut status = Map::new();
+    // Each cell is one row: a second row for a cell would overwrite the first's figures.
+    let mut seen = std::collections::HashSet::with_capacity(row_keys.len());
     for (row, key) in row_keys.iter().enumerate() {
         let mut base = 0usize;
         for (k, &p) in key.iter().enumerate() {
             base = base * size[k] + p;
+        }
+        if !seen.insert(base) {
+            return Err(PublishError::DuplicateCell {
+                dimensions: key.len(),
+            });
         }
         for (m, a) in measure_arrays.iter().enumerate() {
             let idx = base * measure_arrays.len() + m;
@@ -322,7 +329,7 @@ fn fill_cells(
             }
         }
     }
-    status
+    Ok(status)
 }
 
 /// Labels in other languages, keyed by language.

@@ -12,6 +12,7 @@ mod error;
 pub mod jsonstat;
 pub(crate) mod manifest;
 pub(crate) mod releases;
+pub(crate) mod revision;
 
 pub use error::PublishError;
 

@@ -10,7 +10,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::Value;
 
 use crate::publish::PublishError;
-use crate::publish::manifest::{ReleaseLabel, StatusChange};
+use crate::publish::revision::{ReleaseLabel, StatusFile};
 use crate::store::Store;
 
 /// One release of a line: a run whose manifest was written. (Also the schema `Release` of
@@ -36,7 +36,7 @@ pub struct Release {
     #[schema(format = DateTime)]
     pub released: Option<String>,
     /// `preliminary` or `final`: as its run gave it, or as an operator last set it.
-    pub status: crate::publish::manifest::ReleaseStatus,
+    pub status: crate::publish::revision::ReleaseStatus,
     /// The revision note, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -55,12 +55,58 @@ async fn read_json(store: &Arc<dyn ObjectStore>, path: &str) -> Option<Value> {
 
 /// What manifests already read say, by path: a manifest never changes once written (a
 /// release is immutable), so the daemon reads each once instead of every manifest ever
-/// written at every request. Operators' status changes (`_status.json`) are kept by path
-/// and version, and read again when they change.
+/// written at every request. Pointers (`latest.json`) and operators' status changes
+/// (`_status.json`) do change: they are kept by path and version (entity tag and time) and
+/// read again when the listing shows another version.
 #[derive(Debug, Default)]
 pub struct ManifestCache {
     manifests: std::sync::Mutex<BTreeMap<String, Named>>,
-    changes: std::sync::Mutex<BTreeMap<String, (String, ReleaseLabel)>>,
+    changes: std::sync::Mutex<BTreeMap<String, (String, Option<ReleaseLabel>)>>,
+    pointers: std::sync::Mutex<BTreeMap<String, (String, Option<String>)>>,
+}
+
+/// The version of an object as a listing shows it.
+fn version(meta: &object_store::ObjectMeta) -> String {
+    format!(
+        "{:?}/{}/{}",
+        meta.e_tag,
+        meta.last_modified.timestamp_micros(),
+        meta.size
+    )
+}
+
+/// A JSON document of the store: `None` when there is no such object or it is not JSON
+/// (a reader skips it), an error when the store cannot be read.
+async fn read_doc(store: &Arc<dyn ObjectStore>, path: &str) -> Result<Option<Value>, PublishError> {
+    let got = match store.get(&Path::from(path)).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(PublishError::ReadObject(e)),
+    };
+    let bytes = got.bytes().await.map_err(PublishError::ReadObject)?;
+    Ok(serde_json::from_slice(&bytes).ok())
+}
+
+/// A document that changes (a pointer, a status change), through `cache` while the listing
+/// shows the same version of it.
+async fn versioned<T: Clone>(
+    store: &Store,
+    meta: &object_store::ObjectMeta,
+    cache: &std::sync::Mutex<BTreeMap<String, (String, T)>>,
+    read: impl FnOnce(Option<Value>) -> T,
+) -> Result<T, PublishError> {
+    let path = meta.location.to_string();
+    let v = version(meta);
+    if let Some((known, value)) = cache.lock().ok().and_then(|c| c.get(&path).cloned())
+        && known == v
+    {
+        return Ok(value);
+    }
+    let value = read(read_doc(&store.inner, &path).await?);
+    if let Ok(mut c) = cache.lock() {
+        c.insert(path, (v, value.clone()));
+    }
+    Ok(value)
 }
 
 /// What a manifest says of its release: each dataset with its rows, the area dimension of
@@ -97,12 +143,13 @@ pub async fn list(store: &Store, line: &str) -> Result<Vec<Release>, PublishErro
     list_cached(store, line, &ManifestCache::default()).await
 }
 
-/// The objects of a line's releases that say what a release is: its manifest, and an
-/// operator's change of its status, by (period, run).
+/// The objects of a line's releases that say what a release is: its manifest, an
+/// operator's change of its status, by (period, run); and each period's pointer.
 #[derive(Default)]
 struct Listed {
     manifests: BTreeMap<(String, String), object_store::ObjectMeta>,
     changes: BTreeMap<(String, String), object_store::ObjectMeta>,
+    pointers: BTreeMap<String, object_store::ObjectMeta>,
 }
 
 async fn list_objects(store: &Store, line: &str) -> Result<Listed, PublishError> {
@@ -119,26 +166,32 @@ async fn list_objects(store: &Store, line: &str) -> Result<Listed, PublishError>
     let mut listed = Listed::default();
     for m in metas {
         let parts: Vec<&str> = m.location.as_ref().split('/').collect();
-        let (key, into) = match parts.as_slice() {
+        match parts.as_slice() {
             [_, _, period, run, "_manifest.json"] => {
-                ((period.to_string(), run.to_string()), &mut listed.manifests)
+                listed
+                    .manifests
+                    .insert((period.to_string(), run.to_string()), m);
             }
             [_, _, period, run, "_status.json"] => {
-                ((period.to_string(), run.to_string()), &mut listed.changes)
+                listed
+                    .changes
+                    .insert((period.to_string(), run.to_string()), m);
             }
-            _ => continue,
-        };
-        into.insert(key, m);
+            [_, _, period, "latest.json"] => {
+                listed.pointers.insert(period.to_string(), m);
+            }
+            _ => {}
+        }
     }
     Ok(listed)
 }
 
-/// What a manifest says, from the cache or read once.
+/// What a manifest says, from the cache or read once; `None` for one that is not JSON.
 async fn manifest_of(
     store: &Store,
     meta: &object_store::ObjectMeta,
     cache: &ManifestCache,
-) -> Named {
+) -> Result<Option<Named>, PublishError> {
     let path = meta.location.to_string();
     if let Some(known) = cache
         .manifests
@@ -146,10 +199,10 @@ async fn manifest_of(
         .ok()
         .and_then(|c| c.get(&path).cloned())
     {
-        return known;
+        return Ok(Some(known));
     }
-    let Some(manifest) = read_json(&store.inner, &path).await else {
-        return Named::default();
+    let Some(manifest) = read_doc(&store.inner, &path).await? else {
+        return Ok(None);
     };
     let mut named = manifest_datasets(&manifest);
     named.released.get_or_insert_with(|| {
@@ -159,73 +212,57 @@ async fn manifest_of(
     if let Ok(mut c) = cache.manifests.lock() {
         c.insert(path, named.clone());
     }
-    named
+    Ok(Some(named))
 }
 
-/// An operator's label of a release, from the cache while the object is the same version.
-async fn change_of(
-    store: &Store,
-    meta: &object_store::ObjectMeta,
-    cache: &ManifestCache,
-) -> Option<ReleaseLabel> {
-    let path = meta.location.to_string();
-    let version = format!("{:?}{}", meta.e_tag, meta.last_modified.timestamp_micros());
-    if let Some((v, label)) = cache
-        .changes
-        .lock()
-        .ok()
-        .and_then(|c| c.get(&path).cloned())
-        && v == version
-    {
-        return Some(label);
-    }
-    let change: StatusChange =
-        serde_json::from_value(read_json(&store.inner, &path).await?).ok()?;
-    if let Ok(mut c) = cache.changes.lock() {
-        c.insert(path, (version, change.label.clone()));
-    }
-    Some(change.label)
-}
-
-/// [`list`], reading only the manifests `cache` does not hold yet.
+/// [`list`], reading only the manifests `cache` does not hold yet, and pointers and status
+/// changes only when they changed. A store that cannot be read is an error, never a
+/// shorter list; a manifest that is not JSON is left out (and logged).
 pub async fn list_cached(
     store: &Store,
     line: &str,
     cache: &ManifestCache,
 ) -> Result<Vec<Release>, PublishError> {
     let listed = list_objects(store, line).await?;
+    let mut current: BTreeMap<&str, Option<String>> = BTreeMap::new();
+    for (period, meta) in &listed.pointers {
+        let run = versioned(store, meta, &cache.pointers, |doc| {
+            doc.and_then(|p| p["run_id"].as_str().map(String::from))
+        })
+        .await?;
+        current.insert(period.as_str(), run);
+    }
     let mut out = Vec::new();
-    let mut latest: BTreeMap<String, Option<String>> = BTreeMap::new();
     for ((period, run), meta) in &listed.manifests {
-        // Each period's pointer is read once, not once per release of it.
-        let current = match latest.get(period) {
-            Some(known) => known.clone(),
-            None => {
-                let pointer = read_json(
-                    &store.inner,
-                    &crate::store::layout::release_pointer(line, period),
-                )
-                .await
-                .and_then(|p| p["run_id"].as_str().map(String::from));
-                latest.insert(period.clone(), pointer.clone());
-                pointer
+        let Some(named) = manifest_of(store, meta, cache).await? else {
+            tracing::warn!(line, period = %period, run = %run, "a manifest that is not JSON; its release is not listed");
+            continue;
+        };
+        let change = match listed.changes.get(&(period.clone(), run.clone())) {
+            Some(meta) => {
+                versioned(store, meta, &cache.changes, |doc| {
+                    doc.and_then(|d| serde_json::from_value::<StatusFile>(d).ok())
+                        .map(|f| f.last.label)
+                })
+                .await?
             }
+            None => None,
         };
-        let named = manifest_of(store, meta, cache).await;
-        let label = match listed.changes.get(&(period.clone(), run.clone())) {
-            Some(change) => change_of(store, change, cache).await.unwrap_or(named.label),
-            None => named.label,
-        };
+        let label = change.unwrap_or(named.label);
         out.push(Release {
             line: line.to_string(),
-            current: current.as_deref() == Some(run.as_str()),
+            current: current.get(period.as_str()).cloned().flatten().as_deref() == Some(run),
             period: period.clone(),
             run_id: run.clone(),
             datasets: named.datasets,
             areas: named.areas,
             released: named.released,
             status: label.status,
-            note: label.note,
+            // Shown on pages and in terminals: a note that does not pass the check now
+            // (written by hand into the store) is not shown.
+            note: crate::publish::revision::check_note(label.note)
+                .ok()
+                .flatten(),
         });
     }
     Ok(out)

@@ -112,7 +112,7 @@ pub struct RunOptions {
     /// limit. The command line and the daemon read it from `VALTAVA_MEMORY_LIMIT`.
     pub memory_limit: Option<usize>,
     /// The status and revision note its release carries.
-    pub release: crate::publish::manifest::ReleaseLabel,
+    pub release: crate::publish::revision::ReleaseRequest,
 }
 
 /// What the run's tasks share: the checked line and its plans, the session, the counters,
@@ -127,7 +127,7 @@ struct Shared {
     store: Store,
     release_prefix: String,
     /// The status and note of the release.
-    label: crate::publish::manifest::ReleaseLabel,
+    label: crate::publish::revision::ReleaseLabel,
     batch_size: usize,
     sources: BTreeMap<String, String>,
     fill: BTreeMap<String, String>,
@@ -346,7 +346,9 @@ fn new_shared(
         quarantine: Quarantine::new(scratch.to_path_buf(), id.run_id.clone(), opts.key.clone()),
         store: opts.store.clone(),
         release_prefix: id.release_prefix.clone(),
-        label: opts.release.clone(),
+        label: opts
+            .release
+            .resolve(checked.line.spec.release_status.as_ref().map(|s| s.value)),
         batch_size: opts.batch_size,
         sources: opts.sources.clone(),
         fill: id.params_text.clone(),

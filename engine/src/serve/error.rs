@@ -117,6 +117,19 @@ pub enum ServeError {
     /// The releases' tables could not be put together.
     #[error("{0}")]
     Table(#[source] arrow::error::ArrowError),
+    /// A release's object could not be read from the store.
+    #[error("{path}: {source}")]
+    ReleaseObject {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// A series larger than the daemon serves.
+    #[error("the series of `{dataset}` has more than {max} rows")]
+    SeriesTooLarge { dataset: String, max: usize },
+    /// A decoding task ended abnormally.
+    #[error("a decoding task ended abnormally: {0}")]
+    Decode(String),
 }
 
 /// The body of every error answer, `{"error": {"code", "message"}}`: the schema `Error` of
@@ -271,6 +284,9 @@ pub(in crate::serve) enum ApiError {
     /// A dataset that could not be written as JSON-stat (500).
     #[error("cannot write JSON-stat")]
     WriteJsonStat,
+    /// A series larger than the daemon serves whole (413).
+    #[error("the series has more than {max} rows: ask for some periods (`period=`)")]
+    SeriesTooLarge { max: usize },
     /// No release of a line, period and run (404).
     #[error("no release `{0}`")]
     NoRelease(String),
@@ -304,7 +320,9 @@ impl ApiError {
             | ApiError::BadParams(_)
             | ApiError::BadLabel(_)
             | ApiError::BadName => StatusCode::BAD_REQUEST,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::SeriesTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::NoLine(_)
             | ApiError::NoDataset(_)
             | ApiError::NoRun(_)
@@ -336,7 +354,7 @@ impl ApiError {
             ApiError::Forbidden => "forbidden",
             ApiError::BodyTimeout { .. } => "body-timeout",
             ApiError::BadBody => "bad-body",
-            ApiError::TooLarge { .. } => "too-large",
+            ApiError::TooLarge { .. } | ApiError::SeriesTooLarge { .. } => "too-large",
             ApiError::NoLine(_)
             | ApiError::NoDataset(_)
             | ApiError::NoRun(_)
@@ -364,6 +382,20 @@ impl ApiError {
                 "engine"
             }
             ApiError::NoAssets | ApiError::NoChart => "no-assets",
+        }
+    }
+}
+
+impl ApiError {
+    /// The answer to a series that could not be read: too large, or the store's or the
+    /// engine's fault (logged, not told).
+    pub(in crate::serve) fn from_series(e: ServeError) -> ApiError {
+        match e {
+            ServeError::SeriesTooLarge { max, .. } => ApiError::SeriesTooLarge { max },
+            e => {
+                tracing::error!("{e}");
+                ApiError::ReadDataset
+            }
         }
     }
 }

@@ -62,10 +62,11 @@ pub struct Job {
     #[serde(default)]
     #[schema(required = true)]
     pub attempts: u32,
-    /// The status its release carries: as asked for, or the line's `release_status` for a
-    /// run on the schedule or on an arrival.
-    #[serde(default)]
-    pub release_status: crate::publish::manifest::ReleaseStatus,
+    /// The status its release carries, as asked for; absent: the line's `release_status`
+    /// (`final` when the line does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub release_status: Option<crate::publish::revision::ReleaseStatus>,
     /// The revision note its release carries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String)]
@@ -130,7 +131,7 @@ impl App {
         line: &str,
         params: BTreeMap<String, String>,
         trigger: &str,
-        label: crate::publish::manifest::ReleaseLabel,
+        label: crate::publish::revision::ReleaseRequest,
     ) -> Job {
         let job = {
             let mut jobs = self.jobs.lock().expect("jobs lock");
@@ -246,7 +247,7 @@ async fn execute(app: Arc<App>, mut job: Job) {
         deadline: app.deadline,
         recorder: crate::artefacts::recorder(),
         memory_limit: app.memory_limit,
-        release: crate::publish::manifest::ReleaseLabel {
+        release: crate::publish::revision::ReleaseRequest {
             status: job.release_status,
             note: job.note.clone(),
         },

@@ -283,6 +283,8 @@ struct App {
     memory_limit: Option<usize>,
     /// Manifests read once (they never change).
     manifests: crate::publish::releases::ManifestCache,
+    /// Series of datasets made recently (the releases they read never change).
+    series: crate::serve::series::SeriesCache,
 }
 
 fn now_text() -> String {
@@ -736,6 +738,7 @@ fn new_app(opts: &ServeOptions, lines: BTreeMap<String, LineEntry>, tokens: Vec<
         max_attempts: opts.max_attempts,
         memory_limit: opts.memory_limit,
         manifests: Default::default(),
+        series: Default::default(),
     }
 }
 

@@ -99,14 +99,6 @@ fn previous_period(kind: ParamKind, now: chrono::NaiveDateTime) -> Option<String
     })
 }
 
-/// The label of a release the daemon makes on its own: the line's `release_status`.
-fn own_label(e: &crate::serve::LineEntry) -> crate::publish::manifest::ReleaseLabel {
-    crate::publish::manifest::ReleaseLabel {
-        status: e.line.spec.release_status.unwrap_or_default(),
-        note: None,
-    }
-}
-
 /// Queues each scheduled line at its next firing.
 pub(super) async fn schedules(app: Arc<App>) {
     let mut next: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
@@ -133,7 +125,8 @@ pub(super) async fn schedules(app: Arc<App>) {
                         }
                     }
                 }
-                app.enqueue(name, params, "schedule", own_label(e)).await;
+                app.enqueue(name, params, "schedule", Default::default())
+                    .await;
                 next.remove(name);
             }
         }
@@ -266,7 +259,7 @@ async fn enqueue_due(app: &App, due: BTreeSet<(String, String)>) {
             &line,
             BTreeMap::from([("period".into(), period)]),
             "arrival",
-            own_label(e),
+            Default::default(),
         )
         .await;
     }

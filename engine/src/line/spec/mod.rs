@@ -201,7 +201,7 @@ pub struct LineSpec {
     /// default). A run asked for by hand says its own (`valtava run --status`, the API's
     /// `status`), and an operator with the `run` role can change a release's status later.
     #[serde(default)]
-    pub release_status: Option<ReleaseStatus>,
+    pub release_status: Option<Sp<ReleaseStatus>>,
     /// Parameters given at run time (`--param period=2025-03`). Use them in locations as
     /// `{period}` and in expressions as `$period`.
     #[serde(default)]
@@ -542,6 +542,8 @@ pub enum ReleaseStatus {
     /// Final (lopullinen).
     #[default]
     Final,
+    /// Withdrawn (peruttu) by an operator: no longer served.
+    Withdrawn,
 }
 
 impl std::fmt::Display for ReleaseStatus {
@@ -549,6 +551,7 @@ impl std::fmt::Display for ReleaseStatus {
         f.write_str(match self {
             ReleaseStatus::Preliminary => "preliminary",
             ReleaseStatus::Final => "final",
+            ReleaseStatus::Withdrawn => "withdrawn",
         })
     }
 }

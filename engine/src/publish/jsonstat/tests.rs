@@ -168,3 +168,37 @@ fn passes_the_conformance_corpus() {
     );
     assert_eq!(passed, cases.len());
 }
+
+/// Two rows for one cell are refused (failed before: the last row's figures won, so a
+/// breakdown's value could be served as the total).
+#[test]
+fn two_rows_for_one_cell_are_refused() {
+    use arrow::array::{Int64Array, StringArray};
+    use std::sync::Arc;
+    let dims = vec!["alue".to_string()];
+    let table = RecordBatch::try_from_iter(vec![
+        (
+            "alue",
+            Arc::new(StringArray::from(vec!["01", "02", "01"])) as Arc<dyn Array>,
+        ),
+        (
+            "lkm",
+            Arc::new(Int64Array::from(vec![1, 2, 3])) as Arc<dyn Array>,
+        ),
+    ])
+    .unwrap();
+    let meta = DatasetMeta {
+        label: [Some("x".into()), None, None],
+        source: None,
+        dimensions: &dims,
+        area: None,
+        column_labels: BTreeMap::new(),
+        units: BTreeMap::new(),
+        code_labels: BTreeMap::new(),
+    };
+    let err = dataset(&table, &meta).unwrap_err();
+    assert!(
+        matches!(err, PublishError::DuplicateCell { dimensions: 1 }),
+        "{err}"
+    );
+}

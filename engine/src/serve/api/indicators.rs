@@ -44,28 +44,10 @@ pub(in crate::serve) fn find_dataset<'a>(
 /// The name of the period dimension the indicator API adds.
 pub const PERIOD_DIMENSION: &str = "jakso";
 
-/// The area dimension of a dataset (the `area` its aggregate declared), as the newest of
-/// its current releases records it in the manifest; for releases made before manifests
-/// recorded it, as the line's planned publish step gives it now.
-pub(in crate::serve) async fn dataset_area(
-    app: &App,
-    line: &str,
-    entry: &LineEntry,
-    dataset: &str,
-) -> Option<String> {
-    let recorded =
-        match crate::publish::releases::list_cached(&app.store, line, &app.manifests).await {
-            Ok(releases) => releases
-                .into_iter()
-                .filter(|r| r.current)
-                .filter_map(|r| r.areas.get(dataset).cloned())
-                .next_back(),
-            Err(e) => {
-                error!("{e}");
-                None
-            }
-        };
-    recorded.or_else(|| entry.datasets.get(dataset).and_then(|s| s.area.clone()))
+/// The area dimension of a dataset: the `area` its aggregate declared, as the line's
+/// planned publish step gives it (the one place a table's shape comes from).
+pub(in crate::serve) fn dataset_area(entry: &LineEntry, dataset: &str) -> Option<String> {
+    entry.datasets.get(dataset).and_then(|s| s.area.clone())
 }
 
 #[utoipa::path(
@@ -107,7 +89,7 @@ pub(in crate::serve) async fn get_indicator(
         .get(&id)
         .map(|s| s.dimensions.clone())
         .unwrap_or_default();
-    let geo = dataset_area(&app, line, entry, &id).await;
+    let geo = dataset_area(entry, &id);
     let asked = asked(&q, &id, &dims, geo.as_deref(), &headers)?;
     let series = match crate::serve::series::read(
         &app,
@@ -119,11 +101,13 @@ pub(in crate::serve) async fn get_indicator(
     .await
     {
         Ok(Some(s)) => s,
-        Ok(None) => return Err(ApiError::NotPublished(id.clone())),
-        Err(e) => {
-            error!("{e}");
-            return Err(ApiError::ReadDataset);
+        Ok(None) => {
+            return Err(match asked.pick {
+                crate::serve::series::Pick::Run(run) => ApiError::NoRelease(run),
+                crate::serve::series::Pick::Current => ApiError::NotPublished(id.clone()),
+            });
         }
+        Err(e) => return Err(ApiError::from_series(e)),
     };
     let table = filtered(&series.table, &asked.filters)?;
     if asked.csv {
@@ -227,17 +211,24 @@ fn filtered(
     use arrow::array::{Array, AsArray, BooleanArray};
     let mut keep = BooleanArray::from(vec![true; table.num_rows()]);
     for (d, values) in filters {
+        // Every filtered dimension is a column of the series (it has the planned shape): a
+        // filter is never silently ignored.
         let Some(a) = table.column_by_name(d) else {
-            continue;
+            error!(dimension = %d, "a planned dimension is not a column of the series");
+            return Err(ApiError::Filter);
         };
-        let Ok(a) = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8) else {
-            continue;
-        };
+        let a = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8).map_err(|e| {
+            error!("{e}");
+            ApiError::Filter
+        })?;
         let a = a.as_string::<i32>();
         let m: BooleanArray = (0..a.len())
             .map(|i| Some(a.is_valid(i) && values.contains(a.value(i))))
             .collect();
-        keep = arrow::compute::and(&keep, &m).unwrap_or(keep);
+        keep = arrow::compute::and(&keep, &m).map_err(|e| {
+            error!("{e}");
+            ApiError::Filter
+        })?;
     }
     arrow::compute::filter_record_batch(table, &keep).map_err(|e| {
         error!("{e}");

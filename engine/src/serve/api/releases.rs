@@ -3,7 +3,7 @@
 //! A run gives its release a status (`preliminary` or `final`) and an optional note; when
 //! the figures are later confirmed or corrected, an operator with the `run` role for the
 //! line says so here, without a new run. The manifest stays as written; the change is kept
-//! beside it (`publish::manifest::set_label`) and every reader of releases shows it.
+//! beside it with who changed it (`publish::revision::set_label`) and every reader of releases shows it.
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::HeaderMap;
@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tracing::{error, info};
 
-use crate::publish::manifest::{ReleaseLabel, ReleaseStatus};
+use crate::publish::revision::{ReleaseLabel, ReleaseStatus, Set};
 use crate::serve::AppState;
 use crate::serve::auth::{authorize, read_body, refuse};
 use crate::serve::error::{ApiError, Problem};
@@ -20,7 +20,7 @@ use crate::serve::error::{ApiError, Problem};
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(in crate::serve) struct LabelRequest {
-    /// `preliminary` or `final`.
+    /// `preliminary`, `final`, or `withdrawn` (no longer served).
     status: ReleaseStatus,
     /// The revision note (at most 500 characters, one paragraph, no personal data); absent
     /// or empty: none.
@@ -43,7 +43,7 @@ fn plain(segment: &str) -> bool {
     path = "/api/lines/{line}/releases/{period}/{run}/status",
     tag = "lines",
     summary = "Set a release's status and revision note",
-    description = "Needs a token with the `run` role for the line. The release keeps its data; its status (`preliminary` or `final`) and note change, and every list of releases and the indicator API show them.",
+    description = "Needs a token with the `run` role for the line. The release keeps its data; its status (`preliminary`, `final`, or `withdrawn`: no longer served) and note change, and every list of releases and the indicator API show them. The change is kept with the token's name and time beside the earlier ones.",
     security(("bearer" = [])),
     params(
         ("line" = String, Path, description = "The line's name"),
@@ -67,9 +67,10 @@ pub(in crate::serve) async fn put_release_status(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    if let Err(refusal) = authorize(&app, &headers, "run", Some(&line)) {
-        return Err(refuse(&headers, body, refusal).await);
-    }
+    let caller = match authorize(&app, &headers, "run", Some(&line)) {
+        Ok(caller) => caller,
+        Err(refusal) => return Err(refuse(&headers, body, refusal).await),
+    };
     /// A status and a note of at most 500 characters.
     const MAX_LABEL_REQUEST: usize = 8 << 10;
     let body = read_body(body, MAX_LABEL_REQUEST).await?;
@@ -84,9 +85,10 @@ pub(in crate::serve) async fn put_release_status(
     let label =
         ReleaseLabel::new(req.status, req.note).map_err(|e| ApiError::BadLabel(e.to_string()))?;
     let status = label.status;
-    match crate::publish::manifest::set_label(&app.store, &line, &period, &run, label).await {
-        Ok(true) => {}
-        Ok(false) => return Err(ApiError::NoRelease(format!("{line}/{period}/{run}"))),
+    let by = Some(caller.name.clone());
+    match crate::publish::revision::set_label(&app.store, (&line, &period, &run), label, by).await {
+        Ok(Set::Done) => {}
+        Ok(Set::NoRelease) => return Err(ApiError::NoRelease(format!("{line}/{period}/{run}"))),
         Err(e) => {
             error!("{e}");
             return Err(ApiError::WriteStatus);

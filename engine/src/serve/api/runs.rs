@@ -27,9 +27,10 @@ pub(in crate::serve) struct RunRequest {
     /// The parameters by name; those the line gives a default may be left out.
     #[serde(default)]
     params: BTreeMap<String, String>,
-    /// The status of the release: `preliminary` or `final` (the default).
+    /// The status of the release: `preliminary` or `final`; absent: the line's
+    /// `release_status` (`final` when the line does not say).
     #[serde(default)]
-    status: crate::publish::manifest::ReleaseStatus,
+    status: Option<crate::publish::revision::ReleaseStatus>,
     /// A revision note the release carries (at most 500 characters, one paragraph, no
     /// personal data).
     #[serde(default)]
@@ -97,7 +98,7 @@ pub(in crate::serve) async fn post_run(
     let req: RunRequest = if body.is_empty() {
         RunRequest {
             params: BTreeMap::new(),
-            status: Default::default(),
+            status: None,
             note: None,
         }
     } else {
@@ -107,8 +108,8 @@ pub(in crate::serve) async fn post_run(
     if let Err(err) = crate::plan::check::bind_params(&e.line, Some(&given)) {
         return Err(ApiError::BadParams(err.to_string()));
     }
-    let label = crate::publish::manifest::ReleaseLabel::new(req.status, req.note)
-        .map_err(|e| ApiError::BadParams(e.to_string()))?;
+    let label = crate::publish::revision::ReleaseRequest::new(req.status, req.note)
+        .map_err(|e| ApiError::BadLabel(e.to_string()))?;
     let job = app.enqueue(&line, req.params, "api", label).await;
     let mut r = (StatusCode::ACCEPTED, scrubbed(json!(job))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/runs/{}", job.id)) {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::publish::manifest::ReleaseStatus;
+use crate::publish::revision::ReleaseStatus;
 use crate::serve::AppState;
 use crate::serve::error::{PxError, PxProblem};
 use crate::serve::pxweb::model::{Cell, Model, Role, Variable, load};

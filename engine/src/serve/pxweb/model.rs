@@ -167,7 +167,7 @@ impl Model {
 pub(super) async fn load(app: &App, id: &str, lang: Lang) -> Result<Model, PxError> {
     let t = find(app, id)?;
     let dims = t.dimensions();
-    let area = crate::serve::api::indicators::dataset_area(app, t.line, t.entry, t.id).await;
+    let area = crate::serve::api::indicators::dataset_area(t.entry, t.id);
     let series = match crate::serve::series::read(app, t.line, t.id, None, &Pick::Current).await {
         Ok(Some(s)) => s,
         Ok(None) => return Err(PxError::NotPublished(t.id.to_string())),
