@@ -1870,3 +1870,76 @@ fn the_catalog_is_served_searched_and_links_lineage_and_quality() {
         Some("text/css; charset=utf-8")
     );
 }
+
+/// A range of periods through the run endpoint: one job per period, each after the one
+/// before; asked again, periods whose inputs did not change are not run again; a failed
+/// period skips the rest unless the range keeps going. (Failed before: the range was
+/// refused as a parameter value.)
+#[test]
+fn a_range_of_periods_runs_in_order_and_skips_what_is_unchanged() {
+    let dir = setup();
+    // (The example inbox has 2025-03; 2025-04 and 2025-05 have nothing.)
+    for m in ["2025-01", "2025-02", "2025-06"] {
+        big_month(dir.path(), m, "300");
+    }
+    let d = start(dir.path(), &[]);
+    let range = |period: &str, keep_going: bool| -> Vec<Value> {
+        let a = post(
+            &d,
+            "/api/lines/ensihoito/runs",
+            Some(RUN_TOKEN),
+            &format!(r#"{{"params": {{"period": "{period}"}}, "keep_going": {keep_going}}}"#),
+        );
+        assert_eq!(a.status, 202, "{}", a.body);
+        let jobs = a.json()["jobs"].as_array().unwrap().clone();
+        jobs.iter()
+            .map(|j| {
+                wait_job(&d, j["id"].as_str().unwrap(), Duration::from_secs(180))["run"].clone()
+            })
+            .collect()
+    };
+    let first = range("2025-01..2025-02", false);
+    assert_eq!(first.len(), 2);
+    assert!(
+        first
+            .iter()
+            .all(|j| j["status"] == "succeeded" && j.get("unchanged").is_none()),
+        "{first:?}"
+    );
+    // The second started after the first ended.
+    assert!(
+        first[1]["started"].as_str() >= first[0]["finished"].as_str(),
+        "{first:?}"
+    );
+    let again = range("2025-01..2025-02", false);
+    assert!(
+        again
+            .iter()
+            .all(|j| j["status"] == "succeeded" && j["unchanged"] == true),
+        "{again:?}"
+    );
+    assert_eq!(again[0]["run_id"], first[0]["run_id"]);
+
+    let stopped = range("2025-03..2025-05", false);
+    let statuses: Vec<&str> = stopped
+        .iter()
+        .map(|j| j["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["succeeded", "failed", "failed"], "{stopped:?}");
+    assert_eq!(stopped[1]["error"]["code"], "R004");
+    assert_eq!(stopped[2]["error"]["code"], "skipped");
+    let going = range("2025-05..2025-06", true);
+    let statuses: Vec<&str> = going
+        .iter()
+        .map(|j| j["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["failed", "succeeded"], "{going:?}");
+
+    let bad = post(
+        &d,
+        "/api/lines/ensihoito/runs",
+        Some(RUN_TOKEN),
+        r#"{"params": {"period": "2025-04..2025-01"}}"#,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}

@@ -34,6 +34,7 @@ mod cli;
 mod house;
 mod lines;
 mod outputs;
+mod periods;
 mod privacy;
 mod run;
 mod sources;

@@ -31,6 +31,7 @@ mod fmt;
 mod gc;
 mod memory;
 mod plan;
+mod range;
 mod releases;
 mod run;
 mod schema;

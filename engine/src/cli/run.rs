@@ -1,7 +1,8 @@
 //! `valtava run`: runs one line once (reads its sources, validates, harmonises, aggregates
 //! and publishes), for a period by hand, in a scheduler of its own or in CI; the daemon
 //! (`valtava serve`) runs lines the same way. The run itself is [`crate::run::run`]; this
-//! file turns the flags into its options and prints its report.
+//! file turns the flags into its options and prints its report. A range of periods
+//! (`--param period=2025-01..2025-06`) is run period by period by `cli/range.rs`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -16,15 +17,15 @@ use super::common::{
 };
 
 /// The flags of `valtava run` (its help text is the `Run` command's, in `cli/mod.rs`).
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub(super) struct Args {
-    line: PathBuf,
+    pub(super) line: PathBuf,
     /// The store: a folder or a URL (file://, memory://).
     #[arg(long, default_value = "./valtava-data", env = "VALTAVA_STORE")]
     store: String,
     /// A parameter of the line, `NAME=VALUE` (repeatable).
     #[arg(long = "param", value_parser = key_value)]
-    params: Vec<(String, String)>,
+    pub(super) params: Vec<(String, String)>,
     /// Read a source from elsewhere, `STEP=LOCATION` (repeatable).
     #[arg(long = "source", value_parser = key_value)]
     sources: Vec<(String, String)>,
@@ -36,7 +37,7 @@ pub(super) struct Args {
     batch_size: u32,
     /// Print the run report as JSON on standard output.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Also send the run's OpenLineage events to this endpoint (http://host:port/api/v1/lineage).
     #[arg(long, env = "VALTAVA_LINEAGE_URL")]
     lineage_url: Option<String>,
@@ -56,11 +57,18 @@ pub(super) struct Args {
     /// no personal data).
     #[arg(long)]
     note: Option<String>,
+    /// With a range of periods: go on with the next period after one fails (without it,
+    /// the first failure stops the range).
+    #[arg(long)]
+    pub(super) keep_going: bool,
 }
 
 /// Runs the line and prints its report; exit 2 for a usage error (key, store), 1 if the
 /// line is invalid or the run fails.
 pub(super) fn run(args: Args) -> ExitCode {
+    if let Some(periods) = super::range::periods(&args.params) {
+        return super::range::run(args, periods);
+    }
     let json = args.json;
     let (line, opts) = match options(args) {
         Ok(v) => v,
@@ -86,7 +94,7 @@ pub(super) fn run(args: Args) -> ExitCode {
 }
 
 /// The line file and the run's options from the flags.
-fn options(args: Args) -> Result<(PathBuf, RunOptions), ExitCode> {
+pub(super) fn options(args: Args) -> Result<(PathBuf, RunOptions), ExitCode> {
     let (key, store) = key_and_store(args.pseudonym_key_file.as_ref(), &args.store)?;
     let release = ReleaseRequest::new(args.status, args.note).map_err(|e| {
         error(e.to_string());
@@ -111,7 +119,7 @@ fn options(args: Args) -> Result<(PathBuf, RunOptions), ExitCode> {
 }
 
 /// Prints the run's report (a table, or JSON with `--json`) and its failure.
-fn report(ran: Result<RunReport, RunError>, json: bool) -> ExitCode {
+pub(super) fn report(ran: Result<RunReport, RunError>, json: bool) -> ExitCode {
     match ran {
         Ok(report) => {
             if json {

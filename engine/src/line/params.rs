@@ -113,6 +113,87 @@ pub fn parse_value(kind: ParamKind, text: &str) -> Result<ParamValue, LineError>
     })
 }
 
+/// The most periods one range may name (twenty years of months).
+pub const MAX_RANGE: usize = 240;
+
+/// The periods of a range `FIRST..LAST` of one kind (month, quarter or year), in order;
+/// `None` when `text` is not a range. Both ends are periods of the kind `kind` accepts, of
+/// the same form, the first not after the last, and the range at most [`MAX_RANGE`] long.
+pub fn range(kind: ParamKind, text: &str) -> Option<Result<Vec<String>, LineError>> {
+    let (first, last) = text.split_once("..")?;
+    let bad = |why: &'static str| LineError::BadValue {
+        text: text.to_string(),
+        expected: why,
+    };
+    let ends = (parse_value(kind, first), parse_value(kind, last));
+    let (Ok(ParamValue::Period { start: a, .. }), Ok(ParamValue::Period { start: b, end, .. })) =
+        ends
+    else {
+        return Some(Err(bad(
+            "a range of periods, `FIRST..LAST` (e.g. 2025-01..2025-06)",
+        )));
+    };
+    let step = period_form(first);
+    if step != period_form(last) {
+        return Some(Err(bad(
+            "a range whose ends are periods of one kind (e.g. 2025-01..2025-06)",
+        )));
+    }
+    if a > b {
+        return Some(Err(bad("a range whose first period is not after its last")));
+    }
+    let mut out = Vec::new();
+    let mut at = a;
+    while at <= end {
+        if out.len() == MAX_RANGE {
+            return Some(Err(bad("a range of at most 240 periods")));
+        }
+        out.push(period_text(step, at));
+        at = match at.checked_add_months(chrono::Months::new(step.months())) {
+            Some(next) => next,
+            None => break,
+        };
+    }
+    Some(Ok(out))
+}
+
+/// The form of a period's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Month,
+    Quarter,
+    Year,
+}
+
+impl Form {
+    fn months(self) -> u32 {
+        match self {
+            Form::Month => 1,
+            Form::Quarter => 3,
+            Form::Year => 12,
+        }
+    }
+}
+
+fn period_form(text: &str) -> Form {
+    if text.contains("-Q") {
+        Form::Quarter
+    } else if text.contains('-') {
+        Form::Month
+    } else {
+        Form::Year
+    }
+}
+
+/// The text of the period of `form` starting on `start`.
+fn period_text(form: Form, start: NaiveDate) -> String {
+    match form {
+        Form::Month => start.format("%Y-%m").to_string(),
+        Form::Quarter => format!("{}-Q{}", start.year(), (start.month() - 1) / 3 + 1),
+        Form::Year => start.year().to_string(),
+    }
+}
+
 /// The values bound in expressions, by placeholder name without `$`.
 pub fn expression_values(values: &BTreeMap<String, ParamValue>) -> BTreeMap<String, ScalarValue> {
     let mut out = BTreeMap::new();
@@ -182,6 +263,37 @@ mod tests {
         assert!(
             matches!(parse_value(ParamKind::Period, "2025").unwrap(), ParamValue::Period { end, .. } if end == d(2025, 12, 31))
         );
+    }
+
+    #[test]
+    fn ranges_name_each_period_in_order_and_are_bounded() {
+        let r = |k, t| range(k, t).expect("a range");
+        assert_eq!(
+            r(ParamKind::Month, "2024-11..2025-02").unwrap(),
+            ["2024-11", "2024-12", "2025-01", "2025-02"]
+        );
+        assert_eq!(
+            r(ParamKind::Period, "2024-Q4..2025-Q2").unwrap(),
+            ["2024-Q4", "2025-Q1", "2025-Q2"]
+        );
+        assert_eq!(
+            r(ParamKind::Year, "2023..2025").unwrap(),
+            ["2023", "2024", "2025"]
+        );
+        assert_eq!(
+            r(ParamKind::Month, "2025-03..2025-03").unwrap(),
+            ["2025-03"]
+        );
+        assert!(range(ParamKind::Month, "2025-03").is_none());
+        for bad in [
+            (ParamKind::Month, "2025-06..2025-01"),
+            (ParamKind::Period, "2025-01..2025-Q2"),
+            (ParamKind::Month, "2025-01..x"),
+            (ParamKind::Month, "1990-01..2025-01"),
+            (ParamKind::String, "a..b"),
+        ] {
+            assert!(r(bad.0, bad.1).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

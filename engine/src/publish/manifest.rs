@@ -36,6 +36,10 @@ pub struct Manifest<'a, D> {
     pub params: &'a BTreeMap<String, String>,
     pub codesets: &'a BTreeMap<String, crate::line::codeset::CodesetUse>,
     pub datasets: &'a [D],
+    /// The objects each source read, by step.
+    pub inputs: serde_json::Value,
+    /// A hash over what decides the release: line, engine, parameters, code sets, inputs.
+    pub fingerprint: String,
     /// The objects under the release's prefix; [`release`] lists them.
     pub objects: Vec<crate::publish::ObjectEntry>,
 }

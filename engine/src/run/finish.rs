@@ -103,6 +103,13 @@ pub(super) async fn release(
     report: &RunReport,
     period: &str,
 ) -> Result<(), RunFailure> {
+    let inputs = shared.inputs.lock().map(|i| i.clone()).unwrap_or_default();
+    let fingerprint = crate::run::inputs::fingerprint(
+        &report.line_hash,
+        &report.params,
+        &report.codesets,
+        &inputs,
+    );
     let manifest = crate::publish::manifest::Manifest {
         line: &report.line,
         period,
@@ -114,6 +121,8 @@ pub(super) async fn release(
         params: &report.params,
         codesets: &report.codesets,
         datasets: &report.datasets,
+        inputs: serde_json::to_value(&inputs).unwrap_or_default(),
+        fingerprint,
         objects: Vec::new(),
     };
     crate::publish::manifest::release(&shared.store, &shared.release_prefix, manifest)

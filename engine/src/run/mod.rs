@@ -47,6 +47,7 @@ mod engine;
 mod error;
 mod finish;
 pub mod gc;
+pub mod inputs;
 mod progress;
 pub mod quarantine;
 pub mod record;
@@ -132,6 +133,8 @@ struct Shared {
     sources: BTreeMap<String, String>,
     fill: BTreeMap<String, String>,
     datasets: Mutex<Vec<DatasetReport>>,
+    /// The objects each source listed and read.
+    inputs: Mutex<inputs::Inputs>,
     check_plans: BTreeMap<String, StepPlan>,
     timings: Mutex<BTreeMap<String, f64>>,
     capture: std::collections::BTreeSet<String>,
@@ -171,24 +174,24 @@ pub fn needs_key(line: &Line) -> bool {
 }
 
 /// What names a run and what it was given, fixed before anything is written.
-struct RunIdentity {
+pub(crate) struct RunIdentity {
     run_id: String,
-    line_name: String,
-    period: String,
+    pub(crate) line_name: String,
+    pub(crate) period: String,
     release_prefix: String,
-    params_text: BTreeMap<String, String>,
+    pub(crate) params_text: BTreeMap<String, String>,
     /// When the run started: for its length, and as RFC 3339 text.
     started: Instant,
     started_at: String,
 }
 
 /// The line checked and planned with the run's parameters, and the run's name.
-struct Prepared {
-    checked: Checked,
+pub(crate) struct Prepared {
+    pub(crate) checked: Checked,
     /// The parameter values as expressions see them.
     params: BTreeMap<String, datafusion::scalar::ScalarValue>,
     key: Vec<u8>,
-    id: RunIdentity,
+    pub(crate) id: RunIdentity,
 }
 
 /// Runs a line file.
@@ -199,6 +202,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         key,
         id,
     } = prepare(path, &opts)?;
+    info!(run_id = %id.run_id, line = %id.line_name, period = %id.period, "run started");
     let codeset_uses: BTreeMap<String, crate::line::codeset::CodesetUse> = checked
         .codesets
         .iter()
@@ -261,7 +265,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
 }
 
 /// Loads, checks and plans the line with the run's parameters, and names the run.
-fn prepare(path: &std::path::Path, opts: &RunOptions) -> Result<Prepared, RunError> {
+pub(crate) fn prepare(path: &std::path::Path, opts: &RunOptions) -> Result<Prepared, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (line, warnings) = crate::line::load::load(path).map_err(RunError::Invalid)?;
@@ -284,7 +288,6 @@ fn prepare(path: &std::path::Path, opts: &RunOptions) -> Result<Prepared, RunErr
     let release_prefix = crate::store::layout::release(&line_name, &period, &run_id);
     let params_text: BTreeMap<String, String> =
         values.iter().map(|(k, v)| (k.clone(), v.text())).collect();
-    info!(run_id = %run_id, line = %line_name, period = %period, "run started");
     Ok(Prepared {
         checked,
         params: expr_values,
@@ -353,6 +356,7 @@ fn new_shared(
         sources: opts.sources.clone(),
         fill: id.params_text.clone(),
         datasets: Mutex::new(Vec::new()),
+        inputs: Mutex::new(inputs::Inputs::new()),
         check_plans: checked.plans,
         memory_limit: opts.memory_limit,
         timings: Mutex::new(BTreeMap::new()),

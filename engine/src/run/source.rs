@@ -5,6 +5,7 @@
 //! object that reaches a reader limit is quarantined whole (R010) and the run goes on; an
 //! unreadable object fails the run (R003), as does a location that matches nothing (R004).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -57,30 +58,60 @@ async fn list_objects(
     spec: &crate::line::spec::SourceSpec,
     tx: &Tx,
 ) -> Result<(String, Location, Vec<ObjectMeta>), RunFailure> {
-    let template = shared
-        .sources
+    let listed = source_objects(&shared.store, &shared.sources, &shared.fill, step, spec).await;
+    match listed {
+        Ok(found) => {
+            if let Ok(mut inputs) = shared.inputs.lock() {
+                inputs.insert(
+                    step.to_string(),
+                    found
+                        .2
+                        .iter()
+                        .map(crate::run::inputs::InputObject::of)
+                        .collect(),
+                );
+            }
+            Ok(found)
+        }
+        Err(e) => {
+            if e.code == RunCode::NoInput {
+                let _ = tx
+                    .send(Err(DataFusionError::Execution(e.message.clone())))
+                    .await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A source's filled-in location, where it is and its objects (as a run would read them,
+/// `sources` overriding the line's locations); none at all is R004.
+pub(super) async fn source_objects(
+    store: &crate::store::Store,
+    sources: &BTreeMap<String, String>,
+    fill: &BTreeMap<String, String>,
+    step: &str,
+    spec: &crate::line::spec::SourceSpec,
+) -> Result<(String, Location, Vec<ObjectMeta>), RunFailure> {
+    let template = sources
         .get(step)
         .cloned()
         .unwrap_or_else(|| spec.location.value.clone());
-    let location = crate::store::fill(&template, &shared.fill);
-    let loc = crate::store::locate(&shared.store, &location)
+    let location = crate::store::fill(&template, fill);
+    let loc = crate::store::locate(store, &location)
         .map_err(|e| fail(RunCode::Source, format!("source `{step}`: {e}")))?;
     let objects = loc
         .list()
         .await
         .map_err(|e| fail(RunCode::Source, format!("source `{step}`: {e}")))?;
     if objects.is_empty() {
-        let e = fail(
+        return Err(fail(
             RunCode::NoInput,
             format!(
                 "source `{step}`: no object matches `{location}` in store {}",
                 loc.store.url
             ),
-        );
-        let _ = tx
-            .send(Err(DataFusionError::Execution(e.message.clone())))
-            .await;
-        return Err(e);
+        ));
     }
     Ok((location, loc, objects))
 }

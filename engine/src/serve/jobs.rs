@@ -71,6 +71,21 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String)]
     pub note: Option<String>,
+    /// In a range of periods, the job of the period before (this one starts after it
+    /// ends; if it failed, this one is skipped unless the range keeps going).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub after: Option<String>,
+    /// In a range of periods: run even if the period before failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_going: bool,
+    /// Part of a range of periods: not run again when its period's inputs are unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub range: bool,
+    /// In a range: the period's current release was made from the same line, parameters
+    /// and inputs, so it was not run again (`run_id` names that release's run).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
     /// The run's wall time, once it has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = f64)]
@@ -158,6 +173,10 @@ impl App {
                 attempts: 0,
                 release_status: label.status,
                 note: label.note,
+                after: None,
+                keep_going: false,
+                range: false,
+                unchanged: false,
                 seconds: None,
             };
             jobs.insert(job.id.clone(), job.clone());
@@ -167,6 +186,50 @@ impl App {
         self.save(&job).await;
         self.wake.notify_one();
         job
+    }
+
+    /// Queues one job per period of a range, each after the one before.
+    pub(super) async fn enqueue_range(
+        &self,
+        line: &str,
+        runs: Vec<BTreeMap<String, String>>,
+        label: crate::publish::revision::ReleaseRequest,
+        keep_going: bool,
+    ) -> Vec<Job> {
+        let mut out: Vec<Job> = Vec::new();
+        {
+            let mut jobs = self.jobs.lock().expect("jobs lock");
+            for params in runs {
+                let job = Job {
+                    id: self.new_id(),
+                    line: line.to_string(),
+                    params,
+                    trigger: "api".into(),
+                    status: JobStatus::Queued,
+                    created: now_text(),
+                    started: None,
+                    finished: None,
+                    run_id: None,
+                    error: None,
+                    attempts: 0,
+                    release_status: label.status,
+                    note: label.note.clone(),
+                    after: out.last().map(|j| j.id.clone()),
+                    keep_going,
+                    range: true,
+                    unchanged: false,
+                    seconds: None,
+                };
+                jobs.insert(job.id.clone(), job.clone());
+                out.push(job);
+            }
+        }
+        for job in &out {
+            info!(job = %job.id, line, params = ?job.params, "run queued (range)");
+            self.save(job).await;
+        }
+        self.wake.notify_one();
+        out
     }
 
     /// Reads the jobs a previous daemon left; unfinished ones are queued again.
@@ -253,6 +316,17 @@ async fn execute(app: Arc<App>, mut job: Job) {
         },
     };
     let t = Instant::now();
+    if job.range
+        && let Ok(Some(run_id)) = crate::run::inputs::unchanged(&entry.path, &opts).await
+    {
+        info!(job = %job.id, line = %job.line, run = %run_id, "inputs unchanged; not run again");
+        job.status = JobStatus::Succeeded;
+        job.unchanged = true;
+        job.run_id = Some(run_id);
+        job.seconds = Some(t.elapsed().as_secs_f64());
+        job.finished = Some(now_text());
+        return finish(&app, job, None).await;
+    }
     // On a task of its own: a run that panics fails its job instead of leaving it running
     // and its worker taken.
     let path = entry.path.clone();
@@ -291,6 +365,11 @@ async fn execute(app: Arc<App>, mut job: Job) {
         }
     };
     info!(job = %job.id, line = %job.line, status = ?job.status, seconds = job.seconds, "run finished");
+    finish(&app, job, report).await;
+}
+
+/// Records an ended job and frees its worker.
+async fn finish(app: &App, job: Job, report: Option<crate::run::RunReport>) {
     app.record(&job, report.as_ref());
     app.save(&job).await;
     app.jobs
@@ -301,39 +380,81 @@ async fn execute(app: Arc<App>, mut job: Job) {
     app.wake.notify_one();
 }
 
+/// Whether a job waits for the job before it in a range, may start, or is skipped because
+/// that one failed.
+enum Turn {
+    Wait,
+    Start,
+    Skip,
+}
+
+fn turn(j: &Job, ended: &BTreeMap<String, JobStatus>) -> Turn {
+    match j.after.as_ref().map(|a| ended.get(a)) {
+        None => Turn::Start,
+        Some(None) => Turn::Wait,
+        Some(Some(JobStatus::Failed)) if !j.keep_going => Turn::Skip,
+        Some(Some(_)) => Turn::Start,
+    }
+}
+
+/// The queued jobs that start now (marked running; at most the free workers, one per line
+/// and period), and those of a range skipped because the period before failed.
+fn pick(app: &App) -> (Vec<Job>, Vec<Job>) {
+    let mut jobs = app.jobs.lock().expect("jobs lock");
+    let mut busy: BTreeSet<(String, String)> = jobs
+        .values()
+        .filter(|j| j.status == JobStatus::Running)
+        .map(Job::key)
+        .collect();
+    // A job left by an older daemon names a job this one may not hold: it was ended.
+    let ended: BTreeMap<String, JobStatus> = jobs
+        .values()
+        .filter(|j| matches!(j.status, JobStatus::Succeeded | JobStatus::Failed))
+        .map(|j| (j.id.clone(), j.status))
+        .collect();
+    let mut free = app
+        .workers
+        .saturating_sub(app.running.load(Ordering::SeqCst) as usize);
+    let (mut start, mut skipped) = (Vec::new(), Vec::new());
+    for j in jobs.values_mut() {
+        if j.status != JobStatus::Queued || busy.contains(&j.key()) {
+            continue;
+        }
+        match turn(j, &ended) {
+            Turn::Wait => continue,
+            Turn::Skip => {
+                j.status = JobStatus::Failed;
+                j.finished = Some(now_text());
+                j.error = Some(json!({
+                    "code": "skipped",
+                    "message": "not run: the period before it in the range failed",
+                }));
+                skipped.push(j.clone());
+                continue;
+            }
+            Turn::Start if free == 0 => continue,
+            Turn::Start => {}
+        }
+        busy.insert(j.key());
+        j.status = JobStatus::Running;
+        j.started = Some(now_text());
+        j.attempts += 1;
+        free -= 1;
+        start.push(j.clone());
+    }
+    (start, skipped)
+}
+
 /// Starts queued jobs while workers are free, one per line and period.
 pub(super) async fn dispatch(app: Arc<App>) {
     loop {
         if app.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let startable: Vec<Job> = {
-            let mut jobs = app.jobs.lock().expect("jobs lock");
-            let mut busy: BTreeSet<(String, String)> = jobs
-                .values()
-                .filter(|j| j.status == JobStatus::Running)
-                .map(Job::key)
-                .collect();
-            let mut free = app
-                .workers
-                .saturating_sub(app.running.load(Ordering::SeqCst) as usize);
-            let mut out = Vec::new();
-            for j in jobs.values_mut() {
-                if free == 0 {
-                    break;
-                }
-                if j.status != JobStatus::Queued || busy.contains(&j.key()) {
-                    continue;
-                }
-                busy.insert(j.key());
-                j.status = JobStatus::Running;
-                j.started = Some(now_text());
-                j.attempts += 1;
-                free -= 1;
-                out.push(j.clone());
-            }
-            out
-        };
+        let (startable, skipped) = pick(&app);
+        for job in skipped {
+            app.save(&job).await;
+        }
         for job in startable {
             app.running.fetch_add(1, Ordering::SeqCst);
             app.save(&job).await;

@@ -68,6 +68,7 @@ use crate::serve::error::{Problem, PxProblem};
             crate::serve::api::lines::DatasetEntry,
             crate::publish::releases::Release,
             crate::serve::api::runs::RunRequest,
+            crate::serve::api::runs::RangeJobs,
             crate::serve::api::uploads::Receipt,
             crate::serve::api::catalog::CatalogAnswer,
             crate::serve::api::catalog::CatalogLine,

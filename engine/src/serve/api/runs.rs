@@ -35,6 +35,18 @@ pub(in crate::serve) struct RunRequest {
     /// personal data).
     #[serde(default)]
     note: Option<String>,
+    /// With a range of periods (`"period": "2025-01..2025-06"`): run the next period even
+    /// if one fails.
+    #[serde(default)]
+    keep_going: bool,
+}
+
+/// The jobs of a range of periods, in order.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(in crate::serve) struct RangeJobs {
+    /// One job per period; each starts after the one before has ended, and a period whose
+    /// inputs are unchanged since its current release is not run again.
+    jobs: Vec<Job>,
 }
 
 /// Runs, newest first.
@@ -66,7 +78,7 @@ pub(in crate::serve) struct RunAnswer {
         description = "The run's parameters; an empty body runs the line without any",
     ),
     responses(
-        (status = 202, description = "Queued (or the identical queued job)", body = Job,
+        (status = 202, description = "Queued (or the identical queued job); for a range of periods, `RangeJobs`: one job per period", body = Job,
             headers(("Location" = String, description = "The run: `/api/runs/{id}`"))),
         (status = 400, response = Problem),
         (status = 401, response = Problem),
@@ -100,22 +112,52 @@ pub(in crate::serve) async fn post_run(
             params: BTreeMap::new(),
             status: None,
             note: None,
+            keep_going: false,
         }
     } else {
         serde_json::from_slice(&body).map_err(ApiError::BadRequest)?
     };
-    let given: Vec<(String, String)> = req.params.clone().into_iter().collect();
-    if let Err(err) = crate::plan::check::bind_params(&e.line, Some(&given)) {
-        return Err(ApiError::BadParams(err.to_string()));
-    }
     let label = crate::publish::revision::ReleaseRequest::new(req.status, req.note)
         .map_err(|e| ApiError::BadLabel(e.to_string()))?;
+    if let Some(range) = period_range(&req.params)? {
+        let mut runs = Vec::new();
+        for period in range {
+            let mut params = req.params.clone();
+            params.insert("period".into(), period);
+            check_params(&e.line, &params)?;
+            runs.push(params);
+        }
+        let jobs = app.enqueue_range(&line, runs, label, req.keep_going).await;
+        return Ok((StatusCode::ACCEPTED, scrubbed(json!(RangeJobs { jobs }))).into_response());
+    }
+    check_params(&e.line, &req.params)?;
     let job = app.enqueue(&line, req.params, "api", label).await;
     let mut r = (StatusCode::ACCEPTED, scrubbed(json!(job))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/runs/{}", job.id)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     Ok(r)
+}
+
+/// The periods of a `period` parameter that is a range `FIRST..LAST`, if it is one.
+fn period_range(params: &BTreeMap<String, String>) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(value) = params.get("period") else {
+        return Ok(None);
+    };
+    crate::line::params::range(crate::line::spec::ParamKind::Period, value)
+        .transpose()
+        .map_err(|e| ApiError::BadParams(e.to_string()))
+}
+
+/// The parameters bind to the line's.
+fn check_params(
+    line: &crate::line::load::Line,
+    params: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let given: Vec<(String, String)> = params.clone().into_iter().collect();
+    crate::plan::check::bind_params(line, Some(&given))
+        .map(|_| ())
+        .map_err(|err| ApiError::BadParams(err.to_string()))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -1,0 +1,188 @@
+//! What a run read, and whether a run would read the same again.
+//!
+//! Each source lists its objects before it reads them; the run records them (path, size and
+//! version: the store's entity tag, or the modification time where there is none) and the
+//! release's manifest keeps them with a fingerprint over everything that decides a release:
+//! the line (its hash), the engine's version, the parameters, the code sets (their hashes)
+//! and those objects. Rerunning a range of periods asks [`unchanged`] first: a period whose
+//! current release has the fingerprint the run would have is not run again.
+
+use std::collections::BTreeMap;
+
+use object_store::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::run::{RunCode, RunError, RunFailure, RunOptions};
+
+/// One object a source read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputObject {
+    pub path: String,
+    pub size: u64,
+    /// The store's entity tag, or the modification time.
+    pub version: String,
+}
+
+impl InputObject {
+    pub(crate) fn of(meta: &ObjectMeta) -> Self {
+        InputObject {
+            path: meta.location.to_string(),
+            size: meta.size,
+            version: meta
+                .e_tag
+                .clone()
+                .unwrap_or_else(|| meta.last_modified.to_rfc3339()),
+        }
+    }
+}
+
+/// The objects each source step read, by step.
+pub type Inputs = BTreeMap<String, Vec<InputObject>>;
+
+/// What decides a release, hashed: see the module doc.
+pub fn fingerprint(
+    line_hash: &str,
+    params: &BTreeMap<String, String>,
+    codesets: &BTreeMap<String, crate::line::codeset::CodesetUse>,
+    inputs: &Inputs,
+) -> String {
+    let mut h = Sha256::new();
+    let mut put = |part: &str| {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    };
+    put(line_hash);
+    put(env!("CARGO_PKG_VERSION"));
+    for (k, v) in params {
+        put(k);
+        put(v);
+    }
+    for (name, c) in codesets {
+        put(name);
+        put(&c.sha256);
+    }
+    for (step, objects) in inputs {
+        put(step);
+        let mut sorted: Vec<&InputObject> = objects.iter().collect();
+        sorted.sort_by(|a, b| a.path.cmp(&b.path));
+        for o in sorted {
+            put(&o.path);
+            put(&o.size.to_string());
+            put(&o.version);
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// The run id of the period's current release when a run with `opts` would make it again
+/// (same fingerprint); `None` when something changed or there is no release.
+pub async fn unchanged(
+    path: &std::path::Path,
+    opts: &RunOptions,
+) -> Result<Option<String>, RunError> {
+    let prepared = crate::run::prepare(path, opts)?;
+    let checked = &prepared.checked;
+    let fill = &prepared.id.params_text;
+    let mut inputs = Inputs::new();
+    for (name, step) in &checked.line.spec.steps {
+        let Some(spec) = &step.source else { continue };
+        let (_, _, objects) =
+            crate::run::source::source_objects(&opts.store, &opts.sources, fill, &name.value, spec)
+                .await
+                .map_err(|f| RunError::Failed(f, None))?;
+        inputs.insert(
+            name.value.clone(),
+            objects.iter().map(InputObject::of).collect(),
+        );
+    }
+    let codesets = checked
+        .codesets
+        .iter()
+        .map(|(k, v)| (k.clone(), v.usage()))
+        .collect();
+    let want = fingerprint(&checked.line.hash, fill, &codesets, &inputs);
+    let current = current_fingerprint(opts, &prepared.id.line_name, &prepared.id.period)
+        .await
+        .map_err(|f| RunError::Failed(f, None))?;
+    Ok(current.and_then(|(run, have)| (have == want).then_some(run)))
+}
+
+/// The run id and fingerprint of a period's current release, if it has one that is served.
+async fn current_fingerprint(
+    opts: &RunOptions,
+    line: &str,
+    period: &str,
+) -> Result<Option<(String, String)>, RunFailure> {
+    let releases = crate::publish::releases::list(&opts.store, line)
+        .await
+        .map_err(|e| crate::run::report::fail(e.code(), e))?;
+    let Some(current) = releases.into_iter().find(|r| {
+        r.period == period
+            && r.current
+            && r.status != crate::publish::revision::ReleaseStatus::Withdrawn
+    }) else {
+        return Ok(None);
+    };
+    let folder = crate::store::layout::release(line, period, &current.run_id);
+    let path = object_store::path::Path::from(crate::store::layout::manifest(&folder));
+    use object_store::ObjectStoreExt as _;
+    let read = async {
+        let got = opts.store.inner.get(&path).await?;
+        got.bytes().await
+    };
+    let bytes = read
+        .await
+        .map_err(|e| crate::run::report::fail(RunCode::Source, format!("{path}: {e}")))?;
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    Ok(manifest["fingerprint"]
+        .as_str()
+        .map(|f| (current.run_id, f.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(path: &str, version: &str) -> InputObject {
+        InputObject {
+            path: path.into(),
+            size: 10,
+            version: version.into(),
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_what_decides_a_release_only() {
+        let params = BTreeMap::from([("period".to_string(), "2025-03".to_string())]);
+        let inputs = Inputs::from([(
+            "s".to_string(),
+            vec![object("a.csv", "1"), object("b.csv", "1")],
+        )]);
+        let base = fingerprint("h", &params, &BTreeMap::new(), &inputs);
+        // The order objects are listed in does not matter.
+        let reversed = Inputs::from([(
+            "s".to_string(),
+            vec![object("b.csv", "1"), object("a.csv", "1")],
+        )]);
+        assert_eq!(base, fingerprint("h", &params, &BTreeMap::new(), &reversed));
+        // A changed object, line, parameter or added object does.
+        let changed = Inputs::from([(
+            "s".to_string(),
+            vec![object("a.csv", "2"), object("b.csv", "1")],
+        )]);
+        assert_ne!(base, fingerprint("h", &params, &BTreeMap::new(), &changed));
+        assert_ne!(base, fingerprint("h2", &params, &BTreeMap::new(), &inputs));
+        let other = BTreeMap::from([("period".to_string(), "2025-04".to_string())]);
+        assert_ne!(base, fingerprint("h", &other, &BTreeMap::new(), &inputs));
+        let more = Inputs::from([(
+            "s".to_string(),
+            vec![
+                object("a.csv", "1"),
+                object("b.csv", "1"),
+                object("c.csv", "1"),
+            ],
+        )]);
+        assert_ne!(base, fingerprint("h", &params, &BTreeMap::new(), &more));
+    }
+}
