@@ -1737,8 +1737,9 @@ fn category_codes<'a>(doc: &'a Value, dim: &str) -> Vec<&'a str> {
 
 /// The catalog through the daemon: every line with its datasets and their links, a search
 /// that ignores case and says what it matched, a refused long search, a dataset's column
-/// lineage (a personal source column named, never a value) and the quality summary of its
-/// line's latest run (counts only); the catalog page runs no inline script.
+/// lineage (a personal source column named, never a value) and the quality summary of the
+/// run behind its release (counts per source, only of the steps that feed it); the catalog
+/// page runs no inline script.
 #[test]
 fn the_catalog_is_served_searched_and_links_lineage_and_quality() {
     let dir = setup();
@@ -1765,11 +1766,6 @@ fn the_catalog_is_served_searched_and_links_lineage_and_quality() {
     );
     let ensihoito = &all["lines"][1];
     assert_eq!(ensihoito["owner"], "THL");
-    assert_eq!(
-        ensihoito["quality_report"],
-        format!("/api/runs/{id}/quality")
-    );
-    assert_eq!(all["lines"][0]["quality_report"], Value::Null);
     let ds = &ensihoito["datasets"][0];
     assert_eq!(ds["dataset"], "ensihoito_kuukausi");
     assert_eq!(ds["links"]["page"], "/?dataset=ensihoito_kuukausi");
@@ -1777,6 +1773,10 @@ fn the_catalog_is_served_searched_and_links_lineage_and_quality() {
     assert_eq!(
         ds["links"]["lineage"],
         "/api/datasets/ensihoito_kuukausi/lineage"
+    );
+    assert_eq!(
+        ds["links"]["quality"],
+        "/api/datasets/ensihoito_kuukausi/quality"
     );
 
     // A search: case ignored, the one line it is in, and what matched.
@@ -1833,18 +1833,33 @@ fn the_catalog_is_served_searched_and_links_lineage_and_quality() {
     assert_eq!(column("potilaat")["role"], "measure");
     assert_eq!(get_anon(&d, "/api/datasets/ei_ole/lineage").status, 404);
 
-    // The quality summary of the run: counts that add up, nothing by submitter.
+    // The quality summary of the run behind the release: per source (the missions and the
+    // population the rates divide by), each in its own rows, counts that add up along the
+    // way; nothing by submitter.
     let q = get_anon(&d, "/api/datasets/ensihoito_kuukausi/quality").json();
     assert_eq!(q["run_id"], done["run"]["run_id"], "{q}");
     assert_eq!(q["period"], "2025-03");
-    assert_eq!(q["report"], format!("/api/runs/{id}/quality"));
-    let count = |k: &str| q[k].as_u64().unwrap_or_else(|| panic!("{k}: {q}"));
-    assert!(count("rows_read") > 0, "{q}");
+    let names = |v: &Value, key: &str| -> Vec<String> {
+        (v.as_array().unwrap_or_else(|| panic!("{q}")).iter())
+            .map(|s| s[key].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&q["sources"], "source"), ["tehtavat", "vaesto"]);
+    let tehtavat = &q["sources"][0];
     assert_eq!(
-        count("rows_used") + count("rows_filtered") + count("rows_quarantined"),
-        count("rows_read"),
+        names(&tehtavat["steps"], "step"),
+        ["tehtavat", "tarkistettu", "yhtenaistetty"]
+    );
+    let count = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k}: {q}"));
+    assert!(count(tehtavat, "rows_read") > 0, "{q}");
+    assert_eq!(
+        count(tehtavat, "rows_read")
+            - count(tehtavat, "rows_filtered")
+            - count(tehtavat, "rows_quarantined"),
+        count(&tehtavat["steps"][2], "rows_out"),
         "{q}"
     );
+    assert_eq!(q["derived"], serde_json::json!([]), "{q}");
     assert!(
         (q["reasons"].as_array().unwrap().iter()).all(|r| r["rows"].as_u64() > Some(0)),
         "{q}"
@@ -1942,4 +1957,68 @@ fn a_range_of_periods_runs_in_order_and_skips_what_is_unchanged() {
         r#"{"params": {"period": "2025-04..2025-01"}}"#,
     );
     assert_eq!(bad.status, 400, "{}", bad.body);
+}
+
+/// Every error answer has a code, also those axum gave itself (before: an empty 404 for a
+/// path no route takes, plain text for a query string or path parameter it could not
+/// read), in the PxWeb API's problem shape under `/api/v2`; and the catalog's answers hide
+/// the daemon's folders (before, a source read from the lines folder showed its absolute
+/// path in the lineage).
+#[test]
+fn errors_have_codes_and_answers_hide_the_folders() {
+    let dir = setup();
+    let lines = dir.path().join("lines");
+    std::fs::create_dir_all(&lines).unwrap();
+    let source = lines.join("data/rivit.csv");
+    std::fs::write(
+        lines.join("sijainti.yaml"),
+        format!(
+            "line: sijainti\ntitle: Sijainti\nsteps:\n\
+             \x20 rivit: {{ source: {{ format: csv, location: \"{}\", columns: {{ alue: string, n: integer }} }} }}\n\
+             \x20 summat: {{ aggregate: {{ input: rivit, by: [alue], measures: {{ m: sum(n) }} }} }}\n\
+             \x20 julkaisu: {{ publish: {{ input: summat, dataset: sijainti_testi, formats: [csv], disclosure: {{ min_count: 1, count: m }} }} }}\n",
+            source.display()
+        ),
+    )
+    .unwrap();
+    let d = start(dir.path(), &["--lines", lines.to_str().unwrap()]);
+
+    let lineage = get_anon(&d, "/api/datasets/sijainti_testi/lineage");
+    assert_eq!(lineage.status, 200, "{}", lineage.body);
+    assert!(
+        !lineage.body.contains(&lines.display().to_string()),
+        "{}",
+        lineage.body
+    );
+    let v = lineage.json();
+    assert!(
+        (v["columns"].as_array().unwrap().iter())
+            .flat_map(|c| c["sources"].as_array().unwrap())
+            .any(|s| s["location"] == "<lines>/data/rivit.csv"),
+        "{v}"
+    );
+
+    for (path, status, code) in [
+        ("/no/such/route", 404, "not-found"),
+        ("/api/catalog?q=%FF", 400, "bad-query"),
+        ("/api/catalog?q=a&q=b", 400, "bad-query"),
+        ("/api/lines/%FF", 400, "bad-path"),
+        ("/api/datasets/%FF/lineage", 400, "bad-path"),
+    ] {
+        let a = get_anon(&d, path);
+        assert_eq!(a.status, status, "{path}: {}", a.body);
+        assert_eq!(a.json()["error"]["code"], code, "{path}: {}", a.body);
+    }
+    let a = post(&d, "/api/catalog", None, "{}");
+    assert_eq!(a.status, 405, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "method-not-allowed");
+    for (path, status, code) in [
+        ("/api/v2/ei-ole", 404, "not-found"),
+        ("/api/v2/tables/%FF", 400, "bad-request"),
+    ] {
+        let a = get_anon(&d, path);
+        assert_eq!(a.status, status, "{path}: {}", a.body);
+        assert_eq!(a.header("content-type"), Some("application/problem+json"));
+        assert_eq!(a.json()["code"], code, "{path}: {}", a.body);
+    }
 }

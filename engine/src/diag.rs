@@ -62,6 +62,10 @@ pub enum Code {
     /// A column handled as an identity code (a `hetu` rule, `pseudonymise`) is not declared
     /// `personal`, so nothing would protect it.
     V207,
+    /// A published column has a name a served table gives a column of its own: the period
+    /// `jakso`, a measure's status `status_<measure>`, or `tiedot`, the dimension of the
+    /// measures.
+    V208,
     /// An unknown parameter.
     V301,
     /// A parameter value of the wrong form.
@@ -99,6 +103,7 @@ impl Code {
             Code::V205 => "plan-error",
             Code::V206 => "personal-published",
             Code::V207 => "undeclared-personal",
+            Code::V208 => "reserved-column",
             Code::V301 => "unknown-parameter",
             Code::V302 => "bad-parameter-value",
             Code::V303 => "unknown-codeset",

@@ -13,7 +13,7 @@ const T = {
     name: "Nimi", description: "Kuvaus", version: "Versio", rows: "Rivejä", role: "Rooli",
     type: "Tyyppi", unit: "Yksikkö", dimensions: "Ulottuvuudet", disclosure: "Tietosuoja",
     none: "ei", columns: (d) => `Aineiston ${d} sarakkeet`, dataset: "Aineisto",
-    matched: "Osumat", quality: "Viimeisimmän ajon laaturaportti (vaatii lukuoikeuden)",
+    matched: "Osumat",
     links: { page: "Taulukko ja kaavio", data: "JSON-stat ja CSV", table: "PxWeb", lineage: "Sarakkeiden alkuperä", quality: "Laatuyhteenveto" },
     fields: { line: "linja", title: "otsikko", description: "kuvaus", owner: "omistaja", legal_basis: "oikeusperusta", codeset: "luokitus", dataset: "aineisto", column: "sarake" },
     roles: { dimension: "ulottuvuus", measure: "tieto", status: "tila" },
@@ -28,7 +28,7 @@ const T = {
     name: "Namn", description: "Beskrivning", version: "Version", rows: "Rader", role: "Roll",
     type: "Typ", unit: "Enhet", dimensions: "Dimensioner", disclosure: "Dataskydd",
     none: "inget", columns: (d) => `Kolumnerna i ${d}`, dataset: "Datamaterial",
-    matched: "Träffar", quality: "Kvalitetsrapport för den senaste körningen (kräver läsbehörighet)",
+    matched: "Träffar",
     links: { page: "Tabell och diagram", data: "JSON-stat och CSV", table: "PxWeb", lineage: "Kolumnernas ursprung", quality: "Kvalitetssammandrag" },
     fields: { line: "linje", title: "titel", description: "beskrivning", owner: "ägare", legal_basis: "rättslig grund", codeset: "klassifikation", dataset: "datamaterial", column: "kolumn" },
     roles: { dimension: "dimension", measure: "uppgift", status: "status" },
@@ -43,7 +43,7 @@ const T = {
     name: "Name", description: "Description", version: "Version", rows: "Rows", role: "Role",
     type: "Type", unit: "Unit", dimensions: "Dimensions", disclosure: "Disclosure control",
     none: "none", columns: (d) => `Columns of ${d}`, dataset: "Dataset",
-    matched: "Matches", quality: "Quality report of the latest run (needs read access)",
+    matched: "Matches",
     links: { page: "Table and chart", data: "JSON-stat and CSV", table: "PxWeb", lineage: "Column lineage", quality: "Quality summary" },
     fields: { line: "line", title: "title", description: "description", owner: "owner", legal_basis: "legal basis", codeset: "code set", dataset: "dataset", column: "column" },
     roles: { dimension: "dimension", measure: "measure", status: "status" },
@@ -111,12 +111,10 @@ function dataset(d) {
 
 function line(l) {
   const codesets = l.codesets.map((c) => [el("code", { textContent: c.name }), c.description || "", c.version || "", String(c.rows)]);
-  const quality = l.quality_report
-    ? el("p", {}, el("a", { href: l.quality_report, textContent: t("quality") })) : null;
   return el("article", { className: "line" },
     el("h2", { id: `line-${l.line}` }, `${text(l.title)} `, el("code", { textContent: l.line })),
     el("p", { textContent: text(l.description) }),
-    matches(l), facts(l), quality,
+    matches(l), facts(l),
     l.codesets.length ? table(t("codesets"), [t("name"), t("description"), t("version"), t("rows")], codesets) : null,
     ...l.datasets.map(dataset));
 }

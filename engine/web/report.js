@@ -475,11 +475,18 @@ async function open(id, release, refocus) {
   Object.assign(state, { id, release: release || null, line: d ? d.line : null });
   delete document.body.dataset.ready;
   renderList();
-  const data = `/api/v1/datasets/${encodeURIComponent(id)}`;
-  $("csv-link").href = `${data}?format=csv`;
-  $("json-link").href = data;
+  // The downloads are of what is shown: an earlier release too, when one is.
+  const data = (format) => {
+    const q = new URLSearchParams();
+    if (format) q.set("format", format);
+    if (release) q.set("release", release);
+    const s = q.toString();
+    return `/api/v1/datasets/${encodeURIComponent(id)}${s ? `?${s}` : ""}`;
+  };
+  $("csv-link").href = data("csv");
+  $("json-link").href = data(null);
   try {
-    const asked = release ? `${data}?release=${encodeURIComponent(release)}` : data;
+    const asked = data(null);
     const releases = state.line
       ? getJson(`/api/lines/${encodeURIComponent(state.line)}/releases`).catch(() => null) : null;
     const [doc, rels] = await Promise.all([getJson(asked), releases]);

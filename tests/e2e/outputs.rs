@@ -29,7 +29,7 @@ fn published_files_are_read_by_pyarrow_and_duckdb() {
             "kuukausi",
             "rivit",
             "summa",
-            "jakso",
+            "ajanjakso",
             "status"
         ])
     );

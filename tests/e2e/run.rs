@@ -37,7 +37,7 @@ fn mini_line_runs_end_to_end_and_accounts_for_every_row() {
     let csv = std::fs::read_to_string(release.join("mini_kuukausi.csv")).unwrap();
     assert_eq!(
         csv,
-        "hyvinvointialue,kuukausi,rivit,summa,jakso,status\n\
+        "hyvinvointialue,kuukausi,rivit,summa,ajanjakso,status\n\
          04,2025-01,,,,suppressed\n\
          04,YHT,,,,suppressed\n\
          90,2025-01,,,,suppressed\n\

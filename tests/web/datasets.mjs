@@ -3,11 +3,13 @@
 // checked with axe-core's WCAG 2.0/2.1 A and AA rules:
 //   node tests/web/datasets.mjs http://127.0.0.1:PORT target/web
 // For each dataset: a real table and chart, a filter that changes the table, rows that
-// follow the area checkboxes, Swedish and English, no axe violation, and a screenshot
-// OUT_DIR/<dataset>.png; then the catalog page (its search, a refused long search, axe) and
-// OUT_DIR/catalog.png. The last line printed is one JSON summary,
-//   {"datasets": {"<id>": {"rows", "cells", "numeric", "series", "points", "changed", "violations"}},
-//    "catalog": {"lines", "found", "none", "long_query", "lineage_columns", "quality_rows_read", "violations"},
+// follow the area checkboxes, Swedish and English, no axe violation, a screenshot
+// OUT_DIR/<dataset>.png, every same-origin link answering 200, and the page on one release
+// (`?release=<run-id>`) whose CSV and JSON-stat links carry it; then the catalog page (its
+// search, a refused long search, the quality summary per source, axe, every same-origin
+// link answering 200) and OUT_DIR/catalog.png. The last line printed is one JSON summary,
+//   {"datasets": {"<id>": {"rows", "cells", "numeric", "series", "points", "changed", "links", "release", "violations"}},
+//    "catalog": {"lines", "found", "none", "long_query", "lineage_columns", "quality_rows_read", "links", "violations"},
 //    "errors": [...]}
 // and the exit status is 1 when anything failed (each failure is in `errors`).
 import { createRequire } from "node:module";
@@ -94,6 +96,48 @@ async function changeFilter(page, before) {
   return null;
 }
 
+// Every same-origin link of the page (`a[href]`, without its fragment) fetched from the page
+// answers 200; how many there were.
+async function checkLinks(page, name) {
+  const origin = new URL(base).origin;
+  const hrefs = await page.$$eval("a[href]", (as) => as.map((a) => a.href));
+  const urls = [...new Set(hrefs.map((h) => new URL(h)).filter((u) => u.origin === origin)
+    .map((u) => { u.hash = ""; return u.href; }))];
+  // One at a time: the daemon answers 503 beyond its requests at once.
+  const statuses = await page.evaluate(async (all) => {
+    const out = [];
+    for (const u of all) out.push((await fetch(u, { redirect: "manual" })).status);
+    return out;
+  }, urls);
+  const broken = urls.map((u, i) => [u, statuses[i]]).filter(([, s]) => s !== 200);
+  expect(urls.length > 0 && broken.length === 0,
+    `${name}: links that do not answer 200: ${broken.map(([u, s]) => `${u} → ${s}`).join(", ") || "none found"}`);
+  return urls.length;
+}
+
+// The page on one release of the dataset (`?release=<run-id>`, as a revision is shown):
+// its CSV and JSON-stat links are of that release, and every link answers.
+async function checkRelease(page, id) {
+  const runs = await page.evaluate(async (id) => {
+    const get = async (u) => (await fetch(u)).json();
+    const d = (await get("/api/datasets")).datasets.find((x) => x.dataset === id);
+    const all = (await get(`/api/lines/${encodeURIComponent(d.line)}/releases`)).releases;
+    return all.filter((r) => r.datasets.some((x) => x[0] === id)).map((r) => r.run_id);
+  }, id);
+  expect(runs.length > 0, `${id}: no release`);
+  const run = runs[0];
+  await page.goto(`${base}/?dataset=${id}&release=${encodeURIComponent(run)}`);
+  await page.waitForSelector(`body[data-ready='${id}']`, { timeout: 20000 }).catch(async () => {
+    throw new Failed(`release ${run} not ready: ${await page.textContent("#hint")}`);
+  });
+  for (const link of ["#csv-link", "#json-link"]) {
+    const href = await page.getAttribute(link, "href");
+    expect(new URL(href, base).searchParams.get("release") === run, `${id}: ${link} is ${href}, not of release ${run}`);
+  }
+  await checkLinks(page, `${id} release ${run}`);
+  return run;
+}
+
 async function checkDataset(page, id) {
   await page.goto(`${base}/?dataset=${id}`);
   await page.waitForSelector(`body[data-ready='${id}']`, { timeout: 20000 }).catch(async () => {
@@ -120,7 +164,9 @@ async function checkDataset(page, id) {
   await page.click("header button[data-lang=fi]");
   const violations = await axe(page);
   await page.screenshot({ path: path.join(out, `${id}.png`), fullPage: true });
-  return { rows: first.rows, cells: first.cells, numeric: first.numeric, series: drawn.series, points: drawn.points, changed, violations };
+  const links = await checkLinks(page, id);
+  const release = await checkRelease(page, id);
+  return { rows: first.rows, cells: first.cells, numeric: first.numeric, series: drawn.series, points: drawn.points, changed, links, release, violations };
 }
 
 async function checkLanguages(page, hasCountry) {
@@ -160,15 +206,23 @@ async function checkCatalog(page) {
   const lineage = await (await page.request.get(`${base}/api/datasets/ensihoito_kuukausi/lineage`)).json();
   expect(Array.isArray(lineage.columns) && lineage.columns.length > 0, `lineage: ${JSON.stringify(lineage)}`);
   const quality = await (await page.request.get(`${base}/api/datasets/ensihoito_kuukausi/quality`)).json();
-  expect(quality.rows_read > 0, `quality: ${JSON.stringify(quality)}`);
+  expect(Array.isArray(quality.sources) && quality.sources.length > 0 && quality.sources.every((s) => s.rows_read > 0),
+    `quality: ${JSON.stringify(quality)}`);
+  // Each source apart, never one total over the three FHIR resources.
+  const diabetes = await (await page.request.get(`${base}/api/datasets/diabetes_vuosi/quality`)).json();
+  const read = (diabetes.sources || []).map((s) => s.source).sort();
+  expect(JSON.stringify(read) === JSON.stringify(["havainnot_kanta", "potilaat_kanta", "sairaudet_kanta"]),
+    `diabetes quality: ${JSON.stringify(diabetes)}`);
   await searchCatalog(page, "");
   await page.click("header button[data-lang=sv]");
   expect(await page.getAttribute("html", "lang") === "sv", "catalog not in Swedish");
   await page.click("header button[data-lang=fi]");
   const violations = await axe(page);
   await page.screenshot({ path: path.join(out, "catalog.png"), fullPage: true });
+  const links = await checkLinks(page, "catalog");
   return { lines, found: found.length, none: none.length, long_query: long.status(),
-    lineage_columns: lineage.columns.length, quality_rows_read: quality.rows_read, violations };
+    lineage_columns: lineage.columns.length,
+    quality_rows_read: quality.sources.reduce((n, s) => n + s.rows_read, 0), links, violations };
 }
 
 // Runs one check on a fresh page; its failure, page errors and axe violations go to `errors`.

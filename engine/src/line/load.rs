@@ -52,6 +52,24 @@ impl Dag {
         v.dedup();
         v
     }
+
+    /// The steps whose rows reach `step`, directly or through others (not `step` itself):
+    /// what a count about one published table may include. Empty for an unknown step.
+    pub fn upstream(&self, step: &str) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<NodeIndex> = self.index.get(step).copied().into_iter().collect();
+        while let Some(n) = todo.pop() {
+            for m in self
+                .graph
+                .neighbors_directed(n, petgraph::Direction::Incoming)
+            {
+                if seen.insert(self.graph[m].clone()) {
+                    todo.push(m);
+                }
+            }
+        }
+        seen
+    }
 }
 
 /// Reads and checks a line file.

@@ -55,6 +55,13 @@ pub const RULE_PREFIX: &str = "__r";
 pub const METRIC_PREFIX: &str = "__m";
 /// Column that marks suppressed cells in a published table.
 pub const STATUS_COLUMN: &str = "status";
+/// The period column the daemon puts first in every dataset it serves (a time series over
+/// its releases), beside a `status_<measure>` column for a measure a release lacks: no
+/// published column may have either name (V208).
+pub const PERIOD_COLUMN: &str = "jakso";
+/// The dimension of JSON-stat and PxWeb tables whose categories are the measures: no
+/// published column may have its name (V208).
+pub const MEASURE_DIMENSION: &str = "tiedot";
 
 /// A rule column of a step's plan and what to do with rows it flags.
 #[derive(Debug, Clone, PartialEq)]

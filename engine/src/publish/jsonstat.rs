@@ -20,8 +20,9 @@ use crate::publish::PublishError;
 /// Label of a code in Finnish, Swedish and English.
 pub type Labels = BTreeMap<String, [Option<String>; 3]>;
 
-/// The name of the metric dimension.
-pub const METRIC: &str = "tiedot";
+/// The name of the metric dimension (a published column may not have it: the planner
+/// refuses one with V208).
+pub const METRIC: &str = crate::plan::MEASURE_DIMENSION;
 
 /// The column that gives a measure's own status where it differs from its row's (e.g. a
 /// measure a period's release does not publish, in a time series of releases):

@@ -18,6 +18,8 @@ use crate::run::{RunCode, RunError, RunFailure, RunOptions};
 /// One object a source read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputObject {
+    /// Its path, scrubbed: an object's name is a submitter's text and may hold an identity
+    /// code ([`crate::redact`]).
     pub path: String,
     pub size: u64,
     /// The store's entity tag, or the modification time.
@@ -27,7 +29,7 @@ pub struct InputObject {
 impl InputObject {
     pub(crate) fn of(meta: &ObjectMeta) -> Self {
         InputObject {
-            path: meta.location.to_string(),
+            path: crate::redact::scrubbed(meta.location.as_ref()),
             size: meta.size,
             version: meta
                 .e_tag

@@ -11,11 +11,13 @@
 //! - [`PxError`]: every error answer of the PxWeb API (`/api/v2/…`), with its status and
 //!   stable code like `ApiError`, but answered as the Problem object PxWeb API 2.0
 //!   specifies (`application/problem+json`, [`PxProblem`]), which its clients read.
+//! - `no_route` and `wrong_method`: the router's fallbacks, so that a path or method no
+//!   route takes answers with a code like every other error.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::ToSchema;
 
@@ -236,6 +238,22 @@ pub(in crate::serve) enum ApiError {
     /// A catalog search longer than a search may be (400).
     #[error("the search `q` is longer than {max} characters")]
     BadQuery { max: usize },
+    /// A query string that is not UTF-8 or not what the path takes (400; `serve::extract::Q`).
+    #[error("the query string cannot be read: {0}")]
+    BadQueryString(String),
+    /// A path parameter that is not UTF-8 or not what the path takes (400;
+    /// `serve::extract::P`).
+    #[error("the path cannot be read: {0}")]
+    BadPath(String),
+    /// A path no route takes (404; the router's fallback).
+    #[error("no such path")]
+    NoRoute,
+    /// A method the path does not answer (405, with `Allow`).
+    #[error("the path does not answer this method")]
+    MethodNotAllowed,
+    /// A route whose path parameters do not fit its handler: a bug, logged (500).
+    #[error("cannot read the path's parameters")]
+    PathParams,
     /// A run request that is not `{"params": {…}}` (400).
     #[error("expected {{\"params\": {{\"name\": \"value\"}}}}: {0}")]
     BadRequest(#[source] serde_json::Error),
@@ -316,6 +334,8 @@ impl ApiError {
             | ApiError::BadFilter { .. }
             | ApiError::BadFormat(_)
             | ApiError::BadQuery { .. }
+            | ApiError::BadQueryString(_)
+            | ApiError::BadPath(_)
             | ApiError::BadRequest(_)
             | ApiError::BadParams(_)
             | ApiError::BadLabel(_)
@@ -331,8 +351,10 @@ impl ApiError {
             | ApiError::NoDatasetQuality(_)
             | ApiError::NotPublished(_)
             | ApiError::NoRelease(_)
+            | ApiError::NoRoute
             | ApiError::NoAssets
             | ApiError::NoChart => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NoSource { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ReadReleases
             | ApiError::ReadDataset
@@ -342,7 +364,8 @@ impl ApiError {
             | ApiError::Filter
             | ApiError::WriteCsv
             | ApiError::Label
-            | ApiError::WriteJsonStat => StatusCode::INTERNAL_SERVER_ERROR,
+            | ApiError::WriteJsonStat
+            | ApiError::PathParams => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -361,11 +384,14 @@ impl ApiError {
             | ApiError::QualityNotYet(_)
             | ApiError::NoQuality(_)
             | ApiError::NoRelease(_)
-            | ApiError::NoDatasetQuality(_) => "not-found",
+            | ApiError::NoDatasetQuality(_)
+            | ApiError::NoRoute => "not-found",
+            ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::NotPublished(_) => "not-published",
             ApiError::BadFilter { .. } => "bad-filter",
             ApiError::BadFormat(_) => "bad-format",
-            ApiError::BadQuery { .. } => "bad-query",
+            ApiError::BadQuery { .. } | ApiError::BadQueryString(_) => "bad-query",
+            ApiError::BadPath(_) => "bad-path",
             ApiError::BadRequest(_) => "bad-request",
             ApiError::BadParams(_) => "bad-params",
             ApiError::BadLabel(_) => "bad-label",
@@ -378,9 +404,11 @@ impl ApiError {
             | ApiError::ReadQuality
             | ApiError::StoreUpload
             | ApiError::WriteStatus => "store",
-            ApiError::Filter | ApiError::WriteCsv | ApiError::Label | ApiError::WriteJsonStat => {
-                "engine"
-            }
+            ApiError::Filter
+            | ApiError::WriteCsv
+            | ApiError::Label
+            | ApiError::WriteJsonStat
+            | ApiError::PathParams => "engine",
             ApiError::NoAssets | ApiError::NoChart => "no-assets",
         }
     }
@@ -409,6 +437,28 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         r
+    }
+}
+
+/// The answer to a path no route takes: `not-found` as problem JSON (axum's own is an empty
+/// 404, which a client cannot tell from a missing dataset), in the PxWeb API's shape under
+/// `/api/v2`, whose clients read that.
+pub(in crate::serve) async fn no_route(uri: Uri) -> Response {
+    unrouted(&uri, ApiError::NoRoute)
+}
+
+/// The answer to a method a path does not answer: `method-not-allowed` (405; axum adds the
+/// `Allow` header), as [`no_route`] answers.
+pub(in crate::serve) async fn wrong_method(uri: Uri) -> Response {
+    unrouted(&uri, ApiError::MethodNotAllowed)
+}
+
+fn unrouted(uri: &Uri, e: ApiError) -> Response {
+    let path = uri.path();
+    if path == "/api/v2" || path.starts_with("/api/v2/") {
+        PxError::Body(e).into_response()
+    } else {
+        e.into_response()
     }
 }
 
@@ -482,7 +532,9 @@ pub(in crate::serve) enum PxError {
     /// A table without a current release (404).
     #[error("table `{0}` has no published release")]
     NotPublished(String),
-    /// A body that could not be read (as the rest of the API answers it: 400, 408, 413).
+    /// What the rest of the API answers the same way: a body that could not be read (400,
+    /// 408, 413), a path or method no route takes (404, 405), a route whose parameters do
+    /// not fit its handler (500).
     #[error("{0}")]
     Body(ApiError),
     /// The table's releases could not be read (500).

@@ -17,7 +17,7 @@
 //! CSV, and PxWeb API 2.0 (`/api/v2/…`) serves the same datasets as tables to the Nordic
 //! statistics offices' clients; `/` is the reporting page; `/catalog` (and `/api/catalog`) the catalog of lines,
 //! datasets and columns with a search, each dataset's column lineage and the quality summary
-//! of its line's latest run; `/metrics` and `/healthz` are for operators. Writing
+//! of the run behind its newest release; `/metrics` and `/healthz` are for operators. Writing
 //! (triggering runs, uploading files) needs a bearer token from the token file.
 //!
 //! # How the folder is organised
@@ -29,7 +29,10 @@
 //!   stop) and [`serve`], which starts it all and stops it at SIGTERM.
 //! - `error.rs`: [`ServeError`], what stops the daemon at start or a handler's read of the
 //!   store, and `ApiError`, every error answer of the API (status, stable code, message),
-//!   which handlers return and which answers through `problem`.
+//!   which handlers return and which answers through `problem`; the router's fallbacks for
+//!   a path or method no route takes.
+//! - `extract.rs`: the query string and path parameters as handlers take them (`Q`, `P`,
+//!   `PxPath`), whose failures answer problem JSON with a code, not axum's plain text.
 //! - `auth.rs`: the token file (`read_tokens`), who a request comes from (`authorize` →
 //!   `Caller`), reading a body only after that (`read_body`), and refusing a request
 //!   without a reset connection (`refuse`).
@@ -57,6 +60,7 @@
 mod api;
 mod auth;
 mod error;
+mod extract;
 mod jobs;
 mod metrics;
 mod openapi;
@@ -89,7 +93,8 @@ use tracing::{error, info, warn};
 
 use crate::line::load::Line;
 use crate::line::spec::ParamKind;
-use crate::serve::api::catalog::{get_catalog, get_dataset_quality, get_lineage};
+use crate::serve::api::catalog::quality::get_dataset_quality;
+use crate::serve::api::catalog::{get_catalog, get_lineage};
 use crate::serve::api::indicators::get_indicator;
 use crate::serve::api::lines::{get_datasets, get_datasets_v1, get_line, get_lines, get_releases};
 use crate::serve::api::page::{
@@ -99,7 +104,7 @@ use crate::serve::api::releases::put_release_status;
 use crate::serve::api::runs::{get_quality, get_run, get_runs, post_run};
 use crate::serve::api::uploads::put_upload;
 use crate::serve::auth::{Token, read_tokens};
-use crate::serve::error::{ApiError, Problem, ProblemDetail};
+use crate::serve::error::{ApiError, Problem, ProblemDetail, no_route, wrong_method};
 use crate::serve::jobs::dispatch;
 use crate::serve::metrics::{Metrics, count_responses, healthz, metrics};
 use crate::serve::pxweb::codelists::get_codelist;
@@ -558,6 +563,9 @@ fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v2/tables/{id}/data", get(get_data).post(post_data))
         .route("/api/v2/codelists/{id}", get(get_codelist))
+        // After every route: the method fallback is given to the routes there are.
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(app.max_upload))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -1,30 +1,29 @@
 //! The catalog of the lines the daemon serves (`/api/catalog`; the page `/catalog` reads it),
 //! with a search, and for each published dataset its column lineage
-//! (`/api/datasets/{id}/lineage`) and the quality summary of its line's latest run
-//! (`/api/datasets/{id}/quality`).
+//! (`/api/datasets/{id}/lineage`) and the quality summary of the run behind its newest
+//! release (`/api/datasets/{id}/quality`, in `quality.rs`).
 //!
 //! The catalog is the one `valtava catalog` writes (`artefacts::catalog`), built once per
 //! line when the daemon loads it (`LineEntry::catalog`): no request reads a line file or a
 //! code set. The search is a case-insensitive substring over the lines' names, titles and
 //! descriptions, owners, legal bases, code sets, datasets and columns, and each line found
-//! says what matched. The quality summary reads the latest run's quality report and answers
-//! counts only — rows read, used, filtered and quarantined, rows by rule — never a row, and
-//! nothing by submitter. None of these asks for a token.
+//! says what matched. None of these asks for a token, so every answer passes
+//! `serve::scrubbed`: a source's location may be an absolute path, and where the daemon's
+//! folders are is not for callers.
 
-use std::collections::BTreeMap;
+pub(in crate::serve) mod quality;
 
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing::error;
 use utoipa::ToSchema;
 
 use crate::artefacts::catalog as cat;
 use crate::line::spec::Text;
-use crate::serve::api::lines::{LineText, current_releases, text_of};
+use crate::serve::api::lines::{LineText, text_of};
 use crate::serve::error::{ApiError, Problem};
-use crate::serve::jobs::{Job, JobStatus};
+use crate::serve::extract::{P, Q};
 use crate::serve::{App, AppState, LineEntry, scrubbed};
 
 /// The longest search, in characters: a search is a few words, and a longer one is refused
@@ -66,9 +65,6 @@ pub(in crate::serve) struct CatalogLine {
     datasets: Vec<CatalogDataset>,
     /// What the search matched in the line; empty without a search.
     matches: Vec<CatalogMatch>,
-    /// The quality report of its latest succeeded run through the daemon
-    /// (`/api/runs/{id}/quality`, which needs a `read` token); null before one.
-    quality_report: Option<String>,
 }
 
 /// A code set a line reads, as it was loaded.
@@ -140,7 +136,8 @@ pub(in crate::serve) struct DatasetLinks {
     page: String,
     /// Its column lineage: `/api/datasets/{id}/lineage`.
     lineage: String,
-    /// The quality summary of its line's latest run: `/api/datasets/{id}/quality`.
+    /// The quality summary of the run behind its newest release:
+    /// `/api/datasets/{id}/quality`.
     quality: String,
 }
 
@@ -315,7 +312,6 @@ fn catalog_line(name: &str, c: &cat::LineEntry, found: Vec<CatalogMatch>) -> Cat
             .collect(),
         datasets: c.datasets.iter().map(catalog_dataset).collect(),
         matches: found,
-        quality_report: None,
     }
 }
 
@@ -337,15 +333,6 @@ fn search<'a>(
         .collect()
 }
 
-/// The line's latest succeeded job with a run id: the one that finished last.
-fn latest_job(app: &App, line: &str) -> Option<Job> {
-    let jobs = app.jobs.lock().expect("jobs lock");
-    jobs.values()
-        .filter(|j| j.line == line && j.status == JobStatus::Succeeded && j.run_id.is_some())
-        .max_by(|a, b| (&a.finished, &a.id).cmp(&(&b.finished, &b.id)))
-        .cloned()
-}
-
 #[utoipa::path(
     get,
     path = "/api/catalog",
@@ -360,15 +347,15 @@ fn latest_job(app: &App, line: &str) -> Option<Job> {
 )]
 pub(in crate::serve) async fn get_catalog(
     State(app): AppState,
-    Query(q): Query<CatalogQuery>,
+    Q(q): Q<CatalogQuery>,
 ) -> Result<Response, ApiError> {
     let query = search_text(q.q.as_deref())?;
     let entries = (app.lines.iter()).map(|(name, e)| (name.as_str(), &e.catalog));
-    let mut lines = search(entries, query.as_deref());
-    for l in &mut lines {
-        l.quality_report = latest_job(&app, &l.line).map(|j| format!("/api/runs/{}/quality", j.id));
-    }
-    Ok(axum::Json(CatalogAnswer { query, lines }).into_response())
+    let answer = CatalogAnswer {
+        lines: search(entries, query.as_deref()),
+        query,
+    };
+    Ok(scrubbed(json!(answer)).into_response())
 }
 
 /// The line and catalog entry of a dataset.
@@ -419,7 +406,8 @@ pub(in crate::serve) struct SourceColumn {
     /// Whether the line declares it personal data: a published column computed from it
     /// counts or generalises its values, never shows them.
     personal: bool,
-    /// Where the source reads, `{period}` standing for the period.
+    /// Where the source reads, `{period}` standing for the period (the daemon's own folders
+    /// named `<store>` and `<lines>`).
     location: Option<String>,
 }
 
@@ -460,241 +448,18 @@ fn lineage_of(c: &cat::LineEntry, d: &cat::DatasetEntry) -> DatasetLineage {
     params(("id" = String, Path, description = "The dataset's name")),
     responses(
         (status = 200, description = "The lineage", body = DatasetLineage),
+        (status = 400, response = Problem),
         (status = 404, response = Problem),
     ),
 )]
 pub(in crate::serve) async fn get_lineage(
     State(app): AppState,
-    UrlPath(id): UrlPath<String>,
+    P(id): P<String>,
 ) -> Result<Response, ApiError> {
     let Some((e, d)) = find_dataset(&app, &id) else {
         return Err(ApiError::NoDataset(id));
     };
-    Ok(axum::Json(lineage_of(&e.catalog, d)).into_response())
-}
-
-/// The quality summary of a dataset's line: counts from the quality report of its latest
-/// run, never a row and nothing by submitter.
-#[derive(Debug, Serialize, ToSchema)]
-pub(in crate::serve) struct QualitySummary {
-    /// The dataset's name.
-    dataset: String,
-    /// The line that publishes it.
-    line: String,
-    /// The run the counts are from: the line's latest succeeded run through the daemon, or
-    /// else the run of its newest current release.
-    run_id: String,
-    /// The run's period, when the line takes one.
-    period: Option<String>,
-    /// When the run ended (a run through the daemon).
-    #[schema(format = DateTime)]
-    finished: Option<String>,
-    /// The whole quality report (`/api/runs/{id}/quality`, which needs a `read` token), for
-    /// a run through the daemon.
-    report: Option<String>,
-    /// Rows the line's sources read.
-    rows_read: u64,
-    /// Rows left out by steps' filters.
-    rows_filtered: u64,
-    /// Rows refused by a rule and put in quarantine.
-    rows_quarantined: u64,
-    /// Rows read that were neither filtered nor quarantined.
-    rows_used: u64,
-    /// The counts of each step that checks rows, in the line's order.
-    steps: Vec<StepCounts>,
-    /// Rows that broke each row rule (`reject` rules quarantine them, `warn` rules count
-    /// them), for the rules that some row broke.
-    reasons: Vec<ReasonCount>,
-}
-
-/// The counts of a step that checks rows.
-#[derive(Debug, PartialEq, Serialize, ToSchema)]
-pub(in crate::serve) struct StepCounts {
-    /// The step.
-    step: String,
-    /// Rows it received.
-    rows_in: u64,
-    /// Rows its filter left out.
-    rows_filtered: u64,
-    /// Rows it quarantined.
-    rows_quarantined: u64,
-}
-
-/// The rows that broke one rule.
-#[derive(Debug, PartialEq, Serialize, ToSchema)]
-pub(in crate::serve) struct ReasonCount {
-    /// The step whose rule it is.
-    step: String,
-    /// The rule's id: the reason code of its quarantined rows.
-    rule: String,
-    /// Its quality dimension (conformance, completeness, plausibility).
-    category: String,
-    /// `reject`, `warn` or `fail`.
-    severity: String,
-    /// Rows that broke it.
-    rows: u64,
-}
-
-/// What the summary reads of a stored quality report (`artefacts::quality::QualityReport`).
-#[derive(Debug, Default, Deserialize)]
-struct StoredReport {
-    #[serde(default)]
-    steps: BTreeMap<String, StoredStep>,
-    #[serde(default)]
-    rules: Vec<StoredRule>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct StoredStep {
-    #[serde(default)]
-    rows_in: u64,
-    #[serde(default)]
-    rows_filtered: u64,
-    #[serde(default)]
-    rows_quarantined: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct StoredRule {
-    step: String,
-    id: String,
-    #[serde(default)]
-    category: String,
-    #[serde(default)]
-    severity: String,
-    #[serde(default)]
-    violations: u64,
-    /// The outcome of a dataset check: a rule about the whole table, not rows.
-    #[serde(default)]
-    dataset: Option<serde::de::IgnoredAny>,
-}
-
-/// The run a quality summary is from.
-#[derive(Debug, Default)]
-struct LatestRun {
-    run_id: String,
-    period: Option<String>,
-    finished: Option<String>,
-    /// The daemon's job of the run, if it made it.
-    job: Option<String>,
-}
-
-/// The line's latest succeeded run through the daemon; for a line the daemon has not run
-/// (`valtava run` into the same store), the run of its newest current release.
-async fn latest_run(app: &App, line: &str) -> Option<LatestRun> {
-    if let Some(j) = latest_job(app, line) {
-        return Some(LatestRun {
-            run_id: j.run_id.clone()?,
-            period: j.params.get("period").cloned(),
-            finished: j.finished.clone(),
-            job: Some(j.id),
-        });
-    }
-    match current_releases(app, line).await {
-        Ok(releases) => releases
-            .into_iter()
-            .next_back()
-            .map(|(period, run_id)| LatestRun {
-                run_id,
-                period: Some(period),
-                ..LatestRun::default()
-            }),
-        Err(e) => {
-            error!("{e}");
-            None
-        }
-    }
-}
-
-/// The summary of `dataset` from its line's quality report of `run`: the steps in the
-/// line's `order` (those `is_source` read rows), and the row rules that some row broke.
-fn summarise(
-    dataset: String,
-    line: String,
-    run: LatestRun,
-    report: StoredReport,
-    order: &[String],
-    is_source: &dyn Fn(&str) -> bool,
-) -> QualitySummary {
-    let (mut read, mut filtered, mut quarantined) = (0u64, 0u64, 0u64);
-    let mut steps = Vec::new();
-    for name in order {
-        let Some(s) = report.steps.get(name) else {
-            continue;
-        };
-        if is_source(name.as_str()) {
-            read += s.rows_in;
-        }
-        filtered += s.rows_filtered;
-        quarantined += s.rows_quarantined;
-        steps.push(StepCounts {
-            step: name.clone(),
-            rows_in: s.rows_in,
-            rows_filtered: s.rows_filtered,
-            rows_quarantined: s.rows_quarantined,
-        });
-    }
-    let reasons = (report.rules.into_iter())
-        .filter(|r| r.dataset.is_none() && r.violations > 0)
-        .map(|r| ReasonCount {
-            step: r.step,
-            rule: r.id,
-            category: r.category,
-            severity: r.severity,
-            rows: r.violations,
-        })
-        .collect();
-    QualitySummary {
-        dataset,
-        line,
-        run_id: run.run_id,
-        period: run.period,
-        finished: run.finished,
-        report: run.job.map(|j| format!("/api/runs/{j}/quality")),
-        rows_read: read,
-        rows_filtered: filtered,
-        rows_quarantined: quarantined,
-        rows_used: read.saturating_sub(filtered).saturating_sub(quarantined),
-        steps,
-        reasons,
-    }
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/datasets/{id}/quality",
-    tag = "catalog",
-    summary = "The quality summary of a dataset's line",
-    description = "Counts from the quality report of the line's latest succeeded run: rows read, filtered, quarantined and used, each checking step's counts and the rows that broke each rule (its id is the reason code). No rows and nothing by submitter; the whole report is `report` (a `read` token).",
-    params(("id" = String, Path, description = "The dataset's name")),
-    responses(
-        (status = 200, description = "The summary", body = QualitySummary),
-        (status = 404, response = Problem),
-        (status = 500, response = Problem),
-    ),
-)]
-pub(in crate::serve) async fn get_dataset_quality(
-    State(app): AppState,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Response, ApiError> {
-    let Some((e, _)) = find_dataset(&app, &id) else {
-        return Err(ApiError::NoDataset(id));
-    };
-    let line = e.catalog.line.clone();
-    let Some(run) = latest_run(&app, &line).await else {
-        return Err(ApiError::NoDatasetQuality(id));
-    };
-    let path = crate::store::layout::quality_json(&line, &run.run_id);
-    let Some(bytes) = app.get_bytes(&path).await else {
-        return Err(ApiError::NoDatasetQuality(id));
-    };
-    let report: StoredReport = serde_json::from_slice(&bytes).map_err(|err| {
-        error!("{path}: {err}");
-        ApiError::ReadQuality
-    })?;
-    let is_source = |s: &str| crate::line::load::step(&e.line.spec, s).source.is_some();
-    let answer = summarise(id, line, run, report, &e.line.dag.order, &is_source);
-    Ok(scrubbed(json!(answer)).into_response())
+    Ok(scrubbed(json!(lineage_of(&e.catalog, d))).into_response())
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::State;
+
+use crate::serve::extract::{P, Q};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -42,7 +44,7 @@ pub(in crate::serve) fn find_dataset<'a>(
 }
 
 /// The name of the period dimension the indicator API adds.
-pub const PERIOD_DIMENSION: &str = "jakso";
+pub const PERIOD_DIMENSION: &str = crate::plan::PERIOD_COLUMN;
 
 /// The area dimension of a dataset: the `area` its aggregate declared, as the line's
 /// planned publish step gives it (the one place a table's shape comes from).
@@ -75,8 +77,8 @@ pub(in crate::serve) fn dataset_area(entry: &LineEntry, dataset: &str) -> Option
 )]
 pub(in crate::serve) async fn get_indicator(
     State(app): AppState,
-    UrlPath(id): UrlPath<String>,
-    Query(q): Query<BTreeMap<String, String>>,
+    P(id): P<String>,
+    Q(q): Q<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Some((line, entry, spec)) = find_dataset(&app, &id) else {

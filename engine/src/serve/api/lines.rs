@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tracing::error;
@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use crate::line::load::Line;
 use crate::publish::releases::Release;
 use crate::serve::error::{ApiError, Problem, ServeError};
+use crate::serve::extract::P;
 use crate::serve::{App, AppState, LineEntry};
 
 /// A text of a line (its title or description) in Finnish, or in Finnish, Swedish and
@@ -193,12 +194,13 @@ pub(in crate::serve) async fn get_lines(State(app): AppState) -> Response {
     params(("line" = String, Path, description = "The line's name")),
     responses(
         (status = 200, description = "The line", body = LineInfo),
+        (status = 400, response = Problem),
         (status = 404, response = Problem),
     ),
 )]
 pub(in crate::serve) async fn get_line(
     State(app): AppState,
-    UrlPath(line): UrlPath<String>,
+    P(line): P<String>,
 ) -> Result<Response, ApiError> {
     match app.lines.get(&line) {
         Some(e) => Ok(axum::Json(line_info(&line, e)).into_response()),
@@ -214,13 +216,14 @@ pub(in crate::serve) async fn get_line(
     params(("line" = String, Path, description = "The line's name")),
     responses(
         (status = 200, description = "Releases", body = inline(ReleaseList)),
+        (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 500, response = Problem),
     ),
 )]
 pub(in crate::serve) async fn get_releases(
     State(app): AppState,
-    UrlPath(line): UrlPath<String>,
+    P(line): P<String>,
 ) -> Result<Response, ApiError> {
     if !app.lines.contains_key(&line) {
         return Err(ApiError::NoLine(line));

@@ -5,7 +5,8 @@
 //! - `indicators.rs`: the indicator API in the style of Sotkanet, `/api/v1/datasets/{id}`:
 //!   the current releases of a dataset as JSON-stat 2.0 or CSV.
 //! - `catalog.rs`: the catalog of the lines (`/api/catalog`, with a search), a dataset's
-//!   column lineage and the quality summary of its line's latest run.
+//!   column lineage and (`catalog/quality.rs`) the quality summary of the run behind its
+//!   newest release.
 //! - `uploads.rs`: a file put into a line's inbox (`upload` token, for its submitters).
 //! - `releases.rs`: an operator (`run` token) sets a release's status and revision note.
 //! - `page.rs`: the reporting page, the catalog page, their scripts and `/openapi.json`.

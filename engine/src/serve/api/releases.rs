@@ -5,7 +5,9 @@
 //! line says so here, without a new run. The manifest stays as written; the change is kept
 //! beside it with who changed it (`publish::revision::set_label`) and every reader of releases shows it.
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
+
+use crate::serve::extract::P;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -63,7 +65,7 @@ fn plain(segment: &str) -> bool {
 )]
 pub(in crate::serve) async fn put_release_status(
     State(app): AppState,
-    UrlPath((line, period, run)): UrlPath<(String, String, String)>,
+    P((line, period, run)): P<(String, String, String)>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {

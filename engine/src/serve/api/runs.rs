@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path as FsPath;
 use std::sync::atomic::Ordering;
 
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::State;
+
+use crate::serve::extract::{P, Q};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -91,7 +93,7 @@ pub(in crate::serve) struct RunAnswer {
 )]
 pub(in crate::serve) async fn post_run(
     State(app): AppState,
-    UrlPath(line): UrlPath<String>,
+    P(line): P<String>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
@@ -189,7 +191,7 @@ pub(in crate::serve) struct RunsQuery {
 pub(in crate::serve) async fn get_runs(
     State(app): AppState,
     headers: HeaderMap,
-    Query(q): Query<RunsQuery>,
+    Q(q): Q<RunsQuery>,
 ) -> Result<Response, ApiError> {
     let caller = authorize(&app, &headers, "read", None)?;
     let jobs = app.jobs.lock().expect("jobs lock");
@@ -235,7 +237,7 @@ fn readable_job(app: &App, headers: &HeaderMap, id: &str) -> Result<Job, ApiErro
 pub(in crate::serve) async fn get_run(
     State(app): AppState,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    P(id): P<String>,
 ) -> Result<Response, ApiError> {
     let job = readable_job(&app, &headers, &id)?;
     let mut report = match &job.run_id {
@@ -276,7 +278,7 @@ pub(in crate::serve) async fn get_run(
 pub(in crate::serve) async fn get_quality(
     State(app): AppState,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    P(id): P<String>,
 ) -> Result<Response, ApiError> {
     let job = readable_job(&app, &headers, &id)?;
     let Some(run_id) = &job.run_id else {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use object_store::path::Path as ObjPath;
@@ -18,6 +18,7 @@ use tracing::{error, info};
 
 use crate::serve::auth::{Caller, authorize, read_body, refuse};
 use crate::serve::error::{ApiError, Problem};
+use crate::serve::extract::P;
 use crate::serve::{App, AppState, now_text, scrubbed};
 
 /// The receipt of an upload, answered and kept in the store (`daemon/receipts/`).
@@ -157,7 +158,7 @@ fn upload_target(
 )]
 pub(in crate::serve) async fn put_upload(
     State(app): AppState,
-    UrlPath((line, period, file)): UrlPath<(String, String, String)>,
+    P((line, period, file)): P<(String, String, String)>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {

@@ -4,13 +4,14 @@
 //! { codeset: alueet } }`) has the code list `vs_<code set>`: every code of the code set
 //! with its label in the asked language. The totals a table adds (`SSS`) are not in it.
 
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use serde::Serialize;
 use tracing::error;
 use utoipa::ToSchema;
 
 use crate::serve::error::{PxError, PxProblem};
+use crate::serve::extract::PxPath;
 use crate::serve::pxweb::{
     BASE, Lang, MAX_ID, Params, PxLink, TableRef, catalogue, clip, json_answer, link,
 };
@@ -75,7 +76,7 @@ fn holder<'a>(app: &'a App, id: &str) -> Option<(TableRef<'a>, String)> {
 )]
 pub(in crate::serve) async fn get_codelist(
     State(app): AppState,
-    UrlPath(id): UrlPath<String>,
+    PxPath(id): PxPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PxError> {
     let params = Params::parse(query.as_deref(), &["lang"])?;

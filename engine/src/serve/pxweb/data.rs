@@ -5,13 +5,14 @@
 //! then filled from the published rows, so its size is the selection's, whatever the
 //! table holds.
 
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use tracing::error;
 
 use crate::serve::AppState;
 use crate::serve::error::{PxError, PxProblem};
+use crate::serve::extract::PxPath;
 use crate::serve::pxweb::model::{Cell, Model, load};
 use crate::serve::pxweb::output::{Labels, TextStyle};
 use crate::serve::pxweb::selection::{self, PxVariablesSelection, Request};
@@ -152,7 +153,7 @@ pub(super) fn cube(model: &Model, selection: &[Vec<usize>]) -> Vec<Cell> {
 )]
 pub(in crate::serve) async fn get_data(
     State(app): AppState,
-    UrlPath(id): UrlPath<String>,
+    PxPath(id): PxPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PxError> {
     let params = Params::parse(
@@ -207,7 +208,7 @@ pub(in crate::serve) async fn get_data(
 )]
 pub(in crate::serve) async fn post_data(
     State(app): AppState,
-    UrlPath(id): UrlPath<String>,
+    PxPath(id): PxPath<String>,
     RawQuery(query): RawQuery,
     body: axum::body::Body,
 ) -> Result<Response, PxError> {

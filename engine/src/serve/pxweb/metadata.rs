@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use serde::Serialize;
 use serde_json::Value;
@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 use crate::publish::revision::ReleaseStatus;
 use crate::serve::AppState;
 use crate::serve::error::{PxError, PxProblem};
+use crate::serve::extract::PxPath;
 use crate::serve::pxweb::model::{Cell, Model, Role, Variable, load};
 use crate::serve::pxweb::selection::{self, PxPlacement, PxVariableSelection};
 use crate::serve::pxweb::{BASE, Lang, Params, PxLink, json_answer, link};
@@ -404,7 +405,7 @@ pub(super) fn layout(model: &Model) -> (Vec<String>, Vec<String>) {
 )]
 pub(in crate::serve) async fn get_metadata(
     State(app): AppState,
-    UrlPath(id): UrlPath<String>,
+    PxPath(id): PxPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PxError> {
     let params = Params::parse(
@@ -443,7 +444,7 @@ pub(in crate::serve) async fn get_metadata(
 )]
 pub(in crate::serve) async fn get_default_selection(
     State(app): AppState,
-    UrlPath(id): UrlPath<String>,
+    PxPath(id): PxPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PxError> {
     let params = Params::parse(query.as_deref(), &["lang"])?;

@@ -5,7 +5,7 @@
 //! data: the periods with a current release of the dataset, and when the latest of their
 //! pointers (`latest.json`) was written — the moment that release became current.
 
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use object_store::ObjectStoreExt;
@@ -15,6 +15,7 @@ use tracing::error;
 use utoipa::ToSchema;
 
 use crate::serve::error::{PxError, PxProblem};
+use crate::serve::extract::PxPath;
 use crate::serve::pxweb::{
     BASE, Lang, MAX_DATA_CELLS, Params, PxLink, TableRef, catalogue, find, json_answer, link,
 };
@@ -341,7 +342,7 @@ fn page_href(params: &Params, lang: Lang, n: u64, size: u64) -> String {
 )]
 pub(in crate::serve) async fn get_table(
     State(app): AppState,
-    UrlPath(id): UrlPath<String>,
+    PxPath(id): PxPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PxError> {
     let params = Params::parse(query.as_deref(), &["lang"])?;

@@ -11,7 +11,8 @@ use crate::diag::{Code, Diagnostic};
 use crate::line::spec::{Name, Pos, PublishSpec, StepKind};
 use crate::plan::expr::first_line;
 use crate::plan::{
-    Diags, Disclosure, InputInfo, OBJECT_COLUMN, Planner, ROW_COLUMN, STATUS_COLUMN, StepPlan,
+    Diags, Disclosure, InputInfo, MEASURE_DIMENSION, OBJECT_COLUMN, PERIOD_COLUMN, Planner,
+    ROW_COLUMN, STATUS_COLUMN, StepPlan,
 };
 use crate::plan::{Inputs, PlanStep};
 
@@ -27,6 +28,7 @@ impl Planner<'_> {
         let schema = b.schema().clone();
         let dims = self.publish_dims(p, &schema, info)?;
         self.publish_no_personal(p, info)?;
+        self.publish_no_reserved(p, &schema)?;
         let measures: Vec<String> = schema
             .fields()
             .iter()
@@ -130,6 +132,46 @@ impl Planner<'_> {
                 )
             })
             .collect())
+    }
+
+    /// V208 for each published column whose name a served table gives a column of its own:
+    /// the daemon's series puts the period `jakso` first and `status_<measure>` beside a
+    /// measure, and JSON-stat and PxWeb call the dimension of the measures `tiedot`. Such a
+    /// column would collide with theirs in every answer; it is refused here, where it can
+    /// still be renamed, not found when the dataset is served.
+    fn publish_no_reserved(&self, p: &PublishSpec, schema: &DFSchema) -> Result<(), Diags> {
+        let status = format!("{STATUS_COLUMN}_");
+        let listed = p.dimensions.iter().flatten();
+        let refused: Diags = (schema.fields().iter())
+            .map(|f| f.name().as_str())
+            .filter_map(|n| {
+                let what = if n == PERIOD_COLUMN {
+                    "the period of a served dataset"
+                } else if n == MEASURE_DIMENSION {
+                    "the dimension of the measures in JSON-stat and PxWeb"
+                } else if n.starts_with(&status) {
+                    "a measure's status in a served dataset (`status_<measure>`)"
+                } else {
+                    return None;
+                };
+                let at = (listed.clone())
+                    .find(|d| d.value == n)
+                    .map_or(p.input.at, |d| d.at);
+                let message = format!(
+                    "column `{n}` of dataset `{}` has the name of {what}",
+                    p.dataset.value
+                );
+                Some(
+                    self.diag(Code::V208, at, message)
+                        .with_hint("rename it in the step that makes it (e.g. `… AS kausi`)"),
+                )
+            })
+            .collect();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(refused)
+        }
     }
 
     /// The counts that decide disclosure: `count`, then the declared and computed counts of

@@ -30,3 +30,47 @@ fn counts_of_persons_are_published_with_disclosure_control() {
     assert_eq!(d.counts.first().map(String::as_str), Some("henkilot"));
     assert_eq!(d.min_count, 5);
 }
+
+/// The steps of a line that publishes `alue`, `m` and a column `column` made by SQL, with
+/// `dimensions` when given.
+fn with_column(column: &str, dimensions: &str) -> String {
+    format!(
+        "  a:\n    aggregate: {{ input: s, by: [alue], measures: {{ m: count(*) }} }}\n\
+         \x20 b:\n    sql: {{ inputs: [a], query: \"SELECT alue, m, 'x' AS {column} FROM a\" }}\n\
+         \x20 p:\n    publish: {{ input: b, dataset: x, formats: [csv]{dimensions}, disclosure: {{ min_count: 1, count: m }} }}\n"
+    )
+}
+
+/// A published column named as a served table's own — the period `jakso` the daemon's
+/// series puts first, a measure's status `status_<measure>`, JSON-stat's dimension of the
+/// measures `tiedot` — is refused with V208 (before: published, and colliding with the
+/// daemon's column in every answer), placed where the publish step lists it.
+#[test]
+fn a_column_named_as_a_served_tables_own_is_refused() {
+    // The names as the daemon and JSON-stat make them.
+    let status = crate::publish::jsonstat::measure_status_column("m");
+    for column in ["jakso", status.as_str(), crate::publish::jsonstat::METRIC] {
+        let d = checked("{ alue: string }", &with_column(column, ""))
+            .err()
+            .unwrap_or_else(|| panic!("{column} refused"));
+        assert_eq!(codes(&d), ["V208"], "{column}: {d:?}");
+        assert!(d[0].message.contains(&format!("`{column}`")), "{d:?}");
+    }
+    // Listed among the dimensions, the diagnostic points at the list (after `input: b` on
+    // the same line), not at the input.
+    let at_input = checked("{ alue: string }", &with_column("jakso", ""))
+        .err()
+        .expect("refused");
+    let steps = with_column("jakso", ", dimensions: [alue, jakso]");
+    let at_list = checked("{ alue: string }", &steps).err().expect("refused");
+    assert_eq!(codes(&at_list), ["V208"], "{at_list:?}");
+    assert_eq!(at_list[0].line, at_input[0].line);
+    assert!(at_list[0].col > at_input[0].col, "{at_list:?} {at_input:?}");
+    // Names that only begin alike are published.
+    for column in ["kausi", "jaksot", "statusx", "tiedot_muu"] {
+        assert!(
+            checked("{ alue: string }", &with_column(column, "")).is_ok(),
+            "{column}"
+        );
+    }
+}

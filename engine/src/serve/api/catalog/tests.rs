@@ -1,5 +1,5 @@
-//! Tests of the catalog's search, lineage and quality summary, over a catalog entry written
-//! out here (no line file, code set or store).
+//! Tests of the catalog's search and lineage, over a catalog entry written out here (no line
+//! file, code set or store); the quality summary's are beside it in `quality.rs`.
 
 use super::*;
 use crate::line::spec::LocalizedText;
@@ -189,58 +189,4 @@ fn lineage_names_source_columns_and_whether_they_are_personal() {
     assert_eq!(area.role, ColumnRole::Dimension);
     assert!(!area.sources[0].personal);
     assert!(l.columns[1].sources.is_empty());
-}
-
-#[test]
-fn the_quality_summary_counts_rows_by_reason_and_carries_no_submitter() {
-    let report: StoredReport = serde_json::from_value(json!({
-        "run_id": "r1",
-        "steps": {
-            "tehtavat": { "rows_in": 100, "rows_filtered": 0, "rows_checked": 100, "rows_quarantined": 2, "reject_share": 0.02 },
-            "tarkistettu": { "rows_in": 98, "rows_filtered": 1, "rows_checked": 97, "rows_quarantined": 5, "reject_share": 0.05 }
-        },
-        "rules": [
-            { "step": "tehtavat", "id": "parse", "category": "conformance", "severity": "reject", "violations": 2, "share": 0.02 },
-            { "step": "tarkistettu", "id": "hetu-oikea", "category": "conformance", "severity": "reject", "violations": 5, "share": 0.05 },
-            { "step": "tarkistettu", "id": "riskialue-1-4", "category": "conformance", "severity": "warn", "violations": 0, "share": 0.0 },
-            { "step": "tarkistettu", "id": "aineisto-ei-tyhja", "category": "completeness", "severity": "fail", "violations": 0, "share": 0.0,
-              "dataset": { "passed": true, "observed": "97", "expected": ">= 1" } }
-        ],
-        "submitters": { "tarkistettu": { "pirkanmaa": { "rows": 98, "rejected": 5, "violations": {} } } }
-    }))
-    .unwrap();
-    let order = ["tehtavat".to_string(), "tarkistettu".to_string()];
-    let run = LatestRun {
-        run_id: "r1".into(),
-        job: Some("j1".into()),
-        ..LatestRun::default()
-    };
-    let s = summarise(
-        "ensihoito_kuukausi".into(),
-        "ensihoito".into(),
-        run,
-        report,
-        &order,
-        &|s: &str| s == "tehtavat",
-    );
-    assert_eq!(
-        (
-            s.rows_read,
-            s.rows_filtered,
-            s.rows_quarantined,
-            s.rows_used
-        ),
-        (100, 1, 7, 92)
-    );
-    assert_eq!(s.steps[0].step, "tehtavat");
-    let reasons: Vec<(&str, u64)> = (s.reasons.iter())
-        .map(|r| (r.rule.as_str(), r.rows))
-        .collect();
-    assert_eq!(reasons, [("parse", 2), ("hetu-oikea", 5)]);
-    assert_eq!(s.report.as_deref(), Some("/api/runs/j1/quality"));
-    let text = json!(s).to_string();
-    assert!(
-        !text.contains("pirkanmaa") && !text.contains("submitter"),
-        "{text}"
-    );
 }
