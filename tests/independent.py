@@ -6,10 +6,13 @@ YHT). Primary suppression is applied (see `DISCLOSURE`): in a cell where any dec
 is 1 … min_count − 1 every measure is null and "status" is "suppressed". Secondary
 suppression is not computed here (the engine may hide more cells, never fewer).
 
-hoitoonpaasy is computed in DuckDB SQL; henkilostomitoitus in plain Python."""
+hoitoonpaasy is computed in DuckDB SQL; henkilostomitoitus in plain Python. `ensihoito-vuosi
+STORE PERIOD` computes the yearly roll-up test line (tests/lines/ensihoito-vuosi.yaml) from the
+raw monthly CSV files of a store."""
 import csv
 import datetime
 import json
+import math
 import statistics
 import sys
 from itertools import product
@@ -196,6 +199,7 @@ DISCLOSURE = {
     "rokotukset": (5, ["lapset"]),
     "diabetes": (5, ["diabeetikot"]),
     "ensihoito": (5, ["tehtavat", "potilaat"]),
+    "ensihoito-vuosi": (5, ["tehtavat", "potilaat"]),
 }
 
 
@@ -222,15 +226,13 @@ def hetu_valid(h):
     return int(h[7:10]) >= 2 and CHECK[int(h[:6] + h[7:10]) % 31] == h[10]
 
 
-def ensihoito():
-    base = ROOT / "examples/store/inbox/ensihoito/2025-03"
+def ensihoito_rows(files, first, after, period_of, unique_per_file=False):
+    """The missions of `files` that pass the line's rules, alarmed from `first` up to (not
+    including) `after`: (area, period of the alarm, urgency, hetu, minutes, transported).
+    `tehtava_id` is unique over all files, or within each file (a month's submission)."""
     area = {r["kunta"]: r["hyvinvointialue"] for r in csv.DictReader(open(KUNNAT, encoding="utf-8"))}
-    population = {}
-    for r in csv.DictReader(open(ROOT / "examples/store/reference/vaesto/vaesto_synthetic.csv", encoding="utf-8"), delimiter=";"):
-        population[r["hyvinvointialue"]] = float(r["vaesto"])
-    population["SSS"] = sum(population.values())
     rows, seen = [], set()
-    for f in sorted(base.glob("*.csv")):
+    for f in files:
         for r in csv.DictReader(open(f, encoding="utf-8-sig", newline=""), delimiter=";"):
             if None in r or None in r.values():
                 continue  # wrong number of fields
@@ -242,16 +244,34 @@ def ensihoito():
                 continue
             if not r["tehtava_id"] or not r["kunta"] or not r["kiireellisyys"]:
                 continue
-            first = r["tehtava_id"] not in seen
-            seen.add(r["tehtava_id"])
-            if not first or (r["hetu"] and not hetu_valid(r["hetu"])) or r["kunta"] not in area:
+            key = (f if unique_per_file else None, r["tehtava_id"])
+            first_seen = key not in seen
+            seen.add(key)
+            if not first_seen or (r["hetu"] and not hetu_valid(r["hetu"])) or r["kunta"] not in area:
                 continue
             if r["kiireellisyys"] not in "ABCD" or carried not in (None, 0, 1):
                 continue
-            if (arrive and arrive < start) or not (datetime.datetime(2025, 3, 1) <= start < datetime.datetime(2025, 4, 1)):
+            if (arrive and arrive < start) or not (first <= start < after):
                 continue
             minutes = int((arrive - start).total_seconds() // 60) if arrive else None
-            rows.append((area[r["kunta"]], start.strftime("%Y-%m"), r["kiireellisyys"], r["hetu"] or None, minutes, carried))
+            rows.append((area[r["kunta"]], period_of(start), r["kiireellisyys"], r["hetu"] or None, minutes, carried))
+    return rows
+
+
+def sql_round(x, digits):
+    """round(x, digits) as SQL engines compute it for a double: x scaled, rounded half away
+    from zero, scaled back (Python's round() rounds the decimal value half to even)."""
+    scale = 10.0 ** digits
+    return math.copysign(math.floor(abs(x * scale) + 0.5), x) / scale
+
+
+def ensihoito_cells(rows, population_file):
+    """Every cell of the cube of totals over the rows, each measure computed from the rows
+    themselves (a year's median and distinct patients, never from its months' figures)."""
+    population = {}
+    for r in csv.DictReader(open(population_file, encoding="utf-8"), delimiter=";"):
+        population[r["hyvinvointialue"]] = float(r["vaesto"])
+    population["SSS"] = sum(population.values())
     out = {}
     for key in {k for r in rows for k in product([r[0], "SSS"], [r[1], "YHT"], [r[2], "YHT"])}:
         sel = [r for r in rows if key[0] in (r[0], "SSS") and key[1] in (r[1], "YHT") and key[2] in (r[2], "YHT")]
@@ -259,14 +279,37 @@ def ensihoito():
         out["|".join(key)] = {
             "tehtavat": float(len(sel)),
             "potilaat": float(len({r[3] for r in sel if r[3]})),
-            "tavoittamisaika_mediaani": float(statistics.median(times)),
-            "kuljetettu_osuus": round(100.0 * sum(1 for r in sel if r[5] == 1) / len(sel), 1),
-            "tehtavat_per_1000": round(1000.0 * len(sel) / population[key[0]], 1),
+            "tavoittamisaika_mediaani": float(statistics.median(times)) if times else None,
+            "kuljetettu_osuus": sql_round(100.0 * sum(1 for r in sel if r[5] == 1) / len(sel), 1),
+            "tehtavat_per_1000": sql_round(1000.0 * len(sel) / population[key[0]], 1),
         }
     return out
 
 
+def ensihoito():
+    base = ROOT / "examples/store/inbox/ensihoito/2025-03"
+    rows = ensihoito_rows(sorted(base.glob("*.csv")), datetime.datetime(2025, 3, 1), datetime.datetime(2025, 4, 1),
+                          lambda t: t.strftime("%Y-%m"))
+    return ensihoito_cells(rows, ROOT / "examples/store/reference/vaesto/vaesto_synthetic.csv")
+
+
+def ensihoito_vuosi(store, period):
+    """tests/lines/ensihoito-vuosi.yaml on a store of monthly folders: the rows of every
+    month of the period (a year `YYYY` or a half-year `YYYY-Hn`), by year. The months are
+    chosen here from the period, not taken from the engine."""
+    year = int(period[:4])
+    months = {"": range(1, 13), "-H1": range(1, 7), "-H2": range(7, 13)}[period[4:]]
+    files = [f for m in months for f in sorted((Path(store) / f"inbox/ensihoito/{year}-{m:02}").glob("*.csv"))]
+    first = datetime.datetime(year, months[0], 1)
+    after = datetime.datetime(year + 1, 1, 1) if months[-1] == 12 else datetime.datetime(year, months[-1] + 1, 1)
+    rows = ensihoito_rows(files, first, after, lambda t: t.strftime("%Y"), unique_per_file=True)
+    return ensihoito_cells(rows, Path(store) / "reference/vaesto/vaesto_synthetic.csv")
+
+
 if __name__ == "__main__":
+    # independent.py LINE, or independent.py ensihoito-vuosi STORE PERIOD
     which = sys.argv[1]
-    cells = {"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus, "rokotukset": rokotukset, "diabetes": diabetes, "ensihoito": ensihoito}[which]()
+    lines = {"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus, "rokotukset": rokotukset,
+             "diabetes": diabetes, "ensihoito": ensihoito, "ensihoito-vuosi": ensihoito_vuosi}
+    cells = lines[which](*sys.argv[2:])
     print(json.dumps(primary_suppression(cells, *DISCLOSURE[which])))

@@ -76,6 +76,10 @@ pub enum Code {
     V304,
     /// A code set is not the pinned version or file.
     V305,
+    /// A location names a part of a parameter (`{period.months}`, `{period.quarters}`)
+    /// that the parameter's kind does not have (an error), or that is the value itself or
+    /// that only some of its values have (a warning).
+    V306,
 }
 
 impl Code {
@@ -109,6 +113,7 @@ impl Code {
             Code::V303 => "unknown-codeset",
             Code::V304 => "bad-codeset",
             Code::V305 => "codeset-changed",
+            Code::V306 => "period-part",
         }
     }
 }

@@ -193,3 +193,47 @@ fn pinned_code_sets_refuse_other_files() {
         "{msgs:?}"
     );
 }
+
+#[test]
+fn parts_of_a_period_that_it_may_lack_or_is_itself_are_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let months = line_copy(
+        dir.path(),
+        "tests/lines/mini.yaml",
+        "kuukaudet.yaml",
+        &[(
+            "location: mini/{period}/",
+            "location: mini/{period.months}/",
+        )],
+    );
+    let quarters = line_copy(
+        dir.path(),
+        "tests/lines/mini.yaml",
+        "neljannekset.yaml",
+        &[
+            (
+                "location: mini/{period}/",
+                "location: mini/{period.quarters}/",
+            ),
+            ("period: { kind: month }", "period: { kind: period }"),
+        ],
+    );
+    for (line, needle) in [
+        (&months, "the months of a month are the month itself"),
+        (&quarters, "may be a month, which has no quarters"),
+    ] {
+        let out = run(&["check", "--format", "json", line.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(d.as_array().unwrap().len(), 1, "{d}");
+        assert_eq!(d[0]["code"], "V306");
+        assert_eq!(d[0]["level"], "warning");
+        assert!(d[0]["message"].as_str().unwrap().contains(needle), "{d}");
+    }
+    let human = run(&["check", months.to_str().unwrap()]);
+    let err = text(&human.stderr);
+    assert!(
+        err.contains("warning[V306/period-part]") && err.contains("write `{period}`"),
+        "{err}"
+    );
+}

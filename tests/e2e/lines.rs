@@ -52,15 +52,36 @@ fn compare_with_independent(line: &str, period: &str, dims: usize) {
         "examples/demo-pseudonym.key",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let expected = independent(&[line]);
+    assert_matches_independent(
+        line,
+        &latest_release(store.path(), line, period),
+        &expected,
+        dims,
+    );
+}
+
+/// What `tests/independent.py ARGS…` computes: cell key → measure → value.
+fn independent(args: &[&str]) -> serde_json::Map<String, serde_json::Value> {
     let py = Command::new("python3")
         .arg(root().join("tests/independent.py"))
-        .arg(line)
+        .args(args)
         .output()
         .unwrap();
     assert!(py.status.success(), "{}", text(&py.stderr));
     let expected: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
-    let expected = expected.as_object().unwrap();
-    let dataset = std::fs::read_dir(latest_release(store.path(), line, period))
+    expected.as_object().unwrap().clone()
+}
+
+/// Every published cell of the release's CSV equals the independent computation, and the
+/// release has exactly the cells of the independent cube.
+fn assert_matches_independent(
+    line: &str,
+    release: &Path,
+    expected: &serde_json::Map<String, serde_json::Value>,
+    dims: usize,
+) {
+    let dataset = std::fs::read_dir(release)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "csv"))
@@ -122,6 +143,95 @@ fn diabetes_matches_an_independent_computation_from_the_fhir_files() {
 #[test]
 fn ensihoito_matches_an_independent_computation() {
     compare_with_independent("ensihoito", "2025-03", 3);
+}
+
+/// A yearly roll-up from row-level data: twelve generated months of ensihoito, each in its
+/// own inbox folder (the seeds repeat, so patients come back in other months), and
+/// `tests/lines/ensihoito-vuosi.yaml`, whose source reads `inbox/ensihoito/{period.months}/`,
+/// run for 2025 and for 2025-H1: every published cell — missions, distinct patients, the
+/// median response time of the period's rows, the share transported — equals the
+/// independent computation from the raw CSV files, and the half-year reads only January to
+/// June.
+#[test]
+fn a_yearly_line_rolls_up_the_rows_of_every_month() {
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path().to_str().unwrap();
+    for m in 1..=12 {
+        let (period, seed) = (format!("2025-{m:02}"), (m % 3 + 1).to_string());
+        let made = run(&[
+            "generate",
+            "ensihoito",
+            "--period",
+            &period,
+            "--rows",
+            "300",
+            "--seed",
+            &seed,
+            "--bad-share",
+            "0.02",
+            "--out",
+            s,
+        ]);
+        assert_succeeded(&made);
+    }
+    for (period, months) in [("2025", 12), ("2025-H1", 6)] {
+        let out = run(&[
+            "run",
+            "tests/lines/ensihoito-vuosi.yaml",
+            "--param",
+            &format!("period={period}"),
+            "--store",
+            s,
+            "--pseudonym-key-file",
+            "examples/demo-pseudonym.key",
+            "--json",
+        ]);
+        assert_succeeded(&out);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // One object per month of the period, read whole: nothing from the other months.
+        let source = &report["steps"]["tehtavat"];
+        assert_eq!(source["objects"], months, "{period}");
+        assert_eq!(source["rows_in"], 300 * months, "{period}");
+        let expected = independent(&["ensihoito-vuosi", s, period]);
+        let release = latest_release(store.path(), "ensihoito_vuosi", period);
+        assert_matches_independent("ensihoito_vuosi", &release, &expected, 3);
+        // Patients recur across months: the year's distinct count is no sum of months'.
+        let total = &expected["SSS|YHT|YHT"];
+        assert!(
+            total["potilaat"].as_f64().unwrap() < 0.8 * total["tehtavat"].as_f64().unwrap(),
+            "{period}: {total}"
+        );
+    }
+    // The plan shows the months it reads, with what each holds.
+    let plan = run(&[
+        "plan",
+        "tests/lines/ensihoito-vuosi.yaml",
+        "--store",
+        s,
+        "--param",
+        "period=2025-H1",
+        "--format",
+        "json",
+    ]);
+    assert_succeeded(&plan);
+    let steps: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let data = &steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["name"] == "tehtavat")
+        .unwrap()["data"];
+    assert_eq!(
+        data["location"],
+        "inbox/ensihoito/{2025-01,2025-02,2025-03,2025-04,2025-05,2025-06}/*.csv"
+    );
+    assert_eq!(data["objects"], 6);
+    let locations: Vec<&str> = (data["locations"].as_array().unwrap().iter())
+        .map(|l| l["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(locations.len(), 6);
+    assert_eq!(locations[0], "inbox/ensihoito/2025-01/*.csv");
+    assert_eq!(locations[5], "inbox/ensihoito/2025-06/*.csv");
 }
 
 #[test]

@@ -484,3 +484,59 @@ fn a_fail_rule_stops_the_run_and_nothing_is_published() {
     );
     assert!(files_under(&store.path().join("releases")).is_empty());
 }
+
+/// A location's `{period.months}` of a month reads the month's folder as `{period}` does;
+/// `{period.quarters}` of a line whose period may be a month fails a month's run (R001)
+/// before anything is read or written.
+#[test]
+fn a_part_of_the_period_is_read_or_refused_before_the_run() {
+    let store = store_with_inbox();
+    let s = store.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let months = line_copy(
+        dir.path(),
+        "tests/lines/mini.yaml",
+        "kuukaudet.yaml",
+        &[(
+            "location: mini/{period}/",
+            "location: mini/{period.months}/",
+        )],
+    );
+    let quarters = line_copy(
+        dir.path(),
+        "tests/lines/mini.yaml",
+        "neljannekset.yaml",
+        &[
+            (
+                "location: mini/{period}/",
+                "location: mini/{period.quarters}/",
+            ),
+            ("period: { kind: month }", "period: { kind: period }"),
+        ],
+    );
+    let rows_in = |out: &Output| {
+        assert_succeeded(out);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["steps"]["rivit"]["rows_in"].as_u64().unwrap()
+    };
+    let plain = rows_in(&run_mini(store.path(), &[]));
+    let by_month = bin()
+        .args(["run", months.to_str().unwrap(), "--store", s])
+        .args(["--param", "period=2025-01", "--json"])
+        .env("VALTAVA_PSEUDONYM_KEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(rows_in(&by_month), plain);
+    let out = bin()
+        .args(["run", quarters.to_str().unwrap(), "--store", s])
+        .args(["--param", "period=2025-01"])
+        .env("VALTAVA_PSEUDONYM_KEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("R001") && err.contains("has no {period.quarters}"),
+        "{err}"
+    );
+}

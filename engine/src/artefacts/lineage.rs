@@ -183,6 +183,7 @@ fn input_datasets(info: &RunInfo, report: Option<&crate::run::RunReport>) -> Vec
             .get(name)
             .cloned()
             .unwrap_or_else(|| crate::store::fill(&src.location, info.params));
+        let location = crate::store::shown(&location, info.parts);
         let mut input = json!({ "namespace": info.store_url, "name": location, "facets": facets });
         if !input_facets.is_empty() {
             input["inputFacets"] = Value::Object(input_facets);
@@ -248,6 +249,7 @@ fn source_location(info: &RunInfo, step: &str) -> String {
         .get(step)
         .cloned()
         .or_else(|| src.map(|s| crate::store::fill(&s.location, info.params)))
+        .map(|l| crate::store::shown(&l, info.parts))
         .unwrap_or_else(|| step.to_string())
 }
 

@@ -7,7 +7,9 @@
 //! rules catch. FHIR resources follow the Finnish base profiles (identity code identifier,
 //! municipality-code extension). Output goes to `<out>/inbox/<line>/<period>/`, ready for
 //! `valtava run --store <out>`; rows are written as they are made, so size is not limited
-//! by memory.
+//! by memory. The monthly lines (`ensihoito`, `hoitoonpaasy`) also take a longer period —
+//! a quarter, half-year (`2025-H1`) or year — and write each of its months' folders,
+//! `--rows` rows each, as a line reading `{period.months}` expects them.
 
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
@@ -173,14 +175,50 @@ pub fn generate(r: &Request) -> Result<Vec<String>, String> {
     let mut rng = Rng::new(r.seed);
     let dir = r.out.join("inbox").join(r.line).join(r.period);
     match r.line {
-        "ensihoito" => ensihoito(r, &places, &mut rng, &dir),
-        "hoitoonpaasy" => hoitoonpaasy(r, &places, &mut rng, &dir),
+        "ensihoito" | "hoitoonpaasy" => by_month(r, &places),
         "henkilostomitoitus" => henkilostomitoitus(r, &places, &mut rng, &dir),
         "rokotukset" | "diabetes" => fhir(r, &places, &mut rng, &dir),
         other => Err(format!(
             "no generator for `{other}`; lines: ensihoito, hoitoonpaasy, henkilostomitoitus, rokotukset, diabetes"
         )),
     }
+}
+
+/// The input of a monthly line for each month of `r.period` (a month, quarter, half-year
+/// or year), in the month's folder: the first month with `r.seed`, each next one with the
+/// next seed, and the ids numbered on across the months so that they stay unique.
+fn by_month(r: &Request, places: &Places) -> Result<Vec<String>, String> {
+    use crate::line::params::{PeriodPart, parse_value};
+    let months = parse_value(crate::line::spec::ParamKind::Period, r.period)
+        .ok()
+        .and_then(|p| p.part(PeriodPart::Months))
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not a period of months: YYYY-MM, YYYY-Qn, YYYY-Hn or YYYY",
+                r.period
+            )
+        })?;
+    let mut files = Vec::new();
+    for (i, month) in months.iter().enumerate() {
+        let one = Request {
+            period: month,
+            seed: r.seed.wrapping_add(i as u64),
+            ..*r
+        };
+        let mut rng = Rng::new(one.seed);
+        let dir = r.out.join("inbox").join(r.line).join(month);
+        let first = i as u64 * r.rows;
+        let made = match r.line {
+            "ensihoito" => ensihoito(&one, places, &mut rng, &dir, first)?,
+            _ => hoitoonpaasy(&one, places, &mut rng, &dir, first)?,
+        };
+        for f in made {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+    }
+    Ok(files)
 }
 
 /// `valtava generate`: writes the input and prints the files written; exit 2 for a share of
@@ -225,11 +263,13 @@ fn birth(rng: &mut Rng, from: i32, to: i32) -> NaiveDate {
         .unwrap_or_default()
 }
 
+/// One month of missions, numbered from `first + 1`.
 fn ensihoito(
     r: &Request,
     places: &Places,
     rng: &mut Rng,
     dir: &Path,
+    first: u64,
 ) -> Result<Vec<String>, String> {
     let start = month_start(r.period)?;
     let days = (start
@@ -243,7 +283,7 @@ fn ensihoito(
     // More missions in the afternoon and evening.
     let hours: Vec<f64> = (0..24).map(|h| if (8..22).contains(&h) { 3.0 } else { 1.0 } + if (14..20).contains(&h) { 1.0 } else { 0.0 }).collect();
     let mut line = String::with_capacity(160);
-    for i in 1..=r.rows {
+    for i in first + 1..=first + r.rows {
         line.clear();
         let (mut fields, t0) = mission(i, start, days, &hours, places, rng);
         if rng.f64() < r.bad_share {
@@ -349,11 +389,13 @@ fn spoil_mission(
     }
 }
 
+/// One month of visits, numbered from `first + 1`.
 fn hoitoonpaasy(
     r: &Request,
     places: &Places,
     rng: &mut Rng,
     dir: &Path,
+    first: u64,
 ) -> Result<Vec<String>, String> {
     let start = month_start(r.period)?;
     let days = (start
@@ -364,7 +406,7 @@ fn hoitoonpaasy(
     let mut w = writer(dir, "avohilmo.csv")?;
     writeln!(w, "kaynti_id;hetu;kunta;yhteydenotto_pvm;hoidon_tarve_pvm;kaynti_pvm;kiireellisyys;ammattiryhma").map_err(io)?;
     let waits = [0, 1, 2, 3, 5, 7, 8, 10, 12, 14, 15, 20, 30, 45, 60, 95, 120];
-    for i in 1..=r.rows {
+    for i in first + 1..=first + r.rows {
         let visit = start + Duration::days(rng.below(days as u64) as i64);
         let need = visit - Duration::days(*rng.pick(&waits));
         let contact = need - Duration::days(rng.below(3) as i64);
@@ -676,5 +718,47 @@ mod tests {
         .unwrap();
         assert_ne!(read(&a), read(&c));
         assert_eq!(String::from_utf8(read(&a)).unwrap().lines().count(), 501);
+    }
+
+    #[test]
+    fn a_half_year_is_written_month_by_month() {
+        let out = tempfile::tempdir().unwrap();
+        let files = generate(&Request {
+            line: "ensihoito",
+            period: "2025-H1",
+            rows: 50,
+            seed: 3,
+            bad_share: 0.0,
+            out: out.path(),
+        })
+        .unwrap();
+        assert_eq!(files.len(), 7, "six months and the population: {files:?}");
+        let mut ids = std::collections::BTreeSet::new();
+        for m in 1..=6 {
+            let text = std::fs::read_to_string(
+                out.path()
+                    .join(format!("inbox/ensihoito/2025-{m:02}/tehtavat.csv")),
+            )
+            .unwrap();
+            for row in text.lines().skip(1) {
+                let f: Vec<&str> = row.split(';').collect();
+                assert!(ids.insert(f[0].to_string()), "{} twice", f[0]);
+                assert!(f[3].starts_with(&format!("2025-{m:02}-")), "{row}");
+            }
+        }
+        assert_eq!(ids.len(), 300);
+        assert!(!out.path().join("inbox/ensihoito/2025-07").exists());
+        assert!(!out.path().join("inbox/ensihoito/2025-H1").exists());
+        for bad in ["2025-H3", "2025-W01"] {
+            let r = Request {
+                line: "hoitoonpaasy",
+                period: bad,
+                rows: 1,
+                seed: 1,
+                bad_share: 0.0,
+                out: out.path(),
+            };
+            assert!(generate(&r).unwrap_err().contains("not a period of months"));
+        }
     }
 }

@@ -46,7 +46,7 @@ pub(super) fn run(
 }
 
 /// Fills in how much data each source step would read from `store`, its location filled
-/// with the parameters.
+/// with the parameters (and read for each month of the period for `{period.months}`).
 fn estimate(
     checked: &crate::plan::check::Checked,
     steps: &mut [crate::plan::explain::StepInfo],
@@ -62,6 +62,7 @@ fn estimate(
     };
     let fill: std::collections::BTreeMap<String, String> =
         values.iter().map(|(k, v)| (k.clone(), v.text())).collect();
+    let parts = crate::line::params::location_parts(&values);
     let store = match crate::store::open(store) {
         Ok(s) => s,
         Err(e) => {
@@ -80,7 +81,8 @@ fn estimate(
             let location = crate::store::fill(&src.location, &fill);
             s.data = runtime.block_on(crate::plan::explain::estimate(
                 &store,
-                &location,
+                &crate::store::shown(&location, &parts),
+                &crate::store::expand(&location, &parts),
                 &src.format,
             ));
         }

@@ -614,24 +614,38 @@ impl<'a> Declared<'a> {
         }
     }
 
-    /// Each `{name}` placeholder of a source's location is a parameter of the line.
+    /// Each `{name}` placeholder of a source's location is a parameter of the line, and a
+    /// `{name.months}` or `{name.quarters}` one of a kind that has them.
     fn check_location(&self, s: &SourceSpec, diags: &mut Vec<Diagnostic>) {
         let params = &self.params;
         for placeholder in template_names(&s.location) {
-            if !params.contains(&placeholder.as_str()) {
-                let mut d = Diagnostic::error(
-                    Code::V301,
-                    self.file,
-                    crate::diag::locate_in(self.text, s.location.at, &format!("{{{placeholder}}}")),
-                    format!(
-                        "location uses `{{{placeholder}}}`, but the line has no parameter `{placeholder}`"
-                    ),
-                );
-                if let Some(h) = did_you_mean(&placeholder, params.iter().copied()) {
-                    d = d.with_hint(h);
+            let at =
+                crate::diag::locate_in(self.text, s.location.at, &format!("{{{placeholder}}}"));
+            let (name, part) = crate::line::params::placeholder(&placeholder);
+            if let Some(spec) = self.spec.params.get(name) {
+                if let Some(part) = part {
+                    diags.extend(crate::line::params::part_diagnostic(
+                        self.file,
+                        at,
+                        name,
+                        part,
+                        spec.kind.value,
+                    ));
                 }
-                diags.push(d);
+                continue;
             }
+            let mut d = Diagnostic::error(
+                Code::V301,
+                self.file,
+                at,
+                format!(
+                    "location uses `{{{placeholder}}}`, but the line has no parameter `{name}`"
+                ),
+            );
+            if let Some(h) = did_you_mean(name, params.iter().copied()) {
+                d = d.with_hint(h);
+            }
+            diags.push(d);
         }
     }
 }

@@ -18,12 +18,26 @@ pub struct ColumnInfo {
 /// What is known of a source's data.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
 pub struct DataEstimate {
+    /// The location filled with the parameters; one that is read for each month (quarter)
+    /// of the period shows them as a glob's alternatives, `inbox/x/{2025-01,2025-02}/*.csv`.
     pub location: String,
     pub objects: u64,
     pub bytes: u64,
     /// Rows: exact from Parquet footers, else estimated from a sample of the first object.
     pub rows: Option<u64>,
     pub exact: bool,
+    /// The locations read, with their objects, when the location stands for several
+    /// (`{period.months}`); empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<LocationData>,
+}
+
+/// One of the locations a source reads, and how many objects and bytes it holds.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct LocationData {
+    pub location: String,
+    pub objects: u64,
+    pub bytes: u64,
 }
 
 /// One step of the plan.
@@ -106,29 +120,44 @@ pub fn steps(c: &Checked) -> Vec<StepInfo> {
         .collect()
 }
 
-/// Looks at the objects a source would read.
+/// Looks at the objects a source would read: `shown` is its location as people read it,
+/// `locations` the ones it stands for ([`crate::store::expand`]).
 pub async fn estimate(
     store: &crate::store::Store,
-    location: &str,
+    shown: &str,
+    locations: &[String],
     format: &str,
 ) -> Option<DataEstimate> {
     use object_store::ObjectStoreExt;
-    let loc = crate::store::locate(store, location).ok()?;
-    let objects = loc.list().await.ok()?;
+    let listing = crate::store::list_all(store, locations).await.ok()?;
+    let objects = &listing.objects;
     let mut e = DataEstimate {
-        location: location.to_string(),
+        location: shown.to_string(),
         objects: objects.len() as u64,
         ..Default::default()
     };
-    e.bytes = objects.iter().map(|o| o.size).sum();
+    e.bytes = objects.iter().map(|(_, o)| o.size).sum();
+    if locations.len() > 1 {
+        e.locations = (listing.locations.iter().enumerate())
+            .map(|(i, (text, _))| {
+                let mine = objects.iter().filter(|(j, _)| *j == i);
+                LocationData {
+                    location: text.clone(),
+                    objects: mine.clone().count() as u64,
+                    bytes: mine.map(|(_, o)| o.size).sum(),
+                }
+            })
+            .collect();
+    }
     if objects.is_empty() {
         return Some(e);
     }
+    let store_of = |i: usize| listing.locations[i].1.store.inner.clone();
     if format == "parquet" {
         let mut rows = 0u64;
-        for o in &objects {
+        for (i, o) in objects {
             let object = valtava_plugin::SourceObject {
-                store: loc.store.inner.clone(),
+                store: store_of(*i),
                 path: o.location.clone(),
                 size: o.size,
                 name: o.location.to_string(),
@@ -138,10 +167,8 @@ pub async fn estimate(
         e.rows = Some(rows);
         e.exact = true;
     } else if matches!(format, "csv" | "ndjson" | "fhir") {
-        let first = &objects[0];
-        let sample = loc
-            .store
-            .inner
+        let (i, first) = &objects[0];
+        let sample = store_of(*i)
             .get_range(&first.location, 0..first.size.min(256 * 1024))
             .await
             .ok()?;
@@ -185,6 +212,13 @@ pub fn render(line: &str, steps: &[StepInfo]) -> String {
                 "  data: {} object(s), {} bytes, {rows} at {}",
                 d.objects, d.bytes, d.location
             );
+            for l in &d.locations {
+                let _ = writeln!(
+                    out,
+                    "    {}: {} object(s), {} bytes",
+                    l.location, l.objects, l.bytes
+                );
+            }
         }
         for c in &s.columns {
             let text = format!(

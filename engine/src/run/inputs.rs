@@ -89,13 +89,20 @@ pub async fn unchanged(
     let mut inputs = Inputs::new();
     for (name, step) in &checked.line.spec.steps {
         let Some(spec) = &step.source else { continue };
-        let (_, _, objects) =
-            crate::run::source::source_objects(&opts.store, &opts.sources, fill, &name.value, spec)
-                .await
-                .map_err(|f| RunError::Failed(f, None))?;
+        let listing = crate::run::source::source_objects(
+            &opts.store,
+            &opts.sources,
+            (fill, &prepared.id.parts),
+            &name.value,
+            spec,
+        )
+        .await
+        .map_err(|f| RunError::Failed(f, None))?;
         inputs.insert(
             name.value.clone(),
-            objects.iter().map(InputObject::of).collect(),
+            (listing.objects.iter())
+                .map(|(_, meta)| InputObject::of(meta))
+                .collect(),
         );
     }
     let codesets = checked

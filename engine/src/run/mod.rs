@@ -132,6 +132,8 @@ struct Shared {
     batch_size: usize,
     sources: BTreeMap<String, String>,
     fill: BTreeMap<String, String>,
+    /// The list placeholders of locations (`period.months` → each month of the period).
+    parts: BTreeMap<String, Vec<String>>,
     datasets: Mutex<Vec<DatasetReport>>,
     /// The objects each source listed and read.
     inputs: Mutex<inputs::Inputs>,
@@ -180,6 +182,8 @@ pub(crate) struct RunIdentity {
     pub(crate) period: String,
     release_prefix: String,
     pub(crate) params_text: BTreeMap<String, String>,
+    /// The list placeholders of locations ([`crate::line::params::location_parts`]).
+    pub(crate) parts: BTreeMap<String, Vec<String>>,
     /// When the run started: for its length, and as RFC 3339 text.
     started: Instant,
     started_at: String,
@@ -275,6 +279,8 @@ pub(crate) fn prepare(path: &std::path::Path, opts: &RunOptions) -> Result<Prepa
     let values = crate::plan::check::bind_params(&line, Some(&opts.params))
         .map_err(|e| RunError::Failed(fail(e.code(), e), None))?;
     check_options(&line, opts)?;
+    let parts = crate::line::params::location_parts(&values);
+    check_parts(&line, opts, &parts)?;
     let key = opts.key.clone().unwrap_or_default();
     let expr_values = crate::line::params::expression_values(&values);
     let checked = crate::plan::check::plan_all(line, vec![], &expr_values, &key)
@@ -298,6 +304,7 @@ pub(crate) fn prepare(path: &std::path::Path, opts: &RunOptions) -> Result<Prepa
             period,
             release_prefix,
             params_text,
+            parts,
             started,
             started_at,
         },
@@ -355,6 +362,7 @@ fn new_shared(
         batch_size: opts.batch_size,
         sources: opts.sources.clone(),
         fill: id.params_text.clone(),
+        parts: id.parts.clone(),
         datasets: Mutex::new(Vec::new()),
         inputs: Mutex::new(inputs::Inputs::new()),
         check_plans: checked.plans,
@@ -375,6 +383,7 @@ fn lineage_info<'a>(shared: &'a Shared, id: &'a RunIdentity) -> record::RunInfo<
         run_id: &id.run_id,
         sources: shared.sources.clone(),
         params: &id.params_text,
+        parts: &id.parts,
     }
 }
 
@@ -533,6 +542,35 @@ fn check_options(line: &Line, opts: &RunOptions) -> Result<(), RunError> {
             ),
             None,
         ));
+    }
+    Ok(())
+}
+
+/// Every source's location can be filled with the run's values: a `{period.quarters}` of a
+/// month (a line whose `period` may be any period) fails the run (R001) before it starts.
+fn check_parts(
+    line: &Line,
+    opts: &RunOptions,
+    parts: &BTreeMap<String, Vec<String>>,
+) -> Result<(), RunError> {
+    for (name, step) in &line.spec.steps {
+        let Some(src) = &step.source else { continue };
+        let location = opts
+            .sources
+            .get(name.value.as_str())
+            .unwrap_or(&src.location.value);
+        if let Some(p) = crate::line::params::unfilled_part(location, parts) {
+            return Err(RunError::Failed(
+                fail(
+                    RunCode::Param,
+                    format!(
+                        "source `{}`: the run's period has no {p} for location `{location}`",
+                        name.value
+                    ),
+                ),
+                None,
+            ));
+        }
     }
     Ok(())
 }

@@ -22,6 +22,8 @@ pub struct RunInfo<'a> {
     pub run_id: &'a str,
     pub sources: BTreeMap<String, String>,
     pub params: &'a BTreeMap<String, String>,
+    /// The list placeholders of locations (`period.months` → each month of the period).
+    pub parts: &'a BTreeMap<String, Vec<String>>,
 }
 
 /// Builds the artefacts of a run from what the run knows.

@@ -20,7 +20,7 @@ use valtava_plugin::{ParseRequest, SourceObject};
 
 use super::Shared;
 use super::report::{RunCode, RunFailure, fail};
-use crate::store::Location;
+use crate::store::{Listing, Location};
 
 /// The channel into a source step.
 type Tx = mpsc::Sender<Result<RecordBatch, DataFusionError>>;
@@ -36,42 +36,51 @@ pub(super) async fn read_source(
         .as_ref()
         .ok_or_else(|| fail(RunCode::Engine, "not a source"))?;
     let counters = shared.counters[&step].clone();
-    let (location, loc, objects) = list_objects(&shared, &step, spec, &tx).await?;
+    let listing = list_objects(&shared, &step, spec, &tx).await?;
     let reader = SourceReader::new(&shared, &step, spec, counters, &tx)?;
-    for meta in objects {
+    for (i, meta) in &listing.objects {
+        let (location, loc) = &listing.locations[*i];
         let name = if location.contains("://") || location.starts_with('/') {
             format!("{}/{}", loc.store.url.trim_end_matches('/'), meta.location)
         } else {
             meta.location.to_string()
         };
-        if !reader.read_object(&loc, &meta, name).await? {
+        if !reader.read_object(loc, meta, name).await? {
             return Ok(()); // the step stopped; its own error is reported
         }
     }
     Ok(())
 }
 
-/// The source's filled-in location, where it is and its objects; none at all is R004.
+/// The source's filled-in locations (one, or one per month of the period for
+/// `{period.months}`), where they are and their objects; none at all is R004. A month
+/// without objects is only logged: a yearly line may run before every month arrived. The
+/// objects are recorded as the run's inputs (the release's manifest lists them).
 async fn list_objects(
     shared: &Shared,
     step: &str,
     spec: &crate::line::spec::SourceSpec,
     tx: &Tx,
-) -> Result<(String, Location, Vec<ObjectMeta>), RunFailure> {
-    let listed = source_objects(&shared.store, &shared.sources, &shared.fill, step, spec).await;
+) -> Result<Listing, RunFailure> {
+    let listed = source_objects(
+        &shared.store,
+        &shared.sources,
+        (&shared.fill, &shared.parts),
+        step,
+        spec,
+    )
+    .await;
     match listed {
-        Ok(found) => {
+        Ok(listing) => {
             if let Ok(mut inputs) = shared.inputs.lock() {
                 inputs.insert(
                     step.to_string(),
-                    found
-                        .2
-                        .iter()
-                        .map(crate::run::inputs::InputObject::of)
+                    (listing.objects.iter())
+                        .map(|(_, meta)| crate::run::inputs::InputObject::of(meta))
                         .collect(),
                 );
             }
-            Ok(found)
+            Ok(listing)
         }
         Err(e) => {
             if e.code == RunCode::NoInput {
@@ -84,36 +93,47 @@ async fn list_objects(
     }
 }
 
-/// A source's filled-in location, where it is and its objects (as a run would read them,
-/// `sources` overriding the line's locations); none at all is R004.
+/// A source's filled-in locations, where they are and their objects, as a run would read
+/// them (`sources` overriding the line's locations; `fill` the parameters' texts and
+/// `parts` the list placeholders); none at all is R004.
 pub(super) async fn source_objects(
     store: &crate::store::Store,
     sources: &BTreeMap<String, String>,
-    fill: &BTreeMap<String, String>,
+    (fill, parts): (&BTreeMap<String, String>, &BTreeMap<String, Vec<String>>),
     step: &str,
     spec: &crate::line::spec::SourceSpec,
-) -> Result<(String, Location, Vec<ObjectMeta>), RunFailure> {
+) -> Result<Listing, RunFailure> {
     let template = sources
         .get(step)
         .cloned()
         .unwrap_or_else(|| spec.location.value.clone());
     let location = crate::store::fill(&template, fill);
-    let loc = crate::store::locate(store, &location)
-        .map_err(|e| fail(RunCode::Source, format!("source `{step}`: {e}")))?;
-    let objects = loc
-        .list()
+    let locations = crate::store::expand(&location, parts);
+    let listing = crate::store::list_all(store, &locations)
         .await
         .map_err(|e| fail(RunCode::Source, format!("source `{step}`: {e}")))?;
-    if objects.is_empty() {
+    if listing.objects.is_empty() {
         return Err(fail(
             RunCode::NoInput,
             format!(
-                "source `{step}`: no object matches `{location}` in store {}",
-                loc.store.url
+                "source `{step}`: no object matches `{}` in store {}",
+                crate::store::shown(&location, parts),
+                listing
+                    .locations
+                    .first()
+                    .map_or(store.url.as_str(), |(_, l)| l.store.url.as_str())
             ),
         ));
     }
-    Ok((location, loc, objects))
+    if locations.len() > 1 {
+        for ((text, _), n) in listing.locations.iter().zip(&listing.counts) {
+            debug!(source = %step, location = %text, objects = n, "listed");
+            if *n == 0 {
+                warn!(source = %step, location = %text, "no objects for this part of the period");
+            }
+        }
+    }
+    Ok(listing)
 }
 
 /// What reading one source's objects needs: parser, row shapes, counters and channel.

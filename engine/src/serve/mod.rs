@@ -3,7 +3,8 @@
 //! The daemon runs the lines of a folder against one store:
 //! - on their `schedule` (Finnish time; the run takes the latest complete period),
 //! - when new or changed objects arrive under a source location of the line (the period is
-//!   read from the object's path), and
+//!   read from the object's path, or is the line's period containing the month in it for a
+//!   location of `{period.months}`), and
 //! - when asked through the API.
 //!
 //! Runs are jobs in a queue. One job per line and period runs at a time; a request for a

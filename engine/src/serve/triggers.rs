@@ -3,9 +3,12 @@
 //! [`schedules`] queues each line with a `schedule` (five-field cron, Finnish time) at its
 //! firing, for the latest complete period ([`previous_period`]). [`arrivals`] lists the
 //! inboxes — the source locations of the lines that are folders of the store with a
-//! `{period}` ([`inbox_of`]) — and queues a line and period when an object there is new or
-//! changed and has settled; what was seen is kept in the store ([`SEEN`]), so a restarted
-//! daemon does not run everything again. Both only call [`App::enqueue`].
+//! `{period}` or a `{period.months}` ([`inbox_of`]) — and queues a line and period when an
+//! object there is new or changed and has settled: the period in the object's path, or the
+//! line's period that contains the month (quarter) of the path (a yearly line reading the
+//! monthly folders runs for 2025 when `2025-03/` receives a file). What was seen is kept in
+//! the store ([`SEEN`]), so a restarted daemon does not run everything again. Both only call
+//! [`App::enqueue`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -17,23 +20,74 @@ use object_store::ObjectStore;
 use object_store::path::Path as ObjPath;
 use tracing::{info, warn};
 
+use crate::line::params::PeriodPart;
 use crate::line::spec::ParamKind;
 use crate::serve::App;
 
 /// A source location the daemon watches: objects under `prefix` whose path matches
-/// `pattern` belong to the period the pattern captures.
+/// `pattern` belong to the period the pattern captures (group `period`), or to the line's
+/// period containing the month or quarter it captures (group `part`, for `{period.months}`).
 #[derive(Debug, Clone)]
 pub(super) struct Inbox {
     pub(super) prefix: String,
     pub(super) pattern: regex::Regex,
     /// The location as the line writes it.
     pub(super) template: String,
+    /// The part of the period its folders are (`{period.months}`), if not the period.
+    pub(super) part: Option<PeriodPart>,
+}
+
+impl Inbox {
+    /// The run period of an object at `path`, for a line whose period is of `kind`.
+    pub(super) fn period_of(&self, path: &str, kind: Option<ParamKind>) -> Option<String> {
+        let c = self.pattern.captures(path)?;
+        match (c.name("period"), c.name("part")) {
+            (Some(p), _) => Some(p.as_str().to_string()),
+            (None, Some(v)) => self.run_period(v.as_str(), kind),
+            (None, None) => None,
+        }
+    }
+
+    /// The run period of a folder named `value`: the value itself, or the period of the
+    /// line's `kind` that contains the month (quarter) `value` names; `None` when `value`
+    /// is no month (quarter), or the line's period could be any.
+    pub(super) fn run_period(&self, value: &str, kind: Option<ParamKind>) -> Option<String> {
+        let Some(part) = self.part else {
+            return Some(value.to_string());
+        };
+        let crate::line::params::ParamValue::Period { start, .. } =
+            crate::line::params::parse_value(part.unit(), value).ok()?
+        else {
+            return None;
+        };
+        crate::line::params::period_containing(kind?, start)
+    }
+
+    /// What fills the location for an object in the folder `value` of run period `period`.
+    pub(super) fn values(&self, period: &str, value: &str) -> BTreeMap<String, String> {
+        let mut values = BTreeMap::from([("period".to_string(), period.to_string())]);
+        if let Some(part) = self.part {
+            values.insert(format!("period.{}", part.as_str()), value.to_string());
+        }
+        values
+    }
+}
+
+/// The part a location's folders are: `{period.months}` or `{period.quarters}`.
+fn part_of(template: &str) -> Option<PeriodPart> {
+    PeriodPart::ALL
+        .into_iter()
+        .find(|p| template.contains(&format!("{{period.{}}}", p.as_str())))
 }
 
 /// Turns a location template into the listing prefix and a pattern with the period.
 pub(super) fn inbox_of(template: &str) -> Option<Inbox> {
+    let part = part_of(template);
     // Inboxes are folders of the store: a URL or an absolute path names something else.
-    if template.contains("://") || template.starts_with('/') || !template.contains("{period}") {
+    if template.contains("://")
+        || template.starts_with('/')
+        || !(template.contains("{period}") || part.is_some())
+    {
         return None;
     }
     let fixed_end = template
@@ -45,9 +99,25 @@ pub(super) fn inbox_of(template: &str) -> Option<Inbox> {
     };
     let mut re = String::from("^");
     let mut rest = template;
+    let part_text = part.map(|p| format!("{{period.{}}}", p.as_str()));
+    // The first place of each names the group; later ones take the same text.
+    let (mut period_named, mut part_named) = (false, false);
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix("{period}") {
-            re.push_str("(?P<period>[^/]+)");
+            re.push_str(if period_named {
+                "[^/]+"
+            } else {
+                "(?P<period>[^/]+)"
+            });
+            period_named = true;
+            rest = r;
+        } else if let Some(r) = part_text.as_deref().and_then(|t| rest.strip_prefix(t)) {
+            re.push_str(if part_named {
+                "[^/]+"
+            } else {
+                "(?P<part>[^/]+)"
+            });
+            part_named = true;
             rest = r;
         } else if rest.starts_with('{') {
             let end = rest.find('}').unwrap_or(rest.len() - 1);
@@ -73,6 +143,7 @@ pub(super) fn inbox_of(template: &str) -> Option<Inbox> {
         prefix,
         pattern: regex::Regex::new(&re).ok()?,
         template: template.to_string(),
+        part,
     })
 }
 
@@ -90,6 +161,10 @@ fn previous_period(kind: ParamKind, now: chrono::NaiveDateTime) -> Option<String
             let q = (m - 1) / 3 + 1;
             let (y, q) = if q == 1 { (y - 1, 4) } else { (y, q - 1) };
             format!("{y:04}-Q{q}")
+        }
+        ParamKind::HalfYear => {
+            let (y, h) = if m <= 6 { (y - 1, 2) } else { (y, 1) };
+            format!("{y:04}-H{h}")
         }
         ParamKind::Year => format!("{:04}", y - 1),
         ParamKind::Date => (d - chrono::Duration::days(1))
@@ -290,11 +365,7 @@ async fn scan(app: &App) -> BTreeMap<String, Arrived> {
             };
             for m in listed {
                 let path = m.location.to_string();
-                let period = inbox
-                    .pattern
-                    .captures(&path)
-                    .map(|c| c["period"].to_string());
-                if let Some(period) = period {
+                if let Some(period) = inbox.period_of(&path, e.period) {
                     let version = format!(
                         "{}:{}:{}",
                         m.size,
@@ -344,6 +415,56 @@ mod tests {
     }
 
     #[test]
+    fn an_arrival_in_a_month_queues_the_period_containing_it() {
+        let i = inbox_of("inbox/ensihoito/{period.months}/*.csv").unwrap();
+        assert_eq!(i.prefix, "inbox/ensihoito/");
+        assert_eq!(i.part, Some(PeriodPart::Months));
+        let path = "inbox/ensihoito/2025-08/pirkanmaa.csv";
+        for (kind, want) in [
+            (ParamKind::Year, Some("2025")),
+            (ParamKind::HalfYear, Some("2025-H2")),
+            (ParamKind::Quarter, Some("2025-Q3")),
+            (ParamKind::Month, Some("2025-08")),
+            // A line whose period may be any period cannot tell which.
+            (ParamKind::Period, None),
+        ] {
+            assert_eq!(i.period_of(path, Some(kind)).as_deref(), want, "{kind:?}");
+        }
+        // A folder that is no month, or a file the glob does not match, is not an arrival.
+        assert_eq!(
+            i.period_of("inbox/ensihoito/2025/a.csv", Some(ParamKind::Year)),
+            None
+        );
+        assert_eq!(
+            i.period_of("inbox/ensihoito/2025-13/a.csv", Some(ParamKind::Year)),
+            None
+        );
+        assert_eq!(
+            i.period_of("inbox/ensihoito/2025-08/a.txt", Some(ParamKind::Year)),
+            None
+        );
+        // An upload for a month fills the month's folder, the run is the year's.
+        let values = i.values("2025", "2025-08");
+        assert_eq!(
+            crate::store::fill(&i.template, &values),
+            "inbox/ensihoito/2025-08/*.csv"
+        );
+        let q = inbox_of("inbox/x/{period.quarters}/{period.quarters}.csv").unwrap();
+        assert_eq!(
+            q.period_of("inbox/x/2025-Q3/2025-Q3.csv", Some(ParamKind::HalfYear))
+                .as_deref(),
+            Some("2025-H2")
+        );
+        // The period itself still wins where the location names it too.
+        let both = inbox_of("inbox/x/{period}/{period.months}/*.csv").unwrap();
+        assert_eq!(
+            both.period_of("inbox/x/2025/2025-02/a.csv", Some(ParamKind::Year))
+                .as_deref(),
+            Some("2025")
+        );
+    }
+
+    #[test]
     fn scheduled_runs_take_the_latest_complete_period() {
         let t = chrono::NaiveDate::from_ymd_opt(2025, 1, 5)
             .unwrap()
@@ -352,6 +473,7 @@ mod tests {
         assert_eq!(previous_period(ParamKind::Month, t).unwrap(), "2024-12");
         assert_eq!(previous_period(ParamKind::Quarter, t).unwrap(), "2024-Q4");
         assert_eq!(previous_period(ParamKind::Year, t).unwrap(), "2024");
+        assert_eq!(previous_period(ParamKind::HalfYear, t).unwrap(), "2024-H2");
         assert_eq!(previous_period(ParamKind::Date, t).unwrap(), "2025-01-04");
         let t = chrono::NaiveDate::from_ymd_opt(2025, 8, 15)
             .unwrap()
@@ -359,6 +481,12 @@ mod tests {
             .unwrap();
         assert_eq!(previous_period(ParamKind::Month, t).unwrap(), "2025-07");
         assert_eq!(previous_period(ParamKind::Quarter, t).unwrap(), "2025-Q2");
+        assert_eq!(previous_period(ParamKind::HalfYear, t).unwrap(), "2025-H1");
         assert!(previous_period(ParamKind::String, t).is_none());
+        let t = chrono::NaiveDate::from_ymd_opt(2025, 6, 30)
+            .unwrap()
+            .and_hms_opt(23, 0, 0)
+            .unwrap();
+        assert_eq!(previous_period(ParamKind::HalfYear, t).unwrap(), "2024-H2");
     }
 }

@@ -9,6 +9,7 @@ pub mod layout;
 
 pub use error::StoreError;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -296,6 +297,68 @@ pub fn fill(template: &str, values: &std::collections::BTreeMap<String, String>)
     out
 }
 
+/// The locations a location stands for when it names list placeholders (`{period.months}`
+/// → the text of each month of the run's period): one for each value, in the list's order;
+/// every place that names one placeholder takes the same value. A location without them is
+/// itself.
+pub fn expand(location: &str, lists: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    let mut out = vec![location.to_string()];
+    for (name, values) in lists {
+        let placeholder = format!("{{{name}}}");
+        if !location.contains(&placeholder) {
+            continue;
+        }
+        out = out
+            .iter()
+            .flat_map(|l| values.iter().map(|v| l.replace(&placeholder, v)))
+            .collect();
+    }
+    out
+}
+
+/// A location with its list placeholders written as a glob's alternatives
+/// (`inbox/x/{2025-01,2025-02}/*.csv`), for people and lineage: what [`expand`] reads.
+pub fn shown(location: &str, lists: &BTreeMap<String, Vec<String>>) -> String {
+    let mut out = location.to_string();
+    for (name, values) in lists {
+        out = out.replace(&format!("{{{name}}}"), &format!("{{{}}}", values.join(",")));
+    }
+    out
+}
+
+/// The objects of the locations one source reads (a location expanded by [`expand`]).
+pub struct Listing {
+    /// Each location as written, and where it is.
+    pub locations: Vec<(String, Location)>,
+    /// Every object with the index of its location: the locations in order, each one's
+    /// objects by path; an object that two locations match is listed once, under the first.
+    pub objects: Vec<(usize, ObjectMeta)>,
+    /// How many objects each location gave (none is no error here).
+    pub counts: Vec<usize>,
+}
+
+/// Lists every location of a source against the run's store ([`locate`], [`Location::list`]).
+pub async fn list_all(store: &Store, locations: &[String]) -> Result<Listing, StoreError> {
+    let mut listing = Listing {
+        locations: Vec::new(),
+        objects: Vec::new(),
+        counts: Vec::new(),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, text) in locations.iter().enumerate() {
+        let loc = locate(store, text)?;
+        let found = loc.list().await?;
+        listing.counts.push(found.len());
+        for meta in found {
+            if seen.insert((loc.store.url.clone(), meta.location.to_string())) {
+                listing.objects.push((i, meta));
+            }
+        }
+        listing.locations.push((text.clone(), loc));
+    }
+    Ok(listing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +394,64 @@ mod tests {
         assert_eq!(l.list().await.unwrap().len(), 1);
         let l = locate(&s, "inbox/l/2025-05/c.csv").unwrap();
         assert!(l.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn list_placeholders_read_each_location_in_order() {
+        let s = open("memory://").unwrap();
+        for p in [
+            "inbox/l/2025-02/b.csv",
+            "inbox/l/2025-01/z.csv",
+            "inbox/l/2025-01/a.csv",
+            "inbox/l/2025-07/c.csv",
+        ] {
+            s.inner
+                .put(&Path::from(p), PutPayload::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        let lists = BTreeMap::from([(
+            "period.months".to_string(),
+            vec!["2025-01".to_string(), "2025-02".into(), "2025-03".into()],
+        )]);
+        let template = "inbox/l/{period.months}/*.csv";
+        let locations = expand(template, &lists);
+        assert_eq!(
+            locations,
+            [
+                "inbox/l/2025-01/*.csv",
+                "inbox/l/2025-02/*.csv",
+                "inbox/l/2025-03/*.csv"
+            ]
+        );
+        assert_eq!(
+            shown(template, &lists),
+            "inbox/l/{2025-01,2025-02,2025-03}/*.csv"
+        );
+        let listing = list_all(&s, &locations).await.unwrap();
+        let got: Vec<(usize, String)> = (listing.objects.iter())
+            .map(|(i, m)| (*i, m.location.to_string()))
+            .collect();
+        // Month by month, by path within each; July is not in the period; March is empty.
+        assert_eq!(
+            got,
+            [
+                (0, "inbox/l/2025-01/a.csv".to_string()),
+                (0, "inbox/l/2025-01/z.csv".to_string()),
+                (1, "inbox/l/2025-02/b.csv".to_string()),
+            ]
+        );
+        assert_eq!(listing.counts, [2, 1, 0]);
+        // An object two locations match is read once; a location without lists is itself.
+        let twice = vec![
+            "inbox/l/2025-01/*.csv".to_string(),
+            "inbox/l/*/a.csv".into(),
+        ];
+        assert_eq!(list_all(&s, &twice).await.unwrap().objects.len(), 2);
+        assert_eq!(
+            expand("inbox/{period}/*.csv", &lists),
+            ["inbox/{period}/*.csv"]
+        );
     }
 
     #[test]

@@ -295,8 +295,10 @@ impl LimitsSpec {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamSpec {
-    /// The kind of value: `month` (`2025-03`), `quarter` (`2025-Q1`), `year` (`2025`),
-    /// `period` (any of those three), `date` (`2025-03-31`), `string` or `integer`.
+    /// The kind of value: `month` (`2025-03`), `quarter` (`2025-Q1`), `half_year`
+    /// (`2025-H1`, January–June, or `2025-H2`), `year` (`2025`), `period` (any of those
+    /// four), `date` (`2025-03-31`), `string` or `integer`. A period's `{name.months}` in a
+    /// source's location reads the location of each month of the period.
     pub kind: Sp<ParamKind>,
     /// The value used when the run gives none; without a default the parameter is required.
     #[serde(default)]
@@ -314,9 +316,11 @@ pub enum ParamKind {
     Month,
     /// A quarter, `YYYY-Qn`.
     Quarter,
+    /// A half-year, `YYYY-H1` (January–June) or `YYYY-H2` (July–December).
+    HalfYear,
     /// A year, `YYYY`.
     Year,
-    /// A month, quarter or year.
+    /// A month, quarter, half-year or year.
     Period,
     /// A date, `YYYY-MM-DD`.
     Date,

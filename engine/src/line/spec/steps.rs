@@ -14,7 +14,10 @@ pub struct SourceSpec {
     pub format: Name,
     /// Which objects to read: a path relative to the store (`--store`) or a URL, with
     /// `*`, `**` and `?` wildcards and `{param}` placeholders, e.g.
-    /// `inbox/ensihoito/{period}/*.csv`. `--source NAME=URL` overrides it for one run.
+    /// `inbox/ensihoito/{period}/*.csv`. `{period.months}` (`{period.quarters}`) reads the
+    /// location of each month (quarter) of the run's period, in order, together: a yearly
+    /// line reads `inbox/ensihoito/{period.months}/*.csv` from the twelve monthly folders
+    /// (a month without objects is no error). `--source NAME=URL` overrides it for one run.
     pub location: Sp<String>,
     /// Options of the parser: for `csv` `delimiter`, `quote`, `header`, `encoding`,
     /// `null_values`, `trim`; for `xlsx` `sheet`, `header_row`; for `external` `command`,

@@ -3,9 +3,9 @@
 //! The file goes where a source of the line reads it for the period, under a plain name
 //! that starts with one of the token's submitters (one county cannot write another's
 //! file); the upload is authorised before its body is read, and a receipt is kept in the
-//! store. The run follows as an arrival (see `serve::triggers`).
-
-use std::collections::BTreeMap;
+//! store. The run follows as an arrival (see `serve::triggers`). A line that reads the
+//! folder of each month of its period (`{period.months}`) takes uploads by month
+//! (`…/inbox/2025-03/…` for a yearly line), each queueing the run of the year.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -91,30 +91,13 @@ fn upload_target(
                 .join(", "),
         });
     };
-    let params = vec![("period".to_string(), period.to_string())];
-    if let Err(err) = crate::plan::check::bind_params(&e.line, Some(&params)) {
-        return Err(ApiError::BadParams(err.to_string()));
-    }
-    // The object goes where a source of the line reads it.
-    let values = BTreeMap::from([("period".to_string(), period.to_string())]);
-    let mut target = None;
-    for inbox in &e.inboxes {
-        let filled = crate::store::fill(&inbox.template, &values);
-        let dir = match filled.rfind('/') {
-            Some(i) => &filled[..=i],
-            None => "",
-        };
-        let path = format!("{dir}{file}");
-        if inbox.pattern.is_match(&path) {
-            target = Some(path);
-            break;
-        }
-    }
-    let Some(path) = target else {
-        let expected: Vec<String> = e
-            .inboxes
-            .iter()
-            .map(|i| crate::store::fill(&i.template, &values))
+    let Some(path) = inbox_path(e, period, file)? else {
+        let expected: Vec<String> = (e.inboxes.iter())
+            .map(|i| {
+                let run_period = i.run_period(period, e.period);
+                let values = i.values(run_period.as_deref().unwrap_or(period), period);
+                crate::store::fill(&i.template, &values)
+            })
             .collect();
         return Err(ApiError::NoSource {
             file: file.to_string(),
@@ -123,6 +106,59 @@ fn upload_target(
         });
     };
     Ok((who, path))
+}
+
+/// Where a source of the line reads `file` for `period` (in an inbox of months,
+/// `{period.months}`, `period` is the month, run for the line's period containing it), if
+/// one does; a period that no inbox of the line takes is refused.
+fn inbox_path(
+    e: &crate::serve::LineEntry,
+    period: &str,
+    file: &str,
+) -> Result<Option<String>, ApiError> {
+    let mut refused = None;
+    let mut taken = false;
+    for inbox in &e.inboxes {
+        let Some(run_period) = inbox.run_period(period, e.period) else {
+            let unit = inbox
+                .part
+                .map_or("period", |p| crate::line::params::kind_name(p.unit()));
+            let why = format!(
+                "`{period}` is no {unit} of the line's periods (inbox `{}`)",
+                inbox.template
+            );
+            refused = refused.or(Some(why));
+            continue;
+        };
+        let params = vec![("period".to_string(), run_period.clone())];
+        if let Err(err) = crate::plan::check::bind_params(&e.line, Some(&params)) {
+            let why = err.to_string();
+            refused = refused.or(Some(why));
+            continue;
+        }
+        taken = true;
+        let filled = crate::store::fill(&inbox.template, &inbox.values(&run_period, period));
+        let dir = match filled.rfind('/') {
+            Some(i) => &filled[..=i],
+            None => "",
+        };
+        let path = format!("{dir}{file}");
+        if inbox.pattern.is_match(&path) {
+            return Ok(Some(path));
+        }
+    }
+    if taken {
+        return Ok(None); // the period is the line's: the file's name is what does not fit
+    }
+    let params = vec![("period".to_string(), period.to_string())];
+    match (
+        refused,
+        crate::plan::check::bind_params(&e.line, Some(&params)),
+    ) {
+        (Some(why), _) => Err(ApiError::BadParams(why)),
+        (None, Err(err)) => Err(ApiError::BadParams(err.to_string())),
+        (None, Ok(_)) => Ok(None),
+    }
 }
 
 #[utoipa::path(

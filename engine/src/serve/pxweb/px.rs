@@ -4,10 +4,10 @@
 //! The period and the dimensions are the stub, the contents variable the heading and the
 //! `CONTVARIABLE`, so units, precision, update time and contact are given per measure.
 //! Each variable has its labels (`VALUES`), codes (`CODES`) and code (`VARIABLECODE`); the
-//! periods have `TIMEVAL` when they are all years, quarters or months. `DATA` holds one
-//! record per stub row; a cell without a figure is its symbol in quotes (`".."`
-//! suppressed, `"..."` not in the period's release, `"."` no figure), which `NOTE`
-//! explains. Texts lose what the format cannot hold (`"` and `;`), and no line is longer
+//! periods have `TIMEVAL` when they are all years, half-years (`H1`, `20251`), quarters or
+//! months. `DATA` holds one record per stub row; a cell without a figure is its symbol in
+//! quotes (`".."` suppressed, `"..."` not in the period's release, `"."` no figure), which
+//! `NOTE` explains. Texts lose what the format cannot hold (`"` and `;`), and no line is longer
 //! than [`LINE`] characters (the format allows 256).
 
 use crate::serve::pxweb::metadata::legend;
@@ -159,6 +159,11 @@ fn time_of(period: &str) -> Option<(&'static str, String)> {
         && matches!(q, "1" | "2" | "3" | "4")
     {
         return Some(("Q1", format!("{year}{q}")));
+    }
+    if let Some(h) = rest.strip_prefix("-H")
+        && matches!(h, "1" | "2")
+    {
+        return Some(("H1", format!("{year}{h}")));
     }
     let month = rest
         .strip_prefix('-')

@@ -158,3 +158,12 @@ fn timeval_only_for_periods_of_one_kind() {
     assert_eq!(timeval(&v, &[0, 1]), None);
     assert_eq!(timeval(&v, &[3]), None);
 }
+
+#[test]
+fn periods_have_their_time_values() {
+    assert_eq!(time_of("2025"), Some(("A1", "2025".to_string())));
+    assert_eq!(time_of("2025-H2"), Some(("H1", "20252".to_string())));
+    assert_eq!(time_of("2025-Q3"), Some(("Q1", "20253".to_string())));
+    assert_eq!(time_of("2025-03"), Some(("M1", "202503".to_string())));
+    assert_eq!(time_of("2025-H3"), None);
+}
