@@ -14,6 +14,7 @@
 //! - `house`: the engine's layers, file and function sizes (ARCHITECTURE.md);
 //! - `lines`: each shipped line's published numbers against an independent computation;
 //! - `outputs`: published files and lineage events as other tools read them;
+//! - `periods`: checks across periods and submitters (`submitters`, `change`), the trend;
 //! - `privacy`: personal-data lineage, pseudonyms and the key, suppression, redaction;
 //! - `run`: a run's accounting of every row, quarantine, the quality report, failures;
 //! - `sources`: source formats and locations, hostile objects;
@@ -39,6 +40,7 @@ mod privacy;
 mod run;
 mod sources;
 mod storage;
+mod submitters;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_valtava"));

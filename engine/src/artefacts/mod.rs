@@ -7,6 +7,7 @@ pub mod catalog;
 mod error;
 pub mod lineage;
 pub mod quality;
+pub mod trend;
 
 pub use error::ArtefactError;
 
@@ -16,6 +17,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::line::load::Line;
+use crate::plan::history::History;
 use crate::run::accounting::StepQuality;
 use crate::run::record::{Recorder, RunInfo};
 use crate::run::{RunIoError, RunReport};
@@ -37,8 +39,9 @@ impl Recorder for Artefacts {
         line: &Line,
         report: &RunReport,
         steps: &BTreeMap<String, StepQuality>,
+        history: &History,
     ) -> Result<(Value, String), RunIoError> {
-        let q = quality::report(line, report, steps);
+        let q = quality::report(line, report, steps, history);
         let json = serde_json::to_value(&q).map_err(RunIoError::QualityJson)?;
         Ok((json, quality::html(&q)))
     }

@@ -7,8 +7,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::trend::{self, Trend};
 use crate::line::load::Line;
 use crate::line::spec::{Category, Severity, Step};
+use crate::plan::history::History;
+use crate::plan::{Finding, FindingKind};
+use crate::run::CheckLevel;
 use crate::run::accounting::{DatasetOutcome, StepQuality, SubmitterQuality};
 
 /// One rule in the quality report.
@@ -24,6 +28,9 @@ pub struct RuleQuality {
     pub share: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dataset: Option<DatasetOutcome>,
+    /// For a dataset check: `passed`, or by its severity `warning` or `failure`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<CheckLevel>,
 }
 
 /// The quality report of a run.
@@ -39,7 +46,12 @@ pub struct QualityReport {
     /// Violations per category, over all rules.
     pub categories: BTreeMap<String, u64>,
     /// Per step with a submitter column: submitter → rows, rejected, violations by rule.
+    /// (A later run reads these rows and rejected rows back as its history.)
     pub submitters: BTreeMap<String, BTreeMap<String, SubmitterQuality>>,
+    /// Per step with a submitter column: each submitter's rows and share quarantined over
+    /// the line's earlier periods and this one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub trend: BTreeMap<String, Trend>,
 }
 
 /// Counts of a step in the quality report.
@@ -52,11 +64,12 @@ pub struct StepSummary {
     pub reject_share: f64,
 }
 
-/// Builds the report from the run's counts.
+/// Builds the report from the run's counts and what the line's earlier periods counted.
 pub fn report(
     line: &Line,
     run: &crate::run::RunReport,
     qualities: &BTreeMap<String, StepQuality>,
+    history: &History,
 ) -> QualityReport {
     let mut rules = Rules::default();
     let mut steps = BTreeMap::new();
@@ -101,6 +114,8 @@ pub fn report(
             );
         }
     }
+    let period = run.params.get("period").map_or("–", String::as_str);
+    let trend = trend::trends(period, &submitters, history);
     QualityReport {
         run_id: run.run_id.clone(),
         line: run.line.clone(),
@@ -111,6 +126,7 @@ pub fn report(
         rules: rules.rules,
         categories: rules.categories,
         submitters,
+        trend,
     }
 }
 
@@ -153,6 +169,7 @@ fn code_map_rules(name: &str, q: &StepQuality, checked: u64, out: &mut Rules) {
             violations: *n,
             share: share(checked, *n),
             dataset: None,
+            level: None,
         });
     }
 }
@@ -185,6 +202,7 @@ fn source_rules(name: &str, q: &StepQuality, checked: u64, out: &mut Rules) {
             violations: n,
             share: share(checked, n),
             dataset: None,
+            level: None,
         });
     }
 }
@@ -199,6 +217,7 @@ fn validate_rules(
 ) {
     for r in &v.rules {
         let n = q.violations.get(r.id.value.as_str()).copied().unwrap_or(0);
+        let dataset = q.dataset.get(r.id.value.as_str()).cloned();
         out.push(RuleQuality {
             step: name.to_string(),
             id: r.id.value.clone(),
@@ -207,7 +226,10 @@ fn validate_rules(
             severity: r.severity,
             violations: n,
             share: share(checked, n),
-            dataset: q.dataset.get(r.id.value.as_str()).cloned(),
+            level: dataset
+                .as_ref()
+                .map(|d| CheckLevel::of(r.severity, d.passed)),
+            dataset,
         });
     }
 }
@@ -230,8 +252,10 @@ pub fn html(r: &QualityReport) -> String {
     html_head(&mut h, r);
     steps_table(&mut h, r);
     rules_table(&mut h, r);
+    findings_table(&mut h, r);
     categories_table(&mut h, r);
     submitter_tables(&mut h, r);
+    trend::html(&mut h, &r.trend);
     h.push_str("</body>\n</html>\n");
     h
 }
@@ -247,7 +271,11 @@ fn html_head(h: &mut String, r: &QualityReport) {
          th,td{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}}\n\
          td.n{{text-align:right;font-variant-numeric:tabular-nums}}\n\
          .bar{{background:#c8102e;height:.6rem;display:inline-block}}\n\
-         .ok{{color:#1a7f37}} .bad{{color:#c8102e;font-weight:600}}\n\
+         .ok{{color:#1a7f37}} .bad{{color:#c8102e;font-weight:600}} .warn{{color:#8a5a00;font-weight:600}}\n\
+         svg.trend{{max-width:100%;height:auto;font-size:11px}} svg.trend .plot{{fill:#f4f4f4}}\n\
+         svg.trend path{{fill:none;stroke-width:1.5}} svg.trend circle{{stroke:none}}\n\
+         svg.trend path.rows{{stroke:#005eb8}} svg.trend circle.rows{{fill:#005eb8}}\n\
+         svg.trend path.share{{stroke:#c8102e;stroke-dasharray:3 2}} svg.trend circle.share{{fill:#c8102e}}\n\
          .meta{{color:#555}}\n</style>\n</head>\n<body>\n",
         line = esc(&r.line),
         run = esc(&r.run_id)
@@ -325,6 +353,59 @@ fn rules_table(h: &mut String, r: &QualityReport) {
             rule.violations,
             pct(rule.share)
         );
+    }
+}
+
+/// Every submitter a dataset check names, with its numbers, as a warning or a failure by
+/// the rule's severity.
+fn findings_table(h: &mut String, r: &QualityReport) {
+    let named: Vec<(&RuleQuality, &Finding)> = r
+        .rules
+        .iter()
+        .filter_map(|rule| rule.dataset.as_ref().map(|d| (rule, d)))
+        .flat_map(|(rule, d)| d.findings.iter().map(move |f| (rule, f)))
+        .collect();
+    if named.is_empty() {
+        return;
+    }
+    // Closes the rules' table, and leaves its own for the categories' to close.
+    h.push_str("</table>\n<h2>Tarkistusten nimeämät toimittajat / Submitters named by the checks</h2>\n<table><tr><th>vaihe</th><th>sääntö</th><th>taso</th><th>toimittaja</th><th>havainto</th><th>rivejä</th><th>aiemmin</th><th>suhde</th></tr>\n");
+    for (rule, f) in named {
+        let level = rule.level.unwrap_or(CheckLevel::Warning);
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td><code>{}</code></td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            esc(&rule.step),
+            esc(&rule.id),
+            if level == CheckLevel::Failure {
+                "bad"
+            } else {
+                "warn"
+            },
+            level_name(level),
+            esc(&f.submitter),
+            finding_name(f.what),
+            f.rows,
+            f.previous.map_or("–".to_string(), |p| p.to_string()),
+            f.ratio.map_or("–".to_string(), |x| format!("×{x:.2}"))
+        );
+    }
+}
+
+fn level_name(l: CheckLevel) -> &'static str {
+    match l {
+        CheckLevel::Passed => "ok",
+        CheckLevel::Warning => "varoitus / warning",
+        CheckLevel::Failure => "virhe / failure",
+    }
+}
+
+fn finding_name(k: FindingKind) -> &'static str {
+    match k {
+        FindingKind::Missing => "puuttuu / missing",
+        FindingKind::New => "uusi / new",
+        FindingKind::Increased => "kasvoi / increased",
+        FindingKind::Decreased => "väheni / decreased",
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::run::RunReport;
+use crate::run::{CheckLevel, RunReport};
 
 /// A table of steps and counts for the terminal.
 pub fn summary(r: &RunReport) -> String {
@@ -32,6 +32,23 @@ pub fn summary(r: &RunReport) -> String {
             "  {name:<w$}  {kind:<9}  {:>10}  {:>10}  {:>11}  {:>8}",
             s.rows_in, s.rows_out, s.rows_quarantined, s.rows_filtered
         );
+    }
+    for (name, s) in r
+        .step_order
+        .iter()
+        .filter_map(|n| r.steps.get(n).map(|s| (n, s)))
+    {
+        for (id, c) in &s.checks {
+            if c.level != CheckLevel::Passed {
+                let _ = writeln!(
+                    out,
+                    "  {} {name}: check `{id}`: {}; expected {}",
+                    c.level.as_str(),
+                    c.outcome.observed,
+                    c.outcome.expected
+                );
+            }
+        }
     }
     for d in &r.datasets {
         let _ = writeln!(out, "  dataset {} ({} rows)", d.dataset, d.rows);

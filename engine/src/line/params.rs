@@ -40,6 +40,28 @@ impl ParamValue {
             ParamValue::Integer(i) => i.to_string(),
         }
     }
+
+    /// The period before this one, of the same kind: `2025-03` → `2025-02`, `2025-Q1` →
+    /// `2024-Q4`, `2025` → `2024`; `None` for a value that is not a period.
+    pub fn previous(&self) -> Option<ParamValue> {
+        let ParamValue::Period { text, start, .. } = self else {
+            return None;
+        };
+        // The last day of the period before.
+        let day = start.pred_opt()?;
+        let (kind, text) = if text.contains("-Q") {
+            let q = day.month0() / 3 + 1;
+            (ParamKind::Quarter, format!("{:04}-Q{q}", day.year()))
+        } else if text.len() == 4 {
+            (ParamKind::Year, format!("{:04}", day.year()))
+        } else {
+            (
+                ParamKind::Month,
+                format!("{:04}-{:02}", day.year(), day.month()),
+            )
+        };
+        parse_value(kind, &text).ok()
+    }
 }
 
 fn days(d: NaiveDate) -> i32 {
@@ -486,6 +508,43 @@ mod tests {
         assert!(
             matches!(parse_value(ParamKind::Period, "2025").unwrap(), ParamValue::Period { end, .. } if end == d(2025, 12, 31))
         );
+    }
+
+    /// The period before a month, a quarter and a year is one of the same kind, across
+    /// the turn of the year; other values have none.
+    #[test]
+    fn periods_have_a_previous_one() {
+        let before = |k, t| parse_value(k, t).unwrap().previous().map(|p| p.text());
+        assert_eq!(
+            before(ParamKind::Month, "2025-03").as_deref(),
+            Some("2025-02")
+        );
+        assert_eq!(
+            before(ParamKind::Month, "2025-01").as_deref(),
+            Some("2024-12")
+        );
+        assert_eq!(
+            before(ParamKind::Quarter, "2025-Q1").as_deref(),
+            Some("2024-Q4")
+        );
+        assert_eq!(
+            before(ParamKind::Period, "2025-Q3").as_deref(),
+            Some("2025-Q2")
+        );
+        assert_eq!(before(ParamKind::Year, "2025").as_deref(), Some("2024"));
+        assert_eq!(
+            before(ParamKind::Period, "2025-10").as_deref(),
+            Some("2025-09")
+        );
+        let q4 = parse_value(ParamKind::Quarter, "2025-Q1")
+            .unwrap()
+            .previous()
+            .unwrap();
+        assert!(
+            matches!(q4, ParamValue::Period { start, end, .. } if start == d(2024, 10, 1) && end == d(2024, 12, 31))
+        );
+        assert_eq!(before(ParamKind::Date, "2025-03-01"), None);
+        assert_eq!(before(ParamKind::Integer, "3"), None);
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod check;
 pub mod columns;
 pub mod explain;
 pub(crate) mod expr;
+pub mod history;
 pub mod personal;
 mod session;
 
@@ -124,12 +125,23 @@ impl InScope<'_> {
 
 /// What a dataset check is judged on.
 pub struct Seen<'a> {
+    /// The step's name.
+    pub step: &'a str,
     /// Rows in scope.
     pub rows: u64,
     /// The state its batches were folded into.
     pub state: Option<i64>,
-    /// Rows in scope of a submitter (the step's `submitter` column).
-    pub submitter_rows: &'a dyn Fn(&str) -> u64,
+    /// Rows in scope of each submitter (the step's `submitter` column), by submitter.
+    pub submitters: &'a BTreeMap<String, u64>,
+    /// What the line's earlier periods counted.
+    pub history: &'a history::History,
+}
+
+impl Seen<'_> {
+    /// Rows in scope of a submitter.
+    pub fn submitter_rows(&self, submitter: &str) -> u64 {
+        self.submitters.get(submitter).copied().unwrap_or(0)
+    }
 }
 
 /// The result of a dataset check.
@@ -138,6 +150,51 @@ pub struct DatasetOutcome {
     pub passed: bool,
     pub observed: String,
     pub expected: String,
+    /// The submitters the check names, each with its numbers (sorted by submitter).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
+}
+
+/// A submitter a dataset check names.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct Finding {
+    /// The submitter, as the step's `submitter` column names it.
+    pub submitter: String,
+    pub what: FindingKind,
+    /// Its rows in scope this period.
+    pub rows: u64,
+    /// Its rows in the period compared with, when it sent any then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<u64>,
+    /// `rows / previous`, when both are known and `previous` is not 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+}
+
+/// What a dataset check found of a submitter.
+#[derive(Debug, Clone, Copy, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// Expected, or sent rows before, and sent none this period.
+    Missing,
+    /// Sent rows this period and none in the period compared with.
+    New,
+    /// More rows than the check allows against the period compared with.
+    Increased,
+    /// Fewer rows than the check allows against the period compared with.
+    Decreased,
+}
+
+/// Who submitted an object, as a step whose `submitter` is [`OBJECT_COLUMN`] names it: the
+/// object's file name up to its first `.` or `_` (`uusimaa` of
+/// `inbox/ensihoito/2025-03/uusimaa_2.csv`), so that a submitter has one name in every
+/// period. A hyphen does not end it: county names have them (`etela-savo`).
+pub fn object_submitter(object: &str) -> &str {
+    let name = object.rsplit('/').next().unwrap_or(object);
+    match name.find(['.', '_']) {
+        Some(end) if end > 0 => &name[..end],
+        _ => name,
+    }
 }
 
 /// Column of a step's filter: true for rows in scope.

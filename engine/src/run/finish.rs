@@ -150,7 +150,8 @@ pub(super) async fn write_quality(
             )
         })
         .collect();
-    let (quality, page) = match recorder.quality(&shared.line, report, &qualities) {
+    let history = &shared.history;
+    let (quality, page) = match recorder.quality(&shared.line, report, &qualities, history) {
         Ok(q) => q,
         Err(e) => {
             failure.get_or_insert(fail(e.code(), e));

@@ -19,6 +19,9 @@
 //!   every step, take the run's lease, set up the session, the [`Counters`] and the state
 //!   the tasks share, then schedule, account and finish; also [`needs_key`],
 //!   [`blocking_threads`] and the writing of lineage events.
+//! - `history.rs`: what the line's earlier periods counted by submitter, read from their
+//!   current releases' quality reports before the steps start, for the dataset checks
+//!   (`change`) and the quality report's trend.
 //! - `engine.rs`: where a step's plan runs, here or on a Ballista cluster (`cluster.rs`, with
 //!   the `ballista` feature); [`engine_problem`].
 //! - `schedule.rs`: gives each step its output (channel, spill file, release, nothing) and
@@ -47,6 +50,7 @@ mod engine;
 mod error;
 mod finish;
 pub mod gc;
+mod history;
 pub mod inputs;
 mod progress;
 pub mod quarantine;
@@ -61,7 +65,7 @@ mod streams;
 pub use accounting::Counters;
 pub use engine::engine_problem;
 pub use error::RunIoError;
-pub use report::{DatasetReport, RunCode, RunError, RunFailure, RunReport, RunStatus};
+pub use report::{CheckLevel, DatasetReport, RunCode, RunError, RunFailure, RunReport, RunStatus};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -145,6 +149,9 @@ struct Shared {
     memory_limit: Option<usize>,
     /// The cluster the plans run on, if not here.
     cluster: Option<Cluster>,
+    /// What the line's earlier periods counted, for the dataset checks and the quality
+    /// report.
+    history: crate::plan::history::History,
 }
 
 /// The run id: UTC time of the start (sortable), the line's hash and a random part, so
@@ -196,6 +203,8 @@ pub(crate) struct Prepared {
     params: BTreeMap<String, datafusion::scalar::ScalarValue>,
     key: Vec<u8>,
     pub(crate) id: RunIdentity,
+    /// The `period` parameter's value, if the line has one.
+    period: Option<crate::line::params::ParamValue>,
 }
 
 /// Runs a line file.
@@ -205,8 +214,10 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         params,
         key,
         id,
+        period,
     } = prepare(path, &opts)?;
     info!(run_id = %id.run_id, line = %id.line_name, period = %id.period, "run started");
+    let history = history::load(&opts.store, &checked.line, period.as_ref()).await;
     let codeset_uses: BTreeMap<String, crate::line::codeset::CodesetUse> = checked
         .codesets
         .iter()
@@ -232,6 +243,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         &scratch,
         &opts,
         &id,
+        history,
     ));
 
     let lineage_info = lineage_info(&shared, &id);
@@ -286,8 +298,9 @@ pub(crate) fn prepare(path: &std::path::Path, opts: &RunOptions) -> Result<Prepa
     let checked = crate::plan::check::plan_all(line, vec![], &expr_values, &key)
         .map_err(RunError::Invalid)?;
     let run_id = run_id(&checked.line.hash);
-    let period = values
-        .get("period")
+    let period_value = values.get("period").cloned();
+    let period = period_value
+        .as_ref()
         .map(|v| v.text())
         .unwrap_or_else(|| "all".into());
     let line_name = checked.line.spec.line.value.clone();
@@ -308,6 +321,7 @@ pub(crate) fn prepare(path: &std::path::Path, opts: &RunOptions) -> Result<Prepa
             started,
             started_at,
         },
+        period: period_value,
     })
 }
 
@@ -335,6 +349,7 @@ fn new_shared(
     scratch: &std::path::Path,
     opts: &RunOptions,
     id: &RunIdentity,
+    history: crate::plan::history::History,
 ) -> Shared {
     let counters: BTreeMap<String, Arc<Counters>> = checked
         .line
@@ -371,6 +386,7 @@ fn new_shared(
         capture: opts.capture.clone(),
         captured: Mutex::new(BTreeMap::new()),
         line: checked.line,
+        history,
     }
 }
 

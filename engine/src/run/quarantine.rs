@@ -266,6 +266,22 @@ fn text_column(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
         .and_then(|a| arrow::compute::cast(a, &DataType::Utf8).ok())
 }
 
+/// Who submitted each row, as the quality report and the dataset checks name submitters:
+/// the column's text; for the object column, the object's file name's prefix
+/// ([`crate::plan::object_submitter`]), the same in every period.
+fn submitter_column(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
+    let a = text_column(batch, name)?;
+    if name != OBJECT_COLUMN {
+        return Some(a);
+    }
+    let named: StringArray = a
+        .as_string::<i32>()
+        .iter()
+        .map(|o| o.map(crate::plan::object_submitter))
+        .collect();
+    Some(Arc::new(named))
+}
+
 /// A failure of the quarantine or the tap: it fails the run as a write (`R008`), whatever
 /// failed (Arrow, Parquet, the local file).
 fn write_failure(e: impl std::fmt::Display) -> RunFailure {
@@ -303,7 +319,10 @@ pub fn tap(
     let filtered = n - in_scope.true_count();
     // Dataset statistics over the rows in scope.
     observe_dataset_checks(plan, quality, &data, &in_scope, filtered)?;
-    let submitters = plan.submitter.as_ref().and_then(|s| text_column(&data, s));
+    let submitters = plan
+        .submitter
+        .as_ref()
+        .and_then(|s| submitter_column(&data, s));
     if let Some(a) = &submitters {
         count_submitter_rows(a, &in_scope, n, quality);
     }
@@ -526,20 +545,29 @@ fn rejected_rows(
     Ok((rows, ids, reasons))
 }
 
-/// Evaluates a step's dataset checks once it has seen every row; `rows` is the number of
-/// rows in scope. Returns the first broken `fail` check.
+/// Evaluates the dataset checks of step `step` once it has seen every row; `rows` is the
+/// number of rows in scope, `history` what the line's earlier periods counted. Returns the
+/// first broken `fail` check.
 pub fn finish_dataset_checks(
+    step: &str,
     plan: &crate::plan::StepPlan,
     rows: u64,
     quality: &mut crate::run::accounting::StepQuality,
+    history: &crate::plan::history::History,
 ) -> Option<(String, String)> {
     let mut failure = None;
+    let submitters: BTreeMap<String, u64> = quality
+        .by_submitter
+        .iter()
+        .map(|(s, q)| (s.clone(), q.rows))
+        .collect();
     for check in &plan.dataset_checks {
-        let by_submitter = &quality.by_submitter;
         let outcome = check.rule.judge(&crate::plan::Seen {
+            step,
             rows,
             state: quality.checks.get(&check.id).copied().flatten(),
-            submitter_rows: &|s| by_submitter.get(s).map_or(0, |q| q.rows),
+            submitters: &submitters,
+            history,
         });
         if !outcome.passed {
             *quality.violations.entry(check.id.clone()).or_default() += 1;

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::line::load::Line;
 use crate::plan::StepPlan;
+use crate::plan::history::History;
 use crate::run::accounting::StepQuality;
 use crate::run::{RunIoError, RunReport};
 
@@ -33,12 +34,14 @@ pub trait Recorder: Send + Sync {
     /// The lineage event of the run's end, with its report.
     fn end_event(&self, run: &RunInfo<'_>, time: &str, report: &RunReport) -> Value;
     /// The quality report (JSON) and its self-contained page (HTML), from what each step
-    /// counted; an error is [`RunIoError::QualityJson`].
+    /// counted and what the line's earlier periods counted; an error is
+    /// [`RunIoError::QualityJson`].
     fn quality(
         &self,
         line: &Line,
         report: &RunReport,
         steps: &BTreeMap<String, StepQuality>,
+        history: &History,
     ) -> Result<(Value, String), RunIoError>;
     /// Sends a lineage event to an OpenLineage endpoint; an error is
     /// [`RunIoError::LineageSend`].

@@ -2,8 +2,9 @@
 //!
 //! [`RunReport`] is what a run returns and writes to `runs/<line>/<run-id>.json`: per step
 //! ([`StepReport`], built from the step's counters by `step_reports`) the rows in, out,
-//! quarantined and filtered and the rules broken; the published datasets
-//! ([`DatasetReport`]); the release, the quarantine and the quality report. A run that fails
+//! quarantined and filtered, the rules broken and each dataset check's outcome
+//! ([`CheckReport`]: the submitters it names, as a warning or a failure); the published
+//! datasets ([`DatasetReport`]); the release, the quarantine and the quality report. A run that fails
 //! ends with a [`RunFailure`]: a stable [`RunCode`] (`R001`…`R011`, documented in the README
 //! and matched by line tests) and a message, made by `fail`, which passes every message
 //! through the scrubber. These types are re-exported from [`crate::run`], where the rest of
@@ -14,8 +15,9 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
-use super::Shared;
-use crate::line::spec::StepKind;
+use super::{Counters, Shared};
+use crate::line::spec::{Severity, StepKind};
+use crate::plan::DatasetOutcome;
 
 /// A step in the run report.
 #[derive(Debug, Clone, Serialize)]
@@ -34,7 +36,53 @@ pub struct StepReport {
     /// Counts by value, e.g. rows per mapping equivalence.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub mappings: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The outcome of each dataset check, by rule id: a broken one is a warning or a
+    /// failure by its severity, and names what it found (a missing submitter, a change of
+    /// volume) with the numbers.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, CheckReport>,
     pub seconds: f64,
+}
+
+/// A dataset check in the run report: its outcome, and what it means for the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub level: CheckLevel,
+    /// The rule's severity, `warn` or `fail`.
+    pub severity: Severity,
+    #[serde(flatten)]
+    pub outcome: DatasetOutcome,
+}
+
+/// What a dataset check's outcome means for the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckLevel {
+    Passed,
+    /// Broken, severity `warn`: the run goes on.
+    Warning,
+    /// Broken, severity `fail`: the run fails (R005).
+    Failure,
+}
+
+impl CheckLevel {
+    /// The level of an outcome of a check of `severity`.
+    pub fn of(severity: Severity, passed: bool) -> Self {
+        match (passed, severity) {
+            (true, _) => CheckLevel::Passed,
+            (false, Severity::Fail) => CheckLevel::Failure,
+            (false, _) => CheckLevel::Warning,
+        }
+    }
+
+    /// The level as the reports write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckLevel::Passed => "passed",
+            CheckLevel::Warning => "warning",
+            CheckLevel::Failure => "failure",
+        }
+    }
 }
 
 /// A published dataset in the run report.
@@ -179,9 +227,37 @@ pub(super) fn step_reports(shared: &Shared) -> BTreeMap<String, StepReport> {
                         .lock()
                         .map(|q| q.metrics.clone())
                         .unwrap_or_default(),
+                    checks: checks_of(shared, s, c),
                     seconds: timings.get(s).copied().unwrap_or_default(),
                 },
             )
+        })
+        .collect()
+}
+
+/// The outcomes of step `step`'s dataset checks, with their severities, by rule id. The
+/// submitters they name are values of the data (a file's name, a column): scrubbed, as
+/// the report is also printed.
+fn checks_of(shared: &Shared, step: &str, c: &Counters) -> BTreeMap<String, CheckReport> {
+    let (Some(plan), Ok(q)) = (shared.check_plans.get(step), c.quality.lock()) else {
+        return BTreeMap::new();
+    };
+    plan.dataset_checks
+        .iter()
+        .filter_map(|check| {
+            let mut outcome = q.dataset.get(&check.id)?.clone();
+            outcome.observed = crate::redact::scrubbed(&outcome.observed);
+            for f in &mut outcome.findings {
+                f.submitter = crate::redact::scrubbed(&f.submitter);
+            }
+            Some((
+                check.id.clone(),
+                CheckReport {
+                    level: CheckLevel::of(check.severity, outcome.passed),
+                    severity: check.severity,
+                    outcome,
+                },
+            ))
         })
         .collect()
 }

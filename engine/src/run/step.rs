@@ -148,7 +148,7 @@ async fn write_output(
                     return Ok(());
                 }
             }
-            finish_step(name, plan, counters)
+            finish_step(shared, name, plan, counters)
         }
         Output::Spill(path, ready, read) => {
             let result = async {
@@ -172,7 +172,7 @@ async fn write_output(
                     w.write(&passed)
                         .map_err(|e| fail(RunCode::Write, e.to_string()))?;
                 }
-                finish_step(name, plan, counters)?;
+                finish_step(shared, name, plan, counters)?;
                 w.finish().map_err(|e| fail(RunCode::Write, e.to_string()))
             }
             .await;
@@ -189,7 +189,7 @@ async fn write_output(
                 let batch = batch.map_err(&engine_err)?;
                 tapped(shared, name, plan, counters, &batch)?;
             }
-            finish_step(name, plan, counters)
+            finish_step(shared, name, plan, counters)
         }
     }
 }
@@ -346,7 +346,12 @@ fn tapped(
 }
 
 /// Evaluates a step's dataset checks after its last row.
-fn finish_step(name: &str, plan: &StepPlan, counters: &Counters) -> Result<(), RunFailure> {
+fn finish_step(
+    shared: &Shared,
+    name: &str,
+    plan: &StepPlan,
+    counters: &Counters,
+) -> Result<(), RunFailure> {
     if plan.dataset_checks.is_empty() {
         return Ok(());
     }
@@ -355,7 +360,13 @@ fn finish_step(name: &str, plan: &StepPlan, counters: &Counters) -> Result<(), R
         .quality
         .lock()
         .map_err(|_| fail(RunCode::Engine, "quality lock poisoned"))?;
-    match crate::run::quarantine::finish_dataset_checks(plan, rows, &mut quality) {
+    match crate::run::quarantine::finish_dataset_checks(
+        name,
+        plan,
+        rows,
+        &mut quality,
+        &shared.history,
+    ) {
         Some((rule, what)) => Err(fail(
             RunCode::RuleFail,
             format!("step `{name}`: dataset check `{rule}` (severity fail) is broken: {what}"),

@@ -161,3 +161,60 @@ pub(crate) fn broken(columns: &str, rule: &str, rows: &[Vec<Option<&str>>]) -> V
 pub(crate) fn one(v: Option<&str>) -> Vec<Option<&str>> {
     vec![v]
 }
+
+/// [`line_text`] over one text column `h`, its validate step `v` naming `submitter` (`h` or
+/// `_object`) as its submitter column.
+pub(crate) fn submitter_line(rule: &str, submitter: &str) -> String {
+    line_text("{ h: string }", rule).replace(
+        "validate: { input: s,",
+        &format!("validate: {{ input: s, submitter: {submitter},"),
+    )
+}
+
+/// The first broken `fail` check (rule id, message) and each check's outcome by rule id.
+pub(crate) type Judged = (
+    Option<(String, String)>,
+    BTreeMap<String, crate::plan::DatasetOutcome>,
+);
+
+/// The dataset checks of step `v` of line `text`, judged on `rows` of its source `s`
+/// (`objects`: each row's `_object`; `x.csv` without) against `history`: the first broken
+/// `fail` check and each check's outcome by rule id; or the diagnostics as text when the
+/// line is refused.
+pub(crate) fn judge_rows(
+    text: String,
+    rows: &[Vec<Option<&str>>],
+    objects: Option<&[&str]>,
+    history: &crate::plan::history::History,
+) -> Result<Judged, String> {
+    let codes = |d: Vec<crate::diag::Diagnostic>| {
+        d.iter()
+            .map(|d| format!("{:?} {}", d.code, d.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let (line, _) =
+        crate::line::load::load_text("t.yaml", std::path::Path::new("."), text).map_err(codes)?;
+    let params = crate::plan::check::bind_params(&line, None).unwrap();
+    let values = crate::line::params::expression_values(&params);
+    let checked = crate::plan::check::plan_all(line, vec![], &values, b"k").map_err(codes)?;
+    let plan = &checked.plans["v"];
+    let mut batch = typed(&checked.plans["s"].output, rows);
+    if let Some(objects) = objects {
+        let i = batch.schema().index_of(crate::plan::OBJECT_COLUMN).unwrap();
+        let mut columns = batch.columns().to_vec();
+        columns[i] = Arc::new(StringArray::from(objects.to_vec()));
+        batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
+    }
+    let q = crate::run::quarantine::Quarantine::new(std::env::temp_dir(), "t".into(), None);
+    let mut quality = crate::run::accounting::StepQuality::default();
+    crate::run::quarantine::tap(&batch, plan, &mut quality, &q, "v").unwrap();
+    let failure = crate::run::quarantine::finish_dataset_checks(
+        "v",
+        plan,
+        rows.len() as u64,
+        &mut quality,
+        history,
+    );
+    Ok((failure, quality.dataset))
+}

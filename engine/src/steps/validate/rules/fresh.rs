@@ -102,6 +102,7 @@ impl DatasetRule for Fresh {
                 None => format!("no `{column}` values"),
             },
             expected: format!("within {}–{}", day(start), day(end)),
+            findings: Vec::new(),
         }
     }
 }

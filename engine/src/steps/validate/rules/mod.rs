@@ -282,9 +282,15 @@ rule_kinds! {
     /// period (the data is not stale).
     fresh => Fresh(FreshCheck),
     /// Dataset check: every one of these submitters sent rows for the period (the values of
-    /// the step's `submitter` column); a missing one is named. Listed, or every code of a
-    /// code set (e.g. the wellbeing services counties).
+    /// the step's `submitter` column; for `_object`, the file name up to its first `.` or
+    /// `_`); a missing one is named. Listed, or every code of a code set (e.g. the
+    /// wellbeing services counties).
     submitters => Submitters(SubmittersCheck),
+    /// Dataset check: each submitter's volume is plausible against the previous period's
+    /// current release: its rows now over its rows then lie within `1/max_ratio` and
+    /// `max_ratio`. Each one beyond is named with both counts and the ratio, one absent
+    /// before as new, one absent now as missing; a line's first period passes.
+    change => Change(ChangeCheck),
 }
 
 impl<'a> Check<'a> {

@@ -79,6 +79,7 @@ impl DatasetRule for NullShare {
                 share * 100.0
             ),
             expected: format!("at most {:.1} %", self.max * 100.0),
+            findings: Vec::new(),
         }
     }
 }

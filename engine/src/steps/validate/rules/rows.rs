@@ -53,6 +53,7 @@ impl DatasetRule for CountBounds {
                 (None, Some(b)) => format!("at most {b} rows"),
                 (None, None) => "any number of rows".into(),
             },
+            findings: Vec::new(),
         }
     }
 }
@@ -97,7 +98,9 @@ mod tests {
         let q = crate::run::quarantine::Quarantine::new(std::env::temp_dir(), "t".into(), None);
         let mut quality = StepQuality::default();
         crate::run::quarantine::tap(&batch, plan, &mut quality, &q, "v").unwrap();
-        let failure = crate::run::quarantine::finish_dataset_checks(plan, 2, &mut quality);
+        let history = crate::plan::history::History::default();
+        let failure =
+            crate::run::quarantine::finish_dataset_checks("v", plan, 2, &mut quality, &history);
         assert_eq!(failure.map(|f| f.0).as_deref(), Some("a"));
         assert!(!quality.dataset["b"].passed, "{:?}", quality.dataset["b"]);
         assert!(
@@ -118,7 +121,7 @@ mod tests {
         let mut quality = StepQuality::default();
         crate::run::quarantine::tap(&batch, plan, &mut quality, &q, "v").unwrap();
         assert_eq!(
-            crate::run::quarantine::finish_dataset_checks(plan, 3, &mut quality),
+            crate::run::quarantine::finish_dataset_checks("v", plan, 3, &mut quality, &history),
             None
         );
         assert!(

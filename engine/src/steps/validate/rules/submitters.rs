@@ -1,6 +1,7 @@
 //! `submitters`: every expected submitter sent rows for the period (a dataset check over
-//! the step's `submitter` column). The submitters are listed, or every code of a code set
-//! (e.g. the wellbeing services counties); each missing one is named.
+//! the step's `submitter` column; for `_object`, the file name's prefix). The submitters
+//! are listed, or every code of a code set (e.g. the wellbeing services counties); each
+//! missing one is named, with its rows in the previous period when that is known.
 
 use std::sync::Arc;
 
@@ -11,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::{RuleCx, RuleKind, Scope};
 use crate::diag::Code;
 use crate::line::spec::{Category, Name};
-use crate::plan::{DatasetOutcome, DatasetRule, Diags, Seen};
+use crate::plan::history::Before;
+use crate::plan::{DatasetOutcome, DatasetRule, Diags, Finding, FindingKind, Seen};
 
 /// The submitters a period must have: `expected` listed, or every code of `codeset`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -82,8 +84,23 @@ impl DatasetRule for Submitters {
         let missing: Vec<&str> = self
             .expected
             .iter()
-            .filter(|s| (seen.submitter_rows)(s) == 0)
+            .filter(|s| seen.submitter_rows(s) == 0)
             .map(String::as_str)
+            .collect();
+        // What a missing one sent in the previous period, when that is known.
+        let before = match seen.history.of_step(1, seen.step) {
+            Before::Counts(counts) => Some(counts),
+            _ => None,
+        };
+        let findings = missing
+            .iter()
+            .map(|s| Finding {
+                submitter: s.to_string(),
+                what: FindingKind::Missing,
+                rows: 0,
+                previous: before.and_then(|b| b.get(*s)).map(|c| c.rows),
+                ratio: None,
+            })
             .collect();
         let n = self.expected.len();
         DatasetOutcome {
@@ -94,54 +111,44 @@ impl DatasetRule for Submitters {
                 format!("missing {}: {}", missing.len(), missing.join(", "))
             },
             expected: format!("{n} submitters"),
+            findings,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::plan::history::{EarlierPeriod, History, Recorded, SubmitterCounts};
+    use crate::plan::{Finding, FindingKind};
     use crate::steps::validate::testing::*;
 
     /// The `submitters` rule names each expected submitter that sent no rows: listed, or
     /// every code of a code set; a step without a submitter column cannot have the rule.
     #[test]
     fn submitters_names_each_missing_one() {
-        use crate::run::accounting::StepQuality;
-        let checked = |rule: &str| {
-            let text = line_text("{ h: string }", rule).replace(
-                "validate: { input: s,",
-                "validate: { input: s, submitter: h,",
-            );
-            let (line, _) =
-                crate::line::load::load_text("t.yaml", std::path::Path::new("."), text).unwrap();
-            let params = crate::plan::check::bind_params(&line, None).unwrap();
-            crate::plan::check::plan_all(
-                line,
-                vec![],
-                &crate::line::params::expression_values(&params),
-                b"k",
-            )
-        };
-        let q = crate::run::quarantine::Quarantine::new(std::env::temp_dir(), "t".into(), None);
-        let outcome = |rule: &str, rows: &[Vec<Option<&str>>]| {
-            let checked = checked(rule).unwrap();
-            let plan = &checked.plans["v"];
-            let batch = typed(&checked.plans["s"].output, rows);
-            let mut quality = StepQuality::default();
-            crate::run::quarantine::tap(&batch, plan, &mut quality, &q, "v").unwrap();
-            let failure = crate::run::quarantine::finish_dataset_checks(
-                plan,
-                rows.len() as u64,
-                &mut quality,
-            );
-            (failure, quality.dataset["s"].clone())
-        };
+        let none = History::default();
         let rule =
             "{ id: s, submitters: { expected: [pirkanmaa, uusimaa, lappi] }, severity: fail }";
+        let outcome = |rule: &str, rows: &[Vec<Option<&str>>]| {
+            let (failure, mut o) = judge_rows(submitter_line(rule, "h"), rows, None, &none).unwrap();
+            (failure, o.remove("s").unwrap())
+        };
         let (failure, o) = outcome(rule, &[vec![Some("uusimaa")], vec![Some("uusimaa")]]);
         assert!(!o.passed);
         assert_eq!(o.observed, "missing 2: lappi, pirkanmaa");
         assert_eq!(failure.map(|f| f.0).as_deref(), Some("s"));
+        let named: Vec<(&str, FindingKind, u64)> = o
+            .findings
+            .iter()
+            .map(|f| (f.submitter.as_str(), f.what, f.rows))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("lappi", FindingKind::Missing, 0),
+                ("pirkanmaa", FindingKind::Missing, 0)
+            ]
+        );
         let (failure, o) = outcome(
             rule,
             &[
@@ -151,6 +158,7 @@ mod tests {
             ],
         );
         assert!(o.passed, "{o:?}");
+        assert!(o.findings.is_empty());
         assert_eq!(failure, None);
         // Every municipality of the code set is expected; one sent rows.
         let (_, o) = outcome(
@@ -161,22 +169,63 @@ mod tests {
         assert!(o.observed.starts_with("missing "), "{}", o.observed);
         assert!(!o.observed.contains("091"), "{}", o.observed);
         assert!(o.observed.contains("049"), "{}", o.observed);
+        assert!(o.findings.iter().any(|f| f.submitter == "049"));
         // Without a submitter column the rule cannot be planned.
-        let text = line_text("{ h: string }", rule);
-        let (line, _) =
-            crate::line::load::load_text("t.yaml", std::path::Path::new("."), text).unwrap();
-        let params = crate::plan::check::bind_params(&line, None).unwrap();
-        let d = crate::plan::check::plan_all(
-            line,
-            vec![],
-            &crate::line::params::expression_values(&params),
-            b"k",
-        )
-        .err()
-        .expect("refused");
-        assert!(
-            d.iter().any(|d| d.message.contains("`submitter` column")),
-            "{d:?}"
+        let e = judge_rows(line_text("{ h: string }", rule), &[], None, &none).unwrap_err();
+        assert!(e.contains("`submitter` column"), "{e}");
+    }
+
+    /// With `submitter: _object` a submitter is its files' name up to the first `.` or `_`,
+    /// the same in every period: a county that sent no file is named, with the rows it
+    /// sent in the previous period.
+    #[test]
+    fn submitters_of_objects_are_named_by_their_files() {
+        let counts: std::collections::BTreeMap<String, SubmitterCounts> = [("05", 7), ("06", 3), ("07", 12)]
+            .into_iter()
+            .map(|(s, n)| (s.to_string(), SubmitterCounts { rows: n, rejected: 1 }))
+            .collect();
+        let history = History {
+            periods: vec![EarlierPeriod {
+                period: "2025-02".into(),
+                back: 1,
+                recorded: Recorded::Counts {
+                    run_id: "r".into(),
+                    steps: std::collections::BTreeMap::from([("v".to_string(), counts)]),
+                },
+            }],
+        };
+        let rule = "{ id: s, submitters: { expected: [\"05\", \"06\", \"07\"] }, severity: warn }";
+        let objects = [
+            "inbox/ensihoito/2025-03/05.csv",
+            "inbox/ensihoito/2025-03/05_toinen.csv",
+            "inbox/ensihoito/2025-03/06-2025-03.csv",
+        ];
+        let rows = vec![vec![None]; 3];
+        let (failure, o) =
+            judge_rows(submitter_line(rule, "_object"), &rows, Some(&objects[..]), &history).unwrap();
+        let o = &o["s"];
+        assert_eq!(failure, None, "severity warn");
+        assert!(!o.passed);
+        // `06-2025-03` is not `06`: a hyphen does not end a submitter's name.
+        assert_eq!(o.observed, "missing 2: 06, 07");
+        assert_eq!(
+            o.findings,
+            [
+                Finding {
+                    submitter: "06".into(),
+                    what: FindingKind::Missing,
+                    rows: 0,
+                    previous: Some(3),
+                    ratio: None,
+                },
+                Finding {
+                    submitter: "07".into(),
+                    what: FindingKind::Missing,
+                    rows: 0,
+                    previous: Some(12),
+                    ratio: None,
+                },
+            ]
         );
     }
 }
