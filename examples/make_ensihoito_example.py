@@ -4,6 +4,8 @@ no real persons). Deterministic; rerun to regenerate the committed files.
 
 Besides valid missions it writes one row of every kind of bad input, each of which must
 end in quarantine with its reason, and one response over three hours (a warning only).
+Times are Finnish local time: a mission drawn into the hour the clocks skip on 30 March
+(03:00–03:59) names no instant, and the line quarantines it (rule `local-time-…`).
 """
 import random
 from pathlib import Path

@@ -15,6 +15,7 @@ import json
 import math
 import statistics
 import sys
+import zoneinfo
 from itertools import product
 from pathlib import Path
 
@@ -23,6 +24,8 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 KUNNAT = ROOT.parent / "shared" / "reference" / "kunta_hyvinvointialue_2023.csv"
 
+
+HELSINKI = zoneinfo.ZoneInfo("Europe/Helsinki")
 
 def hoitoonpaasy():
     src = ROOT / "examples/store/inbox/hoitoonpaasy/2025-03/avohilmo.csv"
@@ -226,10 +229,26 @@ def hetu_valid(h):
     return int(h[7:10]) >= 2 and CHECK[int(h[:6] + h[7:10]) % 31] == h[10]
 
 
+def finnish_time(text):
+    """The instant a Finnish local time names, in UTC; a text with its own UTC offset names
+    it directly. A time the clocks skipped (spring) or showed twice (autumn) names no one
+    instant: ValueError, as the line quarantines such rows when it reads them. (In UTC:
+    Python subtracts and compares two datetimes of one tzinfo by their wall clocks.)"""
+    t = datetime.datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        first, second = t.replace(tzinfo=HELSINKI, fold=0), t.replace(tzinfo=HELSINKI, fold=1)
+        if first.utcoffset() != second.utcoffset():
+            raise ValueError(f"{text} is not one instant in Europe/Helsinki")
+        t = first
+    return t.astimezone(datetime.timezone.utc)
+
+
 def ensihoito_rows(files, first, after, period_of, unique_per_file=False):
     """The missions of `files` that pass the line's rules, alarmed from `first` up to (not
-    including) `after`: (area, period of the alarm, urgency, hetu, minutes, transported).
-    `tehtava_id` is unique over all files, or within each file (a month's submission)."""
+    including) `after` (Finnish local midnights): (area, period of the alarm in Finnish
+    time, urgency, hetu, minutes, transported). Times are Finnish local times read as
+    instants, so durations span the clock changes. `tehtava_id` is unique over all files,
+    or within each file (a month's submission)."""
     area = {r["kunta"]: r["hyvinvointialue"] for r in csv.DictReader(open(KUNNAT, encoding="utf-8"))}
     rows, seen = [], set()
     for f in files:
@@ -237,8 +256,8 @@ def ensihoito_rows(files, first, after, period_of, unique_per_file=False):
             if None in r or None in r.values():
                 continue  # wrong number of fields
             try:
-                start = datetime.datetime.fromisoformat(r["halytys_aika"])
-                arrive = datetime.datetime.fromisoformat(r["kohteessa_aika"]) if r["kohteessa_aika"] else None
+                start = finnish_time(r["halytys_aika"])
+                arrive = finnish_time(r["kohteessa_aika"]) if r["kohteessa_aika"] else None
                 carried = int(r["kuljetettu"]) if r["kuljetettu"] else None
             except ValueError:
                 continue
@@ -254,7 +273,7 @@ def ensihoito_rows(files, first, after, period_of, unique_per_file=False):
             if (arrive and arrive < start) or not (first <= start < after):
                 continue
             minutes = int((arrive - start).total_seconds() // 60) if arrive else None
-            rows.append((area[r["kunta"]], period_of(start), r["kiireellisyys"], r["hetu"] or None, minutes, carried))
+            rows.append((area[r["kunta"]], period_of(start.astimezone(HELSINKI)), r["kiireellisyys"], r["hetu"] or None, minutes, carried))
     return rows
 
 
@@ -288,7 +307,8 @@ def ensihoito_cells(rows, population_file):
 
 def ensihoito():
     base = ROOT / "examples/store/inbox/ensihoito/2025-03"
-    rows = ensihoito_rows(sorted(base.glob("*.csv")), datetime.datetime(2025, 3, 1), datetime.datetime(2025, 4, 1),
+    rows = ensihoito_rows(sorted(base.glob("*.csv")), datetime.datetime(2025, 3, 1, tzinfo=HELSINKI),
+                          datetime.datetime(2025, 4, 1, tzinfo=HELSINKI),
                           lambda t: t.strftime("%Y-%m"))
     return ensihoito_cells(rows, ROOT / "examples/store/reference/vaesto/vaesto_synthetic.csv")
 
@@ -300,8 +320,9 @@ def ensihoito_vuosi(store, period):
     year = int(period[:4])
     months = {"": range(1, 13), "-H1": range(1, 7), "-H2": range(7, 13)}[period[4:]]
     files = [f for m in months for f in sorted((Path(store) / f"inbox/ensihoito/{year}-{m:02}").glob("*.csv"))]
-    first = datetime.datetime(year, months[0], 1)
-    after = datetime.datetime(year + 1, 1, 1) if months[-1] == 12 else datetime.datetime(year, months[-1] + 1, 1)
+    first = datetime.datetime(year, months[0], 1, tzinfo=HELSINKI)
+    after = (datetime.datetime(year + 1, 1, 1, tzinfo=HELSINKI) if months[-1] == 12
+             else datetime.datetime(year, months[-1] + 1, 1, tzinfo=HELSINKI))
     rows = ensihoito_rows(files, first, after, lambda t: t.strftime("%Y"), unique_per_file=True)
     return ensihoito_cells(rows, Path(store) / "reference/vaesto/vaesto_synthetic.csv")
 

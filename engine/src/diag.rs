@@ -47,6 +47,8 @@ pub enum Code {
     V107,
     /// An invalid name (line, dataset).
     V108,
+    /// A time zone that the tz database does not know (`timezone`).
+    V109,
     /// An expression names a column the input does not have.
     V201,
     /// An expression's types do not fit together.
@@ -100,6 +102,7 @@ impl Code {
             Code::V106 => "unknown-format",
             Code::V107 => "bad-options",
             Code::V108 => "bad-name",
+            Code::V109 => "unknown-timezone",
             Code::V201 => "unknown-column",
             Code::V202 => "type-mismatch",
             Code::V203 => "expression-syntax",

@@ -36,22 +36,31 @@ con.execute("SET threads TO 2")
 con.execute(f'''
 COPY (
 WITH raw AS (SELECT * FROM read_csv('{src}', delim=';', header=true, all_varchar=true)),
-t AS (
-  SELECT *, TRY_CAST(halytys_aika AS TIMESTAMP) AS h, TRY_CAST(kohteessa_aika AS TIMESTAMP) AS k,
+w AS (
+  SELECT *, TRY_CAST(halytys_aika AS TIMESTAMP) AS h0, TRY_CAST(kohteessa_aika AS TIMESTAMP) AS k0,
          TRY_CAST(kuljetettu AS INTEGER) AS kulj,
          row_number() OVER (PARTITION BY tehtava_id) AS kerta
   FROM raw),
+-- Finnish local times as instants; a time the clocks skipped does not come back the same
+-- (the line quarantines it; a March has no repeated hour).
+t AS (
+  SELECT *, timezone('Europe/Helsinki', h0) AS h, timezone('Europe/Helsinki', k0) AS k FROM w
+  WHERE h0 IS NULL OR timezone('Europe/Helsinki', timezone('Europe/Helsinki', h0)) = h0),
 ok AS (
   SELECT t.*, m.hyvinvointialue FROM t JOIN read_csv('{kunnat}', header=true, all_varchar=true) m USING (kunta)
   WHERE tehtava_id IS NOT NULL AND h IS NOT NULL AND kerta = 1
+    AND (k0 IS NULL OR timezone('Europe/Helsinki', k) = k0)
     AND kiireellisyys IN ('A','B','C','D') AND (kuljetettu IS NULL OR kulj IN (0, 1))
-    AND (k IS NULL OR k >= h) AND h >= TIMESTAMP '2025-03-01' AND h < TIMESTAMP '2025-04-01'
+    AND (k IS NULL OR k >= h)
+    AND h >= timezone('Europe/Helsinki', TIMESTAMP '2025-03-01')
+    AND h < timezone('Europe/Helsinki', TIMESTAMP '2025-04-01')
     AND (hetu IS NULL OR (length(hetu) = 11
          AND substr('0123456789ABCDEFHJKLMNPRSTUVWXY',
                     (TRY_CAST(substr(hetu,1,6) || substr(hetu,8,3) AS BIGINT) % 31)::INT + 1, 1) = substr(hetu, 11, 1)))
 ),
 h AS (SELECT *, sha256('{key}' || hetu) AS pseudonym,
-             date_diff('minute', h, k) AS minutes, strftime(h, '%Y-%m') AS kuukausi FROM ok)
+             date_diff('minute', h, k) AS minutes,
+             strftime(timezone('Europe/Helsinki', h), '%Y-%m') AS kuukausi FROM ok)
 SELECT coalesce(hyvinvointialue, 'SSS') AS hyvinvointialue, coalesce(kuukausi, 'YHT') AS kuukausi,
        coalesce(kiireellisyys, 'YHT') AS kiireellisyys, count(*) AS tehtavat, count(DISTINCT pseudonym) AS potilaat,
        median(minutes::DOUBLE) AS mediaani, round(100.0 * avg(CASE WHEN kulj = 1 THEN 1.0 ELSE 0.0 END), 1) AS kuljetettu_osuus
@@ -65,10 +74,15 @@ import pandas as pd
 src, out, kunnat, key = sys.argv[1:5]
 CHECK = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 df = pd.read_csv(src, sep=";", dtype=str, keep_default_na=False, na_values=[""], on_bad_lines="skip")
-df["h"] = pd.to_datetime(df["halytys_aika"], errors="coerce", format="%Y-%m-%dT%H:%M:%S")
-df["k"] = pd.to_datetime(df["kohteessa_aika"], errors="coerce", format="%Y-%m-%dT%H:%M:%S")
+# Finnish local times as instants; a time the clocks skipped or showed twice is NaT (the
+# line quarantines it).
+def finnish(s):
+    t = pd.to_datetime(s, errors="coerce", format="%Y-%m-%dT%H:%M:%S")
+    return t, t.dt.tz_localize("Europe/Helsinki", ambiguous="NaT", nonexistent="NaT")
+_, df["h"] = finnish(df["halytys_aika"])
+k0, df["k"] = finnish(df["kohteessa_aika"])
 df["kulj"] = pd.to_numeric(df["kuljetettu"], errors="coerce")
-df = df[df["tehtava_id"].notna() & df["h"].notna()]
+df = df[df["tehtava_id"].notna() & df["h"].notna() & (k0.isna() | df["k"].notna())]
 df = df[~df.duplicated("tehtava_id")]
 def hetu_ok(h):
     if not isinstance(h, str):
@@ -79,7 +93,8 @@ def hetu_ok(h):
 m = pd.read_csv(kunnat, dtype=str)[["kunta", "hyvinvointialue"]]
 df = df.merge(m, on="kunta", how="inner")
 df = df[df["kiireellisyys"].isin(list("ABCD")) & (df["kuljetettu"].isna() | df["kulj"].isin([0, 1]))]
-df = df[(df["k"].isna() | (df["k"] >= df["h"])) & (df["h"] >= "2025-03-01") & (df["h"] < "2025-04-01")]
+first, after = (pd.Timestamp(d, tz="Europe/Helsinki") for d in ("2025-03-01", "2025-04-01"))
+df = df[(df["k"].isna() | (df["k"] >= df["h"])) & (df["h"] >= first) & (df["h"] < after)]
 df = df[df["hetu"].map(hetu_ok)]
 k = key.encode()
 df["pseudonym"] = df["hetu"].map(lambda h: hmac.new(k, h.encode(), hashlib.sha256).hexdigest() if isinstance(h, str) else None)

@@ -13,6 +13,7 @@
 //!   `show`, `test`, `fmt`), usage errors and help;
 //! - `house`: the engine's layers, file and function sizes (ARCHITECTURE.md);
 //! - `lines`: each shipped line's published numbers against an independent computation;
+//! - `local_time`: local times read as instants across the changes of the clocks;
 //! - `outputs`: published files and lineage events as other tools read them;
 //! - `periods`: checks across periods and submitters (`submitters`, `change`), the trend;
 //! - `privacy`: personal-data lineage, pseudonyms and the key, suppression, redaction;
@@ -34,6 +35,7 @@ mod check;
 mod cli;
 mod house;
 mod lines;
+mod local_time;
 mod outputs;
 mod periods;
 mod privacy;
@@ -189,6 +191,39 @@ fn read_quarantine(dir: &Path) -> Vec<(u64, String, String, Option<String>)> {
     }
     out.sort();
     out
+}
+
+/// The missions of the shipped `ensihoito` example (`examples/store/inbox/ensihoito/2025-03`)
+/// whose alarm or arrival time is no one instant of Finnish time — in the hour the clocks
+/// skip in spring or show twice in autumn — computed with chrono-tz: the line reads those
+/// times as local ones and quarantines such a mission when it reads it. (missions, times)
+fn ensihoito_example_unclear_times() -> (u64, u64) {
+    use chrono::TimeZone;
+    let dir = root().join("examples/store/inbox/ensihoito/2025-03");
+    let (mut missions, mut times) = (0, 0);
+    for f in files_under(&dir) {
+        let text = std::fs::read_to_string(f).unwrap();
+        for row in text.lines().skip(1) {
+            let fields: Vec<&str> = row.trim_end_matches('\r').split(';').collect();
+            if fields.len() != 9 {
+                continue; // unreadable: counted as such
+            }
+            let unclear = fields[3..5]
+                .iter()
+                .filter(|t| {
+                    chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S").is_ok_and(|t| {
+                        chrono_tz::Europe::Helsinki
+                            .from_local_datetime(&t)
+                            .single()
+                            .is_none()
+                    })
+                })
+                .count() as u64;
+            missions += u64::from(unclear > 0);
+            times += unclear;
+        }
+    }
+    (missions, times)
 }
 
 /// The command exited 0 (else its output is shown).

@@ -174,7 +174,7 @@ fn code_map_rules(name: &str, q: &StepQuality, checked: u64, out: &mut Rules) {
     }
 }
 
-/// The checks of reading a source (parse, required columns, types), as rules.
+/// The checks of reading a source (parse, required columns, types, local times), as rules.
 fn source_rules(name: &str, q: &StepQuality, checked: u64, out: &mut Rules) {
     let mut ids: Vec<&String> = q.violations.keys().collect();
     ids.sort();
@@ -188,6 +188,8 @@ fn source_rules(name: &str, q: &StepQuality, checked: u64, out: &mut Rules) {
                     "the row could be read as declared"
                 } else if id.starts_with("required-") {
                     "a required column has a value"
+                } else if id.starts_with("local-time-") {
+                    "the local time is one instant of the line's time zone"
                 } else {
                     "the value converts to the declared type"
                 }

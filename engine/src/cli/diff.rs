@@ -196,7 +196,7 @@ pub fn diff(old: &LineSpec, new: &LineSpec) -> Vec<Change> {
 }
 
 /// The line's own keys: (key, class, old value, new value).
-fn line_keys(old: &LineSpec, new: &LineSpec) -> [(&'static str, Class, Value, Value); 8] {
+fn line_keys(old: &LineSpec, new: &LineSpec) -> [(&'static str, Class, Value, Value); 9] {
     [
         (
             "title",
@@ -245,6 +245,12 @@ fn line_keys(old: &LineSpec, new: &LineSpec) -> [(&'static str, Class, Value, Va
             Class::Logic,
             to_value(&old.params),
             to_value(&new.params),
+        ),
+        (
+            "timezone",
+            Class::Logic,
+            to_value(&old.timezone),
+            to_value(&new.timezone),
         ),
     ]
 }

@@ -12,9 +12,12 @@
 //! - `hetu_sex(text)`: `1` (odd individual number, male) or `2` (even, female) for codes
 //!   of people born before 2027; null from 2027 on, when the number no longer tells sex.
 //! - `to_char(timestamp, format)`: DataFusion's, with a faster path for a constant format
-//!   over timestamps without a time zone (same result).
+//!   over timestamps (same result; a timestamp with a zone as its clocks showed it).
+//! - Internal: `__local_timestamp`, `__local_time_problem` ([`local_time`]): local
+//!   wall-clock times of source columns declared `local: true`, read as instants.
 
 pub mod cellsets;
+pub mod local_time;
 
 use std::sync::Arc;
 
@@ -314,8 +317,9 @@ impl ScalarUDFImpl for HetuDerived {
     }
 }
 
-/// DataFusion's `to_char`, faster for the common case: a column of timestamps without a
-/// time zone and one constant format. The format is parsed once (DataFusion parses it for
+/// DataFusion's `to_char`, faster for the common case: a column of timestamps and one
+/// constant format (a timestamp with a zone formatted as the zone's clocks showed it, as
+/// DataFusion does). The format is parsed once (DataFusion parses it for
 /// every value), and zero-padded years 0–9999, months, days, hours, minutes and seconds
 /// are written directly; anything else is formatted by chrono as DataFusion does, with
 /// the same result. Other arguments go to DataFusion's own function.
@@ -359,8 +363,12 @@ impl ScalarUDFImpl for ToChar {
             ColumnarValue::Array(values),
             ColumnarValue::Scalar(datafusion::common::ScalarValue::Utf8(Some(format))),
         ] = args.args.as_slice()
-            && let DataType::Timestamp(unit, None) = values.data_type()
-            && let Some(out) = format_timestamps(values, *unit, format)
+            && let DataType::Timestamp(unit, zone) = values.data_type()
+            && let Some(walls) = match zone {
+                None => Some(values.clone()),
+                Some(zone) => local_time::wall_clock(values, *unit, zone, format),
+            }
+            && let Some(out) = format_timestamps(&walls, *unit, format)
         {
             return Ok(ColumnarValue::Array(Arc::new(out)));
         }
@@ -582,15 +590,17 @@ pub fn udafs() -> Vec<datafusion::logical_expr::AggregateUDF> {
 
 /// The functions, ready to register; `key` is the pseudonymisation key of the run (`None`
 /// on a cluster: `pseudonym` then fails).
-/// `__distinct_key`, `__cell_lanes` (plans of `count(DISTINCT …)`) and
-/// `__timestamp` (source typing) are internal, registered so that a plan sent to a cluster
-/// finds them by name.
+/// `__distinct_key`, `__cell_lanes` (plans of `count(DISTINCT …)`), `__timestamp`,
+/// `__local_timestamp` and `__local_time_problem` (source typing) are internal, registered
+/// so that a plan sent to a cluster finds them by name.
 pub fn udfs(key: Option<&[u8]>) -> Vec<ScalarUDF> {
     let text = || Signature::exact(vec![DataType::Utf8], Volatility::Immutable);
     vec![
         ScalarUDF::new_from_impl(DistinctKey::default()),
         crate::functions::cellsets::cell_lanes(),
         ScalarUDF::new_from_impl(TextTimestamp::default()),
+        ScalarUDF::new_from_impl(local_time::LocalTime::instant()),
+        ScalarUDF::new_from_impl(local_time::LocalTime::problem()),
         ScalarUDF::new_from_impl(ToChar::new()),
         ScalarUDF::new_from_impl(HetuProblem { signature: text() }),
         ScalarUDF::new_from_impl(Pseudonym {

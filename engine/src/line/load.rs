@@ -264,13 +264,15 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
         if let Some(s) = &step.source {
             declared.check_source_format(s, diags);
             declared.check_location(s, diags);
+            crate::line::zone::check_local_columns(file, s, diags);
         }
     }
     check_params(file, spec, diags);
 }
 
-/// The line's own settings: its name, limits and schedule.
+/// The line's own settings: its name, limits, schedule and time zone.
 fn check_header(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
+    crate::line::zone::check_timezone(file, spec, diags);
     if !is_machine_name(&spec.line) {
         diags.push(Diagnostic::error(
             Code::V108,

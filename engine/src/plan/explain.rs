@@ -66,6 +66,7 @@ fn type_name(t: &arrow::datatypes::DataType) -> String {
         D::Float16 | D::Float32 | D::Float64 => "decimal".into(),
         D::Boolean => "boolean".into(),
         D::Date32 | D::Date64 => "date".into(),
+        D::Timestamp(_, Some(zone)) => format!("timestamp ({zone})"),
         D::Timestamp(..) => "timestamp".into(),
         other => other.to_string(),
     }

@@ -1,6 +1,8 @@
 //! Expressions of a line file: parsed against a schema, parameters bound, type-checked,
 //! and their errors placed at the expression; shared rewrites of expressions.
 
+use std::sync::Arc;
+
 use arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DataFusionError, SchemaError};
@@ -22,7 +24,7 @@ impl Planner<'_> {
         // Type-check now, so that a mismatch is reported at the expression.
         e.get_type(schema)
             .map_err(|err| vec![self.expr_error(text, err)])?;
-        Ok(fixed_intervals(e, schema))
+        Ok(fixed_intervals(local_comparisons(e, schema), schema))
     }
 
     fn bind(&self, e: Expr, text: &Name) -> Result<Expr, Diags> {
@@ -216,9 +218,10 @@ impl Planner<'_> {
 }
 
 /// The midnight that starts `day` (a `DATE` expression), or with `next` the one that ends
-/// it, as a timestamp of `unit` without a time zone: timestamps compared with it directly
-/// need no cast to their day per row.
-pub(crate) fn midnight(day: Expr, unit: TimeUnit, next: bool) -> Expr {
+/// it, as a timestamp of `unit` in `zone` (the zone's midnight, Arrow's cast of a date to a
+/// timestamp with a zone) or without one: timestamps compared with it directly need no cast
+/// to their day per row.
+pub(crate) fn midnight(day: Expr, unit: TimeUnit, zone: Option<Arc<str>>, next: bool) -> Expr {
     let day = if next {
         day + lit(ScalarValue::IntervalDayTime(Some(
             arrow::datatypes::IntervalDayTime::new(1, 0),
@@ -228,22 +231,25 @@ pub(crate) fn midnight(day: Expr, unit: TimeUnit, next: bool) -> Expr {
     };
     Expr::Cast(datafusion::logical_expr::Cast::new(
         Box::new(day),
-        DataType::Timestamp(unit, None),
+        DataType::Timestamp(unit, zone),
     ))
 }
 
 /// `timestamp ± INTERVAL '…'` with a fixed interval (no months; a timestamp without a time
-/// zone has 24-hour days) as `timestamp ± duration`: the same instants, and Arrow adds a
-/// duration as a number where it adds an interval per value by the calendar (20 times
-/// slower, measured on ten million rows).
+/// zone has 24-hour days, one with a zone days of its calendar, so no days either) as
+/// `timestamp ± duration`: the same instants, and Arrow adds a duration as a number where
+/// it adds an interval per value by the calendar (20 times slower, measured on ten million
+/// rows).
 pub(crate) fn fixed_intervals(e: Expr, schema: &DFSchema) -> Expr {
     use datafusion::logical_expr::{BinaryExpr, Operator};
-    let duration = |v: &ScalarValue, unit: &TimeUnit| -> Option<ScalarValue> {
+    let duration = |v: &ScalarValue, (unit, zoned): &(TimeUnit, bool)| -> Option<ScalarValue> {
         let nanos: i128 = match v {
-            ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
+            ScalarValue::IntervalMonthDayNano(Some(i))
+                if i.months == 0 && (!zoned || i.days == 0) =>
+            {
                 i128::from(i.days) * 86_400_000_000_000 + i128::from(i.nanoseconds)
             }
-            ScalarValue::IntervalDayTime(Some(i)) => {
+            ScalarValue::IntervalDayTime(Some(i)) if !zoned || i.days == 0 => {
                 i128::from(i.days) * 86_400_000_000_000 + i128::from(i.milliseconds) * 1_000_000
             }
             _ => return None,
@@ -265,8 +271,8 @@ pub(crate) fn fixed_intervals(e: Expr, schema: &DFSchema) -> Expr {
             TimeUnit::Nanosecond => ScalarValue::DurationNanosecond(Some(n)),
         })
     };
-    let naive = |e: &Expr| match e.get_type(schema) {
-        Ok(DataType::Timestamp(unit, None)) => Some(unit),
+    let timestamp = |e: &Expr| match e.get_type(schema) {
+        Ok(DataType::Timestamp(unit, zone)) => Some((unit, zone.is_some())),
         _ => None,
     };
     e.clone()
@@ -282,9 +288,9 @@ pub(crate) fn fixed_intervals(e: Expr, schema: &DFSchema) -> Expr {
                 _ => None,
             };
             // timestamp ± interval, or interval + timestamp.
-            let (ts, iv, ts_left) = match (naive(&b.left), interval(&b.right)) {
+            let (ts, iv, ts_left) = match (timestamp(&b.left), interval(&b.right)) {
                 (Some(u), Some(v)) => (u, v, true),
-                _ if b.op == Operator::Plus => match (interval(&b.left), naive(&b.right)) {
+                _ if b.op == Operator::Plus => match (interval(&b.left), timestamp(&b.right)) {
                     (Some(v), Some(u)) => (u, v, false),
                     _ => return Ok(Transformed::no(e)),
                 },
@@ -304,6 +310,87 @@ pub(crate) fn fixed_intervals(e: Expr, schema: &DFSchema) -> Expr {
         // Types were checked before; a failure keeps the expression as written.
         .map(|t| t.data)
         .unwrap_or(e)
+}
+
+/// Comparisons of a timestamp with a zone (a local time column) with a date or a timestamp
+/// without one, the other side cast to the zone's type: a date becomes the zone's midnight
+/// and a timestamp the zone's wall-clock time, so `halytys_aika >= $period_start` means
+/// Finnish midnight. (DataFusion would compare both as timestamps without a zone, the
+/// instant then read as a UTC clock.)
+pub(crate) fn local_comparisons(e: Expr, schema: &DFSchema) -> Expr {
+    use datafusion::logical_expr::{Between, BinaryExpr, Operator};
+    e.clone()
+        .transform_up(|e| {
+            Ok(match e {
+                Expr::BinaryExpr(BinaryExpr { left, op, right })
+                    if matches!(
+                        op,
+                        Operator::Eq
+                            | Operator::NotEq
+                            | Operator::Lt
+                            | Operator::LtEq
+                            | Operator::Gt
+                            | Operator::GtEq
+                            | Operator::IsDistinctFrom
+                            | Operator::IsNotDistinctFrom
+                    ) =>
+                {
+                    let (l, r, cast) = zoned_pair(*left, *right, schema);
+                    let e = Expr::BinaryExpr(BinaryExpr::new(Box::new(l), op, Box::new(r)));
+                    if cast {
+                        Transformed::yes(e)
+                    } else {
+                        Transformed::no(e)
+                    }
+                }
+                Expr::Between(Between {
+                    expr,
+                    negated,
+                    low,
+                    high,
+                }) => {
+                    let (x, low, a) = zoned_pair(*expr, *low, schema);
+                    let (x, high, b) = zoned_pair(x, *high, schema);
+                    let e = Expr::Between(Between::new(
+                        Box::new(x),
+                        negated,
+                        Box::new(low),
+                        Box::new(high),
+                    ));
+                    if a || b {
+                        Transformed::yes(e)
+                    } else {
+                        Transformed::no(e)
+                    }
+                }
+                e => Transformed::no(e),
+            })
+        })
+        // Types were checked before; a failure keeps the expression as written.
+        .map(|t| t.data)
+        .unwrap_or(e)
+}
+
+/// Two compared expressions, the one that is a date or a timestamp without a zone cast to
+/// the other's timestamp with a zone; whether one was.
+fn zoned_pair(a: Expr, b: Expr, schema: &DFSchema) -> (Expr, Expr, bool) {
+    let zoned = |e: &Expr| match e.get_type(schema) {
+        Ok(t @ DataType::Timestamp(_, Some(_))) => Some(t),
+        _ => None,
+    };
+    let wall = |e: &Expr| {
+        matches!(
+            e.get_type(schema),
+            Ok(DataType::Date32 | DataType::Timestamp(_, None))
+        )
+    };
+    let cast =
+        |e: Expr, t: DataType| Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(e), t));
+    match (zoned(&a), zoned(&b)) {
+        (Some(t), None) if wall(&b) => (a, cast(b, t), true),
+        (None, Some(t)) if wall(&a) => (cast(a, t), b, true),
+        _ => (a, b, false),
+    }
 }
 
 pub(crate) fn first_line(s: &str) -> String {
@@ -347,9 +434,10 @@ pub(crate) mod tests {
         out
     }
 
-    /// Fixed intervals added to or subtracted from timestamps without a time zone become
-    /// durations with the same results; months, fractions finer than the unit and
-    /// timestamps with a time zone keep their interval.
+    /// Fixed intervals added to or subtracted from timestamps become durations with the same
+    /// results; months, fractions finer than the unit and days added to timestamps with a
+    /// time zone (days of its calendar, 23 or 25 hours when the clocks change) keep their
+    /// interval.
     #[tokio::test]
     async fn fixed_intervals_become_durations_with_the_same_results() {
         let ctx = SessionContext::new();
@@ -377,6 +465,8 @@ pub(crate) mod tests {
             ("ns + INTERVAL '0.000000001 seconds'", true),
             ("us + INTERVAL '1 month'", false),
             ("tz + INTERVAL '1 day'", false),
+            ("tz + INTERVAL '3 hours'", true),
+            ("INTERVAL '90 minutes' + tz", true),
         ];
         for (sql, fixed) in cases {
             let written = ctx.state().create_logical_expr(sql, &schema).unwrap();

@@ -43,7 +43,8 @@ use datafusion::scalar::ScalarValue;
 
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::line::load::Line;
-use crate::line::spec::{ColumnType, Name, Pos, Severity, SourceSpec, Step, StepKind, StepSpec};
+use crate::line::spec::{ColumnSpec, ColumnType, LineSpec, Name, Pos, Severity, SourceSpec};
+use crate::line::spec::{Step, StepKind, StepSpec};
 use crate::plan::personal::{Lineage, Taint};
 
 /// Column of a row's source object.
@@ -308,6 +309,15 @@ pub fn arrow_type(t: ColumnType) -> DataType {
         ColumnType::Boolean => DataType::Boolean,
         ColumnType::Date => DataType::Date32,
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+    }
+}
+
+/// The Arrow type of a declared source column: a timestamp declared `local` holds instants
+/// whose calendar is the line's zone (`Timestamp(Microsecond, zone)`).
+pub fn column_type(c: &ColumnSpec, line: &LineSpec) -> DataType {
+    match c.r#type.value {
+        ColumnType::Timestamp if c.local => crate::functions::local_time::instant_type(line.zone()),
+        t => arrow_type(t),
     }
 }
 

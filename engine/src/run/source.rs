@@ -169,7 +169,7 @@ impl<'a> SourceReader<'a> {
         let types: Vec<arrow::datatypes::DataType> = spec
             .columns
             .values()
-            .map(|c| crate::plan::arrow_type(c.r#type.value))
+            .map(|c| crate::plan::column_type(c, &shared.line.spec))
             .collect();
         let raw_schema = crate::plan::raw_source_schema(spec);
         let typed_schema = shared.check_plans[step].output.clone();

@@ -202,6 +202,13 @@ pub struct LineSpec {
     /// `status`), and an operator with the `run` role can change a release's status later.
     #[serde(default)]
     pub release_status: Option<Sp<ReleaseStatus>>,
+    /// The time zone of the line's local times, by its name in the tz database:
+    /// `Europe/Helsinki` (Finnish time, the default) or e.g. `Europe/Stockholm`. A source
+    /// column declared `local: true` holds wall-clock times of this zone, read as instants:
+    /// a duration across a change of the clocks is its real length, and a month or a day
+    /// taken of such a time is the zone's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<Sp<String>>,
     /// Parameters given at run time (`--param period=2025-03`). Use them in locations as
     /// `{period}` and in expressions as `$period`.
     #[serde(default)]
@@ -219,6 +226,18 @@ pub struct LineSpec {
     /// The defaults hold for national submissions.
     #[serde(default)]
     pub limits: LimitsSpec,
+}
+
+/// The zone of local times when a line names none: Finnish time.
+pub const DEFAULT_TIMEZONE: &str = "Europe/Helsinki";
+
+impl LineSpec {
+    /// The zone of the line's local times (`timezone`, by default Finnish time).
+    pub fn zone(&self) -> &str {
+        self.timezone
+            .as_ref()
+            .map_or(DEFAULT_TIMEZONE, |t| t.value.as_str())
+    }
 }
 
 /// Bounds on a run and on what one object may make a reader hold.

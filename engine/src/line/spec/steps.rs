@@ -56,7 +56,10 @@ pub enum ColumnType {
     Boolean,
     /// A date, `YYYY-MM-DD`.
     Date,
-    /// A date and time without a zone, `YYYY-MM-DDTHH:MM:SS`, in Finnish local time.
+    /// A date and time, `YYYY-MM-DDTHH:MM:SS` (also with a space, fractions of a second, or
+    /// the date alone). Read as the clock shows it, without a zone, unless the column is
+    /// declared `local: true`: then it is a wall-clock time of the line's `timezone`, read as
+    /// an instant.
     Timestamp,
 }
 
@@ -80,8 +83,43 @@ pub struct ColumnSpec {
     pub r#type: Sp<ColumnType>,
     pub required: bool,
     pub personal: bool,
+    /// A timestamp column of wall-clock times in the line's `timezone`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
+    /// What a local time that the clocks showed twice becomes (default: quarantine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ambiguous: Option<Sp<Ambiguous>>,
     pub description: Option<Text>,
     pub unit: Option<String>,
+}
+
+/// What to do with a local time that names two instants: the hour the clocks show twice
+/// when summer time ends (in Finland 03:00–03:59 on the last Sunday of October, first in
+/// summer time, UTC+3, then in winter time, UTC+2). A time the clocks skip when summer
+/// time starts (03:00–03:59 on the last Sunday of March) names no instant at all and is
+/// always quarantined.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Ambiguous {
+    /// Put the row in quarantine (the default), with the rule `local-time-<column>` and the
+    /// reason `ambiguous-local-time`: the text alone cannot tell which of the two instants
+    /// was meant, and a wrong guess would move a duration by an hour without a trace.
+    #[default]
+    Quarantine,
+    /// Take the earlier of the two instants (summer time). For submitters whose systems
+    /// record the repeated hour in summer time, or lines where an hour's error in the rows
+    /// of that one hour a year is acceptable; an order rule still catches an arrival that
+    /// this makes earlier than its alarm.
+    Earliest,
+}
+
+impl Ambiguous {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ambiguous::Quarantine => "quarantine",
+            Ambiguous::Earliest => "earliest",
+        }
+    }
 }
 
 /// A column: its type alone, or a map.
@@ -107,6 +145,21 @@ struct ColumnDef {
     /// pseudonymised in quarantine and may not be published unaggregated.
     #[serde(default)]
     personal: bool,
+    /// Whether a `timestamp` column holds wall-clock times of the line's `timezone`
+    /// (Finnish time by default), as submissions usually do. Each is read as the instant it
+    /// names, so durations across a change of the clocks are real ones (an alarm at
+    /// 02:55 and an arrival at 04:05 on the night summer time starts are 10 minutes apart)
+    /// and a month, day or hour taken of it (`to_char`, `CAST(… AS DATE)`, `in_period`) is
+    /// the zone's. A text with its own UTC offset (`2025-03-30T02:55+02:00`, `…Z`) is taken
+    /// as written. A time the clocks skipped puts the row in quarantine (rule
+    /// `local-time-<column>`, reason `nonexistent-local-time`); one they showed twice is
+    /// handled as `ambiguous` says.
+    #[serde(default)]
+    local: bool,
+    /// For a `local` column: `quarantine` (the default) or `earliest`, what a time the
+    /// clocks showed twice becomes.
+    #[serde(default)]
+    ambiguous: Option<Sp<Ambiguous>>,
     /// What the column holds.
     #[serde(default)]
     description: Option<Text>,
@@ -129,6 +182,8 @@ impl<'de> Deserialize<'de> for ColumnSpec {
                     r#type: d.r#type,
                     required: d.required,
                     personal: d.personal,
+                    local: d.local,
+                    ambiguous: d.ambiguous,
                     description: d.description,
                     unit: d.unit,
                 })
@@ -140,6 +195,8 @@ impl<'de> Deserialize<'de> for ColumnSpec {
                     r#type: Sp::synthetic(t),
                     required: false,
                     personal: false,
+                    local: false,
+                    ambiguous: None,
                     description: None,
                     unit: None,
                 })

@@ -30,8 +30,8 @@ struct Codeset {
     alias: String,
     /// Whether rows map within the code set's validity windows.
     windowed: bool,
-    /// The unit of the `on` column when it is a timestamp without a time zone.
-    on_unit: Option<TimeUnit>,
+    /// The unit and zone of the `on` column when it is a timestamp.
+    on_unit: Option<(TimeUnit, Option<Arc<str>>)>,
     /// Whether the code set has a `match` column (rows marked `prefix`).
     has_match: bool,
     /// Whether the code set has an `equivalence` column.
@@ -49,7 +49,7 @@ impl Codeset {
                 DataType::Date32,
             ));
             match &self.on_unit {
-                Some(unit) => midnight(day, *unit, next_day),
+                Some((unit, zone)) => midnight(day, *unit, zone.clone(), next_day),
                 None => day,
             }
         };
@@ -232,13 +232,13 @@ impl Planner<'_> {
             return Err(vec![d]);
         }
         let windowed = m.on.is_some() && cs_schema.index_of("valid_from").is_ok();
-        // A window checked against a timestamp without a time zone: the code set's days
-        // as the midnights that start and end them, compared with the timestamps as
-        // they are (not each cast to its day).
+        // A window checked against a timestamp: the code set's days as the midnights that
+        // start and end them (a local time column's zone's), compared with the timestamps
+        // as they are (not each cast to its day).
         let on_unit = match &m.on {
             Some(on_col) if windowed => {
                 match self.column_check(schema, on_col).map_err(|d| vec![d])? {
-                    DataType::Timestamp(unit, None) => Some(unit),
+                    DataType::Timestamp(unit, zone) => Some((unit, zone)),
                     _ => None,
                 }
             }

@@ -24,3 +24,25 @@ fn declared_columns_are_typed_and_checked() {
             .all(|r| r.severity == crate::line::spec::Severity::Reject)
     );
 }
+
+/// A timestamp declared `local` is an instant of the line's zone (Finnish time by default)
+/// and has a rule of its own for a time that is no one instant; one without `local` is read
+/// as the clock shows it.
+#[test]
+fn local_times_are_instants_of_the_lines_zone_with_a_rule_of_their_own() {
+    use arrow::datatypes::TimeUnit;
+    let c = checked(
+        "{ a: { type: timestamp, required: true, local: true }, b: timestamp }",
+        "",
+    )
+    .unwrap();
+    let s = &c.plans["s"];
+    let ty = |n: &str| s.output.field_with_name(n).unwrap().data_type().clone();
+    assert_eq!(
+        ty("a"),
+        DataType::Timestamp(TimeUnit::Microsecond, Some("Europe/Helsinki".into()))
+    );
+    assert_eq!(ty("b"), DataType::Timestamp(TimeUnit::Microsecond, None));
+    let ids: Vec<&str> = s.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["required-a", "type-a", "local-time-a", "type-b"]);
+}

@@ -77,4 +77,34 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("V202"), "{e}");
     }
+
+    /// Local times against dates and against each other: a date is the zone's midnight
+    /// (00:30 on the first of March in Finland is on the period's first day, although in
+    /// UTC it is still February), and differences are real across the spring change of the
+    /// clocks (02:55 to 04:05 is 10 minutes, not 70).
+    #[test]
+    fn local_times_against_dates_and_each_other() {
+        let rows = vec![
+            vec![Some("2025-03-01T00:30:00"), Some("2025-03-01T00:40:00")],
+            vec![Some("2025-02-28T23:30:00"), Some("2025-02-28T23:50:00")],
+            vec![Some("2025-03-30T02:55:00"), Some("2025-03-30T04:05:00")],
+        ];
+        let columns =
+            "{ a: { type: timestamp, local: true }, b: { type: timestamp, local: true } }";
+        let broken_by = |e: &str| broken(columns, &format!("{{ id: r, expr: \"{e}\" }}"), &rows);
+        assert_eq!(broken_by("a >= $period_start"), vec![2]);
+        assert_eq!(
+            broken_by("a BETWEEN $period_start AND $period_end"),
+            vec![2]
+        );
+        assert_eq!(
+            broken_by("b <= a + INTERVAL '20 minutes'"),
+            Vec::<usize>::new()
+        );
+        assert_eq!(
+            broken_by("date_part('epoch', b) - date_part('epoch', a) = 600"),
+            vec![2]
+        );
+        assert_eq!(broken_by("to_char(a, '%Y-%m') = '2025-03'"), vec![2]);
+    }
 }

@@ -1,6 +1,6 @@
-//! `in_period`: the column's date or timestamp lies in the run's period. A timestamp
-//! without a time zone is compared with the period's first midnight and the one after its
-//! last day, so no cast per row is needed.
+//! `in_period`: the column's date or timestamp lies in the run's period. A timestamp is
+//! compared with the period's first midnight and the one after its last day (a local time
+//! column's with its zone's: Finnish midnights), so no cast per row is needed.
 
 use arrow::datatypes::DataType;
 use datafusion::common::{Column, DFSchema};
@@ -38,14 +38,14 @@ impl RuleKind for PeriodCheck {
         let c = col(Column::from_name(p.value.as_str()));
         let outside = match (&t, start, end) {
             (
-                DataType::Timestamp(unit, None),
+                DataType::Timestamp(unit, zone),
                 ScalarValue::Date32(Some(_)),
                 ScalarValue::Date32(Some(_)),
-            ) => Some(
-                c.clone()
-                    .lt(midnight(lit(start.clone()), *unit, false))
-                    .or(c.clone().gt_eq(midnight(lit(end.clone()), *unit, true))),
-            ),
+            ) => {
+                let first = midnight(lit(start.clone()), *unit, zone.clone(), false);
+                let after = midnight(lit(end.clone()), *unit, zone.clone(), true);
+                Some(c.clone().lt(first).or(c.clone().gt_eq(after)))
+            }
             _ => None,
         };
         let day = match t {
@@ -97,6 +97,28 @@ mod tests {
         ];
         assert_eq!(
             broken("{ t: timestamp }", "{ id: r, in_period: t }", &rows),
+            vec![2, 4]
+        );
+    }
+
+    /// A local time is in the period by the zone's calendar: 00:30 on the first of March
+    /// in Finland is in March although it is still February in UTC, and 00:30 on the first
+    /// of April is not in March although it still is in UTC.
+    #[test]
+    fn period_of_local_times() {
+        let rows = vec![
+            one(Some("2025-03-01T00:30:00")),
+            one(Some("2025-02-28T23:59:59")),
+            one(Some("2025-03-31T23:59:59")),
+            one(Some("2025-04-01T00:30:00")),
+            one(Some("2025-03-30T04:05:00")),
+        ];
+        assert_eq!(
+            broken(
+                "{ t: { type: timestamp, local: true } }",
+                "{ id: r, in_period: t }",
+                &rows
+            ),
             vec![2, 4]
         );
     }

@@ -1,5 +1,6 @@
 //! `order`: date or timestamp columns are in order, each no later than the next. Columns
-//! of different types are compared as timestamps; a pair with a missing value passes.
+//! of different types are compared as timestamps (in the zone of a local time column among
+//! them: a date is then its midnight there); a pair with a missing value passes.
 
 use arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{Column, DFSchema};
@@ -37,6 +38,10 @@ impl RuleKind for OrderCheck {
             types.push(cx.column(schema, n)?);
         }
         let same = types.windows(2).all(|w| w[0] == w[1]);
+        let zone = types.iter().find_map(|t| match t {
+            DataType::Timestamp(_, Some(zone)) => Some(zone.clone()),
+            _ => None,
+        });
         let value = |n: &Name| {
             let c = col(Column::from_name(n.value.as_str()));
             if same {
@@ -44,7 +49,7 @@ impl RuleKind for OrderCheck {
             } else {
                 Expr::Cast(datafusion::logical_expr::Cast::new(
                     Box::new(c),
-                    DataType::Timestamp(TimeUnit::Microsecond, None),
+                    DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
                 ))
             }
         };
@@ -90,5 +95,23 @@ mod tests {
         assert_eq!(reasons[1].as_deref(), Some("`a` is after `b`"));
         assert_eq!(reasons[2].as_deref(), Some("`b` is after `c`"));
         assert_eq!(reasons[3], None);
+    }
+
+    /// A date before a local time is its midnight in the time's zone: 00:30 on the first
+    /// of March in Finland is not before the first of March (it is in UTC).
+    #[test]
+    fn order_of_a_date_and_a_local_time() {
+        let rows = vec![
+            vec![Some("2025-03-01"), Some("2025-03-01T00:30:00")],
+            vec![Some("2025-03-02"), Some("2025-03-01T23:30:00")],
+        ];
+        let reasons = eval(
+            "{ a: date, b: { type: timestamp, local: true } }",
+            "{ id: r, order: [a, b] }",
+            &rows,
+        )
+        .unwrap();
+        assert_eq!(reasons[0], None);
+        assert_eq!(reasons[1].as_deref(), Some("`a` is after `b`"));
     }
 }
