@@ -2022,3 +2022,69 @@ fn errors_have_codes_and_answers_hide_the_folders() {
         assert_eq!(a.json()["code"], code, "{path}: {}", a.body);
     }
 }
+
+/// A line reading another line's releases (a release source) runs after that line
+/// publishes a period, for its own period containing it, and `/api/lines` says which
+/// datasets it reads and after which lines it runs. (Failed before: the reading line was
+/// never queued by a release, and `/api/lines` did not say.)
+#[test]
+fn a_line_reading_another_lines_release_runs_after_it_publishes() {
+    let dir = setup();
+    let lines = dir.path().join("lines");
+    std::fs::create_dir_all(&lines).unwrap();
+    let shared = root().join("../shared/").canonicalize().unwrap();
+    let publisher = std::fs::read_to_string(root().join("lines/hoitoonpaasy.yaml"))
+        .unwrap()
+        .replace("../../shared/", &format!("{}/", shared.display()));
+    std::fs::write(lines.join("hoitoonpaasy.yaml"), publisher).unwrap();
+    std::fs::copy(
+        root().join("tests/lines/jonot-koko-maa.yaml"),
+        lines.join("jonot-koko-maa.yaml"),
+    )
+    .unwrap();
+    let d = start(dir.path(), &["--lines", lines.to_str().unwrap()]);
+    let reader = get(&d, "/api/lines/jonot_koko_maa").json();
+    assert_eq!(
+        reader["reads"],
+        serde_json::json!(["hoitoonpaasy_kuukausi"]),
+        "{reader}"
+    );
+    assert_eq!(
+        reader["after"],
+        serde_json::json!(["hoitoonpaasy"]),
+        "{reader}"
+    );
+
+    let a = post(
+        &d,
+        "/api/lines/hoitoonpaasy/runs",
+        Some(RUN_TOKEN),
+        r#"{"params": {"period": "2025-03"}}"#,
+    );
+    assert_eq!(a.status, 202, "{}", a.body);
+    let done = wait_job(
+        &d,
+        a.json()["id"].as_str().unwrap(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(done["run"]["status"], "succeeded", "{done}");
+    let t = Instant::now();
+    let job = loop {
+        let runs = get(&d, "/api/runs?line=jonot_koko_maa").json();
+        if let Some(j) = runs["runs"].as_array().and_then(|r| r.first()).cloned() {
+            break j;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no run of the reading line"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(job["trigger"], "release", "{job}");
+    assert_eq!(job["params"]["period"], "2025-03", "{job}");
+    let done = wait_job(&d, job["id"].as_str().unwrap(), Duration::from_secs(120));
+    assert_eq!(done["run"]["status"], "succeeded", "{done}");
+    // What it published is served like any dataset.
+    let doc = get(&d, "/api/v1/datasets/jonot_alueittain");
+    assert_eq!(doc.status, 200, "{}", doc.body);
+}

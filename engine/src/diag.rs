@@ -49,6 +49,14 @@ pub enum Code {
     V108,
     /// A time zone that the tz database does not know (`timezone`).
     V109,
+    /// A source gives both forms (`format`/`location` and `release`), or neither.
+    V110,
+    /// A release source reads a dataset that no line checked with it publishes (a warning
+    /// when one file is checked alone: its publisher may be elsewhere).
+    V111,
+    /// Lines read each other's datasets in a cycle, or a line reads its own dataset of the
+    /// run's period (`periods: current` or `all`).
+    V112,
     /// An expression names a column the input does not have.
     V201,
     /// An expression's types do not fit together.
@@ -82,6 +90,9 @@ pub enum Code {
     /// that the parameter's kind does not have (an error), or that is the value itself or
     /// that only some of its values have (a warning).
     V306,
+    /// A release source's `periods` that the line's `period` parameter cannot give: any but
+    /// `all` without a period parameter, `sub` of a month.
+    V307,
 }
 
 impl Code {
@@ -103,6 +114,9 @@ impl Code {
             Code::V107 => "bad-options",
             Code::V108 => "bad-name",
             Code::V109 => "unknown-timezone",
+            Code::V110 => "source-form",
+            Code::V111 => "unknown-dataset",
+            Code::V112 => "line-cycle",
             Code::V201 => "unknown-column",
             Code::V202 => "type-mismatch",
             Code::V203 => "expression-syntax",
@@ -117,6 +131,7 @@ impl Code {
             Code::V304 => "bad-codeset",
             Code::V305 => "codeset-changed",
             Code::V306 => "period-part",
+            Code::V307 => "release-periods",
         }
     }
 }

@@ -39,6 +39,7 @@ mod local_time;
 mod outputs;
 mod periods;
 mod privacy;
+mod release_sources;
 mod run;
 mod sources;
 mod storage;

@@ -21,9 +21,23 @@ pub(super) fn run(lines: &[PathBuf], format: DiagFormat) -> ExitCode {
             Err(d) => all.extend(d),
         }
     }
-    let shared = crate::plan::check::shared_names(&valid.iter().collect::<Vec<_>>());
-    let ok = valid.len() - shared.len();
-    all.extend(shared);
+    // What the lines show together: a line name two files give, release sources reading
+    // datasets no line here publishes, lines reading each other in a cycle.
+    let refs: Vec<_> = valid.iter().collect();
+    let mut across = crate::plan::check::shared_names(&refs);
+    across.extend(crate::plan::across::release_diagnostics(
+        &refs,
+        lines.len() > 1,
+    ));
+    let failing: std::collections::BTreeSet<&str> = (across.iter())
+        .filter(|d| d.level == crate::diag::Level::Error)
+        .map(|d| d.file.as_str())
+        .collect();
+    let ok = valid
+        .iter()
+        .filter(|l| !failing.contains(l.file.as_str()))
+        .count();
+    all.extend(across);
     print_diags(&all, format, &read_source);
     let failed = lines.len() - ok;
     if format == DiagFormat::Human {

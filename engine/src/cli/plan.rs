@@ -77,7 +77,9 @@ fn estimate(
         return Err(ExitCode::from(1));
     };
     for s in steps.iter_mut() {
-        if let Some(src) = &checked.line.spec.steps[s.name.as_str()].source {
+        let source = checked.line.spec.steps[s.name.as_str()].source.as_ref();
+        // A release source has no location to list (not yet: the releases it would read).
+        if let Some(src) = source.filter(|s| s.release.is_none()) {
             let location = crate::store::fill(&src.location, &fill);
             s.data = runtime.block_on(crate::plan::explain::estimate(
                 &store,

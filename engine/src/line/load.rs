@@ -93,7 +93,8 @@ pub fn load_text(
     dir: &Path,
     text: String,
 ) -> Result<(Line, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let spec = parse(file, &text).map_err(|d| vec![d])?;
+    let mut spec = parse(file, &text).map_err(|d| vec![d])?;
+    crate::line::release::add_period_column(&mut spec);
     let mut diags = Vec::new();
     check_structure(file, &text, &spec, &mut diags);
     let dag = build_dag(file, &spec, &mut diags);
@@ -262,8 +263,13 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
             declared.check_publish(p, &mut datasets, diags);
         }
         if let Some(s) = &step.source {
-            declared.check_source_format(s, diags);
-            declared.check_location(s, diags);
+            if crate::line::release::check_form(file, name, s, diags) {
+                declared.check_source_format(s, diags);
+                declared.check_location(s, diags);
+            }
+            if let Some(r) = &s.release {
+                crate::line::release::check_release(file, spec, r, diags);
+            }
             crate::line::zone::check_local_columns(file, s, diags);
         }
     }

@@ -12,6 +12,7 @@ mod error;
 pub(crate) mod fmt;
 pub mod load;
 pub(crate) mod params;
+pub(crate) mod release;
 pub(crate) mod schema;
 pub(crate) mod spec;
 pub(crate) mod zone;

@@ -225,6 +225,12 @@ fn period_form(text: &str) -> Form {
     }
 }
 
+/// The text of the period starting on `start` of the form `sample` has (`2025-Q1` → a
+/// quarter).
+pub(crate) fn period_text_like(sample: &str, start: NaiveDate) -> String {
+    period_text(period_form(sample), start)
+}
+
 /// The text of the period of `form` starting on `start`.
 fn period_text(form: Form, start: NaiveDate) -> String {
     match form {

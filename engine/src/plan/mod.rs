@@ -19,6 +19,7 @@
 //! [`crate::steps::sql`]. [`check`] plans every step of a line (`valtava check`) and
 //! [`explain`] reports the plans (`valtava plan`).
 
+pub mod across;
 pub mod check;
 pub mod columns;
 pub mod explain;
@@ -60,7 +61,7 @@ pub const STATUS_COLUMN: &str = "status";
 /// The period column the daemon puts first in every dataset it serves (a time series over
 /// its releases), beside a `status_<measure>` column for a measure a release lacks: no
 /// published column may have either name (V208).
-pub const PERIOD_COLUMN: &str = "jakso";
+pub use crate::line::release::PERIOD_COLUMN;
 /// The dimension of JSON-stat and PxWeb tables whose categories are the measures: no
 /// published column may have its name (V208).
 pub const MEASURE_DIMENSION: &str = "tiedot";

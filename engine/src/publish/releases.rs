@@ -299,6 +299,39 @@ pub fn render(releases: &[Release]) -> String {
     out
 }
 
+/// Where `dataset` is published: the line that publishes it, and its current releases
+/// that are served (not withdrawn) and hold the dataset, by period → run id. `None` when no
+/// line of the store has released it. What a release source reads.
+pub async fn current_of_dataset(
+    store: &Store,
+    dataset: &str,
+) -> Result<Option<(String, BTreeMap<String, String>)>, PublishError> {
+    let prefix = Path::from(crate::store::layout::RELEASES);
+    let listed = match store.inner.list_with_delimiter(Some(&prefix)).await {
+        Ok(l) => l,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(source) => return Err(PublishError::ListAllReleases { source }),
+    };
+    let mut lines: Vec<String> = (listed.common_prefixes.iter())
+        .filter_map(|p| p.filename().map(String::from))
+        .collect();
+    lines.sort();
+    for line in lines {
+        let releases = list(store, &line).await?;
+        if !(releases.iter()).any(|r| r.datasets.iter().any(|(d, _)| d == dataset)) {
+            continue;
+        }
+        let current = releases
+            .into_iter()
+            .filter(|r| r.current && r.status != crate::publish::revision::ReleaseStatus::Withdrawn)
+            .filter(|r| r.datasets.iter().any(|(d, _)| d == dataset))
+            .map(|r| (r.period, r.run_id))
+            .collect();
+        return Ok(Some((line, current)));
+    }
+    Ok(None)
+}
+
 /// Finds the current release of a dataset (optionally of one line and period) and returns
 /// the path of its Parquet (or CSV) object.
 pub async fn locate_dataset(

@@ -55,6 +55,7 @@ pub mod inputs;
 mod progress;
 pub mod quarantine;
 pub mod record;
+mod release;
 mod report;
 mod schedule;
 mod source;

@@ -45,7 +45,11 @@ pub(super) async fn read_source(
         } else {
             meta.location.to_string()
         };
-        if !reader.read_object(loc, meta, name).await? {
+        // A release's rows get its period; those of objects given instead (`--source`) the
+        // run's.
+        let period = super::release::period_of(meta.location.as_ref())
+            .or_else(|| (shared.fill.get(crate::line::release::PERIOD_PARAM)).map(String::as_str));
+        if !reader.read_object(loc, meta, name, period).await? {
             return Ok(()); // the step stopped; its own error is reported
         }
     }
@@ -103,12 +107,20 @@ pub(super) async fn source_objects(
     step: &str,
     spec: &crate::line::spec::SourceSpec,
 ) -> Result<Listing, RunFailure> {
-    let template = sources
-        .get(step)
-        .cloned()
-        .unwrap_or_else(|| spec.location.value.clone());
-    let location = crate::store::fill(&template, fill);
-    let locations = crate::store::expand(&location, parts);
+    let (location, locations) = match (&spec.release, sources.get(step)) {
+        (Some(r), None) => {
+            let found = super::release::release_locations(store, fill, step, r).await?;
+            (format!("releases of `{}`", r.dataset.value), found)
+        }
+        (_, given) => {
+            let template = given
+                .cloned()
+                .unwrap_or_else(|| spec.location.value.clone());
+            let location = crate::store::fill(&template, fill);
+            let locations = crate::store::expand(&location, parts);
+            (location, locations)
+        }
+    };
     let listing = crate::store::list_all(store, &locations)
         .await
         .map_err(|e| fail(RunCode::Source, format!("source `{step}`: {e}")))?;
@@ -142,7 +154,10 @@ struct SourceReader<'a> {
     step: &'a str,
     counters: Arc<super::Counters>,
     parser: Arc<dyn valtava_plugin::Parser>,
+    /// The columns the parser reads: the declared ones, less the period column of a
+    /// release source, which the reader adds at `period_at`.
     columns: Vec<String>,
+    period_at: Option<usize>,
     types: Vec<arrow::datatypes::DataType>,
     options: serde_json::Value,
     raw_schema: SchemaRef,
@@ -159,17 +174,23 @@ impl<'a> SourceReader<'a> {
         counters: Arc<super::Counters>,
         tx: &'a Tx,
     ) -> Result<Self, RunFailure> {
-        let parser = crate::parsers::get(&spec.format).ok_or_else(|| {
-            fail(
-                RunCode::Source,
-                format!("unknown format `{}`", spec.format.value),
-            )
-        })?;
-        let columns: Vec<String> = spec.columns.keys().map(|k| k.value.clone()).collect();
-        let types: Vec<arrow::datatypes::DataType> = spec
-            .columns
-            .values()
-            .map(|c| crate::plan::column_type(c, &shared.line.spec))
+        // A release source reads the releases' Parquet objects.
+        let format = match spec.release {
+            Some(_) => "parquet",
+            None => spec.format.value.as_str(),
+        };
+        let parser = crate::parsers::get(format)
+            .ok_or_else(|| fail(RunCode::Source, format!("unknown format `{format}`")))?;
+        let period_at = (spec.release.as_ref())
+            .and_then(|_| spec.columns.get_index_of(crate::plan::PERIOD_COLUMN));
+        let read = |i: &usize| Some(*i) != period_at;
+        let columns: Vec<String> = (spec.columns.keys().enumerate())
+            .filter(|(i, _)| read(i))
+            .map(|(_, k)| k.value.clone())
+            .collect();
+        let types: Vec<arrow::datatypes::DataType> = (spec.columns.values().enumerate())
+            .filter(|(i, _)| read(i))
+            .map(|(_, c)| crate::plan::column_type(c, &shared.line.spec))
             .collect();
         let raw_schema = crate::plan::raw_source_schema(spec);
         let typed_schema = shared.check_plans[step].output.clone();
@@ -184,6 +205,7 @@ impl<'a> SourceReader<'a> {
             counters,
             parser,
             columns,
+            period_at,
             types,
             options,
             raw_schema,
@@ -192,12 +214,14 @@ impl<'a> SourceReader<'a> {
         })
     }
 
-    /// Parses one object and sends its rows on; false if the step stopped taking them.
+    /// Parses one object and sends its rows on; false if the step stopped taking them. The
+    /// rows of a release get its `period`.
     async fn read_object(
         &self,
         loc: &Location,
         meta: &ObjectMeta,
         name: String,
+        period: Option<&str>,
     ) -> Result<bool, RunFailure> {
         let (shared, step) = (self.shared, self.step);
         self.counters.objects.fetch_add(1, Ordering::Relaxed);
@@ -245,6 +269,9 @@ impl<'a> SourceReader<'a> {
                 continue;
             }
             let mut cols: Vec<ArrayRef> = parsed.batch.columns().to_vec();
+            if let Some(i) = self.period_at {
+                cols.insert(i, Arc::new(StringArray::from(vec![period; n])));
+            }
             cols.push(Arc::new(StringArray::from(vec![name.as_str(); n])));
             let batch =
                 RecordBatch::try_new(self.raw_schema.clone(), coerce(cols, &self.raw_schema)?)

@@ -34,7 +34,7 @@ pub struct Job {
     pub line: String,
     /// The run's parameters by name.
     pub params: BTreeMap<String, String>,
-    /// `api`, `schedule`, `arrival`, `upload`.
+    /// `api`, `schedule`, `arrival`, `upload`, `release`.
     #[schema(schema_with = trigger_schema)]
     pub trigger: String,
     #[schema(inline)]
@@ -96,9 +96,9 @@ pub struct Job {
 fn trigger_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::Type::String)
-        .enum_values(Some(["api", "schedule", "arrival", "upload"]))
+        .enum_values(Some(["api", "schedule", "arrival", "upload", "release"]))
         .description(Some(
-            "How the run was asked for: through the API, on the line's schedule, by an arrival in an inbox or by an upload.",
+            "How the run was asked for: through the API, on the line's schedule, by an arrival in an inbox, by an upload, or by a new release of a dataset the line reads.",
         ))
         .build()
 }
@@ -368,8 +368,48 @@ async fn execute(app: Arc<App>, mut job: Job) {
     finish(&app, job, report).await;
 }
 
+/// Queues the lines that read a dataset `job`'s line just released, for the period of
+/// theirs containing the released one: a line reading another line's published indicators
+/// runs after they publish.
+async fn queue_readers(app: &App, job: &Job) {
+    let Some(published) = app.lines.get(&job.line) else {
+        return;
+    };
+    let period = job.params.get("period");
+    let start = period.and_then(|p| {
+        match crate::line::params::parse_value(crate::line::spec::ParamKind::Period, p) {
+            Ok(crate::line::params::ParamValue::Period { start, .. }) => Some(start),
+            _ => None,
+        }
+    });
+    for (name, reader) in &app.lines {
+        if *name == job.line
+            || !reader
+                .reads
+                .iter()
+                .any(|d| published.datasets.contains_key(d))
+        {
+            continue;
+        }
+        let mut params = BTreeMap::new();
+        if let Some(kind) = reader.period {
+            let Some(p) = start.and_then(|s| crate::line::params::period_containing(kind, s))
+            else {
+                continue;
+            };
+            params.insert("period".to_string(), p);
+        }
+        info!(line = %name, after = %job.line, params = ?params, "a dataset it reads was released");
+        app.enqueue(name, params, "release", Default::default())
+            .await;
+    }
+}
+
 /// Records an ended job and frees its worker.
 async fn finish(app: &App, job: Job, report: Option<crate::run::RunReport>) {
+    if job.status == JobStatus::Succeeded && !job.unchanged {
+        queue_readers(app, &job).await;
+    }
     app.record(&job, report.as_ref());
     app.save(&job).await;
     app.jobs

@@ -41,6 +41,8 @@
 //!   (`App::resume`), the workers (`dispatch`) and one run (`execute`).
 //! - `triggers.rs`: what queues runs without a request — schedules (cron, the latest
 //!   complete period) and inbox arrivals (listing, settle time, what was already seen).
+//! - `loaded.rs`: the lines served, loaded and planned once at start ([`LineEntry`]:
+//!   each dataset's shape, inboxes, the datasets read from other lines' releases).
 //! - `series.rs`: a dataset as a time series over its releases (current, or one by run id),
 //!   their columns merged across schema changes; what every data API reads.
 //! - `metrics.rs`: `/metrics`, `/healthz` and the counters behind them.
@@ -63,6 +65,7 @@ mod auth;
 mod error;
 mod extract;
 mod jobs;
+mod loaded;
 mod metrics;
 mod openapi;
 mod pxweb;
@@ -72,7 +75,7 @@ mod triggers;
 pub use crate::serve::error::ServeError;
 pub use crate::serve::jobs::Job;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -92,8 +95,6 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
-use crate::line::load::Line;
-use crate::line::spec::ParamKind;
 use crate::serve::api::catalog::quality::get_dataset_quality;
 use crate::serve::api::catalog::{get_catalog, get_lineage};
 use crate::serve::api::indicators::get_indicator;
@@ -107,12 +108,15 @@ use crate::serve::api::uploads::put_upload;
 use crate::serve::auth::{Token, read_tokens};
 use crate::serve::error::{ApiError, Problem, ProblemDetail, no_route, wrong_method};
 use crate::serve::jobs::dispatch;
+#[cfg(test)]
+use crate::serve::loaded::published_tables;
+use crate::serve::loaded::{LineEntry, load_lines};
 use crate::serve::metrics::{Metrics, count_responses, healthz, metrics};
 use crate::serve::pxweb::codelists::get_codelist;
 use crate::serve::pxweb::data::{get_data, post_data};
 use crate::serve::pxweb::metadata::{get_default_selection, get_metadata};
 use crate::serve::pxweb::tables::{get_config, get_table, get_tables};
-use crate::serve::triggers::{Inbox, arrivals, inbox_of, schedules};
+use crate::serve::triggers::{arrivals, schedules};
 use crate::store::Store;
 
 /// How the daemon is started.
@@ -197,74 +201,6 @@ fn connection_limit() -> usize {
 /// How long open connections get to finish at a stop before they are closed.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 
-struct LineEntry {
-    path: PathBuf,
-    line: Line,
-    schedule: Option<crate::line::cron::Schedule>,
-    period: Option<ParamKind>,
-    inboxes: Vec<Inbox>,
-    codesets: BTreeMap<String, Arc<datafusion::datasource::MemTable>>,
-    /// Each dataset the line publishes, as its planned publish step shapes it.
-    datasets: BTreeMap<String, TableShape>,
-    /// The line's entry in the catalog (`/api/catalog`): its code sets, datasets, columns
-    /// and their lineage, as `valtava catalog` describes them.
-    catalog: crate::artefacts::catalog::LineEntry,
-}
-
-/// A published table's shape, from its planned publish step: the one place the API learns
-/// a dataset's dimensions and area from.
-#[derive(Debug, Clone, Default)]
-struct TableShape {
-    /// The dimensions, in their order in the table.
-    dimensions: Vec<String>,
-    /// The dimension that is an area, if the line declares one.
-    area: Option<String>,
-    /// The measures: the numeric columns that are not dimensions, in their order.
-    measures: Vec<String>,
-}
-
-/// A line planned with example parameter values, or why it cannot be.
-fn planned(line: Line) -> Result<crate::plan::check::Checked, Vec<crate::diag::Diagnostic>> {
-    match crate::plan::check::bind_params(&line, None) {
-        Ok(params) => {
-            let values = crate::line::params::expression_values(&params);
-            crate::plan::check::plan_all(line, vec![], &values, b"serve")
-        }
-        Err(e) => Err(vec![crate::diag::Diagnostic::error(
-            crate::diag::Code::V302,
-            &line.file,
-            line.spec.line.at,
-            e.to_string(),
-        )]),
-    }
-}
-
-/// The shape of every table a checked line publishes, by dataset.
-fn published_tables(checked: &crate::plan::check::Checked) -> BTreeMap<String, TableShape> {
-    let mut out = BTreeMap::new();
-    for (name, step) in &checked.line.spec.steps {
-        let (Some(p), Some(plan)) = (&step.publish, checked.plans.get(name.value.as_str())) else {
-            continue;
-        };
-        out.insert(
-            p.dataset.value.clone(),
-            TableShape {
-                dimensions: plan.dimensions.clone(),
-                area: plan.area.clone(),
-                measures: plan
-                    .plan
-                    .schema()
-                    .fields()
-                    .iter()
-                    .filter(|f| f.data_type().is_numeric() && !plan.dimensions.contains(f.name()))
-                    .map(|f| f.name().clone())
-                    .collect(),
-            },
-        );
-    }
-    out
-}
-
 struct App {
     store: Store,
     lines: BTreeMap<String, LineEntry>,
@@ -295,94 +231,6 @@ struct App {
 
 fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn load_lines(dir: &FsPath) -> Result<BTreeMap<String, LineEntry>, ServeError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| ServeError::LinesFolder {
-            dir: dir.to_path_buf(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
-    let mut loaded: Vec<LineEntry> = Vec::new();
-    for path in files {
-        let line = match crate::line::load::load(&path) {
-            Ok((line, _)) => line,
-            Err(d) => {
-                let first = d.first().map(|d| d.message.clone()).unwrap_or_default();
-                error!(file = %path.display(), "line not served: {first}");
-                continue;
-            }
-        };
-        // Planned once, with example parameter values: what each published table's
-        // dimensions, area and measures are comes from its planned publish step.
-        let checked = match planned(line) {
-            Ok(c) => c,
-            Err(d) => {
-                let first = d.first().map(|d| d.message.clone()).unwrap_or_default();
-                error!(file = %path.display(), "line not served: {first}");
-                continue;
-            }
-        };
-        loaded.push(line_entry(path, checked));
-    }
-    // A name two files give is served by neither: the daemon must not pick one unseen.
-    let lines: Vec<&Line> = loaded.iter().map(|e| &e.line).collect();
-    let mut ambiguous = BTreeSet::new();
-    for d in crate::plan::check::shared_names(&lines) {
-        error!(file = %d.file, "line not served: {}", d.message);
-        if let Some(e) = loaded.iter().find(|e| e.line.file == d.file) {
-            ambiguous.insert(e.line.spec.line.value.clone());
-        }
-    }
-    Ok(loaded
-        .into_iter()
-        .filter(|e| !ambiguous.contains(&e.line.spec.line.value))
-        .map(|e| (e.line.spec.line.value.clone(), e))
-        .collect())
-}
-
-/// What the daemon keeps of a line it serves, from the line planned once at load.
-fn line_entry(path: PathBuf, checked: crate::plan::check::Checked) -> LineEntry {
-    let datasets = published_tables(&checked);
-    // The catalog entry now, while the plans and the loaded code sets are at hand: a
-    // request for the catalog reads no line file or code set.
-    let catalog = crate::artefacts::catalog::line_entry(&checked);
-    let codesets = (checked.codesets.into_iter())
-        .map(|(k, v)| (k, v.table))
-        .collect();
-    let line = checked.line;
-    let schedule = line
-        .spec
-        .schedule
-        .as_ref()
-        .and_then(|s| s.value.parse().ok());
-    let period = line
-        .spec
-        .params
-        .iter()
-        .find(|(k, _)| k.value == "period")
-        .map(|(_, p)| p.kind.value);
-    let inboxes = line
-        .spec
-        .steps
-        .values()
-        .filter_map(|s| s.source.as_ref())
-        .filter_map(|s| inbox_of(&s.location.value))
-        .collect();
-    LineEntry {
-        path,
-        line,
-        schedule,
-        period,
-        inboxes,
-        codesets,
-        datasets,
-        catalog,
-    }
 }
 
 impl App {

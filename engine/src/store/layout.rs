@@ -41,9 +41,12 @@ pub fn release_pointer(line: &str, period: &str) -> String {
     format!("releases/{line}/{period}/latest.json")
 }
 
+/// The folder of every line's releases.
+pub const RELEASES: &str = "releases";
+
 /// Every release of a line, of all periods.
 pub fn releases_of(line: &str) -> String {
-    format!("releases/{line}")
+    format!("{RELEASES}/{line}")
 }
 
 /// The folder of a run's quarantined rows.

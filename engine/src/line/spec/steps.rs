@@ -5,12 +5,15 @@
 
 use super::*;
 
-/// Reads every object that matches `location` with one parser.
+/// Reads every object that matches `location` with one parser, or (`release`) the current
+/// published releases of a dataset. A source gives either `format` and `location` or
+/// `release`, never both (V110).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// The parser: `csv`, `parquet`, `ndjson`, `xlsx`, `fhir` (SQL-on-FHIR v2 views),
     /// `cda` (HL7 CDA R2 documents) or `external` (a program).
+    #[serde(default = "not_given", skip_serializing_if = "is_blank")]
     pub format: Name,
     /// Which objects to read: a path relative to the store (`--store`) or a URL, with
     /// `*`, `**` and `?` wildcards and `{param}` placeholders, e.g.
@@ -18,7 +21,15 @@ pub struct SourceSpec {
     /// location of each month (quarter) of the run's period, in order, together: a yearly
     /// line reads `inbox/ensihoito/{period.months}/*.csv` from the twelve monthly folders
     /// (a month without objects is no error). `--source NAME=URL` overrides it for one run.
+    #[serde(default = "not_given", skip_serializing_if = "is_blank")]
     pub location: Sp<String>,
+    /// Read the current published releases of a dataset (of another line, or this line's
+    /// own earlier periods) exactly as the public reads them: suppressed cells empty, with
+    /// their `status`. The rows get the period of their release as column `jakso` (declare
+    /// it among `columns` to place it; otherwise it comes first). Instead of `format` and
+    /// `location`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseSourceSpec>,
     /// Options of the parser: for `csv` `delimiter`, `quote`, `header`, `encoding`,
     /// `null_values`, `trim`; for `xlsx` `sheet`, `header_row`; for `external` `command`,
     /// `timeout_seconds`.
@@ -28,6 +39,75 @@ pub struct SourceSpec {
     /// The columns to read, in order, with their types. A column is either just a type
     /// (`halytys_aika: timestamp`) or a map with `type` and more.
     pub columns: IndexMap<Name, ColumnSpec>,
+}
+
+/// A `format` or `location` the line does not give (a release source has neither).
+fn not_given() -> Name {
+    Sp::synthetic(String::new())
+}
+
+fn is_blank(s: &Sp<String>) -> bool {
+    s.value.is_empty()
+}
+
+/// Which published releases a source reads.
+///
+/// ```yaml
+/// release: { dataset: hoitoonpaasy_kuukausi, periods: current }
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseSourceSpec {
+    /// The published dataset; the line that publishes it is found by it.
+    pub dataset: Name,
+    /// Which periods' current releases, relative to the run's `period` (default `current`).
+    #[serde(default = "current_periods")]
+    pub periods: Sp<ReleasePeriods>,
+}
+
+fn current_periods() -> Sp<ReleasePeriods> {
+    Sp::synthetic(ReleasePeriods::Named(PeriodChoice::Current))
+}
+
+/// The periods a release source reads.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ReleasePeriods {
+    /// `current`, `previous`, `sub` or `all`.
+    Named(PeriodChoice),
+    /// `{ last: n }`: the n periods before the run's, those that have a release.
+    Last {
+        /// How many periods back.
+        last: u32,
+    },
+}
+
+/// A named choice of periods.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PeriodChoice {
+    /// The run's period; without a release the run fails (R004).
+    Current,
+    /// The period before the run's, of the same kind; without a release R004.
+    Previous,
+    /// The periods inside the run's period (the months of a quarter or a year, or its
+    /// quarters or half-years: the finest kind the dataset has releases of).
+    Sub,
+    /// Every period that has a current release.
+    All,
+}
+
+impl ReleasePeriods {
+    /// As written in a line file.
+    pub fn describe(self) -> String {
+        match self {
+            ReleasePeriods::Named(PeriodChoice::Current) => "current".into(),
+            ReleasePeriods::Named(PeriodChoice::Previous) => "previous".into(),
+            ReleasePeriods::Named(PeriodChoice::Sub) => "sub".into(),
+            ReleasePeriods::Named(PeriodChoice::All) => "all".into(),
+            ReleasePeriods::Last { last } => format!("last: {last}"),
+        }
+    }
 }
 
 /// Options of a source's parser; which keys apply depends on `format`.

@@ -75,6 +75,11 @@ pub(in crate::serve) struct LineInfo {
     inboxes: Vec<String>,
     /// The datasets it publishes.
     datasets: Vec<String>,
+    /// The published datasets its release sources read.
+    reads: Vec<String>,
+    /// The lines that publish them: the daemon runs this line after each of them releases
+    /// a period.
+    after: Vec<String>,
 }
 
 /// A parameter of a line.
@@ -133,8 +138,12 @@ pub(super) fn publish_steps(line: &Line) -> Vec<(&str, &crate::line::spec::Publi
         .collect()
 }
 
-fn line_info(name: &str, e: &LineEntry) -> LineInfo {
+fn line_info(all: &BTreeMap<String, LineEntry>, name: &str, e: &LineEntry) -> LineInfo {
     let s = &e.line.spec;
+    let after = (all.iter())
+        .filter(|(n, other)| *n != name && other.datasets.keys().any(|d| e.reads.contains(d)))
+        .map(|(n, _)| n.clone())
+        .collect();
     let next = e
         .schedule
         .as_ref()
@@ -169,6 +178,8 @@ fn line_info(name: &str, e: &LineEntry) -> LineInfo {
             .iter()
             .map(|(_, p)| p.dataset.value.clone())
             .collect(),
+        reads: e.reads.iter().cloned().collect(),
+        after,
     }
 }
 
@@ -182,7 +193,11 @@ fn line_info(name: &str, e: &LineEntry) -> LineInfo {
     ),
 )]
 pub(in crate::serve) async fn get_lines(State(app): AppState) -> Response {
-    let lines: Vec<LineInfo> = app.lines.iter().map(|(n, e)| line_info(n, e)).collect();
+    let lines: Vec<LineInfo> = app
+        .lines
+        .iter()
+        .map(|(n, e)| line_info(&app.lines, n, e))
+        .collect();
     axum::Json(LineList { lines }).into_response()
 }
 
@@ -203,7 +218,7 @@ pub(in crate::serve) async fn get_line(
     P(line): P<String>,
 ) -> Result<Response, ApiError> {
     match app.lines.get(&line) {
-        Some(e) => Ok(axum::Json(line_info(&line, e)).into_response()),
+        Some(e) => Ok(axum::Json(line_info(&app.lines, &line, e)).into_response()),
         None => Err(ApiError::NoLine(line)),
     }
 }
