@@ -482,3 +482,76 @@ fn diff_lists_what_weakens_privacy_first() {
         "{md}"
     );
 }
+
+/// A release source shows what it reads in every tool: the graph's node and the published
+/// dataset it depends on, the plan's periods, the catalog's entry, the diff's change.
+#[test]
+fn every_tool_shows_what_a_release_source_reads() {
+    const JONOT: &str = "tests/lines/jonot-koko-maa.yaml";
+    let dot = text(&run(&["graph", JONOT]).stdout);
+    assert!(
+        dot.contains("release: hoitoonpaasy_kuukausi (current)"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"release:hoitoonpaasy_kuukausi\" -> \"jonot\""),
+        "{dot}"
+    );
+    let mmd = text(&run(&["graph", "--format", "mermaid", JONOT]).stdout);
+    assert!(
+        mmd.contains("release_hoitoonpaasy_kuukausi -.-> jonot"),
+        "{mmd}"
+    );
+
+    let plan = run(&[
+        "plan",
+        JONOT,
+        "--param",
+        "period=2025-03",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stderr));
+    let steps: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(
+        steps[0]["release"]["dataset"], "hoitoonpaasy_kuukausi",
+        "{steps}"
+    );
+    assert_eq!(
+        steps[0]["release"]["wanted"],
+        serde_json::json!(["2025-03"])
+    );
+    let shown = text(&run(&["plan", JONOT, "--param", "period=2025-03"]).stdout);
+    assert!(
+        shown.contains("release: hoitoonpaasy_kuukausi (current)"),
+        "{shown}"
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    let r = run(&["catalog", JONOT, "--out", o]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let cat: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("catalog.json")).unwrap()).unwrap();
+    let source = cat.pointer("/lines/0/sources/0").unwrap();
+    assert_eq!(
+        source["release"],
+        serde_json::json!({ "dataset": "hoitoonpaasy_kuukausi", "periods": "current" })
+    );
+    assert!(
+        source.get("format").is_none() && source.get("location").is_none(),
+        "{source}"
+    );
+    let html = std::fs::read_to_string(out.path().join("index.html")).unwrap();
+    assert!(html.contains("release, periods current"), "{html}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let old = std::fs::read_to_string(root().join(JONOT)).unwrap();
+    let new = old.replace("periods: current", "periods: { last: 3 }");
+    let (a, b) = (dir.path().join("old.yaml"), dir.path().join("new.yaml"));
+    std::fs::write(&a, &old).unwrap();
+    std::fs::write(&b, &new).unwrap();
+    let md = text(&run(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]).stdout);
+    let row = "| `jonot` | logic | `source.release`: hoitoonpaasy_kuukausi (current) → hoitoonpaasy_kuukausi (last: 3) | `jonot_alueittain` |";
+    assert!(md.contains(row), "{md}");
+}

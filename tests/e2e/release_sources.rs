@@ -165,3 +165,56 @@ fn lines_reading_each_other_are_a_cycle() {
     assert_eq!(d.as_array().unwrap().len(), 1, "{d}");
     assert_eq!(d[0]["code"], "V111", "{d}");
 }
+
+/// `valtava plan --store` names the releases a release source would read, and the run's
+/// lineage events name its input as the publishing line's events name their output.
+#[test]
+fn plan_and_lineage_name_the_releases_a_release_source_reads() {
+    let store = example_store();
+    let up = run_line(store.path(), "lines/hoitoonpaasy.yaml", "2025-03");
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up.stderr));
+    let up: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
+    let up_run = up["run_id"].as_str().unwrap();
+    let s = store.path().to_str().unwrap();
+    let plan = run(&[
+        "plan",
+        JONOT,
+        "--store",
+        s,
+        "--param",
+        "period=2025-03",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stderr));
+    let steps: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let release = &steps[0]["release"];
+    assert_eq!(release["dataset"], "hoitoonpaasy_kuukausi", "{steps}");
+    assert_eq!(release["periods"], "current");
+    assert_eq!(
+        release["releases"],
+        serde_json::json!([{ "period": "2025-03", "run_id": up_run, "line": "hoitoonpaasy" }])
+    );
+    let later = run(&["plan", JONOT, "--store", s, "--param", "period=2025-04"]);
+    assert!(text(&later.stdout).contains("no current release of 2025-04"));
+
+    let out = run_line(store.path(), JONOT, "2025-03");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let event = |line: &str, run: &str| -> serde_json::Value {
+        let path = store
+            .path()
+            .join(format!("lineage/{line}/{run}/1-start.json"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let published = &event("hoitoonpaasy", up_run)["outputs"][0];
+    let start = event("jonot_koko_maa", report["run_id"].as_str().unwrap());
+    let input = &start["inputs"][0];
+    assert_eq!(input["name"], published["name"], "{start}");
+    assert_eq!(input["namespace"], published["namespace"]);
+    let lineage = &start["outputs"][0]["facets"]["columnLineage"]["fields"]["kaynnit"];
+    assert_eq!(
+        lineage["inputFields"][0]["name"], published["name"],
+        "{lineage}"
+    );
+}

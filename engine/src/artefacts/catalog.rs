@@ -51,9 +51,23 @@ pub struct CodesetEntry {
 #[derive(Debug, Serialize)]
 pub struct SourceEntry {
     pub step: String,
+    /// Empty for a release source, which reads `release` instead.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub format: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub location: String,
+    /// What a release source reads: another line's (or this line's) published dataset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseEntry>,
     pub columns: Vec<ColumnEntry>,
+}
+
+/// The published dataset a release source reads, and which periods of it.
+#[derive(Debug, Serialize)]
+pub struct ReleaseEntry {
+    pub dataset: String,
+    /// As written in the line file: `current`, `previous`, `sub`, `all`, `last: n`.
+    pub periods: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,12 +176,17 @@ pub(crate) fn line_entry(c: &crate::plan::check::Checked) -> LineEntry {
     }
 }
 
-/// The catalog entry of a source step: its format, location and declared columns.
+/// The catalog entry of a source step: its format and location (or the releases it reads)
+/// and declared columns.
 fn source_entry(name: &str, s: &crate::line::spec::SourceSpec) -> SourceEntry {
     SourceEntry {
         step: name.to_string(),
         format: s.format.value.clone(),
         location: s.location.value.clone(),
+        release: s.release.as_ref().map(|r| ReleaseEntry {
+            dataset: r.dataset.value.clone(),
+            periods: r.periods.value.describe(),
+        }),
         columns: s
             .columns
             .iter()
@@ -344,12 +363,16 @@ fn codesets_table(h: &mut String, l: &LineEntry) {
 fn sources_tables(h: &mut String, l: &LineEntry) {
     h.push_str("</table>\n<h3>Lähteet / Sources</h3>\n");
     for s in &l.sources {
+        let (format, location) = match &s.release {
+            Some(r) => (format!("release, periods {}", r.periods), r.dataset.clone()),
+            None => (s.format.clone(), s.location.clone()),
+        };
         let _ = writeln!(
             h,
             "<p><code>{}</code> ({}) <code>{}</code></p>\n<table><tr><th>sarake</th><th>tyyppi</th><th>kuvaus</th><th>henkilötieto</th></tr>",
             esc(&s.step),
-            esc(&s.format),
-            esc(&s.location)
+            esc(&format),
+            esc(&location)
         );
         for col in &s.columns {
             let _ = writeln!(

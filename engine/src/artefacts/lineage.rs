@@ -178,17 +178,14 @@ fn input_datasets(info: &RunInfo, report: Option<&crate::run::RunReport>) -> Vec
         if let Some(r) = report {
             quality_facets(line, name, r, &mut input_facets);
         }
-        let location = info
-            .sources
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| crate::store::fill(&src.location, info.params));
-        let location = crate::store::shown(&location, info.parts);
-        let mut input = json!({ "namespace": info.store_url, "name": location, "facets": facets });
-        if !input_facets.is_empty() {
-            input["inputFacets"] = Value::Object(input_facets);
+        for location in source_locations(info, name) {
+            let mut input =
+                json!({ "namespace": info.store_url, "name": location, "facets": facets });
+            if !input_facets.is_empty() {
+                input["inputFacets"] = Value::Object(input_facets.clone());
+            }
+            inputs.push(input);
         }
-        inputs.push(input);
     }
     inputs
 }
@@ -240,17 +237,30 @@ fn quality_facets(
     }
 }
 
-/// Where the rows of a step come from: its source's location, else the step's name.
-fn source_location(info: &RunInfo, step: &str) -> String {
+/// Where the rows of a step come from: its source's location; for a release source the
+/// releases it reads, named as the publishing line's events name their outputs
+/// (`releases/<line>/<period>/<run>/<dataset>`), or the dataset's name when they are not
+/// known; else the step's name.
+fn source_locations(info: &RunInfo, step: &str) -> Vec<String> {
     let src = crate::line::load::step(&info.line.spec, step)
         .source
         .as_ref();
-    info.sources
+    if let Some(r) = src.and_then(|s| s.release.as_ref())
+        && !info.sources.contains_key(step)
+    {
+        return match info.releases.get(step) {
+            Some(names) if !names.is_empty() => names.clone(),
+            _ => vec![r.dataset.value.clone()],
+        };
+    }
+    let location = info
+        .sources
         .get(step)
         .cloned()
         .or_else(|| src.map(|s| crate::store::fill(&s.location, info.params)))
         .map(|l| crate::store::shown(&l, info.parts))
-        .unwrap_or_else(|| step.to_string())
+        .unwrap_or_else(|| step.to_string());
+    vec![location]
 }
 
 /// The output datasets of an event: the published datasets with their schema and
@@ -274,9 +284,11 @@ fn output_datasets(
             .collect();
         let mut col_facet = serde_json::Map::new();
         for (col, sources) in lineage.get(name).cloned().unwrap_or_default() {
-            let fields: Vec<Value> = sources
-                .iter()
-                .map(|(step, field)| json!({ "namespace": info.store_url, "name": source_location(info, step), "field": field }))
+            let fields: Vec<Value> = (sources.iter())
+                .flat_map(|(step, field)| {
+                    (source_locations(info, step).into_iter())
+                        .map(move |name| json!({ "namespace": info.store_url, "name": name, "field": field }))
+                })
                 .collect();
             col_facet.insert(col, json!({ "inputFields": fields }));
         }

@@ -423,7 +423,15 @@ impl StepKind<'_> {
                 return;
             }
         }
-        if let (Some(xo), Some(yo)) = (x.as_object(), y.as_object()) {
+        let release = ka == "source" && key == "release"; // one change, read as a whole
+        let text = |v: &Value| {
+            if release {
+                crate::line::release::describe(v)
+            } else {
+                short(v)
+            }
+        };
+        if let (Some(xo), Some(yo), false) = (x.as_object(), y.as_object(), release) {
             // Maps (measures, columns, derive …): name each entry.
             for what in entry_changes(ka, key, xo, yo) {
                 out.push(Change {
@@ -438,7 +446,7 @@ impl StepKind<'_> {
         out.push(Change {
             step: name.to_string(),
             class,
-            what: format!("`{ka}.{key}`: {} → {}", short(x), short(y)),
+            what: format!("`{ka}.{key}`: {} → {}", text(x), text(y)),
             affects: affected,
         });
     }
@@ -623,6 +631,12 @@ fn rule_changes(step: &str, old: &Value, new: &Value, affects: &[String], out: &
     }
 }
 
+/// Names as code, comma-separated.
+fn ticked<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
+    let names: Vec<String> = names.into_iter().map(|d| format!("`{d}`")).collect();
+    names.join(", ")
+}
+
 /// Markdown for a pull-request comment.
 pub fn markdown(line: &str, changes: &[Change]) -> String {
     let mut out = String::new();
@@ -638,14 +652,7 @@ pub fn markdown(line: &str, changes: &[Change]) -> String {
         if datasets.is_empty() {
             String::new()
         } else {
-            format!(
-                "; published datasets affected: {}",
-                datasets
-                    .iter()
-                    .map(|d| format!("`{d}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("; published datasets affected: {}", ticked(datasets))
         }
     );
     let _ = writeln!(
@@ -653,12 +660,7 @@ pub fn markdown(line: &str, changes: &[Change]) -> String {
         "\n| step | class | change | affects |\n|---|---|---|---|"
     );
     for c in changes {
-        let affects = c
-            .affects
-            .iter()
-            .map(|d| format!("`{d}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let affects = ticked(&c.affects);
         let _ = writeln!(
             out,
             "| `{}` | {} | {} | {} |",

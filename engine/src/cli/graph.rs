@@ -12,6 +12,36 @@ fn kind(line: &Line, step: &str) -> &'static str {
         .unwrap_or("?")
 }
 
+/// The release sources: step → (dataset, periods as written).
+fn releases(line: &Line) -> Vec<(String, String, String)> {
+    (line.dag.order.iter())
+        .filter_map(|s| {
+            let src = crate::line::load::step(&line.spec, s).source.as_ref()?;
+            let r = src.release.as_ref()?;
+            Some((
+                s.clone(),
+                r.dataset.value.clone(),
+                r.periods.value.describe(),
+            ))
+        })
+        .collect()
+}
+
+/// What a source step reads, as one line of its node: `release: dataset (periods)`.
+fn reads(line: &Line, step: &str) -> Option<String> {
+    (releases(line).into_iter())
+        .find(|(s, _, _)| s == step)
+        .map(|(_, d, p)| format!("release: {d} ({p})"))
+}
+
+/// The published datasets the line's release sources read, once each.
+fn datasets(line: &Line) -> Vec<String> {
+    let mut d: Vec<String> = releases(line).into_iter().map(|(_, d, _)| d).collect();
+    d.sort();
+    d.dedup();
+    d
+}
+
 fn edges(line: &Line) -> Vec<(String, String)> {
     let mut e: Vec<(String, String)> = line
         .dag
@@ -45,7 +75,19 @@ pub fn dot(line: &Line) -> String {
             "publish" => ", shape=folder",
             _ => "",
         };
-        let _ = writeln!(out, "  \"{s}\" [label=\"{s}\\n({k})\"{shape}];");
+        let extra = reads(line, s)
+            .map(|r| format!("\\n{r}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  \"{s}\" [label=\"{s}\\n({k}){extra}\"{shape}];");
+    }
+    for d in datasets(line) {
+        let _ = writeln!(
+            out,
+            "  \"release:{d}\" [label=\"{d}\\n(published dataset)\", shape=note, style=dashed];"
+        );
+    }
+    for (s, d, _) in releases(line) {
+        let _ = writeln!(out, "  \"release:{d}\" -> \"{s}\" [style=dashed];");
     }
     for (a, b) in edges(line) {
         let _ = writeln!(out, "  \"{a}\" -> \"{b}\";");
@@ -64,7 +106,16 @@ pub fn mermaid(line: &Line) -> String {
             "publish" => ("[/", "/]"),
             _ => ("(", ")"),
         };
-        let _ = writeln!(out, "  {s}{open}\"{s}<br/><i>{k}</i>\"{close}");
+        let extra = reads(line, s)
+            .map(|r| format!("<br/>{r}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  {s}{open}\"{s}<br/><i>{k}</i>{extra}\"{close}");
+    }
+    for d in datasets(line) {
+        let _ = writeln!(out, "  release_{d}[[\"{d}<br/><i>published dataset</i>\"]]");
+    }
+    for (s, d, _) in releases(line) {
+        let _ = writeln!(out, "  release_{d} -.-> {s}");
     }
     for (a, b) in edges(line) {
         let _ = writeln!(out, "  {a} --> {b}");

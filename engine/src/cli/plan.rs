@@ -27,6 +27,7 @@ pub(super) fn run(
         }
     };
     let mut steps = crate::plan::explain::steps(&checked);
+    wanted_periods(&checked, &mut steps, params);
     if let Some(store) = store
         && let Err(code) = estimate(&checked, &mut steps, &store, params)
     {
@@ -78,8 +79,15 @@ fn estimate(
     };
     for s in steps.iter_mut() {
         let source = checked.line.spec.steps[s.name.as_str()].source.as_ref();
-        // A release source has no location to list (not yet: the releases it would read).
-        if let Some(src) = source.filter(|s| s.release.is_none()) {
+        if let Some(r) = source.and_then(|s| s.release.as_ref()) {
+            match runtime.block_on(crate::run::release::reading(&store, &fill, r)) {
+                Ok(found) => releases_read(s, found),
+                Err(e) => {
+                    error(&e);
+                    return Err(ExitCode::from(2));
+                }
+            }
+        } else if let Some(src) = source {
             let location = crate::store::fill(&src.location, &fill);
             s.data = runtime.block_on(crate::plan::explain::estimate(
                 &store,
@@ -90,4 +98,45 @@ fn estimate(
         }
     }
     Ok(())
+}
+
+/// The periods each release source wants with the given parameters (none when they do
+/// not bind: the plan is shown without them).
+fn wanted_periods(
+    checked: &crate::plan::check::Checked,
+    steps: &mut [crate::plan::explain::StepInfo],
+    params: &[(String, String)],
+) {
+    let values = crate::plan::check::bind_params(&checked.line, Some(params)).unwrap_or_default();
+    let run = values.get(crate::line::release::PERIOD_PARAM);
+    for s in steps.iter_mut() {
+        let source = checked.line.spec.steps[s.name.as_str()].source.as_ref();
+        if let Some(r) = source.and_then(|s| s.release.as_ref()) {
+            s.release = Some(crate::plan::explain::ReleaseInfo::of(r, run));
+        }
+    }
+}
+
+/// Fills in the releases a release source would read (`found`, from the store): which
+/// line publishes its dataset, each period's current release, the wanted periods without.
+fn releases_read(
+    s: &mut crate::plan::explain::StepInfo,
+    found: Option<crate::run::release::Reading>,
+) {
+    let Some(info) = s.release.as_mut() else {
+        return;
+    };
+    let Some(found) = found else {
+        info.missing = info.wanted.clone();
+        return;
+    };
+    info.releases = (found.read.into_iter())
+        .map(|(period, run_id)| crate::plan::explain::ReleaseRead {
+            period,
+            run_id,
+            line: found.line.clone(),
+        })
+        .collect();
+    info.missing = found.missing;
+    info.line = Some(found.line);
 }

@@ -87,3 +87,33 @@ fn pseudonyms_are_stable_per_key_and_differ_across_keys() {
     assert_eq!(p.pseudonym("131052-308T"), pseudonym(b"k1", " 131052-308t"));
     assert_eq!(p.pseudonym("x"), pseudonym(b"k1", "X"));
 }
+
+/// The civil day count agrees with chrono on every day of 1600–2400 and refuses days that
+/// do not exist.
+#[test]
+fn days_since_1970_agree_with_the_calendar() {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    let mut day = chrono::NaiveDate::from_ymd_opt(1600, 1, 1).unwrap();
+    let last = chrono::NaiveDate::from_ymd_opt(2400, 12, 31).unwrap();
+    while day <= last {
+        use chrono::Datelike;
+        let want = day.signed_duration_since(epoch).num_days();
+        assert_eq!(
+            super::days_since_1970(day.year() as u32, day.month(), day.day()),
+            Some(want),
+            "{day}"
+        );
+        day = day.succ_opt().unwrap();
+    }
+    for (y, m, d) in [
+        (2025, 2, 29),
+        (1900, 2, 29),
+        (2025, 4, 31),
+        (2025, 13, 1),
+        (2025, 0, 1),
+        (2025, 1, 0),
+    ] {
+        assert_eq!(super::days_since_1970(y, m, d), None, "{y}-{m}-{d}");
+    }
+    assert_eq!(super::days_since_1970(2000, 2, 29), Some(11_016));
+}

@@ -170,6 +170,14 @@ pub(crate) fn check_release(
     }
 }
 
+/// A release source's `release` in its wire JSON as people read it, `dataset (periods)`;
+/// `none` when it is none (`valtava diff`).
+pub fn describe(v: &serde_json::Value) -> String {
+    let periods = serde_json::from_value::<ReleasePeriods>(v["periods"].clone());
+    let periods = periods.map_or_else(|_| "current".into(), |p| p.describe());
+    (v["dataset"].as_str()).map_or_else(|| "none".into(), |d| format!("{d} ({periods})"))
+}
+
 /// A kind whose values are calendar periods.
 fn period_kind(k: ParamKind) -> bool {
     matches!(

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::line::params::ParamValue;
 use crate::plan::check::Checked;
 
 /// One column of a step's output.
@@ -40,6 +41,45 @@ pub struct LocationData {
     pub bytes: u64,
 }
 
+/// What a release source reads: the published dataset, its `periods` as written, the
+/// periods a run with the given parameters wants and, with a store, the releases it would
+/// read (period, run id, the publishing line) and the wanted periods that have none.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct ReleaseInfo {
+    pub dataset: String,
+    pub periods: String,
+    pub wanted: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<ReleaseRead>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+}
+
+/// One release a release source would read.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReleaseRead {
+    pub period: String,
+    pub run_id: String,
+    pub line: String,
+}
+
+impl ReleaseInfo {
+    /// Without a store: the periods `r` wants for a run of period `run` (for `all`, or
+    /// `sub` of periods not yet known, none until the store says which have releases).
+    pub fn of(r: &crate::line::spec::ReleaseSourceSpec, run: Option<&ParamValue>) -> Self {
+        let none = std::collections::BTreeSet::new();
+        let chosen = crate::line::release::choose(r.periods.value, run, &none);
+        ReleaseInfo {
+            dataset: r.dataset.value.clone(),
+            periods: r.periods.value.describe(),
+            wanted: chosen.missing,
+            ..Default::default()
+        }
+    }
+}
+
 /// One step of the plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepInfo {
@@ -54,6 +94,9 @@ pub struct StepInfo {
     pub disclosure: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<DataEstimate>,
+    /// A release source's releases, instead of `data`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseInfo>,
 }
 
 fn type_name(t: &arrow::datatypes::DataType) -> String {
@@ -116,6 +159,9 @@ pub fn steps(c: &Checked) -> Vec<StepInfo> {
                     .as_ref()
                     .map(|d| format!("{} < {} suppressed", d.counts.join(", "), d.min_count)),
                 data: None,
+                release: (spec.source.as_ref())
+                    .and_then(|s| s.release.as_ref())
+                    .map(|r| ReleaseInfo::of(r, None)),
             }
         })
         .collect()
@@ -221,6 +267,9 @@ pub fn render(line: &str, steps: &[StepInfo]) -> String {
                 );
             }
         }
+        if let Some(r) = &s.release {
+            render_release(&mut out, r);
+        }
         for c in &s.columns {
             let text = format!(
                 "  {:<28} {:<10} {}",
@@ -238,4 +287,28 @@ pub fn render(line: &str, steps: &[StepInfo]) -> String {
         }
     }
     out
+}
+
+/// A release source's lines of the plan: the dataset and periods, then each release it
+/// would read, or the periods it wants.
+fn render_release(out: &mut String, r: &ReleaseInfo) {
+    let from = r
+        .line
+        .as_ref()
+        .map(|l| format!(" of line {l}"))
+        .unwrap_or_default();
+    let _ = writeln!(out, "  release: {} ({}){from}", r.dataset, r.periods);
+    for x in &r.releases {
+        let _ = writeln!(
+            out,
+            "    reads {} run {} of line {}",
+            x.period, x.run_id, x.line
+        );
+    }
+    if r.releases.is_empty() && !r.wanted.is_empty() {
+        let _ = writeln!(out, "    periods {}", r.wanted.join(", "));
+    }
+    if !r.missing.is_empty() {
+        let _ = writeln!(out, "    no current release of {}", r.missing.join(", "));
+    }
 }

@@ -55,7 +55,7 @@ pub mod inputs;
 mod progress;
 pub mod quarantine;
 pub mod record;
-mod release;
+pub(crate) mod release;
 mod report;
 mod schedule;
 mod source;
@@ -247,7 +247,8 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> Result<RunReport, 
         history,
     ));
 
-    let lineage_info = lineage_info(&shared, &id);
+    let releases = release::read_names(&shared.store, &id.params_text, &shared.line).await;
+    let lineage_info = lineage_info(&shared, &id, releases);
     let start_event = opts.recorder.start_event(&lineage_info, &id.started_at);
     emit_event(&shared, &opts, &id, "1-start.json", &start_event).await;
     let result = scheduled(&shared, &opts, &scratch).await;
@@ -392,8 +393,13 @@ fn new_shared(
 }
 
 /// What the lineage events say of the run.
-fn lineage_info<'a>(shared: &'a Shared, id: &'a RunIdentity) -> record::RunInfo<'a> {
+fn lineage_info<'a>(
+    shared: &'a Shared,
+    id: &'a RunIdentity,
+    releases: BTreeMap<String, Vec<String>>,
+) -> record::RunInfo<'a> {
     record::RunInfo {
+        releases,
         line: &shared.line,
         plans: &shared.check_plans,
         store_url: &shared.store.url,

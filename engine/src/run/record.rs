@@ -22,6 +22,9 @@ pub struct RunInfo<'a> {
     pub store_url: &'a str,
     pub run_id: &'a str,
     pub sources: BTreeMap<String, String>,
+    /// For each release source, the published releases it reads, named as the publishing
+    /// line's lineage events name their outputs (`releases/<line>/<period>/<run>/<dataset>`).
+    pub releases: BTreeMap<String, Vec<String>>,
     pub params: &'a BTreeMap<String, String>,
     /// The list placeholders of locations (`period.months` → each month of the period).
     pub parts: &'a BTreeMap<String, Vec<String>>,

@@ -422,7 +422,10 @@ fn lineage_of(c: &cat::LineEntry, d: &cat::DatasetEntry) -> DatasetLineage {
             column: column.to_string(),
             kind: col.map(|x| x.r#type.clone()),
             personal: col.is_some_and(|x| x.personal),
-            location: s.map(|s| s.location.clone()),
+            location: s.map(|s| match &s.release {
+                Some(r) => format!("release: {}", r.dataset),
+                None => s.location.clone(),
+            }),
         }
     };
     DatasetLineage {

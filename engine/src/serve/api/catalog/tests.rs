@@ -57,6 +57,7 @@ fn sample() -> cat::LineEntry {
             step: "tehtavat".into(),
             format: "csv".into(),
             location: "inbox/ensihoito/{period}/*.csv".into(),
+            release: None,
             columns: vec![hetu, column("kunta", None, &[])],
         }],
         rules: vec![],
