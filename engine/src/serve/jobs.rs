@@ -114,6 +114,36 @@ pub enum JobStatus {
 }
 
 impl Job {
+    /// A job queued now.
+    fn queued(
+        id: String,
+        line: &str,
+        params: BTreeMap<String, String>,
+        trigger: &str,
+        label: crate::publish::revision::ReleaseRequest,
+    ) -> Job {
+        Job {
+            id,
+            line: line.to_string(),
+            params,
+            trigger: trigger.to_string(),
+            status: JobStatus::Queued,
+            created: now_text(),
+            started: None,
+            finished: None,
+            run_id: None,
+            error: None,
+            attempts: 0,
+            release_status: label.status,
+            note: label.note,
+            after: None,
+            keep_going: false,
+            range: false,
+            unchanged: false,
+            seconds: None,
+        }
+    }
+
     fn key(&self) -> (String, String) {
         (
             self.line.clone(),
@@ -159,26 +189,7 @@ impl App {
             }) {
                 return j.clone();
             }
-            let job = Job {
-                id: self.new_id(),
-                line: line.to_string(),
-                params,
-                trigger: trigger.to_string(),
-                status: JobStatus::Queued,
-                created: now_text(),
-                started: None,
-                finished: None,
-                run_id: None,
-                error: None,
-                attempts: 0,
-                release_status: label.status,
-                note: label.note,
-                after: None,
-                keep_going: false,
-                range: false,
-                unchanged: false,
-                seconds: None,
-            };
+            let job = Job::queued(self.new_id(), line, params, trigger, label);
             jobs.insert(job.id.clone(), job.clone());
             job
         };
@@ -201,24 +212,10 @@ impl App {
             let mut jobs = self.jobs.lock().expect("jobs lock");
             for params in runs {
                 let job = Job {
-                    id: self.new_id(),
-                    line: line.to_string(),
-                    params,
-                    trigger: "api".into(),
-                    status: JobStatus::Queued,
-                    created: now_text(),
-                    started: None,
-                    finished: None,
-                    run_id: None,
-                    error: None,
-                    attempts: 0,
-                    release_status: label.status,
-                    note: label.note.clone(),
                     after: out.last().map(|j| j.id.clone()),
                     keep_going,
                     range: true,
-                    unchanged: false,
-                    seconds: None,
+                    ..Job::queued(self.new_id(), line, params, "api", label.clone())
                 };
                 jobs.insert(job.id.clone(), job.clone());
                 out.push(job);
