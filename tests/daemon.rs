@@ -1830,7 +1830,17 @@ fn the_catalog_is_served_searched_and_links_lineage_and_quality() {
                 && s["location"] == "inbox/ensihoito/{period}/*.csv"),
         "{share}"
     );
-    assert_eq!(column("potilaat")["role"], "measure");
+    // A distinct count traces to what it counts: the personal identity code, marked.
+    let patients = column("potilaat");
+    assert_eq!(patients["role"], "measure");
+    assert!(
+        patients["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["step"] == "tehtavat" && s["column"] == "hetu" && s["personal"] == true),
+        "{patients}"
+    );
     assert_eq!(get_anon(&d, "/api/datasets/ei_ole/lineage").status, 404);
 
     // The quality summary of the run behind the release: per source (the missions and the

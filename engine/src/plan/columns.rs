@@ -141,8 +141,42 @@ impl Walk<'_> {
         if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
             out.push(Origins::new());
         }
-        out.extend(a.aggr_expr.iter().map(|e| self.of_expr(e, schema, &from)));
+        // Over the groups of an inner aggregate, a value also depends on the inner keys
+        // this one does not group by: counting the groups of `hetu` (a distinct count)
+        // counts `hetu`s; a roll-up of the inner groups' figures by the same keys does not.
+        let own: Origins = out.iter().flatten().cloned().collect();
+        let grouped: Origins = self
+            .group_origins(&a.input)
+            .into_iter()
+            .filter(|o| !own.contains(o))
+            .collect();
+        out.extend(a.aggr_expr.iter().map(|e| {
+            let mut o = self.of_expr(e, schema, &from);
+            o.extend(grouped.iter().cloned());
+            o
+        }));
         out
+    }
+
+    /// The origins of the group keys of `input` when it is an aggregate (under projections,
+    /// filters and aliases); none otherwise.
+    fn group_origins(&self, input: &LogicalPlan) -> Origins {
+        match input {
+            LogicalPlan::Aggregate(inner) => {
+                let from = self.node(&inner.input);
+                let Ok(groups) = grouping_set_to_exprlist(&inner.group_expr) else {
+                    return Origins::new();
+                };
+                groups
+                    .iter()
+                    .flat_map(|e| self.of_expr(e, inner.input.schema(), &from))
+                    .collect()
+            }
+            LogicalPlan::Projection(p) => self.group_origins(&p.input),
+            LogicalPlan::Filter(f) => self.group_origins(&f.input),
+            LogicalPlan::SubqueryAlias(s) => self.group_origins(&s.input),
+            _ => Origins::new(),
+        }
     }
 
     /// A join's output; a side that only looks values up (no input step in it) gives each
@@ -239,6 +273,31 @@ mod tests {
         assert!(o[1].is_empty(), "{:?}", o[1]);
         assert_eq!(pairs(&o[2]), ["a.k"]);
         assert_eq!(pairs(&o[3]), ["b.x"]);
+    }
+
+    /// Counting the groups of an aggregate counts what made the groups; rolling up an
+    /// aggregate by its own keys adds nothing (failed before: a count of distinct patients,
+    /// planned as groups of keys counted, traced to nothing).
+    #[test]
+    fn counting_groups_traces_to_their_keys() {
+        let ctx = SessionContext::new();
+        register(
+            &ctx,
+            "a",
+            &[("alue", DataType::Utf8), ("hetu", DataType::Utf8)],
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let sql = |q: &str| rt.block_on(ctx.state().create_logical_plan(q)).unwrap();
+        let plan = sql("SELECT count(*) AS n FROM (SELECT hetu FROM a GROUP BY hetu) g");
+        assert_eq!(pairs(&origins(&plan, &|_| true)[0]), ["a.hetu"]);
+        let plan = sql(
+            "SELECT alue, sum(n) AS n FROM (SELECT alue, count(*) AS n FROM a GROUP BY alue) g GROUP BY alue",
+        );
+        let o = origins(&plan, &|_| true);
+        assert_eq!(pairs(&o[0]), ["a.alue"]);
+        assert!(o[1].is_empty(), "{:?}", o[1]);
     }
 
     /// A window's partition and an aggregate's filter choose rows; the value comes from
