@@ -12,6 +12,7 @@ OUT = Path(__file__).parent / "store" / "inbox" / "rokotukset" / "2025"
 KUNNAT = ["091"] * 7 + ["049"] * 3 + ["837"] * 3 + ["564"] * 2 + ["297"] * 2 + ["148"]
 MUNICIPALITY = "https://hl7.fi/fhir/finnish-base-profiles/StructureDefinition/municipality-code"
 CVX, ATC = "http://hl7.org/fhir/sid/cvx", "urn:oid:1.2.246.537.6.32.2007"
+LOCAL = "urn:oid:1.2.246.10.9999.1"  # a local code system (synthetic)
 GROUPS = {
     "MPR": [(CVX, "03"), (CVX, "94"), (ATC, "J07BD52")],
     "DTaP-IPV-Hib": [(CVX, "120"), (ATC, "J07CA06")],
@@ -63,9 +64,62 @@ def main():
     immunizations.append({"resourceType": "Immunization", "id": "i99999", "status": "completed",
                           "vaccineCode": {"coding": [{"system": CVX, "code": "88"}]},
                           "patient": {"reference": "Patient/p0001"}, "occurrenceDateTime": "2025-02-01T09:00:00+02:00"})
+    special_rokotukset(patients, immunizations)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "Patient.000.ndjson").write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in patients) + "{\"resourceType\": \"Patient\", broken\n", encoding="utf-8")
     (OUT / "Immunization.000.ndjson").write_text("".join(json.dumps(i) + "\n" for i in immunizations), encoding="utf-8")
+
+
+def invalid_hetu(year, month, day):
+    """An identity code with a wrong check character."""
+    good = hetu(random.Random(7), year, month, day)
+    return good[:-1] + CHECK[(CHECK.index(good[-1]) + 1) % 31]
+
+
+def special_rokotukset(patients, immunizations):
+    """Appended after the random rows (which stay as they were): a child whose identity code
+    is invalid (quarantined, not counted), and a local code `03` of another code system
+    given to a child without MPR (not MPR: codes map by system and code)."""
+    patients.append({"resourceType": "Patient", "id": "p0161",
+                     "identifier": [{"system": "urn:oid:1.2.246.21", "value": invalid_hetu(2016, 3, 15)}],
+                     "birthDate": "2016-03-15",
+                     "extension": [{"url": MUNICIPALITY, "valueCoding": {"system": "urn:oid:1.2.246.537.6.21", "version": "2003", "code": "091"}}]})
+    immunizations.append({"resourceType": "Immunization", "id": "i99998", "status": "completed",
+                          "vaccineCode": {"coding": [{"system": CVX, "code": "03"}]},
+                          "patient": {"reference": "Patient/p0161"}, "occurrenceDateTime": "2017-06-01T09:00:00+02:00"})
+    with_mpr = {i["patient"]["reference"] for i in immunizations
+                if i["vaccineCode"]["coding"][0]["code"] in ("03", "94", "J07BD52")}
+    child = next(p for p in patients if f"Patient/{p['id']}" not in with_mpr
+                 and p["birthDate"] >= "2008" and "deceasedDateTime" not in p)
+    immunizations.append({"resourceType": "Immunization", "id": "i99997", "status": "completed",
+                          "vaccineCode": {"coding": [{"system": LOCAL, "code": "03"}]},
+                          "patient": {"reference": f"Patient/{child['id']}"}, "occurrenceDateTime": "2025-03-03T09:00:00+02:00"})
+
+
+def special_diabetes(patients, conditions, observations):
+    """Appended after the random rows: a diabetic whose identity code is invalid
+    (quarantined, not counted) and an HbA1c-like code `4648` of another code system for a
+    diabetic (not an HbA1c: codes map by system and code)."""
+    icd = "urn:oid:1.2.246.537.6.1.1999"
+    patients.append({"resourceType": "Patient", "id": "d0121",
+                     "identifier": [{"system": "urn:oid:1.2.246.21", "value": invalid_hetu(1960, 7, 20)}],
+                     "birthDate": "1960-07-20",
+                     "extension": [{"url": MUNICIPALITY, "valueCoding": {"system": "urn:oid:1.2.246.537.6.21", "version": "2003", "code": "091"}}]})
+    conditions.append({"resourceType": "Condition", "id": "c0121",
+                       "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                       "code": {"coding": [{"system": icd, "code": "E11.9"}]}, "subject": {"reference": "Patient/d0121"}})
+    observations.append({"resourceType": "Observation", "id": "o01210", "status": "final",
+                         "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
+                         "subject": {"reference": "Patient/d0121"}, "effectiveDateTime": "2025-04-01T08:00:00+02:00",
+                         "valueQuantity": {"value": 6.1, "unit": "%"}})
+    measured = {o["subject"]["reference"] for o in observations}
+    diabetic = next(c["subject"]["reference"] for c in conditions
+                    if c["code"]["coding"][0]["code"] in ("E11.9", "E10.9", "E11", "44054006")
+                    and c["clinicalStatus"]["coding"][0]["code"] == "active" and c["subject"]["reference"] not in measured)
+    observations.append({"resourceType": "Observation", "id": "o-toinen-koodisto", "status": "final",
+                         "code": {"coding": [{"system": LOCAL, "code": "4648"}]},
+                         "subject": {"reference": diabetic}, "effectiveDateTime": "2025-04-02T08:00:00+02:00",
+                         "valueQuantity": {"value": 45, "unit": "mmol/mol"}})
 
 
 def diabetes():
@@ -114,6 +168,7 @@ def diabetes():
                                  "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
                                  "subject": {"reference": f"Patient/{p['id']}"},
                                  "effectiveDateTime": "2025-03-01T08:00:00+02:00", "valueQuantity": {"value": 130, "unit": "mm[Hg]"}})
+    special_diabetes(patients, conditions, observations)
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in [("Patient", patients), ("Condition", conditions), ("Observation", observations)]:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)

@@ -1276,6 +1276,7 @@ fn every_shipped_dataset_is_served_and_filters_by_each_dimension() {
         ),
         ("rokotukset", "2025", "rokotuskattavuus"),
         ("diabetes", "2025", "diabetes_vuosi"),
+        ("henkilosto", "2025-Q1", "henkilosto_neljannes"),
     ];
     let jobs: Vec<String> = lines
         .iter()
@@ -1759,6 +1760,7 @@ fn the_catalog_is_served_searched_and_links_lineage_and_quality() {
         [
             "diabetes",
             "ensihoito",
+            "henkilosto",
             "henkilostomitoitus",
             "hoitoonpaasy",
             "rokotukset"

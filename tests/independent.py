@@ -6,7 +6,7 @@ YHT). Primary suppression is applied (see `DISCLOSURE`): in a cell where any dec
 is 1 … min_count − 1 every measure is null and "status" is "suppressed". Secondary
 suppression is not computed here (the engine may hide more cells, never fewer).
 
-hoitoonpaasy is computed in DuckDB SQL; henkilostomitoitus in plain Python. `ensihoito-vuosi
+hoitoonpaasy is computed in DuckDB SQL; henkilostomitoitus and henkilosto in plain Python. `ensihoito-vuosi
 STORE PERIOD` computes the yearly roll-up test line (tests/lines/ensihoito-vuosi.yaml) from the
 raw monthly CSV files of a store."""
 import csv
@@ -99,19 +99,39 @@ def henkilostomitoitus():
     return out
 
 
+def valid_hetu(h):
+    """An identity code by DOMAIN.md: date, century sign, number 002–999, check character."""
+    centuries = {"+": 1800, "-": 1900, "Y": 1900, "X": 1900, "W": 1900, "V": 1900, "U": 1900,
+                 "A": 2000, "B": 2000, "C": 2000, "D": 2000, "E": 2000, "F": 2000}
+    if not isinstance(h, str) or len(h) != 11 or h[6] not in centuries or not (h[:6] + h[7:10]).isdigit():
+        return False
+    try:
+        datetime.date(centuries[h[6]] + int(h[4:6]), int(h[2:4]), int(h[:2]))
+    except ValueError:
+        return False
+    return int(h[7:10]) >= 2 and "0123456789ABCDEFHJKLMNPRSTUVWXY"[int(h[:6] + h[7:10]) % 31] == h[10]
+
+
+def patient_hetu(p):
+    return next((i["value"] for i in p.get("identifier", []) if i.get("system") == "urn:oid:1.2.246.21"), None)
+
+
+def in_window(r, day):
+    """A code set row applies on `day` (YYYY-MM-DD) within its valid_from–valid_to."""
+    return (not r["valid_from"] or r["valid_from"] <= day) and (not r["valid_to"] or day <= r["valid_to"])
+
+
 def rokotukset():
     base = ROOT / "examples/store/inbox/rokotukset/2025"
     area = {r["kunta"]: r["hyvinvointialue"] for r in csv.DictReader(open(KUNNAT, encoding="utf-8"))}
-    groups = {}
-    for r in csv.DictReader(open(ROOT / "lines/codesets/rokoteryhmat.csv", encoding="utf-8")):
-        groups[(r["code"], r["match"])] = r["rokote"]
+    rows = list(csv.DictReader(open(ROOT / "lines/codesets/rokoteryhmat.csv", encoding="utf-8")))
 
-    def group(code):
-        if (code, "exact") in groups:
-            return groups[(code, "exact")]
-        for (key, match), g in groups.items():
-            if match == "prefix" and code.startswith(key):
-                return g
+    def group(system, code, day):
+        # By code system and code, on the dose's day.
+        for r in rows:
+            if r["system"] == system and in_window(r, day) and (
+                    code == r["code"] or (r["match"] == "prefix" and code.startswith(r["code"]))):
+                return r["rokote"]
         return None
 
     children = {}
@@ -120,6 +140,8 @@ def rokotukset():
             p = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if not valid_hetu(patient_hetu(p)):
+            continue  # quarantined by the validate step
         year = int(p["birthDate"][:4])
         if not 2008 <= year <= 2025 or p.get("deceasedDateTime", "9999")[:10] <= "2025-12-31":
             continue
@@ -131,7 +153,7 @@ def rokotukset():
         if i["status"] != "completed" or i["occurrenceDateTime"][:10] > "2025-12-31":
             continue
         for c in i["vaccineCode"]["coding"]:
-            g = group(c["code"])
+            g = group(c.get("system"), c["code"], i["occurrenceDateTime"][:10])
             if g:
                 done.add((i["patient"]["reference"].split("/")[1], g))
     vaccines = ["MPR", "DTaP-IPV-Hib", "PCV", "HPV", "INFLUENSSA", "COVID-19"]
@@ -148,7 +170,7 @@ def rokotukset():
 def diabetes():
     base = ROOT / "examples/store/inbox/diabetes/2025"
     area = {r["kunta"]: r["hyvinvointialue"] for r in csv.DictReader(open(KUNNAT, encoding="utf-8"))}
-    units = {r["code"]: r["yksikko"] for r in csv.DictReader(open(ROOT / "lines/codesets/hba1c.csv", encoding="utf-8"))}
+    units = {(r["system"], r["code"]): r for r in csv.DictReader(open(ROOT / "lines/codesets/hba1c.csv", encoding="utf-8"))}
     icd = {"urn:oid:1.2.246.537.6.1.1999", "http://hl7.org/fhir/sid/icd-10"}
     diabetics = set()
     for line in open(base / "Condition.000.ndjson", encoding="utf-8"):
@@ -167,18 +189,19 @@ def diabetes():
             o = json.loads(line)
         except json.JSONDecodeError:
             continue
-        code = o["code"]["coding"][0]["code"]
-        if code not in units or not "2025-01-01" <= o["effectiveDateTime"][:10] <= "2025-12-31":
+        coding = o["code"]["coding"][0]
+        code = (coding.get("system"), coding["code"])  # by code system and code
+        if code not in units or not in_window(units[code], o["effectiveDateTime"][:10]) or not "2025-01-01" <= o["effectiveDateTime"][:10] <= "2025-12-31":
             continue
         v = o["valueQuantity"]["value"]
-        mmol = (v - 2.15) * 10.929 if units[code] == "ngsp" else v
+        mmol = (v - 2.15) * 10.929 if units[code]["yksikko"] == "ngsp" else v
         who = o["subject"]["reference"].split("/")[1]
         if who not in latest or o["effectiveDateTime"] > latest[who][0]:
             latest[who] = (o["effectiveDateTime"], mmol)
     cells = {}
     for line in open(base / "Patient.000.ndjson", encoding="utf-8"):
         p = json.loads(line)
-        if p["id"] not in diabetics:
+        if p["id"] not in diabetics or not valid_hetu(patient_hetu(p)):
             continue
         codes = [e["valueCoding"]["code"] for e in p.get("extension", [])]
         a = area.get(codes[0], "-1") if codes else "-1"
@@ -190,6 +213,57 @@ def diabetes():
     return {k: {"diabeetikot": float(n), "hba1c_mitattu_osuus": round(100.0 * m / n, 1), "hba1c_alle_53_osuus": round(100.0 * u / n, 1)}
             for k, (n, m, u) in cells.items()}
 
+def henkilosto():
+    """henkilosto from the raw CSV files: rows whose dates or numbers do not parse are dropped
+    (the source quarantines them), employments not overlapping 2025-Q1 are left out (filtered),
+    then the rules; groups by the first four digits of the occupation code."""
+    first, last = datetime.date(2025, 1, 1), datetime.date(2025, 3, 31)
+    days = (last - first).days + 1
+    counties = {r["code"] for r in csv.DictReader(open(ROOT.parent / "shared/reference/hyvinvointialueet.csv", encoding="utf-8"))}
+    groups = {"2211": "laakarit", "2212": "laakarit", "2221": "hoitajat", "2222": "hoitajat",
+              "3221": "hoitajat", "3222": "hoitajat", "5321": "lahihoitajat", "5322": "lahihoitajat",
+              "2635": "sosiaalityo", "3412": "sosiaalityo"}
+    rows = []
+    for src in sorted((ROOT / "examples/store/inbox/henkilosto/2025-Q1").glob("*.csv")):
+        rows += list(csv.DictReader(open(src, encoding="utf-8"), delimiter=";"))
+    seen = set()
+    kept = []
+    for r in rows:
+        try:
+            start = datetime.date.fromisoformat(r["alkupvm"])
+            end = datetime.date.fromisoformat(r["loppupvm"]) if r["loppupvm"] else None
+            percent = float(r["tyoaikaprosentti"])
+        except ValueError:
+            continue
+        if not r["tyosuhde_id"] or not r["hetu"] or not r["hyvinvointialue"] or not r["ammattikoodi"]:
+            continue
+        if start > last or (end is not None and end < first):
+            continue
+        if r["tyosuhde_id"] in seen:
+            continue
+        seen.add(r["tyosuhde_id"])
+        code = r["ammattikoodi"]
+        if not hetu_valid(r["hetu"]) or r["hyvinvointialue"] not in counties:
+            continue
+        if not (len(code) == 5 and code.isdigit()) or not (0 < percent <= 100):
+            continue
+        if end is not None and end < start:
+            continue
+        inside = ((min(end or last, last) - max(start, first)).days + 1) / days
+        on_last_day = end is None or end >= last
+        kept.append((r["hyvinvointialue"], groups.get(code[:4], "muut"), "2025-Q1", r["hetu"], percent / 100.0 * inside, on_last_day))
+    out = {}
+    for a, g, q in product(sorted({k[0] for k in kept}) + ["SSS"], sorted({k[1] for k in kept}) + ["YHT"], ["2025-Q1", "YHT"]):
+        cell = [k for k in kept if a in ("SSS", k[0]) and g in ("YHT", k[1]) and q in ("YHT", k[2])]
+        if not cell:
+            continue
+        out[f"{a}|{g}|{q}"] = {
+            "henkilot": float(len({k[3] for k in cell if k[5]})),
+            "htv": sql_round(sum(k[4] for k in cell), 1),
+        }
+    return out
+
+
 
 # Disclosure control of each line's dataset, as in lines/*.yaml: (min_count, deciding counts).
 # The deciding counts are the publish step's `disclosure.count` (default: the first measure)
@@ -199,6 +273,7 @@ def diabetes():
 DISCLOSURE = {
     "hoitoonpaasy": (5, ["kaynnit"]),
     "henkilostomitoitus": (5, ["yksikot"]),
+    "henkilosto": (5, ["henkilot"]),
     "rokotukset": (5, ["lapset"]),
     "diabetes": (5, ["diabeetikot"]),
     "ensihoito": (5, ["tehtavat", "potilaat"]),
@@ -330,7 +405,7 @@ def ensihoito_vuosi(store, period):
 if __name__ == "__main__":
     # independent.py LINE, or independent.py ensihoito-vuosi STORE PERIOD
     which = sys.argv[1]
-    lines = {"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus, "rokotukset": rokotukset,
+    lines = {"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus, "henkilosto": henkilosto, "rokotukset": rokotukset,
              "diabetes": diabetes, "ensihoito": ensihoito, "ensihoito-vuosi": ensihoito_vuosi}
     cells = lines[which](*sys.argv[2:])
     print(json.dumps(primary_suppression(cells, *DISCLOSURE[which])))

@@ -257,6 +257,7 @@ fn catalog_describes_every_line_dataset_and_column() {
         vec![
             "diabetes",
             "ensihoito",
+            "henkilosto",
             "henkilostomitoitus",
             "hoitoonpaasy",
             "rokotukset"

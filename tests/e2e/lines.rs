@@ -144,8 +144,41 @@ fn henkilostomitoitus_matches_an_independent_computation() {
 }
 
 #[test]
+fn henkilosto_matches_an_independent_computation() {
+    compare_with_independent("henkilosto", "2025-Q1", 3);
+}
+
+#[test]
 fn rokotukset_matches_an_independent_computation_from_the_fhir_files() {
     compare_with_independent("rokotukset", "2025", 3);
+}
+
+/// Vaccine codes map by code system and code within their validity windows: the example's
+/// local code `03` of another system (i99997) is not MPR, and a child whose identity code is
+/// invalid (p0161) is quarantined, not counted.
+#[test]
+fn rokotukset_maps_codes_by_system_and_quarantines_invalid_identity_codes() {
+    let store = example_store();
+    let out = run(&[
+        "run",
+        "lines/rokotukset.yaml",
+        "--param",
+        "period=2025",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--pseudonym-key-file",
+        "examples/demo-pseudonym.key",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checked = &report["steps"]["potilaat_tarkistettu"];
+    assert_eq!(checked["violations"]["hetu-oikea"], 1, "{checked}");
+    assert_eq!(checked["rows_quarantined"], 1, "{checked}");
+    // Unmapped: CVX 88 (no group), the local `03` and 24 COVID-19 doses dated before the
+    // COVID-19 codes' validity (2020-12-01).
+    let mapped = &report["steps"]["rokotukset"]["mappings"]["map-rokote"];
+    assert_eq!(mapped["unmapped"], 26, "{mapped}");
 }
 
 #[test]

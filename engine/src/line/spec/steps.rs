@@ -412,6 +412,11 @@ pub struct MapSpec {
     pub column: Name,
     /// The code set.
     pub codeset: Name,
+    /// The column holding each code's code system (a FHIR `Coding.system`): a mapping row
+    /// applies only when it equals the code set's `system` column, so a code of another
+    /// system (or of none) is unmapped.
+    #[serde(default)]
+    pub system: Option<Name>,
     /// The code set's column to take (also the name of the new column).
     pub to: Name,
     /// A date or timestamp column: a mapping row applies when this date lies in its

@@ -36,6 +36,8 @@ struct Codeset {
     has_match: bool,
     /// Whether the code set has an `equivalence` column.
     has_equivalence: bool,
+    /// Whether rows match the code set's `system` column too (`system:` given).
+    by_system: bool,
 }
 
 impl Codeset {
@@ -62,6 +64,9 @@ impl Codeset {
         }
         if self.has_equivalence {
             cs_cols.push(col("equivalence").alias(format!("{alias}_eq")));
+        }
+        if self.by_system {
+            cs_cols.push(col("system").alias(format!("{alias}_sys")));
         }
         if self.windowed {
             cs_cols.push(bound("valid_from", false).alias(format!("{alias}_from")));
@@ -231,6 +236,7 @@ impl Planner<'_> {
             }
             return Err(vec![d]);
         }
+        let by_system = self.harmonise_codeset_system(m, &cs_schema)?;
         let windowed = m.on.is_some() && cs_schema.index_of("valid_from").is_ok();
         // A window checked against a timestamp: the code set's days as the midnights that
         // start and end them (a local time column's zone's), compared with the timestamps
@@ -252,7 +258,57 @@ impl Planner<'_> {
             on_unit,
             has_match: cs_schema.index_of("match").is_ok(),
             has_equivalence: cs_schema.index_of("equivalence").is_ok(),
+            by_system,
         })
+    }
+
+    /// Whether a `map:` entry matches code systems: `system:` given, and then the code set
+    /// must have a `system` column (V304 otherwise).
+    fn harmonise_codeset_system(
+        &self,
+        m: &MapSpec,
+        cs_schema: &arrow::datatypes::Schema,
+    ) -> Result<bool, Diags> {
+        let Some(system) = &m.system else {
+            return Ok(false);
+        };
+        if cs_schema.index_of("system").is_err() {
+            return Err(vec![self.diag(
+                Code::V304,
+                system.at,
+                format!(
+                    "code set `{}` has no column `system` to match `{}` against",
+                    m.codeset.value, system.value
+                ),
+            )]);
+        }
+        Ok(true)
+    }
+
+    /// The code system condition of a `map:` entry with `system:`: the rows' system column
+    /// (as text) equals the mapping row's `system`; a row without a system matches none.
+    fn harmonise_map_system(
+        &self,
+        m: &MapSpec,
+        schema: &DFSchema,
+        cs: &Codeset,
+    ) -> Result<Option<Expr>, Diags> {
+        let Some(system) = m.system.as_ref().filter(|_| cs.by_system) else {
+            return Ok(None);
+        };
+        let t = self.column_check(schema, system).map_err(|d| vec![d])?;
+        let rows = col(Column::from_name(system.value.as_str()));
+        let rows = if t == DataType::Utf8 {
+            rows
+        } else {
+            Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(rows),
+                DataType::Utf8,
+            ))
+        };
+        Ok(Some(
+            rows.eq(col(Column::from_name(format!("{}_sys", cs.alias)))),
+        ))
     }
 
     /// The join condition of a `map:` entry: the code equals the key (or starts with a
@@ -290,6 +346,9 @@ impl Planner<'_> {
         } else {
             from_text.clone().eq(key_col)
         };
+        if let Some(same_system) = self.harmonise_map_system(m, schema, cs)? {
+            on = on.and(same_system);
+        }
         if cs.windowed
             && let Some(on_col) = &m.on
         {
