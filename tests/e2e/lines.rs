@@ -286,6 +286,7 @@ fn generated_input_runs_through_every_line() {
         ("ensihoito", "2025-03"),
         ("hoitoonpaasy", "2025-03"),
         ("henkilostomitoitus", "2025-Q1"),
+        ("henkilosto", "2025-Q1"),
         ("rokotukset", "2025"),
         ("diabetes", "2025"),
     ] {

@@ -10,12 +10,15 @@
 //! by memory. The monthly lines (`ensihoito`, `hoitoonpaasy`) also take a longer period —
 //! a quarter, half-year (`2025-H1`) or year — and write each of its months' folders,
 //! `--rows` rows each, as a line reading `{period.months}` expects them.
+//! `henkilosto` writes one HR extract per county (`<county>.csv`), see its module.
 
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use chrono::{Datelike, Duration, NaiveDate};
+
+mod henkilosto;
 
 /// SplitMix64: small, fast and deterministic.
 pub struct Rng(u64);
@@ -177,9 +180,10 @@ pub fn generate(r: &Request) -> Result<Vec<String>, String> {
     match r.line {
         "ensihoito" | "hoitoonpaasy" => by_month(r, &places),
         "henkilostomitoitus" => henkilostomitoitus(r, &places, &mut rng, &dir),
+        "henkilosto" => henkilosto::henkilosto(r, &mut rng, &dir),
         "rokotukset" | "diabetes" => fhir(r, &places, &mut rng, &dir),
         other => Err(format!(
-            "no generator for `{other}`; lines: ensihoito, hoitoonpaasy, henkilostomitoitus, rokotukset, diabetes"
+            "no generator for `{other}`; lines: ensihoito, hoitoonpaasy, henkilostomitoitus, henkilosto, rokotukset, diabetes"
         )),
     }
 }
@@ -446,17 +450,7 @@ fn henkilostomitoitus(
     rng: &mut Rng,
     dir: &Path,
 ) -> Result<Vec<String>, String> {
-    let (year, q) = r
-        .period
-        .split_once("-Q")
-        .ok_or("the period of henkilostomitoitus is a quarter, YYYY-Qn")?;
-    let year: i32 = year.parse().map_err(|_| "bad year")?;
-    let q: u32 = q.parse().map_err(|_| "bad quarter")?;
-    let first = NaiveDate::from_ymd_opt(year, 3 * q - 2, 1).ok_or("bad quarter")?;
-    let last = first
-        .checked_add_months(chrono::Months::new(3))
-        .ok_or("bad quarter")?
-        - Duration::days(1);
+    let (first, last) = henkilosto::quarter(r.period, r.line)?;
     // ISO weeks whose Thursday lies in the quarter.
     let mut weeks = Vec::new();
     let mut d = first;

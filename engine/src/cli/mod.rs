@@ -205,15 +205,16 @@ enum Command {
     },
     /// Write synthetic input for a line (deterministic for a seed) into a store folder.
     #[command(
-        after_help = "Examples:\n  valtava generate ensihoito --period 2025-03 --rows 1000000 --out /tmp/store\n  valtava generate rokotukset --period 2025 --rows 5000 --bad-share 0.01 --out /tmp/store\n  valtava run lines/ensihoito.yaml --param period=2025-03 --store /tmp/store --pseudonym-key-file examples/demo-pseudonym.key"
+        after_help = "Examples:\n  valtava generate ensihoito --period 2025-03 --rows 1000000 --out /tmp/store\n  valtava generate rokotukset --period 2025 --rows 5000 --bad-share 0.01 --out /tmp/store\n  valtava generate henkilosto --period 2025-Q1 --rows 100000 --out /tmp/store\n  valtava run lines/ensihoito.yaml --param period=2025-03 --store /tmp/store --pseudonym-key-file examples/demo-pseudonym.key"
     )]
     Generate {
-        /// ensihoito, hoitoonpaasy, henkilostomitoitus, rokotukset or diabetes.
+        /// ensihoito, hoitoonpaasy, henkilostomitoitus, henkilosto, rokotukset or diabetes.
         line: String,
         /// The period, as the line's `period` parameter takes it.
         #[arg(long)]
         period: String,
-        /// Rows (patients for the FHIR lines; unit-weeks for henkilostomitoitus).
+        /// Rows (patients for the FHIR lines; unit-weeks for henkilostomitoitus; employments over
+        /// all counties for henkilosto).
         #[arg(long, default_value_t = 10_000)]
         rows: u64,
         #[arg(long, default_value_t = 1)]
