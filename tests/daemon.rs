@@ -1357,6 +1357,19 @@ fn every_shipped_dataset_is_served_and_filters_by_each_dimension() {
     }
 }
 
+/// The last line a checking script printed, as JSON, after it succeeded; `what` names the
+/// check in a failure.
+fn summary_line(out: &std::process::Output, what: &str) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{what}: {e}: {stdout}"))
+}
+
 /// The reporting page in Chromium for each dataset (`tests/web/datasets.mjs`): a real table
 /// and chart, a filter that changes them, fi/sv/en, no axe-core violation of WCAG 2.1 A/AA,
 /// a screenshot each in `target/web/`; and the catalog page.
@@ -1368,14 +1381,7 @@ fn page_shows_every_dataset(d: &Daemon, datasets: &[&str]) {
         .arg(&shots)
         .output()
         .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let v = summary_line(&out, "the page");
     assert_eq!(v["errors"], serde_json::json!([]), "{v}");
     for dataset in datasets {
         let page = &v["datasets"][dataset];
@@ -1421,14 +1427,7 @@ fn pxweb_reads_what_was_published(d: &Daemon, dir: &Path, line: &str, dataset: &
         .arg(root().join("../shared/conformance/pxweb-api2/PxAPI-2.yml"))
         .output()
         .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{dataset}: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{dataset}: {e}: {stdout}"));
+    let v = summary_line(&out, dataset);
     for empty in ["schema_errors", "mismatches", "format_mismatches", "errors"] {
         assert_eq!(v[empty], serde_json::json!([]), "{dataset} {empty}: {v}");
     }
@@ -1455,14 +1454,7 @@ fn served_equals_published(d: &Daemon, dir: &Path, line: &str, dataset: &str) ->
         .arg(root().join("../shared/conformance/jsonstat/schemas"))
         .output()
         .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{dataset}: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{dataset}: {e}: {stdout}"));
+    let v = summary_line(&out, dataset);
     assert_eq!(v["schema_errors"], serde_json::json!([]), "{dataset}: {v}");
     assert_eq!(v["mismatches"], serde_json::json!([]), "{dataset}: {v}");
     assert_eq!(v["extra"], serde_json::json!([]), "{dataset}: {v}");

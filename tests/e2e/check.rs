@@ -197,27 +197,7 @@ fn pinned_code_sets_refuse_other_files() {
 #[test]
 fn parts_of_a_period_that_it_may_lack_or_is_itself_are_warnings() {
     let dir = tempfile::tempdir().unwrap();
-    let months = line_copy(
-        dir.path(),
-        "tests/lines/mini.yaml",
-        "kuukaudet.yaml",
-        &[(
-            "location: mini/{period}/",
-            "location: mini/{period.months}/",
-        )],
-    );
-    let quarters = line_copy(
-        dir.path(),
-        "tests/lines/mini.yaml",
-        "neljannekset.yaml",
-        &[
-            (
-                "location: mini/{period}/",
-                "location: mini/{period.quarters}/",
-            ),
-            ("period: { kind: month }", "period: { kind: period }"),
-        ],
-    );
+    let (months, quarters) = period_part_lines(dir.path());
     for (line, needle) in [
         (&months, "the months of a month are the month itself"),
         (&quarters, "may be a month, which has no quarters"),

@@ -102,6 +102,33 @@ fn line_copy(dir: &Path, line: &str, name: &str, replacements: &[(&str, &str)]) 
     file
 }
 
+/// Copies of the mini line in `dir` reading `{period.months}` (a month's months: the month
+/// itself) and `{period.quarters}` of a `period` parameter (which a month lacks).
+fn period_part_lines(dir: &Path) -> (PathBuf, PathBuf) {
+    let months = line_copy(
+        dir,
+        "tests/lines/mini.yaml",
+        "kuukaudet.yaml",
+        &[(
+            "location: mini/{period}/",
+            "location: mini/{period.months}/",
+        )],
+    );
+    let quarters = line_copy(
+        dir,
+        "tests/lines/mini.yaml",
+        "neljannekset.yaml",
+        &[
+            (
+                "location: mini/{period}/",
+                "location: mini/{period.quarters}/",
+            ),
+            ("period: { kind: month }", "period: { kind: period }"),
+        ],
+    );
+    (months, quarters)
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {

@@ -493,27 +493,7 @@ fn a_part_of_the_period_is_read_or_refused_before_the_run() {
     let store = store_with_inbox();
     let s = store.path().to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let months = line_copy(
-        dir.path(),
-        "tests/lines/mini.yaml",
-        "kuukaudet.yaml",
-        &[(
-            "location: mini/{period}/",
-            "location: mini/{period.months}/",
-        )],
-    );
-    let quarters = line_copy(
-        dir.path(),
-        "tests/lines/mini.yaml",
-        "neljannekset.yaml",
-        &[
-            (
-                "location: mini/{period}/",
-                "location: mini/{period.quarters}/",
-            ),
-            ("period: { kind: month }", "period: { kind: period }"),
-        ],
-    );
+    let (months, quarters) = period_part_lines(dir.path());
     let rows_in = |out: &Output| {
         assert_succeeded(out);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

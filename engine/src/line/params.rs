@@ -41,26 +41,19 @@ impl ParamValue {
         }
     }
 
-    /// The period before this one, of the same kind: `2025-03` → `2025-02`, `2025-Q1` →
-    /// `2024-Q4`, `2025` → `2024`; `None` for a value that is not a period.
+    /// The period before this one, of the same form: `2025-03` → `2025-02`, `2025-Q1` →
+    /// `2024-Q4`, `2025-H1` → `2024-H2`, `2025` → `2024`; `None` for a value that is not a
+    /// period.
     pub fn previous(&self) -> Option<ParamValue> {
         let ParamValue::Period { text, start, .. } = self else {
             return None;
         };
-        // The last day of the period before.
-        let day = start.pred_opt()?;
-        let (kind, text) = if text.contains("-Q") {
-            let q = day.month0() / 3 + 1;
-            (ParamKind::Quarter, format!("{:04}-Q{q}", day.year()))
-        } else if text.len() == 4 {
-            (ParamKind::Year, format!("{:04}", day.year()))
-        } else {
-            (
-                ParamKind::Month,
-                format!("{:04}-{:02}", day.year(), day.month()),
-            )
-        };
-        parse_value(kind, &text).ok()
+        // The period of this form that holds the day before this one starts.
+        parse_value(
+            ParamKind::Period,
+            &period_text_like(text, start.pred_opt()?),
+        )
+        .ok()
     }
 }
 
@@ -538,6 +531,15 @@ mod tests {
             Some("2025-Q2")
         );
         assert_eq!(before(ParamKind::Year, "2025").as_deref(), Some("2024"));
+        // A half-year's is a half-year (it was the month before).
+        assert_eq!(
+            before(ParamKind::HalfYear, "2025-H1").as_deref(),
+            Some("2024-H2")
+        );
+        assert_eq!(
+            before(ParamKind::Period, "2025-H2").as_deref(),
+            Some("2025-H1")
+        );
         assert_eq!(
             before(ParamKind::Period, "2025-10").as_deref(),
             Some("2025-09")

@@ -117,6 +117,19 @@ pub(crate) fn check_release(
     diags: &mut Vec<Diagnostic>,
 ) {
     let periods = r.periods.value;
+    if let ReleasePeriods::Last { last } = periods
+        && !(1..=crate::line::params::MAX_RANGE as u32).contains(&last)
+    {
+        diags.push(Diagnostic::error(
+            Code::V307,
+            file,
+            r.periods.at,
+            format!(
+                "`last: {last}`: a release source reads 1 to {} earlier periods",
+                crate::line::params::MAX_RANGE
+            ),
+        ));
+    }
     let kind = spec.params.get(PERIOD_PARAM).map(|p| p.kind.value);
     let is_period = kind.is_some_and(period_kind);
     if periods != ReleasePeriods::Named(PeriodChoice::All) && !is_period {
@@ -223,15 +236,13 @@ pub fn choose(
 /// The `n` periods of the run's kind before it, oldest first (`2025-03`, 2 → `2025-01`,
 /// `2025-02`); `None` for a value that is not a period.
 pub fn periods_before(run: &ParamValue, n: u32) -> Option<Vec<String>> {
-    let ParamValue::Period { text, start, end } = run else {
-        return None;
-    };
-    let months = (end.year_month_index() - start.year_month_index() + 1) as u32;
+    let mut at = run.clone();
     let mut out = Vec::new();
-    for back in (1..=n).rev() {
-        let day = start.checked_sub_months(Months::new(months * back))?;
-        out.push(crate::line::params::period_text_like(text, day));
+    for _ in 0..n.min(crate::line::params::MAX_RANGE as u32) {
+        at = at.previous()?;
+        out.push(at.text());
     }
+    out.reverse();
     Some(out)
 }
 

@@ -35,14 +35,10 @@ fn counts_submitters(line: &Line) -> bool {
 
 /// The periods before `period`, nearest first: (how many back, the period's text).
 fn earlier_periods(period: &ParamValue) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    let mut p = period.clone();
-    for back in 1..=EARLIER_PERIODS {
-        let Some(before) = p.previous() else { break };
-        out.push((back, before.text()));
-        p = before;
-    }
-    out
+    let mut before =
+        crate::line::release::periods_before(period, EARLIER_PERIODS).unwrap_or_default();
+    before.reverse();
+    (1..).zip(before).collect()
 }
 
 /// What the line's earlier periods counted, read from `store`; empty for a line without a

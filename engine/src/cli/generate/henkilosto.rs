@@ -38,20 +38,12 @@ const CODES: [(&str, f64); 17] = [
 
 const PERCENTS: [&str; 8] = ["100", "100", "100", "80", "60", "50", "93.33", "75.5"];
 
-/// The first and last day of a quarter `YYYY-Qn`.
+/// The first and last day of a quarter `YYYY-Qn` (parsed as the line's parameter is).
 pub(super) fn quarter(period: &str, line: &str) -> Result<(NaiveDate, NaiveDate), String> {
-    let bad = || format!("the period of {line} is a quarter, YYYY-Qn");
-    let (year, q) = period.split_once("-Q").ok_or_else(bad)?;
-    let year: i32 = year.parse().map_err(|_| bad())?;
-    let q: u32 = q.parse().map_err(|_| bad())?;
-    if !(1..=4).contains(&q) {
-        return Err(bad());
+    match crate::line::params::parse_value(crate::line::spec::ParamKind::Quarter, period) {
+        Ok(crate::line::params::ParamValue::Period { start, end, .. }) => Ok((start, end)),
+        _ => Err(format!("the period of {line} is a quarter, YYYY-Qn")),
     }
-    let first = NaiveDate::from_ymd_opt(year, 3 * q - 2, 1).ok_or_else(bad)?;
-    let next = first
-        .checked_add_months(chrono::Months::new(3))
-        .ok_or_else(bad)?;
-    Ok((first, next - Duration::days(1)))
 }
 
 /// How many of `rows` fall to each county, by population (cumulative rounding: they sum

@@ -257,7 +257,19 @@ fn select(
         if value.len() > MAX_VALUE_LEN {
             return Err(format!("a value longer than {MAX_VALUE_LEN} bytes"));
         }
-        let ranks: Vec<usize> = match parse(value, |c| rank.contains_key(c))? {
+        let expr = parse(value, |c| rank.contains_key(c))?;
+        if chosen.len() == n {
+            // Every code chosen already: the value is only checked (a request repeating
+            // `*` ten thousand times costs one list, not ten thousand).
+            if let Expr::Code(x) | Expr::From(x) | Expr::To(x) = expr {
+                place(x)?;
+            } else if let Expr::Range(x, y) = expr {
+                place(x)?;
+                place(y)?;
+            }
+            continue;
+        }
+        let ranks: Vec<usize> = match expr {
             Expr::All => (0..n).collect(),
             Expr::Code(c) => vec![place(c)?],
             Expr::Top(k, skip) => {

@@ -38,6 +38,18 @@ fn a_star_selects_every_code_in_the_variables_order() {
     assert_eq!(got[2], ["n", "osuus"]);
 }
 
+/// Values after every code is chosen are checked, not expanded again: ten thousand `*`
+/// select each code once, and an unknown code after them is still refused.
+#[test]
+fn repeated_wildcards_select_once_and_later_values_are_still_checked() {
+    let many = vec!["*"; MAX_VALUES];
+    assert_eq!(codes(&ask("alue", &many)).unwrap()[1], ["01", "SSS", "02"]);
+    let mut then_bad = vec!["*"; 3];
+    then_bad.push("99");
+    assert!(refused(&ask("alue", &then_bad)).contains("`99` is not a code of `alue`"));
+    assert!(refused(&ask("jakso", &["*", "range(2025-03,1999-01)"])).contains("`1999-01`"));
+}
+
 #[test]
 fn a_list_comes_back_in_the_variables_order_each_code_once() {
     let got = codes(&ask("alue", &["02", "01", "02"])).unwrap();
