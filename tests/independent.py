@@ -6,23 +6,31 @@ YHT). Primary suppression is applied (see `DISCLOSURE`): in a cell where any dec
 is 1 … min_count − 1 every measure is null and "status" is "suppressed". Secondary
 suppression is not computed here (the engine may hide more cells, never fewer).
 
-hoitoonpaasy is computed in DuckDB SQL; henkilostomitoitus and henkilosto in plain Python. `ensihoito-vuosi
+hoitoonpaasy is computed in DuckDB SQL; henkilostomitoitus, henkilosto and talous (from the
+workbooks, read with openpyxl) in plain Python;
+`sosiaalihuolto DATASET [STORE PERIOD]` (two datasets) from the raw CDA XML with xml.etree. `ensihoito-vuosi
 STORE PERIOD` computes the yearly roll-up test line (tests/lines/ensihoito-vuosi.yaml) from the
 raw monthly CSV files of a store."""
+import calendar
 import csv
 import datetime
+import decimal
 import json
 import math
+import os
+import re
 import statistics
 import sys
 import zoneinfo
+import xml.etree.ElementTree as ET
 from itertools import product
 from pathlib import Path
 
 import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
-KUNNAT = ROOT.parent / "shared" / "reference" / "kunta_hyvinvointialue_2023.csv"
+REFERENCE = ROOT.parent / "shared" / "reference"
+KUNNAT = REFERENCE / "kunta_hyvinvointialue_2023.csv"
 
 
 HELSINKI = zoneinfo.ZoneInfo("Europe/Helsinki")
@@ -264,6 +272,196 @@ def henkilosto():
     return out
 
 
+SOSIAALIHUOLTO_CDA = "{urn:hl7-org:v3}"
+
+
+def cda_document(path):
+    """The header fields of a CDA R2 document, read with xml.etree by the paths LINES.md
+    names (first match; None when absent): laji, id, hetu, kunta and the three dates as
+    written."""
+    v3 = SOSIAALIHUOLTO_CDA
+    doc = ET.parse(path).getroot()
+
+    def attr(element, name):
+        return None if element is None else element.get(name)
+
+    out = {"laji": attr(doc.find(f"{v3}code"), "code"), "asiakirja_id": attr(doc.find(f"{v3}id"), "extension"),
+           "hetu": next((i.get("extension") for i in doc.findall(f"{v3}recordTarget/{v3}patientRole/{v3}id")
+                         if i.get("root") == "1.2.246.21"), None)}
+    entries = doc.findall(f"{v3}component/{v3}structuredBody/{v3}component/{v3}section/{v3}entry/{v3}observation")
+    for name, part in [("kunta", "code"), ("vastaanotettu", "value"), ("arvioitu", "value"), ("valmistunut", "value")]:
+        out[name] = next((attr(o.find(f"{v3}value"), part) for o in entries
+                          if attr(o.find(f"{v3}code"), "code") == name), None)
+    return out
+
+
+def hl7_date(text):
+    """An HL7 TS value `YYYYMMDD[HHMM…]` as a date; ValueError when it names no day."""
+    if len(text) < 8 or not text[:8].isdigit():
+        raise ValueError(text)
+    return datetime.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+
+
+def working_days(first, later, holidays):
+    """Working days d with first < d ≤ later (Mon–Fri, not a holiday)."""
+    return sum(1 for n in range(1, (later - first).days + 1)
+               if (d := first + datetime.timedelta(days=n)).weekday() < 5 and d not in holidays)
+
+
+def add_months(d, n):
+    """d + n calendar months, the day clamped to the month's last day."""
+    y, m = divmod(d.month - 1 + n, 12)
+    return datetime.date(d.year + y, m + 1, min(d.day, calendar.monthrange(d.year + y, m + 1)[1]))
+
+
+def age_on(born, day):
+    return None if day < born else day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def hetu_birth(h):
+    century = {"+": 1800, "A": 2000, "B": 2000, "C": 2000, "D": 2000, "E": 2000, "F": 2000}.get(h[6], 1900)
+    return datetime.date(century + int(h[4:6]), int(h[2:4]), int(h[0:2]))
+
+
+def sosiaalihuolto_rows(inbox, first, last):
+    """The documents of `inbox` that the line keeps: (area, month, kind, hetu, within the
+    time limit). Documents are read in file-name order; one without a required field or
+    with a date that is no day is quarantined when read and takes no part in the
+    uniqueness of ids (the first of equal ids is kept, even when it breaks another rule)."""
+    holidays = {datetime.date.fromisoformat(r["pvm"]) for r in csv.DictReader(open(REFERENCE / "arkipyhat.csv", encoding="utf-8"))}
+    municipalities = {}
+    for r in csv.DictReader(open(KUNNAT, encoding="utf-8")):
+        municipalities.setdefault(r["kunta"], []).append(r)
+    seen, kept = set(), []
+    for f in sorted(Path(inbox).glob("*.xml")):
+        d = cda_document(f)
+        if any(not d[c] for c in ("laji", "asiakirja_id", "hetu", "kunta", "vastaanotettu")):
+            continue
+        try:
+            received = hl7_date(d["vastaanotettu"])
+            assessed = hl7_date(d["arvioitu"]) if d["arvioitu"] else None
+            done = hl7_date(d["valmistunut"]) if d["valmistunut"] else None
+        except ValueError:
+            continue
+        first_seen = d["asiakirja_id"] not in seen
+        seen.add(d["asiakirja_id"])
+        if not first_seen or d["laji"] not in ("LSILM", "PTA") or not hetu_valid(d["hetu"]):
+            continue
+        age = age_on(hetu_birth(d["hetu"]), received)
+        if (age is not None and age >= 18) or d["kunta"] not in municipalities:
+            continue
+        if not first <= received <= last:
+            continue
+        if (assessed and assessed < received) or (done and done < received):
+            continue
+        if (assessed and d["laji"] != "LSILM") or (done and d["laji"] != "PTA"):
+            continue
+        area = [r["hyvinvointialue"] for r in municipalities[d["kunta"]] if in_window(r, received.isoformat())]
+        if not area:
+            continue  # no county on the day: quarantined by the map
+        if d["laji"] == "LSILM":
+            within = assessed is not None and working_days(received, assessed, holidays) <= 7
+        else:
+            within = done is not None and done <= add_months(received, 3)
+        kept.append((area[0], received.strftime("%Y-%m"), d["laji"], d["hetu"], within))
+    return kept
+
+
+def sosiaalihuolto(dataset, store=None, period="2025-H1"):
+    """One of the line's two datasets (`lastensuojeluilmoitukset`, `palvelutarpeen_arvioinnit`)
+    from the raw CDA documents of the example (or of STORE's inbox for PERIOD, a half-year):
+    the cube of area × month with totals SSS / YHT."""
+    year, half = int(period[:4]), period[5:]
+    first, last = (datetime.date(year, 1, 1), datetime.date(year, 6, 30)) if half == "H1" else (
+        datetime.date(year, 7, 1), datetime.date(year, 12, 31))
+    inbox = Path(store) / "inbox/sosiaalihuolto" / period if store else ROOT / "examples/store/inbox/sosiaalihuolto" / period
+    kind = {"lastensuojeluilmoitukset": "LSILM", "palvelutarpeen_arvioinnit": "PTA"}[dataset]
+    rows = [r for r in sosiaalihuolto_rows(inbox, first, last) if r[2] == kind]
+    cells = {}
+    for r in rows:
+        for key in product([r[0], "SSS"], [r[1], "YHT"]):
+            cells.setdefault("|".join(key), []).append(r)
+    out = {}
+    for key, sel in cells.items():
+        share = sql_round(100.0 * (sum(1.0 for r in sel if r[4]) / len(sel)), 1)
+        if kind == "LSILM":
+            out[key] = {"ilmoitukset": float(len(sel)), "lapset": float(len({r[3] for r in sel})),
+                        "kasitelty_7_arkipaivassa_osuus": share}
+        else:
+            out[key] = {"arvioinnit": float(len(sel)), "valmis_3_kk_osuus": share}
+    return out
+
+
+def finnish_number(v):
+    """A euro cell as the line reads it (`format: finnish`): a numeric cell as its shortest
+    decimal text, or text with groups by space, no-break space or narrow no-break space, a
+    decimal comma and the minus sign U+2212 (or plain `1234567.89`); None if it is no number."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return decimal.Decimal(repr(v)) if isinstance(v, float) else decimal.Decimal(v)
+    t = v.strip().replace(" ", "").replace("\u00a0", "").replace("\u202f", "").replace("\u2212", "-").replace(",", ".")
+    if not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", t):
+        return None
+    return decimal.Decimal(t)
+
+
+def talous(store=None):
+    """talous from the raw workbooks with openpyxl: rows whose euros do not parse are dropped
+    (the source quarantines them); a workbook whose one YHT row differs from the sum of its
+    other rows by more than 1 € in either column is dropped whole; the YHT rows are left out
+    (filtered); then the row rules (county and class known, euros ≥ 0, the first row of a
+    (county, class) kept). Net costs summed in cents, whole euros; per inhabitant from the
+    population of the year (the whole country: the sum of every county's). No suppression."""
+    from openpyxl import load_workbook
+    store = Path(store) if store else ROOT / "examples/store"
+    shared = Path(os.environ.get("VALTAVA_SHARED", ROOT.parent / "shared")) / "reference"
+    counties = {r["code"] for r in csv.DictReader(open(shared / "hyvinvointialueet.csv", encoding="utf-8"))}
+    classes = {r["code"] for r in csv.DictReader(open(shared / "palveluluokat.csv", encoding="utf-8"))}
+    rows = []
+    for src in sorted((store / "inbox/talous/2025").glob("*.xlsx")):
+        sheet = load_workbook(src, read_only=True)["Talous"]
+        it = sheet.iter_rows(values_only=True)
+        header = list(next(it))
+        book = []
+        for values in it:
+            r = dict(zip(header, values))
+            area, cls = (str(r.get(c)).strip() if r.get(c) is not None else "" for c in ("hyvinvointialue", "palveluluokka"))
+            kulut, tuotot = finnish_number(r.get("toimintakulut")), finnish_number(r.get("toimintatuotot"))
+            if not area or not cls or kulut is None or tuotot is None:
+                continue
+            book.append((area, cls, kulut, tuotot))
+        totals = [b for b in book if b[1] == "YHT"]
+        parts = [b for b in book if b[1] != "YHT"]
+        if len(totals) != 1 or any(abs(totals[0][i] - sum((p[i] for p in parts), decimal.Decimal(0))) > 1 for i in (2, 3)):
+            continue
+        rows += parts
+    seen = set()
+    kept = []
+    for area, cls, kulut, tuotot in rows:
+        if (area, cls) in seen:
+            continue
+        seen.add((area, cls))
+        if area not in counties or cls not in classes or kulut < 0 or tuotot < 0:
+            continue
+        kept.append((area, cls, int(round(kulut * 100)) - int(round(tuotot * 100))))
+    population = {r["hyvinvointialue"]: float(r["vaesto"])
+                  for f in sorted((store / "reference/vaesto").glob("*.csv"))
+                  for r in csv.DictReader(open(f, encoding="utf-8"), delimiter=";") if r["vuosi"] == "2025"}
+    population["SSS"] = sum(population.values())
+    out = {}
+    for a, c, y in product(sorted({k[0] for k in kept}) + ["SSS"], sorted({k[1] for k in kept}) + ["YHT"], ["2025", "YHT"]):
+        cell = [k for k in kept if a in ("SSS", k[0]) and c in ("YHT", k[1])]
+        if not cell:
+            continue
+        netto = sql_round(float(sum(k[2] for k in cell)) / 100.0, 0)
+        out[f"{a}|{c}|{y}"] = {
+            "nettokayttokustannukset": netto,
+            "nettokayttokustannukset_per_asukas": sql_round(1.0 * netto / population[a], 1),
+        }
+    return out
+
+
 
 # Disclosure control of each line's dataset, as in lines/*.yaml: (min_count, deciding counts).
 # The deciding counts are the publish step's `disclosure.count` (default: the first measure)
@@ -274,10 +472,14 @@ DISCLOSURE = {
     "hoitoonpaasy": (5, ["kaynnit"]),
     "henkilostomitoitus": (5, ["yksikot"]),
     "henkilosto": (5, ["henkilot"]),
+    "talous": (5, []),  # disclosure control off (no persons): nothing decides, nothing is hidden
     "rokotukset": (5, ["lapset"]),
     "diabetes": (5, ["diabeetikot"]),
     "ensihoito": (5, ["tehtavat", "potilaat"]),
     "ensihoito-vuosi": (5, ["tehtavat", "potilaat"]),
+    # sosiaalihuolto has two datasets: LINE:DATASET. lapset is count(DISTINCT hetu).
+    "sosiaalihuolto:lastensuojeluilmoitukset": (5, ["ilmoitukset", "lapset"]),
+    "sosiaalihuolto:palvelutarpeen_arvioinnit": (5, ["arvioinnit"]),
 }
 
 
@@ -403,9 +605,11 @@ def ensihoito_vuosi(store, period):
 
 
 if __name__ == "__main__":
-    # independent.py LINE, or independent.py ensihoito-vuosi STORE PERIOD
+    # independent.py LINE, independent.py ensihoito-vuosi STORE PERIOD, or
+    # independent.py sosiaalihuolto DATASET [STORE PERIOD]
     which = sys.argv[1]
     lines = {"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus, "henkilosto": henkilosto, "rokotukset": rokotukset,
-             "diabetes": diabetes, "ensihoito": ensihoito, "ensihoito-vuosi": ensihoito_vuosi}
+             "diabetes": diabetes, "ensihoito": ensihoito, "ensihoito-vuosi": ensihoito_vuosi, "sosiaalihuolto": sosiaalihuolto, "talous": talous}
     cells = lines[which](*sys.argv[2:])
-    print(json.dumps(primary_suppression(cells, *DISCLOSURE[which])))
+    disclosure = DISCLOSURE[which] if which in DISCLOSURE else DISCLOSURE[f"{which}:{sys.argv[2]}"]
+    print(json.dumps(primary_suppression(cells, *disclosure)))

@@ -76,6 +76,12 @@ pub enum Code {
     /// `jakso`, a measure's status `status_<measure>`, or `tiedot`, the dimension of the
     /// measures.
     V208,
+    /// A column's `format` does not fit its type (`finnish` is for `decimal` and `integer`,
+    /// `hl7` for `date` and `timestamp`, neither for a `local` column).
+    V209,
+    /// Disclosure control is switched off (`disclosure: { off: … }`) for a dataset that
+    /// derives from personal columns or counts persons: its small counts could recognise one.
+    V210,
     /// An unknown parameter.
     V301,
     /// A parameter value of the wrong form.
@@ -93,6 +99,9 @@ pub enum Code {
     /// A release source's `periods` that the line's `period` parameter cannot give: any but
     /// `all` without a period parameter, `sub` of a month.
     V307,
+    /// A working-day calendar that cannot be used: `working_days` in a line without
+    /// `calendar:`, or holidays whose keys are not ISO dates.
+    V308,
 }
 
 impl Code {
@@ -125,6 +134,8 @@ impl Code {
             Code::V206 => "personal-published",
             Code::V207 => "undeclared-personal",
             Code::V208 => "reserved-column",
+            Code::V209 => "column-format",
+            Code::V210 => "disclosure-off-personal",
             Code::V301 => "unknown-parameter",
             Code::V302 => "bad-parameter-value",
             Code::V303 => "unknown-codeset",
@@ -132,6 +143,7 @@ impl Code {
             Code::V305 => "codeset-changed",
             Code::V306 => "period-part",
             Code::V307 => "release-periods",
+            Code::V308 => "calendar",
         }
     }
 }

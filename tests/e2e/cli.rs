@@ -260,7 +260,9 @@ fn catalog_describes_every_line_dataset_and_column() {
             "henkilosto",
             "henkilostomitoitus",
             "hoitoonpaasy",
-            "rokotukset"
+            "rokotukset",
+            "sosiaalihuolto",
+            "talous"
         ]
     );
     for l in c["lines"].as_array().unwrap() {

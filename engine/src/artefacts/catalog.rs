@@ -98,6 +98,9 @@ pub struct DatasetEntry {
     pub dimensions: Vec<String>,
     pub formats: Vec<String>,
     pub disclosure: Option<String>,
+    /// Disclosure control switched off: the line's reason, in every language it gives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disclosure_off: Option<Text>,
     pub columns: Vec<ColumnEntry>,
 }
 
@@ -246,13 +249,18 @@ fn dataset_entry(
         step: name.to_string(),
         dimensions: plan.dimensions.clone(),
         formats: p.formats.iter().map(|f| lower(&f.value)).collect(),
-        disclosure: plan.disclosure.as_ref().map(|d| {
-            format!(
-                "{} < {} suppressed, with secondary suppression",
-                d.counts.join(", "),
-                d.min_count
-            )
-        }),
+        disclosure: plan
+            .disclosure
+            .as_ref()
+            .map(|d| {
+                format!(
+                    "{} < {} suppressed, with secondary suppression",
+                    d.counts.join(", "),
+                    d.min_count
+                )
+            })
+            .or_else(|| p.disclosure_off_note()),
+        disclosure_off: p.disclosure_off().cloned(),
         columns,
     }
 }

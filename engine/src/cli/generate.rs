@@ -10,7 +10,10 @@
 //! by memory. The monthly lines (`ensihoito`, `hoitoonpaasy`) also take a longer period —
 //! a quarter, half-year (`2025-H1`) or year — and write each of its months' folders,
 //! `--rows` rows each, as a line reading `{period.months}` expects them.
-//! `henkilosto` writes one HR extract per county (`<county>.csv`), see its module.
+//! `henkilosto` writes one HR extract per county (`<county>.csv`), `sosiaalihuolto` one CDA R2
+//! document per file for a half-year, `talous` one workbook per county and year
+//! (`<county>.xlsx`, whole years: `--rows` asks for the years that hold that many rows); see
+//! their modules.
 
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
@@ -19,6 +22,8 @@ use std::path::Path;
 use chrono::{Datelike, Duration, NaiveDate};
 
 mod henkilosto;
+mod sosiaalihuolto;
+mod talous;
 
 /// SplitMix64: small, fast and deterministic.
 pub struct Rng(u64);
@@ -181,9 +186,11 @@ pub fn generate(r: &Request) -> Result<Vec<String>, String> {
         "ensihoito" | "hoitoonpaasy" => by_month(r, &places),
         "henkilostomitoitus" => henkilostomitoitus(r, &places, &mut rng, &dir),
         "henkilosto" => henkilosto::henkilosto(r, &mut rng, &dir),
+        "talous" => talous::talous(r, &mut rng),
         "rokotukset" | "diabetes" => fhir(r, &places, &mut rng, &dir),
+        "sosiaalihuolto" => sosiaalihuolto::sosiaalihuolto(r, &places, &mut rng, &dir),
         other => Err(format!(
-            "no generator for `{other}`; lines: ensihoito, hoitoonpaasy, henkilostomitoitus, henkilosto, rokotukset, diabetes"
+            "no generator for `{other}`; lines: ensihoito, hoitoonpaasy, henkilostomitoitus, henkilosto, rokotukset, diabetes, sosiaalihuolto, talous"
         )),
     }
 }

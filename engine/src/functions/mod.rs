@@ -13,10 +13,16 @@
 //!   of people born before 2027; null from 2027 on, when the number no longer tells sex.
 //! - `to_char(timestamp, format)`: DataFusion's, with a faster path for a constant format
 //!   over timestamps (same result; a timestamp with a zone as its clocks showed it).
+//! - `add_months(date, n)`, `working_days(from, to)` ([`calendar`]): statutory time limits,
+//!   months with the day clamped, working days by the line's `calendar` of holidays.
 //! - Internal: `__local_timestamp`, `__local_time_problem` ([`local_time`]): local
-//!   wall-clock times of source columns declared `local: true`, read as instants.
+//!   wall-clock times of source columns declared `local: true`, read as instants;
+//!   `__finnish_decimal`, `__finnish_integer`, `__hl7_date`, `__hl7_timestamp`
+//!   ([`formats`]): source columns declared with a `format`.
 
+pub mod calendar;
 pub mod cellsets;
+pub mod formats;
 pub mod local_time;
 
 use std::sync::Arc;
@@ -613,11 +619,11 @@ pub fn udafs() -> Vec<datafusion::logical_expr::AggregateUDF> {
 /// The functions, ready to register; `key` is the pseudonymisation key of the run (`None`
 /// on a cluster: `pseudonym` then fails).
 /// `__distinct_key`, `__cell_lanes` (plans of `count(DISTINCT …)`), `__timestamp`,
-/// `__local_timestamp` and `__local_time_problem` (source typing) are internal, registered
-/// so that a plan sent to a cluster finds them by name.
+/// `__local_timestamp`, `__local_time_problem` and the [`formats`] (source typing) are
+/// internal, registered so that a plan sent to a cluster finds them by name.
 pub fn udfs(key: Option<&[u8]>) -> Vec<ScalarUDF> {
     let text = || Signature::exact(vec![DataType::Utf8], Volatility::Immutable);
-    vec![
+    let mut all = vec![
         ScalarUDF::new_from_impl(DistinctKey::default()),
         crate::functions::cellsets::cell_lanes(),
         ScalarUDF::new_from_impl(TextTimestamp::default()),
@@ -645,7 +651,10 @@ pub fn udfs(key: Option<&[u8]>) -> Vec<ScalarUDF> {
             signature: Signature::any(2, Volatility::Immutable),
             part: HetuPart::Age,
         }),
-    ]
+    ];
+    all.extend(formats::udfs());
+    all.extend(calendar::udfs());
+    all
 }
 
 #[cfg(test)]

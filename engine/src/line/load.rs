@@ -247,6 +247,9 @@ fn is_machine_name(s: &str) -> bool {
 fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
     check_header(file, spec, diags);
     let declared = Declared::new(file, text, spec);
+    if let Some(calendar) = &spec.calendar {
+        declared.codeset_ref(&calendar.holidays, diags);
+    }
     let mut datasets: BTreeMap<&str, Pos> = BTreeMap::new();
     for (name, step) in &spec.steps {
         declared.check_step_name(name, step, diags);
@@ -271,6 +274,7 @@ fn check_structure(file: &str, text: &str, spec: &LineSpec, diags: &mut Vec<Diag
                 crate::line::release::check_release(file, spec, r, diags);
             }
             crate::line::zone::check_local_columns(file, s, diags);
+            crate::line::zone::check_formats(file, s, diags);
         }
     }
     check_params(file, spec, diags);

@@ -42,6 +42,7 @@ pub(crate) fn add_period_column(spec: &mut LineSpec) {
             ambiguous: None,
             description: None,
             unit: None,
+            format: None,
         };
         s.columns
             .shift_insert(0, Sp::synthetic(PERIOD_COLUMN.to_string()), column);

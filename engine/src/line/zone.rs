@@ -1,10 +1,11 @@
 //! Local times, checked when a line loads: the line's `timezone` is a zone of the tz
 //! database, and only timestamp columns are declared `local` (and only local ones say what
 //! an `ambiguous` time becomes). How local times are read is in
-//! `functions::local_time`; how they are typed, in the source step's planning.
+//! `functions::local_time`; how they are typed, in the source step's planning. Here too:
+//! a column's `format` fits its type (the formats are in `functions::formats`).
 
 use crate::diag::{Code, Diagnostic, did_you_mean};
-use crate::line::spec::{ColumnType, LineSpec, SourceSpec};
+use crate::line::spec::{ColumnFormat, ColumnType, LineSpec, SourceSpec};
 
 /// The line's `timezone` names a zone of the tz database (V109, with the closest name).
 pub(crate) fn check_timezone(file: &str, spec: &LineSpec, diags: &mut Vec<Diagnostic>) {
@@ -62,6 +63,40 @@ pub(crate) fn check_local_columns(file: &str, s: &SourceSpec, diags: &mut Vec<Di
     }
 }
 
+/// A column's `format` fits its type, and is not on a `local` column (V209).
+pub(crate) fn check_formats(file: &str, s: &SourceSpec, diags: &mut Vec<Diagnostic>) {
+    for (name, c) in &s.columns {
+        let Some(format) = &c.format else {
+            continue;
+        };
+        let (f, t) = (format.value, c.r#type.value);
+        let problem = if !f.fits(t) {
+            let fits = match f {
+                ColumnFormat::Finnish => "`decimal` and `integer`",
+                ColumnFormat::Hl7 => "`date` and `timestamp`",
+            };
+            format!(
+                "column `{}` is a {}; the format `{}` is for {fits} columns",
+                name.value,
+                t.as_str(),
+                f.as_str()
+            )
+        } else if c.local {
+            format!(
+                "column `{}` is `local`; a local time cannot also have the format `{}`",
+                name.value,
+                f.as_str()
+            )
+        } else {
+            continue;
+        };
+        diags.push(
+            Diagnostic::error(Code::V209, file, format.at, problem)
+                .with_hint("give the type the format is for, or leave `format` out"),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::diag::{Code, Diagnostic};
@@ -103,5 +138,33 @@ mod tests {
             assert_eq!(d.len(), 1, "{column}: {d:?}");
             assert_eq!((d[0].code, d[0].line), (Code::V003, 10), "{column}");
         }
+    }
+
+    #[test]
+    fn a_format_fits_its_type_and_is_not_on_a_local_column() {
+        for column in [
+            "{ type: decimal, format: finnish }",
+            "{ type: integer, format: finnish }",
+            "{ type: date, format: hl7 }",
+            "{ type: timestamp, format: hl7 }",
+        ] {
+            assert!(
+                diagnostics(line("Europe/Helsinki", column)).is_empty(),
+                "{column}"
+            );
+        }
+        for column in [
+            "{ type: decimal, format: hl7 }",
+            "{ type: date, format: finnish }",
+            "{ type: string, format: finnish }",
+            "{ type: boolean, format: hl7 }",
+            "{ type: timestamp, local: true, format: hl7 }",
+        ] {
+            let d = diagnostics(line("Europe/Helsinki", column));
+            assert_eq!(d.len(), 1, "{column}: {d:?}");
+            assert_eq!((d[0].code, d[0].line), (Code::V209, 10), "{column}");
+        }
+        let d = diagnostics(line("Europe/Helsinki", "{ type: date, format: iso }"));
+        assert!(!d.is_empty() && d[0].code != Code::V209, "{d:?}");
     }
 }

@@ -154,10 +154,9 @@ pub fn steps(c: &Checked) -> Vec<StepInfo> {
                 inputs: spec.inputs().iter().map(|i| i.value.clone()).collect(),
                 columns,
                 rules,
-                disclosure: plan
-                    .disclosure
-                    .as_ref()
-                    .map(|d| format!("{} < {} suppressed", d.counts.join(", "), d.min_count)),
+                disclosure: (plan.disclosure.as_ref())
+                    .map(|d| format!("{} < {} suppressed", d.counts.join(", "), d.min_count))
+                    .or_else(|| spec.publish.as_ref().and_then(|p| p.disclosure_off_note())),
                 data: None,
                 release: (spec.source.as_ref())
                     .and_then(|s| s.release.as_ref())

@@ -1,5 +1,6 @@
 //! Expressions of a line file: parsed against a schema, parameters bound, type-checked,
-//! and their errors placed at the expression; shared rewrites of expressions.
+//! and their errors placed at the expression (`working_days` given the line's holidays);
+//! shared rewrites of expressions.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, lit};
 use datafusion::scalar::ScalarValue;
 
 use crate::diag::{Code, Diagnostic, did_you_mean};
+use crate::functions::calendar::{WORKING_DAYS, iso_day};
 use crate::line::spec::{Name, Pos};
 use crate::plan::{Diags, Planner};
 
@@ -56,7 +58,65 @@ impl Planner<'_> {
             }
             return Err(vec![d]);
         }
-        Ok(bound)
+        self.with_calendar(bound, text)
+    }
+
+    /// Each `working_days(from, to)` with the line's holidays as a third argument, a text
+    /// of sorted ISO dates separated by commas: a plan sent to a cluster carries them, its
+    /// executors knowing functions only by name (`functions::calendar`).
+    fn with_calendar(&self, e: Expr, text: &Name) -> Result<Expr, Diags> {
+        let calls = |e: &Expr| matches!(e, Expr::ScalarFunction(f) if f.func.name() == WORKING_DAYS && f.args.len() == 2);
+        if !e.exists(|e| Ok(calls(e))).unwrap_or(false) {
+            return Ok(e);
+        }
+        let holidays = self.holidays(text)?;
+        e.transform_up(|e| match e {
+            Expr::ScalarFunction(mut f) if f.func.name() == WORKING_DAYS && f.args.len() == 2 => {
+                f.args.push(lit(holidays.clone()));
+                Ok(Transformed::yes(Expr::ScalarFunction(f)))
+            }
+            e => Ok(Transformed::no(e)),
+        })
+        .map(|t| t.data)
+        .map_err(|err| vec![self.expr_error(text, err)])
+    }
+
+    /// The holidays of the line's `calendar`, sorted ISO dates separated by commas: V308
+    /// without a calendar or when a key of its code set is not an ISO date.
+    fn holidays(&self, text: &Name) -> Result<String, Diags> {
+        let Some(calendar) = &self.line.spec.calendar else {
+            return Err(vec![
+                self.diag(
+                    Code::V308,
+                    self.locate(text, WORKING_DAYS),
+                    "`working_days` counts the working days of the line's calendar, and the line declares none",
+                )
+                .with_hint("declare `calendar: { holidays: <code set> }`, a code set of the holidays' ISO dates"),
+            ]);
+        };
+        let name = &calendar.holidays;
+        let (Some(table), Some(spec)) = (
+            self.codesets.get(name.value.as_str()),
+            self.line.spec.codesets.get(name.value.as_str()),
+        ) else {
+            return Err(vec![self.diag(
+                Code::V303,
+                name.at,
+                format!("unknown code set `{}`", name.value),
+            )]);
+        };
+        let days = crate::line::codeset::codes(table, &spec.key.value);
+        if let Some(bad) = days.iter().find(|d| iso_day(d).is_none()) {
+            return Err(vec![self.diag(
+                Code::V308,
+                name.at,
+                format!(
+                    "the holidays of code set `{}` are ISO dates (`2025-12-24`), but its key column `{}` holds `{bad}`",
+                    name.value, spec.key.value
+                ),
+            )]);
+        }
+        Ok(days.join(","))
     }
 
     /// The place of `needle` inside an expression written at `text.at`.

@@ -95,6 +95,17 @@ pub struct DatasetReport {
     /// daemon's indicator API knows its area filter from the release's manifest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub area: Option<String>,
+    /// Disclosure control switched off, with the line's reason (`{"off": …}`); absent when
+    /// it is on, so the manifests of other datasets are as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disclosure: Option<DisclosureNote>,
+}
+
+/// What the release says of a dataset's disclosure control when it is off.
+#[derive(Debug, Clone, Serialize)]
+pub struct DisclosureNote {
+    /// Why no person can be recognised, as the line gives it.
+    pub off: crate::line::spec::Text,
 }
 
 /// The run report, written to `runs/<line>/<run-id>.json`.

@@ -259,6 +259,8 @@ async fn published(
             step: name.to_string(),
             rows,
             area: plan.area.clone(),
+            disclosure: (p.disclosure_off().cloned())
+                .map(|off| crate::run::report::DisclosureNote { off }),
         });
     }
     Ok(())

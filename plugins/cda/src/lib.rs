@@ -8,6 +8,21 @@
 //! ends in `@attribute` or, without one, takes the element's text; the first match counts.
 //! Namespaces are ignored (local names match).
 //!
+//! A step may select among elements of one name by a *predicate* on a value below it:
+//! `observation[code/@code='kunta']/value/@code`, `id[@root='1.2.246.21']/@extension`.
+//! The predicate's path is child element names, optionally ending in `@attribute` (or just
+//! `@attribute`, the element's own); its value (the first match, as for any path) must equal
+//! the quoted literal, compared with the document's value unescaped (`&amp;` is `&`); the
+//! literal itself is taken as written. CDA documents list coded facts as sibling
+//! `observation`s told apart only by their `code`, so without a predicate a path could name
+//! only the first. The first element in document order that passes gives the value. An
+//! entry path may test several steps; a header path one step, because it is followed while
+//! streaming: when an element of its tested step opens, the reader keeps, until it closes,
+//! only the first value of the predicate's path and the first value of the rest of the path
+//! inside it (each at most `limits.record_kib`), and decides at the close, since the tested
+//! child may come after the value (see `header.rs`). One such element is open per path at a
+//! time, so many elements that fail cost constant work per event each.
+//!
 //! Documents are streamed: the reader keeps only the open elements, how far each header path
 //! matches them, the header values it looks for, and the subtree of the clinical statement it
 //! is inside (`observation`, `act`, `substanceAdministration`, …) — never the whole document
@@ -29,7 +44,8 @@
 //! - `limits.record_kib`: the text of an element the reader keeps (a header value, text
 //!   inside a clinical statement), an attribute value it keeps (as written), and all that
 //!   one clinical statement's subtree holds (names, attributes, text and each element's own
-//!   bookkeeping). Text the reader does not keep (a narrative block, an embedded PDF) is
+//!   bookkeeping); for a header path with a predicate, each of the two values its open
+//!   element keeps. Text the reader does not keep (a narrative block, an embedded PDF) is
 //!   skipped in place without being copied, so it only counts toward `object_mib`. It also
 //!   bounds each row's values together: header values are repeated in every entry's row,
 //!   so a small document could otherwise make rows many times its size.
@@ -48,7 +64,7 @@
 //!   options:
 //!     template: 2.16.840.1.113883.10.20.22.4.27   # vital sign observation
 //!     fields:
-//!       potilas: /recordTarget/patientRole/id/@extension
+//!       potilas: "/recordTarget/patientRole/id[@root='1.2.246.21']/@extension"
 //!       koodi: code/@code
 //!       arvo: value/@value
 //! ```
@@ -64,6 +80,12 @@ use valtava_plugin::{
     typed_options,
 };
 
+use header::Candidate;
+use path::{Path, Predicate, Step, compile};
+
+mod header;
+mod path;
+
 /// Options of the `cda` format.
 #[derive(Debug, Clone, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
@@ -73,7 +95,11 @@ pub struct CdaOptions {
     #[serde(default)]
     pub template: Option<String>,
     /// Where each declared column comes from, by column name: `/header/path/@attr` or
-    /// `entry/relative/path` (text) .
+    /// `entry/relative/path` (text). A step may carry one predicate that selects the
+    /// element by a value below it: `name[child/path/@attr='value']`, `name[@attr='value']`
+    /// or `name[child='text']` (single or double quotes; the value compared unescaped).
+    /// The first element that passes counts. A header path may carry a predicate on one
+    /// step only; an entry path on several.
     pub fields: IndexMap<String, String>,
 }
 
@@ -90,13 +116,6 @@ const STATEMENTS: &[&str] = &[
     "regionOfInterest",
 ];
 
-#[derive(Debug, Clone)]
-struct Path {
-    absolute: bool,
-    steps: Vec<String>,
-    attribute: Option<String>,
-}
-
 /// What kind of XML error the reader met, without its text (which quotes element names
 /// from the document).
 fn xml_kind(e: &quick_xml::Error) -> String {
@@ -109,28 +128,6 @@ fn xml_kind(e: &quick_xml::Error) -> String {
     }
 }
 
-fn compile(p: &str) -> Result<Path, String> {
-    let absolute = p.starts_with('/');
-    let mut steps: Vec<String> = p
-        .trim_start_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
-    let attribute = match steps.last() {
-        Some(s) if s.starts_with('@') => steps.pop().map(|a| a[1..].to_string()),
-        _ => None,
-    };
-    if steps.is_empty() {
-        return Err(format!("path `{p}` names no element"));
-    }
-    Ok(Path {
-        absolute,
-        steps,
-        attribute,
-    })
-}
-
 /// The compiled path of each requested column, in column order.
 fn column_paths(options: &CdaOptions, request: &ParseRequest) -> Result<Vec<Path>, String> {
     request
@@ -141,7 +138,7 @@ fn column_paths(options: &CdaOptions, request: &ParseRequest) -> Result<Vec<Path
                 .fields
                 .get(c)
                 .ok_or_else(|| format!("no path for column `{c}` in `fields`"))?;
-            compile(p)
+            compile(p).map_err(|e| format!("field `{c}`: {e}"))
         })
         .collect()
 }
@@ -270,8 +267,9 @@ fn reference(r: &BytesRef<'_>) -> String {
     }
 }
 
-/// The value of a relative path in a captured subtree.
-fn lookup(arena: &[Node], at: usize, steps: &[String], attribute: Option<&str>) -> Option<String> {
+/// The value of a relative path in a captured subtree: the first match in document order,
+/// each step's predicate tested on the element it names.
+fn lookup(arena: &[Node], at: usize, steps: &[Step], attribute: Option<&str>) -> Option<String> {
     let node = &arena[at];
     match steps.split_first() {
         None => match attribute {
@@ -285,9 +283,16 @@ fn lookup(arena: &[Node], at: usize, steps: &[String], attribute: Option<&str>) 
         Some((first, rest)) => node
             .children
             .iter()
-            .filter(|&&c| arena[c].name == *first)
+            .filter(|&&c| arena[c].name == first.name)
+            .filter(|&&c| first.test.as_ref().is_none_or(|t| passes(arena, c, t)))
             .find_map(|&c| lookup(arena, c, rest, attribute)),
     }
+}
+
+/// Whether kept node `at` passes predicate `t`: the first value of its path equals the
+/// literal.
+fn passes(arena: &[Node], at: usize, t: &Predicate) -> bool {
+    lookup(arena, at, &t.steps, t.attribute.as_deref()).as_deref() == Some(t.literal.as_str())
 }
 
 /// What one pass through a document is for.
@@ -322,6 +327,8 @@ struct Walk<'a> {
     reading: Vec<Option<String>>,
     /// Per path: the header value found (the first match counts).
     header: Vec<Option<String>>,
+    /// Per path: the open candidate of its tested step (header paths with a predicate).
+    cands: Vec<Option<Candidate>>,
     /// Header paths without a value yet.
     missing: usize,
     /// The subtree of the clinical statement the reader is inside.
@@ -342,6 +349,7 @@ impl<'a> Walk<'a> {
             matched: vec![0; paths.len()],
             reading: vec![None; paths.len()],
             header: vec![None; paths.len()],
+            cands: vec![None; paths.len()],
             missing: paths.iter().filter(|p| p.absolute).count(),
             arena: Vec::new(),
             held: 0,
@@ -458,35 +466,6 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// Raises the match of the header paths whose next step this element (below the root)
-    /// is; where it completes a path, takes its attribute or starts gathering its text.
-    fn follow_header(&mut self, e: &BytesStart<'_>, name: &[u8]) -> Result<(), Stop> {
-        let level = self.stack.len() - 1;
-        let paths = self.paths;
-        for (i, p) in paths.iter().enumerate() {
-            if !p.absolute
-                || self.matched[i] != level
-                || p.steps.get(level).is_none_or(|s| s.as_bytes() != name)
-            {
-                continue;
-            }
-            self.matched[i] = level + 1;
-            if level + 1 < p.steps.len() || self.header[i].is_some() {
-                continue;
-            }
-            match &p.attribute {
-                Some(a) => {
-                    if let Some(v) = attribute(e, a, self.limits.record_bytes, self.line)? {
-                        self.header[i] = Some(v);
-                        self.missing -= 1;
-                    }
-                }
-                None => self.reading[i] = Some(String::new()),
-            }
-        }
-        Ok(())
-    }
-
     /// Keeps an element of a clinical statement in `arena`, below `parent`.
     fn keep(
         &mut self,
@@ -532,28 +511,18 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// Whether text here is kept: inside a clinical statement or a header element read.
+    /// Whether text here is kept: inside a clinical statement, a header element read or
+    /// one a predicate tests.
     fn wants_text(&self) -> bool {
-        matches!(self.stack.last(), Some(Some(_))) || self.reading.iter().any(Option::is_some)
+        matches!(self.stack.last(), Some(Some(_))) || self.reads_header_text()
     }
 
-    /// Text directly inside the current element: gathered for the header paths that name
-    /// it and kept in its node inside a clinical statement.
+    /// Text directly inside the current element: gathered for the header paths and
+    /// predicates that name it and kept in its node inside a clinical statement.
     fn text(&mut self, text: &str) -> Result<(), Stop> {
         let limit = self.limits.record_bytes;
         let line = self.line;
-        let level = self.stack.len().saturating_sub(1);
-        let paths = self.paths;
-        for (i, p) in paths.iter().enumerate() {
-            if let Some(r) = &mut self.reading[i]
-                && level == p.steps.len()
-            {
-                if r.len() + text.len() > limit {
-                    return Err(too_long("an element's text", limit, line));
-                }
-                r.push_str(text);
-            }
-        }
+        self.header_text(text)?;
         if let Some(&Some(n)) = self.stack.last() {
             if self.arena[n].text.len() + text.len() > limit {
                 return Err(too_long("an element's text", limit, line));
@@ -602,32 +571,6 @@ impl<'a> Walk<'a> {
             self.held = 0;
         }
         Ok(true)
-    }
-
-    /// The element `closed` steps below the root has closed: the header paths it matched
-    /// lose that step, and one whose text was being gathered takes it as its value.
-    fn close_header(&mut self, closed: usize) {
-        if closed == 0 {
-            return;
-        }
-        let paths = self
-            .matched
-            .iter_mut()
-            .zip(&mut self.reading)
-            .zip(&mut self.header);
-        for ((matched, reading), header) in paths {
-            if *matched != closed {
-                continue;
-            }
-            *matched -= 1;
-            if let Some(text) = reading.take() {
-                let t = text.trim();
-                if !t.is_empty() && header.is_none() {
-                    *header = Some(t.to_string());
-                    self.missing -= 1;
-                }
-            }
-        }
     }
 
     /// Whether kept node `n` is a clinical statement that carries `template`.
@@ -710,8 +653,8 @@ impl Parser for CdaParser {
 
     fn check_options(&self, options: &serde_json::Value) -> Result<(), String> {
         let o = typed_options::<CdaOptions>(options)?;
-        for p in o.fields.values() {
-            compile(p)?;
+        for (name, p) in &o.fields {
+            compile(p).map_err(|e| format!("field `{name}`: {e}"))?;
         }
         Ok(())
     }

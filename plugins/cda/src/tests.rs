@@ -433,3 +433,5 @@ fn a_batch_goes_out_once_it_holds_more_than_64_mib_of_text() {
     // Each row holds 1 MiB and one byte of text: 64 rows are just over 64 MiB.
     assert_eq!(sizes, [64, 6]);
 }
+
+mod predicates;

@@ -130,6 +130,17 @@ pub enum Text {
 }
 
 impl Text {
+    /// Whether the text, or any of its languages given, is empty.
+    pub fn is_blank(&self) -> bool {
+        match self {
+            Text::Plain(s) => s.trim().is_empty(),
+            Text::Languages(l) => [Some(&l.fi), l.sv.as_ref(), l.en.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|t| t.trim().is_empty()),
+        }
+    }
+
     /// The Finnish text.
     pub fn fi(&self) -> &str {
         match self {
@@ -216,6 +227,14 @@ pub struct LineSpec {
     /// Code sets and classifications the line uses, by name.
     #[serde(default)]
     pub codesets: IndexMap<Name, CodesetSpec>,
+    /// The working-day calendar of `working_days(from, to)`: which code set lists the
+    /// holidays.
+    ///
+    /// ```yaml
+    /// calendar: { holidays: arkipyhat }
+    /// ```
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<CalendarSpec>,
     /// The steps of the line, by name. Each step is exactly one of `source`, `validate`,
     /// `harmonise`, `aggregate`, `publish` or `sql`, and names its inputs; the graph of the
     /// line is what those names make.
@@ -238,6 +257,16 @@ impl LineSpec {
             .as_ref()
             .map_or(DEFAULT_TIMEZONE, |t| t.value.as_str())
     }
+}
+
+/// The line's working-day calendar.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarSpec {
+    /// The code set whose key column holds the holidays as ISO dates (`2025-12-24`), e.g.
+    /// `reference/arkipyhat.csv`. Working days are Monday to Friday except these; in years
+    /// the code set does not list, every weekday is a working day.
+    pub holidays: Name,
 }
 
 /// Bounds on a run and on what one object may make a reader hold.

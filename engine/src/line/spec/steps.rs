@@ -171,6 +171,45 @@ pub struct ColumnSpec {
     pub ambiguous: Option<Sp<Ambiguous>>,
     pub description: Option<Text>,
     pub unit: Option<String>,
+    /// How the column's text is written, when not as a plain cast reads it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<Sp<ColumnFormat>>,
+}
+
+/// How a column's values are written, for texts a plain cast does not read. A format that
+/// does not fit the column's type is an error when the line loads (V209).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnFormat {
+    /// For `decimal` and `integer`: Finnish number text as spreadsheets and Finnish systems
+    /// write it, `1 234 567,89`, `-12,5`, `−12,5`: a decimal comma, digits grouped by three
+    /// with a space, a no-break space or a narrow no-break space. A plain `1234567.89` (a
+    /// numeric spreadsheet cell) reads too. Groups must be of three (`1 23 4,5` does not
+    /// read); an integer reads only without a fraction (or one of zeros); a blank text is
+    /// empty.
+    Finnish,
+    /// For `date` and `timestamp`: HL7 V3 `TS`, `YYYYMMDD[HH[MM[SS[.S{1,4}]]]][+|-ZZZZ]`,
+    /// e.g. `20250314` or `20250314103005+0200`. A date takes the calendar date as written;
+    /// a timestamp needs at least the minutes and, with an offset, is converted to UTC
+    /// (without one it is read as written). Not for `local` columns.
+    Hl7,
+}
+
+impl ColumnFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnFormat::Finnish => "finnish",
+            ColumnFormat::Hl7 => "hl7",
+        }
+    }
+
+    /// Whether the format can be declared on a column of type `t`.
+    pub fn fits(self, t: ColumnType) -> bool {
+        match self {
+            ColumnFormat::Finnish => matches!(t, ColumnType::Decimal | ColumnType::Integer),
+            ColumnFormat::Hl7 => matches!(t, ColumnType::Date | ColumnType::Timestamp),
+        }
+    }
 }
 
 /// What to do with a local time that names two instants: the hour the clocks show twice
@@ -246,6 +285,12 @@ struct ColumnDef {
     /// The unit of a measure, e.g. `min`.
     #[serde(default)]
     unit: Option<String>,
+    /// How the text is written when a plain cast does not read it: `finnish` numbers
+    /// (`1 234 567,89`) for `decimal` and `integer`, `hl7` times (`20250314103005+0200`)
+    /// for `date` and `timestamp`. A value that does not read in the format puts its row
+    /// in quarantine (rule `type-<column>`).
+    #[serde(default)]
+    format: Option<Sp<ColumnFormat>>,
 }
 
 impl<'de> Deserialize<'de> for ColumnSpec {
@@ -266,6 +311,7 @@ impl<'de> Deserialize<'de> for ColumnSpec {
                     ambiguous: d.ambiguous,
                     description: d.description,
                     unit: d.unit,
+                    format: d.format,
                 })
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ColumnSpec, E> {
@@ -279,6 +325,7 @@ impl<'de> Deserialize<'de> for ColumnSpec {
                     ambiguous: None,
                     description: None,
                     unit: None,
+                    format: None,
                 })
             }
         }
@@ -628,6 +675,36 @@ pub struct DisclosureSpec {
     /// is found from the plan and decides without being named here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub persons: Vec<Name>,
+    /// Disclosure control switched off, with the reason why no person can be recognised
+    /// (e.g. `Talousaineistossa ei ole henkilöitä.`). Nothing is suppressed; the reason is
+    /// recorded in the release's manifest and shown in the catalog. Not with `min_count`,
+    /// `count` or `persons`, and refused (V210) for a dataset that derives from personal
+    /// columns or counts persons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off: Option<Sp<Text>>,
+}
+
+impl DisclosureSpec {
+    /// Whether `min_count` is written in the line file (not the default).
+    pub fn min_count_given(&self) -> bool {
+        self.min_count.at.line > 0
+    }
+}
+
+impl PublishSpec {
+    /// The reason disclosure control is off, when the line switches it off.
+    pub fn disclosure_off(&self) -> Option<&Text> {
+        self.disclosure
+            .as_ref()
+            .and_then(|d| d.off.as_ref())
+            .map(|t| &t.value)
+    }
+
+    /// How the engine describes a dataset whose disclosure control is off: `off: <reason>`
+    /// (in Finnish), the same in the catalog, `show` and plan explanations.
+    pub fn disclosure_off_note(&self) -> Option<String> {
+        self.disclosure_off().map(|t| format!("off: {}", t.fi()))
+    }
 }
 
 fn default_min_count() -> Sp<u64> {

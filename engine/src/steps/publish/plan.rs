@@ -8,7 +8,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, SortExpr, 
 use datafusion::scalar::ScalarValue;
 
 use crate::diag::{Code, Diagnostic};
-use crate::line::spec::{Name, Pos, PublishSpec, StepKind};
+use crate::line::spec::{Name, Pos, PublishSpec, Sp, StepKind, Text};
 use crate::plan::expr::first_line;
 use crate::plan::{
     Diags, Disclosure, InputInfo, MEASURE_DIMENSION, OBJECT_COLUMN, PERIOD_COLUMN, Planner,
@@ -22,6 +22,7 @@ impl Planner<'_> {
     pub(crate) fn plan_publish(
         &self,
         p: &PublishSpec,
+        name: &str,
         b: LogicalPlanBuilder,
         info: &InputInfo,
     ) -> Result<StepPlan, Diags> {
@@ -29,6 +30,10 @@ impl Planner<'_> {
         let dims = self.publish_dims(p, &schema, info)?;
         self.publish_no_personal(p, info)?;
         self.publish_no_reserved(p, &schema)?;
+        let off = p.disclosure.as_ref().and_then(|d| d.off.as_ref());
+        if let Some(off) = off {
+            self.disclosure_off(p, name, info, off)?;
+        }
         let measures: Vec<String> = schema
             .fields()
             .iter()
@@ -37,11 +42,11 @@ impl Planner<'_> {
                 !dims.contains(n) && !n.starts_with("__") && n != OBJECT_COLUMN && n != ROW_COLUMN
             })
             .collect();
-        let min = p
-            .disclosure
-            .as_ref()
-            .map(|d| d.min_count.value)
-            .unwrap_or(5);
+        // Switched off: as `min_count: 1`, nothing is suppressed.
+        let min = match off {
+            Some(_) => 1,
+            None => p.disclosure.as_ref().map_or(5, |d| d.min_count.value),
+        };
         let count = match p.disclosure.as_ref().and_then(|d| d.count.clone()) {
             Some(c) => {
                 self.column_check(&schema, &c).map_err(|d| vec![d])?;
@@ -92,6 +97,87 @@ impl Planner<'_> {
             measures,
         });
         Ok(out)
+    }
+
+    /// Disclosure control switched off: only alone (not with `min_count`, `count` or
+    /// `persons`, V003), with a reason (V004), and never for a dataset that counts persons
+    /// or whose rows come from a source with personal columns (V210): whether persons are
+    /// in it is the plan's to know, not the author's to state.
+    fn disclosure_off(
+        &self,
+        p: &PublishSpec,
+        name: &str,
+        info: &InputInfo,
+        off: &Sp<Text>,
+    ) -> Result<(), Diags> {
+        let mut diags = Vec::new();
+        if let Some(d) = &p.disclosure {
+            if d.min_count_given() {
+                diags.push(self.diag(
+                    Code::V003,
+                    d.min_count.at,
+                    "`min_count` cannot be given with `off`: disclosure control is off, or on with a threshold",
+                ));
+            }
+            for n in d.count.iter().chain(&d.persons) {
+                diags.push(self.diag(
+                    Code::V003,
+                    n.at,
+                    format!(
+                        "`{}` cannot decide disclosure: disclosure control is `off`",
+                        n.value
+                    ),
+                ));
+            }
+        }
+        if off.value.is_blank() {
+            diags.push(self.diag(
+                Code::V004,
+                off.at,
+                "disclosure control is off without a reason: say why no person can be recognised",
+            ));
+        }
+        let dataset = &p.dataset.value;
+        if !info.person_counts.is_empty() {
+            diags.push(self.diag(
+                Code::V210,
+                off.at,
+                format!(
+                    "dataset `{dataset}` counts persons ({}): disclosure control cannot be off",
+                    info.person_counts.join(", ")
+                ),
+            ));
+        }
+        let personal = self.personal_sources(name);
+        if !personal.is_empty() {
+            diags.push(self.diag(
+                Code::V210,
+                off.at,
+                format!(
+                    "dataset `{dataset}` derives from personal columns ({}): disclosure control cannot be off",
+                    personal.join(", ")
+                ),
+            ));
+        }
+        if diags.is_empty() { Ok(()) } else { Err(diags) }
+    }
+
+    /// The personal columns (`step.column`) of the sources whose rows reach step `name`.
+    fn personal_sources(&self, name: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for step in self.line.dag.upstream(name) {
+            let Some(source) =
+                (self.line.spec.steps.get(step.as_str())).and_then(|s| s.source.as_ref())
+            else {
+                continue;
+            };
+            for (c, spec) in &source.columns {
+                if spec.personal {
+                    found.push(format!("{step}.{}", c.value));
+                }
+            }
+        }
+        found
     }
 
     /// The published dimensions: those given (each checked), or the input's.
@@ -265,8 +351,8 @@ impl Planner<'_> {
 }
 
 impl PlanStep for PublishSpec {
-    fn plan(&self, p: &Planner, _name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
+    fn plan(&self, p: &Planner, name: &str, inputs: &Inputs) -> Result<StepPlan, Diags> {
         let (b, info) = p.scan(inputs, &self.input)?;
-        p.plan_publish(self, b, info)
+        p.plan_publish(self, name, b, info)
     }
 }

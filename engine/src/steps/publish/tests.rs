@@ -74,3 +74,71 @@ fn a_column_named_as_a_served_tables_own_is_refused() {
         );
     }
 }
+
+/// A finance table: no personal column anywhere, published with disclosure control `off`.
+const FINANCE: &str = "{ alue: string, kulut: decimal }";
+
+fn finance(disclosure: &str) -> String {
+    format!(
+        "  a:\n    aggregate: {{ input: s, by: [alue], measures: {{ kulut_yht: sum(kulut), n: count(*) }} }}\n\
+         \x20 p:\n    publish: {{ input: a, dataset: x, formats: [csv], disclosure: {disclosure} }}\n"
+    )
+}
+
+/// Switched off with a reason: nothing decides suppression (small counts are published as
+/// they are, without a status column) and the reason is what the engine says of it.
+#[test]
+fn disclosure_off_publishes_without_suppression() {
+    let c = checked(
+        FINANCE,
+        &finance("{ off: { fi: Ei henkilöitä., en: No persons. } }"),
+    )
+    .unwrap();
+    let p = &c.plans["p"];
+    assert!(p.disclosure.is_none(), "{:?}", p.disclosure);
+    assert!(
+        p.output
+            .field_with_name(crate::plan::STATUS_COLUMN)
+            .is_err()
+    );
+    let spec = c.line.spec.steps["p"].publish.as_ref().unwrap();
+    assert_eq!(
+        spec.disclosure_off_note().as_deref(),
+        Some("off: Ei henkilöitä.")
+    );
+    let explained = crate::plan::explain::steps(&c);
+    let step = explained.iter().find(|s| s.name == "p").unwrap();
+    assert_eq!(step.disclosure.as_deref(), Some("off: Ei henkilöitä."));
+}
+
+/// Off is refused (V210) for a dataset that counts persons or whose rows come from
+/// personal columns, whatever the reason says.
+#[test]
+fn disclosure_off_is_refused_where_there_are_persons() {
+    let counting = "  a:\n    aggregate: { input: s, by: [alue], measures: { henkilot: count(DISTINCT hetu) } }\n\
+         \x20 p:\n    publish: { input: a, dataset: x, formats: [csv], disclosure: { off: Ei henkilöitä. } }\n";
+    let d = checked(SOURCE, counting).err().expect("refused");
+    assert!(codes(&d).iter().any(|c| c == "V210"), "{d:?}");
+    assert!(d.iter().any(|d| d.message.contains("henkilot")), "{d:?}");
+    let rows = counting.replace("henkilot: count(DISTINCT hetu)", "n: count(*)");
+    let d = checked(SOURCE, &rows).err().expect("refused");
+    assert_eq!(codes(&d), ["V210"], "{d:?}");
+    assert!(d[0].message.contains("s.hetu"), "{d:?}");
+}
+
+/// Off stands alone and says why.
+#[test]
+fn disclosure_off_with_a_threshold_or_without_a_reason_is_refused() {
+    for (disclosure, code) in [
+        ("{ off: Ei henkilöitä., min_count: 5 }", "V003"),
+        ("{ off: Ei henkilöitä., count: n }", "V003"),
+        ("{ off: Ei henkilöitä., persons: [n] }", "V003"),
+        ("{ off: \" \" }", "V004"),
+        ("{ off: { fi: Ei henkilöitä., en: \"\" } }", "V004"),
+    ] {
+        let d = checked(FINANCE, &finance(disclosure))
+            .err()
+            .unwrap_or_else(|| panic!("{disclosure} refused"));
+        assert_eq!(codes(&d), [code], "{disclosure}: {d:?}");
+    }
+}

@@ -1,5 +1,6 @@
-//! Planning a source step: declared columns typed, with a rule column per required or
-//! mistyped value, and per local time that names no one instant.
+//! Planning a source step: declared columns typed (by their `format` where they declare
+//! one), with a rule column per required or mistyped value, and per local time that names
+//! no one instant.
 
 use arrow::datatypes::DataType;
 use datafusion::common::{Column, DataFusionError};
@@ -7,8 +8,11 @@ use datafusion::logical_expr::{Expr, LogicalPlanBuilder, ScalarUDF, col, lit, wh
 use datafusion::scalar::ScalarValue;
 
 use crate::diag::Code;
+use crate::functions::formats::{BLANK, FormatRead, Parse};
 use crate::functions::local_time::LocalTime;
-use crate::line::spec::{ColumnSpec, ColumnType, Name, Severity, SourceSpec, StepKind};
+use crate::line::spec::{
+    ColumnFormat, ColumnSpec, ColumnType, Name, Severity, SourceSpec, StepKind,
+};
 use crate::line::spec::{Pos, Sp};
 use crate::plan::RULE_PREFIX;
 use crate::plan::{Diags, OBJECT_COLUMN, Planner, ROW_COLUMN, StepPlan, TapRule, column_type};
@@ -53,10 +57,13 @@ impl Planner<'_> {
         let t = column_type(c, &self.line.spec);
         let raw = col(Column::from_name(name.value.as_str()));
         let local = c.local.then(|| self.local_time(&raw, c));
+        let parse = format_parse(c);
         let value = if t == DataType::Utf8 {
             raw.clone()
         } else if let Some((instant, _)) = &local {
             instant.clone()
+        } else if let Some(parse) = parse {
+            ScalarUDF::new_from_impl(FormatRead::new(parse)).call(vec![raw.clone()])
         } else if c.r#type.value == ColumnType::Timestamp {
             // TRY_CAST, faster on the common forms.
             ScalarUDF::new_from_impl(crate::functions::TextTimestamp::default())
@@ -86,9 +93,13 @@ impl Planner<'_> {
         }
         if t != DataType::Utf8 {
             let what = lit(format!(
-                "column `{}`: not a {}",
+                "column `{}`: not a {}{}",
                 name.value,
-                c.r#type.value.as_str()
+                c.r#type.value.as_str(),
+                match (&c.format, parse) {
+                    (Some(f), Some(_)) => format!(" in the `{}` format", f.value.as_str()),
+                    _ => String::new(),
+                }
             ));
             // A local time that names no instant is a timestamp all the same: its own rule.
             let what = match &local {
@@ -97,7 +108,12 @@ impl Planner<'_> {
                     .map_err(err)?,
                 None => what,
             };
-            let unread = raw.clone().is_not_null().and(value.clone().is_null());
+            let mut unread = raw.clone().is_not_null().and(value.clone().is_null());
+            if parse.is_some() {
+                // A formatted text of spaces alone is empty, not unread.
+                let trimmed = datafusion::functions::expr_fn::btrim(vec![raw.clone(), lit(BLANK)]);
+                unread = unread.and(trimmed.not_eq(lit("")));
+            }
             let r = when(unread.clone(), what).otherwise(null()).map_err(err)?;
             checks.push((r, rule("t", format!("type-{}", name.value))));
             if let Some((_, problem)) = &local {
@@ -141,6 +157,18 @@ impl Planner<'_> {
             )),
         )
         .otherwise(lit(ScalarValue::Utf8(None)))
+    }
+}
+
+/// The function that reads a column declared with a `format`; `None` without one (or with
+/// one that does not fit, which the line's loading refused, V209).
+fn format_parse(c: &ColumnSpec) -> Option<Parse> {
+    match (c.format.as_ref()?.value, c.r#type.value) {
+        (ColumnFormat::Finnish, ColumnType::Decimal) => Some(Parse::FinnishDecimal),
+        (ColumnFormat::Finnish, ColumnType::Integer) => Some(Parse::FinnishInteger),
+        (ColumnFormat::Hl7, ColumnType::Date) => Some(Parse::Hl7Date),
+        (ColumnFormat::Hl7, ColumnType::Timestamp) if !c.local => Some(Parse::Hl7Timestamp),
+        _ => None,
     }
 }
 

@@ -40,6 +40,15 @@ pub(crate) fn typed(schema: &arrow::datatypes::Schema, rows: &[Vec<Option<&str>>
     RecordBatch::try_new(Arc::new(schema.clone()), arrays).unwrap()
 }
 
+/// `batch` with each row's `_object` replaced by `objects`, when given.
+fn with_objects(batch: RecordBatch, objects: Option<&[&str]>) -> RecordBatch {
+    let Some(objects) = objects else { return batch };
+    let i = batch.schema().index_of(crate::plan::OBJECT_COLUMN).unwrap();
+    let mut columns = batch.columns().to_vec();
+    columns[i] = Arc::new(StringArray::from(objects.to_vec()));
+    RecordBatch::try_new(batch.schema(), columns).unwrap()
+}
+
 /// The reason of each row (in row order), or the diagnostics when the rule is invalid.
 pub(crate) fn eval(
     columns: &str,
@@ -58,6 +67,18 @@ pub(crate) fn eval_with(
     unique_filter: Option<usize>,
     partitions: usize,
 ) -> Result<Vec<Option<String>>, String> {
+    eval_objects(columns, rule, rows, None, unique_filter, partitions)
+}
+
+/// `eval_with` with each row's `_object` given (`x.csv` without).
+pub(crate) fn eval_objects(
+    columns: &str,
+    rule: &str,
+    rows: &[Vec<Option<&str>>],
+    objects: Option<&[&str]>,
+    unique_filter: Option<usize>,
+    partitions: usize,
+) -> Result<Vec<Option<String>>, String> {
     let text = line_text(columns, rule);
     let (line, _) = crate::line::load::load_text("t.yaml", std::path::Path::new("."), text)
         .map_err(|d| format!("{d:?}"))?;
@@ -70,7 +91,7 @@ pub(crate) fn eval_with(
             .join("; ")
     })?;
     let src = &checked.plans["s"].output;
-    let batch = typed(src, rows);
+    let batch = with_objects(typed(src, rows), objects);
     let others = typed(
         &checked.plans["muut"].output,
         &[vec![Some("a")], vec![Some("b")]],
@@ -199,13 +220,7 @@ pub(crate) fn judge_rows(
     let values = crate::line::params::expression_values(&params);
     let checked = crate::plan::check::plan_all(line, vec![], &values, b"k").map_err(codes)?;
     let plan = &checked.plans["v"];
-    let mut batch = typed(&checked.plans["s"].output, rows);
-    if let Some(objects) = objects {
-        let i = batch.schema().index_of(crate::plan::OBJECT_COLUMN).unwrap();
-        let mut columns = batch.columns().to_vec();
-        columns[i] = Arc::new(StringArray::from(objects.to_vec()));
-        batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
-    }
+    let batch = with_objects(typed(&checked.plans["s"].output, rows), objects);
     let q = crate::run::quarantine::Quarantine::new(std::env::temp_dir(), "t".into(), None);
     let mut quality = crate::run::accounting::StepQuality::default();
     crate::run::quarantine::tap(&batch, plan, &mut quality, &q, "v").unwrap();

@@ -67,6 +67,7 @@ fn sample() -> cat::LineEntry {
             dimensions: vec!["hyvinvointialue".into()],
             formats: vec!["csv".into()],
             disclosure: None,
+            disclosure_off: None,
             columns: vec![
                 column("hyvinvointialue", None, &["tehtavat.kunta"]),
                 column(

@@ -291,6 +291,11 @@ rule_kinds! {
     /// `max_ratio`. Each one beyond is named with both counts and the ratio, one absent
     /// before as new, one absent now as missing; a line's first period passes.
     change => Change(ChangeCheck),
+    /// Check: within each group (`group`, default `_object`: the rows of one submitted
+    /// object) the row whose `code` is `total` equals the sum of the other rows in each of
+    /// `columns` within `tolerance` (default 0); otherwise, or when the group has no such
+    /// row or several, every row of the group breaks the rule (`totals-mismatch: …`).
+    totals => Totals(TotalsCheck),
 }
 
 impl<'a> Check<'a> {
