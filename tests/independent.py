@@ -221,8 +221,9 @@ def diabetes():
     return {k: {"diabeetikot": float(n), "hba1c_mitattu_osuus": round(100.0 * m / n, 1), "hba1c_alle_53_osuus": round(100.0 * u / n, 1)}
             for k, (n, m, u) in cells.items()}
 
-def henkilosto():
-    """henkilosto from the raw CSV files: rows whose dates or numbers do not parse are dropped
+def henkilosto(store=None):
+    """henkilosto from the raw CSV files (of the example, or of STORE's inbox for 2025-Q1):
+    rows whose dates or numbers do not parse are dropped
     (the source quarantines them), employments not overlapping 2025-Q1 are left out (filtered),
     then the rules; groups by the first four digits of the occupation code."""
     first, last = datetime.date(2025, 1, 1), datetime.date(2025, 3, 31)
@@ -232,7 +233,8 @@ def henkilosto():
               "3221": "hoitajat", "3222": "hoitajat", "5321": "lahihoitajat", "5322": "lahihoitajat",
               "2635": "sosiaalityo", "3412": "sosiaalityo"}
     rows = []
-    for src in sorted((ROOT / "examples/store/inbox/henkilosto/2025-Q1").glob("*.csv")):
+    inbox = Path(store) / "inbox/henkilosto/2025-Q1" if store else ROOT / "examples/store/inbox/henkilosto/2025-Q1"
+    for src in sorted(inbox.glob("*.csv")):
         rows += list(csv.DictReader(open(src, encoding="utf-8"), delimiter=";"))
     seen = set()
     kept = []
@@ -245,11 +247,14 @@ def henkilosto():
             continue
         if not r["tyosuhde_id"] or not r["hetu"] or not r["hyvinvointialue"] or not r["ammattikoodi"]:
             continue
+        # Uniqueness is over every row the step reads (the first occurrence by file and row
+        # is kept), also one its filter leaves out: a later row repeating its id is one.
+        repeated = r["tyosuhde_id"] in seen
+        seen.add(r["tyosuhde_id"])
         if start > last or (end is not None and end < first):
             continue
-        if r["tyosuhde_id"] in seen:
+        if repeated:
             continue
-        seen.add(r["tyosuhde_id"])
         code = r["ammattikoodi"]
         if not hetu_valid(r["hetu"]) or r["hyvinvointialue"] not in counties:
             continue
@@ -257,19 +262,18 @@ def henkilosto():
             continue
         if end is not None and end < start:
             continue
-        inside = ((min(end or last, last) - max(start, first)).days + 1) / days
+        # Hundredths of a percent × days, an exact integer; divided once per cell.
+        inside = (min(end or last, last) - max(start, first)).days + 1
         on_last_day = end is None or end >= last
-        kept.append((r["hyvinvointialue"], groups.get(code[:4], "muut"), "2025-Q1", r["hetu"], percent / 100.0 * inside, on_last_day))
-    out = {}
-    for a, g, q in product(sorted({k[0] for k in kept}) + ["SSS"], sorted({k[1] for k in kept}) + ["YHT"], ["2025-Q1", "YHT"]):
-        cell = [k for k in kept if a in ("SSS", k[0]) and g in ("YHT", k[1]) and q in ("YHT", k[2])]
-        if not cell:
-            continue
-        out[f"{a}|{g}|{q}"] = {
-            "henkilot": float(len({k[3] for k in cell if k[5]})),
-            "htv": sql_round(sum(k[4] for k in cell), 1),
-        }
-    return out
+        kept.append((r["hyvinvointialue"], groups.get(code[:4], "muut"), "2025-Q1", r["hetu"],
+                      int(sql_round(percent * 100.0, 0)) * inside, on_last_day))
+    cells = {}
+    for k in kept:
+        for key in product([k[0], "SSS"], [k[1], "YHT"], [k[2], "YHT"]):
+            cells.setdefault("|".join(key), []).append(k)
+    return {key: {"henkilot": float(len({k[3] for k in cell if k[5]})),
+                  "htv": sql_round(sum(k[4] for k in cell) / (10000.0 * days), 1)}
+            for key, cell in cells.items()}
 
 
 SOSIAALIHUOLTO_CDA = "{urn:hl7-org:v3}"
@@ -412,7 +416,8 @@ def talous(store=None):
     other rows by more than 1 € in either column is dropped whole; the YHT rows are left out
     (filtered); then the row rules (county and class known, euros ≥ 0, the first row of a
     (county, class) kept). Net costs summed in cents, whole euros; per inhabitant from the
-    population of the year (the whole country: the sum of every county's). No suppression."""
+    population of the year (the whole country: the sum of the counties in the data). No
+    suppression."""
     from openpyxl import load_workbook
     store = Path(store) if store else ROOT / "examples/store"
     shared = Path(os.environ.get("VALTAVA_SHARED", ROOT.parent / "shared")) / "reference"
@@ -448,7 +453,9 @@ def talous(store=None):
     population = {r["hyvinvointialue"]: float(r["vaesto"])
                   for f in sorted((store / "reference/vaesto").glob("*.csv"))
                   for r in csv.DictReader(open(f, encoding="utf-8"), delimiter=";") if r["vuosi"] == "2025"}
-    population["SSS"] = sum(population.values())
+    # The whole country: the population of the counties whose amounts are in the data
+    # (`country: reported`), not of one that sent nothing or whose workbook was returned.
+    population["SSS"] = sum(population[a] for a in {k[0] for k in kept})
     out = {}
     for a, c, y in product(sorted({k[0] for k in kept}) + ["SSS"], sorted({k[1] for k in kept}) + ["YHT"], ["2025", "YHT"]):
         cell = [k for k in kept if a in ("SSS", k[0]) and c in ("YHT", k[1])]

@@ -75,7 +75,7 @@ fn compare_with_independent(line: &str, period: &str, dims: usize) {
 }
 
 /// What `tests/independent.py ARGS…` computes: cell key → measure → value.
-fn independent(args: &[&str]) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn independent(args: &[&str]) -> serde_json::Map<String, serde_json::Value> {
     let py = Command::new("python3")
         .arg(root().join("tests/independent.py"))
         .args(args)
@@ -104,7 +104,7 @@ fn assert_matches_independent(
 
 /// Every published cell of one dataset's CSV equals the independent computation, and the
 /// CSV has exactly the cells of the independent cube.
-fn assert_csv_matches_independent(
+pub(crate) fn assert_csv_matches_independent(
     line: &str,
     dataset: &Path,
     expected: &serde_json::Map<String, serde_json::Value>,

@@ -19,7 +19,8 @@
 //! - `privacy`: personal-data lineage, pseudonyms and the key, suppression, redaction;
 //! - `run`: a run's accounting of every row, quarantine, the quality report, failures;
 //! - `sources`: source formats and locations, hostile objects;
-//! - `storage`: releases per run, concurrent runs, deadlines, leftovers of killed runs.
+//! - `storage`: releases per run, concurrent runs, deadlines, leftovers of killed runs;
+//! - `volume`: the second milestone's lines on generated input of national size.
 //!
 //! The helpers here are shared by several subjects (the modules `use super::*`); a helper
 //! one subject uses lives in that subject's module.
@@ -44,6 +45,7 @@ mod run;
 mod sources;
 mod storage;
 mod submitters;
+mod volume;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_valtava"));

@@ -256,15 +256,31 @@ pub(super) fn run(
     };
     match generate(&request) {
         Ok(files) => {
-            for f in files {
-                println!("{f}");
-            }
+            print_written(&files);
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
             super::common::error(&e);
             std::process::ExitCode::from(1)
         }
+    }
+}
+
+/// The files written, one a line; past a hundred (a document per file), each folder once
+/// with its count instead.
+fn print_written(files: &[String]) {
+    if files.len() <= 100 {
+        files.iter().for_each(|f| println!("{f}"));
+        return;
+    }
+    let mut folders: std::collections::BTreeMap<&str, usize> = Default::default();
+    for f in files {
+        *folders
+            .entry(f.rsplit_once('/').map_or("", |(d, _)| d))
+            .or_default() += 1;
+    }
+    for (folder, n) in folders {
+        println!("{folder}/ ({n} files)");
     }
 }
 

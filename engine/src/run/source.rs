@@ -53,6 +53,7 @@ pub(super) async fn read_source(
             return Ok(()); // the step stopped; its own error is reported
         }
     }
+    reader.flush().await?;
     Ok(())
 }
 
@@ -163,6 +164,10 @@ struct SourceReader<'a> {
     raw_schema: SchemaRef,
     typed_schema: SchemaRef,
     tx: &'a Tx,
+    /// Small batches not yet sent: many small objects (one CDA document per file) would
+    /// otherwise each cross every step as a batch of a row or two, and the per-batch cost
+    /// of the plan would dominate. Sent together once they hold `batch_size` rows.
+    pending: std::sync::Mutex<(Vec<RecordBatch>, usize)>,
 }
 
 impl<'a> SourceReader<'a> {
@@ -211,7 +216,53 @@ impl<'a> SourceReader<'a> {
             raw_schema,
             typed_schema,
             tx,
+            pending: std::sync::Mutex::new((Vec::new(), 0)),
         })
+    }
+
+    /// Sends `batch` on: a large one at once (after what is pending, never copied), a small
+    /// one together with earlier small ones once they make a whole batch; false if the
+    /// step stopped taking them.
+    async fn send(&self, batch: RecordBatch) -> Result<bool, RunFailure> {
+        if batch.num_rows() >= self.shared.batch_size / 2 {
+            return Ok(self.flush().await? && self.tx.send(Ok(batch)).await.is_ok());
+        }
+        let ready = {
+            let mut p = self
+                .pending
+                .lock()
+                .map_err(|_| fail(RunCode::Engine, "poisoned"))?;
+            p.1 += batch.num_rows();
+            p.0.push(batch);
+            if p.1 < self.shared.batch_size {
+                return Ok(true);
+            }
+            std::mem::take(&mut *p)
+        };
+        self.send_all(ready.0).await
+    }
+
+    /// Sends what is pending (before a large batch, at the end of the source); false if the
+    /// step stopped.
+    async fn flush(&self) -> Result<bool, RunFailure> {
+        let ready = {
+            let mut p = self
+                .pending
+                .lock()
+                .map_err(|_| fail(RunCode::Engine, "poisoned"))?;
+            std::mem::take(&mut *p)
+        };
+        self.send_all(ready.0).await
+    }
+
+    async fn send_all(&self, batches: Vec<RecordBatch>) -> Result<bool, RunFailure> {
+        let batch = match batches.len() {
+            0 => return Ok(true),
+            1 => batches.into_iter().next().expect("one batch"),
+            _ => arrow::compute::concat_batches(&self.raw_schema, &batches)
+                .map_err(|e| fail(RunCode::Source, format!("source `{}`: {e}", self.step)))?,
+        };
+        Ok(self.tx.send(Ok(batch)).await.is_ok())
     }
 
     /// Parses one object and sends its rows on; false if the step stopped taking them. The
@@ -276,7 +327,7 @@ impl<'a> SourceReader<'a> {
             let batch =
                 RecordBatch::try_new(self.raw_schema.clone(), coerce(cols, &self.raw_schema)?)
                     .map_err(|e| fail(RunCode::Source, format!("{name}: {e}")))?;
-            if self.tx.send(Ok(batch)).await.is_err() {
+            if !self.send(batch).await? {
                 return Ok(false);
             }
         }

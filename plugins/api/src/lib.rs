@@ -140,6 +140,26 @@ fn read_file(
 ) -> BoxStream<'static, Result<bytes::Bytes, ParseError>> {
     use futures::{SinkExt, StreamExt};
     use std::io::{Read, Seek, SeekFrom};
+    if range.end.saturating_sub(range.start) <= FILE_CHUNK as u64 {
+        // One chunk: read in place. A thread per small object (a CDA document per file)
+        // costs more than the reading (its start, and the allocator's heap for it).
+        let mut read = || -> std::io::Result<Vec<u8>> {
+            file.seek(SeekFrom::Start(range.start))?;
+            let mut buf = vec![0; range.end.saturating_sub(range.start) as usize];
+            file.read_exact(&mut buf)?;
+            Ok(buf)
+        };
+        let got = read()
+            .map(bytes::Bytes::from)
+            .map_err(|e| ParseError::Store {
+                object: object.clone(),
+                source: object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: format!("{}: {e}", path.display()).into(),
+                },
+            });
+        return futures::stream::once(futures::future::ready(got)).boxed();
+    }
     let (tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, ParseError>>(4);
     std::thread::spawn(move || {
         let mut tx = tx;
@@ -479,6 +499,9 @@ where
                 let Some(parse) = parse.take() else {
                     return futures::stream::empty().boxed();
                 };
+                if bytes.len() <= INLINE_PARSE {
+                    return parse_inline(parse, bytes, &request, &name);
+                }
                 let (tx, rx) =
                     futures::channel::mpsc::channel::<Result<ParsedBatch, ParseError>>(2);
                 let name = name.clone();
@@ -504,6 +527,42 @@ where
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         })
         .boxed()
+}
+
+/// Objects up to this size are parsed where they are read, not on a thread of their own:
+/// for a small document, starting a thread costs more than parsing it, and its rows are
+/// few (at most about one per byte), so holding them all at once is bounded by the size.
+const INLINE_PARSE: usize = 256 << 10;
+
+/// Parses a small object in place: its batches, then its error if it stopped with one (a
+/// panic is an error naming the object, as on a thread).
+fn parse_inline<F>(
+    parse: F,
+    bytes: Vec<u8>,
+    request: &ParseRequest,
+    name: &str,
+) -> BoxStream<'static, Result<ParsedBatch, ParseError>>
+where
+    F: FnOnce(Vec<u8>, &ParseRequest, &mut dyn FnMut(ParsedBatch) -> bool) -> Result<(), Stop>,
+{
+    use futures::StreamExt;
+    let mut out: Vec<Result<ParsedBatch, ParseError>> = Vec::new();
+    let mut emit = |b: ParsedBatch| {
+        out.push(Ok(b));
+        true
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        parse(bytes, request, &mut emit)
+    }))
+    .unwrap_or_else(|_| {
+        Err(Stop::Invalid(
+            "the parser failed unexpectedly (a panic)".into(),
+        ))
+    });
+    if let Err(stop) = result {
+        out.push(Err(stop.into_error(name)));
+    }
+    futures::stream::iter(out).boxed()
 }
 
 /// Deserialises typed options, treating a missing `options:` as all defaults.

@@ -78,9 +78,7 @@ fn segments(p: &str) -> Result<Vec<Segment<'_>>, String> {
         if rest.is_empty() {
             return Ok(out);
         }
-        let end = rest
-            .find(['/', '[', ']'])
-            .unwrap_or(rest.len());
+        let end = rest.find(['/', '[', ']']).unwrap_or(rest.len());
         let name = &rest[..end];
         rest = &rest[end..];
         let mut test = None;

@@ -573,6 +573,24 @@ pub struct RateSpec {
     /// Decimals to round to. Default 1.
     #[serde(default = "one_decimal")]
     pub decimals: i64,
+    /// Whose population the whole country's rate divides by: `all` areas (the default:
+    /// events from every area are in the data, an area without any has none), or the areas
+    /// `reported`, those the data has rows for (amounts each area submits: one that sent
+    /// nothing, or whose submission was returned, is in neither the total nor its
+    /// population).
+    #[serde(default)]
+    pub country: CountryPopulation,
+}
+
+/// The population of the whole country's rate.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CountryPopulation {
+    /// Every area's.
+    #[default]
+    All,
+    /// The areas the data has rows for.
+    Reported,
 }
 
 fn thousand() -> f64 {

@@ -11,7 +11,9 @@ use datafusion::logical_expr::{Expr, GroupingSet, JoinType, LogicalPlanBuilder, 
 
 use super::distinct::{count_distinct_arg, distinct_counts, median_arg, medians, rolled_up};
 use crate::diag::{Code, Diagnostic, did_you_mean};
-use crate::line::spec::{AggregateSpec, ExprText, Name, Pos, RateSpec, StepKind};
+use crate::line::spec::{
+    AggregateSpec, CountryPopulation, ExprText, Name, Pos, RateSpec, StepKind,
+};
 use crate::plan::expr::{cast_text, first_line};
 use crate::plan::{Diags, InputInfo, Planner, StepPlan};
 use crate::plan::{Inputs, PlanStep};
@@ -302,7 +304,8 @@ impl Planner<'_> {
         }
         self.column_check(&schema, &r.area).map_err(|d| vec![d])?;
         let (pa, py, pv) = (format!("__pa{i}"), format!("__py{i}"), format!("__pv{i}"));
-        let table = self.rate_population(r, total, pop, [pa.as_str(), py.as_str(), pv.as_str()])?;
+        let names = [pa.as_str(), py.as_str(), pv.as_str()];
+        let table = self.rate_population(r, total, pop, &b, names)?;
         let year = self.expr(&r.year, &schema)?;
         let on = col(Column::from_name(r.area.value.as_str()))
             .eq(col(Column::from_name(pa.as_str())))
@@ -328,13 +331,15 @@ impl Planner<'_> {
     }
 
     /// A rate's population as columns `pa` (area, as text), `py` (year, as text) and `pv`
-    /// (the population); with totals, also the whole country, the sum of the areas, coded
-    /// `total` as the total of the rate's area dimension is (`SSS` for the declared area).
+    /// (the population); with totals, also the whole country, the sum of the areas (all, or
+    /// those `data` has rows for), coded `total` as the total of the rate's area dimension
+    /// is (`SSS` for the declared area).
     fn rate_population(
         &self,
         r: &RateSpec,
         total: Option<&'static str>,
         pop: &LogicalPlanBuilder,
+        data: &LogicalPlanBuilder,
         [pa, py, pv]: [&str; 3],
     ) -> Result<LogicalPlanBuilder, Diags> {
         let err = engine_err(&self.line.file, r.population.at);
@@ -364,9 +369,26 @@ impl Planner<'_> {
         let Some(total) = total else {
             return Ok(rows);
         };
-        // The whole country's population is the sum of the areas'.
-        let country = pop
-            .clone()
+        // The whole country's population is the sum of the areas' (of those reported).
+        let areas = match r.country {
+            CountryPopulation::All => pop.clone(),
+            CountryPopulation::Reported => {
+                let reported = data
+                    .clone()
+                    .project(vec![
+                        cast_text(col(Column::from_name(r.area.value.as_str()))).alias("__ra"),
+                    ])
+                    .and_then(|b| b.distinct())
+                    .and_then(|b| b.build())
+                    .map_err(err)?;
+                let on = cast_text(col(Column::from_name(r.area.value.as_str())))
+                    .eq(col(Column::from_name("__ra")));
+                pop.clone()
+                    .join_on(reported, JoinType::LeftSemi, vec![on])
+                    .map_err(err)?
+            }
+        };
+        let country = areas
             .aggregate(
                 vec![cast_text(col(Column::from_name(year_col.value.as_str()))).alias(py)],
                 vec![
