@@ -1280,6 +1280,8 @@ fn every_shipped_dataset_is_served_and_filters_by_each_dimension() {
         ("sosiaalihuolto", "2025-H1", "lastensuojeluilmoitukset"),
         ("sosiaalihuolto", "2025-H1", "palvelutarpeen_arvioinnit"),
         ("talous", "2025", "talous_vuosi"),
+        ("rai", "2025-H1", "rai_puolivuosi"),
+        ("asiakaskokemus", "2025", "asiakaskokemus_vuosi"),
     ];
     // One run per line: sosiaalihuolto publishes two of the datasets.
     let mut runs: Vec<(&str, &str)> = lines.iter().map(|(l, p, _)| (*l, *p)).collect();
@@ -1756,17 +1758,20 @@ fn the_catalog_is_served_searched_and_links_lineage_and_quality() {
     assert_eq!(
         names,
         [
+            "asiakaskokemus",
             "diabetes",
             "ensihoito",
             "henkilosto",
             "henkilostomitoitus",
             "hoitoonpaasy",
+            "rai",
             "rokotukset",
             "sosiaalihuolto",
-            "talous"
+            "talous",
+            "valvonta"
         ]
     );
-    let ensihoito = &all["lines"][1];
+    let ensihoito = &all["lines"][2];
     assert_eq!(ensihoito["owner"], "THL");
     let ds = &ensihoito["datasets"][0];
     assert_eq!(ds["dataset"], "ensihoito_kuukausi");

@@ -6,11 +6,15 @@ YHT). Primary suppression is applied (see `DISCLOSURE`): in a cell where any dec
 is 1 … min_count − 1 every measure is null and "status" is "suppressed". Secondary
 suppression is not computed here (the engine may hide more cells, never fewer).
 
-hoitoonpaasy is computed in DuckDB SQL; henkilostomitoitus, henkilosto and talous (from the
-workbooks, read with openpyxl) in plain Python;
-`sosiaalihuolto DATASET [STORE PERIOD]` (two datasets) from the raw CDA XML with xml.etree. `ensihoito-vuosi
+hoitoonpaasy is computed in DuckDB SQL; henkilostomitoitus, henkilosto, asiakaskokemus and talous
+(from the workbooks, read with openpyxl) in plain Python;
+`sosiaalihuolto DATASET [STORE PERIOD]` (two datasets) from the raw CDA XML with xml.etree;
+`rai [STORE [PERIOD]]` (each client's latest assessment) from the raw CSV. `ensihoito-vuosi
 STORE PERIOD` computes the yearly roll-up test line (tests/lines/ensihoito-vuosi.yaml) from the
-raw monthly CSV files of a store."""
+raw monthly CSV files of a store. `valvonta [STORE PERIOD]` computes valvonta_neljannes
+from the raw case register; `valvonta-poikkeamat STORE PERIOD` the funnel plot of
+valvonta_poikkeamat from the published CSV files of the other lines' current releases in
+STORE (releases/<line>/<period>/latest.json), as the public reads them."""
 import calendar
 import csv
 import datetime
@@ -276,6 +280,134 @@ def henkilosto(store=None):
             for key, cell in cells.items()}
 
 
+RAI_FORMS = ("kotihoito", "ymparivuorokautinen")
+RAI_NUMBER = re.compile(r"-?[0-9]+")
+RAI_DIGITS = re.compile(r"[0-9]+")
+
+
+def rai_id_order(i):
+    """The order of assessment ids (the larger breaks a tie of dates): an id of digits only
+    by its numeric value (its significant digits' count, then the digits; no overflow) and
+    above every other id; other ids as text (code points); equal values ("007", "7") by text."""
+    if RAI_DIGITS.fullmatch(i):
+        digits = i.lstrip("0")
+        return (1, len(digits), digits, i)
+    return (0, 0, "", i)
+
+
+def rai(store=None, period="2025-H1"):
+    """rai from the raw CSV files (of the example, or of STORE's inbox for PERIOD, a
+    half-year): rows without a required field or whose date or numbers do not parse are
+    dropped (the source quarantines them); ids are unique over the rows read (the first by
+    file and row is kept, whatever else it breaks); then the rules; the municipality's
+    county on the day; each client's latest assessment per service type (latest date, then
+    the larger id by `rai_id_order`); the cube of area × service type × half-year."""
+    year, half = int(period[:4]), period[5:]
+    first, last = (datetime.date(year, 1, 1), datetime.date(year, 6, 30)) if half == "H1" else (
+        datetime.date(year, 7, 1), datetime.date(year, 12, 31))
+    municipalities = {}
+    for r in csv.DictReader(open(KUNNAT, encoding="utf-8")):
+        municipalities.setdefault(r["kunta"], []).append(r)
+    inbox = Path(store) / "inbox/rai" / period if store else ROOT / "examples/store/inbox/rai" / period
+    required = ("arviointi_id", "hetu", "kunta", "palvelumuoto", "arviointi_pvm", "cps", "adlh", "maple")
+    seen, latest = set(), {}
+    for f in sorted(inbox.glob("*.csv")):
+        for r in csv.DictReader(open(f, encoding="utf-8-sig", newline=""), delimiter=";"):
+            if None in r or None in r.values() or any(not r[c] for c in required):
+                continue
+            if not all(RAI_NUMBER.fullmatch(r[c]) for c in ("cps", "adlh", "maple")):
+                continue
+            if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", r["arviointi_pvm"]):
+                continue
+            try:
+                day = datetime.date.fromisoformat(r["arviointi_pvm"])
+            except ValueError:
+                continue
+            cps, adlh, maple = int(r["cps"]), int(r["adlh"]), int(r["maple"])
+            first_seen = r["arviointi_id"] not in seen
+            seen.add(r["arviointi_id"])
+            if not first_seen or not hetu_valid(r["hetu"]) or r["kunta"] not in municipalities:
+                continue
+            if r["palvelumuoto"] not in RAI_FORMS or not first <= day <= last:
+                continue
+            if not (0 <= cps <= 6 and 0 <= adlh <= 6 and 1 <= maple <= 5):
+                continue
+            area = [m["hyvinvointialue"] for m in municipalities[r["kunta"]] if in_window(m, day.isoformat())]
+            if not area:
+                continue  # no county on the day: quarantined by the map
+            order = (day, rai_id_order(r["arviointi_id"]))
+            key = (r["hetu"], r["palvelumuoto"])
+            if key not in latest or order > latest[key][0]:
+                latest[key] = (order, (area[0], r["palvelumuoto"], period, cps, adlh, maple))
+    cells = {}
+    for _, k in latest.values():
+        for key in product([k[0], "SSS"], [k[1], "YHT"], [k[2], "YHT"]):
+            cells.setdefault("|".join(key), []).append(k)
+    return {key: {"asiakkaat": float(len(sel)),
+                  "cps_keskiarvo": sql_round(sum(float(k[3]) for k in sel) / len(sel), 1),
+                  "adlh_keskiarvo": sql_round(sum(float(k[4]) for k in sel) / len(sel), 1),
+                  "cps_3_osuus": sql_round(100.0 * (sum(1.0 for k in sel if k[3] >= 3) / len(sel)), 1),
+                  "maple_4_5_osuus": sql_round(100.0 * (sum(1.0 for k in sel if k[5] >= 4) / len(sel)), 1)}
+            for key, sel in cells.items()}
+
+
+ASIAKASKOKEMUS_QUESTIONS = ["k1", "k2", "k3", "k4", "k5"]
+
+
+def asiakaskokemus(store=None):
+    """asiakaskokemus from the raw CSV files (of the example, or of STORE's inbox for 2025):
+    rows whose date or answers do not parse, or that lack a required field, are dropped (the
+    source quarantines them); the first row with an id is kept (also when it breaks another
+    rule); then the rules; municipality → county from the reference file. Besides the
+    published measures each cell has the hidden deciding counts `kN_vastanneet` (answers
+    1–5) and `suosittelu_vastanneet` (recommendations given)."""
+    inbox = Path(store) / "inbox/asiakaskokemus/2025" if store else ROOT / "examples/store/inbox/asiakaskokemus/2025"
+    area = {r["kunta"]: r["hyvinvointialue"] for r in csv.DictReader(open(KUNNAT, encoding="utf-8"))}
+    rows = []
+    for src in sorted(inbox.glob("*.csv")):
+        rows += list(csv.DictReader(open(src, encoding="utf-8"), delimiter=";"))
+    seen = set()
+    kept = []
+    for r in rows:
+        try:
+            day = datetime.date.fromisoformat(r["vastauspvm"])
+            answers = [int(r[q]) if r[q] else None for q in ASIAKASKOKEMUS_QUESTIONS]
+            recommendation = int(r["suosittelu"]) if r["suosittelu"] else None
+        except ValueError:
+            continue
+        if not r["vastaus_id"] or not r["kunta"] or not r["palvelumuoto"]:
+            continue
+        repeated = r["vastaus_id"] in seen
+        seen.add(r["vastaus_id"])
+        if repeated or r["kunta"] not in area or day.year != 2025:
+            continue
+        if r["palvelumuoto"] not in ("kotihoito", "ymparivuorokautinen", "omaishoito"):
+            continue
+        if any(a is not None and a not in (1, 2, 3, 4, 5, 9) for a in answers):
+            continue
+        if recommendation is not None and not 0 <= recommendation <= 10:
+            continue
+        kept.append((area[r["kunta"]], r["palvelumuoto"], "2025", answers, recommendation))
+    cells = {}
+    for k in kept:
+        for key in product([k[0], "SSS"], [k[1], "YHT"], [k[2], "YHT"]):
+            cells.setdefault("|".join(key), []).append(k)
+    out = {}
+    for key, cell in cells.items():
+        values = {"vastaajat": float(len(cell))}
+        for i, q in enumerate(ASIAKASKOKEMUS_QUESTIONS):
+            given = [k[3][i] for k in cell if k[3][i] is not None and 1 <= k[3][i] <= 5]
+            positive = sum(1 for a in given if a >= 4)
+            values[f"{q}_myonteinen_osuus"] = sql_round(100.0 * positive / len(given), 1) if given else None
+            values[f"{q}_vastanneet"] = float(len(given))
+        given = [k[4] for k in cell if k[4] is not None]
+        net = sum(1 for v in given if v >= 9) - sum(1 for v in given if v <= 6)
+        values["suositteluindeksi"] = sql_round(100.0 * net / len(given), 0) if given else None
+        values["suosittelu_vastanneet"] = float(len(given))
+        out[key] = values
+    return out
+
+
 SOSIAALIHUOLTO_CDA = "{urn:hl7-org:v3}"
 
 
@@ -487,15 +619,39 @@ DISCLOSURE = {
     # sosiaalihuolto has two datasets: LINE:DATASET. lapset is count(DISTINCT hetu).
     "sosiaalihuolto:lastensuojeluilmoitukset": (5, ["ilmoitukset", "lapset"]),
     "sosiaalihuolto:palvelutarpeen_arvioinnit": (5, ["arvioinnit"]),
+    # Cases concern identifiable persons: every count of a cell decides (see lines/valvonta.yaml).
+    "valvonta": (5, ["vireille_tulleet", "ratkaistut", "vireilla"]),
+    # Computed from published, already protected figures: disclosure control off.
+    "valvonta-poikkeamat": (5, []),
+    # asiakkaat: count(*) over one row per client and service type (the latest assessment).
+    "rai": (5, ["asiakkaat"]),
+    # Respondents decide the cell; each share (and the recommendation index) is decided also
+    # by its own count of answers, which is not published: {measure: count}.
+    "asiakaskokemus": (5, ["vastaajat"], {
+        **{f"{q}_myonteinen_osuus": f"{q}_vastanneet" for q in ASIAKASKOKEMUS_QUESTIONS},
+        "suositteluindeksi": "suosittelu_vastanneet",
+    }),
 }
 
 
-def primary_suppression(cells, min_count, counts):
+def primary_suppression(cells, min_count, counts, own=None):
     """Empties every measure of a cell where any deciding count is 1 … min_count − 1 (a count
-    of 0 is published) and marks it suppressed."""
+    of 0 is published) and marks it suppressed. `own` ({measure: count}) are measures decided
+    also by a count of their own, which is not published: such a measure is emptied, and
+    "status_<measure>" is "suppressed", where the cell is or where its count is 1 …
+    min_count − 1; the counts are then removed. (Secondary suppression hides cells whole, so
+    it does not change which measures are emptied in the cells that stay published.)"""
+    own = own or {}
     for values in cells.values():
-        if any(1 <= values[c] < min_count for c in counts):
-            values.update({m: None for m in values}, status="suppressed")
+        whole = any(1 <= values[c] < min_count for c in counts)
+        for m, c in own.items():
+            if whole or 1 <= values[c] < min_count:
+                values[m] = None
+                values[f"status_{m}"] = "suppressed"
+        if whole:
+            values.update({m: None for m in values if not m.startswith("status_")}, status="suppressed")
+        for c in set(own.values()):
+            values.pop(c, None)
     return cells
 
 
@@ -611,12 +767,127 @@ def ensihoito_vuosi(store, period):
     return ensihoito_cells(rows, Path(store) / "reference/vaesto/vaesto_synthetic.csv")
 
 
+VALVONTA_TYPES = {"kantelu", "ilmoitus", "omavalvonta", "lupa", "ennakko"}
+VALVONTA_MEASURES = {"ei_toimenpiteita", "ohjaus", "huomautus", "maarays", "uhkasakko"}
+
+
+def valvonta(store=None, period="2025-Q1"):
+    """valvonta_neljannes from the raw case-register CSV (of the example, or of STORE's inbox):
+    rows whose dates do not parse or that lack a required field are dropped (the source
+    quarantines them); uniqueness over every row read (the first is kept); cases resolved
+    before the quarter are left out (filtered); medians of an even count are the mean of the
+    two middle values, as SQL's median."""
+    year, q = int(period[:4]), int(period[-1])
+    first = datetime.date(year, 3 * q - 2, 1)
+    last = datetime.date(year, 3 * q, calendar.monthrange(year, 3 * q)[1])
+    counties = {r["code"] for r in csv.DictReader(open(REFERENCE / "hyvinvointialueet.csv", encoding="utf-8"))}
+    inbox = (Path(store) if store else ROOT / "examples/store") / f"inbox/valvonta/{period}"
+    rows = []
+    for src in sorted(inbox.glob("*.csv")):
+        rows += list(csv.DictReader(open(src, encoding="utf-8"), delimiter=";"))
+    seen, kept = set(), []
+    for r in rows:
+        try:
+            opened = datetime.date.fromisoformat(r["vireille_pvm"])
+            resolved = datetime.date.fromisoformat(r["ratkaisu_pvm"]) if r["ratkaisu_pvm"] else None
+        except ValueError:
+            continue
+        if not r["asia_id"] or not r["asiatyyppi"] or not r["hyvinvointialue"]:
+            continue
+        repeated = r["asia_id"] in seen
+        seen.add(r["asia_id"])
+        if resolved is not None and resolved < first:
+            continue  # filtered: resolved before the quarter
+        if repeated or r["asiatyyppi"] not in VALVONTA_TYPES or r["hyvinvointialue"] not in counties:
+            continue
+        if opened > last or (resolved is not None and (resolved < opened or resolved > last)):
+            continue
+        measure = r["toimenpide"]
+        if (resolved is None) != (measure == "") or (resolved is not None and measure not in VALVONTA_MEASURES):
+            continue
+        kept.append((r["hyvinvointialue"], r["asiatyyppi"], period, opened, resolved, measure))
+    cells = {}
+    for k in kept:
+        for key in product([k[0], "SSS"], [k[1], "YHT"], [k[2], "YHT"]):
+            cells.setdefault("|".join(key), []).append(k)
+    out = {}
+    for key, cell in cells.items():
+        done = [k for k in cell if k[4] is not None and k[4] >= first]
+        days = [(k[4] - k[3]).days for k in done]
+        acted = sum(1 for k in done if k[5] != "ei_toimenpiteita")
+        out[key] = {
+            "vireille_tulleet": float(sum(1 for k in cell if k[3] >= first)),
+            "ratkaistut": float(len(done)),
+            "kasittelyaika_mediaani": float(statistics.median(days)) if days else None,
+            "vireilla": float(sum(1 for k in cell if k[4] is None)),
+            "toimenpiteet_osuus": sql_round(100.0 * acted / len(done), 1) if done else None,
+        }
+    return out
+
+
+def current_release_csv(store, line, period, dataset):
+    """The published CSV of the current release of `line` for `period` (latest.json), or
+    None when the period has no release."""
+    pointer = Path(store) / f"releases/{line}/{period}/latest.json"
+    if not pointer.exists():
+        return None
+    manifest = Path(store) / json.load(open(pointer, encoding="utf-8"))["manifest"]
+    return manifest.parent / f"{dataset}.csv"
+
+
+# indicator: (line, dataset, share, count, the non-area non-period dimension and its total)
+POIKKEAMAT = {
+    "ensihoito_kuljetettu": ("ensihoito", "ensihoito_kuukausi", "kuljetettu_osuus", "tehtavat", ("kiireellisyys", "YHT"), "kuukausi"),
+    "hoitoonpaasy_yli_90": ("hoitoonpaasy", "hoitoonpaasy_kuukausi", "odotus_yli_90_osuus", "kaynnit", ("ammattiryhma", "YHT"), "kuukausi"),
+    "mitoitus_alle_065": ("henkilostomitoitus", "henkilostomitoitus_neljannes", "alle_065_osuus", "yksikot", None, "neljannes"),
+}
+
+
+def valvonta_poikkeamat(store, period="2025-Q1"):
+    """valvonta_poikkeamat from the published CSV files of the current releases in STORE: the
+    months of the quarter for the monthly indicators (those that have a release), the quarter
+    itself for the staffing ratio. Keys `indicator|county|period`; the class is a string."""
+    year, q = int(period[:4]), int(period[-1])
+    months = [f"{year}-{m:02d}" for m in range(3 * q - 2, 3 * q + 1)]
+    out = {}
+    for name, (line, dataset, share, count, total, period_dim) in POIKKEAMAT.items():
+        for jakso in (months if period_dim == "kuukausi" else [period]):
+            path = current_release_csv(store, line, jakso, dataset)
+            if path is None:
+                continue
+            rows = [r for r in csv.DictReader(open(path, encoding="utf-8"))
+                    if r[period_dim] != "YHT" and (total is None or r[total[0]] == total[1])]
+            national = [r for r in rows if r["hyvinvointialue"] == "SSS"]
+            if len(national) != 1 or national[0][share] == "":
+                continue
+            p0 = float(national[0][share]) / 100.0
+            if p0 <= 0.0 or p0 >= 1.0:
+                continue
+            for r in rows:
+                if r["hyvinvointialue"] in ("SSS", "-1") or r[share] == "" or r[count] == "" or int(r[count]) <= 0:
+                    continue
+                n = int(r[count])
+                se = math.sqrt(p0 * (1.0 - p0) / n)
+                z = (float(r[share]) / 100.0 - p0) / se
+                limit = lambda k: sql_round(100.0 * min(max(p0 + k * se, 0.0), 1.0), 1)
+                out[f"{name}|{r['hyvinvointialue']}|{jakso}"] = {
+                    "osuus": float(r[share]), "n": float(n), "odotettu": float(national[0][share]),
+                    "z": sql_round(z, 2),
+                    "raja95_ala": limit(-1.96), "raja95_yla": limit(1.96),
+                    "raja998_ala": limit(-3.09), "raja998_yla": limit(3.09),
+                    "luokka": "poikkeama" if abs(z) > 3.09 else "tarkkailu" if abs(z) > 1.96 else "normaali",
+                }
+    return out
+
+
 if __name__ == "__main__":
     # independent.py LINE, independent.py ensihoito-vuosi STORE PERIOD, or
-    # independent.py sosiaalihuolto DATASET [STORE PERIOD]
+    # independent.py sosiaalihuolto DATASET [STORE PERIOD], independent.py valvonta [STORE PERIOD],
+    # independent.py valvonta-poikkeamat STORE PERIOD, independent.py rai [STORE [PERIOD]]
     which = sys.argv[1]
     lines = {"hoitoonpaasy": hoitoonpaasy, "henkilostomitoitus": henkilostomitoitus, "henkilosto": henkilosto, "rokotukset": rokotukset,
-             "diabetes": diabetes, "ensihoito": ensihoito, "ensihoito-vuosi": ensihoito_vuosi, "sosiaalihuolto": sosiaalihuolto, "talous": talous}
+             "diabetes": diabetes, "ensihoito": ensihoito, "ensihoito-vuosi": ensihoito_vuosi, "sosiaalihuolto": sosiaalihuolto, "talous": talous,
+             "valvonta": valvonta, "valvonta-poikkeamat": valvonta_poikkeamat, "rai": rai, "asiakaskokemus": asiakaskokemus}
     cells = lines[which](*sys.argv[2:])
     disclosure = DISCLOSURE[which] if which in DISCLOSURE else DISCLOSURE[f"{which}:{sys.argv[2]}"]
     print(json.dumps(primary_suppression(cells, *disclosure)))

@@ -83,8 +83,11 @@ for pointer in sorted((store / "releases" / line).glob("*/latest.json")):
                     published[key] = ("missing",)
                 else:
                     published[key] = float(raw) if raw != "" else None
-                if row.get("status"):
-                    statuses[key] = row["status"]
+                # A measure decided by a count of its own has its own status (`status_<m>`),
+                # else the row's.
+                row_status = row.get(f"status_{m}") or row.get("status")
+                if row_status:
+                    statuses[key] = row_status
 
 mismatches, cells, empty = [], 0, 0
 for key, want in published.items():

@@ -3,7 +3,9 @@
 // dimensions and their roles, the labels (`extension.labels` for Swedish and English), the
 // suppressed cells (`status`) and the release of each period (`extension.releases`; the
 // earlier releases of a period from /api/lines/{line}/releases). Content is built as DOM
-// text, never as markup.
+// text, never as markup. A dataset with an area dimension and the measures `osuus`, `n`
+// and `odotettu` (as `valvonta_poikkeamat`) also gets a funnel plot (funnel.js) above the
+// table; other datasets are shown as before.
 "use strict";
 
 const T = {
@@ -68,7 +70,7 @@ const T = {
 
 const state = {
   lang: "fi", datasets: [], id: null, line: null, loaded: null, doc: null, release: null,
-  releases: [], picks: {}, measure: null, rows: null, periods: null, chart: null,
+  releases: [], picks: {}, measure: null, rows: null, periods: null, chart: null, funnel: {},
 };
 const $ = (id) => document.getElementById(id);
 const t = (k) => T[state.lang][k];
@@ -415,7 +417,25 @@ function renderView() {
   document.title = `${datasetLabel(doc)} – ${t("title")}`;
   renderFilters(doc, r);
   renderReleases(doc, r);
+  renderFunnel(doc, r);
   renderData();
+}
+
+// The funnel plot, for a dataset of its shape (funnel.js says which); hidden for others. A
+// failure there leaves the rest of the page as it is.
+function renderFunnel(doc, r) {
+  const box = $("funnel-box");
+  const F = window.ValtavaFunnel;
+  box.replaceChildren();
+  box.hidden = true;
+  delete box.dataset.points;
+  if (!F || !F.applies(doc, r)) return;
+  try {
+    box.hidden = false;
+    F.render(box, { doc, r, lang: state.lang, picks: state.funnel, el, codes, codeLabel, dimLabel, datasetLabel, cube });
+  } catch (e) {
+    box.replaceChildren(el("p", { className: "error", textContent: `${t("error")}: ${e.message}` }));
+  }
 }
 
 function renderLanguage() {
@@ -470,7 +490,7 @@ async function getJson(url) {
 // focus goes back to `refocus` when the control that asked was redrawn.
 async function open(id, release, refocus) {
   const d = state.datasets.find((x) => x.dataset === id);
-  if (state.loaded !== id) Object.assign(state, { picks: {}, measure: null, rows: null });
+  if (state.loaded !== id) Object.assign(state, { picks: {}, measure: null, rows: null, funnel: {} });
   state.periods = null;
   Object.assign(state, { id, release: release || null, line: d ? d.line : null });
   delete document.body.dataset.ready;

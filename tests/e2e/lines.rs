@@ -52,7 +52,7 @@ fn the_example_line_runs_on_the_shipped_data() {
 
 /// Runs a shipped line on the shipped example data and compares every published cell with
 /// an independent computation (tests/independent.py).
-fn compare_with_independent(line: &str, period: &str, dims: usize) {
+pub(crate) fn compare_with_independent(line: &str, period: &str, dims: usize) {
     let store = example_store();
     let out = run(&[
         "run",
@@ -561,9 +561,16 @@ fn generated_input_runs_through_every_line() {
         ("rokotukset", "2025"),
         ("diabetes", "2025"),
         ("sosiaalihuolto", "2025-H1"),
+        ("valvonta", "2025-Q1"),
+        ("rai", "2025-H1"),
+        ("asiakaskokemus", "2025"),
     ] {
         let store = tempfile::tempdir().unwrap();
         let s = store.path().to_str().unwrap();
+        if line == "valvonta" {
+            // It also reads the other lines' releases of the quarter.
+            super::valvonta::publish_upstream(store.path());
+        }
         let made = run(&[
             "generate",
             line,
@@ -617,7 +624,12 @@ fn generated_input_runs_through_every_line() {
             "{line}: {quarantined} of {rows_in}"
         );
         // sosiaalihuolto publishes two datasets (notifications, assessments).
-        let datasets = if line == "sosiaalihuolto" { 2 } else { 1 };
+        // valvonta publishes the case figures and the funnel plot.
+        let datasets = if line == "sosiaalihuolto" || line == "valvonta" {
+            2
+        } else {
+            1
+        };
         assert_eq!(
             report["datasets"].as_array().unwrap().len(),
             datasets,

@@ -8,6 +8,7 @@
 //!
 //! One test binary (one link), one module per subject:
 //!
+//! - `asiakaskokemus`: the client-experience line, its shares suppressed alone;
 //! - `check`: checking line files and their diagnostics;
 //! - `cli`: the other commands (`graph`, `schema`, `plan`, `diff`, `catalog`, `releases`,
 //!   `show`, `test`, `fmt`), usage errors and help;
@@ -17,8 +18,10 @@
 //! - `outputs`: published files and lineage events as other tools read them;
 //! - `periods`: checks across periods and submitters (`submitters`, `change`), the trend;
 //! - `privacy`: personal-data lineage, pseudonyms and the key, suppression, redaction;
+//! - `rai`: the `rai` line (each client's latest RAI assessment) on the example and at volume;
 //! - `run`: a run's accounting of every row, quarantine, the quality report, failures;
 //! - `sources`: source formats and locations, hostile objects;
+//! - `valvonta`: the valvonta line's two datasets, the funnel plot from other lines' releases;
 //! - `storage`: releases per run, concurrent runs, deadlines, leftovers of killed runs;
 //! - `volume`: the second milestone's lines on generated input of national size.
 //!
@@ -32,6 +35,7 @@ use common::{copy_dir, root};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod asiakaskokemus;
 mod check;
 mod cli;
 mod house;
@@ -40,11 +44,13 @@ mod local_time;
 mod outputs;
 mod periods;
 mod privacy;
+mod rai;
 mod release_sources;
 mod run;
 mod sources;
 mod storage;
 mod submitters;
+mod valvonta;
 mod volume;
 
 fn bin() -> Command {

@@ -9,7 +9,11 @@ use crate::lines::{assert_csv_matches_independent, independent};
 /// returns the store and the run's JSON report, whose rows add up (read = passed on or
 /// quarantined or filtered, step by step, is checked by the run itself; here: something
 /// was quarantined and nothing failed).
-fn generated_run(line: &str, period: &str, rows: &str) -> (tempfile::TempDir, serde_json::Value) {
+pub(crate) fn generated_run(
+    line: &str,
+    period: &str,
+    rows: &str,
+) -> (tempfile::TempDir, serde_json::Value) {
     let store = tempfile::tempdir().unwrap();
     let s = store.path().to_str().unwrap();
     let made = run(&[

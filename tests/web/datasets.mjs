@@ -22,7 +22,7 @@ const AXE = require.resolve("axe-core");
 
 const DATASETS = ["ensihoito_kuukausi", "hoitoonpaasy_kuukausi", "henkilostomitoitus_neljannes",
   "rokotuskattavuus", "diabetes_vuosi", "henkilosto_neljannes", "lastensuojeluilmoitukset",
-  "palvelutarpeen_arvioinnit", "talous_vuosi"];
+  "palvelutarpeen_arvioinnit", "talous_vuosi", "rai_puolivuosi", "asiakaskokemus_vuosi"];
 const TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"];
 const TITLES = { fi: "Tilastot ja indikaattorit", sv: "Statistik och indikatorer", en: "Statistics and indicators" };
 const COUNTRY = { fi: "Koko maa", sv: "Hela landet", en: "Whole country" };

@@ -253,11 +253,18 @@ fn dataset_entry(
             .disclosure
             .as_ref()
             .map(|d| {
-                format!(
+                let mut text = format!(
                     "{} < {} suppressed, with secondary suppression",
                     d.counts.join(", "),
                     d.min_count
-                )
+                );
+                for (m, c) in &d.own {
+                    let _ = match c.strip_prefix(crate::plan::DECIDING_PREFIX) {
+                        Some(c) => write!(text, "; {m} by {c} (unpublished)"),
+                        None => write!(text, "; {m} by {c}"),
+                    };
+                }
+                text
             })
             .or_else(|| p.disclosure_off_note()),
         disclosure_off: p.disclosure_off().cloned(),

@@ -28,6 +28,9 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, AsArray};
 use serde::Deserialize;
 
+mod fixtures;
+use fixtures::fixture;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestFile {
@@ -71,62 +74,11 @@ pub struct Outcome {
 
 type Row = BTreeMap<String, String>;
 
-fn text(v: &serde_json::Value) -> String {
+pub(super) fn text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
-    }
-}
-
-fn csv_field(s: &str, delimiter: char) -> String {
-    if s.contains(delimiter) || s.contains('"') || s.contains('\n') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// Writes fixture rows of a source in its format; returns the store-relative path.
-fn fixture(
-    dir: &Path,
-    step: &str,
-    src: &crate::line::spec::SourceSpec,
-    rows: &[serde_json::Value],
-) -> Result<String, String> {
-    let folder = dir.join("fixtures").join(step);
-    std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
-    match src.format.value.as_str() {
-        "csv" => {
-            let delimiter = src
-                .options
-                .as_ref()
-                .and_then(|o| o.value.get("delimiter"))
-                .and_then(|d| d.as_str())
-                .and_then(|d| d.chars().next())
-                .unwrap_or(',');
-            let names: Vec<&str> = src.columns.keys().map(|k| k.value.as_str()).collect();
-            let mut out = names.join(&delimiter.to_string());
-            out.push('\n');
-            for r in rows {
-                let fields: Vec<String> = names
-                    .iter()
-                    .map(|n| csv_field(&r.get(*n).map(text).unwrap_or_default(), delimiter))
-                    .collect();
-                out.push_str(&fields.join(&delimiter.to_string()));
-                out.push('\n');
-            }
-            std::fs::write(folder.join("fixture.csv"), out).map_err(|e| e.to_string())?;
-            Ok(format!("fixtures/{step}/fixture.csv"))
-        }
-        "ndjson" | "fhir" => {
-            let out: String = rows.iter().map(|r| format!("{r}\n")).collect();
-            std::fs::write(folder.join("fixture.ndjson"), out).map_err(|e| e.to_string())?;
-            Ok(format!("fixtures/{step}/fixture.ndjson"))
-        }
-        other => Err(format!(
-            "fixtures for `{other}` sources are not supported; give csv, ndjson or fhir rows"
-        )),
     }
 }
 

@@ -205,17 +205,17 @@ enum Command {
     },
     /// Write synthetic input for a line (deterministic for a seed) into a store folder.
     #[command(
-        after_help = "Examples:\n  valtava generate ensihoito --period 2025-03 --rows 1000000 --out /tmp/store\n  valtava generate rokotukset --period 2025 --rows 5000 --bad-share 0.01 --out /tmp/store\n  valtava generate henkilosto --period 2025-Q1 --rows 100000 --out /tmp/store\n  valtava generate sosiaalihuolto --period 2025-H1 --rows 10000 --out /tmp/store\n  valtava generate talous --period 2025 --rows 286 --bad-share 0.05 --out /tmp/store\n  valtava run lines/ensihoito.yaml --param period=2025-03 --store /tmp/store --pseudonym-key-file examples/demo-pseudonym.key"
+        after_help = "Examples:\n  valtava generate ensihoito --period 2025-03 --rows 1000000 --out /tmp/store\n  valtava generate rokotukset --period 2025 --rows 5000 --bad-share 0.01 --out /tmp/store\n  valtava generate henkilosto --period 2025-Q1 --rows 100000 --out /tmp/store\n  valtava generate sosiaalihuolto --period 2025-H1 --rows 10000 --out /tmp/store\n  valtava generate talous --period 2025 --rows 286 --bad-share 0.05 --out /tmp/store\n  valtava generate valvonta --period 2025-Q1 --rows 5000 --out /tmp/store\n  valtava generate rai --period 2025-H1 --rows 100000 --out /tmp/store\n  valtava generate asiakaskokemus --period 2025 --rows 100000 --out /tmp/store\n  valtava run lines/ensihoito.yaml --param period=2025-03 --store /tmp/store --pseudonym-key-file examples/demo-pseudonym.key"
     )]
     Generate {
         /// ensihoito, hoitoonpaasy, henkilostomitoitus, henkilosto, rokotukset, diabetes,
-        /// sosiaalihuolto or talous.
+        /// sosiaalihuolto, talous, valvonta, rai or asiakaskokemus.
         line: String,
         /// The period, as the line's `period` parameter takes it.
         #[arg(long)]
         period: String,
         /// Rows (patients for the FHIR lines; unit-weeks for henkilostomitoitus; employments over
-        /// all counties for henkilosto; documents, one file each, for sosiaalihuolto; for talous, whose year is 22 workbooks × 13 rows = 286
+        /// all counties for henkilosto; cases for valvonta; assessments over all counties, 1–3 per client, for rai; answers over all counties for asiakaskokemus; documents, one file each, for sosiaalihuolto; for talous, whose year is 22 workbooks × 13 rows = 286
         /// by definition, the whole years from the period on that hold this many rows).
         #[arg(long, default_value_t = 10_000)]
         rows: u64,

@@ -67,8 +67,8 @@ fn weekday(day: i32) -> i64 {
 
 /// How many weekdays there are before `day` counted from the Monday 1969-12-29 (negative
 /// before it): differences of it count weekdays in a range.
-fn weekdays_before(day: i32) -> i64 {
-    let k = i64::from(day) + 3;
+fn weekdays_before(day: i64) -> i64 {
+    let k = day + 3;
     5 * k.div_euclid(7) + k.rem_euclid(7).min(5)
 }
 
@@ -78,7 +78,8 @@ pub fn working_days(from: i32, to: i32, holidays: &[i32]) -> i64 {
     if to < from {
         return -working_days(to, from, holidays);
     }
-    let weekdays = weekdays_before(to + 1) - weekdays_before(from + 1);
+    // In i64: a date column may hold any i32 day, and `to + 1` must not overflow.
+    let weekdays = weekdays_before(i64::from(to) + 1) - weekdays_before(i64::from(from) + 1);
     let upto = |d: i32| holidays.partition_point(|&h| h <= d) as i64;
     weekdays - (upto(to) - upto(from))
 }

@@ -150,10 +150,12 @@ fn finnish_plain(text: &str, out: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
-/// A Finnish number text as a decimal; `None` when blank or not one.
+/// A Finnish number text as a decimal; `None` when blank, not one, or beyond the range of
+/// a decimal (a run of hundreds of digits parses as infinity, which is no number).
 pub fn finnish_decimal(text: &str, buffer: &mut Vec<u8>) -> Option<f64> {
     finnish_plain(text, buffer)?;
-    std::str::from_utf8(buffer).ok()?.parse().ok()
+    let v: f64 = std::str::from_utf8(buffer).ok()?.parse().ok()?;
+    v.is_finite().then_some(v)
 }
 
 /// A Finnish number text as a whole number (a fraction only of zeros); `None` when blank,

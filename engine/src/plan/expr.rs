@@ -65,6 +65,19 @@ impl Planner<'_> {
     /// of sorted ISO dates separated by commas: a plan sent to a cluster carries them, its
     /// executors knowing functions only by name (`functions::calendar`).
     fn with_calendar(&self, e: Expr, text: &Name) -> Result<Expr, Diags> {
+        // A third argument is the planner's to give: written by a line, it would count
+        // working days by holidays of the author's choosing instead of the calendar's.
+        let written = |e: &Expr| matches!(e, Expr::ScalarFunction(f) if f.func.name() == WORKING_DAYS && f.args.len() > 2);
+        if e.exists(|e| Ok(written(e))).unwrap_or(false) {
+            return Err(vec![
+                self.diag(
+                    Code::V308,
+                    self.locate(text, WORKING_DAYS),
+                    "`working_days` takes two dates: the holidays are those of the line's `calendar`",
+                )
+                .with_hint("write `working_days(from, to)` and list the holidays in the code set of `calendar:`"),
+            ]);
+        }
         let calls = |e: &Expr| matches!(e, Expr::ScalarFunction(f) if f.func.name() == WORKING_DAYS && f.args.len() == 2);
         if !e.exists(|e| Ok(calls(e))).unwrap_or(false) {
             return Ok(e);

@@ -244,7 +244,17 @@ pub struct Disclosure {
     pub min_count: i64,
     /// The columns emptied in a suppressed cell.
     pub measures: Vec<String>,
+    /// Measures decided by a count of their own: (measure, the column of its count in the
+    /// step's table). An unpublished count's column is [`DECIDING_PREFIX`] + its name.
+    pub own: Vec<(String, String)>,
+    /// The deciding counts of `own` that are not published (their names in the line).
+    pub unpublished: Vec<String>,
 }
+
+/// Prefix of a deciding count that is not published: it reaches disclosure control in the
+/// publish step's table and is dropped there, and like every `__` column it is in no
+/// published schema.
+pub const DECIDING_PREFIX: &str = "__d_";
 
 /// The inputs of a step: providers of the input steps' outputs, by step name.
 pub type Inputs = BTreeMap<String, (Arc<dyn TableProvider>, InputInfo)>;

@@ -32,6 +32,24 @@
 //!
 //! The end state: no suppressed count can be computed from the published table by any
 //! combination of its sums, and no relation narrows a suppressed count below the threshold.
+//!
+//! # Measures decided by a count of their own
+//!
+//! A measure may be decided by a count of its own (`disclosure: { measures: … }`): a
+//! question's share of positive answers by the number who answered it. Its cell may be
+//! published, the respondents being many, while the question was answered by few: then
+//! the share is about those few, and it alone is emptied, its status `suppressed` in the
+//! column `status_<measure>` ([`suppress_own`]). A cell suppressed whole empties it too. A
+//! count of 0 is published, as in step 1: a share over no answers is empty anyway, and there
+//! is nothing to hide.
+//!
+//! Secondary suppression follows what is published. A share is not additive: the total's
+//! share is not a sum of its parts' shares, so no relation recovers a hidden share from
+//! published ones, and a deciding count that is *not published* (`unpublished`: it decides,
+//! then is dropped from every format) needs no secondary suppression. A deciding count that
+//! *is* published is a count like the others: a small one is emptied with its measure (and
+//! marked in its own `status_<count>`), and steps 2–3 run over it, starting from the cells
+//! already suppressed whole, so that it cannot be recovered from its total either.
 
 use std::collections::BTreeMap;
 
@@ -91,6 +109,33 @@ pub fn suppress(
     counts: &[Vec<Option<i64>>],
     min_count: i64,
 ) -> (Vec<bool>, Vec<bool>) {
+    suppress_from(keys, counts, min_count, &vec![false; keys.len()])
+}
+
+/// The cells of a measure decided by its own `count` to empty, given the cells suppressed
+/// whole (`rows`): those and the cells whose count is 1 to `min_count − 1`; with secondary
+/// suppression over the count when it is `published` (see the module doc).
+pub fn suppress_own(
+    keys: &[Vec<String>],
+    count: &[Option<i64>],
+    (min_count, published): (i64, bool),
+    rows: &[bool],
+) -> Vec<bool> {
+    if published {
+        return suppress_from(keys, &[count.to_vec()], min_count, rows).0;
+    }
+    (0..keys.len())
+        .map(|i| rows[i] || count[i].is_some_and(|c| c >= 1 && c < min_count))
+        .collect()
+}
+
+/// [`suppress`], with the cells `already` hidden (by other counts) hidden from the start.
+fn suppress_from(
+    keys: &[Vec<String>],
+    counts: &[Vec<Option<i64>>],
+    min_count: i64,
+    already: &[bool],
+) -> (Vec<bool>, Vec<bool>) {
     let n = keys.len();
     let primary: Vec<bool> = (0..n)
         .map(|i| {
@@ -99,7 +144,7 @@ pub fn suppress(
                 .any(|c| c[i].is_some_and(|c| c >= 1 && c < min_count))
         })
         .collect();
-    let mut hidden = primary.clone();
+    let mut hidden: Vec<bool> = (0..n).map(|i| primary[i] || already[i]).collect();
     if min_count <= 1 || counts.is_empty() || !hidden.iter().any(|h| *h) {
         return (hidden, primary);
     }
@@ -390,6 +435,61 @@ mod tests {
             assert!(h == 0 || s >= 5 + h as i64 - 1, "{r:?} {hidden:?}");
         }
         assert!(determined_cells(&relations(&keys), &hidden).is_empty());
+    }
+
+    #[test]
+    fn an_unpublished_count_empties_its_measure_alone() {
+        // 01/A has 12 respondents but 3 answers to the question: its share alone is hidden,
+        // and with the count unpublished no partner is needed; 02/B is hidden whole.
+        let (keys, answers) = table(&[
+            ("01", "A", 3),
+            ("01", "B", 10),
+            ("01", "YHT", 13),
+            ("02", "A", 8),
+            ("02", "B", 2),
+            ("02", "YHT", 10),
+        ]);
+        let rows = vec![false, false, false, false, true, false];
+        let hidden = suppress_own(&keys, &answers, (5, false), &rows);
+        assert_eq!(hidden, vec![true, false, false, false, true, false]);
+        let none = suppress_own(
+            &keys[..3],
+            &[Some(0), Some(5), Some(5)],
+            (5, false),
+            &rows[..3],
+        );
+        assert_eq!(
+            none,
+            vec![false; 3],
+            "0 answers and 5 answers are published"
+        );
+    }
+
+    #[test]
+    fn a_published_count_is_protected_like_the_first_count() {
+        let (keys, answers) = table(&[
+            ("01", "A", 3),
+            ("01", "B", 10),
+            ("01", "YHT", 13),
+            ("02", "A", 7),
+            ("02", "B", 9),
+            ("02", "YHT", 16),
+            ("SSS", "A", 10),
+            ("SSS", "B", 19),
+            ("SSS", "YHT", 29),
+        ]);
+        let rows = vec![false; 9];
+        let hidden = suppress_own(&keys, &answers, (5, true), &rows);
+        assert!(hidden[0]);
+        for r in relations(&keys) {
+            let h = r.cells().filter(|&i| hidden[i]).count();
+            assert!(h == 0 || h >= 2, "{r:?} {hidden:?}");
+        }
+        assert!(determined_cells(&relations(&keys), &hidden).is_empty());
+        // Cells already hidden whole stay hidden.
+        let mut rows = vec![false; 9];
+        rows[8] = true;
+        assert!(suppress_own(&keys, &answers, (5, true), &rows)[8]);
     }
 
     #[test]

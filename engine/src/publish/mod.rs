@@ -297,46 +297,104 @@ pub async fn remove_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) {
 }
 
 /// Applies small-cell suppression to a whole (aggregated, hence small) table: empties the
-/// measures of suppressed cells and marks them in the status column.
+/// measures of suppressed cells and marks them in the status column, empties each measure
+/// decided by a count of its own where that count is small (its `status_<measure>` marked),
+/// and keeps only the published columns (`schema`): unpublished deciding counts are dropped.
 pub fn protect(
     batches: &[RecordBatch],
     schema: SchemaRef,
     dimensions: &[String],
     disclosure: Option<&crate::plan::Disclosure>,
 ) -> Result<(RecordBatch, usize), PublishError> {
-    use arrow::array::{BooleanArray, StringArray};
+    use arrow::array::{ArrayRef, BooleanArray, StringArray};
     let own = batches
         .first()
         .map(|b| b.schema())
         .unwrap_or_else(|| schema.clone());
     let table = arrow::compute::concat_batches(&own, batches).map_err(PublishError::Table)?;
-    let table = RecordBatch::try_new(schema.clone(), table.columns().to_vec())
-        .map_err(PublishError::Table)?;
-    let Some(d) = disclosure else {
-        return Ok((table, 0));
+    let pick = |n: &str| {
+        table
+            .column_by_name(n)
+            .cloned()
+            .ok_or_else(|| PublishError::NoColumn {
+                name: n.to_string(),
+            })
+    };
+    let Some(d) = disclosure.filter(|_| table.num_rows() > 0) else {
+        let columns = (schema.fields().iter())
+            .map(|f| pick(f.name().as_str()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = RecordBatch::try_new(schema, columns).map_err(PublishError::Table)?;
+        return Ok((out, 0));
     };
     let keys = cell_keys(&table, dimensions)?;
     let counts = deciding_counts(&table, &d.counts)?;
     let (hidden, _) = crate::publish::disclosure::suppress(&keys, &counts, d.min_count);
     let suppressed = hidden.iter().filter(|h| **h).count();
-    let mask = BooleanArray::from(hidden.clone());
-    let mut columns = Vec::with_capacity(table.num_columns());
-    for (f, a) in schema.fields().iter().zip(table.columns()) {
-        if f.name() == crate::plan::STATUS_COLUMN {
-            columns.push(std::sync::Arc::new(StringArray::from(
-                hidden
-                    .iter()
-                    .map(|h| h.then_some("suppressed"))
-                    .collect::<Vec<_>>(),
-            )) as arrow::array::ArrayRef);
-        } else if d.measures.contains(f.name()) {
-            columns.push(arrow::compute::nullif(a, &mask).map_err(PublishError::Table)?);
+    let own = own_hidden(&table, &keys, &hidden, d)?;
+    let status_of = |mask: &[bool]| {
+        Arc::new(StringArray::from(
+            mask.iter()
+                .map(|h| h.then_some("suppressed"))
+                .collect::<Vec<_>>(),
+        )) as ArrayRef
+    };
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let n = f.name();
+        let marked = own
+            .iter()
+            .find(|(m, _)| crate::publish::jsonstat::measure_status_column(m.as_str()) == *n);
+        if n == crate::plan::STATUS_COLUMN {
+            columns.push(status_of(hidden.as_slice()));
+        } else if let Some((_, mask)) = marked {
+            columns.push(status_of(mask.as_slice()));
+        } else if let Some(mask) = own.get(n).or((d.measures.contains(n)).then_some(&hidden)) {
+            let mask = BooleanArray::from(mask.clone());
+            columns.push(
+                arrow::compute::nullif(&pick(n.as_str())?, &mask).map_err(PublishError::Table)?,
+            );
         } else {
-            columns.push(a.clone());
+            columns.push(pick(n.as_str())?);
         }
     }
     let out = RecordBatch::try_new(schema, columns).map_err(PublishError::Table)?;
     Ok((out, suppressed))
+}
+
+/// The cells to empty of each measure decided by a count of its own, and of each such
+/// count that is published, given the cells suppressed whole (`rows`).
+fn own_hidden(
+    table: &RecordBatch,
+    keys: &[Vec<String>],
+    rows: &[bool],
+    d: &crate::plan::Disclosure,
+) -> Result<std::collections::BTreeMap<String, Vec<bool>>, PublishError> {
+    use std::collections::BTreeMap;
+    let mut by_count: BTreeMap<&str, Vec<bool>> = BTreeMap::new();
+    for (_, c) in &d.own {
+        if by_count.contains_key(c.as_str()) {
+            continue;
+        }
+        let count = deciding_counts(table, std::slice::from_ref(c))?;
+        let published = !c.starts_with(crate::plan::DECIDING_PREFIX);
+        let mask = crate::publish::disclosure::suppress_own(
+            keys,
+            &count[0],
+            (d.min_count, published),
+            rows,
+        );
+        by_count.insert(c.as_str(), mask);
+    }
+    let mut out = BTreeMap::new();
+    for (m, c) in &d.own {
+        let mask = &by_count[c.as_str()];
+        if !c.starts_with(crate::plan::DECIDING_PREFIX) {
+            out.insert(c.clone(), mask.clone());
+        }
+        out.insert(m.clone(), mask.clone());
+    }
+    Ok(out)
 }
 
 /// Each row's cell: its dimensions' codes as text (empty for a null).
@@ -582,3 +640,6 @@ pub(crate) mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod protect_tests;

@@ -95,17 +95,41 @@ pub struct DatasetReport {
     /// daemon's indicator API knows its area filter from the release's manifest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub area: Option<String>,
-    /// Disclosure control switched off, with the line's reason (`{"off": …}`); absent when
-    /// it is on, so the manifests of other datasets are as before.
+    /// Disclosure control switched off, with the line's reason (`{"off": …}`), or the
+    /// measures decided by counts of their own (`{"measures": {…}, "unpublished": […]}`);
+    /// absent otherwise, so the manifests of other datasets are as before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disclosure: Option<DisclosureNote>,
 }
 
-/// What the release says of a dataset's disclosure control when it is off.
+/// What the release says of a dataset's disclosure control where it differs from the
+/// default: off, or with measures decided by counts of their own.
 #[derive(Debug, Clone, Serialize)]
 pub struct DisclosureNote {
     /// Why no person can be recognised, as the line gives it.
-    pub off: crate::line::spec::Text,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub off: Option<crate::line::spec::Text>,
+    /// Each measure decided by a count of its own: `measure: count`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub measures: BTreeMap<String, String>,
+    /// The deciding counts that are not published.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unpublished: Vec<String>,
+}
+
+impl DisclosureNote {
+    /// The note of a publish step, if its disclosure control is not the default.
+    pub fn of(p: &crate::line::spec::PublishSpec) -> Option<Self> {
+        let d = p.disclosure.as_ref()?;
+        let note = DisclosureNote {
+            off: d.off.as_ref().map(|t| t.value.clone()),
+            measures: (d.measures.iter())
+                .map(|(m, c)| (m.value.clone(), c.value.clone()))
+                .collect(),
+            unpublished: d.unpublished.iter().map(|n| n.value.clone()).collect(),
+        };
+        (note.off.is_some() || !note.measures.is_empty()).then_some(note)
+    }
 }
 
 /// The run report, written to `runs/<line>/<run-id>.json`.

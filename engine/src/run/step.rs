@@ -259,8 +259,7 @@ async fn published(
             step: name.to_string(),
             rows,
             area: plan.area.clone(),
-            disclosure: (p.disclosure_off().cloned())
-                .map(|off| crate::run::report::DisclosureNote { off }),
+            disclosure: crate::run::report::DisclosureNote::of(p),
         });
     }
     Ok(())

@@ -81,6 +81,8 @@ pub(super) fn published_tables(
                     .fields()
                     .iter()
                     .filter(|f| f.data_type().is_numeric() && !plan.dimensions.contains(f.name()))
+                    // Unpublished deciding counts (`__d_…`) are not in any release.
+                    .filter(|f| !f.name().starts_with("__"))
                     .map(|f| f.name().clone())
                     .collect(),
             },

@@ -100,7 +100,7 @@ use crate::serve::api::catalog::{get_catalog, get_lineage};
 use crate::serve::api::indicators::get_indicator;
 use crate::serve::api::lines::{get_datasets, get_datasets_v1, get_line, get_lines, get_releases};
 use crate::serve::api::page::{
-    catalog_js, catalog_page, chart_js, openapi, page, page_js, style_css,
+    catalog_js, catalog_page, chart_js, funnel_js, openapi, page, page_js, style_css,
 };
 use crate::serve::api::releases::put_release_status;
 use crate::serve::api::runs::{get_quality, get_run, get_runs, post_run};
@@ -378,6 +378,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/", get(page))
         .route("/catalog", get(catalog_page))
         .route("/assets/report.js", get(page_js))
+        .route("/assets/funnel.js", get(funnel_js))
         .route("/assets/catalog.js", get(catalog_js))
         .route("/assets/style.css", get(style_css))
         .route("/assets/chart.umd.js", get(chart_js))

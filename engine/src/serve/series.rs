@@ -11,7 +11,9 @@
 //! then measures only older releases have, then the row `status`. A period whose release
 //! lacks a measure keeps its rows: the measure is empty there, and the column
 //! `status_<measure>` ([`crate::publish::jsonstat::measure_status_column`]) says
-//! [`MISSING`] for those rows — never a dropped period. A release without a dimension
+//! [`MISSING`] for those rows — never a dropped period. A measure decided by a count of its
+//! own has the column too, with its release's status (`suppressed` where the measure alone
+//! is emptied, see [`crate::publish::disclosure`]). A release without a dimension
 //! published totals over it: its rows take the dimension's total code (`SSS` for the area,
 //! `YHT` otherwise). A release with a dimension the line no longer has keeps only its
 //! total rows, so each cell of the series is one row. Integer measures stay integers;
@@ -328,9 +330,14 @@ fn merge(parts: &[(String, Vec<RecordBatch>)], shape: &Shape) -> Result<RecordBa
     let lacking: Vec<&Field> = measures
         .iter()
         .filter(|m| {
+            // A measure some release lacks, or one with a status of its own (a measure
+            // decided by a count of its own, see `crate::publish::disclosure`).
+            let own = measure_status_column(m.name());
             parts.iter().any(|(_, bs)| {
-                bs.first()
-                    .is_some_and(|b| b.schema().column_with_name(m.name()).is_none())
+                bs.first().is_some_and(|b| {
+                    b.schema().column_with_name(m.name()).is_none()
+                        || b.schema().column_with_name(&own).is_some()
+                })
             })
         })
         .collect();
@@ -428,7 +435,10 @@ fn conform(
     });
     for m in lacking {
         let missing = b.column_by_name(m.name()).is_none();
-        cols.push(Arc::new(StringArray::from(vec![missing.then_some(MISSING); n])) as ArrayRef);
+        cols.push(match b.column_by_name(&measure_status_column(m.name())) {
+            Some(a) if !missing => cast(a, &DataType::Utf8)?,
+            _ => Arc::new(StringArray::from(vec![missing.then_some(MISSING); n])) as ArrayRef,
+        });
     }
     RecordBatch::try_new(schema, cols).map_err(ServeError::Table)
 }

@@ -126,7 +126,7 @@ impl Drop for Recycled {
     }
 }
 
-/// Streams `range` of a local file, read on a thread of its own in 1 MiB chunks (the store's
+/// Streams `range` of a local file, read off the async runtime in 1 MiB chunks (the store's
 /// own stream reads 8 KiB at a time, each on a blocking task: for a large object the
 /// hand-overs between threads cost more than the reading). The chunks' buffers are reused
 /// once their bytes are dropped, so that reading an object of any size allocates about
@@ -161,7 +161,7 @@ fn read_file(
         return futures::stream::once(futures::future::ready(got)).boxed();
     }
     let (tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, ParseError>>(4);
-    std::thread::spawn(move || {
+    off_runtime(move || {
         let mut tx = tx;
         let spares: Spares = Default::default();
         let error = |e: std::io::Error| ParseError::Store {
@@ -474,8 +474,8 @@ async fn read_whole(object: &SourceObject, limits: &Limits) -> Result<Vec<u8>, P
 }
 
 /// A parse stream for formats that read an object whole, for large objects: reads the
-/// bytes (at most `limits.object_bytes`), then `parse` runs on a thread of its own (not on
-/// the async runtime) and hands over each batch as it is made through `emit`, with at most
+/// bytes (at most `limits.object_bytes`), then `parse` runs off the async runtime (see
+/// [`off_runtime`]) and hands over each batch as it is made through `emit`, with at most
 /// two batches waiting, so an object's rows are never all in memory at once. `emit` returns
 /// `false` when the reader has stopped; the parse should then return. An error of `parse`,
 /// or a panic, ends the stream with an error naming the object.
@@ -499,14 +499,11 @@ where
                 let Some(parse) = parse.take() else {
                     return futures::stream::empty().boxed();
                 };
-                if bytes.len() <= INLINE_PARSE {
-                    return parse_inline(parse, bytes, &request, &name);
-                }
                 let (tx, rx) =
                     futures::channel::mpsc::channel::<Result<ParsedBatch, ParseError>>(2);
                 let name = name.clone();
                 let request = request.clone();
-                std::thread::spawn(move || {
+                off_runtime(move || {
                     let mut tx = tx;
                     let mut emit =
                         |b: ParsedBatch| futures::executor::block_on(tx.send(Ok(b))).is_ok();
@@ -529,40 +526,20 @@ where
         .boxed()
 }
 
-/// Objects up to this size are parsed where they are read, not on a thread of their own:
-/// for a small document, starting a thread costs more than parsing it, and its rows are
-/// few (at most about one per byte), so holding them all at once is bounded by the size.
-const INLINE_PARSE: usize = 256 << 10;
-
-/// Parses a small object in place: its batches, then its error if it stopped with one (a
-/// panic is an error naming the object, as on a thread).
-fn parse_inline<F>(
-    parse: F,
-    bytes: Vec<u8>,
-    request: &ParseRequest,
-    name: &str,
-) -> BoxStream<'static, Result<ParsedBatch, ParseError>>
-where
-    F: FnOnce(Vec<u8>, &ParseRequest, &mut dyn FnMut(ParsedBatch) -> bool) -> Result<(), Stop>,
-{
-    use futures::StreamExt;
-    let mut out: Vec<Result<ParsedBatch, ParseError>> = Vec::new();
-    let mut emit = |b: ParsedBatch| {
-        out.push(Ok(b));
-        true
-    };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        parse(bytes, request, &mut emit)
-    }))
-    .unwrap_or_else(|_| {
-        Err(Stop::Invalid(
-            "the parser failed unexpectedly (a panic)".into(),
-        ))
-    });
-    if let Err(stop) = result {
-        out.push(Err(stop.into_error(name)));
+/// Runs a parse off the async runtime: on the runtime's pool of blocking threads when
+/// there is one (a thread is reused from object to object: starting one per small
+/// document, with the allocator's heap for it, cost more than parsing it), else on a
+/// thread of its own. The pool grows while all its threads are busy, so a parse blocked
+/// on its reader never keeps another from starting.
+fn off_runtime(f: impl FnOnce() + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn_blocking(f);
+        }
+        Err(_) => {
+            std::thread::spawn(f);
+        }
     }
-    futures::stream::iter(out).boxed()
 }
 
 /// Deserialises typed options, treating a missing `options:` as all defaults.

@@ -47,8 +47,8 @@ pub(super) fn quarter(period: &str, line: &str) -> Result<(NaiveDate, NaiveDate)
 }
 
 /// How many of `rows` fall to each county, by population (cumulative rounding: they sum
-/// to `rows`).
-fn per_county(rows: u64) -> Vec<u64> {
+/// to `rows`). Also the `rai` and `asiakaskokemus` generators'.
+pub(super) fn per_county(rows: u64) -> Vec<u64> {
     let total: f64 = COUNTIES.iter().map(|(_, w)| w).sum();
     let mut cum = 0.0;
     let mut done = 0u64;

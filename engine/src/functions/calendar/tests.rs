@@ -114,3 +114,12 @@ fn working_days_over_arrays_with_the_holidays_as_a_literal() {
     let e = call(None).unwrap_err().to_string();
     assert!(e.contains("calendar"), "{e}");
 }
+
+/// Days at the ends of the date range count without overflow.
+#[test]
+fn working_days_at_the_ends_of_the_date_range_do_not_overflow() {
+    let n = working_days(i32::MAX - 7, i32::MAX, &[]);
+    assert_eq!(n, 5);
+    assert_eq!(working_days(i32::MAX, i32::MAX - 7, &[]), -5);
+    assert_eq!(working_days(i32::MIN, i32::MIN + 7, &[]), 5);
+}

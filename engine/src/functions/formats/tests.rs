@@ -222,3 +222,12 @@ fn the_functions_read_arrays_and_leave_unread_values_null() {
         ]
     );
 }
+
+/// A run of digits too long for a decimal is no number, not infinity.
+#[test]
+fn a_finnish_decimal_beyond_the_range_of_f64_does_not_read() {
+    let huge = "9".repeat(400);
+    assert_eq!(decimal(&huge), None);
+    assert_eq!(decimal(&format!("-{huge},5")), None);
+    assert_eq!(integer(&huge), None);
+}

@@ -629,6 +629,11 @@ pub struct PublishSpec {
     /// (`;` and decimal comma, for spreadsheets set to Finnish).
     #[serde(default)]
     pub csv: CsvStyle,
+    /// The area dimension (`geo` in JSON-stat, the API's area filter, the page's map and
+    /// funnel plot), where the input does not say: a `sql` step's rows have none of their
+    /// own. It must be one of the published dimensions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<Name>,
 }
 
 /// Where the labels of a dimension's codes come from.
@@ -700,6 +705,16 @@ pub struct DisclosureSpec {
     /// columns or counts persons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub off: Option<Sp<Text>>,
+    /// Measures decided by a count of their own, `measure: count` (e.g. a question's share
+    /// by the number who answered it): the measure alone is emptied, with the status
+    /// `suppressed` in its column `status_<measure>`, where its count is 1 to
+    /// `min_count - 1`, even where the cell is published. Not with `off`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub measures: IndexMap<Name, Name>,
+    /// Deciding counts of `measures` that are not published: they decide, then are dropped
+    /// from every published format, the catalog and the served APIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpublished: Vec<Name>,
 }
 
 impl DisclosureSpec {

@@ -255,7 +255,9 @@ fn matches(l: &cat::LineEntry, needle: &str) -> Vec<CatalogMatch> {
 
 /// The role of a published column.
 fn role_of(d: &cat::DatasetEntry, column: &str) -> ColumnRole {
-    if column == crate::plan::STATUS_COLUMN {
+    if column == crate::plan::STATUS_COLUMN
+        || column.starts_with(&format!("{}_", crate::plan::STATUS_COLUMN))
+    {
         ColumnRole::Status
     } else if d.dimensions.iter().any(|x| x == column) {
         ColumnRole::Dimension

@@ -77,6 +77,16 @@ pub(in crate::serve) async fn page_js() -> Response {
         .into_response()
 }
 
+/// The funnel plot of the reporting page (`report.js` draws one for a dataset with the
+/// measures `osuus`, `n` and `odotettu` and an area dimension).
+pub(in crate::serve) async fn funnel_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../web/funnel.js"),
+    )
+        .into_response()
+}
+
 pub(in crate::serve) async fn chart_js(State(app): AppState) -> Result<Response, ApiError> {
     let Some(dir) = &app.assets else {
         return Err(ApiError::NoAssets);

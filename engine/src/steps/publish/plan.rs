@@ -11,8 +11,8 @@ use crate::diag::{Code, Diagnostic};
 use crate::line::spec::{Name, Pos, PublishSpec, Sp, StepKind, Text};
 use crate::plan::expr::first_line;
 use crate::plan::{
-    Diags, Disclosure, InputInfo, MEASURE_DIMENSION, OBJECT_COLUMN, PERIOD_COLUMN, Planner,
-    ROW_COLUMN, STATUS_COLUMN, StepPlan,
+    DECIDING_PREFIX, Diags, Disclosure, InputInfo, MEASURE_DIMENSION, OBJECT_COLUMN, PERIOD_COLUMN,
+    Planner, ROW_COLUMN, STATUS_COLUMN, StepPlan,
 };
 use crate::plan::{Inputs, PlanStep};
 
@@ -34,12 +34,20 @@ impl Planner<'_> {
         if let Some(off) = off {
             self.disclosure_off(p, name, info, off)?;
         }
+        let unpublished: Vec<String> = (p.disclosure.iter())
+            .flat_map(|d| &d.unpublished)
+            .map(|n| n.value.clone())
+            .collect();
         let measures: Vec<String> = schema
             .fields()
             .iter()
             .map(|f| f.name().clone())
             .filter(|n| {
-                !dims.contains(n) && !n.starts_with("__") && n != OBJECT_COLUMN && n != ROW_COLUMN
+                !dims.contains(n)
+                    && !n.starts_with("__")
+                    && n != OBJECT_COLUMN
+                    && n != ROW_COLUMN
+                    && !unpublished.contains(n)
             })
             .collect();
         // Switched off: as `min_count: 1`, nothing is suppressed.
@@ -47,9 +55,56 @@ impl Planner<'_> {
             Some(_) => 1,
             None => p.disclosure.as_ref().map_or(5, |d| d.min_count.value),
         };
+        let (count, counts) = self.deciding(p, &schema, info, &measures, min)?;
+        let own = self.own_measures(p, &schema, &dims)?;
+        let status = count.is_some() && min > 1;
+        let shape = Shape {
+            status,
+            unpublished: unpublished.clone(),
+            marked: if status { marked(&own) } else { Vec::new() },
+        };
+        let plan = self.publish_plan(
+            p,
+            b,
+            &schema,
+            (dims.as_slice(), measures.as_slice()),
+            &shape,
+        )?;
+        // The input's area stays the area when it is among the published dimensions.
+        let area = self.publish_area(p, &dims, info)?;
+        let mut out = self.finish(StepKind::Publish, plan, vec![], dims, area);
+        // Suppressed cells are empty: every published column may be null.
+        out.output = Arc::new(Schema::new(
+            out.output
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        out.disclosure = (!counts.is_empty()).then(|| Disclosure {
+            counts: counts.into_iter().map(|(c, _)| c).collect(),
+            min_count: min as i64,
+            measures,
+            own,
+            unpublished,
+        });
+        Ok(out)
+    }
+
+    /// The count that decides a whole cell (`count`, else the first measure) and every
+    /// deciding count with where it is named; none when nothing is suppressed.
+    #[allow(clippy::type_complexity)]
+    fn deciding(
+        &self,
+        p: &PublishSpec,
+        schema: &DFSchema,
+        info: &InputInfo,
+        measures: &[String],
+        min: u64,
+    ) -> Result<(Option<String>, Vec<(String, Pos)>), Diags> {
         let count = match p.disclosure.as_ref().and_then(|d| d.count.clone()) {
             Some(c) => {
-                self.column_check(&schema, &c).map_err(|d| vec![d])?;
+                self.column_check(schema, &c).map_err(|d| vec![d])?;
                 Some(c.value)
             }
             None => measures.first().cloned(),
@@ -60,7 +115,7 @@ impl Planner<'_> {
             .flat_map(|d| d.count.iter().chain(&d.persons))
             .collect();
         for n in &declared {
-            self.column_check(&schema, n).map_err(|d| vec![d])?;
+            self.column_check(schema, n).map_err(|d| vec![d])?;
         }
         if count.is_none() && min > 1 {
             // Every column a dimension: each row would be a published combination, of one
@@ -75,28 +130,78 @@ impl Planner<'_> {
             )]);
         }
         let counts = match count.as_ref().filter(|_| min > 1) {
-            Some(c) => self.disclosure_counts(p, &schema, info, &measures, &declared, c)?,
+            Some(c) => self.disclosure_counts(p, schema, info, measures, &declared, c)?,
             None => Vec::new(),
         };
-        let status = count.is_some() && min > 1;
-        let plan = self.publish_plan(p, b, &schema, &dims, &measures, status)?;
-        // The input's area stays the area when it is among the published dimensions.
-        let area = info.area.clone().filter(|a| dims.contains(a));
-        let mut out = self.finish(StepKind::Publish, plan, vec![], dims, area);
-        // Suppressed cells are empty: every published column may be null.
-        out.output = Arc::new(Schema::new(
-            out.output
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        ));
-        out.disclosure = (!counts.is_empty()).then(|| Disclosure {
-            counts: counts.into_iter().map(|(c, _)| c).collect(),
-            min_count: min as i64,
-            measures,
-        });
-        Ok(out)
+        Ok((count, counts))
+    }
+
+    /// The measures decided by counts of their own (`disclosure: { measures: … }`), each
+    /// with its count's column in the step's table: V201 for an unknown column, V003 for a
+    /// dimension on either side, an unpublished measure or an unpublished column that
+    /// decides no measure, V202 for a count that is not a number.
+    fn own_measures(
+        &self,
+        p: &PublishSpec,
+        schema: &DFSchema,
+        dims: &[String],
+    ) -> Result<Vec<(String, String)>, Diags> {
+        let Some(d) = &p.disclosure else {
+            return Ok(Vec::new());
+        };
+        let hidden = |n: &Name| d.unpublished.iter().any(|u| u.value == n.value);
+        let mut diags = Vec::new();
+        let mut own = Vec::new();
+        for (m, c) in &d.measures {
+            for (i, n) in [m, c].into_iter().enumerate() {
+                match self.column_check(schema, n) {
+                    Err(e) => diags.push(e),
+                    Ok(_) if dims.contains(&n.value) => diags.push(self.diag(
+                        Code::V003,
+                        n.at,
+                        format!("`{}` is a dimension, not a measure or its count", n.value),
+                    )),
+                    Ok(t) if i == 1 && !t.is_numeric() => diags.push(self.diag(
+                        Code::V202,
+                        c.at,
+                        format!(
+                            "the disclosure count `{}` of `{}` is {t}, not a number",
+                            c.value, m.value
+                        ),
+                    )),
+                    Ok(_) => {}
+                }
+            }
+            if hidden(m) {
+                diags.push(self.diag(
+                    Code::V003,
+                    m.at,
+                    format!("`{}` is unpublished: only a deciding count can be", m.value),
+                ));
+            }
+            let column = if hidden(c) {
+                format!("{DECIDING_PREFIX}{}", c.value)
+            } else {
+                c.value.clone()
+            };
+            own.push((m.value.clone(), column));
+        }
+        for u in &d.unpublished {
+            if let Err(e) = self.column_check(schema, u) {
+                diags.push(e);
+            } else if !d.measures.values().any(|c| c.value == u.value) {
+                diags.push(self.diag(
+                    Code::V003,
+                    u.at,
+                    format!("`{}` decides no measure: only a count under `measures` can be unpublished (drop other columns in the step that makes them)", u.value),
+                ));
+            }
+        }
+        if diags.is_empty() {
+            Ok(own)
+        } else {
+            Err(diags)
+        }
     }
 
     /// Disclosure control switched off: only alone (not with `min_count`, `count` or
@@ -125,6 +230,16 @@ impl Planner<'_> {
                     n.at,
                     format!(
                         "`{}` cannot decide disclosure: disclosure control is `off`",
+                        n.value
+                    ),
+                ));
+            }
+            for n in d.measures.keys().chain(&d.unpublished) {
+                diags.push(self.diag(
+                    Code::V003,
+                    n.at,
+                    format!(
+                        "`{}` cannot be decided by a count of its own (or be one): disclosure control is `off`",
                         n.value
                     ),
                 ));
@@ -178,6 +293,29 @@ impl Planner<'_> {
             }
         }
         found
+    }
+
+    /// The area dimension: the one given (a published dimension, else V201), or the input's
+    /// when it is published.
+    fn publish_area(
+        &self,
+        p: &PublishSpec,
+        dims: &[String],
+        info: &InputInfo,
+    ) -> Result<Option<String>, Diags> {
+        match &p.area {
+            Some(a) if dims.contains(&a.value) => Ok(Some(a.value.clone())),
+            Some(a) => Err(vec![self.diag(
+                Code::V201,
+                a.at,
+                format!(
+                    "the area `{}` is not a published dimension ({})",
+                    a.value,
+                    dims.join(", ")
+                ),
+            )]),
+            None => Ok(info.area.clone().filter(|a| dims.contains(a))),
+        }
     }
 
     /// The published dimensions: those given (each checked), or the input's.
@@ -305,16 +443,17 @@ impl Planner<'_> {
         Ok(counts)
     }
 
-    /// The published columns (and an empty status column when cells may be suppressed),
-    /// sorted by the dimensions, then the measures.
+    /// The published columns (and empty status columns when cells may be suppressed: the
+    /// row's, and `status_<measure>` for each measure decided by a count of its own), the
+    /// unpublished deciding counts renamed to [`DECIDING_PREFIX`]`<name>`, sorted by the
+    /// dimensions, then the measures.
     fn publish_plan(
         &self,
         p: &PublishSpec,
         b: LogicalPlanBuilder,
         schema: &DFSchema,
-        dims: &[String],
-        measures: &[String],
-        status: bool,
+        (dims, measures): (&[String], &[String]),
+        shape: &Shape,
     ) -> Result<LogicalPlan, Diags> {
         let mut exprs: Vec<Expr> = Vec::new();
         for f in schema.fields() {
@@ -322,10 +461,19 @@ impl Planner<'_> {
             if n.starts_with("__") || n == OBJECT_COLUMN || n == ROW_COLUMN {
                 continue;
             }
-            exprs.push(col(Column::from_name(n.as_str())));
+            let e = col(Column::from_name(n.as_str()));
+            exprs.push(if shape.unpublished.contains(n) {
+                e.alias(format!("{DECIDING_PREFIX}{n}"))
+            } else {
+                e
+            });
         }
-        if status {
+        if shape.status {
             exprs.push(lit(ScalarValue::Utf8(None)).alias(STATUS_COLUMN));
+            for m in &shape.marked {
+                // `status_<measure>`, as JSON-stat and the served tables read it.
+                exprs.push(lit(ScalarValue::Utf8(None)).alias(format!("{STATUS_COLUMN}_{m}")));
+            }
         }
         let sort: Vec<SortExpr> = dims
             .iter()
@@ -348,6 +496,33 @@ impl Planner<'_> {
                 )]
             })
     }
+}
+
+/// What a publish step adds to its input's columns besides choosing them.
+struct Shape {
+    /// Whether cells may be suppressed (a `status` column).
+    status: bool,
+    /// Deciding counts that are not published.
+    unpublished: Vec<String>,
+    /// The measures with a status of their own.
+    marked: Vec<String>,
+}
+
+/// The measures with a status column of their own: those decided by a count of their own,
+/// then their published deciding counts, which are emptied with them (see
+/// [`crate::publish::disclosure`]).
+fn marked(own: &[(String, String)]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let counts = own
+        .iter()
+        .map(|(_, c)| c)
+        .filter(|c| !c.starts_with(DECIDING_PREFIX));
+    for m in own.iter().map(|(m, _)| m).chain(counts) {
+        if !out.contains(m) {
+            out.push(m.clone());
+        }
+    }
+    out
 }
 
 impl PlanStep for PublishSpec {

@@ -142,3 +142,82 @@ fn disclosure_off_with_a_threshold_or_without_a_reason_is_refused() {
         assert_eq!(codes(&d), [code], "{disclosure}: {d:?}");
     }
 }
+
+/// A table with a count `n`, a count `k` of answers and a share `osuus` over them, and a
+/// text column `teksti`, published by `alue` with `disclosure`.
+fn answers(disclosure: &str) -> String {
+    format!(
+        "  a:\n    aggregate: {{ input: s, by: [alue], measures: {{ n: count(*), k: count(kulut), osuus: avg(kulut) }} }}\n\
+         \x20 b:\n    sql: {{ inputs: [a], query: \"SELECT alue, n, k, osuus, 'x' AS teksti FROM a\" }}\n\
+         \x20 p:\n    publish: {{ input: b, dataset: x, formats: [csv], dimensions: [alue], disclosure: {disclosure} }}\n"
+    )
+}
+
+/// A measure decided by a count of its own gets a status column of its own, and an
+/// unpublished deciding count reaches disclosure control under a name no published schema
+/// has (before: `measures` and `unpublished` were unknown keys).
+#[test]
+fn a_measure_decided_by_its_own_count_has_its_own_status() {
+    let c = checked(
+        FINANCE,
+        &answers("{ count: n, measures: { osuus: k }, unpublished: [k] }"),
+    )
+    .unwrap();
+    let p = &c.plans["p"];
+    let d = p.disclosure.as_ref().expect("disclosure control");
+    let deciding = format!("{}k", crate::plan::DECIDING_PREFIX);
+    assert_eq!(d.own, [("osuus".to_string(), deciding.clone())]);
+    assert_eq!(d.unpublished, ["k"]);
+    let names: Vec<&str> = p
+        .output
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["alue", "n", "osuus", "teksti", "status", "status_osuus"]
+    );
+    assert!(p.plan.schema().has_column_with_unqualified_name(&deciding));
+    // Published, the count has a status of its own too.
+    let c = checked(FINANCE, &answers("{ count: n, measures: { osuus: k } }")).unwrap();
+    let p = &c.plans["p"];
+    assert_eq!(
+        p.disclosure.as_ref().unwrap().own,
+        [("osuus".to_string(), "k".to_string())]
+    );
+    assert!(p.output.field_with_name("status_k").is_ok());
+    assert!(p.output.field_with_name("k").is_ok());
+}
+
+/// Each wrong use is refused with its code, placed at the name.
+#[test]
+fn measures_decided_by_their_own_counts_are_checked() {
+    for (disclosure, code) in [
+        ("{ count: n, measures: { puuttuu: k } }", "V201"),
+        ("{ count: n, measures: { osuus: puuttuu } }", "V201"),
+        ("{ count: n, measures: { osuus: teksti } }", "V202"),
+        ("{ count: n, measures: { alue: k } }", "V003"),
+        (
+            "{ count: n, measures: { osuus: k }, unpublished: [n] }",
+            "V003",
+        ),
+        (
+            "{ count: n, measures: { osuus: k }, unpublished: [puuttuu] }",
+            "V201",
+        ),
+    ] {
+        let d = checked(FINANCE, &answers(disclosure))
+            .err()
+            .unwrap_or_else(|| panic!("{disclosure} refused"));
+        assert_eq!(codes(&d), [code], "{disclosure}: {d:?}");
+        assert!(d[0].line > 0, "{disclosure}: {d:?}");
+    }
+    let d = checked(
+        FINANCE,
+        &finance("{ off: Ei henkilöitä., measures: { kulut_yht: n } }"),
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(codes(&d), ["V003"], "{d:?}");
+}

@@ -169,3 +169,16 @@ fn working_days_without_a_calendar_is_placed() {
     .expect("refused");
     assert_eq!(crate::steps::testing::codes(&d), ["V308"], "{d:?}");
 }
+
+/// `working_days` written with a third argument is refused (V308): the holidays are the
+/// line's `calendar`, never a list the expression's author chooses.
+#[test]
+fn working_days_with_holidays_of_its_own_is_refused() {
+    let d = crate::steps::testing::checked(
+        "{ a: date, b: date }",
+        "  h:\n    harmonise:\n      input: s\n      derive: { n: \"working_days(a, b, '2025-01-02')\" }\n",
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(crate::steps::testing::codes(&d), ["V308"], "{d:?}");
+}
