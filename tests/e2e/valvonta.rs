@@ -126,14 +126,19 @@ fn valvonta_matches_an_independent_computation() {
     assert!(rows.iter().filter(|r| !suppressed(r)).count() >= 10);
 }
 
+/// Generated input: 100 000 cases of the register, and the other lines' releases; both
+/// datasets against the independent computations.
 #[test]
 fn valvonta_places_a_deviating_county_on_the_funnel_plot() {
     let store = tempfile::tempdir().unwrap();
     publish_upstream(store.path());
-    generate(store.path(), "valvonta", "2025-Q1", "2000");
+    generate(store.path(), "valvonta", "2025-Q1", "100000");
     run_line(store.path(), "lines/valvonta.yaml", "2025-Q1");
     let release = latest_release(store.path(), "valvonta", "2025-Q1");
     let s = store.path().to_str().unwrap();
+    let cases = independent(&["valvonta", s, "2025-Q1"]);
+    let csv = release.join("valvonta_neljannes.csv");
+    assert_cells("valvonta at 100 000 cases", &csv, &cases, 3);
     let expected = independent(&["valvonta-poikkeamat", s, "2025-Q1"]);
     let csv = release.join("valvonta_poikkeamat.csv");
     let (header, rows) = assert_cells("poikkeamat", &csv, &expected, 3);

@@ -3,7 +3,9 @@
 // 2.0/2.1 A and AA rules:
 //   node tests/web/funnel.mjs http://127.0.0.1:PORT target/web [DATASET]
 // DATASET (default valvonta_poikkeamat) is read from the daemon's JSON-stat independently of
-// the page. For every choice of each funnel select (the indicator, the source period): one
+// the page. For every combination of the funnel's choices (the indicator, the source period)
+// that has points in the served document, reached through the selects (a dimension with a
+// single code under the earlier choices has no select; every combination must be offered): one
 // point per area with a share and a count in that choice, each with its class (`poikkeama`,
 // `tarkkailu`, `normaali`, as the served `z` says, away from the thresholds' rounding), the
 // same class in the table, four limit curves and the national line; Swedish and English;
@@ -115,15 +117,10 @@ async function drawn(page) {
   });
 }
 
-async function checkChoice(page, doc, selects) {
-  const picks = {};
-  for (const s of selects) picks[s] = await page.$eval(`#funnel-controls select[name="funnel-${s}"]`, (e) => e.value);
-  // Dimensions with a single code have no select: the page took that code.
-  for (const d of doc.id) {
-    if (d !== doc.role.geo[0] && d !== doc.role.metric[0] && d !== "luokka" && !(d in picks)) {
-      const i = doc.dimension[d].category.index;
-      picks[d] = Array.isArray(i) ? i[0] : Object.keys(i)[0];
-    }
+async function checkChoice(page, doc, picks) {
+  // The selects the page shows hold the choice.
+  for (const s of await page.$$eval("#funnel-controls select", (ss) => ss.map((e) => [e.name.replace(/^funnel-/, ""), e.value]))) {
+    expect(picks[s[0]] === s[1], `${JSON.stringify(picks)}: select ${s[0]} shows ${s[1]}`);
   }
   const want = expected(doc, picks);
   const seen = await drawn(page);
@@ -162,20 +159,69 @@ async function checkChoice(page, doc, selects) {
   summary.choices.push({ picks, points: seen.points.map(({ area, class: c, n, share }) => ({ area, class: c, n, share })), limits: seen.limits.length, national: seen.national });
 }
 
-// Every choice of the selects, one after another (a select's options follow the ones before).
+// The dimensions a funnel plot is chosen by (all but the area, the measure and `luokka`), in
+// the document's order, as the page's selects are.
+function choiceDims(doc) {
+  return doc.id.filter((d) => d !== doc.role.geo[0] && d !== doc.role.metric[0] && d !== "luokka");
+}
+
+// Every combination of those dimensions' codes that has points in the served document.
+function servedChoices(doc) {
+  const dims = choiceDims(doc);
+  const codes = (d) => {
+    const i = doc.dimension[d].category.index;
+    return Array.isArray(i) ? i : Object.keys(i).sort((a, b) => i[a] - i[b]);
+  };
+  const out = [];
+  const walk = (k, picks) => {
+    if (k === dims.length) {
+      if (expected(doc, picks).length) out.push(picks);
+      return;
+    }
+    for (const c of codes(dims[k])) walk(k + 1, { ...picks, [dims[k]]: c });
+  };
+  walk(0, {});
+  return out;
+}
+
+// Every choice of the selects, one after another. A select's options follow the choices
+// before it, so the selects are read again after each choice: a dimension with a single
+// code with points under the earlier choices has no select (the page takes that code), and
+// which dimensions have one depends on those choices (one indicator may have a single
+// period, another several). Every combination with points in the served document must be
+// reached. Returns the dimensions that had a select for some choice.
 async function everyChoice(page, doc) {
-  const selects = await page.$$eval("#funnel-controls select", (ss) => ss.map((s) => s.name.replace(/^funnel-/, "")));
-  const walk = async (k) => {
-    if (k === selects.length) return checkChoice(page, doc, selects);
-    const sel = `#funnel-controls select[name="funnel-${selects[k]}"]`;
+  const dims = choiceDims(doc);
+  const served = servedChoices(doc);
+  const key = (picks) => JSON.stringify(dims.map((d) => picks[d]));
+  const reached = new Set();
+  const selects = new Set();
+  const walk = async (k, picks) => {
+    if (k === dims.length) {
+      reached.add(key(picks));
+      return checkChoice(page, doc, picks);
+    }
+    const d = dims[k];
+    const matches = (p) => Object.entries(picks).every(([e, c]) => p[e] === c);
+    const withPoints = [...new Set(served.filter(matches).map((p) => p[d]))];
+    const sel = `#funnel-controls select[name="funnel-${d}"]`;
+    if (!(await page.$(sel))) {
+      expect(withPoints.length === 1, `${JSON.stringify(picks)}: no select for ${d}, served ${JSON.stringify(withPoints)}`);
+      return walk(k + 1, { ...picks, [d]: withPoints[0] });
+    }
+    selects.add(d);
     const options = await page.$$eval(`${sel} option`, (os) => os.map((o) => o.value));
+    expect(options.length > 1 && JSON.stringify([...options].sort()) === JSON.stringify([...withPoints].sort()),
+      `${JSON.stringify(picks)}: select ${d} offers ${JSON.stringify(options)}, served ${JSON.stringify(withPoints)}`);
     for (const v of options) {
       await page.selectOption(sel, v);
-      await walk(k + 1);
+      await walk(k + 1, { ...picks, [d]: v });
     }
   };
-  await walk(0);
-  return selects;
+  await walk(0, {});
+  const missed = served.filter((p) => !reached.has(key(p)));
+  expect(missed.length === 0, `choices with points not offered: ${JSON.stringify(missed)}`);
+  return [...selects];
 }
 
 async function checkFunnel(page) {
