@@ -2,148 +2,31 @@
 //! driven through its HTTP API.
 
 mod common;
-use common::{copy_dir, root};
+use common::daemon::{
+    Answer, Daemon, KEY, READ_TOKEN, RUN_TOKEN, agent, answer, get, post, start, store_with_tokens,
+    wait_job,
+};
+use common::root;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-const KEY: &str = "daemon-test-key-0123456789abcdef";
-const RUN_TOKEN: &str = "run-token-0123456789abcdef";
 const UPLOAD_TOKEN: &str = "upload-token-0123456789abcdef";
 const OTHER_LINE_TOKEN: &str = "other-line-token-0123456789";
-const READ_TOKEN: &str = "read-token-0123456789abcdef";
 /// Uploads for another county than [`UPLOAD_TOKEN`].
 const OTHER_COUNTY_TOKEN: &str = "uusimaa-token-0123456789abcdef";
 
 /// A store with the shipped example inbox and reference data, and a token file.
 fn setup() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    for sub in ["inbox", "reference"] {
-        copy_dir(&root().join("examples/store").join(sub), &store.join(sub));
-    }
     let upload_hash = hex::encode(Sha256::digest(UPLOAD_TOKEN.as_bytes()));
-    std::fs::write(
-        dir.path().join("tokens.yaml"),
-        format!(
-            "tokens:\n  - {{ name: operaattori, token: {RUN_TOKEN}, roles: [run] }}\n  - {{ name: ensihoito-toimittaja, sha256: {upload_hash}, roles: [upload], lines: [ensihoito, vihamielinen], submitters: [pirkanmaa, \"091\"] }}\n  - {{ name: uusimaa, token: {OTHER_COUNTY_TOKEN}, roles: [upload], lines: [ensihoito], submitters: [uusimaa] }}\n  - {{ name: muu, token: {OTHER_LINE_TOKEN}, roles: [admin], lines: [diabetes] }}\n  - {{ name: valvoja, token: {READ_TOKEN}, roles: [read] }}\n"
-        ),
-    )
-    .unwrap();
-    dir
-}
-
-struct Daemon {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, extra: &[&str]) -> Daemon {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_valtava"));
-    c.current_dir(root())
-        .args(["serve", "--store"])
-        .arg(dir.join("store"))
-        .args(if extra.contains(&"--lines") {
-            &[][..]
-        } else {
-            &["--lines", "lines"][..]
-        })
-        .args(["--listen", "127.0.0.1:0", "--tokens"])
-        .arg(dir.join("tokens.yaml"))
-        .args(["--poll", "0.3"])
-        .args(if extra.contains(&"--settle") {
-            &[][..]
-        } else {
-            &["--settle", "0"][..]
-        })
-        .args(extra)
-        .env("VALTAVA_PSEUDONYM_KEY", KEY)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("daemon.log"))
-                .unwrap(),
-        ));
-    let mut child = c.spawn().expect("the daemon starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut first = String::new();
-    BufReader::new(stdout).read_line(&mut first).unwrap();
-    let base = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| {
-            panic!(
-                "no address: {first:?}; log: {}",
-                std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
-            )
-        })
-        .to_string();
-    Daemon { child, base }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
-    let mut r = r.expect("the daemon answers");
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
-        .collect();
-    Answer {
-        status: r.status().as_u16(),
-        headers,
-        body: r.body_mut().read_to_string().unwrap_or_default(),
-    }
-}
-
-/// A GET with the `read` token (operational endpoints need it; public ones ignore it).
-fn get(d: &Daemon, path: &str) -> Answer {
-    answer(
-        agent()
-            .get(&format!("{}{path}", d.base))
-            .header("Authorization", &format!("Bearer {READ_TOKEN}"))
-            .call(),
-    )
+    store_with_tokens(&format!(
+        "tokens:\n  - {{ name: operaattori, token: {RUN_TOKEN}, roles: [run] }}\n  - {{ name: ensihoito-toimittaja, sha256: {upload_hash}, roles: [upload], lines: [ensihoito, vihamielinen], submitters: [pirkanmaa, \"091\"] }}\n  - {{ name: uusimaa, token: {OTHER_COUNTY_TOKEN}, roles: [upload], lines: [ensihoito], submitters: [uusimaa] }}\n  - {{ name: muu, token: {OTHER_LINE_TOKEN}, roles: [admin], lines: [diabetes] }}\n  - {{ name: valvoja, token: {READ_TOKEN}, roles: [read] }}\n"
+    ))
 }
 
 /// A GET without a token, as the public asks.
@@ -160,38 +43,12 @@ fn get_with(d: &Daemon, path: &str, accept: &str) -> Answer {
     )
 }
 
-fn post(d: &Daemon, path: &str, token: Option<&str>, body: &str) -> Answer {
-    let mut req = agent()
-        .post(&format!("{}{path}", d.base))
-        .header("Content-Type", "application/json");
-    if let Some(t) = token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    answer(req.send(body))
-}
-
 fn put(d: &Daemon, path: &str, token: Option<&str>, body: &[u8]) -> Answer {
     let mut req = agent().put(&format!("{}{path}", d.base));
     if let Some(t) = token {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }
     answer(req.send(body))
-}
-
-/// Waits until the job has ended and returns it.
-fn wait_job(d: &Daemon, id: &str, limit: Duration) -> Value {
-    let until = Instant::now() + limit;
-    loop {
-        let a = get(d, &format!("/api/runs/{id}"));
-        assert_eq!(a.status, 200, "{}", a.body);
-        let v = a.json();
-        let status = v["run"]["status"].as_str().unwrap().to_string();
-        if status == "succeeded" || status == "failed" {
-            return v;
-        }
-        assert!(Instant::now() < until, "job {id} still {status}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn trigger(d: &Daemon, period: &str) -> String {

@@ -1,146 +1,50 @@
 //! The `valvonta` line in the daemon: it reads the releases of the lines it supervises, runs
 //! by itself after they publish, and its funnel plot shows on the reporting page. (A file of
-//! its own: `tests/daemon.rs` is past the length of one file; the daemon helpers here follow
-//! it exactly.)
+//! its own: `tests/daemon.rs` is past the length of one file; both use the daemon helpers of
+//! `tests/common/daemon.rs`.)
 
 mod common;
-use common::{copy_dir, root};
+use common::daemon::{
+    Daemon, READ_TOKEN, RUN_TOKEN, get, post, start, store_with_tokens, wait_job,
+};
+use common::root;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const KEY: &str = "daemon-test-key-0123456789abcdef";
-const RUN_TOKEN: &str = "run-token-0123456789abcdef";
-const READ_TOKEN: &str = "read-token-0123456789abcdef";
-
 /// A store with the shipped example inbox and reference data, and a token file.
 fn setup() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    for sub in ["inbox", "reference"] {
-        copy_dir(&root().join("examples/store").join(sub), &store.join(sub));
-    }
-    std::fs::write(
-        dir.path().join("tokens.yaml"),
-        format!(
-            "tokens:\n  - {{ name: operaattori, token: {RUN_TOKEN}, roles: [run] }}\n  - {{ name: valvoja, token: {READ_TOKEN}, roles: [read] }}\n"
-        ),
-    )
-    .unwrap();
-    dir
+    store_with_tokens(&format!(
+        "tokens:\n  - {{ name: operaattori, token: {RUN_TOKEN}, roles: [run] }}\n  - {{ name: valvoja, token: {READ_TOKEN}, roles: [read] }}\n"
+    ))
 }
 
-struct Daemon {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_valtava"))
-        .current_dir(root())
-        .args(["serve", "--store"])
-        .arg(dir.join("store"))
-        .args(["--lines", "lines", "--listen", "127.0.0.1:0", "--tokens"])
-        .arg(dir.join("tokens.yaml"))
-        .args(["--poll", "0.3", "--settle", "0"])
-        .env("VALTAVA_PSEUDONYM_KEY", KEY)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("daemon.log"))
-                .unwrap(),
-        ))
-        .spawn()
-        .expect("the daemon starts");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| {
-            panic!(
-                "no address: {first:?}; log: {}",
-                std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
-            )
-        })
-        .to_string();
-    Daemon { child, base }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-/// The status and JSON body of an answer.
-fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-    let mut r = r.expect("the daemon answers");
-    let body = r.body_mut().read_to_string().unwrap_or_default();
-    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
-    (r.status().as_u16(), v)
-}
-
-/// A GET with the `read` token.
-fn get(d: &Daemon, path: &str) -> Value {
-    let (status, v) = answer(
-        agent()
-            .get(&format!("{}{path}", d.base))
-            .header("Authorization", &format!("Bearer {READ_TOKEN}"))
-            .call(),
-    );
-    assert_eq!(status, 200, "{path}: {v}");
-    v
+/// A GET with the `read` token that answers 200: its JSON body.
+fn get_json(d: &Daemon, path: &str) -> Value {
+    let a = get(d, path);
+    assert_eq!(a.status, 200, "{path}: {}", a.body);
+    a.json()
 }
 
 /// Asks for runs of `line` over `period` (one period or a range `A..B`); the jobs' ids.
 fn run(d: &Daemon, line: &str, period: &str) -> Vec<String> {
-    let (status, v) = answer(
-        agent()
-            .post(&format!("{}/api/lines/{line}/runs", d.base))
-            .header("Content-Type", "application/json")
-            .header("Authorization", &format!("Bearer {RUN_TOKEN}"))
-            .send(&format!(r#"{{"params": {{"period": "{period}"}}}}"#)),
+    let a = post(
+        d,
+        &format!("/api/lines/{line}/runs"),
+        Some(RUN_TOKEN),
+        &format!(r#"{{"params": {{"period": "{period}"}}}}"#),
     );
-    assert_eq!(status, 202, "{line} {period}: {v}");
+    let v = a.json();
+    assert_eq!(a.status, 202, "{line} {period}: {v}");
     match v["jobs"].as_array() {
         Some(jobs) => jobs
             .iter()
             .map(|j| j["id"].as_str().unwrap().to_string())
             .collect(),
         None => vec![v["id"].as_str().unwrap().to_string()],
-    }
-}
-
-/// Waits until the job has ended and returns its run.
-fn wait_job(d: &Daemon, id: &str, limit: Duration) -> Value {
-    let until = Instant::now() + limit;
-    loop {
-        let v = get(d, &format!("/api/runs/{id}"));
-        let status = v["run"]["status"].as_str().unwrap().to_string();
-        if status == "succeeded" || status == "failed" {
-            return v["run"].clone();
-        }
-        assert!(Instant::now() < until, "job {id} still {status}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -224,8 +128,8 @@ fn valvonta_runs_after_the_lines_it_reads_and_its_funnel_plot_shows() {
     generate(&store, "ensihoito", "2025-Q1", "3000");
     generate(&store, "hoitoonpaasy", "2025-Q1", "3000");
     generate(&store, "henkilostomitoitus", "2025-Q1", "3000");
-    let d = start(dir.path());
-    let line = get(&d, "/api/lines/valvonta");
+    let d = start(dir.path(), &[]);
+    let line = get_json(&d, "/api/lines/valvonta");
     for upstream in ["ensihoito", "hoitoonpaasy", "henkilostomitoitus"] {
         assert!(
             (line["after"].as_array().unwrap().iter()).any(|a| a == upstream),
@@ -239,7 +143,7 @@ fn valvonta_runs_after_the_lines_it_reads_and_its_funnel_plot_shows() {
     assert_eq!(jobs.len(), 7, "{jobs:?}");
     let mut last = String::new();
     for id in &jobs {
-        let done = wait_job(&d, id, Duration::from_secs(180));
+        let done = wait_job(&d, id, Duration::from_secs(180))["run"].clone();
         assert_eq!(done["status"], "succeeded", "{done}");
         last = last.max(done["finished"].as_str().unwrap().to_string());
     }
@@ -248,10 +152,12 @@ fn valvonta_runs_after_the_lines_it_reads_and_its_funnel_plot_shows() {
     // last upstream run ended, has published.
     let until = Instant::now() + Duration::from_secs(240);
     let own = loop {
-        let runs = get(&d, "/api/runs?line=valvonta");
+        let runs = get_json(&d, "/api/runs?line=valvonta");
         let done = (runs["runs"].as_array().unwrap().iter())
             .filter(|j| j["trigger"] == "release" && j["params"]["period"] == "2025-Q1")
-            .map(|j| get(&d, &format!("/api/runs/{}", j["id"].as_str().unwrap()))["run"].clone())
+            .map(|j| {
+                get_json(&d, &format!("/api/runs/{}", j["id"].as_str().unwrap()))["run"].clone()
+            })
             .find(|r| {
                 r["status"] == "succeeded"
                     && r["started"].as_str().is_some_and(|s| s >= last.as_str())

@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end test files.
 
+pub mod daemon;
 pub mod s3;
 
 use std::path::{Path, PathBuf};

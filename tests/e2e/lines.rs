@@ -198,28 +198,13 @@ fn sosiaalihuolto_matches_an_independent_computation() {
 fn quarantined_documents(dir: &Path) -> std::collections::BTreeMap<String, String> {
     use arrow::array::AsArray;
     let mut out = std::collections::BTreeMap::new();
-    for f in files_under(dir) {
-        let file = std::fs::File::open(&f).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
-        for b in reader {
-            let b = b.unwrap();
-            let text = |c: &str| {
-                arrow::compute::cast(
-                    b.column_by_name(c).unwrap(),
-                    &arrow::datatypes::DataType::Utf8,
-                )
-                .unwrap()
-            };
-            let (objects, rules) = (text("_object"), text("_rules"));
-            for i in 0..b.num_rows() {
-                let object = objects.as_string::<i32>().value(i);
-                let name = object.rsplit('/').next().unwrap().to_string();
-                let rules = rules.as_string::<i32>().value(i).to_string();
-                assert!(out.insert(name, rules).is_none(), "{object} twice");
-            }
+    for b in parquet_batches(dir) {
+        let (objects, rules) = (text_column(&b, "_object"), text_column(&b, "_rules"));
+        for i in 0..b.num_rows() {
+            let object = objects.as_string::<i32>().value(i);
+            let name = object.rsplit('/').next().unwrap().to_string();
+            let rules = rules.as_string::<i32>().value(i).to_string();
+            assert!(out.insert(name, rules).is_none(), "{object} twice");
         }
     }
     out
@@ -566,44 +551,11 @@ fn generated_input_runs_through_every_line() {
         ("asiakaskokemus", "2025"),
     ] {
         let store = tempfile::tempdir().unwrap();
-        let s = store.path().to_str().unwrap();
         if line == "valvonta" {
             // It also reads the other lines' releases of the quarter.
             super::valvonta::publish_upstream(store.path());
         }
-        let made = run(&[
-            "generate",
-            line,
-            "--period",
-            period,
-            "--rows",
-            "2000",
-            "--seed",
-            "42",
-            "--bad-share",
-            "0.05",
-            "--out",
-            s,
-        ]);
-        assert_eq!(
-            made.status.code(),
-            Some(0),
-            "{line}: {}",
-            text(&made.stderr)
-        );
-        let out = run(&[
-            "run",
-            &format!("lines/{line}.yaml"),
-            "--param",
-            &format!("period={period}"),
-            "--store",
-            s,
-            "--pseudonym-key-file",
-            "examples/demo-pseudonym.key",
-            "--json",
-        ]);
-        assert_eq!(out.status.code(), Some(0), "{line}: {}", text(&out.stderr));
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report = generate_and_run(store.path(), line, period, "2000", "42", "0.05");
         let quarantined: u64 = report["steps"]
             .as_object()
             .unwrap()

@@ -183,8 +183,8 @@ fn latest_release(store: &Path, line: &str, period: &str) -> PathBuf {
     store.join(manifest).parent().unwrap().to_path_buf()
 }
 
-fn read_quarantine(dir: &Path) -> Vec<(u64, String, String, Option<String>)> {
-    use arrow::array::{Array, AsArray};
+/// The record batches of the Parquet files under `dir` (a run's quarantine), file by file.
+fn parquet_batches(dir: &Path) -> Vec<arrow::record_batch::RecordBatch> {
     let mut out = Vec::new();
     for f in files_under(dir) {
         let file = std::fs::File::open(&f).unwrap();
@@ -193,40 +193,98 @@ fn read_quarantine(dir: &Path) -> Vec<(u64, String, String, Option<String>)> {
             .build()
             .unwrap();
         for b in reader {
-            let b = b.unwrap();
-            let text = |c: &str| {
-                arrow::compute::cast(
-                    b.column_by_name(c).unwrap(),
-                    &arrow::datatypes::DataType::Utf8,
-                )
-                .unwrap()
-            };
-            let rows = b
-                .column_by_name("_row")
-                .unwrap()
-                .as_primitive::<arrow::datatypes::UInt64Type>()
-                .clone();
-            let (rules, reasons, hetu) = (
-                text("_rules"),
-                text("_reasons"),
-                b.column_by_name("hetu").map(|_| text("hetu")),
-            );
-            for i in 0..b.num_rows() {
-                let h = hetu.as_ref().and_then(|h| {
-                    h.is_valid(i)
-                        .then(|| h.as_string::<i32>().value(i).to_string())
-                });
-                out.push((
-                    rows.value(i),
-                    rules.as_string::<i32>().value(i).to_string(),
-                    reasons.as_string::<i32>().value(i).to_string(),
-                    h,
-                ));
-            }
+            out.push(b.unwrap());
+        }
+    }
+    out
+}
+
+/// The column `name` of a batch, cast to text.
+fn text_column(b: &arrow::record_batch::RecordBatch, name: &str) -> arrow::array::ArrayRef {
+    arrow::compute::cast(
+        b.column_by_name(name).unwrap(),
+        &arrow::datatypes::DataType::Utf8,
+    )
+    .unwrap()
+}
+
+fn read_quarantine(dir: &Path) -> Vec<(u64, String, String, Option<String>)> {
+    use arrow::array::{Array, AsArray};
+    let mut out = Vec::new();
+    for b in parquet_batches(dir) {
+        let text = |c: &str| text_column(&b, c);
+        let rows = b
+            .column_by_name("_row")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .clone();
+        let (rules, reasons, hetu) = (
+            text("_rules"),
+            text("_reasons"),
+            b.column_by_name("hetu").map(|_| text("hetu")),
+        );
+        for i in 0..b.num_rows() {
+            let h = hetu.as_ref().and_then(|h| {
+                h.is_valid(i)
+                    .then(|| h.as_string::<i32>().value(i).to_string())
+            });
+            out.push((
+                rows.value(i),
+                rules.as_string::<i32>().value(i).to_string(),
+                reasons.as_string::<i32>().value(i).to_string(),
+                h,
+            ));
         }
     }
     out.sort();
     out
+}
+
+/// `valtava generate <line> --period <period> --rows <rows> --seed <seed> --bad-share <bad>`
+/// into `store`, then the shipped line run on it with the demo key; both exit 0, and the
+/// run's JSON report.
+fn generate_and_run(
+    store: &Path,
+    line: &str,
+    period: &str,
+    rows: &str,
+    seed: &str,
+    bad_share: &str,
+) -> serde_json::Value {
+    let s = store.to_str().unwrap();
+    let made = run(&[
+        "generate",
+        line,
+        "--period",
+        period,
+        "--rows",
+        rows,
+        "--seed",
+        seed,
+        "--bad-share",
+        bad_share,
+        "--out",
+        s,
+    ]);
+    assert_eq!(
+        made.status.code(),
+        Some(0),
+        "{line}: {}",
+        text(&made.stderr)
+    );
+    let out = run(&[
+        "run",
+        &format!("lines/{line}.yaml"),
+        "--param",
+        &format!("period={period}"),
+        "--store",
+        s,
+        "--pseudonym-key-file",
+        "examples/demo-pseudonym.key",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{line}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The missions of the shipped `ensihoito` example (`examples/store/inbox/ensihoito/2025-03`)

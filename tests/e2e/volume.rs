@@ -15,40 +15,7 @@ pub(crate) fn generated_run(
     rows: &str,
 ) -> (tempfile::TempDir, serde_json::Value) {
     let store = tempfile::tempdir().unwrap();
-    let s = store.path().to_str().unwrap();
-    let made = run(&[
-        "generate",
-        line,
-        "--period",
-        period,
-        "--rows",
-        rows,
-        "--seed",
-        "7",
-        "--bad-share",
-        "0.03",
-        "--out",
-        s,
-    ]);
-    assert_eq!(
-        made.status.code(),
-        Some(0),
-        "{line}: {}",
-        text(&made.stderr)
-    );
-    let out = run(&[
-        "run",
-        &format!("lines/{line}.yaml"),
-        "--param",
-        &format!("period={period}"),
-        "--store",
-        s,
-        "--pseudonym-key-file",
-        "examples/demo-pseudonym.key",
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{line}: {}", text(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = generate_and_run(store.path(), line, period, rows, "7", "0.03");
     assert_eq!(report["status"], "succeeded", "{report}");
     for (step, r) in report["steps"].as_object().unwrap() {
         let (i, o) = (
