@@ -283,10 +283,35 @@ impl Planner<'_> {
             )]);
         }
         let map: std::collections::HashMap<String, ScalarValue> = values.into_iter().collect();
-        plan.with_param_values(datafusion::common::ParamValues::Map(
-            map.into_iter().map(|(k, v)| (k, v.into())).collect(),
-        ))
-        .map_err(|e| vec![self.expr_error(text, e)])
+        let plan = plan
+            .with_param_values(datafusion::common::ParamValues::Map(
+                map.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            ))
+            .map_err(|e| vec![self.expr_error(text, e)])?;
+        self.plan_with_calendar(plan, text)
+    }
+
+    /// A query's `working_days` calls given the line's holidays, as in expressions: in every
+    /// node and subquery of the plan (a call with holidays of its own is refused, V308).
+    fn plan_with_calendar(&self, plan: LogicalPlan, text: &Name) -> Result<LogicalPlan, Diags> {
+        let mut refused: Option<Diags> = None;
+        let out = plan
+            .transform_up_with_subqueries(|p| {
+                p.map_expressions(|e| match self.with_calendar(e.clone(), text) {
+                    Ok(done) if done == e => Ok(Transformed::no(e)),
+                    Ok(done) => Ok(Transformed::yes(done)),
+                    Err(d) => {
+                        refused.get_or_insert(d);
+                        Ok(Transformed::no(e))
+                    }
+                })
+            })
+            .map_err(|e| vec![self.expr_error(text, e)])?
+            .data;
+        match refused {
+            Some(d) => Err(d),
+            None => Ok(out),
+        }
     }
 }
 

@@ -182,3 +182,23 @@ fn working_days_with_holidays_of_its_own_is_refused() {
     .expect("refused");
     assert_eq!(crate::steps::testing::codes(&d), ["V308"], "{d:?}");
 }
+
+/// A `sql` step's `working_days` is planned like an expression's: without a `calendar`,
+/// or with holidays of its own, it is refused when the line is checked (V308), not at run
+/// time.
+#[test]
+fn working_days_in_a_query_is_given_the_calendar_or_refused() {
+    for query in [
+        "SELECT working_days(a, b) AS n FROM s",
+        "SELECT working_days(a, b, '2025-01-02') AS n FROM s",
+        "SELECT n FROM (SELECT working_days(a, b) AS n FROM s) t",
+    ] {
+        let d = crate::steps::testing::checked(
+            "{ a: date, b: date }",
+            &format!("  q:\n    sql:\n      inputs: [s]\n      query: \"{query}\"\n"),
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(crate::steps::testing::codes(&d), ["V308"], "{query}: {d:?}");
+    }
+}
