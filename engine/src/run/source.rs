@@ -166,9 +166,22 @@ struct SourceReader<'a> {
     tx: &'a Tx,
     /// Small batches not yet sent: many small objects (one CDA document per file) would
     /// otherwise each cross every step as a batch of a row or two, and the per-batch cost
-    /// of the plan would dominate. Sent together once they hold `batch_size` rows.
-    pending: std::sync::Mutex<(Vec<RecordBatch>, usize)>,
+    /// of the plan would dominate. Sent together once they hold `batch_size` rows or
+    /// [`PENDING_BYTES`] of memory (a parser's batch of one row may hold buffers sized for
+    /// a whole batch: 8 192 of them were 400 MiB).
+    pending: std::sync::Mutex<Pending>,
 }
+
+/// Small batches waiting to be sent together, their rows and their memory.
+#[derive(Default)]
+struct Pending {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+}
+
+/// The most memory small batches hold before they are sent together.
+const PENDING_BYTES: usize = 8 << 20;
 
 impl<'a> SourceReader<'a> {
     /// The reader of source step `step`; an unknown format is an error (R003).
@@ -216,7 +229,7 @@ impl<'a> SourceReader<'a> {
             raw_schema,
             typed_schema,
             tx,
-            pending: std::sync::Mutex::new((Vec::new(), 0)),
+            pending: std::sync::Mutex::new(Pending::default()),
         })
     }
 
@@ -232,14 +245,15 @@ impl<'a> SourceReader<'a> {
                 .pending
                 .lock()
                 .map_err(|_| fail(RunCode::Engine, "poisoned"))?;
-            p.1 += batch.num_rows();
-            p.0.push(batch);
-            if p.1 < self.shared.batch_size {
+            p.rows += batch.num_rows();
+            p.bytes += batch.get_array_memory_size();
+            p.batches.push(batch);
+            if p.rows < self.shared.batch_size && p.bytes < PENDING_BYTES {
                 return Ok(true);
             }
             std::mem::take(&mut *p)
         };
-        self.send_all(ready.0).await
+        self.send_all(ready.batches).await
     }
 
     /// Sends what is pending (before a large batch, at the end of the source); false if the
@@ -252,7 +266,7 @@ impl<'a> SourceReader<'a> {
                 .map_err(|_| fail(RunCode::Engine, "poisoned"))?;
             std::mem::take(&mut *p)
         };
-        self.send_all(ready.0).await
+        self.send_all(ready.batches).await
     }
 
     async fn send_all(&self, batches: Vec<RecordBatch>) -> Result<bool, RunFailure> {
