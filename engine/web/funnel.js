@@ -143,7 +143,9 @@ window.ValtavaFunnel = (function () {
   }
 
   // The plot of `points` (one choice) with national share `p0`.
-  function plot(points, p0, title, desc, tr, fmt) {
+  // `title` names the plot for screen readers; `caption`, the choice alone, is drawn above it
+  // (the page's heading says the rest, and a long title would run past the plot).
+  function plot(points, p0, title, desc, tr, fmt, caption) {
     const W = 780, H = 460, L = 64, R = 160, TOP = 40, B = 56;
     const pw = W - L - R, ph = H - TOP - B;
     const ns = points.map((p) => p.n);
@@ -166,7 +168,7 @@ window.ValtavaFunnel = (function () {
     });
     root.append(svg("title", { id: "funnel-svg-title" }, title), svg("desc", { id: "funnel-svg-desc" }, desc));
     root.append(svg("defs", {}, svg("clipPath", { id: "funnel-clip" }, svg("rect", { x: L, y: TOP, width: pw, height: ph }))));
-    root.append(svg("text", { x: L, y: 22, class: "plot-title" }, title));
+    root.append(svg("text", { x: L, y: 22, class: "plot-title" }, caption || title));
     // Grid, axes and ticks.
     const axes = svg("g", { class: "axes" });
     for (const v of yt.out) {
@@ -293,7 +295,7 @@ window.ValtavaFunnel = (function () {
         const p0 = p0s.length ? p0s[0] : null;
         const count = (c) => chosen.filter((p) => p.cls === c).length;
         const desc = tr.desc(chosen.length, count("poikkeama"), count("tarkkailu"), p0 === null ? "–" : fmt(p0, 1));
-        parts.push(el("figure", { className: "funnel-figure" }, plot(chosen, p0, title, desc, tr, fmt)),
+        parts.push(el("figure", { className: "funnel-figure" }, plot(chosen, p0, title, desc, tr, fmt, what)),
           el("div", { className: "table-wrap" }, table(chosen, title, tr, fmt, el)));
       }
       box.replaceChildren(...parts);
