@@ -149,6 +149,18 @@ pub(crate) fn compile(p: &str) -> Result<Path, String> {
                 "path `{p}`: a predicate `[…]` must follow an element name"
             ));
         }
+        // Steps that could never match read nothing without a word: refuse them.
+        if name.starts_with('@') {
+            return Err(format!(
+                "path `{p}`: `{name}` is an attribute: it can only end the path"
+            ));
+        }
+        if name.contains(':') || name.contains(char::is_whitespace) {
+            return Err(format!(
+                "path `{p}`: `{name}` is not an element's local name (namespaces are ignored:                  write `{}`)",
+                name.rsplit(':').next().unwrap_or(name).trim()
+            ));
+        }
         let test = test
             .map(|(rel, literal)| predicate(rel, literal))
             .transpose()

@@ -230,6 +230,8 @@ fn malformed_predicates_are_option_errors() {
         ),
         ("/a/observation[@='x']/value", "not child element names"),
         ("/a/observation[@a/b='x']/value", "not child element names"),
+        ("/a/@root/b", "can only end the path"),
+        ("/a/sdtc:raceCode/@code", "write `raceCode`"),
     ];
     for (path, what) in bad {
         let e = check(path).unwrap_err();
