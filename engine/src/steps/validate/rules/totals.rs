@@ -28,6 +28,7 @@ use super::{Joins, RuleCx, RuleKind, plan_error};
 use crate::diag::Code;
 use crate::line::spec::{Category, Name, Sp};
 use crate::plan::expr::cast_text;
+use arrow::datatypes::DataType;
 use crate::plan::{Diags, OBJECT_COLUMN};
 
 /// A totals row that must equal the sum of its group's other rows.
@@ -128,11 +129,19 @@ impl TotalsCheck {
             .map_err(|e| cx.planning(e))?;
         let mut aggr = vec![sum(count).alias(format!("__t{i}_n"))];
         for (j, n) in self.columns.iter().enumerate() {
-            let on_total = when(is_total.clone(), column(n))
+            // Integers are summed as 38-digit decimals: an integer sum would wrap, and a
+            // hostile workbook could make its rows wrap around to its totals row.
+            let value = match joins.schema.field_with_unqualified_name(&n.value) {
+                Ok(f) if f.data_type().is_integer() => {
+                    datafusion::logical_expr::cast(column(n), DataType::Decimal128(38, 0))
+                }
+                _ => column(n),
+            };
+            let on_total = when(is_total.clone(), value.clone())
                 .end()
                 .map_err(|e| cx.planning(e))?;
             aggr.push(sum(on_total).alias(format!("__t{i}_v{j}")));
-            aggr.push(sum(column(n)).alias(format!("__t{i}_a{j}")));
+            aggr.push(sum(value).alias(format!("__t{i}_a{j}")));
         }
         joins
             .base

@@ -132,3 +132,16 @@ fn a_rule_that_cannot_be_planned_is_placed() {
         assert!(e.contains(code), "{rule}: {e}");
     }
 }
+
+/// Integer columns are summed without wrapping: rows whose 64-bit sum would wrap around to
+/// the totals row's value do not make a matching workbook.
+#[test]
+fn integer_sums_do_not_wrap_to_the_total() {
+    let rows = county(
+        "01",
+        ["1", "2", "3"],
+        ["9223372036854775807", "2", "-9223372036854775807"],
+    );
+    let got = run(&rule(""), &rows, &objects(3, "01.xlsx"));
+    assert!(got.iter().all(|r| r.as_deref().is_some_and(|r| r.starts_with("totals-mismatch"))), "{got:?}");
+}
