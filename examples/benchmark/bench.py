@@ -1,21 +1,33 @@
 #!/usr/bin/env python3
 """Benchmark: the ensihoito line in Valtava against the same pipeline in DuckDB and pandas,
-the FHIR views of the vaccination line against DuckDB read_json, and `valtava check`.
+the FHIR views of the vaccination line against DuckDB read_json, and `valtava check`; or
+(`--lines`) every shipped line at national volume against an independent DuckDB pipeline
+(pipelines/<line>.py), the published numbers compared cell for cell.
 
     python3 examples/benchmark/bench.py --rows 1000000 10000000 --memory-limit 1G
     python3 examples/benchmark/bench.py --rows 50000000 --skip duckdb pandas --fhir --check-runs 0
+    python3 examples/benchmark/bench.py --lines all [--scale 0.01] [--memory-limit 1G]
 
 Builds nothing: expects `target/release/valtava` (cargo build --release). For each size it
 generates input with `valtava generate` (1 % bad rows), then runs, each in a fresh process:
   valtava  the whole line (parse, rules, county mapping, HMAC pseudonyms, cube aggregation,
            disclosure control, Parquet/CSV/JSON-stat, quarantine, reports),
-  duckdb   SQL over the same CSV: the same rules (identity-code check in SQL), county
-           mapping, a keyed hash of the identity code, the cube of totals, Parquet out,
+  duckdb   pipelines/ensihoito.py, SQL over the same CSV: the same rules (identity-code check
+           in SQL), county mapping, a keyed hash of the identity code, the cube of totals,
+           primary suppression, CSV out,
   pandas   the same in pandas.
 and prints wall time, rows per second, peak memory (max RSS) and the ratios. Before each
 tool its input files are read once, so that each starts with them in the page cache.
+
+`--lines` generates each line's input once into one store (1 % bad rows), runs the line in
+Valtava and then its DuckDB pipeline in a fresh process (valvonta last: it reads the other
+lines' releases), prints wall time, CPU time (user + sys), peak memory and the ratios
+Valtava/DuckDB, checks that every published cell agrees (Valtava's suppressed cells aside:
+the pipelines apply primary suppression only), and writes everything to <out>/lines.json.
 """
 import argparse
+import csv
+import importlib.util
 import json
 import os
 import resource
@@ -25,48 +37,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-KUNNAT = ROOT.parent / "shared/reference/kunta_hyvinvointialue_2023.csv"
+PIPELINES = ROOT / "examples/benchmark/pipelines"
 KEY = "benchmark-key-0123456789abcdef"
-
-DUCKDB = r"""
-import duckdb, sys
-src, out, kunnat, key = sys.argv[1:5]
-con = duckdb.connect()
-con.execute("SET threads TO 2")
-con.execute(f'''
-COPY (
-WITH raw AS (SELECT * FROM read_csv('{src}', delim=';', header=true, all_varchar=true)),
-w AS (
-  SELECT *, TRY_CAST(halytys_aika AS TIMESTAMP) AS h0, TRY_CAST(kohteessa_aika AS TIMESTAMP) AS k0,
-         TRY_CAST(kuljetettu AS INTEGER) AS kulj,
-         row_number() OVER (PARTITION BY tehtava_id) AS kerta
-  FROM raw),
--- Finnish local times as instants; a time the clocks skipped does not come back the same
--- (the line quarantines it; a March has no repeated hour).
-t AS (
-  SELECT *, timezone('Europe/Helsinki', h0) AS h, timezone('Europe/Helsinki', k0) AS k FROM w
-  WHERE h0 IS NULL OR timezone('Europe/Helsinki', timezone('Europe/Helsinki', h0)) = h0),
-ok AS (
-  SELECT t.*, m.hyvinvointialue FROM t JOIN read_csv('{kunnat}', header=true, all_varchar=true) m USING (kunta)
-  WHERE tehtava_id IS NOT NULL AND h IS NOT NULL AND kerta = 1
-    AND (k0 IS NULL OR timezone('Europe/Helsinki', k) = k0)
-    AND kiireellisyys IN ('A','B','C','D') AND (kuljetettu IS NULL OR kulj IN (0, 1))
-    AND (k IS NULL OR k >= h)
-    AND h >= timezone('Europe/Helsinki', TIMESTAMP '2025-03-01')
-    AND h < timezone('Europe/Helsinki', TIMESTAMP '2025-04-01')
-    AND (hetu IS NULL OR (length(hetu) = 11
-         AND substr('0123456789ABCDEFHJKLMNPRSTUVWXY',
-                    (TRY_CAST(substr(hetu,1,6) || substr(hetu,8,3) AS BIGINT) % 31)::INT + 1, 1) = substr(hetu, 11, 1)))
-),
-h AS (SELECT *, sha256('{key}' || hetu) AS pseudonym,
-             date_diff('minute', h, k) AS minutes,
-             strftime(timezone('Europe/Helsinki', h), '%Y-%m') AS kuukausi FROM ok)
-SELECT coalesce(hyvinvointialue, 'SSS') AS hyvinvointialue, coalesce(kuukausi, 'YHT') AS kuukausi,
-       coalesce(kiireellisyys, 'YHT') AS kiireellisyys, count(*) AS tehtavat, count(DISTINCT pseudonym) AS potilaat,
-       median(minutes::DOUBLE) AS mediaani, round(100.0 * avg(CASE WHEN kulj = 1 THEN 1.0 ELSE 0.0 END), 1) AS kuljetettu_osuus
-FROM h GROUP BY CUBE (hyvinvointialue, kuukausi, kiireellisyys) ORDER BY ALL
-) TO '{out}' (FORMAT parquet)''')
-"""
 
 PANDAS = r"""
 import hashlib, hmac, sys
@@ -159,14 +131,16 @@ def warm(files):
 
 
 def measure(cmd, env=None, inputs=()):
-    """Wall time and peak RSS (MiB) of one command in a fresh process, its inputs cached."""
+    """Wall time, CPU time (user + sys) and peak RSS (MiB) of one command in a fresh
+    process, its inputs cached."""
     warm(inputs)
     wrapper = (
         "import resource, subprocess, sys, time, json\n"
         "t = time.perf_counter()\n"
         "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
         "dt = time.perf_counter() - t\n"
-        "print(json.dumps({'seconds': dt, 'rss_mib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 'rc': r.returncode, 'err': r.stderr.decode()[-800:]}))\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(json.dumps({'seconds': dt, 'cpu_s': u.ru_utime + u.ru_stime, 'rss_mib': u.ru_maxrss / 1024, 'rc': r.returncode, 'err': r.stderr.decode()[-800:]}))\n"
     )
     out = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env)
     return json.loads(out.stdout)
@@ -181,10 +155,17 @@ def main():
     ap.add_argument("--fhir", type=int, nargs="*", default=[200_000],
                     help="patients of the FHIR flattening benchmark (about 5 immunisations each)")
     ap.add_argument("--check-runs", type=int, default=10, help="fresh-process runs of `valtava check`")
+    ap.add_argument("--lines", nargs="*", default=None,
+                    help="instead: these lines (or `all`) at national volume against their DuckDB pipelines")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiplies the rows of --lines (0.01: a smoke test)")
+    ap.add_argument("--binary", default=str(ROOT / "target/release/valtava"))
     a = ap.parse_args()
-    binary = ROOT / "target/release/valtava"
+    binary = Path(a.binary)
     if not binary.exists():
         sys.exit("build first: cargo build --release")
+    if a.lines is not None:
+        bench_lines(a, binary)
+        return
     results = {"ensihoito": [], "fhir": [], "check": None}
     bench_ensihoito(a, binary, results["ensihoito"])
     bench_fhir(a, binary, results["fhir"])
@@ -266,14 +247,213 @@ def bench_ensihoito(a, binary, results):
             row["valtava"] = measure([str(binary), "run", str(ROOT / "lines/ensihoito.yaml"), "--param", "period=2025-03",
                                       "--store", str(store)], env, [src])
         if "duckdb" not in a.skip:
-            row["duckdb"] = measure([sys.executable, "-c", DUCKDB, str(src), str(store / "duckdb.parquet"), str(KUNNAT), KEY],
-                                    inputs=[src])
+            row["duckdb"] = measure([sys.executable, str(PIPELINES / "ensihoito.py"), str(store), "2025-03",
+                                     str(store / "duckdb")], dict(os.environ, VALTAVA_PSEUDONYM_KEY=KEY), [src])
         if "pandas" not in a.skip:
-            row["pandas"] = measure([sys.executable, "-c", PANDAS, str(src), str(store / "pandas.parquet"), str(KUNNAT), KEY],
+            row["pandas"] = measure([sys.executable, "-c", PANDAS, str(src), str(store / "pandas.parquet"),
+                                     str(ROOT.parent / "shared/reference/kunta_hyvinvointialue_2023.csv"), KEY],
                                     inputs=[src])
         results.append(row)
         print(f"\nensihoito: {n:,} rows ({size / 2**20:,.0f} MiB of CSV)")
         table(n, row, ("valtava", "duckdb", "pandas"))
+
+
+
+# line: (period, rows at national volume). Rows are what `valtava generate --rows` means for
+# the line: missions, visits, unit-weeks, employments, assessments, answers, cases, patients
+# (FHIR), documents (CDA); for talous the rows of one year's workbooks (22 counties × 13).
+LINES = {
+    "ensihoito": ("2025-03", 1_000_000),
+    "hoitoonpaasy": ("2025-03", 2_000_000),
+    "henkilostomitoitus": ("2025-Q1", 200_000),
+    "henkilosto": ("2025-Q1", 200_000),
+    "rai": ("2025-H1", 300_000),
+    "asiakaskokemus": ("2025", 500_000),
+    "rokotukset": ("2025", 300_000),
+    "diabetes": ("2025", 300_000),
+    "sosiaalihuolto": ("2025-H1", 50_000),
+    "talous": ("2025", 286),
+    "valvonta": ("2025-Q1", 100_000),
+}
+FIXED_SIZE = {"talous"}  # a year is 286 rows by definition: --scale does not change it
+# Lines whose releases valvonta reads (valvonta_poikkeamat), with the periods it reads.
+UPSTREAM = [("ensihoito", "2025-03"), ("hoitoonpaasy", "2025-03"), ("henkilostomitoitus", "2025-Q1")]
+
+
+def bench_lines(a, binary):
+    """Every line asked for, valvonta after its upstream lines; results to <out>/lines.json."""
+    names = list(LINES) if a.lines in ([], ["all"]) else a.lines
+    unknown = [n for n in names if n not in LINES]
+    if unknown:
+        sys.exit(f"unknown lines: {', '.join(unknown)}; lines: {', '.join(LINES)}")
+    names.sort(key=list(LINES).index)
+    store = Path(a.out) / f"lines-x{a.scale:g}"
+    results = []
+    for line in names:
+        row = bench_line(a, binary, store, line)
+        results.append(row)
+        print_line(row)
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / "lines.json").write_text(json.dumps(results, indent=2))
+    print_summary(results)
+
+
+def line_rows(line, scale):
+    rows = LINES[line][1]
+    return rows if line in FIXED_SIZE else max(1, round(rows * scale))
+
+
+def generate(binary, store, line, period, rows):
+    """The line's input in the store, unless it is there already (the same seed makes the
+    same bytes); returns its files."""
+    inbox = store / "inbox" / line / period
+    if not inbox.exists() or not any(inbox.iterdir()):
+        subprocess.run([binary, "generate", line, "--period", period, "--rows", str(rows), "--seed", "1",
+                        "--bad-share", "0.01", "--out", store], check=True, stdout=subprocess.DEVNULL)
+    return sorted(f for f in inbox.rglob("*") if f.is_file())
+
+
+def valtava_env(a):
+    env = dict(os.environ, VALTAVA_PSEUDONYM_KEY=KEY, RUST_LOG="warn")
+    if a.memory_limit:
+        env["VALTAVA_MEMORY_LIMIT"] = a.memory_limit
+    return env
+
+
+def valtava_run(binary, store, line, period):
+    return [str(binary), "run", str(ROOT / f"lines/{line}.yaml"), "--param", f"period={period}", "--store", str(store)]
+
+
+def publish_upstream(a, binary, store):
+    """valvonta reads the current releases of these lines: publish those missing (not measured)."""
+    for line, period in UPSTREAM:
+        if not (store / f"releases/{line}/{period}/latest.json").exists():
+            generate(binary, store, line, period, line_rows(line, a.scale))
+            subprocess.run(valtava_run(binary, store, line, period), env=valtava_env(a), check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def pipeline(line):
+    """The DuckDB pipeline module of a line (DATASETS, DIMS), or None when there is none yet."""
+    path = PIPELINES / f"{line}.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location(f"pipeline_{line}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_line(a, binary, store, line):
+    period, _ = LINES[line]
+    rows = line_rows(line, a.scale)
+    if line == "valvonta":
+        publish_upstream(a, binary, store)
+    files = generate(binary, store, line, period, rows)
+    row = {"line": line, "period": period, "rows": rows, "bytes": sum(f.stat().st_size for f in files)}
+    if "valtava" not in a.skip:
+        row["valtava"] = measure(valtava_run(binary, store, line, period), valtava_env(a), files)
+    module = pipeline(line)
+    if module is None:
+        row["agree"] = "no DuckDB pipeline yet"
+        return row
+    out = store / "duckdb" / line / period
+    if "duckdb" not in a.skip:
+        row["duckdb"] = measure([sys.executable, str(PIPELINES / f"{line}.py"), str(store), period, str(out)],
+                                dict(os.environ, VALTAVA_PSEUDONYM_KEY=KEY), files)
+    if row.get("valtava", {}).get("rc") == 0 and row.get("duckdb", {}).get("rc") == 0:
+        row["datasets"] = {d: compare(release_csv(store, line, period, d), out / f"{d}.csv", module.DIMS[d])
+                           for d in module.DATASETS}
+        row["agree"] = all(r["agree"] for r in row["datasets"].values())
+    else:
+        row["agree"] = "not compared: a run failed"
+    return row
+
+
+def release_csv(store, line, period, dataset):
+    """Valtava's published CSV of the dataset in the current release (latest.json)."""
+    pointer = store / f"releases/{line}/{period}/latest.json"
+    manifest = store / json.loads(pointer.read_text(encoding="utf-8"))["manifest"]
+    return manifest.parent / f"{dataset}.csv"
+
+
+def same(a, b):
+    """Two published cells agree: both empty, numbers within 1e-6, or equal text."""
+    if a == b:
+        return True
+    try:
+        return abs(float(a) - float(b)) <= 1e-6
+    except (TypeError, ValueError):
+        return False
+
+
+def compare(valtava_csv, duckdb_csv, dims, shown=5):
+    """Every cell of Valtava's published CSV against DuckDB's, keyed by the leading `dims`
+    columns. A cell Valtava suppressed whole (primary or secondary) is skipped and may be
+    missing from DuckDB's; every other cell must be in both with every column equal."""
+    with open(valtava_csv, encoding="utf-8", newline="") as f:
+        v_rows = list(csv.reader(f))
+    with open(duckdb_csv, encoding="utf-8", newline="") as f:
+        d_rows = list(csv.reader(f))
+    header, d_header = v_rows[0], d_rows[0]
+    diffs = [] if header == d_header else [f"header: valtava {header}, duckdb {d_header}"]
+    ours = {tuple(r[:dims]): dict(zip(d_header, r)) for r in d_rows[1:]}
+    status = header.index("status") if "status" in header else None
+    cells, seen = 0, set()
+    for r in v_rows[1:]:
+        k = tuple(r[:dims])
+        seen.add(k)
+        if status is not None and r[status] == "suppressed":
+            continue
+        other = ours.get(k)
+        if other is None:
+            diffs.append(f"{'|'.join(k)}: not in DuckDB's")
+            continue
+        for name, value in zip(header[dims:], r[dims:]):
+            cells += 1
+            if not same(value, other.get(name)):
+                diffs.append(f"{'|'.join(k)} {name}: valtava {value!r}, duckdb {other.get(name)!r}")
+    diffs += [f"{'|'.join(k)}: only in DuckDB's" for k in ours if k not in seen]
+    return {"agree": not diffs, "cells": cells, "differences": len(diffs), "first": diffs[:shown]}
+
+
+def ratio(row, what):
+    v, d = row.get("valtava", {}).get(what), row.get("duckdb", {}).get(what)
+    return f"{v / d:.2f}×" if v and d else "–"
+
+
+def agreement(row):
+    if isinstance(row["agree"], str):
+        return row["agree"]
+    cells = sum(d["cells"] for d in row["datasets"].values())
+    return f"yes ({cells:,} cells)" if row["agree"] else "NO"
+
+
+def print_line(row):
+    print(f"\n{row['line']} {row['period']}: {row['rows']:,} rows ({row['bytes'] / 2**20:,.1f} MiB of input)")
+    print(f"  {'tool':<8} {'seconds':>9} {'CPU s':>9} {'peak MiB':>9}")
+    for tool in ("valtava", "duckdb"):
+        r = row.get(tool)
+        if r:
+            failed = "" if r["rc"] == 0 else f"  FAILED: {r['err'].strip()[-300:]}"
+            print(f"  {tool:<8} {r['seconds']:>9.2f} {r['cpu_s']:>9.2f} {r['rss_mib']:>9,.0f}{failed}")
+    print(f"  valtava/duckdb: time {ratio(row, 'seconds')}, CPU {ratio(row, 'cpu_s')}, memory {ratio(row, 'rss_mib')}")
+    print(f"  agree: {agreement(row)}")
+    for name, d in row.get("datasets", {}).items():
+        if not d["agree"]:
+            print(f"    {name}: {d['differences']} differences, first:")
+            for diff in d["first"]:
+                print(f"      {diff}")
+
+
+def print_summary(results):
+    """The results as a Markdown table, to paste into README.md."""
+    print("\n| line | period | input rows | input MiB | Valtava s | DuckDB s | time V/D | CPU V/D | memory V/D | agree |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for row in results:
+        secs = [f"{row[t]['seconds']:.2f}" if t in row else "–" for t in ("valtava", "duckdb")]
+        print(f"| {row['line']} | {row['period']} | {row['rows']:,} | {row['bytes'] / 2**20:,.1f} | {secs[0]} | {secs[1]} "
+              f"| {ratio(row, 'seconds')} | {ratio(row, 'cpu_s')} | {ratio(row, 'rss_mib')} | {agreement(row)} |")
 
 
 if __name__ == "__main__":

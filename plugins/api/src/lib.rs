@@ -446,32 +446,52 @@ where
 /// Reads an object whole, refusing one larger than `limits.object_bytes` before and while
 /// reading it (a listing's size may be wrong).
 async fn read_whole(object: &SourceObject, limits: &Limits) -> Result<Vec<u8>, ParseError> {
-    use futures::StreamExt;
-    let too_big = |size: u64| {
-        Limits::exceeded(
-            &object.name,
-            "object_mib",
-            format!(
-                "the object is larger than {} MiB ({} bytes or more)",
-                limits.object_bytes >> 20,
-                size
-            ),
-        )
-    };
     if object.size > limits.object_bytes as u64 {
-        return Err(too_big(object.size));
+        return Err(too_big(object, limits, object.size));
     }
-    let mut bytes = Vec::with_capacity(object.size as usize);
-    let mut s = object.open().await?;
-    while let Some(chunk) = s.next().await {
+    let bytes = Vec::with_capacity(object.size as usize);
+    read_rest(object, limits, bytes, object.open().await?).await
+}
+
+/// The error of an object larger than `limits.object_bytes` (`size` bytes or more).
+fn too_big(object: &SourceObject, limits: &Limits, size: u64) -> ParseError {
+    Limits::exceeded(
+        &object.name,
+        "object_mib",
+        format!(
+            "the object is larger than {} MiB ({} bytes or more)",
+            limits.object_bytes >> 20,
+            size
+        ),
+    )
+}
+
+/// Reads the rest of an object onto the bytes already read from it (`bytes`, from the
+/// stream `rest`), whole, refusing more than `limits.object_bytes` in all.
+pub async fn read_rest(
+    object: &SourceObject,
+    limits: &Limits,
+    mut bytes: Vec<u8>,
+    mut rest: BoxStream<'static, Result<bytes::Bytes, ParseError>>,
+) -> Result<Vec<u8>, ParseError> {
+    use futures::StreamExt;
+    if bytes.len() > limits.object_bytes {
+        return Err(too_big(object, limits, bytes.len() as u64));
+    }
+    while let Some(chunk) = rest.next().await {
         let chunk = chunk?;
         if bytes.len() + chunk.len() > limits.object_bytes {
-            return Err(too_big((bytes.len() + chunk.len()) as u64));
+            return Err(too_big(object, limits, (bytes.len() + chunk.len()) as u64));
         }
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
 }
+
+/// What a parse that runs off the async runtime does: hands each batch to `emit` as it is
+/// made (`false` back: the reader has stopped, return), and stops with an error.
+pub type BlockingParse =
+    Box<dyn FnOnce(&ParseRequest, &mut dyn FnMut(ParsedBatch) -> bool) -> Result<(), Stop> + Send>;
 
 /// A parse stream for formats that read an object whole, for large objects: reads the
 /// bytes (at most `limits.object_bytes`), then `parse` runs off the async runtime (see
@@ -489,7 +509,7 @@ where
         + Send
         + 'static,
 {
-    use futures::{SinkExt, StreamExt};
+    use futures::StreamExt;
     let name = object.name.clone();
     let mut parse = Some(parse);
     let limits = request.limits;
@@ -499,31 +519,35 @@ where
                 let Some(parse) = parse.take() else {
                     return futures::stream::empty().boxed();
                 };
-                let (tx, rx) =
-                    futures::channel::mpsc::channel::<Result<ParsedBatch, ParseError>>(2);
-                let name = name.clone();
-                let request = request.clone();
-                off_runtime(move || {
-                    let mut tx = tx;
-                    let mut emit =
-                        |b: ParsedBatch| futures::executor::block_on(tx.send(Ok(b))).is_ok();
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        parse(bytes, &request, &mut emit)
-                    }))
-                    .unwrap_or_else(|_| {
-                        Err(Stop::Invalid(
-                            "the parser failed unexpectedly (a panic)".into(),
-                        ))
-                    });
-                    if let Err(stop) = result {
-                        let _ = futures::executor::block_on(tx.send(Err(stop.into_error(&name))));
-                    }
-                });
-                rx.boxed()
+                let run: BlockingParse = Box::new(move |request, emit| parse(bytes, request, emit));
+                parse_off_runtime(name.clone(), request.clone(), run)
             }
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         })
         .boxed()
+}
+
+/// Runs `parse` off the async runtime (see [`off_runtime`]): its batches come out of the
+/// stream as they are made, with at most two waiting; its error, or a panic, ends the
+/// stream with an error naming the object `name`.
+pub fn parse_off_runtime(name: String, request: ParseRequest, parse: BlockingParse) -> ParseStream {
+    use futures::{SinkExt, StreamExt};
+    let (tx, rx) = futures::channel::mpsc::channel::<Result<ParsedBatch, ParseError>>(2);
+    off_runtime(move || {
+        let mut tx = tx;
+        let mut emit = |b: ParsedBatch| futures::executor::block_on(tx.send(Ok(b))).is_ok();
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(&request, &mut emit)))
+                .unwrap_or_else(|_| {
+                    Err(Stop::Invalid(
+                        "the parser failed unexpectedly (a panic)".into(),
+                    ))
+                });
+        if let Err(stop) = result {
+            let _ = futures::executor::block_on(tx.send(Err(stop.into_error(&name))));
+        }
+    });
+    rx.boxed()
 }
 
 /// Runs a parse off the async runtime: on the runtime's pool of blocking threads when

@@ -50,18 +50,23 @@
 //!   `batch_size` rows.
 
 pub mod fhirpath;
+pub mod json;
+mod lines;
 pub mod view;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::Value;
 use valtava_plugin::{
-    Limits, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, Stop, TextBatchBuilder,
-    typed_options,
+    Limits, ParseError, ParseRequest, ParseStream, ParsedBatch, Parser, SourceObject, Stop,
+    TextBatchBuilder, typed_options,
 };
+
+use crate::json::Json;
+use crate::view::Cell;
 
 /// Options of the `fhir` format.
 #[derive(Debug, Clone, Deserialize, JsonSchema, Default)]
@@ -95,12 +100,22 @@ impl FhirOptions {
 #[derive(Debug, Default)]
 pub struct FhirParser;
 
-fn text_of(v: &Value) -> Option<Cow<'_, str>> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Array(a) if a.is_empty() => None,
-        other => Some(Cow::Owned(other.to_string())),
+/// A cell as text: a string as it is, another value as JSON text; nothing for null or an
+/// empty list.
+fn text_of<'c>(cell: &'c Cell) -> Option<Cow<'c, str>> {
+    fn json(v: &impl serde::Serialize) -> Option<Cow<'static, str>> {
+        Some(Cow::Owned(serde_json::to_string(v).unwrap_or_default()))
+    }
+    match cell {
+        Cell::Null => None,
+        Cell::One(v) => match &**v {
+            Json::Null => None,
+            Json::String(s) => Some(Cow::Borrowed(s)),
+            Json::Array(a) if a.is_empty() => None,
+            other => json(other),
+        },
+        Cell::Many(list) if list.is_empty() => None,
+        Cell::Many(list) => json(list),
     }
 }
 
@@ -123,61 +138,157 @@ impl Parser for FhirParser {
     }
 
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream {
-        valtava_plugin::whole_object_streamed(object, request, |bytes, request, emit| {
-            let options = typed_options::<FhirOptions>(&request.options)?;
-            let mut view = options.view(request.base_dir.as_deref())?;
-            view.depth = resource_depth(&request.limits);
-            view.output_bytes = request.limits.object_bytes;
-            let missing: Vec<&String> = request
-                .columns
-                .iter()
-                .filter(|c| !view.columns.contains(c))
-                .collect();
-            if !missing.is_empty() {
-                return Err(format!(
-                    "the view has no column(s) {missing:?}; it has {:?}",
-                    view.columns
-                )
-                .into());
+        let name = object.name.clone();
+        let limits = request.limits;
+        futures::stream::once(async move { (opening(&object, &limits).await, object) })
+            .flat_map(move |(opened, object)| match opened {
+                Ok(Opening::Whole(bytes)) => valtava_plugin::parse_off_runtime(
+                    name.clone(),
+                    request.clone(),
+                    Box::new(move |request, emit| read(&bytes, &prepared(request)?, request, emit)),
+                ),
+                Ok(Opening::Lines { head, rest }) => {
+                    lines_streamed(object, request.clone(), head, rest)
+                }
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            })
+            .boxed()
+    }
+}
+
+/// The view of a request, checked against the columns the source declares.
+fn prepared(request: &ParseRequest) -> Result<view::View, Stop> {
+    let options = typed_options::<FhirOptions>(&request.options)?;
+    let mut view = options.view(request.base_dir.as_deref())?;
+    view.depth = resource_depth(&request.limits);
+    view.output_bytes = request.limits.object_bytes;
+    let missing: Vec<&String> = request
+        .columns
+        .iter()
+        .filter(|c| !view.columns.contains(c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the view has no column(s) {missing:?}; it has {:?}",
+            view.columns
+        )
+        .into());
+    }
+    Ok(view)
+}
+
+/// The bytes of an object's stream.
+type Chunks = futures::stream::BoxStream<'static, Result<bytes::Bytes, ParseError>>;
+
+/// How an object is read: whole (a JSON document, or an object of at most a window), or as
+/// NDJSON lines while they stream in (`head` read so far, then `rest`).
+enum Opening {
+    Whole(Vec<u8>),
+    Lines { head: Vec<u8>, rest: Chunks },
+}
+
+/// Opens an object: one of at most a window is read whole; a larger one is read until its
+/// second line shows what it is. NDJSON (the second line starts a resource, `{`) streams;
+/// a document (a Bundle written over many lines) is read whole, at most
+/// `limits.object_bytes`, as is text whose first line runs past a record without ending.
+async fn opening(object: &SourceObject, limits: &Limits) -> Result<Opening, ParseError> {
+    let mut input = object.open().await?;
+    let mut head = Vec::new();
+    if object.size > lines::WINDOW_BYTES as u64 {
+        loop {
+            if let Some(lines) = second_line_starts_resource(&head) {
+                if lines {
+                    return Ok(Opening::Lines { head, rest: input });
+                }
+                break;
             }
-            read(&bytes, &view, request, emit)
-        })
+            if head.len() > limits.record_bytes.max(lines::WINDOW_BYTES) {
+                break;
+            }
+            match input.next().await {
+                Some(chunk) => head.extend_from_slice(&chunk?),
+                None => break,
+            }
+        }
+    }
+    valtava_plugin::read_rest(object, limits, head, input)
+        .await
+        .map(Opening::Whole)
+}
+
+/// Whether the second non-blank line of `head` starts with `{` (NDJSON: a resource a line),
+/// or not (a document over many lines); `None` while `head` does not reach it.
+fn second_line_starts_resource(head: &[u8]) -> Option<bool> {
+    let mut seen_first = false;
+    let mut rest = head;
+    loop {
+        let end = memchr::memchr(b'\n', rest);
+        let line = &rest[..end.unwrap_or(rest.len())];
+        if let Some(&b) = line.iter().find(|b| !b.is_ascii_whitespace()) {
+            if seen_first {
+                return Some(b == b'{');
+            }
+            seen_first = true;
+        }
+        rest = &rest[end? + 1..];
     }
 }
 
-/// An object's resources: the lines of NDJSON, or the resources of one JSON document (a
-/// Bundle's entries, or a single resource).
-enum Resources<'a> {
-    /// Non-empty lines with their line numbers, up to the first line longer than a record
-    /// may be, and the stop for that one (`cut`): the lines before it are still read.
-    Lines {
-        lines: Vec<(u64, &'a str)>,
-        cut: Option<Stop>,
-    },
-    /// Resources with the entry (1-based) each is reported at.
-    Parsed(Vec<(u64, Value)>),
+/// The stream of an object read as NDJSON while it comes in: the chunks go from the
+/// object's stream to the reader off the async runtime (at most a few waiting), and the
+/// batches come back. A failure of the object's stream ends this stream with its error;
+/// the reader then stops without the partial last line.
+fn lines_streamed(
+    object: SourceObject,
+    request: ParseRequest,
+    head: Vec<u8>,
+    rest: Chunks,
+) -> ParseStream {
+    use futures::SinkExt;
+    let (mut chunks_tx, mut chunks_rx) = futures::channel::mpsc::channel::<Option<bytes::Bytes>>(4);
+    let pump = async move {
+        let mut rest = rest;
+        while let Some(chunk) = rest.next().await {
+            let (chunk, failed) = match chunk {
+                Ok(c) => (Some(c), None),
+                Err(e) => (None, Some(e)),
+            };
+            if chunks_tx.send(chunk).await.is_err() || failed.is_some() {
+                return failed.map(Err);
+            }
+        }
+        None
+    };
+    let parse = valtava_plugin::parse_off_runtime(
+        object.name.clone(),
+        request,
+        Box::new(move |request, emit| {
+            let view = prepared(request)?;
+            let mut next = || match futures::executor::block_on(chunks_rx.next()) {
+                Some(Some(chunk)) => lines::Next::Chunk(chunk),
+                Some(None) => lines::Next::Failed,
+                None => lines::Next::End,
+            };
+            lines::read(head, &mut next, &view, request, lines::WINDOW_BYTES, emit)
+        }),
+    );
+    let pump = futures::stream::once(pump).filter_map(futures::future::ready);
+    futures::stream::select(parse, pump).boxed()
 }
 
-/// The resources of an object's text: one JSON document when the text is one, else NDJSON.
-/// A document nesting deeper than a Bundle of resources may stops the object.
-fn resources<'a>(text: &'a str, limits: &Limits) -> Result<Resources<'a>, Stop> {
+/// The resources of an object's text when it is one JSON document (a Bundle's entries, or
+/// a single resource), each with the entry (1-based) it is reported at; `None` when it is
+/// not (it is then NDJSON). A document nesting deeper than a Bundle of resources may stops
+/// the object.
+fn document<'t>(text: &'t str, limits: &Limits) -> Result<Option<Vec<(u64, Json<'t>)>>, Stop> {
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
-    if trimmed.starts_with('{')
-        && let Some(doc) = document(trimmed, limits)?
-    {
-        return Ok(Resources::Parsed(entries(doc)));
+    if !trimmed.starts_with('{') {
+        return Ok(None);
     }
-    Ok(lines(text, limits))
-}
-
-/// `text` parsed, when it is one JSON document; `None` when it is not (it is then read as
-/// NDJSON, and a line that is not JSON is rejected in its place). Its nesting is measured
-/// before it is parsed: deeper than [`document_depth`] stops the object.
-fn document(text: &str, limits: &Limits) -> Result<Option<Value>, Stop> {
-    let Some((end, deepest)) = first_value(text.as_bytes()) else {
+    let Some((end, deepest)) = first_value(trimmed.as_bytes()) else {
         return Ok(None);
     };
-    if !text[end..].trim().is_empty() {
+    if !trimmed[end..].trim().is_empty() {
         return Ok(None);
     }
     let limit = document_depth(limits);
@@ -187,57 +298,32 @@ fn document(text: &str, limits: &Limits) -> Result<Option<Value>, Stop> {
             message: format!("the JSON document nests deeper than {limit} levels"),
         });
     }
-    Ok(serde_json::from_str::<Value>(text).ok())
+    Ok(Json::parse(trimmed).ok().map(entries))
 }
 
 /// The resources of a JSON document: a Bundle's `entry[].resource` (numbered by entry), or
 /// the document itself as one resource.
-fn entries(doc: Value) -> Vec<(u64, Value)> {
-    match doc {
-        Value::Object(mut bundle)
-            if bundle.get("resourceType").and_then(Value::as_str) == Some("Bundle") =>
-        {
-            let Some(Value::Array(entries)) = bundle.remove("entry") else {
-                return Vec::new();
-            };
-            entries
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, entry)| match entry {
-                    Value::Object(mut e) => e.remove("resource").map(|r| (i as u64 + 1, r)),
-                    _ => None,
-                })
-                .collect()
-        }
-        resource => vec![(1, resource)],
+fn entries(doc: Json<'_>) -> Vec<(u64, Json<'_>)> {
+    let is_bundle = doc.get("resourceType").and_then(Json::as_str) == Some("Bundle");
+    let Json::Object(pairs) = doc else {
+        return vec![(1, doc)];
+    };
+    if !is_bundle {
+        return vec![(1, Json::Object(pairs))];
     }
-}
-
-/// The non-empty lines of NDJSON with their numbers, up to the first line longer than
-/// `limits.record_bytes`: that one stops the object (after the lines before it are read),
-/// named by its number only.
-fn lines<'a>(text: &'a str, limits: &Limits) -> Resources<'a> {
-    let mut lines = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let row = i as u64 + 1;
-        if line.len() > limits.record_bytes {
-            let cut = Stop::Limit {
-                setting: "record_kib",
-                message: format!(
-                    "line {row} is longer than {}",
-                    valtava_plugin::size_text(limits.record_bytes)
-                ),
-            };
-            return Resources::Lines {
-                lines,
-                cut: Some(cut),
-            };
-        }
-        if !line.trim().is_empty() {
-            lines.push((row, line));
-        }
-    }
-    Resources::Lines { lines, cut: None }
+    // The last `entry`, as a key given twice is read.
+    let Some((_, Json::Array(list))) = pairs.into_iter().rev().find(|(k, _)| k == "entry") else {
+        return Vec::new();
+    };
+    list.into_iter()
+        .enumerate()
+        .filter_map(|(i, entry)| match entry {
+            Json::Object(e) => (e.into_iter().rev())
+                .find(|(k, _)| k == "resource")
+                .map(|(_, r)| (i as u64 + 1, r)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Levels of nesting serde_json reads: it refuses the 128th of its own accord (an error,
@@ -330,13 +416,13 @@ fn first_value(json: &[u8]) -> Option<(usize, usize)> {
 
 /// Whether a parsed value nests arrays and objects deeper than `limit` levels, walked with
 /// a stack of its own (not recursion).
-fn value_deeper(value: &Value, limit: usize) -> bool {
+fn value_deeper(value: &Json, limit: usize) -> bool {
     let mut stack = vec![(value, 1usize)];
     while let Some((v, level)) = stack.pop() {
         match v {
-            Value::Array(_) | Value::Object(_) if level > limit => return true,
-            Value::Array(a) => stack.extend(a.iter().map(|c| (c, level + 1))),
-            Value::Object(o) => stack.extend(o.values().map(|c| (c, level + 1))),
+            Json::Array(_) | Json::Object(_) if level > limit => return true,
+            Json::Array(a) => stack.extend(a.iter().map(|c| (c, level + 1))),
+            Json::Object(o) => stack.extend(o.iter().map(|(_, c)| (c, level + 1))),
             _ => {}
         }
     }
@@ -344,23 +430,21 @@ fn value_deeper(value: &Value, limit: usize) -> bool {
 }
 
 /// A resource of a JSON document, or why it is rejected: it nests deeper than `depth`.
-fn within_depth(resource: &Value, depth: usize) -> Result<Cow<'_, Value>, String> {
-    if value_deeper(resource, depth) {
+fn within_depth(resource: Json<'_>, depth: usize) -> Result<Json<'_>, String> {
+    if value_deeper(&resource, depth) {
         return Err(too_deep(depth));
     }
-    Ok(Cow::Borrowed(resource))
+    Ok(resource)
 }
 
 /// One NDJSON line as a resource, or why it is rejected: nesting deeper than `depth` is
 /// refused before parsing; a line that is not JSON is named by the parser's message (a
 /// place in the line, not its content).
-fn line_resource(line: &str, depth: usize) -> Result<Cow<'static, Value>, String> {
+fn line_resource(line: &str, depth: usize) -> Result<Json<'_>, String> {
     if nests_deeper(line.as_bytes(), depth) {
         return Err(too_deep(depth));
     }
-    serde_json::from_str::<Value>(line)
-        .map(Cow::Owned)
-        .map_err(|e| format!("not JSON: {e}"))
+    Json::parse(line).map_err(|e| format!("not JSON: {e}"))
 }
 
 /// Most text one batch may hold before it is finished, whatever `batch_size` says: a
@@ -402,26 +486,40 @@ fn row_bytes(
 /// batch) or, once a batch holds more than [`BATCH_BYTES`] of text, fewer. `place` names
 /// what a resource's number counts (`line`, `entry`) in messages. A row longer than a
 /// record may be stops the object.
-fn rows_of<'a>(
-    resources: impl Iterator<Item = (u64, Result<Cow<'a, Value>, String>)>,
+fn rows_of<'t>(
+    resources: impl Iterator<Item = (u64, Result<Json<'t>, String>)>,
     view: &view::View,
     request: &ParseRequest,
     place: &str,
 ) -> Result<Vec<ParsedBatch>, Stop> {
     let finish = |b: &mut TextBatchBuilder| b.finish().map_err(|e| Stop::Invalid(e.to_string()));
+    // The view's cell of each declared column (they are checked to be the view's).
+    let slots: Vec<usize> = (request.columns.iter())
+        .map(|c| {
+            view.columns
+                .iter()
+                .position(|v| v == c)
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
     let mut builder = TextBatchBuilder::new(request.columns.clone());
     // Text bytes of the rows in `builder`, against `BATCH_BYTES`.
     let mut held = 0usize;
     let mut out = Vec::new();
     for (row, resource) in resources {
-        match resource.and_then(|r| view.rows(r.into_owned())) {
+        let resource = match resource {
+            Ok(r) => r,
+            Err(reason) => {
+                builder.reject(row, reason);
+                continue;
+            }
+        };
+        match view.rows(&resource) {
             Ok(rows) => {
-                for (index, r) in rows.into_iter().enumerate() {
-                    let values: Vec<Option<Cow<'_, str>>> = request
-                        .columns
-                        .iter()
-                        .map(|c| r.get(c).and_then(text_of))
-                        .collect();
+                let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(slots.len());
+                for (index, r) in rows.iter().enumerate() {
+                    values.clear();
+                    values.extend(slots.iter().map(|&i| r.get(i).and_then(text_of)));
                     held += row_bytes(&values, &request.limits, place, row, index)?;
                     builder.push_row(row, values.iter().map(|v| v.as_deref()));
                     if held > BATCH_BYTES {
@@ -443,13 +541,23 @@ fn rows_of<'a>(
     Ok(out)
 }
 
-/// Evaluates the view over an object's resources and emits the batches in the object's
-/// order. A line longer than a record may be stops the object once the lines before it are
-/// emitted.
+/// Evaluates the view over an object read whole and emits the batches in the object's
+/// order: a document's resources, or NDJSON lines (see [`lines`]).
 fn read(
     bytes: &[u8],
     view: &view::View,
     request: &ParseRequest,
+    emit: &mut dyn FnMut(ParsedBatch) -> bool,
+) -> Result<(), Stop> {
+    read_in_windows(bytes, view, request, lines::WINDOW_BYTES, emit)
+}
+
+/// [`read`], with NDJSON cut into windows of `window_bytes`.
+fn read_in_windows(
+    bytes: &[u8],
+    view: &view::View,
+    request: &ParseRequest,
+    window_bytes: usize,
     emit: &mut dyn FnMut(ParsedBatch) -> bool,
 ) -> Result<(), Stop> {
     // Valid UTF-8 (the usual case) is checked by the fast validator; only an object with
@@ -458,178 +566,25 @@ fn read(
         Ok(t) => Cow::Borrowed(t),
         Err(_) => String::from_utf8_lossy(bytes),
     };
-    match resources(&text, &request.limits)? {
-        Resources::Parsed(list) => {
-            let depth = resource_depth(&request.limits);
-            let iter = list.iter().map(|(row, r)| (*row, within_depth(r, depth)));
-            for b in rows_of(iter, view, request, "entry")? {
-                if !emit(b) {
-                    break;
-                }
-            }
-            Ok(())
-        }
-        Resources::Lines { lines, cut } => {
-            let finished = read_lines(&lines, view, request, emit)?;
-            match cut {
-                Some(stop) if finished => Err(stop),
-                _ => Ok(()),
+    if let Some(list) = document(&text, &request.limits)? {
+        let depth = resource_depth(&request.limits);
+        let iter = (list.into_iter()).map(|(row, r)| (row, within_depth(r, depth)));
+        for b in rows_of(iter, view, request, "entry")? {
+            if !emit(b) {
+                break;
             }
         }
+        return Ok(());
     }
-}
-
-/// Evaluates the view over NDJSON lines and emits the batches in the lines' order; `true`
-/// when every line was emitted, `false` when the reader stopped listening first. The lines
-/// are parsed and evaluated in chunks on all cores (at most twice as many chunks as cores
-/// ahead of the one handed on, so memory stays a few chunks' worth).
-fn read_lines(
-    lines: &[(u64, &str)],
-    view: &view::View,
-    request: &ParseRequest,
-    emit: &mut dyn FnMut(ParsedBatch) -> bool,
-) -> Result<bool, Stop> {
-    let chunk = request.batch_size.max(1);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
-    let depth = resource_depth(&request.limits);
-    let parts: Vec<&[(u64, &str)]> = lines.chunks(chunk).collect();
-    // Workers take the next chunk as soon as they are free, at most `window` chunks ahead
-    // of the one emitted next: no round waits for its slowest chunk, and the chunks done
-    // are emitted while the workers go on.
-    let turns = Turns {
-        progress: std::sync::Mutex::new(Progress {
-            next: 0,
-            emitted: 0,
-            stop: false,
-        }),
-        moved: std::sync::Condvar::new(),
-        window: 2 * workers,
-    };
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<ParsedBatch>, Stop>)>();
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let (turns, parts) = (&turns, &parts);
-            s.spawn(move || work(turns, parts, depth, view, request, tx));
-        }
-        drop(tx);
-        let (next, mut result) = emit_in_order(&turns, &rx, &mut *emit);
-        // Workers waiting for room see the stop (or the end) and return.
-        let stopped = turns
-            .progress
-            .lock()
-            .map(|mut p| std::mem::replace(&mut p.stop, true))
-            .unwrap_or(true);
-        turns.moved.notify_all();
-        if result.is_ok() && !stopped && next < parts.len() {
-            // Every chunk taken is sent; a missing one would be rows lost without a word.
-            result = Err(format!(
-                "the FHIR view evaluation ended after {next} of {} chunks",
-                parts.len()
-            )
-            .into());
-        }
-        // Stopped with the result still fine: the reader stopped listening.
-        result.map(|()| !stopped)
-    })
-}
-
-/// A worker of [`read_lines`]: evaluates the chunks it takes, in turn, and sends their
-/// batches to the emitter, until none is left, the reading stops or the emitter is gone.
-fn work(
-    turns: &Turns,
-    parts: &[&[(u64, &str)]],
-    depth: usize,
-    view: &view::View,
-    request: &ParseRequest,
-    tx: std::sync::mpsc::Sender<(usize, Result<Vec<ParsedBatch>, Stop>)>,
-) {
-    let parse_line = move |(row, line): &(u64, &str)| (*row, line_resource(line, depth));
-    while let Some(i) = turns.take(parts.len()) {
-        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            rows_of(parts[i].iter().map(parse_line), view, request, "line")
-        }))
-        .unwrap_or_else(|_| Err("the FHIR view evaluation panicked".into()));
-        if tx.send((i, done)).is_err() {
-            return;
-        }
-    }
-}
-
-/// The emitting side of [`read_lines`]: hands the chunks' batches on in the lines' order as
-/// they arrive, until one fails or the reader stops listening. Returns the chunks emitted,
-/// and the error of the chunk that failed.
-fn emit_in_order(
-    turns: &Turns,
-    rx: &std::sync::mpsc::Receiver<(usize, Result<Vec<ParsedBatch>, Stop>)>,
-    emit: &mut dyn FnMut(ParsedBatch) -> bool,
-) -> (usize, Result<(), Stop>) {
-    let mut ready = std::collections::BTreeMap::new();
-    let mut next = 0;
-    let mut result: Result<(), Stop> = Ok(());
-    'emit: for (i, done) in rx.iter() {
-        ready.insert(i, done);
-        while let Some(done) = ready.remove(&next) {
-            next += 1;
-            let stop = match done {
-                Ok(batches) => !batches.into_iter().all(&mut *emit),
-                Err(e) => {
-                    result = Err(e);
-                    true
-                }
-            };
-            if let Ok(mut p) = turns.progress.lock() {
-                p.emitted = next;
-                p.stop |= stop;
-            }
-            turns.moved.notify_all();
-            if stop {
-                break 'emit;
-            }
-        }
-    }
-    (next, result)
-}
-
-/// What the workers and the emitter of [`read_lines`] share: how far they are, and a signal
-/// when that changes.
-struct Turns {
-    progress: std::sync::Mutex<Progress>,
-    moved: std::sync::Condvar,
-    /// How many chunks the workers may be ahead of the one emitted next.
-    window: usize,
-}
-
-impl Turns {
-    /// The next of `count` chunks for a worker to take, once it is within the window; `None`
-    /// when none is left or the reading stops.
-    fn take(&self, count: usize) -> Option<usize> {
-        let Ok(mut p) = self.progress.lock() else {
-            return None;
-        };
-        while !p.stop && p.next < count && p.next >= p.emitted + self.window {
-            p = match self.moved.wait(p) {
-                Ok(p) => p,
-                Err(_) => return None,
-            };
-        }
-        if p.stop || p.next >= count {
-            return None;
-        }
-        p.next += 1;
-        Some(p.next - 1)
-    }
-}
-
-/// How far the workers of [`read_lines`] are: the next chunk to take, the chunks emitted, and
-/// whether to stop (the reader stopped listening, or a chunk failed).
-struct Progress {
-    next: usize,
-    emitted: usize,
-    stop: bool,
+    let mut end = || lines::Next::End;
+    lines::read(
+        text.as_bytes().to_vec(),
+        &mut end,
+        view,
+        request,
+        window_bytes,
+        emit,
+    )
 }
 
 /// The parser as a registry entry.
@@ -644,6 +599,7 @@ mod tests;
 mod conformance {
     //! The official SQL-on-FHIR v2 test suite: every `shareable` test.
     use super::*;
+    use serde_json::Value;
 
     /// Rows as text with keys in one order, so that rows compare whatever their key order.
     fn sorted(rows: Vec<Value>) -> Vec<String> {
@@ -689,8 +645,8 @@ mod conformance {
                 let outcome: Result<Vec<Value>, String> = view::compile(&t["view"]).and_then(|v| {
                     let mut rows = Vec::new();
                     for r in &resources {
-                        for row in v.rows(r.clone())? {
-                            rows.push(Value::Object(row.into_iter().collect()));
+                        for row in v.rows_as_json(r)? {
+                            rows.push(Value::Object(row));
                         }
                     }
                     Ok(rows)

@@ -1,4 +1,5 @@
 use super::*;
+use serde_json::Value;
 
 #[test]
 fn views_from_files_and_errors_with_resource_and_path() {
@@ -364,7 +365,7 @@ fn a_repeat_that_never_runs_out_stops_at_the_depth() {
     }))
     .unwrap();
     let err = v
-        .rows(serde_json::json!({"resourceType": "Patient", "id": "p1"}))
+        .rows_as_json(&serde_json::json!({"resourceType": "Patient", "id": "p1"}))
         .unwrap_err();
     assert_eq!(
         err,
@@ -384,11 +385,11 @@ fn a_resource_whose_rows_would_hold_too_much_is_refused() {
     let id = "x".repeat(100_000);
     let names = vec![serde_json::json!({"family": "A"}); 2000];
     let patient = serde_json::json!({"resourceType": "Patient", "id": id, "name": names});
-    let err = v.rows(patient.clone()).unwrap_err();
+    let err = v.rows_as_json(&patient).unwrap_err();
     assert!(err.contains("1 MiB"), "{err}");
     assert!(!err.contains("xxx"), "{err}");
     v.output_bytes = 1 << 30;
-    assert_eq!(v.rows(patient).unwrap().len(), 2000);
+    assert_eq!(v.rows_as_json(&patient).unwrap().len(), 2000);
 }
 
 fn repeating_view() -> (view::View, ParseRequest) {
@@ -492,4 +493,143 @@ fn a_batch_is_finished_once_it_holds_more_than_64_mib_of_text() {
     let sizes: Vec<usize> = got.iter().map(|p| p.batch.num_rows()).collect();
     // Each row holds 1 MiB and one byte of text: 64 rows are just over 64 MiB.
     assert_eq!(sizes, [64, 6]);
+}
+
+/// The row numbers and ids of parsed batches, and their rejects' row numbers.
+fn numbered(parsed: &[ParsedBatch]) -> (Vec<(u64, String)>, Vec<u64>) {
+    let mut rows = Vec::new();
+    let mut rejects = Vec::new();
+    for p in parsed {
+        let nums = p
+            .batch
+            .column(p.batch.num_columns() - 1)
+            .as_any()
+            .downcast_ref::<arrow::array::UInt64Array>()
+            .unwrap();
+        let ids = ids(std::slice::from_ref(p));
+        rows.extend((0..ids.len()).map(|r| nums.value(r)).zip(ids));
+        rejects.extend(p.rejects.iter().map(|r| r.row));
+    }
+    (rows, rejects)
+}
+
+/// NDJSON larger than `limits.object_bytes` is read as it streams in, not refused: the
+/// bound is for objects read whole (failed before: the object was refused with
+/// `object_mib`). Every line comes out once, in order, with its number.
+#[test]
+fn ndjson_larger_than_an_object_may_be_streams() {
+    let (_, mut request) = ids_view();
+    request.limits.object_bytes = 1 << 20;
+    request.batch_size = 1000;
+    let n = 120_000;
+    let mut text = String::new();
+    for i in 1..=n {
+        if i % 1000 == 0 {
+            text.push_str("{broken\n");
+        } else {
+            text.push_str(&patient(&format!("p{i}")));
+            text.push('\n');
+        }
+    }
+    assert!(text.len() > lines::WINDOW_BYTES);
+    let got = parse_object(text.into_bytes(), request);
+    let parsed: Vec<ParsedBatch> = got.into_iter().map(Result::unwrap).collect();
+    let (rows, rejects) = numbered(&parsed);
+    let want: Vec<(u64, String)> = (1..=n as u64)
+        .filter(|i| i % 1000 != 0)
+        .map(|i| (i, format!("p{i}")))
+        .collect();
+    assert_eq!(rows, want);
+    assert_eq!(rejects, (1..=120).map(|i| i * 1000).collect::<Vec<u64>>());
+}
+
+/// A Bundle written over many lines and larger than a window is still read whole as one
+/// document (its second line is no resource), within `object_bytes`.
+#[test]
+fn a_large_bundle_over_many_lines_is_one_document() {
+    let (_, request) = ids_view();
+    let entries: Vec<String> = (1..=100_000)
+        .map(|i| format!("    {{\"resource\": {}}}", patient(&format!("p{i}"))))
+        .collect();
+    let bundle = format!(
+        "{{\n  \"resourceType\": \"Bundle\",\n  \"entry\": [\n{}\n  ]\n}}\n",
+        entries.join(",\n")
+    );
+    assert!(bundle.len() > lines::WINDOW_BYTES);
+    let got = parse_object(bundle.into_bytes(), request);
+    let parsed: Vec<ParsedBatch> = got.into_iter().map(Result::unwrap).collect();
+    let (rows, rejects) = numbered(&parsed);
+    assert_eq!(rows.len(), 100_000);
+    assert_eq!(rows[99_999], (100_000, "p100000".to_string()));
+    assert!(rejects.is_empty());
+}
+
+/// Windows of a few lines through the workers: every line once, in order and numbered
+/// (blank lines counted), whatever the chunks the object arrives in; a line longer than a
+/// record stops the object after the lines before it, named by its number; a failed
+/// input stops without reading its partial last line.
+#[test]
+fn windows_keep_the_lines_order_and_stop_at_a_line_too_long() {
+    let (v, mut request) = ids_view();
+    request.batch_size = 7;
+    request.limits.record_bytes = 200;
+    let mut text = String::new();
+    for i in 1..=500 {
+        match i % 50 {
+            0 => text.push('\n'),
+            7 => text.push_str("[1, 2\n"),
+            _ => text.push_str(&format!("{}\n", patient(&format!("p{i}")))),
+        }
+    }
+    let want: Vec<(u64, String)> = (1..=500u64)
+        .filter(|i| i % 50 != 0 && i % 50 != 7)
+        .map(|i| (i, format!("p{i}")))
+        .collect();
+    let run = |bytes: &[u8], chunk: usize, failed: bool| {
+        let mut chunks = bytes.chunks(chunk).map(bytes::Bytes::copy_from_slice);
+        let mut next = || match chunks.next() {
+            Some(c) => lines::Next::Chunk(c),
+            None if failed => lines::Next::Failed,
+            None => lines::Next::End,
+        };
+        let mut out = Vec::new();
+        let result = lines::read(Vec::new(), &mut next, &v, &request, 300, &mut |b| {
+            out.push(b);
+            true
+        });
+        (numbered(&out), result)
+    };
+    for chunk in [1, 13, 4096] {
+        let ((rows, rejects), result) = run(text.as_bytes(), chunk, false);
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(rows, want, "chunks of {chunk}");
+        assert_eq!(rejects, (0..10).map(|k| k * 50 + 7).collect::<Vec<u64>>());
+    }
+    // Line 301 is longer than a record: lines 1–300 are read, then the object stops.
+    let long = format!("{{\"id\": \"{}\"}}", "x".repeat(300));
+    let mut cut: Vec<String> = text.lines().map(String::from).collect();
+    cut[300] = long;
+    let cut = cut.join("\n");
+    for (chunk, ended) in [(13, true), (4096, true), (13, false)] {
+        // Without its line end (`ended`: false), the long line is the object's last.
+        let bytes = if ended {
+            cut.clone()
+        } else {
+            cut[..cut.find(&"x".repeat(300)).unwrap() + 300].to_string()
+        };
+        let ((rows, _), result) = run(bytes.as_bytes(), chunk, false);
+        assert_eq!(rows, want[..want.iter().position(|r| r.0 > 300).unwrap()]);
+        assert_eq!(
+            result.unwrap_err(),
+            Stop::Limit {
+                setting: "record_kib",
+                message: "line 301 is longer than 200 bytes".into()
+            }
+        );
+    }
+    // A failed input: what arrived whole is read, the partial last line is not.
+    let part = &text.as_bytes()[..text.find("p123\"").unwrap()];
+    let ((rows, _), result) = run(part, 13, true);
+    assert!(result.is_ok());
+    assert_eq!(rows.last().map(|r| r.0), Some(122));
 }

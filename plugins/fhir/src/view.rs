@@ -6,11 +6,14 @@
 //! `repeat` path that never runs out (say `$this`) can overflow the thread's stack. The
 //! resource itself is at most that deep already (the parser refuses deeper JSON).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use serde_json::Value;
 
 use crate::fhirpath::{self, Context, Expr, Item};
+use crate::json::{Held, Json};
 
 /// A column of a view.
 #[derive(Debug, Clone)]
@@ -20,6 +23,8 @@ pub struct Column {
     /// The path as written, for messages.
     pub text: String,
     pub collection: bool,
+    /// Where the column is in a row (its place in [`View::columns`]).
+    pub slot: usize,
 }
 
 /// A `select` element.
@@ -30,13 +35,17 @@ pub struct Select {
     pub for_each: Option<(Expr, bool)>,
     pub repeat: Vec<Expr>,
     pub union_all: Vec<Select>,
+    /// The slots of this select's columns and of those nested in it (consecutive: a
+    /// select's columns come before its nested selects', and `unionAll` branches share
+    /// theirs).
+    pub span: Range<usize>,
 }
 
 /// A checked view definition.
 #[derive(Debug, Clone)]
 pub struct View {
     pub resource: String,
-    pub constants: std::sync::Arc<BTreeMap<String, Vec<Item>>>,
+    pub constants: BTreeMap<String, Vec<Item<'static>>>,
     pub filters: Vec<Expr>,
     pub select: Select,
     /// The columns, in order.
@@ -57,8 +66,29 @@ struct Bounds {
     bytes: usize,
 }
 
-/// A row: column name → value (null when missing).
-pub type Row = BTreeMap<String, Value>;
+/// A column's value in a row: none, one, or (a column with `collection: true`) a list.
+#[derive(Debug, Clone, Default)]
+pub enum Cell<'a> {
+    #[default]
+    Null,
+    One(Held<'a>),
+    Many(Vec<Held<'a>>),
+}
+
+impl Cell<'_> {
+    /// The value as JSON (for tests and the conformance suite).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Cell::Null => Value::Null,
+            Cell::One(v) => v.to_value(),
+            Cell::Many(list) => Value::Array(list.iter().map(|v| v.to_value()).collect()),
+        }
+    }
+}
+
+/// A row: the cells of the view's columns, in [`View::columns`]' order. Values of the
+/// resource are borrowed from it.
+pub type Row<'a> = Vec<Cell<'a>>;
 
 fn path(v: &Value, what: &str) -> Result<Expr, String> {
     let s = v
@@ -101,6 +131,7 @@ fn select(v: &Value) -> Result<Select, String> {
                 .get("collection")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            slot: 0,
         });
     }
     for nested in o
@@ -146,6 +177,29 @@ fn select(v: &Value) -> Result<Select, String> {
     Ok(s)
 }
 
+/// Gives every column its slot (by name: the branches of a `unionAll` fill the same ones)
+/// and every select its span.
+fn place(s: &mut Select, columns: &[String]) -> Range<usize> {
+    let mut span: Option<Range<usize>> = None;
+    let mut cover = |r: Range<usize>| {
+        if !r.is_empty() {
+            span = Some(match span.take() {
+                Some(s) => s.start.min(r.start)..s.end.max(r.end),
+                None => r,
+            });
+        }
+    };
+    for c in &mut s.columns {
+        c.slot = columns.iter().position(|n| *n == c.name).unwrap_or(0);
+        cover(c.slot..c.slot + 1);
+    }
+    for n in s.selects.iter_mut().chain(s.union_all.iter_mut()) {
+        cover(place(n, columns));
+    }
+    s.span = span.unwrap_or(0..0);
+    s.span.clone()
+}
+
 fn column_names(s: &Select) -> Vec<String> {
     let mut out: Vec<String> = s.columns.iter().map(|c| c.name.clone()).collect();
     for n in &s.selects {
@@ -182,8 +236,8 @@ pub fn compile(v: &Value) -> Result<View, String> {
         constants.insert(
             name.to_string(),
             vec![Item {
-                value: value.clone(),
-                choice: Some(key["value".len()..].to_string()),
+                value: Held::Owned(Json::from_value(value)),
+                choice: Some(Cow::Owned(key["value".len()..].to_string())),
             }],
         );
     }
@@ -204,7 +258,7 @@ pub fn compile(v: &Value) -> Result<View, String> {
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty())
         .ok_or("a view needs `select`")?;
-    let select = Select {
+    let mut select = Select {
         selects: top.iter().map(select).collect::<Result<_, _>>()?,
         ..Default::default()
     };
@@ -215,9 +269,10 @@ pub fn compile(v: &Value) -> Result<View, String> {
             return Err(format!("column `{c}` is defined twice"));
         }
     }
+    place(&mut select, &columns);
     Ok(View {
         resource,
-        constants: std::sync::Arc::new(constants),
+        constants,
         filters,
         select,
         columns,
@@ -226,18 +281,15 @@ pub fn compile(v: &Value) -> Result<View, String> {
     })
 }
 
-fn value_of(items: Vec<Item>, column: &Column) -> Result<Value, String> {
+fn value_of<'a>(items: Vec<Item<'a>>, column: &Column) -> Result<Cell<'a>, String> {
     if column.collection {
-        return Ok(Value::Array(items.into_iter().map(|i| i.value).collect()));
+        return Ok(Cell::Many(items.into_iter().map(|i| i.value).collect()));
     }
-    match items.len() {
-        0 => Ok(Value::Null),
-        1 => Ok(items
-            .into_iter()
-            .next()
-            .map(|i| i.value)
-            .unwrap_or(Value::Null)),
-        n => Err(format!(
+    let n = items.len();
+    match items.into_iter().next() {
+        None => Ok(Cell::Null),
+        Some(i) if n == 1 => Ok(Cell::One(i.value)),
+        Some(_) => Err(format!(
             "column `{}` (path `{}`) has {n} values; set `collection: true`",
             column.name, column.text
         )),
@@ -246,11 +298,11 @@ fn value_of(items: Vec<Item>, column: &Column) -> Result<Value, String> {
 
 /// Bytes a value holds, roughly: its text, and a word for each other value (an estimate
 /// for the output bound, not an exact size).
-fn value_bytes(v: &Value) -> usize {
+fn value_bytes(v: &Json) -> usize {
     match v {
-        Value::String(s) => s.len() + 8,
-        Value::Array(a) => a.iter().map(value_bytes).sum::<usize>() + 8,
-        Value::Object(o) => {
+        Json::String(s) => s.len() + 8,
+        Json::Array(a) => a.iter().map(value_bytes).sum::<usize>() + 8,
+        Json::Object(o) => {
             o.iter()
                 .map(|(k, v)| k.len() + value_bytes(v))
                 .sum::<usize>()
@@ -263,7 +315,11 @@ fn value_bytes(v: &Value) -> usize {
 /// Bytes a row holds, roughly (see [`value_bytes`]).
 fn row_bytes(r: &Row) -> usize {
     r.iter()
-        .map(|(k, v)| k.len() + value_bytes(v))
+        .map(|c| match c {
+            Cell::Null => 8,
+            Cell::One(v) => value_bytes(v),
+            Cell::Many(list) => list.iter().map(|v| value_bytes(v)).sum::<usize>() + 8,
+        })
         .sum::<usize>()
         + 16
 }
@@ -276,9 +332,15 @@ fn too_many_rows(bytes: usize) -> String {
     )
 }
 
-/// Every row of `a` joined with every row of `b`, refused before it is built when the
-/// result would hold more than `bytes`: `|b|·Σa + |a|·Σb`.
-fn cross(a: Vec<Row>, b: Vec<Row>, bytes: usize) -> Result<Vec<Row>, String> {
+/// Every row of `a` joined with every row of `b` (whose cells are those of `span`),
+/// refused before it is built when the result would hold more than `bytes`:
+/// `|b|·Σa + |a|·Σb`.
+fn cross<'a>(
+    a: Vec<Row<'a>>,
+    b: Vec<Row<'a>>,
+    span: &Range<usize>,
+    bytes: usize,
+) -> Result<Vec<Row<'a>>, String> {
     let sum = |rows: &[Row]| {
         rows.iter()
             .map(row_bytes)
@@ -294,30 +356,23 @@ fn cross(a: Vec<Row>, b: Vec<Row>, bytes: usize) -> Result<Vec<Row>, String> {
     for x in &a {
         for y in &b {
             let mut r = x.clone();
-            r.extend(y.iter().map(|(k, v)| (k.clone(), v.clone())));
+            r[span.clone()].clone_from_slice(&y[span.clone()]);
             out.push(r);
         }
     }
     Ok(out)
 }
 
-fn nulls(s: &Select) -> Row {
-    column_names(s)
-        .into_iter()
-        .map(|c| (c, Value::Null))
-        .collect()
-}
-
 /// Items reached by `repeat`, depth first: each item, then what its paths reach. The walk
 /// keeps its own stack (one list of items still to visit per level) rather than recursing,
 /// and stops with an error past `depth` levels: the data, or a path that reaches the item
 /// itself again, could otherwise take it down without end.
-fn repeat(
-    paths: &[Expr],
-    item: &Item,
-    ctx: &Context,
+fn repeat<'a>(
+    paths: &'a [Expr],
+    item: &Item<'a>,
+    ctx: &Context<'a>,
     depth: usize,
-    out: &mut Vec<Item>,
+    out: &mut Vec<Item<'a>>,
 ) -> Result<(), String> {
     let mut levels = vec![reached(paths, item, ctx)?];
     while let Some(level) = levels.last_mut() {
@@ -340,7 +395,11 @@ fn repeat(
 
 /// What the `repeat` paths reach from one item, in the paths' order, reversed: the walk
 /// pops the next item to visit from the end.
-fn reached(paths: &[Expr], item: &Item, ctx: &Context) -> Result<Vec<Item>, String> {
+fn reached<'a>(
+    paths: &'a [Expr],
+    item: &Item<'a>,
+    ctx: &Context<'a>,
+) -> Result<Vec<Item<'a>>, String> {
     let mut items = Vec::new();
     for p in paths {
         items.extend(fhirpath::eval(p, std::slice::from_ref(item), ctx)?);
@@ -349,28 +408,41 @@ fn reached(paths: &[Expr], item: &Item, ctx: &Context) -> Result<Vec<Item>, Stri
     Ok(items)
 }
 
-fn run_select(s: &Select, focus: &Item, ctx: &Context, bounds: Bounds) -> Result<Vec<Row>, String> {
-    let depth = bounds.depth;
-    let iterates = s.for_each.is_some() || !s.repeat.is_empty();
-    use std::borrow::Cow;
-    let focuses: Vec<Option<Cow<Item>>> = if let Some((p, or_null)) = &s.for_each {
+/// The items a select makes rows of: what `forEach` (`None` for `forEachOrNull` over
+/// nothing) or `repeat` reach, else the focus itself.
+fn focuses<'a>(
+    s: &'a Select,
+    focus: &Item<'a>,
+    ctx: &Context<'a>,
+    depth: usize,
+) -> Result<Vec<Option<Item<'a>>>, String> {
+    Ok(if let Some((p, or_null)) = &s.for_each {
         let items = fhirpath::eval(p, std::slice::from_ref(focus), ctx)?;
         if items.is_empty() && *or_null {
             vec![None]
         } else {
-            items.into_iter().map(|i| Some(Cow::Owned(i))).collect()
+            items.into_iter().map(Some).collect()
         }
     } else if !s.repeat.is_empty() {
         let mut out = Vec::new();
         repeat(&s.repeat, focus, ctx, depth, &mut out)?;
-        out.into_iter().map(|i| Some(Cow::Owned(i))).collect()
+        out.into_iter().map(Some).collect()
     } else {
-        // The focus itself (often the whole resource), not a copy.
-        vec![Some(Cow::Borrowed(focus))]
-    };
+        vec![Some(focus.clone())]
+    })
+}
+
+fn run_select<'a>(
+    s: &'a Select,
+    focus: &Item<'a>,
+    ctx: &Context<'a>,
+    bounds: Bounds,
+    width: usize,
+) -> Result<Vec<Row<'a>>, String> {
+    let iterates = s.for_each.is_some() || !s.repeat.is_empty();
     let mut rows = Vec::new();
     let mut held = 0usize;
-    let mut hold = |rows: &mut Vec<Row>, part: Vec<Row>| {
+    let mut hold = |rows: &mut Vec<Row<'a>>, part: Vec<Row<'a>>| {
         held = part.iter().map(row_bytes).fold(held, usize::saturating_add);
         if held > bounds.bytes {
             return Err(too_many_rows(bounds.bytes));
@@ -378,41 +450,38 @@ fn run_select(s: &Select, focus: &Item, ctx: &Context, bounds: Bounds) -> Result
         rows.extend(part);
         Ok(())
     };
-    for (index, f) in focuses.into_iter().enumerate() {
-        let mut ctx = ctx.clone();
+    for (index, f) in focuses(s, focus, ctx, bounds.depth)?
+        .into_iter()
+        .enumerate()
+    {
         // %rowIndex counts the items a select iterates; other selects see their parent's.
-        if iterates {
-            ctx.row_index = Some(index);
-        }
+        let ctx = Context {
+            row_index: if iterates { Some(index) } else { ctx.row_index },
+            ..*ctx
+        };
+        let mut row: Row<'a> = vec![Cell::Null; width];
         let Some(f) = f else {
             // forEachOrNull over nothing: one row, evaluated on an empty focus.
-            let mut row = nulls(s);
             for c in &s.columns {
-                row.insert(
-                    c.name.clone(),
-                    value_of(fhirpath::eval(&c.path, &[], &ctx)?, c)?,
-                );
+                row[c.slot] = value_of(fhirpath::eval(&c.path, &[], &ctx)?, c)?;
             }
             hold(&mut rows, vec![row])?;
             continue;
         };
-        let mut row = Row::new();
         for c in &s.columns {
-            row.insert(
-                c.name.clone(),
-                value_of(fhirpath::eval(&c.path, std::slice::from_ref(&f), &ctx)?, c)?,
-            );
+            row[c.slot] = value_of(fhirpath::eval(&c.path, std::slice::from_ref(&f), &ctx)?, c)?;
         }
         let mut part = vec![row];
         for n in &s.selects {
-            part = cross(part, run_select(n, &f, &ctx, bounds)?, bounds.bytes)?;
+            let nested = run_select(n, &f, &ctx, bounds, width)?;
+            part = cross(part, nested, &n.span, bounds.bytes)?;
         }
-        if !s.union_all.is_empty() {
+        if let Some(first) = s.union_all.first() {
             let mut union = Vec::new();
             for u in &s.union_all {
-                hold(&mut union, run_select(u, &f, &ctx, bounds)?)?;
+                hold(&mut union, run_select(u, &f, &ctx, bounds, width)?)?;
             }
-            part = cross(part, union, bounds.bytes)?;
+            part = cross(part, union, &first.span, bounds.bytes)?;
         }
         hold(&mut rows, part)?;
     }
@@ -420,28 +489,48 @@ fn run_select(s: &Select, focus: &Item, ctx: &Context, bounds: Bounds) -> Result
 }
 
 impl View {
-    /// The rows of one resource (none when it is of another type or fails a `where`).
-    /// An error names the resource type, never its id (an id may be an identity code).
-    pub fn rows(&self, resource: Value) -> Result<Vec<Row>, String> {
-        if resource.get("resourceType").and_then(Value::as_str) != Some(self.resource.as_str()) {
+    /// The rows of one resource (none when it is of another type or fails a `where`), each
+    /// a cell per column in [`View::columns`]' order, borrowing from the resource. An error
+    /// names the resource type, never its id (an id may be an identity code).
+    pub fn rows<'a>(&'a self, resource: &'a Json<'a>) -> Result<Vec<Row<'a>>, String> {
+        if resource.get("resourceType").and_then(Json::as_str) != Some(self.resource.as_str()) {
             return Ok(vec![]);
         }
-        let item = Item::plain(resource);
-        self.rows_of(&item)
+        self.rows_of(&Item::of(resource))
             .map_err(|e| format!("{} resource: {e}", self.resource))
     }
 
-    fn rows_of(&self, item: &Item) -> Result<Vec<Row>, String> {
+    /// The rows of one resource as JSON objects, column name → value (for tests and the
+    /// conformance suite).
+    pub fn rows_as_json(
+        &self,
+        resource: &Value,
+    ) -> Result<Vec<serde_json::Map<String, Value>>, String> {
+        let json = Json::from_value(resource);
+        Ok(self
+            .rows(&json)?
+            .iter()
+            .map(|row| {
+                self.columns
+                    .iter()
+                    .zip(row)
+                    .map(|(name, cell)| (name.clone(), cell.to_value()))
+                    .collect()
+            })
+            .collect())
+    }
+
+    fn rows_of<'a>(&'a self, item: &Item<'a>) -> Result<Vec<Row<'a>>, String> {
         let ctx = Context {
-            variables: self.constants.clone(),
+            variables: &self.constants,
             row_index: None,
         };
         for f in &self.filters {
             let r = fhirpath::eval(f, std::slice::from_ref(item), &ctx)?;
             match r.as_slice() {
                 [] => return Ok(vec![]),
-                [i] if i.value == Value::Bool(false) => return Ok(vec![]),
-                [i] if i.value == Value::Bool(true) => {}
+                [i] if *i.value == Json::Bool(false) => return Ok(vec![]),
+                [i] if *i.value == Json::Bool(true) => {}
                 _ => return Err("a `where` path must give one boolean".into()),
             }
         }
@@ -449,6 +538,6 @@ impl View {
             depth: self.depth,
             bytes: self.output_bytes,
         };
-        run_select(&self.select, item, &ctx, bounds)
+        run_select(&self.select, item, &ctx, bounds, self.columns.len())
     }
 }
