@@ -28,13 +28,16 @@
 //! hold or do is bounded, and messages name places (a line number, a level), never content
 //! (a line may hold identity codes):
 //!
-//! - The object is read whole, at most `limits.object_bytes` (larger ones are refused
-//!   before parsing), so a partial line is never buffered on its own.
+//! - Bulk NDJSON (an object whose second line starts a resource) is read as it streams in,
+//!   in windows of whole lines ([`lines`]): an export of any size is held a few windows at
+//!   a time. Any other object (a Bundle, one resource, an object of at most a window) is
+//!   read whole, at most `limits.object_bytes` (larger ones are refused).
 //! - An NDJSON line longer than `limits.record_bytes` stops the object with a `record_kib`
-//!   limit naming the line's number, after the lines before it have been read: no bulk
-//!   export writes one resource that large, and as JSON values it would take several times
-//!   its size. A resource inside a Bundle is not measured on its own; the Bundle as a whole
-//!   is bounded by `object_bytes`.
+//!   limit naming the line's number, after the lines before it have been read; the reader
+//!   notices it before holding more than a record and a chunk of it. No bulk export writes
+//!   one resource that large, and as JSON values it would take several times its size. A
+//!   resource inside a Bundle is not measured on its own; the Bundle as a whole is bounded
+//!   by `object_bytes`.
 //! - JSON nesting is measured byte by byte before anything parses it, because parsing,
 //!   cloning, comparing and dropping JSON values all recurse once per level: a line or
 //!   resource nesting deeper than `limits.depth` is rejected as a row ("JSON nests deeper
@@ -576,15 +579,7 @@ fn read_in_windows(
         }
         return Ok(());
     }
-    let mut end = || lines::Next::End;
-    lines::read(
-        text.as_bytes().to_vec(),
-        &mut end,
-        view,
-        request,
-        window_bytes,
-        emit,
-    )
+    lines::read_held(text.as_bytes(), view, request, window_bytes, emit)
 }
 
 /// The parser as a registry entry.

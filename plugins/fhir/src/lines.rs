@@ -27,6 +27,11 @@ use crate::view::View;
 /// little memory.
 pub const WINDOW_BYTES: usize = 4 << 20;
 
+/// Window buffers allocated so far (for tests).
+#[cfg(test)]
+pub static NEW_WINDOW_BUFFERS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 /// What the reader gets from the object: the next chunk, the end, or a failure (reported
 /// on the object's stream; the reader then reads the lines that arrived whole, not the
 /// partial last one).
@@ -68,6 +73,7 @@ pub fn read(
         progress: Mutex::new(Progress::default()),
         moved: Condvar::new(),
         window: 2 * workers,
+        spares: Mutex::new(Vec::new()),
     };
     let (windows_tx, windows_rx) = std::sync::mpsc::sync_channel::<Window>(workers);
     // The workers share the receiving end; when the last one returns it is dropped, and a
@@ -143,7 +149,7 @@ fn cut(
             out.send(Vec::new(), Some(stop));
             return;
         };
-        if !out.send(rest[..len].to_vec(), None) {
+        if !out.send(turns.filled(&rest[..len]), None) {
             return;
         }
         start += len;
@@ -225,24 +231,54 @@ fn work(
         if !turns.wait_for(window.index) {
             return;
         }
-        let index = window.index;
+        let Window {
+            index,
+            first,
+            text,
+            cut,
+        } = window;
         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            evaluate(window, view, request)
+            evaluate(&text, first, view, request)
         }))
         .unwrap_or_else(|_| (Vec::new(), Some("the FHIR view evaluation panicked".into())));
+        turns.give_back(text);
+        let done = match done {
+            (batches, None) => (batches, cut),
+            stopped => stopped,
+        };
         if tx.send((index, done)).is_err() {
             return;
         }
     }
 }
 
-/// The batches of one window's lines, up to a line longer than a record may be; then the
-/// stop that ends the object (that line's, the window's own, or a row too long: a row's
-/// stop drops the window's batches, as it names a row among them).
-fn evaluate(window: Window, view: &View, request: &ParseRequest) -> Done {
-    let text = match std::str::from_utf8(&window.text) {
+/// Evaluates NDJSON held whole: on this thread when it is at most a window (threads for
+/// each small object cost more than the work), else in windows on all cores.
+pub fn read_held(
+    bytes: &[u8],
+    view: &View,
+    request: &ParseRequest,
+    window_bytes: usize,
+    emit: &mut dyn FnMut(ParsedBatch) -> bool,
+) -> Result<(), Stop> {
+    if bytes.len() > window_bytes {
+        let mut end = || Next::End;
+        return read(bytes.to_vec(), &mut end, view, request, window_bytes, emit);
+    }
+    let (batches, stop) = evaluate(bytes, 1, view, request);
+    if batches.into_iter().all(emit) {
+        return stop.map_or(Ok(()), Err);
+    }
+    Ok(())
+}
+
+/// The batches of some lines (`first` the number of the first), up to a line longer than
+/// a record may be; then the stop that ends the object (that line's, or a row too long: a
+/// row's stop drops the batches, as it names a row among them).
+fn evaluate(bytes: &[u8], first: u64, view: &View, request: &ParseRequest) -> Done {
+    let text = match std::str::from_utf8(bytes) {
         Ok(t) => Cow::Borrowed(t),
-        Err(_) => String::from_utf8_lossy(&window.text),
+        Err(_) => String::from_utf8_lossy(bytes),
     };
     let depth = crate::resource_depth(&request.limits);
     let record_bytes = request.limits.record_bytes;
@@ -250,7 +286,7 @@ fn evaluate(window: Window, view: &View, request: &ParseRequest) -> Done {
     let lines = text
         .lines()
         .enumerate()
-        .map(|(i, line)| (window.first + i as u64, line))
+        .map(|(i, line)| (first + i as u64, line))
         .take_while(|&(row, line)| {
             if line.len() > record_bytes {
                 cut = Some(too_long(row, record_bytes));
@@ -260,7 +296,7 @@ fn evaluate(window: Window, view: &View, request: &ParseRequest) -> Done {
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(row, line)| (row, crate::line_resource(line, depth)));
     match crate::rows_of(lines, view, request, "line") {
-        Ok(batches) => (batches, cut.or(window.cut)),
+        Ok(batches) => (batches, cut),
         Err(stop) => (Vec::new(), Some(stop)),
     }
 }
@@ -299,6 +335,11 @@ struct Turns {
     moved: Condvar,
     /// How many windows the workers may be ahead of the one emitted next.
     window: usize,
+    /// Windows' buffers evaluated and given back, for the reader to fill again: a fresh
+    /// buffer for every window is memory the allocator hands over new (each page cleared
+    /// on first touch) and, freed on another thread, was not handed back: the process grew
+    /// by the size of the object read (PROFILE.md, nineteenth round).
+    spares: Mutex<Vec<Vec<u8>>>,
 }
 
 /// How far the reading is: windows sent by the reader and emitted, and whether to stop
@@ -311,6 +352,32 @@ struct Progress {
 }
 
 impl Turns {
+    /// A buffer holding `bytes`: a spare one if there is one.
+    fn filled(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut buf = (self.spares.lock().ok())
+            .and_then(|mut s| s.pop())
+            .unwrap_or_else(|| {
+                #[cfg(test)]
+                NEW_WINDOW_BUFFERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Vec::new()
+            });
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        buf
+    }
+
+    /// Gives a window's buffer back, up to as many as can be on the way at once.
+    fn give_back(&self, buf: Vec<u8>) {
+        if buf.capacity() == 0 {
+            return;
+        }
+        if let Ok(mut spares) = self.spares.lock()
+            && spares.len() < 2 * self.window
+        {
+            spares.push(buf);
+        }
+    }
+
     /// Waits until window `index` is within the window of the one emitted next; `false`
     /// when the reading stops.
     fn wait_for(&self, index: usize) -> bool {

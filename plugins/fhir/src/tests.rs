@@ -633,3 +633,35 @@ fn windows_keep_the_lines_order_and_stop_at_a_line_too_long() {
     assert!(result.is_ok());
     assert_eq!(rows.last().map(|r| r.0), Some(122));
 }
+
+/// The windows' buffers are filled again once evaluated, not allocated one a window: a
+/// fresh buffer each time was memory the allocator never took back, and the process grew
+/// by the size of the object (failed before: one buffer a window, 400 here).
+#[test]
+fn window_buffers_are_reused() {
+    use std::sync::atomic::Ordering;
+    let (v, request) = ids_view();
+    let line = format!("{}\n", patient("p1"));
+    let text = line.repeat(400 * 1024 / line.len());
+    let mut chunks = text
+        .as_bytes()
+        .chunks(4096)
+        .map(bytes::Bytes::copy_from_slice);
+    let mut next = || chunks.next().map_or(lines::Next::End, lines::Next::Chunk);
+    let before = lines::NEW_WINDOW_BUFFERS.load(Ordering::Relaxed);
+    let mut rows = 0;
+    lines::read(Vec::new(), &mut next, &v, &request, 1024, &mut |b| {
+        rows += b.batch.num_rows();
+        true
+    })
+    .unwrap();
+    assert_eq!(rows, text.len() / line.len());
+    let new = lines::NEW_WINDOW_BUFFERS.load(Ordering::Relaxed) - before;
+    // About the windows on the way at once (the channel's, the workers', those ahead; a
+    // test reading beside this one may add its own few to the shared count).
+    assert!(
+        new <= 100,
+        "{new} buffers for {} windows",
+        text.len() / 1024
+    );
+}
