@@ -494,6 +494,7 @@ fn rows_of<'t>(
     view: &view::View,
     request: &ParseRequest,
     place: &str,
+    builder: &mut TextBatchBuilder,
 ) -> Result<Vec<ParsedBatch>, Stop> {
     let finish = |b: &mut TextBatchBuilder| b.finish().map_err(|e| Stop::Invalid(e.to_string()));
     // The view's cell of each declared column (they are checked to be the view's).
@@ -505,19 +506,15 @@ fn rows_of<'t>(
                 .unwrap_or(usize::MAX)
         })
         .collect();
-    let mut builder = TextBatchBuilder::new(request.columns.clone());
     // Text bytes of the rows in `builder`, against `BATCH_BYTES`.
     let mut held = 0usize;
     let mut out = Vec::new();
     for (row, resource) in resources {
-        let resource = match resource {
-            Ok(r) => r,
-            Err(reason) => {
-                builder.reject(row, reason);
-                continue;
-            }
+        let rows = match &resource {
+            Ok(r) => view.rows(r),
+            Err(reason) => Err(reason.clone()),
         };
-        match view.rows(&resource) {
+        match rows {
             Ok(rows) => {
                 let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(slots.len());
                 for (index, r) in rows.iter().enumerate() {
@@ -526,7 +523,7 @@ fn rows_of<'t>(
                     held += row_bytes(&values, &request.limits, place, row, index)?;
                     builder.push_row(row, values.iter().map(|v| v.as_deref()));
                     if held > BATCH_BYTES {
-                        out.push(finish(&mut builder)?);
+                        out.push(finish(builder)?);
                         held = 0;
                     }
                 }
@@ -534,12 +531,12 @@ fn rows_of<'t>(
             Err(reason) => builder.reject(row, reason),
         }
         if builder.len() >= request.batch_size {
-            out.push(finish(&mut builder)?);
+            out.push(finish(builder)?);
             held = 0;
         }
     }
     if !builder.is_empty() {
-        out.push(finish(&mut builder)?);
+        out.push(finish(builder)?);
     }
     Ok(out)
 }
@@ -572,7 +569,8 @@ fn read_in_windows(
     if let Some(list) = document(&text, &request.limits)? {
         let depth = resource_depth(&request.limits);
         let iter = (list.into_iter()).map(|(row, r)| (row, within_depth(r, depth)));
-        for b in rows_of(iter, view, request, "entry")? {
+        let mut builder = TextBatchBuilder::new(request.columns.clone());
+        for b in rows_of(iter, view, request, "entry", &mut builder)? {
             if !emit(b) {
                 break;
             }

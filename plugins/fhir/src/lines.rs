@@ -18,7 +18,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Condvar, Mutex};
 
 use bytes::Bytes;
-use valtava_plugin::{ParseRequest, ParsedBatch, Stop};
+use valtava_plugin::{ParseRequest, ParsedBatch, Stop, TextBatchBuilder};
 
 use crate::view::View;
 
@@ -82,8 +82,12 @@ pub fn read(
     let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Done)>();
     std::thread::scope(|s| {
         let turns = &turns;
-        let limit = request.limits.record_bytes;
-        s.spawn(move || cut(head, next, limit, window_bytes, turns, windows_tx));
+        let shape = Shape {
+            bytes: window_bytes,
+            lines: request.batch_size.max(1),
+            record: request.limits.record_bytes,
+        };
+        s.spawn(move || cut(head, next, shape, turns, windows_tx));
         for _ in 0..workers {
             let (rx, tx) = (windows_rx.clone(), done_tx.clone());
             s.spawn(move || work(turns, &rx, view, request, tx));
@@ -108,8 +112,7 @@ pub fn read(
 fn cut(
     head: Vec<u8>,
     next: &mut (dyn FnMut() -> Next + Send),
-    record_bytes: usize,
-    window_bytes: usize,
+    shape: Shape,
     turns: &Turns,
     tx: SyncSender<Window>,
 ) {
@@ -124,7 +127,7 @@ fn cut(
     };
     let mut ended = false;
     loop {
-        while !ended && !ready(&buf[start..], window_bytes, record_bytes) {
+        while !ended && !ready(&buf[start..], shape) {
             // What was sent goes before more is read: `buf` holds a window and a chunk.
             buf.drain(..start);
             start = 0;
@@ -143,9 +146,9 @@ fn cut(
         if rest.is_empty() {
             return;
         }
-        let Some(len) = window_end(rest, window_bytes, ended) else {
+        let Some(len) = window_end(rest, shape, ended) else {
             // No line ends in more than a record: that line stops the object.
-            let stop = too_long(out.first, record_bytes);
+            let stop = too_long(out.first, shape.record);
             out.send(Vec::new(), Some(stop));
             return;
         };
@@ -156,21 +159,41 @@ fn cut(
     }
 }
 
-/// Whether `rest` (bytes not yet sent) holds a window: `window_bytes` and a line end, or
-/// a last line longer than a record may be.
-fn ready(rest: &[u8], window_bytes: usize, record_bytes: usize) -> bool {
-    let whole = memchr::memrchr(b'\n', rest).map_or(0, |i| i + 1);
-    (rest.len() >= window_bytes && whole > 0) || rest.len() - whole > record_bytes
+/// How windows are cut: at most `lines` lines (a batch's rows: a worker's batch builder,
+/// sized by its last batch, then fits the next window without growing) and `bytes` (unless
+/// one line is longer); a line longer than `record` stops the object.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    bytes: usize,
+    lines: usize,
+    record: usize,
 }
 
-/// Where the next window of `rest` ends: after the last line that ends within
-/// `window_bytes`, or after the first line if that one is longer; at the end of the object
-/// once it has ended. `None` when no line ends in `rest` and more may come.
-fn window_end(rest: &[u8], window_bytes: usize, ended: bool) -> Option<usize> {
-    if ended && rest.len() <= window_bytes {
+/// Whether `rest` (bytes not yet sent) holds a window: a window's lines or bytes ending
+/// in a line end, or a last line longer than a record may be.
+fn ready(rest: &[u8], shape: Shape) -> bool {
+    let whole = memchr::memrchr(b'\n', rest).map_or(0, |i| i + 1);
+    if rest.len() - whole > shape.record {
+        return true;
+    }
+    whole > 0
+        && (rest.len() >= shape.bytes
+            || memchr::memchr_iter(b'\n', rest)
+                .nth(shape.lines - 1)
+                .is_some())
+}
+
+/// Where the next window of `rest` ends: after its `lines`-th line or the last line that
+/// ends within `bytes`, or after the first line if that one is longer; at the end of the
+/// object once it has ended. `None` when no line ends in `rest` and more may come.
+fn window_end(rest: &[u8], shape: Shape, ended: bool) -> Option<usize> {
+    let limit = shape.bytes.min(rest.len());
+    if let Some(i) = memchr::memchr_iter(b'\n', &rest[..limit]).nth(shape.lines - 1) {
+        return Some(i + 1);
+    }
+    if ended && rest.len() <= shape.bytes {
         return Some(rest.len());
     }
-    let limit = window_bytes.min(rest.len());
     memchr::memrchr(b'\n', &rest[..limit])
         .or_else(|| memchr::memchr(b'\n', &rest[limit..]).map(|i| limit + i))
         .map(|i| i + 1)
@@ -224,6 +247,9 @@ fn work(
     request: &ParseRequest,
     tx: Sender<(usize, Done)>,
 ) {
+    // One builder for all the worker's windows: each batch starts with room for one like
+    // the last (see `TextBatchBuilder::finish`).
+    let mut builder = TextBatchBuilder::new(request.columns.clone());
     loop {
         let Some(window) = rx.lock().ok().and_then(|r| r.recv().ok()) else {
             return;
@@ -238,7 +264,7 @@ fn work(
             cut,
         } = window;
         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            evaluate(&text, first, view, request)
+            evaluate(&text, first, view, request, &mut builder)
         }))
         .unwrap_or_else(|_| (Vec::new(), Some("the FHIR view evaluation panicked".into())));
         turns.give_back(text);
@@ -265,7 +291,8 @@ pub fn read_held(
         let mut end = || Next::End;
         return read(bytes.to_vec(), &mut end, view, request, window_bytes, emit);
     }
-    let (batches, stop) = evaluate(bytes, 1, view, request);
+    let mut builder = TextBatchBuilder::new(request.columns.clone());
+    let (batches, stop) = evaluate(bytes, 1, view, request, &mut builder);
     if batches.into_iter().all(emit) {
         return stop.map_or(Ok(()), Err);
     }
@@ -275,7 +302,13 @@ pub fn read_held(
 /// The batches of some lines (`first` the number of the first), up to a line longer than
 /// a record may be; then the stop that ends the object (that line's, or a row too long: a
 /// row's stop drops the batches, as it names a row among them).
-fn evaluate(bytes: &[u8], first: u64, view: &View, request: &ParseRequest) -> Done {
+fn evaluate(
+    bytes: &[u8],
+    first: u64,
+    view: &View,
+    request: &ParseRequest,
+    builder: &mut TextBatchBuilder,
+) -> Done {
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => Cow::Borrowed(t),
         Err(_) => String::from_utf8_lossy(bytes),
@@ -295,9 +328,13 @@ fn evaluate(bytes: &[u8], first: u64, view: &View, request: &ParseRequest) -> Do
         })
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(row, line)| (row, crate::line_resource(line, depth)));
-    match crate::rows_of(lines, view, request, "line") {
+    match crate::rows_of(lines, view, request, "line", builder) {
         Ok(batches) => (batches, cut),
-        Err(stop) => (Vec::new(), Some(stop)),
+        Err(stop) => {
+            // The rows of the window so far go with it.
+            *builder = TextBatchBuilder::new(request.columns.clone());
+            (Vec::new(), Some(stop))
+        }
     }
 }
 

@@ -352,6 +352,14 @@ fn cross<'a>(
     if total > bytes {
         return Err(too_many_rows(bytes));
     }
+    if let [y] = b.as_slice() {
+        // One row to join (the usual case): its cells go into `a`'s rows as they are.
+        let mut a = a;
+        for x in &mut a {
+            x[span.clone()].clone_from_slice(&y[span.clone()]);
+        }
+        return Ok(a);
+    }
     let mut out = Vec::with_capacity(a.len() * b.len());
     for x in &a {
         for y in &b {
