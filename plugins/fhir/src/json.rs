@@ -12,8 +12,8 @@
 //!
 //! Parsing is serde_json's (the same grammar, the same numbers and the same errors as
 //! before); its 128-level recursion bound and the parser's own depth check still apply.
-//! A key given twice is kept twice; looking it up finds the last, as `serde_json::Value`
-//! did.
+//! A key given twice is kept once, in its first place with its last value, as
+//! `serde_json::Value` (an order-keeping map) kept it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -40,10 +40,10 @@ impl<'a> Json<'a> {
         serde_json::from_str(text)
     }
 
-    /// The value of `key` in an object (the last, if given twice).
+    /// The value of `key` in an object.
     pub fn get(&self, key: &str) -> Option<&Json<'a>> {
         match self {
-            Json::Object(pairs) => pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+            Json::Object(pairs) => pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
         }
     }
@@ -172,9 +172,13 @@ impl PartialEq for Json<'_> {
             (Json::Number(a), Json::Number(b)) => a == b,
             (Json::String(a), Json::String(b)) => a == b,
             (Json::Array(a), Json::Array(b)) => a == b,
-            (Json::Object(a), Json::Object(b)) => {
-                a.len() == b.len() && a.iter().all(|(k, v)| other.get(k) == Some(v))
+            (Json::Object(a), Json::Object(b)) if a.len() != b.len() => false,
+            (Json::Object(a), Json::Object(b)) if a.len() > SCANNED_KEYS => {
+                let index: std::collections::HashMap<&str, &Json> =
+                    b.iter().map(|(k, v)| (k.as_ref(), v)).collect();
+                a.iter().all(|(k, v)| index.get(k.as_ref()) == Some(&v))
             }
+            (Json::Object(a), Json::Object(_)) => a.iter().all(|(k, v)| other.get(k) == Some(v)),
             _ => false,
         }
     }
@@ -232,11 +236,47 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Json::Array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        let mut pairs = Vec::new();
+        let mut pairs = Pairs::default();
         while let Some(Key(k)) = map.next_key()? {
-            pairs.push((k, map.next_value()?));
+            pairs.insert(k, map.next_value()?);
         }
-        Ok(Json::Object(pairs))
+        Ok(Json::Object(pairs.list))
+    }
+}
+
+/// An object's pairs as they are read: a key given again replaces its value in its first
+/// place (as `serde_json`'s order-keeping map does), found by a scan while the object is
+/// small and through an index beyond that, so that a hostile object of many keys costs
+/// time in proportion to its size.
+#[derive(Default)]
+struct Pairs<'a> {
+    list: Vec<(Cow<'a, str>, Json<'a>)>,
+    index: Option<std::collections::HashMap<Cow<'a, str>, usize>>,
+}
+
+/// Keys an object may have before its pairs are found through an index.
+const SCANNED_KEYS: usize = 16;
+
+impl<'a> Pairs<'a> {
+    fn insert(&mut self, key: Cow<'a, str>, value: Json<'a>) {
+        let at = match &self.index {
+            Some(index) => index.get(&key).copied(),
+            None => self.list.iter().position(|(k, _)| *k == key),
+        };
+        if let Some(i) = at {
+            self.list[i].1 = value;
+            return;
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(key.clone(), self.list.len());
+        } else if self.list.len() == SCANNED_KEYS {
+            let mut index: std::collections::HashMap<_, _> = (self.list.iter().enumerate())
+                .map(|(i, (k, _))| (k.clone(), i))
+                .collect();
+            index.insert(key.clone(), self.list.len());
+            self.index = Some(index);
+        }
+        self.list.push((key, value));
     }
 }
 
@@ -308,8 +348,22 @@ mod tests {
             Some(Json::String(Cow::Borrowed("plain")))
         ));
         assert!(matches!(j.get("b"), Some(Json::String(Cow::Owned(s))) if s == "esc\"aped"));
-        // The last of a key given twice, as serde_json::Value keeps it.
+        // The last of a key given twice, in its first place, as serde_json::Value keeps it.
         assert_eq!(j.get("o").and_then(|o| o.get("x")), Some(&Json::Bool(true)));
+        let twice = r#"{"a": 1, "b": 2, "a": 3}"#;
+        let v: Value = serde_json::from_str(twice).unwrap();
+        assert_eq!(Json::parse(twice).unwrap().to_value(), v);
+        assert_eq!(
+            serde_json::to_string(&Json::parse(twice).unwrap()).unwrap(),
+            r#"{"a":3,"b":2}"#
+        );
+        // Many keys, and one given again beyond the scanned ones.
+        let many: String = (0..40).map(|i| format!("\"k{i}\": {i}, ")).collect();
+        let many = format!("{{{many}\"k30\": -1}}");
+        let v: Value = serde_json::from_str(&many).unwrap();
+        let j = Json::parse(&many).unwrap();
+        assert_eq!(j.to_value(), v);
+        assert_eq!(j, Json::parse(&many).unwrap());
         let text_ok = r#"{"a": "plain", "n": [1, -2, 2.5], "o": {"y": {"z": [true]}}}"#;
         let v: Value = serde_json::from_str(text_ok).unwrap();
         assert_eq!(Json::parse(text_ok).unwrap().to_value(), v);

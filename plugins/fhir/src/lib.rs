@@ -191,15 +191,15 @@ enum Opening {
 }
 
 /// Opens an object: one of at most a window is read whole; a larger one is read until its
-/// second line shows what it is. NDJSON (the second line starts a resource, `{`) streams;
-/// a document (a Bundle written over many lines) is read whole, at most
-/// `limits.object_bytes`, as is text whose first line runs past a record without ending.
+/// second line shows what it is (see [`starts_lines`]). NDJSON streams; a document (a
+/// Bundle written over many lines) is read whole, at most `limits.object_bytes`, as is text
+/// whose first line runs past a record without ending.
 async fn opening(object: &SourceObject, limits: &Limits) -> Result<Opening, ParseError> {
     let mut input = object.open().await?;
     let mut head = Vec::new();
     if object.size > lines::WINDOW_BYTES as u64 {
         loop {
-            if let Some(lines) = second_line_starts_resource(&head) {
+            if let Some(lines) = starts_lines(&head) {
                 if lines {
                     return Ok(Opening::Lines { head, rest: input });
                 }
@@ -219,19 +219,26 @@ async fn opening(object: &SourceObject, limits: &Limits) -> Result<Opening, Pars
         .map(Opening::Whole)
 }
 
-/// Whether the second non-blank line of `head` starts with `{` (NDJSON: a resource a line),
-/// or not (a document over many lines); `None` while `head` does not reach it.
-fn second_line_starts_resource(head: &[u8]) -> Option<bool> {
-    let mut seen_first = false;
+/// Whether `head` starts NDJSON (`Some(true)`: a resource a line) or a document over many
+/// lines (`Some(false)`); `None` while `head` does not reach its second non-blank line.
+/// NDJSON's first line is a resource (closed, or a broken one still at its first level)
+/// and its second starts another (`{`). A Bundle written an entry a line also has lines
+/// starting with `{`, but its first line ends inside the entries, deeper than one level.
+fn starts_lines(head: &[u8]) -> Option<bool> {
+    let mut first: Option<&[u8]> = None;
     let mut rest = head;
     loop {
         let end = memchr::memchr(b'\n', rest);
         let line = &rest[..end.unwrap_or(rest.len())];
         if let Some(&b) = line.iter().find(|b| !b.is_ascii_whitespace()) {
-            if seen_first {
-                return Some(b == b'{');
-            }
-            seen_first = true;
+            let Some(first) = first else {
+                first = Some(line);
+                rest = &rest[end? + 1..];
+                continue;
+            };
+            let mut nesting = Nesting::default();
+            first.iter().for_each(|&c| nesting.step(c));
+            return Some(b == b'{' && nesting.depth <= 1);
         }
         rest = &rest[end? + 1..];
     }
@@ -314,14 +321,13 @@ fn entries(doc: Json<'_>) -> Vec<(u64, Json<'_>)> {
     if !is_bundle {
         return vec![(1, Json::Object(pairs))];
     }
-    // The last `entry`, as a key given twice is read.
-    let Some((_, Json::Array(list))) = pairs.into_iter().rev().find(|(k, _)| k == "entry") else {
+    let Some((_, Json::Array(list))) = pairs.into_iter().find(|(k, _)| k == "entry") else {
         return Vec::new();
     };
     list.into_iter()
         .enumerate()
         .filter_map(|(i, entry)| match entry {
-            Json::Object(e) => (e.into_iter().rev())
+            Json::Object(e) => (e.into_iter())
                 .find(|(k, _)| k == "resource")
                 .map(|(_, r)| (i as u64 + 1, r)),
             _ => None,

@@ -126,18 +126,26 @@ fn cut(
         tx,
     };
     let mut ended = false;
+    let mut scan = Scan::default();
+    scan.advance(&buf);
     loop {
-        while !ended && !ready(&buf[start..], shape) {
+        while !ended && !scan.ready(buf.len(), start, shape) {
+            if turns.stopping() {
+                return;
+            }
             // What was sent goes before more is read: `buf` holds a window and a chunk.
             buf.drain(..start);
+            scan.shift(start);
             start = 0;
             match next() {
-                Next::Chunk(chunk) => buf.extend_from_slice(&chunk),
+                Next::Chunk(chunk) => {
+                    buf.extend_from_slice(&chunk);
+                    scan.advance(&buf);
+                }
                 Next::End => ended = true,
                 Next::Failed => {
                     // The lines that arrived whole are read; the partial last one is not.
-                    let whole = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
-                    buf.truncate(whole);
+                    buf.truncate(scan.whole);
                     ended = true;
                 }
             }
@@ -149,13 +157,54 @@ fn cut(
         let Some(len) = window_end(rest, shape, ended) else {
             // No line ends in more than a record: that line stops the object.
             let stop = too_long(out.first, shape.record);
-            out.send(Vec::new(), Some(stop));
+            out.send(Vec::new(), Some(stop), 0);
             return;
         };
-        if !out.send(turns.filled(&rest[..len]), None) {
+        let lines = memchr::memchr_iter(b'\n', &rest[..len]).count();
+        if !out.send(turns.filled(&rest[..len]), None, lines) || turns.stopping() {
             return;
         }
+        scan.lines -= lines;
         start += len;
+    }
+}
+
+/// What the reader knows of `buf`, kept up as chunks arrive: scanning all it holds at each
+/// chunk made a long line arriving in small chunks cost the square of its length.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Bytes of `buf` scanned.
+    upto: usize,
+    /// Where the bytes that end in a line end stop (0 when none does).
+    whole: usize,
+    /// Line ends among the scanned bytes not yet sent.
+    lines: usize,
+}
+
+impl Scan {
+    /// Scans what was added to `buf`.
+    fn advance(&mut self, buf: &[u8]) {
+        for i in memchr::memchr_iter(b'\n', &buf[self.upto..]) {
+            self.lines += 1;
+            self.whole = self.upto + i + 1;
+        }
+        self.upto = buf.len();
+    }
+
+    /// The first `by` bytes of `buf` were dropped.
+    fn shift(&mut self, by: usize) {
+        self.upto -= by;
+        self.whole = self.whole.saturating_sub(by);
+    }
+
+    /// Whether the bytes from `start` to `len` hold a window: a window's lines or bytes
+    /// ending in a line end, or a last line longer than a record may be.
+    fn ready(&self, len: usize, start: usize, shape: Shape) -> bool {
+        let whole = self.whole.max(start);
+        if len - whole > shape.record {
+            return true;
+        }
+        whole > start && (len - start >= shape.bytes || self.lines >= shape.lines)
     }
 }
 
@@ -167,20 +216,6 @@ struct Shape {
     bytes: usize,
     lines: usize,
     record: usize,
-}
-
-/// Whether `rest` (bytes not yet sent) holds a window: a window's lines or bytes ending
-/// in a line end, or a last line longer than a record may be.
-fn ready(rest: &[u8], shape: Shape) -> bool {
-    let whole = memchr::memrchr(b'\n', rest).map_or(0, |i| i + 1);
-    if rest.len() - whole > shape.record {
-        return true;
-    }
-    whole > 0
-        && (rest.len() >= shape.bytes
-            || memchr::memchr_iter(b'\n', rest)
-                .nth(shape.lines - 1)
-                .is_some())
 }
 
 /// Where the next window of `rest` ends: after its `lines`-th line or the last line that
@@ -211,8 +246,7 @@ struct Sent<'t> {
 impl Sent<'_> {
     /// Sends a window of whole lines (and the stop after it); `false` when the workers are
     /// gone.
-    fn send(&mut self, text: Vec<u8>, cut: Option<Stop>) -> bool {
-        let lines = memchr::memchr_iter(b'\n', &text).count() as u64;
+    fn send(&mut self, text: Vec<u8>, cut: Option<Stop>, lines: usize) -> bool {
         self.turns.sent(self.index + 1);
         let window = Window {
             index: self.index,
@@ -221,7 +255,7 @@ impl Sent<'_> {
             cut,
         };
         self.index += 1;
-        self.first += lines;
+        self.first += lines as u64;
         self.tx.send(window).is_ok()
     }
 }
@@ -428,6 +462,12 @@ impl Turns {
             };
         }
         !p.stop
+    }
+
+    /// Whether the reading stops (a window ended the object, or the reader stopped
+    /// listening): the reader reads no further.
+    fn stopping(&self) -> bool {
+        self.progress.lock().map(|p| p.stop).unwrap_or(true)
     }
 
     fn sent(&self, windows: usize) {

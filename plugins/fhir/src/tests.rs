@@ -665,3 +665,50 @@ fn window_buffers_are_reused() {
         text.len() / 1024
     );
 }
+
+/// A Bundle larger than a window, written an entry a line, is one document: its second
+/// line starts with `{` but its first line ends inside the entries (failed before: read as
+/// NDJSON, every line rejected and no row read).
+#[test]
+fn a_large_bundle_with_an_entry_a_line_is_one_document() {
+    let (v, request) = ids_view();
+    let entries: Vec<String> = (1..=100_000)
+        .map(|i| format!("{{\"resource\": {}}}", patient(&format!("p{i}"))))
+        .collect();
+    let bundle = format!(
+        "{{\"resourceType\": \"Bundle\", \"type\": \"collection\", \"entry\": [\n{}\n]}}\n",
+        entries.join(",\n")
+    );
+    assert!(bundle.len() > lines::WINDOW_BYTES);
+    assert_eq!(
+        numbered(&read_all(bundle.as_bytes(), &v, &request)).0.len(),
+        100_000
+    );
+    let parsed: Vec<ParsedBatch> = parse_object(bundle.into_bytes(), request)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let (rows, rejects) = numbered(&parsed);
+    assert_eq!(rows.len(), 100_000);
+    assert_eq!(rows[99_999], (100_000, "p100000".to_string()));
+    assert!(rejects.is_empty(), "{} rejects", rejects.len());
+}
+
+/// A key given twice is read once, its last value in its first place, as serde_json's
+/// map read it (failed before: a choice element given twice had two values, and an
+/// object was written with the key twice).
+#[test]
+fn a_key_given_twice_is_read_once() {
+    let view = serde_json::json!({"resource": "Observation", "select": [{"column": [
+        {"name": "v", "path": "value.ofType(string)"},
+        {"name": "c", "path": "code | code", "collection": true}]}]});
+    let v = view::compile(&view).unwrap();
+    let r = json::Json::parse(
+        r#"{"resourceType": "Observation", "valueString": "a", "valueString": "b", "code": {"text": "x", "text": "y"}}"#,
+    )
+    .unwrap();
+    let rows = v.rows(&r).unwrap();
+    assert_eq!(rows[0][0].to_value(), Value::from("b"));
+    assert_eq!(rows[0][1].to_value(), serde_json::json!([{"text": "y"}]));
+    assert_eq!(text_of(&rows[0][1]).as_deref(), Some(r#"[{"text":"y"}]"#));
+}
