@@ -143,15 +143,15 @@ impl Parser for FhirParser {
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream {
         let name = object.name.clone();
         let limits = request.limits;
-        futures::stream::once(async move { (opening(&object, &limits).await, object) })
-            .flat_map(move |(opened, object)| match opened {
+        futures::stream::once(async move { opening(&object, &limits).await })
+            .flat_map(move |opened| match opened {
                 Ok(Opening::Whole(bytes)) => valtava_plugin::parse_off_runtime(
                     name.clone(),
                     request.clone(),
                     Box::new(move |request, emit| read(&bytes, &prepared(request)?, request, emit)),
                 ),
                 Ok(Opening::Lines { head, rest }) => {
-                    lines_streamed(object, request.clone(), head, rest)
+                    lines_streamed(name.clone(), request.clone(), head, rest)
                 }
                 Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
             })
@@ -248,12 +248,7 @@ fn starts_lines(head: &[u8]) -> Option<bool> {
 /// object's stream to the reader off the async runtime (at most a few waiting), and the
 /// batches come back. A failure of the object's stream ends this stream with its error;
 /// the reader then stops without the partial last line.
-fn lines_streamed(
-    object: SourceObject,
-    request: ParseRequest,
-    head: Vec<u8>,
-    rest: Chunks,
-) -> ParseStream {
+fn lines_streamed(name: String, request: ParseRequest, head: Vec<u8>, rest: Chunks) -> ParseStream {
     use futures::SinkExt;
     let (mut chunks_tx, mut chunks_rx) = futures::channel::mpsc::channel::<Option<bytes::Bytes>>(4);
     let pump = async move {
@@ -270,7 +265,7 @@ fn lines_streamed(
         None
     };
     let parse = valtava_plugin::parse_off_runtime(
-        object.name.clone(),
+        name,
         request,
         Box::new(move |request, emit| {
             let view = prepared(request)?;
@@ -555,17 +550,6 @@ fn read(
     request: &ParseRequest,
     emit: &mut dyn FnMut(ParsedBatch) -> bool,
 ) -> Result<(), Stop> {
-    read_in_windows(bytes, view, request, lines::WINDOW_BYTES, emit)
-}
-
-/// [`read`], with NDJSON cut into windows of `window_bytes`.
-fn read_in_windows(
-    bytes: &[u8],
-    view: &view::View,
-    request: &ParseRequest,
-    window_bytes: usize,
-    emit: &mut dyn FnMut(ParsedBatch) -> bool,
-) -> Result<(), Stop> {
     // Valid UTF-8 (the usual case) is checked by the fast validator; only an object with
     // invalid bytes goes through the slower lossy conversion.
     let text = match std::str::from_utf8(bytes) {
@@ -583,7 +567,7 @@ fn read_in_windows(
         }
         return Ok(());
     }
-    lines::read_held(text.as_bytes(), view, request, window_bytes, emit)
+    lines::read_held(text.as_bytes(), view, request, lines::WINDOW_BYTES, emit)
 }
 
 /// The parser as a registry entry.
