@@ -252,25 +252,12 @@ fn generate_and_run(
     bad_share: &str,
 ) -> serde_json::Value {
     let s = store.to_str().unwrap();
-    let made = run(&[
-        "generate",
+    generate_input(
+        store,
         line,
-        "--period",
         period,
-        "--rows",
         rows,
-        "--seed",
-        seed,
-        "--bad-share",
-        bad_share,
-        "--out",
-        s,
-    ]);
-    assert_eq!(
-        made.status.code(),
-        Some(0),
-        "{line}: {}",
-        text(&made.stderr)
+        &["--seed", seed, "--bad-share", bad_share],
     );
     let out = run(&[
         "run",
@@ -285,6 +272,23 @@ fn generate_and_run(
     ]);
     assert_eq!(out.status.code(), Some(0), "{line}: {}", text(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `valtava generate LINE` for `period` into `store`, with `more` flags (a seed, a share
+/// of bad rows); the command must succeed.
+fn generate_input(store: &Path, line: &str, period: &str, rows: &str, more: &[&str]) {
+    let s = store.to_str().unwrap();
+    let mut args = vec![
+        "generate", line, "--period", period, "--rows", rows, "--out", s,
+    ];
+    args.extend_from_slice(more);
+    let made = run(&args);
+    assert_eq!(
+        made.status.code(),
+        Some(0),
+        "{line}: {}",
+        text(&made.stderr)
+    );
 }
 
 /// The missions of the shipped `ensihoito` example (`examples/store/inbox/ensihoito/2025-03`)

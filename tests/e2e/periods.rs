@@ -4,19 +4,7 @@ use super::*;
 
 /// Generates a month of ensihoito missions into `store`.
 fn month(store: &Path, period: &str, rows: &str, seed: &str) {
-    let made = run(&[
-        "generate",
-        "ensihoito",
-        "--period",
-        period,
-        "--rows",
-        rows,
-        "--seed",
-        seed,
-        "--out",
-        store.to_str().unwrap(),
-    ]);
-    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    generate_input(store, "ensihoito", period, rows, &["--seed", seed]);
 }
 
 /// `valtava run lines/ensihoito.yaml` on `store` with more flags; the report as JSON.

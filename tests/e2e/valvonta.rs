@@ -26,21 +26,13 @@ fn run_line(store: &Path, line: &str, period: &str) {
 }
 
 fn generate(store: &Path, line: &str, period: &str, rows: &str) {
-    let out = run(&[
-        "generate",
+    generate_input(
+        store,
         line,
-        "--period",
         period,
-        "--rows",
         rows,
-        "--seed",
-        "7",
-        "--bad-share",
-        "0.02",
-        "--out",
-        store.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{line}: {}", text(&out.stderr));
+        &["--seed", "7", "--bad-share", "0.02"],
+    );
 }
 
 /// Generates and publishes what `valvonta` reads for 2025-Q1: ensihoito and hoitoonpaasy
