@@ -712,3 +712,35 @@ fn a_key_given_twice_is_read_once() {
     assert_eq!(rows[0][1].to_value(), serde_json::json!([{"text": "y"}]));
     assert_eq!(text_of(&rows[0][1]).as_deref(), Some(r#"[{"text":"y"}]"#));
 }
+
+/// A reader that stops listening stops the workers and the reader of a streamed object:
+/// no batch after the last it took, no hang, and the rest of the object is not read.
+#[test]
+fn a_stop_ends_the_streamed_reading() {
+    let (v, mut request) = ids_view();
+    request.batch_size = 10;
+    let text: String = (1..=20_000)
+        .map(|i| format!("{}\n", patient(&format!("p{i}"))))
+        .collect();
+    let chunks: Vec<&[u8]> = text.as_bytes().chunks(512).collect();
+    let mut pulled = 0;
+    let mut next = || match chunks.get(pulled) {
+        Some(c) => {
+            pulled += 1;
+            lines::Next::Chunk(bytes::Bytes::copy_from_slice(c))
+        }
+        None => lines::Next::End,
+    };
+    let mut emitted = 0;
+    lines::read(Vec::new(), &mut next, &v, &request, 1024, &mut |_| {
+        emitted += 1;
+        emitted < 3
+    })
+    .unwrap();
+    assert_eq!(emitted, 3);
+    assert!(
+        pulled < chunks.len() / 10,
+        "{pulled} of {} chunks read",
+        chunks.len()
+    );
+}
