@@ -520,3 +520,56 @@ fn a_part_of_the_period_is_read_or_refused_before_the_run() {
         "{err}"
     );
 }
+
+/// A column no later step reads is never computed: the mini line with a derived column
+/// that cannot be computed (an identity code cast to a number) and that only its own step
+/// has runs as the plain line does, its harmonise step's plan narrowed to the columns the
+/// aggregate reads (a pseudonym nobody reads is not computed either). A step that
+/// quarantines keeps its rows whole: with `unmapped: quarantine` the same line fails.
+#[test]
+fn a_column_no_later_step_reads_is_not_computed() {
+    let store = store_with_inbox();
+    let s = store.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let derive = (
+        "kuukausi: \"to_char(pvm, '%Y-%m')\"",
+        "kuukausi: \"to_char(pvm, '%Y-%m')\"\n        luku: \"CAST(hetu AS INT)\"",
+    );
+    let unread = line_copy(
+        dir.path(),
+        "tests/lines/mini.yaml",
+        "unread.yaml",
+        &[derive, ("on: pvm }", "on: pvm, unmapped: keep }")],
+    );
+    let quarantining = line_copy(
+        dir.path(),
+        "tests/lines/mini.yaml",
+        "quarantining.yaml",
+        &[derive, ("on: pvm }", "on: pvm, unmapped: quarantine }")],
+    );
+    let run_line = |line: &Path| {
+        bin()
+            .args(["run", line.to_str().unwrap(), "--store", s])
+            .args(["--param", "period=2025-01", "--json"])
+            .env("VALTAVA_PSEUDONYM_KEY", KEY)
+            .output()
+            .unwrap()
+    };
+    let plain = run_mini(store.path(), &[]);
+    assert_succeeded(&plain);
+    let expected =
+        std::fs::read(latest_release(store.path(), "mini", "2025-01").join("mini_kuukausi.csv"));
+    let out = run_line(&unread);
+    assert_succeeded(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plain: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert_eq!(
+        report["steps"]["summat"]["rows_in"],
+        plain["steps"]["summat"]["rows_in"]
+    );
+    let published =
+        std::fs::read(latest_release(store.path(), "mini", "2025-01").join("mini_kuukausi.csv"));
+    assert_eq!(published.unwrap(), expected.unwrap());
+    let out = run_line(&quarantining);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+}

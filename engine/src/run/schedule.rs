@@ -34,12 +34,13 @@ pub(super) async fn schedule(
     let order = shared.line.dag.order.clone();
     // Inputs each step will read, as providers, created before any task starts.
     let mut providers: BTreeMap<String, crate::plan::Inputs> = BTreeMap::new();
-    let mut outputs = plumb(&shared, &order, scratch, &mut providers)?;
+    let (mut outputs, mut narrow) = plumb(&shared, &order, scratch, &mut providers)?;
     let mut tasks = tokio::task::JoinSet::new();
     for s in &order {
         let shared = shared.clone();
         let mut inputs = providers.remove(s).unwrap_or_default();
         let output = outputs.remove(s).unwrap_or(Output::Drain);
+        let keep = narrow.remove(s);
         let name = s.clone();
         let spec = crate::line::load::step(&shared.line.spec, s);
         if let Some(src) = &spec.source {
@@ -57,7 +58,7 @@ pub(super) async fn schedule(
         }
         tasks.spawn(async move {
             let t = Instant::now();
-            let r = run_step(shared.clone(), name.clone(), inputs, output).await;
+            let r = run_step(shared.clone(), name.clone(), inputs, output, keep).await;
             if let Ok(mut timings) = shared.timings.lock() {
                 timings.insert(name, t.elapsed().as_secs_f64());
             }
@@ -86,17 +87,29 @@ pub(super) async fn schedule(
 
 /// Where each step's output goes (a channel to its one consumer, a spill file for several
 /// or for one that scans it more than once, the release, or nowhere), and the providers
-/// through which its consumers read it, added to `providers`.
+/// through which its consumers read it, added to `providers`; with the columns each step
+/// whose plan may be narrowed keeps ([`narrowing`]).
 fn plumb(
     shared: &Shared,
     order: &[String],
     scratch: &std::path::Path,
     providers: &mut BTreeMap<String, crate::plan::Inputs>,
-) -> Result<BTreeMap<String, Output>, RunFailure> {
+) -> Result<(BTreeMap<String, Output>, BTreeMap<String, Vec<String>>), RunFailure> {
     let mut outputs: BTreeMap<String, Output> = BTreeMap::new();
+    let mut narrow = BTreeMap::new();
     for s in order {
         let consumers = shared.line.dag.consumers(s);
-        let plan = &shared.check_plans[s];
+        let full = &shared.check_plans[s];
+        let keep = narrowing(shared, s, &consumers);
+        let narrowed_plan;
+        let plan = match &keep {
+            Some(keep) => {
+                narrowed_plan = narrowed_output(full, keep)?;
+                narrow.insert(s.clone(), keep.clone());
+                &narrowed_plan
+            }
+            None => full,
+        };
         let info = plan.info();
         // An SQL query, or a rate's population, may be scanned more than once: such inputs
         // are spilled, not streamed.
@@ -153,7 +166,46 @@ fn plumb(
         };
         outputs.insert(s.clone(), output);
     }
-    Ok(outputs)
+    Ok((outputs, narrow))
+}
+
+/// The columns step `step` keeps when its consumers read only some (and its submitter):
+/// its plan is then narrowed to them (`step.rs`), so that a column no later step reads is
+/// never computed (a pseudonym, a derived value). Only for a step that sends every row it
+/// computes on unchanged: one with rules quarantines rows whole, one with dataset checks
+/// reads its columns, a captured step keeps its rows whole, and a publish step has no
+/// consumers.
+fn narrowing(shared: &Shared, step: &str, consumers: &[String]) -> Option<Vec<String>> {
+    let plan = &shared.check_plans[step];
+    if consumers.is_empty()
+        || !plan.rules.is_empty()
+        || !plan.dataset_checks.is_empty()
+        || shared.capture.contains(step)
+    {
+        return None;
+    }
+    let read = columns_read(shared, step, consumers)?;
+    let keep: Vec<String> = (plan.output.fields().iter())
+        .map(|f| f.name())
+        .filter(|n| read.contains(n) || plan.submitter.as_ref() == Some(n))
+        .cloned()
+        .collect();
+    (keep.len() < plan.output.fields().len()).then_some(keep)
+}
+
+/// A step's plan as its consumers see it once narrowed to `keep`: its output's columns.
+fn narrowed_output(
+    plan: &crate::plan::StepPlan,
+    keep: &[String],
+) -> Result<crate::plan::StepPlan, RunFailure> {
+    let mut plan = plan.clone();
+    plan.output = Arc::new(narrowed(&plan.output, Some(keep))?.0);
+    let kept = |c: &String| keep.contains(c);
+    plan.personal.retain(kept);
+    plan.pseudonymised.retain(kept);
+    plan.lineage.retain(|c, _| kept(c));
+    plan.person_counts.retain(kept);
+    Ok(plan)
 }
 
 /// The counters of `consumer` when `producer` is one of its main inputs.

@@ -32,8 +32,9 @@ pub(super) async fn run_step(
     name: String,
     inputs: crate::plan::Inputs,
     output: Output,
+    keep: Option<Vec<String>>,
 ) -> Result<(), RunFailure> {
-    let (plan, logical, state) = planned(&shared, &name, &inputs).await?;
+    let (plan, logical, state) = planned(&shared, &name, &inputs, keep.as_deref()).await?;
     let ctx = SessionContext::new_with_state(state);
     let physical = ctx
         .state()
@@ -85,12 +86,14 @@ pub(super) async fn run_step(
     result
 }
 
-/// The plan of step `name` over its `inputs`, placed here or on the cluster: the step's plan,
-/// the logical plan to execute and the session that executes it.
+/// The plan of step `name` over its `inputs` (narrowed to the columns `keep` when given:
+/// see `schedule.rs`), placed here or on the cluster: the step's plan, the logical plan to
+/// execute and the session that executes it.
 async fn planned(
     shared: &Shared,
     name: &str,
     inputs: &crate::plan::Inputs,
+    keep: Option<&[String]>,
 ) -> Result<
     (
         StepPlan,
@@ -119,12 +122,32 @@ async fn planned(
                 .join("; "),
         )
     })?;
+    let plan = match keep {
+        Some(keep) => narrowed_plan(plan, keep)?,
+        None => plan,
+    };
     let here = here || pseudonymises(&plan.plan);
     if shared.cluster.is_some() {
         debug!(step = %name, engine = if here { "local" } else { "cluster" }, "step placed");
     }
     let (logical, state) = placed(shared, name, plan.plan.clone(), here).await?;
     Ok((plan, logical, state))
+}
+
+/// A step's plan keeping of its output only the columns `keep`, and every column of its
+/// own (`__`: filter and metrics); the optimiser then drops what computed the others.
+fn narrowed_plan(mut plan: StepPlan, keep: &[String]) -> Result<StepPlan, RunFailure> {
+    let engine = |e: DataFusionError| fail(RunCode::Engine, e.to_string());
+    let columns: Vec<datafusion::prelude::Expr> = (plan.plan.schema().columns().into_iter())
+        .filter(|c| keep.contains(&c.name) || c.name.starts_with("__"))
+        .map(datafusion::prelude::Expr::Column)
+        .collect();
+    plan.plan = datafusion::logical_expr::LogicalPlanBuilder::from(plan.plan)
+        .project(columns)
+        .and_then(|b| b.build())
+        .map_err(engine)?;
+    plan.output = Arc::new(narrowed(&plan.output, Some(keep))?.0);
+    Ok(plan)
 }
 
 /// Sends a step's batches where its output goes, each through [`tapped`], and evaluates its

@@ -18,9 +18,11 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Number, Value};
+
+use crate::prune::Keys;
 
 /// A JSON value whose strings may borrow from the text it was parsed from.
 #[derive(Debug, Clone)]
@@ -38,6 +40,19 @@ impl<'a> Json<'a> {
     /// Parses one JSON text, borrowing its strings where they have no escapes.
     pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
+    }
+
+    /// Parses one resource keeping only the top-level keys `keys` keeps (see
+    /// [`crate::prune`]): the others' values are checked to be JSON, not built. Text that
+    /// is not an object is parsed whole.
+    pub fn parse_keeping(text: &'a str, keys: &Keys) -> Result<Self, serde_json::Error> {
+        if !text.trim_start().starts_with('{') {
+            return Self::parse(text);
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let value = de.deserialize_map(Kept(keys))?;
+        de.end()?;
+        Ok(value)
     }
 
     /// The value of `key` in an object.
@@ -244,6 +259,28 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 }
 
+/// A resource's object, keeping the keys a view reads ([`Json::parse_keeping`]).
+struct Kept<'k>(&'k Keys);
+
+impl<'de> Visitor<'de> for Kept<'_> {
+    type Value = Json<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        let mut pairs = Pairs::default();
+        while let Some(Key(k)) = map.next_key()? {
+            if self.0.keeps(&k) {
+                pairs.insert(k, map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Json::Object(pairs.list))
+    }
+}
+
 /// An object's pairs as they are read: a key given again replaces its value in its first
 /// place (as `serde_json`'s order-keeping map does), found by a scan while the object is
 /// small and through an index beyond that, so that a hostile object of many keys costs
@@ -252,17 +289,29 @@ impl<'de> Visitor<'de> for JsonVisitor {
 struct Pairs<'a> {
     list: Vec<(Cow<'a, str>, Json<'a>)>,
     index: Option<std::collections::HashMap<Cow<'a, str>, usize>>,
+    /// A bit for each key's length and first byte ([`Pairs::mark`]): a key whose bit is
+    /// unset is new without a scan, as almost every key is.
+    marks: u64,
 }
 
 /// Keys an object may have before its pairs are found through an index.
 const SCANNED_KEYS: usize = 16;
 
 impl<'a> Pairs<'a> {
+    /// The bit of a key among 64: equal keys have the same.
+    fn mark(key: &str) -> u64 {
+        let first = key.as_bytes().first().copied().unwrap_or(0) as usize;
+        1 << ((key.len() * 7 + first) % 64)
+    }
+
     fn insert(&mut self, key: Cow<'a, str>, value: Json<'a>) {
+        let mark = Self::mark(&key);
         let at = match &self.index {
             Some(index) => index.get(&key).copied(),
+            None if self.marks & mark == 0 => None,
             None => self.list.iter().position(|(k, _)| *k == key),
         };
+        self.marks |= mark;
         if let Some(i) = at {
             self.list[i].1 = value;
             return;

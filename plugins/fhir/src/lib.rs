@@ -55,6 +55,7 @@
 pub mod fhirpath;
 pub mod json;
 mod lines;
+mod prune;
 pub mod view;
 
 use std::borrow::Cow;
@@ -394,8 +395,13 @@ impl Nesting {
 /// Whether `json` nests arrays and objects deeper than `limit` levels.
 fn nests_deeper(json: &[u8], limit: usize) -> bool {
     // Nesting that deep takes more than `limit` opening brackets: most resources have
-    // fewer, and counting bytes is much quicker than following strings.
-    if json.iter().filter(|&&b| b == b'{' || b == b'[').count() <= limit {
+    // fewer, and counting bytes is much quicker than following strings (`[` and `{` are
+    // the two bytes that are `{` with bit 0x20 set: one comparison a byte, vectorised).
+    let opening = json
+        .iter()
+        .map(|&b| usize::from(b | 0x20 == b'{'))
+        .sum::<usize>();
+    if opening <= limit {
         return false;
     }
     let mut nesting = Nesting::default();
@@ -444,11 +450,19 @@ fn within_depth(resource: Json<'_>, depth: usize) -> Result<Json<'_>, String> {
 /// One NDJSON line as a resource, or why it is rejected: nesting deeper than `depth` is
 /// refused before parsing; a line that is not JSON is named by the parser's message (a
 /// place in the line, not its content).
-fn line_resource(line: &str, depth: usize) -> Result<Json<'_>, String> {
+fn line_resource<'t>(
+    line: &'t str,
+    depth: usize,
+    keys: Option<&prune::Keys>,
+) -> Result<Json<'t>, String> {
     if nests_deeper(line.as_bytes(), depth) {
         return Err(too_deep(depth));
     }
-    Json::parse(line).map_err(|e| format!("not JSON: {e}"))
+    match keys {
+        Some(keys) => Json::parse_keeping(line, keys),
+        None => Json::parse(line),
+    }
+    .map_err(|e| format!("not JSON: {e}"))
 }
 
 /// Most text one batch may hold before it is finished, whatever `batch_size` says: a

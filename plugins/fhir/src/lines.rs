@@ -350,8 +350,7 @@ fn evaluate(
     let depth = crate::resource_depth(&request.limits);
     let record_bytes = request.limits.record_bytes;
     let mut cut = None;
-    let lines = text
-        .lines()
+    let lines = lines_of(&text)
         .enumerate()
         .map(|(i, line)| (first + i as u64, line))
         .take_while(|&(row, line)| {
@@ -361,7 +360,7 @@ fn evaluate(
             cut.is_none()
         })
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(row, line)| (row, crate::line_resource(line, depth)));
+        .map(|(row, line)| (row, crate::line_resource(line, depth, view.keys.as_ref())));
     match crate::rows_of(lines, view, request, "line", builder) {
         Ok(batches) => (batches, cut),
         Err(stop) => {
@@ -370,6 +369,23 @@ fn evaluate(
             (Vec::new(), Some(stop))
         }
     }
+}
+
+/// The lines of `text` as `str::lines` gives them (a `\r` before a `\n` dropped), each end
+/// found by a vectorised search.
+fn lines_of(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let Some(end) = memchr::memchr(b'\n', rest.as_bytes()) else {
+            return Some(std::mem::take(&mut rest));
+        };
+        let line = &rest[..end];
+        rest = &rest[end + 1..];
+        Some(line.strip_suffix('\r').unwrap_or(line))
+    })
 }
 
 /// The emitting side: hands the windows' batches on in order as they arrive, until one
@@ -494,5 +510,26 @@ impl Turns {
             .unwrap_or((true, 0));
         self.moved.notify_all();
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lines_are_split_as_str_lines_splits_them() {
+        for text in [
+            "",
+            "a",
+            "a\n",
+            "a\nb",
+            "a\r\nb\r\n",
+            "\n\na\n\n",
+            "a\rb\nc\r",
+            "\r\n\r",
+            "ä\n{\"x\": \"y\"}\r\n",
+        ] {
+            let ours: Vec<&str> = super::lines_of(text).collect();
+            assert_eq!(ours, text.lines().collect::<Vec<_>>(), "{text:?}");
+        }
     }
 }

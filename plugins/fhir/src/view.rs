@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde_json::Value;
+use smallvec::{SmallVec, smallvec};
 
-use crate::fhirpath::{self, Context, Expr, Item};
+use crate::fhirpath::{self, Context, Expr, Item, Items};
 use crate::json::{Held, Json};
+use crate::prune;
 
 /// A column of a view.
 #[derive(Debug, Clone)]
@@ -57,6 +59,8 @@ pub struct View {
     /// `limits.object_bytes`): `forEach` and nested selects repeat a parent's values in
     /// every row, so one resource could otherwise ask for terabytes.
     pub output_bytes: usize,
+    /// The keys of a resource the view reads, `None` for all (see [`crate::prune`]).
+    pub keys: Option<prune::Keys>,
 }
 
 /// What one resource's walk may take: levels of `repeat`, bytes of rows.
@@ -270,7 +274,7 @@ pub fn compile(v: &Value) -> Result<View, String> {
         }
     }
     place(&mut select, &columns);
-    Ok(View {
+    let mut view = View {
         resource,
         constants,
         filters,
@@ -278,10 +282,13 @@ pub fn compile(v: &Value) -> Result<View, String> {
         columns,
         depth: valtava_plugin::Limits::DEPTH,
         output_bytes: valtava_plugin::Limits::default().object_bytes,
-    })
+        keys: None,
+    };
+    view.keys = prune::keys(&view);
+    Ok(view)
 }
 
-fn value_of<'a>(items: Vec<Item<'a>>, column: &Column) -> Result<Cell<'a>, String> {
+fn value_of<'a>(items: Items<'a>, column: &Column) -> Result<Cell<'a>, String> {
     if column.collection {
         return Ok(Cell::Many(items.into_iter().map(|i| i.value).collect()));
     }
@@ -403,12 +410,8 @@ fn repeat<'a>(
 
 /// What the `repeat` paths reach from one item, in the paths' order, reversed: the walk
 /// pops the next item to visit from the end.
-fn reached<'a>(
-    paths: &'a [Expr],
-    item: &Item<'a>,
-    ctx: &Context<'a>,
-) -> Result<Vec<Item<'a>>, String> {
-    let mut items = Vec::new();
+fn reached<'a>(paths: &'a [Expr], item: &Item<'a>, ctx: &Context<'a>) -> Result<Items<'a>, String> {
+    let mut items = Items::new();
     for p in paths {
         items.extend(fhirpath::eval(p, std::slice::from_ref(item), ctx)?);
     }
@@ -417,17 +420,18 @@ fn reached<'a>(
 }
 
 /// The items a select makes rows of: what `forEach` (`None` for `forEachOrNull` over
-/// nothing) or `repeat` reach, else the focus itself.
+/// nothing) or `repeat` reach, else the focus itself (most often one, kept inline as
+/// [`Items`] are).
 fn focuses<'a>(
     s: &'a Select,
     focus: &Item<'a>,
     ctx: &Context<'a>,
     depth: usize,
-) -> Result<Vec<Option<Item<'a>>>, String> {
+) -> Result<SmallVec<[Option<Item<'a>>; 2]>, String> {
     Ok(if let Some((p, or_null)) = &s.for_each {
         let items = fhirpath::eval(p, std::slice::from_ref(focus), ctx)?;
         if items.is_empty() && *or_null {
-            vec![None]
+            smallvec![None]
         } else {
             items.into_iter().map(Some).collect()
         }
@@ -436,7 +440,7 @@ fn focuses<'a>(
         repeat(&s.repeat, focus, ctx, depth, &mut out)?;
         out.into_iter().map(Some).collect()
     } else {
-        vec![Some(focus.clone())]
+        smallvec![Some(focus.clone())]
     })
 }
 
@@ -509,12 +513,13 @@ impl View {
     }
 
     /// The rows of one resource as JSON objects, column name → value (for tests and the
-    /// conformance suite).
+    /// conformance suite), the resource read from its text as an NDJSON line is.
     pub fn rows_as_json(
         &self,
         resource: &Value,
     ) -> Result<Vec<serde_json::Map<String, Value>>, String> {
-        let json = Json::from_value(resource);
+        let text = resource.to_string();
+        let json = crate::line_resource(&text, self.depth, self.keys.as_ref())?;
         Ok(self
             .rows(&json)?
             .iter()

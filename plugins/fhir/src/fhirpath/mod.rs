@@ -15,6 +15,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use smallvec::smallvec;
+
 use crate::json::{Held, Json};
 
 /// A FHIRPath expression.
@@ -68,6 +70,10 @@ impl<'a> Item<'a> {
     }
 }
 
+/// A collection: most hold one item or none, kept inline without an allocation (every
+/// step of a path makes one, for every resource of a bulk export).
+pub type Items<'a> = smallvec::SmallVec<[Item<'a>; 2]>;
+
 /// Evaluation context: the view's constants by name (without `%`), and `%rowIndex`.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
@@ -92,8 +98,8 @@ fn truthy(c: &[Item]) -> Option<bool> {
     }
 }
 
-fn boolean<'a>(b: Option<bool>) -> Vec<Item<'a>> {
-    b.map(|b| vec![Item::owned(Json::Bool(b))])
+fn boolean<'a>(b: Option<bool>) -> Items<'a> {
+    b.map(|b| smallvec![Item::owned(Json::Bool(b))])
         .unwrap_or_default()
 }
 
@@ -138,7 +144,7 @@ const PRIMITIVES: &[&str] = &[
 ];
 
 /// The view's constants as items of a collection, borrowed.
-fn constant<'a>(items: &'a [Item<'static>]) -> Vec<Item<'a>> {
+fn constant<'a>(items: &'a [Item<'static>]) -> Items<'a> {
     items
         .iter()
         .map(|i| Item {
@@ -149,18 +155,14 @@ fn constant<'a>(items: &'a [Item<'static>]) -> Vec<Item<'a>> {
 }
 
 /// Evaluates an expression on a collection.
-pub fn eval<'a>(
-    e: &'a Expr,
-    input: &[Item<'a>],
-    ctx: &Context<'a>,
-) -> Result<Vec<Item<'a>>, String> {
+pub fn eval<'a>(e: &'a Expr, input: &[Item<'a>], ctx: &Context<'a>) -> Result<Items<'a>, String> {
     Ok(match e {
-        Expr::This => input.to_vec(),
-        Expr::Literal(v) => vec![Item::of(v)],
+        Expr::This => input.iter().cloned().collect(),
+        Expr::Literal(v) => smallvec![Item::of(v)],
         Expr::Variable(v) if v == "rowIndex" => match (ctx.row_index, ctx.variables.get(v)) {
-            (Some(i), _) => vec![Item::owned(Json::Number(i.into()))],
+            (Some(i), _) => smallvec![Item::owned(Json::Number(i.into()))],
             (None, Some(c)) => constant(c),
-            (None, None) => vec![Item::owned(Json::Number(0.into()))],
+            (None, None) => smallvec![Item::owned(Json::Number(0.into()))],
         },
         Expr::Variable(v) => constant(
             ctx.variables
@@ -173,7 +175,7 @@ pub fn eval<'a>(
             let i = eval(idx, input, ctx)?;
             match i.first().and_then(|i| i.value.as_u64()) {
                 Some(i) => base.get(i as usize).cloned().into_iter().collect(),
-                None => vec![],
+                None => Items::new(),
             }
         }
         Expr::Negate(x) => eval(x, input, ctx)?
@@ -199,13 +201,13 @@ pub fn eval<'a>(
 /// reaches only by stepping into a constant or a literal.
 fn with_json<'a>(
     item: &Item<'a>,
-    out: &mut Vec<Item<'a>>,
-    f: impl for<'b> FnOnce(&'b Json<'b>, &mut Vec<Item<'b>>),
+    out: &mut Items<'a>,
+    f: impl for<'b> FnOnce(&'b Json<'b>, &mut Items<'b>),
 ) {
     match &item.value {
         Held::Borrowed(j) => f(j, out),
         Held::Owned(j) => {
-            let mut own = Vec::new();
+            let mut own = Items::new();
             f(j, &mut own);
             for i in own {
                 out.push(i.into_static());
@@ -222,10 +224,10 @@ fn member<'a>(
     name: &str,
     input: &[Item<'a>],
     ctx: &Context<'a>,
-) -> Result<Vec<Item<'a>>, String> {
+) -> Result<Items<'a>, String> {
     let base = eval_base(on, input, ctx)?;
     let type_name = matches!(on, Expr::This) && name.starts_with(|c: char| c.is_ascii_uppercase());
-    let mut out = Vec::new();
+    let mut out = Items::new();
     for item in base.iter() {
         if type_name && item.value.get("resourceType").and_then(Json::as_str) == Some(name) {
             out.push(item.clone());
@@ -237,7 +239,7 @@ fn member<'a>(
 }
 
 /// The elements `name` of one object (see [`member`]).
-fn member_of<'b>(j: &'b Json<'b>, name: &str, out: &mut Vec<Item<'b>>) {
+fn member_of<'b>(j: &'b Json<'b>, name: &str, out: &mut Items<'b>) {
     let Json::Object(pairs) = j else {
         return;
     };
@@ -268,13 +270,13 @@ fn binary<'a>(
     r: &'a Expr,
     input: &[Item<'a>],
     ctx: &Context<'a>,
-) -> Result<Vec<Item<'a>>, String> {
+) -> Result<Items<'a>, String> {
     let a = eval(l, input, ctx)?;
     let b = eval(r, input, ctx)?;
     Ok(match op {
         "and" | "or" | "xor" | "implies" => logical(op, &a, &b),
         "|" => {
-            let mut out: Vec<Item> = Vec::new();
+            let mut out = Items::new();
             for i in a.into_iter().chain(b) {
                 if !out.iter().any(|o| o.value == i.value) {
                     out.push(i);
@@ -287,7 +289,7 @@ fn binary<'a>(
 }
 
 /// `and`, `or`, `xor` and `implies` in three-valued logic (an empty side is unknown).
-fn logical<'a>(op: &str, a: &[Item], b: &[Item]) -> Vec<Item<'a>> {
+fn logical<'a>(op: &str, a: &[Item], b: &[Item]) -> Items<'a> {
     let (x, y) = (truthy(a), truthy(b));
     boolean(match op {
         "and" => match (x, y) {
@@ -310,20 +312,20 @@ fn logical<'a>(op: &str, a: &[Item], b: &[Item]) -> Vec<Item<'a>> {
 }
 
 /// Two texts joined (`&`, and `+` on a text).
-fn concat<'a>(x: &Json, y: &Json) -> Vec<Item<'a>> {
+fn concat<'a>(x: &Json, y: &Json) -> Items<'a> {
     let text = format!(
         "{}{}",
         x.as_str().unwrap_or_default(),
         y.as_str().unwrap_or_default()
     );
-    vec![Item::owned(Json::String(Cow::Owned(text)))]
+    smallvec![Item::owned(Json::String(Cow::Owned(text)))]
 }
 
 /// An operator on one value a side (comparison, `&`, arithmetic): empty if a side is empty,
 /// an error if a side has more than one.
-fn single_values<'a>(op: &str, a: &[Item], b: &[Item]) -> Result<Vec<Item<'a>>, String> {
+fn single_values<'a>(op: &str, a: &[Item], b: &[Item]) -> Result<Items<'a>, String> {
     if a.is_empty() || b.is_empty() {
-        return Ok(vec![]);
+        return Ok(Items::new());
     }
     if a.len() > 1 || b.len() > 1 {
         return Err(format!("`{op}` needs single values"));
@@ -345,7 +347,7 @@ fn single_values<'a>(op: &str, a: &[Item], b: &[Item]) -> Result<Vec<Item<'a>>, 
 
 /// `+`, `-`, `*`, `/`, `div` and `mod` on two numbers: integers stay integers (but for `/`),
 /// and dividing by zero gives nothing.
-fn arithmetic<'a>(op: &str, x: &Json, y: &Json) -> Result<Vec<Item<'a>>, String> {
+fn arithmetic<'a>(op: &str, x: &Json, y: &Json) -> Result<Items<'a>, String> {
     let (Some(p), Some(q)) = (x.as_f64(), y.as_f64()) else {
         return Err(format!("`{op}` needs numbers"));
     };
@@ -357,46 +359,64 @@ fn arithmetic<'a>(op: &str, x: &Json, y: &Json) -> Result<Vec<Item<'a>>, String>
         "/" if q != 0.0 => number(p / q, false),
         "div" if q != 0.0 => number((p / q).trunc(), true),
         "mod" if q != 0.0 => number(p % q, ints),
-        _ => return Ok(vec![]),
+        _ => return Ok(Items::new()),
     };
-    Ok(vec![Item::owned(v)])
+    Ok(smallvec![Item::owned(v)])
 }
 
 /// What a path step applies to: the input itself for `$this` (not a copy of it), else the
 /// evaluated expression.
+enum Base<'s, 'a> {
+    Input(&'s [Item<'a>]),
+    Own(Items<'a>),
+}
+
+impl<'a> std::ops::Deref for Base<'_, 'a> {
+    type Target = [Item<'a>];
+
+    fn deref(&self) -> &[Item<'a>] {
+        match self {
+            Base::Input(input) => *input,
+            Base::Own(own) => own.as_slice(),
+        }
+    }
+}
+
+/// The [`Base`] of a path step.
 fn eval_base<'s, 'a>(
     on: &'a Expr,
     input: &'s [Item<'a>],
     ctx: &Context<'a>,
-) -> Result<Cow<'s, [Item<'a>]>, String> {
+) -> Result<Base<'s, 'a>, String> {
     Ok(match on {
-        Expr::This => Cow::Borrowed(input),
-        other => Cow::Owned(eval(other, input, ctx)?),
+        Expr::This => Base::Input(input),
+        other => Base::Own(eval(other, input, ctx)?),
     })
 }
 
+/// Argument `i` as text: a name as written (a type, `ofType(Quantity)`), borrowed from the
+/// path, or what the argument evaluates to.
 fn arg_string<'a>(
     args: &'a [Expr],
     i: usize,
     base: &[Item<'a>],
     ctx: &Context<'a>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<Cow<'a, str>>, String> {
     match args.get(i) {
         None => Ok(None),
-        Some(Expr::Member(on, n)) if matches!(**on, Expr::This) => Ok(Some(n.clone())),
+        Some(Expr::Member(on, n)) if matches!(**on, Expr::This) => {
+            Ok(Some(Cow::Borrowed(n.as_str())))
+        }
+        Some(Expr::Literal(Json::String(s))) => Ok(Some(Cow::Borrowed(s.as_ref()))),
         Some(e) => Ok(eval(e, base, ctx)?
             .first()
-            .and_then(|v| v.value.as_str().map(String::from))),
+            .and_then(|v| v.value.as_str().map(|s| Cow::Owned(s.to_owned())))),
     }
 }
 
 /// The items of `base` for which `cond` is true (`where`), or whether any is (`exists`).
-fn matching<'a>(
-    cond: &'a Expr,
-    base: &[Item<'a>],
-    ctx: &Context<'a>,
-) -> Result<Vec<Item<'a>>, String> {
-    let mut out = Vec::new();
+fn matching<'a>(cond: &'a Expr, base: &[Item<'a>], ctx: &Context<'a>) -> Result<Items<'a>, String> {
+    let mut out = Items::new();
     for item in base {
         if truthy(&eval(cond, std::slice::from_ref(item), ctx)?) == Some(true) {
             out.push(item.clone());
@@ -410,7 +430,7 @@ fn call<'a>(
     base: &[Item<'a>],
     args: &'a [Expr],
     ctx: &Context<'a>,
-) -> Result<Vec<Item<'a>>, String> {
+) -> Result<Items<'a>, String> {
     Ok(match name {
         "where" => matching(args.first().ok_or("where() needs a condition")?, base, ctx)?,
         "exists" => match args.first() {
@@ -418,30 +438,30 @@ fn call<'a>(
             None => boolean(Some(!base.is_empty())),
         },
         "empty" => boolean(Some(base.is_empty())),
-        "count" => vec![Item::owned(Json::Number(base.len().into()))],
+        "count" => smallvec![Item::owned(Json::Number(base.len().into()))],
         "first" => base.first().cloned().into_iter().collect(),
         "last" => base.last().cloned().into_iter().collect(),
         "not" => boolean(truthy(base).map(|b| !b)),
         "join" => {
             let sep = arg_string(args, 0, base, ctx)?.unwrap_or_default();
             let parts: Vec<&str> = base.iter().filter_map(|i| i.value.as_str()).collect();
-            vec![Item::owned(Json::String(Cow::Owned(parts.join(&sep))))]
+            smallvec![Item::owned(Json::String(Cow::Owned(parts.join(&sep))))]
         }
         "ofType" => {
             let t = arg_string(args, 0, base, ctx)?.ok_or("ofType() needs a type")?;
-            let t = t.rsplit('.').next().unwrap_or(&t).to_string();
-            base.iter().filter(|i| of_type(i, &t)).cloned().collect()
+            let t = t.rsplit('.').next().unwrap_or(&t);
+            base.iter().filter(|i| of_type(i, t)).cloned().collect()
         }
         "extension" => {
             let url = arg_string(args, 0, base, ctx)?;
-            let mut out = Vec::new();
+            let mut out = Items::new();
             for item in base {
                 with_json(item, &mut out, |j, out| extensions(j, url.as_deref(), out));
             }
             out
         }
         "getResourceKey" => {
-            let mut out = Vec::new();
+            let mut out = Items::new();
             for item in base {
                 with_json(item, &mut out, |j, out| {
                     out.extend(j.get("id").map(Item::of))
@@ -451,7 +471,7 @@ fn call<'a>(
         }
         "getReferenceKey" => {
             let want = arg_string(args, 0, base, ctx)?;
-            let mut out = Vec::new();
+            let mut out = Items::new();
             for item in base {
                 with_json(item, &mut out, |j, out| {
                     let key = j.get("reference").and_then(Json::as_str);
@@ -505,7 +525,7 @@ fn of_type(item: &Item, t: &str) -> bool {
 }
 
 /// The extensions of one value, in order: those with the given `url`, or all.
-fn extensions<'b>(j: &'b Json<'b>, url: Option<&str>, out: &mut Vec<Item<'b>>) {
+fn extensions<'b>(j: &'b Json<'b>, url: Option<&str>, out: &mut Items<'b>) {
     let Some(Json::Array(list)) = j.get("extension") else {
         return;
     };
