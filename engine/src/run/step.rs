@@ -175,14 +175,14 @@ async fn write_output(
         }
         Output::Spill(path, ready, read) => {
             let result = async {
+                let file = std::fs::File::create(&path)
+                    .map_err(|e| fail(RunCode::Write, format!("{}: {e}", path.display())))?;
                 let (schema, cols) = narrowed(&plan.output, read.as_deref())?;
-                let mut w = crate::run::spill::SpillWriter::new(
-                    path,
-                    Arc::new(schema),
-                    &shared.state.runtime_env().memory_pool,
-                    name,
-                    crate::run::spill::memory_budget(shared.memory_limit),
-                );
+                let mut w = arrow::ipc::writer::FileWriter::try_new(
+                    std::io::BufWriter::with_capacity(1 << 20, file),
+                    &schema,
+                )
+                .map_err(|e| fail(RunCode::Write, e.to_string()))?;
                 while let Some(batch) = stream.next().await {
                     let batch = batch.map_err(&engine_err)?;
                     let passed = tapped(shared, name, plan, counters, &batch)?;
@@ -192,17 +192,20 @@ async fn write_output(
                             .map_err(|e| fail(RunCode::Engine, e.to_string()))?,
                         None => passed,
                     };
-                    w.write(passed)?;
+                    w.write(&passed)
+                        .map_err(|e| fail(RunCode::Write, e.to_string()))?;
                 }
                 finish_step(shared, name, plan, counters)?;
-                w.finish()
+                w.finish().map_err(|e| fail(RunCode::Write, e.to_string()))
             }
             .await;
-            ready.send_replace(Some(match &result {
-                Ok(spilled) => Ok(spilled.clone()),
-                Err(_) => Err(crate::run::RunIoError::ProducerFailed),
-            }));
-            result.map(|_| ())
+            ready.send_replace(Some(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|_| crate::run::RunIoError::ProducerFailed),
+            ));
+            result
         }
         Output::Drain => {
             while let Some(batch) = stream.next().await {
