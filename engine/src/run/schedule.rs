@@ -85,6 +85,9 @@ pub(super) async fn schedule(
     first.map_or(Ok(()), Err)
 }
 
+/// The columns each narrowed step keeps, by step.
+type Narrowed = BTreeMap<String, Vec<String>>;
+
 /// Where each step's output goes (a channel to its one consumer, a spill file for several
 /// or for one that scans it more than once, the release, or nowhere), and the providers
 /// through which its consumers read it, added to `providers`; with the columns each step
@@ -94,7 +97,7 @@ fn plumb(
     order: &[String],
     scratch: &std::path::Path,
     providers: &mut BTreeMap<String, crate::plan::Inputs>,
-) -> Result<(BTreeMap<String, Output>, BTreeMap<String, Vec<String>>), RunFailure> {
+) -> Result<(BTreeMap<String, Output>, Narrowed), RunFailure> {
     let mut outputs: BTreeMap<String, Output> = BTreeMap::new();
     let mut narrow = BTreeMap::new();
     for s in order {

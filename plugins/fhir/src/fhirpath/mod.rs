@@ -376,7 +376,7 @@ impl<'a> std::ops::Deref for Base<'_, 'a> {
 
     fn deref(&self) -> &[Item<'a>] {
         match self {
-            Base::Input(input) => *input,
+            Base::Input(input) => input,
             Base::Own(own) => own.as_slice(),
         }
     }
