@@ -20,8 +20,9 @@ and prints wall time, rows per second, peak memory (max RSS) and the ratios. Bef
 tool its input files are read once, so that each starts with them in the page cache.
 
 `--lines` generates each line's input once into one store (1 % bad rows), runs the line in
-Valtava and then its DuckDB pipeline in a fresh process (valvonta last: it reads the other
-lines' releases), prints wall time, CPU time (user + sys), peak memory and the ratios
+Valtava and then its DuckDB pipeline in a fresh process, alternating, `--runs` times (3;
+valvonta last: it reads the other lines' releases), prints the medians of wall time, CPU
+time (user + sys) and peak memory, the ratios
 Valtava/DuckDB, checks that every published cell agrees (Valtava's suppressed cells aside:
 the pipelines apply primary suppression only), and writes everything to <out>/lines.json.
 """
@@ -31,6 +32,7 @@ import importlib.util
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -158,6 +160,8 @@ def main():
     ap.add_argument("--lines", nargs="*", default=None,
                     help="instead: these lines (or `all`) at national volume against their DuckDB pipelines")
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies the rows of --lines (0.01: a smoke test)")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="alternating runs of each tool per line with --lines; the medians are reported")
     ap.add_argument("--binary", default=str(ROOT / "target/release/valtava"))
     a = ap.parse_args()
     binary = Path(a.binary)
@@ -347,22 +351,31 @@ def pipeline(line):
 
 
 def bench_line(a, binary, store, line):
+    """One line against its DuckDB pipeline: `--runs` alternating fresh-process runs of each
+    (the machine's load varies from minute to minute; alternating spreads it over both),
+    their medians, and the published cells compared."""
     period, _ = LINES[line]
     rows = line_rows(line, a.scale)
     if line == "valvonta":
         publish_upstream(a, binary, store)
     files = generate(binary, store, line, period, rows)
     row = {"line": line, "period": period, "rows": rows, "bytes": sum(f.stat().st_size for f in files)}
-    if "valtava" not in a.skip:
-        row["valtava"] = measure(valtava_run(binary, store, line, period), valtava_env(a), files)
     module = pipeline(line)
+    out = store / "duckdb" / line / period
+    commands = {}
+    if "valtava" not in a.skip:
+        commands["valtava"] = (valtava_run(binary, store, line, period), valtava_env(a))
+    if module is not None and "duckdb" not in a.skip:
+        commands["duckdb"] = ([sys.executable, str(PIPELINES / f"{line}.py"), str(store), period, str(out)],
+                              dict(os.environ, VALTAVA_PSEUDONYM_KEY=KEY))
+    runs = {tool: [] for tool in commands}
+    for _ in range(max(1, a.runs)):
+        for tool, (cmd, env) in commands.items():
+            runs[tool].append(measure(cmd, env, files))
+    row.update({tool: median_of(r) for tool, r in runs.items()})
     if module is None:
         row["agree"] = "no DuckDB pipeline yet"
         return row
-    out = store / "duckdb" / line / period
-    if "duckdb" not in a.skip:
-        row["duckdb"] = measure([sys.executable, str(PIPELINES / f"{line}.py"), str(store), period, str(out)],
-                                dict(os.environ, VALTAVA_PSEUDONYM_KEY=KEY), files)
     if row.get("valtava", {}).get("rc") == 0 and row.get("duckdb", {}).get("rc") == 0:
         row["datasets"] = {d: compare(release_csv(store, line, period, d), out / f"{d}.csv", module.DIMS[d])
                            for d in module.DATASETS}
@@ -370,6 +383,16 @@ def bench_line(a, binary, store, line):
     else:
         row["agree"] = "not compared: a run failed"
     return row
+
+
+def median_of(runs):
+    """Each measure's median over the runs (with an odd count, one run's own value), and
+    every run's; the first failed run instead if one failed."""
+    failed = [r for r in runs if r["rc"] != 0]
+    if failed:
+        return failed[0]
+    medians = {k: statistics.median(r[k] for r in runs) for k in ("seconds", "cpu_s", "rss_mib")}
+    return {**medians, "rc": 0, "err": "", "runs": runs}
 
 
 def release_csv(store, line, period, dataset):
