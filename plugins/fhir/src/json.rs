@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Number, Value};
 
@@ -43,8 +43,8 @@ impl<'a> Json<'a> {
     }
 
     /// Parses one resource keeping only the top-level keys `keys` keeps (see
-    /// [`crate::prune`]): the others' values are checked to be JSON, not built. Text that
-    /// is not an object is parsed whole.
+    /// [`crate::prune`]): the others' values are read as strictly, not built. Text that is
+    /// not an object is parsed whole.
     pub fn parse_keeping(text: &'a str, keys: &Keys) -> Result<Self, serde_json::Error> {
         if !text.trim_start().starts_with('{') {
             return Self::parse(text);
@@ -274,10 +274,58 @@ impl<'de> Visitor<'de> for Kept<'_> {
             if self.0.keeps(&k) {
                 pairs.insert(k, map.next_value()?);
             } else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value::<Skipped>()?;
             }
         }
         Ok(Json::Object(pairs.list))
+    }
+}
+
+/// A value read and dropped: through the same grammar and checks as a kept one (escapes,
+/// surrogates, numbers within a double's range), so that skipping a key never lets through
+/// a line that reading it whole would reject; nothing is built (`serde`'s `IgnoredAny`
+/// checks less: a lone surrogate escape or `1e400` passed).
+struct Skipped;
+
+impl<'de> Deserialize<'de> for Skipped {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkippedVisitor)
+    }
+}
+
+struct SkippedVisitor;
+
+impl<'de> Visitor<'de> for SkippedVisitor {
+    type Value = Skipped;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skipped, A::Error> {
+        while seq.next_element::<Skipped>()?.is_some() {}
+        Ok(Skipped)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skipped, A::Error> {
+        while map.next_entry::<Skipped, Skipped>()?.is_some() {}
+        Ok(Skipped)
     }
 }
 
