@@ -158,6 +158,32 @@ fn damaged_line_files_never_crash_check() {
     }
 }
 
+/// A FHIR view's path too long or too deep is a placed diagnostic, not a stack overflow
+/// (a path of 60 000 steps crashed `check` before), and the message quotes only its start.
+#[test]
+fn a_huge_fhir_path_is_refused_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, path) in [
+        ("long", format!("status{}", ".a".repeat(60_000))),
+        ("deep", format!("status{}", ".a".repeat(300))),
+    ] {
+        let line = line_copy(
+            dir.path(),
+            "tests/lines/fhir.yaml",
+            &format!("{name}.yaml"),
+            &[("path: status }", &format!("path: \"{path}\" }}"))],
+        );
+        let out = run(&["check", "--format", "json", line.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out.stderr));
+        let diags: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let d = &diags[0];
+        assert_eq!(d["code"], "V107", "{name}: {d}");
+        let message = d["message"].as_str().unwrap();
+        assert!(message.contains("a path may"), "{name}: {message}");
+        assert!(message.len() < 400, "{name}: {} bytes", message.len());
+    }
+}
+
 #[test]
 fn pinned_code_sets_refuse_other_files() {
     let dir = tempfile::tempdir().unwrap();

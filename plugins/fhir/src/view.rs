@@ -98,7 +98,17 @@ fn path(v: &Value, what: &str) -> Result<Expr, String> {
     let s = v
         .as_str()
         .ok_or_else(|| format!("{what} must be a FHIRPath string"))?;
-    fhirpath::parse(s).map_err(|e| format!("{what} `{s}`: {e}"))
+    fhirpath::parse(s).map_err(|e| format!("{what} `{}`: {e}", shown(s)))
+}
+
+/// A path as a message quotes it: its start when it is long (a path may be refused for
+/// its length, and the message should stay readable).
+fn shown(path: &str) -> Cow<'_, str> {
+    const SHOWN: usize = 80;
+    match path.char_indices().nth(SHOWN) {
+        Some((end, _)) => Cow::Owned(format!("{}…", &path[..end])),
+        None => Cow::Borrowed(path),
+    }
 }
 
 fn select(v: &Value) -> Result<Select, String> {

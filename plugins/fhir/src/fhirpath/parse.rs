@@ -242,12 +242,95 @@ impl P {
     }
 }
 
-/// Parses an expression.
+/// Most tokens one path may have.
+const MAX_TOKENS: usize = 1024;
+
+/// Most brackets (`(`, `[`) one path may open inside each other: the parser recurses at
+/// each, through every level of precedence.
+const MAX_BRACKETS: usize = 32;
+
+/// Most levels an expression may nest (`a.b.c` is three, as is `x or y or z`):
+/// evaluation, the view's checks (`prune.rs`) and dropping the expression recurse over it.
+const MAX_DEPTH: usize = 256;
+
+/// Parses an expression. A path is part of a line file, which is input like any other:
+/// one too long or too deep is refused here, before anything recurses over it (a path of
+/// 60 000 steps overflowed the stack of `valtava check`).
 pub fn parse(s: &str) -> Result<Expr, String> {
-    let mut p = P { t: lex(s)?, i: 0 };
+    let t = lex(s)?;
+    if t.len() > MAX_TOKENS {
+        return Err(format!("a path may have at most {MAX_TOKENS} tokens"));
+    }
+    let mut open = 0usize;
+    for token in &t {
+        match token {
+            Token::Sym(b) if b == "(" || b == "[" => open += 1,
+            Token::Sym(b) if b == ")" || b == "]" => open = open.saturating_sub(1),
+            _ => {}
+        }
+        if open > MAX_BRACKETS {
+            return Err(format!(
+                "a path may open at most {MAX_BRACKETS} brackets inside each other"
+            ));
+        }
+    }
+    let mut p = P { t, i: 0 };
     let e = p.binary(0)?;
     if p.i != p.t.len() {
         return Err(format!("unexpected {:?} in `{s}`", p.t[p.i]));
     }
+    if depth(&e) > MAX_DEPTH {
+        return Err(format!("a path may nest at most {MAX_DEPTH} levels"));
+    }
     Ok(e)
+}
+
+/// How many levels `e` nests, found with a stack of its own.
+fn depth(e: &Expr) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(e, 1usize)];
+    while let Some((e, level)) = stack.pop() {
+        deepest = deepest.max(level);
+        let below = level + 1;
+        match e {
+            Expr::This | Expr::Literal(_) | Expr::Variable(_) => {}
+            Expr::Member(on, _) | Expr::Negate(on) => stack.push((on, below)),
+            Expr::Call(on, _, args) => {
+                stack.push((on, below));
+                stack.extend(args.iter().map(|a| (a, below)));
+            }
+            Expr::Index(l, r) | Expr::Binary(_, l, r) => {
+                stack.push((l, below));
+                stack.push((r, below));
+            }
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    /// Paths too long or too deep are refused with a reason, not a crash; paths of the
+    /// same kinds within the bounds parse.
+    #[test]
+    fn long_and_deep_paths_are_refused_before_anything_recurses() {
+        let chain = |n: usize| format!("a{}", ".b".repeat(n));
+        let brackets = |n: usize| format!("{}a{}", "(".repeat(n), ")".repeat(n));
+        let or = |n: usize| vec!["a"; n].join(" or ");
+        for (path, refused) in [
+            (chain(60_000), "tokens"),
+            (chain(300), "levels"),
+            (brackets(33), "brackets"),
+            (or(300), "levels"),
+            (format!("{}1", "-".repeat(2_000)), "tokens"),
+        ] {
+            let err = parse(&path).err().unwrap_or_default();
+            assert!(err.contains(refused), "{refused}: {err}");
+        }
+        for path in [chain(200), brackets(32), or(200)] {
+            assert!(parse(&path).is_ok(), "{path}");
+        }
+    }
 }
