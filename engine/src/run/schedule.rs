@@ -18,7 +18,8 @@ use super::report::{RunCode, RunFailure, fail};
 use super::source::read_source;
 use super::step::run_step;
 use super::streams::{
-    ChannelPartition, Output, SpillPartition, narrowed, partitioned_table, stream_table,
+    ChannelPartition, Output, SpillPartition, narrowed, narrowed_plan, partitioned_table,
+    stream_table,
 };
 use super::{Counters, Shared};
 use crate::line::spec::StepKind;
@@ -104,12 +105,12 @@ fn plumb(
         let consumers = shared.line.dag.consumers(s);
         let full = &shared.check_plans[s];
         let keep = narrowing(shared, s, &consumers);
-        let narrowed_plan;
+        let narrowed_step;
         let plan = match &keep {
             Some(keep) => {
-                narrowed_plan = narrowed_output(full, keep)?;
+                narrowed_step = narrowed_plan(full.clone(), keep)?;
                 narrow.insert(s.clone(), keep.clone());
-                &narrowed_plan
+                &narrowed_step
             }
             None => full,
         };
@@ -194,21 +195,6 @@ fn narrowing(shared: &Shared, step: &str, consumers: &[String]) -> Option<Vec<St
         .cloned()
         .collect();
     (keep.len() < plan.output.fields().len()).then_some(keep)
-}
-
-/// A step's plan as its consumers see it once narrowed to `keep`: its output's columns.
-fn narrowed_output(
-    plan: &crate::plan::StepPlan,
-    keep: &[String],
-) -> Result<crate::plan::StepPlan, RunFailure> {
-    let mut plan = plan.clone();
-    plan.output = Arc::new(narrowed(&plan.output, Some(keep))?.0);
-    let kept = |c: &String| keep.contains(c);
-    plan.personal.retain(kept);
-    plan.pseudonymised.retain(kept);
-    plan.lineage.retain(|c, _| kept(c));
-    plan.person_counts.retain(kept);
-    Ok(plan)
 }
 
 /// The counters of `consumer` when `producer` is one of its main inputs.

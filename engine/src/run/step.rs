@@ -21,7 +21,7 @@ use tracing::debug;
 
 use super::engine::{placed, pseudonymises, runs_here};
 use super::report::{DatasetReport, RunCode, RunFailure, fail};
-use super::streams::{Output, narrowed};
+use super::streams::{Output, narrowed, narrowed_plan};
 use super::{Counters, Shared};
 use crate::plan::{Planner, StepPlan};
 
@@ -132,22 +132,6 @@ async fn planned(
     }
     let (logical, state) = placed(shared, name, plan.plan.clone(), here).await?;
     Ok((plan, logical, state))
-}
-
-/// A step's plan keeping of its output only the columns `keep`, and every column of its
-/// own (`__`: filter and metrics); the optimiser then drops what computed the others.
-fn narrowed_plan(mut plan: StepPlan, keep: &[String]) -> Result<StepPlan, RunFailure> {
-    let engine = |e: DataFusionError| fail(RunCode::Engine, e.to_string());
-    let columns: Vec<datafusion::prelude::Expr> = (plan.plan.schema().columns().into_iter())
-        .filter(|c| keep.contains(&c.name) || c.name.starts_with("__"))
-        .map(datafusion::prelude::Expr::Column)
-        .collect();
-    plan.plan = datafusion::logical_expr::LogicalPlanBuilder::from(plan.plan)
-        .project(columns)
-        .and_then(|b| b.build())
-        .map_err(engine)?;
-    plan.output = Arc::new(narrowed(&plan.output, Some(keep))?.0);
-    Ok(plan)
 }
 
 /// Sends a step's batches where its output goes, each through [`tapped`], and evaluates its

@@ -177,6 +177,34 @@ pub(super) fn narrowed(
     Ok((projected, Some(cols)))
 }
 
+/// A step's plan keeping of its output only the columns `keep` (and its own `__` columns:
+/// filter and metrics). Its logical plan ends in a projection to them, so the optimiser
+/// drops whatever computed the others; what the plan says of its columns (personal, their
+/// lineage, dimensions) names only those kept. The schedule gives consumers this output;
+/// the step runs this plan.
+pub(super) fn narrowed_plan(
+    mut plan: crate::plan::StepPlan,
+    keep: &[String],
+) -> Result<crate::plan::StepPlan, RunFailure> {
+    let columns: Vec<datafusion::prelude::Expr> = (plan.plan.schema().columns().into_iter())
+        .filter(|c| keep.contains(&c.name) || c.name.starts_with("__"))
+        .map(datafusion::prelude::Expr::Column)
+        .collect();
+    plan.plan = datafusion::logical_expr::LogicalPlanBuilder::from(plan.plan)
+        .project(columns)
+        .and_then(|b| b.build())
+        .map_err(|e| fail(RunCode::Engine, e.to_string()))?;
+    plan.output = Arc::new(narrowed(&plan.output, Some(keep))?.0);
+    let kept = |c: &String| keep.contains(c);
+    plan.personal.retain(kept);
+    plan.pseudonymised.retain(kept);
+    plan.lineage.retain(|c, _| kept(c));
+    plan.person_counts.retain(kept);
+    plan.dimensions.retain(kept);
+    plan.area = plan.area.filter(kept);
+    Ok(plan)
+}
+
 #[cfg(test)]
 mod tests {
     use arrow::array::{AsArray, UInt64Array};
