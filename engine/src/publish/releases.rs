@@ -299,9 +299,12 @@ pub fn render(releases: &[Release]) -> String {
     out
 }
 
-/// Where `dataset` is published: the line that publishes it, and its current releases
-/// that are served (not withdrawn) and hold the dataset, by period → run id. `None` when no
-/// line of the store has released it. What a release source reads.
+/// Where `dataset` is published: the first line (by name) whose current releases hold it,
+/// and those of them that are served (not withdrawn), by period → run id. `None` when no
+/// line's current release holds it. What a release source reads.
+///
+/// Only the periods' pointers and the manifests (and status changes) they name are read
+/// ([`current_holding`]): a run's cost does not grow with the runs every line ever released.
 pub async fn current_of_dataset(
     store: &Store,
     dataset: &str,
@@ -317,19 +320,105 @@ pub async fn current_of_dataset(
         .collect();
     lines.sort();
     for line in lines {
-        let releases = list(store, &line).await?;
-        if !(releases.iter()).any(|r| r.datasets.iter().any(|(d, _)| d == dataset)) {
+        let holding = current_holding(store, &line, dataset).await?;
+        if holding.is_empty() {
             continue;
         }
-        let current = releases
-            .into_iter()
-            .filter(|r| r.current && r.status != crate::publish::revision::ReleaseStatus::Withdrawn)
-            .filter(|r| r.datasets.iter().any(|(d, _)| d == dataset))
-            .map(|r| (r.period, r.run_id))
+        let served = (holding.into_iter())
+            .filter(|(_, _, status)| *status != crate::publish::revision::ReleaseStatus::Withdrawn)
+            .map(|(period, run, _)| (period, run))
             .collect();
-        return Ok(Some((line, current)));
+        return Ok(Some((line, served)));
     }
     Ok(None)
+}
+
+/// How many periods' pointers [`current_holding`] reads at once.
+const POINTERS_AT_ONCE: usize = 16;
+
+/// The current release of each period of `line` whose manifest holds `dataset`: period,
+/// run id and status (as an operator last set it).
+async fn current_holding(
+    store: &Store,
+    line: &str,
+    dataset: &str,
+) -> Result<Vec<(String, String, crate::publish::revision::ReleaseStatus)>, PublishError> {
+    use futures::StreamExt as _;
+    let prefix = Path::from(crate::store::layout::releases_of(line));
+    let listed = (store.inner.list_with_delimiter(Some(&prefix)).await).map_err(|source| {
+        PublishError::ListReleases {
+            line: line.to_string(),
+            source,
+        }
+    })?;
+    let periods: Vec<String> = (listed.common_prefixes.iter())
+        .filter_map(|p| p.filename().map(String::from))
+        .collect();
+    let reads: Vec<_> = (periods.into_iter())
+        .map(|period| async move {
+            let found = current_release(store, line, &period).await?;
+            Ok::<_, PublishError>(found.and_then(|c| {
+                let holds = manifest_datasets(&c.manifest)
+                    .datasets
+                    .iter()
+                    .any(|(d, _)| d == dataset);
+                holds.then_some((period, c.run_id, c.status))
+            }))
+        })
+        .collect();
+    let found: Vec<_> = futures::stream::iter(reads)
+        .buffered(POINTERS_AT_ONCE)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// A period's current release as its pointer names it.
+pub struct CurrentRelease {
+    pub run_id: String,
+    /// Its manifest.
+    pub manifest: Value,
+    /// Its status, as an operator last set it or else as its run gave it.
+    pub status: crate::publish::revision::ReleaseStatus,
+}
+
+/// The current release of `period` of `line`, read from its pointer, the manifest that
+/// names and the status change, if any: `None` without a pointer. A pointer or manifest
+/// that is not JSON is passed over (and logged), as [`list_cached`] does.
+pub async fn current_release(
+    store: &Store,
+    line: &str,
+    period: &str,
+) -> Result<Option<CurrentRelease>, PublishError> {
+    let pointer = crate::store::layout::release_pointer(line, period);
+    let Some(doc) = read_doc(&store.inner, &pointer).await? else {
+        return Ok(None);
+    };
+    let Some(run_id) = doc["run_id"].as_str().map(String::from) else {
+        tracing::warn!(
+            line,
+            period,
+            "a pointer that names no run; its period is not read"
+        );
+        return Ok(None);
+    };
+    let folder = crate::store::layout::release(line, period, &run_id);
+    let Some(manifest) = read_doc(&store.inner, &crate::store::layout::manifest(&folder)).await?
+    else {
+        tracing::warn!(line, period, run = %run_id, "a current release without a manifest that is JSON; it is not read");
+        return Ok(None);
+    };
+    let changed = read_doc(&store.inner, &crate::store::layout::release_status(&folder)).await?;
+    let changed = changed.and_then(|d| serde_json::from_value::<StatusFile>(d).ok());
+    let status = changed.map_or_else(
+        || manifest_datasets(&manifest).label.status,
+        |f| f.last.label.status,
+    );
+    Ok(Some(CurrentRelease {
+        run_id,
+        manifest,
+        status,
+    }))
 }
 
 /// Finds the current release of a dataset (optionally of one line and period) and returns
@@ -446,4 +535,89 @@ pub async fn show(
         let _ = writeln!(out, "… {} more rows (--limit)", rows - limit);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn put(store: &Store, path: &str, doc: Value) {
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        store
+            .inner
+            .put(&Path::from(path), bytes.into())
+            .await
+            .unwrap();
+    }
+
+    /// A release of `line` holding `datasets`; made current when `current`.
+    async fn release(
+        store: &Store,
+        line: &str,
+        period: &str,
+        run: &str,
+        datasets: &[&str],
+        current: bool,
+    ) {
+        let folder = crate::store::layout::release(line, period, run);
+        let entries: Vec<Value> = (datasets.iter())
+            .map(|d| serde_json::json!({ "dataset": d, "rows": 1 }))
+            .collect();
+        put(
+            store,
+            &crate::store::layout::manifest(&folder),
+            serde_json::json!({ "datasets": entries }),
+        )
+        .await;
+        if current {
+            let pointer = crate::store::layout::release_pointer(line, period);
+            put(store, &pointer, serde_json::json!({ "run_id": run })).await;
+        }
+    }
+
+    /// A dataset is read from the line whose current releases hold it: a line that held it
+    /// only in releases replaced since (a renamed dataset) is not the publisher, and its
+    /// old runs are not read. Withdrawn current releases are left out. Before, the first
+    /// line with any release of the dataset was taken, and every manifest it ever wrote read.
+    #[tokio::test]
+    async fn a_dataset_comes_from_the_line_whose_current_releases_hold_it() {
+        let store = crate::store::open("memory://releases").unwrap();
+        release(&store, "aa", "2024", "r1", &["jonot"], false).await;
+        release(&store, "aa", "2024", "r2", &["jonot_v2"], true).await;
+        // Not JSON: were it read, it would be passed over with a warning, not fail.
+        store
+            .inner
+            .put(
+                &Path::from("releases/aa/2023/r0/_manifest.json"),
+                b"{".to_vec().into(),
+            )
+            .await
+            .unwrap();
+        release(&store, "bb", "2025-01", "r3", &["jonot"], false).await;
+        release(&store, "bb", "2025-01", "r4", &["jonot"], true).await;
+        release(&store, "bb", "2025-02", "r5", &["jonot"], true).await;
+        release(&store, "bb", "2025-03", "r6", &["jonot"], true).await;
+        let status = crate::store::layout::release_status(&crate::store::layout::release(
+            "bb", "2025-03", "r6",
+        ));
+        put(
+            &store,
+            &status,
+            serde_json::json!({ "status": "withdrawn", "changed": "2025-04-01T00:00:00Z" }),
+        )
+        .await;
+
+        let (line, current) = current_of_dataset(&store, "jonot").await.unwrap().unwrap();
+        assert_eq!(line, "bb");
+        let want: BTreeMap<String, String> = [("2025-01", "r4"), ("2025-02", "r5")]
+            .map(|(p, r)| (p.into(), r.into()))
+            .into();
+        assert_eq!(current, want);
+        let (line, current) = current_of_dataset(&store, "jonot_v2")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((line.as_str(), current.len()), ("aa", 1));
+        assert_eq!(current_of_dataset(&store, "muu").await.unwrap(), None);
+    }
 }

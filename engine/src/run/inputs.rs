@@ -13,7 +13,7 @@ use object_store::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::run::{RunCode, RunError, RunFailure, RunOptions};
+use crate::run::{RunError, RunFailure, RunOptions};
 
 /// One object a source read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,30 +123,14 @@ async fn current_fingerprint(
     line: &str,
     period: &str,
 ) -> Result<Option<(String, String)>, RunFailure> {
-    let releases = crate::publish::releases::list(&opts.store, line)
+    let current = crate::publish::releases::current_release(&opts.store, line, period)
         .await
         .map_err(|e| crate::run::report::fail(e.code(), e))?;
-    let Some(current) = releases.into_iter().find(|r| {
-        r.period == period
-            && r.current
-            && r.status != crate::publish::revision::ReleaseStatus::Withdrawn
-    }) else {
-        return Ok(None);
-    };
-    let folder = crate::store::layout::release(line, period, &current.run_id);
-    let path = object_store::path::Path::from(crate::store::layout::manifest(&folder));
-    use object_store::ObjectStoreExt as _;
-    let read = async {
-        let got = opts.store.inner.get(&path).await?;
-        got.bytes().await
-    };
-    let bytes = read
-        .await
-        .map_err(|e| crate::run::report::fail(RunCode::Source, format!("{path}: {e}")))?;
-    let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    Ok(manifest["fingerprint"]
-        .as_str()
-        .map(|f| (current.run_id, f.to_string())))
+    let served = current.filter(|c| c.status != crate::publish::revision::ReleaseStatus::Withdrawn);
+    Ok(served.and_then(|c| {
+        let fingerprint = c.manifest["fingerprint"].as_str().map(String::from);
+        fingerprint.map(|f| (c.run_id, f))
+    }))
 }
 
 #[cfg(test)]
