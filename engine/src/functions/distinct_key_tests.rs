@@ -122,7 +122,7 @@ fn to_char_of_timestamps_is_datafusions() {
                 DataType::Timestamp(u, _) => *u,
                 _ => TimeUnit::Second,
             };
-            if format_timestamps(values, unit, format).is_some() {
+            if super::to_char::format_timestamps(values, unit, format).is_some() {
                 fast += 1;
             }
             assert_eq!(
@@ -135,6 +135,31 @@ fn to_char_of_timestamps_is_datafusions() {
     }
     // Most of these went through the fast path.
     assert!(fast >= 30, "{fast}");
+    // Dates: days since 1970 around the same edges (year 1, a negative year, past 9999);
+    // formats of dates go the fast path, those with a time field are DataFusion's to refuse.
+    let days: Vec<Option<i32>> = vec![
+        Some(20_150),
+        Some(0),
+        Some(-1),
+        Some(-719_162),
+        Some(-719_162 - 400 * 365),
+        Some(2_932_897 + 40),
+        None,
+        Some(11_016),
+    ];
+    let dates: ArrayRef = Arc::new(arrow::array::Date32Array::from(days));
+    let mut fast_dates = 0;
+    for format in formats {
+        if super::to_char::format_dates(&dates, format).is_some() {
+            fast_dates += 1;
+        }
+        assert_eq!(
+            call(&ours, dates.clone(), format),
+            call(&theirs, dates.clone(), format),
+            "{format} of dates"
+        );
+    }
+    assert!(fast_dates >= 3, "{fast_dates}");
 }
 
 /// `__timestamp` equals Arrow's `TRY_CAST` on the common forms and on near misses

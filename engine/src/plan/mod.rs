@@ -22,6 +22,7 @@
 pub mod across;
 pub mod check;
 pub mod columns;
+pub mod defer;
 pub mod explain;
 pub(crate) mod expr;
 pub mod history;

@@ -41,7 +41,7 @@ pub(super) async fn schedule(
         let shared = shared.clone();
         let mut inputs = providers.remove(s).unwrap_or_default();
         let output = outputs.remove(s).unwrap_or(Output::Drain);
-        let keep = narrow.remove(s);
+        let shape = narrow.remove(s).unwrap_or_default();
         let name = s.clone();
         let spec = crate::line::load::step(&shared.line.spec, s);
         if let Some(src) = &spec.source {
@@ -59,7 +59,7 @@ pub(super) async fn schedule(
         }
         tasks.spawn(async move {
             let t = Instant::now();
-            let r = run_step(shared.clone(), name.clone(), inputs, output, keep).await;
+            let r = run_step(shared.clone(), name.clone(), inputs, output, shape).await;
             if let Ok(mut timings) = shared.timings.lock() {
                 timings.insert(name, t.elapsed().as_secs_f64());
             }
@@ -86,8 +86,18 @@ pub(super) async fn schedule(
     first.map_or(Ok(()), Err)
 }
 
-/// The columns each narrowed step keeps, by step.
-type Narrowed = BTreeMap<String, Vec<String>>;
+/// What the run needs of a step's output, by step.
+type Narrowed = BTreeMap<String, Shape>;
+
+/// What the run needs of a step's output, when not every column of every row.
+#[derive(Debug, Default)]
+pub(super) struct Shape {
+    /// The only columns its plan is to compute ([`narrowing`]).
+    pub(super) keep: Option<Vec<String>>,
+    /// The only columns read of the rows it passes on: the others are needed only for the
+    /// rows it quarantines ([`passed_read`], [`crate::plan::defer`]).
+    pub(super) read: Option<Vec<String>>,
+}
 
 /// Where each step's output goes (a channel to its one consumer, a spill file for several
 /// or for one that scans it more than once, the release, or nowhere), and the providers
@@ -109,11 +119,12 @@ fn plumb(
         let plan = match &keep {
             Some(keep) => {
                 narrowed_step = narrowed_plan(full.clone(), keep)?;
-                narrow.insert(s.clone(), keep.clone());
                 &narrowed_step
             }
             None => full,
         };
+        let read = passed_read(shared, s, &consumers);
+        narrow.insert(s.clone(), Shape { keep, read });
         let info = plan.info();
         // An SQL query, or a rate's population, may be scanned more than once: such inputs
         // are spilled, not streamed.
@@ -195,6 +206,24 @@ fn narrowing(shared: &Shared, step: &str, consumers: &[String]) -> Option<Vec<St
         .cloned()
         .collect();
     (keep.len() < plan.output.fields().len()).then_some(keep)
+}
+
+/// The columns the run reads of the rows step `step` passes on, when not all, for a step
+/// that quarantines rows: its consumers' columns, its submitter and its metrics. `None`
+/// (all) for a step with dataset checks or captured, whose rows are read whole.
+fn passed_read(shared: &Shared, step: &str, consumers: &[String]) -> Option<Vec<String>> {
+    let plan = &shared.check_plans[step];
+    if consumers.is_empty()
+        || plan.rules.is_empty()
+        || !plan.dataset_checks.is_empty()
+        || shared.capture.contains(step)
+    {
+        return None;
+    }
+    let mut read = columns_read(shared, step, consumers)?;
+    read.extend(plan.submitter.iter().cloned());
+    read.extend(plan.metrics.iter().map(|(c, _)| c.clone()));
+    Some(read)
 }
 
 /// The counters of `consumer` when `producer` is one of its main inputs.

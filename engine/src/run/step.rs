@@ -32,9 +32,9 @@ pub(super) async fn run_step(
     name: String,
     inputs: crate::plan::Inputs,
     output: Output,
-    keep: Option<Vec<String>>,
+    shape: super::schedule::Shape,
 ) -> Result<(), RunFailure> {
-    let (plan, logical, state) = planned(&shared, &name, &inputs, keep.as_deref()).await?;
+    let (plan, logical, state) = planned(&shared, &name, &inputs, &shape).await?;
     let ctx = SessionContext::new_with_state(state);
     let physical = ctx
         .state()
@@ -86,14 +86,15 @@ pub(super) async fn run_step(
     result
 }
 
-/// The plan of step `name` over its `inputs` (narrowed to the columns `keep` when given:
+/// The plan of step `name` over its `inputs` (its costly columns computed only for the
+/// rows that need them, `crate::plan::defer`, and narrowed to the columns the run needs:
 /// see `schedule.rs`), placed here or on the cluster: the step's plan, the logical plan to
 /// execute and the session that executes it.
 async fn planned(
     shared: &Shared,
     name: &str,
     inputs: &crate::plan::Inputs,
-    keep: Option<&[String]>,
+    shape: &super::schedule::Shape,
 ) -> Result<
     (
         StepPlan,
@@ -122,7 +123,9 @@ async fn planned(
                 .join("; "),
         )
     })?;
-    let plan = match keep {
+    let plan = crate::plan::defer::deferred(plan, shape.read.as_deref(), &shared.state)
+        .map_err(|e| fail(RunCode::Engine, format!("step `{name}`: {e}")))?;
+    let plan = match &shape.keep {
         Some(keep) => narrowed_plan(plan, keep)?,
         None => plan,
     };
