@@ -201,7 +201,7 @@ fn text_timestamps_are_arrows() {
     let array: ArrayRef = Arc::new(arrow::array::StringArray::from(texts.clone()));
     let want = arrow::compute::cast(&array, &TIMESTAMP).unwrap();
     let args = ScalarFunctionArgs {
-        args: vec![ColumnarValue::Array(array)],
+        args: vec![ColumnarValue::Array(array.clone())],
         arg_fields: vec![Arc::new(arrow::datatypes::Field::new(
             "t",
             DataType::Utf8,
@@ -228,6 +228,35 @@ fn text_timestamps_are_arrows() {
             })
         };
         assert_eq!(value(&got), value(&want), "{t:?}");
+    }
+    // `__date` of the same texts (a tenth of them are `YYYY-MM-DD`, some of those invalid)
+    // equals Arrow's TRY_CAST to a date.
+    let want = arrow::compute::cast(&array, &DataType::Date32).unwrap();
+    let args = ScalarFunctionArgs {
+        args: vec![ColumnarValue::Array(array.clone())],
+        arg_fields: vec![Arc::new(arrow::datatypes::Field::new(
+            "t",
+            DataType::Utf8,
+            true,
+        ))],
+        number_rows: texts.len(),
+        return_field: Arc::new(arrow::datatypes::Field::new("t", DataType::Date32, true)),
+        config_options: Arc::new(Default::default()),
+    };
+    let ColumnarValue::Array(got) = TextTimestamp::date().invoke_with_args(args).unwrap() else {
+        panic!("no array")
+    };
+    assert_eq!(got.data_type(), &DataType::Date32);
+    let dates = |a: &ArrayRef| {
+        let a = a.as_primitive::<arrow::datatypes::Date32Type>();
+        (0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i)))
+            .collect::<Vec<_>>()
+    };
+    let (got, want) = (dates(&got), dates(&want));
+    assert!(got.iter().filter(|d| d.is_some()).count() > 1_000);
+    for (i, t) in texts.iter().enumerate() {
+        assert_eq!(got[i], want[i], "{t:?}");
     }
 }
 

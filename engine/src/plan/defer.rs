@@ -15,6 +15,11 @@
 //! deferred (a column, a literal or arithmetic costs less than the selection), never a
 //! volatile one (its state would see fewer rows), and only columns that may be null
 //! already (a non-null column's schema would change).
+//!
+//! So a function that fails on a value fails the run only where the value is used: a
+//! `to_date` of a text that is no date, in a row the filter drops or in a column nothing
+//! reads, no longer stops it — as a column no later step reads is not computed at all in a
+//! step without rules (`run/schedule.rs`, narrowing).
 
 use std::collections::BTreeMap;
 
@@ -38,6 +43,10 @@ pub fn deferred(
     read: Option<&[String]>,
     state: &SessionState,
 ) -> Result<StepPlan, DataFusionError> {
+    let rejects = (plan.rules.iter()).any(|r| r.severity == Severity::Reject);
+    if !plan.filtered && !rejects {
+        return Ok(plan);
+    }
     let optimised = state.optimize(&plan.plan)?;
     let LogicalPlan::Projection(top) = &optimised else {
         return Ok(plan);
@@ -51,7 +60,8 @@ pub fn deferred(
     let mut passed: BTreeMap<Column, String> = BTreeMap::new();
     for (e, c) in top.expr.iter().zip(&conditions) {
         if c.is_some() {
-            for r in e.column_refs() {
+            let refs: std::collections::BTreeSet<&Column> = e.column_refs().into_iter().collect();
+            for r in refs {
                 let n = passed.len();
                 passed
                     .entry(r.clone())
@@ -102,10 +112,16 @@ fn needed_when(
     read: Option<&[String]>,
 ) -> Vec<Option<Expr>> {
     let in_scope = plan.filtered.then(|| col(Column::from_name(FILTER_COLUMN)));
-    let quarantined = (plan.rules.iter())
+    let broken = (plan.rules.iter())
         .filter(|r| r.severity == Severity::Reject)
         .map(|r| col(Column::from_name(r.column.as_str())).is_not_null())
         .reduce(Expr::or);
+    // Rows outside the filter are not quarantined either.
+    let quarantined = match (&in_scope, broken) {
+        (Some(f), Some(b)) => Some(f.clone().and(b)),
+        (None, b) => b,
+        (Some(f), None) => Some(f.clone()),
+    };
     (top.expr.iter().enumerate())
         .map(|(i, e)| {
             let (_, field) = top.schema.qualified_field(i);

@@ -299,9 +299,10 @@ pub fn render(releases: &[Release]) -> String {
     out
 }
 
-/// Where `dataset` is published: the first line (by name) whose current releases hold it,
-/// and those of them that are served (not withdrawn), by period → run id. `None` when no
-/// line's current release holds it. What a release source reads.
+/// Where `dataset` is published: the first line (by name) whose current releases hold it
+/// and are served (not withdrawn), with those releases by period → run id; else the first
+/// whose current releases hold it, all withdrawn (no period); `None` when no line's current
+/// release holds it. What a release source reads.
 ///
 /// Only the periods' pointers and the manifests (and status changes) they name are read
 /// ([`current_holding`]): a run's cost does not grow with the runs every line ever released.
@@ -319,18 +320,25 @@ pub async fn current_of_dataset(
         .filter_map(|p| p.filename().map(String::from))
         .collect();
     lines.sort();
+    // A line whose current releases of the dataset are all withdrawn is its publisher only
+    // when no other line serves it (then reading it is R004, no current release).
+    let mut withdrawn = None;
     for line in lines {
         let holding = current_holding(store, &line, dataset).await?;
         if holding.is_empty() {
             continue;
         }
-        let served = (holding.into_iter())
+        let served: BTreeMap<String, String> = (holding.into_iter())
             .filter(|(_, _, status)| *status != crate::publish::revision::ReleaseStatus::Withdrawn)
             .map(|(period, run, _)| (period, run))
             .collect();
+        if served.is_empty() {
+            withdrawn.get_or_insert((line, served));
+            continue;
+        }
         return Ok(Some((line, served)));
     }
-    Ok(None)
+    Ok(withdrawn)
 }
 
 /// How many periods' pointers [`current_holding`] reads at once.
@@ -607,6 +615,20 @@ mod tests {
         )
         .await;
 
+        // A line whose current release of it is withdrawn does not publish it while
+        // another serves it; alone, it is the publisher of no period.
+        release(&store, "ab", "2024", "r7", &["jonot", "vain"], true).await;
+        let folder = crate::store::layout::release("ab", "2024", "r7");
+        let withdrawn =
+            serde_json::json!({ "status": "withdrawn", "changed": "2025-04-01T00:00:00Z" });
+        put(
+            &store,
+            &crate::store::layout::release_status(&folder),
+            withdrawn,
+        )
+        .await;
+        let only = current_of_dataset(&store, "vain").await.unwrap();
+        assert_eq!(only, Some(("ab".to_string(), BTreeMap::new())));
         let (line, current) = current_of_dataset(&store, "jonot").await.unwrap().unwrap();
         assert_eq!(line, "bb");
         let want: BTreeMap<String, String> = [("2025-01", "r4"), ("2025-02", "r5")]

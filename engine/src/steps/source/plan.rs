@@ -68,6 +68,9 @@ impl Planner<'_> {
             // TRY_CAST, faster on the common forms.
             ScalarUDF::new_from_impl(crate::functions::TextTimestamp::default())
                 .call(vec![raw.clone()])
+        } else if c.r#type.value == ColumnType::Date && t == DataType::Date32 {
+            ScalarUDF::new_from_impl(crate::functions::TextTimestamp::date())
+                .call(vec![raw.clone()])
         } else {
             Expr::TryCast(datafusion::logical_expr::TryCast::new(
                 Box::new(raw.clone()),
