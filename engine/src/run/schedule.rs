@@ -89,6 +89,9 @@ pub(super) async fn schedule(
 /// What the run needs of a step's output, by step.
 type Narrowed = BTreeMap<String, Shape>;
 
+/// Each step's checked plan, optimised (`None` where that failed).
+type Optimised = BTreeMap<String, Option<datafusion::logical_expr::LogicalPlan>>;
+
 /// What the run needs of a step's output, when not every column of every row.
 #[derive(Debug, Default)]
 pub(super) struct Shape {
@@ -111,10 +114,12 @@ fn plumb(
 ) -> Result<(BTreeMap<String, Output>, Narrowed), RunFailure> {
     let mut outputs: BTreeMap<String, Output> = BTreeMap::new();
     let mut narrow = BTreeMap::new();
+    let optimised = optimised(shared, order);
     for s in order {
         let consumers = shared.line.dag.consumers(s);
         let full = &shared.check_plans[s];
-        let keep = narrowing(shared, s, &consumers);
+        let read = columns_read(shared, &optimised, s, &consumers);
+        let keep = narrowing(shared, s, &consumers, read.as_deref());
         let narrowed_step;
         let plan = match &keep {
             Some(keep) => {
@@ -123,8 +128,8 @@ fn plumb(
             }
             None => full,
         };
-        let read = passed_read(shared, s, &consumers);
-        narrow.insert(s.clone(), Shape { keep, read });
+        let passed = passed_read(shared, s, &consumers, read.as_deref());
+        narrow.insert(s.clone(), Shape { keep, read: passed });
         let info = plan.info();
         // An SQL query, or a rate's population, may be scanned more than once: such inputs
         // are spilled, not streamed.
@@ -154,34 +159,67 @@ fn plumb(
                     .insert(s.clone(), (stream_table(part)?, info));
                 Output::Channel(tx)
             }
-            _ => {
-                let path = scratch.join(format!("{s}.arrow"));
-                let (tx, rx) = watch::channel(None);
-                // Only the columns the consumers read are written and read back.
-                let read = columns_read(shared, s, &consumers);
-                let schema = Arc::new(narrowed(&plan.output, read.as_deref())?.0);
-                let parts = shared.state.config().target_partitions().max(1);
-                for c in &consumers {
-                    let partitions = (0..parts).map(|part| SpillPartition {
-                        schema: schema.clone(),
-                        path: path.clone(),
-                        ready: rx.clone(),
-                        part,
-                        parts,
-                        counter: main_input(shared, c, s),
-                        counted: Default::default(),
-                    });
-                    providers
-                        .entry(c.clone())
-                        .or_default()
-                        .insert(s.clone(), (partitioned_table(partitions)?, info.clone()));
-                }
-                Output::Spill(path, tx, read)
-            }
+            _ => spill(
+                shared,
+                s,
+                &consumers,
+                (plan, info),
+                read,
+                scratch,
+                providers,
+            )?,
         };
         outputs.insert(s.clone(), output);
     }
     Ok((outputs, narrow))
+}
+
+/// Each step's checked plan optimised once (not sources: no step's plan scans theirs):
+/// what its scans of its inputs read.
+fn optimised(shared: &Shared, order: &[String]) -> Optimised {
+    (order.iter())
+        .filter(|s| (crate::line::load::step(&shared.line.spec, s).source).is_none())
+        .map(|s| {
+            (
+                s.clone(),
+                shared.state.optimize(&shared.check_plans[s].plan).ok(),
+            )
+        })
+        .collect()
+}
+
+/// Step `s`'s output to a spill file its `consumers` read once it is complete, each in as
+/// many partitions as the session runs: only the columns they read (`read`, all when
+/// `None`) are written and read back.
+fn spill(
+    shared: &Shared,
+    s: &str,
+    consumers: &[String],
+    (plan, info): (&crate::plan::StepPlan, InputInfo),
+    read: Option<Vec<String>>,
+    scratch: &std::path::Path,
+    providers: &mut BTreeMap<String, crate::plan::Inputs>,
+) -> Result<Output, RunFailure> {
+    let path = scratch.join(format!("{s}.arrow"));
+    let (tx, rx) = watch::channel(None);
+    let schema = Arc::new(narrowed(&plan.output, read.as_deref())?.0);
+    let parts = shared.state.config().target_partitions().max(1);
+    for c in consumers {
+        let partitions = (0..parts).map(|part| SpillPartition {
+            schema: schema.clone(),
+            path: path.clone(),
+            ready: rx.clone(),
+            part,
+            parts,
+            counter: main_input(shared, c, s),
+            counted: Default::default(),
+        });
+        providers.entry(c.clone()).or_default().insert(
+            s.to_string(),
+            (partitioned_table(partitions)?, info.clone()),
+        );
+    }
+    Ok(Output::Spill(path, tx, read))
 }
 
 /// The columns step `step` keeps when its consumers read only some (and its submitter):
@@ -190,7 +228,12 @@ fn plumb(
 /// computes on unchanged: one with rules quarantines rows whole, one with dataset checks
 /// reads its columns, a captured step keeps its rows whole, and a publish step has no
 /// consumers.
-fn narrowing(shared: &Shared, step: &str, consumers: &[String]) -> Option<Vec<String>> {
+fn narrowing(
+    shared: &Shared,
+    step: &str,
+    consumers: &[String],
+    read: Option<&[String]>,
+) -> Option<Vec<String>> {
     let plan = &shared.check_plans[step];
     if consumers.is_empty()
         || !plan.rules.is_empty()
@@ -199,7 +242,7 @@ fn narrowing(shared: &Shared, step: &str, consumers: &[String]) -> Option<Vec<St
     {
         return None;
     }
-    let read = columns_read(shared, step, consumers)?;
+    let read = read?;
     let keep: Vec<String> = (plan.output.fields().iter())
         .map(|f| f.name())
         .filter(|n| read.contains(n) || plan.submitter.as_ref() == Some(n))
@@ -211,7 +254,12 @@ fn narrowing(shared: &Shared, step: &str, consumers: &[String]) -> Option<Vec<St
 /// The columns the run reads of the rows step `step` passes on, when not all, for a step
 /// that quarantines rows: its consumers' columns, its submitter and its metrics. `None`
 /// (all) for a step with dataset checks or captured, whose rows are read whole.
-fn passed_read(shared: &Shared, step: &str, consumers: &[String]) -> Option<Vec<String>> {
+fn passed_read(
+    shared: &Shared,
+    step: &str,
+    consumers: &[String],
+    read: Option<&[String]>,
+) -> Option<Vec<String>> {
     let plan = &shared.check_plans[step];
     if consumers.is_empty()
         || plan.rules.is_empty()
@@ -220,7 +268,7 @@ fn passed_read(shared: &Shared, step: &str, consumers: &[String]) -> Option<Vec<
     {
         return None;
     }
-    let mut read = columns_read(shared, step, consumers)?;
+    let mut read = read?.to_vec();
     read.extend(plan.submitter.iter().cloned());
     read.extend(plan.metrics.iter().map(|(c, _)| c.clone()));
     Some(read)
@@ -238,13 +286,17 @@ fn main_input(shared: &Shared, consumer: &str, producer: &str) -> Option<Arc<Cou
 /// The columns of step `table`'s output that the plans of `consumers` read, in output
 /// order, when not all: the projections of their scans of it after optimisation. `None`
 /// when a plan reads every column or cannot be optimised (then every column is kept).
-fn columns_read(shared: &Shared, table: &str, consumers: &[String]) -> Option<Vec<String>> {
+fn columns_read(
+    shared: &Shared,
+    optimised: &Optimised,
+    table: &str,
+    consumers: &[String],
+) -> Option<Vec<String>> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     let output = &shared.check_plans.get(table)?.output;
     let mut names = std::collections::BTreeSet::new();
     for c in consumers {
-        let step = shared.check_plans.get(c)?;
-        let plan = shared.state.optimize(&step.plan).ok()?;
+        let plan = optimised.get(c)?.as_ref()?;
         let mut all = false;
         let _ = plan.apply_with_subqueries(|p| {
             if let datafusion::logical_expr::LogicalPlan::TableScan(t) = p
