@@ -1,20 +1,180 @@
 //! Local Arrow IPC files that one task writes and other plans read when it is complete: a
 //! step's output read by several consumers (or scanned twice by one).
+//!
+//! Writing a file is the dearest part of a spill: the kernel copies every byte into pages
+//! it allocates for the file (a fifth of `hoitoonpaasy`'s CPU, PROFILE.md, twenty-first
+//! round). Every row carries the name of the object it came from (`_object`), the same
+//! few names over and over and often half a row's bytes, so the file holds a number for
+//! each and the names once, in memory: the readers get them when the file is complete and
+//! give their consumers the names again.
+//!
+//! A reader reads the batches of its partition straight from the file: each is one seek
+//! and one read of its exact bytes (through a buffer, every batch after a seek filled a
+//! whole buffer first: a 15 MB file was read as 465 MB).
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array, UInt32Builder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use datafusion::common::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use crate::plan::OBJECT_COLUMN;
 use crate::run::RunIoError;
 
+/// What readers need of a complete spill file: the object names its `_object` column
+/// numbers (`None` when the file has no such column).
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    objects: Option<(usize, Arc<StringArray>)>,
+}
+
 /// Whether a spill file is complete: `None` while it is written, then the writer's outcome.
-pub type Ready = Option<Result<(), RunIoError>>;
+pub type Ready = Option<Result<Written, RunIoError>>;
+
+/// Writes a spill file of batches of `schema`, `_object` as numbers (see the module).
+pub struct Writer {
+    file: arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>,
+    objects: Option<(usize, Objects)>,
+    /// The last batch's schema and its numbered form: a batch is written with its own
+    /// schema (the physical one, which may differ from the plan's in nullability or a
+    /// type's metadata) but for `_object`, as the file always took batches.
+    numbered: Option<(SchemaRef, SchemaRef)>,
+}
+
+/// Most object names one spill file numbers, and most bytes of them: a SQL step may make
+/// `_object` of anything, a name a row, which would otherwise all be held in memory.
+const MOST_NAMES: usize = 1 << 20;
+const MOST_NAME_BYTES: usize = 64 << 20;
+
+/// The object names met so far, each numbered by its first appearance.
+#[derive(Default)]
+struct Objects {
+    names: Vec<Arc<str>>,
+    numbers: HashMap<Arc<str>, u32>,
+    bytes: usize,
+}
+
+impl Objects {
+    /// The column's names as numbers. Rows come object by object, so a name is looked up
+    /// only where it differs from the row before.
+    fn encode(&mut self, names: &StringArray) -> Result<UInt32Array, ArrowError> {
+        let mut out = UInt32Builder::with_capacity(names.len());
+        let mut last: Option<(&str, u32)> = None;
+        for name in names {
+            let Some(name) = name else {
+                out.append_null();
+                continue;
+            };
+            let number = match last {
+                Some((l, n)) if l == name => n,
+                _ => self.number(name)?,
+            };
+            last = Some((name, number));
+            out.append_value(number);
+        }
+        Ok(out.finish())
+    }
+
+    fn number(&mut self, name: &str) -> Result<u32, ArrowError> {
+        if let Some(&n) = self.numbers.get(name) {
+            return Ok(n);
+        }
+        self.bytes += name.len();
+        if self.names.len() >= MOST_NAMES || self.bytes > MOST_NAME_BYTES {
+            return Err(ArrowError::ComputeError(format!(
+                "the rows name more than {MOST_NAMES} objects or {} MiB of object names in `{OBJECT_COLUMN}`",
+                MOST_NAME_BYTES >> 20
+            )));
+        }
+        let n = self.names.len() as u32;
+        let name: Arc<str> = name.into();
+        self.names.push(name.clone());
+        self.numbers.insert(name, n);
+        Ok(n)
+    }
+}
+
+/// `schema` with `_object` (at `at`) as numbers.
+fn numbered(schema: &Schema, at: usize) -> SchemaRef {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[at] = Field::new(OBJECT_COLUMN, DataType::UInt32, true);
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+impl Writer {
+    /// A new file at `path` for batches of `schema`.
+    pub fn create(path: &Path, schema: &Schema) -> Result<Self, ArrowError> {
+        let at = schema
+            .index_of(OBJECT_COLUMN)
+            .ok()
+            .filter(|&i| schema.field(i).data_type() == &DataType::Utf8);
+        let stored = match at {
+            Some(i) => numbered(schema, i),
+            None => Arc::new(schema.clone()),
+        };
+        let file = std::fs::File::create(path)?;
+        Ok(Self {
+            file: arrow::ipc::writer::FileWriter::try_new(
+                std::io::BufWriter::with_capacity(1 << 20, file),
+                &stored,
+            )?,
+            objects: at.map(|i| (i, Objects::default())),
+            numbered: None,
+        })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+        let Some((at, objects)) = &mut self.objects else {
+            return self.file.write(batch);
+        };
+        let names = (batch.column(*at).as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| ArrowError::SchemaError(format!("{OBJECT_COLUMN} is not text")))?;
+        let mut columns = batch.columns().to_vec();
+        columns[*at] = Arc::new(objects.encode(names)?);
+        let schema = match &self.numbered {
+            Some((of, schema)) if Arc::ptr_eq(of, &batch.schema()) => schema.clone(),
+            _ => {
+                let schema = numbered(&batch.schema(), *at);
+                self.numbered = Some((batch.schema(), schema.clone()));
+                schema
+            }
+        };
+        self.file.write(&RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// Completes the file; what its readers need to read it.
+    pub fn finish(mut self) -> Result<Written, ArrowError> {
+        self.file.finish()?;
+        Ok(Written {
+            objects: (self.objects).map(|(at, o)| {
+                let names = StringArray::from_iter_values(o.names.iter().map(|n| &**n));
+                (at, Arc::new(names))
+            }),
+        })
+    }
+}
+
+impl Written {
+    /// A batch of the file as its consumers see it (`schema`): the object names again.
+    fn restored(&self, schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+        let Some((at, names)) = &self.objects else {
+            return Ok(batch);
+        };
+        let numbers = (batch.column(*at).as_any().downcast_ref::<UInt32Array>())
+            .ok_or_else(|| ArrowError::SchemaError(format!("{OBJECT_COLUMN} is not numbered")))?;
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        let checked = arrow::compute::TakeOptions { check_bounds: true };
+        columns[*at] = arrow::compute::take(names.as_ref(), numbers, Some(checked))?;
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+}
 
 /// Partition `part` of `parts` of the file at `path`: every `parts`-th batch from `part`,
 /// once `ready` says the file is complete (an error if its writer failed).
@@ -25,37 +185,37 @@ pub fn read_when_ready(
     part: usize,
     parts: usize,
 ) -> SendableRecordBatchStream {
+    let restore_as = schema.clone();
     let stream = futures::stream::once(async move {
-        let outcome = match ready.wait_for(|v| v.is_some()).await {
+        let written = match ready.wait_for(|v| v.is_some()).await {
             Ok(v) => match &*v {
+                Some(Ok(w)) => Ok(w.clone()),
                 Some(Err(e)) => Err(e.to_string()),
-                _ => Ok(()),
+                None => Err(RunIoError::WriterGone.to_string()),
             },
             Err(_) => Err(RunIoError::WriterGone.to_string()),
         };
-        if let Err(e) = outcome {
-            return Err(DataFusionError::Execution(e));
-        }
+        let written = written.map_err(DataFusionError::Execution)?;
         let file = std::fs::File::open(&path)?;
-        Ok(arrow::ipc::reader::FileReader::try_new(
-            std::io::BufReader::with_capacity(1 << 20, file),
-            None,
-        )?)
+        Ok((
+            arrow::ipc::reader::FileReader::try_new(file, None)?,
+            written,
+        ))
     })
     .flat_map(
-        move |reader| -> futures::stream::BoxStream<'static, Result<RecordBatch, DataFusionError>> {
-            match reader {
-                Ok(mut r) => {
+        move |opened| -> futures::stream::BoxStream<'static, Result<RecordBatch, DataFusionError>> {
+            match opened {
+                Ok((mut r, written)) => {
                     // This partition's batches: every `parts`-th from `part` (the file's
                     // footer indexes them), read only when the partition is polled.
                     let batches = (part..r.num_batches()).step_by(parts.max(1));
+                    let schema = restore_as.clone();
                     futures::stream::iter(batches.map(move |i| {
                         r.set_index(i)?;
-                        r.next().unwrap_or_else(|| {
-                            Err(arrow::error::ArrowError::IpcError(format!(
-                                "spill file has no batch {i}"
-                            )))
-                        })
+                        let batch = r.next().unwrap_or_else(|| {
+                            Err(ArrowError::IpcError(format!("spill file has no batch {i}")))
+                        })?;
+                        written.restored(&schema, batch)
                     }))
                     .map(|b| b.map_err(DataFusionError::from))
                     .boxed()
@@ -65,4 +225,139 @@ pub fn read_when_ready(
         },
     );
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::UInt64Array;
+
+    fn batch(schema: &SchemaRef, objects: &[&str], first: u64) -> RecordBatch {
+        let n = objects.len() as u64;
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(UInt64Array::from_iter_values(first..first + n)),
+                Arc::new(StringArray::from(objects.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// A spill file holds a number for each row's object and the names once; its readers,
+    /// in two partitions, get every row back with its object's name. The file is smaller
+    /// than one that spells each name out (as spills were written before).
+    #[tokio::test]
+    async fn a_spill_file_numbers_object_names_and_its_readers_get_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::UInt64, false),
+            Field::new(OBJECT_COLUMN, DataType::Utf8, false),
+        ]));
+        let a = "inbox/hoitoonpaasy/2025-03/avohilmo-etela-pohjanmaa.csv";
+        let b = "inbox/hoitoonpaasy/2025-03/avohilmo-pohjois-savo.csv";
+        let batches = [
+            batch(&schema, &[a; 300], 0),
+            batch(&schema, &[&[a; 100][..], &[b; 200][..]].concat(), 300),
+            batch(&schema, &[b, a, b, a], 600),
+            batch(&schema, &[b; 300], 604),
+        ];
+        let path = dir.path().join("vaihe.arrow");
+        let mut w = Writer::create(&path, &schema).unwrap();
+        let plain_path = dir.path().join("nimin.arrow");
+        let mut plain = arrow::ipc::writer::FileWriter::try_new(
+            std::fs::File::create(&plain_path).unwrap(),
+            &schema,
+        )
+        .unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+            plain.write(b).unwrap();
+        }
+        let written = w.finish().unwrap();
+        plain.finish().unwrap();
+        let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+        assert!(
+            size(&path) * 3 < size(&plain_path),
+            "{} bytes, with names {}",
+            size(&path),
+            size(&plain_path)
+        );
+
+        let (_tx, ready) = watch::channel(Some(Ok(written)));
+        let mut read = Vec::new();
+        for part in 0..2 {
+            let mut s = read_when_ready(schema.clone(), path.clone(), ready.clone(), part, 2);
+            while let Some(b) = s.next().await {
+                let b = b.unwrap();
+                assert_eq!(b.schema(), schema);
+                read.push(b);
+            }
+        }
+        read.sort_by_key(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .unwrap()
+                .value(0)
+        });
+        assert_eq!(read, batches);
+    }
+
+    /// Rows without an object keep none; a batch whose schema differs from the file's in
+    /// nullability is written as before; a step whose rows name more objects than a spill
+    /// numbers fails with an error that names the bound, not a name.
+    #[tokio::test]
+    async fn objects_may_be_missing_and_their_names_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::UInt64, false),
+            Field::new(OBJECT_COLUMN, DataType::Utf8, true),
+        ]));
+        let loose = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::UInt64, true),
+            Field::new(OBJECT_COLUMN, DataType::Utf8, true),
+        ]));
+        let rows = RecordBatch::try_new(
+            loose,
+            vec![
+                Arc::new(UInt64Array::from(vec![1, 2, 3])),
+                Arc::new(StringArray::from(vec![Some("a.csv"), None, Some("a.csv")])),
+            ],
+        )
+        .unwrap();
+        let path = dir.path().join("vaihe.arrow");
+        let mut w = Writer::create(&path, &schema).unwrap();
+        w.write(&rows).unwrap();
+        let (_tx, ready) = watch::channel(Some(Ok(w.finish().unwrap())));
+        let mut s = read_when_ready(schema.clone(), path.clone(), ready, 0, 1);
+        let back = s.next().await.unwrap().unwrap();
+        assert_eq!(back.column(1).as_ref(), rows.column(1).as_ref());
+        assert_eq!(back.schema(), schema);
+
+        let many: Vec<String> = (0..=MOST_NAMES).map(|i| format!("o{i}")).collect();
+        let mut w = Writer::create(&dir.path().join("monta.arrow"), &schema).unwrap();
+        let e = w
+            .write(&batch(
+                &schema,
+                &many.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                0,
+            ))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("more than 1048576 objects") && !e.contains("o1048576"),
+            "{e}"
+        );
+    }
+
+    /// A reader of a file whose writer failed fails, naming no content.
+    #[tokio::test]
+    async fn the_readers_of_a_failed_spill_fail() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::UInt64, false)]));
+        let (_tx, ready) = watch::channel(Some(Err(RunIoError::ProducerFailed)));
+        let mut s = read_when_ready(schema, PathBuf::from("/nonexistent"), ready, 0, 1);
+        let e = s.next().await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("the producing step failed"), "{e}");
+    }
 }

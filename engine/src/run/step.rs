@@ -162,14 +162,9 @@ async fn write_output(
         }
         Output::Spill(path, ready, read) => {
             let result = async {
-                let file = std::fs::File::create(&path)
-                    .map_err(|e| fail(RunCode::Write, format!("{}: {e}", path.display())))?;
                 let (schema, cols) = narrowed(&plan.output, read.as_deref())?;
-                let mut w = arrow::ipc::writer::FileWriter::try_new(
-                    std::io::BufWriter::with_capacity(1 << 20, file),
-                    &schema,
-                )
-                .map_err(|e| fail(RunCode::Write, e.to_string()))?;
+                let mut w = super::spill::Writer::create(&path, &schema)
+                    .map_err(|e| fail(RunCode::Write, format!("{}: {e}", path.display())))?;
                 while let Some(batch) = stream.next().await {
                     let batch = batch.map_err(&engine_err)?;
                     let passed = tapped(shared, name, plan, counters, &batch)?;
@@ -186,13 +181,12 @@ async fn write_output(
                 w.finish().map_err(|e| fail(RunCode::Write, e.to_string()))
             }
             .await;
-            ready.send_replace(Some(
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|_| crate::run::RunIoError::ProducerFailed),
-            ));
-            result
+            let outcome = match &result {
+                Ok(written) => Ok(written.clone()),
+                Err(_) => Err(crate::run::RunIoError::ProducerFailed),
+            };
+            ready.send_replace(Some(outcome));
+            result.map(|_| ())
         }
         Output::Drain => {
             while let Some(batch) = stream.next().await {

@@ -233,7 +233,7 @@ mod tests {
                 .unwrap();
         }
         writer.finish().unwrap();
-        let (_tx, ready) = watch::channel(Some(Ok(())));
+        let (_tx, ready) = watch::channel(Some(Ok(crate::run::spill::Written::default())));
         let counters = Arc::new(Counters::default());
         let parts: Vec<SpillPartition> = (0..2)
             .map(|part| SpillPartition {

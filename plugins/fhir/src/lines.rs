@@ -343,7 +343,7 @@ fn evaluate(
     request: &ParseRequest,
     builder: &mut TextBatchBuilder,
 ) -> Done {
-    let text = match std::str::from_utf8(bytes) {
+    let text = match simdutf8::basic::from_utf8(bytes) {
         Ok(t) => Cow::Borrowed(t),
         Err(_) => String::from_utf8_lossy(bytes),
     };

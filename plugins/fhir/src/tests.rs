@@ -272,6 +272,29 @@ fn a_line_nested_too_deep_is_rejected_without_being_parsed() {
     assert_eq!(rejects, [(2, reason.clone()), (4, reason)]);
 }
 
+/// The bracket count that spares most lines the nesting walk counts every `[` and `{` in
+/// text of any length and no other byte: it adds up in byte-wide lanes, 255 bytes at a
+/// time, so a count past a lane's 255 or a chunk's seam must come out whole.
+#[test]
+fn opening_brackets_are_counted_in_text_of_any_length() {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut byte = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % 256) as u8
+    };
+    for len in (0..2_000).step_by(7).chain([255, 256, 510, 511, 65_536]) {
+        let text: Vec<u8> = (0..len).map(|_| byte()).collect();
+        let expected = text.iter().filter(|&&b| b == b'{' || b == b'[').count();
+        assert_eq!(opening_brackets(&text), expected, "{len} bytes");
+    }
+    for len in [254, 255, 256, 100_000] {
+        assert_eq!(opening_brackets(&vec![b'['; len]), len);
+        assert_eq!(opening_brackets(&vec![b'{'; len]), len);
+    }
+}
+
 /// A whole document (a Bundle) nested 100 000 levels deep stops the object with a
 /// `depth` limit, through the stream as the engine reads it; no panic.
 #[test]

@@ -351,10 +351,12 @@ fn too_many_rows(bytes: usize) -> String {
 
 /// Every row of `a` joined with every row of `b` (whose cells are those of `span`),
 /// refused before it is built when the result would hold more than `bytes`:
-/// `|b|·Σa + |a|·Σb`.
+/// `|b|·Σa + |a|·Σb`. Rows and cells are moved where they are used last and cloned only
+/// where they are used again (a computed value, say `getReferenceKey()`'s, is a string a
+/// clone copies): one row joined with one, the usual case, copies nothing.
 fn cross<'a>(
     a: Vec<Row<'a>>,
-    b: Vec<Row<'a>>,
+    mut b: Vec<Row<'a>>,
     span: &Range<usize>,
     bytes: usize,
 ) -> Result<Vec<Row<'a>>, String> {
@@ -369,23 +371,47 @@ fn cross<'a>(
     if total > bytes {
         return Err(too_many_rows(bytes));
     }
-    if let [y] = b.as_slice() {
-        // One row to join (the usual case): its cells go into `a`'s rows as they are.
+    if let [y] = b.as_mut_slice() {
+        // One row to join (the usual case): its cells go into `a`'s rows, which are kept.
         let mut a = a;
-        for x in &mut a {
-            x[span.clone()].clone_from_slice(&y[span.clone()]);
+        if let Some((last, xs)) = a.split_last_mut() {
+            for x in xs {
+                x[span.clone()].clone_from_slice(&y[span.clone()]);
+            }
+            move_cells(last, y, span);
         }
         return Ok(a);
     }
     let mut out = Vec::with_capacity(a.len() * b.len());
-    for x in &a {
-        for y in &b {
-            let mut r = x.clone();
-            r[span.clone()].clone_from_slice(&y[span.clone()]);
-            out.push(r);
+    let rows_of_a = a.len();
+    for (i, x) in a.into_iter().enumerate() {
+        let last_x = i + 1 == rows_of_a;
+        let Some((last_y, ys)) = b.split_last_mut() else {
+            break;
+        };
+        for y in ys {
+            out.push(joined(x.clone(), y, span, last_x));
         }
+        out.push(joined(x, last_y, span, last_x));
     }
     Ok(out)
+}
+
+/// Row `x` with the cells of `span` from `y`: moved out of `y` when `y` is not used again.
+fn joined<'a>(mut x: Row<'a>, y: &mut Row<'a>, span: &Range<usize>, y_done: bool) -> Row<'a> {
+    if y_done {
+        move_cells(&mut x, y, span);
+    } else {
+        x[span.clone()].clone_from_slice(&y[span.clone()]);
+    }
+    x
+}
+
+/// The cells of `span` moved from `y` into `x`.
+fn move_cells<'a>(x: &mut Row<'a>, y: &mut Row<'a>, span: &Range<usize>) {
+    for (to, from) in x[span.clone()].iter_mut().zip(&mut y[span.clone()]) {
+        *to = std::mem::take(from);
+    }
 }
 
 /// Items reached by `repeat`, depth first: each item, then what its paths reach. The walk
