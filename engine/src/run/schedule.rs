@@ -222,6 +222,19 @@ fn spill(
     Ok(Output::Spill(path, tx, read))
 }
 
+/// The plan of step `step` when the run may read its rows in part: it has consumers, no
+/// dataset checks (which read its columns) and is not captured (which keeps its rows
+/// whole). `None` otherwise.
+fn read_in_part<'s>(
+    shared: &'s Shared,
+    step: &str,
+    consumers: &[String],
+) -> Option<&'s crate::plan::StepPlan> {
+    let plan = &shared.check_plans[step];
+    (!consumers.is_empty() && plan.dataset_checks.is_empty() && !shared.capture.contains(step))
+        .then_some(plan)
+}
+
 /// The columns step `step` keeps when its consumers read only some (and its submitter):
 /// its plan is then narrowed to them (`step.rs`), so that a column no later step reads is
 /// never computed (a pseudonym, a derived value). Only for a step that sends every row it
@@ -234,14 +247,7 @@ fn narrowing(
     consumers: &[String],
     read: Option<&[String]>,
 ) -> Option<Vec<String>> {
-    let plan = &shared.check_plans[step];
-    if consumers.is_empty()
-        || !plan.rules.is_empty()
-        || !plan.dataset_checks.is_empty()
-        || shared.capture.contains(step)
-    {
-        return None;
-    }
+    let plan = read_in_part(shared, step, consumers).filter(|p| p.rules.is_empty())?;
     let read = read?;
     let keep: Vec<String> = (plan.output.fields().iter())
         .map(|f| f.name())
@@ -260,14 +266,7 @@ fn passed_read(
     consumers: &[String],
     read: Option<&[String]>,
 ) -> Option<Vec<String>> {
-    let plan = &shared.check_plans[step];
-    if consumers.is_empty()
-        || plan.rules.is_empty()
-        || !plan.dataset_checks.is_empty()
-        || shared.capture.contains(step)
-    {
-        return None;
-    }
+    let plan = read_in_part(shared, step, consumers).filter(|p| !p.rules.is_empty())?;
     let mut read = read?.to_vec();
     read.extend(plan.submitter.iter().cloned());
     read.extend(plan.metrics.iter().map(|(c, _)| c.clone()));
