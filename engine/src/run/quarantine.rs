@@ -416,9 +416,10 @@ fn count_submitter_rows(
 
 /// Counts the values of `a`'s first `n` rows where `include` holds, handing each value
 /// (`None`: null) and how many to `add`: once per run of equal values, as they come (a
-/// submitter is the same for a whole object, a mapping's outcome mostly the same), not a
-/// map lookup and a copy of the text per row.
-fn count_runs<'a>(
+/// submitter is the same for a whole object, a mapping's outcome mostly the same, a spill's
+/// `_object` names one object for many rows), not a map lookup and a copy of the text per
+/// row.
+pub(super) fn count_runs<'a>(
     a: &'a arrow::array::StringArray,
     n: usize,
     include: impl Fn(usize) -> bool,

@@ -63,23 +63,29 @@ struct Objects {
 
 impl Objects {
     /// The column's names as numbers. Rows come object by object, so a name is looked up
-    /// only where it differs from the row before.
+    /// once for each run of rows that name it.
     fn encode(&mut self, names: &StringArray) -> Result<UInt32Array, ArrowError> {
         let mut out = UInt32Builder::with_capacity(names.len());
-        let mut last: Option<(&str, u32)> = None;
-        for name in names {
-            let Some(name) = name else {
-                out.append_null();
-                continue;
-            };
-            let number = match last {
-                Some((l, n)) if l == name => n,
-                _ => self.number(name)?,
-            };
-            last = Some((name, number));
-            out.append_value(number);
+        let mut failed = None;
+        super::quarantine::count_runs(
+            names,
+            names.len(),
+            |_| true,
+            |name, rows| {
+                let rows = rows as usize;
+                match name.map(|name| self.number(name)).transpose() {
+                    Ok(Some(number)) => out.append_value_n(number, rows),
+                    Ok(None) => out.append_nulls(rows),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            },
+        );
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out.finish()),
         }
-        Ok(out.finish())
     }
 
     fn number(&mut self, name: &str) -> Result<u32, ArrowError> {
@@ -139,7 +145,10 @@ impl Writer {
         let mut columns = batch.columns().to_vec();
         columns[*at] = Arc::new(objects.encode(names)?);
         let schema = match &self.numbered {
-            Some((of, schema)) if Arc::ptr_eq(of, &batch.schema()) => schema.clone(),
+            // Each batch has a schema of its own (a projection makes one), mostly equal.
+            Some((of, schema)) if Arc::ptr_eq(of, &batch.schema()) || **of == *batch.schema() => {
+                schema.clone()
+            }
             _ => {
                 let schema = numbered(&batch.schema(), *at);
                 self.numbered = Some((batch.schema(), schema.clone()));
@@ -232,6 +241,14 @@ mod tests {
     use super::*;
     use arrow::array::UInt64Array;
 
+    /// Rows of a number `n` and an object, either nullable or not.
+    fn numbered_rows(n_nullable: bool, object_nullable: bool) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("n", DataType::UInt64, n_nullable),
+            Field::new(OBJECT_COLUMN, DataType::Utf8, object_nullable),
+        ]))
+    }
+
     fn batch(schema: &SchemaRef, objects: &[&str], first: u64) -> RecordBatch {
         let n = objects.len() as u64;
         RecordBatch::try_new(
@@ -250,10 +267,7 @@ mod tests {
     #[tokio::test]
     async fn a_spill_file_numbers_object_names_and_its_readers_get_them_back() {
         let dir = tempfile::tempdir().unwrap();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("n", DataType::UInt64, false),
-            Field::new(OBJECT_COLUMN, DataType::Utf8, false),
-        ]));
+        let schema = numbered_rows(false, false);
         let a = "inbox/hoitoonpaasy/2025-03/avohilmo-etela-pohjanmaa.csv";
         let b = "inbox/hoitoonpaasy/2025-03/avohilmo-pohjois-savo.csv";
         let batches = [
@@ -310,14 +324,8 @@ mod tests {
     #[tokio::test]
     async fn objects_may_be_missing_and_their_names_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("n", DataType::UInt64, false),
-            Field::new(OBJECT_COLUMN, DataType::Utf8, true),
-        ]));
-        let loose = Arc::new(Schema::new(vec![
-            Field::new("n", DataType::UInt64, true),
-            Field::new(OBJECT_COLUMN, DataType::Utf8, true),
-        ]));
+        let schema = numbered_rows(false, true);
+        let loose = numbered_rows(true, true);
         let rows = RecordBatch::try_new(
             loose,
             vec![

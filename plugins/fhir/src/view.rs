@@ -374,43 +374,39 @@ fn cross<'a>(
     if let [y] = b.as_mut_slice() {
         // One row to join (the usual case): its cells go into `a`'s rows, which are kept.
         let mut a = a;
-        if let Some((last, xs)) = a.split_last_mut() {
-            for x in xs {
-                x[span.clone()].clone_from_slice(&y[span.clone()]);
-            }
-            move_cells(last, y, span);
+        let rows_of_a = a.len();
+        for (i, x) in a.iter_mut().enumerate() {
+            fill(x, y, span, i + 1 == rows_of_a);
         }
         return Ok(a);
     }
     let mut out = Vec::with_capacity(a.len() * b.len());
     let rows_of_a = a.len();
-    for (i, x) in a.into_iter().enumerate() {
+    for (i, mut x) in a.into_iter().enumerate() {
         let last_x = i + 1 == rows_of_a;
         let Some((last_y, ys)) = b.split_last_mut() else {
             break;
         };
         for y in ys {
-            out.push(joined(x.clone(), y, span, last_x));
+            let mut r = x.clone();
+            fill(&mut r, y, span, last_x);
+            out.push(r);
         }
-        out.push(joined(x, last_y, span, last_x));
+        fill(&mut x, last_y, span, last_x);
+        out.push(x);
     }
     Ok(out)
 }
 
-/// Row `x` with the cells of `span` from `y`: moved out of `y` when `y` is not used again.
-fn joined<'a>(mut x: Row<'a>, y: &mut Row<'a>, span: &Range<usize>, y_done: bool) -> Row<'a> {
+/// The cells of `span` in `x` set to `y`'s: moved out of `y` when `y` is not used again
+/// (`y_done`), else cloned.
+fn fill<'a>(x: &mut Row<'a>, y: &mut Row<'a>, span: &Range<usize>, y_done: bool) {
     if y_done {
-        move_cells(&mut x, y, span);
+        for (to, from) in x[span.clone()].iter_mut().zip(&mut y[span.clone()]) {
+            *to = std::mem::take(from);
+        }
     } else {
         x[span.clone()].clone_from_slice(&y[span.clone()]);
-    }
-    x
-}
-
-/// The cells of `span` moved from `y` into `x`.
-fn move_cells<'a>(x: &mut Row<'a>, y: &mut Row<'a>, span: &Range<usize>) {
-    for (to, from) in x[span.clone()].iter_mut().zip(&mut y[span.clone()]) {
-        *to = std::mem::take(from);
     }
 }
 
