@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use datafusion::common::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 /// The session every plan is made in: Valtava's functions registered, deterministic
 /// settings, no memory limit (planning and checking read no rows).
 pub fn session(key: Option<&[u8]>, target_partitions: usize) -> SessionContext {
-    with_functions(
-        SessionContext::new_with_config(session_config(target_partitions)),
-        key,
-    )
+    let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
+    with_functions(context(session_config(target_partitions), runtime), key)
 }
 
 /// The session a run executes in: as [`session`], and with `memory_limit` bytes sorts and
@@ -38,8 +38,20 @@ pub fn limited_session(
             ),
         ))
         .build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(session_config(target_partitions), runtime);
+    let ctx = context(session_config(target_partitions), runtime);
     Ok(with_functions(ctx, key))
+}
+
+/// DataFusion's session with Valtava's operators: a window that only numbers rows over
+/// sorted input streams ([`super::row_number`]).
+fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(super::row_number::StreamingRowNumber))
+        .build();
+    SessionContext::new_with_state(state)
 }
 
 fn session_config(target_partitions: usize) -> SessionConfig {
