@@ -1,6 +1,8 @@
 //! Reading a source: its objects listed in the store (`--source NAME=URL` or the line's
 //! `location`, with `{param}`s filled), each parsed by its format's plugin inside
-//! `valtava_plugin::guarded`, and the parsed batches sent, with each row's object, into the
+//! `valtava_plugin::guarded` on a task of its own (a small object while the one before it is
+//! still being read, so that many small submissions keep the cores busy), and the parsed
+//! batches sent, object by object in the listing's order, with each row's object, into the
 //! source step's channel. Rows a parser rejects go to the quarantine (rule `parse`); an
 //! object that reaches a reader limit is quarantined whole (R010) and the run goes on; an
 //! unreadable object fails the run (R003), as does a location that matches nothing (R004).
@@ -38,23 +40,61 @@ pub(super) async fn read_source(
     let counters = shared.counters[&step].clone();
     let listing = list_objects(&shared, &step, spec, &tx).await?;
     let reader = SourceReader::new(&shared, &step, spec, counters, &tx)?;
-    for (i, meta) in &listing.objects {
+    let name_of = |(i, meta): &(usize, ObjectMeta)| {
         let (location, loc) = &listing.locations[*i];
-        let name = if location.contains("://") || location.starts_with('/') {
+        if location.contains("://") || location.starts_with('/') {
             format!("{}/{}", loc.store.url.trim_end_matches('/'), meta.location)
         } else {
             meta.location.to_string()
+        }
+    };
+    let mut ahead: Option<Parsing> = None;
+    for (k, object) in listing.objects.iter().enumerate() {
+        let (i, meta) = object;
+        let loc = &listing.locations[*i].1;
+        let parsing = match ahead.take() {
+            Some(p) => p,
+            None => reader.start(loc, meta, name_of(object)),
         };
+        // The next object is parsed while this one's rows are taken, when it is small:
+        // many small objects otherwise leave cores idle at each one's start and end.
+        if let Some(next) = listing.objects.get(k + 1)
+            && next.1.size <= AHEAD_BYTES
+        {
+            ahead = Some(reader.start(&listing.locations[next.0].1, &next.1, name_of(next)));
+        }
         // A release's rows get its period; those of objects given instead (`--source`) the
         // run's.
         let period = super::release::period_of(meta.location.as_ref())
             .or_else(|| (shared.fill.get(crate::line::release::PERIOD_PARAM)).map(String::as_str));
-        if !reader.read_object(loc, meta, name, period).await? {
+        if !reader.read_object(parsing, meta, period).await? {
             return Ok(()); // the step stopped; its own error is reported
         }
     }
     reader.flush().await?;
     Ok(())
+}
+
+/// The largest object parsed ahead while the one before it is still being read: enough for
+/// the many small submissions of a CSV source (asiakaskokemus: 24 objects of about 1 MB),
+/// and no second large object's parser state at once under a memory limit.
+const AHEAD_BYTES: u64 = 8 << 20;
+
+/// Parsed batches an object parsed ahead may hold before the reader takes them.
+const AHEAD_BATCHES: usize = 2;
+
+/// One object's parse, running on a task of its own and handing its results over in order;
+/// dropping it stops the parse.
+struct Parsing {
+    name: String,
+    results: mpsc::Receiver<Result<valtava_plugin::ParsedBatch, valtava_plugin::ParseError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Parsing {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The source's filled-in locations (one, or one per month of the period for
@@ -279,20 +319,9 @@ impl<'a> SourceReader<'a> {
         Ok(self.tx.send(Ok(batch)).await.is_ok())
     }
 
-    /// Parses one object and sends its rows on; false if the step stopped taking them. The
-    /// rows of a release get its `period`.
-    async fn read_object(
-        &self,
-        loc: &Location,
-        meta: &ObjectMeta,
-        name: String,
-        period: Option<&str>,
-    ) -> Result<bool, RunFailure> {
-        let (shared, step) = (self.shared, self.step);
-        self.counters.objects.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .bytes_read
-            .fetch_add(meta.size, Ordering::Relaxed);
+    /// Starts parsing object `meta` (named `name`) on a task of its own.
+    fn start(&self, loc: &Location, meta: &ObjectMeta, name: String) -> Parsing {
+        let shared = self.shared;
         debug!(object = %name, bytes = meta.size, "reading");
         let object = SourceObject {
             store: loc.store.inner.clone(),
@@ -309,7 +338,36 @@ impl<'a> SourceReader<'a> {
             limits: shared.line.spec.limits.parser_limits(),
         };
         let mut stream = valtava_plugin::guarded(self.parser.parse(object, request), name.clone());
-        while let Some(parsed) = stream.next().await {
+        let (tx, results) = mpsc::channel(AHEAD_BATCHES);
+        let task = tokio::spawn(async move {
+            while let Some(parsed) = stream.next().await {
+                if tx.send(parsed).await.is_err() {
+                    return; // the reader stopped
+                }
+            }
+        });
+        Parsing {
+            name,
+            results,
+            task,
+        }
+    }
+
+    /// Takes one object's parsed rows and sends them on; false if the step stopped taking
+    /// them. The rows of a release get its `period`.
+    async fn read_object(
+        &self,
+        mut parsing: Parsing,
+        meta: &ObjectMeta,
+        period: Option<&str>,
+    ) -> Result<bool, RunFailure> {
+        let (shared, step) = (self.shared, self.step);
+        let name = std::mem::take(&mut parsing.name);
+        self.counters.objects.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_read
+            .fetch_add(meta.size, Ordering::Relaxed);
+        while let Some(parsed) = parsing.results.recv().await {
             let parsed = match parsed {
                 Ok(p) => p,
                 Err(e @ valtava_plugin::ParseError::Limit { .. }) => {
@@ -317,7 +375,7 @@ impl<'a> SourceReader<'a> {
                     // stay counted as read.
                     warn!(object = %name, "{}", crate::redact::scrubbed(e.to_string()));
                     limit_reached(shared, step, &self.typed_schema, &name, meta.size, &e)?;
-                    break;
+                    return Ok(true);
                 }
                 Err(e) => {
                     let f = fail(RunCode::Source, format!("source `{step}`: {e}"));
@@ -344,6 +402,14 @@ impl<'a> SourceReader<'a> {
             if !self.send(batch).await? {
                 return Ok(false);
             }
+        }
+        // The results end when the parse's task does: normally, or (never expected: the
+        // parser runs guarded) by failing, when rows could be missing.
+        if (&mut parsing.task).await.is_err() {
+            return Err(fail(
+                RunCode::Source,
+                format!("source `{step}`: {name}: the parse stopped unexpectedly"),
+            ));
         }
         Ok(true)
     }
