@@ -12,8 +12,8 @@
 //! [`Planner`], whose [`Planner::plan_step`] dispatches on the step's kind and then computes
 //! which output columns are personal ([`personal`]). Expressions of a line file (parsing,
 //! parameters, type checks and placed errors) are in `expr`; the sessions plans are made
-//! and run in are in `session` ([`session()`], [`limited_session`]), with the operator
-//! `row_number` adds to DataFusion's. Each step kind's own
+//! and run in are in `session` ([`session()`], [`limited_session`]); `row_number` is the
+//! one operator Valtava adds to DataFusion's (a streaming `row_number()`). Each step kind's own
 //! planning lives beside what the kind does, in `steps/<kind>/plan.rs`, as an
 //! `impl Planner` block: [`crate::steps::source`], [`crate::steps::validate`],
 //! [`crate::steps::harmonise`], [`crate::steps::aggregate`], [`crate::steps::publish`] and

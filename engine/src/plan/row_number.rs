@@ -24,19 +24,20 @@ use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, Tr
 use datafusion::common::{Result, ScalarValue};
 use datafusion::execution::TaskContext;
 use datafusion::functions_window::row_number::RowNumber;
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::window::StandardWindowExpr;
+use datafusion::physical_expr::{OrderingRequirements, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::distribution_requirements::InputDistributionRequirements;
 use datafusion::physical_plan::execution_plan::CardinalityEffect;
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet, RecordOutput,
 };
+use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowUDFExpr};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, InputOrderMode, PlanProperties,
-    ReplaceChildrenOptions, SendableRecordBatchStream,
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, InputOrderMode,
+    PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream, Statistics,
 };
 use futures::StreamExt;
 
@@ -53,7 +54,9 @@ impl PhysicalOptimizerRule for StreamingRowNumber {
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
-            let Some(window) = node.downcast_ref::<BoundedWindowAggExec>() else {
+            // The node itself, not a node a wrapper delegates to (which would lose the wrapper).
+            let any: &dyn std::any::Any = node.as_ref();
+            let Some(window) = any.downcast_ref::<BoundedWindowAggExec>() else {
                 return Ok(Transformed::no(node));
             };
             if !replaceable(window) {
@@ -156,9 +159,7 @@ impl ExecutionPlan for RowNumberExec {
         self.window.input_distribution_requirements()
     }
 
-    fn required_input_ordering(
-        &self,
-    ) -> Vec<Option<datafusion::physical_expr::OrderingRequirements>> {
+    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
         self.window.required_input_ordering()
     }
 
@@ -172,22 +173,20 @@ impl ExecutionPlan for RowNumberExec {
         options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let window = Arc::clone(&self.window).replace_children(children, options)?;
-        match window.downcast_ref::<BoundedWindowAggExec>() {
+        let any: &dyn std::any::Any = window.as_ref();
+        match any.downcast_ref::<BoundedWindowAggExec>() {
             Some(w) if replaceable(w) => Ok(Arc::new(RowNumberExec::new(Arc::new(w.clone())))),
             _ => Ok(window),
         }
     }
 
-    #[allow(deprecated)]
     fn with_new_children(
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         self.replace_children(
             children,
-            ReplaceChildrenOptions::new(
-                datafusion::physical_plan::ChildrenPropertiesMode::Recompute,
-            ),
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
         )
     }
 
@@ -214,6 +213,18 @@ impl ExecutionPlan for RowNumberExec {
 
     fn cardinality_effect(&self) -> CardinalityEffect {
         CardinalityEffect::Equal
+    }
+
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        self.window.child_stats_requests(partition)
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        self.window.statistics_from_inputs(input_stats, args)
     }
 }
 

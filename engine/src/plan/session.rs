@@ -11,7 +11,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 /// The session every plan is made in: Valtava's functions registered, deterministic
 /// settings, no memory limit (planning and checking read no rows).
 pub fn session(key: Option<&[u8]>, target_partitions: usize) -> SessionContext {
-    let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
+    let runtime = Arc::new(RuntimeEnv::default());
     with_functions(context(session_config(target_partitions), runtime), key)
 }
 

@@ -1,7 +1,8 @@
 //! Reading a source: its objects listed in the store (`--source NAME=URL` or the line's
 //! `location`, with `{param}`s filled), each parsed by its format's plugin inside
-//! `valtava_plugin::guarded` on a task of its own (a small object while the one before it is
-//! still being read, so that many small submissions keep the cores busy), and the parsed
+//! `valtava_plugin::guarded` on a task of its own (a small object of a format that allows it
+//! while the one before it is still being read, so that many small submissions keep the
+//! cores busy), and the parsed
 //! batches sent, object by object in the listing's order, with each row's object, into the
 //! source step's channel. Rows a parser rejects go to the quarantine (rule `parse`); an
 //! object that reaches a reader limit is quarantined whole (R010) and the run goes on; an
@@ -48,26 +49,23 @@ pub(super) async fn read_source(
             meta.location.to_string()
         }
     };
-    let mut ahead: Option<Parsing> = None;
+    let start = |object: &(usize, ObjectMeta)| {
+        let name = name_of(object);
+        let parsing = reader.start(&listing.locations[object.0].1, &object.1, name.clone());
+        (name, parsing)
+    };
+    let mut ahead = None;
     for (k, object) in listing.objects.iter().enumerate() {
-        let (i, meta) = object;
-        let loc = &listing.locations[*i].1;
-        let parsing = match ahead.take() {
-            Some(p) => p,
-            None => reader.start(loc, meta, name_of(object)),
-        };
-        // The next object is parsed while this one's rows are taken, when it is small:
-        // many small objects otherwise leave cores idle at each one's start and end.
-        if let Some(next) = listing.objects.get(k + 1)
-            && next.1.size <= AHEAD_BYTES
-        {
-            ahead = Some(reader.start(&listing.locations[next.0].1, &next.1, name_of(next)));
-        }
+        let (name, parsing) = ahead.take().unwrap_or_else(|| start(object));
+        ahead = (listing.objects.get(k + 1))
+            .filter(|next| reader.parses_ahead(next))
+            .map(start);
         // A release's rows get its period; those of objects given instead (`--source`) the
         // run's.
+        let meta = &object.1;
         let period = super::release::period_of(meta.location.as_ref())
             .or_else(|| (shared.fill.get(crate::line::release::PERIOD_PARAM)).map(String::as_str));
-        if !reader.read_object(parsing, meta, period).await? {
+        if !reader.read_object(parsing, name, meta, period).await? {
             return Ok(()); // the step stopped; its own error is reported
         }
     }
@@ -76,8 +74,9 @@ pub(super) async fn read_source(
 }
 
 /// The largest object parsed ahead while the one before it is still being read: enough for
-/// the many small submissions of a CSV source (asiakaskokemus: 24 objects of about 1 MB),
-/// and no second large object's parser state at once under a memory limit.
+/// the many small submissions of a CSV source (asiakaskokemus: 24 objects of about 1 MB) or
+/// one document a file (CDA), and no second large object's parser state at once under a
+/// memory limit.
 const AHEAD_BYTES: u64 = 8 << 20;
 
 /// Parsed batches an object parsed ahead may hold before the reader takes them.
@@ -86,7 +85,6 @@ const AHEAD_BATCHES: usize = 2;
 /// One object's parse, running on a task of its own and handing its results over in order;
 /// dropping it stops the parse.
 struct Parsing {
-    name: String,
     results: mpsc::Receiver<Result<valtava_plugin::ParsedBatch, valtava_plugin::ParseError>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -346,11 +344,14 @@ impl<'a> SourceReader<'a> {
                 }
             }
         });
-        Parsing {
-            name,
-            results,
-            task,
-        }
+        Parsing { results, task }
+    }
+
+    /// Whether `next` is parsed while the object before it is read: many small objects
+    /// otherwise leave cores idle at each one's start and end. Only a small one, of a
+    /// format whose parse holds about its object ([`valtava_plugin::Parser::parses_ahead`]).
+    fn parses_ahead(&self, next: &&(usize, ObjectMeta)) -> bool {
+        next.1.size <= AHEAD_BYTES && self.parser.parses_ahead()
     }
 
     /// Takes one object's parsed rows and sends them on; false if the step stopped taking
@@ -358,11 +359,11 @@ impl<'a> SourceReader<'a> {
     async fn read_object(
         &self,
         mut parsing: Parsing,
+        name: String,
         meta: &ObjectMeta,
         period: Option<&str>,
     ) -> Result<bool, RunFailure> {
         let (shared, step) = (self.shared, self.step);
-        let name = std::mem::take(&mut parsing.name);
         self.counters.objects.fetch_add(1, Ordering::Relaxed);
         self.counters
             .bytes_read
@@ -406,10 +407,14 @@ impl<'a> SourceReader<'a> {
         // The results end when the parse's task does: normally, or (never expected: the
         // parser runs guarded) by failing, when rows could be missing.
         if (&mut parsing.task).await.is_err() {
-            return Err(fail(
-                RunCode::Source,
+            let f = fail(
+                RunCode::Engine,
                 format!("source `{step}`: {name}: the parse stopped unexpectedly"),
-            ));
+            );
+            let _ = (self.tx)
+                .send(Err(DataFusionError::Execution(f.message.clone())))
+                .await;
+            return Err(f);
         }
         Ok(true)
     }

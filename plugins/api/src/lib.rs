@@ -385,6 +385,15 @@ pub trait Parser: Send + Sync + fmt::Debug {
 
     /// Starts reading one object.
     fn parse(&self, object: SourceObject, request: ParseRequest) -> ParseStream;
+
+    /// Whether a small object may be parsed while the one before it is still being read:
+    /// true only when a parse holds about its object's size or a bounded window of it (it
+    /// streams, or builds a tree of the object), so that two at once stay small. A format
+    /// that may unpack or buffer far beyond its object (a workbook's compressed sheets, an
+    /// external program's output) keeps the default, one object at a time.
+    fn parses_ahead(&self) -> bool {
+        false
+    }
 }
 
 /// Why the parse of a whole object stopped: it is not of the expected shape, or it reached

@@ -647,6 +647,10 @@ impl Parser for CdaParser {
         "cda"
     }
 
+    fn parses_ahead(&self) -> bool {
+        true
+    }
+
     fn options_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<CdaOptions>()
     }

@@ -126,6 +126,10 @@ impl Parser for CsvParser {
         "csv"
     }
 
+    fn parses_ahead(&self) -> bool {
+        true
+    }
+
     fn options_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<CsvOptions>()
     }

@@ -128,6 +128,10 @@ impl Parser for FhirParser {
         "fhir"
     }
 
+    fn parses_ahead(&self) -> bool {
+        true
+    }
+
     fn options_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<FhirOptions>()
     }

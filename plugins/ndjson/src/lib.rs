@@ -40,6 +40,10 @@ impl Parser for NdjsonParser {
         "ndjson"
     }
 
+    fn parses_ahead(&self) -> bool {
+        true
+    }
+
     fn options_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<NdjsonOptions>()
     }

@@ -1,10 +1,10 @@
 //! The streaming row number against DataFusion's own window over the same rows: keys that
-//! run across batch boundaries, NULL keys, no partition at all, the `= 1` filter of a
+//! run across batch boundaries, NULL keys, float keys (NaN, both zeros), no partition at all, the `= 1` filter of a
 //! "latest row" query; and a window it must leave alone.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -17,6 +17,7 @@ fn table() -> Arc<MemTable> {
         Field::new("k1", DataType::Utf8, true),
         Field::new("k2", DataType::Int64, false),
         Field::new("o", DataType::Int64, false),
+        Field::new("f", DataType::Float64, true),
     ]));
     let mut seed = 11u64;
     let mut next = move || {
@@ -37,6 +38,11 @@ fn table() -> Arc<MemTable> {
             .collect();
         let k2: Vec<i64> = ids.iter().map(|_| (next() % 3) as i64).collect();
         let o: Vec<i64> = ids.iter().map(|_| (next() % 5) as i64).collect();
+        // Float keys that compare in surprising ways: NaN, both zeros, NULL.
+        let f: Vec<Option<f64>> = ids
+            .iter()
+            .map(|_| [Some(f64::NAN), Some(0.0), Some(-0.0), Some(1.5), None][next() as usize % 5])
+            .collect();
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
@@ -44,6 +50,7 @@ fn table() -> Arc<MemTable> {
                 Arc::new(StringArray::from(k1)),
                 Arc::new(Int64Array::from(k2)),
                 Arc::new(Int64Array::from(o)),
+                Arc::new(Float64Array::from(f)),
             ],
         )
         .expect("the columns match the schema");
@@ -117,11 +124,12 @@ fn valtava() -> SessionContext {
     with_table(SessionContext::new_with_state(state))
 }
 
-const QUERIES: [&str; 3] = [
+const QUERIES: [&str; 4] = [
     "SELECT id, row_number() OVER (PARTITION BY k1, k2 ORDER BY o DESC, id) AS n FROM t",
     "SELECT id, n FROM (SELECT id, row_number() OVER (PARTITION BY k2, k1 ORDER BY o, id DESC) \
      AS n FROM t) WHERE n = 1",
     "SELECT id, row_number() OVER (ORDER BY o, id) AS n FROM t",
+    "SELECT id, row_number() OVER (PARTITION BY f ORDER BY id) AS n FROM t",
 ];
 
 #[tokio::test]
