@@ -28,3 +28,18 @@ pub fn get(format: &str) -> Option<Arc<dyn Parser>> {
 pub fn formats() -> Vec<&'static str> {
     all().iter().map(|p| p.format()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    /// Parsing the next small object ahead doubles a parse's memory only for formats whose
+    /// parse holds about its object: a workbook unpacks beyond its file, an external
+    /// program's output is buffered whole, a Parquet object decodes whole row groups.
+    #[test]
+    fn only_formats_that_hold_about_their_object_parse_ahead() {
+        let ahead: Vec<&str> = (super::all().iter())
+            .filter(|p| p.parses_ahead())
+            .map(|p| p.format())
+            .collect();
+        assert_eq!(ahead, ["cda", "csv", "fhir", "ndjson"]);
+    }
+}

@@ -2,9 +2,8 @@
 //! `location`, with `{param}`s filled), each parsed by its format's plugin inside
 //! `valtava_plugin::guarded` on a task of its own (a small object of a format that allows it
 //! while the one before it is still being read, so that many small submissions keep the
-//! cores busy), and the parsed
-//! batches sent, object by object in the listing's order, with each row's object, into the
-//! source step's channel. Rows a parser rejects go to the quarantine (rule `parse`); an
+//! cores busy), and the parsed batches sent, object by object in the listing's order, with
+//! each row's object, into the source step's channel. Rows a parser rejects go to the quarantine (rule `parse`); an
 //! object that reaches a reader limit is quarantined whole (R010) and the run goes on; an
 //! unreadable object fails the run (R003), as does a location that matches nothing (R004).
 
@@ -58,7 +57,7 @@ pub(super) async fn read_source(
     for (k, object) in listing.objects.iter().enumerate() {
         let (name, parsing) = ahead.take().unwrap_or_else(|| start(object));
         ahead = (listing.objects.get(k + 1))
-            .filter(|next| reader.parses_ahead(next))
+            .filter(|next| reader.parses_ahead(&next.1))
             .map(start);
         // A release's rows get its period; those of objects given instead (`--source`) the
         // run's.
@@ -350,8 +349,8 @@ impl<'a> SourceReader<'a> {
     /// Whether `next` is parsed while the object before it is read: many small objects
     /// otherwise leave cores idle at each one's start and end. Only a small one, of a
     /// format whose parse holds about its object ([`valtava_plugin::Parser::parses_ahead`]).
-    fn parses_ahead(&self, next: &&(usize, ObjectMeta)) -> bool {
-        next.1.size <= AHEAD_BYTES && self.parser.parses_ahead()
+    fn parses_ahead(&self, next: &ObjectMeta) -> bool {
+        next.size <= AHEAD_BYTES && self.parser.parses_ahead()
     }
 
     /// Takes one object's parsed rows and sends them on; false if the step stopped taking

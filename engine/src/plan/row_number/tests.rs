@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, UInt64Type};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -83,16 +83,8 @@ async fn rows(ctx: &SessionContext, sql: &str) -> Vec<(i64, u64)> {
         .expect("runs");
     let mut out = Vec::new();
     for b in batches {
-        let id = b
-            .column(0)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .expect("id");
-        let n = b
-            .column(1)
-            .as_any()
-            .downcast_ref::<UInt64Array>()
-            .expect("n");
+        let id = b.column(0).as_primitive::<Int64Type>();
+        let n = b.column(1).as_primitive::<UInt64Type>();
         assert_eq!(n.null_count(), 0);
         out.extend((0..b.num_rows()).map(|i| (id.value(i), n.value(i))));
     }
