@@ -43,6 +43,17 @@ pub struct Select {
     pub span: Range<usize>,
 }
 
+impl Select {
+    /// Whether the select gives exactly one row, its columns' values on its parent's item:
+    /// no `forEach`, `repeat`, nested selects or `unionAll`.
+    fn is_flat(&self) -> bool {
+        self.for_each.is_none()
+            && self.repeat.is_empty()
+            && self.selects.is_empty()
+            && self.union_all.is_empty()
+    }
+}
+
 /// A checked view definition.
 #[derive(Debug, Clone)]
 pub struct View {
@@ -329,16 +340,25 @@ fn value_bytes(v: &Json) -> usize {
     }
 }
 
+/// Bytes a cell holds, roughly (see [`value_bytes`]).
+fn cell_bytes(c: &Cell) -> usize {
+    match c {
+        Cell::Null => 8,
+        Cell::One(v) => value_bytes(v),
+        Cell::Many(list) => list.iter().map(|v| value_bytes(v)).sum::<usize>() + 8,
+    }
+}
+
 /// Bytes a row holds, roughly (see [`value_bytes`]).
 fn row_bytes(r: &Row) -> usize {
-    r.iter()
-        .map(|c| match c {
-            Cell::Null => 8,
-            Cell::One(v) => value_bytes(v),
-            Cell::Many(list) => list.iter().map(|v| value_bytes(v)).sum::<usize>() + 8,
-        })
-        .sum::<usize>()
-        + 16
+    r.iter().map(cell_bytes).sum::<usize>() + 16
+}
+
+/// Bytes of rows together.
+fn rows_bytes(rows: &[Row]) -> usize {
+    rows.iter()
+        .map(row_bytes)
+        .fold(0usize, usize::saturating_add)
 }
 
 /// The error of rows past [`Bounds::bytes`]; it names sizes only.
@@ -360,14 +380,9 @@ fn cross<'a>(
     span: &Range<usize>,
     bytes: usize,
 ) -> Result<Vec<Row<'a>>, String> {
-    let sum = |rows: &[Row]| {
-        rows.iter()
-            .map(row_bytes)
-            .fold(0usize, usize::saturating_add)
-    };
-    let total = sum(&a)
+    let total = rows_bytes(&a)
         .saturating_mul(b.len())
-        .saturating_add(sum(&b).saturating_mul(a.len()));
+        .saturating_add(rows_bytes(&b).saturating_mul(a.len()));
     if total > bytes {
         return Err(too_many_rows(bytes));
     }
@@ -476,6 +491,49 @@ fn focuses<'a>(
     })
 }
 
+/// Joins the one row of a flat nested select (see [`Select::is_flat`]) to `part`, as
+/// [`run_select`] and [`cross`] would, with the same bounds checked, without building it:
+/// its columns are evaluated once and set in every row of `part` (cloned into all but the
+/// last). Most views are a select or two of plain columns, for every resource of a bulk
+/// export, and the row and the lists around it were most of the view's allocations.
+fn join_flat<'a>(
+    n: &'a Select,
+    focus: &Item<'a>,
+    ctx: &Context<'a>,
+    part: &mut [Row<'a>],
+    width: usize,
+    bytes: usize,
+) -> Result<(), String> {
+    let mut cells: SmallVec<[Cell<'a>; 4]> = SmallVec::with_capacity(n.columns.len());
+    for c in &n.columns {
+        let items = fhirpath::eval(&c.path, std::slice::from_ref(focus), ctx)?;
+        cells.push(value_of(items, c)?);
+    }
+    // The row it stands for: these cells, and a null in every other column.
+    let one = (cells.iter().map(cell_bytes))
+        .fold(0usize, usize::saturating_add)
+        .saturating_add(8 * width.saturating_sub(cells.len()) + 16);
+    if one > bytes {
+        return Err(too_many_rows(bytes));
+    }
+    let total = rows_bytes(part).saturating_add(one.saturating_mul(part.len()));
+    if total > bytes {
+        return Err(too_many_rows(bytes));
+    }
+    let Some((last, rest)) = part.split_last_mut() else {
+        return Ok(());
+    };
+    for row in rest {
+        for (c, cell) in n.columns.iter().zip(&cells) {
+            row[c.slot] = cell.clone();
+        }
+    }
+    for (c, cell) in n.columns.iter().zip(cells) {
+        last[c.slot] = cell;
+    }
+    Ok(())
+}
+
 fn run_select<'a>(
     s: &'a Select,
     focus: &Item<'a>,
@@ -487,11 +545,16 @@ fn run_select<'a>(
     let mut rows = Vec::new();
     let mut held = 0usize;
     let mut hold = |rows: &mut Vec<Row<'a>>, part: Vec<Row<'a>>| {
-        held = part.iter().map(row_bytes).fold(held, usize::saturating_add);
+        held = held.saturating_add(rows_bytes(&part));
         if held > bounds.bytes {
             return Err(too_many_rows(bounds.bytes));
         }
-        rows.extend(part);
+        // The first part is taken as it is (most selects have one focus).
+        if rows.is_empty() {
+            *rows = part;
+        } else {
+            rows.extend(part);
+        }
         Ok(())
     };
     for (index, f) in focuses(s, focus, ctx, bounds.depth)?
@@ -517,6 +580,10 @@ fn run_select<'a>(
         }
         let mut part = vec![row];
         for n in &s.selects {
+            if n.is_flat() {
+                join_flat(n, &f, &ctx, &mut part, width, bounds.bytes)?;
+                continue;
+            }
             let nested = run_select(n, &f, &ctx, bounds, width)?;
             part = cross(part, nested, &n.span, bounds.bytes)?;
         }

@@ -537,18 +537,19 @@ fn extensions<'b>(j: &'b Json<'b>, url: Option<&str>, out: &mut Items<'b>) {
 }
 
 /// The id a reference (`Type/id`, maybe with `/_history/version`) points to, if it is to a
-/// resource of type `want` (or any type without one).
+/// resource of type `want` (or any type without one). Read from the reference's last four
+/// parts, without a list of them: it is called for every resource of a bulk export.
 fn reference_key<'r>(r: &'r str, want: Option<&str>) -> Option<&'r str> {
-    let parts: Vec<&str> = r.trim_end_matches('/').split('/').collect();
-    let (ty, id) = match parts.as_slice() {
-        [.., ty, "_history", _] => (*ty, parts.get(parts.len() - 3).copied()?),
-        [.., ty, id] => (*ty, *id),
-        _ => return None,
-    };
-    let (ty, id) = if parts.contains(&"_history") {
-        (parts.get(parts.len() - 4).copied()?, ty)
+    let r = r.trim_end_matches('/');
+    // The parts from the end: `last[0]` the last one.
+    let mut from_end = r.rsplit('/');
+    let last: [Option<&str>; 4] = std::array::from_fn(|_| from_end.next());
+    let versioned = last[1] == Some("_history") && last[2].is_some();
+    let (ty, id) = if r.split('/').any(|p| p == "_history") {
+        // `Type/id/_history/version`: the type and id before the history.
+        (last[3]?, if versioned { last[2]? } else { last[1]? })
     } else {
-        (ty, id)
+        (last[1]?, last[0]?)
     };
     want.is_none_or(|w| w == ty).then_some(id)
 }
@@ -602,6 +603,24 @@ mod tests {
             vec![Value::from("123")]
         );
         assert!(run("subject.getReferenceKey(Encounter)", r).is_empty());
+    }
+
+    #[test]
+    fn reference_keys_with_and_without_history() {
+        let key = |r| reference_key(r, None);
+        assert_eq!(key("Patient/123"), Some("123"));
+        assert_eq!(key("http://x.fi/fhir/Patient/123/"), Some("123"));
+        assert_eq!(key("Patient/123/_history/2"), Some("123"));
+        assert_eq!(
+            reference_key("Patient/123/_history/2", Some("Patient")),
+            Some("123")
+        );
+        assert_eq!(reference_key("Patient/123", Some("Encounter")), None);
+        // Too few parts for what they claim: nothing (a debug build panicked on the first).
+        for r in ["Patient/_history", "_history/2", "123", "", "/"] {
+            assert_eq!(key(r), None, "{r}");
+        }
+
         assert!(parse("name.where(").is_err());
     }
 }
