@@ -653,3 +653,58 @@ impl View {
         run_select(&self.select, item, &ctx, bounds, self.columns.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A nested select of plain columns is joined to the rows before it without being built
+    /// as rows of its own (`view.rs`, `join_flat`): it gives the rows, the errors and the bound
+    /// on their bytes that the same select as a one-branch `unionAll` gives the general way,
+    /// whether the rows before it are none, one or many.
+    #[test]
+    fn a_flat_select_gives_what_the_general_way_gives() {
+        let view = |general: bool| {
+            let flat = serde_json::json!({"column": [
+                {"name": "id", "path": "id"},
+                {"name": "family2", "path": "name.family"}
+            ]});
+            let last = if general {
+                serde_json::json!({ "unionAll": [flat] })
+            } else {
+                flat
+            };
+            let mut v = compile(&serde_json::json!({"resource": "Patient", "select": [
+                {"forEach": "name", "column": [{"name": "family", "path": "family"}]},
+                last
+            ]}))
+            .unwrap();
+            v.output_bytes = 1 << 20;
+            v
+        };
+        let (flat, general) = (view(false), view(true));
+        let patient = |id: &str, families: &[&str]| {
+            let names: Vec<Value> = (families.iter())
+                .map(|f| serde_json::json!({ "family": f }))
+                .collect();
+            serde_json::json!({"resourceType": "Patient", "id": id, "name": names})
+        };
+        let long = "x".repeat(1000);
+        let many = vec!["A"; 2000];
+        let cases = [
+            patient("p1", &[]),
+            patient("p2", &["A"]),
+            // Three names: `name.family` has three values, an error either way.
+            patient("p3", &["A", "B", "C"]),
+            serde_json::json!({"resourceType": "Patient", "id": "p4", "name": [{"family": "A"}, {}]}),
+            // 2 000 rows of a 1 000-byte id: past the 1 MiB bound either way.
+            serde_json::json!({"resourceType": "Patient", "id": long, "name": many.iter().map(|_| serde_json::json!({})).collect::<Vec<_>>()}),
+        ];
+        for p in &cases {
+            assert_eq!(flat.rows_as_json(p), general.rows_as_json(p), "{p}");
+        }
+        assert_eq!(flat.rows_as_json(&cases[3]).unwrap().len(), 2);
+        assert!(flat.rows_as_json(&cases[2]).is_err());
+        assert!(flat.rows_as_json(&cases[4]).unwrap_err().contains("1 MiB"));
+    }
+}
