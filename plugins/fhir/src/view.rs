@@ -504,6 +504,8 @@ fn join_flat<'a>(
     width: usize,
     bytes: usize,
 ) -> Result<(), String> {
+    // Its columns fill its span (slots are given in order: `place`), as `cross` would.
+    debug_assert_eq!(n.span.len(), n.columns.len());
     let mut cells: SmallVec<[Cell<'a>; 4]> = SmallVec::with_capacity(n.columns.len());
     for c in &n.columns {
         let items = fhirpath::eval(&c.path, std::slice::from_ref(focus), ctx)?;
