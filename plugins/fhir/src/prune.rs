@@ -25,10 +25,36 @@ use crate::view::{Select, View};
 /// The keys a view reads at the top of a resource.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Keys {
+    /// In order, so that the names starting with one byte are together.
     names: Vec<String>,
+    /// For each first byte, where the names starting with it are in `names`: a key is
+    /// compared with those only (a resource's every key is looked up).
+    starts: Vec<(usize, usize)>,
+    /// Whether a name is empty (it keeps the keys starting with a capital).
+    empty: bool,
 }
 
 impl Keys {
+    fn new(names: BTreeSet<String>) -> Self {
+        let names: Vec<String> = names.into_iter().collect();
+        let mut starts = vec![(0, 0); 256];
+        for (i, n) in names.iter().enumerate() {
+            if let Some(&b) = n.as_bytes().first() {
+                let range = &mut starts[usize::from(b)];
+                if range.0 == range.1 {
+                    *range = (i, i);
+                }
+                range.1 = i + 1;
+            }
+        }
+        let empty = names.iter().any(String::is_empty);
+        Self {
+            names,
+            starts,
+            empty,
+        }
+    }
+
     /// Whether the parser keeps `key` of a resource.
     pub fn keeps(&self, key: &str) -> bool {
         self.named(key) || key.strip_prefix('_').is_some_and(|k| self.named(k))
@@ -36,13 +62,19 @@ impl Keys {
 
     /// Whether `key` is a name, or a name and a choice type's suffix.
     fn named(&self, key: &str) -> bool {
-        let first = key.as_bytes().first();
-        self.names.iter().any(|n| {
-            (n.is_empty() || n.as_bytes().first() == first)
-                && key.strip_prefix(n.as_str()).is_some_and(|rest| {
-                    rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase())
-                })
-        })
+        let is = |n: &str| {
+            key.strip_prefix(n).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase())
+            })
+        };
+        if self.empty && is("") {
+            return true;
+        }
+        let Some(&first) = key.as_bytes().first() else {
+            return false;
+        };
+        let (from, to) = self.starts[usize::from(first)];
+        self.names[from..to].iter().any(|n| is(n))
     }
 }
 
@@ -71,9 +103,7 @@ pub fn keys(view: &View) -> Option<Keys> {
         collect(f, &mut names);
     }
     collect_select(&view.select, &mut names);
-    Some(Keys {
-        names: names.into_iter().collect(),
-    })
+    Some(Keys::new(names))
 }
 
 /// Whether the paths a select evaluates on the resource are [`safe`]; a select that
@@ -250,6 +280,55 @@ mod tests {
             "select": [{ "column": [{ "name": "a", "path": "status" }] }] }),
         );
         assert!(filter.unwrap().keys.is_none());
+    }
+
+    /// Keys are looked up among the names of their first byte only; what is kept is what a
+    /// comparison with every name keeps.
+    #[test]
+    fn keys_kept_are_those_some_name_keeps() {
+        let every = |names: &[&str], key: &str| {
+            let named = |key: &str| {
+                names.iter().any(|n| {
+                    key.strip_prefix(n).is_some_and(|rest| {
+                        rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase())
+                    })
+                })
+            };
+            named(key) || key.strip_prefix('_').is_some_and(named)
+        };
+        let keys = [
+            "",
+            "_",
+            "value",
+            "valueQuantity",
+            "_valueString",
+            "valuex",
+            "values",
+            "v",
+            "code",
+            "coding",
+            "codeX",
+            "Patient",
+            "p",
+            "ä",
+            "äx",
+            "äY",
+            "id",
+            "_id",
+            "identifier",
+            "x",
+        ];
+        for names in [
+            &["value", "code", "coding", "id", "resourceType", "ä"][..],
+            &["", "id", "valu"],
+            &[],
+            &[""],
+        ] {
+            let kept = super::Keys::new(names.iter().map(|n| n.to_string()).collect());
+            for key in keys {
+                assert_eq!(kept.keeps(key), every(names, key), "{names:?} {key}");
+            }
+        }
     }
 
     #[test]

@@ -261,7 +261,7 @@ pub fn compile(v: &Value) -> Result<View, String> {
         constants.insert(
             name.to_string(),
             vec![Item {
-                value: Held::Owned(Json::from_value(value)),
+                value: Held::Owned(Box::new(Json::from_value(value))),
                 choice: Some(Cow::Owned(key["value".len()..].to_string())),
             }],
         );

@@ -56,7 +56,7 @@ impl<'a> Item<'a> {
     /// A computed value.
     pub fn owned(value: Json<'a>) -> Self {
         Self {
-            value: Held::Owned(value),
+            value: Held::Owned(Box::new(value)),
             choice: None,
         }
     }
@@ -64,15 +64,17 @@ impl<'a> Item<'a> {
     /// The same item owning its value, free of the resource (rarely needed: see [`with_json`]).
     fn into_static(self) -> Item<'static> {
         Item {
-            value: Held::Owned(self.value.into_owned().into_static()),
+            value: Held::Owned(Box::new(self.value.into_owned().into_static())),
             choice: self.choice.map(|c| Cow::Owned(c.into_owned())),
         }
     }
 }
 
 /// A collection: most hold one item or none, kept inline without an allocation (every
-/// step of a path makes one, for every resource of a bulk export).
-pub type Items<'a> = smallvec::SmallVec<[Item<'a>; 2]>;
+/// step of a path makes one, for every resource of a bulk export). One inline, not two:
+/// every step returns its collection by value, and moving the larger one cost more than
+/// allocating for the few of two or more (PROFILE.md, twenty-fourth round).
+pub type Items<'a> = smallvec::SmallVec<[Item<'a>; 1]>;
 
 /// Evaluation context: the view's constants by name (without `%`), and `%rowIndex`.
 #[derive(Debug, Clone, Copy)]
@@ -98,8 +100,12 @@ fn truthy(c: &[Item]) -> Option<bool> {
     }
 }
 
+/// `true` and `false`, lent to the results of comparisons (a `where` makes one an item).
+static TRUE: Json<'static> = Json::Bool(true);
+static FALSE: Json<'static> = Json::Bool(false);
+
 fn boolean<'a>(b: Option<bool>) -> Items<'a> {
-    b.map(|b| smallvec![Item::owned(Json::Bool(b))])
+    b.map(|b| smallvec![Item::of(if b { &TRUE } else { &FALSE })])
         .unwrap_or_default()
 }
 
