@@ -140,8 +140,8 @@ impl<'a> Json<'a> {
 
 /// A value of the resource, borrowed, or one computed from it, owned (a `Cow` would do,
 /// but a `Cow` of a type with a lifetime cannot give up that lifetime for a shorter one).
-/// The owned one is boxed: every step of a path moves its values, most are borrowed, and
-/// a value inline made each one two and a half times the size of a reference.
+/// The owned one is boxed: every step of a path moves its values and most are borrowed;
+/// with the value inline each was 40 bytes, two and a half times the boxed one's 16.
 #[derive(Debug, Clone)]
 pub enum Held<'a> {
     Borrowed(&'a Json<'a>),

@@ -313,13 +313,15 @@ mod tests {
             "ä",
             "äx",
             "äY",
+            "é",
+            "éZ",
             "id",
             "_id",
             "identifier",
             "x",
         ];
         for names in [
-            &["value", "code", "coding", "id", "resourceType", "ä"][..],
+            &["value", "code", "coding", "id", "resourceType", "ä", "é"][..],
             &["", "id", "valu"],
             &[],
             &[""],

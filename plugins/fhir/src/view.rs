@@ -467,8 +467,8 @@ fn reached<'a>(paths: &'a [Expr], item: &Item<'a>, ctx: &Context<'a>) -> Result<
 }
 
 /// The items a select makes rows of: what `forEach` (`None` for `forEachOrNull` over
-/// nothing) or `repeat` reach, else the focus itself (most often one, kept inline as
-/// [`Items`] are).
+/// nothing) or `repeat` reach, else the focus itself (most often one; two are kept inline,
+/// which measured the same as one here).
 fn focuses<'a>(
     s: &'a Select,
     focus: &Item<'a>,

@@ -100,7 +100,9 @@ fn truthy(c: &[Item]) -> Option<bool> {
     }
 }
 
-/// `true` and `false`, lent to the results of comparisons (a `where` makes one an item).
+/// `true` and `false` for every boolean result (comparisons, `and`, `exists()`, `not()`…),
+/// lent, so that none allocates now that owned values are boxed (a `where` makes one for
+/// each item it tests).
 static TRUE: Json<'static> = Json::Bool(true);
 static FALSE: Json<'static> = Json::Bool(false);
 
