@@ -29,6 +29,7 @@ pub(crate) mod expr;
 pub mod history;
 pub mod personal;
 mod row_number;
+pub mod scans;
 mod session;
 
 #[cfg(test)]

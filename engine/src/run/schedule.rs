@@ -89,7 +89,7 @@ pub(super) async fn schedule(
 /// What the run needs of a step's output, by step.
 type Narrowed = BTreeMap<String, Shape>;
 
-/// Each step's checked plan, optimised (`None` where that failed).
+/// Each step's checked plan with its scans' projections (`None` where they could not be made).
 type Optimised = BTreeMap<String, Option<datafusion::logical_expr::LogicalPlan>>;
 
 /// What the run needs of a step's output, when not every column of every row.
@@ -174,15 +174,16 @@ fn plumb(
     Ok((outputs, narrow))
 }
 
-/// Each step's checked plan optimised once (not sources: no step's plan scans theirs):
-/// what its scans of its inputs read.
+/// Each step's checked plan with the columns its scans read (`crate::plan::scans`; not
+/// sources: no step's plan scans theirs).
 fn optimised(shared: &Shared, order: &[String]) -> Optimised {
     (order.iter())
         .filter(|s| (crate::line::load::step(&shared.line.spec, s).source).is_none())
         .map(|s| {
+            let plan = &shared.check_plans[s].plan;
             (
                 s.clone(),
-                shared.state.optimize(&shared.check_plans[s].plan).ok(),
+                crate::plan::scans::projected(&shared.state, plan).ok(),
             )
         })
         .collect()
@@ -283,37 +284,20 @@ fn main_input(shared: &Shared, consumer: &str, producer: &str) -> Option<Arc<Cou
 }
 
 /// The columns of step `table`'s output that the plans of `consumers` read, in output
-/// order, when not all: the projections of their scans of it after optimisation. `None`
-/// when a plan reads every column or cannot be optimised (then every column is kept).
+/// order, when not all: the projections of their scans of it (`crate::plan::scans`).
+/// `None` when a plan reads every column or its projections could not be made (then every
+/// column is kept).
 fn columns_read(
     shared: &Shared,
     optimised: &Optimised,
     table: &str,
     consumers: &[String],
 ) -> Option<Vec<String>> {
-    use datafusion::common::tree_node::TreeNodeRecursion;
     let output = &shared.check_plans.get(table)?.output;
     let mut names = std::collections::BTreeSet::new();
     for c in consumers {
         let plan = optimised.get(c)?.as_ref()?;
-        let mut all = false;
-        let _ = plan.apply_with_subqueries(|p| {
-            if let datafusion::logical_expr::LogicalPlan::TableScan(t) = p
-                && t.table_name.table() == table
-            {
-                let schema = t.source.schema();
-                match &t.projection {
-                    Some(cols) => {
-                        names.extend(cols.iter().map(|&i| schema.field(i).name().clone()))
-                    }
-                    None => all = true,
-                }
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        if all {
-            return None;
-        }
+        names.extend(crate::plan::scans::columns_scanned(plan, table)?);
     }
     let cols: Vec<String> = output
         .fields()
