@@ -6,10 +6,15 @@
 //! optimiser (some thirty rules, two or three passes) did it for every step before the run
 //! started, and again when each step ran: at 100 000 rows of `valvonta` the first round was
 //! 4 % of the run's CPU time (PROFILE.md, twenty-fifth round). Only one rule moves
-//! projections, so [`projected`] runs the analyzer and that rule alone. Every other rule
-//! only removes or rewrites what a plan computes, never adds a column a scan must read:
-//! what the rule alone leaves in a scan is what the whole optimiser leaves, or more, so
-//! nothing the run reads is left out. The rule reaches the scans inside subqueries too.
+//! projections, so [`projected`] runs the analyzer and that rule alone. The columns a plan
+//! computes with are counted before any rule runs (a correlated subquery's outer columns
+//! among them); the other rules rewrite or remove computations, and decorrelation turns a
+//! correlated subquery into a join on columns already counted. So what the rule alone
+//! leaves in a scan is what the whole optimiser leaves, or more, and nothing the run reads
+//! is left out. The rule narrows the scans inside uncorrelated subqueries too; a correlated
+//! subquery's scans it leaves whole (the whole optimiser would narrow them after
+//! decorrelating), so a consumer with one reads that input whole. No shipped line has one
+//! (a test compares the two for every shipped line).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -93,30 +98,52 @@ mod tests {
         assert!(compared >= 20, "{compared}");
     }
 
-    /// The scan inside a subquery (`IN (SELECT …)`) is narrowed too: it reads the one
-    /// column the subquery selects, the outer scan the two the query uses.
-    #[test]
-    fn a_subquerys_scan_reads_only_what_it_selects() {
+    /// The plan of `query` over tables `a (x, y, z)` and `b (x, w, v)`, with the session.
+    fn plan_over_a_and_b(query: &str) -> (LogicalPlan, SessionState) {
         let ctx = crate::plan::session(Some(b"k"), 1);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         let plan = rt.block_on(async {
-            ctx.sql("CREATE TABLE a (x INT, y INT, z INT) AS VALUES (1, 2, 3)")
-                .await
-                .unwrap();
-            ctx.sql("CREATE TABLE b (x INT, w INT) AS VALUES (1, 2)")
-                .await
-                .unwrap();
-            let df = ctx
-                .sql("SELECT y FROM a WHERE x IN (SELECT x FROM b)")
-                .await
-                .unwrap();
-            df.logical_plan().clone()
+            for t in [
+                "CREATE TABLE a (x INT, y INT, z INT) AS VALUES (1, 2, 3)",
+                "CREATE TABLE b (x INT, w INT, v INT) AS VALUES (1, 2, 4)",
+            ] {
+                ctx.sql(t).await.unwrap();
+            }
+            ctx.sql(query).await.unwrap().logical_plan().clone()
         });
-        let cheap = projected(&ctx.state(), &plan).unwrap();
-        let one = |s: &[&str]| Some(s.iter().map(|s| s.to_string()).collect());
-        assert_eq!(columns_scanned(&cheap, "b"), one(&["x"]));
-        assert_eq!(columns_scanned(&cheap, "a"), one(&["x", "y"]));
+        (plan, ctx.state())
+    }
+
+    fn set(s: &[&str]) -> Option<BTreeSet<String>> {
+        Some(s.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// The scan inside a subquery (`IN (SELECT …)`) is narrowed too: it reads the one
+    /// column the subquery selects, the outer scan the two the query uses.
+    #[test]
+    fn a_subquerys_scan_reads_only_what_it_selects() {
+        let (plan, state) = plan_over_a_and_b("SELECT y FROM a WHERE x IN (SELECT x FROM b)");
+        let cheap = projected(&state, &plan).unwrap();
+        assert_eq!(columns_scanned(&cheap, "b"), set(&["x"]));
+        assert_eq!(columns_scanned(&cheap, "a"), set(&["x", "y"]));
+    }
+
+    /// A correlated subquery's scan is left whole by the projection rule alone: more than
+    /// the whole optimiser reads of it, never less; the outer scan reads the same.
+    #[test]
+    fn a_correlated_subquerys_scan_is_read_whole_never_less() {
+        let (plan, state) = plan_over_a_and_b(
+            "SELECT y FROM a WHERE EXISTS (SELECT 1 FROM b WHERE b.x = a.x AND b.w > 1)",
+        );
+        let (cheap, whole) = (
+            projected(&state, &plan).unwrap(),
+            state.optimize(&plan).unwrap(),
+        );
+        assert_eq!(columns_scanned(&whole, "b"), set(&["w", "x"]));
+        assert_eq!(columns_scanned(&cheap, "b"), None);
+        assert_eq!(columns_scanned(&cheap, "a"), columns_scanned(&whole, "a"));
+        assert_eq!(columns_scanned(&cheap, "a"), set(&["x", "y"]));
     }
 }

@@ -117,7 +117,7 @@ impl SeenBefore {
             return exec_err!("{e}");
         }
         let filter = Arc::new(Filter {
-            words: zeroed(self.state.words)?,
+            words: zeroed(self.state.words),
             _reservation: reservation,
         });
         *slot = Slot::Made(filter.clone());
@@ -125,25 +125,13 @@ impl SeenBefore {
     }
 }
 
-/// `words` zero words, asked of the allocator as zeroed memory: fresh pages from the system
-/// are zero already and are not written until a row's bits are set (writing each word, the
-/// 16 MiB filter cost 2-3 % of a 100 000-row run's CPU time: PROFILE.md, twenty-fifth round).
-fn zeroed(words: usize) -> Result<Box<[AtomicU64]>> {
-    let layout = std::alloc::Layout::array::<AtomicU64>(words.max(1))
-        .map_err(|e| exec_datafusion_err!("the unique rule's filter of {words} words: {e}"))?;
-    // SAFETY: the layout is not zero-sized (at least one word); all-zero bytes are a valid `AtomicU64` (it has
-    // the representation of `u64`); the memory comes from the global allocator with the
-    // layout of `[AtomicU64; words.max(1)]`, which is what `Box` frees it with.
-    unsafe {
-        let ptr = std::alloc::alloc_zeroed(layout).cast::<AtomicU64>();
-        if ptr.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        Ok(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-            ptr,
-            words.max(1),
-        )))
-    }
+/// `words` zero words, asked of the allocator as zeroed memory instead of written word by
+/// word: fresh pages from the system are zero already, so the filter's 16 MiB are not first
+/// written in one pass before the first row (its pages are still faulted in as rows set
+/// bits in them: PROFILE.md, twenty-fifth round).
+fn zeroed(words: usize) -> Box<[AtomicU64]> {
+    // SAFETY: all-zero bytes are a valid `AtomicU64` (it has the representation of `u64`).
+    unsafe { Box::<[AtomicU64]>::new_zeroed_slice(words).assume_init() }
 }
 
 /// `__seen_done(x)`: see [`SeenBefore::done`].
