@@ -187,7 +187,9 @@ pub fn plan_all(
         params: params.clone(),
         codesets: &tables,
         // Planned over empty inputs: the filter never sees a row.
-        unique_filter: Some(crate::plan::filter_bytes(None)),
+        unique_filter: Some(crate::plan::FilterSize::fixed(crate::plan::filter_bytes(
+            None,
+        ))),
     };
     let mut plans: BTreeMap<String, StepPlan> = BTreeMap::new();
     let mut diags = Vec::new();

@@ -34,7 +34,7 @@ mod session;
 
 #[cfg(test)]
 pub(crate) use session::SPILL_MERGE_FAN_IN;
-pub use session::{filter_bytes, limited_session, session};
+pub use session::{FilterSize, filter_bytes, limited_session, session};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -355,10 +355,10 @@ pub struct Planner<'a> {
     pub state: SessionState,
     pub params: BTreeMap<String, ScalarValue>,
     pub codesets: &'a BTreeMap<String, Arc<MemTable>>,
-    /// The bytes of a unique rule's first-pass filter (`seen::SeenBefore`), when the plan
+    /// The size of a unique rule's first-pass filter (`seen::SeenBefore`), when the plan
     /// runs in this process so that all partitions share one; `None` on a cluster, where the
     /// first pass groups every row's keys.
-    pub unique_filter: Option<usize>,
+    pub unique_filter: Option<FilterSize>,
 }
 
 pub(crate) type Diags = Vec<Diagnostic>;

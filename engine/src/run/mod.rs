@@ -142,6 +142,9 @@ struct Shared {
     datasets: Mutex<Vec<DatasetReport>>,
     /// The objects each source listed and read.
     inputs: Mutex<inputs::Inputs>,
+    /// The bytes of the objects the sources have listed so far: what a unique rule's
+    /// filter is sized from (`steps::validate::seen::FilterSize`).
+    source_bytes: Arc<std::sync::atomic::AtomicU64>,
     check_plans: BTreeMap<String, StepPlan>,
     timings: Mutex<BTreeMap<String, f64>>,
     capture: std::collections::BTreeSet<String>,
@@ -382,6 +385,7 @@ fn new_shared(
         parts: id.parts.clone(),
         datasets: Mutex::new(Vec::new()),
         inputs: Mutex::new(inputs::Inputs::new()),
+        source_bytes: Default::default(),
         check_plans: checked.plans,
         memory_limit: opts.memory_limit,
         timings: Mutex::new(BTreeMap::new()),

@@ -114,6 +114,8 @@ async fn list_objects(
     .await;
     match listed {
         Ok(listing) => {
+            let bytes = listing.objects.iter().map(|(_, meta)| meta.size).sum();
+            (shared.source_bytes).fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
             if let Ok(mut inputs) = shared.inputs.lock() {
                 inputs.insert(
                     step.to_string(),

@@ -112,7 +112,10 @@ async fn planned(
         state: shared.state.clone(),
         params: shared.params.clone(),
         codesets: &shared.codesets,
-        unique_filter: here.then(|| crate::plan::filter_bytes(shared.memory_limit)),
+        unique_filter: here.then(|| crate::plan::FilterSize {
+            max: crate::plan::filter_bytes(shared.memory_limit),
+            input_bytes: Some(shared.source_bytes.clone()),
+        }),
     };
     let plan = planner.plan_step(name, inputs).map_err(|d| {
         fail(

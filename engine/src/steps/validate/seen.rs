@@ -35,6 +35,8 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
+use crate::plan::FilterSize;
+
 /// See the module's documentation.
 #[derive(Debug)]
 pub struct SeenBefore {
@@ -43,7 +45,7 @@ pub struct SeenBefore {
 }
 
 struct State {
-    words: usize,
+    size: FilterSize,
     pool: Arc<dyn MemoryPool>,
     filter: Mutex<Slot>,
 }
@@ -62,7 +64,7 @@ enum Slot {
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State")
-            .field("words", &self.words)
+            .field("size", &self.size)
             .finish_non_exhaustive()
     }
 }
@@ -74,11 +76,17 @@ struct Filter {
 
 impl SeenBefore {
     /// A filter of about `bytes`, reserved from `pool` when it is first used.
+    #[cfg(test)]
     pub fn new(bytes: usize, pool: Arc<dyn MemoryPool>) -> Self {
+        Self::sized(FilterSize::fixed(bytes), pool)
+    }
+
+    /// A filter of the size `size` gives when it is first used, reserved from `pool` then.
+    pub fn sized(size: FilterSize, pool: Arc<dyn MemoryPool>) -> Self {
         SeenBefore {
             signature: Signature::variadic_any(Volatility::Volatile),
             state: Arc::new(State {
-                words: (bytes / 8).max(1),
+                size,
                 pool,
                 filter: Mutex::new(Slot::Unmade),
             }),
@@ -109,7 +117,8 @@ impl SeenBefore {
             }
             Slot::Unmade => {}
         }
-        let bytes = self.state.words * 8;
+        let words = (self.state.size.bytes() / 8).max(1);
+        let bytes = words * 8;
         let reservation = MemoryConsumer::new("unique rule's filter").register(&self.state.pool);
         if let Err(e) = reservation.try_grow(bytes) {
             let e = format!("the unique rule's filter of {bytes} bytes: {e}");
@@ -117,7 +126,7 @@ impl SeenBefore {
             return exec_err!("{e}");
         }
         let filter = Arc::new(Filter {
-            words: zeroed(self.state.words),
+            words: zeroed(words),
             _reservation: reservation,
         });
         *slot = Slot::Made(filter.clone());
@@ -400,6 +409,32 @@ mod tests {
         let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..100_000));
         let flagged = call(&f, vec![ids]).unwrap().iter().filter(|s| **s).count();
         assert!(flagged < 10, "{flagged}");
+    }
+
+    /// Sized from the input when it is known: a quarter of its bytes, from 1 MiB up to the
+    /// bound; the bound before any source is listed. The pool holds what was made.
+    #[test]
+    fn sized_from_the_input_within_the_bound() {
+        let input = Arc::new(AtomicU64::new(0));
+        let size = |max| FilterSize {
+            max,
+            input_bytes: Some(input.clone()),
+        };
+        assert_eq!(size(16 << 20).bytes(), 16 << 20, "nothing listed yet");
+        input.store(6 << 20, Ordering::Relaxed);
+        assert_eq!(size(16 << 20).bytes(), 3 << 19);
+        assert_eq!(size(1 << 20).bytes(), 1 << 20);
+        input.store(1000, Ordering::Relaxed);
+        assert_eq!(size(16 << 20).bytes(), 1 << 20);
+        input.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(size(16 << 20).bytes(), 16 << 20);
+        assert_eq!(FilterSize::fixed(2 << 20).bytes(), 2 << 20);
+        input.store(8 << 20, Ordering::Relaxed);
+        let p = pool(32 << 20);
+        let f = SeenBefore::sized(size(16 << 20), p.clone());
+        let ids: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 1]));
+        assert_eq!(call(&f, vec![ids]).unwrap(), [false, false, true]);
+        assert_eq!(p.reserved(), 2 << 20);
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub(crate) fn eval_objects(
         state: ctx.state(),
         params: values,
         codesets: &tables,
-        unique_filter,
+        unique_filter: unique_filter.map(crate::plan::FilterSize::fixed),
     };
     let plan = planner
         .plan_step("v", &inputs)

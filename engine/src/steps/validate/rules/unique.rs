@@ -58,9 +58,9 @@ impl UniqueCheck {
             .collect();
         // The filter's end: on the second scan, which starts after the first pass.
         let mut seen_done = None;
-        let candidates = if let Some(bytes) = cx.planner.unique_filter {
-            let filter = crate::steps::validate::seen::SeenBefore::new(
-                bytes,
+        let candidates = if let Some(size) = &cx.planner.unique_filter {
+            let filter = crate::steps::validate::seen::SeenBefore::sized(
+                size.clone(),
                 cx.planner.state.runtime_env().memory_pool.clone(),
             );
             seen_done = Some(ScalarUDF::new_from_impl(filter.done()));
