@@ -31,15 +31,29 @@ pub fn formats() -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    /// The formats whose parser has property `p`, in name order.
+    fn formats_where(p: impl Fn(&dyn valtava_plugin::Parser) -> bool) -> Vec<&'static str> {
+        (super::all().iter())
+            .filter(|x| p(x.as_ref()))
+            .map(|x| x.format())
+            .collect()
+    }
+
     /// Parsing the next small object ahead doubles a parse's memory only for formats whose
     /// parse holds about its object: a workbook unpacks beyond its file, an external
     /// program's output is buffered whole, a Parquet object decodes whole row groups.
     #[test]
     fn only_formats_that_hold_about_their_object_parse_ahead() {
-        let ahead: Vec<&str> = (super::all().iter())
-            .filter(|p| p.parses_ahead())
-            .map(|p| p.format())
-            .collect();
+        let ahead = formats_where(|p| p.parses_ahead());
         assert_eq!(ahead, ["cda", "csv", "fhir", "ndjson"]);
+    }
+
+    /// A unique rule's filter is sized from the bytes only of formats whose bytes bound
+    /// their rows: plain text; never Parquet, a workbook or a program's output, whose few
+    /// bytes may give millions of rows (`plan::FilterSize`).
+    #[test]
+    fn only_plain_text_formats_bound_their_rows_by_their_bytes() {
+        let text = formats_where(|p| p.rows_within_bytes());
+        assert_eq!(text, ["cda", "csv", "fhir", "ndjson"]);
     }
 }

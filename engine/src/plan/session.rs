@@ -84,7 +84,7 @@ fn with_functions(ctx: SessionContext, key: Option<&[u8]>) -> SessionContext {
 /// (one run each, PROFILE.md, tenth round).
 pub const SPILL_MERGE_FAN_IN: usize = 16;
 
-/// The filter's size: an eighth of the memory limit, from 1 to 64 MiB; 16 MiB without a
+/// The most a unique rule's filter may take: an eighth of the memory limit, from 1 to 64 MiB; 16 MiB without a
 /// limit. Measured with the `ensihoito` benchmark's distinct keys (PROFILE.md, eleventh
 /// round): 64 MiB flag 0.008 % of 10 M rows and 0.42 % of 50 M falsely; 32 MiB flag 2.6 % of
 /// 50 M, whose exact grouping then spilled 1.1 GB and whose 1.3 M keys took 73 MB in the
@@ -102,9 +102,10 @@ pub fn filter_bytes(memory_limit: Option<usize>) -> usize {
 pub struct FilterSize {
     /// The most bytes it may take (from the memory limit: [`filter_bytes`]).
     pub max: usize,
-    /// The bytes of the objects the run's sources have listed so far (0 before the first
-    /// listing), when the run counts them.
-    pub input_bytes: Option<Arc<AtomicU64>>,
+    /// The bytes of the objects each source upstream of the rule has listed (0 before its
+    /// listing, `u64::MAX` for a source whose bytes do not bound its rows:
+    /// `Parser::rows_within_bytes`); none when the run does not count them.
+    pub input_bytes: Vec<Arc<AtomicU64>>,
 }
 
 /// Input bytes for each byte of filter: two bits of filter for each byte of input, so a
@@ -120,19 +121,21 @@ impl FilterSize {
     pub fn fixed(max: usize) -> Self {
         Self {
             max,
-            input_bytes: None,
+            input_bytes: Vec::new(),
         }
     }
 
-    /// A quarter of the input's bytes, from 1 MiB up to `max`; `max` when the input is not
-    /// known. The rows reaching the filter came from the sources listed by then: a source
-    /// listed later (one the step does not read, or the other side of a join) can only make
-    /// the filter smaller than the whole input would, which costs the exact pass some
+    /// A quarter of the input's bytes, from 1 MiB up to `max`; `max` when no source has
+    /// listed yet or one's bytes do not bound its rows. The rows reaching the filter came
+    /// from sources listed by then: one listed later (the other side of a join) can only
+    /// make the filter smaller than the whole input would, which costs the exact pass some
     /// false positives, never a result (`steps/validate/seen.rs`). At 100 000 rows (6 MiB)
     /// the 16 MiB of pages faulted in were 3.5 % of the run's CPU time (PROFILE.md,
     /// twenty-fifth round).
     pub fn bytes(&self) -> usize {
-        let input = (self.input_bytes.as_ref()).map_or(0, |b| b.load(Ordering::Relaxed));
+        let input = (self.input_bytes.iter())
+            .map(|b| b.load(Ordering::Relaxed))
+            .fold(0u64, u64::saturating_add);
         if input == 0 {
             return self.max;
         }

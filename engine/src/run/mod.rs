@@ -142,9 +142,9 @@ struct Shared {
     datasets: Mutex<Vec<DatasetReport>>,
     /// The objects each source listed and read.
     inputs: Mutex<inputs::Inputs>,
-    /// The bytes of the objects the sources have listed so far: what a unique rule's
-    /// filter is sized from (`steps::validate::seen::FilterSize`).
-    source_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// The bytes of the objects each source step listed (`u64::MAX` where they do not bound
+    /// its rows): what a unique rule's filter is sized from ([`crate::plan::FilterSize`]).
+    source_bytes: BTreeMap<String, Arc<std::sync::atomic::AtomicU64>>,
     check_plans: BTreeMap<String, StepPlan>,
     timings: Mutex<BTreeMap<String, f64>>,
     capture: std::collections::BTreeSet<String>,
@@ -385,7 +385,14 @@ fn new_shared(
         parts: id.parts.clone(),
         datasets: Mutex::new(Vec::new()),
         inputs: Mutex::new(inputs::Inputs::new()),
-        source_bytes: Default::default(),
+        source_bytes: (checked.line.dag.order.iter())
+            .filter(|s| {
+                crate::line::load::step(&checked.line.spec, s)
+                    .source
+                    .is_some()
+            })
+            .map(|s| (s.clone(), Default::default()))
+            .collect(),
         check_plans: checked.plans,
         memory_limit: opts.memory_limit,
         timings: Mutex::new(BTreeMap::new()),

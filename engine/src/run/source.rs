@@ -114,8 +114,12 @@ async fn list_objects(
     .await;
     match listed {
         Ok(listing) => {
-            let bytes = listing.objects.iter().map(|(_, meta)| meta.size).sum();
-            (shared.source_bytes).fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+            if let Some(counted) = shared.source_bytes.get(step) {
+                counted.store(
+                    input_bytes(spec, &listing),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
             if let Ok(mut inputs) = shared.inputs.lock() {
                 inputs.insert(
                     step.to_string(),
@@ -134,6 +138,17 @@ async fn list_objects(
             }
             Err(e)
         }
+    }
+}
+
+/// The bytes of a source's objects where they bound its rows (plain text:
+/// `Parser::rows_within_bytes`), else `u64::MAX`: what a unique rule's filter is sized from.
+fn input_bytes(spec: &crate::line::spec::SourceSpec, listing: &Listing) -> u64 {
+    let text = spec.release.is_none()
+        && crate::parsers::get(&spec.format.value).is_some_and(|p| p.rows_within_bytes());
+    match text {
+        true => (listing.objects.iter()).fold(0u64, |n, (_, meta)| n.saturating_add(meta.size)),
+        false => u64::MAX,
     }
 }
 

@@ -114,7 +114,9 @@ async fn planned(
         codesets: &shared.codesets,
         unique_filter: here.then(|| crate::plan::FilterSize {
             max: crate::plan::filter_bytes(shared.memory_limit),
-            input_bytes: Some(shared.source_bytes.clone()),
+            input_bytes: (shared.line.dag.upstream(name).iter())
+                .filter_map(|s| shared.source_bytes.get(s).cloned())
+                .collect(),
         }),
     };
     let plan = planner.plan_step(name, inputs).map_err(|d| {

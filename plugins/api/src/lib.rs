@@ -394,6 +394,15 @@ pub trait Parser: Send + Sync + fmt::Debug {
     fn parses_ahead(&self) -> bool {
         false
     }
+
+    /// Whether an object's bytes bound the rows it gives: plain text, each row at least a
+    /// line or a record of its own, nothing compressed. A run sizes a unique rule's filter
+    /// from such sources' bytes; a compressed format (Parquet, a workbook) or a program's
+    /// output, whose few bytes may give millions of rows, keeps the default, and the filter
+    /// its largest size.
+    fn rows_within_bytes(&self) -> bool {
+        false
+    }
 }
 
 /// Why the parse of a whole object stopped: it is not of the expected shape, or it reached

@@ -130,6 +130,10 @@ impl Parser for CsvParser {
         true
     }
 
+    fn rows_within_bytes(&self) -> bool {
+        true
+    }
+
     fn options_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<CsvOptions>()
     }

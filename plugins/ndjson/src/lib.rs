@@ -44,6 +44,10 @@ impl Parser for NdjsonParser {
         true
     }
 
+    fn rows_within_bytes(&self) -> bool {
+        true
+    }
+
     fn options_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<NdjsonOptions>()
     }

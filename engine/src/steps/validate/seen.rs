@@ -135,8 +135,8 @@ impl SeenBefore {
 }
 
 /// `words` zero words, asked of the allocator as zeroed memory instead of written word by
-/// word: fresh pages from the system are zero already, so the filter's 16 MiB are not first
-/// written in one pass before the first row (its pages are still faulted in as rows set
+/// word: fresh pages from the system are zero already, so the filter's bytes (up to 64 MiB) are
+/// not first written in one pass before the first row (its pages are still faulted in as rows set
 /// bits in them: PROFILE.md, twenty-fifth round).
 fn zeroed(words: usize) -> Box<[AtomicU64]> {
     // SAFETY: all-zero bytes are a valid `AtomicU64` (it has the representation of `u64`).
@@ -416,9 +416,10 @@ mod tests {
     #[test]
     fn sized_from_the_input_within_the_bound() {
         let input = Arc::new(AtomicU64::new(0));
+        let other = Arc::new(AtomicU64::new(0));
         let size = |max| FilterSize {
             max,
-            input_bytes: Some(input.clone()),
+            input_bytes: vec![input.clone(), other.clone()],
         };
         assert_eq!(size(16 << 20).bytes(), 16 << 20, "nothing listed yet");
         input.store(6 << 20, Ordering::Relaxed);
@@ -429,9 +430,17 @@ mod tests {
         input.store(u64::MAX, Ordering::Relaxed);
         assert_eq!(size(16 << 20).bytes(), 16 << 20);
         assert_eq!(FilterSize::fixed(2 << 20).bytes(), 2 << 20);
-        input.store(8 << 20, Ordering::Relaxed);
+        // A source whose bytes do not bound its rows (Parquet): the bound.
+        input.store(6 << 20, Ordering::Relaxed);
+        other.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(size(16 << 20).bytes(), 16 << 20);
+        // Made at the first batch, from what was listed by then: 4 + 4 MiB of input.
+        input.store(0, Ordering::Relaxed);
+        other.store(0, Ordering::Relaxed);
         let p = pool(32 << 20);
         let f = SeenBefore::sized(size(16 << 20), p.clone());
+        input.store(4 << 20, Ordering::Relaxed);
+        other.store(4 << 20, Ordering::Relaxed);
         let ids: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 1]));
         assert_eq!(call(&f, vec![ids]).unwrap(), [false, false, true]);
         assert_eq!(p.reserved(), 2 << 20);
