@@ -84,8 +84,8 @@ fn with_functions(ctx: SessionContext, key: Option<&[u8]>) -> SessionContext {
 /// (one run each, PROFILE.md, tenth round).
 pub const SPILL_MERGE_FAN_IN: usize = 16;
 
-/// The most a unique rule's filter may take: an eighth of the memory limit, from 1 to 64 MiB; 16 MiB without a
-/// limit. Measured with the `ensihoito` benchmark's distinct keys (PROFILE.md, eleventh
+/// The most a unique rule's filter may take: an eighth of the memory limit, from 1 to
+/// 64 MiB; 16 MiB without a limit. Measured with the `ensihoito` benchmark's distinct keys (PROFILE.md, eleventh
 /// round): 64 MiB flag 0.008 % of 10 M rows and 0.42 % of 50 M falsely; 32 MiB flag 2.6 % of
 /// 50 M, whose exact grouping then spilled 1.1 GB and whose 1.3 M keys took 73 MB in the
 /// join (64 MiB: 8 MB).
@@ -104,7 +104,8 @@ pub struct FilterSize {
     pub max: usize,
     /// The bytes of the objects each source upstream of the rule has listed (0 before its
     /// listing, `u64::MAX` for a source whose bytes do not bound its rows:
-    /// `Parser::rows_within_bytes`); none when the run does not count them.
+    /// `Parser::rows_within_bytes`); none when the run does not count them, or when a step
+    /// that is not a source lies upstream and may multiply the rows (`run/step.rs`).
     pub input_bytes: Vec<Arc<AtomicU64>>,
 }
 

@@ -114,9 +114,7 @@ async fn planned(
         codesets: &shared.codesets,
         unique_filter: here.then(|| crate::plan::FilterSize {
             max: crate::plan::filter_bytes(shared.memory_limit),
-            input_bytes: (shared.line.dag.upstream(name).iter())
-                .filter_map(|s| shared.source_bytes.get(s).cloned())
-                .collect(),
+            input_bytes: source_bytes(&shared.line.dag.upstream(name), &shared.source_bytes),
         }),
     };
     let plan = planner.plan_step(name, inputs).map_err(|d| {
@@ -140,6 +138,20 @@ async fn planned(
     }
     let (logical, state) = placed(shared, name, plan.plan.clone(), here).await?;
     Ok((plan, logical, state))
+}
+
+/// The byte counters a unique rule's filter of a step with `upstream` steps is sized from:
+/// those of its sources when every step upstream is a source, so that its rows are theirs
+/// (a join, an unnest or an SQL step between could multiply them beyond their bytes); none
+/// otherwise, and the filter keeps its largest size.
+fn source_bytes(
+    upstream: &std::collections::BTreeSet<String>,
+    counters: &std::collections::BTreeMap<String, Arc<std::sync::atomic::AtomicU64>>,
+) -> Vec<Arc<std::sync::atomic::AtomicU64>> {
+    (upstream.iter())
+        .map(|s| counters.get(s).cloned())
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default()
 }
 
 /// Sends a step's batches where its output goes, each through [`tapped`], and evaluates its
@@ -382,5 +394,28 @@ fn finish_step(
             format!("step `{name}`: dataset check `{rule}` (severity fail) is broken: {what}"),
         )),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    /// A rule over a source's rows is sized from that source's bytes; one over rows a
+    /// harmonise or SQL step made (which may multiply them) keeps the largest filter.
+    #[test]
+    fn a_filter_is_sized_from_sources_only_when_every_step_upstream_is_one() {
+        let counters: BTreeMap<String, Arc<AtomicU64>> = ["a", "b"]
+            .map(|s| (s.to_string(), Arc::new(AtomicU64::new(1))))
+            .into();
+        let names = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let sized = |up: &[&str]| super::source_bytes(&names(up), &counters);
+        let got = sized(&["a", "b"]);
+        assert_eq!(got.len(), 2);
+        assert!(Arc::ptr_eq(&got[0], &counters["a"]) && Arc::ptr_eq(&got[1], &counters["b"]));
+        assert!(sized(&["a", "harmonised"]).is_empty());
+        assert!(sized(&[]).is_empty());
     }
 }

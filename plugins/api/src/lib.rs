@@ -395,11 +395,12 @@ pub trait Parser: Send + Sync + fmt::Debug {
         false
     }
 
-    /// Whether an object's bytes bound the rows it gives: plain text, each row at least a
-    /// line or a record of its own, nothing compressed. A run sizes a unique rule's filter
-    /// from such sources' bytes; a compressed format (Parquet, a workbook) or a program's
-    /// output, whose few bytes may give millions of rows, keeps the default, and the filter
-    /// its largest size.
+    /// Whether an object's bytes bound the rows it gives: plain text, one row for each line
+    /// or record, nothing compressed. A run sizes a unique rule's filter from such sources'
+    /// bytes. A compressed format (Parquet, a workbook), a program's output, and a format
+    /// whose record may give many rows (a FHIR view's `forEach`es multiply, a CDA document
+    /// gives its entries) keep the default, and the filter its largest size: a few of
+    /// their bytes may give millions of rows.
     fn rows_within_bytes(&self) -> bool {
         false
     }

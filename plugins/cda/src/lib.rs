@@ -651,10 +651,6 @@ impl Parser for CdaParser {
         true
     }
 
-    fn rows_within_bytes(&self) -> bool {
-        true
-    }
-
     fn options_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<CdaOptions>()
     }

@@ -132,10 +132,6 @@ impl Parser for FhirParser {
         true
     }
 
-    fn rows_within_bytes(&self) -> bool {
-        true
-    }
-
     fn options_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<FhirOptions>()
     }

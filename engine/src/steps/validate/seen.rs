@@ -135,9 +135,9 @@ impl SeenBefore {
 }
 
 /// `words` zero words, asked of the allocator as zeroed memory instead of written word by
-/// word: fresh pages from the system are zero already, so the filter's bytes (up to 64 MiB) are
-/// not first written in one pass before the first row (its pages are still faulted in as rows set
-/// bits in them: PROFILE.md, twenty-fifth round).
+/// word: fresh pages from the system are zero already, so the filter's bytes (up to
+/// 64 MiB) are not first written in one pass before the first row (its pages are still
+/// faulted in as rows set bits in them: PROFILE.md, twenty-fifth round).
 fn zeroed(words: usize) -> Box<[AtomicU64]> {
     // SAFETY: all-zero bytes are a valid `AtomicU64` (it has the representation of `u64`).
     unsafe { Box::<[AtomicU64]>::new_zeroed_slice(words).assume_init() }
