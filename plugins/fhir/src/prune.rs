@@ -94,7 +94,7 @@ const ROOT_CALLS: &[&str] = &[
 
 /// The keys `view` reads, or `None` when it may read the resource whole.
 pub fn keys(view: &View) -> Option<Keys> {
-    let root_safe = view.filters.iter().all(safe) && select_safe(&view.select);
+    let root_safe = view.filters.iter().all(|f| safe(f)) && select_safe(&view.select);
     if !root_safe {
         return None;
     }
@@ -113,7 +113,7 @@ fn select_safe(s: &Select) -> bool {
         return safe(p);
     }
     if !s.repeat.is_empty() {
-        return s.repeat.iter().all(safe);
+        return s.repeat.iter().all(|p| safe(p));
     }
     s.columns.iter().all(|c| safe(&c.path))
         && s.selects.iter().all(select_safe)

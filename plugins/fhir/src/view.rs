@@ -13,7 +13,7 @@ use std::ops::Range;
 use serde_json::Value;
 use smallvec::{SmallVec, smallvec};
 
-use crate::fhirpath::{self, Context, Expr, Item, Items};
+use crate::fhirpath::{self, Context, Item, Items, Path};
 use crate::json::{Held, Json};
 use crate::prune;
 
@@ -21,7 +21,7 @@ use crate::prune;
 #[derive(Debug, Clone)]
 pub struct Column {
     pub name: String,
-    pub path: Expr,
+    pub path: Path,
     /// The path as written, for messages.
     pub text: String,
     pub collection: bool,
@@ -34,8 +34,8 @@ pub struct Column {
 pub struct Select {
     pub columns: Vec<Column>,
     pub selects: Vec<Select>,
-    pub for_each: Option<(Expr, bool)>,
-    pub repeat: Vec<Expr>,
+    pub for_each: Option<(Path, bool)>,
+    pub repeat: Vec<Path>,
     pub union_all: Vec<Select>,
     /// The slots of this select's columns and of those nested in it (consecutive: a
     /// select's columns come before its nested selects', and `unionAll` branches share
@@ -59,7 +59,7 @@ impl Select {
 pub struct View {
     pub resource: String,
     pub constants: BTreeMap<String, Vec<Item<'static>>>,
-    pub filters: Vec<Expr>,
+    pub filters: Vec<Path>,
     pub select: Select,
     /// The columns, in order.
     pub columns: Vec<String>,
@@ -105,11 +105,13 @@ impl Cell<'_> {
 /// resource are borrowed from it.
 pub type Row<'a> = Vec<Cell<'a>>;
 
-fn path(v: &Value, what: &str) -> Result<Expr, String> {
+fn path(v: &Value, what: &str) -> Result<Path, String> {
     let s = v
         .as_str()
         .ok_or_else(|| format!("{what} must be a FHIRPath string"))?;
-    fhirpath::parse(s).map_err(|e| format!("{what} `{}`: {e}", shown(s)))
+    fhirpath::parse(s)
+        .map(Path::new)
+        .map_err(|e| format!("{what} `{}`: {e}", shown(s)))
 }
 
 /// A path as a message quotes it: its start when it is long (a path may be refused for
@@ -430,7 +432,7 @@ fn fill<'a>(x: &mut Row<'a>, y: &mut Row<'a>, span: &Range<usize>, y_done: bool)
 /// and stops with an error past `depth` levels: the data, or a path that reaches the item
 /// itself again, could otherwise take it down without end.
 fn repeat<'a>(
-    paths: &'a [Expr],
+    paths: &'a [Path],
     item: &Item<'a>,
     ctx: &Context<'a>,
     depth: usize,
@@ -457,10 +459,10 @@ fn repeat<'a>(
 
 /// What the `repeat` paths reach from one item, in the paths' order, reversed: the walk
 /// pops the next item to visit from the end.
-fn reached<'a>(paths: &'a [Expr], item: &Item<'a>, ctx: &Context<'a>) -> Result<Items<'a>, String> {
+fn reached<'a>(paths: &'a [Path], item: &Item<'a>, ctx: &Context<'a>) -> Result<Items<'a>, String> {
     let mut items = Items::new();
     for p in paths {
-        items.extend(fhirpath::eval(p, std::slice::from_ref(item), ctx)?);
+        items.extend(p.eval(std::slice::from_ref(item), ctx)?);
     }
     items.reverse();
     Ok(items)
@@ -476,7 +478,7 @@ fn focuses<'a>(
     depth: usize,
 ) -> Result<SmallVec<[Option<Item<'a>>; 2]>, String> {
     Ok(if let Some((p, or_null)) = &s.for_each {
-        let items = fhirpath::eval(p, std::slice::from_ref(focus), ctx)?;
+        let items = p.eval(std::slice::from_ref(focus), ctx)?;
         if items.is_empty() && *or_null {
             smallvec![None]
         } else {
@@ -508,7 +510,7 @@ fn join_flat<'a>(
     debug_assert_eq!(n.span.len(), n.columns.len());
     let mut cells: SmallVec<[Cell<'a>; 4]> = SmallVec::with_capacity(n.columns.len());
     for c in &n.columns {
-        let items = fhirpath::eval(&c.path, std::slice::from_ref(focus), ctx)?;
+        let items = c.path.eval(std::slice::from_ref(focus), ctx)?;
         cells.push(value_of(items, c)?);
     }
     // The row it stands for: these cells, and a null in every other column.
@@ -572,13 +574,13 @@ fn run_select<'a>(
         let Some(f) = f else {
             // forEachOrNull over nothing: one row, evaluated on an empty focus.
             for c in &s.columns {
-                row[c.slot] = value_of(fhirpath::eval(&c.path, &[], &ctx)?, c)?;
+                row[c.slot] = value_of(c.path.eval(&[], &ctx)?, c)?;
             }
             hold(&mut rows, vec![row])?;
             continue;
         };
         for c in &s.columns {
-            row[c.slot] = value_of(fhirpath::eval(&c.path, std::slice::from_ref(&f), &ctx)?, c)?;
+            row[c.slot] = value_of(c.path.eval(std::slice::from_ref(&f), &ctx)?, c)?;
         }
         let mut part = vec![row];
         for n in &s.selects {
@@ -640,7 +642,7 @@ impl View {
             row_index: None,
         };
         for f in &self.filters {
-            let r = fhirpath::eval(f, std::slice::from_ref(item), &ctx)?;
+            let r = f.eval(std::slice::from_ref(item), &ctx)?;
             match r.as_slice() {
                 [] => return Ok(vec![]),
                 [i] if *i.value == Json::Bool(false) => return Ok(vec![]),

@@ -85,9 +85,41 @@ pub struct Context<'a> {
     pub row_index: Option<usize>,
 }
 
+mod chain;
 mod parse;
 
 pub use parse::parse;
+
+/// A parsed path, and its [`chain::Chain`] where it is one: evaluated by walking the chain,
+/// else by the interpreter ([`eval`]). What it is as an expression is its `Deref`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Path {
+    expr: Expr,
+    chain: Option<chain::Chain>,
+}
+
+impl Path {
+    pub fn new(expr: Expr) -> Self {
+        let chain = chain::Chain::compile(&expr);
+        Self { expr, chain }
+    }
+
+    /// The path on a collection.
+    pub fn eval<'a>(&'a self, input: &[Item<'a>], ctx: &Context<'a>) -> Result<Items<'a>, String> {
+        match &self.chain {
+            Some(chain) => chain.eval(input, ctx),
+            None => eval(&self.expr, input, ctx),
+        }
+    }
+}
+
+impl std::ops::Deref for Path {
+    type Target = Expr;
+
+    fn deref(&self) -> &Expr {
+        &self.expr
+    }
+}
 
 fn truthy(c: &[Item]) -> Option<bool> {
     match c {
