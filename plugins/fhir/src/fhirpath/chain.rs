@@ -15,11 +15,9 @@
 //! has at most one `where`, the only step whose condition can fail; whatever else the
 //! interpreter is left to.
 
-use std::borrow::Cow;
-
 use super::{
-    Context, Expr, Item, Items, eval, extensions, member_of, of_type, reference_key, truthy,
-    with_json,
+    Context, Expr, Item, Items, eval, extensions, is_resource_of, may_name_type, member_of,
+    of_type, reference_key_of, resource_key, truthy, with_json,
 };
 use crate::json::Json;
 
@@ -82,11 +80,9 @@ fn steps_of(e: &Expr, steps: &mut Vec<Step>) -> Option<()> {
         Expr::This => {}
         Expr::Member(on, name) => {
             steps_of(on, steps)?;
-            let typed =
-                matches!(**on, Expr::This) && name.starts_with(|c: char| c.is_ascii_uppercase());
             steps.push(Step::Member {
                 name: name.clone(),
-                typed,
+                typed: may_name_type(on, name),
             });
         }
         Expr::Call(on, name, args) => {
@@ -139,9 +135,7 @@ impl<'a> Walk<'_, 'a> {
         let next = at + 1;
         match step {
             Step::Member { name, typed } => {
-                let is_type = *typed
-                    && item.value.get("resourceType").and_then(Json::as_str) == Some(name.as_str());
-                if is_type {
+                if *typed && is_resource_of(&item, name) {
                     return self.step(next, item);
                 }
                 self.each(next, &item, |j, out| member_of(j, name, out))
@@ -166,14 +160,9 @@ impl<'a> Walk<'_, 'a> {
             Step::Extension(url) => {
                 self.each(next, &item, |j, out| extensions(j, url.as_deref(), out))
             }
-            Step::ResourceKey => {
-                self.each(next, &item, |j, out| out.extend(j.get("id").map(Item::of)))
-            }
+            Step::ResourceKey => self.each(next, &item, resource_key),
             Step::ReferenceKey(want) => self.each(next, &item, |j, out| {
-                let key = j.get("reference").and_then(Json::as_str);
-                if let Some(id) = key.and_then(|r| reference_key(r, want.as_deref())) {
-                    out.push(Item::owned(Json::String(Cow::Borrowed(id))));
-                }
+                reference_key_of(j, want.as_deref(), out)
             }),
         }
     }
@@ -235,9 +224,15 @@ mod tests {
                 "deceasedBoolean": false}),
             json!({"resourceType": "Condition", "subject": {"reference": 7},
                 "code": {"coding": []}, "identifier": {"system": 1}}),
+            // A type named that is not the resource's: nothing, though the path goes on.
+            json!({"resourceType": "Encounter", "code": {"coding": [{"code": "c"}]},
+                "identifier": [{"value": "v"}], "Observation": {"code": {"coding": [{"code": "k"}]}}}),
             json!("text"),
         ]
     }
+
+    /// A path giving items of a choice type (`value`) and computed ones.
+    const PARTS: &str = "value | subject.getReferenceKey() | code.coding";
 
     /// Every chain gives what the interpreter gives on the same resource: its values, their
     /// order, their choice types and its errors (a `where` whose comparison meets a list).
@@ -251,6 +246,8 @@ mod tests {
             "code.coding.where(system = 'http://loinc.org').code.first()",
             "code.coding.where(code = 'a').system",
             "code.coding.first().code",
+            // The condition fails on a later item, after one has gone past `first()`.
+            "code.coding.where(code = '4548-4').code.first()",
             "code.coding.code.first()",
             "code.first().coding.first().system.first()",
             "value.ofType(Quantity).value",
@@ -273,19 +270,29 @@ mod tests {
             "subject.getReferenceKey().getResourceKey()",
             "where(id = 'p1').identifier.value",
             "where(%rowIndex = 0).id",
+            "ofType(Quantity).unit",
+            "ofType(string)",
         ];
         let variables = BTreeMap::new();
         let ctx = Context {
             variables: &variables,
             row_index: None,
         };
+        let parts_path = parse(PARTS).unwrap();
         for resource in resources() {
             let json = Json::from_value(&resource);
             let input = [Item::of(&json)];
+            // Items of a choice type and computed (owned) ones as the input.
+            let parts = eval(&parts_path, &input, &ctx).unwrap();
             for text in paths {
                 let e = parse(text).unwrap();
                 let chain = Chain::compile(&e).unwrap_or_else(|| panic!("{text} is a chain"));
-                for on in [&input[..], &[], &[input[0].clone(), input[0].clone()]] {
+                for on in [
+                    &input[..],
+                    &[],
+                    &[input[0].clone(), input[0].clone()],
+                    &parts,
+                ] {
                     assert_eq!(
                         outcome(chain.eval(on, &ctx)),
                         outcome(eval(&e, on, &ctx)),

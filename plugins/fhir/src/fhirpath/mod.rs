@@ -266,16 +266,27 @@ fn member<'a>(
     ctx: &Context<'a>,
 ) -> Result<Items<'a>, String> {
     let base = eval_base(on, input, ctx)?;
-    let type_name = matches!(on, Expr::This) && name.starts_with(|c: char| c.is_ascii_uppercase());
+    let type_name = may_name_type(on, name);
     let mut out = Items::new();
     for item in base.iter() {
-        if type_name && item.value.get("resourceType").and_then(Json::as_str) == Some(name) {
+        if type_name && is_resource_of(item, name) {
             out.push(item.clone());
             continue;
         }
         with_json(item, &mut out, |j, out| member_of(j, name, out));
     }
     Ok(out)
+}
+
+/// Whether `.name` on `on` may name the resource's type: it starts a path, with a capital
+/// (a type's name starts with one, an element's never does).
+fn may_name_type(on: &Expr, name: &str) -> bool {
+    matches!(on, Expr::This) && name.starts_with(|c: char| c.is_ascii_uppercase())
+}
+
+/// Whether an item is a resource of type `name`.
+fn is_resource_of(item: &Item, name: &str) -> bool {
+    item.value.get("resourceType").and_then(Json::as_str) == Some(name)
 }
 
 /// The elements `name` of one object (see [`member`]).
@@ -503,9 +514,7 @@ fn call<'a>(
         "getResourceKey" => {
             let mut out = Items::new();
             for item in base {
-                with_json(item, &mut out, |j, out| {
-                    out.extend(j.get("id").map(Item::of))
-                });
+                with_json(item, &mut out, resource_key);
             }
             out
         }
@@ -514,10 +523,7 @@ fn call<'a>(
             let mut out = Items::new();
             for item in base {
                 with_json(item, &mut out, |j, out| {
-                    let key = j.get("reference").and_then(Json::as_str);
-                    if let Some(id) = key.and_then(|r| reference_key(r, want.as_deref())) {
-                        out.push(Item::owned(Json::String(Cow::Borrowed(id))));
-                    }
+                    reference_key_of(j, want.as_deref(), out)
                 });
             }
             out
@@ -561,6 +567,20 @@ fn of_type(item: &Item, t: &str) -> bool {
             }
             _ => false,
         },
+    }
+}
+
+/// A resource's key (`getResourceKey()`): its `id`.
+fn resource_key<'b>(j: &'b Json<'b>, out: &mut Items<'b>) {
+    out.extend(j.get("id").map(Item::of));
+}
+
+/// A reference's key (`getReferenceKey(type)`): the id it points to, if to a resource of
+/// type `want` (any without one).
+fn reference_key_of<'b>(j: &'b Json<'b>, want: Option<&str>, out: &mut Items<'b>) {
+    let key = j.get("reference").and_then(Json::as_str);
+    if let Some(id) = key.and_then(|r| reference_key(r, want)) {
+        out.push(Item::owned(Json::String(Cow::Borrowed(id))));
     }
 }
 
