@@ -167,13 +167,18 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
-    /// Hands what `f` finds in `item`'s value to step `at`, one by one.
+    /// Hands what `f` finds in `item`'s value to step `at`, one by one (past the last
+    /// step, straight into the result: most paths end in a name).
     fn each(
         &mut self,
         at: usize,
         item: &Item<'a>,
         f: impl for<'b> FnOnce(&'b Json<'b>, &mut Items<'b>),
     ) -> Result<(), String> {
+        if at == self.chain.steps.len() {
+            with_json(item, &mut self.out, f);
+            return Ok(());
+        }
         let mut found = Items::new();
         with_json(item, &mut found, f);
         for i in found {
