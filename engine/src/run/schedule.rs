@@ -18,8 +18,7 @@ use super::report::{RunCode, RunFailure, fail};
 use super::source::read_source;
 use super::step::run_step;
 use super::streams::{
-    ChannelPartition, Output, SpillPartition, narrowed, narrowed_plan, partitioned_table,
-    stream_table,
+    ChannelPartition, Output, SpillPartition, SpillTable, narrowed, narrowed_plan, stream_table,
 };
 use super::{Counters, Shared};
 use crate::line::spec::StepKind;
@@ -208,6 +207,7 @@ fn spill(
     for c in consumers {
         let partitions = (0..parts).map(|part| SpillPartition {
             schema: schema.clone(),
+            projection: None,
             path: path.clone(),
             ready: rx.clone(),
             part,
@@ -217,7 +217,7 @@ fn spill(
         });
         providers.entry(c.clone()).or_default().insert(
             s.to_string(),
-            (partitioned_table(partitions)?, info.clone()),
+            (Arc::new(SpillTable::new(partitions)?) as _, info.clone()),
         );
     }
     Ok(Output::Spill(path, tx, read))

@@ -171,6 +171,43 @@ impl Writer {
 }
 
 impl Written {
+    /// Whether a file's columns as read (`got`) are those of `schema`, the consumer's (with
+    /// `_object` as numbers where it is read): the file is the run's own, but its folder is
+    /// open to programs running as the same user, and a column of another type than the
+    /// plan's would reach its operators.
+    fn check(&self, schema: &Schema, got: &Schema) -> Result<(), ArrowError> {
+        let numbers = Field::new(OBJECT_COLUMN, DataType::UInt32, true);
+        let same = schema.fields().len() == got.fields().len()
+            && (schema.fields().iter().zip(got.fields()).enumerate()).all(|(i, (want, got))| {
+                let want = match &self.objects {
+                    Some((at, _)) if *at == i => &numbers,
+                    _ => want.as_ref(),
+                };
+                want.name() == got.name()
+                    && want.data_type() == got.data_type()
+                    && want.is_nullable() == got.is_nullable()
+            });
+        if !same {
+            return Err(ArrowError::SchemaError(
+                "the spill file's columns are not those it was written with".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a reader of only the file's columns `projection` (in that order) needs: the
+    /// names again only if it reads `_object`, at its place among them.
+    fn projected(&self, projection: Option<&[usize]>) -> Written {
+        let Some(projection) = projection else {
+            return self.clone();
+        };
+        let objects = (self.objects.as_ref()).and_then(|(at, names)| {
+            let place = projection.iter().position(|i| i == at)?;
+            Some((place, names.clone()))
+        });
+        Written { objects }
+    }
+
     /// A batch of the file as its consumers see it (`schema`): the object names again.
     fn restored(&self, schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
         let Some((at, names)) = &self.objects else {
@@ -186,15 +223,17 @@ impl Written {
 }
 
 /// Partition `part` of `parts` of the file at `path`: every `parts`-th batch from `part`,
-/// once `ready` says the file is complete (an error if its writer failed).
+/// once `ready` says the file is complete (an error if its writer failed). Only the file's
+/// columns `projection` are decoded, in that order (all when `None`): `schema` is theirs.
 pub fn read_when_ready(
     schema: SchemaRef,
     path: PathBuf,
     mut ready: watch::Receiver<Ready>,
-    part: usize,
-    parts: usize,
+    (part, parts): (usize, usize),
+    projection: Option<Vec<usize>>,
 ) -> SendableRecordBatchStream {
     let restore_as = schema.clone();
+    let expected = schema.clone();
     let stream = futures::stream::once(async move {
         let written = match ready.wait_for(|v| v.is_some()).await {
             Ok(v) => match &*v {
@@ -208,7 +247,14 @@ pub fn read_when_ready(
         let file = std::fs::File::open(&path)?;
         // Validated as it is read (2.6 % of hoitoonpaasy's CPU): the folder is the run's
         // own, but an external parser program runs as the same user while it exists.
-        let reader = arrow::ipc::reader::FileReader::try_new(file, None)?;
+        let written = written.projected(projection.as_deref());
+        let reader = arrow::ipc::reader::FileReader::try_new(file, projection.clone())?;
+        // The reader's schema is the file's whole; the columns read are those projected.
+        let read = match &projection {
+            Some(p) => Arc::new(reader.schema().project(p)?),
+            None => reader.schema(),
+        };
+        written.check(&expected, &read)?;
         Ok((reader, written))
     })
     .flat_map(
@@ -220,9 +266,18 @@ pub fn read_when_ready(
                     let batches = (part..r.num_batches()).step_by(parts.max(1));
                     let schema = restore_as.clone();
                     futures::stream::iter(batches.map(move |i| {
-                        r.set_index(i)?;
-                        let batch = r.next().unwrap_or_else(|| {
-                            Err(ArrowError::IpcError(format!("spill file has no batch {i}")))
+                        // Arrow's reader stops with a panic, not an error, on a batch cut
+                        // short in a column it skips.
+                        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            r.set_index(i)?;
+                            r.next().unwrap_or_else(|| {
+                                Err(ArrowError::IpcError(format!("spill file has no batch {i}")))
+                            })
+                        }));
+                        let batch = read.unwrap_or_else(|_| {
+                            Err(ArrowError::IpcError(format!(
+                                "spill file's batch {i} is broken"
+                            )))
                         })?;
                         written.restored(&schema, batch)
                     }))
@@ -301,7 +356,8 @@ mod tests {
         let (_tx, ready) = watch::channel(Some(Ok(written)));
         let mut read = Vec::new();
         for part in 0..2 {
-            let mut s = read_when_ready(schema.clone(), path.clone(), ready.clone(), part, 2);
+            let mut s =
+                read_when_ready(schema.clone(), path.clone(), ready.clone(), (part, 2), None);
             while let Some(b) = s.next().await {
                 let b = b.unwrap();
                 assert_eq!(b.schema(), schema);
@@ -316,6 +372,84 @@ mod tests {
                 .value(0)
         });
         assert_eq!(read, batches);
+
+        // A reader of some columns gets them in its order, `_object`'s names where it
+        // reads it (first here), and none made where it does not.
+        for projection in [vec![1, 0], vec![0], vec![1]] {
+            let projected = Arc::new(schema.project(&projection).unwrap());
+            let mut s = read_when_ready(
+                projected.clone(),
+                path.clone(),
+                ready.clone(),
+                (0, 1),
+                Some(projection.clone()),
+            );
+            let mut back = Vec::new();
+            while let Some(b) = s.next().await {
+                let b = b.unwrap();
+                assert_eq!(b.schema(), projected);
+                back.push(b);
+            }
+            let expected: Vec<RecordBatch> = (batches.iter())
+                .map(|b| b.project(&projection).unwrap())
+                .collect();
+            assert_eq!(back, expected, "{projection:?}");
+        }
+    }
+
+    /// A spill file whose columns are not those it was written with (another program in
+    /// its folder rewrote it) is refused when it is opened, whichever columns a reader
+    /// reads, before a column of another type reaches a plan's operators.
+    #[tokio::test]
+    async fn a_spill_file_of_other_columns_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = numbered_rows(false, false);
+        let path = dir.path().join("vaihe.arrow");
+        let mut w = Writer::create(&path, &schema).unwrap();
+        w.write(&batch(&schema, &["a.csv"; 3], 0)).unwrap();
+        let written = w.finish().unwrap();
+        // The same file name, rewritten with `n` as signed numbers.
+        let other = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new(OBJECT_COLUMN, DataType::UInt32, true),
+        ]));
+        let mut plain =
+            arrow::ipc::writer::FileWriter::try_new(std::fs::File::create(&path).unwrap(), &other)
+                .unwrap();
+        let rows = RecordBatch::try_new(
+            other.clone(),
+            vec![
+                Arc::new(arrow::array::Int64Array::from(vec![-1, 2])),
+                Arc::new(UInt32Array::from(vec![0, 0])),
+            ],
+        )
+        .unwrap();
+        plain.write(&rows).unwrap();
+        plain.finish().unwrap();
+        let (_tx, ready) = watch::channel(Some(Ok(written)));
+        for projection in [None, Some(vec![0]), Some(vec![1])] {
+            let read_as = match &projection {
+                Some(p) => Arc::new(schema.project(p).unwrap()),
+                None => schema.clone(),
+            };
+            let mut s = read_when_ready(
+                read_as,
+                path.clone(),
+                ready.clone(),
+                (0, 1),
+                projection.clone(),
+            );
+            let result = s.next().await.unwrap();
+            match (&projection, result) {
+                // `_object` alone is as written.
+                (Some(p), Ok(b)) if p == &vec![1] => assert_eq!(b.num_rows(), 2),
+                (_, Err(e)) => assert!(
+                    e.to_string().contains("not those it was written with"),
+                    "{e}"
+                ),
+                (p, Ok(_)) => panic!("{p:?} read a file of other columns"),
+            }
+        }
     }
 
     /// Rows without an object keep none; a batch whose schema differs from the file's in
@@ -338,7 +472,7 @@ mod tests {
         let mut w = Writer::create(&path, &schema).unwrap();
         w.write(&rows).unwrap();
         let (_tx, ready) = watch::channel(Some(Ok(w.finish().unwrap())));
-        let mut s = read_when_ready(schema.clone(), path.clone(), ready, 0, 1);
+        let mut s = read_when_ready(schema.clone(), path.clone(), ready, (0, 1), None);
         let back = s.next().await.unwrap().unwrap();
         assert_eq!(back.column(1).as_ref(), rows.column(1).as_ref());
         assert_eq!(back.schema(), schema);
@@ -364,7 +498,7 @@ mod tests {
     async fn the_readers_of_a_failed_spill_fail() {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::UInt64, false)]));
         let (_tx, ready) = watch::channel(Some(Err(RunIoError::ProducerFailed)));
-        let mut s = read_when_ready(schema, PathBuf::from("/nonexistent"), ready, 0, 1);
+        let mut s = read_when_ready(schema, PathBuf::from("/nonexistent"), ready, (0, 1), None);
         let e = s.next().await.unwrap().unwrap_err().to_string();
         assert!(e.contains("the producing step failed"), "{e}");
     }

@@ -5,8 +5,9 @@
 //! output read by several consumers, or scanned more than once by one, is computed once
 //! into a local Arrow IPC spill file (`spill.rs`) that each consumer reads, once the file
 //! is complete, in as many partitions as the session runs ([`SpillPartition`]). Both are
-//! `PartitionStream`s behind a `StreamingTable`, so a step's plan reads them as tables, and
-//! both count the rows a step receives on its main inputs. [`Output`] is where a step's
+//! `PartitionStream`s, behind a `StreamingTable` or (a spill, whose scans read only the
+//! columns they project) a [`SpillTable`], so a step's plan reads them as tables, and both
+//! count the rows a step receives on its main inputs. [`Output`] is where a step's
 //! batches go: the schedule (`schedule.rs`) decides it, the step (`step.rs`) writes to it.
 
 use std::path::PathBuf;
@@ -71,9 +72,12 @@ impl PartitionStream for ChannelPartition {
 /// by a repartition that pulls the whole file at once, and where a join waits for its
 /// build side first, holds or spills all of it (at 50 M rows 5.8 GB spilled, PROFILE.md
 /// tenth round).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct SpillPartition {
+    /// The columns it gives: the file's, or those of `projection`.
     pub(super) schema: SchemaRef,
+    /// The file's columns it reads, in order; all when `None` (see [`SpillTable`]).
+    pub(super) projection: Option<Vec<usize>>,
     pub(super) path: PathBuf,
     pub(super) ready: watch::Receiver<crate::run::spill::Ready>,
     /// Which partition of how many.
@@ -99,8 +103,8 @@ impl PartitionStream for SpillPartition {
             self.schema.clone(),
             self.path.clone(),
             self.ready.clone(),
-            self.part,
-            self.parts,
+            (self.part, self.parts),
+            self.projection.clone(),
         )
         .inspect(move |b| {
             if let Ok(b) = b {
@@ -117,6 +121,81 @@ impl PartitionStream for SpillPartition {
             std::task::Poll::Ready(None)
         }));
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+impl SpillPartition {
+    /// The same partition giving only its columns `projection` (all when `None`).
+    fn projected(&self, projection: Option<&Vec<usize>>) -> Result<Self, DataFusionError> {
+        let Some(p) = projection else {
+            return Ok(self.clone());
+        };
+        let schema = Arc::new(self.schema.project(p)?);
+        let of_file = match &self.projection {
+            Some(base) => p.iter().map(|&i| base[i]).collect(),
+            None => p.clone(),
+        };
+        Ok(Self {
+            schema,
+            projection: Some(of_file),
+            ..self.clone()
+        })
+    }
+}
+
+/// A spill file as a table, read in partitions ([`SpillPartition`]): each scan decodes only
+/// the columns it projects. A rule's first passes read a key or three of every row (the
+/// unique rule scans its input three times), and every column they do not read was
+/// decoded, checked and, for `_object`, spelled out again for every row.
+#[derive(Debug)]
+pub(super) struct SpillTable {
+    schema: SchemaRef,
+    parts: Vec<SpillPartition>,
+}
+
+impl SpillTable {
+    /// A table of the given partitions (at least one; all of one schema).
+    pub(super) fn new(parts: impl IntoIterator<Item = SpillPartition>) -> Result<Self, RunFailure> {
+        let parts: Vec<SpillPartition> = parts.into_iter().collect();
+        let schema = (parts.first().map(|p| p.schema.clone()))
+            .ok_or_else(|| fail(RunCode::Engine, "a table of no partitions"))?;
+        Ok(Self { schema, parts })
+    }
+}
+
+#[async_trait::async_trait]
+impl datafusion::datasource::TableProvider for SpillTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>, DataFusionError> {
+        let parts = (self.parts.iter())
+            .map(|p| Ok(Arc::new(p.projected(projection)?) as Arc<dyn PartitionStream>))
+            .collect::<Result<Vec<_>, DataFusionError>>()?;
+        let schema = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        let exec = datafusion::physical_plan::streaming::StreamingTableExec::try_new(
+            schema,
+            parts,
+            None,
+            vec![],
+            false,
+            limit,
+        )?;
+        Ok(Arc::new(exec))
     }
 }
 
@@ -238,6 +317,7 @@ mod tests {
         let parts: Vec<SpillPartition> = (0..2)
             .map(|part| SpillPartition {
                 schema: schema.clone(),
+                projection: None,
                 path: path.clone(),
                 ready: ready.clone(),
                 part,
@@ -275,5 +355,88 @@ mod tests {
             assert_eq!(all, (0..50).collect::<Vec<u64>>());
         }
         assert_eq!(counters.rows_in.load(Ordering::Relaxed), 50);
+    }
+
+    /// A spill file as a table: a query reading some of its columns gets them, in the
+    /// query's order, from every partition; the scan reads those columns of the file only.
+    #[tokio::test]
+    async fn a_spill_table_scan_reads_the_columns_it_projects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vaihe.arrow");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::UInt64, false),
+            Field::new("m", DataType::UInt64, false),
+            Field::new("k", DataType::UInt64, false),
+        ]));
+        let mut writer =
+            arrow::ipc::writer::FileWriter::try_new(std::fs::File::create(&path).unwrap(), &schema)
+                .unwrap();
+        for b in 0..3u64 {
+            let column = |f: u64| {
+                Arc::new(UInt64Array::from_iter_values(
+                    (b * 4..(b + 1) * 4).map(|v| v * f),
+                )) as arrow::array::ArrayRef
+            };
+            let batch =
+                RecordBatch::try_new(schema.clone(), vec![column(1), column(10), column(100)]);
+            writer.write(&batch.unwrap()).unwrap();
+        }
+        writer.finish().unwrap();
+        let (_tx, ready) = watch::channel(Some(Ok(crate::run::spill::Written::default())));
+        let parts = (0..2).map(|part| SpillPartition {
+            schema: schema.clone(),
+            projection: None,
+            path: path.clone(),
+            ready: ready.clone(),
+            part,
+            parts: 2,
+            counter: None,
+            counted: Default::default(),
+        });
+        let ctx = SessionContext::new();
+        ctx.register_table("t", Arc::new(SpillTable::new(parts).unwrap()))
+            .unwrap();
+        let df = ctx.sql("SELECT k, m FROM t ORDER BY m").await.unwrap();
+        let batches = df.collect().await.unwrap();
+        let (mut ks, mut ms) = (Vec::new(), Vec::new());
+        for b in &batches {
+            assert_eq!(b.schema().field(0).name(), "k");
+            ks.extend(
+                b.column(0)
+                    .as_primitive::<UInt64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+            ms.extend(
+                b.column(1)
+                    .as_primitive::<UInt64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+        assert_eq!(ms, (0..12u64).map(|v| v * 10).collect::<Vec<_>>());
+        assert_eq!(ks, (0..12u64).map(|v| v * 100).collect::<Vec<_>>());
+        // Each partition's scan is of the projected columns alone.
+        let scan = SpillTable::new([SpillPartition {
+            schema: schema.clone(),
+            projection: None,
+            path: path.clone(),
+            ready: ready.clone(),
+            part: 0,
+            parts: 1,
+            counter: None,
+            counted: Default::default(),
+        }])
+        .unwrap();
+        let part = scan.parts[0].projected(Some(&vec![2, 0])).unwrap();
+        assert_eq!(part.projection, Some(vec![2, 0]));
+        let twice = part.projected(Some(&vec![1])).unwrap();
+        assert_eq!(twice.projection, Some(vec![0]));
+        assert_eq!(twice.schema.field(0).name(), "n");
+        let read: Vec<RecordBatch> = part.execute(ctx.task_ctx()).try_collect().await.unwrap();
+        assert_eq!(read[0].num_columns(), 2);
+        assert_eq!(read[0].schema().field(0).name(), "k");
     }
 }
