@@ -293,6 +293,26 @@ mod tests {
 
     use super::*;
 
+    /// Partition `part` of `parts` of the spill file at `path`, every column of it.
+    fn partition(
+        schema: &SchemaRef,
+        path: &std::path::Path,
+        ready: &watch::Receiver<crate::run::spill::Ready>,
+        (part, parts): (usize, usize),
+        counter: Option<Arc<Counters>>,
+    ) -> SpillPartition {
+        SpillPartition {
+            schema: schema.clone(),
+            projection: None,
+            path: path.to_path_buf(),
+            ready: ready.clone(),
+            part,
+            parts,
+            counter,
+            counted: Default::default(),
+        }
+    }
+
     /// A spill file read in two partitions: each reads every other batch, together every
     /// row once; the consumer's rows are counted once, by the first scan of a partition
     /// that reads it to its end (not by a scan dropped early, as a join with an empty build
@@ -315,16 +335,7 @@ mod tests {
         let (_tx, ready) = watch::channel(Some(Ok(crate::run::spill::Written::default())));
         let counters = Arc::new(Counters::default());
         let parts: Vec<SpillPartition> = (0..2)
-            .map(|part| SpillPartition {
-                schema: schema.clone(),
-                projection: None,
-                path: path.clone(),
-                ready: ready.clone(),
-                part,
-                parts: 2,
-                counter: Some(counters.clone()),
-                counted: Default::default(),
-            })
+            .map(|part| partition(&schema, &path, &ready, (part, 2), Some(counters.clone())))
             .collect();
         let ctx = SessionContext::new().task_ctx();
         let mut dropped = parts[1].execute(ctx.clone());
@@ -383,16 +394,7 @@ mod tests {
         }
         writer.finish().unwrap();
         let (_tx, ready) = watch::channel(Some(Ok(crate::run::spill::Written::default())));
-        let parts = (0..2).map(|part| SpillPartition {
-            schema: schema.clone(),
-            projection: None,
-            path: path.clone(),
-            ready: ready.clone(),
-            part,
-            parts: 2,
-            counter: None,
-            counted: Default::default(),
-        });
+        let parts = (0..2).map(|part| partition(&schema, &path, &ready, (part, 2), None));
         let ctx = SessionContext::new();
         ctx.register_table("t", Arc::new(SpillTable::new(parts).unwrap()))
             .unwrap();
@@ -419,17 +421,7 @@ mod tests {
         assert_eq!(ms, (0..12u64).map(|v| v * 10).collect::<Vec<_>>());
         assert_eq!(ks, (0..12u64).map(|v| v * 100).collect::<Vec<_>>());
         // Each partition's scan is of the projected columns alone.
-        let scan = SpillTable::new([SpillPartition {
-            schema: schema.clone(),
-            projection: None,
-            path: path.clone(),
-            ready: ready.clone(),
-            part: 0,
-            parts: 1,
-            counter: None,
-            counted: Default::default(),
-        }])
-        .unwrap();
+        let scan = SpillTable::new([partition(&schema, &path, &ready, (0, 1), None)]).unwrap();
         let part = scan.parts[0].projected(Some(&vec![2, 0])).unwrap();
         assert_eq!(part.projection, Some(vec![2, 0]));
         let twice = part.projected(Some(&vec![1])).unwrap();
