@@ -85,8 +85,8 @@ fn with_functions(ctx: SessionContext, key: Option<&[u8]>) -> SessionContext {
 pub const SPILL_MERGE_FAN_IN: usize = 16;
 
 /// The most a unique rule's filter may take: an eighth of the memory limit, from 1 to
-/// 64 MiB; 16 MiB without a limit. Measured with the `ensihoito` benchmark's distinct keys (PROFILE.md, eleventh
-/// round): 64 MiB flag 0.008 % of 10 M rows and 0.42 % of 50 M falsely; 32 MiB flag 2.6 % of
+/// 64 MiB; 16 MiB without a limit. Measured with the `ensihoito` benchmark's distinct keys
+/// (PROFILE.md, eleventh round): 64 MiB flag 0.008 % of 10 M rows and 0.42 % of 50 M falsely; 32 MiB flag 2.6 % of
 /// 50 M, whose exact grouping then spilled 1.1 GB and whose 1.3 M keys took 73 MB in the
 /// join (64 MiB: 8 MB).
 pub fn filter_bytes(memory_limit: Option<usize>) -> usize {

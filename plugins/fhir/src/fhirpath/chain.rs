@@ -5,9 +5,9 @@
 //! `extension(url)`, a resource's or a reference's key. The general interpreter returns a
 //! collection from every step, matches each function by its name and evaluates its
 //! arguments again for every resource; for a bulk export of millions of resources that
-//! was most of the view's time (examples/benchmark/PROFILE.md, twenty-sixth round). A
-//! chain's steps are resolved when the view is checked, and each item is handed down the
-//! steps as it is found, into one collection.
+//! was about half of the time the view's rows took (examples/benchmark/PROFILE.md,
+//! twenty-sixth round). A chain's steps are resolved when the view is checked, and each
+//! item is handed down the steps as it is found, into one collection.
 //!
 //! It gives what the interpreter gives, errors included: every item that reaches a step is
 //! visited, in the collection's order (a `first()` lets only the first one on, but the
@@ -231,7 +231,8 @@ mod tests {
                 "code": {"coding": []}, "identifier": {"system": 1}}),
             // A type named that is not the resource's: nothing, though the path goes on.
             json!({"resourceType": "Encounter", "code": {"coding": [{"code": "c"}]},
-                "identifier": [{"value": "v"}], "Observation": {"code": {"coding": [{"code": "k"}]}}}),
+                "identifier": [{"value": "v"}],
+                "Observation": {"code": {"coding": [{"code": "k"}]}}}),
             json!("text"),
         ]
     }
